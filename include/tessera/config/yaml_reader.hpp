@@ -1,0 +1,49 @@
+// Strict reading of YAML mappings for every tessera description file.
+//
+// Contract: each accessor names the file, the key path and line, and what was expected when a key
+// is missing or has the wrong type; finish() rejects any key that no accessor asked for, so a typo
+// in a config is an error rather than a silently ignored setting.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tessera::config {
+
+class YamlMap {
+ public:
+  static YamlMap parse_file(const std::filesystem::path& path);
+  static YamlMap parse_string(std::string_view text, const std::string& origin);
+
+  bool has(const std::string& key) const;
+  int64_t integer(const std::string& key) const;
+  std::optional<int64_t> optional_integer(const std::string& key) const;
+  double number(const std::string& key) const;
+  std::optional<double> optional_number(const std::string& key) const;
+  std::string string(const std::string& key) const;
+  std::optional<std::string> optional_string(const std::string& key) const;
+  bool boolean(const std::string& key) const;
+  std::optional<bool> optional_boolean(const std::string& key) const;
+  YamlMap map(const std::string& key) const;
+
+  // Throws if the mapping holds a key that was never read.
+  void finish() const;
+
+  // "file: key 'a.b' (line 3)": the prefix for error messages about one key.
+  std::string where(const std::string& key) const;
+  const std::string& origin() const;
+
+  struct Impl;
+
+ private:
+  explicit YamlMap(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace tessera::config

@@ -1,0 +1,106 @@
+// The tensor-graph IR: a topologically ordered list of nodes, each producing one tensor.
+//
+// A graph describes one forward step over a chunk of `seq` new tokens (the whole prompt in
+// prefill, one token in decode). Shapes use kSeq for that symbolic token count. Attention nodes
+// own a KV-cache slot (attribute `layer`) holding the keys and values of all earlier steps.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tessera/base/error.hpp"
+
+namespace tessera::ir {
+
+inline constexpr int64_t kSeq = -1;  // the symbolic token count of a step
+
+enum class DType { F32, I32 };
+const char* dtype_name(DType dtype);
+
+struct Shape {
+  std::vector<int64_t> dims;
+  bool operator==(const Shape&) const = default;
+  int64_t rank() const { return static_cast<int64_t>(dims.size()); }
+  // Element count with kSeq taken as `seq`.
+  int64_t elements(int64_t seq = 1) const;
+  std::string str() const;
+};
+
+enum class OpKind {
+  Input,      // graph input (attr: none; name says which: "tokens" or "positions")
+  Param,      // a named weight tensor (name = Hugging Face tensor name)
+  Embedding,  // (table[V,D], ids[S]) -> [S,D]
+  Add,        // (a, b) same shape -> same
+  Mul,        // (a, b) same shape -> same
+  LayerNorm,  // (x[S,D], gamma[D], beta[D]) attr eps -> [S,D]
+  RmsNorm,    // (x[S,D], gamma[D]) attr eps -> [S,D]
+  MatMul,     // (x[S,K], w[K,N], bias[N]?) -> [S,N]   weights stored [in,out] (GPT-2 Conv1D)
+  Linear,     // (x[S,K], w[N,K], bias[N]?) -> [S,N]   weights stored [out,in] (nn.Linear)
+  Gelu,       // tanh approximation (GPT-2 "gelu_new")
+  Silu,
+  SliceCols,  // (x[S,N]) attrs start, size -> [S,size]
+  Rope,       // (x[S,H*hd], positions[S]) attrs n_heads, head_dim, theta, scaling -> same
+  Attention,  // (q[S,H*hd], k[S,KV*hd], v[S,KV*hd]) attrs n_heads, n_kv_heads, head_dim, layer
+};
+
+using AttrValue = std::variant<int64_t, double>;
+using Attrs = std::map<std::string, AttrValue>;
+
+struct TensorType {
+  DType dtype = DType::F32;
+  Shape shape;
+};
+
+struct Node {
+  OpKind op = OpKind::Input;
+  std::string name;
+  std::vector<int> inputs;
+  Attrs attrs;
+  TensorType type;  // filled by shape inference
+
+  int64_t int_attr(const std::string& key) const;
+  double float_attr(const std::string& key) const;
+};
+
+// One row of the op table: the single place that says what an op is.
+struct OpInfo {
+  OpKind kind;
+  const char* name;
+  int min_inputs;
+  int max_inputs;
+  std::vector<const char*> required_attrs;
+};
+const OpInfo& op_info(OpKind kind);
+const std::vector<OpInfo>& op_table();
+
+class Graph {
+ public:
+  int add_input(const std::string& name, DType dtype, Shape shape);
+  int add_param(const std::string& name, Shape shape);
+  // Adds an op node and infers its type; throws Error if the inputs do not satisfy the op's rule.
+  int add(OpKind op, std::vector<int> inputs, Attrs attrs = {}, std::string name = {});
+  void mark_output(int node);
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const Node& node(int id) const { return nodes_.at(static_cast<size_t>(id)); }
+  const std::vector<int>& outputs() const { return outputs_; }
+  int find_input(const std::string& name) const;  // -1 if absent
+
+  // Re-checks the whole graph: topological order, op arity, attributes and every shape rule.
+  Status verify() const;
+  int64_t parameter_count() const;
+  // Human-readable listing, one node per line ("%12 = matmul(%10, %11) {..} : f32[seq,768]").
+  std::string dump() const;
+
+ private:
+  std::vector<Node> nodes_;
+  std::vector<int> outputs_;
+};
+
+// Infers the output type of `node` from its inputs (whose types must be set); Status on mismatch.
+Status infer_type(const Graph& graph, Node& node);
+
+}  // namespace tessera::ir

@@ -1,0 +1,52 @@
+// The shape description of a decoder-only transformer (configs/models/*.yaml).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace tessera::ir {
+
+enum class ModelFamily { Gpt2, Llama };
+
+// Llama 3.1 "llama3" RoPE frequency scaling (Meta's apply_scaling).
+struct RopeScaling {
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_context_length = 8192;
+};
+
+struct ModelConfig {
+  std::string name;
+  ModelFamily family = ModelFamily::Gpt2;
+  int64_t vocab_size = 0;
+  int64_t context_length = 0;
+  int64_t d_model = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;  // == n_heads for GPT-2 (multi-head attention)
+  int64_t d_ff = 0;
+  double norm_eps = 1e-5;
+  bool tie_embeddings = true;
+  double rope_theta = 10000.0;  // Llama only
+  std::optional<RopeScaling> rope_scaling;
+  std::string source;  // where the published shapes come from
+
+  // A model package (models/NAME/config.yaml) also names its files, relative to the config.
+  std::optional<std::filesystem::path> weights_path;
+  std::optional<std::filesystem::path> encoder_path;
+  std::optional<std::filesystem::path> merges_path;
+
+  int64_t head_dim() const { return d_model / n_heads; }
+};
+
+const char* family_name(ModelFamily family);
+
+// Parses and validates a model config; throws Error naming file and key on bad input.
+ModelConfig load_model_config(const std::filesystem::path& path);
+ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
+                               const std::filesystem::path& base_dir = {});
+
+}  // namespace tessera::ir

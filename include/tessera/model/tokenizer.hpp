@@ -1,0 +1,47 @@
+// GPT-2 style byte-level BPE: loads encoder.json + vocab.bpe (the files GPT-2 ships) and encodes
+// any byte string, valid UTF-8 or not; decode(encode(s)) == s for every s.
+//
+// Pre-tokenization follows GPT-2's pattern
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+// as a hand-written scanner. Letters, digits and spaces are exact for ASCII; for other code points
+// a compact classification is used (Latin-1 and general punctuation and the Unicode spaces are
+// classified exactly, every other code point above U+00FF counts as a letter), and each byte of
+// invalid UTF-8 counts as punctuation.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace tessera::model {
+
+class Tokenizer {
+ public:
+  static Tokenizer load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges);
+
+  std::vector<int32_t> encode(std::string_view text) const;
+  std::string decode(std::span<const int32_t> ids) const;
+  const std::string& token_bytes(int32_t id) const;
+  int32_t vocab_size() const { return static_cast<int32_t>(id_to_bytes_.size()); }
+  std::optional<int32_t> end_of_text() const { return end_of_text_; }
+
+ private:
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+
+  std::vector<std::string> id_to_bytes_;
+  std::unordered_map<std::string, int32_t> bytes_to_id_;
+  // (left id << 32 | right id) -> (rank, merged id)
+  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
+  std::optional<int32_t> end_of_text_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+};
+
+// Splits text into GPT-2 pre-tokens (exposed for tests).
+std::vector<std::string_view> pretokenize(std::string_view text);
+
+}  // namespace tessera::model

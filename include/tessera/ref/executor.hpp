@@ -1,0 +1,54 @@
+// The host reference executor: runs an IR graph in fp32 with a KV cache. It is the numerical
+// oracle every simulator is checked against, and is itself checked against PyTorch.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <vector>
+
+#include "tessera/ir/graph.hpp"
+#include "tessera/model/weights.hpp"
+
+namespace tessera::ref {
+
+class ReferenceExecutor {
+ public:
+  // `graph` and `weights` must outlive the executor. max_context bounds the KV cache.
+  ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context);
+
+  // Runs one step over `tokens` at positions [position(), position() + n) and appends their keys
+  // and values to the cache. Returns logits row-major: [n, vocab], or [1, vocab] for the last token
+  // only when last_only is set (what generation needs). Throws Error if the context would overflow
+  // or a token id is outside the vocabulary.
+  std::span<const float> forward(std::span<const int32_t> tokens, bool last_only = false);
+
+  int64_t position() const { return position_; }
+  int64_t max_context() const { return max_context_; }
+  int64_t vocab_size() const { return vocab_size_; }
+  void reset() { position_ = 0; }
+
+ private:
+  struct KvCache {
+    std::vector<float> keys, values;  // [max_context, n_kv_heads * head_dim]
+  };
+  struct RopeTable {
+    std::vector<float> cos, sin;  // [max_context, head_dim / 2]
+  };
+
+  void run_node(size_t id, int64_t rows, bool last_only);
+  void attention(const ir::Node& node, size_t id, int64_t rows);
+  void rope(const ir::Node& node, size_t id, int64_t rows);
+
+  const ir::Graph& graph_;
+  int64_t max_context_;
+  int64_t position_ = 0;
+  int64_t vocab_size_ = 0;
+  std::vector<const float*> params_;             // per node: weight data for Param nodes
+  std::vector<std::vector<float>> buffers_;      // per node: f32 activations
+  std::vector<std::vector<int32_t>> int_buffers_;  // per node: i32 inputs
+  std::map<int64_t, KvCache> caches_;            // by attention layer
+  std::map<size_t, RopeTable> rope_tables_;      // by rope node
+};
+
+}  // namespace tessera::ref

@@ -1,0 +1,53 @@
+// Autoregressive generation on the reference executor: prefill the prompt, then decode one token
+// at a time from the KV cache, choosing each token greedily or by seeded sampling.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "tessera/ref/executor.hpp"
+
+namespace tessera::ref {
+
+struct SamplingOptions {
+  double temperature = 0.0;  // 0: greedy (argmax, lowest id on ties)
+  int64_t top_k = 0;         // 0: sample from the whole vocabulary
+  uint64_t seed = 0;
+};
+
+// Picks tokens from logits; deterministic for a given seed (std::mt19937_64 is fully specified).
+class Sampler {
+ public:
+  explicit Sampler(const SamplingOptions& options);
+  int32_t pick(std::span<const float> logits);
+
+ private:
+  SamplingOptions options_;
+  std::mt19937_64 rng_;
+  std::vector<int32_t> order_;
+};
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 64;
+  SamplingOptions sampling;
+  std::optional<int32_t> stop_token;  // generation ends (without emitting it) on this token
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated tokens only
+  int64_t prompt_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;  // all decode steps after the first generated token
+};
+
+// Throws Error if prompt + max_new_tokens exceeds the executor's context. `on_token` (optional)
+// sees each token as it is generated.
+GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,
+                          const GenerationOptions& options,
+                          const std::function<void(int32_t)>& on_token = {});
+
+}  // namespace tessera::ref

@@ -1,0 +1,91 @@
+#include "tessera/ir/model_config.hpp"
+
+#include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+#include "tessera/config/yaml_reader.hpp"
+
+namespace tessera::ir {
+
+const char* family_name(ModelFamily family) { return family == ModelFamily::Gpt2 ? "gpt2" : "llama"; }
+
+namespace {
+
+int64_t positive(const config::YamlMap& map, const std::string& key) {
+  const int64_t value = map.integer(key);
+  if (value <= 0) fail("{}: must be a positive integer, got {}", map.where(key), value);
+  return value;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
+                               const std::filesystem::path& base_dir) {
+  const auto map = config::YamlMap::parse_string(yaml_text, origin);
+  ModelConfig c;
+  c.name = map.string("name");
+  const std::string family = map.string("family");
+  if (family == "gpt2") {
+    c.family = ModelFamily::Gpt2;
+  } else if (family == "llama") {
+    c.family = ModelFamily::Llama;
+  } else {
+    fail("{}: unknown family '{}'; expected gpt2 or llama", map.where("family"), family);
+  }
+  c.vocab_size = positive(map, "vocab_size");
+  c.context_length = positive(map, "context_length");
+  c.d_model = positive(map, "d_model");
+  c.n_layers = positive(map, "n_layers");
+  c.n_heads = positive(map, "n_heads");
+  c.n_kv_heads = map.has("n_kv_heads") ? positive(map, "n_kv_heads") : c.n_heads;
+  c.d_ff = positive(map, "d_ff");
+  c.norm_eps = map.number("norm_eps");
+  if (c.norm_eps <= 0) fail("{}: must be > 0, got {}", map.where("norm_eps"), c.norm_eps);
+  c.tie_embeddings = map.boolean("tie_embeddings");
+  c.source = map.optional_string("source").value_or("");
+  if (c.d_model % c.n_heads != 0)
+    fail("{}: d_model {} is not divisible by n_heads {}", map.where("n_heads"), c.d_model, c.n_heads);
+  if (c.n_heads % c.n_kv_heads != 0)
+    fail("{}: n_heads {} is not a multiple of n_kv_heads {}", map.where("n_kv_heads"), c.n_heads,
+         c.n_kv_heads);
+  if (c.family == ModelFamily::Gpt2) {
+    if (c.n_kv_heads != c.n_heads)
+      fail("{}: GPT-2 uses multi-head attention; n_kv_heads must equal n_heads ({})",
+           map.where("n_kv_heads"), c.n_heads);
+    if (!c.tie_embeddings)
+      fail("{}: GPT-2 ties its input and output embeddings; set tie_embeddings: true",
+           map.where("tie_embeddings"));
+  } else {
+    c.rope_theta = map.number("rope_theta");
+    if (c.rope_theta <= 1) fail("{}: must be > 1, got {}", map.where("rope_theta"), c.rope_theta);
+    if (c.head_dim() % 2 != 0)
+      fail("{}: RoPE needs an even head dimension, got {}", map.where("n_heads"), c.head_dim());
+    if (map.has("rope_scaling")) {
+      const auto s = map.map("rope_scaling");
+      RopeScaling r;
+      r.factor = s.number("factor");
+      r.low_freq_factor = s.number("low_freq_factor");
+      r.high_freq_factor = s.number("high_freq_factor");
+      r.original_context_length = positive(s, "original_context_length");
+      if (r.factor < 1 || r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor)
+        fail("{}: need factor >= 1 and 0 < low_freq_factor < high_freq_factor",
+             map.where("rope_scaling"));
+      s.finish();
+      c.rope_scaling = r;
+    }
+  }
+  if (map.has("weights")) c.weights_path = base_dir / map.string("weights");
+  if (map.has("tokenizer")) {
+    const auto t = map.map("tokenizer");
+    c.encoder_path = base_dir / t.string("encoder");
+    c.merges_path = base_dir / t.string("merges");
+    t.finish();
+  }
+  map.finish();
+  return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& path) {
+  return parse_model_config(read_text_file(path), path.string(), path.parent_path());
+}
+
+}  // namespace tessera::ir

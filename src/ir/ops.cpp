@@ -1,0 +1,133 @@
+#include <fmt/core.h>
+
+#include "tessera/ir/graph.hpp"
+
+namespace tessera::ir {
+
+const std::vector<OpInfo>& op_table() {
+  static const std::vector<OpInfo> table = {
+      {OpKind::Input, "input", 0, 0, {}},
+      {OpKind::Param, "param", 0, 0, {}},
+      {OpKind::Embedding, "embedding", 2, 2, {}},
+      {OpKind::Add, "add", 2, 2, {}},
+      {OpKind::Mul, "mul", 2, 2, {}},
+      {OpKind::LayerNorm, "layernorm", 3, 3, {"eps"}},
+      {OpKind::RmsNorm, "rmsnorm", 2, 2, {"eps"}},
+      {OpKind::MatMul, "matmul", 2, 3, {}},
+      {OpKind::Linear, "linear", 2, 3, {}},
+      {OpKind::Gelu, "gelu", 1, 1, {}},
+      {OpKind::Silu, "silu", 1, 1, {}},
+      {OpKind::SliceCols, "slice_cols", 1, 1, {"start", "size"}},
+      {OpKind::Rope, "rope", 2, 2, {"n_heads", "head_dim", "theta"}},
+      {OpKind::Attention, "attention", 3, 3, {"n_heads", "n_kv_heads", "head_dim", "layer"}},
+  };
+  return table;
+}
+
+const OpInfo& op_info(OpKind kind) {
+  const auto& table = op_table();
+  const auto index = static_cast<size_t>(kind);
+  TESSERA_ASSERT(index < table.size() && table[index].kind == kind);
+  return table[index];
+}
+
+namespace {
+
+std::string type_str(const TensorType& t) { return fmt::format("{}{}", dtype_name(t.dtype), t.shape.str()); }
+
+bool is_matrix(const TensorType& t) { return t.dtype == DType::F32 && t.shape.rank() == 2; }
+bool is_vector(const TensorType& t, int64_t n) {
+  return t.dtype == DType::F32 && t.shape == Shape{{n}};
+}
+bool is_seq_ids(const TensorType& t) { return t.dtype == DType::I32 && t.shape == Shape{{kSeq}}; }
+
+}  // namespace
+
+Status infer_type(const Graph& graph, Node& node) {
+  const OpInfo& info = op_info(node.op);
+  const int n_inputs = static_cast<int>(node.inputs.size());
+  if (n_inputs < info.min_inputs || n_inputs > info.max_inputs)
+    return Status::failure("{} '{}': takes {}..{} inputs, got {}", info.name, node.name,
+                           info.min_inputs, info.max_inputs, n_inputs);
+  for (const char* key : info.required_attrs)
+    if (!node.attrs.contains(key))
+      return Status::failure("{} '{}': missing attribute '{}'", info.name, node.name, key);
+  std::vector<TensorType> in;
+  for (int id : node.inputs) in.push_back(graph.node(id).type);
+  auto bad = [&](const char* rule) {
+    std::string types;
+    for (const auto& t : in) types += (types.empty() ? "" : ", ") + type_str(t);
+    return Status::failure("{} '{}': {} (inputs: {})", info.name, node.name, rule, types);
+  };
+  TensorType out{DType::F32, {}};
+  switch (node.op) {
+    case OpKind::Input:
+    case OpKind::Param:
+      return Status::ok();
+    case OpKind::Embedding:
+      if (!is_matrix(in[0]) || !is_seq_ids(in[1])) return bad("needs table f32[V,D] and ids i32[seq]");
+      out.shape = Shape{{kSeq, in[0].shape.dims[1]}};
+      break;
+    case OpKind::Add:
+    case OpKind::Mul:
+      if (in[0].dtype != DType::F32 || !(in[0].shape == in[1].shape)) return bad("needs two equal f32 shapes");
+      out = in[0];
+      break;
+    case OpKind::LayerNorm:
+    case OpKind::RmsNorm: {
+      if (!is_matrix(in[0])) return bad("needs x f32[seq,D]");
+      const int64_t d = in[0].shape.dims[1];
+      for (int i = 1; i < n_inputs; ++i)
+        if (!is_vector(in[static_cast<size_t>(i)], d)) return bad("scale/shift must be f32[D]");
+      if (node.float_attr("eps") <= 0) return bad("eps must be > 0");
+      out = in[0];
+      break;
+    }
+    case OpKind::MatMul:
+    case OpKind::Linear: {
+      if (!is_matrix(in[0]) || !is_matrix(in[1])) return bad("needs x f32[seq,K] and a weight matrix");
+      const auto& w = in[1].shape.dims;
+      const int64_t k = node.op == OpKind::MatMul ? w[0] : w[1];
+      const int64_t n = node.op == OpKind::MatMul ? w[1] : w[0];
+      if (in[0].shape.dims[1] != k) return bad("inner dimensions differ");
+      if (n_inputs == 3 && !is_vector(in[2], n)) return bad("bias must be f32[N]");
+      out.shape = Shape{{in[0].shape.dims[0], n}};
+      break;
+    }
+    case OpKind::Gelu:
+    case OpKind::Silu:
+      if (in[0].dtype != DType::F32) return bad("needs f32");
+      out = in[0];
+      break;
+    case OpKind::SliceCols: {
+      if (!is_matrix(in[0])) return bad("needs f32[seq,N]");
+      const int64_t start = node.int_attr("start"), size = node.int_attr("size");
+      if (start < 0 || size <= 0 || start + size > in[0].shape.dims[1]) return bad("slice out of range");
+      out.shape = Shape{{in[0].shape.dims[0], size}};
+      break;
+    }
+    case OpKind::Rope: {
+      const int64_t width = node.int_attr("n_heads") * node.int_attr("head_dim");
+      if (!is_matrix(in[0]) || in[0].shape.dims[1] != width || !is_seq_ids(in[1]))
+        return bad("needs x f32[seq,n_heads*head_dim] and positions i32[seq]");
+      if (node.int_attr("head_dim") % 2 != 0) return bad("head_dim must be even");
+      out = in[0];
+      break;
+    }
+    case OpKind::Attention: {
+      const int64_t hd = node.int_attr("head_dim"), h = node.int_attr("n_heads"),
+                    kv = node.int_attr("n_kv_heads");
+      if (kv <= 0 || h % kv != 0) return bad("n_heads must be a multiple of n_kv_heads");
+      if (!is_matrix(in[0]) || in[0].shape.dims[1] != h * hd) return bad("q must be f32[seq,n_heads*head_dim]");
+      for (int i = 1; i < 3; ++i)
+        if (!is_matrix(in[static_cast<size_t>(i)]) || in[static_cast<size_t>(i)].shape.dims[1] != kv * hd)
+          return bad("k and v must be f32[seq,n_kv_heads*head_dim]");
+      out = in[0];
+      break;
+    }
+  }
+  node.type = out;
+  return Status::ok();
+}
+
+}  // namespace tessera::ir

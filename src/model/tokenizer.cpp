@@ -1,0 +1,246 @@
+#include "tessera/model/tokenizer.hpp"
+
+#include <array>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+
+namespace tessera::model {
+
+namespace {
+
+// GPT-2's bytes_to_unicode(): printable bytes map to themselves, the rest to U+0100 onwards.
+std::array<uint32_t, 256> byte_to_codepoint() {
+  std::array<uint32_t, 256> map{};
+  std::array<bool, 256> printable{};
+  for (int b = '!'; b <= '~'; ++b) printable[static_cast<size_t>(b)] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b) printable[static_cast<size_t>(b)] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b) printable[static_cast<size_t>(b)] = true;
+  uint32_t next = 256;
+  for (size_t b = 0; b < 256; ++b) map[b] = printable[b] ? static_cast<uint32_t>(b) : next++;
+  return map;
+}
+
+enum class CharClass { Letter, Number, Space, Other };
+
+CharClass classify(uint32_t cp) {
+  if (cp < 0x80) {
+    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CharClass::Letter;
+    if (cp >= '0' && cp <= '9') return CharClass::Number;
+    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CharClass::Space;
+    return CharClass::Other;
+  }
+  if (cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+      cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000)
+    return CharClass::Space;
+  if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CharClass::Number;
+  if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::Letter;
+  if (cp < 0xC0 || cp == 0xD7 || cp == 0xF7 || (cp >= 0x2010 && cp <= 0x205E) || (cp >= 0x3001 && cp <= 0x3003) ||
+      cp == 0xFFFD || (cp >= 0x80 && cp < 0xA0))
+    return CharClass::Other;
+  return CharClass::Letter;
+}
+
+// Decodes one UTF-8 code point at `pos`; invalid or truncated sequences yield one byte of class Other.
+struct Char {
+  size_t length;
+  CharClass cls;
+};
+
+Char char_at(std::string_view s, size_t pos) {
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (b0 < 0x80) return {1, classify(b0)};
+  int n = b0 >= 0xF0 && b0 <= 0xF4 ? 4 : b0 >= 0xE0 ? 3 : b0 >= 0xC2 && b0 < 0xE0 ? 2 : 0;
+  if (b0 >= 0xF5) n = 0;
+  if (n == 0 || pos + static_cast<size_t>(n) > s.size()) return {1, CharClass::Other};
+  uint32_t cp = b0 & (0x7Fu >> n);
+  for (int i = 1; i < n; ++i) {
+    const auto b = static_cast<unsigned char>(s[pos + static_cast<size_t>(i)]);
+    if ((b & 0xC0) != 0x80) return {1, CharClass::Other};
+    cp = (cp << 6) | (b & 0x3Fu);
+  }
+  const uint32_t min_cp = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+  if (cp < min_cp || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {1, CharClass::Other};
+  return {static_cast<size_t>(n), classify(cp)};
+}
+
+constexpr std::array<std::string_view, 7> kContractions = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+
+std::string encode_utf8(uint32_t cp) {
+  std::string out;
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string_view> pretokenize(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    bool matched = false;
+    for (auto c : kContractions) {
+      if (text.substr(i, c.size()) == c) {
+        out.push_back(text.substr(i, c.size()));
+        i += c.size();
+        matched = true;
+        break;
+      }
+    }
+    if (matched) continue;
+    size_t j = i;
+    if (text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls != CharClass::Space) j = i + 1;
+    const Char first = char_at(text, j);
+    size_t e = j + first.length;
+    if (first.cls != CharClass::Space) {
+      while (e < n) {
+        const Char c = char_at(text, e);
+        if (c.cls != first.cls) break;
+        e += c.length;
+      }
+    } else {
+      size_t last_start = i;
+      e = i;
+      while (e < n) {
+        const Char c = char_at(text, e);
+        if (c.cls != CharClass::Space) break;
+        last_start = e;
+        e += c.length;
+      }
+      if (e < n && last_start > i) e = last_start;  // leave one space for the next word
+    }
+    out.push_back(text.substr(i, e - i));
+    i = e;
+  }
+  return out;
+}
+
+Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges) {
+  const auto b2c = byte_to_codepoint();
+  std::unordered_map<std::string, unsigned char> symbol_to_byte;
+  for (size_t b = 0; b < 256; ++b) symbol_to_byte[encode_utf8(b2c[b])] = static_cast<unsigned char>(b);
+  auto to_bytes = [&](const std::string& symbol, const std::string& where) {
+    std::string bytes;
+    for (size_t pos = 0; pos < symbol.size();) {
+      const auto b0 = static_cast<unsigned char>(symbol[pos]);
+      const size_t len = b0 < 0x80 ? 1 : b0 < 0xE0 ? 2 : 3;
+      const auto it = symbol_to_byte.find(symbol.substr(pos, len));
+      if (it == symbol_to_byte.end()) fail("{}: token '{}' is not in GPT-2's byte alphabet", where, symbol);
+      bytes += static_cast<char>(it->second);
+      pos += len;
+    }
+    return bytes;
+  };
+
+  Tokenizer t;
+  const std::string origin = encoder_json.string();
+  const nlohmann::json encoder = nlohmann::json::parse(read_text_file(encoder_json), nullptr, false);
+  if (encoder.is_discarded() || !encoder.is_object())
+    fail("{}: expected a JSON object mapping token strings to ids", origin);
+  t.id_to_bytes_.resize(encoder.size());
+  std::vector<bool> seen(encoder.size(), false);
+  for (const auto& [symbol, id_json] : encoder.items()) {
+    if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= encoder.size())
+      fail("{}: token '{}' has id {}; ids must be 0..{}", origin, symbol, id_json.dump(), encoder.size() - 1);
+    const auto id = static_cast<size_t>(id_json.get<uint64_t>());
+    if (seen[id]) fail("{}: id {} is used twice", origin, id);
+    seen[id] = true;
+    t.id_to_bytes_[id] = to_bytes(symbol, origin);
+    t.bytes_to_id_[t.id_to_bytes_[id]] = static_cast<int32_t>(id);
+    if (symbol == "<|endoftext|>") t.end_of_text_ = static_cast<int32_t>(id);
+  }
+  for (size_t b = 0; b < 256; ++b)
+    if (!t.bytes_to_id_.contains(std::string(1, static_cast<char>(b))))
+      fail("{}: byte 0x{:02x} has no token; a byte-level BPE vocabulary needs all 256", origin, b);
+
+  std::istringstream lines(read_text_file(merges));
+  std::string line;
+  int line_no = 0;
+  int32_t rank = 0;
+  while (std::getline(lines, line)) {
+    ++line_no;
+    if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
+    const std::string where = fmt::format("{}:{}", merges.string(), line_no);
+    const size_t space = line.find(' ');
+    if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
+      fail("{}: expected two tokens separated by one space", where);
+    const std::string left = to_bytes(line.substr(0, space), where);
+    const std::string right = to_bytes(line.substr(space + 1), where);
+    const auto l = t.bytes_to_id_.find(left), r = t.bytes_to_id_.find(right),
+               m = t.bytes_to_id_.find(left + right);
+    if (l == t.bytes_to_id_.end() || r == t.bytes_to_id_.end() || m == t.bytes_to_id_.end())
+      fail("{}: merge '{}' uses or makes a token missing from {}", where, line, origin);
+    const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint32_t>(r->second);
+    t.merges_.emplace(key, std::pair{rank++, m->second});
+  }
+  return t;
+}
+
+void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  const std::string key(word);
+  if (const auto it = cache_.find(key); it != cache_.end()) {
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return;
+  }
+  std::vector<int32_t> symbols;
+  for (char c : word) symbols.push_back(bytes_to_id_.at(std::string(1, c)));
+  while (symbols.size() > 1) {
+    int32_t best_rank = INT32_MAX, merged = -1;
+    size_t best = 0;
+    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+      const uint64_t k = (static_cast<uint64_t>(symbols[i]) << 32) | static_cast<uint32_t>(symbols[i + 1]);
+      const auto it = merges_.find(k);
+      if (it != merges_.end() && it->second.first < best_rank) {
+        best_rank = it->second.first;
+        merged = it->second.second;
+        best = i;
+      }
+    }
+    if (merged < 0) break;
+    // Merge every occurrence of the best pair, left to right, as GPT-2 does.
+    const int32_t left = symbols[best], right = symbols[best + 1];
+    std::vector<int32_t> next;
+    for (size_t i = 0; i < symbols.size(); ++i) {
+      if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
+        next.push_back(merged);
+        ++i;
+      } else {
+        next.push_back(symbols[i]);
+      }
+    }
+    symbols = std::move(next);
+  }
+  out.insert(out.end(), symbols.begin(), symbols.end());
+  if (cache_.size() < (1u << 16)) cache_.emplace(key, std::move(symbols));
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+  std::vector<int32_t> ids;
+  for (std::string_view word : pretokenize(text)) encode_word(word, ids);
+  return ids;
+}
+
+const std::string& Tokenizer::token_bytes(int32_t id) const {
+  if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary (0..{})", id, vocab_size() - 1);
+  return id_to_bytes_[static_cast<size_t>(id)];
+}
+
+std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  std::string out;
+  for (int32_t id : ids) out += token_bytes(id);
+  return out;
+}
+
+}  // namespace tessera::model

@@ -1,0 +1,112 @@
+#include "tessera/model/weights.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "tessera/base/error.hpp"
+#include "tessera/model/safetensors.hpp"
+
+namespace tessera::model {
+
+void Weights::insert(const std::string& name, Tensor tensor) { tensors_[name] = std::move(tensor); }
+
+const Tensor* Weights::find(const std::string& name) const {
+  const auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const Tensor& Weights::at(const std::string& name) const {
+  const Tensor* t = find(name);
+  TESSERA_ASSERT(t != nullptr);
+  return *t;
+}
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& dims) { return ir::Shape{dims}.str(); }
+
+// Tensors that checkpoints carry but a decoder does not need: GPT-2's causal-mask buffers, a
+// duplicated tied output matrix, and precomputed RoPE frequencies.
+bool is_ignorable_extra(const std::string& name) {
+  auto ends_with = [&](const std::string& s) { return name.size() >= s.size() && name.ends_with(s); };
+  return ends_with(".attn.bias") || ends_with(".attn.masked_bias") || ends_with("rotary_emb.inv_freq") ||
+         name == "lm_head.weight";
+}
+
+}  // namespace
+
+Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) {
+  const SafetensorsFile file(path);
+  Weights weights;
+  std::set<std::string> used;
+  for (const auto& node : graph.nodes()) {
+    if (node.op != ir::OpKind::Param || weights.find(node.name)) continue;
+    const SafetensorsEntry* entry = file.find(node.name);
+    if (!entry) entry = file.find("transformer." + node.name);  // GPT2LMHeadModel checkpoints
+    if (!entry)
+      fail("{}: missing tensor '{}' (expected shape {}); the file holds {} tensors — is this the checkpoint "
+           "for this model config?",
+           file.origin(), node.name, node.type.shape.str(), file.index().entries.size());
+    if (entry->shape != node.type.shape.dims)
+      fail("{}: tensor '{}' has shape {} but the model config needs {}", file.origin(), node.name,
+           shape_str(entry->shape), node.type.shape.str());
+    Tensor t{entry->shape, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
+    file.read_f32(*entry, t.values);
+    used.insert(entry->name);
+    weights.insert(node.name, std::move(t));
+  }
+  std::vector<std::string> unused;
+  for (const auto& e : file.index().entries)
+    if (!used.contains(e.name) && !is_ignorable_extra(e.name)) unused.push_back(e.name);
+  if (!unused.empty())
+    fail("{}: {} tensor(s) the model config does not use, e.g. '{}'; does the config (n_layers, "
+         "family, tie_embeddings) match the checkpoint?",
+         file.origin(), unused.size(), unused.front());
+  return weights;
+}
+
+namespace {
+
+uint64_t fnv1a64(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+uint64_t splitmix64_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+Weights random_weights(const ir::Graph& graph, uint64_t seed) {
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
+  Weights weights;
+  for (const auto& node : graph.nodes()) {
+    if (node.op != ir::OpKind::Param || weights.find(node.name)) continue;
+    const auto& dims = node.type.shape.dims;
+    const uint64_t key = fnv1a64(node.name) ^ (seed * kGolden);
+    const bool is_norm = dims.size() == 1 && node.name.ends_with(".weight") &&
+                         (node.name.find("ln_") != std::string::npos || node.name.find("norm") != std::string::npos);
+    float scale = 0.02f;
+    if (dims.size() == 2)
+      scale = static_cast<float>(std::sqrt(3.0 / static_cast<double>(std::min(dims[0], dims[1]))));
+    Tensor t{dims, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
+    for (size_t i = 0; i < t.values.size(); ++i) {
+      const uint64_t z = splitmix64_mix(key + (i + 1) * kGolden);
+      const float u = static_cast<float>(z >> 40) * 0x1p-24f;
+      const float v = u * 2.0f - 1.0f;
+      t.values[i] = is_norm ? 1.0f + v * 0.1f : v * scale;
+    }
+    weights.insert(node.name, std::move(t));
+  }
+  return weights;
+}
+
+}  // namespace tessera::model

@@ -1,0 +1,281 @@
+#include "tessera/ref/executor.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "tessera/base/error.hpp"
+
+namespace tessera::ref {
+
+using ir::OpKind;
+
+namespace {
+
+int64_t cols_of(const ir::Node& node) { return node.type.shape.dims.back(); }
+
+// Meta's Llama 3.1 apply_scaling(), applied to one inverse frequency (all in double).
+double scaled_inv_freq(const ir::Node& node, double inv_freq) {
+  if (!node.attrs.contains("scaling_factor")) return inv_freq;
+  const double factor = node.float_attr("scaling_factor"), lo = node.float_attr("low_freq_factor"),
+               hi = node.float_attr("high_freq_factor"), old = node.float_attr("original_context_length");
+  const double wavelen = 2 * std::numbers::pi / inv_freq;
+  if (wavelen < old / hi) return inv_freq;
+  if (wavelen > old / lo) return inv_freq / factor;
+  const double smooth = (old / wavelen - lo) / (hi - lo);
+  return (1 - smooth) * inv_freq / factor + smooth * inv_freq;
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+}  // namespace
+
+ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context)
+    : graph_(graph), max_context_(max_context) {
+  if (const Status s = graph.verify(); !s) fail("cannot execute an invalid graph: {}", s.message());
+  TESSERA_ASSERT(graph.outputs().size() == 1);
+  const size_t n = graph.nodes().size();
+  params_.assign(n, nullptr);
+  buffers_.resize(n);
+  int_buffers_.resize(n);
+  for (size_t id = 0; id < n; ++id) {
+    const ir::Node& node = graph.node(static_cast<int>(id));
+    if (node.op == OpKind::Param) {
+      const model::Tensor* t = weights.find(node.name);
+      if (!t) fail("no weights bound for parameter '{}'", node.name);
+      if (t->shape != node.type.shape.dims)
+        fail("weights for '{}' have shape {} but the graph needs {}", node.name, ir::Shape{t->shape}.str(),
+             node.type.shape.str());
+      params_[id] = t->values.data();
+    } else if (node.op == OpKind::Attention) {
+      const auto width = static_cast<size_t>(node.int_attr("n_kv_heads") * node.int_attr("head_dim"));
+      auto& cache = caches_[node.int_attr("layer")];
+      cache.keys.assign(static_cast<size_t>(max_context) * width, 0.0f);
+      cache.values.assign(static_cast<size_t>(max_context) * width, 0.0f);
+    } else if (node.op == OpKind::Rope) {
+      const int64_t hd = node.int_attr("head_dim"), half = hd / 2;
+      RopeTable table{std::vector<float>(static_cast<size_t>(max_context * half)),
+                      std::vector<float>(static_cast<size_t>(max_context * half))};
+      for (int64_t i = 0; i < half; ++i) {
+        const double inv_freq = scaled_inv_freq(
+            node, 1.0 / std::pow(node.float_attr("theta"), static_cast<double>(2 * i) / static_cast<double>(hd)));
+        for (int64_t p = 0; p < max_context; ++p) {
+          const double angle = static_cast<double>(p) * inv_freq;
+          table.cos[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(angle));
+          table.sin[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(angle));
+        }
+      }
+      rope_tables_[id] = std::move(table);
+    }
+  }
+  vocab_size_ = cols_of(graph.node(graph.outputs()[0]));
+}
+
+std::span<const float> ReferenceExecutor::forward(std::span<const int32_t> tokens, bool last_only) {
+  const auto rows = static_cast<int64_t>(tokens.size());
+  if (rows == 0) fail("forward() needs at least one token");
+  if (position_ + rows > max_context_)
+    fail("context overflow: {} cached + {} new tokens exceed the context of {} tokens", position_, rows,
+         max_context_);
+  const int tokens_id = graph_.find_input("tokens"), positions_id = graph_.find_input("positions");
+  TESSERA_ASSERT(tokens_id >= 0);
+  int_buffers_[static_cast<size_t>(tokens_id)].assign(tokens.begin(), tokens.end());
+  if (positions_id >= 0) {
+    auto& pos = int_buffers_[static_cast<size_t>(positions_id)];
+    pos.resize(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position_ + i);
+  }
+  const auto output = static_cast<size_t>(graph_.outputs()[0]);
+  for (size_t id = 0; id < graph_.nodes().size(); ++id) run_node(id, rows, last_only && id == output);
+  position_ += rows;
+  return buffers_[output];
+}
+
+void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
+  const ir::Node& node = graph_.node(static_cast<int>(id));
+  if (node.op == OpKind::Input || node.op == OpKind::Param) return;
+  auto in = [&](size_t i) -> const float* {
+    const auto src = static_cast<size_t>(node.inputs[i]);
+    return params_[src] ? params_[src] : buffers_[src].data();
+  };
+  const int64_t cols = cols_of(node);
+  auto& out = buffers_[id];
+  const int64_t out_rows = last_row_only ? 1 : rows;
+  out.resize(static_cast<size_t>(out_rows * cols));
+  const auto count = static_cast<size_t>(rows * cols);
+  switch (node.op) {
+    case OpKind::Input:
+    case OpKind::Param:
+      break;
+    case OpKind::Embedding: {
+      const float* table = in(0);
+      const auto& ids = int_buffers_[static_cast<size_t>(node.inputs[1])];
+      const int64_t table_rows = graph_.node(node.inputs[0]).type.shape.dims[0];
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t t = ids[static_cast<size_t>(r)];
+        if (t < 0 || t >= table_rows)
+          fail("{}: index {} is outside the table of {} rows (token id out of vocabulary, or position beyond the "
+               "context)",
+               graph_.node(node.inputs[0]).name, t, table_rows);
+        std::copy_n(table + t * cols, cols, out.data() + r * cols);
+      }
+      break;
+    }
+    case OpKind::Add: {
+      const float *a = in(0), *b = in(1);
+      for (size_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
+      break;
+    }
+    case OpKind::Mul: {
+      const float *a = in(0), *b = in(1);
+      for (size_t i = 0; i < count; ++i) out[i] = a[i] * b[i];
+      break;
+    }
+    case OpKind::LayerNorm:
+    case OpKind::RmsNorm: {
+      const float* x = in(0);
+      const float* gamma = in(1);
+      const float* beta = node.op == OpKind::LayerNorm ? in(2) : nullptr;
+      const double eps = node.float_attr("eps");
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* xr = x + r * cols;
+        float* o = out.data() + r * cols;
+        double mean = 0;
+        if (beta) {
+          for (int64_t c = 0; c < cols; ++c) mean += xr[c];
+          mean /= static_cast<double>(cols);
+        }
+        double var = 0;
+        for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+        const auto inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(cols) + eps));
+        const auto m = static_cast<float>(mean);
+        for (int64_t c = 0; c < cols; ++c) o[c] = (xr[c] - m) * inv * gamma[c] + (beta ? beta[c] : 0.0f);
+      }
+      break;
+    }
+    case OpKind::MatMul:
+    case OpKind::Linear: {
+      const auto& w = graph_.node(node.inputs[1]).type.shape.dims;
+      const bool linear = node.op == OpKind::Linear;
+      const int64_t k = linear ? w[1] : w[0];
+      const float* x = in(0) + (last_row_only ? (rows - 1) * k : 0);
+      float beta = 0.0f;
+      if (node.inputs.size() == 3) {
+        for (int64_t r = 0; r < out_rows; ++r) std::copy_n(in(2), cols, out.data() + r * cols);
+        beta = 1.0f;
+      }
+      const auto n = static_cast<blasint>(cols), kk = static_cast<blasint>(k);
+      if (out_rows == 1) {
+        if (linear)
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, n, kk, 1.0f, in(1), kk, x, 1, beta, out.data(), 1);
+        else
+          cblas_sgemv(CblasRowMajor, CblasTrans, kk, n, 1.0f, in(1), n, x, 1, beta, out.data(), 1);
+      } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, linear ? CblasTrans : CblasNoTrans, static_cast<blasint>(out_rows), n,
+                    kk, 1.0f, x, kk, in(1), linear ? kk : n, beta, out.data(), n);
+      }
+      break;
+    }
+    case OpKind::Gelu: {
+      const float* x = in(0);
+      const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+      for (size_t i = 0; i < count; ++i)
+        out[i] = 0.5f * x[i] * (1.0f + std::tanh(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+      break;
+    }
+    case OpKind::Silu: {
+      const float* x = in(0);
+      for (size_t i = 0; i < count; ++i) out[i] = x[i] / (1.0f + std::exp(-x[i]));
+      break;
+    }
+    case OpKind::SliceCols: {
+      const float* x = in(0);
+      const int64_t start = node.int_attr("start"), src_cols = cols_of(graph_.node(node.inputs[0]));
+      for (int64_t r = 0; r < rows; ++r) std::copy_n(x + r * src_cols + start, cols, out.data() + r * cols);
+      break;
+    }
+    case OpKind::Rope:
+      rope(node, id, rows);
+      break;
+    case OpKind::Attention:
+      attention(node, id, rows);
+      break;
+  }
+}
+
+void ReferenceExecutor::rope(const ir::Node& node, size_t id, int64_t rows) {
+  const float* x = buffers_[static_cast<size_t>(node.inputs[0])].data();
+  const auto& positions = int_buffers_[static_cast<size_t>(node.inputs[1])];
+  const RopeTable& table = rope_tables_.at(id);
+  const int64_t hd = node.int_attr("head_dim"), half = hd / 2, heads = node.int_attr("n_heads");
+  float* out = buffers_[id].data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t p = positions[static_cast<size_t>(r)];
+    const float* c = table.cos.data() + p * half;
+    const float* s = table.sin.data() + p * half;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* xh = x + (r * heads + h) * hd;
+      float* oh = out + (r * heads + h) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        oh[i] = xh[i] * c[i] + (-xh[i + half]) * s[i];
+        oh[i + half] = xh[i + half] * c[i] + xh[i] * s[i];
+      }
+    }
+  }
+}
+
+void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows) {
+  const int64_t heads = node.int_attr("n_heads"), kv_heads = node.int_attr("n_kv_heads"),
+                hd = node.int_attr("head_dim");
+  const int64_t kv_width = kv_heads * hd, q_width = heads * hd, group = heads / kv_heads;
+  KvCache& cache = caches_.at(node.int_attr("layer"));
+  const float* q = buffers_[static_cast<size_t>(node.inputs[0])].data();
+  const float* k = buffers_[static_cast<size_t>(node.inputs[1])].data();
+  const float* v = buffers_[static_cast<size_t>(node.inputs[2])].data();
+  std::copy_n(k, rows * kv_width, cache.keys.data() + position_ * kv_width);
+  std::copy_n(v, rows * kv_width, cache.values.data() + position_ * kv_width);
+  float* out = buffers_[id].data();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t total = rows * heads;
+  const int64_t context = position_ + rows;
+#pragma omp parallel if (total > 1 && context * total > 4096)
+  {
+    std::vector<float> scores(static_cast<size_t>(context));
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < total; ++task) {
+      const int64_t r = task / heads, h = task % heads, g = h / group;
+      const int64_t visible = position_ + r + 1;  // causal: keys at positions <= this query's
+      const float* qh = q + r * q_width + h * hd;
+      float max_score = -INFINITY;
+      for (int64_t j = 0; j < visible; ++j) {
+        scores[static_cast<size_t>(j)] = dot(qh, cache.keys.data() + j * kv_width + g * hd, hd) * scale;
+        max_score = std::max(max_score, scores[static_cast<size_t>(j)]);
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < visible; ++j) {
+        scores[static_cast<size_t>(j)] = std::exp(scores[static_cast<size_t>(j)] - max_score);
+        sum += scores[static_cast<size_t>(j)];
+      }
+      const auto inv = static_cast<float>(1.0 / sum);
+      float* oh = out + r * q_width + h * hd;
+      std::fill_n(oh, hd, 0.0f);
+      for (int64_t j = 0; j < visible; ++j) {
+        const float w = scores[static_cast<size_t>(j)] * inv;
+        const float* vj = cache.values.data() + j * kv_width + g * hd;
+        for (int64_t d = 0; d < hd; ++d) oh[d] += w * vj[d];
+      }
+    }
+  }
+}
+
+}  // namespace tessera::ref

@@ -1,6 +1,8 @@
 #include "tessera/model/tokenizer.hpp"
 
+#include <algorithm>
 #include <array>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -25,22 +27,30 @@ std::array<uint32_t, 256> byte_to_codepoint() {
 
 enum class CharClass { Letter, Number, Space, Other };
 
+struct CodepointRange {
+  uint32_t first, last;
+};
+#include "unicode_tables.inc"
+
+template <size_t N>
+bool in_ranges(const CodepointRange (&ranges)[N], uint32_t cp) {
+  const auto it = std::upper_bound(std::begin(ranges), std::end(ranges), cp,
+                                   [](uint32_t c, const CodepointRange& r) { return c < r.first; });
+  return it != std::begin(ranges) && cp <= std::prev(it)->last;
+}
+
+// The Unicode White_Space property.
+bool is_space(uint32_t cp) {
+  return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000;
+}
+
 CharClass classify(uint32_t cp) {
-  if (cp < 0x80) {
-    if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CharClass::Letter;
-    if (cp >= '0' && cp <= '9') return CharClass::Number;
-    if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CharClass::Space;
-    return CharClass::Other;
-  }
-  if (cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-      cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000)
-    return CharClass::Space;
-  if (cp == 0xB2 || cp == 0xB3 || cp == 0xB9 || (cp >= 0xBC && cp <= 0xBE)) return CharClass::Number;
-  if (cp == 0xAA || cp == 0xB5 || cp == 0xBA) return CharClass::Letter;
-  if (cp < 0xC0 || cp == 0xD7 || cp == 0xF7 || (cp >= 0x2010 && cp <= 0x205E) || (cp >= 0x3001 && cp <= 0x3003) ||
-      cp == 0xFFFD || (cp >= 0x80 && cp < 0xA0))
-    return CharClass::Other;
-  return CharClass::Letter;
+  if (is_space(cp)) return CharClass::Space;
+  if (in_ranges(kLetterRanges, cp)) return CharClass::Letter;
+  if (in_ranges(kNumberRanges, cp)) return CharClass::Number;
+  return CharClass::Other;
 }
 
 // Decodes one UTF-8 code point at `pos`; invalid or truncated sequences yield one byte of class Other.

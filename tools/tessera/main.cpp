@@ -86,6 +86,15 @@ int run_command(const RunFlags& flags) {
   return 0;
 }
 
+std::string with_thousands(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 int models_command() {
   const auto entries = model::list_models(data_dir());
   std::printf("%-14s %-6s %7s %7s %6s %5s %8s %16s  %s\n", "name", "family", "layers", "d_model", "heads", "kv",
@@ -96,7 +105,7 @@ int models_command() {
     std::printf("%-14s %-6s %7lld %7lld %6lld %5lld %8lld %16s  %s\n", entry.name.c_str(), ir::family_name(c.family),
                 static_cast<long long>(c.n_layers), static_cast<long long>(c.d_model),
                 static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
-                static_cast<long long>(c.context_length), fmt::format("{:L}", params).c_str(),
+                static_cast<long long>(c.context_length), with_thousands(params).c_str(),
                 entry.ships_weights ? "shipped" : "shapes only (--weights FILE|random)");
   }
   return 0;

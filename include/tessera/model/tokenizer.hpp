@@ -3,9 +3,8 @@
 //
 // Pre-tokenization follows GPT-2's pattern
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// as a hand-written scanner. Letters, digits and spaces are exact for ASCII; for other code points
-// a compact classification is used (Latin-1 and general punctuation and the Unicode spaces are
-// classified exactly, every other code point above U+00FF counts as a letter), and each byte of
+// as a hand-written scanner over UTF-8: \p{L} and \p{N} come from Unicode tables
+// (src/model/unicode_tables.inc, generated), \s is the White_Space property, and each byte of
 // invalid UTF-8 counts as punctuation.
 #pragma once
 

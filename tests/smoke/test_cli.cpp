@@ -1,0 +1,111 @@
+// End-to-end: the CLI a user runs, its output and its exit codes on good and bad input.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result tessera(const std::string& args) {
+  const std::string command = std::string(TESSERA_CLI) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buffer{};
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+std::string temp_file(const std::string& name, const std::string& contents) {
+  const auto path = std::filesystem::temp_directory_path() / ("tessera_smoke_" + name);
+  std::ofstream(path, std::ios::binary) << contents;
+  return path.string();
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(Cli, RunGeneratesTextFromTheDefaultModel) {
+  const Result r = tessera("run -n 24 --seed 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "It is a truth universally acknowledged, that")) << r.output;
+  EXPECT_TRUE(contains(r.output, "24 generated")) << r.output;
+  EXPECT_TRUE(contains(r.output, "tokens/s")) << r.output;
+  EXPECT_EQ(tessera("run -n 24 --seed 3").output.substr(0, 200), r.output.substr(0, 200)) << "deterministic";
+}
+
+TEST(Cli, GreedyRunIsReproducibleAndAcceptsNonAsciiPrompts) {
+  const Result a = tessera("run -n 8 -t 0 -p 'Caf\xc3\xa9 \xe2\x80\x94 \xff bytes'");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_TRUE(contains(a.output, "Caf\xc3\xa9 \xe2\x80\x94 \xff bytes")) << a.output;
+}
+
+TEST(Cli, ListsModelsAndArchs) {
+  const Result models = tessera("models");
+  ASSERT_EQ(models.exit_code, 0);
+  EXPECT_TRUE(contains(models.output, "124,439,808")) << models.output;
+  EXPECT_TRUE(contains(models.output, "8,030,261,248")) << models.output;
+  EXPECT_TRUE(contains(models.output, "shipped")) << models.output;
+  const Result archs = tessera("archs");
+  ASSERT_EQ(archs.exit_code, 0);
+  EXPECT_TRUE(contains(archs.output, "host")) << archs.output;
+}
+
+TEST(Cli, CompileEmitsVerifiedIr) {
+  const Result r = tessera("compile --model llama3-8b --emit ir");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "8030261248 parameters")) << r.output.substr(0, 300);
+  EXPECT_TRUE(contains(r.output, "param \"model.layers.31.mlp.down_proj.weight\"")) << r.output.substr(0, 300);
+}
+
+TEST(Cli, RandomWeightsRunForShapeOnlyModels) {
+  const Result r = tessera("run -m " TESSERA_SOURCE_DIR "/tests/data/llama-tiny.yaml --weights random "
+                           "--tokenizer " TESSERA_SOURCE_DIR "/models/default -n 4 -p hi");
+  EXPECT_NE(r.exit_code, 0) << "the default tokenizer has 2048 tokens, the tiny llama only 512";
+  EXPECT_TRUE(contains(r.output, "vocab_size 512")) << r.output;
+}
+
+struct BadInput {
+  std::string args;
+  std::string message;
+};
+
+TEST(Cli, BadInputsFailWithAOneLineReason) {
+  const std::string unknown_key = temp_file("unknown.yaml", "name: x\nfamily: gpt2\nvocab_size: 10\n"
+                                                            "context_length: 8\nd_model: 16\nn_layers: 1\n"
+                                                            "n_heads: 2\nd_ff: 64\nnorm_eps: 1e-5\n"
+                                                            "tie_embeddings: true\nlayers: 3\n");
+  const std::string wrong_type = temp_file("wrongtype.yaml", "name: x\nfamily: gpt2\nvocab_size: many\n");
+  const std::string corrupt = temp_file("corrupt.safetensors", std::string("\x10\0\0\0\0\0\0\0{\"a\": [1,2", 17));
+  const std::vector<BadInput> cases = {
+      {"run --weights /nonexistent/w.safetensors", "cannot open weights file"},
+      {"run --weights " + corrupt, "truncated"},
+      {"run -m " + unknown_key, "key 'layers': unknown key"},
+      {"run -m " + wrong_type, "key 'vocab_size': expected an integer, got 'many'"},
+      {"run -n 5000", "the model's context is 256"},
+      {"run -m gpt2-small", "ships no tokenizer"},
+      {"run -m gpt3", "unknown model 'gpt3'"},
+      {"run -n -3", "-n"},
+      {"compile --emit mlir", "--emit mlir is not supported"},
+      {"frobnicate", "frobnicate"},
+  };
+  for (const auto& c : cases) {
+    const Result r = tessera(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_TRUE(contains(r.output, c.message)) << c.args << "\n" << r.output;
+    EXPECT_FALSE(contains(r.output, "terminate called")) << c.args;
+  }
+}

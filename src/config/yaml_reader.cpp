@@ -68,11 +68,9 @@ bool YamlMap::has(const std::string& key) const {
 
 namespace {
 
-YAML::Node require(const YamlMap& map, const YAML::Node& node, const std::string& key,
-                   const char* expected) {
+YAML::Node require(const YamlMap& map, const YAML::Node& node, const std::string& key, const char* expected) {
   const YAML::Node child = node[key];
-  if (!child.IsDefined() || child.IsNull())
-    fail("{}: missing required key (expected {})", map.where(key), expected);
+  if (!child.IsDefined() || child.IsNull()) fail("{}: missing required key (expected {})", map.where(key), expected);
   return child;
 }
 

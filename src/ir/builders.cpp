@@ -19,22 +19,25 @@ Graph build_gpt2(const ModelConfig& c) {
     const std::string p = fmt::format("h.{}.", layer);
     auto param = [&](const std::string& name, Shape shape) { return g.add_param(p + name, std::move(shape)); };
     int h = g.add(OpKind::LayerNorm, {x, param("ln_1.weight", {{d}}), param("ln_1.bias", {{d}})}, eps, p + "ln_1");
-    const int qkv = g.add(OpKind::MatMul, {h, param("attn.c_attn.weight", {{d, 3 * d}}), param("attn.c_attn.bias", {{3 * d}})},
-                          {}, p + "attn.c_attn");
+    const int qkv =
+        g.add(OpKind::MatMul, {h, param("attn.c_attn.weight", {{d, 3 * d}}), param("attn.c_attn.bias", {{3 * d}})}, {},
+              p + "attn.c_attn");
     const int q = g.add(OpKind::SliceCols, {qkv}, {{"start", int64_t{0}}, {"size", d}}, p + "q");
     const int k = g.add(OpKind::SliceCols, {qkv}, {{"start", d}, {"size", d}}, p + "k");
     const int v = g.add(OpKind::SliceCols, {qkv}, {{"start", 2 * d}, {"size", d}}, p + "v");
-    const int a = g.add(OpKind::Attention, {q, k, v},
-                        {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_heads}, {"head_dim", c.head_dim()}, {"layer", layer}},
-                        p + "attn");
-    x = g.add(OpKind::Add, {x, g.add(OpKind::MatMul, {a, param("attn.c_proj.weight", {{d, d}}), param("attn.c_proj.bias", {{d}})},
-                                     {}, p + "attn.c_proj")});
+    const int a = g.add(
+        OpKind::Attention, {q, k, v},
+        {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_heads}, {"head_dim", c.head_dim()}, {"layer", layer}}, p + "attn");
+    x = g.add(OpKind::Add,
+              {x, g.add(OpKind::MatMul, {a, param("attn.c_proj.weight", {{d, d}}), param("attn.c_proj.bias", {{d}})},
+                        {}, p + "attn.c_proj")});
     h = g.add(OpKind::LayerNorm, {x, param("ln_2.weight", {{d}}), param("ln_2.bias", {{d}})}, eps, p + "ln_2");
     h = g.add(OpKind::MatMul, {h, param("mlp.c_fc.weight", {{d, c.d_ff}}), param("mlp.c_fc.bias", {{c.d_ff}})}, {},
               p + "mlp.c_fc");
     h = g.add(OpKind::Gelu, {h});
-    x = g.add(OpKind::Add, {x, g.add(OpKind::MatMul, {h, param("mlp.c_proj.weight", {{c.d_ff, d}}), param("mlp.c_proj.bias", {{d}})},
-                                     {}, p + "mlp.c_proj")});
+    x = g.add(OpKind::Add,
+              {x, g.add(OpKind::MatMul, {h, param("mlp.c_proj.weight", {{c.d_ff, d}}), param("mlp.c_proj.bias", {{d}})},
+                        {}, p + "mlp.c_proj")});
   }
   x = g.add(OpKind::LayerNorm, {x, g.add_param("ln_f.weight", {{d}}), g.add_param("ln_f.bias", {{d}})}, eps, "ln_f");
   g.mark_output(g.add(OpKind::Linear, {x, wte}, {}, "lm_head"));
@@ -71,14 +74,15 @@ Graph build_llama(const ModelConfig& c) {
     const int a = g.add(OpKind::Attention, {q, k, v},
                         {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"head_dim", hd}, {"layer", layer}},
                         p + "self_attn");
-    x = g.add(OpKind::Add, {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {},
-                                     p + "self_attn.o_proj")});
-    h = g.add(OpKind::RmsNorm, {x, param("post_attention_layernorm.weight", {{d}})}, eps, p + "post_attention_layernorm");
+    x = g.add(OpKind::Add,
+              {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {}, p + "self_attn.o_proj")});
+    h = g.add(OpKind::RmsNorm, {x, param("post_attention_layernorm.weight", {{d}})}, eps,
+              p + "post_attention_layernorm");
     const int gate = g.add(OpKind::Linear, {h, param("mlp.gate_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.gate_proj");
     const int up = g.add(OpKind::Linear, {h, param("mlp.up_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.up_proj");
     h = g.add(OpKind::Mul, {g.add(OpKind::Silu, {gate}), up});
-    x = g.add(OpKind::Add, {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {},
-                                     p + "mlp.down_proj")});
+    x = g.add(OpKind::Add,
+              {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {}, p + "mlp.down_proj")});
   }
   x = g.add(OpKind::RmsNorm, {x, g.add_param("model.norm.weight", {{d}})}, eps, "model.norm");
   const int head = c.tie_embeddings ? embed : g.add_param("lm_head.weight", Shape{{c.vocab_size, d}});

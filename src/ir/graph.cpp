@@ -70,8 +70,7 @@ Status Graph::verify() const {
     Node copy = nodes_[i];
     for (int id : copy.inputs)
       if (id < 0 || static_cast<size_t>(id) >= i)
-        return Status::failure("node %{} ({}) uses %{}, which does not precede it", i,
-                               op_info(copy.op).name, id);
+        return Status::failure("node %{} ({}) uses %{}, which does not precede it", i, op_info(copy.op).name, id);
     if (copy.op == OpKind::Param || copy.op == OpKind::Input) {
       for (int64_t d : copy.type.shape.dims)
         if (d <= 0 && !(copy.op == OpKind::Input && d == kSeq))

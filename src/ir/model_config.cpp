@@ -45,15 +45,13 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
   if (c.d_model % c.n_heads != 0)
     fail("{}: d_model {} is not divisible by n_heads {}", map.where("n_heads"), c.d_model, c.n_heads);
   if (c.n_heads % c.n_kv_heads != 0)
-    fail("{}: n_heads {} is not a multiple of n_kv_heads {}", map.where("n_kv_heads"), c.n_heads,
-         c.n_kv_heads);
+    fail("{}: n_heads {} is not a multiple of n_kv_heads {}", map.where("n_kv_heads"), c.n_heads, c.n_kv_heads);
   if (c.family == ModelFamily::Gpt2) {
     if (c.n_kv_heads != c.n_heads)
-      fail("{}: GPT-2 uses multi-head attention; n_kv_heads must equal n_heads ({})",
-           map.where("n_kv_heads"), c.n_heads);
+      fail("{}: GPT-2 uses multi-head attention; n_kv_heads must equal n_heads ({})", map.where("n_kv_heads"),
+           c.n_heads);
     if (!c.tie_embeddings)
-      fail("{}: GPT-2 ties its input and output embeddings; set tie_embeddings: true",
-           map.where("tie_embeddings"));
+      fail("{}: GPT-2 ties its input and output embeddings; set tie_embeddings: true", map.where("tie_embeddings"));
   } else {
     c.rope_theta = map.number("rope_theta");
     if (c.rope_theta <= 1) fail("{}: must be > 1, got {}", map.where("rope_theta"), c.rope_theta);
@@ -67,8 +65,7 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
       r.high_freq_factor = s.number("high_freq_factor");
       r.original_context_length = positive(s, "original_context_length");
       if (r.factor < 1 || r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor)
-        fail("{}: need factor >= 1 and 0 < low_freq_factor < high_freq_factor",
-             map.where("rope_scaling"));
+        fail("{}: need factor >= 1 and 0 < low_freq_factor < high_freq_factor", map.where("rope_scaling"));
       s.finish();
       c.rope_scaling = r;
     }

@@ -36,9 +36,7 @@ namespace {
 std::string type_str(const TensorType& t) { return fmt::format("{}{}", dtype_name(t.dtype), t.shape.str()); }
 
 bool is_matrix(const TensorType& t) { return t.dtype == DType::F32 && t.shape.rank() == 2; }
-bool is_vector(const TensorType& t, int64_t n) {
-  return t.dtype == DType::F32 && t.shape == Shape{{n}};
-}
+bool is_vector(const TensorType& t, int64_t n) { return t.dtype == DType::F32 && t.shape == Shape{{n}}; }
 bool is_seq_ids(const TensorType& t) { return t.dtype == DType::I32 && t.shape == Shape{{kSeq}}; }
 
 }  // namespace
@@ -47,11 +45,10 @@ Status infer_type(const Graph& graph, Node& node) {
   const OpInfo& info = op_info(node.op);
   const int n_inputs = static_cast<int>(node.inputs.size());
   if (n_inputs < info.min_inputs || n_inputs > info.max_inputs)
-    return Status::failure("{} '{}': takes {}..{} inputs, got {}", info.name, node.name,
-                           info.min_inputs, info.max_inputs, n_inputs);
+    return Status::failure("{} '{}': takes {}..{} inputs, got {}", info.name, node.name, info.min_inputs,
+                           info.max_inputs, n_inputs);
   for (const char* key : info.required_attrs)
-    if (!node.attrs.contains(key))
-      return Status::failure("{} '{}': missing attribute '{}'", info.name, node.name, key);
+    if (!node.attrs.contains(key)) return Status::failure("{} '{}': missing attribute '{}'", info.name, node.name, key);
   std::vector<TensorType> in;
   for (int id : node.inputs) in.push_back(graph.node(id).type);
   auto bad = [&](const char* rule) {
@@ -115,8 +112,7 @@ Status infer_type(const Graph& graph, Node& node) {
       break;
     }
     case OpKind::Attention: {
-      const int64_t hd = node.int_attr("head_dim"), h = node.int_attr("n_heads"),
-                    kv = node.int_attr("n_kv_heads");
+      const int64_t hd = node.int_attr("head_dim"), h = node.int_attr("n_heads"), kv = node.int_attr("n_kv_heads");
       if (kv <= 0 || h % kv != 0) return bad("n_heads must be a multiple of n_kv_heads");
       if (!is_matrix(in[0]) || in[0].shape.dims[1] != h * hd) return bad("q must be f32[seq,n_heads*head_dim]");
       for (int i = 1; i < 3; ++i)

@@ -21,10 +21,9 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // the format's own limit is 100 MB
 
 int dtype_size(const std::string& dtype) {
-  static const std::map<std::string, int> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},     {"I32", 4},     {"I16", 2},
-      {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},      {"BOOL", 1},    {"F8_E4M3", 1},
-      {"F8_E5M2", 1}};
+  static const std::map<std::string, int> sizes = {{"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2},    {"I64", 8},
+                                                   {"I32", 4}, {"I16", 2}, {"I8", 1},   {"U64", 8},     {"U32", 4},
+                                                   {"U16", 2}, {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
   const auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -58,8 +57,7 @@ SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& v, u
   e.end = v["data_offsets"][1].get<uint64_t>();
   if (e.begin > e.end) bad("data_offsets begin > end");
   if (e.end > data_size)
-    bad(fmt::format("data ends at byte {} but the data section has only {} bytes (file truncated?)", e.end,
-                    data_size));
+    bad(fmt::format("data ends at byte {} but the data section has only {} bytes (file truncated?)", e.end, data_size));
   if (e.end - e.begin != elements * static_cast<uint64_t>(element_size))
     bad(fmt::format("{} elements of {} need {} bytes but data_offsets span {}", elements, e.dtype,
                     elements * static_cast<uint64_t>(element_size), e.end - e.begin));
@@ -103,8 +101,7 @@ SafetensorsIndex parse_safetensors(std::span<const uint8_t> bytes, const std::st
   std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->begin < b->begin; });
   for (size_t i = 1; i < by_offset.size(); ++i)
     if (by_offset[i]->begin < by_offset[i - 1]->end)
-      fail("{}: tensors '{}' and '{}' overlap in the data section", origin, by_offset[i - 1]->name,
-           by_offset[i]->name);
+      fail("{}: tensors '{}' and '{}' overlap in the data section", origin, by_offset[i - 1]->name, by_offset[i]->name);
   return index;
 }
 
@@ -158,8 +155,7 @@ void SafetensorsFile::read_f32(const SafetensorsEntry& entry, std::span<float> o
       out[i] = is_f16 ? fp16_to_float(bits) : bf16_to_float(bits);
     }
   } else {
-    fail("{}: tensor '{}' has dtype {}; tessera loads F32, F16 and BF16 weights", origin_, entry.name,
-         entry.dtype);
+    fail("{}: tensor '{}' has dtype {}; tessera loads F32, F16 and BF16 weights", origin_, entry.name, entry.dtype);
   }
 }
 

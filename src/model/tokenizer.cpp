@@ -42,8 +42,7 @@ bool in_ranges(const CodepointRange (&ranges)[N], uint32_t cp) {
 // The Unicode White_Space property.
 bool is_space(uint32_t cp) {
   return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 CharClass classify(uint32_t cp) {
@@ -188,8 +187,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
       fail("{}: expected two tokens separated by one space", where);
     const std::string left = to_bytes(line.substr(0, space), where);
     const std::string right = to_bytes(line.substr(space + 1), where);
-    const auto l = t.bytes_to_id_.find(left), r = t.bytes_to_id_.find(right),
-               m = t.bytes_to_id_.find(left + right);
+    const auto l = t.bytes_to_id_.find(left), r = t.bytes_to_id_.find(right), m = t.bytes_to_id_.find(left + right);
     if (l == t.bytes_to_id_.end() || r == t.bytes_to_id_.end() || m == t.bytes_to_id_.end())
       fail("{}: merge '{}' uses or makes a token missing from {}", where, line, origin);
     const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint32_t>(r->second);

@@ -45,9 +45,10 @@ Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) 
     const SafetensorsEntry* entry = file.find(node.name);
     if (!entry) entry = file.find("transformer." + node.name);  // GPT2LMHeadModel checkpoints
     if (!entry)
-      fail("{}: missing tensor '{}' (expected shape {}); the file holds {} tensors — is this the checkpoint "
-           "for this model config?",
-           file.origin(), node.name, node.type.shape.str(), file.index().entries.size());
+      fail(
+          "{}: missing tensor '{}' (expected shape {}); the file holds {} tensors — is this the checkpoint "
+          "for this model config?",
+          file.origin(), node.name, node.type.shape.str(), file.index().entries.size());
     if (entry->shape != node.type.shape.dims)
       fail("{}: tensor '{}' has shape {} but the model config needs {}", file.origin(), node.name,
            shape_str(entry->shape), node.type.shape.str());
@@ -60,9 +61,10 @@ Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) 
   for (const auto& e : file.index().entries)
     if (!used.contains(e.name) && !is_ignorable_extra(e.name)) unused.push_back(e.name);
   if (!unused.empty())
-    fail("{}: {} tensor(s) the model config does not use, e.g. '{}'; does the config (n_layers, "
-         "family, tie_embeddings) match the checkpoint?",
-         file.origin(), unused.size(), unused.front());
+    fail(
+        "{}: {} tensor(s) the model config does not use, e.g. '{}'; does the config (n_layers, "
+        "family, tie_embeddings) match the checkpoint?",
+        file.origin(), unused.size(), unused.front());
   return weights;
 }
 
@@ -95,8 +97,7 @@ Weights random_weights(const ir::Graph& graph, uint64_t seed) {
     const bool is_norm = dims.size() == 1 && node.name.ends_with(".weight") &&
                          (node.name.find("ln_") != std::string::npos || node.name.find("norm") != std::string::npos);
     float scale = 0.02f;
-    if (dims.size() == 2)
-      scale = static_cast<float>(std::sqrt(3.0 / static_cast<double>(std::min(dims[0], dims[1]))));
+    if (dims.size() == 2) scale = static_cast<float>(std::sqrt(3.0 / static_cast<double>(std::min(dims[0], dims[1]))));
     Tensor t{dims, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
     for (size_t i = 0; i < t.values.size(); ++i) {
       const uint64_t z = splitmix64_mix(key + (i + 1) * kGolden);

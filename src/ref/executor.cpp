@@ -85,8 +85,7 @@ std::span<const float> ReferenceExecutor::forward(std::span<const int32_t> token
   const auto rows = static_cast<int64_t>(tokens.size());
   if (rows == 0) fail("forward() needs at least one token");
   if (position_ + rows > max_context_)
-    fail("context overflow: {} cached + {} new tokens exceed the context of {} tokens", position_, rows,
-         max_context_);
+    fail("context overflow: {} cached + {} new tokens exceed the context of {} tokens", position_, rows, max_context_);
   const int tokens_id = graph_.find_input("tokens"), positions_id = graph_.find_input("positions");
   TESSERA_ASSERT(tokens_id >= 0);
   int_buffers_[static_cast<size_t>(tokens_id)].assign(tokens.begin(), tokens.end());
@@ -124,9 +123,10 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       for (int64_t r = 0; r < rows; ++r) {
         const int64_t t = ids[static_cast<size_t>(r)];
         if (t < 0 || t >= table_rows)
-          fail("{}: index {} is outside the table of {} rows (token id out of vocabulary, or position beyond the "
-               "context)",
-               graph_.node(node.inputs[0]).name, t, table_rows);
+          fail(
+              "{}: index {} is outside the table of {} rows (token id out of vocabulary, or position beyond the "
+              "context)",
+              graph_.node(node.inputs[0]).name, t, table_rows);
         std::copy_n(table + t * cols, cols, out.data() + r * cols);
       }
       break;

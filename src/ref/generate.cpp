@@ -14,10 +14,11 @@ GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> 
   // The last generated token is never fed back, so the cache holds prompt + max_new - 1 tokens.
   const int64_t needed = prompt_len + std::max<int64_t>(options.max_new_tokens - 1, 0);
   if (needed > executor.max_context())
-    fail("the prompt has {} tokens and {} new tokens would need {} positions, but the model's context is {}; "
-         "use at most {} new tokens or a shorter prompt",
-         prompt_len, options.max_new_tokens, needed, executor.max_context(),
-         std::max<int64_t>(executor.max_context() - prompt_len + 1, 0));
+    fail(
+        "the prompt has {} tokens and {} new tokens would need {} positions, but the model's context is {}; "
+        "use at most {} new tokens or a shorter prompt",
+        prompt_len, options.max_new_tokens, needed, executor.max_context(),
+        std::max<int64_t>(executor.max_context() - prompt_len + 1, 0));
   Sampler sampler(options.sampling);
   GenerationResult result;
   result.prompt_tokens = prompt_len;

@@ -23,11 +23,14 @@ int32_t Sampler::pick(std::span<const float> logits) {
   if (options_.top_k > 0 && static_cast<size_t>(options_.top_k) < keep) {
     keep = static_cast<size_t>(options_.top_k);
     std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(keep), order_.end(),
-                      [&](int32_t a, int32_t b) { return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
-                                                         (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b); });
+                      [&](int32_t a, int32_t b) {
+                        return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
+                               (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
+                      });
   }
   double max_logit = -INFINITY;
-  for (size_t i = 0; i < keep; ++i) max_logit = std::max(max_logit, static_cast<double>(logits[static_cast<size_t>(order_[i])]));
+  for (size_t i = 0; i < keep; ++i)
+    max_logit = std::max(max_logit, static_cast<double>(logits[static_cast<size_t>(order_[i])]));
   std::vector<double> weights(keep);
   double total = 0;
   for (size_t i = 0; i < keep; ++i) {

@@ -51,8 +51,7 @@ void check_against_pytorch(const std::string& case_name) {
       const float top = *std::max_element(row.begin(), row.end());
       double sum = 0;
       for (float v : row) sum += std::exp(static_cast<double>(v) - top);
-      EXPECT_NEAR(top + std::log(sum), c["logsumexp"][pos].get<double>(),
-                  kRelativeTolerance * std::max(1.0, max_ref))
+      EXPECT_NEAR(top + std::log(sum), c["logsumexp"][pos].get<double>(), kRelativeTolerance * std::max(1.0, max_ref))
           << case_name << " position " << pos;
       EXPECT_EQ(std::max_element(row.begin(), row.end()) - row.begin(), c["argmax"][pos].get<int64_t>())
           << case_name << " position " << pos;

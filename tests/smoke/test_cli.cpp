@@ -72,7 +72,8 @@ TEST(Cli, CompileEmitsVerifiedIr) {
 }
 
 TEST(Cli, RandomWeightsRunForShapeOnlyModels) {
-  const Result r = tessera("run -m " TESSERA_SOURCE_DIR "/tests/data/llama-tiny.yaml --weights random "
+  const Result r = tessera("run -m " TESSERA_SOURCE_DIR
+                           "/tests/data/llama-tiny.yaml --weights random "
                            "--tokenizer " TESSERA_SOURCE_DIR "/models/default -n 4 -p hi");
   EXPECT_NE(r.exit_code, 0) << "the default tokenizer has 2048 tokens, the tiny llama only 512";
   EXPECT_TRUE(contains(r.output, "vocab_size 512")) << r.output;
@@ -84,10 +85,11 @@ struct BadInput {
 };
 
 TEST(Cli, BadInputsFailWithAOneLineReason) {
-  const std::string unknown_key = temp_file("unknown.yaml", "name: x\nfamily: gpt2\nvocab_size: 10\n"
-                                                            "context_length: 8\nd_model: 16\nn_layers: 1\n"
-                                                            "n_heads: 2\nd_ff: 64\nnorm_eps: 1e-5\n"
-                                                            "tie_embeddings: true\nlayers: 3\n");
+  const std::string unknown_key = temp_file("unknown.yaml",
+                                            "name: x\nfamily: gpt2\nvocab_size: 10\n"
+                                            "context_length: 8\nd_model: 16\nn_layers: 1\n"
+                                            "n_heads: 2\nd_ff: 64\nnorm_eps: 1e-5\n"
+                                            "tie_embeddings: true\nlayers: 3\n");
   const std::string wrong_type = temp_file("wrongtype.yaml", "name: x\nfamily: gpt2\nvocab_size: many\n");
   const std::string corrupt = temp_file("corrupt.safetensors", std::string("\x10\0\0\0\0\0\0\0{\"a\": [1,2", 17));
   const std::vector<BadInput> cases = {

@@ -81,15 +81,14 @@ TEST(ModelConfig, ShapeConsistencyIsChecked) {
             std::string::npos);
   text = kGood;
   text.replace(text.find("family: gpt2"), 12, "family: bert");
-  EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("unknown family 'bert'"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("unknown family 'bert'"), std::string::npos);
 }
 
 // Published parameter counts (Hugging Face model cards / summing the checkpoints' tensors).
 TEST(ModelConfig, ShippedConfigsHaveThePublishedParameterCounts) {
   const std::map<std::string, int64_t> expected = {
-      {"gpt2-small", 124'439'808},     {"gpt2-medium", 354'823'168}, {"gpt2-large", 774'030'080},
-      {"gpt2-xl", 1'557'611'200},      {"llama3-8b", 8'030'261'248}, {"llama3-70b", 70'553'706'496},
+      {"gpt2-small", 124'439'808}, {"gpt2-medium", 354'823'168}, {"gpt2-large", 774'030'080},
+      {"gpt2-xl", 1'557'611'200},  {"llama3-8b", 8'030'261'248}, {"llama3-70b", 70'553'706'496},
   };
   for (const auto& [name, params] : expected) {
     const auto config = ir::load_model_config(model::resolve_model_config(name, TESSERA_SOURCE_DIR));

@@ -13,8 +13,9 @@ using namespace tessera;
 namespace {
 
 const model::Tokenizer& default_tokenizer() {
-  static const model::Tokenizer t = model::Tokenizer::load(std::string(TESSERA_SOURCE_DIR) + "/models/default/encoder.json",
-                                                           std::string(TESSERA_SOURCE_DIR) + "/models/default/vocab.bpe");
+  static const model::Tokenizer t =
+      model::Tokenizer::load(std::string(TESSERA_SOURCE_DIR) + "/models/default/encoder.json",
+                             std::string(TESSERA_SOURCE_DIR) + "/models/default/vocab.bpe");
   return t;
 }
 
@@ -29,12 +30,15 @@ std::vector<std::string> split(std::string_view text) {
 // Expected splits are what GPT-2's regex (and tools/bpe.py) produce.
 TEST(Pretokenize, FollowsGpt2Pattern) {
   EXPECT_EQ(split("Hello world, it's  a 123 test!!  \n\n  Mr. Darcy's\tx"),
-            (std::vector<std::string>{"Hello", " world", ",", " it", "'s", " ", " a", " 123", " test", "!!",
-                                      "  \n\n ", " Mr", ".", " Darcy", "'s", "\t", "x"}));
+            (std::vector<std::string>{"Hello", " world", ",", " it", "'s", " ", " a", " 123", " test", "!!", "  \n\n ",
+                                      " Mr", ".", " Darcy", "'s", "\t", "x"}));
   EXPECT_EQ(split("end   "), (std::vector<std::string>{"end", "   "}));
   EXPECT_EQ(split("we'll don't"), (std::vector<std::string>{"we", "'ll", " don", "'t"}));
   EXPECT_EQ(split("caf\xc3\xa9 na\xc3\xafve"), (std::vector<std::string>{"caf\xc3\xa9", " na\xc3\xafve"}));
-  EXPECT_EQ(split("a\xff\xfe" "b"), (std::vector<std::string>{"a", "\xff\xfe", "b"})) << "invalid UTF-8 is punctuation";
+  EXPECT_EQ(split("a\xff\xfe"
+                  "b"),
+            (std::vector<std::string>{"a", "\xff\xfe", "b"}))
+      << "invalid UTF-8 is punctuation";
 }
 
 TEST(Tokenizer, RoundTripsArbitraryBytes) {

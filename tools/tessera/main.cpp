@@ -58,9 +58,10 @@ int run_command(const RunFlags& flags) {
   } else if (config.weights_path) {
     weights = model::load_weights(graph, *config.weights_path);
   } else {
-    fail("model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random "
-         "weights",
-         config.name);
+    fail(
+        "model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random "
+        "weights",
+        config.name);
   }
   std::vector<int32_t> prompt = tokenizer.encode(flags.prompt);
   if (prompt.empty()) {
@@ -79,10 +80,11 @@ int run_command(const RunFlags& flags) {
     std::fflush(stdout);
   });
   const double decode_steps = static_cast<double>(result.tokens.size() > 0 ? result.tokens.size() - 1 : 0);
-  std::printf("\n\n[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "
-              "decode %.1f tokens/s\n",
-              config.name.c_str(), static_cast<long long>(result.prompt_tokens), result.tokens.size(),
-              result.prefill_seconds * 1e3, decode_steps > 0 ? decode_steps / result.decode_seconds : 0.0);
+  std::printf(
+      "\n\n[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "
+      "decode %.1f tokens/s\n",
+      config.name.c_str(), static_cast<long long>(result.prompt_tokens), result.tokens.size(),
+      result.prefill_seconds * 1e3, decode_steps > 0 ? decode_steps / result.decode_seconds : 0.0);
   return 0;
 }
 

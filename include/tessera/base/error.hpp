@@ -46,5 +46,4 @@ class Status {
 
 }  // namespace tessera
 
-#define TESSERA_ASSERT(cond) \
-  ((cond) ? static_cast<void>(0) : ::tessera::assertion_failed(#cond, __FILE__, __LINE__))
+#define TESSERA_ASSERT(cond) ((cond) ? static_cast<void>(0) : ::tessera::assertion_failed(#cond, __FILE__, __LINE__))

@@ -44,11 +44,11 @@ class ReferenceExecutor {
   int64_t max_context_;
   int64_t position_ = 0;
   int64_t vocab_size_ = 0;
-  std::vector<const float*> params_;             // per node: weight data for Param nodes
-  std::vector<std::vector<float>> buffers_;      // per node: f32 activations
+  std::vector<const float*> params_;               // per node: weight data for Param nodes
+  std::vector<std::vector<float>> buffers_;        // per node: f32 activations
   std::vector<std::vector<int32_t>> int_buffers_;  // per node: i32 inputs
-  std::map<int64_t, KvCache> caches_;            // by attention layer
-  std::map<size_t, RopeTable> rope_tables_;      // by rope node
+  std::map<int64_t, KvCache> caches_;              // by attention layer
+  std::map<size_t, RopeTable> rope_tables_;        // by rope node
 };
 
 }  // namespace tessera::ref

@@ -47,7 +47,6 @@ struct GenerationResult {
 // Throws Error if prompt + max_new_tokens exceeds the executor's context. `on_token` (optional)
 // sees each token as it is generated.
 GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,
-                          const GenerationOptions& options,
-                          const std::function<void(int32_t)>& on_token = {});
+                          const GenerationOptions& options, const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace tessera::ref

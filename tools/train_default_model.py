@@ -144,7 +144,8 @@ def main():
     with open(os.path.join(args.out, "config.yaml"), "w") as f:
         f.write("# The shipped default model; written by tools/train_default_model.py\n")
         for k, v in cfg.items():
-            f.write(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n")
+            text = str(v).lower() if isinstance(v, bool) else f"{v:.1e}" if isinstance(v, float) else v
+            f.write(f"{k}: {text}\n")
         f.write("weights: model.safetensors\ntokenizer: {encoder: encoder.json, merges: vocab.bpe}\n")
     with open(os.path.join(args.out, "TRAINING.md"), "w") as f:
         f.write(f"steps {args.steps}, batch {args.batch} x {args.seq} tokens, lr {args.lr}, seed {args.seed}\n"

@@ -1,24 +1,30 @@
 #include "tessera/ref/generate.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "tessera/base/error.hpp"
 
 namespace tessera::ref {
 
-GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,
-                          const GenerationOptions& options, const std::function<void(int32_t)>& on_token) {
-  if (prompt.empty()) fail("the prompt is empty; give at least one token");
-  if (options.max_new_tokens < 0) fail("max new tokens must be >= 0, got {}", options.max_new_tokens);
-  const auto prompt_len = static_cast<int64_t>(prompt.size());
+void check_generation_fits(int64_t prompt_tokens, int64_t max_new_tokens, int64_t max_context) {
+  if (max_new_tokens < 0) fail("max new tokens must be >= 0, got {}", max_new_tokens);
+  if (prompt_tokens > max_context)
+    fail("the prompt has {} tokens but the model's context is {}; shorten the prompt", prompt_tokens, max_context);
   // The last generated token is never fed back, so the cache holds prompt + max_new - 1 tokens.
-  const int64_t needed = prompt_len + std::max<int64_t>(options.max_new_tokens - 1, 0);
-  if (needed > executor.max_context())
+  const int64_t needed = prompt_tokens + std::max<int64_t>(max_new_tokens - 1, 0);
+  if (needed > max_context)
     fail(
         "the prompt has {} tokens and {} new tokens would need {} positions, but the model's context is {}; "
         "use at most {} new tokens or a shorter prompt",
-        prompt_len, options.max_new_tokens, needed, executor.max_context(),
-        std::max<int64_t>(executor.max_context() - prompt_len + 1, 0));
+        prompt_tokens, max_new_tokens, needed, max_context, std::max<int64_t>(max_context - prompt_tokens + 1, 0));
+}
+
+GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,
+                          const GenerationOptions& options, const std::function<void(int32_t)>& on_token) {
+  if (prompt.empty()) fail("the prompt is empty; give at least one token");
+  const auto prompt_len = static_cast<int64_t>(prompt.size());
+  check_generation_fits(prompt_len, options.max_new_tokens, executor.max_context());
   Sampler sampler(options.sampling);
   GenerationResult result;
   result.prompt_tokens = prompt_len;

@@ -100,9 +100,10 @@ TEST(Cli, BadInputsFailWithAOneLineReason) {
       {"run -n 5000", "the model's context is 256"},
       {"run -m gpt2-small", "ships no tokenizer"},
       {"run -m gpt3", "unknown model 'gpt3'"},
-      {"run -n -3", "-n"},
+      {"run -n -3", "--max-tokens: must be >= 0, got -3"},
+      {"run -p \"\"  -t 0 -n 2 --weights /dev/null", "not a regular file"},
+      {"frobnicate", "unknown command 'frobnicate'"},
       {"compile --emit mlir", "--emit mlir is not supported"},
-      {"frobnicate", "frobnicate"},
   };
   for (const auto& c : cases) {
     const Result r = tessera(c.args);

@@ -73,6 +73,7 @@ int run_command(const RunFlags& flags) {
   options.max_new_tokens = flags.max_tokens;
   options.sampling = {flags.temperature, flags.top_k, flags.seed};
   options.stop_token = tokenizer.end_of_text();
+  ref::check_generation_fits(static_cast<int64_t>(prompt.size()), options.max_new_tokens, executor.max_context());
   std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
   const auto result = ref::generate(executor, prompt, options, [&](int32_t token) {
     const std::string& bytes = tokenizer.token_bytes(token);
@@ -139,6 +140,13 @@ int compile_command(const std::string& model_name, const std::string& emit) {
 
 }  // namespace
 
+// CLI11's built-in NonNegativeNumber prints the whole double range in its message; this says it plainly.
+const CLI::Validator kNonNegative(
+    [](std::string& value) -> std::string {
+      return !value.empty() && value[0] == '-' ? "must be >= 0, got " + value : std::string();
+    },
+    ">= 0");
+
 int main(int argc, char** argv) {
   CLI::App app{
       "tessera runs transformer models on simulated AI accelerators and reports what they compute,\n"
@@ -159,13 +167,13 @@ int main(int argc, char** argv) {
   run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text")->capture_default_str();
   run_cmd->add_option("-n,--max-tokens", run.max_tokens, "Number of tokens to generate")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   run_cmd->add_option("-t,--temperature", run.temperature, "Sampling temperature; 0 = greedy")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   run_cmd->add_option("-k,--top-k", run.top_k, "Sample among the k most likely tokens; 0 = all")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   run_cmd->add_option("-s,--seed", run.seed, "Seed for sampling and for --weights random")->capture_default_str();
 
   std::string compile_model = "default", emit = "ir";
@@ -177,6 +185,17 @@ int main(int argc, char** argv) {
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
 
+  std::string known;
+  bool is_known = false;
+  for (const auto* sub : app.get_subcommands({})) {
+    known += (known.empty() ? "" : ", ") + sub->get_name();
+    is_known = is_known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !is_known) {
+    std::fprintf(stderr, "tessera: error: unknown command '%s'; commands are: %s (see --help)\n", argv[1],
+                 known.c_str());
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -44,6 +44,10 @@ struct GenerationResult {
   double decode_seconds = 0;  // all decode steps after the first generated token
 };
 
+// Throws Error, saying how many new tokens would fit, if a prompt of prompt_tokens plus
+// max_new_tokens does not fit in a context of max_context positions.
+void check_generation_fits(int64_t prompt_tokens, int64_t max_new_tokens, int64_t max_context);
+
 // Throws Error if prompt + max_new_tokens exceeds the executor's context. `on_token` (optional)
 // sees each token as it is generated.
 GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,

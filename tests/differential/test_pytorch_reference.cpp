@@ -1,7 +1,11 @@
 // The reference executor against PyTorch (tests/data/reference/*.json, written by
-// tools/gen_reference.py). Logits must agree to a relative error of 1e-4 (max |difference| over
+// tools/gen_reference.py). Logits must agree to a small relative error (max |difference| over
 // max |reference| per position), the full-vocabulary logsumexp and argmax must agree, and greedy
 // generation through the KV cache must reproduce PyTorch's tokens exactly.
+//
+// The tolerance is 1e-5, tighter than the 1e-4 the issue asks for: the observed error is 1.3e-6
+// (OpenBLAS vs PyTorch summation order), and 1e-5 still catches a GELU cubic coefficient of 0.0447
+// instead of 0.044715 (error 5.9e-5), which 1e-4 would let through.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +20,7 @@ using namespace tessera;
 
 namespace {
 
-constexpr double kRelativeTolerance = 1e-4;
+constexpr double kRelativeTolerance = 1e-5;
 
 void check_against_pytorch(const std::string& case_name) {
   const std::string root = TESSERA_SOURCE_DIR;

@@ -5,19 +5,12 @@
 #include "tessera/ir/builders.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/model/model_package.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
+using tessera::testing::error_of;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 const char* kGood = R"(name: t
 family: gpt2

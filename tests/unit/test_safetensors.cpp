@@ -10,8 +10,10 @@
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/safetensors.hpp"
 #include "tessera/model/weights.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
+using tessera::testing::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -32,15 +34,6 @@ std::string raw_file(const std::string& header) {
   uint64_t n = header.size();
   for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
   return out + header;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 ir::ModelConfig tiny_llama() {

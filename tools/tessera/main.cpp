@@ -1,11 +1,13 @@
 // tessera: the command-line front end. It parses flags and calls the libraries; nothing else.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 
+#include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/model_package.hpp"
@@ -115,12 +117,22 @@ int models_command() {
 }
 
 int archs_command() {
-  std::printf("%-8s %s\n", "name", "description");
-  std::printf("%-8s %s\n", "host",
-              "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle for every simulator");
+  std::printf("%-11s %-7s %11s %9s %9s %7s %12s  %s\n", "name", "fabric", "grid", "cores", "SRAM/core", "clock",
+              "fp16 TMAC/s", "description");
+  std::printf("%-11s %-7s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
+              "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
+  std::vector<fs::path> files;
   std::error_code ec;
   for (const auto& file : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
-    if (file.path().extension() == ".yaml") std::printf("%-8s %s\n", file.path().stem().c_str(), file.path().c_str());
+    if (file.path().extension() == ".yaml") files.push_back(file.path());
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    const arch::ArchSpec a = arch::load_arch(file);
+    std::printf("%-11s %-7s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), "mesh2d",
+                fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
+                a.core.sram_bytes / 1024, a.clock_hz / 1e9, a.peak_macs_per_second("fp16") / 1e12,
+                a.description.c_str());
+  }
   return 0;
 }
 

@@ -1,0 +1,131 @@
+#include "tessera/arch/arch_spec.hpp"
+
+#include <algorithm>
+
+#include "tessera/arch/units.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+#include "tessera/config/yaml_reader.hpp"
+
+namespace tessera::arch {
+
+const std::vector<std::string>& known_dtypes() {
+  static const std::vector<std::string> names = {"fp32", "fp16", "bf16"};
+  return names;
+}
+
+double ArchSpec::peak_macs_per_second(const std::string& dtype) const {
+  const auto it = core.macs_per_cycle.find(dtype);
+  return it == core.macs_per_cycle.end() ? 0.0 : it->second * clock_hz * static_cast<double>(usable.cores());
+}
+
+namespace {
+
+using config::YamlMap;
+
+int64_t positive(const YamlMap& map, const std::string& key) {
+  const int64_t v = map.integer(key);
+  if (v <= 0) fail("{}: must be a positive integer, got {}", map.where(key), v);
+  return v;
+}
+
+int64_t non_negative(const YamlMap& map, const std::string& key) {
+  const int64_t v = map.integer(key);
+  if (v < 0) fail("{}: must be >= 0, got {}", map.where(key), v);
+  return v;
+}
+
+double positive_unit(const YamlMap& map, const std::string& key,
+                     double (*parse)(std::string_view, const std::string&)) {
+  const double v = parse(map.string(key), map.where(key));
+  if (v <= 0) fail("{}: must be > 0", map.where(key));
+  return v;
+}
+
+std::map<std::string, double> per_dtype(const YamlMap& parent, const std::string& key,
+                                        double (*parse)(const YamlMap&, const std::string&)) {
+  const YamlMap map = parent.map(key);
+  std::map<std::string, double> out;
+  for (const auto& dtype : known_dtypes())
+    if (map.has(dtype)) out[dtype] = parse(map, dtype);
+  map.finish();
+  if (out.empty()) fail("{}: give at least one of fp32, fp16, bf16", parent.where(key));
+  return out;
+}
+
+}  // namespace
+
+ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
+  const YamlMap root = YamlMap::parse_string(yaml_text, origin);
+  ArchSpec a;
+  a.name = root.string("name");
+  a.description = root.optional_string("description").value_or("");
+  const std::string fabric = root.string("fabric");
+  if (fabric != "mesh2d") fail("{}: unknown fabric '{}'; supported: mesh2d", root.where("fabric"), fabric);
+  a.clock_hz = positive_unit(root, "clock", parse_frequency_hz);
+
+  const YamlMap grid = root.map("grid");
+  a.grid_width = positive(grid, "width");
+  a.grid_height = positive(grid, "height");
+  grid.finish();
+  a.usable = {0, 0, a.grid_width, a.grid_height};
+  if (root.has("usable")) {
+    const YamlMap u = root.map("usable");
+    a.usable = {non_negative(u, "x"), non_negative(u, "y"), positive(u, "width"), positive(u, "height")};
+    u.finish();
+    if (a.usable.x + a.usable.width > a.grid_width || a.usable.y + a.usable.height > a.grid_height)
+      fail("{}: region {}x{} at ({}, {}) does not fit in the {}x{} grid", root.where("usable"), a.usable.width,
+           a.usable.height, a.usable.x, a.usable.y, a.grid_width, a.grid_height);
+  }
+
+  const YamlMap core = root.map("core");
+  a.core.sram_bytes = positive_unit(core, "sram", parse_bytes);
+  a.core.reserved_bytes = core.has("reserved") ? parse_bytes(core.string("reserved"), core.where("reserved")) : 0;
+  if (a.core.reserved_bytes >= a.core.sram_bytes)
+    fail("{}: reserves all of the core's {} bytes of SRAM", core.where("reserved"), a.core.sram_bytes);
+  a.core.macs_per_cycle = per_dtype(core, "macs_per_cycle", [](const YamlMap& m, const std::string& k) {
+    const double v = m.number(k);
+    if (v <= 0) fail("{}: must be > 0", m.where(k));
+    return v;
+  });
+  a.core.routes = positive(core, "routes");
+  core.finish();
+
+  const YamlMap link = root.map("link");
+  a.link.bytes_per_cycle = positive_unit(link, "bandwidth", parse_bytes_per_cycle);
+  a.link.hop_latency_cycles = parse_cycles(link.string("hop_latency"), link.where("hop_latency"));
+  a.link.ramp_latency_cycles = parse_cycles(link.string("ramp_latency"), link.where("ramp_latency"));
+  link.finish();
+
+  const YamlMap io = root.map("io");
+  a.io.edge_channels_per_side = positive(io, "edge_channels_per_side");
+  a.io.max_channels_used = positive(io, "max_channels_used");
+  if (a.io.max_channels_used > 2 * a.io.edge_channels_per_side)
+    fail("{}: more than the {} channels on the two edges", io.where("max_channels_used"),
+         2 * a.io.edge_channels_per_side);
+  a.io.host_bytes_per_second = positive_unit(io, "host_bandwidth", parse_bytes_per_second);
+  a.io.external_memory_bytes = positive_unit(io, "external_memory", parse_bytes);
+  a.io.external_bytes_per_second = positive_unit(io, "external_bandwidth", parse_bytes_per_second);
+  io.finish();
+
+  const YamlMap energy = root.map("energy");
+  a.energy.mac_pj = per_dtype(energy, "mac", [](const YamlMap& m, const std::string& k) {
+    return parse_energy_pj(m.string(k), m.where(k));
+  });
+  auto per_byte = [&](const std::string& key) { return parse_energy_pj_per_byte(energy.string(key), energy.where(key)); };
+  a.energy.sram_read_pj_per_byte = per_byte("sram_read");
+  a.energy.sram_write_pj_per_byte = per_byte("sram_write");
+  a.energy.fabric_pj_per_byte_hop = per_byte("fabric_hop");
+  a.energy.offchip_pj_per_byte = per_byte("offchip");
+  energy.finish();
+
+  for (const auto& [dtype, _] : a.core.macs_per_cycle)
+    if (!a.energy.mac_pj.contains(dtype))
+      fail("{}: the core computes in {} but energy.mac has no {} entry", origin, dtype, dtype);
+  root.finish();
+  return a;
+}
+
+ArchSpec load_arch(const std::filesystem::path& path) { return parse_arch(read_text_file(path), path.string()); }
+
+}  // namespace tessera::arch

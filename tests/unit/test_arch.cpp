@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/arch/units.hpp"
+#include "tessera/base/fs.hpp"
+#include "test_util.hpp"
+
+using namespace tessera;
+using tessera::testing::error_of;
+
+namespace {
+
+std::string preset_path(const std::string& name) {
+  return std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + name + ".yaml";
+}
+
+std::string preset_text(const std::string& name) { return read_text_file(preset_path(name)); }
+
+std::string replaced(std::string text, const std::string& from, const std::string& to) {
+  const size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return text.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST(Units, ParseWithUnits) {
+  EXPECT_EQ(arch::parse_bytes("48KiB", "k"), 48 * 1024);
+  EXPECT_EQ(arch::parse_bytes("1.5 MB", "k"), 1.5e6);
+  EXPECT_EQ(arch::parse_frequency_hz("1.1GHz", "k"), 1.1e9);
+  EXPECT_EQ(arch::parse_bytes_per_second("1.2Tb/s", "k"), 150e9);
+  EXPECT_EQ(arch::parse_bytes_per_cycle("32bit/cycle", "k"), 4);
+  EXPECT_EQ(arch::parse_cycles("2cycles", "k"), 2);
+  EXPECT_EQ(arch::parse_energy_pj("300fJ", "k"), 0.3);
+  EXPECT_EQ(arch::parse_energy_pj_per_byte("0.1pJ/bit", "k"), 0.8);
+}
+
+TEST(Units, BadValuesNameTheKey) {
+  EXPECT_NE(error_of([] { arch::parse_bytes("48", "f.yaml: key 'core.sram'"); }).find("key 'core.sram'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { arch::parse_bytes("48", "k"); }).find("has no unit"), std::string::npos);
+  EXPECT_NE(error_of([] { arch::parse_bytes("48Kb", "k"); }).find("unknown unit 'Kb'"), std::string::npos);
+  EXPECT_NE(error_of([] { arch::parse_bytes("-4KiB", "k"); }).find(">= 0"), std::string::npos);
+  EXPECT_NE(error_of([] { arch::parse_frequency_hz("fast", "k"); }).find("expected a number with a unit"),
+            std::string::npos);
+}
+
+TEST(ArchSpec, PresetsLoadWithTheirPublishedFigures) {
+  const auto wse2 = arch::load_arch(preset_path("wse2"));
+  EXPECT_EQ(wse2.grid_width, 757);
+  EXPECT_EQ(wse2.grid_height, 996);
+  EXPECT_EQ(wse2.usable.cores(), 750 * 994);
+  EXPECT_EQ(wse2.core.sram_bytes, 48 * 1024);
+  EXPECT_EQ(wse2.usable_sram_per_core(), 40 * 1024);
+  EXPECT_EQ(wse2.link.bytes_per_cycle, 4);
+  EXPECT_EQ(wse2.core.routes, 24);
+  EXPECT_DOUBLE_EQ(wse2.energy.fabric_pj_per_byte_hop, 0.8);
+  // 4 fp16 MACs x 1.1 GHz x 745,500 cores = 3.28e15 MAC/s = 6.6 PFLOP/s (Cerebras: 7.5 PF on 850k cores).
+  EXPECT_NEAR(wse2.peak_macs_per_second("fp16"), 3.28e15, 0.01e15);
+  const auto wse3 = arch::load_arch(preset_path("wse3"));
+  EXPECT_EQ(wse3.core.macs_per_cycle.at("fp16"), 8);
+  EXPECT_EQ(wse3.usable.cores(), 755 * 1170);
+  const auto small = arch::load_arch(preset_path("mesh-32x32"));
+  EXPECT_EQ(small.usable.cores(), 1024);
+}
+
+TEST(ArchSpec, StrictParsing) {
+  const std::string wse2 = preset_text("wse2");
+  auto error = [](const std::string& text) { return error_of([&] { arch::parse_arch(text, "a.yaml"); }); };
+  EXPECT_NE(error(wse2 + "simd: 4\n").find("key 'simd': unknown key"), std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48")).find("key 'core.sram'"), std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48 parsecs")).find("unknown unit 'parsecs'"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "width: 750", "width: 754")).find("does not fit in the 757x996 grid"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "fabric: mesh2d", "fabric: torus")).find("unknown fabric 'torus'"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "fp16: 1.5pJ", "bf16: 1.5pJ")).find("energy.mac has no fp16 entry"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "fp16: 4 ", "fp8: 4 ")).find("key 'core.macs_per_cycle.fp8': unknown key"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "reserved: 8KiB", "reserved: 48KiB")).find("reserves all"), std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "routes: 24", "routes: -1")).find("must be a positive integer"), std::string::npos);
+}

@@ -109,10 +109,11 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   io.finish();
 
   const YamlMap energy = root.map("energy");
-  a.energy.mac_pj = per_dtype(energy, "mac", [](const YamlMap& m, const std::string& k) {
-    return parse_energy_pj(m.string(k), m.where(k));
-  });
-  auto per_byte = [&](const std::string& key) { return parse_energy_pj_per_byte(energy.string(key), energy.where(key)); };
+  a.energy.mac_pj = per_dtype(
+      energy, "mac", [](const YamlMap& m, const std::string& k) { return parse_energy_pj(m.string(k), m.where(k)); });
+  auto per_byte = [&](const std::string& key) {
+    return parse_energy_pj_per_byte(energy.string(key), energy.where(key));
+  };
   a.energy.sram_read_pj_per_byte = per_byte("sram_read");
   a.energy.sram_write_pj_per_byte = per_byte("sram_write");
   a.energy.fabric_pj_per_byte_hop = per_byte("fabric_hop");

@@ -47,9 +47,9 @@ double scaled(std::string_view text, const std::string& where, const char* examp
 }  // namespace
 
 double parse_bytes(std::string_view text, const std::string& where) {
-  static const std::map<std::string, double> units = {
-      {"B", 1},      {"KB", 1e3},       {"MB", 1e6},       {"GB", 1e9},      {"TB", 1e12},
-      {"KiB", 1024}, {"MiB", 1 << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
+  static const std::map<std::string, double> units = {{"B", 1},         {"KB", 1e3},         {"MB", 1e6},
+                                                      {"GB", 1e9},      {"TB", 1e12},        {"KiB", 1024},
+                                                      {"MiB", 1 << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
   return scaled(text, where, "48KiB", units);
 }
 
@@ -59,10 +59,10 @@ double parse_frequency_hz(std::string_view text, const std::string& where) {
 }
 
 double parse_bytes_per_second(std::string_view text, const std::string& where) {
-  static const std::map<std::string, double> units = {
-      {"B/s", 1},       {"KB/s", 1e3},       {"MB/s", 1e6},       {"GB/s", 1e9},       {"TB/s", 1e12},
-      {"PB/s", 1e15},   {"b/s", 1.0 / 8},    {"Kb/s", 1e3 / 8},   {"Mb/s", 1e6 / 8},   {"Gb/s", 1e9 / 8},
-      {"Tb/s", 1e12 / 8}, {"Pb/s", 1e15 / 8}};
+  static const std::map<std::string, double> units = {{"B/s", 1},        {"KB/s", 1e3},      {"MB/s", 1e6},
+                                                      {"GB/s", 1e9},     {"TB/s", 1e12},     {"PB/s", 1e15},
+                                                      {"b/s", 1.0 / 8},  {"Kb/s", 1e3 / 8},  {"Mb/s", 1e6 / 8},
+                                                      {"Gb/s", 1e9 / 8}, {"Tb/s", 1e12 / 8}, {"Pb/s", 1e15 / 8}};
   return scaled(text, where, "150GB/s", units);
 }
 
@@ -82,7 +82,7 @@ double parse_energy_pj(std::string_view text, const std::string& where) {
 }
 
 double parse_energy_pj_per_byte(std::string_view text, const std::string& where) {
-  static const std::map<std::string, double> units = {{"fJ/B", 1e-3}, {"pJ/B", 1},   {"nJ/B", 1e3},
+  static const std::map<std::string, double> units = {{"fJ/B", 1e-3},   {"pJ/B", 1},   {"nJ/B", 1e3},
                                                       {"fJ/bit", 8e-3}, {"pJ/bit", 8}, {"nJ/bit", 8e3}};
   return scaled(text, where, "0.1pJ/bit", units);
 }

@@ -69,12 +69,10 @@ TEST(ArchSpec, StrictParsing) {
   auto error = [](const std::string& text) { return error_of([&] { arch::parse_arch(text, "a.yaml"); }); };
   EXPECT_NE(error(wse2 + "simd: 4\n").find("key 'simd': unknown key"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48")).find("key 'core.sram'"), std::string::npos);
-  EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48 parsecs")).find("unknown unit 'parsecs'"),
-            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48 parsecs")).find("unknown unit 'parsecs'"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "width: 750", "width: 754")).find("does not fit in the 757x996 grid"),
             std::string::npos);
-  EXPECT_NE(error(replaced(wse2, "fabric: mesh2d", "fabric: torus")).find("unknown fabric 'torus'"),
-            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "fabric: mesh2d", "fabric: torus")).find("unknown fabric 'torus'"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "fp16: 1.5pJ", "bf16: 1.5pJ")).find("energy.mac has no fp16 entry"),
             std::string::npos);
   EXPECT_NE(error(replaced(wse2, "fp16: 4 ", "fp8: 4 ")).find("key 'core.macs_per_cycle.fp8': unknown key"),

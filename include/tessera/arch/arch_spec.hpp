@@ -21,10 +21,10 @@ struct Region {
 };
 
 struct CoreSpec {
-  double sram_bytes = 0;           // private SRAM per core
-  double reserved_bytes = 0;       // of which code, stack and runtime support use this much
+  double sram_bytes = 0;                         // private SRAM per core
+  double reserved_bytes = 0;                     // of which code, stack and runtime support use this much
   std::map<std::string, double> macs_per_cycle;  // by dtype name ("fp16", "fp32", "bf16")
-  int64_t routes = 0;              // routable colours (static routes) per core
+  int64_t routes = 0;                            // routable colours (static routes) per core
 };
 
 struct LinkSpec {

@@ -8,12 +8,12 @@
 
 namespace tessera::arch {
 
-double parse_bytes(std::string_view text, const std::string& where);            // B, KB=1e3, KiB=1024, MB, MiB, GB, GiB, TB, TiB
-double parse_frequency_hz(std::string_view text, const std::string& where);     // Hz, kHz, MHz, GHz
-double parse_bytes_per_second(std::string_view text, const std::string& where); // B/s, KB/s.. TB/s, b/s, Kb/s.. Tb/s
-double parse_bytes_per_cycle(std::string_view text, const std::string& where);  // B/cycle, bit/cycle
-double parse_cycles(std::string_view text, const std::string& where);           // cycle, cycles
-double parse_energy_pj(std::string_view text, const std::string& where);        // fJ, pJ, nJ
+double parse_bytes(std::string_view text, const std::string& where);  // B, KB=1e3, KiB=1024, MB, MiB, GB, GiB, TB, TiB
+double parse_frequency_hz(std::string_view text, const std::string& where);        // Hz, kHz, MHz, GHz
+double parse_bytes_per_second(std::string_view text, const std::string& where);    // B/s, KB/s.. TB/s, b/s, Kb/s.. Tb/s
+double parse_bytes_per_cycle(std::string_view text, const std::string& where);     // B/cycle, bit/cycle
+double parse_cycles(std::string_view text, const std::string& where);              // cycle, cycles
+double parse_energy_pj(std::string_view text, const std::string& where);           // fJ, pJ, nJ
 double parse_energy_pj_per_byte(std::string_view text, const std::string& where);  // {fJ,pJ,nJ}/{B,bit}
 
 }  // namespace tessera::arch

@@ -1,0 +1,84 @@
+// Timing of communication on a 2D mesh fabric (the `mesh2d` arch), at two levels of detail:
+//
+//  - fast_cost(): the analytical model the simulator uses at wafer scale. Link loads come from
+//    walking every flow's route once; the time of a collective is
+//        T = max over flows of (first-wavelet latency) + (busiest port's wavelets / rate) - 1
+//    where a flow's first-wavelet latency is 2 * ramp + hops * hop_latency after it is ready, and
+//    a flow that relays another (a reduction chain) is ready one cycle (the add) after the
+//    upstream wavelet reached its core. This is the shape of Luczynski et al.'s wafer model
+//    (HPDC'24): max(contention, volume) + ramp and hop latency times dependent depth.
+//  - cycle_level_cost(): a per-wavelet, per-link, per-cycle simulation of the same flows, the
+//    yardstick the fast model is tested against on meshes up to ~32 x 32.
+//
+// Routes are static and dimension-ordered (X first, then Y), as colour routes are on the wafer;
+// a flow with several destinations is a multicast tree that crosses each link once. A wavelet is
+// 32 bits; a link moves bytes_per_cycle / 4 wavelets per cycle in each direction, and so does
+// each core's ramp (injection and ejection).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+
+namespace tessera::sim {
+
+struct Coord {
+  int32_t x = 0, y = 0;
+  bool operator==(const Coord&) const = default;
+};
+
+struct Flow {
+  Coord src;
+  std::vector<Coord> dsts;
+  int64_t words = 0;          // 32-bit wavelets
+  std::vector<int32_t> deps;  // flows this one relays: its wavelet i waits for their wavelet i at src
+};
+
+// A set of flows that form one communication phase (a shift, a broadcast, a reduction...).
+struct Collective {
+  std::vector<Flow> flows;
+};
+
+struct CommCost {
+  double cycles = 0;
+  int64_t busiest_port_words = 0;  // the most wavelets through one link or ramp
+  int64_t word_hops = 0;           // sum over flows of wavelets x links crossed (energy)
+  int64_t longest_route_hops = 0;
+  int64_t active_links = 0;
+  int64_t depth = 0;  // longest chain of dependent flows
+};
+
+class MeshFabric {
+ public:
+  MeshFabric(int32_t width, int32_t height, const arch::LinkSpec& link);
+
+  CommCost fast_cost(const Collective& collective) const;
+  // Throws Error if the mesh is larger than 64 x 64 or the link rate is not a whole number of
+  // wavelets per cycle.
+  CommCost cycle_level_cost(const Collective& collective) const;
+
+  int32_t width() const { return width_; }
+  int32_t height() const { return height_; }
+
+ private:
+  int32_t width_, height_;
+  arch::LinkSpec link_;
+};
+
+// Communication patterns on a rectangle of cores (x0, y0, w, h), as the mesh compiler emits them.
+namespace patterns {
+// Cyclic shift of `words` per core along rows (or columns), with the ring interleaved onto the
+// line so every logical neighbour is at most two hops away (WaferLLM's MeshGEMM).
+Collective ring_shift(const arch::Region& r, int64_t words, bool along_x);
+// One MeshGEMM step: A tiles shift along rows while B tiles shift along columns.
+Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words);
+// Each row's column `root` multicasts `words` to the whole row (a SUMMA panel broadcast).
+Collective row_broadcast(const arch::Region& r, int64_t words, int32_t root);
+// Two-level tree allreduce along rows (or columns) (WaferLLM's K-tree with K = 2): pipelined
+// chains reduce each group of `group` cores to its first core, a chain over those roots reduces
+// to the line's first core, which multicasts the result back to the whole line.
+Collective ktree_allreduce(const arch::Region& r, int64_t words, int32_t group, bool along_x);
+}  // namespace patterns
+
+}  // namespace tessera::sim

@@ -1,0 +1,192 @@
+#include "tessera/sim/fabric.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <unordered_map>
+
+#include "fabric_routes.hpp"
+#include "tessera/base/error.hpp"
+
+namespace tessera::sim {
+
+RouteTree route_tree(const Flow& flow, int32_t width, int32_t height) {
+  auto check = [&](Coord c) {
+    if (c.x < 0 || c.y < 0 || c.x >= width || c.y >= height)
+      fail("flow endpoint ({}, {}) is outside the {}x{} mesh", c.x, c.y, width, height);
+  };
+  check(flow.src);
+  RouteTree tree;
+  for (const Coord& dst : flow.dsts) {
+    check(dst);
+    Coord at = flow.src;
+    while (true) {
+      Port port;
+      Coord next = at;
+      if (at.x < dst.x) {
+        port = Port::East, ++next.x;
+      } else if (at.x > dst.x) {
+        port = Port::West, --next.x;
+      } else if (at.y < dst.y) {
+        port = Port::South, ++next.y;
+      } else if (at.y > dst.y) {
+        port = Port::North, --next.y;
+      } else {
+        port = Port::Eject;
+      }
+      tree.masks[at.y * width + at.x] |= static_cast<uint8_t>(1u << static_cast<unsigned>(port));
+      if (port == Port::Eject) break;
+      at = next;
+    }
+    tree.max_hops = std::max<int64_t>(tree.max_hops, std::abs(dst.x - flow.src.x) + std::abs(dst.y - flow.src.y));
+  }
+  for (const auto& [router, mask] : tree.masks) tree.links += std::popcount(static_cast<uint8_t>(mask & 0x0f));
+  return tree;
+}
+
+void check_dependencies(const Collective& c) {
+  for (size_t i = 0; i < c.flows.size(); ++i)
+    for (int32_t d : c.flows[i].deps) {
+      if (d < 0 || static_cast<size_t>(d) >= i) fail("flow {} relays flow {}, which does not precede it", i, d);
+      const auto& up = c.flows[static_cast<size_t>(d)];
+      if (std::find(up.dsts.begin(), up.dsts.end(), c.flows[i].src) == up.dsts.end())
+        fail("flow {} relays flow {}, which does not deliver to its source core", i, d);
+      if (up.words != c.flows[i].words) fail("flow {} relays flow {} of a different length", i, d);
+    }
+}
+
+MeshFabric::MeshFabric(int32_t width, int32_t height, const arch::LinkSpec& link)
+    : width_(width), height_(height), link_(link) {
+  TESSERA_ASSERT(width > 0 && height > 0 && link.bytes_per_cycle > 0);
+}
+
+namespace {
+
+struct PortUse {
+  int64_t port;  // router * kPorts + port, or inject_base + core for a core's injection ramp
+  double first_arrival;
+  int64_t words;
+  int32_t flow;
+};
+
+// Visits a route tree from its source: visit(router, port, hops from the source) for every output
+// port the flow uses, parents before children.
+template <typename Visit>
+void walk_tree(const RouteTree& tree, int32_t width, int32_t source, Visit&& visit) {
+  std::vector<std::pair<int32_t, int64_t>> stack{{source, 0}};
+  while (!stack.empty()) {
+    const auto [router, hops] = stack.back();
+    stack.pop_back();
+    const uint8_t mask = tree.masks.at(router);
+    for (unsigned p = 0; p < kPorts; ++p) {
+      if (!(mask & (1u << p))) continue;
+      const auto port = static_cast<Port>(p);
+      visit(router, port, hops);
+      if (port == Port::Eject) continue;
+      const int32_t next = port == Port::East    ? router + 1
+                           : port == Port::West  ? router - 1
+                           : port == Port::South ? router + width
+                                                 : router - width;
+      stack.emplace_back(next, hops + 1);
+    }
+  }
+}
+
+}  // namespace
+
+CommCost MeshFabric::fast_cost(const Collective& collective) const {
+  check_dependencies(collective);
+  const auto& flows = collective.flows;
+  const double ramp = link_.ramp_latency_cycles, hop = link_.hop_latency_cycles;
+  const double rate = link_.bytes_per_cycle / 4.0;  // wavelets per cycle
+  const int64_t inject_base = int64_t{width_} * height_ * kPorts;
+  std::vector<RouteTree> trees(flows.size());
+  std::vector<double> first_ready(flows.size(), 0.0);
+  std::vector<int64_t> depth(flows.size(), 1);
+  std::vector<PortUse> uses;
+  CommCost cost;
+  auto core_of = [&](Coord c) { return c.y * width_ + c.x; };
+
+  // Pass 1: when each flow's first wavelet reaches each port, ignoring contention.
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const Flow& f = flows[i];
+    if (f.words == 0 || f.dsts.empty()) continue;
+    trees[i] = route_tree(f, width_, height_);
+    for (int32_t d : f.deps) {
+      const Flow& up = flows[static_cast<size_t>(d)];
+      const auto hops = static_cast<double>(std::abs(f.src.x - up.src.x) + std::abs(f.src.y - up.src.y));
+      first_ready[i] = std::max(first_ready[i], first_ready[static_cast<size_t>(d)] + 2 * ramp + hops * hop + 1);
+      depth[i] = std::max(depth[i], depth[static_cast<size_t>(d)] + 1);
+    }
+    uses.push_back({inject_base + core_of(f.src), first_ready[i], f.words, static_cast<int32_t>(i)});
+    walk_tree(trees[i], width_, core_of(f.src), [&](int32_t router, Port port, int64_t hops) {
+      uses.push_back({int64_t{router} * kPorts + static_cast<int64_t>(port),
+                      first_ready[i] + ramp + static_cast<double>(hops) * hop, f.words, static_cast<int32_t>(i)});
+    });
+    cost.word_hops += f.words * trees[i].links;
+    cost.longest_route_hops = std::max(cost.longest_route_hops, trees[i].max_hops);
+    cost.depth = std::max(cost.depth, depth[i]);
+  }
+  if (uses.empty()) return cost;
+
+  // Pass 2: each port forwards `rate` wavelets per cycle, first come first served. A stream
+  // arrives at the port at up to `rate` wavelets per cycle from its first arrival; it is done when
+  // the port has also served everything other streams brought before its own last wavelet came
+  // (a fluid approximation of the FIFO, counting each stream's arrivals up to that moment).
+  std::sort(uses.begin(), uses.end(), [](const PortUse& a, const PortUse& b) {
+    return a.port != b.port ? a.port < b.port : a.first_arrival < b.first_arrival;
+  });
+  const auto n_flows = static_cast<int64_t>(flows.size());
+  std::unordered_map<int64_t, double> done;  // key: port * n_flows + flow
+  for (size_t begin = 0; begin < uses.size();) {
+    size_t end = begin;
+    int64_t load = 0;
+    while (end < uses.size() && uses[end].port == uses[begin].port) load += uses[end++].words;
+    cost.busiest_port_words = std::max(cost.busiest_port_words, load);
+    const int64_t port = uses[begin].port;
+    if (port < inject_base && port % kPorts != static_cast<int64_t>(Port::Eject)) ++cost.active_links;
+    for (size_t k = begin; k < end; ++k) {
+      const double last_in = uses[k].first_arrival + static_cast<double>(uses[k].words) / rate;
+      double finish = last_in, backlog = 0;
+      for (size_t m = end; m-- > begin;) {
+        if (uses[m].first_arrival >= last_in) continue;
+        backlog += std::min(static_cast<double>(uses[m].words) / rate, last_in - uses[m].first_arrival);
+        finish = std::max(finish, uses[m].first_arrival + backlog);
+      }
+      done[port * n_flows + uses[k].flow] = finish;
+    }
+    begin = end;
+  }
+
+  // Pass 3: when each flow's last wavelet arrives: it leaves each port no earlier than the port is
+  // done, and a relay's last wavelet waits for the last wavelet it relays.
+  std::vector<std::unordered_map<int32_t, double>> last_arrival(flows.size());
+  for (size_t i = 0; i < flows.size(); ++i) {
+    const Flow& f = flows[i];
+    if (f.words == 0 || f.dsts.empty()) continue;
+    double last_ready = first_ready[i] + static_cast<double>(f.words) / rate - 1;
+    for (int32_t d : f.deps)
+      last_ready = std::max(last_ready, last_arrival[static_cast<size_t>(d)].at(core_of(f.src)) + 1);
+    const auto key = [&](int64_t port) { return port * n_flows + static_cast<int64_t>(i); };
+    const double leave_core = std::max(last_ready, done.at(key(inject_base + core_of(f.src))) - 1);
+    std::unordered_map<int32_t, double> at_router{{core_of(f.src), leave_core + ramp}};
+    walk_tree(trees[i], width_, core_of(f.src), [&](int32_t router, Port port, int64_t) {
+      const double leave =
+          std::max(at_router.at(router), done.at(key(int64_t{router} * kPorts + static_cast<int64_t>(port))) - 1);
+      if (port == Port::Eject) {
+        last_arrival[i][router] = leave + ramp;
+        cost.cycles = std::max(cost.cycles, leave + ramp);
+        return;
+      }
+      const int32_t next = port == Port::East    ? router + 1
+                           : port == Port::West  ? router - 1
+                           : port == Port::South ? router + width_
+                                                 : router - width_;
+      at_router[next] = leave + hop;
+    });
+  }
+  return cost;
+}
+
+}  // namespace tessera::sim

@@ -1,0 +1,27 @@
+// Internal to the fabric timing code: dimension-ordered route trees.
+#pragma once
+
+#include <cstdint>
+#include <unordered_map>
+
+#include "tessera/sim/fabric.hpp"
+
+namespace tessera::sim {
+
+enum class Port : uint8_t { East = 0, West = 1, North = 2, South = 3, Eject = 4 };
+inline constexpr unsigned kPorts = 5;
+
+// The output ports a flow uses at each router (router id = y * width + x), X then Y routing.
+struct RouteTree {
+  std::unordered_map<int32_t, uint8_t> masks;  // bit p set: the flow leaves this router on port p
+  int64_t max_hops = 0;
+  int64_t links = 0;  // mesh links the tree crosses (each once)
+};
+
+// Throws Error if an endpoint lies outside the mesh.
+RouteTree route_tree(const Flow& flow, int32_t width, int32_t height);
+// Throws Error unless every relay dependency names an earlier flow of the same length that
+// delivers to the relaying flow's source.
+void check_dependencies(const Collective& collective);
+
+}  // namespace tessera::sim

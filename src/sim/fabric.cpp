@@ -63,6 +63,10 @@ MeshFabric::MeshFabric(int32_t width, int32_t height, const arch::LinkSpec& link
 
 namespace {
 
+// Above this many streams through one port, the per-stream FIFO estimate (quadratic in the
+// streams) gives way to the work-conserving bound for the port as a whole.
+constexpr size_t kMaxStreamsForFifoModel = 32;
+
 struct PortUse {
   int64_t port;  // router * kPorts + port, or inject_base + core for a core's injection ramp
   double first_arrival;
@@ -146,6 +150,17 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
     cost.busiest_port_words = std::max(cost.busiest_port_words, load);
     const int64_t port = uses[begin].port;
     if (port < inject_base && port % kPorts != static_cast<int64_t>(Port::Eject)) ++cost.active_links;
+    if (end - begin > kMaxStreamsForFifoModel) {
+      // Many streams through one port: the plain work-conserving bound, for all of them.
+      double finish = 0, suffix = 0;
+      for (size_t k = end; k-- > begin;) {
+        suffix += static_cast<double>(uses[k].words) / rate;
+        finish = std::max(finish, uses[k].first_arrival + suffix);
+      }
+      for (size_t k = begin; k < end; ++k) done[port * n_flows + uses[k].flow] = finish;
+      begin = end;
+      continue;
+    }
     for (size_t k = begin; k < end; ++k) {
       const double last_in = uses[k].first_arrival + static_cast<double>(uses[k].words) / rate;
       double finish = last_in, backlog = 0;

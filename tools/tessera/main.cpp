@@ -4,16 +4,21 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+#include "tessera/compiler/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/model_package.hpp"
 #include "tessera/model/tokenizer.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/mesh_timing.hpp"
 
 namespace fs = std::filesystem;
 using namespace tessera;
@@ -34,7 +39,50 @@ struct RunFlags {
   double temperature = 0.8;
   int64_t top_k = 40;
   uint64_t seed = 0;
+  std::string arch = "host";
+  bool no_numerics = false;
+  int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
+  std::string dtype = "fp32";
+  std::string json_path;
 };
+
+fs::path resolve_arch(const std::string& name_or_path) {
+  if (fs::is_regular_file(name_or_path)) return name_or_path;
+  const fs::path preset = data_dir() / "configs" / "arch" / (name_or_path + ".yaml");
+  if (fs::is_regular_file(preset)) return preset;
+  std::string names;
+  std::error_code ec;
+  for (const auto& f : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
+    if (f.path().extension() == ".yaml") names += (names.empty() ? "" : ", ") + f.path().stem().string();
+  fail("unknown arch '{}': not a file and not a preset (host, {}); see `tessera archs`", name_or_path, names);
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  if (fs::exists(path) && fs::is_directory(path)) fail("{}: is a directory", path);
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) fail("{}: cannot write", path);
+  out << text;
+  if (!out) fail("{}: write failed", path);
+}
+
+// Compiles for a mesh arch; a plan that does not fit is a one-line error with what would fit.
+program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
+                              const compiler::MeshCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  auto result = compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
+                                           read_text_file(arch_path), arch_path.string(), options);
+  if (!result.status) fail("{}", result.status.message());
+  return std::move(result.program);
+}
+
+int simulate_and_report(const program::Program& plan, const std::string& json_path) {
+  const sim::MeshReport report = sim::simulate_mesh_timing(plan);
+  std::fputs(report::summary_table(report).c_str(), stdout);
+  if (!json_path.empty()) write_file(json_path, report::to_json(report));
+  return 0;
+}
 
 model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
   if (!tokenizer_dir.empty())
@@ -46,7 +94,27 @@ model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string
 }
 
 int run_command(const RunFlags& flags) {
-  const ir::ModelConfig config = ir::load_model_config(model::resolve_model_config(flags.model, data_dir()));
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  if (flags.arch != "host") {
+    if (!flags.no_numerics)
+      fail(
+          "per-core numerics on mesh machines are not implemented yet; add --no-numerics for timing and energy "
+          "on {}, or use --arch host for generated text",
+          flags.arch);
+    const ir::ModelConfig config = ir::load_model_config(model_path);
+    int64_t prompt_tokens = flags.prompt_tokens;
+    if (prompt_tokens == 0) {
+      if (!config.encoder_path && flags.tokenizer_dir.empty())
+        fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
+      prompt_tokens = std::max<int64_t>(
+          1, static_cast<int64_t>(load_tokenizer(config, flags.tokenizer_dir).encode(flags.prompt).size()));
+    }
+    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
+                               flags.json_path);
+  }
+  if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
+  if (flags.dtype != "fp32") fail("the host reference executor computes in fp32 only");
+  const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
   if (tokenizer.vocab_size() > config.vocab_size)
@@ -136,16 +204,36 @@ int archs_command() {
   return 0;
 }
 
-int compile_command(const std::string& model_name, const std::string& emit) {
-  const ir::ModelConfig config = ir::load_model_config(model::resolve_model_config(model_name, data_dir()));
+struct CompileFlags {
+  std::string model = "default";
+  std::string emit = "ir";
+  std::string arch;
+  std::string output;
+  int64_t prompt_tokens = 16;
+  int64_t max_tokens = 64;
+  std::string dtype = "fp32";
+};
+
+int compile_command(const CompileFlags& flags) {
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  if (!flags.arch.empty()) {
+    if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
+    const program::Program plan =
+        compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.dtype});
+    write_file(flags.output, program::to_json(plan));
+    std::fputs(report::placement_table(plan).c_str(), stdout);
+    std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
+    return 0;
+  }
+  const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
   if (const Status s = graph.verify(); !s) fail("model '{}' built an invalid graph: {}", config.name, s.message());
-  if (emit == "ir") {
+  if (flags.emit == "ir") {
     std::printf("# %s: %s family, %lld parameters, %zu nodes\n", config.name.c_str(), ir::family_name(config.family),
                 static_cast<long long>(graph.parameter_count()), graph.nodes().size());
     std::fputs(graph.dump().c_str(), stdout);
   } else {
-    fail("--emit {} is not supported; choose: ir", emit);
+    fail("--emit {} is not supported; choose: ir", flags.emit);
   }
   return 0;
 }
@@ -187,12 +275,39 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(kNonNegative);
   run_cmd->add_option("-s,--seed", run.seed, "Seed for sampling and for --weights random")->capture_default_str();
-
-  std::string compile_model = "default", emit = "ir";
-  auto* compile_cmd = app.add_subcommand("compile", "Build a model's IR and print it");
-  compile_cmd->add_option("-m,--model", compile_model, "Model name, config file or model directory")
+  run_cmd
+      ->add_option("-a,--arch", run.arch, "Machine: host (reference executor) or a preset/file (see `tessera archs`)")
       ->capture_default_str();
-  compile_cmd->add_option("--emit", emit, "What to print: ir (the verified tensor graph)")->capture_default_str();
+  run_cmd->add_flag("--no-numerics", run.no_numerics, "Timing and energy only, no tensor values (mesh machines)");
+  run_cmd
+      ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
+      ->check(kNonNegative);
+  run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
+      ->capture_default_str();
+  run_cmd->add_option("--json", run.json_path, "Write all metrics as JSON (schema: docs/metrics.md)");
+
+  CompileFlags compile;
+  auto* compile_cmd =
+      app.add_subcommand("compile", "Print a model's IR, or compile it for a mesh machine into a plan file");
+  compile_cmd->add_option("-m,--model", compile.model, "Model name, config file or model directory")
+      ->capture_default_str();
+  compile_cmd->add_option("--emit", compile.emit, "What to print without --arch: ir (the verified tensor graph)")
+      ->capture_default_str();
+  compile_cmd->add_option("-a,--arch", compile.arch, "Compile for this mesh machine (see `tessera archs`)");
+  compile_cmd->add_option("-o,--output", compile.output, "Plan file to write (JSON), with --arch");
+  compile_cmd->add_option("--prompt-tokens", compile.prompt_tokens, "Prompt length the plan serves")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  compile_cmd->add_option("-n,--max-tokens", compile.max_tokens, "Tokens to generate")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  compile_cmd->add_option("--dtype", compile.dtype, "Weight and compute dtype (fp32, fp16, bf16)")
+      ->capture_default_str();
+
+  std::string plan_path, simulate_json;
+  auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
+  simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
+  simulate_cmd->add_option("--json", simulate_json, "Write all metrics as JSON (schema: docs/metrics.md)");
 
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
@@ -215,7 +330,9 @@ int main(int argc, char** argv) {
   }
   try {
     if (*run_cmd) return run_command(run);
-    if (*compile_cmd) return compile_command(compile_model, emit);
+    if (*compile_cmd) return compile_command(compile);
+    if (*simulate_cmd)
+      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_json);
     if (*models_cmd) return models_command();
     if (*archs_cmd) return archs_command();
   } catch (const Error& e) {

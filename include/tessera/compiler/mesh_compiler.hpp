@@ -1,0 +1,32 @@
+// Lowers a GPT-2 or Llama model onto a mesh2d machine: region placement, a per-core memory plan,
+// a route budget check, and the prefill/decode step lists (see program.hpp for the layouts).
+#pragma once
+
+#include <string>
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/program/program.hpp"
+
+namespace tessera::compiler {
+
+struct MeshCompileOptions {
+  int64_t prompt_tokens = 16;
+  int64_t max_new_tokens = 64;
+  std::string weight_dtype = "fp32";  // fp32 today; fp16/bf16 for timing-only runs
+};
+
+struct MeshCompileResult {
+  Status status = Status::ok();  // failure: what does not fit, where, by how much, what would
+  program::Program program;
+};
+
+// Throws Error on bad options (unknown dtype, context beyond the model's); returns a failed
+// Status when the model does not fit the machine.
+MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::string& model_yaml,
+                                   const std::string& model_origin, const arch::ArchSpec& arch,
+                                   const std::string& arch_yaml, const std::string& arch_origin,
+                                   const MeshCompileOptions& options);
+
+}  // namespace tessera::compiler

@@ -1,0 +1,81 @@
+// The compiled plan for a mesh2d machine: the only contract between the compiler and the
+// simulator. It is self-contained (it embeds the arch and model descriptions it was compiled
+// for) and serializes to JSON, so `tessera compile -o plan.json` and `tessera simulate plan.json`
+// can run apart.
+//
+// Execution model (docs/mesh-mapping.md): layer-pipelined, weights resident. Each stage (a
+// transformer layer, or the LM head) owns a rectangle of cores. Activations alternate between
+// two layouts: "rows" (a vector split over the region's rows, replicated along each row) and
+// "cols" (split over columns, replicated down each column). A matmul reads one layout and its
+// partial sums are allreduced along the other axis, producing the other layout, so no transposes
+// are needed (WaferLLM's decode layout). Prefill runs the same steps on all prompt tokens at once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/base/error.hpp"
+
+namespace tessera::program {
+
+enum class Pattern { None, AllreduceX, AllreduceY, StageTransfer, HostIn, HostOut };
+const char* pattern_name(Pattern p);
+
+// One step of a phase on one stage's region. Costs are for the busiest core of the region; the
+// `*_per_slot` terms grow with the number of cached context slots each core holds
+// (ceil(context / context_split)), which is how attention's cost depends on the position.
+struct Step {
+  std::string name;
+  int32_t stage = 0;
+  std::string op;    // "matmul", "norm", "attention", "elementwise", "transfer", "host"
+  int64_t macs = 0;  // multiply-accumulates on the busiest core
+  int64_t macs_per_slot = 0;
+  int64_t elementwise = 0;  // other arithmetic operations on the busiest core
+  int64_t elementwise_per_slot = 0;
+  int64_t sram_bytes = 0;  // SRAM bytes read + written by all cores of the region
+  int64_t sram_bytes_per_slot = 0;
+  int64_t total_macs = 0;  // over all cores (energy)
+  int64_t total_macs_per_slot = 0;
+  Pattern pattern = Pattern::None;
+  int64_t words = 0;  // 32-bit words each line contributes to the collective
+  int64_t words_per_slot = 0;
+  int32_t group = 0;             // allreduce tree group size
+  int32_t to_stage = -1;         // StageTransfer destination
+  int64_t host_bytes = 0;        // HostIn / HostOut
+  bool last_chunk_only = false;  // prefill: runs for the prompt's last chunk only (the LM head)
+};
+
+struct Stage {
+  std::string name;
+  arch::Region region;
+  int64_t weight_bytes = 0;  // per core (the busiest)
+  int64_t kv_cache_bytes = 0;
+  int64_t activation_bytes = 0;  // activations, double buffers and partial sums
+  int64_t routes = 0;            // colours used per core
+  int64_t context_split = 1;     // the KV cache is split over this many rows
+  int64_t total_weight_bytes = 0;
+  int64_t bytes_per_core() const { return weight_bytes + kv_cache_bytes + activation_bytes; }
+};
+
+struct Program {
+  std::string arch_yaml;  // the machine description, verbatim
+  std::string arch_origin;
+  std::string model_yaml;  // the model config, verbatim
+  std::string model_origin;
+  std::string weight_dtype = "fp32";
+  int64_t prompt_tokens = 0;
+  int64_t max_new_tokens = 0;
+  int64_t max_context = 0;
+  std::vector<Stage> stages;
+  int64_t prefill_chunk_tokens = 1;  // prefill processes the prompt this many tokens at a time
+  std::vector<Step> prefill;         // one chunk of prefill; repeated until the prompt is consumed
+  std::vector<Step> decode;          // runs once per generated token
+};
+
+std::string to_json(const Program& program);
+// Throws Error naming `origin` and the field on malformed input.
+Program from_json(const std::string& text, const std::string& origin);
+
+}  // namespace tessera::program

@@ -1,0 +1,15 @@
+// Presenting a mesh run: a summary table for people, JSON (schema in docs/metrics.md) for tools.
+#pragma once
+
+#include <string>
+
+#include "tessera/program/program.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::report {
+
+std::string summary_table(const sim::MeshReport& report);
+std::string placement_table(const program::Program& plan);
+std::string to_json(const sim::MeshReport& report);
+
+}  // namespace tessera::report

@@ -1,0 +1,55 @@
+// Timing and energy of a compiled mesh plan (timing-only: no tensor values are computed).
+//
+// Every step costs its busiest core's arithmetic at the arch's MAC rate plus its communication
+// from the fast fabric model (route-walked link loads; see fabric.hpp) plus host I/O at the
+// system bandwidth; steps of one token are dependent, so their times add (batch 1, no overlap).
+// Energy is action counts times the arch's table: MACs, SRAM bytes, fabric word-hops, off-chip
+// bytes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tessera/program/program.hpp"
+#include "tessera/sim/fabric.hpp"
+
+namespace tessera::sim {
+
+struct Energy {
+  double compute_pj = 0, sram_pj = 0, fabric_pj = 0, offchip_pj = 0;
+  double total_pj() const { return compute_pj + sram_pj + fabric_pj + offchip_pj; }
+  Energy& operator+=(const Energy& o);
+};
+
+struct PhaseReport {
+  int64_t passes = 0;  // prefill chunks, or decode tokens
+  double cycles = 0, compute_cycles = 0, comm_cycles = 0, host_cycles = 0;
+  double compute_core_fraction = 0, comm_core_fraction = 0, idle_core_fraction = 0;  // of used core-time
+  Energy energy;
+};
+
+struct StepHotspot {
+  std::string step;
+  int64_t busiest_port_words = 0;
+  int64_t word_hops = 0;
+};
+
+struct MeshReport {
+  std::string arch_name, model_name, weight_dtype;
+  double clock_hz = 0;
+  int64_t cores_used = 0, cores_usable = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  PhaseReport prefill, decode;
+  double time_to_first_token_s = 0;
+  double decode_tokens_per_s = 0;  // per user (batch 1)
+  double sram_per_core_bytes = 0;  // usable, after reserved space
+  int64_t sram_high_water_bytes = 0;
+  std::string sram_high_water_stage;
+  std::vector<StepHotspot> busiest_steps;  // decode steps with the most loaded fabric port
+  Energy decode_energy_per_token;
+};
+
+// Throws Error if the plan's embedded arch is not a mesh2d description.
+MeshReport simulate_mesh_timing(const program::Program& plan);
+
+}  // namespace tessera::sim

@@ -1,0 +1,395 @@
+#include "tessera/compiler/mesh_compiler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+namespace tessera::compiler {
+
+using program::Pattern;
+using program::Step;
+
+namespace {
+
+constexpr int64_t kActivationBytes = 4;  // activations and partial sums are fp32
+// Colours a core of a layer region uses: a two-level tree allreduce along each axis (two phases
+// plus the root's broadcast: 3 each), the stage-to-stage transfer in and out (2), host I/O (2).
+constexpr int64_t kRoutesPerCore = 3 + 3 + 2 + 2;
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int64_t dtype_bytes(const std::string& dtype) {
+  if (dtype == "fp32") return 4;
+  if (dtype == "fp16" || dtype == "bf16") return 2;
+  fail("unknown weight dtype '{}'; choose fp32, fp16 or bf16", dtype);
+}
+
+// A weight matrix [k, n]. rows_in: the input is split over the region's rows (so the k split is
+// over rows and the partial outputs are allreduced along each column, ending split over columns);
+// otherwise the reverse.
+struct Matmul {
+  std::string name;
+  int64_t k, n;
+  bool rows_in;
+  bool bias;
+};
+
+struct StageKind {
+  std::string name;
+  bool is_layer;
+  std::vector<Matmul> matmuls;
+  int64_t norms;         // norm layers in the stage
+  int64_t norm_vectors;  // vectors per norm (LayerNorm: scale and shift; RMSNorm: scale)
+};
+
+struct Shape {
+  int64_t px, py;  // columns, rows
+};
+
+struct Footprint {
+  int64_t weights, kv, activations;
+  int64_t total() const { return weights + kv + activations; }
+};
+
+class Lowering {
+ public:
+  Lowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const MeshCompileOptions& o)
+      : m_(m), a_(a), o_(o), wbytes_(dtype_bytes(o.weight_dtype)) {
+    const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
+    const int64_t d = m.d_model, kv = m.n_kv_heads * m.head_dim();
+    layer_ = {"layer", true, {}, 2, gpt2 ? 2 : 1};
+    if (gpt2) {
+      layer_.matmuls = {{"attn.c_attn", d, 3 * d, true, true},
+                        {"attn.c_proj", d, d, false, true},
+                        {"mlp.c_fc", d, m.d_ff, true, true},
+                        {"mlp.c_proj", m.d_ff, d, false, true}};
+    } else {
+      layer_.matmuls = {{"self_attn.qkv_proj", d, d + 2 * kv, true, false},
+                        {"self_attn.o_proj", d, d, false, false},
+                        {"mlp.gate_up_proj", d, 2 * m.d_ff, true, false},
+                        {"mlp.down_proj", m.d_ff, d, false, false}};
+    }
+    head_ = {"head", false, {{"lm_head", d, m.vocab_size, true, false}}, 1, gpt2 ? 2 : 1};
+  }
+
+  int64_t wbytes() const { return wbytes_; }
+  const StageKind& layer() const { return layer_; }
+  const StageKind& head() const { return head_; }
+
+  int64_t weight_elements(const StageKind& s) const {
+    int64_t n = s.norms * s.norm_vectors * m_.d_model;
+    for (const auto& mm : s.matmuls) n += mm.k * mm.n + (mm.bias ? mm.n : 0);
+    return n;
+  }
+
+  // The LM head only ever sees one token at a time (prefill needs only the last token's logits).
+  Footprint footprint(const StageKind& s, Shape r, int64_t tokens) const {
+    if (!s.is_layer) tokens = 1;
+    Footprint f{0, 0, 0};
+    int64_t widest_partial = 0, cols_activations = 0;
+    for (const auto& mm : s.matmuls) {
+      const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
+      f.weights += (cdiv(mm.k, ks) * cdiv(mm.n, ns) + (mm.bias ? cdiv(mm.n, ns) : 0)) * wbytes_;
+      widest_partial = std::max(widest_partial, cdiv(mm.n, ns));
+      if (mm.rows_in) cols_activations += cdiv(mm.n, ns);
+    }
+    f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * wbytes_;
+    int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
+    if (s.is_layer) {
+      const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
+      f.kv = 2 * slots * cdiv(m_.n_kv_heads * m_.head_dim(), r.px) * wbytes_;
+      per_token += m_.n_heads * slots;  // attention scores
+    }
+    f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
+    return f;
+  }
+
+  bool fits(const StageKind& s, Shape r, int64_t tokens) const {
+    return static_cast<double>(footprint(s, r, tokens).total()) <= a_.usable_sram_per_core();
+  }
+
+  // A rough decode-time estimate (cycles) for choosing region shapes: local GEMV work plus a
+  // two-level tree allreduce per matmul. The simulator, not this, reports the time.
+  double estimate_cycles(const StageKind& s, Shape r) const {
+    const double rate = a_.core.macs_per_cycle.at(o_.weight_dtype == "fp32" ? "fp32" : o_.weight_dtype);
+    const double stage_latency = 2 * a_.link.ramp_latency_cycles + 1;
+    double cycles = 0;
+    for (const auto& mm : s.matmuls) {
+      const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
+      const double line = static_cast<double>(ks);
+      cycles += static_cast<double>(cdiv(mm.k, ks) * cdiv(mm.n, ns)) / rate;
+      cycles += static_cast<double>(cdiv(mm.n, ns)) / (a_.link.bytes_per_cycle / 4) +
+                (2 * std::ceil(std::sqrt(line)) + 1) * stage_latency + 2 * line * a_.link.hop_latency_cycles;
+    }
+    return cycles;
+  }
+
+  std::vector<Step> stage_steps(const StageKind& s, int32_t stage, Shape r, int64_t tokens, bool prefill,
+                                bool last_stage_before_head) const;
+
+ private:
+  void add_norm(std::vector<Step>& out, const std::string& name, int32_t stage, Shape r, int64_t tokens,
+                int64_t cores) const {
+    Step st;
+    st.name = name, st.stage = stage, st.op = "norm";
+    const int64_t seg = cdiv(m_.d_model, r.py);
+    st.elementwise = tokens * seg * 4;
+    st.sram_bytes = cores * tokens * seg * kActivationBytes * 3;
+    st.pattern = Pattern::AllreduceY;
+    st.words = tokens * (m_.family == ir::ModelFamily::Gpt2 ? 2 : 1);
+    st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
+    out.push_back(st);
+  }
+
+  void add_matmul(std::vector<Step>& out, const Matmul& mm, int32_t stage, Shape r, int64_t tokens,
+                  int64_t cores) const {
+    const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
+    Step st;
+    st.name = mm.name, st.stage = stage, st.op = "matmul";
+    st.macs = tokens * cdiv(mm.k, ks) * cdiv(mm.n, ns);
+    st.total_macs = tokens * mm.k * mm.n;
+    st.elementwise = mm.bias ? tokens * cdiv(mm.n, ns) : 0;
+    st.sram_bytes = st.total_macs * (wbytes_ + kActivationBytes) + cores * tokens * cdiv(mm.n, ns) * kActivationBytes;
+    st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
+    st.words = tokens * cdiv(mm.n, ns);
+    st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(ks))));
+    out.push_back(st);
+  }
+
+  void add_elementwise(std::vector<Step>& out, const std::string& name, int32_t stage, int64_t per_core,
+                       int64_t cores) const {
+    Step st;
+    st.name = name, st.stage = stage, st.op = "elementwise";
+    st.elementwise = per_core;
+    st.sram_bytes = cores * per_core * kActivationBytes * 3;
+    out.push_back(st);
+  }
+
+  const ir::ModelConfig& m_;
+  const arch::ArchSpec& a_;
+  const MeshCompileOptions& o_;
+  int64_t wbytes_;
+  StageKind layer_, head_;
+};
+
+std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape r, int64_t tokens, bool prefill,
+                                        bool last_stage_before_head) const {
+  std::vector<Step> out;
+  const int64_t cores = r.px * r.py, d = m_.d_model;
+  const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
+  if (!s.is_layer) {
+    // The LM head needs only the last token's logits, so in prefill it runs once, on one token.
+    add_norm(out, gpt2 ? "ln_f" : "model.norm", stage, r, 1, cores);
+    add_matmul(out, s.matmuls[0], stage, r, 1, cores);
+    Step host;
+    host.name = "logits_to_host", host.stage = stage, host.op = "host";
+    host.pattern = Pattern::HostOut;
+    host.host_bytes = m_.vocab_size * kActivationBytes;
+    out.push_back(host);
+    for (auto& st : out) st.last_chunk_only = prefill;
+    return out;
+  }
+  const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", stage);
+  add_norm(out, p + (gpt2 ? "ln_1" : "input_layernorm"), stage, r, tokens, cores);
+  add_matmul(out, s.matmuls[0], stage, r, tokens, cores);
+  out.back().name = p + out.back().name;
+  const int64_t dx = cdiv(d, r.px);
+  if (!gpt2) add_elementwise(out, p + "rope", stage, tokens * 3 * cdiv(d + m_.n_kv_heads * m_.head_dim(), r.px), cores);
+  // Attention over the cached context: keys and values are split by dimension over columns and by
+  // position over rows, so each core holds ceil(context / rows) positions ("slots").
+  Step scores;
+  scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
+  scores.macs_per_slot = tokens * dx;
+  scores.total_macs_per_slot = tokens * d * r.py;
+  scores.sram_bytes_per_slot = cores * tokens * dx * (wbytes_ + kActivationBytes);
+  scores.pattern = Pattern::AllreduceX;
+  scores.words_per_slot = tokens * m_.n_heads;
+  scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
+  out.push_back(scores);
+  Step softmax;
+  softmax.name = p + "attn.softmax", softmax.stage = stage, softmax.op = "attention";
+  softmax.elementwise_per_slot = tokens * m_.n_heads * 3;
+  softmax.sram_bytes_per_slot = cores * tokens * m_.n_heads * kActivationBytes * 2;
+  softmax.pattern = Pattern::AllreduceY;
+  softmax.words = 2 * tokens * m_.n_heads;
+  softmax.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
+  out.push_back(softmax);
+  Step values = scores;
+  values.name = p + "attn.values";
+  values.pattern = Pattern::AllreduceY;
+  values.words = tokens * dx;
+  values.words_per_slot = 0;
+  values.group = softmax.group;
+  out.push_back(values);
+  add_matmul(out, s.matmuls[1], stage, r, tokens, cores);
+  out.back().name = p + out.back().name;
+  add_elementwise(out, p + "residual_1", stage, tokens * cdiv(d, r.py), cores);
+  add_norm(out, p + (gpt2 ? "ln_2" : "post_attention_layernorm"), stage, r, tokens, cores);
+  add_matmul(out, s.matmuls[2], stage, r, tokens, cores);
+  out.back().name = p + out.back().name;
+  add_elementwise(out, p + (gpt2 ? "gelu" : "silu_mul"), stage, tokens * cdiv(m_.d_ff, r.px) * (gpt2 ? 8 : 5), cores);
+  add_matmul(out, s.matmuls[3], stage, r, tokens, cores);
+  out.back().name = p + out.back().name;
+  add_elementwise(out, p + "residual_2", stage, tokens * cdiv(d, r.py), cores);
+  Step transfer;
+  transfer.name = p + "to_next_stage", transfer.stage = stage, transfer.op = "transfer";
+  transfer.pattern = Pattern::StageTransfer;
+  transfer.to_stage = stage + 1;
+  // Only the last token's activations go on to the LM head.
+  transfer.words = (last_stage_before_head && prefill ? 1 : tokens) * cdiv(d, r.py);
+  out.push_back(transfer);
+  return out;
+}
+
+struct Placement {
+  Shape slot;
+  int64_t layer_slots, head_slots;
+  std::vector<arch::Region> regions;  // layers in order, then the head
+  double estimate;
+};
+
+std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers) {
+  const int64_t width = a.usable.width, height = a.usable.height;
+  std::optional<Placement> best;
+  const int64_t max_split = 48;
+  for (int64_t bands = 1; bands <= std::min(height, max_split); ++bands) {
+    for (int64_t per_band = 1; per_band <= std::min(width, max_split); ++per_band) {
+      const Shape slot{width / per_band, height / bands};
+      auto slots_needed = [&](const StageKind& s) -> int64_t {
+        for (int64_t k = 1; k <= per_band; ++k)
+          if (low.fits(s, {k * slot.px, slot.py}, 1)) return k;
+        return 0;
+      };
+      const int64_t kl = slots_needed(low.layer()), kh = slots_needed(low.head());
+      if (kl == 0 || kh == 0) continue;
+      // Pack the stages band by band, snaking so consecutive stages stay adjacent.
+      std::vector<arch::Region> regions;
+      int64_t band = 0, used = 0;
+      bool ok = true;
+      for (int64_t s = 0; s <= n_layers && ok; ++s) {
+        const int64_t k = s < n_layers ? kl : kh;
+        if (used + k > per_band) ++band, used = 0;
+        if (band >= bands) ok = false;
+        const int64_t slot_index = band % 2 == 0 ? used : per_band - used - k;
+        regions.push_back({a.usable.x + slot_index * slot.px, a.usable.y + band * slot.py, k * slot.px, slot.py});
+        used += k;
+      }
+      if (!ok) continue;
+      const double estimate =
+          static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
+          low.estimate_cycles(low.head(), {kh * slot.px, slot.py});
+      if (!best || estimate < best->estimate) best = Placement{slot, kl, kh, regions, estimate};
+    }
+  }
+  return best;
+}
+
+}  // namespace
+
+MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::string& model_yaml,
+                                   const std::string& model_origin, const arch::ArchSpec& arch,
+                                   const std::string& arch_yaml, const std::string& arch_origin,
+                                   const MeshCompileOptions& options) {
+  if (options.prompt_tokens < 1) fail("the prompt must have at least one token");
+  if (options.max_new_tokens < 0) fail("max new tokens must be >= 0");
+  const int64_t context = options.prompt_tokens + options.max_new_tokens;
+  if (context > model.context_length)
+    fail("{} prompt + {} new tokens exceed {}'s context of {} tokens", options.prompt_tokens, options.max_new_tokens,
+         model.name, model.context_length);
+  const Lowering low(model, arch, options);
+  const std::string compute_dtype = options.weight_dtype;
+  if (!arch.core.macs_per_cycle.contains(compute_dtype)) {
+    std::string have;
+    for (const auto& [dtype, _] : arch.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
+    fail("{} does not compute in {}; its cores support: {}", arch.name, compute_dtype, have);
+  }
+
+  MeshCompileResult result;
+  const auto placement = place(low, arch, model.n_layers);
+  if (!placement) {
+    const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
+    const double layer_bytes = static_cast<double>(low.weight_elements(low.layer()) * low.wbytes());
+    const double head_bytes = static_cast<double>(low.weight_elements(low.head()) * low.wbytes());
+    const double kv_per_token =
+        2.0 * static_cast<double>(model.n_layers * model.n_kv_heads * model.head_dim() * low.wbytes());
+    const double needed =
+        static_cast<double>(model.n_layers) * layer_bytes + head_bytes + kv_per_token * static_cast<double>(context);
+    const int64_t layers_that_fit = std::max<int64_t>(
+        0, static_cast<int64_t>((usable - head_bytes) / (layer_bytes + kv_per_token * static_cast<double>(context))));
+    const auto context_that_fits = static_cast<int64_t>(
+        std::max(0.0, (usable - static_cast<double>(model.n_layers) * layer_bytes - head_bytes) / kv_per_token));
+    result.status = Status::failure(
+        "{} does not fit on {}: {} layers of {:.1f} MB ({}) + LM head {:.1f} MB + KV cache {:.1f} MB for {} tokens "
+        "need {:.2f} GB ({:.2f} GB over the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on "
+        "{} cores), and no placement gives every layer's region enough bytes per core. Would fit: at most {} layers, "
+        "{}, or a machine with more cores or SRAM{}.",
+        model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.weight_dtype, head_bytes / 1e6,
+        kv_per_token * static_cast<double>(context) / 1e6, context, needed / 1e9, std::max(0.0, needed - usable) / 1e9,
+        usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(), layers_that_fit,
+        context_that_fits > 0 ? fmt::format("or a context of at most {} tokens", context_that_fits)
+                              : std::string("no context length (the weights alone are too large)"),
+        options.weight_dtype == "fp32" ? " (or 16-bit weights: --dtype fp16)" : "");
+    return result;
+  }
+
+  program::Program& p = result.program;
+  p.arch_yaml = arch_yaml, p.arch_origin = arch_origin;
+  p.model_yaml = model_yaml, p.model_origin = model_origin;
+  p.weight_dtype = options.weight_dtype;
+  p.prompt_tokens = options.prompt_tokens;
+  p.max_new_tokens = options.max_new_tokens;
+  p.max_context = context;
+  // The largest prefill chunk whose activations still fit every stage.
+  int64_t chunk = options.prompt_tokens;
+  auto chunk_fits = [&](int64_t t) {
+    for (size_t s = 0; s < placement->regions.size(); ++s) {
+      const auto& reg = placement->regions[s];
+      if (!low.fits(s < static_cast<size_t>(model.n_layers) ? low.layer() : low.head(), {reg.width, reg.height}, t))
+        return false;
+    }
+    return true;
+  };
+  while (chunk > 1 && !chunk_fits(chunk)) chunk = (chunk + 1) / 2;
+  p.prefill_chunk_tokens = chunk;
+
+  for (size_t s = 0; s < placement->regions.size(); ++s) {
+    const bool is_layer = s < static_cast<size_t>(model.n_layers);
+    const StageKind& kind = is_layer ? low.layer() : low.head();
+    const arch::Region& reg = placement->regions[s];
+    const Footprint f = low.footprint(kind, {reg.width, reg.height}, chunk);
+    program::Stage st;
+    st.name = is_layer ? fmt::format("layer {}", s) : "lm_head";
+    st.region = reg;
+    st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv, st.activation_bytes = f.activations;
+    st.routes = kRoutesPerCore;
+    st.context_split = reg.height;
+    st.total_weight_bytes = low.weight_elements(kind) * low.wbytes();
+    if (st.routes > arch.core.routes) {
+      result.status = Status::failure("{}: stage '{}' needs {} routes per core but {} cores have {}", arch.name,
+                                      st.name, st.routes, arch.name, arch.core.routes);
+      return result;
+    }
+    p.stages.push_back(st);
+  }
+  Step host_in;
+  host_in.name = "embedding_from_host", host_in.stage = 0, host_in.op = "host";
+  host_in.pattern = Pattern::HostIn;
+  host_in.host_bytes = chunk * model.d_model * kActivationBytes;
+  p.prefill.push_back(host_in);
+  host_in.host_bytes = model.d_model * kActivationBytes;
+  p.decode.push_back(host_in);
+  for (size_t s = 0; s < placement->regions.size(); ++s) {
+    const bool is_layer = s < static_cast<size_t>(model.n_layers);
+    const StageKind& kind = is_layer ? low.layer() : low.head();
+    const Shape shape{placement->regions[s].width, placement->regions[s].height};
+    const bool before_head = s + 1 == static_cast<size_t>(model.n_layers);
+    for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, chunk, true, before_head))
+      p.prefill.push_back(st);
+    for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, 1, false, before_head))
+      p.decode.push_back(st);
+  }
+  return result;
+}
+
+}  // namespace tessera::compiler

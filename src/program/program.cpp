@@ -1,0 +1,182 @@
+#include "tessera/program/program.hpp"
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace tessera::program {
+
+namespace {
+
+constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
+                                                      "stage_transfer", "host_in",     "host_out"};
+constexpr int kFormatVersion = 1;
+
+Pattern parse_pattern(const std::string& name, const std::string& where) {
+  for (size_t i = 0; i < kPatternNames.size(); ++i)
+    if (name == kPatternNames[i]) return static_cast<Pattern>(i);
+  fail("{}: unknown communication pattern '{}'", where, name);
+}
+
+using nlohmann::json;
+
+json region_json(const arch::Region& r) { return {{"x", r.x}, {"y", r.y}, {"width", r.width}, {"height", r.height}}; }
+
+json step_json(const Step& s) {
+  return {{"name", s.name},
+          {"stage", s.stage},
+          {"op", s.op},
+          {"macs", s.macs},
+          {"macs_per_slot", s.macs_per_slot},
+          {"elementwise", s.elementwise},
+          {"elementwise_per_slot", s.elementwise_per_slot},
+          {"sram_bytes", s.sram_bytes},
+          {"sram_bytes_per_slot", s.sram_bytes_per_slot},
+          {"total_macs", s.total_macs},
+          {"total_macs_per_slot", s.total_macs_per_slot},
+          {"pattern", pattern_name(s.pattern)},
+          {"words", s.words},
+          {"words_per_slot", s.words_per_slot},
+          {"group", s.group},
+          {"to_stage", s.to_stage},
+          {"host_bytes", s.host_bytes},
+          {"last_chunk_only", s.last_chunk_only}};
+}
+
+// Strict field access: every read names the file and the JSON path.
+struct Reader {
+  const json& j;
+  std::string where;
+
+  const json& at(const std::string& key) const {
+    if (!j.is_object() || !j.contains(key)) fail("{}: missing field '{}'", where, key);
+    return j.at(key);
+  }
+  int64_t integer(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_number_integer()) fail("{}: field '{}' must be an integer", where, key);
+    return v.get<int64_t>();
+  }
+  std::string string(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_string()) fail("{}: field '{}' must be a string", where, key);
+    return v.get<std::string>();
+  }
+  const json& array(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_array()) fail("{}: field '{}' must be a list", where, key);
+    return v;
+  }
+};
+
+Step parse_step(const json& j, const std::string& where) {
+  const Reader r{j, where};
+  Step s;
+  s.name = r.string("name");
+  s.stage = static_cast<int32_t>(r.integer("stage"));
+  s.op = r.string("op");
+  s.macs = r.integer("macs");
+  s.macs_per_slot = r.integer("macs_per_slot");
+  s.elementwise = r.integer("elementwise");
+  s.elementwise_per_slot = r.integer("elementwise_per_slot");
+  s.sram_bytes = r.integer("sram_bytes");
+  s.sram_bytes_per_slot = r.integer("sram_bytes_per_slot");
+  s.total_macs = r.integer("total_macs");
+  s.total_macs_per_slot = r.integer("total_macs_per_slot");
+  s.pattern = parse_pattern(r.string("pattern"), where);
+  s.words = r.integer("words");
+  s.words_per_slot = r.integer("words_per_slot");
+  s.group = static_cast<int32_t>(r.integer("group"));
+  s.to_stage = static_cast<int32_t>(r.integer("to_stage"));
+  s.host_bytes = r.integer("host_bytes");
+  const json& once = r.at("last_chunk_only");
+  if (!once.is_boolean()) fail("{}: field 'last_chunk_only' must be true or false", where);
+  s.last_chunk_only = once.get<bool>();
+  return s;
+}
+
+}  // namespace
+
+const char* pattern_name(Pattern p) { return kPatternNames.at(static_cast<size_t>(p)); }
+
+std::string to_json(const Program& p) {
+  json stages = json::array();
+  for (const Stage& s : p.stages)
+    stages.push_back({{"name", s.name},
+                      {"region", region_json(s.region)},
+                      {"weight_bytes", s.weight_bytes},
+                      {"kv_cache_bytes", s.kv_cache_bytes},
+                      {"activation_bytes", s.activation_bytes},
+                      {"routes", s.routes},
+                      {"context_split", s.context_split},
+                      {"total_weight_bytes", s.total_weight_bytes}});
+  json prefill = json::array(), decode = json::array();
+  for (const Step& s : p.prefill) prefill.push_back(step_json(s));
+  for (const Step& s : p.decode) decode.push_back(step_json(s));
+  const json doc = {{"format", "tessera-mesh-plan"},
+                    {"version", kFormatVersion},
+                    {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
+                    {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
+                    {"weight_dtype", p.weight_dtype},
+                    {"prompt_tokens", p.prompt_tokens},
+                    {"max_new_tokens", p.max_new_tokens},
+                    {"max_context", p.max_context},
+                    {"prefill_chunk_tokens", p.prefill_chunk_tokens},
+                    {"stages", stages},
+                    {"prefill", prefill},
+                    {"decode", decode}};
+  return doc.dump(1) + "\n";
+}
+
+Program from_json(const std::string& text, const std::string& origin) {
+  const json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
+  const Reader r{doc, origin};
+  if (!doc.is_object() || !doc.contains("format") || doc["format"] != "tessera-mesh-plan")
+    fail("{}: not a tessera plan (write one with `tessera compile --arch ARCH -o plan.json`)", origin);
+  if (r.integer("version") != kFormatVersion)
+    fail("{}: plan format version {} is not supported (this tessera reads version {}); recompile it", origin,
+         r.integer("version"), kFormatVersion);
+  Program p;
+  const Reader arch{r.at("arch"), origin + ": arch"};
+  p.arch_yaml = arch.string("yaml");
+  p.arch_origin = arch.string("origin");
+  const Reader model{r.at("model"), origin + ": model"};
+  p.model_yaml = model.string("yaml");
+  p.model_origin = model.string("origin");
+  p.weight_dtype = r.string("weight_dtype");
+  p.prompt_tokens = r.integer("prompt_tokens");
+  p.max_new_tokens = r.integer("max_new_tokens");
+  p.max_context = r.integer("max_context");
+  p.prefill_chunk_tokens = r.integer("prefill_chunk_tokens");
+  if (p.prefill_chunk_tokens < 1 || p.prompt_tokens < 1 || p.max_context < p.prompt_tokens)
+    fail("{}: inconsistent token counts (prompt {}, chunk {}, context {})", origin, p.prompt_tokens,
+         p.prefill_chunk_tokens, p.max_context);
+  const json& stages = r.array("stages");
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const Reader s{stages[i], fmt::format("{}: stages[{}]", origin, i)};
+    const Reader reg{s.at("region"), s.where + ".region"};
+    p.stages.push_back({s.string("name"),
+                        {reg.integer("x"), reg.integer("y"), reg.integer("width"), reg.integer("height")},
+                        s.integer("weight_bytes"),
+                        s.integer("kv_cache_bytes"),
+                        s.integer("activation_bytes"),
+                        s.integer("routes"),
+                        s.integer("context_split"),
+                        s.integer("total_weight_bytes")});
+  }
+  for (const char* phase : {"prefill", "decode"}) {
+    const json& steps = r.array(phase);
+    auto& out = std::string(phase) == "prefill" ? p.prefill : p.decode;
+    for (size_t i = 0; i < steps.size(); ++i) {
+      out.push_back(parse_step(steps[i], fmt::format("{}: {}[{}]", origin, phase, i)));
+      const Step& s = out.back();
+      if (s.stage < 0 || static_cast<size_t>(s.stage) >= p.stages.size() ||
+          (s.pattern == Pattern::StageTransfer &&
+           (s.to_stage < 0 || static_cast<size_t>(s.to_stage) >= p.stages.size())))
+        fail("{}: {}[{}] refers to a stage that does not exist", origin, phase, i);
+    }
+  }
+  return p;
+}
+
+}  // namespace tessera::program

@@ -1,0 +1,107 @@
+#include "tessera/report/mesh_report.hpp"
+
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+
+namespace tessera::report {
+
+namespace {
+
+std::string percent(double f) { return fmt::format("{:5.1f}%", 100 * f); }
+
+std::string phase_row(const char* name, const sim::PhaseReport& p, double clock_hz) {
+  return fmt::format("  {:<8} {:>12.3f} ms {:>10} {:>9} {:>8}   {} compute, {} communication, {} idle\n", name,
+                     p.cycles / clock_hz * 1e3, static_cast<int64_t>(p.cycles), p.passes,
+                     fmt::format("{:.0f}%", p.cycles > 0 ? 100 * p.comm_cycles / p.cycles : 0.0),
+                     percent(p.compute_core_fraction), percent(p.comm_core_fraction), percent(p.idle_core_fraction));
+}
+
+nlohmann::json energy_json(const sim::Energy& e) {
+  return {{"compute_pj", e.compute_pj},
+          {"sram_pj", e.sram_pj},
+          {"fabric_pj", e.fabric_pj},
+          {"offchip_pj", e.offchip_pj},
+          {"total_pj", e.total_pj()}};
+}
+
+nlohmann::json phase_json(const sim::PhaseReport& p, double clock_hz) {
+  return {
+      {"passes", p.passes},
+      {"cycles", p.cycles},
+      {"seconds", p.cycles / clock_hz},
+      {"compute_cycles", p.compute_cycles},
+      {"communication_cycles", p.comm_cycles},
+      {"host_cycles", p.host_cycles},
+      {"core_time",
+       {{"compute", p.compute_core_fraction}, {"communication", p.comm_core_fraction}, {"idle", p.idle_core_fraction}}},
+      {"energy", energy_json(p.energy)}};
+}
+
+}  // namespace
+
+std::string summary_table(const sim::MeshReport& r) {
+  std::string out = fmt::format("{} on {} ({} weights, timing model; {:.2f} GHz, {} of {} cores used)\n", r.model_name,
+                                r.arch_name, r.weight_dtype, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
+  out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
+                     r.prompt_tokens);
+  out += fmt::format("  decode               {:10.1f} tokens/s per user ({} generated tokens)\n", r.decode_tokens_per_s,
+                     r.generated_tokens);
+  out += fmt::format("  SRAM high-water      {:10.1f} KiB per core of {:.1f} KiB usable (stage '{}')\n",
+                     static_cast<double>(r.sram_high_water_bytes) / 1024, r.sram_per_core_bytes / 1024,
+                     r.sram_high_water_stage);
+  const auto& e = r.decode_energy_per_token;
+  out +=
+      fmt::format("  energy per token     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
+                  e.total_pj() * 1e-9, e.compute_pj * 1e-9, e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
+  out += fmt::format("  {:<8} {:>15} {:>10} {:>9} {:>8}   {}\n", "phase", "time", "cycles", "passes", "comm",
+                     "core-time split");
+  out += phase_row("prefill", r.prefill, r.clock_hz);
+  out += phase_row("decode", r.decode, r.clock_hz);
+  if (!r.busiest_steps.empty()) {
+    out += "  busiest fabric ports (decode):\n";
+    for (const auto& h : r.busiest_steps)
+      out += fmt::format("    {:<36} {:>8} words through one port\n", h.step, h.busiest_port_words);
+  }
+  return out;
+}
+
+std::string placement_table(const program::Program& plan) {
+  std::string out = fmt::format("{:<10} {:>17} {:>9} {:>10} {:>10} {:>10} {:>10}\n", "stage", "region (x,y wxh)",
+                                "cores", "weights", "KV cache", "activ.", "KiB/core");
+  for (const auto& s : plan.stages)
+    out += fmt::format("{:<10} {:>17} {:>9} {:>9.1f}K {:>9.1f}K {:>9.1f}K {:>10.1f}\n", s.name,
+                       fmt::format("{},{} {}x{}", s.region.x, s.region.y, s.region.width, s.region.height),
+                       s.region.cores(), static_cast<double>(s.weight_bytes) / 1024,
+                       static_cast<double>(s.kv_cache_bytes) / 1024, static_cast<double>(s.activation_bytes) / 1024,
+                       static_cast<double>(s.bytes_per_core()) / 1024);
+  out += fmt::format("prefill in chunks of {} tokens; {} prefill steps per chunk, {} decode steps per token\n",
+                     plan.prefill_chunk_tokens, plan.prefill.size(), plan.decode.size());
+  return out;
+}
+
+std::string to_json(const sim::MeshReport& r) {
+  nlohmann::json busiest = nlohmann::json::array();
+  for (const auto& h : r.busiest_steps)
+    busiest.push_back({{"step", h.step}, {"busiest_port_words", h.busiest_port_words}, {"word_hops", h.word_hops}});
+  const nlohmann::json doc = {{"schema", "tessera-run/1"},
+                              {"model", r.model_name},
+                              {"arch", r.arch_name},
+                              {"weight_dtype", r.weight_dtype},
+                              {"clock_hz", r.clock_hz},
+                              {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
+                              {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},
+                              {"time_to_first_token_s", r.time_to_first_token_s},
+                              {"decode_tokens_per_s_per_user", r.decode_tokens_per_s},
+                              {"sram",
+                               {{"high_water_bytes_per_core", r.sram_high_water_bytes},
+                                {"high_water_stage", r.sram_high_water_stage},
+                                {"usable_bytes_per_core", r.sram_per_core_bytes}}},
+                              {"energy_per_decode_token", energy_json(r.decode_energy_per_token)},
+                              {"prefill", phase_json(r.prefill, r.clock_hz)},
+                              {"decode", phase_json(r.decode, r.clock_hz)},
+                              {"busiest_decode_steps", busiest}};
+  return doc.dump(1) + "\n";
+}
+
+}  // namespace tessera::report

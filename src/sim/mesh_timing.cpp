@@ -1,0 +1,217 @@
+#include "tessera/sim/mesh_timing.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "tessera/base/error.hpp"
+#include "tessera/config/yaml_reader.hpp"
+
+namespace tessera::sim {
+
+Energy& Energy::operator+=(const Energy& o) {
+  compute_pj += o.compute_pj, sram_pj += o.sram_pj, fabric_pj += o.fabric_pj, offchip_pj += o.offchip_pj;
+  return *this;
+}
+
+namespace {
+
+using program::Pattern;
+
+struct StepCost {
+  double compute = 0, comm = 0, host = 0;
+  Energy energy;
+  CommCost fabric;
+};
+
+class Timer {
+ public:
+  explicit Timer(const program::Program& plan)
+      : plan_(plan),
+        arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)),
+        fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
+    if (!arch_.core.macs_per_cycle.contains(plan.weight_dtype))
+      fail("{}: the plan computes in {}, which {} does not support", plan.arch_origin, plan.weight_dtype, arch_.name);
+    rate_ = arch_.core.macs_per_cycle.at(plan.weight_dtype);
+    mac_pj_ = arch_.energy.mac_pj.at(plan.weight_dtype);
+  }
+
+  const arch::ArchSpec& arch() const { return arch_; }
+
+  // `scale` < 1 charges a partial prefill chunk proportionally.
+  StepCost cost(const program::Step& s, int64_t slots, double scale) {
+    StepCost c;
+    const auto macs = static_cast<double>(s.macs + slots * s.macs_per_slot) * scale;
+    const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
+    c.compute = std::ceil((macs + ops) / rate_);
+    const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
+    if (s.pattern != Pattern::None) c.fabric = communication(s, words);
+    c.comm = c.fabric.cycles;
+    if (s.host_bytes > 0) {
+      const double host_bytes = static_cast<double>(s.host_bytes) * scale;
+      c.host = std::ceil(host_bytes / arch_.io.host_bytes_per_second * arch_.clock_hz);
+      c.energy.offchip_pj = host_bytes * arch_.energy.offchip_pj_per_byte;
+    }
+    c.energy.compute_pj = static_cast<double>(s.total_macs + slots * s.total_macs_per_slot) * scale * mac_pj_;
+    c.energy.sram_pj = static_cast<double>(s.sram_bytes + slots * s.sram_bytes_per_slot) * scale * 0.5 *
+                       (arch_.energy.sram_read_pj_per_byte + arch_.energy.sram_write_pj_per_byte);
+    c.energy.fabric_pj = static_cast<double>(c.fabric.word_hops) * 4 * arch_.energy.fabric_pj_per_byte_hop;
+    return c;
+  }
+
+ private:
+  CommCost communication(const program::Step& s, int64_t words) {
+    // Collectives inside a region are translation-invariant (no other traffic crosses it), so
+    // equal shapes share one costing; transfers and host I/O depend on where the regions are.
+    const arch::Region& r = plan_.stages.at(static_cast<size_t>(s.stage)).region;
+    const bool local = s.pattern == Pattern::AllreduceX || s.pattern == Pattern::AllreduceY;
+    const auto key = std::make_tuple(static_cast<int>(s.pattern), local ? -1 : s.stage, local ? -1 : s.to_stage,
+                                     r.width, r.height, words, s.group);
+    if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
+    Collective c;
+    switch (s.pattern) {
+      case Pattern::None:
+        break;
+      case Pattern::AllreduceX:
+      case Pattern::AllreduceY:
+        c = patterns::ktree_allreduce({0, 0, r.width, r.height}, words, std::max(1, s.group),
+                                      s.pattern == Pattern::AllreduceX);
+        break;
+      case Pattern::StageTransfer: {
+        // Row j of this stage (from its column nearest the next stage) sends its segment to the
+        // matching row there, whose first core relays it along the row (a multicast).
+        const arch::Region& to = plan_.stages.at(static_cast<size_t>(s.to_stage)).region;
+        const bool east = to.x >= r.x + r.width;
+        const auto src_x = static_cast<int32_t>(east ? r.x + r.width - 1 : r.x);
+        const auto entry_x = static_cast<int32_t>(east ? to.x : to.x + to.width - 1);
+        for (int64_t j = 0; j < r.height; ++j) {
+          const auto row = static_cast<int32_t>(to.y + j * to.height / r.height);
+          const Coord entry{entry_x, row};
+          c.flows.push_back({{src_x, static_cast<int32_t>(r.y + j)}, {entry}, words, {}});
+          Flow along{entry, {}, words, {static_cast<int32_t>(c.flows.size() - 1)}};
+          for (int64_t x = to.x; x < to.x + to.width; ++x)
+            if (x != entry_x) along.dsts.push_back({static_cast<int32_t>(x), row});
+          if (!along.dsts.empty()) c.flows.push_back(std::move(along));
+        }
+        break;
+      }
+      case Pattern::HostIn:
+      case Pattern::HostOut: {
+        // Host data enters and leaves through the channels on the west edge, one per 16 rows at
+        // most max_channels_used of them; each channel's row carries its share across the fabric.
+        const int64_t channels = std::max<int64_t>(1, std::min(arch_.io.max_channels_used, r.height));
+        const auto share =
+            static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)));
+        for (int64_t k = 0; k < channels; ++k) {
+          const Coord edge{static_cast<int32_t>(arch_.usable.x), static_cast<int32_t>(r.y + k * r.height / channels)};
+          const Coord inside{static_cast<int32_t>(r.x), edge.y};
+          if (edge == inside) continue;
+          if (s.pattern == Pattern::HostIn)
+            c.flows.push_back({edge, {inside}, share, {}});
+          else
+            c.flows.push_back({inside, {edge}, share, {}});
+        }
+        break;
+      }
+    }
+    const CommCost cost = fabric_.fast_cost(c);
+    memo_.emplace(key, cost);
+    return cost;
+  }
+
+  const program::Program& plan_;
+  arch::ArchSpec arch_;
+  MeshFabric fabric_;
+  double rate_ = 1, mac_pj_ = 0;
+  std::map<std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>, CommCost> memo_;
+};
+
+void finish_fractions(PhaseReport& phase, double compute_core_cycles, double comm_core_cycles, int64_t cores) {
+  const double total = phase.cycles * static_cast<double>(cores);
+  if (total <= 0) return;
+  phase.compute_core_fraction = compute_core_cycles / total;
+  phase.comm_core_fraction = comm_core_cycles / total;
+  phase.idle_core_fraction = std::max(0.0, 1.0 - phase.compute_core_fraction - phase.comm_core_fraction);
+}
+
+std::string model_name(const program::Program& plan) {
+  const auto map = config::YamlMap::parse_string(plan.model_yaml, plan.model_origin);
+  return map.string("name");
+}
+
+}  // namespace
+
+MeshReport simulate_mesh_timing(const program::Program& plan) {
+  Timer timer(plan);
+  const arch::ArchSpec& a = timer.arch();
+  MeshReport report;
+  report.arch_name = a.name;
+  report.model_name = model_name(plan);
+  report.weight_dtype = plan.weight_dtype;
+  report.clock_hz = a.clock_hz;
+  report.cores_usable = a.usable.cores();
+  report.prompt_tokens = plan.prompt_tokens;
+  report.generated_tokens = plan.max_new_tokens;
+  report.sram_per_core_bytes = a.usable_sram_per_core();
+  for (const auto& st : plan.stages) {
+    report.cores_used += st.region.cores();
+    if (st.bytes_per_core() > report.sram_high_water_bytes) {
+      report.sram_high_water_bytes = st.bytes_per_core();
+      report.sram_high_water_stage = st.name;
+    }
+  }
+  auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
+                      PhaseReport& phase, double& compute_core, double& comm_core,
+                      std::map<std::string, StepHotspot>* hot) {
+    for (const auto& s : steps) {
+      if (s.last_chunk_only && !last_chunk) continue;
+      const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
+      const int64_t slots = (context + stage.context_split - 1) / stage.context_split;
+      const StepCost c = timer.cost(s, slots, s.last_chunk_only ? 1.0 : scale);
+      phase.compute_cycles += c.compute;
+      phase.comm_cycles += c.comm;
+      phase.host_cycles += c.host;
+      phase.cycles += c.compute + c.comm + c.host;
+      compute_core += c.compute * static_cast<double>(stage.region.cores());
+      comm_core += c.comm * static_cast<double>(stage.region.cores());
+      phase.energy += c.energy;
+      if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
+        (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.word_hops};
+    }
+  };
+
+  double compute_core = 0, comm_core = 0;
+  const int64_t chunk = plan.prefill_chunk_tokens;
+  for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
+    const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
+    run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk),
+             done + tokens == plan.prompt_tokens, report.prefill, compute_core, comm_core, nullptr);
+    ++report.prefill.passes;
+  }
+  finish_fractions(report.prefill, compute_core, comm_core, report.cores_used);
+  report.time_to_first_token_s = report.prefill.cycles / a.clock_hz;
+
+  compute_core = comm_core = 0;
+  std::map<std::string, StepHotspot> hot;
+  // The first generated token comes out of prefill; each further one is a decode pass.
+  for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
+    run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot);
+    ++report.decode.passes;
+  }
+  finish_fractions(report.decode, compute_core, comm_core, report.cores_used);
+  if (report.decode.passes > 0) {
+    report.decode_tokens_per_s = static_cast<double>(report.decode.passes) / (report.decode.cycles / a.clock_hz);
+    const double n = static_cast<double>(report.decode.passes);
+    report.decode_energy_per_token = {report.decode.energy.compute_pj / n, report.decode.energy.sram_pj / n,
+                                      report.decode.energy.fabric_pj / n, report.decode.energy.offchip_pj / n};
+  }
+  for (auto& [name, h] : hot)
+    if (h.busiest_port_words > 0) report.busiest_steps.push_back(h);
+  std::sort(report.busiest_steps.begin(), report.busiest_steps.end(), [](const auto& x, const auto& y) {
+    return x.busiest_port_words != y.busiest_port_words ? x.busiest_port_words > y.busiest_port_words : x.step < y.step;
+  });
+  if (report.busiest_steps.size() > 5) report.busiest_steps.resize(5);
+  return report;
+}
+
+}  // namespace tessera::sim

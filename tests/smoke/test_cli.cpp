@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace {
 
@@ -110,5 +111,47 @@ TEST(Cli, BadInputsFailWithAOneLineReason) {
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_TRUE(contains(r.output, c.message)) << c.args << "\n" << r.output;
     EXPECT_FALSE(contains(r.output, "terminate called")) << c.args;
+  }
+}
+
+TEST(Cli, CompileForAMeshThenSimulateThePlan) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string plan = (dir / "tessera_smoke_plan.json").string(),
+                    metrics = (dir / "tessera_smoke_run.json").string();
+  const Result c = tessera("compile --arch mesh-32x32 --prompt-tokens 12 -n 20 -o " + plan);
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_TRUE(contains(c.output, "lm_head")) << c.output;
+  const Result s = tessera("simulate " + plan + " --json " + metrics);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_TRUE(contains(s.output, "default on mesh-32x32")) << s.output;
+  EXPECT_TRUE(contains(s.output, "tokens/s per user")) << s.output;
+  std::ifstream in(metrics);
+  const std::string json((std::istreambuf_iterator<char>(in)), {});
+  for (const char* key :
+       {"\"schema\": \"tessera-run/1\"", "\"time_to_first_token_s\"", "\"decode_tokens_per_s_per_user\"",
+        "\"high_water_bytes_per_core\"", "\"energy_per_decode_token\"", "\"busiest_decode_steps\""})
+    EXPECT_TRUE(contains(json, key)) << key;
+}
+
+TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
+  const Result r = tessera("run -m llama3-8b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 16 -n 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "llama3-8b on wse3 (fp16 weights")) << r.output;
+}
+
+TEST(Cli, MeshErrorsAreOneLine) {
+  const std::vector<BadInput> cases = {
+      {"run --arch wse2", "add --no-numerics"},
+      {"run --arch wse9 --no-numerics", "unknown arch 'wse9'"},
+      {"run -m llama3-70b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 8 -n 8", "does not fit on wse3"},
+      {"run -m llama3-8b --arch wse3 --no-numerics --prompt-tokens 8 -n 8 --dtype fp8", "unknown weight dtype"},
+      {"compile --arch wse2", "needs -o PLAN.json"},
+      {"simulate /nonexistent/plan.json", "cannot open"},
+      {"simulate " TESSERA_SOURCE_DIR "/README.md", "not valid JSON"},
+  };
+  for (const auto& c : cases) {
+    const Result r = tessera(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_TRUE(contains(r.output, c.message)) << c.args << "\n" << r.output;
   }
 }

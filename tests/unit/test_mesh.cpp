@@ -1,0 +1,120 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tessera/base/fs.hpp"
+#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+#include "test_util.hpp"
+
+using namespace tessera;
+using tessera::testing::error_of;
+
+namespace {
+
+struct Inputs {
+  std::string model_path, arch_path, model_yaml, arch_yaml;
+};
+
+Inputs inputs(const std::string& model, const std::string& arch) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  Inputs in{root + "/configs/models/" + model + ".yaml", root + "/configs/arch/" + arch + ".yaml", "", ""};
+  if (model == "default") in.model_path = root + "/models/default/config.yaml";
+  in.model_yaml = read_text_file(in.model_path);
+  in.arch_yaml = read_text_file(in.arch_path);
+  return in;
+}
+
+compiler::MeshCompileResult compile(const Inputs& in, compiler::MeshCompileOptions options) {
+  return compiler::compile_for_mesh(ir::load_model_config(in.model_path), in.model_yaml, in.model_path,
+                                    arch::parse_arch(in.arch_yaml, in.arch_path), in.arch_yaml, in.arch_path, options);
+}
+
+program::Program compiled(const std::string& model, const std::string& arch, compiler::MeshCompileOptions options) {
+  auto result = compile(inputs(model, arch), options);
+  EXPECT_TRUE(result.status.is_ok()) << result.status.message();
+  return result.program;
+}
+
+}  // namespace
+
+TEST(MeshCompiler, PlacementIsDisjointInsideTheUsableRegionAndFits) {
+  for (const auto& [model, arch] : std::vector<std::pair<std::string, std::string>>{
+           {"gpt2-small", "wse2"}, {"default", "mesh-32x32"}, {"llama3-8b", "wse3"}}) {
+    const auto plan = compiled(model, arch, {32, 32, model == "llama3-8b" ? "fp16" : "fp32"});
+    const auto a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+    std::set<std::pair<int64_t, int64_t>> used;
+    for (const auto& s : plan.stages) {
+      EXPECT_LE(static_cast<double>(s.bytes_per_core()), a.usable_sram_per_core()) << model << " " << s.name;
+      EXPECT_GE(s.region.x, a.usable.x);
+      EXPECT_LE(s.region.x + s.region.width, a.usable.x + a.usable.width);
+      EXPECT_LE(s.region.y + s.region.height, a.usable.y + a.usable.height);
+      // Corners are enough to detect overlap of these axis-aligned rectangles laid out in bands.
+      EXPECT_TRUE(used.insert({s.region.x, s.region.y}).second) << model << ": two stages share a corner";
+    }
+    const auto config = ir::load_model_config(inputs(model, arch).model_path);
+    EXPECT_EQ(plan.stages.size(), static_cast<size_t>(config.n_layers + 1));
+  }
+}
+
+TEST(MeshCompiler, ModelsThatDoNotFitSayWhatWould) {
+  const auto result = compile(inputs("llama3-70b", "wse3"), {128, 128, "fp16"});
+  ASSERT_FALSE(result.status.is_ok());
+  const std::string& msg = result.status.message();
+  EXPECT_NE(msg.find("llama3-70b does not fit on wse3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at most 18 layers"), std::string::npos) << msg;
+  const auto tiny = compile(inputs("gpt2-small", "mesh-32x32"), {16, 16, "fp32"});
+  ASSERT_FALSE(tiny.status.is_ok());
+  EXPECT_NE(tiny.status.message().find("GB over"), std::string::npos) << tiny.status.message();
+}
+
+TEST(MeshCompiler, BadOptionsAreErrors) {
+  EXPECT_NE(error_of([] {
+              compile(inputs("gpt2-small", "wse2"), {16, 16, "fp8"});
+            }).find("unknown weight dtype"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              compile(inputs("gpt2-small", "wse2"), {1000, 100, "fp32"});
+            }).find("context of 1024"),
+            std::string::npos);
+}
+
+TEST(MeshProgram, JsonRoundTripsAndRejectsCorruptPlans) {
+  const auto plan = compiled("default", "mesh-32x32", {16, 16, "fp32"});
+  const std::string text = program::to_json(plan);
+  EXPECT_EQ(program::to_json(program::from_json(text, "p.json")), text);
+  EXPECT_NE(error_of([] { program::from_json("{", "p.json"); }).find("not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of([] { program::from_json("{\"a\": 1}", "p.json"); }).find("not a tessera plan"), std::string::npos);
+  std::string bad = text;
+  bad.replace(bad.find("\"to_stage\": 1"), 13, "\"to_stage\": 99");
+  EXPECT_NE(error_of([&] { program::from_json(bad, "p.json"); }).find("stage that does not exist"), std::string::npos);
+}
+
+TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {
+  const auto plan = compiled("gpt2-small", "wse2", {32, 32, "fp32"});
+  const auto a = sim::simulate_mesh_timing(plan);
+  const auto b = sim::simulate_mesh_timing(plan);
+  EXPECT_EQ(a.decode.cycles, b.decode.cycles);
+  EXPECT_EQ(a.prefill.cycles, b.prefill.cycles);
+  ASSERT_EQ(a.decode.passes, 31);
+  // Every weight is used once per token and no core holds less than its tile: a decode pass
+  // cannot beat the busiest core of each stage doing its tile at one fp32 MAC per cycle.
+  double bound = 0;
+  for (const auto& s : plan.stages) bound += static_cast<double>(s.weight_bytes) / 4;
+  EXPECT_GT(a.decode.cycles / static_cast<double>(a.decode.passes), bound * 0.9);
+  // Nor can it beat the whole wafer's peak arithmetic on the model's MACs.
+  const double macs = 124e6;
+  EXPECT_GT(a.decode.cycles / 31, macs / static_cast<double>(a.cores_used));
+  EXPECT_GT(a.time_to_first_token_s, 0);
+  EXPECT_GT(a.decode_energy_per_token.total_pj(), macs * 4.6) << "at least the MAC energy";
+  EXPECT_NEAR(a.decode.compute_core_fraction + a.decode.comm_core_fraction + a.decode.idle_core_fraction, 1.0, 1e-9);
+}
+
+TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
+  auto plan = compiled("gpt2-small", "wse2", {32, 32, "fp32"});
+  const double base = sim::simulate_mesh_timing(plan).decode.cycles;
+  plan.arch_yaml.replace(plan.arch_yaml.find("bandwidth: 32bit/cycle"), 22, "bandwidth: 64bit/cycle");
+  const double faster = sim::simulate_mesh_timing(plan).decode.cycles;
+  EXPECT_LE(faster, base);
+  EXPECT_LT(faster, base) << "decode on a wafer is communication-heavy; wider links must help";
+}

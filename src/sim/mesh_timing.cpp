@@ -78,16 +78,19 @@ class Timer {
                                       s.pattern == Pattern::AllreduceX);
         break;
       case Pattern::StageTransfer: {
-        // Row j of this stage (from its column nearest the next stage) sends its segment to the
-        // matching row there, whose first core relays it along the row (a multicast).
+        // Row j's segment goes to the matching row of the next stage, whose entry core relays it
+        // along that row (a multicast). Side by side, rows cross the shared edge in parallel; one
+        // above the other, row j crosses in its own column so the segments do not share links.
         const arch::Region& to = plan_.stages.at(static_cast<size_t>(s.to_stage)).region;
+        const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
+        const bool stacked = overlap_x1 > overlap_x0;
         const bool east = to.x >= r.x + r.width;
-        const auto src_x = static_cast<int32_t>(east ? r.x + r.width - 1 : r.x);
-        const auto entry_x = static_cast<int32_t>(east ? to.x : to.x + to.width - 1);
         for (int64_t j = 0; j < r.height; ++j) {
           const auto row = static_cast<int32_t>(to.y + j * to.height / r.height);
-          const Coord entry{entry_x, row};
-          c.flows.push_back({{src_x, static_cast<int32_t>(r.y + j)}, {entry}, words, {}});
+          int64_t src_x = east ? r.x + r.width - 1 : r.x, entry_x = east ? to.x : to.x + to.width - 1;
+          if (stacked) src_x = entry_x = overlap_x0 + j % (overlap_x1 - overlap_x0);
+          const Coord entry{static_cast<int32_t>(entry_x), row};
+          c.flows.push_back({{static_cast<int32_t>(src_x), static_cast<int32_t>(r.y + j)}, {entry}, words, {}});
           Flow along{entry, {}, words, {static_cast<int32_t>(c.flows.size() - 1)}};
           for (int64_t x = to.x; x < to.x + to.width; ++x)
             if (x != entry_x) along.dsts.push_back({static_cast<int32_t>(x), row});

@@ -319,17 +319,32 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         0, static_cast<int64_t>((usable - head_bytes) / (layer_bytes + kv_per_token * static_cast<double>(context))));
     const auto context_that_fits = static_cast<int64_t>(
         std::max(0.0, (usable - static_cast<double>(model.n_layers) * layer_bytes - head_bytes) / kv_per_token));
+    // What one layer would face with the wafer split evenly between the stages.
+    const int64_t stages = model.n_layers + 1;
+    const auto per_band = std::max<int64_t>(
+        1, std::min<int64_t>(arch.usable.width,
+                             static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(stages * arch.usable.width) /
+                                                                      static_cast<double>(arch.usable.height))))));
+    const int64_t bands = std::min<int64_t>(arch.usable.height, cdiv(stages, per_band));
+    const Shape even{arch.usable.width / per_band, std::max<int64_t>(1, arch.usable.height / bands)};
+    const Footprint f = low.footprint(low.layer(), even, 1);
+    const std::string per_stage = fmt::format(
+        "split evenly, each layer gets {}x{} cores and needs {:.1f} KiB per core (weights {:.1f}, KV cache {:.1f}, "
+        "activations {:.1f}) of {:.1f} KiB usable, {:.1f} KiB over",
+        even.px, even.py, static_cast<double>(f.total()) / 1024, static_cast<double>(f.weights) / 1024,
+        static_cast<double>(f.kv) / 1024, static_cast<double>(f.activations) / 1024, arch.usable_sram_per_core() / 1024,
+        std::max(0.0, static_cast<double>(f.total()) - arch.usable_sram_per_core()) / 1024);
     result.status = Status::failure(
         "{} does not fit on {}: {} layers of {:.1f} MB ({}) + LM head {:.1f} MB + KV cache {:.1f} MB for {} tokens "
         "need {:.2f} GB ({:.2f} GB over the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on "
-        "{} cores), and no placement gives every layer's region enough bytes per core. Would fit: at most {} layers, "
-        "{}, or a machine with more cores or SRAM{}.",
+        "{} cores); {}. Counting total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
         model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.weight_dtype, head_bytes / 1e6,
         kv_per_token * static_cast<double>(context) / 1e6, context, needed / 1e9, std::max(0.0, needed - usable) / 1e9,
-        usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(), layers_that_fit,
+        usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(), per_stage,
+        layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
         context_that_fits > 0 ? fmt::format("or a context of at most {} tokens", context_that_fits)
                               : std::string("no context length (the weights alone are too large)"),
-        options.weight_dtype == "fp32" ? " (or 16-bit weights: --dtype fp16)" : "");
+        options.weight_dtype == "fp32" && needed / 2 <= usable ? " (or 16-bit weights: --dtype fp16)" : "");
     return result;
   }
 

@@ -129,17 +129,22 @@ class Lowering {
                                 bool last_stage_before_head) const;
 
  private:
+  // LayerNorm allreduces the mean, then the variance around it (two passes, as the data plane
+  // computes it); RMSNorm allreduces the mean square once.
   void add_norm(std::vector<Step>& out, const std::string& name, int32_t stage, Shape r, int64_t tokens,
                 int64_t cores) const {
-    Step st;
-    st.name = name, st.stage = stage, st.op = "norm";
+    const bool layer_norm = m_.family == ir::ModelFamily::Gpt2;
     const int64_t seg = cdiv(m_.d_model, r.py);
-    st.elementwise = tokens * seg * 4;
-    st.sram_bytes = cores * tokens * seg * kActivationBytes * 3;
-    st.pattern = Pattern::AllreduceY;
-    st.words = tokens * (m_.family == ir::ModelFamily::Gpt2 ? 2 : 1);
-    st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
-    out.push_back(st);
+    for (int pass = 0; pass < (layer_norm ? 2 : 1); ++pass) {
+      Step st;
+      st.name = name + (layer_norm ? (pass == 0 ? ".mean" : ".variance") : ""), st.stage = stage, st.op = "norm";
+      st.elementwise = tokens * seg * (pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1);
+      st.sram_bytes = cores * tokens * seg * kActivationBytes * 2;
+      st.pattern = Pattern::AllreduceY;
+      st.words = tokens;
+      st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
+      out.push_back(st);
+    }
   }
 
   void add_matmul(std::vector<Step>& out, const Matmul& mm, int32_t stage, Shape r, int64_t tokens,
@@ -207,20 +212,23 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   scores.words_per_slot = tokens * m_.n_heads;
   scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
   out.push_back(scores);
-  Step softmax;
-  softmax.name = p + "attn.softmax", softmax.stage = stage, softmax.op = "attention";
-  softmax.elementwise_per_slot = tokens * m_.n_heads * 3;
-  softmax.sram_bytes_per_slot = cores * tokens * m_.n_heads * kActivationBytes * 2;
-  softmax.pattern = Pattern::AllreduceY;
-  softmax.words = 2 * tokens * m_.n_heads;
-  softmax.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
-  out.push_back(softmax);
+  // Softmax over positions spread down the columns: allreduce the max, then the sum of exponentials.
+  for (const char* part : {"attn.max", "attn.sum"}) {
+    Step softmax;
+    softmax.name = p + part, softmax.stage = stage, softmax.op = "attention";
+    softmax.elementwise_per_slot = tokens * m_.n_heads * (std::string(part) == "attn.max" ? 1 : 2);
+    softmax.sram_bytes_per_slot = cores * tokens * m_.n_heads * kActivationBytes;
+    softmax.pattern = Pattern::AllreduceY;
+    softmax.words = tokens * m_.n_heads;
+    softmax.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
+    out.push_back(softmax);
+  }
   Step values = scores;
   values.name = p + "attn.values";
   values.pattern = Pattern::AllreduceY;
   values.words = tokens * dx;
   values.words_per_slot = 0;
-  values.group = softmax.group;
+  values.group = out.back().group;
   out.push_back(values);
   add_matmul(out, s.matmuls[1], stage, r, tokens, cores);
   out.back().name = p + out.back().name;
@@ -334,15 +342,19 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         even.px, even.py, static_cast<double>(f.total()) / 1024, static_cast<double>(f.weights) / 1024,
         static_cast<double>(f.kv) / 1024, static_cast<double>(f.activations) / 1024, arch.usable_sram_per_core() / 1024,
         std::max(0.0, static_cast<double>(f.total()) - arch.usable_sram_per_core()) / 1024);
+    const std::string total = needed > usable
+                                  ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)
+                                  : std::string("enough in total, but not once split into per-layer regions");
     result.status = Status::failure(
         "{} does not fit on {}: {} layers of {:.1f} MB ({}) + LM head {:.1f} MB + KV cache {:.1f} MB for {} tokens "
-        "need {:.2f} GB ({:.2f} GB over the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on "
-        "{} cores); {}. Counting total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
+        "need {:.2f} GB of the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on {} cores ({}); "
+        "{}. Counting "
+        "total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
         model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.weight_dtype, head_bytes / 1e6,
-        kv_per_token * static_cast<double>(context) / 1e6, context, needed / 1e9, std::max(0.0, needed - usable) / 1e9,
-        usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(), per_stage,
+        kv_per_token * static_cast<double>(context) / 1e6, context, needed / 1e9, usable / 1e9,
+        arch.core.reserved_bytes / 1024, arch.usable.cores(), total, per_stage,
         layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
-        context_that_fits > 0 ? fmt::format("or a context of at most {} tokens", context_that_fits)
+        context_that_fits > 0 ? fmt::format("a context of at most {} tokens", context_that_fits)
                               : std::string("no context length (the weights alone are too large)"),
         options.weight_dtype == "fp32" && needed / 2 <= usable ? " (or 16-bit weights: --dtype fp16)" : "");
     return result;

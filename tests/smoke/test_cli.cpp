@@ -39,17 +39,22 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 }  // namespace
 
-TEST(Cli, RunGeneratesTextFromTheDefaultModel) {
+TEST(Cli, RunGeneratesTextOnTheDefaultWafer) {
   const Result r = tessera("run -n 24 --seed 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "It is a truth universally acknowledged, that")) << r.output;
-  EXPECT_TRUE(contains(r.output, "24 generated")) << r.output;
-  EXPECT_TRUE(contains(r.output, "tokens/s")) << r.output;
+  EXPECT_TRUE(contains(r.output, "default on wse2 (fp32 weights")) << r.output;
+  EXPECT_TRUE(contains(r.output, "tokens/s per user (24 generated tokens)")) << r.output;
   EXPECT_EQ(tessera("run -n 24 --seed 3").output.substr(0, 200), r.output.substr(0, 200)) << "deterministic";
+  // The wafer computes the same values as the host reference, so sampling picks the same text.
+  const Result host = tessera("run -n 24 --seed 3 --arch host");
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  EXPECT_EQ(host.output.substr(0, host.output.find("\n\n[")), r.output.substr(0, r.output.find("\n\ndefault on")));
+  EXPECT_TRUE(contains(host.output, "24 generated")) << host.output;
 }
 
 TEST(Cli, GreedyRunIsReproducibleAndAcceptsNonAsciiPrompts) {
-  const Result a = tessera("run -n 8 -t 0 -p 'Caf\xc3\xa9 \xe2\x80\x94 \xff bytes'");
+  const Result a = tessera("run --arch host -n 8 -t 0 -p 'Caf\xc3\xa9 \xe2\x80\x94 \xff bytes'");
   ASSERT_EQ(a.exit_code, 0) << a.output;
   EXPECT_TRUE(contains(a.output, "Caf\xc3\xa9 \xe2\x80\x94 \xff bytes")) << a.output;
 }
@@ -73,11 +78,16 @@ TEST(Cli, CompileEmitsVerifiedIr) {
 }
 
 TEST(Cli, RandomWeightsRunForShapeOnlyModels) {
-  const Result r = tessera("run -m " TESSERA_SOURCE_DIR
-                           "/tests/data/llama-tiny.yaml --weights random "
-                           "--tokenizer " TESSERA_SOURCE_DIR "/models/default -n 4 -p hi");
-  EXPECT_NE(r.exit_code, 0) << "the default tokenizer has 2048 tokens, the tiny llama only 512";
-  EXPECT_TRUE(contains(r.output, "vocab_size 512")) << r.output;
+  const Result r = tessera("run --arch mesh-32x32 --weights random --seed 2 -n 3 -p hi");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "default on mesh-32x32")) << r.output;
+  EXPECT_EQ(r.output.substr(0, r.output.find("\n\n")),
+            tessera("run --arch host --weights random --seed 2 -n 3 -p hi").output.substr(0, r.output.find("\n\n")));
+  const Result mismatch = tessera("run --arch host -m " TESSERA_SOURCE_DIR
+                                  "/tests/data/llama-tiny.yaml --weights random "
+                                  "--tokenizer " TESSERA_SOURCE_DIR "/models/default -n 4 -p hi");
+  EXPECT_NE(mismatch.exit_code, 0) << "the default tokenizer has 2048 tokens, the tiny llama only 512";
+  EXPECT_TRUE(contains(mismatch.output, "vocab_size 512")) << mismatch.output;
 }
 
 struct BadInput {
@@ -98,7 +108,8 @@ TEST(Cli, BadInputsFailWithAOneLineReason) {
       {"run --weights " + corrupt, "truncated"},
       {"run -m " + unknown_key, "key 'layers': unknown key"},
       {"run -m " + wrong_type, "key 'vocab_size': expected an integer, got 'many'"},
-      {"run -n 5000", "the model's context is 256"},
+      {"run -n 5000", "exceed default's context of 256 tokens"},
+      {"run --arch host -n 5000", "the model's context is 256"},
       {"run -m gpt2-small", "ships no tokenizer"},
       {"run -m gpt3", "unknown model 'gpt3'"},
       {"run -n -3", "--max-tokens: must be >= 0, got -3"},
@@ -141,7 +152,8 @@ TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
 
 TEST(Cli, MeshErrorsAreOneLine) {
   const std::vector<BadInput> cases = {
-      {"run --arch wse2", "add --no-numerics"},
+      {"run -m llama3-8b --weights random --tokenizer " TESSERA_SOURCE_DIR "/models/default -n 2",
+       "GPT-2 family so far"},
       {"run --arch wse9 --no-numerics", "unknown arch 'wse9'"},
       {"run -m llama3-70b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 8 -n 8", "does not fit on wse3"},
       {"run -m llama3-8b --arch wse3 --no-numerics --prompt-tokens 8 -n 8 --dtype fp8", "unknown weight dtype"},

@@ -1,6 +1,7 @@
 // tessera: the command-line front end. It parses flags and calls the libraries; nothing else.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/generate.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
 
 namespace fs = std::filesystem;
@@ -39,7 +41,7 @@ struct RunFlags {
   double temperature = 0.8;
   int64_t top_k = 40;
   uint64_t seed = 0;
-  std::string arch = "host";
+  std::string arch = "wse2";
   bool no_numerics = false;
   int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
   std::string dtype = "fp32";
@@ -84,72 +86,101 @@ int simulate_and_report(const program::Program& plan, const std::string& json_pa
   return 0;
 }
 
+// The tokenizer from --tokenizer DIR or the model package; its vocabulary must be the model's.
 model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
-  if (!tokenizer_dir.empty())
-    return model::Tokenizer::load(fs::path(tokenizer_dir) / "encoder.json", fs::path(tokenizer_dir) / "vocab.bpe");
-  if (!config.encoder_path)
+  if (tokenizer_dir.empty() && !config.encoder_path)
     fail("model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe",
          config.name);
-  return model::Tokenizer::load(*config.encoder_path, *config.merges_path);
+  model::Tokenizer tokenizer = tokenizer_dir.empty() ? model::Tokenizer::load(*config.encoder_path, *config.merges_path)
+                                                     : model::Tokenizer::load(fs::path(tokenizer_dir) / "encoder.json",
+                                                                              fs::path(tokenizer_dir) / "vocab.bpe");
+  if (tokenizer.vocab_size() != config.vocab_size)
+    fail("the tokenizer has {} tokens but model '{}' has vocab_size {}; use the tokenizer the model was trained with",
+         tokenizer.vocab_size(), config.name, config.vocab_size);
+  return tokenizer;
 }
 
-int run_command(const RunFlags& flags) {
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
-  if (flags.arch != "host") {
-    if (!flags.no_numerics)
-      fail(
-          "per-core numerics on mesh machines are not implemented yet; add --no-numerics for timing and energy "
-          "on {}, or use --arch host for generated text",
-          flags.arch);
-    const ir::ModelConfig config = ir::load_model_config(model_path);
-    int64_t prompt_tokens = flags.prompt_tokens;
-    if (prompt_tokens == 0) {
-      if (!config.encoder_path && flags.tokenizer_dir.empty())
-        fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
-      prompt_tokens = std::max<int64_t>(
-          1, static_cast<int64_t>(load_tokenizer(config, flags.tokenizer_dir).encode(flags.prompt).size()));
-    }
-    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
-                               flags.json_path);
-  }
-  if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
-  if (flags.dtype != "fp32") fail("the host reference executor computes in fp32 only");
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  const ir::Graph graph = ir::build_model_graph(config);
-  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  if (tokenizer.vocab_size() > config.vocab_size)
-    fail("the tokenizer has {} tokens but model '{}' has vocab_size {}", tokenizer.vocab_size(), config.name,
-         config.vocab_size);
-  model::Weights weights;
-  if (flags.weights == "random") {
-    weights = model::random_weights(graph, flags.seed);
-  } else if (!flags.weights.empty()) {
-    weights = model::load_weights(graph, flags.weights);
-  } else if (config.weights_path) {
-    weights = model::load_weights(graph, *config.weights_path);
-  } else {
-    fail(
-        "model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random "
-        "weights",
-        config.name);
-  }
-  std::vector<int32_t> prompt = tokenizer.encode(flags.prompt);
-  if (prompt.empty()) {
-    if (!tokenizer.end_of_text()) fail("the prompt is empty and the tokenizer has no <|endoftext|> to start from");
-    prompt.push_back(*tokenizer.end_of_text());
-  }
-  ref::ReferenceExecutor executor(graph, weights, config.context_length);
+model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
+  if (flags.weights == "random") return model::random_weights(graph, flags.seed);
+  if (!flags.weights.empty()) return model::load_weights(graph, flags.weights);
+  if (config.weights_path) return model::load_weights(graph, *config.weights_path);
+  fail("model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random weights",
+       config.name);
+}
+
+// Streams the prompt and each generated token to stdout as it is produced.
+template <typename Executor>
+ref::GenerationResult generate_text(Executor& executor, const model::Tokenizer& tokenizer,
+                                    const std::vector<int32_t>& prompt, const RunFlags& flags) {
   ref::GenerationOptions options;
   options.max_new_tokens = flags.max_tokens;
   options.sampling = {flags.temperature, flags.top_k, flags.seed};
   options.stop_token = tokenizer.end_of_text();
   ref::check_generation_fits(static_cast<int64_t>(prompt.size()), options.max_new_tokens, executor.max_context());
   std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
-  const auto result = ref::generate(executor, prompt, options, [&](int32_t token) {
+  return ref::generate(executor, prompt, options, [&](int32_t token) {
     const std::string& bytes = tokenizer.token_bytes(token);
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
     std::fflush(stdout);
   });
+}
+
+std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std::string& text) {
+  std::vector<int32_t> prompt = tokenizer.encode(text);
+  if (prompt.empty()) {
+    if (!tokenizer.end_of_text()) fail("the prompt is empty and the tokenizer has no <|endoftext|> to start from");
+    prompt.push_back(*tokenizer.end_of_text());
+  }
+  return prompt;
+}
+
+int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  if (flags.no_numerics) {
+    int64_t prompt_tokens = flags.prompt_tokens;
+    if (prompt_tokens == 0) {
+      if (!config.encoder_path && flags.tokenizer_dir.empty())
+        fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
+      prompt_tokens =
+          static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
+    }
+    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
+                               flags.json_path);
+  }
+  if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
+  if (const Status s = sim::MeshDataPlane::supports(config, flags.dtype); !s) fail("{}", s.message());
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+  const program::Program plan =
+      compile_mesh(model_path, flags.arch, {static_cast<int64_t>(prompt.size()), flags.max_tokens, flags.dtype});
+  const model::Weights weights = load_run_weights(config, graph, flags);
+  sim::MeshDataPlane mesh(plan, weights);
+  const auto wall_start = std::chrono::steady_clock::now();
+  const auto result = generate_text(mesh, tokenizer, prompt, flags);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  std::printf("\n\n");
+  simulate_and_report(plan, flags.json_path);
+  std::printf(
+      "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
+      "decoded token\n",
+      static_cast<long long>(mesh.cores_allocated()), static_cast<double>(mesh.largest_arena_bytes()) / 1024, wall,
+      result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
+  return 0;
+}
+
+int run_command(const RunFlags& flags) {
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  if (flags.arch != "host") return run_on_mesh(model_path, flags);
+  if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
+  if (flags.dtype != "fp32") fail("the host reference executor computes in fp32 only");
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const model::Weights weights = load_run_weights(config, graph, flags);
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+  ref::ReferenceExecutor executor(graph, weights, config.context_length);
+  const auto result = generate_text(executor, tokenizer, prompt, flags);
   const double decode_steps = static_cast<double>(result.tokens.size() > 0 ? result.tokens.size() - 1 : 0);
   std::printf(
       "\n\n[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "

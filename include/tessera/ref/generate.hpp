@@ -2,6 +2,7 @@
 // at a time from the KV cache, choosing each token greedily or by seeded sampling.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "tessera/base/error.hpp"
 #include "tessera/ref/executor.hpp"
 
 namespace tessera::ref {
@@ -48,9 +50,39 @@ struct GenerationResult {
 // max_new_tokens does not fit in a context of max_context positions.
 void check_generation_fits(int64_t prompt_tokens, int64_t max_new_tokens, int64_t max_context);
 
-// Throws Error if prompt + max_new_tokens exceeds the executor's context. `on_token` (optional)
-// sees each token as it is generated.
-GenerationResult generate(ReferenceExecutor& executor, std::span<const int32_t> prompt,
-                          const GenerationOptions& options, const std::function<void(int32_t)>& on_token = {});
+// Runs prefill then decode on any executor with the ReferenceExecutor's interface (forward,
+// reset, max_context): the host reference, or a simulated machine's data plane. Throws Error if
+// prompt + max_new_tokens exceeds the executor's context. `on_token` (optional) sees each token as
+// it is generated.
+template <typename Executor>
+GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, const GenerationOptions& options,
+                          const std::function<void(int32_t)>& on_token = {}) {
+  if (prompt.empty()) fail("the prompt is empty; give at least one token");
+  const auto prompt_len = static_cast<int64_t>(prompt.size());
+  check_generation_fits(prompt_len, options.max_new_tokens, executor.max_context());
+  Sampler sampler(options.sampling);
+  GenerationResult result;
+  result.prompt_tokens = prompt_len;
+  executor.reset();
+  using clock = std::chrono::steady_clock;
+  auto start = clock::now();
+  if (options.max_new_tokens == 0) {
+    executor.forward(prompt, true);
+    result.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
+    return result;
+  }
+  int32_t token = sampler.pick(executor.forward(prompt, true));
+  result.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
+  start = clock::now();
+  while (true) {
+    if (options.stop_token && token == *options.stop_token) break;
+    result.tokens.push_back(token);
+    if (on_token) on_token(token);
+    if (static_cast<int64_t>(result.tokens.size()) == options.max_new_tokens) break;
+    token = sampler.pick(executor.forward(std::span<const int32_t>(&token, 1), true));
+  }
+  result.decode_seconds = std::chrono::duration<double>(clock::now() - start).count();
+  return result;
+}
 
 }  // namespace tessera::ref

@@ -1,0 +1,52 @@
+// The functional data plane of a mesh plan: real fp32 values, computed core by core.
+//
+// Every core of every stage owns one SRAM arena, allocated only for the cores the plan uses and
+// sized by the same layout rules the compiler planned with (program/layout.hpp). A compute kernel
+// is handed one core's arena and nothing else; values move between cores only through the plan's
+// collectives (allreduce along a row or column, stage-to-stage transfer, host I/O), executed as bulk
+// copies. A missing transfer therefore produces wrong numbers, which the differential tests catch.
+//
+// Supported so far: the GPT-2 family in fp32. The token and position embeddings live on the host
+// (see docs/mesh-mapping.md); the host also samples from the logits it receives.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "tessera/base/error.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/model/weights.hpp"
+#include "tessera/program/program.hpp"
+
+namespace tessera::sim {
+
+class MeshDataPlane {
+ public:
+  // Whether the data plane can compute this model (with the reason when it cannot).
+  static Status supports(const ir::ModelConfig& model, const std::string& weight_dtype);
+
+  // Throws Error if the plan's model or dtype is not supported, or weights are missing.
+  MeshDataPlane(const program::Program& plan, const model::Weights& weights);
+  ~MeshDataPlane();
+  MeshDataPlane(const MeshDataPlane&) = delete;
+  MeshDataPlane& operator=(const MeshDataPlane&) = delete;
+
+  // Same contract as ref::ReferenceExecutor::forward.
+  std::span<const float> forward(std::span<const int32_t> tokens, bool last_only = false);
+  int64_t position() const;
+  int64_t max_context() const;
+  int64_t vocab_size() const;
+  void reset();
+
+  int64_t cores_allocated() const;
+  int64_t largest_arena_bytes() const;
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace tessera::sim

@@ -1,0 +1,473 @@
+#include "tessera/sim/mesh_numerics.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "tessera/base/error.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/program/layout.hpp"
+
+namespace tessera::sim {
+
+namespace {
+
+using program::Segment;
+using program::segment;
+using program::segment_capacity;
+
+// One stage's cores and where each buffer sits in every core's arena (all cores of a stage share
+// one layout, sized for the largest segment).
+struct StageArenas {
+  arch::Region region;
+  int64_t px = 0, py = 0;
+  bool is_head = false;
+  // Capacities: d over rows, d over columns, d_ff over columns, vocab over columns, KV slots, tokens.
+  int64_t nr = 0, nc = 0, fc = 0, vc = 0, slots = 0, tokens = 0;
+  // Weight offsets.
+  int64_t ln1_g = 0, ln1_b = 0, ln2_g = 0, ln2_b = 0, w_qkv = 0, b_qkv = 0, w_o = 0, b_o = 0, w_fc = 0, b_fc = 0,
+          w_pr = 0, b_pr = 0, w_lm = 0;
+  // KV cache and activation offsets.
+  int64_t k_cache = 0, v_cache = 0, x = 0, h = 0, qkv = 0, o = 0, f = 0, part = 0, scores = 0, stats = 0;
+  int64_t floats = 0;
+  std::vector<std::vector<float>> arenas;  // by core index j * px + i
+
+  float* arena(int64_t i, int64_t j) { return arenas[static_cast<size_t>(j * px + i)].data(); }
+};
+
+int64_t take(int64_t& cursor, int64_t n) {
+  const int64_t at = cursor;
+  cursor += n;
+  return at;
+}
+
+float gelu(float x) {
+  const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+  return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+}
+
+}  // namespace
+
+struct MeshDataPlane::State {
+  ir::ModelConfig model;
+  const model::Weights* weights = nullptr;
+  int64_t chunk = 1, context = 0, position = 0;
+  std::vector<StageArenas> stages;  // layers, then the head
+  std::vector<float> logits;
+
+  StageArenas& head() { return stages.back(); }
+
+  // --- collectives: the only code that touches more than one core's arena -----------------------
+
+  // Sums (or takes the max of) `count` floats at `offset` over every line of the stage and leaves
+  // the result in each core of the line. along_x: the lines are rows.
+  void allreduce(StageArenas& s, bool along_x, int64_t offset, int64_t count, bool max) {
+    const int64_t lines = along_x ? s.py : s.px, length = along_x ? s.px : s.py;
+    std::vector<float> acc(static_cast<size_t>(count));
+    for (int64_t line = 0; line < lines; ++line) {
+      auto at = [&](int64_t k) { return along_x ? s.arena(k, line) + offset : s.arena(line, k) + offset; };
+      std::copy_n(at(0), count, acc.begin());
+      for (int64_t k = 1; k < length; ++k) {
+        const float* v = at(k);
+        for (int64_t e = 0; e < count; ++e)
+          acc[static_cast<size_t>(e)] =
+              max ? std::max(acc[static_cast<size_t>(e)], v[e]) : acc[static_cast<size_t>(e)] + v[e];
+      }
+      for (int64_t k = 0; k < length; ++k) std::copy_n(acc.begin(), count, at(k));
+    }
+  }
+
+  // Copies the residual stream (rows layout, `tokens` rows of d) from one stage to the next; each
+  // destination row gathers its segment from the source rows that hold it (their first column).
+  void transfer(StageArenas& from, StageArenas& to, int64_t tokens, int64_t first_token) {
+    const int64_t d = model.d_model;
+    for (int64_t j = 0; j < to.py; ++j) {
+      const Segment seg = segment(d, to.py, j);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t e = seg.begin; e < seg.end; ++e) {
+          const int64_t src_row = e / from.nr;
+          const float value = from.arena(0, src_row)[from.x + (first_token + t) * from.nr + (e - src_row * from.nr)];
+          for (int64_t i = 0; i < to.px; ++i) to.arena(i, j)[to.x + t * to.nr + (e - seg.begin)] = value;
+        }
+    }
+  }
+
+  // --- stage kernels: each reads and writes one core's arena -------------------------------------
+
+  void layer_norm(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
+    const int64_t d = model.d_model;
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      const int64_t n = segment(d, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        float sum = 0;
+        for (int64_t e = 0; e < n; ++e) sum += a[s.x + t * s.nr + e];
+        a[s.stats + t] = sum;
+      }
+    });
+    allreduce(s, false, s.stats, tokens, false);
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      const int64_t n = segment(d, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float mean = a[s.stats + t] / static_cast<float>(d);
+        float sq = 0;
+        for (int64_t e = 0; e < n; ++e) sq += (a[s.x + t * s.nr + e] - mean) * (a[s.x + t * s.nr + e] - mean);
+        a[s.stats + tokens + t] = sq;
+      }
+    });
+    allreduce(s, false, s.stats + tokens, tokens, false);
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      const int64_t n = segment(d, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float mean = a[s.stats + t] / static_cast<float>(d);
+        const auto inv = static_cast<float>(
+            1.0 / std::sqrt(static_cast<double>(a[s.stats + tokens + t]) / static_cast<double>(d) + model.norm_eps));
+        for (int64_t e = 0; e < n; ++e)
+          a[s.h + t * s.nr + e] = (a[s.x + t * s.nr + e] - mean) * inv * a[g + e] + a[b + e];
+      }
+    });
+  }
+
+  // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
+  // allreduced down each column. `width` is the per-core output capacity (tile columns).
+  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t w, int64_t width, int64_t n_total) {
+    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+      const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_total, s.px, i).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* out = a + s.part + t * width;
+        std::fill_n(out, width, 0.0f);
+        for (int64_t k = 0; k < kn; ++k) {
+          const float xk = a[in + t * s.nr + k];
+          const float* row = a + w + k * width;
+          for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
+        }
+      }
+    });
+    allreduce(s, false, s.part, tokens * width, false);
+  }
+
+  // Cols -> rows: the reverse orientation, allreduced along each row.
+  void matmul_cols_in(StageArenas& s, int64_t tokens, int64_t in, int64_t in_width, int64_t k_total, int64_t w) {
+    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+      const int64_t kn = segment(k_total, s.px, i).size(), nn = segment(model.d_model, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* out = a + s.part + t * s.nr;
+        std::fill_n(out, s.nr, 0.0f);
+        for (int64_t k = 0; k < kn; ++k) {
+          const float xk = a[in + t * in_width + k];
+          const float* row = a + w + k * s.nr;
+          for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
+        }
+      }
+    });
+    allreduce(s, true, s.part, tokens * s.nr, false);
+  }
+
+  void attention(StageArenas& s, int64_t tokens, int64_t first_position) {
+    const int64_t heads = model.n_heads, hd = model.head_dim(), d = model.d_model;
+    const auto scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // Keys and values of the new tokens go to the row that owns their position.
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int64_t p = first_position + t;
+        if (p % s.py != j) continue;
+        const int64_t slot = p / s.py;
+        std::copy_n(a + s.qkv + t * 3 * s.nc + s.nc, s.nc, a + s.k_cache + slot * s.nc);
+        std::copy_n(a + s.qkv + t * 3 * s.nc + 2 * s.nc, s.nc, a + s.v_cache + slot * s.nc);
+      }
+    });
+    const int64_t stride = heads * s.slots;  // scores per token
+    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+      const Segment seg = segment(d, s.px, i);
+      std::fill_n(a + s.scores, tokens * stride, 0.0f);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t slot = 0; slot * s.py + j <= first_position + t; ++slot)
+          for (int64_t e = seg.begin; e < seg.end; ++e)
+            a[s.scores + t * stride + (e / hd) * s.slots + slot] +=
+                a[s.qkv + t * 3 * s.nc + (e - seg.begin)] * a[s.k_cache + slot * s.nc + (e - seg.begin)];
+    });
+    allreduce(s, true, s.scores, tokens * stride, false);
+    auto visible = [&](int64_t t, int64_t slot, int64_t j) { return slot * s.py + j <= first_position + t; };
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t hh = 0; hh < heads; ++hh) {
+          float m = -INFINITY;
+          for (int64_t slot = 0; slot < s.slots && visible(t, slot, j); ++slot)
+            m = std::max(m, a[s.scores + t * stride + hh * s.slots + slot] * scale);
+          a[s.stats + t * heads + hh] = m;
+        }
+    });
+    allreduce(s, false, s.stats, tokens * heads, true);
+    for_cores(s, [&](float* a, int64_t, int64_t j) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t hh = 0; hh < heads; ++hh) {
+          const float m = a[s.stats + t * heads + hh];
+          float sum = 0;
+          for (int64_t slot = 0; slot < s.slots; ++slot) {
+            float& sc = a[s.scores + t * stride + hh * s.slots + slot];
+            sc = visible(t, slot, j) ? std::exp(sc * scale - m) : 0.0f;
+            sum += sc;
+          }
+          a[s.stats + tokens * heads + t * heads + hh] = sum;
+        }
+    });
+    allreduce(s, false, s.stats + tokens * heads, tokens * heads, false);
+    for_cores(s, [&](float* a, int64_t i, int64_t) {
+      const Segment seg = segment(d, s.px, i);
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* out = a + s.o + t * s.nc;
+        std::fill_n(out, s.nc, 0.0f);
+        for (int64_t e = seg.begin; e < seg.end; ++e) {
+          const int64_t hh = e / hd;
+          const float inv = 1.0f / a[s.stats + tokens * heads + t * heads + hh];
+          for (int64_t slot = 0; slot < s.slots; ++slot)
+            out[e - seg.begin] +=
+                a[s.scores + t * stride + hh * s.slots + slot] * inv * a[s.v_cache + slot * s.nc + (e - seg.begin)];
+        }
+      }
+    });
+    allreduce(s, false, s.o, tokens * s.nc, false);
+  }
+
+  template <typename Kernel>
+  void for_cores(StageArenas& s, Kernel&& kernel) {
+#pragma omp parallel for schedule(static) if (s.px * s.py > 64)
+    for (int64_t c = 0; c < s.px * s.py; ++c) kernel(s.arenas[static_cast<size_t>(c)].data(), c % s.px, c / s.px);
+  }
+
+  void run_layer(StageArenas& s, int64_t tokens, int64_t first_position, const std::string& prefix) {
+    (void)prefix;
+    const int64_t d = model.d_model;
+    layer_norm(s, tokens, s.ln1_g, s.ln1_b);
+    // q|k|v: three rows->cols products packed side by side, reduced together.
+    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+      const int64_t kn = segment(d, s.py, j).size(), nn = segment(d, s.px, i).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* out = a + s.part + t * 3 * s.nc;
+        std::fill_n(out, 3 * s.nc, 0.0f);
+        for (int64_t k = 0; k < kn; ++k) {
+          const float xk = a[s.h + t * s.nr + k];
+          const float* row = a + s.w_qkv + k * 3 * s.nc;
+          for (int64_t n = 0; n < 3 * s.nc; ++n)
+            if (n % s.nc < nn) out[n] += xk * row[n];
+        }
+      }
+    });
+    allreduce(s, false, s.part, tokens * 3 * s.nc, false);
+    for_cores(s, [&](float* a, int64_t, int64_t) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t n = 0; n < 3 * s.nc; ++n)
+          a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + a[s.b_qkv + n];
+    });
+    attention(s, tokens, first_position);
+    matmul_cols_in(s, tokens, s.o, s.nc, d, s.w_o);
+    add_residual(s, tokens, s.b_o);
+    layer_norm(s, tokens, s.ln2_g, s.ln2_b);
+    matmul_rows_in(s, tokens, s.h, s.w_fc, s.fc, model.d_ff);
+    for_cores(s, [&](float* a, int64_t, int64_t) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t n = 0; n < s.fc; ++n) a[s.f + t * s.fc + n] = gelu(a[s.part + t * s.fc + n] + a[s.b_fc + n]);
+    });
+    matmul_cols_in(s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
+    add_residual(s, tokens, s.b_pr);
+  }
+
+  void add_residual(StageArenas& s, int64_t tokens, int64_t bias) {
+    for_cores(s, [&](float* a, int64_t, int64_t) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + a[bias + n];
+    });
+  }
+
+  // Final LayerNorm and the tied LM head for one token; the host gathers each column's logits.
+  void run_head(float* logits_out) {
+    StageArenas& s = head();
+    layer_norm(s, 1, s.ln1_g, s.ln1_b);
+    matmul_rows_in(s, 1, s.h, s.w_lm, s.vc, model.vocab_size);
+    for (int64_t i = 0; i < s.px; ++i) {
+      const Segment seg = segment(model.vocab_size, s.px, i);
+      std::copy_n(s.arena(i, 0) + s.part, seg.size(), logits_out + seg.begin);
+    }
+  }
+};
+
+namespace {
+
+// Plans every stage's arena and fills its weight tiles from the checkpoint.
+void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
+  const auto& m = st.model;
+  const int64_t d = m.d_model;
+  s.px = s.region.width, s.py = s.region.height;
+  s.nr = segment_capacity(d, s.py), s.nc = segment_capacity(d, s.px), s.fc = segment_capacity(m.d_ff, s.px);
+  s.vc = segment_capacity(m.vocab_size, s.px);
+  s.slots = segment_capacity(st.context, s.py);
+  s.tokens = s.is_head ? 1 : st.chunk;
+  int64_t cur = 0;
+  s.ln1_g = take(cur, s.nr), s.ln1_b = take(cur, s.nr);
+  if (s.is_head) {
+    s.w_lm = take(cur, s.nr * s.vc);
+    s.x = take(cur, s.nr), s.h = take(cur, s.nr), s.part = take(cur, s.vc), s.stats = take(cur, 2);
+  } else {
+    s.ln2_g = take(cur, s.nr), s.ln2_b = take(cur, s.nr);
+    s.w_qkv = take(cur, s.nr * 3 * s.nc), s.b_qkv = take(cur, 3 * s.nc);
+    s.w_o = take(cur, s.nc * s.nr), s.b_o = take(cur, s.nr);
+    s.w_fc = take(cur, s.nr * s.fc), s.b_fc = take(cur, s.fc);
+    s.w_pr = take(cur, s.fc * s.nr), s.b_pr = take(cur, s.nr);
+    s.k_cache = take(cur, s.slots * s.nc), s.v_cache = take(cur, s.slots * s.nc);
+    const int64_t t = s.tokens;
+    s.x = take(cur, t * s.nr), s.h = take(cur, t * s.nr), s.qkv = take(cur, t * 3 * s.nc), s.o = take(cur, t * s.nc);
+    s.f = take(cur, t * s.fc);
+    s.part = take(cur, t * std::max({3 * s.nc, s.fc, s.nr}));
+    s.scores = take(cur, t * m.n_heads * s.slots);
+    s.stats = take(cur, 2 * t * std::max<int64_t>(m.n_heads, 1));
+  }
+  s.floats = cur;
+  s.arenas.assign(static_cast<size_t>(s.px * s.py), std::vector<float>(static_cast<size_t>(cur), 0.0f));
+
+  auto param = [&](const std::string& name) { return st.weights->at(name).values.data(); };
+  const std::string p = "h." + std::to_string(layer) + ".";
+  for (int64_t j = 0; j < s.py; ++j) {
+    const Segment rows = segment(d, s.py, j);
+    for (int64_t i = 0; i < s.px; ++i) {
+      float* a = s.arena(i, j);
+      const Segment cols = segment(d, s.px, i);
+      const char* g = s.is_head ? "ln_f.weight" : nullptr;
+      const std::string ln1 = s.is_head ? "ln_f" : p + "ln_1";
+      std::copy(param(ln1 + ".weight") + rows.begin, param(ln1 + ".weight") + rows.end, a + s.ln1_g);
+      std::copy(param(ln1 + ".bias") + rows.begin, param(ln1 + ".bias") + rows.end, a + s.ln1_b);
+      (void)g;
+      if (s.is_head) {
+        const Segment vocab = segment(m.vocab_size, s.px, i);
+        const float* wte = param("wte.weight");  // [V, d]; the head multiplies by its transpose
+        for (int64_t k = rows.begin; k < rows.end; ++k)
+          for (int64_t n = vocab.begin; n < vocab.end; ++n)
+            a[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = wte[n * d + k];
+        continue;
+      }
+      std::copy(param(p + "ln_2.weight") + rows.begin, param(p + "ln_2.weight") + rows.end, a + s.ln2_g);
+      std::copy(param(p + "ln_2.bias") + rows.begin, param(p + "ln_2.bias") + rows.end, a + s.ln2_b);
+      const float* c_attn = param(p + "attn.c_attn.weight");  // [d, 3d]
+      const float* c_attn_b = param(p + "attn.c_attn.bias");
+      for (int64_t part = 0; part < 3; ++part) {
+        for (int64_t k = rows.begin; k < rows.end; ++k)
+          for (int64_t n = cols.begin; n < cols.end; ++n)
+            a[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)] =
+                c_attn[k * 3 * d + part * d + n];
+        for (int64_t n = cols.begin; n < cols.end; ++n)
+          a[s.b_qkv + part * s.nc + (n - cols.begin)] = c_attn_b[part * d + n];
+      }
+      const float* w_o = param(p + "attn.c_proj.weight");  // [d, d], input = o (cols), output = rows
+      for (int64_t k = cols.begin; k < cols.end; ++k)
+        for (int64_t n = rows.begin; n < rows.end; ++n)
+          a[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = w_o[k * d + n];
+      std::copy(param(p + "attn.c_proj.bias") + rows.begin, param(p + "attn.c_proj.bias") + rows.end, a + s.b_o);
+      const Segment ff = segment(m.d_ff, s.px, i);
+      const float* w_fc = param(p + "mlp.c_fc.weight");  // [d, ff]
+      for (int64_t k = rows.begin; k < rows.end; ++k)
+        for (int64_t n = ff.begin; n < ff.end; ++n)
+          a[s.w_fc + (k - rows.begin) * s.fc + (n - ff.begin)] = w_fc[k * m.d_ff + n];
+      std::copy(param(p + "mlp.c_fc.bias") + ff.begin, param(p + "mlp.c_fc.bias") + ff.end, a + s.b_fc);
+      const float* w_pr = param(p + "mlp.c_proj.weight");  // [ff, d]
+      for (int64_t k = ff.begin; k < ff.end; ++k)
+        for (int64_t n = rows.begin; n < rows.end; ++n)
+          a[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = w_pr[k * d + n];
+      std::copy(param(p + "mlp.c_proj.bias") + rows.begin, param(p + "mlp.c_proj.bias") + rows.end, a + s.b_pr);
+    }
+  }
+}
+
+}  // namespace
+
+MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights& weights)
+    : state_(std::make_unique<State>()) {
+  State& st = *state_;
+  st.model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  if (const Status s = supports(st.model, plan.weight_dtype); !s) fail("{}", s.message());
+  if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
+    fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
+         st.model.name, st.model.n_layers);
+  for (const auto& node_name : {"wte.weight", "wpe.weight", "ln_f.weight"})
+    if (!weights.find(node_name)) fail("weights are missing '{}'", node_name);
+  st.weights = &weights;
+  st.chunk = plan.prefill_chunk_tokens;
+  st.context = plan.max_context;
+  st.stages.resize(plan.stages.size());
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    st.stages[s].region = plan.stages[s].region;
+    st.stages[s].is_head = s + 1 == plan.stages.size();
+    build_stage(st, st.stages[s], static_cast<int64_t>(s));
+  }
+}
+
+MeshDataPlane::~MeshDataPlane() = default;
+
+Status MeshDataPlane::supports(const ir::ModelConfig& model, const std::string& weight_dtype) {
+  if (model.family != ir::ModelFamily::Gpt2)
+    return Status::failure(
+        "per-core numerics on mesh machines support the GPT-2 family so far; run {} with --no-numerics (timing) or "
+        "--arch host (values)",
+        model.name);
+  if (weight_dtype != "fp32")
+    return Status::failure("per-core numerics run in fp32, not {}; use --dtype fp32, or --no-numerics", weight_dtype);
+  return Status::ok();
+}
+
+int64_t MeshDataPlane::position() const { return state_->position; }
+int64_t MeshDataPlane::max_context() const { return state_->context; }
+int64_t MeshDataPlane::vocab_size() const { return state_->model.vocab_size; }
+void MeshDataPlane::reset() { state_->position = 0; }
+
+int64_t MeshDataPlane::cores_allocated() const {
+  int64_t n = 0;
+  for (const auto& s : state_->stages) n += static_cast<int64_t>(s.arenas.size());
+  return n;
+}
+
+int64_t MeshDataPlane::largest_arena_bytes() const {
+  int64_t n = 0;
+  for (const auto& s : state_->stages) n = std::max(n, s.floats * 4);
+  return n;
+}
+
+std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, bool last_only) {
+  State& st = *state_;
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t d = st.model.d_model, vocab = st.model.vocab_size;
+  if (n == 0) fail("forward() needs at least one token");
+  if (st.position + n > st.context)
+    fail("context overflow: {} cached + {} new tokens exceed the plan's context of {} tokens", st.position, n,
+         st.context);
+  for (int32_t t : tokens)
+    if (t < 0 || t >= vocab) fail("token id {} is outside the vocabulary (0..{})", t, vocab - 1);
+  st.logits.assign(static_cast<size_t>((last_only ? 1 : n) * vocab), 0.0f);
+  const float* wte = st.weights->at("wte.weight").values.data();
+  const float* wpe = st.weights->at("wpe.weight").values.data();
+  for (int64_t begin = 0; begin < n; begin += st.chunk) {
+    const int64_t count = std::min(st.chunk, n - begin), first = st.position + begin;
+    // The host looks up the embeddings and sends each row its segment.
+    StageArenas& s0 = st.stages.front();
+    for (int64_t j = 0; j < s0.py; ++j) {
+      const Segment seg = segment(d, s0.py, j);
+      for (int64_t i = 0; i < s0.px; ++i)
+        for (int64_t t = 0; t < count; ++t)
+          for (int64_t e = seg.begin; e < seg.end; ++e)
+            s0.arena(i, j)[s0.x + t * s0.nr + (e - seg.begin)] =
+                wte[tokens[static_cast<size_t>(begin + t)] * d + e] + wpe[(first + t) * d + e];
+    }
+    for (size_t l = 0; l + 1 < st.stages.size(); ++l) {
+      st.run_layer(st.stages[l], count, first, {});
+      if (l + 2 < st.stages.size()) st.transfer(st.stages[l], st.stages[l + 1], count, 0);
+    }
+    // The LM head sees one token at a time: only the prompt's last, or every one when asked.
+    StageArenas& last_layer = st.stages[st.stages.size() - 2];
+    for (int64_t t = 0; t < count; ++t) {
+      const bool wanted = last_only ? begin + t == n - 1 : true;
+      if (!wanted) continue;
+      st.transfer(last_layer, st.head(), 1, t);
+      st.run_head(st.logits.data() + (last_only ? 0 : (begin + t) * vocab));
+    }
+  }
+  st.position += n;
+  return st.logits;
+}
+
+}  // namespace tessera::sim

@@ -29,10 +29,15 @@ struct StageArenas {
           w_pr = 0, b_pr = 0, w_lm = 0;
   // KV cache and activation offsets.
   int64_t k_cache = 0, v_cache = 0, x = 0, h = 0, qkv = 0, o = 0, f = 0, part = 0, scores = 0, stats = 0;
-  int64_t floats = 0;
-  std::vector<std::vector<float>> arenas;  // by core index j * px + i
+  int64_t weight_floats = 0, scratch_floats = 0;
+  // Per core: weights and KV cache, which persist for the whole run.
+  std::vector<std::vector<float>> resident;  // by core index j * px + i
+  // Per core: activations, which live only while the stage runs. Stages run one after another,
+  // so all stages' activation areas share one host buffer (each core still has its own area).
+  float* scratch = nullptr;
 
-  float* arena(int64_t i, int64_t j) { return arenas[static_cast<size_t>(j * px + i)].data(); }
+  float* weights(int64_t i, int64_t j) { return resident[static_cast<size_t>(j * px + i)].data(); }
+  float* arena(int64_t i, int64_t j) { return scratch + (j * px + i) * scratch_floats; }
 };
 
 int64_t take(int64_t& cursor, int64_t n) {
@@ -53,6 +58,7 @@ struct MeshDataPlane::State {
   const model::Weights* weights = nullptr;
   int64_t chunk = 1, context = 0, position = 0;
   std::vector<StageArenas> stages;  // layers, then the head
+  std::vector<float> scratch_pool;  // backs every stage's activation areas (see StageArenas)
   std::vector<float> logits;
 
   StageArenas& head() { return stages.back(); }
@@ -79,16 +85,27 @@ struct MeshDataPlane::State {
 
   // Copies the residual stream (rows layout, `tokens` rows of d) from one stage to the next; each
   // destination row gathers its segment from the source rows that hold it (their first column).
-  void transfer(StageArenas& from, StageArenas& to, int64_t tokens, int64_t first_token) {
+  // Stage-to-stage transfer of the residual stream (rows layout), in two halves because the
+  // stages' activation areas share host memory: gather each row's segment from the source stage's
+  // first column, then deliver every destination row its segment.
+  std::vector<float> gather_rows(StageArenas& from, int64_t tokens) {
+    const int64_t d = model.d_model;
+    std::vector<float> rows(static_cast<size_t>(tokens * d));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t e = 0; e < d; ++e) {
+        const int64_t src_row = e / from.nr;
+        rows[static_cast<size_t>(t * d + e)] = from.arena(0, src_row)[from.x + t * from.nr + (e - src_row * from.nr)];
+      }
+    return rows;
+  }
+
+  void deliver_rows(StageArenas& to, const float* rows, int64_t tokens) {
     const int64_t d = model.d_model;
     for (int64_t j = 0; j < to.py; ++j) {
       const Segment seg = segment(d, to.py, j);
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t e = seg.begin; e < seg.end; ++e) {
-          const int64_t src_row = e / from.nr;
-          const float value = from.arena(0, src_row)[from.x + (first_token + t) * from.nr + (e - src_row * from.nr)];
-          for (int64_t i = 0; i < to.px; ++i) to.arena(i, j)[to.x + t * to.nr + (e - seg.begin)] = value;
-        }
+      for (int64_t i = 0; i < to.px; ++i)
+        for (int64_t t = 0; t < tokens; ++t)
+          std::copy_n(rows + t * d + seg.begin, seg.size(), to.arena(i, j) + to.x + t * to.nr);
     }
   }
 
@@ -96,7 +113,7 @@ struct MeshDataPlane::State {
 
   void layer_norm(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
     const int64_t d = model.d_model;
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       const int64_t n = segment(d, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float sum = 0;
@@ -105,7 +122,7 @@ struct MeshDataPlane::State {
       }
     });
     allreduce(s, false, s.stats, tokens, false);
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       const int64_t n = segment(d, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float mean = a[s.stats + t] / static_cast<float>(d);
@@ -115,29 +132,29 @@ struct MeshDataPlane::State {
       }
     });
     allreduce(s, false, s.stats + tokens, tokens, false);
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
       const int64_t n = segment(d, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float mean = a[s.stats + t] / static_cast<float>(d);
         const auto inv = static_cast<float>(
             1.0 / std::sqrt(static_cast<double>(a[s.stats + tokens + t]) / static_cast<double>(d) + model.norm_eps));
         for (int64_t e = 0; e < n; ++e)
-          a[s.h + t * s.nr + e] = (a[s.x + t * s.nr + e] - mean) * inv * a[g + e] + a[b + e];
+          a[s.h + t * s.nr + e] = (a[s.x + t * s.nr + e] - mean) * inv * w[g + e] + w[b + e];
       }
     });
   }
 
   // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
   // allreduced down each column. `width` is the per-core output capacity (tile columns).
-  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t w, int64_t width, int64_t n_total) {
-    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t width, int64_t n_total) {
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_total, s.px, i).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * width;
         std::fill_n(out, width, 0.0f);
         for (int64_t k = 0; k < kn; ++k) {
           const float xk = a[in + t * s.nr + k];
-          const float* row = a + w + k * width;
+          const float* row = w + weight + k * width;
           for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
         }
       }
@@ -146,15 +163,15 @@ struct MeshDataPlane::State {
   }
 
   // Cols -> rows: the reverse orientation, allreduced along each row.
-  void matmul_cols_in(StageArenas& s, int64_t tokens, int64_t in, int64_t in_width, int64_t k_total, int64_t w) {
-    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+  void matmul_cols_in(StageArenas& s, int64_t tokens, int64_t in, int64_t in_width, int64_t k_total, int64_t weight) {
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(k_total, s.px, i).size(), nn = segment(model.d_model, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * s.nr;
         std::fill_n(out, s.nr, 0.0f);
         for (int64_t k = 0; k < kn; ++k) {
           const float xk = a[in + t * in_width + k];
-          const float* row = a + w + k * s.nr;
+          const float* row = w + weight + k * s.nr;
           for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
         }
       }
@@ -166,28 +183,28 @@ struct MeshDataPlane::State {
     const int64_t heads = model.n_heads, hd = model.head_dim(), d = model.d_model;
     const auto scale = 1.0f / std::sqrt(static_cast<float>(hd));
     // Keys and values of the new tokens go to the row that owns their position.
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t p = first_position + t;
         if (p % s.py != j) continue;
         const int64_t slot = p / s.py;
-        std::copy_n(a + s.qkv + t * 3 * s.nc + s.nc, s.nc, a + s.k_cache + slot * s.nc);
-        std::copy_n(a + s.qkv + t * 3 * s.nc + 2 * s.nc, s.nc, a + s.v_cache + slot * s.nc);
+        std::copy_n(a + s.qkv + t * 3 * s.nc + s.nc, s.nc, w + s.k_cache + slot * s.nc);
+        std::copy_n(a + s.qkv + t * 3 * s.nc + 2 * s.nc, s.nc, w + s.v_cache + slot * s.nc);
       }
     });
     const int64_t stride = heads * s.slots;  // scores per token
-    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const Segment seg = segment(d, s.px, i);
       std::fill_n(a + s.scores, tokens * stride, 0.0f);
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t slot = 0; slot * s.py + j <= first_position + t; ++slot)
           for (int64_t e = seg.begin; e < seg.end; ++e)
             a[s.scores + t * stride + (e / hd) * s.slots + slot] +=
-                a[s.qkv + t * 3 * s.nc + (e - seg.begin)] * a[s.k_cache + slot * s.nc + (e - seg.begin)];
+                a[s.qkv + t * 3 * s.nc + (e - seg.begin)] * w[s.k_cache + slot * s.nc + (e - seg.begin)];
     });
     allreduce(s, true, s.scores, tokens * stride, false);
     auto visible = [&](int64_t t, int64_t slot, int64_t j) { return slot * s.py + j <= first_position + t; };
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
           float m = -INFINITY;
@@ -197,7 +214,7 @@ struct MeshDataPlane::State {
         }
     });
     allreduce(s, false, s.stats, tokens * heads, true);
-    for_cores(s, [&](float* a, int64_t, int64_t j) {
+    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
           const float m = a[s.stats + t * heads + hh];
@@ -211,7 +228,7 @@ struct MeshDataPlane::State {
         }
     });
     allreduce(s, false, s.stats + tokens * heads, tokens * heads, false);
-    for_cores(s, [&](float* a, int64_t i, int64_t) {
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t) {
       const Segment seg = segment(d, s.px, i);
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.o + t * s.nc;
@@ -221,17 +238,20 @@ struct MeshDataPlane::State {
           const float inv = 1.0f / a[s.stats + tokens * heads + t * heads + hh];
           for (int64_t slot = 0; slot < s.slots; ++slot)
             out[e - seg.begin] +=
-                a[s.scores + t * stride + hh * s.slots + slot] * inv * a[s.v_cache + slot * s.nc + (e - seg.begin)];
+                a[s.scores + t * stride + hh * s.slots + slot] * inv * w[s.v_cache + slot * s.nc + (e - seg.begin)];
         }
       }
     });
     allreduce(s, false, s.o, tokens * s.nc, false);
   }
 
+  // Runs kernel(w, a, i, j) for every core: w = its resident weights and KV cache, a = its
+  // activation area. A kernel sees nothing of any other core.
   template <typename Kernel>
   void for_cores(StageArenas& s, Kernel&& kernel) {
 #pragma omp parallel for schedule(static) if (s.px * s.py > 64)
-    for (int64_t c = 0; c < s.px * s.py; ++c) kernel(s.arenas[static_cast<size_t>(c)].data(), c % s.px, c / s.px);
+    for (int64_t c = 0; c < s.px * s.py; ++c)
+      kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
   }
 
   void run_layer(StageArenas& s, int64_t tokens, int64_t first_position, const std::string& prefix) {
@@ -239,42 +259,42 @@ struct MeshDataPlane::State {
     const int64_t d = model.d_model;
     layer_norm(s, tokens, s.ln1_g, s.ln1_b);
     // q|k|v: three rows->cols products packed side by side, reduced together.
-    for_cores(s, [&](float* a, int64_t i, int64_t j) {
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(d, s.py, j).size(), nn = segment(d, s.px, i).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * 3 * s.nc;
         std::fill_n(out, 3 * s.nc, 0.0f);
         for (int64_t k = 0; k < kn; ++k) {
           const float xk = a[s.h + t * s.nr + k];
-          const float* row = a + s.w_qkv + k * 3 * s.nc;
+          const float* row = w + s.w_qkv + k * 3 * s.nc;
           for (int64_t n = 0; n < 3 * s.nc; ++n)
             if (n % s.nc < nn) out[n] += xk * row[n];
         }
       }
     });
     allreduce(s, false, s.part, tokens * 3 * s.nc, false);
-    for_cores(s, [&](float* a, int64_t, int64_t) {
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t n = 0; n < 3 * s.nc; ++n)
-          a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + a[s.b_qkv + n];
+          a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + w[s.b_qkv + n];
     });
     attention(s, tokens, first_position);
     matmul_cols_in(s, tokens, s.o, s.nc, d, s.w_o);
     add_residual(s, tokens, s.b_o);
     layer_norm(s, tokens, s.ln2_g, s.ln2_b);
     matmul_rows_in(s, tokens, s.h, s.w_fc, s.fc, model.d_ff);
-    for_cores(s, [&](float* a, int64_t, int64_t) {
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < s.fc; ++n) a[s.f + t * s.fc + n] = gelu(a[s.part + t * s.fc + n] + a[s.b_fc + n]);
+        for (int64_t n = 0; n < s.fc; ++n) a[s.f + t * s.fc + n] = gelu(a[s.part + t * s.fc + n] + w[s.b_fc + n]);
     });
     matmul_cols_in(s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
     add_residual(s, tokens, s.b_pr);
   }
 
   void add_residual(StageArenas& s, int64_t tokens, int64_t bias) {
-    for_cores(s, [&](float* a, int64_t, int64_t) {
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + a[bias + n];
+        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + w[bias + n];
     });
   }
 
@@ -301,11 +321,11 @@ void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
   s.vc = segment_capacity(m.vocab_size, s.px);
   s.slots = segment_capacity(st.context, s.py);
   s.tokens = s.is_head ? 1 : st.chunk;
-  int64_t cur = 0;
+  int64_t cur = 0, act = 0;  // cursors in the resident area and in the activation area
   s.ln1_g = take(cur, s.nr), s.ln1_b = take(cur, s.nr);
   if (s.is_head) {
     s.w_lm = take(cur, s.nr * s.vc);
-    s.x = take(cur, s.nr), s.h = take(cur, s.nr), s.part = take(cur, s.vc), s.stats = take(cur, 2);
+    s.x = take(act, s.nr), s.h = take(act, s.nr), s.part = take(act, s.vc), s.stats = take(act, 2);
   } else {
     s.ln2_g = take(cur, s.nr), s.ln2_b = take(cur, s.nr);
     s.w_qkv = take(cur, s.nr * 3 * s.nc), s.b_qkv = take(cur, 3 * s.nc);
@@ -314,63 +334,61 @@ void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
     s.w_pr = take(cur, s.fc * s.nr), s.b_pr = take(cur, s.nr);
     s.k_cache = take(cur, s.slots * s.nc), s.v_cache = take(cur, s.slots * s.nc);
     const int64_t t = s.tokens;
-    s.x = take(cur, t * s.nr), s.h = take(cur, t * s.nr), s.qkv = take(cur, t * 3 * s.nc), s.o = take(cur, t * s.nc);
-    s.f = take(cur, t * s.fc);
-    s.part = take(cur, t * std::max({3 * s.nc, s.fc, s.nr}));
-    s.scores = take(cur, t * m.n_heads * s.slots);
-    s.stats = take(cur, 2 * t * std::max<int64_t>(m.n_heads, 1));
+    s.x = take(act, t * s.nr), s.h = take(act, t * s.nr), s.qkv = take(act, t * 3 * s.nc), s.o = take(act, t * s.nc);
+    s.f = take(act, t * s.fc);
+    s.part = take(act, t * std::max({3 * s.nc, s.fc, s.nr}));
+    s.scores = take(act, t * m.n_heads * s.slots);
+    s.stats = take(act, 2 * t * std::max<int64_t>(m.n_heads, 1));
   }
-  s.floats = cur;
-  s.arenas.assign(static_cast<size_t>(s.px * s.py), std::vector<float>(static_cast<size_t>(cur), 0.0f));
+  s.weight_floats = cur, s.scratch_floats = act;
+  s.resident.assign(static_cast<size_t>(s.px * s.py), std::vector<float>(static_cast<size_t>(cur), 0.0f));
 
   auto param = [&](const std::string& name) { return st.weights->at(name).values.data(); };
   const std::string p = "h." + std::to_string(layer) + ".";
   for (int64_t j = 0; j < s.py; ++j) {
     const Segment rows = segment(d, s.py, j);
     for (int64_t i = 0; i < s.px; ++i) {
-      float* a = s.arena(i, j);
+      float* w = s.weights(i, j);
       const Segment cols = segment(d, s.px, i);
-      const char* g = s.is_head ? "ln_f.weight" : nullptr;
       const std::string ln1 = s.is_head ? "ln_f" : p + "ln_1";
-      std::copy(param(ln1 + ".weight") + rows.begin, param(ln1 + ".weight") + rows.end, a + s.ln1_g);
-      std::copy(param(ln1 + ".bias") + rows.begin, param(ln1 + ".bias") + rows.end, a + s.ln1_b);
-      (void)g;
+      std::copy(param(ln1 + ".weight") + rows.begin, param(ln1 + ".weight") + rows.end, w + s.ln1_g);
+      std::copy(param(ln1 + ".bias") + rows.begin, param(ln1 + ".bias") + rows.end, w + s.ln1_b);
       if (s.is_head) {
         const Segment vocab = segment(m.vocab_size, s.px, i);
         const float* wte = param("wte.weight");  // [V, d]; the head multiplies by its transpose
         for (int64_t k = rows.begin; k < rows.end; ++k)
           for (int64_t n = vocab.begin; n < vocab.end; ++n)
-            a[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = wte[n * d + k];
+            w[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = wte[n * d + k];
         continue;
       }
-      std::copy(param(p + "ln_2.weight") + rows.begin, param(p + "ln_2.weight") + rows.end, a + s.ln2_g);
-      std::copy(param(p + "ln_2.bias") + rows.begin, param(p + "ln_2.bias") + rows.end, a + s.ln2_b);
+      std::copy(param(p + "ln_2.weight") + rows.begin, param(p + "ln_2.weight") + rows.end, w + s.ln2_g);
+      std::copy(param(p + "ln_2.bias") + rows.begin, param(p + "ln_2.bias") + rows.end, w + s.ln2_b);
       const float* c_attn = param(p + "attn.c_attn.weight");  // [d, 3d]
       const float* c_attn_b = param(p + "attn.c_attn.bias");
       for (int64_t part = 0; part < 3; ++part) {
         for (int64_t k = rows.begin; k < rows.end; ++k)
           for (int64_t n = cols.begin; n < cols.end; ++n)
-            a[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)] =
+            w[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)] =
                 c_attn[k * 3 * d + part * d + n];
         for (int64_t n = cols.begin; n < cols.end; ++n)
-          a[s.b_qkv + part * s.nc + (n - cols.begin)] = c_attn_b[part * d + n];
+          w[s.b_qkv + part * s.nc + (n - cols.begin)] = c_attn_b[part * d + n];
       }
       const float* w_o = param(p + "attn.c_proj.weight");  // [d, d], input = o (cols), output = rows
       for (int64_t k = cols.begin; k < cols.end; ++k)
         for (int64_t n = rows.begin; n < rows.end; ++n)
-          a[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = w_o[k * d + n];
-      std::copy(param(p + "attn.c_proj.bias") + rows.begin, param(p + "attn.c_proj.bias") + rows.end, a + s.b_o);
+          w[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = w_o[k * d + n];
+      std::copy(param(p + "attn.c_proj.bias") + rows.begin, param(p + "attn.c_proj.bias") + rows.end, w + s.b_o);
       const Segment ff = segment(m.d_ff, s.px, i);
       const float* w_fc = param(p + "mlp.c_fc.weight");  // [d, ff]
       for (int64_t k = rows.begin; k < rows.end; ++k)
         for (int64_t n = ff.begin; n < ff.end; ++n)
-          a[s.w_fc + (k - rows.begin) * s.fc + (n - ff.begin)] = w_fc[k * m.d_ff + n];
-      std::copy(param(p + "mlp.c_fc.bias") + ff.begin, param(p + "mlp.c_fc.bias") + ff.end, a + s.b_fc);
+          w[s.w_fc + (k - rows.begin) * s.fc + (n - ff.begin)] = w_fc[k * m.d_ff + n];
+      std::copy(param(p + "mlp.c_fc.bias") + ff.begin, param(p + "mlp.c_fc.bias") + ff.end, w + s.b_fc);
       const float* w_pr = param(p + "mlp.c_proj.weight");  // [ff, d]
       for (int64_t k = ff.begin; k < ff.end; ++k)
         for (int64_t n = rows.begin; n < rows.end; ++n)
-          a[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = w_pr[k * d + n];
-      std::copy(param(p + "mlp.c_proj.bias") + rows.begin, param(p + "mlp.c_proj.bias") + rows.end, a + s.b_pr);
+          w[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = w_pr[k * d + n];
+      std::copy(param(p + "mlp.c_proj.bias") + rows.begin, param(p + "mlp.c_proj.bias") + rows.end, w + s.b_pr);
     }
   }
 }
@@ -396,6 +414,10 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
     st.stages[s].is_head = s + 1 == plan.stages.size();
     build_stage(st, st.stages[s], static_cast<int64_t>(s));
   }
+  int64_t pool = 0;
+  for (const auto& s : st.stages) pool = std::max(pool, s.px * s.py * s.scratch_floats);
+  st.scratch_pool.assign(static_cast<size_t>(pool), 0.0f);
+  for (auto& s : st.stages) s.scratch = st.scratch_pool.data();
 }
 
 MeshDataPlane::~MeshDataPlane() = default;
@@ -418,13 +440,13 @@ void MeshDataPlane::reset() { state_->position = 0; }
 
 int64_t MeshDataPlane::cores_allocated() const {
   int64_t n = 0;
-  for (const auto& s : state_->stages) n += static_cast<int64_t>(s.arenas.size());
+  for (const auto& s : state_->stages) n += static_cast<int64_t>(s.resident.size());
   return n;
 }
 
 int64_t MeshDataPlane::largest_arena_bytes() const {
   int64_t n = 0;
-  for (const auto& s : state_->stages) n = std::max(n, s.floats * 4);
+  for (const auto& s : state_->stages) n = std::max(n, (s.weight_floats + s.scratch_floats) * 4);
   return n;
 }
 
@@ -455,14 +477,14 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
     }
     for (size_t l = 0; l + 1 < st.stages.size(); ++l) {
       st.run_layer(st.stages[l], count, first, {});
-      if (l + 2 < st.stages.size()) st.transfer(st.stages[l], st.stages[l + 1], count, 0);
+      if (l + 2 < st.stages.size())
+        st.deliver_rows(st.stages[l + 1], st.gather_rows(st.stages[l], count).data(), count);
     }
     // The LM head sees one token at a time: only the prompt's last, or every one when asked.
-    StageArenas& last_layer = st.stages[st.stages.size() - 2];
+    const std::vector<float> rows = st.gather_rows(st.stages[st.stages.size() - 2], count);
     for (int64_t t = 0; t < count; ++t) {
-      const bool wanted = last_only ? begin + t == n - 1 : true;
-      if (!wanted) continue;
-      st.transfer(last_layer, st.head(), 1, t);
+      if (last_only && begin + t != n - 1) continue;
+      st.deliver_rows(st.head(), rows.data() + t * d, 1);
       st.run_head(st.logits.data() + (last_only ? 0 : (begin + t) * vocab));
     }
   }

@@ -2,6 +2,7 @@
 // host reference executor: logits within fp32 tolerance and identical greedy tokens.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tessera/base/fs.hpp"
@@ -49,6 +50,9 @@ double max_relative_error(std::span<const float> got, std::span<const float> wan
 void check(Case& c, const std::vector<int32_t>& prompt, int64_t greedy_tokens) {
   ref::ReferenceExecutor reference(c.graph, c.weights, c.config.context_length);
   sim::MeshDataPlane mesh(c.plan, c.weights);
+  int64_t planned = 0;
+  for (const auto& stage : c.plan.stages) planned = std::max(planned, stage.bytes_per_core());
+  EXPECT_LE(mesh.largest_arena_bytes(), planned) << "the arenas must fit the compiler's memory plan";
   // Whole prompt at once (prefill in the plan's chunks), every position's logits.
   const auto expected = reference.forward(prompt);
   const auto got = mesh.forward(prompt);

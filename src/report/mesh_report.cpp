@@ -41,7 +41,7 @@ nlohmann::json phase_json(const sim::PhaseReport& p, double clock_hz) {
 }  // namespace
 
 std::string summary_table(const sim::MeshReport& r) {
-  std::string out = fmt::format("{} on {} ({} weights, timing model; {:.2f} GHz, {} of {} cores used)\n", r.model_name,
+  std::string out = fmt::format("{} on {} (simulated; {} weights, {:.2f} GHz, {} of {} cores used)\n", r.model_name,
                                 r.arch_name, r.weight_dtype, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
                      r.prompt_tokens);

@@ -1,5 +1,7 @@
 #include "tessera/compiler/mesh_compiler.hpp"
 
+#include "tessera/program/layout.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -33,6 +35,7 @@ struct Matmul {
   int64_t k, n;
   bool rows_in;
   bool bias;
+  int64_t parts = 1;  // equal outputs computed side by side (q|k|v: 3, gate|up: 2)
 };
 
 struct StageKind {
@@ -57,23 +60,36 @@ class Lowering {
   Lowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const MeshCompileOptions& o)
       : m_(m), a_(a), o_(o), wbytes_(dtype_bytes(o.weight_dtype)) {
     const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
-    const int64_t d = m.d_model, kv = m.n_kv_heads * m.head_dim();
+    const int64_t d = m.d_model;
     layer_ = {"layer", true, {}, 2, gpt2 ? 2 : 1};
     if (gpt2) {
-      layer_.matmuls = {{"attn.c_attn", d, 3 * d, true, true},
+      layer_.matmuls = {{"attn.c_attn", d, 3 * d, true, true, 3},
                         {"attn.c_proj", d, d, false, true},
                         {"mlp.c_fc", d, m.d_ff, true, true},
                         {"mlp.c_proj", m.d_ff, d, false, true}};
     } else {
-      layer_.matmuls = {{"self_attn.qkv_proj", d, d + 2 * kv, true, false},
+      // Grouped-query attention: each core keeps the keys and values of the query dimensions it
+      // holds, so k and v are stored (and projected) once per query head: d columns each.
+      layer_.matmuls = {{"self_attn.qkv_proj", d, 3 * d, true, false, 3},
                         {"self_attn.o_proj", d, d, false, false},
-                        {"mlp.gate_up_proj", d, 2 * m.d_ff, true, false},
+                        {"mlp.gate_up_proj", d, 2 * m.d_ff, true, false, 2},
                         {"mlp.down_proj", m.d_ff, d, false, false}};
     }
     head_ = {"head", false, {{"lm_head", d, m.vocab_size, true, false}}, 1, gpt2 ? 2 : 1};
   }
 
   int64_t wbytes() const { return wbytes_; }
+
+  // Per-core capacities, as program/layout.hpp splits: n over the rows, or `parts` equal outputs
+  // of n / parts each over the columns (the model dimension with pairs kept together).
+  int64_t over_rows(int64_t n, Shape r) const { return program::segment_capacity(n, r.py); }
+  int64_t over_cols(int64_t n, Shape r, int64_t parts = 1) const {
+    return parts * program::segment_capacity(n / parts, r.px, n / parts == m_.d_model ? 2 : 1);
+  }
+  int64_t tile_k(const Matmul& mm, Shape r) const { return mm.rows_in ? over_rows(mm.k, r) : over_cols(mm.k, r); }
+  int64_t tile_n(const Matmul& mm, Shape r) const {
+    return mm.rows_in ? over_cols(mm.n, r, mm.parts) : over_rows(mm.n, r);
+  }
   const StageKind& layer() const { return layer_; }
   const StageKind& head() const { return head_; }
 
@@ -89,17 +105,16 @@ class Lowering {
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
     for (const auto& mm : s.matmuls) {
-      const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
-      f.weights += (cdiv(mm.k, ks) * cdiv(mm.n, ns) + (mm.bias ? cdiv(mm.n, ns) : 0)) * wbytes_;
-      widest_partial = std::max(widest_partial, cdiv(mm.n, ns));
-      if (mm.rows_in) cols_activations += cdiv(mm.n, ns);
+      f.weights += (tile_k(mm, r) * tile_n(mm, r) + (mm.bias ? tile_n(mm, r) : 0)) * wbytes_;
+      widest_partial = std::max(widest_partial, tile_n(mm, r));
+      if (mm.rows_in) cols_activations += tile_n(mm, r);
     }
     f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * wbytes_;
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
-      f.kv = 2 * slots * cdiv(m_.n_kv_heads * m_.head_dim(), r.px) * wbytes_;
-      per_token += m_.n_heads * slots;  // attention scores
+      f.kv = 2 * slots * over_cols(m_.d_model, r) * wbytes_;  // k and v per query dimension (see above)
+      per_token += m_.n_heads * slots;                        // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
     return f;
@@ -149,15 +164,15 @@ class Lowering {
 
   void add_matmul(std::vector<Step>& out, const Matmul& mm, int32_t stage, Shape r, int64_t tokens,
                   int64_t cores) const {
-    const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
+    const int64_t ks = mm.rows_in ? r.py : r.px;
     Step st;
     st.name = mm.name, st.stage = stage, st.op = "matmul";
-    st.macs = tokens * cdiv(mm.k, ks) * cdiv(mm.n, ns);
+    st.macs = tokens * tile_k(mm, r) * tile_n(mm, r);
     st.total_macs = tokens * mm.k * mm.n;
-    st.elementwise = mm.bias ? tokens * cdiv(mm.n, ns) : 0;
-    st.sram_bytes = st.total_macs * (wbytes_ + kActivationBytes) + cores * tokens * cdiv(mm.n, ns) * kActivationBytes;
+    st.elementwise = mm.bias ? tokens * tile_n(mm, r) : 0;
+    st.sram_bytes = st.total_macs * (wbytes_ + kActivationBytes) + cores * tokens * tile_n(mm, r) * kActivationBytes;
     st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
-    st.words = tokens * cdiv(mm.n, ns);
+    st.words = tokens * tile_n(mm, r);
     st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(ks))));
     out.push_back(st);
   }
@@ -199,8 +214,8 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   add_norm(out, p + (gpt2 ? "ln_1" : "input_layernorm"), stage, r, tokens, cores);
   add_matmul(out, s.matmuls[0], stage, r, tokens, cores);
   out.back().name = p + out.back().name;
-  const int64_t dx = cdiv(d, r.px);
-  if (!gpt2) add_elementwise(out, p + "rope", stage, tokens * 3 * cdiv(d + m_.n_kv_heads * m_.head_dim(), r.px), cores);
+  const int64_t dx = over_cols(d, r);
+  if (!gpt2) add_elementwise(out, p + "rope", stage, tokens * 6 * dx, cores);
   // Attention over the cached context: keys and values are split by dimension over columns and by
   // position over rows, so each core holds ceil(context / rows) positions ("slots").
   Step scores;
@@ -319,14 +334,15 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_elements(low.layer()) * low.wbytes());
     const double head_bytes = static_cast<double>(low.weight_elements(low.head()) * low.wbytes());
-    const double kv_per_token =
-        2.0 * static_cast<double>(model.n_layers * model.n_kv_heads * model.head_dim() * low.wbytes());
-    const double needed =
-        static_cast<double>(model.n_layers) * layer_bytes + head_bytes + kv_per_token * static_cast<double>(context);
-    const int64_t layers_that_fit = std::max<int64_t>(
-        0, static_cast<int64_t>((usable - head_bytes) / (layer_bytes + kv_per_token * static_cast<double>(context))));
+    // KV is stored per query dimension (grouped-query heads expanded; see the Lowering constructor).
+    const double kv_per_layer_token = 2.0 * static_cast<double>(model.d_model * low.wbytes());
+    const auto layers = static_cast<double>(model.n_layers), tokens = static_cast<double>(context);
+    const double kv_bytes = layers * kv_per_layer_token * tokens;
+    const double needed = layers * layer_bytes + head_bytes + kv_bytes;
+    const int64_t layers_that_fit =
+        std::max<int64_t>(0, static_cast<int64_t>((usable - head_bytes) / (layer_bytes + kv_per_layer_token * tokens)));
     const auto context_that_fits = static_cast<int64_t>(
-        std::max(0.0, (usable - static_cast<double>(model.n_layers) * layer_bytes - head_bytes) / kv_per_token));
+        std::max(0.0, (usable - layers * layer_bytes - head_bytes) / (layers * kv_per_layer_token)));
     // What one layer would face with the wafer split evenly between the stages.
     const int64_t stages = model.n_layers + 1;
     const auto per_band = std::max<int64_t>(
@@ -351,8 +367,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         "{}. Counting "
         "total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
         model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.weight_dtype, head_bytes / 1e6,
-        kv_per_token * static_cast<double>(context) / 1e6, context, needed / 1e9, usable / 1e9,
-        arch.core.reserved_bytes / 1024, arch.usable.cores(), total, per_stage,
+        kv_bytes / 1e6, context, needed / 1e9, usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(),
+        total, per_stage,
         layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
         context_that_fits > 0 ? fmt::format("a context of at most {} tokens", context_that_fits)
                               : std::string("no context length (the weights alone are too large)"),

@@ -22,6 +22,7 @@ struct StageArenas {
   arch::Region region;
   int64_t px = 0, py = 0;
   bool is_head = false;
+  int64_t fc_parts = 1;  // GPT-2: c_fc; Llama: gate|up side by side
   // Capacities: d over rows, d over columns, d_ff over columns, vocab over columns, KV slots, tokens.
   int64_t nr = 0, nc = 0, fc = 0, vc = 0, slots = 0, tokens = 0;
   // Weight offsets.
@@ -57,8 +58,10 @@ struct MeshDataPlane::State {
   ir::ModelConfig model;
   const model::Weights* weights = nullptr;
   int64_t chunk = 1, context = 0, position = 0;
-  std::vector<StageArenas> stages;  // layers, then the head
-  std::vector<float> scratch_pool;  // backs every stage's activation areas (see StageArenas)
+  std::vector<StageArenas> stages;        // layers, then the head
+  std::vector<float> scratch_pool;        // backs every stage's activation areas (see StageArenas)
+  std::vector<float> rope_cos, rope_sin;  // [context, head_dim / 2], Llama only
+  bool llama() const { return model.family == ir::ModelFamily::Llama; }
   std::vector<float> logits;
 
   StageArenas& head() { return stages.back(); }
@@ -144,18 +147,73 @@ struct MeshDataPlane::State {
     });
   }
 
+  void rms_norm(StageArenas& s, int64_t tokens, int64_t g) {
+    const int64_t d = model.d_model;
+    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
+      const int64_t n = segment(d, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        float sq = 0;
+        for (int64_t e = 0; e < n; ++e) sq += a[s.x + t * s.nr + e] * a[s.x + t * s.nr + e];
+        a[s.stats + t] = sq;
+      }
+    });
+    allreduce(s, false, s.stats, tokens, false);
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
+      const int64_t n = segment(d, s.py, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const auto inv = static_cast<float>(
+            1.0 / std::sqrt(static_cast<double>(a[s.stats + t]) / static_cast<double>(d) + model.norm_eps));
+        for (int64_t e = 0; e < n; ++e) a[s.h + t * s.nr + e] = a[s.x + t * s.nr + e] * inv * w[g + e];
+      }
+    });
+  }
+
+  void norm(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
+    if (llama()) {
+      rms_norm(s, tokens, g);
+    } else {
+      layer_norm(s, tokens, g, b);
+    }
+  }
+
+  // RoPE on q and k, whose head dimensions are stored pair-adjacent: (2i, 2i+1) holds the
+  // rotate-half pair (i, i + head_dim/2), so every pair is on one core (program/layout.hpp).
+  void rope(StageArenas& s, int64_t tokens, int64_t first_position) {
+    const int64_t hd = model.head_dim(), half = hd / 2;
+    for_cores(s, [&](float*, float* a, int64_t i, int64_t) {
+      const Segment seg = segment(model.d_model, s.px, i, 2);
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int64_t pos = first_position + t;
+        for (int64_t part = 0; part < 2; ++part) {
+          float* v = a + s.qkv + t * 3 * s.nc + part * s.nc;
+          for (int64_t e = seg.begin; e + 1 < seg.end; e += 2) {
+            const auto at = static_cast<size_t>(pos * half + (e % hd) / 2);
+            const float c = rope_cos[at], sn = rope_sin[at];
+            const float x1 = v[e - seg.begin], x2 = v[e - seg.begin + 1];
+            v[e - seg.begin] = x1 * c + (-x2) * sn;
+            v[e - seg.begin + 1] = x2 * c + x1 * sn;
+          }
+        }
+      }
+    });
+  }
+
   // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
-  // allreduced down each column. `width` is the per-core output capacity (tile columns).
-  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t width, int64_t n_total) {
+  // allreduced down each column. The output holds `parts` equal vectors of n_each elements side
+  // by side, `cap` columns each.
+  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t cap, int64_t parts,
+                      int64_t n_each, int64_t align) {
+    const int64_t width = cap * parts;
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_total, s.px, i).size();
+      const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_each, s.px, i, align).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * width;
         std::fill_n(out, width, 0.0f);
         for (int64_t k = 0; k < kn; ++k) {
           const float xk = a[in + t * s.nr + k];
           const float* row = w + weight + k * width;
-          for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
+          for (int64_t p = 0; p < parts; ++p)
+            for (int64_t n = p * cap; n < p * cap + nn; ++n) out[n] += xk * row[n];
         }
       }
     });
@@ -165,7 +223,8 @@ struct MeshDataPlane::State {
   // Cols -> rows: the reverse orientation, allreduced along each row.
   void matmul_cols_in(StageArenas& s, int64_t tokens, int64_t in, int64_t in_width, int64_t k_total, int64_t weight) {
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = segment(k_total, s.px, i).size(), nn = segment(model.d_model, s.py, j).size();
+      const int64_t kn = segment(k_total, s.px, i, k_total == model.d_model ? 2 : 1).size();
+      const int64_t nn = segment(model.d_model, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * s.nr;
         std::fill_n(out, s.nr, 0.0f);
@@ -194,7 +253,7 @@ struct MeshDataPlane::State {
     });
     const int64_t stride = heads * s.slots;  // scores per token
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const Segment seg = segment(d, s.px, i);
+      const Segment seg = segment(d, s.px, i, 2);
       std::fill_n(a + s.scores, tokens * stride, 0.0f);
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t slot = 0; slot * s.py + j <= first_position + t; ++slot)
@@ -229,7 +288,7 @@ struct MeshDataPlane::State {
     });
     allreduce(s, false, s.stats + tokens * heads, tokens * heads, false);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t) {
-      const Segment seg = segment(d, s.px, i);
+      const Segment seg = segment(d, s.px, i, 2);
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.o + t * s.nc;
         std::fill_n(out, s.nc, 0.0f);
@@ -254,38 +313,28 @@ struct MeshDataPlane::State {
       kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
   }
 
-  void run_layer(StageArenas& s, int64_t tokens, int64_t first_position, const std::string& prefix) {
-    (void)prefix;
+  void run_layer(StageArenas& s, int64_t tokens, int64_t first_position) {
     const int64_t d = model.d_model;
-    layer_norm(s, tokens, s.ln1_g, s.ln1_b);
-    // q|k|v: three rows->cols products packed side by side, reduced together.
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = segment(d, s.py, j).size(), nn = segment(d, s.px, i).size();
-      for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + s.part + t * 3 * s.nc;
-        std::fill_n(out, 3 * s.nc, 0.0f);
-        for (int64_t k = 0; k < kn; ++k) {
-          const float xk = a[s.h + t * s.nr + k];
-          const float* row = w + s.w_qkv + k * 3 * s.nc;
-          for (int64_t n = 0; n < 3 * s.nc; ++n)
-            if (n % s.nc < nn) out[n] += xk * row[n];
-        }
-      }
-    });
-    allreduce(s, false, s.part, tokens * 3 * s.nc, false);
+    norm(s, tokens, s.ln1_g, s.ln1_b);
+    matmul_rows_in(s, tokens, s.h, s.w_qkv, s.nc, 3, d, 2);  // q | k | v
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t n = 0; n < 3 * s.nc; ++n)
           a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + w[s.b_qkv + n];
     });
+    if (llama()) rope(s, tokens, first_position);
     attention(s, tokens, first_position);
     matmul_cols_in(s, tokens, s.o, s.nc, d, s.w_o);
     add_residual(s, tokens, s.b_o);
-    layer_norm(s, tokens, s.ln2_g, s.ln2_b);
-    matmul_rows_in(s, tokens, s.h, s.w_fc, s.fc, model.d_ff);
+    norm(s, tokens, s.ln2_g, s.ln2_b);
+    matmul_rows_in(s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < s.fc; ++n) a[s.f + t * s.fc + n] = gelu(a[s.part + t * s.fc + n] + w[s.b_fc + n]);
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* in = a + s.part + t * s.fc_parts * s.fc;
+        for (int64_t n = 0; n < s.fc; ++n)
+          a[s.f + t * s.fc + n] =
+              llama() ? in[n] / (1.0f + std::exp(-in[n])) * in[s.fc + n] : gelu(in[n] + w[s.b_fc + n]);
+      }
     });
     matmul_cols_in(s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
     add_residual(s, tokens, s.b_pr);
@@ -301,8 +350,8 @@ struct MeshDataPlane::State {
   // Final LayerNorm and the tied LM head for one token; the host gathers each column's logits.
   void run_head(float* logits_out) {
     StageArenas& s = head();
-    layer_norm(s, 1, s.ln1_g, s.ln1_b);
-    matmul_rows_in(s, 1, s.h, s.w_lm, s.vc, model.vocab_size);
+    norm(s, 1, s.ln1_g, s.ln1_b);
+    matmul_rows_in(s, 1, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
     for (int64_t i = 0; i < s.px; ++i) {
       const Segment seg = segment(model.vocab_size, s.px, i);
       std::copy_n(s.arena(i, 0) + s.part, seg.size(), logits_out + seg.begin);
@@ -312,13 +361,17 @@ struct MeshDataPlane::State {
 
 namespace {
 
-// Plans every stage's arena and fills its weight tiles from the checkpoint.
+// Plans every stage's arena and fills its weight tiles from the checkpoint, in the layouts of
+// docs/mesh-mapping.md. Matrices are indexed W[k][n] (input k, output n) whatever the checkpoint's
+// own orientation: GPT-2's Conv1D stores [in, out], nn.Linear stores [out, in].
 void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
   const auto& m = st.model;
-  const int64_t d = m.d_model;
+  const bool llama = st.llama();
+  const int64_t d = m.d_model, hd = m.head_dim(), half = hd / 2, group = m.n_heads / m.n_kv_heads;
   s.px = s.region.width, s.py = s.region.height;
-  s.nr = segment_capacity(d, s.py), s.nc = segment_capacity(d, s.px), s.fc = segment_capacity(m.d_ff, s.px);
+  s.nr = segment_capacity(d, s.py), s.nc = segment_capacity(d, s.px, 2), s.fc = segment_capacity(m.d_ff, s.px);
   s.vc = segment_capacity(m.vocab_size, s.px);
+  s.fc_parts = llama ? 2 : 1;
   s.slots = segment_capacity(st.context, s.py);
   s.tokens = s.is_head ? 1 : st.chunk;
   int64_t cur = 0, act = 0;  // cursors in the resident area and in the activation area
@@ -330,65 +383,134 @@ void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
     s.ln2_g = take(cur, s.nr), s.ln2_b = take(cur, s.nr);
     s.w_qkv = take(cur, s.nr * 3 * s.nc), s.b_qkv = take(cur, 3 * s.nc);
     s.w_o = take(cur, s.nc * s.nr), s.b_o = take(cur, s.nr);
-    s.w_fc = take(cur, s.nr * s.fc), s.b_fc = take(cur, s.fc);
+    s.w_fc = take(cur, s.nr * s.fc_parts * s.fc), s.b_fc = take(cur, s.fc_parts * s.fc);
     s.w_pr = take(cur, s.fc * s.nr), s.b_pr = take(cur, s.nr);
     s.k_cache = take(cur, s.slots * s.nc), s.v_cache = take(cur, s.slots * s.nc);
     const int64_t t = s.tokens;
     s.x = take(act, t * s.nr), s.h = take(act, t * s.nr), s.qkv = take(act, t * 3 * s.nc), s.o = take(act, t * s.nc);
     s.f = take(act, t * s.fc);
-    s.part = take(act, t * std::max({3 * s.nc, s.fc, s.nr}));
+    s.part = take(act, t * std::max({3 * s.nc, s.fc_parts * s.fc, s.nr}));
     s.scores = take(act, t * m.n_heads * s.slots);
     s.stats = take(act, 2 * t * std::max<int64_t>(m.n_heads, 1));
   }
   s.weight_floats = cur, s.scratch_floats = act;
   s.resident.assign(static_cast<size_t>(s.px * s.py), std::vector<float>(static_cast<size_t>(cur), 0.0f));
 
-  auto param = [&](const std::string& name) { return st.weights->at(name).values.data(); };
-  const std::string p = "h." + std::to_string(layer) + ".";
+  auto param = [&](const std::string& name) {
+    const model::Tensor* t = st.weights->find(name);
+    if (!t) fail("weights are missing '{}', which the plan for {} needs", name, m.name);
+    return t->values.data();
+  };
+  // Head dimension stored at position r of a head: pairs (2i, 2i+1) hold (i, i + half).
+  auto pair_adjacent = [&](int64_t r) { return r % 2 == 0 ? r / 2 : r / 2 + half; };
+  const std::string p = (llama ? "model.layers." : "h.") + std::to_string(layer) + ".";
   for (int64_t j = 0; j < s.py; ++j) {
     const Segment rows = segment(d, s.py, j);
     for (int64_t i = 0; i < s.px; ++i) {
       float* w = s.weights(i, j);
-      const Segment cols = segment(d, s.px, i);
-      const std::string ln1 = s.is_head ? "ln_f" : p + "ln_1";
-      std::copy(param(ln1 + ".weight") + rows.begin, param(ln1 + ".weight") + rows.end, w + s.ln1_g);
-      std::copy(param(ln1 + ".bias") + rows.begin, param(ln1 + ".bias") + rows.end, w + s.ln1_b);
+      const Segment cols = segment(d, s.px, i, 2);
+      auto copy_rows = [&](const std::string& name, int64_t offset) {
+        std::copy(param(name) + rows.begin, param(name) + rows.end, w + offset);
+      };
+      const std::string norm1 = s.is_head ? (llama ? "model.norm" : "ln_f") : p + (llama ? "input_layernorm" : "ln_1");
+      copy_rows(norm1 + ".weight", s.ln1_g);
+      if (!llama) copy_rows(norm1 + ".bias", s.ln1_b);
       if (s.is_head) {
         const Segment vocab = segment(m.vocab_size, s.px, i);
-        const float* wte = param("wte.weight");  // [V, d]; the head multiplies by its transpose
+        const float* out = param(llama && !m.tie_embeddings ? "lm_head.weight"
+                                 : llama                    ? "model.embed_tokens.weight"
+                                                            : "wte.weight");  // [V, d]
         for (int64_t k = rows.begin; k < rows.end; ++k)
           for (int64_t n = vocab.begin; n < vocab.end; ++n)
-            w[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = wte[n * d + k];
+            w[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = out[n * d + k];
         continue;
       }
-      std::copy(param(p + "ln_2.weight") + rows.begin, param(p + "ln_2.weight") + rows.end, w + s.ln2_g);
-      std::copy(param(p + "ln_2.bias") + rows.begin, param(p + "ln_2.bias") + rows.end, w + s.ln2_b);
+      const std::string norm2 = p + (llama ? "post_attention_layernorm" : "ln_2");
+      copy_rows(norm2 + ".weight", s.ln2_g);
+      if (!llama) copy_rows(norm2 + ".bias", s.ln2_b);
+      const Segment ff = segment(m.d_ff, s.px, i);
+      auto qkv_at = [&](int64_t k, int64_t part, int64_t n) -> float& {
+        return w[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)];
+      };
+      auto fc_at = [&](int64_t k, int64_t part, int64_t n) -> float& {
+        return w[s.w_fc + (k - rows.begin) * s.fc_parts * s.fc + part * s.fc + (n - ff.begin)];
+      };
+      if (llama) {
+        // q and k columns pair-adjacent within each head; k and v repeated for every query head
+        // of their group (grouped-query attention).
+        const float *wq = param(p + "self_attn.q_proj.weight"), *wk = param(p + "self_attn.k_proj.weight"),
+                    *wv = param(p + "self_attn.v_proj.weight");
+        for (int64_t k = rows.begin; k < rows.end; ++k)
+          for (int64_t n = cols.begin; n < cols.end; ++n) {
+            const int64_t head = n / hd, r = n % hd, kv = head / group;
+            qkv_at(k, 0, n) = wq[(head * hd + pair_adjacent(r)) * d + k];
+            qkv_at(k, 1, n) = wk[(kv * hd + pair_adjacent(r)) * d + k];
+            qkv_at(k, 2, n) = wv[(kv * hd + r) * d + k];
+          }
+        const float* wo = param(p + "self_attn.o_proj.weight");  // [d out, d in]
+        for (int64_t k = cols.begin; k < cols.end; ++k)
+          for (int64_t n = rows.begin; n < rows.end; ++n)
+            w[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = wo[n * d + k];
+        const float *gate = param(p + "mlp.gate_proj.weight"), *up = param(p + "mlp.up_proj.weight");  // [ff, d]
+        for (int64_t k = rows.begin; k < rows.end; ++k)
+          for (int64_t n = ff.begin; n < ff.end; ++n) {
+            fc_at(k, 0, n) = gate[n * d + k];
+            fc_at(k, 1, n) = up[n * d + k];
+          }
+        const float* down = param(p + "mlp.down_proj.weight");  // [d, ff]
+        for (int64_t k = ff.begin; k < ff.end; ++k)
+          for (int64_t n = rows.begin; n < rows.end; ++n)
+            w[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = down[n * m.d_ff + k];
+        continue;
+      }
       const float* c_attn = param(p + "attn.c_attn.weight");  // [d, 3d]
       const float* c_attn_b = param(p + "attn.c_attn.bias");
       for (int64_t part = 0; part < 3; ++part) {
         for (int64_t k = rows.begin; k < rows.end; ++k)
-          for (int64_t n = cols.begin; n < cols.end; ++n)
-            w[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)] =
-                c_attn[k * 3 * d + part * d + n];
+          for (int64_t n = cols.begin; n < cols.end; ++n) qkv_at(k, part, n) = c_attn[k * 3 * d + part * d + n];
         for (int64_t n = cols.begin; n < cols.end; ++n)
           w[s.b_qkv + part * s.nc + (n - cols.begin)] = c_attn_b[part * d + n];
       }
-      const float* w_o = param(p + "attn.c_proj.weight");  // [d, d], input = o (cols), output = rows
+      const float* w_o = param(p + "attn.c_proj.weight");  // [d, d]
       for (int64_t k = cols.begin; k < cols.end; ++k)
         for (int64_t n = rows.begin; n < rows.end; ++n)
           w[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = w_o[k * d + n];
-      std::copy(param(p + "attn.c_proj.bias") + rows.begin, param(p + "attn.c_proj.bias") + rows.end, w + s.b_o);
-      const Segment ff = segment(m.d_ff, s.px, i);
+      copy_rows(p + "attn.c_proj.bias", s.b_o);
       const float* w_fc = param(p + "mlp.c_fc.weight");  // [d, ff]
       for (int64_t k = rows.begin; k < rows.end; ++k)
-        for (int64_t n = ff.begin; n < ff.end; ++n)
-          w[s.w_fc + (k - rows.begin) * s.fc + (n - ff.begin)] = w_fc[k * m.d_ff + n];
+        for (int64_t n = ff.begin; n < ff.end; ++n) fc_at(k, 0, n) = w_fc[k * m.d_ff + n];
       std::copy(param(p + "mlp.c_fc.bias") + ff.begin, param(p + "mlp.c_fc.bias") + ff.end, w + s.b_fc);
       const float* w_pr = param(p + "mlp.c_proj.weight");  // [ff, d]
       for (int64_t k = ff.begin; k < ff.end; ++k)
         for (int64_t n = rows.begin; n < rows.end; ++n)
           w[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = w_pr[k * d + n];
-      std::copy(param(p + "mlp.c_proj.bias") + rows.begin, param(p + "mlp.c_proj.bias") + rows.end, w + s.b_pr);
+      copy_rows(p + "mlp.c_proj.bias", s.b_pr);
+    }
+  }
+}
+
+// RoPE angles in double, rounded to fp32, as the reference executor computes them.
+void build_rope_tables(MeshDataPlane::State& st) {
+  const auto& m = st.model;
+  const int64_t hd = m.head_dim(), half = hd / 2;
+  st.rope_cos.resize(static_cast<size_t>(st.context * half));
+  st.rope_sin.resize(static_cast<size_t>(st.context * half));
+  for (int64_t i = 0; i < half; ++i) {
+    double inv_freq = 1.0 / std::pow(m.rope_theta, static_cast<double>(2 * i) / static_cast<double>(hd));
+    if (m.rope_scaling) {  // Meta's Llama 3.1 apply_scaling()
+      const auto& r = *m.rope_scaling;
+      const double wavelen = 2 * std::numbers::pi / inv_freq, old = static_cast<double>(r.original_context_length);
+      if (wavelen > old / r.low_freq_factor) {
+        inv_freq /= r.factor;
+      } else if (wavelen >= old / r.high_freq_factor) {
+        const double smooth = (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        inv_freq = (1 - smooth) * inv_freq / r.factor + smooth * inv_freq;
+      }
+    }
+    for (int64_t pos = 0; pos < st.context; ++pos) {
+      const double angle = static_cast<double>(pos) * inv_freq;
+      st.rope_cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
+      st.rope_sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
     }
   }
 }
@@ -403,11 +525,10 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
   if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
          st.model.name, st.model.n_layers);
-  for (const auto& node_name : {"wte.weight", "wpe.weight", "ln_f.weight"})
-    if (!weights.find(node_name)) fail("weights are missing '{}'", node_name);
   st.weights = &weights;
   st.chunk = plan.prefill_chunk_tokens;
   st.context = plan.max_context;
+  if (st.llama()) build_rope_tables(st);
   st.stages.resize(plan.stages.size());
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     st.stages[s].region = plan.stages[s].region;
@@ -423,11 +544,7 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
 MeshDataPlane::~MeshDataPlane() = default;
 
 Status MeshDataPlane::supports(const ir::ModelConfig& model, const std::string& weight_dtype) {
-  if (model.family != ir::ModelFamily::Gpt2)
-    return Status::failure(
-        "per-core numerics on mesh machines support the GPT-2 family so far; run {} with --no-numerics (timing) or "
-        "--arch host (values)",
-        model.name);
+  (void)model;
   if (weight_dtype != "fp32")
     return Status::failure("per-core numerics run in fp32, not {}; use --dtype fp32, or --no-numerics", weight_dtype);
   return Status::ok();
@@ -461,8 +578,13 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
   for (int32_t t : tokens)
     if (t < 0 || t >= vocab) fail("token id {} is outside the vocabulary (0..{})", t, vocab - 1);
   st.logits.assign(static_cast<size_t>((last_only ? 1 : n) * vocab), 0.0f);
-  const float* wte = st.weights->at("wte.weight").values.data();
-  const float* wpe = st.weights->at("wpe.weight").values.data();
+  const auto table = [&](const char* name) {
+    const model::Tensor* t = st.weights->find(name);
+    if (!t) fail("weights are missing '{}'", name);
+    return t->values.data();
+  };
+  const float* tokens_table = table(st.llama() ? "model.embed_tokens.weight" : "wte.weight");
+  const float* positions_table = st.llama() ? nullptr : table("wpe.weight");
   for (int64_t begin = 0; begin < n; begin += st.chunk) {
     const int64_t count = std::min(st.chunk, n - begin), first = st.position + begin;
     // The host looks up the embeddings and sends each row its segment.
@@ -473,10 +595,11 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
         for (int64_t t = 0; t < count; ++t)
           for (int64_t e = seg.begin; e < seg.end; ++e)
             s0.arena(i, j)[s0.x + t * s0.nr + (e - seg.begin)] =
-                wte[tokens[static_cast<size_t>(begin + t)] * d + e] + wpe[(first + t) * d + e];
+                tokens_table[tokens[static_cast<size_t>(begin + t)] * d + e] +
+                (positions_table ? positions_table[(first + t) * d + e] : 0.0f);
     }
     for (size_t l = 0; l + 1 < st.stages.size(); ++l) {
-      st.run_layer(st.stages[l], count, first, {});
+      st.run_layer(st.stages[l], count, first);
       if (l + 2 < st.stages.size())
         st.deliver_rows(st.stages[l + 1], st.gather_rows(st.stages[l], count).data(), count);
     }

@@ -74,3 +74,15 @@ TEST(MeshNumerics, Gpt2SmallRandomWeightsOnWse2) {
   Case c = make_case("/configs/models/gpt2-small.yaml", "wse2", 6, 4, true);
   check(c, {464, 2068, 7586, 21831, 18045, 625}, 4);
 }
+
+TEST(MeshNumerics, LlamaTinyRandomWeightsOnMesh32x32) {
+  // Grouped-query attention, RoPE with Llama 3.1 scaling, RMSNorm, SwiGLU, untied head.
+  Case c = make_case("/tests/data/llama-tiny.yaml", "mesh-32x32", 20, 10, true);
+  check(c, {5, 17, 3, 99, 42, 7, 250, 1, 64, 8, 300, 2, 9, 77, 120, 45, 333, 12, 6, 400}, 10);
+}
+
+TEST(MeshNumerics, LlamaTinyRandomWeightsOnWse2) {
+  // Regions wider than the model: most columns hold empty segments.
+  Case c = make_case("/tests/data/llama-tiny.yaml", "wse2", 7, 5, true);
+  check(c, {11, 500, 3, 250, 42, 7, 128}, 5);
+}

@@ -152,8 +152,7 @@ TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
 
 TEST(Cli, MeshErrorsAreOneLine) {
   const std::vector<BadInput> cases = {
-      {"run -m llama3-8b --weights random --tokenizer " TESSERA_SOURCE_DIR "/models/default -n 2",
-       "GPT-2 family so far"},
+      {"run --dtype fp16", "per-core numerics run in fp32"},
       {"run --arch wse9 --no-numerics", "unknown arch 'wse9'"},
       {"run -m llama3-70b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 8 -n 8", "does not fit on wse3"},
       {"run -m llama3-8b --arch wse3 --no-numerics --prompt-tokens 8 -n 8 --dtype fp8", "unknown weight dtype"},

@@ -173,6 +173,9 @@ class Lowering {
     st.sram_bytes = st.total_macs * (wbytes_ + kActivationBytes) + cores * tokens * tile_n(mm, r) * kActivationBytes;
     st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
     st.words = tokens * tile_n(mm, r);
+    // Each partial output is final on its core once its column of the tile is done, so the
+    // reduction chain can carry it while the core computes the next (WaferLLM's MeshGEMV).
+    st.overlap = true;
     st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(ks))));
     out.push_back(st);
   }

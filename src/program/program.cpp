@@ -39,7 +39,8 @@ json step_json(const Step& s) {
           {"group", s.group},
           {"to_stage", s.to_stage},
           {"host_bytes", s.host_bytes},
-          {"last_chunk_only", s.last_chunk_only}};
+          {"last_chunk_only", s.last_chunk_only},
+          {"overlap", s.overlap}};
 }
 
 // Strict field access: every read names the file and the JSON path.
@@ -91,6 +92,9 @@ Step parse_step(const json& j, const std::string& where) {
   const json& once = r.at("last_chunk_only");
   if (!once.is_boolean()) fail("{}: field 'last_chunk_only' must be true or false", where);
   s.last_chunk_only = once.get<bool>();
+  const json& overlap = r.at("overlap");
+  if (!overlap.is_boolean()) fail("{}: field 'overlap' must be true or false", where);
+  s.overlap = overlap.get<bool>();
   return s;
 }
 

@@ -59,9 +59,11 @@ std::string summary_table(const sim::MeshReport& r) {
   out += phase_row("prefill", r.prefill, r.clock_hz);
   out += phase_row("decode", r.decode, r.clock_hz);
   if (!r.busiest_steps.empty()) {
-    out += "  busiest fabric ports (decode):\n";
+    out += "  busiest fabric ports (decode, per token):\n";
     for (const auto& h : r.busiest_steps)
-      out += fmt::format("    {:<36} {:>8} words through one port\n", h.step, h.busiest_port_words);
+      out += fmt::format("    {:<36} {:>8} words through the {} {} of core ({}, {})\n", h.step, h.busiest_port_words,
+                         h.port_name, h.port_name == "inject" || h.port_name == "eject" ? "ramp" : "link", h.port.x,
+                         h.port.y);
   }
   return out;
 }
@@ -83,7 +85,10 @@ std::string placement_table(const program::Program& plan) {
 std::string to_json(const sim::MeshReport& r) {
   nlohmann::json busiest = nlohmann::json::array();
   for (const auto& h : r.busiest_steps)
-    busiest.push_back({{"step", h.step}, {"busiest_port_words", h.busiest_port_words}, {"word_hops", h.word_hops}});
+    busiest.push_back({{"step", h.step},
+                       {"busiest_port_words", h.busiest_port_words},
+                       {"port", {{"x", h.port.x}, {"y", h.port.y}, {"name", h.port_name}}},
+                       {"word_hops", h.word_hops}});
   const nlohmann::json doc = {{"schema", "tessera-run/1"},
                               {"model", r.model_name},
                               {"arch", r.arch_name},

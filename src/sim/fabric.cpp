@@ -147,8 +147,14 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
     size_t end = begin;
     int64_t load = 0;
     while (end < uses.size() && uses[end].port == uses[begin].port) load += uses[end++].words;
-    cost.busiest_port_words = std::max(cost.busiest_port_words, load);
     const int64_t port = uses[begin].port;
+    if (load > cost.busiest_port_words) {
+      cost.busiest_port_words = load;
+      const bool inject = port >= inject_base;
+      const int64_t router = inject ? port - inject_base : port / kPorts;
+      cost.busiest_port = {static_cast<int32_t>(router % width_), static_cast<int32_t>(router / width_)};
+      cost.busiest_port_name = inject ? "inject" : kPortNames[static_cast<size_t>(port % kPorts)];
+    }
     if (port < inject_base && port % kPorts != static_cast<int64_t>(Port::Eject)) ++cost.active_links;
     if (end - begin > kMaxStreamsForFifoModel) {
       // Many streams through one port: the plain work-conserving bound, for all of them.

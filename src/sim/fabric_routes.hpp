@@ -10,6 +10,7 @@ namespace tessera::sim {
 
 enum class Port : uint8_t { East = 0, West = 1, North = 2, South = 3, Eject = 4 };
 inline constexpr unsigned kPorts = 5;
+inline constexpr const char* kPortNames[kPorts] = {"east", "west", "north", "south", "eject"};
 
 // The output ports a flow uses at each router (router id = y * width + x), X then Y routing.
 struct RouteTree {

@@ -19,7 +19,7 @@ namespace {
 using program::Pattern;
 
 struct StepCost {
-  double compute = 0, comm = 0, host = 0;
+  double compute = 0, comm = 0, host = 0;  // comm: what is not hidden behind compute
   Energy energy;
   CommCost fabric;
 };
@@ -45,8 +45,22 @@ class Timer {
     const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
     c.compute = std::ceil((macs + ops) / rate_);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
-    if (s.pattern != Pattern::None) c.fabric = communication(s, words);
+    if (s.pattern != Pattern::None) {
+      c.fabric = communication(s, words);
+      if (s.pattern == Pattern::AllreduceX || s.pattern == Pattern::AllreduceY) {  // costed at the origin
+        const arch::Region& r = plan_.stages.at(static_cast<size_t>(s.stage)).region;
+        c.fabric.busiest_port.x += static_cast<int32_t>(r.x);
+        c.fabric.busiest_port.y += static_cast<int32_t>(r.y);
+      }
+    }
     c.comm = c.fabric.cycles;
+    if (s.overlap && c.comm > 0) {
+      // Streamed: the busiest port's traffic runs alongside the arithmetic; the latency does not.
+      const double stream =
+          std::ceil(static_cast<double>(c.fabric.busiest_port_words) / (arch_.link.bytes_per_cycle / 4));
+      const double latency = std::max(0.0, c.comm - stream);
+      c.comm = std::max(c.compute, stream) + latency - c.compute;
+    }
     if (s.host_bytes > 0) {
       const double host_bytes = static_cast<double>(s.host_bytes) * scale;
       c.host = std::ceil(host_bytes / arch_.io.host_bytes_per_second * arch_.clock_hz);
@@ -179,7 +193,8 @@ MeshReport simulate_mesh_timing(const program::Program& plan) {
       comm_core += c.comm * static_cast<double>(stage.region.cores());
       phase.energy += c.energy;
       if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
-        (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.word_hops};
+        (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
+                          c.fabric.word_hops};
     }
   };
 

@@ -86,3 +86,8 @@ TEST(MeshNumerics, LlamaTinyRandomWeightsOnWse2) {
   Case c = make_case("/tests/data/llama-tiny.yaml", "wse2", 7, 5, true);
   check(c, {11, 500, 3, 250, 42, 7, 128}, 5);
 }
+
+TEST(MeshNumerics, DefaultModelOnWse2) {
+  Case c = make_case("/models/default/config.yaml", "wse2", 9, 8, false);
+  check(c, {31, 7, 900, 12, 5, 77, 1500, 3, 64}, 8);
+}

@@ -45,6 +45,7 @@ struct Step {
   int32_t to_stage = -1;         // StageTransfer destination
   int64_t host_bytes = 0;        // HostIn / HostOut
   bool last_chunk_only = false;  // prefill: runs for the prompt's last chunk only (the LM head)
+  bool overlap = false;          // the collective streams outputs as the cores produce them
 };
 
 struct Stage {

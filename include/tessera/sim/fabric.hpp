@@ -42,8 +42,10 @@ struct Collective {
 
 struct CommCost {
   double cycles = 0;
-  int64_t busiest_port_words = 0;  // the most wavelets through one link or ramp
-  int64_t word_hops = 0;           // sum over flows of wavelets x links crossed (energy)
+  int64_t busiest_port_words = 0;      // the most wavelets through one link or ramp
+  Coord busiest_port;                  // the router (or core, for "inject") where that port is
+  const char* busiest_port_name = "";  // east, west, north, south (links), eject or inject (ramps)
+  int64_t word_hops = 0;               // sum over flows of wavelets x links crossed (energy)
   int64_t longest_route_hops = 0;
   int64_t active_links = 0;
   int64_t depth = 0;  // longest chain of dependent flows

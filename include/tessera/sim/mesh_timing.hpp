@@ -2,7 +2,9 @@
 //
 // Every step costs its busiest core's arithmetic at the arch's MAC rate plus its communication
 // from the fast fabric model (route-walked link loads; see fabric.hpp) plus host I/O at the
-// system bandwidth; steps of one token are dependent, so their times add (batch 1, no overlap).
+// system bandwidth. A step marked `overlap` streams its collective alongside the arithmetic:
+// max(compute, busiest port's traffic) + the collective's latency. Steps of one token are
+// dependent, so their times add (batch 1).
 // Energy is action counts times the arch's table: MACs, SRAM bytes, fabric word-hops, off-chip
 // bytes.
 #pragma once
@@ -30,7 +32,9 @@ struct PhaseReport {
 
 struct StepHotspot {
   std::string step;
-  int64_t busiest_port_words = 0;
+  int64_t busiest_port_words = 0;  // per decode pass
+  Coord port;                      // where that port is (wafer coordinates)
+  std::string port_name;           // east/west/north/south link, or eject/inject ramp
   int64_t word_hops = 0;
 };
 

@@ -1,7 +1,9 @@
 #include "tessera/program/program.hpp"
 
 #include <array>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 namespace tessera::program {
 
@@ -21,26 +23,30 @@ using nlohmann::json;
 
 json region_json(const arch::Region& r) { return {{"x", r.x}, {"y", r.y}, {"width", r.width}, {"height", r.height}}; }
 
+// The Step fields of each type, named once for writing and reading.
+constexpr std::pair<const char*, int64_t Step::*> kStepIntegers[] = {
+    {"macs", &Step::macs},
+    {"macs_per_slot", &Step::macs_per_slot},
+    {"elementwise", &Step::elementwise},
+    {"elementwise_per_slot", &Step::elementwise_per_slot},
+    {"sram_bytes", &Step::sram_bytes},
+    {"sram_bytes_per_slot", &Step::sram_bytes_per_slot},
+    {"total_macs", &Step::total_macs},
+    {"total_macs_per_slot", &Step::total_macs_per_slot},
+    {"words", &Step::words},
+    {"words_per_slot", &Step::words_per_slot},
+    {"host_bytes", &Step::host_bytes}};
+constexpr std::pair<const char*, int32_t Step::*> kStepSmallIntegers[] = {
+    {"stage", &Step::stage}, {"group", &Step::group}, {"to_stage", &Step::to_stage}};
+constexpr std::pair<const char*, bool Step::*> kStepFlags[] = {{"last_chunk_only", &Step::last_chunk_only},
+                                                               {"overlap", &Step::overlap}};
+
 json step_json(const Step& s) {
-  return {{"name", s.name},
-          {"stage", s.stage},
-          {"op", s.op},
-          {"macs", s.macs},
-          {"macs_per_slot", s.macs_per_slot},
-          {"elementwise", s.elementwise},
-          {"elementwise_per_slot", s.elementwise_per_slot},
-          {"sram_bytes", s.sram_bytes},
-          {"sram_bytes_per_slot", s.sram_bytes_per_slot},
-          {"total_macs", s.total_macs},
-          {"total_macs_per_slot", s.total_macs_per_slot},
-          {"pattern", pattern_name(s.pattern)},
-          {"words", s.words},
-          {"words_per_slot", s.words_per_slot},
-          {"group", s.group},
-          {"to_stage", s.to_stage},
-          {"host_bytes", s.host_bytes},
-          {"last_chunk_only", s.last_chunk_only},
-          {"overlap", s.overlap}};
+  json j = {{"name", s.name}, {"op", s.op}, {"pattern", pattern_name(s.pattern)}};
+  for (const auto& [key, field] : kStepIntegers) j[key] = s.*field;
+  for (const auto& [key, field] : kStepSmallIntegers) j[key] = s.*field;
+  for (const auto& [key, field] : kStepFlags) j[key] = s.*field;
+  return j;
 }
 
 // Strict field access: every read names the file and the JSON path.
@@ -73,28 +79,19 @@ Step parse_step(const json& j, const std::string& where) {
   const Reader r{j, where};
   Step s;
   s.name = r.string("name");
-  s.stage = static_cast<int32_t>(r.integer("stage"));
   s.op = r.string("op");
-  s.macs = r.integer("macs");
-  s.macs_per_slot = r.integer("macs_per_slot");
-  s.elementwise = r.integer("elementwise");
-  s.elementwise_per_slot = r.integer("elementwise_per_slot");
-  s.sram_bytes = r.integer("sram_bytes");
-  s.sram_bytes_per_slot = r.integer("sram_bytes_per_slot");
-  s.total_macs = r.integer("total_macs");
-  s.total_macs_per_slot = r.integer("total_macs_per_slot");
   s.pattern = parse_pattern(r.string("pattern"), where);
-  s.words = r.integer("words");
-  s.words_per_slot = r.integer("words_per_slot");
-  s.group = static_cast<int32_t>(r.integer("group"));
-  s.to_stage = static_cast<int32_t>(r.integer("to_stage"));
-  s.host_bytes = r.integer("host_bytes");
-  const json& once = r.at("last_chunk_only");
-  if (!once.is_boolean()) fail("{}: field 'last_chunk_only' must be true or false", where);
-  s.last_chunk_only = once.get<bool>();
-  const json& overlap = r.at("overlap");
-  if (!overlap.is_boolean()) fail("{}: field 'overlap' must be true or false", where);
-  s.overlap = overlap.get<bool>();
+  for (const auto& [key, field] : kStepIntegers) s.*field = r.integer(key);
+  for (const auto& [key, field] : kStepSmallIntegers) {
+    const int64_t v = r.integer(key);
+    if (v < INT32_MIN || v > INT32_MAX) fail("{}: field '{}' is out of range: {}", where, key, v);
+    s.*field = static_cast<int32_t>(v);
+  }
+  for (const auto& [key, field] : kStepFlags) {
+    const json& v = r.at(key);
+    if (!v.is_boolean()) fail("{}: field '{}' must be true or false", where, key);
+    s.*field = v.get<bool>();
+  }
   return s;
 }
 

@@ -166,3 +166,14 @@ TEST(Cli, MeshErrorsAreOneLine) {
     EXPECT_TRUE(contains(r.output, c.message)) << c.args << "\n" << r.output;
   }
 }
+
+TEST(Cli, NeverOverwritesFilesItDidNotWrite) {
+  const std::string notes = temp_file("notes.txt", "my notes\n");
+  for (const std::string& args : {"run -n 2 --json " + notes, "compile --arch mesh-32x32 -o " + notes}) {
+    const Result r = tessera(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_TRUE(contains(r.output, "is not a file tessera wrote")) << r.output;
+    std::ifstream in(notes);
+    EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), "my notes\n") << args;
+  }
+}

@@ -59,8 +59,21 @@ fs::path resolve_arch(const std::string& name_or_path) {
   fail("unknown arch '{}': not a file and not a preset (host, {}); see `tessera archs`", name_or_path, names);
 }
 
-void write_file(const std::string& path, const std::string& text) {
+// Output files never replace a file tessera did not write (a plan or a metrics file); commands
+// check their output paths before doing any work.
+void check_output_path(const std::string& path) {
+  if (path.empty()) return;
   if (fs::exists(path) && fs::is_directory(path)) fail("{}: is a directory", path);
+  if (fs::exists(path) && fs::file_size(path) > 0) {
+    const std::string existing = read_text_file(path);
+    if (existing.find("\"format\": \"tessera-mesh-plan\"") == std::string::npos &&
+        existing.find("\"schema\": \"tessera-run/") == std::string::npos)
+      fail("{}: exists and is not a file tessera wrote; choose another path (nothing was written)", path);
+  }
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  check_output_path(path);
   std::ofstream out(path, std::ios::trunc);
   if (!out) fail("{}: cannot write", path);
   out << text;
@@ -170,6 +183,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
 }
 
 int run_command(const RunFlags& flags) {
+  check_output_path(flags.json_path);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (flags.arch != "host") return run_on_mesh(model_path, flags);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
@@ -246,6 +260,7 @@ struct CompileFlags {
 };
 
 int compile_command(const CompileFlags& flags) {
+  check_output_path(flags.output);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (!flags.arch.empty()) {
     if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
@@ -362,8 +377,10 @@ int main(int argc, char** argv) {
   try {
     if (*run_cmd) return run_command(run);
     if (*compile_cmd) return compile_command(compile);
-    if (*simulate_cmd)
+    if (*simulate_cmd) {
+      check_output_path(simulate_json);
       return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_json);
+    }
     if (*models_cmd) return models_command();
     if (*archs_cmd) return archs_command();
   } catch (const Error& e) {

@@ -521,7 +521,7 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
     : state_(std::make_unique<State>()) {
   State& st = *state_;
   st.model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
-  if (const Status s = supports(st.model, plan.weight_dtype); !s) fail("{}", s.message());
+  if (const Status s = supports(plan.weight_dtype); !s) fail("{}", s.message());
   if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
          st.model.name, st.model.n_layers);
@@ -543,8 +543,7 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
 
 MeshDataPlane::~MeshDataPlane() = default;
 
-Status MeshDataPlane::supports(const ir::ModelConfig& model, const std::string& weight_dtype) {
-  (void)model;
+Status MeshDataPlane::supports(const std::string& weight_dtype) {
   if (weight_dtype != "fp32")
     return Status::failure("per-core numerics run in fp32, not {}; use --dtype fp32, or --no-numerics", weight_dtype);
   return Status::ok();

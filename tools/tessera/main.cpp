@@ -161,7 +161,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
                                flags.json_path);
   }
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
-  if (const Status s = sim::MeshDataPlane::supports(config, flags.dtype); !s) fail("{}", s.message());
+  if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
   const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);

@@ -6,8 +6,8 @@
 // collectives (allreduce along a row or column, stage-to-stage transfer, host I/O), executed as bulk
 // copies. A missing transfer therefore produces wrong numbers, which the differential tests catch.
 //
-// Supported so far: the GPT-2 family in fp32. The token and position embeddings live on the host
-// (see docs/mesh-mapping.md); the host also samples from the logits it receives.
+// Supported: the GPT-2 and Llama families in fp32. The token (and position) embeddings live on the
+// host (see docs/mesh-mapping.md); the host also samples from the logits it receives.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "tessera/base/error.hpp"
-#include "tessera/ir/model_config.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/program/program.hpp"
 
@@ -24,8 +23,8 @@ namespace tessera::sim {
 
 class MeshDataPlane {
  public:
-  // Whether the data plane can compute this model (with the reason when it cannot).
-  static Status supports(const ir::ModelConfig& model, const std::string& weight_dtype);
+  // Whether the data plane computes in this dtype (with the reason when it does not).
+  static Status supports(const std::string& weight_dtype);
 
   // Throws Error if the plan's model or dtype is not supported, or weights are missing.
   MeshDataPlane(const program::Program& plan, const model::Weights& weights);

@@ -109,4 +109,47 @@ std::string to_json(const sim::MeshReport& r) {
   return doc.dump(1) + "\n";
 }
 
+std::string trace_json(const sim::MeshReport& r) {
+  nlohmann::json events = nlohmann::json::array();
+  for (int phase = 0; phase < 2; ++phase) {
+    events.push_back({{"name", "process_name"},
+                      {"ph", "M"},
+                      {"pid", phase + 1},
+                      {"args", {{"name", phase ? "decode" : "prefill"}}}});
+    events.push_back(
+        {{"name", "thread_name"}, {"ph", "M"}, {"pid", phase + 1}, {"tid", 0}, {"args", {{"name", "host I/O"}}}});
+    for (size_t s = 0; s < r.stage_names.size(); ++s)
+      events.push_back({{"name", "thread_name"},
+                        {"ph", "M"},
+                        {"pid", phase + 1},
+                        {"tid", s + 1},
+                        {"args", {{"name", r.stage_names[s]}}}});
+  }
+  const double us_per_cycle = 1e6 / r.clock_hz;
+  for (const auto& t : r.trace) {
+    const double cycles = t.compute_cycles + t.comm_cycles + t.host_cycles;
+    events.push_back({{"name", t.name},
+                      {"cat", t.pattern},
+                      {"ph", "X"},
+                      {"pid", t.decode ? 2 : 1},
+                      {"tid", t.stage + 1},
+                      {"ts", t.start_cycle * us_per_cycle},
+                      {"dur", cycles * us_per_cycle},
+                      {"args",
+                       {{"pass", t.pass},
+                        {"cycles", cycles},
+                        {"compute_cycles", t.compute_cycles},
+                        {"communication_cycles", t.comm_cycles},
+                        {"host_cycles", t.host_cycles},
+                        {"cores", t.cores},
+                        {"macs_per_core", t.macs},
+                        {"collective_words", t.words},
+                        {"busiest_port_words", t.busiest_port_words},
+                        {"word_hops", t.word_hops},
+                        {"host_bytes", t.host_bytes},
+                        {"dtype", r.weight_dtype}}}});
+  }
+  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump() + "\n";
+}
+
 }  // namespace tessera::report

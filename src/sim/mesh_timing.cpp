@@ -4,6 +4,8 @@
 #include <cmath>
 #include <map>
 
+#include <fmt/core.h>
+
 #include "tessera/base/error.hpp"
 #include "tessera/config/yaml_reader.hpp"
 
@@ -158,7 +160,7 @@ std::string model_name(const program::Program& plan) {
 
 }  // namespace
 
-MeshReport simulate_mesh_timing(const program::Program& plan) {
+MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace) {
   Timer timer(plan);
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
@@ -171,15 +173,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan) {
   report.generated_tokens = plan.max_new_tokens;
   report.sram_per_core_bytes = a.usable_sram_per_core();
   for (const auto& st : plan.stages) {
+    report.stage_names.push_back(st.name);
     report.cores_used += st.region.cores();
     if (st.bytes_per_core() > report.sram_high_water_bytes) {
       report.sram_high_water_bytes = st.bytes_per_core();
       report.sram_high_water_stage = st.name;
     }
   }
+  double clock = 0;  // cycles since the run began, for the timeline
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
                       PhaseReport& phase, double& compute_core, double& comm_core,
-                      std::map<std::string, StepHotspot>* hot) {
+                      std::map<std::string, StepHotspot>* hot, bool detailed) {
+    const bool decode = hot != nullptr;
     for (const auto& s : steps) {
       if (s.last_chunk_only && !last_chunk) continue;
       const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
@@ -195,6 +200,24 @@ MeshReport simulate_mesh_timing(const program::Program& plan) {
       if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
         (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
                           c.fabric.word_hops};
+      if (record_trace) {
+        const int32_t track = s.host_bytes > 0 ? -1 : s.stage;
+        const bool merge = !detailed && !report.trace.empty() && report.trace.back().stage == track &&
+                           report.trace.back().pass == phase.passes && report.trace.back().decode == decode;
+        if (!merge)
+          report.trace.push_back(
+              {detailed ? s.name : fmt::format("{} (pass {})", track < 0 ? "host I/O" : stage.name, phase.passes),
+               decode, track, phase.passes, clock, 0, 0, 0, detailed ? program::pattern_name(s.pattern) : "aggregate",
+               0, 0, 0, 0, 0, stage.region.cores()});
+        TraceSlice& slice = report.trace.back();
+        slice.compute_cycles += c.compute, slice.comm_cycles += c.comm, slice.host_cycles += c.host;
+        slice.macs += static_cast<int64_t>(static_cast<double>(s.macs + slots * s.macs_per_slot) * scale);
+        slice.words += static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
+        slice.busiest_port_words = std::max(slice.busiest_port_words, c.fabric.busiest_port_words);
+        slice.word_hops += c.fabric.word_hops;
+        slice.host_bytes += s.host_bytes;
+      }
+      clock += c.compute + c.comm + c.host;
     }
   };
 
@@ -202,8 +225,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan) {
   const int64_t chunk = plan.prefill_chunk_tokens;
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
     const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
-    run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk),
-             done + tokens == plan.prompt_tokens, report.prefill, compute_core, comm_core, nullptr);
+    const bool last = done + tokens == plan.prompt_tokens;
+    run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
+             report.prefill, compute_core, comm_core, nullptr, report.prefill.passes < 2 || last);
     ++report.prefill.passes;
   }
   finish_fractions(report.prefill, compute_core, comm_core, report.cores_used);
@@ -213,7 +237,8 @@ MeshReport simulate_mesh_timing(const program::Program& plan) {
   std::map<std::string, StepHotspot> hot;
   // The first generated token comes out of prefill; each further one is a decode pass.
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
-    run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot);
+    run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
+             report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
     ++report.decode.passes;
   }
   finish_fractions(report.decode, compute_core, comm_core, report.cores_used);

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
+#include <set>
 
 namespace {
 
@@ -176,4 +178,34 @@ TEST(Cli, NeverOverwritesFilesItDidNotWrite) {
     std::ifstream in(notes);
     EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), "my notes\n") << args;
   }
+}
+
+TEST(Cli, TraceCoversTheRunAndStaysSmall) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string trace = (dir / "tessera_smoke_trace.json").string(),
+                    metrics = (dir / "tessera_smoke_m.json").string();
+  std::filesystem::remove(trace);
+  std::filesystem::remove(metrics);
+  const Result r = tessera("run -n 40 --trace " + trace + " --json " + metrics);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(trace), m(metrics);
+  const auto doc = nlohmann::json::parse(in);
+  const auto run = nlohmann::json::parse(m);
+  double prefill_us = 0, decode_us = 0;
+  size_t slices = 0;
+  std::set<std::string> tracks;
+  for (const auto& e : doc["traceEvents"]) {
+    if (e["ph"] == "M") {
+      tracks.insert(e["args"]["name"].get<std::string>());
+      continue;
+    }
+    ASSERT_EQ(e["ph"], "X");
+    ++slices;
+    (e["pid"] == 1 ? prefill_us : decode_us) += e["dur"].get<double>();
+  }
+  EXPECT_NEAR(prefill_us, run["prefill"]["seconds"].get<double>() * 1e6, 1e-3 * prefill_us);
+  EXPECT_NEAR(decode_us, run["decode"]["seconds"].get<double>() * 1e6, 1e-3 * decode_us);
+  EXPECT_TRUE(tracks.contains("layer 3") && tracks.contains("lm_head") && tracks.contains("host I/O"));
+  // 39 decode passes: three in full detail (~40 steps each), the others one slice per stage.
+  EXPECT_LT(slices, 800u);
 }

@@ -46,6 +46,7 @@ struct RunFlags {
   int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
   std::string dtype = "fp32";
   std::string json_path;
+  std::string trace_path;
 };
 
 fs::path resolve_arch(const std::string& name_or_path) {
@@ -92,10 +93,11 @@ program::Program compile_mesh(const fs::path& model_path, const std::string& arc
   return std::move(result.program);
 }
 
-int simulate_and_report(const program::Program& plan, const std::string& json_path) {
-  const sim::MeshReport report = sim::simulate_mesh_timing(plan);
+int simulate_and_report(const program::Program& plan, const std::string& json_path, const std::string& trace_path) {
+  const sim::MeshReport report = sim::simulate_mesh_timing(plan, !trace_path.empty());
   std::fputs(report::summary_table(report).c_str(), stdout);
   if (!json_path.empty()) write_file(json_path, report::to_json(report));
+  if (!trace_path.empty()) write_file(trace_path, report::trace_json(report));
   return 0;
 }
 
@@ -158,7 +160,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
           static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
     }
     return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
-                               flags.json_path);
+                               flags.json_path, flags.trace_path);
   }
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
   if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
@@ -173,7 +175,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
   const auto result = generate_text(mesh, tokenizer, prompt, flags);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::printf("\n\n");
-  simulate_and_report(plan, flags.json_path);
+  simulate_and_report(plan, flags.json_path, flags.trace_path);
   std::printf(
       "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
       "decoded token\n",
@@ -184,6 +186,9 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
 
 int run_command(const RunFlags& flags) {
   check_output_path(flags.json_path);
+  check_output_path(flags.trace_path);
+  if (flags.arch == "host" && (!flags.json_path.empty() || !flags.trace_path.empty()))
+    fail("--json and --trace report a simulated machine; choose one with --arch (see `tessera archs`)");
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (flags.arch != "host") return run_on_mesh(model_path, flags);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
@@ -331,6 +336,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
   run_cmd->add_option("--json", run.json_path, "Write all metrics as JSON (schema: docs/metrics.md)");
+  run_cmd->add_option("--trace", run.trace_path, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
 
   CompileFlags compile;
   auto* compile_cmd =
@@ -350,10 +356,11 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--dtype", compile.dtype, "Weight and compute dtype (fp32, fp16, bf16)")
       ->capture_default_str();
 
-  std::string plan_path, simulate_json;
+  std::string plan_path, simulate_json, simulate_trace;
   auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
   simulate_cmd->add_option("--json", simulate_json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  simulate_cmd->add_option("--trace", simulate_trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
 
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
@@ -379,7 +386,9 @@ int main(int argc, char** argv) {
     if (*compile_cmd) return compile_command(compile);
     if (*simulate_cmd) {
       check_output_path(simulate_json);
-      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_json);
+      check_output_path(simulate_trace);
+      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_json,
+                                 simulate_trace);
     }
     if (*models_cmd) return models_command();
     if (*archs_cmd) return archs_command();

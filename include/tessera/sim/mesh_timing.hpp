@@ -38,6 +38,19 @@ struct StepHotspot {
   int64_t word_hops = 0;
 };
 
+// One slice of the timeline: a step, or (after the first passes of a phase) a whole stage's
+// share of a pass, so long runs stay small.
+struct TraceSlice {
+  std::string name;
+  bool decode = false;
+  int32_t stage = -1;  // -1: host I/O
+  int64_t pass = 0;
+  double start_cycle = 0, compute_cycles = 0, comm_cycles = 0, host_cycles = 0;
+  std::string pattern;  // the step's collective, or "aggregate"
+  int64_t macs = 0, words = 0, busiest_port_words = 0, word_hops = 0, host_bytes = 0;
+  int64_t cores = 0;
+};
+
 struct MeshReport {
   std::string arch_name, model_name, weight_dtype;
   double clock_hz = 0;
@@ -51,9 +64,13 @@ struct MeshReport {
   std::string sram_high_water_stage;
   std::vector<StepHotspot> busiest_steps;  // decode steps with the most loaded fabric port
   Energy decode_energy_per_token;
+  std::vector<std::string> stage_names;
+  std::vector<TraceSlice> trace;  // filled when asked for
 };
 
 // Throws Error if the plan's embedded arch is not a mesh2d description.
-MeshReport simulate_mesh_timing(const program::Program& plan);
+// With record_trace, the report also carries the timeline: every step of the first two and the
+// last pass of each phase, and one slice per stage for the passes between.
+MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace = false);
 
 }  // namespace tessera::sim

@@ -174,6 +174,8 @@ MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace)
   report.sram_per_core_bytes = a.usable_sram_per_core();
   for (const auto& st : plan.stages) {
     report.stage_names.push_back(st.name);
+    report.stage_compute_cycles.push_back(0);
+    report.stage_decode_energy_pj.push_back(0);
     report.cores_used += st.region.cores();
     if (st.bytes_per_core() > report.sram_high_water_bytes) {
       report.sram_high_water_bytes = st.bytes_per_core();
@@ -197,6 +199,8 @@ MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace)
       compute_core += c.compute * static_cast<double>(stage.region.cores());
       comm_core += c.comm * static_cast<double>(stage.region.cores());
       phase.energy += c.energy;
+      report.stage_compute_cycles[static_cast<size_t>(s.stage)] += c.compute;
+      if (decode) report.stage_decode_energy_pj[static_cast<size_t>(s.stage)] += c.energy.total_pj();
       if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
         (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
                           c.fabric.word_hops};
@@ -247,6 +251,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace)
     const double n = static_cast<double>(report.decode.passes);
     report.decode_energy_per_token = {report.decode.energy.compute_pj / n, report.decode.energy.sram_pj / n,
                                       report.decode.energy.fabric_pj / n, report.decode.energy.offchip_pj / n};
+    for (double& e : report.stage_decode_energy_pj) e /= n;
   }
   for (auto& [name, h] : hot)
     if (h.busiest_port_words > 0) report.busiest_steps.push_back(h);

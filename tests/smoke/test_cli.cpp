@@ -209,3 +209,25 @@ TEST(Cli, TraceCoversTheRunAndStaysSmall) {
   // 39 decode passes: three in full detail (~40 steps each), the others one slice per stage.
   EXPECT_LT(slices, 800u);
 }
+
+TEST(Cli, HeatmapsAreWrittenIntoTheirOwnDirectory) {
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_smoke_heatmaps";
+  std::filesystem::remove_all(dir);
+  const Result r = tessera("run -n 4 --heatmaps " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* name : {"sram", "compute", "energy"}) {
+    std::ifstream png(dir / (std::string(name) + ".png"), std::ios::binary), svg(dir / (std::string(name) + ".svg"));
+    std::string signature(8, '\0');
+    png.read(signature.data(), 8);
+    EXPECT_EQ(signature, "\x89PNG\r\n\x1a\n") << name;
+    const std::string text((std::istreambuf_iterator<char>(svg)), {});
+    EXPECT_TRUE(contains(text, ">layer 0<") && contains(text, ">lm_head<")) << name << ": stages labelled";
+    EXPECT_TRUE(contains(text, "data:image/png;base64,")) << name;
+  }
+  const Result again = tessera("run -n 4 --heatmaps " + dir.string());
+  EXPECT_EQ(again.exit_code, 0) << "tessera may replace its own heatmaps: " << again.output;
+  const Result user_dir =
+      tessera("run -n 4 --heatmaps " + std::filesystem::path(TESSERA_SOURCE_DIR).string() + "/docs");
+  EXPECT_NE(user_dir.exit_code, 0);
+  EXPECT_TRUE(contains(user_dir.output, "is not a heatmap directory tessera made")) << user_dir.output;
+}

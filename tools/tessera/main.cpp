@@ -18,6 +18,7 @@
 #include "tessera/model/tokenizer.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
@@ -32,6 +33,11 @@ fs::path data_dir() {
   return TESSERA_DATA_DIR;
 }
 
+// Files a simulated run writes (empty: not written).
+struct Outputs {
+  std::string json, trace, heatmaps;
+};
+
 struct RunFlags {
   std::string model = "default";
   std::string weights;
@@ -45,8 +51,7 @@ struct RunFlags {
   bool no_numerics = false;
   int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
   std::string dtype = "fp32";
-  std::string json_path;
-  std::string trace_path;
+  Outputs outputs;
 };
 
 fs::path resolve_arch(const std::string& name_or_path) {
@@ -93,11 +98,38 @@ program::Program compile_mesh(const fs::path& model_path, const std::string& arc
   return std::move(result.program);
 }
 
-int simulate_and_report(const program::Program& plan, const std::string& json_path, const std::string& trace_path) {
-  const sim::MeshReport report = sim::simulate_mesh_timing(plan, !trace_path.empty());
+// Heatmaps go into a directory tessera creates and marks, so it never writes into a user's own.
+constexpr const char* kHeatmapMarker = ".tessera-heatmaps";
+
+void check_heatmap_dir(const std::string& dir) {
+  if (dir.empty() || !fs::exists(dir)) return;
+  if (!fs::is_directory(dir) || (!fs::is_empty(dir) && !fs::exists(fs::path(dir) / kHeatmapMarker)))
+    fail("{}: exists and is not a heatmap directory tessera made; choose a new directory (nothing was written)", dir);
+}
+
+void check_outputs(const Outputs& out) {
+  check_output_path(out.json);
+  check_output_path(out.trace);
+  check_heatmap_dir(out.heatmaps);
+}
+
+int simulate_and_report(const program::Program& plan, const Outputs& out) {
+  const sim::MeshReport report = sim::simulate_mesh_timing(plan, !out.trace.empty());
   std::fputs(report::summary_table(report).c_str(), stdout);
-  if (!json_path.empty()) write_file(json_path, report::to_json(report));
-  if (!trace_path.empty()) write_file(trace_path, report::trace_json(report));
+  if (!out.json.empty()) write_file(out.json, report::to_json(report));
+  if (!out.trace.empty()) write_file(out.trace, report::trace_json(report));
+  if (!out.heatmaps.empty()) {
+    const fs::path dir(out.heatmaps);
+    fs::create_directories(dir);
+    write_file((dir / kHeatmapMarker).string(), "");
+    const char* names[] = {"sram", "compute", "energy"};
+    const auto maps = report::mesh_heatmaps(plan, report);
+    for (size_t i = 0; i < maps.size(); ++i) {
+      std::ofstream((dir / (std::string(names[i]) + ".svg"))) << report::heatmap_svg(maps[i]);
+      report::write_heatmap_png(maps[i], dir / (std::string(names[i]) + ".png"));
+    }
+    std::printf("  heatmaps: %s/{sram,compute,energy}.{svg,png}\n", out.heatmaps.c_str());
+  }
   return 0;
 }
 
@@ -160,7 +192,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
           static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
     }
     return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
-                               flags.json_path, flags.trace_path);
+                               flags.outputs);
   }
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
   if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
@@ -175,7 +207,7 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
   const auto result = generate_text(mesh, tokenizer, prompt, flags);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::printf("\n\n");
-  simulate_and_report(plan, flags.json_path, flags.trace_path);
+  simulate_and_report(plan, flags.outputs);
   std::printf(
       "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
       "decoded token\n",
@@ -185,10 +217,10 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
 }
 
 int run_command(const RunFlags& flags) {
-  check_output_path(flags.json_path);
-  check_output_path(flags.trace_path);
-  if (flags.arch == "host" && (!flags.json_path.empty() || !flags.trace_path.empty()))
-    fail("--json and --trace report a simulated machine; choose one with --arch (see `tessera archs`)");
+  check_outputs(flags.outputs);
+  if (flags.arch == "host" &&
+      (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
+    fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (flags.arch != "host") return run_on_mesh(model_path, flags);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
@@ -335,8 +367,10 @@ int main(int argc, char** argv) {
       ->check(kNonNegative);
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
-  run_cmd->add_option("--json", run.json_path, "Write all metrics as JSON (schema: docs/metrics.md)");
-  run_cmd->add_option("--trace", run.trace_path, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  run_cmd->add_option("--trace", run.outputs.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  run_cmd->add_option("--heatmaps", run.outputs.heatmaps,
+                      "Write per-core heatmaps (SVG and PNG) into this new directory");
 
   CompileFlags compile;
   auto* compile_cmd =
@@ -356,11 +390,15 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("--dtype", compile.dtype, "Weight and compute dtype (fp32, fp16, bf16)")
       ->capture_default_str();
 
-  std::string plan_path, simulate_json, simulate_trace;
+  std::string plan_path;
+  Outputs simulate_outputs;
   auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
-  simulate_cmd->add_option("--json", simulate_json, "Write all metrics as JSON (schema: docs/metrics.md)");
-  simulate_cmd->add_option("--trace", simulate_trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  simulate_cmd->add_option("--json", simulate_outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  simulate_cmd->add_option("--trace", simulate_outputs.trace,
+                           "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  simulate_cmd->add_option("--heatmaps", simulate_outputs.heatmaps,
+                           "Write per-core heatmaps (SVG and PNG) into this new directory");
 
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
@@ -385,10 +423,8 @@ int main(int argc, char** argv) {
     if (*run_cmd) return run_command(run);
     if (*compile_cmd) return compile_command(compile);
     if (*simulate_cmd) {
-      check_output_path(simulate_json);
-      check_output_path(simulate_trace);
-      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_json,
-                                 simulate_trace);
+      check_outputs(simulate_outputs);
+      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_outputs);
     }
     if (*models_cmd) return models_command();
     if (*archs_cmd) return archs_command();

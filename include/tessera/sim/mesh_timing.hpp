@@ -65,6 +65,10 @@ struct MeshReport {
   std::vector<StepHotspot> busiest_steps;  // decode steps with the most loaded fabric port
   Energy decode_energy_per_token;
   std::vector<std::string> stage_names;
+  // Per stage, over the whole run: arithmetic cycles of its busiest core, and decode energy per
+  // token; every core of a stage does the same work, so these are also per-core figures.
+  std::vector<double> stage_compute_cycles;
+  std::vector<double> stage_decode_energy_pj;
   std::vector<TraceSlice> trace;  // filled when asked for
 };
 

@@ -1,0 +1,33 @@
+// Heatmaps of a mesh machine: one value per core, drawn as PNG (stb_image_write) and as SVG (the
+// same raster embedded, plus stage outlines, labels and a colour scale with units). Large meshes
+// are down-sampled to at most `max_pixels` on the long side, each pixel showing the largest value
+// of the cores it covers.
+#pragma once
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tessera/program/program.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::report {
+
+struct Heatmap {
+  std::string title;
+  std::string unit;
+  int64_t width = 0, height = 0;  // cores
+  std::vector<double> values;     // row-major, NaN for cores no stage uses
+  std::vector<std::pair<std::string, arch::Region>> outlines;
+};
+
+// SRAM per core (KiB), share of the run each core spends computing (%), decode energy per core
+// and token (nJ): the maps `run --heatmaps` writes.
+std::vector<Heatmap> mesh_heatmaps(const program::Program& plan, const sim::MeshReport& report);
+
+std::string heatmap_svg(const Heatmap& map, int64_t max_pixels = 800);
+// Writes `path` (.png); throws Error if it cannot.
+void write_heatmap_png(const Heatmap& map, const std::filesystem::path& path, int64_t max_pixels = 800);
+
+}  // namespace tessera::report

@@ -41,8 +41,9 @@ nlohmann::json phase_json(const sim::PhaseReport& p, double clock_hz) {
 }  // namespace
 
 std::string summary_table(const sim::MeshReport& r) {
-  std::string out = fmt::format("{} on {} (simulated; {} weights, {:.2f} GHz, {} of {} cores used)\n", r.model_name,
-                                r.arch_name, r.weight_dtype, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
+  std::string out =
+      fmt::format("{} on {} (simulated, {} fabric model; {} weights, {:.2f} GHz, {} of {} cores used)\n", r.model_name,
+                  r.arch_name, r.fabric_model, r.weight_dtype, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
                      r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user ({} generated tokens)\n", r.decode_tokens_per_s,
@@ -93,6 +94,7 @@ std::string to_json(const sim::MeshReport& r) {
                               {"model", r.model_name},
                               {"arch", r.arch_name},
                               {"weight_dtype", r.weight_dtype},
+                              {"fabric_model", r.fabric_model},
                               {"clock_hz", r.clock_hz},
                               {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
                               {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},

@@ -28,8 +28,9 @@ struct StepCost {
 
 class Timer {
  public:
-  explicit Timer(const program::Program& plan)
-      : plan_(plan),
+  Timer(const program::Program& plan, FabricModel model)
+      : model_(model),
+        plan_(plan),
         arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
     if (!arch_.core.macs_per_cycle.contains(plan.weight_dtype))
@@ -133,11 +134,12 @@ class Timer {
         break;
       }
     }
-    const CommCost cost = fabric_.fast_cost(c);
+    const CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
     memo_.emplace(key, cost);
     return cost;
   }
 
+  FabricModel model_;
   const program::Program& plan_;
   arch::ArchSpec arch_;
   MeshFabric fabric_;
@@ -160,11 +162,13 @@ std::string model_name(const program::Program& plan) {
 
 }  // namespace
 
-MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace) {
-  Timer timer(plan);
+MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options) {
+  const bool record_trace = options.record_trace;
+  Timer timer(plan, options.fabric);
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
   report.arch_name = a.name;
+  report.fabric_model = options.fabric == FabricModel::Fast ? "fast" : "cycle-level";
   report.model_name = model_name(plan);
   report.weight_dtype = plan.weight_dtype;
   report.clock_hz = a.clock_hz;

@@ -45,7 +45,7 @@ TEST(Cli, RunGeneratesTextOnTheDefaultWafer) {
   const Result r = tessera("run -n 24 --seed 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "It is a truth universally acknowledged, that")) << r.output;
-  EXPECT_TRUE(contains(r.output, "default on wse2 (simulated; fp32 weights")) << r.output;
+  EXPECT_TRUE(contains(r.output, "default on wse2 (simulated, fast fabric model; fp32 weights")) << r.output;
   EXPECT_TRUE(contains(r.output, "tokens/s per user (24 generated tokens)")) << r.output;
   EXPECT_EQ(tessera("run -n 24 --seed 3").output.substr(0, 200), r.output.substr(0, 200)) << "deterministic";
   // The wafer computes the same values as the host reference, so sampling picks the same text.
@@ -149,7 +149,7 @@ TEST(Cli, CompileForAMeshThenSimulateThePlan) {
 TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
   const Result r = tessera("run -m llama3-8b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 16 -n 8");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "llama3-8b on wse3 (simulated; fp16 weights")) << r.output;
+  EXPECT_TRUE(contains(r.output, "llama3-8b on wse3 (simulated, fast fabric model; fp16 weights")) << r.output;
 }
 
 TEST(Cli, MeshErrorsAreOneLine) {

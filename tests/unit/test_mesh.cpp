@@ -118,3 +118,14 @@ TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
   EXPECT_LE(faster, base);
   EXPECT_LT(faster, base) << "decode on a wafer is communication-heavy; wider links must help";
 }
+
+TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
+  const auto plan = compiled("default", "mesh-32x32", {16, 16, "fp32"});
+  const auto fast = sim::simulate_mesh_timing(plan);
+  const auto cycle = sim::simulate_mesh_timing(plan, {false, sim::FabricModel::CycleLevel});
+  EXPECT_EQ(cycle.fabric_model, "cycle-level");
+  for (const auto& [f, c] : {std::pair{fast.prefill, cycle.prefill}, std::pair{fast.decode, cycle.decode}}) {
+    EXPECT_NEAR(f.comm_cycles, c.comm_cycles, 0.10 * c.comm_cycles);
+    EXPECT_EQ(f.compute_cycles, c.compute_cycles);
+  }
+}

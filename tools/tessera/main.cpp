@@ -36,6 +36,7 @@ fs::path data_dir() {
 // Files a simulated run writes (empty: not written).
 struct Outputs {
   std::string json, trace, heatmaps;
+  bool cycle_level = false;  // not a file: which fabric model times the run
 };
 
 struct RunFlags {
@@ -114,7 +115,8 @@ void check_outputs(const Outputs& out) {
 }
 
 int simulate_and_report(const program::Program& plan, const Outputs& out) {
-  const sim::MeshReport report = sim::simulate_mesh_timing(plan, !out.trace.empty());
+  const sim::MeshReport report = sim::simulate_mesh_timing(
+      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast});
   std::fputs(report::summary_table(report).c_str(), stdout);
   if (!out.json.empty()) write_file(out.json, report::to_json(report));
   if (!out.trace.empty()) write_file(out.trace, report::trace_json(report));
@@ -397,6 +399,9 @@ int main(int argc, char** argv) {
   simulate_cmd->add_option("--json", simulate_outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
   simulate_cmd->add_option("--trace", simulate_outputs.trace,
                            "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  simulate_cmd->add_flag(
+      "--cycle-level", simulate_outputs.cycle_level,
+      "Time every collective wavelet by wavelet (meshes up to 64x64; slow) instead of the fast model");
   simulate_cmd->add_option("--heatmaps", simulate_outputs.heatmaps,
                            "Write per-core heatmaps (SVG and PNG) into this new directory");
 

@@ -53,6 +53,7 @@ struct TraceSlice {
 
 struct MeshReport {
   std::string arch_name, model_name, weight_dtype;
+  std::string fabric_model;  // "fast" or "cycle-level"
   double clock_hz = 0;
   int64_t cores_used = 0, cores_usable = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
@@ -73,8 +74,14 @@ struct MeshReport {
 };
 
 // Throws Error if the plan's embedded arch is not a mesh2d description.
-// With record_trace, the report also carries the timeline: every step of the first two and the
-// last pass of each phase, and one slice per stage for the passes between.
-MeshReport simulate_mesh_timing(const program::Program& plan, bool record_trace = false);
+enum class FabricModel { Fast, CycleLevel };
+
+struct TimingOptions {
+  bool record_trace = false;               // also return the timeline: every step of the first two and the last
+                                           // pass of each phase, one slice per stage for the passes between
+  FabricModel fabric = FabricModel::Fast;  // CycleLevel: every collective wavelet by wavelet (<= 64x64)
+};
+
+MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});
 
 }  // namespace tessera::sim

@@ -105,24 +105,21 @@ std::string escape(const std::string& s) {
 
 }  // namespace
 
-std::vector<Heatmap> mesh_heatmaps(const program::Program& plan, const sim::MeshReport& report) {
-  const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
-  const double total_cycles = report.prefill.cycles + report.decode.cycles;
-  std::vector<Heatmap> maps = {
-      {"SRAM used per core (weights, KV cache, activations)", "KiB", a.grid_width, a.grid_height, {}, {}},
-      {"Share of the run each core computes", "%", a.grid_width, a.grid_height, {}, {}},
-      {"Decode energy per core and token", "nJ", a.grid_width, a.grid_height, {}, {}}};
-  for (auto& m : maps) m.values.assign(static_cast<size_t>(a.grid_width * a.grid_height), std::nan(""));
-  for (size_t s = 0; s < plan.stages.size(); ++s) {
-    const auto& st = plan.stages[s];
+std::vector<Heatmap> mesh_heatmaps(const RunFigures& run) {
+  const int64_t w = run.grid_width, h = run.grid_height;
+  std::vector<Heatmap> maps = {{"SRAM used per core (weights, KV cache, activations)", "KiB", w, h, {}, {}},
+                               {"Share of the run each core computes", "%", w, h, {}, {}},
+                               {"Decode energy per core and token", "nJ", w, h, {}, {}}};
+  for (auto& m : maps) m.values.assign(static_cast<size_t>(w * h), std::nan(""));
+  for (const auto& st : run.stages) {
     const double cores = static_cast<double>(st.region.cores());
     const std::array<double, 3> v = {static_cast<double>(st.bytes_per_core()) / 1024,
-                                     total_cycles > 0 ? 100 * report.stage_compute_cycles[s] / total_cycles : 0.0,
-                                     report.stage_decode_energy_pj[s] / cores / 1000};
+                                     run.total_cycles > 0 ? 100 * st.compute_cycles / run.total_cycles : 0.0,
+                                     st.decode_energy_pj / cores / 1000};
     for (size_t k = 0; k < maps.size(); ++k) {
       maps[k].outlines.emplace_back(st.name, st.region);
       for (int64_t y = st.region.y; y < st.region.y + st.region.height; ++y)
-        std::fill_n(maps[k].values.begin() + y * a.grid_width + st.region.x, st.region.width, v[k]);
+        std::fill_n(maps[k].values.begin() + y * w + st.region.x, st.region.width, v[k]);
     }
   }
   return maps;

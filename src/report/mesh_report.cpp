@@ -83,19 +83,57 @@ std::string placement_table(const program::Program& plan) {
   return out;
 }
 
-std::string to_json(const sim::MeshReport& r) {
-  nlohmann::json busiest = nlohmann::json::array();
+RunFigures run_figures(const program::Program& plan, const sim::MeshReport& r) {
+  const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+  RunFigures run{a.grid_width, a.grid_height, a.usable_sram_per_core(), r.prefill.cycles + r.decode.cycles, {}};
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const auto& st = plan.stages[s];
+    run.stages.push_back({st.name, st.region, st.weight_bytes, st.kv_cache_bytes, st.activation_bytes,
+                          r.stage_compute_cycles[s], r.stage_decode_energy_pj[s]});
+  }
+  return run;
+}
+
+std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
+  const RunFigures run = run_figures(plan, r);
+  const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+  nlohmann::json busiest = nlohmann::json::array(), stages = nlohmann::json::array(), steps = nlohmann::json::array();
   for (const auto& h : r.busiest_steps)
     busiest.push_back({{"step", h.step},
                        {"busiest_port_words", h.busiest_port_words},
                        {"port", {{"x", h.port.x}, {"y", h.port.y}, {"name", h.port_name}}},
                        {"word_hops", h.word_hops}});
+  for (const auto& st : run.stages)
+    stages.push_back(
+        {{"name", st.name},
+         {"region", {{"x", st.region.x}, {"y", st.region.y}, {"width", st.region.width}, {"height", st.region.height}}},
+         {"cores", st.region.cores()},
+         {"bytes_per_core",
+          {{"weights", st.weight_bytes},
+           {"kv_cache", st.kv_cache_bytes},
+           {"activations", st.activation_bytes},
+           {"total", st.bytes_per_core()}}},
+         {"compute_cycles", st.compute_cycles},
+         {"decode_energy_pj", st.decode_energy_pj}});
+  for (const auto& t : r.decode_steps)
+    steps.push_back({{"name", t.name},
+                     {"stage", t.stage},
+                     {"pattern", t.pattern},
+                     {"macs_per_core", t.macs},
+                     {"collective_words", t.words},
+                     {"compute_cycles", t.compute_cycles},
+                     {"communication_cycles", t.comm_cycles},
+                     {"host_cycles", t.host_cycles},
+                     {"busiest_port_words", t.busiest_port_words}});
   const nlohmann::json doc = {{"schema", "tessera-run/1"},
                               {"model", r.model_name},
                               {"arch", r.arch_name},
                               {"weight_dtype", r.weight_dtype},
                               {"fabric_model", r.fabric_model},
                               {"clock_hz", r.clock_hz},
+                              {"grid", {{"width", run.grid_width}, {"height", run.grid_height}}},
+                              {"peak_macs_per_cycle_per_core", a.core.macs_per_cycle.at(r.weight_dtype)},
+                              {"link_words_per_cycle", a.link.bytes_per_cycle / 4},
                               {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
                               {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},
                               {"time_to_first_token_s", r.time_to_first_token_s},
@@ -107,8 +145,34 @@ std::string to_json(const sim::MeshReport& r) {
                               {"energy_per_decode_token", energy_json(r.decode_energy_per_token)},
                               {"prefill", phase_json(r.prefill, r.clock_hz)},
                               {"decode", phase_json(r.decode, r.clock_hz)},
-                              {"busiest_decode_steps", busiest}};
+                              {"busiest_decode_steps", busiest},
+                              {"stages", stages},
+                              {"decode_steps", steps},
+                              {"config",
+                               {{"arch_origin", plan.arch_origin},
+                                {"arch_yaml", plan.arch_yaml},
+                                {"model_origin", plan.model_origin},
+                                {"model_yaml", plan.model_yaml},
+                                {"prompt_tokens", plan.prompt_tokens},
+                                {"max_new_tokens", plan.max_new_tokens},
+                                {"prefill_chunk_tokens", plan.prefill_chunk_tokens}}}};
   return doc.dump(1) + "\n";
+}
+
+std::string steps_csv(const sim::MeshReport& r) {
+  std::string out =
+      "kind,name,stage,pattern,passes,cycles,compute_cycles,communication_cycles,host_cycles,macs_per_core,"
+      "collective_words,busiest_port_words\n";
+  auto quoted = [](const std::string& s) { return "\"" + s + "\""; };
+  for (const auto& [name, p] : {std::pair{"prefill", r.prefill}, std::pair{"decode", r.decode}})
+    out += fmt::format("phase,{},,,{},{},{},{},{},,,\n", name, p.passes, p.cycles, p.compute_cycles, p.comm_cycles,
+                       p.host_cycles);
+  for (const auto& t : r.decode_steps)
+    out += fmt::format("decode_step,{},{},{},1,{},{},{},{},{},{},{}\n", quoted(t.name),
+                       t.stage >= 0 ? r.stage_names[static_cast<size_t>(t.stage)] : "host", t.pattern,
+                       t.compute_cycles + t.comm_cycles + t.host_cycles, t.compute_cycles, t.comm_cycles, t.host_cycles,
+                       t.macs, t.words, t.busiest_port_words);
+  return out;
 }
 
 std::string trace_json(const sim::MeshReport& r) {

@@ -208,6 +208,11 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
         (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
                           c.fabric.word_hops};
+      if (decode && detailed && phase.passes + 2 == plan.max_new_tokens)
+        report.decode_steps.push_back(
+            {s.name, true, s.stage, phase.passes, clock, c.compute, c.comm, c.host, program::pattern_name(s.pattern),
+             static_cast<int64_t>(s.macs + slots * s.macs_per_slot), s.words + slots * s.words_per_slot,
+             c.fabric.busiest_port_words, c.fabric.word_hops, s.host_bytes, stage.region.cores()});
       if (record_trace) {
         const int32_t track = s.host_bytes > 0 ? -1 : s.stage;
         const bool merge = !detailed && !report.trace.empty() && report.trace.back().stage == track &&

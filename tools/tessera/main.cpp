@@ -35,7 +35,7 @@ fs::path data_dir() {
 
 // Files a simulated run writes (empty: not written).
 struct Outputs {
-  std::string json, trace, heatmaps;
+  std::string json, trace, heatmaps, csv;
   bool cycle_level = false;  // not a file: which fabric model times the run
 };
 
@@ -74,7 +74,8 @@ void check_output_path(const std::string& path) {
   if (fs::exists(path) && fs::file_size(path) > 0) {
     const std::string existing = read_text_file(path);
     if (existing.find("\"format\": \"tessera-mesh-plan\"") == std::string::npos &&
-        existing.find("\"schema\": \"tessera-run/") == std::string::npos)
+        existing.find("\"schema\": \"tessera-run/") == std::string::npos &&
+        existing.find("<title>tessera: ") == std::string::npos && !existing.starts_with("kind,name,stage,pattern"))
       fail("{}: exists and is not a file tessera wrote; choose another path (nothing was written)", path);
   }
 }
@@ -111,6 +112,7 @@ void check_heatmap_dir(const std::string& dir) {
 void check_outputs(const Outputs& out) {
   check_output_path(out.json);
   check_output_path(out.trace);
+  check_output_path(out.csv);
   check_heatmap_dir(out.heatmaps);
 }
 
@@ -118,14 +120,15 @@ int simulate_and_report(const program::Program& plan, const Outputs& out) {
   const sim::MeshReport report = sim::simulate_mesh_timing(
       plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast});
   std::fputs(report::summary_table(report).c_str(), stdout);
-  if (!out.json.empty()) write_file(out.json, report::to_json(report));
+  if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
+  if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
   if (!out.trace.empty()) write_file(out.trace, report::trace_json(report));
   if (!out.heatmaps.empty()) {
     const fs::path dir(out.heatmaps);
     fs::create_directories(dir);
     write_file((dir / kHeatmapMarker).string(), "");
     const char* names[] = {"sram", "compute", "energy"};
-    const auto maps = report::mesh_heatmaps(plan, report);
+    const auto maps = report::mesh_heatmaps(report::run_figures(plan, report));
     for (size_t i = 0; i < maps.size(); ++i) {
       std::ofstream((dir / (std::string(names[i]) + ".svg"))) << report::heatmap_svg(maps[i]);
       report::write_heatmap_png(maps[i], dir / (std::string(names[i]) + ".png"));
@@ -370,6 +373,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
   run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  run_cmd->add_option("--csv", run.outputs.csv, "Write per-phase and per-op rows as CSV");
   run_cmd->add_option("--trace", run.outputs.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   run_cmd->add_option("--heatmaps", run.outputs.heatmaps,
                       "Write per-core heatmaps (SVG and PNG) into this new directory");
@@ -397,6 +401,7 @@ int main(int argc, char** argv) {
   auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
   simulate_cmd->add_option("--json", simulate_outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  simulate_cmd->add_option("--csv", simulate_outputs.csv, "Write per-phase and per-op rows as CSV");
   simulate_cmd->add_option("--trace", simulate_outputs.trace,
                            "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   simulate_cmd->add_flag(
@@ -404,6 +409,11 @@ int main(int argc, char** argv) {
       "Time every collective wavelet by wavelet (meshes up to 64x64; slow) instead of the fast model");
   simulate_cmd->add_option("--heatmaps", simulate_outputs.heatmaps,
                            "Write per-core heatmaps (SVG and PNG) into this new directory");
+
+  std::string report_input, report_output;
+  auto* report_cmd = app.add_subcommand("report", "Turn a run's JSON (--json) into one self-contained HTML page");
+  report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
+  report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
@@ -430,6 +440,12 @@ int main(int argc, char** argv) {
     if (*simulate_cmd) {
       check_outputs(simulate_outputs);
       return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_outputs);
+    }
+    if (*report_cmd) {
+      check_output_path(report_output);
+      write_file(report_output, report::html_report(read_text_file(report_input), report_input));
+      std::printf("wrote %s\n", report_output.c_str());
+      return 0;
     }
     if (*models_cmd) return models_command();
     if (*archs_cmd) return archs_command();

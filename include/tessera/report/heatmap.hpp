@@ -9,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/program/program.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/report/mesh_report.hpp"
 
 namespace tessera::report {
 
@@ -24,7 +23,7 @@ struct Heatmap {
 
 // SRAM per core (KiB), share of the run each core spends computing (%), decode energy per core
 // and token (nJ): the maps `run --heatmaps` writes.
-std::vector<Heatmap> mesh_heatmaps(const program::Program& plan, const sim::MeshReport& report);
+std::vector<Heatmap> mesh_heatmaps(const RunFigures& run);
 
 std::string heatmap_svg(const Heatmap& map, int64_t max_pixels = 800);
 // Writes `path` (.png); throws Error if it cannot.

@@ -70,7 +70,8 @@ struct MeshReport {
   // token; every core of a stage does the same work, so these are also per-core figures.
   std::vector<double> stage_compute_cycles;
   std::vector<double> stage_decode_energy_pj;
-  std::vector<TraceSlice> trace;  // filled when asked for
+  std::vector<TraceSlice> trace;         // filled when asked for
+  std::vector<TraceSlice> decode_steps;  // every step of the last decode pass (per-op figures)
 };
 
 // Throws Error if the plan's embedded arch is not a mesh2d description.

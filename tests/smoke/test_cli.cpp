@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <fmt/core.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -230,4 +231,87 @@ TEST(Cli, HeatmapsAreWrittenIntoTheirOwnDirectory) {
       tessera("run -n 4 --heatmaps " + std::filesystem::path(TESSERA_SOURCE_DIR).string() + "/docs");
   EXPECT_NE(user_dir.exit_code, 0);
   EXPECT_TRUE(contains(user_dir.output, "is not a heatmap directory tessera made")) << user_dir.output;
+}
+
+namespace {
+
+// The text of the element with this id in an HTML (or DOM dump) string.
+std::string element_text(const std::string& html, const std::string& id) {
+  const std::string open = "id=\"" + id + "\">";
+  const size_t at = html.find(open);
+  if (at == std::string::npos) return "<missing " + id + ">";
+  const size_t begin = at + open.size();
+  return html.substr(begin, html.find('<', begin) - begin);
+}
+
+struct ReportFiles {
+  std::string json, html;
+};
+
+ReportFiles make_report(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path();
+  ReportFiles f{(dir / (name + ".json")).string(), (dir / (name + ".html")).string()};
+  std::filesystem::remove(f.json);
+  std::filesystem::remove(f.html);
+  EXPECT_EQ(tessera("run -n 12 --json " + f.json).exit_code, 0);
+  const Result r = tessera("report " + f.json + " -o " + f.html);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return f;
+}
+
+// The figures the report page must show, formatted as it formats them, from the run's JSON.
+std::vector<std::pair<std::string, std::string>> expected_figures(const std::string& json_path) {
+  std::ifstream in(json_path);
+  const auto run = nlohmann::json::parse(in);
+  return {
+      {"ttft-ms", fmt::format("{:.6g}", run["time_to_first_token_s"].get<double>() * 1e3)},
+      {"decode-tps", fmt::format("{:.6g}", run["decode_tokens_per_s_per_user"].get<double>())},
+      {"sram-high-water-kib", fmt::format("{:.6g}", run["sram"]["high_water_bytes_per_core"].get<double>() / 1024)},
+      {"energy-per-token-mj", fmt::format("{:.6g}", run["energy_per_decode_token"]["total_pj"].get<double>() * 1e-9)},
+      {"cores-used", std::to_string(run["cores"]["used"].get<int64_t>())},
+      {"decode-ms", fmt::format("{:.6g}", run["decode"]["seconds"].get<double>() * 1e3)}};
+}
+
+}  // namespace
+
+TEST(Cli, ReportPageShowsTheRunsFiguresAndNeedsNoNetwork) {
+  const ReportFiles f = make_report("tessera_smoke_report");
+  std::ifstream in(f.html);
+  const std::string html((std::istreambuf_iterator<char>(in)), {});
+  for (const auto& [id, value] : expected_figures(f.json)) EXPECT_EQ(element_text(html, id), value) << id;
+  EXPECT_FALSE(contains(html, "<script")) << "no scripts";
+  EXPECT_FALSE(contains(html, "src=\"http")) << "no external resources";
+  EXPECT_FALSE(contains(html, "href=\"http")) << "no external resources";
+  EXPECT_NE(element_text(html, "roofline-points"), "0");
+  const Result bad = tessera("report " TESSERA_SOURCE_DIR "/README.md -o /tmp/tessera_smoke_bad.html");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_TRUE(contains(bad.output, "not a tessera run")) << bad.output;
+}
+
+// The page as a browser renders it: headless Chromium (Debian's chromium, installed by .ci/run)
+// dumps the DOM, whose figures must equal the JSON's, and takes a screenshot.
+TEST(Browser, ChromiumRendersTheReportWithTheRunsFigures) {
+  if (!std::filesystem::exists("/usr/bin/chromium"))
+    GTEST_SKIP() << "chromium is not installed (apt-get install chromium)";
+  const ReportFiles f = make_report("tessera_browser_report");
+  const std::string flags =
+      "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
+      "--disable-component-update --disable-sync --user-data-dir=" +
+      (std::filesystem::temp_directory_path() / "tessera_chromium_profile").string();
+  const std::string dump = (std::filesystem::temp_directory_path() / "tessera_report_dom.html").string();
+  ASSERT_EQ(
+      std::system(
+          ("/usr/bin/chromium " + flags + " --dump-dom file://" + f.html + " > " + dump + " 2>/dev/null").c_str()),
+      0);
+  std::ifstream in(dump);
+  const std::string dom((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_TRUE(contains(dom, "<h1 id=\"title\">default on wse2</h1>")) << dom.substr(0, 500);
+  for (const auto& [id, value] : expected_figures(f.json)) EXPECT_EQ(element_text(dom, id), value) << id;
+  const std::string shot = (std::filesystem::temp_directory_path() / "tessera_report.png").string();
+  std::filesystem::remove(shot);
+  std::system(("/usr/bin/chromium " + flags + " --window-size=1200,2400 --screenshot=" + shot + " file://" + f.html +
+               " > /dev/null 2>&1")
+                  .c_str());
+  ASSERT_TRUE(std::filesystem::exists(shot));
+  EXPECT_GT(std::filesystem::file_size(shot), 20000u) << "a rendered page, not a blank one";
 }

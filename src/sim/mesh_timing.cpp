@@ -236,12 +236,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
 
   double compute_core = 0, comm_core = 0;
   const int64_t chunk = plan.prefill_chunk_tokens;
+  const int64_t total_passes = (plan.prompt_tokens + chunk - 1) / chunk + std::max<int64_t>(plan.max_new_tokens - 1, 0);
+  int64_t passes_done = 0;
+  auto progress = [&] {
+    if (options.on_pass) options.on_pass(++passes_done, total_passes);
+  };
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
     const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
     const bool last = done + tokens == plan.prompt_tokens;
     run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
              report.prefill, compute_core, comm_core, nullptr, report.prefill.passes < 2 || last);
     ++report.prefill.passes;
+    progress();
   }
   finish_fractions(report.prefill, compute_core, comm_core, report.cores_used);
   report.time_to_first_token_s = report.prefill.cycles / a.clock_hz;
@@ -253,6 +259,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
              report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
     ++report.decode.passes;
+    progress();
   }
   finish_fractions(report.decode, compute_core, comm_core, report.cores_used);
   if (report.decode.passes > 0) {

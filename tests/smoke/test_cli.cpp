@@ -315,3 +315,38 @@ TEST(Browser, ChromiumRendersTheReportWithTheRunsFigures) {
   ASSERT_TRUE(std::filesystem::exists(shot));
   EXPECT_GT(std::filesystem::file_size(shot), 20000u) << "a rendered page, not a blank one";
 }
+
+// The run JSON's key set is an interface (docs/metrics.md): adding a key is fine, but renaming or
+// dropping one must be deliberate, so this list fails when it changes.
+TEST(Cli, RunJsonKeysAreStable) {
+  const ReportFiles f = make_report("tessera_smoke_keys");
+  std::ifstream in(f.json);
+  const auto run = nlohmann::json::parse(in);
+  std::set<std::string> keys;
+  for (const auto& [key, _] : run.items()) keys.insert(key);
+  EXPECT_EQ(keys, (std::set<std::string>{"arch",
+                                         "busiest_decode_steps",
+                                         "clock_hz",
+                                         "config",
+                                         "cores",
+                                         "decode",
+                                         "decode_steps",
+                                         "decode_tokens_per_s_per_user",
+                                         "energy_per_decode_token",
+                                         "fabric_model",
+                                         "grid",
+                                         "link_words_per_cycle",
+                                         "model",
+                                         "peak_macs_per_cycle_per_core",
+                                         "prefill",
+                                         "schema",
+                                         "sram",
+                                         "stages",
+                                         "time_to_first_token_s",
+                                         "tokens",
+                                         "weight_dtype"}));
+  std::set<std::string> phase_keys;
+  for (const auto& [key, _] : run["decode"].items()) phase_keys.insert(key);
+  EXPECT_EQ(phase_keys, (std::set<std::string>{"passes", "cycles", "seconds", "compute_cycles", "communication_cycles",
+                                               "host_cycles", "core_time", "energy"}));
+}

@@ -122,7 +122,9 @@ TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
 TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
   const auto plan = compiled("default", "mesh-32x32", {16, 16, "fp32"});
   const auto fast = sim::simulate_mesh_timing(plan);
-  const auto cycle = sim::simulate_mesh_timing(plan, {false, sim::FabricModel::CycleLevel});
+  sim::TimingOptions cycle_level;
+  cycle_level.fabric = sim::FabricModel::CycleLevel;
+  const auto cycle = sim::simulate_mesh_timing(plan, cycle_level);
   EXPECT_EQ(cycle.fabric_model, "cycle-level");
   for (const auto& [f, c] : {std::pair{fast.prefill, cycle.prefill}, std::pair{fast.decode, cycle.decode}}) {
     EXPECT_NEAR(f.comm_cycles, c.comm_cycles, 0.10 * c.comm_cycles);

@@ -1,4 +1,5 @@
 // tessera: the command-line front end. It parses flags and calls the libraries; nothing else.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -33,10 +34,48 @@ fs::path data_dir() {
   return TESSERA_DATA_DIR;
 }
 
+// Progress on stderr for work that takes a while: a redrawn bar with an ETA on a terminal, a plain
+// line every few seconds otherwise, nothing with --quiet or when the work finishes within a second.
+class Progress {
+ public:
+  Progress(std::string what, bool quiet) : what_(std::move(what)), quiet_(quiet), tty_(isatty(fileno(stderr))) {}
+  ~Progress() {
+    if (drawn_ && tty_) std::fputs("\r\033[K", stderr);
+  }
+
+  void update(int64_t done, int64_t total) {
+    if (quiet_ || total <= 0) return;
+    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
+    if (elapsed < 1.0 || (done < total && elapsed - last_ < (tty_ ? 0.1 : 5.0))) return;
+    last_ = elapsed;
+    const double fraction = static_cast<double>(done) / static_cast<double>(total);
+    const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0;
+    if (tty_) {
+      const int filled = static_cast<int>(fraction * 30);
+      std::fprintf(stderr, "\r\033[K%s [%s%s] %lld/%lld, ETA %.1f s", what_.c_str(), std::string(filled, '#').c_str(),
+                   std::string(30 - filled, ' ').c_str(), static_cast<long long>(done), static_cast<long long>(total),
+                   eta);
+    } else {
+      std::fprintf(stderr, "%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.1f s\n", what_.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), 100 * fraction, elapsed, eta);
+    }
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::string what_;
+  bool quiet_, tty_, drawn_ = false;
+  clock::time_point start_ = clock::now();
+  double last_ = 0;
+};
+
 // Files a simulated run writes (empty: not written).
 struct Outputs {
   std::string json, trace, heatmaps, csv;
   bool cycle_level = false;  // not a file: which fabric model times the run
+  bool quiet = false;        // no progress lines
 };
 
 struct RunFlags {
@@ -117,8 +156,10 @@ void check_outputs(const Outputs& out) {
 }
 
 int simulate_and_report(const program::Program& plan, const Outputs& out) {
+  Progress progress("simulating " + std::to_string(plan.stages.size()) + " stages", out.quiet);
   const sim::MeshReport report = sim::simulate_mesh_timing(
-      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast});
+      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
+             [&](int64_t done, int64_t total) { progress.update(done, total); }});
   std::fputs(report::summary_table(report).c_str(), stdout);
   if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
   if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
@@ -374,6 +415,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
   run_cmd->add_option("--csv", run.outputs.csv, "Write per-phase and per-op rows as CSV");
+  run_cmd->add_flag("-q,--quiet", run.outputs.quiet, "No progress lines on stderr");
   run_cmd->add_option("--trace", run.outputs.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   run_cmd->add_option("--heatmaps", run.outputs.heatmaps,
                       "Write per-core heatmaps (SVG and PNG) into this new directory");
@@ -402,6 +444,7 @@ int main(int argc, char** argv) {
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
   simulate_cmd->add_option("--json", simulate_outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
   simulate_cmd->add_option("--csv", simulate_outputs.csv, "Write per-phase and per-op rows as CSV");
+  simulate_cmd->add_flag("-q,--quiet", simulate_outputs.quiet, "No progress lines on stderr");
   simulate_cmd->add_option("--trace", simulate_outputs.trace,
                            "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   simulate_cmd->add_flag(

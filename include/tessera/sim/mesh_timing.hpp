@@ -9,6 +9,7 @@
 // bytes.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,7 @@ struct TimingOptions {
   bool record_trace = false;               // also return the timeline: every step of the first two and the last
                                            // pass of each phase, one slice per stage for the passes between
   FabricModel fabric = FabricModel::Fast;  // CycleLevel: every collective wavelet by wavelet (<= 64x64)
+  std::function<void(int64_t done, int64_t total)> on_pass;  // after each prefill chunk and decode pass
 };
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});

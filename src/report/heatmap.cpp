@@ -122,6 +122,25 @@ std::vector<Heatmap> mesh_heatmaps(const RunFigures& run) {
         std::fill_n(maps[k].values.begin() + y * w + st.region.x, st.region.width, v[k]);
     }
   }
+  const LinkMap& l = run.links;
+  const std::array<const char*, 4> directions = {"eastward", "westward", "northward", "southward"};
+  for (size_t d = 0; l.width > 0 && d < 4; ++d) {
+    Heatmap m{
+        fmt::format("Link load {} (words over the run, busiest link per {}x{} cores)", directions[d], l.block, l.block),
+        "k words",
+        l.width,
+        l.height,
+        {},
+        {}};
+    for (double v : l.words[d]) m.values.push_back(v / 1000);
+    for (const auto& st : run.stages) {
+      const auto& r = st.region;
+      const int64_t x0 = r.x / l.block, y0 = r.y / l.block;
+      const int64_t x1 = (r.x + r.width + l.block - 1) / l.block, y1 = (r.y + r.height + l.block - 1) / l.block;
+      m.outlines.emplace_back(st.name, arch::Region{x0, y0, x1 - x0, y1 - y0});
+    }
+    maps.push_back(std::move(m));
+  }
   return maps;
 }
 

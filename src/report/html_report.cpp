@@ -106,7 +106,15 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
                        run.at("grid").at("height").get<int64_t>(),
                        run.at("sram").at("usable_bytes_per_core").get<double>(),
                        run.at("prefill").at("cycles").get<double>() + run.at("decode").at("cycles").get<double>(),
+                       {},
                        {}};
+    if (const auto& l = run.at("link_load"); !l.is_null()) {
+      figures.links.block = l.at("block").get<int64_t>();
+      figures.links.width = l.at("width").get<int64_t>();
+      figures.links.height = l.at("height").get<int64_t>();
+      const std::array<const char*, 4> directions = {"east", "west", "north", "south"};
+      for (size_t d = 0; d < 4; ++d) figures.links.words[d] = l.at(directions[d]).get<std::vector<double>>();
+    }
     for (const auto& s : run.at("stages")) {
       const auto& r = s.at("region");
       const auto& b = s.at("bytes_per_core");

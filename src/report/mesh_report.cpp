@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace tessera::report {
@@ -83,9 +84,36 @@ std::string placement_table(const program::Program& plan) {
   return out;
 }
 
+namespace {
+
+constexpr int64_t kLinkMapCells = 100;  // the link map's long side, in cells
+constexpr std::array<const char*, 4> kDirections = {"east", "west", "north", "south"};
+
+LinkMap link_map(const std::vector<int64_t>& words, int64_t width, int64_t height) {
+  LinkMap m;
+  if (words.empty()) return m;
+  m.block = std::max<int64_t>(1, (std::max(width, height) + kLinkMapCells - 1) / kLinkMapCells);
+  m.width = (width + m.block - 1) / m.block, m.height = (height + m.block - 1) / m.block;
+  for (auto& d : m.words) d.assign(static_cast<size_t>(m.width * m.height), 0.0);
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x)
+      for (size_t d = 0; d < 4; ++d) {
+        double& cell = m.words[d][static_cast<size_t>((y / m.block) * m.width + x / m.block)];
+        cell = std::max(cell, static_cast<double>(words[static_cast<size_t>((y * width + x) * 4) + d]));
+      }
+  return m;
+}
+
+}  // namespace
+
 RunFigures run_figures(const program::Program& plan, const sim::MeshReport& r) {
   const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
-  RunFigures run{a.grid_width, a.grid_height, a.usable_sram_per_core(), r.prefill.cycles + r.decode.cycles, {}};
+  RunFigures run{a.grid_width,
+                 a.grid_height,
+                 a.usable_sram_per_core(),
+                 r.prefill.cycles + r.decode.cycles,
+                 {},
+                 link_map(r.link_words, a.grid_width, a.grid_height)};
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     const auto& st = plan.stages[s];
     run.stages.push_back({st.name, st.region, st.weight_bytes, st.kv_cache_bytes, st.activation_bytes,
@@ -125,7 +153,13 @@ std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
                      {"communication_cycles", t.comm_cycles},
                      {"host_cycles", t.host_cycles},
                      {"busiest_port_words", t.busiest_port_words}});
+  nlohmann::json links = nullptr;
+  if (run.links.width > 0) {
+    links = {{"block", run.links.block}, {"width", run.links.width}, {"height", run.links.height}};
+    for (size_t d = 0; d < 4; ++d) links[kDirections[d]] = run.links.words[d];
+  }
   const nlohmann::json doc = {{"schema", "tessera-run/1"},
+                              {"link_load", links},
                               {"model", r.model_name},
                               {"arch", r.arch_name},
                               {"weight_dtype", r.weight_dtype},
@@ -191,8 +225,41 @@ std::string trace_json(const sim::MeshReport& r) {
                         {"tid", s + 1},
                         {"args", {{"name", r.stage_names[s]}}}});
   }
+  // Collectives get tracks of their own (one per kind), showing when each step's communication
+  // runs; the stage tracks show whole steps.
+  constexpr int kCollectiveTrackBase = 1000;
+  std::vector<std::string> collective_kinds;
+  for (const auto& t : r.trace)
+    if (t.comm_cycles > 0 && t.pattern != "aggregate" &&
+        std::find(collective_kinds.begin(), collective_kinds.end(), t.pattern) == collective_kinds.end())
+      collective_kinds.push_back(t.pattern);
+  for (int phase = 0; phase < 2; ++phase)
+    for (size_t k = 0; k < collective_kinds.size(); ++k)
+      events.push_back({{"name", "thread_name"},
+                        {"ph", "M"},
+                        {"pid", phase + 1},
+                        {"tid", kCollectiveTrackBase + static_cast<int>(k)},
+                        {"args", {{"name", "fabric: " + collective_kinds[k]}}}});
   const double us_per_cycle = 1e6 / r.clock_hz;
   for (const auto& t : r.trace) {
+    if (t.comm_cycles > 0 && t.pattern != "aggregate") {
+      const auto kind =
+          std::find(collective_kinds.begin(), collective_kinds.end(), t.pattern) - collective_kinds.begin();
+      events.push_back({{"name", t.name},
+                        {"cat", "fabric"},
+                        {"ph", "X"},
+                        {"pid", t.decode ? 2 : 1},
+                        {"tid", kCollectiveTrackBase + kind},
+                        {"ts", (t.start_cycle + t.compute_cycles) * us_per_cycle},
+                        {"dur", t.comm_cycles * us_per_cycle},
+                        {"args",
+                         {{"stage", t.stage >= 0 ? r.stage_names[static_cast<size_t>(t.stage)] : "host"},
+                          {"cores", t.cores},
+                          {"words", t.words},
+                          {"busiest_port_words", t.busiest_port_words},
+                          {"word_hops", t.word_hops},
+                          {"dtype", r.weight_dtype}}}});
+    }
     const double cycles = t.compute_cycles + t.comm_cycles + t.host_cycles;
     events.push_back({{"name", t.name},
                       {"cat", t.pattern},

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <tuple>
 #include <unordered_map>
 
 #include "fabric_routes.hpp"
@@ -54,6 +55,24 @@ void check_dependencies(const Collective& c) {
         fail("flow {} relays flow {}, which does not deliver to its source core", i, d);
       if (up.words != c.flows[i].words) fail("flow {} relays flow {} of a different length", i, d);
     }
+}
+
+std::vector<MeshFabric::LinkLoad> MeshFabric::link_loads(const Collective& collective) const {
+  std::unordered_map<int64_t, int64_t> loads;  // router * 4 + direction
+  for (const Flow& f : collective.flows) {
+    if (f.words == 0 || f.dsts.empty()) continue;
+    for (const auto& [router, mask] : route_tree(f, width_, height_).masks)
+      for (unsigned p = 0; p < 4; ++p)
+        if (mask & (1u << p)) loads[int64_t{router} * 4 + p] += f.words;
+  }
+  std::vector<LinkLoad> out;
+  for (const auto& [key, words] : loads)
+    out.push_back({static_cast<int32_t>((key / 4) % width_), static_cast<int32_t>((key / 4) / width_),
+                   static_cast<uint8_t>(key % 4), words});
+  std::sort(out.begin(), out.end(), [](const LinkLoad& a, const LinkLoad& b) {
+    return std::tie(a.y, a.x, a.direction) < std::tie(b.y, b.x, b.direction);
+  });
+  return out;
 }
 
 MeshFabric::MeshFabric(int32_t width, int32_t height, const arch::LinkSpec& link)

@@ -28,8 +28,9 @@ struct StepCost {
 
 class Timer {
  public:
-  Timer(const program::Program& plan, FabricModel model)
+  Timer(const program::Program& plan, FabricModel model, bool track_links)
       : model_(model),
+        track_links_(track_links),
         plan_(plan),
         arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
@@ -84,6 +85,7 @@ class Timer {
     const bool local = s.pattern == Pattern::AllreduceX || s.pattern == Pattern::AllreduceY;
     const auto key = std::make_tuple(static_cast<int>(s.pattern), local ? -1 : s.stage, local ? -1 : s.to_stage,
                                      r.width, r.height, words, s.group);
+    if (track_links_) ++executions_[{key, local ? r.x : 0, local ? r.y : 0}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
     Collective c;
     switch (s.pattern) {
@@ -136,15 +138,34 @@ class Timer {
     }
     const CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
     memo_.emplace(key, cost);
+    if (track_links_) loads_.emplace(key, fabric_.link_loads(c));
     return cost;
   }
 
+ public:
+  // Words per link over the run: each collective's loads (costed once per shape), moved to where
+  // it ran and multiplied by how often it ran there.
+  std::vector<int64_t> link_words() const {
+    std::vector<int64_t> words(static_cast<size_t>(arch_.grid_width * arch_.grid_height * 4), 0);
+    for (const auto& [where, count] : executions_) {
+      const auto& [key, ox, oy] = where;
+      for (const auto& l : loads_.at(key))
+        words[static_cast<size_t>(((l.y + oy) * arch_.grid_width + (l.x + ox)) * 4 + l.direction)] += l.words * count;
+    }
+    return words;
+  }
+
+ private:
+  using Key = std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>;
   FabricModel model_;
+  bool track_links_;
+  std::map<std::tuple<Key, int64_t, int64_t>, int64_t> executions_;  // (collective, region x, y) -> count
+  std::map<Key, std::vector<MeshFabric::LinkLoad>> loads_;
   const program::Program& plan_;
   arch::ArchSpec arch_;
   MeshFabric fabric_;
   double rate_ = 1, mac_pj_ = 0;
-  std::map<std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>, CommCost> memo_;
+  std::map<Key, CommCost> memo_;
 };
 
 void finish_fractions(PhaseReport& phase, double compute_core_cycles, double comm_core_cycles, int64_t cores) {
@@ -164,7 +185,7 @@ std::string model_name(const program::Program& plan) {
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options) {
   const bool record_trace = options.record_trace;
-  Timer timer(plan, options.fabric);
+  Timer timer(plan, options.fabric, options.link_loads);
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
   report.arch_name = a.name;
@@ -275,6 +296,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     return x.busiest_port_words != y.busiest_port_words ? x.busiest_port_words > y.busiest_port_words : x.step < y.step;
   });
   if (report.busiest_steps.size() > 5) report.busiest_steps.resize(5);
+  if (options.link_loads) report.link_words = timer.link_words();
   return report;
 }
 

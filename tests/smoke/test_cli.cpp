@@ -202,13 +202,15 @@ TEST(Cli, TraceCoversTheRunAndStaysSmall) {
     }
     ASSERT_EQ(e["ph"], "X");
     ++slices;
+    if (e["tid"].get<int>() >= 1000) continue;  // collective tracks repeat the steps' communication
     (e["pid"] == 1 ? prefill_us : decode_us) += e["dur"].get<double>();
   }
   EXPECT_NEAR(prefill_us, run["prefill"]["seconds"].get<double>() * 1e6, 1e-3 * prefill_us);
   EXPECT_NEAR(decode_us, run["decode"]["seconds"].get<double>() * 1e6, 1e-3 * decode_us);
   EXPECT_TRUE(tracks.contains("layer 3") && tracks.contains("lm_head") && tracks.contains("host I/O"));
+  EXPECT_TRUE(tracks.contains("fabric: allreduce_y") && tracks.contains("fabric: stage_transfer"));
   // 39 decode passes: three in full detail (~40 steps each), the others one slice per stage.
-  EXPECT_LT(slices, 800u);
+  EXPECT_LT(slices, 1200u);
 }
 
 TEST(Cli, HeatmapsAreWrittenIntoTheirOwnDirectory) {
@@ -334,6 +336,7 @@ TEST(Cli, RunJsonKeysAreStable) {
                                          "decode_tokens_per_s_per_user",
                                          "energy_per_decode_token",
                                          "fabric_model",
+                                         "link_load",
                                          "grid",
                                          "link_words_per_cycle",
                                          "model",

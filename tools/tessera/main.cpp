@@ -158,8 +158,9 @@ void check_outputs(const Outputs& out) {
 int simulate_and_report(const program::Program& plan, const Outputs& out) {
   Progress progress("simulating " + std::to_string(plan.stages.size()) + " stages", out.quiet);
   const sim::MeshReport report = sim::simulate_mesh_timing(
-      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
-             [&](int64_t done, int64_t total) { progress.update(done, total); }});
+      plan,
+      {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
+       [&](int64_t done, int64_t total) { progress.update(done, total); }, !out.json.empty() || !out.heatmaps.empty()});
   std::fputs(report::summary_table(report).c_str(), stdout);
   if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
   if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
@@ -168,13 +169,14 @@ int simulate_and_report(const program::Program& plan, const Outputs& out) {
     const fs::path dir(out.heatmaps);
     fs::create_directories(dir);
     write_file((dir / kHeatmapMarker).string(), "");
-    const char* names[] = {"sram", "compute", "energy"};
+    const char* names[] = {"sram", "compute", "energy", "links-east", "links-west", "links-north", "links-south"};
     const auto maps = report::mesh_heatmaps(report::run_figures(plan, report));
     for (size_t i = 0; i < maps.size(); ++i) {
       std::ofstream((dir / (std::string(names[i]) + ".svg"))) << report::heatmap_svg(maps[i]);
       report::write_heatmap_png(maps[i], dir / (std::string(names[i]) + ".png"));
     }
-    std::printf("  heatmaps: %s/{sram,compute,energy}.{svg,png}\n", out.heatmaps.c_str());
+    std::printf("  heatmaps: %s/{sram,compute,energy,links-east,links-west,links-north,links-south}.{svg,png}\n",
+                out.heatmaps.c_str());
   }
   return 0;
 }

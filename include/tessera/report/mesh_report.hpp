@@ -2,6 +2,7 @@
 // tools, a Chrome/Perfetto timeline, and a self-contained HTML page.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -21,11 +22,19 @@ struct StageFigures {
   int64_t bytes_per_core() const { return weight_bytes + kv_cache_bytes + activation_bytes; }
 };
 
+// Words each link carried over the run, down-sampled: cell (x, y) holds the most loaded link of
+// that direction among the block x block cores it covers. Empty when not computed.
+struct LinkMap {
+  int64_t block = 1, width = 0, height = 0;
+  std::array<std::vector<double>, 4> words;  // east, west, north, south; row-major cells
+};
+
 struct RunFigures {
   int64_t grid_width = 0, grid_height = 0;
   double usable_sram_per_core = 0;
   double total_cycles = 0;
   std::vector<StageFigures> stages;
+  LinkMap links;
 };
 
 RunFigures run_figures(const program::Program& plan, const sim::MeshReport& report);

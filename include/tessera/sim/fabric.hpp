@@ -60,6 +60,15 @@ class MeshFabric {
   // wavelets per cycle.
   CommCost cycle_level_cost(const Collective& collective) const;
 
+  // Wavelets each mesh link carries in this collective: (router x, router y, direction 0..3 =
+  // east, west, north, south, words), links with traffic only.
+  struct LinkLoad {
+    int32_t x, y;
+    uint8_t direction;
+    int64_t words;
+  };
+  std::vector<LinkLoad> link_loads(const Collective& collective) const;
+
   int32_t width() const { return width_; }
   int32_t height() const { return height_; }
 

@@ -73,6 +73,9 @@ struct MeshReport {
   std::vector<double> stage_decode_energy_pj;
   std::vector<TraceSlice> trace;         // filled when asked for
   std::vector<TraceSlice> decode_steps;  // every step of the last decode pass (per-op figures)
+  // With TimingOptions::link_loads: 32-bit words each link carried over the whole run, indexed
+  // ((y * grid_width + x) * 4 + direction), directions east, west, north, south.
+  std::vector<int64_t> link_words;
 };
 
 // Throws Error if the plan's embedded arch is not a mesh2d description.
@@ -83,6 +86,7 @@ struct TimingOptions {
                                            // pass of each phase, one slice per stage for the passes between
   FabricModel fabric = FabricModel::Fast;  // CycleLevel: every collective wavelet by wavelet (<= 64x64)
   std::function<void(int64_t done, int64_t total)> on_pass;  // after each prefill chunk and decode pass
+  bool link_loads = false;  // also total the words every link carries over the run (for heatmaps)
 };
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});

@@ -1,0 +1,113 @@
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+
+#include "tessera/base/formats.hpp"
+#include "tessera/base/half.hpp"
+#include "test_util.hpp"
+
+using namespace tessera;
+using tessera::testing::error_of;
+
+TEST(Formats, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(encode_bf16(1.0f), 0x3F80);
+  EXPECT_EQ(encode_bf16(1.0f + 0x1p-8f), 0x3F80) << "tie -> even";
+  EXPECT_EQ(encode_bf16(1.0f + 3 * 0x1p-8f), 0x3F82) << "tie -> even (up)";
+  EXPECT_EQ(encode_bf16(1.0f + 0x1p-8f + 0x1p-20f), 0x3F81) << "just above a tie rounds up";
+  EXPECT_EQ(encode_bf16(std::numeric_limits<float>::max()), 0x7F80) << "overflow -> inf";
+  EXPECT_EQ(encode_bf16(-0.0f), 0x8000);
+  // Every bf16 value survives a round trip.
+  for (uint32_t b = 0; b < 0x10000; ++b) {
+    const float v = bf16_to_float(static_cast<uint16_t>(b));
+    if (!std::isnan(v)) {
+      ASSERT_EQ(encode_bf16(v), b) << std::hex << b;
+    }
+  }
+}
+
+TEST(Formats, Fp16EdgeCases) {
+  EXPECT_EQ(encode_fp16(65504.0f), 0x7BFF);
+  EXPECT_EQ(encode_fp16(65519.0f), 0x7BFF);
+  EXPECT_EQ(encode_fp16(65520.0f), 0x7C00) << "halfway past the max rounds to infinity";
+  EXPECT_EQ(encode_fp16(0x1p-24f), 0x0001) << "smallest subnormal";
+  EXPECT_EQ(encode_fp16(0x1p-25f), 0x0000) << "tie -> even (zero)";
+  EXPECT_EQ(encode_fp16(1.5f * 0x1p-25f), 0x0001);
+  EXPECT_EQ(encode_fp16(-0.0f), 0x8000);
+  EXPECT_EQ(encode_fp16(std::nanf("")) & 0x7E00, 0x7E00);
+  for (uint32_t b = 0; b < 0x10000; ++b) {
+    const float v = fp16_to_float(static_cast<uint16_t>(b));
+    if (!std::isnan(v)) {
+      ASSERT_EQ(encode_fp16(v), b) << std::hex << b;
+    }
+  }
+}
+
+TEST(Formats, Fp8E4M3FollowsOcp) {
+  EXPECT_EQ(decode_fp8_e4m3(0x38), 1.0f);
+  EXPECT_EQ(decode_fp8_e4m3(0x7E), 448.0f) << "largest finite";
+  EXPECT_TRUE(std::isnan(decode_fp8_e4m3(0x7F))) << "S.1111.111 is NaN; no infinity";
+  EXPECT_EQ(decode_fp8_e4m3(0x08), 0x1p-6f) << "smallest normal";
+  EXPECT_EQ(decode_fp8_e4m3(0x01), 0x1p-9f) << "smallest subnormal";
+  EXPECT_EQ(encode_fp8_e4m3(1000.0f), 0x7E) << "saturates";
+  EXPECT_EQ(encode_fp8_e4m3(1000.0f, false), 0x7F) << "without saturation: NaN";
+  EXPECT_EQ(encode_fp8_e4m3(-std::numeric_limits<float>::infinity()), 0xFE);
+  EXPECT_EQ(encode_fp8_e4m3(464.0f), 0x7E) << "464 is a tie between 448 and 480: even";
+  EXPECT_EQ(encode_fp8_e4m3(0x1p-10f), 0x00) << "half the smallest subnormal: tie -> zero";
+  EXPECT_EQ(encode_fp8_e4m3(-0.0f), 0x80);
+  for (int b = 0; b < 256; ++b) {
+    const float v = decode_fp8_e4m3(static_cast<uint8_t>(b));
+    if (!std::isnan(v)) {
+      ASSERT_EQ(encode_fp8_e4m3(v), b) << b;
+    }
+  }
+}
+
+TEST(Formats, Fp8E5M2FollowsOcp) {
+  EXPECT_EQ(decode_fp8_e5m2(0x3C), 1.0f);
+  EXPECT_EQ(decode_fp8_e5m2(0x7B), 57344.0f);
+  EXPECT_TRUE(std::isinf(decode_fp8_e5m2(0x7C)));
+  EXPECT_TRUE(std::isnan(decode_fp8_e5m2(0x7E)));
+  EXPECT_EQ(decode_fp8_e5m2(0x01), 0x1p-16f);
+  EXPECT_EQ(encode_fp8_e5m2(1e6f), 0x7B) << "saturates";
+  EXPECT_EQ(encode_fp8_e5m2(1e6f, false), 0x7C) << "without saturation: infinity";
+  for (int b = 0; b < 256; ++b) {
+    const float v = decode_fp8_e5m2(static_cast<uint8_t>(b));
+    if (!std::isnan(v) && !std::isinf(v)) {
+      ASSERT_EQ(encode_fp8_e5m2(v), b) << b;
+    }
+  }
+}
+
+TEST(Formats, RoundToFormatIsIdempotentAndOneUlpSensitive) {
+  for (FloatFormat f : {FloatFormat::BF16, FloatFormat::F16, FloatFormat::F8E4M3, FloatFormat::F8E5M2}) {
+    for (float x : {0.1f, -3.3f, 1234.5f, 7e-5f}) {
+      const float r = round_to_format(x, f);
+      EXPECT_EQ(round_to_format(r, f), r) << float_format_name(f) << " " << x;
+    }
+  }
+  EXPECT_EQ(round_to_format(0.1f, FloatFormat::F32), 0.1f);
+  // One ulp of fp16 at 1.0 is 2^-10: values just either side of the midpoint go different ways.
+  EXPECT_EQ(round_to_format(1.0f + 0x1p-11f + 0x1p-23f, FloatFormat::F16), 1.0f + 0x1p-10f);
+  EXPECT_EQ(round_to_format(1.0f + 0x1p-11f - 0x1p-23f, FloatFormat::F16), 1.0f);
+  EXPECT_EQ(parse_float_format("fp8_e4m3"), FloatFormat::F8E4M3);
+  EXPECT_NE(error_of([] { parse_float_format("fp6"); }).find("unknown number format 'fp6'"), std::string::npos);
+}
+
+TEST(Formats, IntegerQuantisation) {
+  std::vector<int8_t> codes;
+  const std::vector<float> w = {1.0f, -2.0f, 0.5f, 0.0f, 0.0f, 0.0f};
+  const auto q8 = quantize_int8_per_row(w, 2, 3, &codes);
+  EXPECT_EQ(codes, (std::vector<int8_t>{64, -127, 32, 0, 0, 0})) << "63.5 -> 64 (even), 31.75 -> 32";
+  EXPECT_FLOAT_EQ(q8[0], 64 * (2.0f / 127.0f));
+  const std::vector<float> v = {0.7f, -0.1f, 3.5f, 1.75f};
+  const auto q4 = quantize_int4_groups(v, 1, 4, 2, &codes);
+  EXPECT_EQ(codes, (std::vector<int8_t>{7, -1, 7, 4})) << "1.75 / 0.5 = 3.5 -> 4 (even)";
+  EXPECT_FLOAT_EQ(q4[3], 4 * 0.5f);
+  EXPECT_NE(error_of([&] { quantize_int4_groups(v, 1, 4, 3); }).find("must divide the row length 4"),
+            std::string::npos);
+  const auto t = quantize_ternary(std::vector<float>{0.5f, -1.5f, 0.1f, 0.0f}, &codes);
+  EXPECT_EQ(codes, (std::vector<int8_t>{1, -1, 0, 0}));
+  EXPECT_FLOAT_EQ(t[0], 0.525f);
+  EXPECT_FLOAT_EQ(t[1], -0.525f);
+}

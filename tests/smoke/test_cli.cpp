@@ -353,3 +353,38 @@ TEST(Cli, RunJsonKeysAreStable) {
   EXPECT_EQ(phase_keys, (std::set<std::string>{"passes", "cycles", "seconds", "compute_cycles", "communication_cycles",
                                                "host_cycles", "core_time", "energy"}));
 }
+
+namespace {
+
+double perplexity_of(const std::string& output) {
+  const size_t at = output.find("perplexity ");
+  return at == std::string::npos ? -1 : std::stod(output.substr(at + 11));
+}
+
+}  // namespace
+
+TEST(Cli, EvalMeasuresPerplexityAndTheWaferAgrees) {
+  std::ifstream in(TESSERA_SOURCE_DIR "/tests/data/text/persuasion-end.txt");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string excerpt = temp_file("excerpt.txt", text.substr(0, 3000));
+  const Result fp32 = tessera("eval -q --window 128 --text " + excerpt);
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
+  // The shipped model scores its held-out text near its training-time held-out perplexity (41.7).
+  EXPECT_GT(perplexity_of(fp32.output), 25);
+  EXPECT_LT(perplexity_of(fp32.output), 70);
+  const Result int4_host = tessera("eval -q --window 128 --weights-format int4 --text " + excerpt);
+  const Result int4_mesh = tessera("eval -q --window 128 --weights-format int4 --arch mesh-32x32 --text " + excerpt);
+  ASSERT_EQ(int4_mesh.exit_code, 0) << int4_mesh.output;
+  EXPECT_NEAR(perplexity_of(int4_mesh.output), perplexity_of(int4_host.output), 1e-3) << "same values on the wafer";
+  const Result ternary = tessera("eval -q --window 128 --weights-format ternary --text " + excerpt);
+  EXPECT_GT(perplexity_of(ternary.output), 1.2 * perplexity_of(fp32.output)) << "ternary without training hurts";
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"eval --text " + excerpt + " --weights-format fp6", "unknown number format 'fp6'"},
+           {"eval --text " + excerpt + " --weights-format int4 --group 100", "does not divide"},
+           {"eval --text /nonexistent.txt", "cannot open"},
+           {"eval --text " + excerpt + " --window 1000", "exceeds default's context"}}) {
+    const Result r = tessera(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
+  }
+}

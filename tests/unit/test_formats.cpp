@@ -1,10 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
 #include "tessera/base/formats.hpp"
 #include "tessera/base/half.hpp"
+#include "tessera/ir/builders.hpp"
+#include "tessera/model/quantize.hpp"
 #include "test_util.hpp"
 
 using namespace tessera;
@@ -110,4 +113,27 @@ TEST(Formats, IntegerQuantisation) {
   EXPECT_EQ(codes, (std::vector<int8_t>{1, -1, 0, 0}));
   EXPECT_FLOAT_EQ(t[0], 0.525f);
   EXPECT_FLOAT_EQ(t[1], -0.525f);
+}
+
+TEST(Formats, WeightPolicyScalesPerOutputChannel) {
+  const auto config = ir::load_model_config(std::string(TESSERA_SOURCE_DIR) + "/models/default/config.yaml");
+  const auto graph = ir::build_model_graph(config);
+  const auto weights = model::random_weights(graph, 4);
+  const auto q = model::quantize_weights(graph, weights, "int8");
+  // GPT-2's Conv1D stores [in, out]: each output channel is a column, whose largest magnitude the
+  // per-channel scale preserves.
+  const auto& w = weights.at("h.0.mlp.c_fc.weight");
+  const auto& wq = q.at("h.0.mlp.c_fc.weight");
+  const int64_t in = w.shape[0], out = w.shape[1];
+  for (int64_t c = 0; c < out; c += 97) {
+    float peak = 0, peak_q = 0;
+    for (int64_t r = 0; r < in; ++r) {
+      peak = std::max(peak, std::abs(w.values[static_cast<size_t>(r * out + c)]));
+      peak_q = std::max(peak_q, std::abs(wq.values[static_cast<size_t>(r * out + c)]));
+    }
+    EXPECT_NEAR(peak_q, peak, 1e-6f * peak) << "column " << c;
+  }
+  EXPECT_EQ(q.at("h.0.ln_1.weight").values, weights.at("h.0.ln_1.weight").values) << "norms stay fp32";
+  const auto f8 = model::quantize_weights(graph, weights, "fp8_e4m3");
+  for (float v : f8.at("wte.weight").values) ASSERT_EQ(round_to_format(v, FloatFormat::F8E4M3), v);
 }

@@ -16,8 +16,10 @@
 #include "tessera/compiler/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/model_package.hpp"
+#include "tessera/model/quantize.hpp"
 #include "tessera/model/tokenizer.hpp"
 #include "tessera/model/weights.hpp"
+#include "tessera/ref/eval.hpp"
 #include "tessera/ref/generate.hpp"
 #include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
@@ -91,6 +93,8 @@ struct RunFlags {
   bool no_numerics = false;
   int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
   std::string dtype = "fp32";
+  std::string weights_format = "fp32";  // weight-only precision policy (model/quantize.hpp)
+  int64_t group = 32;                   // int4 group size
   Outputs outputs;
 };
 
@@ -195,12 +199,19 @@ model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string
   return tokenizer;
 }
 
-model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
+model::Weights load_unquantized_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
   if (flags.weights == "random") return model::random_weights(graph, flags.seed);
   if (!flags.weights.empty()) return model::load_weights(graph, flags.weights);
   if (config.weights_path) return model::load_weights(graph, *config.weights_path);
   fail("model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random weights",
        config.name);
+}
+
+// The weights with the run's precision policy applied (the same values for every executor).
+model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
+  model::Weights weights = load_unquantized_weights(config, graph, flags);
+  if (flags.weights_format == "fp32") return weights;
+  return model::quantize_weights(graph, weights, flags.weights_format, flags.group);
 }
 
 // Streams the prompt and each generated token to stdout as it is produced.
@@ -261,6 +272,36 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
       "decoded token\n",
       static_cast<long long>(mesh.cores_allocated()), static_cast<double>(mesh.largest_arena_bytes()) / 1024, wall,
       result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
+  return 0;
+}
+
+int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window) {
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(text_path));
+  if (window == 0) window = config.context_length;
+  if (window > config.context_length)
+    fail("--window {} exceeds {}'s context of {} tokens", window, config.name, config.context_length);
+  const model::Weights weights = load_run_weights(config, graph, flags);
+  Progress progress("evaluating", flags.outputs.quiet);
+  auto on_window = [&](int64_t done, int64_t total) { progress.update(done, total); };
+  ref::Perplexity p;
+  if (flags.arch == "host") {
+    ref::ReferenceExecutor executor(graph, weights, config.context_length);
+    p = ref::evaluate_perplexity(executor, tokens, window, on_window);
+  } else {
+    if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
+    const program::Program plan = compile_mesh(model_path, flags.arch, {window, 0, flags.dtype});
+    sim::MeshDataPlane mesh(plan, weights);
+    p = ref::evaluate_perplexity(mesh, tokens, window, on_window);
+  }
+  std::printf(
+      "%s on %s, weights %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
+      config.name.c_str(), flags.arch.c_str(), flags.weights_format.c_str(), p.perplexity, p.mean_nll,
+      static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
+      static_cast<long long>(window));
   return 0;
 }
 
@@ -413,6 +454,12 @@ int main(int argc, char** argv) {
   run_cmd
       ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
       ->check(kNonNegative);
+  run_cmd
+      ->add_option("--weights-format", run.weights_format,
+                   "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (per channel), int4 (per group), "
+                   "ternary")
+      ->capture_default_str();
+  run_cmd->add_option("--group", run.group, "int4 group size (inputs per scale)")->capture_default_str();
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
   run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
@@ -455,6 +502,27 @@ int main(int argc, char** argv) {
   simulate_cmd->add_option("--heatmaps", simulate_outputs.heatmaps,
                            "Write per-core heatmaps (SVG and PNG) into this new directory");
 
+  RunFlags eval;
+  eval.arch = "host";
+  std::string eval_text;
+  int64_t eval_window = 0;
+  auto* eval_cmd = app.add_subcommand("eval", "Perplexity of a model on a text file");
+  eval_cmd->add_option("-m,--model", eval.model, "Model name, config file or model directory")->capture_default_str();
+  eval_cmd->add_option("-w,--weights", eval.weights, "safetensors file, or 'random'; default: the shipped weights");
+  eval_cmd->add_option("--tokenizer", eval.tokenizer_dir, "Directory with encoder.json and vocab.bpe");
+  eval_cmd->add_option("--text", eval_text, "Text file to score")->required();
+  eval_cmd->add_option("--window", eval_window, "Tokens per window (default: the model's context)")
+      ->check(kNonNegative);
+  eval_cmd->add_option("-a,--arch", eval.arch, "host, or a machine whose data plane computes the values")
+      ->capture_default_str();
+  eval_cmd
+      ->add_option("--weights-format", eval.weights_format,
+                   "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8, int4, ternary")
+      ->capture_default_str();
+  eval_cmd->add_option("--group", eval.group, "int4 group size (inputs per scale)")->capture_default_str();
+  eval_cmd->add_option("-s,--seed", eval.seed, "Seed for --weights random")->capture_default_str();
+  eval_cmd->add_flag("-q,--quiet", eval.outputs.quiet, "No progress lines on stderr");
+
   std::string report_input, report_output;
   auto* report_cmd = app.add_subcommand("report", "Turn a run's JSON (--json) into one self-contained HTML page");
   report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
@@ -486,6 +554,7 @@ int main(int argc, char** argv) {
       check_outputs(simulate_outputs);
       return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_outputs);
     }
+    if (*eval_cmd) return eval_command(eval, eval_text, eval_window);
     if (*report_cmd) {
       check_output_path(report_output);
       write_file(report_output, report::html_report(read_text_file(report_input), report_input));

@@ -1,0 +1,20 @@
+// Weight-only precision policy: every matrix parameter (2-D) of a graph is replaced by its value
+// in the chosen format; norms and biases stay fp32. The result is ordinary fp32 weights, so every
+// executor (the host reference and the simulated machines) computes with exactly the same values.
+#pragma once
+
+#include <string>
+
+#include "tessera/ir/graph.hpp"
+#include "tessera/model/weights.hpp"
+
+namespace tessera::model {
+
+// format: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2 (round each value), int8 (symmetric, one scale per
+// output channel), int4 (symmetric, one scale per `group` inputs of an output channel), ternary
+// (BitNet b1.58 absmean, one scale per matrix). Output channels are columns of GPT-2's Conv1D
+// [in, out] matrices and rows of nn.Linear [out, in] ones and of embeddings. Throws Error on an
+// unknown format or a group that does not divide a matrix's input dimension.
+Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group = 32);
+
+}  // namespace tessera::model

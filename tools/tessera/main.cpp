@@ -429,7 +429,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "tessera 0.1.0");
 
   RunFlags run;
-  auto* run_cmd = app.add_subcommand("run", "Generate text: prefill the prompt, then decode token by token");
+  auto* run_cmd = app.add_subcommand(
+      "run", "Generate text on a simulated machine (default: wse2) or the host reference, and report it");
   run_cmd->add_option("-m,--model", run.model, "Model name (see `tessera models`), config file or model directory")
       ->capture_default_str();
   run_cmd->add_option("-w,--weights", run.weights,

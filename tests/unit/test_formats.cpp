@@ -137,3 +137,50 @@ TEST(Formats, WeightPolicyScalesPerOutputChannel) {
   const auto f8 = model::quantize_weights(graph, weights, "fp8_e4m3");
   for (float v : f8.at("wte.weight").values) ASSERT_EQ(round_to_format(v, FloatFormat::F8E4M3), v);
 }
+
+TEST(Pruning, PatternsKeepTheLargestAndTheRightCount) {
+  const auto config = ir::load_model_config(std::string(TESSERA_SOURCE_DIR) + "/models/default/config.yaml");
+  const auto graph = ir::build_model_graph(config);
+  const auto weights = model::random_weights(graph, 6);
+  const std::string name = "h.1.mlp.c_proj.weight";  // Conv1D [in 1024, out 256]
+  const auto& w = weights.at(name);
+  auto nonzeros = [](const std::vector<float>& v) {
+    return std::count_if(v.begin(), v.end(), [](float x) { return x != 0; });
+  };
+  const auto half = model::prune_weights(graph, weights, "unstructured:0.5").at(name).values;
+  EXPECT_EQ(nonzeros(half), static_cast<long>(w.values.size() / 2));
+  float smallest_kept = INFINITY, largest_dropped = 0;
+  for (size_t i = 0; i < half.size(); ++i) {
+    if (half[i] != 0) {
+      smallest_kept = std::min(smallest_kept, std::abs(w.values[i]));
+    } else {
+      largest_dropped = std::max(largest_dropped, std::abs(w.values[i]));
+    }
+  }
+  EXPECT_GE(smallest_kept, largest_dropped) << "a wrongly skipped non-zero";
+  // 2:4 along each output channel's inputs: the channel is a column of the [in, out] matrix.
+  const auto nm = model::prune_weights(graph, weights, "2:4").at(name).values;
+  const int64_t out = w.shape[1];
+  for (int64_t ch = 0; ch < out; ch += 31)
+    for (int64_t g = 0; g < w.shape[0]; g += 4) {
+      int kept = 0;
+      for (int64_t k = 0; k < 4; ++k) kept += nm[static_cast<size_t>((g + k) * out + ch)] != 0;
+      ASSERT_EQ(kept, 2) << ch << " " << g;
+    }
+  const auto blocks = model::prune_weights(graph, weights, "block16:0.25").at(name).values;
+  EXPECT_EQ(nonzeros(blocks), static_cast<long>(w.values.size() / 4));
+  for (int64_t r = 0; r < w.shape[0]; r += 16)
+    for (int64_t c = 0; c < out; c += 16) {
+      const bool first = blocks[static_cast<size_t>(r * out + c)] != 0;
+      for (int64_t k = 0; k < 16; ++k)
+        ASSERT_EQ(blocks[static_cast<size_t>((r + k) * out + c + k)] != 0, first) << "blocks are all or nothing";
+    }
+  EXPECT_EQ(model::prune_weights(graph, weights, "2:4").at("wte.weight").values, weights.at("wte.weight").values)
+      << "embeddings are not pruned";
+  for (const auto& [spec, message] :
+       std::vector<std::pair<std::string, std::string>>{{"unstructured:0", "density must be in (0, 1]"},
+                                                        {"block48:0.5", "do not tile"},
+                                                        {"3:2", "need 1 <= N <= M"},
+                                                        {"sparse", "expected unstructured:DENSITY"}})
+    EXPECT_NE(error_of([&] { model::prune_weights(graph, weights, spec); }).find(message), std::string::npos) << spec;
+}

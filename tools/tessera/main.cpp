@@ -95,6 +95,7 @@ struct RunFlags {
   std::string dtype = "fp32";
   std::string weights_format = "fp32";  // weight-only precision policy (model/quantize.hpp)
   int64_t group = 32;                   // int4 group size
+  std::string prune;                    // pruning spec, applied before the format
   Outputs outputs;
 };
 
@@ -210,6 +211,7 @@ model::Weights load_unquantized_weights(const ir::ModelConfig& config, const ir:
 // The weights with the run's precision policy applied (the same values for every executor).
 model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
   model::Weights weights = load_unquantized_weights(config, graph, flags);
+  if (!flags.prune.empty()) weights = model::prune_weights(graph, weights, flags.prune);
   if (flags.weights_format == "fp32") return weights;
   return model::quantize_weights(graph, weights, flags.weights_format, flags.group);
 }
@@ -297,9 +299,10 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
     sim::MeshDataPlane mesh(plan, weights);
     p = ref::evaluate_perplexity(mesh, tokens, window, on_window);
   }
+  const std::string pruned = flags.prune.empty() ? "" : ", pruned " + flags.prune;
   std::printf(
-      "%s on %s, weights %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
-      config.name.c_str(), flags.arch.c_str(), flags.weights_format.c_str(), p.perplexity, p.mean_nll,
+      "%s on %s, weights %s%s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
+      config.name.c_str(), flags.arch.c_str(), flags.weights_format.c_str(), pruned.c_str(), p.perplexity, p.mean_nll,
       static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
       static_cast<long long>(window));
   return 0;
@@ -461,6 +464,8 @@ int main(int argc, char** argv) {
                    "ternary")
       ->capture_default_str();
   run_cmd->add_option("--group", run.group, "int4 group size (inputs per scale)")->capture_default_str();
+  run_cmd->add_option("--prune", run.prune,
+                      "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
   run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
@@ -521,6 +526,8 @@ int main(int argc, char** argv) {
                    "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8, int4, ternary")
       ->capture_default_str();
   eval_cmd->add_option("--group", eval.group, "int4 group size (inputs per scale)")->capture_default_str();
+  eval_cmd->add_option("--prune", eval.prune,
+                       "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
   eval_cmd->add_option("-s,--seed", eval.seed, "Seed for --weights random")->capture_default_str();
   eval_cmd->add_flag("-q,--quiet", eval.outputs.quiet, "No progress lines on stderr");
 

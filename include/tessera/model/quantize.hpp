@@ -17,4 +17,12 @@ namespace tessera::model {
 // unknown format or a group that does not divide a matrix's input dimension.
 Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group = 32);
 
+// Pruning of every matrix parameter (norms, biases and embeddings are kept), applied before the
+// format: pattern "unstructured:D" (keep the fraction D of largest magnitudes per matrix), "N:M"
+// (in each run of M inputs of an output channel keep the N largest), or "blockK:D" (tile the
+// stored matrix in K x K blocks and keep the fraction D with the largest L1 norm). Ties go to the
+// lower index. Throws Error on a malformed spec, a density outside (0, 1], N > M, or a block size
+// that does not divide a matrix.
+Weights prune_weights(const ir::Graph& graph, const Weights& weights, const std::string& spec);
+
 }  // namespace tessera::model

@@ -422,6 +422,32 @@ const CLI::Validator kNonNegative(
     },
     ">= 0");
 
+// Options shared by the commands that load a model with weights (run, eval).
+void add_model_options(CLI::App* cmd, RunFlags& flags) {
+  cmd->add_option("-m,--model", flags.model, "Model name (see `tessera models`), config file or model directory")
+      ->capture_default_str();
+  cmd->add_option("-w,--weights", flags.weights,
+                  "safetensors file (Hugging Face names), or 'random' for seeded random weights; default: the "
+                  "model's shipped weights");
+  cmd->add_option("--tokenizer", flags.tokenizer_dir, "Directory with encoder.json and vocab.bpe (GPT-2 format)");
+  cmd->add_option("--weights-format", flags.weights_format,
+                  "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (per channel), int4 (per group), "
+                  "ternary")
+      ->capture_default_str();
+  cmd->add_option("--group", flags.group, "int4 group size (inputs per scale)")->capture_default_str();
+  cmd->add_option("--prune", flags.prune,
+                  "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
+}
+
+// Options shared by the commands that simulate a machine (run, simulate).
+void add_output_options(CLI::App* cmd, Outputs& out) {
+  cmd->add_option("--json", out.json, "Write all metrics as JSON (schema: docs/metrics.md)");
+  cmd->add_option("--csv", out.csv, "Write per-phase and per-op rows as CSV");
+  cmd->add_flag("-q,--quiet", out.quiet, "No progress lines on stderr");
+  cmd->add_option("--trace", out.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  cmd->add_option("--heatmaps", out.heatmaps, "Write per-core heatmaps (SVG and PNG) into this new directory");
+}
+
 int main(int argc, char** argv) {
   CLI::App app{
       "tessera runs transformer models on simulated AI accelerators and reports what they compute,\n"
@@ -434,12 +460,8 @@ int main(int argc, char** argv) {
   RunFlags run;
   auto* run_cmd = app.add_subcommand(
       "run", "Generate text on a simulated machine (default: wse2) or the host reference, and report it");
-  run_cmd->add_option("-m,--model", run.model, "Model name (see `tessera models`), config file or model directory")
-      ->capture_default_str();
-  run_cmd->add_option("-w,--weights", run.weights,
-                      "safetensors file (Hugging Face names), or 'random' for seeded random weights; default: the "
-                      "model's shipped weights");
-  run_cmd->add_option("--tokenizer", run.tokenizer_dir, "Directory with encoder.json and vocab.bpe (GPT-2 format)");
+  add_model_options(run_cmd, run);
+  add_output_options(run_cmd, run.outputs);
   run_cmd->add_option("-p,--prompt", run.prompt, "Prompt text")->capture_default_str();
   run_cmd->add_option("-n,--max-tokens", run.max_tokens, "Number of tokens to generate")
       ->capture_default_str()
@@ -458,22 +480,8 @@ int main(int argc, char** argv) {
   run_cmd
       ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
       ->check(kNonNegative);
-  run_cmd
-      ->add_option("--weights-format", run.weights_format,
-                   "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (per channel), int4 (per group), "
-                   "ternary")
-      ->capture_default_str();
-  run_cmd->add_option("--group", run.group, "int4 group size (inputs per scale)")->capture_default_str();
-  run_cmd->add_option("--prune", run.prune,
-                      "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
   run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
       ->capture_default_str();
-  run_cmd->add_option("--json", run.outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
-  run_cmd->add_option("--csv", run.outputs.csv, "Write per-phase and per-op rows as CSV");
-  run_cmd->add_flag("-q,--quiet", run.outputs.quiet, "No progress lines on stderr");
-  run_cmd->add_option("--trace", run.outputs.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
-  run_cmd->add_option("--heatmaps", run.outputs.heatmaps,
-                      "Write per-core heatmaps (SVG and PNG) into this new directory");
 
   CompileFlags compile;
   auto* compile_cmd =
@@ -497,37 +505,22 @@ int main(int argc, char** argv) {
   Outputs simulate_outputs;
   auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
-  simulate_cmd->add_option("--json", simulate_outputs.json, "Write all metrics as JSON (schema: docs/metrics.md)");
-  simulate_cmd->add_option("--csv", simulate_outputs.csv, "Write per-phase and per-op rows as CSV");
-  simulate_cmd->add_flag("-q,--quiet", simulate_outputs.quiet, "No progress lines on stderr");
-  simulate_cmd->add_option("--trace", simulate_outputs.trace,
-                           "Write the simulated timeline (Chrome/Perfetto trace JSON)");
+  add_output_options(simulate_cmd, simulate_outputs);
   simulate_cmd->add_flag(
       "--cycle-level", simulate_outputs.cycle_level,
       "Time every collective wavelet by wavelet (meshes up to 64x64; slow) instead of the fast model");
-  simulate_cmd->add_option("--heatmaps", simulate_outputs.heatmaps,
-                           "Write per-core heatmaps (SVG and PNG) into this new directory");
 
   RunFlags eval;
   eval.arch = "host";
   std::string eval_text;
   int64_t eval_window = 0;
   auto* eval_cmd = app.add_subcommand("eval", "Perplexity of a model on a text file");
-  eval_cmd->add_option("-m,--model", eval.model, "Model name, config file or model directory")->capture_default_str();
-  eval_cmd->add_option("-w,--weights", eval.weights, "safetensors file, or 'random'; default: the shipped weights");
-  eval_cmd->add_option("--tokenizer", eval.tokenizer_dir, "Directory with encoder.json and vocab.bpe");
+  add_model_options(eval_cmd, eval);
   eval_cmd->add_option("--text", eval_text, "Text file to score")->required();
   eval_cmd->add_option("--window", eval_window, "Tokens per window (default: the model's context)")
       ->check(kNonNegative);
   eval_cmd->add_option("-a,--arch", eval.arch, "host, or a machine whose data plane computes the values")
       ->capture_default_str();
-  eval_cmd
-      ->add_option("--weights-format", eval.weights_format,
-                   "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8, int4, ternary")
-      ->capture_default_str();
-  eval_cmd->add_option("--group", eval.group, "int4 group size (inputs per scale)")->capture_default_str();
-  eval_cmd->add_option("--prune", eval.prune,
-                       "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
   eval_cmd->add_option("-s,--seed", eval.seed, "Seed for --weights random")->capture_default_str();
   eval_cmd->add_flag("-q,--quiet", eval.outputs.quiet, "No progress lines on stderr");
 

@@ -26,7 +26,7 @@ void compile_and_simulate(benchmark::State& state, const std::string& model, con
   for (auto _ : state) {
     const auto result =
         compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
-                                   arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, {128, 128, dtype});
+                                   arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, {128, 128, PrecisionPolicy::uniform(dtype)});
     if (!result.status) state.SkipWithError(result.status.message().c_str());
     tokens_per_s = sim::simulate_mesh_timing(result.program).decode_tokens_per_s;
   }
@@ -46,7 +46,7 @@ void gpt2_small_numerics_on_wse2(benchmark::State& state) {
   const std::string arch_yaml = read_text_file(arch_path);
   const auto plan =
       compiler::compile_for_mesh(config, read_text_file(model_path), model_path, arch::parse_arch(arch_yaml, arch_path),
-                                 arch_yaml, arch_path, {64, 16, "fp32"})
+                                 arch_yaml, arch_path, {64, 16, {}})
           .program;
   std::vector<int32_t> prompt(64);
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>((i * 37 + 11) % 1000);

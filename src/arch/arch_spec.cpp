@@ -9,11 +9,6 @@
 
 namespace tessera::arch {
 
-const std::vector<std::string>& known_dtypes() {
-  static const std::vector<std::string> names = {"fp32", "fp16", "bf16"};
-  return names;
-}
-
 double ArchSpec::peak_macs_per_second(const std::string& dtype) const {
   const auto it = core.macs_per_cycle.find(dtype);
   return it == core.macs_per_cycle.end() ? 0.0 : it->second * clock_hz * static_cast<double>(usable.cores());
@@ -46,11 +41,34 @@ std::map<std::string, double> per_dtype(const YamlMap& parent, const std::string
                                         double (*parse)(const YamlMap&, const std::string&)) {
   const YamlMap map = parent.map(key);
   std::map<std::string, double> out;
-  for (const auto& dtype : known_dtypes())
+  for (const auto& dtype : activation_formats())
     if (map.has(dtype)) out[dtype] = parse(map, dtype);
   map.finish();
-  if (out.empty()) fail("{}: give at least one of fp32, fp16, bf16", parent.where(key));
+  if (out.empty()) fail("{}: give at least one of fp32, bf16, fp16, fp8_e4m3, fp8_e5m2", parent.where(key));
   return out;
+}
+
+std::vector<std::string> formats_from(const YamlMap& map, const std::string& key,
+                                      const std::vector<std::string>& allowed, const std::vector<std::string>& dflt) {
+  if (!map.has(key)) return dflt;
+  std::vector<std::string> out = map.strings(key);
+  for (const auto& f : out)
+    if (std::find(allowed.begin(), allowed.end(), f) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      fail("{}: unknown format '{}'; known: {}", map.where(key), f, list);
+    }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+  return out.empty() ? "none" : out;
+}
+
+bool contains(const std::vector<std::string>& items, const std::string& x) {
+  return std::find(items.begin(), items.end(), x) != items.end();
 }
 
 }  // namespace
@@ -89,6 +107,17 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
     return v;
   });
   a.core.routes = positive(core, "routes");
+  std::vector<std::string> mac_dtypes;
+  for (const auto& [dtype, _] : a.core.macs_per_cycle) mac_dtypes.push_back(dtype);
+  if (core.has("accumulate")) {
+    a.core.accumulate = core.string("accumulate");
+    if (a.core.accumulate != "fp32")
+      fail("{}: tessera emulates fp32 accumulation only, got '{}'", core.where("accumulate"), a.core.accumulate);
+  }
+  a.core.weight_formats = formats_from(core, "weight_formats", weight_formats(), mac_dtypes);
+  a.core.kv_formats = formats_from(core, "kv_formats", activation_formats(), mac_dtypes);
+  a.core.unpack_ops_per_weight = core.optional_number("unpack_ops_per_weight").value_or(0.0);
+  if (a.core.unpack_ops_per_weight < 0) fail("{}: must be >= 0", core.where("unpack_ops_per_weight"));
   core.finish();
 
   const YamlMap link = root.map("link");
@@ -120,6 +149,26 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   a.energy.offchip_pj_per_byte = per_byte("offchip");
   energy.finish();
 
+  if (root.has("sparsity")) {
+    const YamlMap sp = root.map("sparsity");
+    if (sp.has("weights")) {
+      for (const auto& pattern : sp.strings("weights")) {
+        bool known = pattern == "unstructured";
+        try {
+          if (!known) known = parse_sparsity(pattern.starts_with("block") ? pattern + ":0.5" : pattern).capability() == pattern;
+        } catch (const Error&) {
+          known = false;
+        }
+        if (!known)
+          fail("{}: unknown pattern '{}'; write unstructured, N:M (e.g. 2:4) or blockK (e.g. block16)",
+               sp.where("weights"), pattern);
+        a.sparsity.weights.push_back(pattern);
+      }
+    }
+    a.sparsity.activations = sp.optional_boolean("activations").value_or(false);
+    sp.finish();
+  }
+
   for (const auto& [dtype, _] : a.core.macs_per_cycle)
     if (!a.energy.mac_pj.contains(dtype))
       fail("{}: the core computes in {} but energy.mac has no {} entry", origin, dtype, dtype);
@@ -128,5 +177,42 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
 }
 
 ArchSpec load_arch(const std::filesystem::path& path) { return parse_arch(read_text_file(path), path.string()); }
+
+Status check_precision(const ArchSpec& arch, const PrecisionPolicy& policy) {
+  std::vector<std::string> lacks;
+  std::vector<std::string> mac_dtypes;
+  for (const auto& [dtype, _] : arch.core.macs_per_cycle) mac_dtypes.push_back(dtype);
+  if (!arch.core.macs_per_cycle.contains(policy.activations))
+    lacks.push_back(fmt::format("{} activations (its MACs take {})", policy.activations, join(mac_dtypes)));
+  if (!contains(arch.core.weight_formats, policy.weights))
+    lacks.push_back(fmt::format("{} weights (it stores {})", policy.weights, join(arch.core.weight_formats)));
+  if (!contains(arch.core.kv_formats, policy.kv))
+    lacks.push_back(fmt::format("a {} KV cache (it stores {})", policy.kv, join(arch.core.kv_formats)));
+  if (lacks.empty()) return Status::ok();
+  std::string list;
+  for (size_t i = 0; i < lacks.size(); ++i) list += (i == 0 ? "" : "; ") + lacks[i];
+  return Status::failure("{} does not support {}", arch.name, list);
+}
+
+bool skips_weight_zeros(const ArchSpec& arch, const SparsityPattern& pattern) {
+  return !pattern.dense() && contains(arch.sparsity.weights, pattern.capability());
+}
+
+PrecisionPolicy load_precision_policy(const std::filesystem::path& path) {
+  const YamlMap root = YamlMap::parse_file(path);
+  PrecisionPolicy p;
+  p.weights = root.optional_string("weights").value_or(p.weights);
+  p.group = root.optional_integer("group").value_or(p.group);
+  p.activations = root.optional_string("activations").value_or(p.activations);
+  p.kv = root.optional_string("kv").value_or(p.kv);
+  p.prune = root.optional_string("prune").value_or("");
+  root.finish();
+  try {
+    p.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", path.string(), e.what());
+  }
+  return p;
+}
 
 }  // namespace tessera::arch

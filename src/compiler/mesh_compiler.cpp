@@ -21,11 +21,8 @@ constexpr int64_t kRoutesPerCore = 3 + 3 + 2 + 2;
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-int64_t dtype_bytes(const std::string& dtype) {
-  if (dtype == "fp32") return 4;
-  if (dtype == "fp16" || dtype == "bf16") return 2;
-  fail("unknown weight dtype '{}'; choose fp32, fp16 or bf16", dtype);
-}
+// Norm vectors and biases stay fp32 whatever the matrices' format (model/quantize.hpp).
+constexpr int64_t kVectorBytes = 4;
 
 // A weight matrix [k, n]. rows_in: the input is split over the region's rows (so the k split is
 // over rows and the partial outputs are allreduced along each column, ending split over columns);
@@ -58,7 +55,14 @@ struct Footprint {
 class Lowering {
  public:
   Lowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const MeshCompileOptions& o)
-      : m_(m), a_(a), o_(o), wbytes_(dtype_bytes(o.weight_dtype)) {
+      : m_(m),
+        a_(a),
+        o_(o),
+        pattern_(parse_sparsity(o.precision.prune)),
+        skip_(arch::skips_weight_zeros(a, pattern_)),
+        kv_bytes_(static_cast<int64_t>(storage_bits(o.precision.kv) / 8)),
+        rate_(a.core.macs_per_cycle.at(o.precision.activations)),
+        unpack_ops_(o.precision.weights == o.precision.activations ? 0.0 : a.core.unpack_ops_per_weight) {
     const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
     const int64_t d = m.d_model;
     layer_ = {"layer", true, {}, 2, gpt2 ? 2 : 1};
@@ -78,7 +82,19 @@ class Lowering {
     head_ = {"head", false, {{"lm_head", d, m.vocab_size, true, false}}, 1, gpt2 ? 2 : 1};
   }
 
-  int64_t wbytes() const { return wbytes_; }
+  // Bits per stored element of a matrix with k inputs: the format with its scales, compressed
+  // when the arch skips the pruning pattern's zeros (otherwise the zeros are stored).
+  double weight_bits(int64_t k) const {
+    const double bits = storage_bits(o_.precision.weights, o_.precision.group, k);
+    return skip_ ? compressed_bits(pattern_, bits) : bits;
+  }
+  int64_t matrix_bytes(int64_t elements, int64_t k) const {
+    return static_cast<int64_t>(std::ceil(static_cast<double>(elements) * weight_bits(k) / 8));
+  }
+  // The fraction of a matrix's MACs the hardware performs.
+  double mac_fraction() const { return skip_ ? pattern_.density : 1.0; }
+  bool skips_weight_zeros() const { return skip_; }
+  int64_t kv_bytes() const { return kv_bytes_; }
 
   // Per-core capacities, as program/layout.hpp splits: n over the rows, or `parts` equal outputs
   // of n / parts each over the columns (the model dimension with pairs kept together).
@@ -93,9 +109,9 @@ class Lowering {
   const StageKind& layer() const { return layer_; }
   const StageKind& head() const { return head_; }
 
-  int64_t weight_elements(const StageKind& s) const {
-    int64_t n = s.norms * s.norm_vectors * m_.d_model;
-    for (const auto& mm : s.matmuls) n += mm.k * mm.n + (mm.bias ? mm.n : 0);
+  int64_t weight_bytes(const StageKind& s) const {
+    int64_t n = s.norms * s.norm_vectors * m_.d_model * kVectorBytes;
+    for (const auto& mm : s.matmuls) n += matrix_bytes(mm.k * mm.n, mm.k) + (mm.bias ? mm.n * kVectorBytes : 0);
     return n;
   }
 
@@ -105,15 +121,15 @@ class Lowering {
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
     for (const auto& mm : s.matmuls) {
-      f.weights += (tile_k(mm, r) * tile_n(mm, r) + (mm.bias ? tile_n(mm, r) : 0)) * wbytes_;
+      f.weights += matrix_bytes(tile_k(mm, r) * tile_n(mm, r), mm.k) + (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
       widest_partial = std::max(widest_partial, tile_n(mm, r));
       if (mm.rows_in) cols_activations += tile_n(mm, r);
     }
-    f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * wbytes_;
+    f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * kVectorBytes;
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
-      f.kv = 2 * slots * over_cols(m_.d_model, r) * wbytes_;  // k and v per query dimension (see above)
+      f.kv = 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
       per_token += m_.n_heads * slots;                        // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
@@ -127,7 +143,7 @@ class Lowering {
   // A rough decode-time estimate (cycles) for choosing region shapes: local GEMV work plus a
   // two-level tree allreduce per matmul. The simulator, not this, reports the time.
   double estimate_cycles(const StageKind& s, Shape r) const {
-    const double rate = a_.core.macs_per_cycle.at(o_.weight_dtype == "fp32" ? "fp32" : o_.weight_dtype);
+    const double rate = rate_ / (mac_fraction() + unpack_ops_ * mac_fraction());
     const double stage_latency = 2 * a_.link.ramp_latency_cycles + 1;
     double cycles = 0;
     for (const auto& mm : s.matmuls) {
@@ -167,10 +183,16 @@ class Lowering {
     const int64_t ks = mm.rows_in ? r.py : r.px;
     Step st;
     st.name = mm.name, st.stage = stage, st.op = "matmul";
-    st.macs = tokens * tile_k(mm, r) * tile_n(mm, r);
-    st.total_macs = tokens * mm.k * mm.n;
-    st.elementwise = mm.bias ? tokens * tile_n(mm, r) : 0;
-    st.sram_bytes = st.total_macs * (wbytes_ + kActivationBytes) + cores * tokens * tile_n(mm, r) * kActivationBytes;
+    const double performed = mac_fraction();
+    st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * tile_k(mm, r) * tile_n(mm, r)) * performed));
+    st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * mm.k * mm.n) * performed));
+    // Stored weights are unpacked once per step into the MAC dtype and reused for every token.
+    st.elementwise = (mm.bias ? tokens * tile_n(mm, r) : 0) +
+                     static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed *
+                                                    unpack_ops_));
+    // Every token reads the stored weights once and an activation per MAC; outputs are written once.
+    st.sram_bytes = tokens * matrix_bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
+                    cores * tokens * tile_n(mm, r) * kActivationBytes;
     st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
     st.words = tokens * tile_n(mm, r);
     // Each partial output is final on its core once its column of the tile is done, so the
@@ -192,7 +214,11 @@ class Lowering {
   const ir::ModelConfig& m_;
   const arch::ArchSpec& a_;
   const MeshCompileOptions& o_;
-  int64_t wbytes_;
+  SparsityPattern pattern_;
+  bool skip_;
+  int64_t kv_bytes_;
+  double rate_;        // MACs per cycle per core in the activations' dtype
+  double unpack_ops_;  // per stored weight, when its format is not the MAC dtype
   StageKind layer_, head_;
 };
 
@@ -225,7 +251,7 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
   scores.macs_per_slot = tokens * dx;
   scores.total_macs_per_slot = tokens * d * r.py;
-  scores.sram_bytes_per_slot = cores * tokens * dx * (wbytes_ + kActivationBytes);
+  scores.sram_bytes_per_slot = cores * tokens * dx * (kv_bytes_ + kActivationBytes);
   scores.pattern = Pattern::AllreduceX;
   scores.words_per_slot = tokens * m_.n_heads;
   scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
@@ -266,6 +292,21 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   transfer.words = (last_stage_before_head && prefill ? 1 : tokens) * cdiv(d, r.py);
   out.push_back(transfer);
   return out;
+}
+
+// " (or ... weights: --weights-format F)" for the widest format the arch stores that would fit by
+// total bytes, if the current one does not.
+std::string smaller_format_hint(const arch::ArchSpec& arch, const PrecisionPolicy& policy, double weight_bytes,
+                                double needed, double usable) {
+  const double bits = storage_bits(policy.weights, policy.group);
+  for (const std::string& f : weight_formats()) {
+    const double ratio = storage_bits(f, policy.group) / bits;
+    if (ratio >= 1 || std::find(arch.core.weight_formats.begin(), arch.core.weight_formats.end(), f) ==
+                          arch.core.weight_formats.end())
+      continue;
+    if (needed - weight_bytes * (1 - ratio) <= usable) return fmt::format(" (or {} weights: --weights-format {})", f, f);
+  }
+  return "";
 }
 
 struct Placement {
@@ -323,22 +364,18 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   if (context > model.context_length)
     fail("{} prompt + {} new tokens exceed {}'s context of {} tokens", options.prompt_tokens, options.max_new_tokens,
          model.name, model.context_length);
+  options.precision.validate();
+  if (const Status s = arch::check_precision(arch, options.precision); !s) fail("{}", s.message());
   const Lowering low(model, arch, options);
-  const std::string compute_dtype = options.weight_dtype;
-  if (!arch.core.macs_per_cycle.contains(compute_dtype)) {
-    std::string have;
-    for (const auto& [dtype, _] : arch.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
-    fail("{} does not compute in {}; its cores support: {}", arch.name, compute_dtype, have);
-  }
 
   MeshCompileResult result;
   const auto placement = place(low, arch, model.n_layers);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
-    const double layer_bytes = static_cast<double>(low.weight_elements(low.layer()) * low.wbytes());
-    const double head_bytes = static_cast<double>(low.weight_elements(low.head()) * low.wbytes());
+    const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
+    const double head_bytes = static_cast<double>(low.weight_bytes(low.head()));
     // KV is stored per query dimension (grouped-query heads expanded; see the Lowering constructor).
-    const double kv_per_layer_token = 2.0 * static_cast<double>(model.d_model * low.wbytes());
+    const double kv_per_layer_token = 2.0 * static_cast<double>(model.d_model * low.kv_bytes());
     const auto layers = static_cast<double>(model.n_layers), tokens = static_cast<double>(context);
     const double kv_bytes = layers * kv_per_layer_token * tokens;
     const double needed = layers * layer_bytes + head_bytes + kv_bytes;
@@ -369,20 +406,23 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         "need {:.2f} GB of the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on {} cores ({}); "
         "{}. Counting "
         "total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
-        model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.weight_dtype, head_bytes / 1e6,
+        model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.precision.describe(), head_bytes / 1e6,
         kv_bytes / 1e6, context, needed / 1e9, usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(),
         total, per_stage,
         layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
         context_that_fits > 0 ? fmt::format("a context of at most {} tokens", context_that_fits)
                               : std::string("no context length (the weights alone are too large)"),
-        options.weight_dtype == "fp32" && needed / 2 <= usable ? " (or 16-bit weights: --dtype fp16)" : "");
+        smaller_format_hint(arch, options.precision, layers * layer_bytes + head_bytes, needed, usable));
     return result;
   }
 
   program::Program& p = result.program;
   p.arch_yaml = arch_yaml, p.arch_origin = arch_origin;
   p.model_yaml = model_yaml, p.model_origin = model_origin;
-  p.weight_dtype = options.weight_dtype;
+  p.precision = options.precision;
+  p.weight_bits = low.weight_bits(model.d_model);
+  p.skip_weight_zeros = low.skips_weight_zeros();
+  p.skip_zero_activations = arch.sparsity.activations;
   p.prompt_tokens = options.prompt_tokens;
   p.max_new_tokens = options.max_new_tokens;
   p.max_context = context;
@@ -410,7 +450,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv, st.activation_bytes = f.activations;
     st.routes = kRoutesPerCore;
     st.context_split = reg.height;
-    st.total_weight_bytes = low.weight_elements(kind) * low.wbytes();
+    st.total_weight_bytes = low.weight_bytes(kind);
     if (st.routes > arch.core.routes) {
       result.status = Status::failure("{}: stage '{}' needs {} routes per core but {} cores have {}", arch.name,
                                       st.name, st.routes, arch.name, arch.core.routes);

@@ -137,6 +137,18 @@ YamlMap YamlMap::map(const std::string& key) const {
   return YamlMap(std::make_shared<Impl>(Impl{child, impl_->origin, impl_->full_key(key), {}}));
 }
 
+std::vector<std::string> YamlMap::strings(const std::string& key) const {
+  impl_->read_keys.insert(key);
+  const YAML::Node child = require(*this, impl_->node, key, "a list of strings");
+  if (!child.IsSequence()) fail("{}: expected a list of strings, got {}", where(key), node_text(child));
+  std::vector<std::string> out;
+  for (const auto& item : child) {
+    if (!item.IsScalar()) fail("{}: expected a list of strings, but an item is {}", where(key), node_text(item));
+    out.push_back(item.Scalar());
+  }
+  return out;
+}
+
 void YamlMap::finish() const {
   for (const auto& entry : impl_->node) {
     if (!entry.first.IsScalar()) fail("{}: mapping keys must be plain strings", impl_->origin);

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/formats.hpp"
+#include "tessera/base/precision.hpp"
 
 namespace tessera::model {
 
@@ -63,50 +63,6 @@ Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const s
 
 namespace {
 
-struct PruneSpec {
-  enum class Kind { Unstructured, NM, Block } kind;
-  double density = 1;
-  int64_t n = 0, m = 0, block = 0;
-};
-
-PruneSpec parse_prune(const std::string& spec) {
-  auto density = [&](const std::string& text) {
-    double d = 0;
-    try {
-      size_t used = 0;
-      d = std::stod(text, &used);
-      if (used != text.size()) throw std::invalid_argument(text);
-    } catch (const std::exception&) {
-      fail("--prune '{}': '{}' is not a number", spec, text);
-    }
-    if (!(d > 0 && d <= 1)) fail("--prune '{}': density must be in (0, 1], got {}", spec, d);
-    return d;
-  };
-  const size_t colon = spec.find(':');
-  if (colon == std::string::npos)
-    fail("--prune '{}': expected unstructured:DENSITY, N:M (e.g. 2:4) or blockK:DENSITY (e.g. block16:0.5)", spec);
-  const std::string head = spec.substr(0, colon), tail = spec.substr(colon + 1);
-  if (head == "unstructured") return {PruneSpec::Kind::Unstructured, density(tail)};
-  if (head.starts_with("block")) {
-    int64_t k = 0;
-    try {
-      k = std::stoll(head.substr(5));
-    } catch (const std::exception&) {
-      fail("--prune '{}': expected a block size after 'block'", spec);
-    }
-    if (k < 1) fail("--prune '{}': block size must be >= 1", spec);
-    return {PruneSpec::Kind::Block, density(tail), 0, 0, k};
-  }
-  int64_t n = 0, m = 0;
-  try {
-    n = std::stoll(head), m = std::stoll(tail);
-  } catch (const std::exception&) {
-    fail("--prune '{}': expected unstructured:DENSITY, N:M or blockK:DENSITY", spec);
-  }
-  if (n < 1 || m < 1 || n > m) fail("--prune '{}': need 1 <= N <= M", spec);
-  return {PruneSpec::Kind::NM, static_cast<double>(n) / static_cast<double>(m), n, m, 0};
-}
-
 // Indices of the `keep` largest scores (ties: lower index first).
 std::vector<size_t> top(const std::vector<double>& score, size_t keep) {
   std::vector<size_t> order(score.size());
@@ -119,7 +75,8 @@ std::vector<size_t> top(const std::vector<double>& score, size_t keep) {
 }  // namespace
 
 Weights prune_weights(const ir::Graph& graph, const Weights& weights, const std::string& spec) {
-  const PruneSpec p = parse_prune(spec);
+  const SparsityPattern p = parse_sparsity(spec);
+  if (p.dense()) return weights;
   Weights out;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
     const ir::Node& node = graph.node(static_cast<int>(id));
@@ -134,17 +91,17 @@ Weights prune_weights(const ir::Graph& graph, const Weights& weights, const std:
     }
     const int64_t rows = t.shape[0], cols = t.shape[1];
     std::vector<float> kept(t.values.size(), 0.0f);
-    if (p.kind == PruneSpec::Kind::Unstructured) {
+    if (p.kind == SparsityPattern::Kind::Unstructured) {
       std::vector<double> score(t.values.size());
       for (size_t i = 0; i < score.size(); ++i) score[i] = std::abs(t.values[i]);
       for (size_t i : top(score, static_cast<size_t>(std::llround(p.density * static_cast<double>(score.size())))))
         kept[i] = t.values[i];
-    } else if (p.kind == PruneSpec::Kind::NM) {
+    } else if (p.kind == SparsityPattern::Kind::NM) {
       // Runs of M inputs within each output channel.
       const bool columns = channels_in_columns(graph, static_cast<int>(id));
       const int64_t channels = columns ? cols : rows, inputs = columns ? rows : cols;
       if (inputs % p.m != 0)
-        fail("--prune {}:{}: M = {} does not divide the {} inputs of '{}'", p.n, p.m, p.m, inputs, node.name);
+        fail("prune {}: M = {} does not divide the {} inputs of '{}'", p.spec, p.m, inputs, node.name);
       for (int64_t ch = 0; ch < channels; ++ch)
         for (int64_t g = 0; g < inputs; g += p.m) {
           auto at = [&](int64_t k) { return static_cast<size_t>(columns ? (g + k) * cols + ch : ch * cols + g + k); };
@@ -155,8 +112,8 @@ Weights prune_weights(const ir::Graph& graph, const Weights& weights, const std:
         }
     } else {
       if (rows % p.block != 0 || cols % p.block != 0)
-        fail("--prune block{}: {}x{} blocks do not tile '{}' ({}x{}); choose a block size dividing both", p.block,
-             p.block, p.block, node.name, rows, cols);
+        fail("prune {}: {}x{} blocks do not tile '{}' ({}x{}); choose a block size dividing both", p.spec, p.block,
+             p.block, node.name, rows, cols);
       const int64_t br = rows / p.block, bc = cols / p.block;
       std::vector<double> score(static_cast<size_t>(br * bc), 0.0);
       for (int64_t r = 0; r < rows; ++r)

@@ -11,7 +11,7 @@ namespace {
 
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: a precision policy replaces weight_dtype
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -68,6 +68,16 @@ struct Reader {
     if (!v.is_string()) fail("{}: field '{}' must be a string", where, key);
     return v.get<std::string>();
   }
+  double number(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_number()) fail("{}: field '{}' must be a number", where, key);
+    return v.get<double>();
+  }
+  bool flag(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_boolean()) fail("{}: field '{}' must be true or false", where, key);
+    return v.get<bool>();
+  }
   const json& array(const std::string& key) const {
     const json& v = at(key);
     if (!v.is_array()) fail("{}: field '{}' must be a list", where, key);
@@ -87,11 +97,7 @@ Step parse_step(const json& j, const std::string& where) {
     if (v < INT32_MIN || v > INT32_MAX) fail("{}: field '{}' is out of range: {}", where, key, v);
     s.*field = static_cast<int32_t>(v);
   }
-  for (const auto& [key, field] : kStepFlags) {
-    const json& v = r.at(key);
-    if (!v.is_boolean()) fail("{}: field '{}' must be true or false", where, key);
-    s.*field = v.get<bool>();
-  }
+  for (const auto& [key, field] : kStepFlags) s.*field = r.flag(key);
   return s;
 }
 
@@ -117,7 +123,15 @@ std::string to_json(const Program& p) {
                     {"version", kFormatVersion},
                     {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
                     {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
-                    {"weight_dtype", p.weight_dtype},
+                    {"precision",
+                     {{"weights", p.precision.weights},
+                      {"group", p.precision.group},
+                      {"activations", p.precision.activations},
+                      {"kv", p.precision.kv},
+                      {"prune", p.precision.prune},
+                      {"weight_bits", p.weight_bits},
+                      {"skip_weight_zeros", p.skip_weight_zeros},
+                      {"skip_zero_activations", p.skip_zero_activations}}},
                     {"prompt_tokens", p.prompt_tokens},
                     {"max_new_tokens", p.max_new_tokens},
                     {"max_context", p.max_context},
@@ -144,7 +158,20 @@ Program from_json(const std::string& text, const std::string& origin) {
   const Reader model{r.at("model"), origin + ": model"};
   p.model_yaml = model.string("yaml");
   p.model_origin = model.string("origin");
-  p.weight_dtype = r.string("weight_dtype");
+  const Reader precision{r.at("precision"), origin + ": precision"};
+  p.precision.weights = precision.string("weights");
+  p.precision.group = precision.integer("group");
+  p.precision.activations = precision.string("activations");
+  p.precision.kv = precision.string("kv");
+  p.precision.prune = precision.string("prune");
+  try {
+    p.precision.validate();
+  } catch (const Error& e) {
+    fail("{}: precision: {}", origin, e.what());
+  }
+  p.weight_bits = precision.number("weight_bits");
+  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
+  p.skip_zero_activations = precision.flag("skip_zero_activations");
   p.prompt_tokens = r.integer("prompt_tokens");
   p.max_new_tokens = r.integer("max_new_tokens");
   p.max_context = r.integer("max_context");

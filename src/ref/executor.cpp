@@ -40,8 +40,12 @@ float dot(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context)
-    : graph_(graph), max_context_(max_context) {
+ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context,
+                                     const PrecisionPolicy& precision)
+    : graph_(graph),
+      max_context_(max_context),
+      activations_(parse_float_format(precision.activations)),
+      kv_(parse_float_format(precision.kv)) {
   if (const Status s = graph.verify(); !s) fail("cannot execute an invalid graph: {}", s.message());
   TESSERA_ASSERT(graph.outputs().size() == 1);
   const size_t n = graph.nodes().size();
@@ -169,6 +173,11 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       const bool linear = node.op == OpKind::Linear;
       const int64_t k = linear ? w[1] : w[0];
       const float* x = in(0) + (last_row_only ? (rows - 1) * k : 0);
+      if (activations_ != FloatFormat::F32) {
+        rounded_.resize(static_cast<size_t>(out_rows * k));
+        for (size_t e = 0; e < rounded_.size(); ++e) rounded_[e] = round_to_format(x[e], activations_);
+        x = rounded_.data();
+      }
       float beta = 0.0f;
       if (node.inputs.size() == 3) {
         for (int64_t r = 0; r < out_rows; ++r) std::copy_n(in(2), cols, out.data() + r * cols);
@@ -242,8 +251,10 @@ void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows)
   const float* q = buffers_[static_cast<size_t>(node.inputs[0])].data();
   const float* k = buffers_[static_cast<size_t>(node.inputs[1])].data();
   const float* v = buffers_[static_cast<size_t>(node.inputs[2])].data();
-  std::copy_n(k, rows * kv_width, cache.keys.data() + position_ * kv_width);
-  std::copy_n(v, rows * kv_width, cache.values.data() + position_ * kv_width);
+  std::transform(k, k + rows * kv_width, cache.keys.data() + position_ * kv_width,
+                 [&](float e) { return round_to_format(e, kv_); });
+  std::transform(v, v + rows * kv_width, cache.values.data() + position_ * kv_width,
+                 [&](float e) { return round_to_format(e, kv_); });
   float* out = buffers_[id].data();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t total = rows * heads;

@@ -43,8 +43,24 @@ nlohmann::json phase_json(const sim::PhaseReport& p, double clock_hz) {
 
 std::string summary_table(const sim::MeshReport& r) {
   std::string out =
-      fmt::format("{} on {} (simulated, {} fabric model; {} weights, {:.2f} GHz, {} of {} cores used)\n", r.model_name,
-                  r.arch_name, r.fabric_model, r.weight_dtype, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
+      fmt::format("{} on {} (simulated, {} fabric model; {:.2f} GHz, {} of {} cores used)\n", r.model_name, r.arch_name,
+                  r.fabric_model, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
+  out += fmt::format("  precision            {}; {:.3g} bits per stored weight\n", r.precision.describe(), r.weight_bits);
+  if (!r.precision.prune.empty())
+    out += fmt::format(
+        "  weight sparsity      {}\n",
+        !r.skip_weight_zeros ? std::string("the arch does not declare this pattern: zeros stored and multiplied")
+        : r.weight_bits < storage_bits(r.precision.weights, r.precision.group)
+            ? std::string("zeros skipped (the arch declares this pattern), weights stored compressed")
+            : std::string("zeros skipped (the arch declares this pattern); stored dense, as the compressed form "
+                          "(values + indices) would not be smaller at this density"));
+  if (!r.activation_density.empty()) {
+    std::string densities;
+    for (const auto& [layer, d] : r.activation_density)
+      densities += fmt::format("{}{} {:.1f}%", densities.empty() ? "" : ", ", layer, 100 * (1 - d));
+    out += fmt::format("  zero activations     {} ({})\n", densities,
+                       r.skip_zero_activations ? "skipped by the arch" : "not skipped: the arch does not declare it");
+  }
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
                      r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user ({} generated tokens)\n", r.decode_tokens_per_s,
@@ -158,15 +174,27 @@ std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
     links = {{"block", run.links.block}, {"width", run.links.width}, {"height", run.links.height}};
     for (size_t d = 0; d < 4; ++d) links[kDirections[d]] = run.links.words[d];
   }
-  const nlohmann::json doc = {{"schema", "tessera-run/1"},
+  nlohmann::json density = nlohmann::json::object();
+  for (const auto& [layer, d] : r.activation_density) density[layer] = d;
+  const nlohmann::json doc = {{"schema", "tessera-run/2"},
                               {"link_load", links},
                               {"model", r.model_name},
                               {"arch", r.arch_name},
-                              {"weight_dtype", r.weight_dtype},
+                              {"precision",
+                               {{"weights", r.precision.weights},
+                                {"group", r.precision.group},
+                                {"activations", r.precision.activations},
+                                {"kv", r.precision.kv},
+                                {"accumulate", a.core.accumulate},
+                                {"prune", r.precision.prune},
+                                {"weight_bits", r.weight_bits},
+                                {"skip_weight_zeros", r.skip_weight_zeros},
+                                {"skip_zero_activations", r.skip_zero_activations},
+                                {"activation_density", density}}},
                               {"fabric_model", r.fabric_model},
                               {"clock_hz", r.clock_hz},
                               {"grid", {{"width", run.grid_width}, {"height", run.grid_height}}},
-                              {"peak_macs_per_cycle_per_core", a.core.macs_per_cycle.at(r.weight_dtype)},
+                              {"peak_macs_per_cycle_per_core", a.core.macs_per_cycle.at(r.precision.activations)},
                               {"link_words_per_cycle", a.link.bytes_per_cycle / 4},
                               {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
                               {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},
@@ -258,7 +286,7 @@ std::string trace_json(const sim::MeshReport& r) {
                           {"words", t.words},
                           {"busiest_port_words", t.busiest_port_words},
                           {"word_hops", t.word_hops},
-                          {"dtype", r.weight_dtype}}}});
+                          {"dtype", r.precision.activations}}}});
     }
     const double cycles = t.compute_cycles + t.comm_cycles + t.host_cycles;
     events.push_back({{"name", t.name},
@@ -280,7 +308,7 @@ std::string trace_json(const sim::MeshReport& r) {
                         {"busiest_port_words", t.busiest_port_words},
                         {"word_hops", t.word_hops},
                         {"host_bytes", t.host_bytes},
-                        {"dtype", r.weight_dtype}}}});
+                        {"dtype", r.precision.activations}}}});
   }
   return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump() + "\n";
 }

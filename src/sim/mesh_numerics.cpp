@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <numbers>
 
+#include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/base/formats.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/program/layout.hpp"
 
@@ -15,6 +18,14 @@ namespace {
 using program::Segment;
 using program::segment;
 using program::segment_capacity;
+
+// A core's weight tile stored compressed, row by row: the non-zeros of row k are
+// (column[e], value[e]) for e in [row_start[k], row_start[k + 1]). Used when the arch skips the
+// pruned zeros, so a kernel multiplies only what is stored.
+struct SparseTile {
+  std::vector<int32_t> row_start, column;
+  std::vector<float> value;
+};
 
 // One stage's cores and where each buffer sits in every core's arena (all cores of a stage share
 // one layout, sized for the largest segment).
@@ -33,6 +44,7 @@ struct StageArenas {
   int64_t weight_floats = 0, scratch_floats = 0;
   // Per core: weights and KV cache, which persist for the whole run.
   std::vector<std::vector<float>> resident;  // by core index j * px + i
+  std::vector<std::map<int64_t, SparseTile>> sparse;  // by core index, then weight offset (when skipping)
   // Per core: activations, which live only while the stage runs. Stages run one after another,
   // so all stages' activation areas share one host buffer (each core still has its own area).
   float* scratch = nullptr;
@@ -63,6 +75,39 @@ struct MeshDataPlane::State {
   std::vector<float> rope_cos, rope_sin;  // [context, head_dim / 2], Llama only
   bool llama() const { return model.family == ir::ModelFamily::Llama; }
   std::vector<float> logits;
+  FloatFormat activations = FloatFormat::F32, kv = FloatFormat::F32;
+  bool skip_weight_zeros = false, skip_zero_activations = false;
+  std::map<std::string, std::pair<int64_t, int64_t>> input_zeros;  // per linear layer: zeros, inputs
+
+  // A probe, not a transfer: counts the zeros among a linear layer's (rounded) inputs, reading the
+  // one copy of each segment held by the first line of cores.
+  void count_zeros(const std::string& layer, StageArenas& s, bool rows_layout, int64_t tokens, int64_t in,
+                   int64_t stride, int64_t k_total) {
+    auto& [zeros, inputs] = input_zeros[layer];
+    const int64_t lines = rows_layout ? s.py : s.px;
+    for (int64_t l = 0; l < lines; ++l) {
+      const float* a = rows_layout ? s.arena(0, l) : s.arena(l, 0);
+      const int64_t kn = segment(k_total, lines, l, !rows_layout && k_total == model.d_model ? 2 : 1).size();
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(a[in + t * stride + k], activations) == 0.0f;
+      inputs += tokens * kn;
+    }
+  }
+
+  // out[n] += x * W[k][n] over row k of a core's weight tile at `weight` (`width` columns, or the
+  // compressed non-zeros), skipping the whole row when the arch skips zero activations.
+  void accumulate_row(const StageArenas& s, int64_t core, const float* w, int64_t weight, int64_t width, int64_t k,
+                      float x, float* out, int64_t n_begin, int64_t n_end) const {
+    if (skip_zero_activations && x == 0.0f) return;
+    if (skip_weight_zeros) {
+      const SparseTile& tile = s.sparse[static_cast<size_t>(core)].at(weight);
+      for (int32_t e = tile.row_start[static_cast<size_t>(k)]; e < tile.row_start[static_cast<size_t>(k) + 1]; ++e)
+        out[tile.column[static_cast<size_t>(e)]] += x * tile.value[static_cast<size_t>(e)];
+      return;
+    }
+    const float* row = w + weight + k * width;
+    for (int64_t n = n_begin; n < n_end; ++n) out[n] += x * row[n];
+  }
 
   StageArenas& head() { return stages.back(); }
 
@@ -201,19 +246,23 @@ struct MeshDataPlane::State {
   // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
   // allreduced down each column. The output holds `parts` equal vectors of n_each elements side
   // by side, `cap` columns each.
-  void matmul_rows_in(StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t cap, int64_t parts,
-                      int64_t n_each, int64_t align) {
+  void matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight,
+                      int64_t cap, int64_t parts, int64_t n_each, int64_t align) {
     const int64_t width = cap * parts;
+    count_zeros(layer, s, true, tokens, in, s.nr, model.d_model);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_each, s.px, i, align).size();
+      const int64_t core = j * s.px + i;
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * width;
         std::fill_n(out, width, 0.0f);
         for (int64_t k = 0; k < kn; ++k) {
-          const float xk = a[in + t * s.nr + k];
-          const float* row = w + weight + k * width;
-          for (int64_t p = 0; p < parts; ++p)
-            for (int64_t n = p * cap; n < p * cap + nn; ++n) out[n] += xk * row[n];
+          const float xk = round_to_format(a[in + t * s.nr + k], activations);
+          if (skip_weight_zeros || parts == 1) {
+            accumulate_row(s, core, w, weight, width, k, xk, out, 0, nn);
+          } else {
+            for (int64_t p = 0; p < parts; ++p) accumulate_row(s, core, w, weight, width, k, xk, out, p * cap, p * cap + nn);
+          }
         }
       }
     });
@@ -221,18 +270,18 @@ struct MeshDataPlane::State {
   }
 
   // Cols -> rows: the reverse orientation, allreduced along each row.
-  void matmul_cols_in(StageArenas& s, int64_t tokens, int64_t in, int64_t in_width, int64_t k_total, int64_t weight) {
+  void matmul_cols_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t in_width,
+                      int64_t k_total, int64_t weight) {
+    count_zeros(layer, s, false, tokens, in, in_width, k_total);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(k_total, s.px, i, k_total == model.d_model ? 2 : 1).size();
       const int64_t nn = segment(model.d_model, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = a + s.part + t * s.nr;
         std::fill_n(out, s.nr, 0.0f);
-        for (int64_t k = 0; k < kn; ++k) {
-          const float xk = a[in + t * in_width + k];
-          const float* row = w + weight + k * s.nr;
-          for (int64_t n = 0; n < nn; ++n) out[n] += xk * row[n];
-        }
+        for (int64_t k = 0; k < kn; ++k)
+          accumulate_row(s, j * s.px + i, w, weight, s.nr, k, round_to_format(a[in + t * in_width + k], activations),
+                         out, 0, nn);
       }
     });
     allreduce(s, true, s.part, tokens * s.nr, false);
@@ -247,8 +296,10 @@ struct MeshDataPlane::State {
         const int64_t p = first_position + t;
         if (p % s.py != j) continue;
         const int64_t slot = p / s.py;
-        std::copy_n(a + s.qkv + t * 3 * s.nc + s.nc, s.nc, w + s.k_cache + slot * s.nc);
-        std::copy_n(a + s.qkv + t * 3 * s.nc + 2 * s.nc, s.nc, w + s.v_cache + slot * s.nc);
+        for (int64_t e = 0; e < s.nc; ++e) {
+          w[s.k_cache + slot * s.nc + e] = round_to_format(a[s.qkv + t * 3 * s.nc + s.nc + e], kv);
+          w[s.v_cache + slot * s.nc + e] = round_to_format(a[s.qkv + t * 3 * s.nc + 2 * s.nc + e], kv);
+        }
       }
     });
     const int64_t stride = heads * s.slots;  // scores per token
@@ -316,7 +367,7 @@ struct MeshDataPlane::State {
   void run_layer(StageArenas& s, int64_t tokens, int64_t first_position) {
     const int64_t d = model.d_model;
     norm(s, tokens, s.ln1_g, s.ln1_b);
-    matmul_rows_in(s, tokens, s.h, s.w_qkv, s.nc, 3, d, 2);  // q | k | v
+    matmul_rows_in(llama() ? "self_attn.qkv_proj" : "attn.c_attn", s, tokens, s.h, s.w_qkv, s.nc, 3, d, 2);
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t n = 0; n < 3 * s.nc; ++n)
@@ -324,10 +375,10 @@ struct MeshDataPlane::State {
     });
     if (llama()) rope(s, tokens, first_position);
     attention(s, tokens, first_position);
-    matmul_cols_in(s, tokens, s.o, s.nc, d, s.w_o);
+    matmul_cols_in(llama() ? "self_attn.o_proj" : "attn.c_proj", s, tokens, s.o, s.nc, d, s.w_o);
     add_residual(s, tokens, s.b_o);
     norm(s, tokens, s.ln2_g, s.ln2_b);
-    matmul_rows_in(s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
+    matmul_rows_in(llama() ? "mlp.gate_up_proj" : "mlp.c_fc", s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t) {
         const float* in = a + s.part + t * s.fc_parts * s.fc;
@@ -336,7 +387,7 @@ struct MeshDataPlane::State {
               llama() ? in[n] / (1.0f + std::exp(-in[n])) * in[s.fc + n] : gelu(in[n] + w[s.b_fc + n]);
       }
     });
-    matmul_cols_in(s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
+    matmul_cols_in(llama() ? "mlp.down_proj" : "mlp.c_proj", s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
     add_residual(s, tokens, s.b_pr);
   }
 
@@ -351,7 +402,7 @@ struct MeshDataPlane::State {
   void run_head(float* logits_out) {
     StageArenas& s = head();
     norm(s, 1, s.ln1_g, s.ln1_b);
-    matmul_rows_in(s, 1, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
+    matmul_rows_in("lm_head", s, 1, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
     for (int64_t i = 0; i < s.px; ++i) {
       const Segment seg = segment(model.vocab_size, s.px, i);
       std::copy_n(s.arena(i, 0) + s.part, seg.size(), logits_out + seg.begin);
@@ -364,6 +415,8 @@ namespace {
 // Plans every stage's arena and fills its weight tiles from the checkpoint, in the layouts of
 // docs/mesh-mapping.md. Matrices are indexed W[k][n] (input k, output n) whatever the checkpoint's
 // own orientation: GPT-2's Conv1D stores [in, out], nn.Linear stores [out, in].
+void compress_tiles(StageArenas& s);
+
 void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
   const auto& m = st.model;
   const bool llama = st.llama();
@@ -487,6 +540,36 @@ void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
       copy_rows(p + "mlp.c_proj.bias", s.b_pr);
     }
   }
+  if (st.skip_weight_zeros) compress_tiles(s);
+}
+
+// Builds every core's compressed weight tiles from its dense ones (see SparseTile).
+void compress_tiles(StageArenas& s) {
+  struct Matrix {
+    int64_t offset, rows, width;
+  };
+  std::vector<Matrix> matrices;
+  if (s.is_head) {
+    matrices = {{s.w_lm, s.nr, s.vc}};
+  } else {
+    matrices = {{s.w_qkv, s.nr, 3 * s.nc}, {s.w_o, s.nc, s.nr}, {s.w_fc, s.nr, s.fc_parts * s.fc}, {s.w_pr, s.fc, s.nr}};
+  }
+  s.sparse.assign(s.resident.size(), {});
+  for (size_t c = 0; c < s.resident.size(); ++c) {
+    const float* w = s.resident[c].data();
+    for (const Matrix& m : matrices) {
+      SparseTile& tile = s.sparse[c][m.offset];
+      tile.row_start.push_back(0);
+      for (int64_t k = 0; k < m.rows; ++k) {
+        for (int64_t n = 0; n < m.width; ++n)
+          if (const float v = w[m.offset + k * m.width + n]; v != 0.0f) {
+            tile.column.push_back(static_cast<int32_t>(n));
+            tile.value.push_back(v);
+          }
+        tile.row_start.push_back(static_cast<int32_t>(tile.value.size()));
+      }
+    }
+  }
 }
 
 // RoPE angles in double, rounded to fp32, as the reference executor computes them.
@@ -521,7 +604,10 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
     : state_(std::make_unique<State>()) {
   State& st = *state_;
   st.model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
-  if (const Status s = supports(plan.weight_dtype); !s) fail("{}", s.message());
+  st.activations = parse_float_format(plan.precision.activations);
+  st.kv = parse_float_format(plan.precision.kv);
+  st.skip_weight_zeros = plan.skip_weight_zeros;
+  st.skip_zero_activations = plan.skip_zero_activations;
   if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
          st.model.name, st.model.n_layers);
@@ -543,10 +629,12 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
 
 MeshDataPlane::~MeshDataPlane() = default;
 
-Status MeshDataPlane::supports(const std::string& weight_dtype) {
-  if (weight_dtype != "fp32")
-    return Status::failure("per-core numerics run in fp32, not {}; use --dtype fp32, or --no-numerics", weight_dtype);
-  return Status::ok();
+std::map<std::string, double> MeshDataPlane::activation_density() const {
+  std::map<std::string, double> out;
+  for (const auto& [layer, counts] : state_->input_zeros)
+    if (counts.second > 0)
+      out[layer] = 1.0 - static_cast<double>(counts.first) / static_cast<double>(counts.second);
+  return out;
 }
 
 int64_t MeshDataPlane::position() const { return state_->position; }

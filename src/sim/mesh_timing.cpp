@@ -28,16 +28,18 @@ struct StepCost {
 
 class Timer {
  public:
-  Timer(const program::Program& plan, FabricModel model, bool track_links)
+  Timer(const program::Program& plan, FabricModel model, bool track_links,
+        const std::map<std::string, double>& activation_density)
       : model_(model),
         track_links_(track_links),
         plan_(plan),
         arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
-    if (!arch_.core.macs_per_cycle.contains(plan.weight_dtype))
-      fail("{}: the plan computes in {}, which {} does not support", plan.arch_origin, plan.weight_dtype, arch_.name);
-    rate_ = arch_.core.macs_per_cycle.at(plan.weight_dtype);
-    mac_pj_ = arch_.energy.mac_pj.at(plan.weight_dtype);
+    if (const Status s = arch::check_precision(arch_, plan.precision); !s)
+      fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
+    rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations);
+    mac_pj_ = arch_.energy.mac_pj.at(plan.precision.activations);
+    if (plan.skip_zero_activations && arch_.sparsity.activations) activation_density_ = activation_density;
   }
 
   const arch::ArchSpec& arch() const { return arch_; }
@@ -45,7 +47,8 @@ class Timer {
   // `scale` < 1 charges a partial prefill chunk proportionally.
   StepCost cost(const program::Step& s, int64_t slots, double scale) {
     StepCost c;
-    const auto macs = static_cast<double>(s.macs + slots * s.macs_per_slot) * scale;
+    const double density = s.op == "matmul" ? input_density(s.name) : 1.0;
+    const auto macs = static_cast<double>(s.macs + slots * s.macs_per_slot) * scale * density;
     const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
     c.compute = std::ceil((macs + ops) / rate_);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
@@ -70,7 +73,7 @@ class Timer {
       c.host = std::ceil(host_bytes / arch_.io.host_bytes_per_second * arch_.clock_hz);
       c.energy.offchip_pj = host_bytes * arch_.energy.offchip_pj_per_byte;
     }
-    c.energy.compute_pj = static_cast<double>(s.total_macs + slots * s.total_macs_per_slot) * scale * mac_pj_;
+    c.energy.compute_pj = static_cast<double>(s.total_macs + slots * s.total_macs_per_slot) * scale * density * mac_pj_;
     c.energy.sram_pj = static_cast<double>(s.sram_bytes + slots * s.sram_bytes_per_slot) * scale * 0.5 *
                        (arch_.energy.sram_read_pj_per_byte + arch_.energy.sram_write_pj_per_byte);
     c.energy.fabric_pj = static_cast<double>(c.fabric.word_hops) * 4 * arch_.energy.fabric_pj_per_byte_hop;
@@ -78,6 +81,12 @@ class Timer {
   }
 
  private:
+  double input_density(const std::string& step) const {
+    for (const auto& [layer, density] : activation_density_)
+      if (step.ends_with(layer)) return density;
+    return 1.0;
+  }
+
   CommCost communication(const program::Step& s, int64_t words) {
     // Collectives inside a region are translation-invariant (no other traffic crosses it), so
     // equal shapes share one costing; transfers and host I/O depend on where the regions are.
@@ -165,6 +174,7 @@ class Timer {
   arch::ArchSpec arch_;
   MeshFabric fabric_;
   double rate_ = 1, mac_pj_ = 0;
+  std::map<std::string, double> activation_density_;  // empty unless the arch skips zero activations
   std::map<Key, CommCost> memo_;
 };
 
@@ -185,13 +195,17 @@ std::string model_name(const program::Program& plan) {
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options) {
   const bool record_trace = options.record_trace;
-  Timer timer(plan, options.fabric, options.link_loads);
+  Timer timer(plan, options.fabric, options.link_loads, options.activation_density);
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
   report.arch_name = a.name;
   report.fabric_model = options.fabric == FabricModel::Fast ? "fast" : "cycle-level";
   report.model_name = model_name(plan);
-  report.weight_dtype = plan.weight_dtype;
+  report.precision = plan.precision;
+  report.weight_bits = plan.weight_bits;
+  report.skip_weight_zeros = plan.skip_weight_zeros;
+  report.skip_zero_activations = plan.skip_zero_activations;
+  report.activation_density = options.activation_density;
   report.clock_hz = a.clock_hz;
   report.cores_usable = a.usable.cores();
   report.prompt_tokens = plan.prompt_tokens;

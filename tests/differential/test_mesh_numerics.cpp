@@ -32,7 +32,7 @@ Case make_case(const std::string& model_path, const std::string& arch, int64_t p
   const std::string arch_yaml = read_text_file(arch_path);
   auto result = compiler::compile_for_mesh(c.config, read_text_file(root + model_path), root + model_path,
                                            arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
-                                           {prompt, generate, "fp32"});
+                                           {prompt, generate, {}});
   EXPECT_TRUE(result.status.is_ok()) << result.status.message();
   c.plan = std::move(result.program);
   return c;

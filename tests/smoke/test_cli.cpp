@@ -46,7 +46,8 @@ TEST(Cli, RunGeneratesTextOnTheDefaultWafer) {
   const Result r = tessera("run -n 24 --seed 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "It is a truth universally acknowledged, that")) << r.output;
-  EXPECT_TRUE(contains(r.output, "default on wse2 (simulated, fast fabric model; fp32 weights")) << r.output;
+  EXPECT_TRUE(contains(r.output, "default on wse2 (simulated, fast fabric model;")) << r.output;
+  EXPECT_TRUE(contains(r.output, "precision            weights fp32, activations fp32, kv fp32; 32 bits")) << r.output;
   EXPECT_TRUE(contains(r.output, "tokens/s per user (24 generated tokens)")) << r.output;
   EXPECT_EQ(tessera("run -n 24 --seed 3").output.substr(0, 200), r.output.substr(0, 200)) << "deterministic";
   // The wafer computes the same values as the host reference, so sampling picks the same text.
@@ -142,7 +143,7 @@ TEST(Cli, CompileForAMeshThenSimulateThePlan) {
   std::ifstream in(metrics);
   const std::string json((std::istreambuf_iterator<char>(in)), {});
   for (const char* key :
-       {"\"schema\": \"tessera-run/1\"", "\"time_to_first_token_s\"", "\"decode_tokens_per_s_per_user\"",
+       {"\"schema\": \"tessera-run/2\"", "\"time_to_first_token_s\"", "\"decode_tokens_per_s_per_user\"",
         "\"high_water_bytes_per_core\"", "\"energy_per_decode_token\"", "\"busiest_decode_steps\""})
     EXPECT_TRUE(contains(json, key)) << key;
 }
@@ -150,15 +151,18 @@ TEST(Cli, CompileForAMeshThenSimulateThePlan) {
 TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
   const Result r = tessera("run -m llama3-8b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 16 -n 8");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "llama3-8b on wse3 (simulated, fast fabric model; fp16 weights")) << r.output;
+  EXPECT_TRUE(contains(r.output, "llama3-8b on wse3 (simulated, fast fabric model;")) << r.output;
+  EXPECT_TRUE(contains(r.output, "weights fp16, activations fp16, kv fp16; 16 bits per stored weight")) << r.output;
 }
 
 TEST(Cli, MeshErrorsAreOneLine) {
   const std::vector<BadInput> cases = {
-      {"run --dtype fp16", "per-core numerics run in fp32"},
+      {"run --activations-format bf16",
+       "wse2 does not support bf16 activations (its MACs take fp16, fp32); no shipped preset supports"},
+      {"run --arch mesh-32x32 --dtype fp8_e4m3 -n 2", "mesh-32x32 does not support fp8_e4m3 activations"},
       {"run --arch wse9 --no-numerics", "unknown arch 'wse9'"},
       {"run -m llama3-70b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 8 -n 8", "does not fit on wse3"},
-      {"run -m llama3-8b --arch wse3 --no-numerics --prompt-tokens 8 -n 8 --dtype fp8", "unknown weight dtype"},
+      {"run -m llama3-8b --arch wse3 --no-numerics --prompt-tokens 8 -n 8 --dtype fp8", "format 'fp8' is not one tessera knows"},
       {"compile --arch wse2", "needs -o PLAN.json"},
       {"simulate /nonexistent/plan.json", "cannot open"},
       {"simulate " TESSERA_SOURCE_DIR "/README.md", "not valid JSON"},
@@ -347,7 +351,7 @@ TEST(Cli, RunJsonKeysAreStable) {
                                          "stages",
                                          "time_to_first_token_s",
                                          "tokens",
-                                         "weight_dtype"}));
+                                         "precision"}));
   std::set<std::string> phase_keys;
   for (const auto& [key, _] : run["decode"].items()) phase_keys.insert(key);
   EXPECT_EQ(phase_keys, (std::set<std::string>{"passes", "cycles", "seconds", "compute_cycles", "communication_cycles",
@@ -379,7 +383,7 @@ TEST(Cli, EvalMeasuresPerplexityAndTheWaferAgrees) {
   const Result ternary = tessera("eval -q --window 128 --weights-format ternary --text " + excerpt);
   EXPECT_GT(perplexity_of(ternary.output), 1.2 * perplexity_of(fp32.output)) << "ternary without training hurts";
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
-           {"eval --text " + excerpt + " --weights-format fp6", "unknown number format 'fp6'"},
+           {"eval --text " + excerpt + " --weights-format fp6", "weights format 'fp6' is not one tessera knows"},
            {"eval --text " + excerpt + " --weights-format int4 --group 100", "does not divide"},
            {"eval --text /nonexistent.txt", "cannot open"},
            {"eval --text " + excerpt + " --window 1000", "exceeds default's context"}}) {

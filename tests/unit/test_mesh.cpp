@@ -41,7 +41,7 @@ program::Program compiled(const std::string& model, const std::string& arch, com
 TEST(MeshCompiler, PlacementIsDisjointInsideTheUsableRegionAndFits) {
   for (const auto& [model, arch] : std::vector<std::pair<std::string, std::string>>{
            {"gpt2-small", "wse2"}, {"default", "mesh-32x32"}, {"llama3-8b", "wse3"}}) {
-    const auto plan = compiled(model, arch, {32, 32, model == "llama3-8b" ? "fp16" : "fp32"});
+    const auto plan = compiled(model, arch, {32, 32, PrecisionPolicy::uniform(model == "llama3-8b" ? "fp16" : "fp32")});
     const auto a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
     std::set<std::pair<int64_t, int64_t>> used;
     for (const auto& s : plan.stages) {
@@ -58,29 +58,29 @@ TEST(MeshCompiler, PlacementIsDisjointInsideTheUsableRegionAndFits) {
 }
 
 TEST(MeshCompiler, ModelsThatDoNotFitSayWhatWould) {
-  const auto result = compile(inputs("llama3-70b", "wse3"), {128, 128, "fp16"});
+  const auto result = compile(inputs("llama3-70b", "wse3"), {128, 128, PrecisionPolicy::uniform("fp16")});
   ASSERT_FALSE(result.status.is_ok());
   const std::string& msg = result.status.message();
   EXPECT_NE(msg.find("llama3-70b does not fit on wse3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("at most 17 layers"), std::string::npos) << msg;
-  const auto tiny = compile(inputs("gpt2-small", "mesh-32x32"), {16, 16, "fp32"});
+  const auto tiny = compile(inputs("gpt2-small", "mesh-32x32"), {16, 16, {}});
   ASSERT_FALSE(tiny.status.is_ok());
   EXPECT_NE(tiny.status.message().find("GB over"), std::string::npos) << tiny.status.message();
 }
 
 TEST(MeshCompiler, BadOptionsAreErrors) {
   EXPECT_NE(error_of([] {
-              compile(inputs("gpt2-small", "wse2"), {16, 16, "fp8"});
-            }).find("unknown weight dtype"),
+              compile(inputs("gpt2-small", "wse2"), {16, 16, PrecisionPolicy::uniform("fp8")});
+            }).find("format 'fp8' is not one tessera knows"),
             std::string::npos);
   EXPECT_NE(error_of([] {
-              compile(inputs("gpt2-small", "wse2"), {1000, 100, "fp32"});
+              compile(inputs("gpt2-small", "wse2"), {1000, 100, {}});
             }).find("context of 1024"),
             std::string::npos);
 }
 
 TEST(MeshProgram, JsonRoundTripsAndRejectsCorruptPlans) {
-  const auto plan = compiled("default", "mesh-32x32", {16, 16, "fp32"});
+  const auto plan = compiled("default", "mesh-32x32", {16, 16, {}});
   const std::string text = program::to_json(plan);
   EXPECT_EQ(program::to_json(program::from_json(text, "p.json")), text);
   EXPECT_NE(error_of([] { program::from_json("{", "p.json"); }).find("not valid JSON"), std::string::npos);
@@ -91,7 +91,7 @@ TEST(MeshProgram, JsonRoundTripsAndRejectsCorruptPlans) {
 }
 
 TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {
-  const auto plan = compiled("gpt2-small", "wse2", {32, 32, "fp32"});
+  const auto plan = compiled("gpt2-small", "wse2", {32, 32, {}});
   const auto a = sim::simulate_mesh_timing(plan);
   const auto b = sim::simulate_mesh_timing(plan);
   EXPECT_EQ(a.decode.cycles, b.decode.cycles);
@@ -111,7 +111,7 @@ TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {
 }
 
 TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
-  auto plan = compiled("gpt2-small", "wse2", {32, 32, "fp32"});
+  auto plan = compiled("gpt2-small", "wse2", {32, 32, {}});
   const double base = sim::simulate_mesh_timing(plan).decode.cycles;
   plan.arch_yaml.replace(plan.arch_yaml.find("bandwidth: 32bit/cycle"), 22, "bandwidth: 64bit/cycle");
   const double faster = sim::simulate_mesh_timing(plan).decode.cycles;
@@ -120,7 +120,7 @@ TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
 }
 
 TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
-  const auto plan = compiled("default", "mesh-32x32", {16, 16, "fp32"});
+  const auto plan = compiled("default", "mesh-32x32", {16, 16, {}});
   const auto fast = sim::simulate_mesh_timing(plan);
   sim::TimingOptions cycle_level;
   cycle_level.fabric = sim::FabricModel::CycleLevel;

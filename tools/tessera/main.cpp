@@ -80,6 +80,25 @@ struct Outputs {
   bool quiet = false;        // no progress lines
 };
 
+// The precision policy as given: a YAML file, then --dtype for all three formats, then the
+// per-tensor flags, each overriding what came before ("" = not given).
+struct PrecisionFlags {
+  std::string file, dtype, weights, activations, kv, prune;
+  std::optional<int64_t> group;
+
+  PrecisionPolicy resolve() const {
+    PrecisionPolicy p = file.empty() ? PrecisionPolicy{} : arch::load_precision_policy(file);
+    if (!dtype.empty()) p.weights = p.activations = p.kv = dtype;
+    if (!weights.empty()) p.weights = weights;
+    if (!activations.empty()) p.activations = activations;
+    if (!kv.empty()) p.kv = kv;
+    if (group) p.group = *group;
+    if (!prune.empty()) p.prune = prune;
+    p.validate();
+    return p;
+  }
+};
+
 struct RunFlags {
   std::string model = "default";
   std::string weights;
@@ -92,21 +111,25 @@ struct RunFlags {
   std::string arch = "wse2";
   bool no_numerics = false;
   int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
-  std::string dtype = "fp32";
-  std::string weights_format = "fp32";  // weight-only precision policy (model/quantize.hpp)
-  int64_t group = 32;                   // int4 group size
-  std::string prune;                    // pruning spec, applied before the format
+  PrecisionFlags precision;
   Outputs outputs;
 };
+
+std::vector<fs::path> preset_files() {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& file : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
+    if (file.path().extension() == ".yaml") files.push_back(file.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
 
 fs::path resolve_arch(const std::string& name_or_path) {
   if (fs::is_regular_file(name_or_path)) return name_or_path;
   const fs::path preset = data_dir() / "configs" / "arch" / (name_or_path + ".yaml");
   if (fs::is_regular_file(preset)) return preset;
   std::string names;
-  std::error_code ec;
-  for (const auto& f : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
-    if (f.path().extension() == ".yaml") names += (names.empty() ? "" : ", ") + f.path().stem().string();
+  for (const auto& f : preset_files()) names += (names.empty() ? "" : ", ") + f.stem().string();
   fail("unknown arch '{}': not a file and not a preset (host, {}); see `tessera archs`", name_or_path, names);
 }
 
@@ -132,12 +155,27 @@ void write_file(const std::string& path, const std::string& text) {
   if (!out) fail("{}: write failed", path);
 }
 
+// Fails with what `arch` lacks and which shipped presets support the whole policy.
+void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy) {
+  const Status s = arch::check_precision(arch, policy);
+  if (s) return;
+  std::string able;
+  for (const auto& file : preset_files()) {
+    const arch::ArchSpec preset = arch::load_arch(file);
+    if (arch::check_precision(preset, policy)) able += (able.empty() ? "" : ", ") + preset.name;
+  }
+  fail("{}; {}", s.message(),
+       able.empty() ? "no shipped preset supports " + policy.describe() + " (the host reference runs any policy)"
+                    : "presets that support " + policy.describe() + ": " + able);
+}
+
 // Compiles for a mesh arch; a plan that does not fit is a one-line error with what would fit.
 program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
                               const compiler::MeshCompileOptions& options) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const fs::path arch_path = resolve_arch(arch_name);
   const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
   auto result = compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
                                            read_text_file(arch_path), arch_path.string(), options);
   if (!result.status) fail("{}", result.status.message());
@@ -160,12 +198,14 @@ void check_outputs(const Outputs& out) {
   check_heatmap_dir(out.heatmaps);
 }
 
-int simulate_and_report(const program::Program& plan, const Outputs& out) {
+// activation_density: measured by a run with values (MeshDataPlane::activation_density), or empty.
+int simulate_and_report(const program::Program& plan, const Outputs& out,
+                        const std::map<std::string, double>& activation_density = {}) {
   Progress progress("simulating " + std::to_string(plan.stages.size()) + " stages", out.quiet);
   const sim::MeshReport report = sim::simulate_mesh_timing(
-      plan,
-      {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
-       [&](int64_t done, int64_t total) { progress.update(done, total); }, !out.json.empty() || !out.heatmaps.empty()});
+      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
+             [&](int64_t done, int64_t total) { progress.update(done, total); },
+             !out.json.empty() || !out.heatmaps.empty(), activation_density});
   std::fputs(report::summary_table(report).c_str(), stdout);
   if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
   if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
@@ -209,11 +249,12 @@ model::Weights load_unquantized_weights(const ir::ModelConfig& config, const ir:
 }
 
 // The weights with the run's precision policy applied (the same values for every executor).
-model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags) {
+model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
+                                const PrecisionPolicy& policy) {
   model::Weights weights = load_unquantized_weights(config, graph, flags);
-  if (!flags.prune.empty()) weights = model::prune_weights(graph, weights, flags.prune);
-  if (flags.weights_format == "fp32") return weights;
-  return model::quantize_weights(graph, weights, flags.weights_format, flags.group);
+  if (!policy.prune.empty()) weights = model::prune_weights(graph, weights, policy.prune);
+  if (policy.weights == "fp32") return weights;
+  return model::quantize_weights(graph, weights, policy.weights, policy.group);
 }
 
 // Streams the prompt and each generated token to stdout as it is produced.
@@ -242,7 +283,7 @@ std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std:
   return prompt;
 }
 
-int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
+int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
   if (flags.no_numerics) {
     int64_t prompt_tokens = flags.prompt_tokens;
@@ -252,23 +293,22 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags) {
       prompt_tokens =
           static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
     }
-    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.dtype}),
+    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, policy}),
                                flags.outputs);
   }
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
-  if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
   const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
   const program::Program plan =
-      compile_mesh(model_path, flags.arch, {static_cast<int64_t>(prompt.size()), flags.max_tokens, flags.dtype});
-  const model::Weights weights = load_run_weights(config, graph, flags);
+      compile_mesh(model_path, flags.arch, {static_cast<int64_t>(prompt.size()), flags.max_tokens, policy});
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
   sim::MeshDataPlane mesh(plan, weights);
   const auto wall_start = std::chrono::steady_clock::now();
   const auto result = generate_text(mesh, tokenizer, prompt, flags);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::printf("\n\n");
-  simulate_and_report(plan, flags.outputs);
+  simulate_and_report(plan, flags.outputs, mesh.activation_density());
   std::printf(
       "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
       "decoded token\n",
@@ -286,23 +326,21 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
   if (window == 0) window = config.context_length;
   if (window > config.context_length)
     fail("--window {} exceeds {}'s context of {} tokens", window, config.name, config.context_length);
-  const model::Weights weights = load_run_weights(config, graph, flags);
+  const PrecisionPolicy policy = flags.precision.resolve();
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
   Progress progress("evaluating", flags.outputs.quiet);
   auto on_window = [&](int64_t done, int64_t total) { progress.update(done, total); };
   ref::Perplexity p;
   if (flags.arch == "host") {
-    ref::ReferenceExecutor executor(graph, weights, config.context_length);
+    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
     p = ref::evaluate_perplexity(executor, tokens, window, on_window);
   } else {
-    if (const Status s = sim::MeshDataPlane::supports(flags.dtype); !s) fail("{}", s.message());
-    const program::Program plan = compile_mesh(model_path, flags.arch, {window, 0, flags.dtype});
+    const program::Program plan = compile_mesh(model_path, flags.arch, {window, 0, policy});
     sim::MeshDataPlane mesh(plan, weights);
     p = ref::evaluate_perplexity(mesh, tokens, window, on_window);
   }
-  const std::string pruned = flags.prune.empty() ? "" : ", pruned " + flags.prune;
-  std::printf(
-      "%s on %s, weights %s%s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
-      config.name.c_str(), flags.arch.c_str(), flags.weights_format.c_str(), pruned.c_str(), p.perplexity, p.mean_nll,
+  std::printf("%s on %s, %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
+              config.name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
       static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
       static_cast<long long>(window));
   return 0;
@@ -314,15 +352,15 @@ int run_command(const RunFlags& flags) {
       (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
     fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
-  if (flags.arch != "host") return run_on_mesh(model_path, flags);
+  const PrecisionPolicy policy = flags.precision.resolve();
+  if (flags.arch != "host") return run_on_mesh(model_path, flags, policy);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
-  if (flags.dtype != "fp32") fail("the host reference executor computes in fp32 only");
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  const model::Weights weights = load_run_weights(config, graph, flags);
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
   const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
-  ref::ReferenceExecutor executor(graph, weights, config.context_length);
+  ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
   const auto result = generate_text(executor, tokenizer, prompt, flags);
   const double decode_steps = static_cast<double>(result.tokens.size() > 0 ? result.tokens.size() - 1 : 0);
   std::printf(
@@ -363,12 +401,7 @@ int archs_command() {
               "fp16 TMAC/s", "description");
   std::printf("%-11s %-7s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
               "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
-  std::vector<fs::path> files;
-  std::error_code ec;
-  for (const auto& file : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
-    if (file.path().extension() == ".yaml") files.push_back(file.path());
-  std::sort(files.begin(), files.end());
-  for (const auto& file : files) {
+  for (const auto& file : preset_files()) {
     const arch::ArchSpec a = arch::load_arch(file);
     std::printf("%-11s %-7s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), "mesh2d",
                 fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
@@ -385,7 +418,7 @@ struct CompileFlags {
   std::string output;
   int64_t prompt_tokens = 16;
   int64_t max_tokens = 64;
-  std::string dtype = "fp32";
+  PrecisionFlags precision;
 };
 
 int compile_command(const CompileFlags& flags) {
@@ -394,7 +427,7 @@ int compile_command(const CompileFlags& flags) {
   if (!flags.arch.empty()) {
     if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
     const program::Program plan =
-        compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.dtype});
+        compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.precision.resolve()});
     write_file(flags.output, program::to_json(plan));
     std::fputs(report::placement_table(plan).c_str(), stdout);
     std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
@@ -422,6 +455,20 @@ const CLI::Validator kNonNegative(
     },
     ">= 0");
 
+// The precision policy (run, eval, compile); docs/precision.md.
+void add_precision_options(CLI::App* cmd, PrecisionFlags& p) {
+  cmd->add_option("--precision", p.file, "Precision policy YAML (keys weights, group, activations, kv, prune)");
+  cmd->add_option("--dtype", p.dtype, "One format for weights, activations and KV cache (default fp32)");
+  cmd->add_option("--weights-format", p.weights,
+                  "Weights: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (per channel), int4 (per group), ternary");
+  cmd->add_option("--activations-format", p.activations,
+                  "Inputs of every linear layer, the MAC dtype: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2");
+  cmd->add_option("--kv-format", p.kv, "KV cache: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2");
+  cmd->add_option("--group", p.group, "int4 group size (inputs per scale; default 32)");
+  cmd->add_option("--prune", p.prune,
+                  "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
+}
+
 // Options shared by the commands that load a model with weights (run, eval).
 void add_model_options(CLI::App* cmd, RunFlags& flags) {
   cmd->add_option("-m,--model", flags.model, "Model name (see `tessera models`), config file or model directory")
@@ -430,13 +477,7 @@ void add_model_options(CLI::App* cmd, RunFlags& flags) {
                   "safetensors file (Hugging Face names), or 'random' for seeded random weights; default: the "
                   "model's shipped weights");
   cmd->add_option("--tokenizer", flags.tokenizer_dir, "Directory with encoder.json and vocab.bpe (GPT-2 format)");
-  cmd->add_option("--weights-format", flags.weights_format,
-                  "Weight precision: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (per channel), int4 (per group), "
-                  "ternary")
-      ->capture_default_str();
-  cmd->add_option("--group", flags.group, "int4 group size (inputs per scale)")->capture_default_str();
-  cmd->add_option("--prune", flags.prune,
-                  "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
+  add_precision_options(cmd, flags.precision);
 }
 
 // Options shared by the commands that simulate a machine (run, simulate).
@@ -480,8 +521,6 @@ int main(int argc, char** argv) {
   run_cmd
       ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
       ->check(kNonNegative);
-  run_cmd->add_option("--dtype", run.dtype, "Weight and compute dtype: fp32, or fp16/bf16 with --no-numerics")
-      ->capture_default_str();
 
   CompileFlags compile;
   auto* compile_cmd =
@@ -498,8 +537,7 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("-n,--max-tokens", compile.max_tokens, "Tokens to generate")
       ->capture_default_str()
       ->check(kNonNegative);
-  compile_cmd->add_option("--dtype", compile.dtype, "Weight and compute dtype (fp32, fp16, bf16)")
-      ->capture_default_str();
+  add_precision_options(compile_cmd, compile.precision);
 
   std::string plan_path;
   Outputs simulate_outputs;

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "tessera/base/error.hpp"
+#include "tessera/base/precision.hpp"
+
 namespace tessera::arch {
 
 enum class FabricKind { Mesh2D };
@@ -23,8 +26,20 @@ struct Region {
 struct CoreSpec {
   double sram_bytes = 0;                         // private SRAM per core
   double reserved_bytes = 0;                     // of which code, stack and runtime support use this much
-  std::map<std::string, double> macs_per_cycle;  // by dtype name ("fp16", "fp32", "bf16")
+  std::map<std::string, double> macs_per_cycle;  // by MAC input dtype ("fp16", "fp32", ...): the activation formats
   int64_t routes = 0;                            // routable colours (static routes) per core
+  std::string accumulate = "fp32";               // accumulator of the MAC datapath
+  std::vector<std::string> weight_formats;       // formats weights may be stored in (default: the MAC dtypes)
+  std::vector<std::string> kv_formats;           // formats the KV cache may be stored in (default: the MAC dtypes)
+  // Extra operations per stored weight when its format is not the MAC dtype (unpacking it), at
+  // the MAC dtype's rate.
+  double unpack_ops_per_weight = 0;
+};
+
+// Zero skipping the hardware does: only these patterns are stored compressed and skipped.
+struct SparsitySupport {
+  std::vector<std::string> weights;  // "unstructured", "2:4", "block16", ...
+  bool activations = false;          // dynamic: multiplications by a zero activation are skipped
 };
 
 struct LinkSpec {
@@ -60,14 +75,22 @@ struct ArchSpec {
   LinkSpec link;
   IoSpec io;
   EnergyTable energy;
+  SparsitySupport sparsity;
 
   double usable_sram_per_core() const { return core.sram_bytes - core.reserved_bytes; }
   double peak_macs_per_second(const std::string& dtype) const;
 };
 
-const std::vector<std::string>& known_dtypes();
-
 ArchSpec load_arch(const std::filesystem::path& path);
 ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin);
+
+// Whether `arch` can run `policy`: a failure names each format the chip lacks and what it has.
+Status check_precision(const ArchSpec& arch, const PrecisionPolicy& policy);
+// Whether the hardware skips (and stores compressed) the zeros of weights pruned with `pattern`.
+bool skips_weight_zeros(const ArchSpec& arch, const SparsityPattern& pattern);
+
+// A precision policy file: keys weights, group, activations, kv, prune (all optional; defaults
+// fp32, 32, fp32, fp32, none). Throws Error naming file, line and key.
+PrecisionPolicy load_precision_policy(const std::filesystem::path& path);
 
 }  // namespace tessera::arch

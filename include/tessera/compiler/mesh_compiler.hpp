@@ -14,7 +14,7 @@ namespace tessera::compiler {
 struct MeshCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
-  std::string weight_dtype = "fp32";  // fp32 today; fp16/bf16 for timing-only runs
+  PrecisionPolicy precision;
 };
 
 struct MeshCompileResult {
@@ -22,7 +22,7 @@ struct MeshCompileResult {
   program::Program program;
 };
 
-// Throws Error on bad options (unknown dtype, context beyond the model's); returns a failed
+// Throws Error on bad options (a format the arch does not support, context beyond the model's); returns a failed
 // Status when the model does not fit the machine.
 MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::string& model_yaml,
                                    const std::string& model_origin, const arch::ArchSpec& arch,

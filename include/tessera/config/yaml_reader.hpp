@@ -31,6 +31,8 @@ class YamlMap {
   bool boolean(const std::string& key) const;
   std::optional<bool> optional_boolean(const std::string& key) const;
   YamlMap map(const std::string& key) const;
+  // A list of strings ("[a, b]" or a block sequence); an empty list is allowed.
+  std::vector<std::string> strings(const std::string& key) const;
 
   // Throws if the mapping holds a key that was never read.
   void finish() const;

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "tessera/base/formats.hpp"
+#include "tessera/base/precision.hpp"
 #include "tessera/ir/graph.hpp"
 #include "tessera/model/weights.hpp"
 
@@ -14,8 +16,12 @@ namespace tessera::ref {
 
 class ReferenceExecutor {
  public:
-  // `graph` and `weights` must outlive the executor. max_context bounds the KV cache.
-  ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context);
+  // `graph` and `weights` must outlive the executor. max_context bounds the KV cache. Of
+  // `precision`, the activations format rounds every input of a linear layer and the kv format
+  // every key and value as it enters the cache (the weights carry their format already: see
+  // model/quantize.hpp); arithmetic is fp32.
+  ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context,
+                    const PrecisionPolicy& precision = {});
 
   // Runs one step over `tokens` at positions [position(), position() + n) and appends their keys
   // and values to the cache. Returns logits row-major: [n, vocab], or [1, vocab] for the last token
@@ -44,6 +50,8 @@ class ReferenceExecutor {
   int64_t max_context_;
   int64_t position_ = 0;
   int64_t vocab_size_ = 0;
+  FloatFormat activations_ = FloatFormat::F32, kv_ = FloatFormat::F32;
+  std::vector<float> rounded_;  // a linear layer's input in the activations format
   std::vector<const float*> params_;               // per node: weight data for Param nodes
   std::vector<std::vector<float>> buffers_;        // per node: f32 activations
   std::vector<std::vector<int32_t>> int_buffers_;  // per node: i32 inputs

@@ -6,12 +6,19 @@
 // collectives (allreduce along a row or column, stage-to-stage transfer, host I/O), executed as bulk
 // copies. A missing transfer therefore produces wrong numbers, which the differential tests catch.
 //
-// Supported: the GPT-2 and Llama families in fp32. The token (and position) embeddings live on the
-// host (see docs/mesh-mapping.md); the host also samples from the logits it receives.
+// Supported: the GPT-2 and Llama families under the plan's precision policy: every linear layer's
+// input is rounded to the activations format and every key and value to the kv format as it enters
+// the cache, exactly as ref::ReferenceExecutor does (weights arrive already in their format);
+// arithmetic is fp32. Where the plan says the arch skips pruned weights, each core keeps its tiles
+// compressed and multiplies only the stored non-zeros; where it skips zero activations, a zero
+// input skips its whole weight row. The token (and position) embeddings live on the host (see
+// docs/mesh-mapping.md); the host also samples from the logits it receives.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 #include <span>
 #include <vector>
 
@@ -23,10 +30,7 @@ namespace tessera::sim {
 
 class MeshDataPlane {
  public:
-  // Whether the data plane computes in this dtype (with the reason when it does not).
-  static Status supports(const std::string& weight_dtype);
-
-  // Throws Error if the plan's model or dtype is not supported, or weights are missing.
+  // Throws Error if the plan's model is not supported, or weights are missing.
   MeshDataPlane(const program::Program& plan, const model::Weights& weights);
   ~MeshDataPlane();
   MeshDataPlane(const MeshDataPlane&) = delete;
@@ -41,6 +45,9 @@ class MeshDataPlane {
 
   int64_t cores_allocated() const;
   int64_t largest_arena_bytes() const;
+  // Per linear layer ("attn.c_proj", "lm_head", ...): the fraction of its inputs so far that were
+  // not zero after rounding (feeds sim::TimingOptions::activation_density).
+  std::map<std::string, double> activation_density() const;
 
   struct State;
 

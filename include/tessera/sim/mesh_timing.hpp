@@ -6,10 +6,13 @@
 // max(compute, busiest port's traffic) + the collective's latency. Steps of one token are
 // dependent, so their times add (batch 1).
 // Energy is action counts times the arch's table: MACs, SRAM bytes, fabric word-hops, off-chip
-// bytes.
+// bytes. MACs are in the activations' dtype; pruned weights the arch skips are already left out
+// by the compiler, and zero activations are left out here when the arch skips them and a run with
+// values measured how many there were (TimingOptions::activation_density).
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -53,7 +56,11 @@ struct TraceSlice {
 };
 
 struct MeshReport {
-  std::string arch_name, model_name, weight_dtype;
+  std::string arch_name, model_name;
+  PrecisionPolicy precision;
+  double weight_bits = 32;
+  bool skip_weight_zeros = false, skip_zero_activations = false;
+  std::map<std::string, double> activation_density;  // as given in TimingOptions (measured with values)
   std::string fabric_model;  // "fast" or "cycle-level"
   double clock_hz = 0;
   int64_t cores_used = 0, cores_usable = 0;
@@ -87,6 +94,10 @@ struct TimingOptions {
   FabricModel fabric = FabricModel::Fast;  // CycleLevel: every collective wavelet by wavelet (<= 64x64)
   std::function<void(int64_t done, int64_t total)> on_pass;  // after each prefill chunk and decode pass
   bool link_loads = false;  // also total the words every link carries over the run (for heatmaps)
+  // Fraction of non-zero inputs per linear layer ("attn.c_proj", "mlp.down_proj", "lm_head", ...),
+  // measured by a run with values; where the arch skips zero activations, a matmul step whose name
+  // ends with a key performs only that fraction of its MACs.
+  std::map<std::string, double> activation_density;
 };
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});

@@ -392,3 +392,32 @@ TEST(Cli, EvalMeasuresPerplexityAndTheWaferAgrees) {
     EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
   }
 }
+
+TEST(Cli, PrecisionPolicyFromFlagsAndYamlRunsOnHostAndWafer) {
+  std::ifstream in(TESSERA_SOURCE_DIR "/tests/data/text/persuasion-end.txt");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const std::string excerpt = temp_file("excerpt-policy.txt", text.substr(0, 2000));
+  const std::string policy =
+      temp_file("policy.yaml", "weights: int8\nactivations: fp16\nkv: fp8_e4m3\nprune: unstructured:0.5\n");
+  const Result host = tessera("eval -q --window 128 --precision " + policy + " --text " + excerpt);
+  const Result mesh = tessera("eval -q --window 128 --precision " + policy + " --arch mesh-32x32 --text " + excerpt);
+  ASSERT_EQ(mesh.exit_code, 0) << mesh.output;
+  EXPECT_TRUE(contains(host.output, "weights int8, activations fp16, kv fp8_e4m3, pruned unstructured:0.5"))
+      << host.output;
+  EXPECT_NEAR(perplexity_of(mesh.output), perplexity_of(host.output), 1e-3 * perplexity_of(host.output));
+  // Flags override the file.
+  const Result run = tessera("run -q -n 4 --arch mesh-32x32 --precision " + policy + " --kv-format bf16 --prune 2:4");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(contains(run.output, "weights int8, activations fp16, kv bf16, pruned 2:4")) << run.output;
+  EXPECT_TRUE(contains(run.output, "the arch does not declare this pattern: zeros stored and multiplied"))
+      << run.output;
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"run --prune unstructured:0", "density must be in (0, 1]"},
+           {"run --prune block7:0.5", "7x7 blocks do not tile"},
+           {"run --kv-format int8", "kv format 'int8' is not one tessera knows"},
+           {"run --precision /nonexistent/policy.yaml", "cannot open"}}) {
+    const Result r = tessera(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
+  }
+}

@@ -2,6 +2,8 @@
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/arch/units.hpp"
+#include <fstream>
+#include <tuple>
 #include "tessera/base/fs.hpp"
 #include "test_util.hpp"
 
@@ -79,4 +81,54 @@ TEST(ArchSpec, StrictParsing) {
             std::string::npos);
   EXPECT_NE(error(replaced(wse2, "reserved: 8KiB", "reserved: 48KiB")).find("reserves all"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "routes: 24", "routes: -1")).find("must be a positive integer"), std::string::npos);
+}
+
+TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
+  const arch::ArchSpec wse2 = arch::load_arch(preset_path("wse2"));
+  EXPECT_EQ(wse2.core.accumulate, "fp32");
+  EXPECT_TRUE(arch::check_precision(wse2, {"int4", 32, "fp16", "fp8_e4m3", ""}).is_ok());
+  const Status bf16 = arch::check_precision(wse2, PrecisionPolicy::uniform("bf16"));
+  EXPECT_FALSE(bf16.is_ok());
+  EXPECT_NE(bf16.message().find("bf16 activations (its MACs take fp16, fp32)"), std::string::npos) << bf16.message();
+  EXPECT_TRUE(arch::skips_weight_zeros(wse2, parse_sparsity("unstructured:0.5")));
+  EXPECT_FALSE(arch::skips_weight_zeros(wse2, parse_sparsity("2:4"))) << "the wafer declares unstructured only";
+  EXPECT_FALSE(arch::skips_weight_zeros(wse2, parse_sparsity("")));
+  EXPECT_TRUE(wse2.sparsity.activations);
+
+  // Without the optional keys a core stores only what its MACs take, and skips nothing.
+  std::string text = preset_text("mesh-32x32");
+  text = replaced(text, "  weight_formats: [fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, int8, int4, ternary]", "");
+  text = replaced(text, "sparsity: {weights: [unstructured], activations: true}", "sparsity: {weights: [2:4, block16]}");
+  const arch::ArchSpec plain = arch::parse_arch(text, "plain.yaml");
+  EXPECT_EQ(plain.core.weight_formats, (std::vector<std::string>{"fp16", "fp32"}));
+  EXPECT_FALSE(arch::check_precision(plain, {"int8", 32, "fp32", "fp32", ""}).is_ok());
+  EXPECT_TRUE(arch::skips_weight_zeros(plain, parse_sparsity("2:4")));
+  EXPECT_TRUE(arch::skips_weight_zeros(plain, parse_sparsity("block16:0.25")));
+  EXPECT_FALSE(arch::skips_weight_zeros(plain, parse_sparsity("block8:0.25")));
+  EXPECT_FALSE(plain.sparsity.activations);
+
+  const std::string base = preset_text("mesh-32x32");
+  for (const auto& [from, to, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"kv_formats: [fp32,", "kv_formats: [int4, fp32,", "unknown format 'int4'"},
+           {"accumulate: fp32", "accumulate: fp16", "emulates fp32 accumulation only"},
+           {"weights: [unstructured]", "weights: [diagonal]", "unknown pattern 'diagonal'"},
+           {"weights: [unstructured]", "weights: unstructured", "expected a list of strings"},
+           {"activations: true}", "activations: true, patterns: []}", "unknown key"}}) {
+    const std::string error = error_of([&] { arch::parse_arch(replaced(base, from, to), "bad.yaml"); });
+    EXPECT_NE(error.find(message), std::string::npos) << to << ": " << error;
+  }
+}
+
+TEST(PrecisionPolicy, FilesAndValidation) {
+  const std::string path = ::testing::TempDir() + "/policy.yaml";
+  std::ofstream(path) << "weights: int4\ngroup: 64\nkv: fp8_e5m2\nprune: \"2:4\"\n";
+  const PrecisionPolicy p = arch::load_precision_policy(path);
+  EXPECT_EQ(p.describe(), "weights int4/g64, activations fp32, kv fp8_e5m2, pruned 2:4");
+  std::ofstream(path) << "weights: int4\nkv_cache: fp8\n";
+  EXPECT_NE(error_of([&] { arch::load_precision_policy(path); }).find(":2: key 'kv_cache': unknown key"),
+            std::string::npos);
+  std::ofstream(path) << "activations: int8\n";
+  EXPECT_NE(error_of([&] { arch::load_precision_policy(path); }).find("need a per-token scale"), std::string::npos);
+  std::ofstream(path) << "prune: unstructured:1.5\n";
+  EXPECT_NE(error_of([&] { arch::load_precision_policy(path); }).find("density must be in (0, 1]"), std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "tessera/base/formats.hpp"
+#include "tessera/base/precision.hpp"
 #include "tessera/base/half.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/quantize.hpp"
@@ -183,4 +184,30 @@ TEST(Pruning, PatternsKeepTheLargestAndTheRightCount) {
                                                         {"3:2", "need 1 <= N <= M"},
                                                         {"sparse", "expected unstructured:DENSITY"}})
     EXPECT_NE(error_of([&] { model::prune_weights(graph, weights, spec); }).find(message), std::string::npos) << spec;
+}
+
+TEST(Sparsity, StorageBitsAndCompression) {
+  EXPECT_EQ(storage_bits("fp32"), 32);
+  EXPECT_EQ(storage_bits("fp8_e5m2"), 8);
+  EXPECT_EQ(storage_bits("int8", 32, 256), 8 + 32.0 / 256);
+  EXPECT_EQ(storage_bits("int4", 32), 4.5);
+  EXPECT_EQ(storage_bits("ternary"), 2);
+  // (value, 16-bit index) pairs: fp16 at 25% density takes 8 bits per element; at 50% it would
+  // take 16, no better than dense.
+  EXPECT_EQ(compressed_bits(parse_sparsity("unstructured:0.25"), 16), 8);
+  EXPECT_EQ(compressed_bits(parse_sparsity("unstructured:0.5"), 16), 16);
+  EXPECT_EQ(compressed_bits(parse_sparsity("2:4"), 16), 9) << "2 values of 4, 2 bits of position each";
+  EXPECT_EQ(compressed_bits(parse_sparsity("block16:0.25"), 8), 0.25 * (8 + 32.0 / 256));
+  EXPECT_EQ(compressed_bits(parse_sparsity(""), 8), 8);
+  for (const auto& [spec, message] : std::vector<std::pair<std::string, std::string>>{
+           {"unstructured:0", "density must be in (0, 1]"},
+           {"unstructured:1.01", "density must be in (0, 1]"},
+           {"3:2", "need 1 <= N <= M"},
+           {"block0:0.5", "block size must be >= 1"},
+           {"blockx:0.5", "expected a block size"},
+           {"2:4x", "expected unstructured:DENSITY"},
+           {"half", "expected unstructured:DENSITY"}}) {
+    const std::string error = error_of([&] { parse_sparsity(spec); });
+    EXPECT_NE(error.find(message), std::string::npos) << spec << ": " << error;
+  }
 }

@@ -131,3 +131,67 @@ TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
     EXPECT_EQ(f.compute_cycles, c.compute_cycles);
   }
 }
+
+namespace {
+
+struct Totals {
+  double macs = 0, unpack_ops = 0, weight_bytes = 0;
+};
+
+// Decode matmul MACs and stored weight bytes over the whole machine: independent of placement.
+Totals totals(const program::Program& plan) {
+  Totals t;
+  for (const auto& s : plan.decode)
+    if (s.op == "matmul") t.macs += static_cast<double>(s.total_macs), t.unpack_ops += static_cast<double>(s.elementwise);
+  for (const auto& s : plan.stages) t.weight_bytes += static_cast<double>(s.total_weight_bytes);
+  return t;
+}
+
+}  // namespace
+
+TEST(MeshCompiler, SparsityAndFormatsChangeBytesAndMacsOnlyWhereTheArchSupportsThem) {
+  const Totals dense = totals(compiled("gpt2-small", "wse2", {32, 32, PrecisionPolicy::uniform("fp16")}));
+  PrecisionPolicy quarter = PrecisionPolicy::uniform("fp16");
+  quarter.prune = "unstructured:0.25";
+  const Totals skipped = totals(compiled("gpt2-small", "wse2", {32, 32, quarter}));
+  // The wafer skips unstructured zeros: a quarter of the MACs; (value, index) pairs take 8 bits.
+  EXPECT_NEAR(skipped.macs / dense.macs, 0.25, 1e-3);
+  EXPECT_NEAR(skipped.weight_bytes / dense.weight_bytes, 0.5, 0.01);
+  PrecisionPolicy two_four = PrecisionPolicy::uniform("fp16");
+  two_four.prune = "2:4";
+  const Totals not_skipped = totals(compiled("gpt2-small", "wse2", {32, 32, two_four}));
+  EXPECT_EQ(not_skipped.macs, dense.macs) << "the wafer does not declare 2:4";
+  EXPECT_EQ(not_skipped.weight_bytes, dense.weight_bytes);
+  EXPECT_EQ(dense.unpack_ops, 0 + not_skipped.unpack_ops);
+
+  PrecisionPolicy int4 = PrecisionPolicy::uniform("fp16");
+  int4.weights = "int4";
+  const Totals packed = totals(compiled("gpt2-small", "wse2", {32, 32, int4}));
+  EXPECT_NEAR(packed.weight_bytes / dense.weight_bytes, 4.5 / 16, 0.01);
+  EXPECT_EQ(packed.macs, dense.macs);
+  EXPECT_GT(packed.unpack_ops, dense.unpack_ops) << "int4 weights are unpacked into fp16 operands";
+
+  const auto kv8 = compiled("default", "mesh-32x32", {16, 16, {"fp32", 32, "fp32", "fp8_e4m3", ""}});
+  const auto kv32 = compiled("default", "mesh-32x32", {16, 16, {}});
+  EXPECT_EQ(kv8.stages[0].kv_cache_bytes * 4, kv32.stages[0].kv_cache_bytes);
+  EXPECT_EQ(kv8.skip_zero_activations, true);
+}
+
+TEST(MeshTiming, ZeroActivationsAreSkippedOnlyWhereTheArchSaysSo) {
+  auto plan = compiled("gpt2-small", "wse2", {32, 8, {}});
+  const auto dense = sim::simulate_mesh_timing(plan);
+  sim::TimingOptions measured;
+  measured.activation_density = {{"mlp.c_proj", 0.25}};
+  const auto sparse = sim::simulate_mesh_timing(plan, measured);
+  EXPECT_LT(sparse.decode.compute_cycles, dense.decode.compute_cycles);
+  EXPECT_LT(sparse.decode_energy_per_token.compute_pj, dense.decode_energy_per_token.compute_pj);
+  // Three quarters of mlp.c_proj's MACs (at 4.6 pJ in fp32) are not done.
+  double c_proj_macs = 0;
+  for (const auto& s : plan.decode)
+    if (s.name.ends_with("mlp.c_proj")) c_proj_macs += static_cast<double>(s.total_macs);
+  EXPECT_NEAR(dense.decode_energy_per_token.compute_pj - sparse.decode_energy_per_token.compute_pj,
+              0.75 * c_proj_macs * 4.6, 1e-6 * c_proj_macs);
+  plan.arch_yaml.replace(plan.arch_yaml.find("activations: true"), 17, "activations: false");
+  const auto no_skipping = sim::simulate_mesh_timing(plan, measured);
+  EXPECT_EQ(no_skipping.decode.compute_cycles, dense.decode.compute_cycles);
+}

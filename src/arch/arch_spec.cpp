@@ -206,6 +206,7 @@ PrecisionPolicy load_precision_policy(const std::filesystem::path& path) {
   p.activations = root.optional_string("activations").value_or(p.activations);
   p.kv = root.optional_string("kv").value_or(p.kv);
   p.prune = root.optional_string("prune").value_or("");
+  p.scales = root.optional_string("scales").value_or(p.scales);
   root.finish();
   try {
     p.validate();

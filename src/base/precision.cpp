@@ -98,25 +98,49 @@ void PrecisionPolicy::validate() const {
   check_one_of("activations", activations, activation_formats(),
                activations.starts_with("int") || activations == "ternary" ? no_integer : "");
   check_one_of("kv", kv, activation_formats(), kv.starts_with("int") || kv == "ternary" ? no_integer : "");
-  if (weights == "int4" && group < 1) fail("int4 group size must be >= 1, got {}", group);
+  check_one_of("weight scales", scales, {"auto", "none", "tensor", "channel", "group"});
+  if (group < 1) fail("group size must be >= 1, got {}", group);
+  if (resolved_scales(weights, scales) == "none" && (weights.starts_with("int") || weights == "ternary"))
+    fail("{} weights need scales; choose tensor, channel or group (or auto)", weights);
   parse_sparsity(prune);
 }
 
 std::string PrecisionPolicy::describe() const {
-  std::string s = "weights " + weights + (weights == "int4" ? fmt::format("/g{}", group) : "");
+  const std::string sc = resolved_scales(weights, scales);
+  std::string s = "weights " + weights +
+                  (sc == "group" ? fmt::format("/g{}", group) : sc == "none" || scales == "auto" ? "" : "/" + sc);
   s += ", activations " + activations + ", kv " + kv;
   if (!prune.empty()) s += ", pruned " + prune;
   return s;
 }
 
-double storage_bits(const std::string& format, int64_t group, int64_t channel_inputs) {
-  if (format == "fp32") return 32;
-  if (format == "bf16" || format == "fp16") return 16;
-  if (format == "fp8_e4m3" || format == "fp8_e5m2") return 8;
-  if (format == "int8") return 8 + (channel_inputs > 0 ? 32.0 / static_cast<double>(channel_inputs) : 0.0);
-  if (format == "int4") return 4 + 16.0 / static_cast<double>(std::max<int64_t>(group, 1));
-  if (format == "ternary") return 2;
-  fail("unknown format '{}'", format);
+std::string resolved_scales(const std::string& format, const std::string& scales) {
+  if (scales != "auto") return scales;
+  if (format == "int8") return "channel";
+  if (format == "int4") return "group";
+  if (format == "ternary") return "tensor";
+  return "none";
+}
+
+double storage_bits(const std::string& format, const std::string& scales, int64_t group, int64_t channel_inputs) {
+  double bits = 0;
+  if (format == "fp32") {
+    bits = 32;
+  } else if (format == "bf16" || format == "fp16") {
+    bits = 16;
+  } else if (format == "fp8_e4m3" || format == "fp8_e5m2" || format == "int8") {
+    bits = 8;
+  } else if (format == "int4") {
+    bits = 4;
+  } else if (format == "ternary") {
+    bits = 2;
+  } else {
+    fail("unknown format '{}'", format);
+  }
+  const std::string sc = resolved_scales(format, scales);
+  if (sc == "group") bits += 16.0 / static_cast<double>(std::max<int64_t>(group, 1));
+  if (sc == "channel" && channel_inputs > 0) bits += 32.0 / static_cast<double>(channel_inputs);
+  return bits;
 }
 
 double compressed_bits(const SparsityPattern& p, double value_bits) {

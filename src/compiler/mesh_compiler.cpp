@@ -85,7 +85,7 @@ class Lowering {
   // Bits per stored element of a matrix with k inputs: the format with its scales, compressed
   // when the arch skips the pruning pattern's zeros (otherwise the zeros are stored).
   double weight_bits(int64_t k) const {
-    const double bits = storage_bits(o_.precision.weights, o_.precision.group, k);
+    const double bits = storage_bits(o_.precision.weights, o_.precision.scales, o_.precision.group, k);
     return skip_ ? compressed_bits(pattern_, bits) : bits;
   }
   int64_t matrix_bytes(int64_t elements, int64_t k) const {
@@ -298,9 +298,9 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
 // total bytes, if the current one does not.
 std::string smaller_format_hint(const arch::ArchSpec& arch, const PrecisionPolicy& policy, double weight_bytes,
                                 double needed, double usable) {
-  const double bits = storage_bits(policy.weights, policy.group);
+  const double bits = storage_bits(policy.weights, policy.scales, policy.group);
   for (const std::string& f : weight_formats()) {
-    const double ratio = storage_bits(f, policy.group) / bits;
+    const double ratio = storage_bits(f, "auto", policy.group) / bits;
     if (ratio >= 1 || std::find(arch.core.weight_formats.begin(), arch.core.weight_formats.end(), f) ==
                           arch.core.weight_formats.end())
       continue;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/formats.hpp"
@@ -27,34 +28,78 @@ std::vector<float> transpose(std::span<const float> m, int64_t rows, int64_t col
 
 }  // namespace
 
-Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group) {
-  const bool integer = format == "int8" || format == "int4" || format == "ternary";
-  const FloatFormat fmt = integer ? FloatFormat::F32 : parse_float_format(format);
+namespace {
+
+float largest_finite(FloatFormat format) {
+  switch (format) {
+    case FloatFormat::F32:
+      return std::numeric_limits<float>::max();
+    case FloatFormat::BF16:
+      return 3.3895314e38f;
+    case FloatFormat::F16:
+      return 65504.0f;
+    case FloatFormat::F8E4M3:
+      return 448.0f;
+    case FloatFormat::F8E5M2:
+      return 57344.0f;
+  }
+  return std::numeric_limits<float>::max();
+}
+
+// Quantises `values` (rows of `block` elements, each with one scale) in place.
+void quantize_blocks(std::vector<float>& values, int64_t block, const std::string& format, bool scaled) {
+  const auto blocks = static_cast<int64_t>(values.size()) / block;
+  if (format == "int8") {
+    values = quantize_int8_per_row(values, blocks, block);
+  } else if (format == "int4") {
+    values = quantize_int4_groups(values, blocks, block, block);
+  } else if (format == "ternary") {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const std::span<float> one(values.data() + b * block, static_cast<size_t>(block));
+      const std::vector<float> q = quantize_ternary(one);
+      std::copy(q.begin(), q.end(), one.begin());
+    }
+  } else {
+    const FloatFormat f = parse_float_format(format);
+    for (int64_t b = 0; b < blocks; ++b) {
+      float* v = values.data() + b * block;
+      float peak = 0;
+      for (int64_t i = 0; i < block; ++i) peak = std::max(peak, std::abs(v[i]));
+      // The block's largest magnitude maps to the format's largest finite value.
+      const float scale = scaled && peak > 0 ? peak / largest_finite(f) : 1.0f;
+      for (int64_t i = 0; i < block; ++i) v[i] = round_to_format(v[i] / scale, f) * scale;
+    }
+  }
+}
+
+}  // namespace
+
+Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group,
+                         const std::string& scales) {
+  PrecisionPolicy policy;
+  policy.weights = format, policy.group = group, policy.scales = scales;
+  policy.validate();
+  const std::string granularity = resolved_scales(format, scales);
   Weights out;
   for (size_t id = 0; id < graph.nodes().size(); ++id) {
     const ir::Node& node = graph.node(static_cast<int>(id));
     if (node.op != ir::OpKind::Param || out.find(node.name)) continue;
     Tensor t = weights.at(node.name);
     if (t.shape.size() == 2) {
-      if (!integer) {
-        for (float& v : t.values) v = round_to_format(v, fmt);
-      } else if (format == "ternary") {
-        t.values = quantize_ternary(t.values);
-      } else {
-        // Put output channels in rows, quantise row by row, put them back.
-        const bool columns = channels_in_columns(graph, static_cast<int>(id));
-        const int64_t channels = columns ? t.shape[1] : t.shape[0], inputs = columns ? t.shape[0] : t.shape[1];
-        std::vector<float> rows = columns ? transpose(t.values, t.shape[0], t.shape[1]) : t.values;
-        if (format == "int8") {
-          rows = quantize_int8_per_row(rows, channels, inputs);
-        } else {
-          if (inputs % group != 0)
-            fail("int4 group size {} does not divide the {} inputs of '{}'; choose a divisor of {}", group, inputs,
-                 node.name, inputs);
-          rows = quantize_int4_groups(rows, channels, inputs, group);
-        }
-        t.values = columns ? transpose(rows, channels, inputs) : rows;
+      // Put output channels in rows, quantise block by block, put them back.
+      const bool columns = channels_in_columns(graph, static_cast<int>(id));
+      const int64_t channels = columns ? t.shape[1] : t.shape[0], inputs = columns ? t.shape[0] : t.shape[1];
+      std::vector<float> rows = columns ? transpose(t.values, t.shape[0], t.shape[1]) : t.values;
+      int64_t block = channels * inputs;
+      if (granularity == "channel") block = inputs;
+      if (granularity == "group") {
+        if (inputs % group != 0)
+          fail("group size {} does not divide the {} inputs of '{}'; choose a divisor of {}", group, inputs,
+               node.name, inputs);
+        block = group;
       }
+      quantize_blocks(rows, block, format, granularity != "none");
+      t.values = columns ? transpose(rows, channels, inputs) : rows;
     }
     out.insert(node.name, std::move(t));
   }

@@ -125,6 +125,7 @@ std::string to_json(const Program& p) {
                     {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
                     {"precision",
                      {{"weights", p.precision.weights},
+                      {"scales", p.precision.scales},
                       {"group", p.precision.group},
                       {"activations", p.precision.activations},
                       {"kv", p.precision.kv},
@@ -160,6 +161,7 @@ Program from_json(const std::string& text, const std::string& origin) {
   p.model_origin = model.string("origin");
   const Reader precision{r.at("precision"), origin + ": precision"};
   p.precision.weights = precision.string("weights");
+  p.precision.scales = precision.string("scales");
   p.precision.group = precision.integer("group");
   p.precision.activations = precision.string("activations");
   p.precision.kv = precision.string("kv");

@@ -50,7 +50,7 @@ std::string summary_table(const sim::MeshReport& r) {
     out += fmt::format(
         "  weight sparsity      {}\n",
         !r.skip_weight_zeros ? std::string("the arch does not declare this pattern: zeros stored and multiplied")
-        : r.weight_bits < storage_bits(r.precision.weights, r.precision.group)
+        : r.weight_bits < storage_bits(r.precision.weights, r.precision.scales, r.precision.group)
             ? std::string("zeros skipped (the arch declares this pattern), weights stored compressed")
             : std::string("zeros skipped (the arch declares this pattern); stored dense, as the compressed form "
                           "(values + indices) would not be smaller at this density"));
@@ -182,6 +182,7 @@ std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
                               {"arch", r.arch_name},
                               {"precision",
                                {{"weights", r.precision.weights},
+                                {"scales", resolved_scales(r.precision.weights, r.precision.scales)},
                                 {"group", r.precision.group},
                                 {"activations", r.precision.activations},
                                 {"kv", r.precision.kv},

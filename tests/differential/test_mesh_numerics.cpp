@@ -33,8 +33,7 @@ Case make_case(const std::string& model_path, const std::string& arch, int64_t p
   c.graph = ir::build_model_graph(c.config);
   c.weights = random ? model::random_weights(c.graph, 5) : model::load_weights(c.graph, *c.config.weights_path);
   c.weights = model::prune_weights(c.graph, c.weights, precision.prune);
-  if (precision.weights != "fp32")
-    c.weights = model::quantize_weights(c.graph, c.weights, precision.weights, precision.group);
+  c.weights = model::quantize_weights(c.graph, c.weights, precision.weights, precision.group, precision.scales);
   c.precision = precision;
   const std::string arch_path = root + "/configs/arch/" + arch + ".yaml";
   const std::string arch_yaml = read_text_file(arch_path);
@@ -117,14 +116,14 @@ TEST(MeshNumerics, DefaultModelOnWse2) {
 TEST(MeshNumerics, LowPrecisionAndSkippedSparsityMatchTheReference) {
   // int4 weights pruned to 30% (mesh-32x32 skips unstructured zeros: compressed tiles), fp16
   // activations, an fp8 KV cache.
-  const PrecisionPolicy policy{"int4", 32, "fp16", "fp8_e4m3", "unstructured:0.3"};
+  const PrecisionPolicy policy{"int4", 32, "fp16", "fp8_e4m3", "unstructured:0.3", "auto"};
   Case c = make_case("/models/default/config.yaml", "mesh-32x32", 9, 10, false, policy);
   EXPECT_TRUE(c.plan.skip_weight_zeros);
   check(c, {31, 7, 900, 12, 5, 77, 1500, 3, 64}, 10);
 }
 
 TEST(MeshNumerics, LlamaUnderAPatternTheArchDoesNotSkip) {
-  const PrecisionPolicy policy{"fp8_e5m2", 32, "fp16", "bf16", "2:4"};
+  const PrecisionPolicy policy{"fp8_e5m2", 32, "fp16", "bf16", "2:4", "auto"};
   Case c = make_case("/tests/data/llama-tiny.yaml", "mesh-32x32", 12, 6, true, policy);
   EXPECT_FALSE(c.plan.skip_weight_zeros) << "mesh-32x32 declares unstructured sparsity only";
   check(c, {5, 17, 3, 99, 42, 7, 250, 1, 64, 8, 300, 2}, 6);
@@ -135,7 +134,7 @@ TEST(MeshNumerics, TheComparisonSeesActivationAndKvRounding) {
   // tests above would catch an executor that skipped (or misplaced) a rounding.
   const std::vector<int32_t> prompt = {31, 7, 900, 12, 5, 77, 1500, 3, 64};
   for (const PrecisionPolicy& policy :
-       {PrecisionPolicy{"fp32", 32, "fp16", "fp8_e4m3", ""}, PrecisionPolicy{"fp32", 32, "fp32", "fp8_e4m3", ""}}) {
+       {PrecisionPolicy{"fp32", 32, "fp16", "fp8_e4m3", "", "auto"}, PrecisionPolicy{"fp32", 32, "fp32", "fp8_e4m3", "", "auto"}}) {
     Case c = make_case("/models/default/config.yaml", "mesh-32x32", 9, 1, false, policy);
     ref::ReferenceExecutor unrounded(c.graph, c.weights, c.config.context_length);
     sim::MeshDataPlane mesh(c.plan, c.weights);

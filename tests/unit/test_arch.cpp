@@ -86,7 +86,7 @@ TEST(ArchSpec, StrictParsing) {
 TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
   const arch::ArchSpec wse2 = arch::load_arch(preset_path("wse2"));
   EXPECT_EQ(wse2.core.accumulate, "fp32");
-  EXPECT_TRUE(arch::check_precision(wse2, {"int4", 32, "fp16", "fp8_e4m3", ""}).is_ok());
+  EXPECT_TRUE(arch::check_precision(wse2, {"int4", 32, "fp16", "fp8_e4m3", "", "auto"}).is_ok());
   const Status bf16 = arch::check_precision(wse2, PrecisionPolicy::uniform("bf16"));
   EXPECT_FALSE(bf16.is_ok());
   EXPECT_NE(bf16.message().find("bf16 activations (its MACs take fp16, fp32)"), std::string::npos) << bf16.message();
@@ -101,7 +101,7 @@ TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
   text = replaced(text, "sparsity: {weights: [unstructured], activations: true}", "sparsity: {weights: [2:4, block16]}");
   const arch::ArchSpec plain = arch::parse_arch(text, "plain.yaml");
   EXPECT_EQ(plain.core.weight_formats, (std::vector<std::string>{"fp16", "fp32"}));
-  EXPECT_FALSE(arch::check_precision(plain, {"int8", 32, "fp32", "fp32", ""}).is_ok());
+  EXPECT_FALSE(arch::check_precision(plain, {"int8", 32, "fp32", "fp32", "", "auto"}).is_ok());
   EXPECT_TRUE(arch::skips_weight_zeros(plain, parse_sparsity("2:4")));
   EXPECT_TRUE(arch::skips_weight_zeros(plain, parse_sparsity("block16:0.25")));
   EXPECT_FALSE(arch::skips_weight_zeros(plain, parse_sparsity("block8:0.25")));

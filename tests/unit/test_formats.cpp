@@ -139,6 +139,40 @@ TEST(Formats, WeightPolicyScalesPerOutputChannel) {
   for (float v : f8.at("wte.weight").values) ASSERT_EQ(round_to_format(v, FloatFormat::F8E4M3), v);
 }
 
+TEST(Formats, ScaleGranularityIsWhatMakesLowPrecisionWork) {
+  const auto config = ir::load_model_config(std::string(TESSERA_SOURCE_DIR) + "/models/default/config.yaml");
+  const auto graph = ir::build_model_graph(config);
+  const auto random = model::random_weights(graph, 4);
+  // Shrink one output channel (column 3 of a Conv1D [in, out] matrix) to 1e-6 of its size.
+  model::Tensor w = random.at("h.0.mlp.c_fc.weight");
+  const int64_t in = w.shape[0], out = w.shape[1];
+  for (int64_t r = 0; r < in; ++r) w.values[static_cast<size_t>(r * out + 3)] *= 1e-6f;
+  model::Weights weights;
+  for (const auto& node : graph.nodes())
+    if (node.op == ir::OpKind::Param && !weights.find(node.name))
+      weights.insert(node.name, node.name == "h.0.mlp.c_fc.weight" ? w : random.at(node.name));
+  auto column_error = [&](const model::Weights& q) {
+    double err = 0, norm = 0;
+    for (int64_t r = 0; r < in; ++r) {
+      const auto i = static_cast<size_t>(r * out + 3);
+      err += std::abs(q.at("h.0.mlp.c_fc.weight").values[i] - w.values[i]), norm += std::abs(w.values[i]);
+    }
+    return err / norm;
+  };
+  // fp8 e4m3 without scales flushes the tiny channel to zero; a per-channel scale keeps it.
+  EXPECT_EQ(column_error(model::quantize_weights(graph, weights, "fp8_e4m3")), 1.0);
+  EXPECT_LT(column_error(model::quantize_weights(graph, weights, "fp8_e4m3", 32, "channel")), 0.05);
+  // One int8 scale per tensor rounds the tiny channel to zero too; per channel it survives.
+  EXPECT_EQ(column_error(model::quantize_weights(graph, weights, "int8", 32, "tensor")), 1.0);
+  EXPECT_LT(column_error(model::quantize_weights(graph, weights, "int8", 32, "channel")), 0.01);
+  const auto grouped = model::quantize_weights(graph, weights, "fp8_e5m2", 64, "group");
+  for (float v : grouped.at("h.1.attn.c_attn.weight").values) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_NE(error_of([&] { model::quantize_weights(graph, weights, "int4", 32, "none"); }).find("need scales"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { model::quantize_weights(graph, weights, "int8", 32, "row"); }).find("weight scales format"),
+            std::string::npos);
+}
+
 TEST(Pruning, PatternsKeepTheLargestAndTheRightCount) {
   const auto config = ir::load_model_config(std::string(TESSERA_SOURCE_DIR) + "/models/default/config.yaml");
   const auto graph = ir::build_model_graph(config);
@@ -189,8 +223,10 @@ TEST(Pruning, PatternsKeepTheLargestAndTheRightCount) {
 TEST(Sparsity, StorageBitsAndCompression) {
   EXPECT_EQ(storage_bits("fp32"), 32);
   EXPECT_EQ(storage_bits("fp8_e5m2"), 8);
-  EXPECT_EQ(storage_bits("int8", 32, 256), 8 + 32.0 / 256);
-  EXPECT_EQ(storage_bits("int4", 32), 4.5);
+  EXPECT_EQ(storage_bits("int8", "auto", 32, 256), 8 + 32.0 / 256);
+  EXPECT_EQ(storage_bits("int4", "auto", 32), 4.5);
+  EXPECT_EQ(storage_bits("int4", "channel", 32, 512), 4 + 32.0 / 512);
+  EXPECT_EQ(storage_bits("fp8_e4m3", "group", 64), 8.25);
   EXPECT_EQ(storage_bits("ternary"), 2);
   // (value, 16-bit index) pairs: fp16 at 25% density takes 8 bits per element; at 50% it would
   // take 16, no better than dense.

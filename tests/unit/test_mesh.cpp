@@ -171,7 +171,7 @@ TEST(MeshCompiler, SparsityAndFormatsChangeBytesAndMacsOnlyWhereTheArchSupportsT
   EXPECT_EQ(packed.macs, dense.macs);
   EXPECT_GT(packed.unpack_ops, dense.unpack_ops) << "int4 weights are unpacked into fp16 operands";
 
-  const auto kv8 = compiled("default", "mesh-32x32", {16, 16, {"fp32", 32, "fp32", "fp8_e4m3", ""}});
+  const auto kv8 = compiled("default", "mesh-32x32", {16, 16, {"fp32", 32, "fp32", "fp8_e4m3", "", "auto"}});
   const auto kv32 = compiled("default", "mesh-32x32", {16, 16, {}});
   EXPECT_EQ(kv8.stages[0].kv_cache_bytes * 4, kv32.stages[0].kv_cache_bytes);
   EXPECT_EQ(kv8.skip_zero_activations, true);

@@ -83,7 +83,7 @@ struct Outputs {
 // The precision policy as given: a YAML file, then --dtype for all three formats, then the
 // per-tensor flags, each overriding what came before ("" = not given).
 struct PrecisionFlags {
-  std::string file, dtype, weights, activations, kv, prune;
+  std::string file, dtype, weights, activations, kv, prune, scales;
   std::optional<int64_t> group;
 
   PrecisionPolicy resolve() const {
@@ -94,6 +94,7 @@ struct PrecisionFlags {
     if (!kv.empty()) p.kv = kv;
     if (group) p.group = *group;
     if (!prune.empty()) p.prune = prune;
+    if (!scales.empty()) p.scales = scales;
     p.validate();
     return p;
   }
@@ -253,8 +254,8 @@ model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& 
                                 const PrecisionPolicy& policy) {
   model::Weights weights = load_unquantized_weights(config, graph, flags);
   if (!policy.prune.empty()) weights = model::prune_weights(graph, weights, policy.prune);
-  if (policy.weights == "fp32") return weights;
-  return model::quantize_weights(graph, weights, policy.weights, policy.group);
+  if (policy.weights == "fp32" && policy.scales == "auto") return weights;
+  return model::quantize_weights(graph, weights, policy.weights, policy.group, policy.scales);
 }
 
 // Streams the prompt and each generated token to stdout as it is produced.
@@ -464,7 +465,10 @@ void add_precision_options(CLI::App* cmd, PrecisionFlags& p) {
   cmd->add_option("--activations-format", p.activations,
                   "Inputs of every linear layer, the MAC dtype: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2");
   cmd->add_option("--kv-format", p.kv, "KV cache: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2");
-  cmd->add_option("--group", p.group, "int4 group size (inputs per scale; default 32)");
+  cmd->add_option("--scales", p.scales,
+                  "Weight scales: auto (int8 per channel, int4 per group, ternary per tensor, floats none), none, "
+                  "tensor, channel, group");
+  cmd->add_option("--group", p.group, "Inputs per scale with --scales group (default 32)");
   cmd->add_option("--prune", p.prune,
                   "Prune matrices first: unstructured:DENSITY, N:M (e.g. 2:4), blockK:DENSITY (e.g. block16:0.5)");
 }

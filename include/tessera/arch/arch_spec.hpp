@@ -89,8 +89,8 @@ Status check_precision(const ArchSpec& arch, const PrecisionPolicy& policy);
 // Whether the hardware skips (and stores compressed) the zeros of weights pruned with `pattern`.
 bool skips_weight_zeros(const ArchSpec& arch, const SparsityPattern& pattern);
 
-// A precision policy file: keys weights, group, activations, kv, prune (all optional; defaults
-// fp32, 32, fp32, fp32, none). Throws Error naming file, line and key.
+// A precision policy file: keys weights, scales, group, activations, kv, prune (all optional;
+// defaults fp32, auto, 32, fp32, fp32, none). Throws Error naming file, line and key.
 PrecisionPolicy load_precision_policy(const std::filesystem::path& path);
 
 }  // namespace tessera::arch

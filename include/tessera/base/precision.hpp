@@ -28,13 +28,17 @@ SparsityPattern parse_sparsity(const std::string& spec);
 
 struct PrecisionPolicy {
   std::string weights = "fp32";      // fp32 bf16 fp16 fp8_e4m3 fp8_e5m2 int8 int4 ternary
-  int64_t group = 32;                // int4: inputs per scale
+  int64_t group = 32;                // inputs per scale with scales "group"
   std::string activations = "fp32";  // fp32 bf16 fp16 fp8_e4m3 fp8_e5m2: linear-layer inputs, the MAC dtype
   std::string kv = "fp32";           // fp32 bf16 fp16 fp8_e4m3 fp8_e5m2
   std::string prune;                 // "" or a SparsityPattern spec, applied before the weight format
+  // Weight scales: none (plain rounding; float formats only), tensor, channel (per output
+  // channel), group (per `group` inputs of a channel), or auto: the format's usual choice (see
+  // resolved_scales).
+  std::string scales = "auto";
 
   // One format for weights, activations and the KV cache (what --dtype sets).
-  static PrecisionPolicy uniform(const std::string& format) { return {format, 32, format, format, ""}; }
+  static PrecisionPolicy uniform(const std::string& format) { return {format, 32, format, format, "", "auto"}; }
 
   // Throws Error naming the field and the accepted values.
   void validate() const;
@@ -45,10 +49,15 @@ struct PrecisionPolicy {
 const std::vector<std::string>& weight_formats();      // every format weights may take
 const std::vector<std::string>& activation_formats();  // every format activations and the KV cache may take
 
-// Bits one stored element of `format` takes, including its share of the scales: int8 one fp32
-// scale per output channel of `channel_inputs` inputs, int4 one fp16 scale per `group`, ternary
-// 2-bit codes (four per byte) and one fp32 scale per matrix (negligible, counted as 0).
-double storage_bits(const std::string& format, int64_t group = 32, int64_t channel_inputs = 0);
+// "auto" resolved: int8 per channel, int4 per group, ternary per tensor (BitNet's absmean), float
+// formats none; any other value is returned as is.
+std::string resolved_scales(const std::string& format, const std::string& scales);
+
+// Bits one stored element of `format` takes, including its share of the scales: an fp16 scale per
+// group of `group` inputs, an fp32 scale per output channel of `channel_inputs` inputs (0: not
+// counted), nothing for one scale per tensor. Ternary codes take 2 bits (four per byte).
+double storage_bits(const std::string& format, const std::string& scales = "auto", int64_t group = 32,
+                    int64_t channel_inputs = 0);
 
 // Bits per element of a pruned matrix stored compressed: unstructured as (value, 16-bit index)
 // pairs of the kept weights; N:M as the N values per group of M plus ceil(log2 M) bits of position

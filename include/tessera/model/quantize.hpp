@@ -5,17 +5,22 @@
 
 #include <string>
 
+#include "tessera/base/precision.hpp"
 #include "tessera/ir/graph.hpp"
 #include "tessera/model/weights.hpp"
 
 namespace tessera::model {
 
-// format: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2 (round each value), int8 (symmetric, one scale per
-// output channel), int4 (symmetric, one scale per `group` inputs of an output channel), ternary
-// (BitNet b1.58 absmean, one scale per matrix). Output channels are columns of GPT-2's Conv1D
-// [in, out] matrices and rows of nn.Linear [out, in] ones and of embeddings. Throws Error on an
-// unknown format or a group that does not divide a matrix's input dimension.
-Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group = 32);
+// format: fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, int8 (symmetric, round half to even, +-127),
+// int4 (+-7), ternary (BitNet b1.58 absmean). `scales` (base/precision.hpp) sets how many values
+// share a scale: one per matrix ("tensor"), per output channel, or per `group` inputs of a channel;
+// "none" rounds float formats directly; "auto" is int8 per channel, int4 per group, ternary per
+// tensor, floats none. A float scale maps the block's largest magnitude to the format's largest
+// finite value. Output channels are columns of GPT-2's Conv1D [in, out] matrices and rows of
+// nn.Linear [out, in] ones and of embeddings. Throws Error on an unknown format or scales, integer
+// formats without scales, or a group that does not divide a matrix's input dimension.
+Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const std::string& format, int64_t group = 32,
+                         const std::string& scales = "auto");
 
 // Pruning of every matrix parameter (norms, biases and embeddings are kept), applied before the
 // format: pattern "unstructured:D" (keep the fraction D of largest magnitudes per matrix), "N:M"

@@ -24,9 +24,9 @@ void compile_and_simulate(benchmark::State& state, const std::string& model, con
   const std::string model_yaml = read_text_file(model_path), arch_yaml = read_text_file(arch_path);
   double tokens_per_s = 0;
   for (auto _ : state) {
-    const auto result =
-        compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
-                                   arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, {128, 128, PrecisionPolicy::uniform(dtype)});
+    const auto result = compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
+                                                   arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
+                                                   {128, 128, PrecisionPolicy::uniform(dtype)});
     if (!result.status) state.SkipWithError(result.status.message().c_str());
     tokens_per_s = sim::simulate_mesh_timing(result.program).decode_tokens_per_s;
   }

@@ -155,7 +155,8 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
       for (const auto& pattern : sp.strings("weights")) {
         bool known = pattern == "unstructured";
         try {
-          if (!known) known = parse_sparsity(pattern.starts_with("block") ? pattern + ":0.5" : pattern).capability() == pattern;
+          if (!known)
+            known = parse_sparsity(pattern.starts_with("block") ? pattern + ":0.5" : pattern).capability() == pattern;
         } catch (const Error&) {
           known = false;
         }

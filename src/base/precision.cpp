@@ -108,7 +108,9 @@ void PrecisionPolicy::validate() const {
 std::string PrecisionPolicy::describe() const {
   const std::string sc = resolved_scales(weights, scales);
   std::string s = "weights " + weights +
-                  (sc == "group" ? fmt::format("/g{}", group) : sc == "none" || scales == "auto" ? "" : "/" + sc);
+                  (sc == "group"                      ? fmt::format("/g{}", group)
+                   : sc == "none" || scales == "auto" ? ""
+                                                      : "/" + sc);
   s += ", activations " + activations + ", kv " + kv;
   if (!prune.empty()) s += ", pruned " + prune;
   return s;

@@ -130,7 +130,7 @@ class Lowering {
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
       f.kv = 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
-      per_token += m_.n_heads * slots;                        // attention scores
+      per_token += m_.n_heads * slots;                          // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
     return f;
@@ -187,9 +187,9 @@ class Lowering {
     st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * tile_k(mm, r) * tile_n(mm, r)) * performed));
     st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * mm.k * mm.n) * performed));
     // Stored weights are unpacked once per step into the MAC dtype and reused for every token.
-    st.elementwise = (mm.bias ? tokens * tile_n(mm, r) : 0) +
-                     static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed *
-                                                    unpack_ops_));
+    st.elementwise =
+        (mm.bias ? tokens * tile_n(mm, r) : 0) +
+        static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed * unpack_ops_));
     // Every token reads the stored weights once and an activation per MAC; outputs are written once.
     st.sram_bytes = tokens * matrix_bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
                     cores * tokens * tile_n(mm, r) * kActivationBytes;
@@ -304,7 +304,8 @@ std::string smaller_format_hint(const arch::ArchSpec& arch, const PrecisionPolic
     if (ratio >= 1 || std::find(arch.core.weight_formats.begin(), arch.core.weight_formats.end(), f) ==
                           arch.core.weight_formats.end())
       continue;
-    if (needed - weight_bytes * (1 - ratio) <= usable) return fmt::format(" (or {} weights: --weights-format {})", f, f);
+    if (needed - weight_bytes * (1 - ratio) <= usable)
+      return fmt::format(" (or {} weights: --weights-format {})", f, f);
   }
   return "";
 }

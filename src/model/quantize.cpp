@@ -94,8 +94,8 @@ Weights quantize_weights(const ir::Graph& graph, const Weights& weights, const s
       if (granularity == "channel") block = inputs;
       if (granularity == "group") {
         if (inputs % group != 0)
-          fail("group size {} does not divide the {} inputs of '{}'; choose a divisor of {}", group, inputs,
-               node.name, inputs);
+          fail("group size {} does not divide the {} inputs of '{}'; choose a divisor of {}", group, inputs, node.name,
+               inputs);
         block = group;
       }
       quantize_blocks(rows, block, format, granularity != "none");

@@ -99,7 +99,11 @@ std::string roofline(const json& run) {
 
 std::string html_report(const std::string& run_json, const std::string& origin) {
   const json run = json::parse(run_json, nullptr, false);
-  if (run.is_discarded() || !run.is_object() || run.value("schema", "") != "tessera-run/2")
+  const std::string schema = run.is_object() ? run.value("schema", "") : "";
+  if (schema.starts_with("tessera-run/") && schema != "tessera-run/2")
+    fail("{}: written by another tessera version (schema {}, this one reads tessera-run/2); run it again", origin,
+         schema);
+  if (run.is_discarded() || schema != "tessera-run/2")
     fail("{}: not a tessera run (write one with `tessera run --arch ARCH --json FILE`)", origin);
   try {
     RunFigures figures{run.at("grid").at("width").get<int64_t>(),
@@ -134,12 +138,13 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
         "body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:0.5em 0}}"
         "th,td{{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}} td{{font-variant-numeric:tabular-nums}}"
         "pre{{background:#f6f6f6;padding:1em;overflow:auto}} .maps svg{{margin:0.5em}}</style></head><body>\n"
-        "<h1 id=\"title\">{}</h1>\n<p>weights {}, activations {}, KV cache {}; {} fabric model, {:.2f} GHz; {} prompt tokens, {} generated.</p>\n",
+        "<h1 id=\"title\">{}</h1>\n<p>weights {}, activations {}, KV cache {}; {} fabric model, {:.2f} GHz; {} prompt "
+        "tokens, {} generated.</p>\n",
         escape(title), escape(title), escape(run.at("precision").at("weights").get<std::string>()),
         escape(run.at("precision").at("activations").get<std::string>()),
-        escape(run.at("precision").at("kv").get<std::string>()),
-        escape(run.at("fabric_model").get<std::string>()), run.at("clock_hz").get<double>() / 1e9,
-        run.at("tokens").at("prompt").get<int64_t>(), run.at("tokens").at("generated").get<int64_t>());
+        escape(run.at("precision").at("kv").get<std::string>()), escape(run.at("fabric_model").get<std::string>()),
+        run.at("clock_hz").get<double>() / 1e9, run.at("tokens").at("prompt").get<int64_t>(),
+        run.at("tokens").at("generated").get<int64_t>());
     html += "<h2>Summary</h2>\n<table>\n";
     html += row("time to first token", "ttft-ms",
                 fmt::format("{:.6g}", run.at("time_to_first_token_s").get<double>() * 1e3), "ms");

@@ -45,7 +45,8 @@ std::string summary_table(const sim::MeshReport& r) {
   std::string out =
       fmt::format("{} on {} (simulated, {} fabric model; {:.2f} GHz, {} of {} cores used)\n", r.model_name, r.arch_name,
                   r.fabric_model, r.clock_hz / 1e9, r.cores_used, r.cores_usable);
-  out += fmt::format("  precision            {}; {:.3g} bits per stored weight\n", r.precision.describe(), r.weight_bits);
+  out +=
+      fmt::format("  precision            {}; {:.3g} bits per stored weight\n", r.precision.describe(), r.weight_bits);
   if (!r.precision.prune.empty())
     out += fmt::format(
         "  weight sparsity      {}\n",

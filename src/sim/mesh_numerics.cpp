@@ -43,7 +43,7 @@ struct StageArenas {
   int64_t k_cache = 0, v_cache = 0, x = 0, h = 0, qkv = 0, o = 0, f = 0, part = 0, scores = 0, stats = 0;
   int64_t weight_floats = 0, scratch_floats = 0;
   // Per core: weights and KV cache, which persist for the whole run.
-  std::vector<std::vector<float>> resident;  // by core index j * px + i
+  std::vector<std::vector<float>> resident;           // by core index j * px + i
   std::vector<std::map<int64_t, SparseTile>> sparse;  // by core index, then weight offset (when skipping)
   // Per core: activations, which live only while the stage runs. Stages run one after another,
   // so all stages' activation areas share one host buffer (each core still has its own area).
@@ -246,8 +246,8 @@ struct MeshDataPlane::State {
   // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
   // allreduced down each column. The output holds `parts` equal vectors of n_each elements side
   // by side, `cap` columns each.
-  void matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight,
-                      int64_t cap, int64_t parts, int64_t n_each, int64_t align) {
+  void matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t cap,
+                      int64_t parts, int64_t n_each, int64_t align) {
     const int64_t width = cap * parts;
     count_zeros(layer, s, true, tokens, in, s.nr, model.d_model);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
@@ -261,7 +261,8 @@ struct MeshDataPlane::State {
           if (skip_weight_zeros || parts == 1) {
             accumulate_row(s, core, w, weight, width, k, xk, out, 0, nn);
           } else {
-            for (int64_t p = 0; p < parts; ++p) accumulate_row(s, core, w, weight, width, k, xk, out, p * cap, p * cap + nn);
+            for (int64_t p = 0; p < parts; ++p)
+              accumulate_row(s, core, w, weight, width, k, xk, out, p * cap, p * cap + nn);
           }
         }
       }
@@ -552,7 +553,8 @@ void compress_tiles(StageArenas& s) {
   if (s.is_head) {
     matrices = {{s.w_lm, s.nr, s.vc}};
   } else {
-    matrices = {{s.w_qkv, s.nr, 3 * s.nc}, {s.w_o, s.nc, s.nr}, {s.w_fc, s.nr, s.fc_parts * s.fc}, {s.w_pr, s.fc, s.nr}};
+    matrices = {
+        {s.w_qkv, s.nr, 3 * s.nc}, {s.w_o, s.nc, s.nr}, {s.w_fc, s.nr, s.fc_parts * s.fc}, {s.w_pr, s.fc, s.nr}};
   }
   s.sparse.assign(s.resident.size(), {});
   for (size_t c = 0; c < s.resident.size(); ++c) {
@@ -632,8 +634,7 @@ MeshDataPlane::~MeshDataPlane() = default;
 std::map<std::string, double> MeshDataPlane::activation_density() const {
   std::map<std::string, double> out;
   for (const auto& [layer, counts] : state_->input_zeros)
-    if (counts.second > 0)
-      out[layer] = 1.0 - static_cast<double>(counts.first) / static_cast<double>(counts.second);
+    if (counts.second > 0) out[layer] = 1.0 - static_cast<double>(counts.first) / static_cast<double>(counts.second);
   return out;
 }
 

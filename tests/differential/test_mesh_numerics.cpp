@@ -133,8 +133,8 @@ TEST(MeshNumerics, TheComparisonSeesActivationAndKvRounding) {
   // The same plan against a reference that does not round activations and KV: far apart, so the
   // tests above would catch an executor that skipped (or misplaced) a rounding.
   const std::vector<int32_t> prompt = {31, 7, 900, 12, 5, 77, 1500, 3, 64};
-  for (const PrecisionPolicy& policy :
-       {PrecisionPolicy{"fp32", 32, "fp16", "fp8_e4m3", "", "auto"}, PrecisionPolicy{"fp32", 32, "fp32", "fp8_e4m3", "", "auto"}}) {
+  for (const PrecisionPolicy& policy : {PrecisionPolicy{"fp32", 32, "fp16", "fp8_e4m3", "", "auto"},
+                                        PrecisionPolicy{"fp32", 32, "fp32", "fp8_e4m3", "", "auto"}}) {
     Case c = make_case("/models/default/config.yaml", "mesh-32x32", 9, 1, false, policy);
     ref::ReferenceExecutor unrounded(c.graph, c.weights, c.config.context_length);
     sim::MeshDataPlane mesh(c.plan, c.weights);

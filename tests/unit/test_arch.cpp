@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 
-#include "tessera/arch/arch_spec.hpp"
-#include "tessera/arch/units.hpp"
 #include <fstream>
 #include <tuple>
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/arch/units.hpp"
 #include "tessera/base/fs.hpp"
 #include "test_util.hpp"
 
@@ -98,7 +98,8 @@ TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
   // Without the optional keys a core stores only what its MACs take, and skips nothing.
   std::string text = preset_text("mesh-32x32");
   text = replaced(text, "  weight_formats: [fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, int8, int4, ternary]", "");
-  text = replaced(text, "sparsity: {weights: [unstructured], activations: true}", "sparsity: {weights: [2:4, block16]}");
+  text =
+      replaced(text, "sparsity: {weights: [unstructured], activations: true}", "sparsity: {weights: [2:4, block16]}");
   const arch::ArchSpec plain = arch::parse_arch(text, "plain.yaml");
   EXPECT_EQ(plain.core.weight_formats, (std::vector<std::string>{"fp16", "fp32"}));
   EXPECT_FALSE(arch::check_precision(plain, {"int8", 32, "fp32", "fp32", "", "auto"}).is_ok());

@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "tessera/base/formats.hpp"
-#include "tessera/base/precision.hpp"
 #include "tessera/base/half.hpp"
+#include "tessera/base/precision.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/quantize.hpp"
 #include "test_util.hpp"
@@ -235,14 +235,14 @@ TEST(Sparsity, StorageBitsAndCompression) {
   EXPECT_EQ(compressed_bits(parse_sparsity("2:4"), 16), 9) << "2 values of 4, 2 bits of position each";
   EXPECT_EQ(compressed_bits(parse_sparsity("block16:0.25"), 8), 0.25 * (8 + 32.0 / 256));
   EXPECT_EQ(compressed_bits(parse_sparsity(""), 8), 8);
-  for (const auto& [spec, message] : std::vector<std::pair<std::string, std::string>>{
-           {"unstructured:0", "density must be in (0, 1]"},
-           {"unstructured:1.01", "density must be in (0, 1]"},
-           {"3:2", "need 1 <= N <= M"},
-           {"block0:0.5", "block size must be >= 1"},
-           {"blockx:0.5", "expected a block size"},
-           {"2:4x", "expected unstructured:DENSITY"},
-           {"half", "expected unstructured:DENSITY"}}) {
+  for (const auto& [spec, message] :
+       std::vector<std::pair<std::string, std::string>>{{"unstructured:0", "density must be in (0, 1]"},
+                                                        {"unstructured:1.01", "density must be in (0, 1]"},
+                                                        {"3:2", "need 1 <= N <= M"},
+                                                        {"block0:0.5", "block size must be >= 1"},
+                                                        {"blockx:0.5", "expected a block size"},
+                                                        {"2:4x", "expected unstructured:DENSITY"},
+                                                        {"half", "expected unstructured:DENSITY"}}) {
     const std::string error = error_of([&] { parse_sparsity(spec); });
     EXPECT_NE(error.find(message), std::string::npos) << spec << ": " << error;
   }

@@ -142,7 +142,8 @@ struct Totals {
 Totals totals(const program::Program& plan) {
   Totals t;
   for (const auto& s : plan.decode)
-    if (s.op == "matmul") t.macs += static_cast<double>(s.total_macs), t.unpack_ops += static_cast<double>(s.elementwise);
+    if (s.op == "matmul")
+      t.macs += static_cast<double>(s.total_macs), t.unpack_ops += static_cast<double>(s.elementwise);
   for (const auto& s : plan.stages) t.weight_bytes += static_cast<double>(s.total_weight_bytes);
   return t;
 }

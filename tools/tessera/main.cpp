@@ -342,8 +342,8 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
   }
   std::printf("%s on %s, %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
               config.name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
-      static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
-      static_cast<long long>(window));
+              static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
+              static_cast<long long>(window));
   return 0;
 }
 

@@ -65,7 +65,7 @@ struct Program {
   std::string arch_origin;
   std::string model_yaml;  // the model config, verbatim
   std::string model_origin;
-  PrecisionPolicy precision;          // formats of weights, activations (the MAC dtype) and KV; pruning
+  PrecisionPolicy precision;           // formats of weights, activations (the MAC dtype) and KV; pruning
   double weight_bits = 32;             // bits per stored weight element of a matrix, compression included
   bool skip_weight_zeros = false;      // the arch skips the pruning pattern's zeros (stored compressed)
   bool skip_zero_activations = false;  // the arch skips multiplications by zero activations

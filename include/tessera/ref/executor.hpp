@@ -51,7 +51,7 @@ class ReferenceExecutor {
   int64_t position_ = 0;
   int64_t vocab_size_ = 0;
   FloatFormat activations_ = FloatFormat::F32, kv_ = FloatFormat::F32;
-  std::vector<float> rounded_;  // a linear layer's input in the activations format
+  std::vector<float> rounded_;                     // a linear layer's input in the activations format
   std::vector<const float*> params_;               // per node: weight data for Param nodes
   std::vector<std::vector<float>> buffers_;        // per node: f32 activations
   std::vector<std::vector<int32_t>> int_buffers_;  // per node: i32 inputs

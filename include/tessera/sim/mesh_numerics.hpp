@@ -18,8 +18,8 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <string>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "tessera/base/error.hpp"

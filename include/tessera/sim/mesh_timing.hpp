@@ -61,7 +61,7 @@ struct MeshReport {
   double weight_bits = 32;
   bool skip_weight_zeros = false, skip_zero_activations = false;
   std::map<std::string, double> activation_density;  // as given in TimingOptions (measured with values)
-  std::string fabric_model;  // "fast" or "cycle-level"
+  std::string fabric_model;                          // "fast" or "cycle-level"
   double clock_hz = 0;
   int64_t cores_used = 0, cores_usable = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;

@@ -71,6 +71,46 @@ bool contains(const std::vector<std::string>& items, const std::string& x) {
   return std::find(items.begin(), items.end(), x) != items.end();
 }
 
+// The wafer's links and host I/O (mesh2d).
+void parse_mesh_links(const YamlMap& root, ArchSpec& a) {
+  const YamlMap link = root.map("link");
+  a.link.bytes_per_cycle = positive_unit(link, "bandwidth", parse_bytes_per_cycle);
+  a.link.hop_latency_cycles = parse_cycles(link.string("hop_latency"), link.where("hop_latency"));
+  a.link.ramp_latency_cycles = parse_cycles(link.string("ramp_latency"), link.where("ramp_latency"));
+  link.finish();
+
+  const YamlMap io = root.map("io");
+  a.io.edge_channels_per_side = positive(io, "edge_channels_per_side");
+  a.io.max_channels_used = positive(io, "max_channels_used");
+  if (a.io.max_channels_used > 2 * a.io.edge_channels_per_side)
+    fail("{}: more than the {} channels on the two edges", io.where("max_channels_used"),
+         2 * a.io.edge_channels_per_side);
+  a.io.host_bytes_per_second = positive_unit(io, "host_bandwidth", parse_bytes_per_second);
+  a.io.external_memory_bytes = positive_unit(io, "external_memory", parse_bytes);
+  a.io.external_bytes_per_second = positive_unit(io, "external_bandwidth", parse_bytes_per_second);
+  io.finish();
+}
+
+// A GPU's SM count, memory system, runtime and links (shared_memory).
+void parse_gpu_memory_and_links(const YamlMap& root, ArchSpec& a) {
+  a.grid_width = positive(root, "sms");
+  a.grid_height = 1;
+  a.usable = {0, 0, a.grid_width, 1};
+  const YamlMap mem = root.map("memory");
+  a.gpu.l2_bytes = positive_unit(mem, "l2", parse_bytes);
+  a.gpu.hbm_bytes = positive_unit(mem, "hbm", parse_bytes);
+  a.gpu.hbm_bytes_per_second = positive_unit(mem, "hbm_bandwidth", parse_bytes_per_second);
+  mem.finish();
+  const YamlMap run = root.map("runtime");
+  a.gpu.kernel_launch_s = parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
+  a.gpu.tdp_watts = positive_unit(run, "tdp", parse_watts);
+  run.finish();
+  const YamlMap link = root.map("link");
+  a.gpu.link_bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
+  a.gpu.link_latency_s = parse_seconds(link.string("latency"), link.where("latency"));
+  link.finish();
+}
+
 }  // namespace
 
 ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
@@ -79,15 +119,22 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   a.name = root.string("name");
   a.description = root.optional_string("description").value_or("");
   const std::string fabric = root.string("fabric");
-  if (fabric != "mesh2d") fail("{}: unknown fabric '{}'; supported: mesh2d", root.where("fabric"), fabric);
+  if (fabric != "mesh2d" && fabric != "shared_memory")
+    fail("{}: unknown fabric '{}'; supported: mesh2d, shared_memory", root.where("fabric"), fabric);
+  a.fabric = fabric == "mesh2d" ? FabricKind::Mesh2D : FabricKind::SharedMemory;
+  const bool gpu = a.fabric == FabricKind::SharedMemory;
   a.clock_hz = positive_unit(root, "clock", parse_frequency_hz);
 
-  const YamlMap grid = root.map("grid");
-  a.grid_width = positive(grid, "width");
-  a.grid_height = positive(grid, "height");
-  grid.finish();
-  a.usable = {0, 0, a.grid_width, a.grid_height};
-  if (root.has("usable")) {
+  if (gpu) {
+    parse_gpu_memory_and_links(root, a);
+  } else {
+    const YamlMap grid = root.map("grid");
+    a.grid_width = positive(grid, "width");
+    a.grid_height = positive(grid, "height");
+    grid.finish();
+    a.usable = {0, 0, a.grid_width, a.grid_height};
+  }
+  if (!gpu && root.has("usable")) {
     const YamlMap u = root.map("usable");
     a.usable = {non_negative(u, "x"), non_negative(u, "y"), positive(u, "width"), positive(u, "height")};
     u.finish();
@@ -106,7 +153,7 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
     if (v <= 0) fail("{}: must be > 0", m.where(k));
     return v;
   });
-  a.core.routes = positive(core, "routes");
+  a.core.routes = gpu ? 0 : positive(core, "routes");
   std::vector<std::string> mac_dtypes;
   for (const auto& [dtype, _] : a.core.macs_per_cycle) mac_dtypes.push_back(dtype);
   if (core.has("accumulate")) {
@@ -120,22 +167,7 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   if (a.core.unpack_ops_per_weight < 0) fail("{}: must be >= 0", core.where("unpack_ops_per_weight"));
   core.finish();
 
-  const YamlMap link = root.map("link");
-  a.link.bytes_per_cycle = positive_unit(link, "bandwidth", parse_bytes_per_cycle);
-  a.link.hop_latency_cycles = parse_cycles(link.string("hop_latency"), link.where("hop_latency"));
-  a.link.ramp_latency_cycles = parse_cycles(link.string("ramp_latency"), link.where("ramp_latency"));
-  link.finish();
-
-  const YamlMap io = root.map("io");
-  a.io.edge_channels_per_side = positive(io, "edge_channels_per_side");
-  a.io.max_channels_used = positive(io, "max_channels_used");
-  if (a.io.max_channels_used > 2 * a.io.edge_channels_per_side)
-    fail("{}: more than the {} channels on the two edges", io.where("max_channels_used"),
-         2 * a.io.edge_channels_per_side);
-  a.io.host_bytes_per_second = positive_unit(io, "host_bandwidth", parse_bytes_per_second);
-  a.io.external_memory_bytes = positive_unit(io, "external_memory", parse_bytes);
-  a.io.external_bytes_per_second = positive_unit(io, "external_bandwidth", parse_bytes_per_second);
-  io.finish();
+  if (!gpu) parse_mesh_links(root, a);
 
   const YamlMap energy = root.map("energy");
   a.energy.mac_pj = per_dtype(
@@ -145,8 +177,13 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   };
   a.energy.sram_read_pj_per_byte = per_byte("sram_read");
   a.energy.sram_write_pj_per_byte = per_byte("sram_write");
-  a.energy.fabric_pj_per_byte_hop = per_byte("fabric_hop");
-  a.energy.offchip_pj_per_byte = per_byte("offchip");
+  if (gpu) {
+    a.energy.hbm_pj_per_byte = per_byte("hbm");
+    a.energy.offchip_pj_per_byte = per_byte("link");
+  } else {
+    a.energy.fabric_pj_per_byte_hop = per_byte("fabric_hop");
+    a.energy.offchip_pj_per_byte = per_byte("offchip");
+  }
   energy.finish();
 
   if (root.has("sparsity")) {

@@ -87,4 +87,14 @@ double parse_energy_pj_per_byte(std::string_view text, const std::string& where)
   return scaled(text, where, "0.1pJ/bit", units);
 }
 
+double parse_seconds(std::string_view text, const std::string& where) {
+  static const std::map<std::string, double> units = {{"ns", 1e-9}, {"us", 1e-6}, {"ms", 1e-3}, {"s", 1}};
+  return scaled(text, where, "5us", units);
+}
+
+double parse_watts(std::string_view text, const std::string& where) {
+  static const std::map<std::string, double> units = {{"W", 1}, {"kW", 1e3}};
+  return scaled(text, where, "700W", units);
+}
+
 }  // namespace tessera::arch

@@ -158,7 +158,8 @@ TEST(Cli, TimingOnlyRunsForModelsWithoutWeights) {
 TEST(Cli, MeshErrorsAreOneLine) {
   const std::vector<BadInput> cases = {
       {"run --activations-format bf16",
-       "wse2 does not support bf16 activations (its MACs take fp16, fp32); no shipped preset supports"},
+       "wse2 does not support bf16 activations (its MACs take fp16, fp32); presets that support weights fp32, "
+       "activations bf16, kv fp32: a100, h100, h200"},
       {"run --arch mesh-32x32 --dtype fp8_e4m3 -n 2", "mesh-32x32 does not support fp8_e4m3 activations"},
       {"run --arch wse9 --no-numerics", "unknown arch 'wse9'"},
       {"run -m llama3-70b --arch wse3 --no-numerics --dtype fp16 --prompt-tokens 8 -n 8", "does not fit on wse3"},
@@ -421,4 +422,21 @@ TEST(Cli, PrecisionPolicyFromFlagsAndYamlRunsOnHostAndWafer) {
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
   }
+}
+
+TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
+  const std::string json = temp_file("compare.json", "");
+  const Result r =
+      tessera("compare -m llama3-8b --arch wse3,h100,a100 --prompt-len 64 --gen 16 --batch 1,8 --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "wafer plans serve one request at a time")) << r.output;
+  std::ifstream in(json);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_TRUE(contains(text, "\"schema\": \"tessera-compare/1\"")) << text;
+  const Result gpu = tessera("run --arch h100 -n 6 -q --dtype fp16");
+  ASSERT_EQ(gpu.exit_code, 0) << gpu.output;
+  EXPECT_TRUE(contains(gpu.output, "default on 1 x h100 (simulated, kernel by kernel; batch 1)")) << gpu.output;
+  const Result too_big = tessera("run -m llama3-70b --arch h100 --no-numerics --prompt-tokens 8 -n 8 --dtype fp16");
+  EXPECT_NE(too_big.exit_code, 0);
+  EXPECT_TRUE(contains(too_big.output, "--tp 2")) << too_big.output;
 }

@@ -13,6 +13,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/compiler/gpu_compiler.hpp"
 #include "tessera/compiler/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/model_package.hpp"
@@ -21,8 +22,10 @@
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/eval.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/report/compare.hpp"
 #include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
 
@@ -111,7 +114,9 @@ struct RunFlags {
   uint64_t seed = 0;
   std::string arch = "wse2";
   bool no_numerics = false;
-  int64_t prompt_tokens = 0;  // timing-only: prompt length when there is no tokenizer
+  int64_t prompt_tokens = 0;    // timing-only: prompt length when there is no tokenizer
+  int64_t batch = 1;            // GPUs: requests decoded together
+  int64_t tensor_parallel = 1;  // GPUs: tensor-parallel group size
   PrecisionFlags precision;
   Outputs outputs;
 };
@@ -181,6 +186,21 @@ program::Program compile_mesh(const fs::path& model_path, const std::string& arc
                                            read_text_file(arch_path), arch_path.string(), options);
   if (!result.status) fail("{}", result.status.message());
   return std::move(result.program);
+}
+
+bool is_gpu(const std::string& arch_name) {
+  return arch::load_arch(resolve_arch(arch_name)).fabric == arch::FabricKind::SharedMemory;
+}
+
+// Compiles for a GPU (or a tensor-parallel group); a plan that does not fit is a one-line error.
+compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
+                                       const compiler::GpuCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
+  return compiler::compile_for_gpu(config, read_text_file(model_path), model_path.string(), arch,
+                                   read_text_file(arch_path), arch_path.string(), options);
 }
 
 // Heatmaps go into a directory tessera creates and marks, so it never writes into a user's own.
@@ -318,6 +338,37 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const Precisi
   return 0;
 }
 
+// A GPU run: the values are the reference executor's (a GPU computes the same arithmetic under the
+// same precision policy), the timing is the GPU model's.
+int run_on_gpu(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  if (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty() ||
+      !flags.outputs.csv.empty())
+    fail("--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs use `tessera compare --json`");
+  int64_t prompt_tokens = flags.prompt_tokens;
+  if (!flags.no_numerics) {
+    if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
+    const ir::Graph graph = ir::build_model_graph(config);
+    const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+    const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+    prompt_tokens = static_cast<int64_t>(prompt.size());
+    const model::Weights weights = load_run_weights(config, graph, flags, policy);
+    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
+    generate_text(executor, tokenizer, prompt, flags);
+    std::printf("\n\n");
+  } else if (prompt_tokens == 0) {
+    if (!config.encoder_path && flags.tokenizer_dir.empty())
+      fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
+    prompt_tokens =
+        static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
+  }
+  const auto result = compile_gpu(model_path, flags.arch,
+                                  {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
+  if (!result.status) fail("{}", result.status.message());
+  std::fputs(report::gpu_summary_table(sim::simulate_gpu(result.plan)).c_str(), stdout);
+  return 0;
+}
+
 int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window) {
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   const ir::ModelConfig config = ir::load_model_config(model_path);
@@ -354,6 +405,8 @@ int run_command(const RunFlags& flags) {
     fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   const PrecisionPolicy policy = flags.precision.resolve();
+  if (flags.arch != "host" && is_gpu(flags.arch)) return run_on_gpu(model_path, flags, policy);
+  if (flags.batch != 1 || flags.tensor_parallel != 1) fail("--batch and --tp are for GPUs (see `tessera archs`)");
   if (flags.arch != "host") return run_on_mesh(model_path, flags, policy);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
   const ir::ModelConfig config = ir::load_model_config(model_path);
@@ -404,11 +457,73 @@ int archs_command() {
               "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
   for (const auto& file : preset_files()) {
     const arch::ArchSpec a = arch::load_arch(file);
-    std::printf("%-11s %-7s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), "mesh2d",
+    std::printf("%-11s %-7s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(),
+                a.fabric == arch::FabricKind::Mesh2D ? "mesh2d" : "gpu",
                 fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
                 a.core.sram_bytes / 1024, a.clock_hz / 1e9, a.peak_macs_per_second("fp16") / 1e12,
                 a.description.c_str());
   }
+  return 0;
+}
+
+struct CompareFlags {
+  std::string model = "default";
+  std::vector<std::string> archs = {"wse2", "h100"};
+  int64_t prompt_tokens = 128, max_tokens = 128;
+  std::vector<int64_t> batches = {1};
+  int64_t tensor_parallel = 1;
+  PrecisionFlags precision;
+  std::string json, csv;
+};
+
+// One model on several machines, timing-only: a row per machine and batch size.
+int compare_command(const CompareFlags& flags) {
+  check_output_path(flags.json);
+  check_output_path(flags.csv);
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  PrecisionFlags precision = flags.precision;
+  if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
+  const PrecisionPolicy policy = precision.resolve();
+  std::vector<report::CompareRow> rows;
+  for (const std::string& name : flags.archs) {
+    const arch::ArchSpec arch = arch::load_arch(resolve_arch(name));
+    for (const int64_t batch : flags.batches) {
+      report::CompareRow row;
+      row.arch = arch.name, row.model = flags.model, row.batch = batch;
+      if (const Status s = arch::check_precision(arch, policy); !s) {
+        row.note = s.message();
+      } else if (arch.fabric == arch::FabricKind::SharedMemory) {
+        const auto result = compile_gpu(model_path, name,
+                                        {flags.prompt_tokens, flags.max_tokens, batch, flags.tensor_parallel, policy});
+        if (result.status)
+          row = report::compare_row(sim::simulate_gpu(result.plan));
+        else
+          row.note = result.status.message(), row.chips = flags.tensor_parallel;
+      } else if (batch != 1) {
+        row.note = "wafer plans serve one request at a time (batching across the layer pipeline is not modelled yet)";
+      } else {
+        const fs::path arch_path = resolve_arch(name);
+        const ir::ModelConfig config = ir::load_model_config(model_path);
+        auto result = compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
+                                                 read_text_file(arch_path), arch_path.string(),
+                                                 {flags.prompt_tokens, flags.max_tokens, policy});
+        if (result.status)
+          row = report::compare_row(sim::simulate_mesh_timing(result.program),
+                                    arch.peak_macs_per_second(policy.activations),
+                                    arch.energy.mac_pj.at(policy.activations));
+        else
+          row.note = result.status.message();
+      }
+      row.model = flags.model;
+      rows.push_back(row);
+    }
+  }
+  std::printf("%s, %lld prompt + %lld generated tokens, %s (timing-only)\n", flags.model.c_str(),
+              static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
+              policy.describe().c_str());
+  std::fputs(report::compare_table(rows).c_str(), stdout);
+  if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
+  if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
   return 0;
 }
 
@@ -521,7 +636,9 @@ int main(int argc, char** argv) {
   run_cmd
       ->add_option("-a,--arch", run.arch, "Machine: host (reference executor) or a preset/file (see `tessera archs`)")
       ->capture_default_str();
-  run_cmd->add_flag("--no-numerics", run.no_numerics, "Timing and energy only, no tensor values (mesh machines)");
+  run_cmd->add_flag("--no-numerics", run.no_numerics, "Timing and energy only, no tensor values");
+  run_cmd->add_option("--batch", run.batch, "GPUs: requests decoded together")->capture_default_str();
+  run_cmd->add_option("--tp", run.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
   run_cmd
       ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
       ->check(kNonNegative);
@@ -571,6 +688,27 @@ int main(int argc, char** argv) {
   report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
+  CompareFlags compare;
+  auto* compare_cmd = app.add_subcommand("compare", "One model on several machines side by side (timing-only)");
+  compare_cmd->add_option("-m,--model", compare.model, "Model name, config file or model directory")
+      ->capture_default_str();
+  compare_cmd->add_option("-a,--arch", compare.archs, "Machines, comma-separated (see `tessera archs`)")
+      ->delimiter(',')
+      ->capture_default_str();
+  compare_cmd->add_option("--prompt-len", compare.prompt_tokens, "Prompt tokens per request")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  compare_cmd->add_option("--gen", compare.max_tokens, "Tokens generated per request")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  compare_cmd->add_option("--batch", compare.batches, "Batch sizes, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  compare_cmd->add_option("--tp", compare.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
+  add_precision_options(compare_cmd, compare.precision);
+  compare_cmd->add_option("--json", compare.json, "Write the rows as JSON");
+  compare_cmd->add_option("--csv", compare.csv, "Write the rows as CSV");
+
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
 
@@ -593,6 +731,7 @@ int main(int argc, char** argv) {
   try {
     if (*run_cmd) return run_command(run);
     if (*compile_cmd) return compile_command(compile);
+    if (*compare_cmd) return compare_command(compare);
     if (*simulate_cmd) {
       check_outputs(simulate_outputs);
       return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_outputs);

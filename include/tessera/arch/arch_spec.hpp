@@ -1,7 +1,8 @@
 // An immutable, validated machine description parsed from configs/arch/*.yaml.
 //
-// Today: the `mesh2d` fabric (a Cerebras-like wafer: cores with private SRAM on a 2D mesh of
-// links, entered from the host through channels on the east and west edges). All hardware facts
+// Fabrics: `mesh2d` (a Cerebras-like wafer: cores with private SRAM on a 2D mesh of links, entered
+// from the host through channels on the east and west edges) and `shared_memory` (a GPU: SMs with
+// shared memory, an L2 and HBM; the "core" is an SM and the grid is sms x 1). All hardware facts
 // come from the file, which cites a source next to each number; nothing here hard-codes one.
 #pragma once
 
@@ -16,7 +17,7 @@
 
 namespace tessera::arch {
 
-enum class FabricKind { Mesh2D };
+enum class FabricKind { Mesh2D, SharedMemory };
 
 struct Region {
   int64_t x = 0, y = 0, width = 0, height = 0;
@@ -56,12 +57,24 @@ struct IoSpec {
   double external_bytes_per_second = 0;
 };
 
+// A GPU's memory system and links (fabric shared_memory).
+struct GpuSpec {
+  double l2_bytes = 0;
+  double hbm_bytes = 0;              // capacity
+  double hbm_bytes_per_second = 0;   // peak
+  double kernel_launch_s = 0;        // fixed cost of one kernel
+  double link_bytes_per_second = 0;  // to the other GPUs of a node, per direction
+  double link_latency_s = 0;         // one step of a collective
+  double tdp_watts = 0;
+};
+
 struct EnergyTable {
   std::map<std::string, double> mac_pj;  // by dtype name
   double sram_read_pj_per_byte = 0;
   double sram_write_pj_per_byte = 0;
-  double fabric_pj_per_byte_hop = 0;
-  double offchip_pj_per_byte = 0;
+  double fabric_pj_per_byte_hop = 0;  // mesh2d
+  double offchip_pj_per_byte = 0;     // host I/O (mesh2d); GPU-to-GPU links (shared_memory)
+  double hbm_pj_per_byte = 0;         // shared_memory
 };
 
 struct ArchSpec {
@@ -76,6 +89,7 @@ struct ArchSpec {
   IoSpec io;
   EnergyTable energy;
   SparsitySupport sparsity;
+  GpuSpec gpu;  // shared_memory only
 
   double usable_sram_per_core() const { return core.sram_bytes - core.reserved_bytes; }
   double peak_macs_per_second(const std::string& dtype) const;

@@ -15,5 +15,7 @@ double parse_bytes_per_cycle(std::string_view text, const std::string& where);  
 double parse_cycles(std::string_view text, const std::string& where);              // cycle, cycles
 double parse_energy_pj(std::string_view text, const std::string& where);           // fJ, pJ, nJ
 double parse_energy_pj_per_byte(std::string_view text, const std::string& where);  // {fJ,pJ,nJ}/{B,bit}
+double parse_seconds(std::string_view text, const std::string& where);             // ns, us, ms, s
+double parse_watts(std::string_view text, const std::string& where);               // W, kW
 
 }  // namespace tessera::arch

@@ -1,0 +1,33 @@
+// Lowers a GPT-2 or Llama model onto a shared_memory machine (one GPU, or a tensor-parallel group
+// of them): per-GPU memory plan, and for every op a kernel with its GEMM tiling chosen to fit the
+// SM's shared memory and to fill the SMs (docs/gpu-model.md).
+#pragma once
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/program/gpu_plan.hpp"
+
+namespace tessera::compiler {
+
+struct GpuCompileOptions {
+  int64_t prompt_tokens = 16;
+  int64_t max_new_tokens = 64;
+  int64_t batch = 1;
+  int64_t tensor_parallel = 1;
+  PrecisionPolicy precision;
+};
+
+struct GpuCompileResult {
+  Status status = Status::ok();  // failure: what does not fit, by how much, and how many GPUs would
+  program::GpuPlan plan;
+};
+
+// Throws Error on bad options (a format the GPU lacks, a TP degree that does not divide the heads,
+// context beyond the model's).
+GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string& model_yaml,
+                                 const std::string& model_origin, const arch::ArchSpec& arch,
+                                 const std::string& arch_yaml, const std::string& arch_origin,
+                                 const GpuCompileOptions& options);
+
+}  // namespace tessera::compiler

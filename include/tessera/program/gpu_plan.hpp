@@ -1,0 +1,46 @@
+// The compiled plan for a shared_memory machine (GPUs): kernel by kernel, per GPU of a
+// tensor-parallel group. It is what the GPU timing model reads; like program::Program it carries
+// the arch and model descriptions it was compiled for.
+//
+// Execution model (docs/gpu-model.md): weights in HBM, every layer one kernel per op; decode runs
+// one step for all `batch` requests at once; with tensor parallelism over `tensor_parallel` GPUs
+// each GPU holds 1/t of every matrix (Megatron column/row split) and two allreduces per layer join
+// the partial outputs over the links.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+
+namespace tessera::program {
+
+struct Kernel {
+  std::string name;  // "h.0.mlp.c_fc", "h.0.attention", "h.0.allreduce_mlp", ...
+  std::string op;    // "gemm", "attention", "elementwise", "allreduce"
+  // gemm: [m, k] x [k, n] on this GPU, tiled into CTAs of tile_m x tile_n outputs over tile_k
+  // inputs (k split over several CTAs when the output alone would leave SMs idle), run in waves.
+  int64_t m = 0, n = 0, k = 0;
+  int64_t tile_m = 0, tile_n = 0, tile_k = 0, ctas = 0, waves = 0;
+  double macs = 0;               // MACs the tensor cores (or lanes) perform, after any skipped zeros
+  double macs_per_position = 0;  // attention: grows with each cached position
+  double hbm_bytes = 0;          // read + written
+  double hbm_bytes_per_position = 0;
+  double unpack_ops = 0;  // weights dequantised into the MAC dtype
+  double link_bytes = 0;  // allreduce: payload per GPU
+};
+
+struct GpuPlan {
+  std::string arch_yaml, arch_origin, model_yaml, model_origin;
+  PrecisionPolicy precision;
+  double weight_bits = 32;
+  bool skip_weight_zeros = false;
+  int64_t prompt_tokens = 0, max_new_tokens = 0, batch = 1, tensor_parallel = 1;
+  // Per GPU: weights, KV cache at the full context for every request, and the largest activations.
+  double weight_bytes = 0, kv_cache_bytes = 0, activation_bytes = 0;
+  std::vector<Kernel> prefill;  // the whole prompt of every request, once
+  std::vector<Kernel> decode;   // one token for every request; `*_per_position` scale with the context
+};
+
+}  // namespace tessera::program

@@ -1,0 +1,34 @@
+// Side-by-side figures of one model on several machines (`tessera compare`), and the GPU run
+// summary.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::report {
+
+struct CompareRow {
+  std::string arch, model;
+  int64_t chips = 1, batch = 1;
+  bool fits = false;
+  std::string note;  // why it does not run, when it does not
+  double time_to_first_token_s = 0;
+  double tokens_per_s_per_user = 0, tokens_per_s = 0;
+  double energy_per_token_j = 0;
+  double utilization = 0;  // decode MACs / (peak MAC rate x decode time)
+  std::string bound;       // what decode time is mostly spent on
+};
+
+CompareRow compare_row(const sim::MeshReport& r, double peak_macs_per_s, double mac_pj);
+CompareRow compare_row(const sim::GpuReport& r);
+
+std::string compare_table(const std::vector<CompareRow>& rows);
+std::string compare_json(const std::vector<CompareRow>& rows);
+std::string compare_csv(const std::vector<CompareRow>& rows);
+
+std::string gpu_summary_table(const sim::GpuReport& r);
+
+}  // namespace tessera::report

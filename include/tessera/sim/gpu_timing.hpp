@@ -1,0 +1,43 @@
+// Timing and energy of a GPU plan (timing-only), kernel by kernel:
+//   time = launch + max(tensor time + dequantisation, HBM time), or the link time of an allreduce,
+// where tensor time = waves x one CTA tile's MACs / the SM's MAC rate (so partial tiles and the
+// last partial wave cost what they occupy) and HBM time = bytes / peak bandwidth. Kernels run one
+// after another. Energy = MACs x mac[dtype] + HBM bytes x hbm + link bytes x link.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tessera/program/gpu_plan.hpp"
+
+namespace tessera::sim {
+
+struct GpuPhase {
+  double seconds = 0;
+  double compute_s = 0, memory_s = 0, link_s = 0, launch_s = 0;  // what bounds each kernel, summed
+  double macs = 0, hbm_bytes = 0, link_bytes = 0;
+  double energy_pj = 0;
+};
+
+struct GpuKernelTime {
+  std::string name, op, bound;  // bound: compute, memory, link or launch
+  double seconds = 0, macs = 0, hbm_bytes = 0;
+  int64_t tile_m = 0, tile_n = 0, waves = 0;
+};
+
+struct GpuReport {
+  std::string arch_name, model_name;
+  int64_t gpus = 1, batch = 1, prompt_tokens = 0, generated_tokens = 0;
+  GpuPhase prefill, decode;  // decode: all passes
+  double time_to_first_token_s = 0;
+  double decode_tokens_per_s_per_user = 0, decode_tokens_per_s = 0;  // per request; all requests
+  double decode_energy_per_token_pj = 0;                             // all GPUs, per generated token
+  double decode_utilization = 0;             // MACs done / (peak MAC rate x decode time), over the GPUs
+  std::string decode_bound;                  // which of compute / memory / link / launch took most decode time
+  double hbm_used_bytes = 0, hbm_bytes = 0;  // per GPU
+  std::vector<GpuKernelTime> last_decode_kernels;
+};
+
+GpuReport simulate_gpu(const program::GpuPlan& plan);
+
+}  // namespace tessera::sim

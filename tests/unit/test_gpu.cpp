@@ -1,0 +1,90 @@
+// The GPU model against first principles on every shared_memory preset.
+#include <gtest/gtest.h>
+
+#include "tessera/base/fs.hpp"
+#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/sim/gpu_timing.hpp"
+
+using namespace tessera;
+
+namespace {
+
+compiler::GpuCompileResult compile(const std::string& model, const std::string& arch_yaml,
+                                   const compiler::GpuCompileOptions& options) {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + model + ".yaml";
+  return compiler::compile_for_gpu(ir::load_model_config(path), read_text_file(path), path,
+                                   arch::parse_arch(arch_yaml, "gpu.yaml"), arch_yaml, "gpu.yaml", options);
+}
+
+std::string preset(const std::string& name) {
+  return read_text_file(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + name + ".yaml");
+}
+
+}  // namespace
+
+TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
+  for (const std::string name : {"a100", "h100", "h200"}) {
+    const std::string yaml = preset(name);
+    const arch::ArchSpec a = arch::parse_arch(yaml, name);
+    for (const int64_t batch : {1, 32}) {
+      const auto result = compile("llama3-8b", yaml, {512, 16, batch, 1, PrecisionPolicy::uniform("bf16")});
+      ASSERT_TRUE(result.status.is_ok()) << result.status.message();
+      const sim::GpuReport r = sim::simulate_gpu(result.plan);
+      const double peak = a.peak_macs_per_second("bf16");
+      EXPECT_GE(r.prefill.seconds, r.prefill.macs / peak) << name;
+      EXPECT_GE(r.decode.seconds, r.decode.macs / peak) << name;
+      // Every decode pass reads every weight once.
+      EXPECT_GE(r.decode.seconds / 15, result.plan.weight_bytes / a.gpu.hbm_bytes_per_second) << name;
+      EXPECT_LE(r.decode_utilization, 1.0);
+      if (batch == 1) {
+        EXPECT_EQ(r.decode_bound, "memory") << name << ": batch-1 decode of an 8B model is memory-bound";
+        // And not by much more than the weights' read time: within 25% (launches, KV, activations).
+        EXPECT_LT(r.decode.seconds / 15, 1.25 * result.plan.weight_bytes / a.gpu.hbm_bytes_per_second) << name;
+      }
+      // Doubling the HBM bandwidth never slows a phase, and speeds up memory-bound decode.
+      std::string faster = yaml;
+      const size_t at = faster.find("hbm_bandwidth: ");
+      const size_t end = faster.find(' ', at + 15);
+      const double bw = a.gpu.hbm_bytes_per_second * 2;
+      faster.replace(at, end - at, "hbm_bandwidth: " + std::to_string(static_cast<int64_t>(bw)) + "B/s");
+      const auto fast =
+          sim::simulate_gpu(compile("llama3-8b", faster, {512, 16, batch, 1, PrecisionPolicy::uniform("bf16")}).plan);
+      EXPECT_LE(fast.prefill.seconds, r.prefill.seconds);
+      EXPECT_LE(fast.decode.seconds, r.decode.seconds);
+      if (batch == 1) {
+        EXPECT_LT(fast.decode.seconds, 0.6 * r.decode.seconds);
+      }
+    }
+  }
+}
+
+TEST(GpuModel, BatchingTurnsDecodeComputeBoundAndTwoFourHalvesTensorWork) {
+  const std::string yaml = preset("h100");
+  const auto one = sim::simulate_gpu(compile("llama3-8b", yaml, {128, 8, 1, 1, PrecisionPolicy::uniform("fp16")}).plan);
+  const auto many =
+      sim::simulate_gpu(compile("llama3-8b", yaml, {128, 8, 256, 1, PrecisionPolicy::uniform("fp16")}).plan);
+  EXPECT_GT(many.decode_tokens_per_s, 50 * one.decode_tokens_per_s) << "weights are read once for the whole batch";
+  EXPECT_LT(many.decode_tokens_per_s_per_user, one.decode_tokens_per_s_per_user);
+  PrecisionPolicy sparse = PrecisionPolicy::uniform("fp16");
+  sparse.prune = "2:4";
+  const auto dense_plan = compile("llama3-8b", yaml, {2048, 2, 4, 1, PrecisionPolicy::uniform("fp16")}).plan;
+  const auto sparse_plan = compile("llama3-8b", yaml, {2048, 2, 4, 1, sparse}).plan;
+  EXPECT_TRUE(sparse_plan.skip_weight_zeros);
+  EXPECT_EQ(sparse_plan.weight_bits, 9) << "2 of 4 fp16 values + 2 bits of position each";
+  const auto dense = sim::simulate_gpu(dense_plan), two_four = sim::simulate_gpu(sparse_plan);
+  EXPECT_LT(two_four.time_to_first_token_s, 0.7 * dense.time_to_first_token_s) << "prefill is compute-bound";
+}
+
+TEST(GpuModel, TensorParallelismAndFitErrors) {
+  const std::string yaml = preset("h100");
+  const auto single = compile("llama3-70b", yaml, {128, 128, 1, 1, PrecisionPolicy::uniform("fp16")});
+  ASSERT_FALSE(single.status.is_ok());
+  EXPECT_NE(single.status.message().find("tensor parallelism over 2 GPUs would fit (--tp 2)"), std::string::npos)
+      << single.status.message();
+  const auto four = compile("llama3-70b", yaml, {128, 128, 1, 4, PrecisionPolicy::uniform("fp16")});
+  ASSERT_TRUE(four.status.is_ok()) << four.status.message();
+  const auto r = sim::simulate_gpu(four.plan);
+  EXPECT_GT(r.decode.link_bytes, 0) << "two allreduces per layer";
+  EXPECT_NEAR(four.plan.weight_bytes, 141e9 / 4, 3e9);
+  EXPECT_THROW(compile("llama3-8b", yaml, {16, 16, 1, 3, {}}), Error) << "3 does not divide 32 heads / 8 KV heads";
+}

@@ -1,5 +1,7 @@
 #include "tessera/compiler/gpu_compiler.hpp"
 
+#include "lowering_common.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,18 +29,13 @@ class GpuLowering {
         a_(a),
         o_(o),
         t_(o.tensor_parallel),
-        pattern_(parse_sparsity(o.precision.prune)),
-        skip_(arch::skips_weight_zeros(a, pattern_)),
+        storage_(a, o.precision),
         act_bytes_(storage_bits(o.precision.activations) / 8),
         kv_bytes_(storage_bits(o.precision.kv) / 8),
-        rate_(a.core.macs_per_cycle.at(o.precision.activations)),
-        unpack_(o.precision.weights == o.precision.activations ? 0.0 : a.core.unpack_ops_per_weight) {}
+        rate_(a.core.macs_per_cycle.at(o.precision.activations)) {}
 
-  double weight_bits(int64_t k) const {
-    const double bits = storage_bits(o_.precision.weights, o_.precision.scales, o_.precision.group, k);
-    return skip_ ? compressed_bits(pattern_, bits) : bits;
-  }
-  bool skips() const { return skip_; }
+  const WeightStorage& storage() const { return storage_; }
+  double weight_bits(int64_t k) const { return storage_.bits(k); }
   int64_t kv_dim() const { return m_.n_kv_heads * m_.head_dim(); }
 
   // A [m, k] x [k, n] GEMM on this GPU: the tile that finishes soonest among those whose pipeline
@@ -46,11 +43,11 @@ class GpuLowering {
   Kernel gemm(const std::string& name, int64_t m, int64_t n, int64_t k) const {
     Kernel kern;
     kern.name = name, kern.op = "gemm", kern.m = m, kern.n = n, kern.k = k;
-    const double density = skip_ ? pattern_.density : 1.0;
+    const double density = storage_.mac_fraction();
     kern.macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * density;
     kern.hbm_bytes = static_cast<double>(n) * static_cast<double>(k) * weight_bits(k) / 8 +
                      static_cast<double>(m) * static_cast<double>(k + n) * act_bytes_;
-    kern.unpack_ops = unpack_ * static_cast<double>(n) * static_cast<double>(k) * density;
+    kern.unpack_ops = storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.hbm_bytes_per_second * a_.clock_hz;
     double best = -1;
     for (const auto& [tm, tn] : kTiles) {
@@ -171,9 +168,8 @@ class GpuLowering {
   const arch::ArchSpec& a_;
   const GpuCompileOptions& o_;
   int64_t t_;
-  SparsityPattern pattern_;
-  bool skip_;
-  double act_bytes_, kv_bytes_, rate_, unpack_;
+  WeightStorage storage_;
+  double act_bytes_, kv_bytes_, rate_;
 };
 
 }  // namespace
@@ -183,27 +179,20 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
                                  const std::string& arch_yaml, const std::string& arch_origin,
                                  const GpuCompileOptions& options) {
   if (arch.fabric != arch::FabricKind::SharedMemory) fail("{} is not a GPU (fabric shared_memory)", arch.name);
-  if (options.prompt_tokens < 1) fail("the prompt must have at least one token");
-  if (options.max_new_tokens < 0) fail("max new tokens must be >= 0");
   if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
   const int64_t t = options.tensor_parallel;
   if (t < 1 || model.n_heads % t != 0 || model.n_kv_heads % t != 0 || model.d_ff % t != 0)
     fail("tensor parallelism over {} GPUs must divide {}'s {} heads, {} KV heads and d_ff {}", t, model.name,
          model.n_heads, model.n_kv_heads, model.d_ff);
-  const int64_t context = options.prompt_tokens + options.max_new_tokens;
-  if (context > model.context_length)
-    fail("{} prompt + {} new tokens exceed {}'s context of {} tokens", options.prompt_tokens, options.max_new_tokens,
-         model.name, model.context_length);
-  options.precision.validate();
-  if (const Status s = arch::check_precision(arch, options.precision); !s) fail("{}", s.message());
+  const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
   const GpuLowering low(model, arch, options);
   GpuCompileResult result;
   program::GpuPlan& p = result.plan;
   p.arch_yaml = arch_yaml, p.arch_origin = arch_origin, p.model_yaml = model_yaml, p.model_origin = model_origin;
   p.precision = options.precision;
-  p.weight_bits = low.weight_bits(model.d_model);
-  p.skip_weight_zeros = low.skips();
+  p.weight_bits = low.storage().bits(model.d_model);
+  p.skip_weight_zeros = low.storage().skips_zeros();
   p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens;
   p.batch = options.batch, p.tensor_parallel = t;
   p.weight_bytes = low.weight_bytes();

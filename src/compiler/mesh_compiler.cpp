@@ -1,5 +1,7 @@
 #include "tessera/compiler/mesh_compiler.hpp"
 
+#include "lowering_common.hpp"
+
 #include "tessera/program/layout.hpp"
 
 #include <algorithm>
@@ -58,11 +60,9 @@ class Lowering {
       : m_(m),
         a_(a),
         o_(o),
-        pattern_(parse_sparsity(o.precision.prune)),
-        skip_(arch::skips_weight_zeros(a, pattern_)),
+        storage_(a, o.precision),
         kv_bytes_(static_cast<int64_t>(storage_bits(o.precision.kv) / 8)),
-        rate_(a.core.macs_per_cycle.at(o.precision.activations)),
-        unpack_ops_(o.precision.weights == o.precision.activations ? 0.0 : a.core.unpack_ops_per_weight) {
+        rate_(a.core.macs_per_cycle.at(o.precision.activations)) {
     const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
     const int64_t d = m.d_model;
     layer_ = {"layer", true, {}, 2, gpt2 ? 2 : 1};
@@ -82,18 +82,7 @@ class Lowering {
     head_ = {"head", false, {{"lm_head", d, m.vocab_size, true, false}}, 1, gpt2 ? 2 : 1};
   }
 
-  // Bits per stored element of a matrix with k inputs: the format with its scales, compressed
-  // when the arch skips the pruning pattern's zeros (otherwise the zeros are stored).
-  double weight_bits(int64_t k) const {
-    const double bits = storage_bits(o_.precision.weights, o_.precision.scales, o_.precision.group, k);
-    return skip_ ? compressed_bits(pattern_, bits) : bits;
-  }
-  int64_t matrix_bytes(int64_t elements, int64_t k) const {
-    return static_cast<int64_t>(std::ceil(static_cast<double>(elements) * weight_bits(k) / 8));
-  }
-  // The fraction of a matrix's MACs the hardware performs.
-  double mac_fraction() const { return skip_ ? pattern_.density : 1.0; }
-  bool skips_weight_zeros() const { return skip_; }
+  const WeightStorage& storage() const { return storage_; }
   int64_t kv_bytes() const { return kv_bytes_; }
 
   // Per-core capacities, as program/layout.hpp splits: n over the rows, or `parts` equal outputs
@@ -111,7 +100,7 @@ class Lowering {
 
   int64_t weight_bytes(const StageKind& s) const {
     int64_t n = s.norms * s.norm_vectors * m_.d_model * kVectorBytes;
-    for (const auto& mm : s.matmuls) n += matrix_bytes(mm.k * mm.n, mm.k) + (mm.bias ? mm.n * kVectorBytes : 0);
+    for (const auto& mm : s.matmuls) n += storage_.bytes(mm.k * mm.n, mm.k) + (mm.bias ? mm.n * kVectorBytes : 0);
     return n;
   }
 
@@ -121,7 +110,7 @@ class Lowering {
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
     for (const auto& mm : s.matmuls) {
-      f.weights += matrix_bytes(tile_k(mm, r) * tile_n(mm, r), mm.k) + (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
+      f.weights += storage_.bytes(tile_k(mm, r) * tile_n(mm, r), mm.k) + (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
       widest_partial = std::max(widest_partial, tile_n(mm, r));
       if (mm.rows_in) cols_activations += tile_n(mm, r);
     }
@@ -143,7 +132,7 @@ class Lowering {
   // A rough decode-time estimate (cycles) for choosing region shapes: local GEMV work plus a
   // two-level tree allreduce per matmul. The simulator, not this, reports the time.
   double estimate_cycles(const StageKind& s, Shape r) const {
-    const double rate = rate_ / (mac_fraction() + unpack_ops_ * mac_fraction());
+    const double rate = rate_ / (storage_.mac_fraction() * (1 + storage_.unpack_ops()));
     const double stage_latency = 2 * a_.link.ramp_latency_cycles + 1;
     double cycles = 0;
     for (const auto& mm : s.matmuls) {
@@ -183,15 +172,15 @@ class Lowering {
     const int64_t ks = mm.rows_in ? r.py : r.px;
     Step st;
     st.name = mm.name, st.stage = stage, st.op = "matmul";
-    const double performed = mac_fraction();
+    const double performed = storage_.mac_fraction();
     st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * tile_k(mm, r) * tile_n(mm, r)) * performed));
     st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * mm.k * mm.n) * performed));
     // Stored weights are unpacked once per step into the MAC dtype and reused for every token.
-    st.elementwise =
-        (mm.bias ? tokens * tile_n(mm, r) : 0) +
-        static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed * unpack_ops_));
+    st.elementwise = (mm.bias ? tokens * tile_n(mm, r) : 0) +
+                     static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed *
+                                                    storage_.unpack_ops()));
     // Every token reads the stored weights once and an activation per MAC; outputs are written once.
-    st.sram_bytes = tokens * matrix_bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
+    st.sram_bytes = tokens * storage_.bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
                     cores * tokens * tile_n(mm, r) * kActivationBytes;
     st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
     st.words = tokens * tile_n(mm, r);
@@ -214,11 +203,9 @@ class Lowering {
   const ir::ModelConfig& m_;
   const arch::ArchSpec& a_;
   const MeshCompileOptions& o_;
-  SparsityPattern pattern_;
-  bool skip_;
+  WeightStorage storage_;
   int64_t kv_bytes_;
-  double rate_;        // MACs per cycle per core in the activations' dtype
-  double unpack_ops_;  // per stored weight, when its format is not the MAC dtype
+  double rate_;  // MACs per cycle per core in the activations' dtype
   StageKind layer_, head_;
 };
 
@@ -359,14 +346,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
                                    const std::string& model_origin, const arch::ArchSpec& arch,
                                    const std::string& arch_yaml, const std::string& arch_origin,
                                    const MeshCompileOptions& options) {
-  if (options.prompt_tokens < 1) fail("the prompt must have at least one token");
-  if (options.max_new_tokens < 0) fail("max new tokens must be >= 0");
-  const int64_t context = options.prompt_tokens + options.max_new_tokens;
-  if (context > model.context_length)
-    fail("{} prompt + {} new tokens exceed {}'s context of {} tokens", options.prompt_tokens, options.max_new_tokens,
-         model.name, model.context_length);
-  options.precision.validate();
-  if (const Status s = arch::check_precision(arch, options.precision); !s) fail("{}", s.message());
+  const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
   const Lowering low(model, arch, options);
 
   MeshCompileResult result;
@@ -421,8 +401,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.arch_yaml = arch_yaml, p.arch_origin = arch_origin;
   p.model_yaml = model_yaml, p.model_origin = model_origin;
   p.precision = options.precision;
-  p.weight_bits = low.weight_bits(model.d_model);
-  p.skip_weight_zeros = low.skips_weight_zeros();
+  p.weight_bits = low.storage().bits(model.d_model);
+  p.skip_weight_zeros = low.storage().skips_zeros();
   p.skip_zero_activations = arch.sparsity.activations;
   p.prompt_tokens = options.prompt_tokens;
   p.max_new_tokens = options.max_new_tokens;

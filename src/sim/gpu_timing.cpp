@@ -59,15 +59,14 @@ class GpuTimer {
     return c;
   }
 
+  double energy_pj(const KernelCost& c, const program::Kernel& k) const {
+    return c.macs * mac_pj_ + c.hbm * arch_.energy.hbm_pj_per_byte + k.link_bytes * arch_.energy.offchip_pj_per_byte;
+  }
+
  private:
   const program::GpuPlan& plan_;
   arch::ArchSpec arch_;
   double rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0;
-
- public:
-  double energy_pj(const KernelCost& c, const program::Kernel& k) const {
-    return c.macs * mac_pj_ + c.hbm * arch_.energy.hbm_pj_per_byte + k.link_bytes * arch_.energy.offchip_pj_per_byte;
-  }
 };
 
 void add(GpuPhase& phase, const KernelCost& c, double energy_pj, const program::Kernel& k) {

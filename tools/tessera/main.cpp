@@ -175,15 +175,21 @@ void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& pol
                     : "presets that support " + policy.describe() + ": " + able);
 }
 
-// Compiles for a mesh arch; a plan that does not fit is a one-line error with what would fit.
-program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
-                              const compiler::MeshCompileOptions& options) {
+// Compiles for a mesh arch; result.status says what does not fit and what would.
+compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
+                                                const compiler::MeshCompileOptions& options) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const fs::path arch_path = resolve_arch(arch_name);
   const arch::ArchSpec arch = arch::load_arch(arch_path);
   check_arch_precision(arch, options.precision);
-  auto result = compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
-                                           read_text_file(arch_path), arch_path.string(), options);
+  return compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
+                                    read_text_file(arch_path), arch_path.string(), options);
+}
+
+// As compile_mesh_result; a plan that does not fit is a one-line error with what would fit.
+program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
+                              const compiler::MeshCompileOptions& options) {
+  auto result = compile_mesh_result(model_path, arch_name, options);
   if (!result.status) fail("{}", result.status.message());
   return std::move(result.program);
 }
@@ -304,19 +310,20 @@ std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std:
   return prompt;
 }
 
+// Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
+int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags) {
+  if (flags.prompt_tokens != 0) return flags.prompt_tokens;
+  if (!config.encoder_path && flags.tokenizer_dir.empty())
+    fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
+  return static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
+}
+
 int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
-  if (flags.no_numerics) {
-    int64_t prompt_tokens = flags.prompt_tokens;
-    if (prompt_tokens == 0) {
-      if (!config.encoder_path && flags.tokenizer_dir.empty())
-        fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
-      prompt_tokens =
-          static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
-    }
-    return simulate_and_report(compile_mesh(model_path, flags.arch, {prompt_tokens, flags.max_tokens, policy}),
-                               flags.outputs);
-  }
+  if (flags.no_numerics)
+    return simulate_and_report(
+        compile_mesh(model_path, flags.arch, {timing_prompt_tokens(config, flags), flags.max_tokens, policy}),
+        flags.outputs);
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
@@ -345,8 +352,10 @@ int run_on_gpu(const fs::path& model_path, const RunFlags& flags, const Precisio
   if (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty() ||
       !flags.outputs.csv.empty())
     fail("--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs use `tessera compare --json`");
-  int64_t prompt_tokens = flags.prompt_tokens;
-  if (!flags.no_numerics) {
+  int64_t prompt_tokens = 0;
+  if (flags.no_numerics) {
+    prompt_tokens = timing_prompt_tokens(config, flags);
+  } else {
     if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
     const ir::Graph graph = ir::build_model_graph(config);
     const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
@@ -356,11 +365,6 @@ int run_on_gpu(const fs::path& model_path, const RunFlags& flags, const Precisio
     ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
     generate_text(executor, tokenizer, prompt, flags);
     std::printf("\n\n");
-  } else if (prompt_tokens == 0) {
-    if (!config.encoder_path && flags.tokenizer_dir.empty())
-      fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
-    prompt_tokens =
-        static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
   }
   const auto result = compile_gpu(model_path, flags.arch,
                                   {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
@@ -502,11 +506,7 @@ int compare_command(const CompareFlags& flags) {
       } else if (batch != 1) {
         row.note = "wafer plans serve one request at a time (batching across the layer pipeline is not modelled yet)";
       } else {
-        const fs::path arch_path = resolve_arch(name);
-        const ir::ModelConfig config = ir::load_model_config(model_path);
-        auto result = compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
-                                                 read_text_file(arch_path), arch_path.string(),
-                                                 {flags.prompt_tokens, flags.max_tokens, policy});
+        const auto result = compile_mesh_result(model_path, name, {flags.prompt_tokens, flags.max_tokens, policy});
         if (result.status)
           row = report::compare_row(sim::simulate_mesh_timing(result.program),
                                     arch.peak_macs_per_second(policy.activations),

@@ -9,6 +9,18 @@
 
 namespace tessera::arch {
 
+const char* fabric_name(FabricKind kind) {
+  switch (kind) {
+    case FabricKind::Mesh2D:
+      return "mesh2d";
+    case FabricKind::Exchange:
+      return "exchange";
+    case FabricKind::SharedMemory:
+      return "shared_memory";
+  }
+  return "?";
+}
+
 double ArchSpec::peak_macs_per_second(const std::string& dtype) const {
   const auto it = core.macs_per_cycle.find(dtype);
   return it == core.macs_per_cycle.end() ? 0.0 : it->second * clock_hz * static_cast<double>(usable.cores());
@@ -88,11 +100,32 @@ void parse_mesh_links(const YamlMap& root, ArchSpec& a) {
   a.io.host_bytes_per_second = positive_unit(io, "host_bandwidth", parse_bytes_per_second);
   a.io.external_memory_bytes = positive_unit(io, "external_memory", parse_bytes);
   a.io.external_bytes_per_second = positive_unit(io, "external_bandwidth", parse_bytes_per_second);
+  a.chip_link.bytes_per_second = a.io.host_bytes_per_second;
+  a.chip_link.latency_s = parse_seconds(io.string("chip_latency"), io.where("chip_latency"));
   io.finish();
 }
 
-// A GPU's SM count, memory system, runtime and links (shared_memory).
-void parse_gpu_memory_and_links(const YamlMap& root, ArchSpec& a) {
+// Links to the other chips of a system (exchange, shared_memory).
+void parse_chip_link(const YamlMap& root, ArchSpec& a) {
+  const YamlMap link = root.map("link");
+  a.chip_link.bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
+  a.chip_link.latency_s = parse_seconds(link.string("latency"), link.where("latency"));
+  link.finish();
+}
+
+// An IPU's tile count and exchange (exchange).
+void parse_exchange(const YamlMap& root, ArchSpec& a) {
+  a.grid_width = positive(root, "tiles");
+  a.grid_height = 1;
+  a.usable = {0, 0, a.grid_width, 1};
+  const YamlMap ex = root.map("exchange");
+  a.exchange.bytes_per_cycle = positive_unit(ex, "bandwidth", parse_bytes_per_cycle);
+  a.exchange.sync_cycles = parse_cycles(ex.string("sync"), ex.where("sync"));
+  ex.finish();
+}
+
+// A GPU's SM count, memory system and runtime (shared_memory).
+void parse_gpu_memory(const YamlMap& root, ArchSpec& a) {
   a.grid_width = positive(root, "sms");
   a.grid_height = 1;
   a.usable = {0, 0, a.grid_width, 1};
@@ -105,10 +138,6 @@ void parse_gpu_memory_and_links(const YamlMap& root, ArchSpec& a) {
   a.gpu.kernel_launch_s = parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
   a.gpu.tdp_watts = positive_unit(run, "tdp", parse_watts);
   run.finish();
-  const YamlMap link = root.map("link");
-  a.gpu.link_bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
-  a.gpu.link_latency_s = parse_seconds(link.string("latency"), link.where("latency"));
-  link.finish();
 }
 
 }  // namespace
@@ -119,14 +148,19 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   a.name = root.string("name");
   a.description = root.optional_string("description").value_or("");
   const std::string fabric = root.string("fabric");
-  if (fabric != "mesh2d" && fabric != "shared_memory")
-    fail("{}: unknown fabric '{}'; supported: mesh2d, shared_memory", root.where("fabric"), fabric);
-  a.fabric = fabric == "mesh2d" ? FabricKind::Mesh2D : FabricKind::SharedMemory;
-  const bool gpu = a.fabric == FabricKind::SharedMemory;
+  if (fabric != "mesh2d" && fabric != "exchange" && fabric != "shared_memory")
+    fail("{}: unknown fabric '{}'; supported: mesh2d, exchange, shared_memory", root.where("fabric"), fabric);
+  a.fabric = fabric == "mesh2d"     ? FabricKind::Mesh2D
+             : fabric == "exchange" ? FabricKind::Exchange
+                                    : FabricKind::SharedMemory;
+  const bool mesh = a.fabric == FabricKind::Mesh2D, gpu = a.fabric == FabricKind::SharedMemory,
+             ipu = a.fabric == FabricKind::Exchange;
   a.clock_hz = positive_unit(root, "clock", parse_frequency_hz);
 
   if (gpu) {
-    parse_gpu_memory_and_links(root, a);
+    parse_gpu_memory(root, a);
+  } else if (ipu) {
+    parse_exchange(root, a);
   } else {
     const YamlMap grid = root.map("grid");
     a.grid_width = positive(grid, "width");
@@ -134,7 +168,7 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
     grid.finish();
     a.usable = {0, 0, a.grid_width, a.grid_height};
   }
-  if (!gpu && root.has("usable")) {
+  if (mesh && root.has("usable")) {
     const YamlMap u = root.map("usable");
     a.usable = {non_negative(u, "x"), non_negative(u, "y"), positive(u, "width"), positive(u, "height")};
     u.finish();
@@ -153,7 +187,14 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
     if (v <= 0) fail("{}: must be > 0", m.where(k));
     return v;
   });
-  a.core.routes = gpu ? 0 : positive(core, "routes");
+  a.core.routes = mesh ? positive(core, "routes") : 0;
+  if (ipu) a.core.sram_bytes_per_cycle = positive_unit(core, "sram_bandwidth", parse_bytes_per_cycle);
+  if (core.has("matrix_rows"))
+    a.core.matrix_rows = per_dtype(core, "matrix_rows", [](const YamlMap& m, const std::string& k) {
+      const int64_t v = m.integer(k);
+      if (v <= 0) fail("{}: must be a positive integer, got {}", m.where(k), v);
+      return static_cast<double>(v);
+    });
   std::vector<std::string> mac_dtypes;
   for (const auto& [dtype, _] : a.core.macs_per_cycle) mac_dtypes.push_back(dtype);
   if (core.has("accumulate")) {
@@ -167,7 +208,10 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   if (a.core.unpack_ops_per_weight < 0) fail("{}: must be >= 0", core.where("unpack_ops_per_weight"));
   core.finish();
 
-  if (!gpu) parse_mesh_links(root, a);
+  if (mesh)
+    parse_mesh_links(root, a);
+  else
+    parse_chip_link(root, a);
 
   const YamlMap energy = root.map("energy");
   a.energy.mac_pj = per_dtype(
@@ -177,8 +221,9 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
   };
   a.energy.sram_read_pj_per_byte = per_byte("sram_read");
   a.energy.sram_write_pj_per_byte = per_byte("sram_write");
-  if (gpu) {
-    a.energy.hbm_pj_per_byte = per_byte("hbm");
+  if (gpu) a.energy.hbm_pj_per_byte = per_byte("hbm");
+  if (ipu) a.energy.exchange_pj_per_byte = per_byte("exchange");
+  if (!mesh) {
     a.energy.offchip_pj_per_byte = per_byte("link");
   } else {
     a.energy.fabric_pj_per_byte_hop = per_byte("fabric_hop");

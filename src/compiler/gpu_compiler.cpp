@@ -52,8 +52,11 @@ class GpuLowering {
     double best = -1;
     for (const auto& [tm, tn] : kTiles) {
       if (static_cast<double>(kStages * (tm + tn) * kSlab) * act_bytes_ > a_.core.sram_bytes) continue;
-      // Tensor cores pad a tile to its full height; fp32 runs on the CUDA cores, which do not.
-      const int64_t rows = o_.precision.activations == "fp32" ? std::min(m, tm) : tm;
+      // A matrix unit computes its tile's full height (at least core.matrix_rows); datapaths
+      // without a declared height (fp32 on CUDA cores) compute only the rows there are.
+      const auto pad = a_.core.matrix_rows.find(o_.precision.activations);
+      const int64_t rows =
+          pad != a_.core.matrix_rows.end() ? std::max(tm, static_cast<int64_t>(pad->second)) : std::min(m, tm);
       const int64_t tiles = cdiv(m, tm) * cdiv(n, tn);
       // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
       const int64_t split = std::max<int64_t>(1, std::min(a_.usable.cores() / tiles, k / kSlab));

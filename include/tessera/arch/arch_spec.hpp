@@ -1,9 +1,11 @@
 // An immutable, validated machine description parsed from configs/arch/*.yaml.
 //
 // Fabrics: `mesh2d` (a Cerebras-like wafer: cores with private SRAM on a 2D mesh of links, entered
-// from the host through channels on the east and west edges) and `shared_memory` (a GPU: SMs with
-// shared memory, an L2 and HBM; the "core" is an SM and the grid is sms x 1). All hardware facts
-// come from the file, which cites a source next to each number; nothing here hard-codes one.
+// from the host through channels on the east and west edges), `exchange` (a Graphcore-like IPU:
+// tiles with private SRAM joined by an all-to-all exchange, run in bulk-synchronous supersteps;
+// the grid is tiles x 1) and `shared_memory` (a GPU or a Trainium: SMs / NeuronCores with local
+// memory, an L2 and HBM; the "core" is an SM and the grid is sms x 1). All hardware facts come
+// from the file, which cites a source next to each number; nothing here hard-codes one.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +19,8 @@
 
 namespace tessera::arch {
 
-enum class FabricKind { Mesh2D, SharedMemory };
+enum class FabricKind { Mesh2D, Exchange, SharedMemory };
+const char* fabric_name(FabricKind kind);
 
 struct Region {
   int64_t x = 0, y = 0, width = 0, height = 0;
@@ -35,6 +38,11 @@ struct CoreSpec {
   // Extra operations per stored weight when its format is not the MAC dtype (unpacking it), at
   // the MAC dtype's rate.
   double unpack_ops_per_weight = 0;
+  // Rows a matrix unit works on at once, by MAC dtype: a GEMM with fewer rows (decode) still
+  // costs this many (a tensor-core MMA is 16 rows tall; a 128x128 systolic array takes 128 cycles
+  // to load a weight block). Missing: no padding.
+  std::map<std::string, double> matrix_rows;
+  double sram_bytes_per_cycle = 0;  // exchange: what a tile's SRAM delivers per cycle
 };
 
 // Zero skipping the hardware does: only these patterns are stored compressed and skipped.
@@ -57,15 +65,26 @@ struct IoSpec {
   double external_bytes_per_second = 0;
 };
 
-// A GPU's memory system and links (fabric shared_memory).
+// A GPU's memory system (fabric shared_memory).
 struct GpuSpec {
   double l2_bytes = 0;
-  double hbm_bytes = 0;              // capacity
-  double hbm_bytes_per_second = 0;   // peak
-  double kernel_launch_s = 0;        // fixed cost of one kernel
-  double link_bytes_per_second = 0;  // to the other GPUs of a node, per direction
-  double link_latency_s = 0;         // one step of a collective
-  double tdp_watts = 0;
+  double hbm_bytes = 0;             // capacity
+  double hbm_bytes_per_second = 0;  // peak
+  double kernel_launch_s = 0;       // fixed cost of one kernel
+  double tdp_watts = 0;             // board power limit: average power above it flags an energy table
+};
+
+// An IPU's all-to-all exchange (fabric exchange).
+struct ExchangeSpec {
+  double bytes_per_cycle = 0;  // per tile and direction: what one tile sends or receives per cycle
+  double sync_cycles = 0;      // one bulk-synchronous sync across the tiles
+};
+
+// How a chip reaches the other chips of a system: pipeline stages, tensor-parallel peers.
+// mesh2d: the wafer's host I/O (io.host_bandwidth, io.chip_latency); others: the `link` section.
+struct ChipLinkSpec {
+  double bytes_per_second = 0;  // per direction
+  double latency_s = 0;         // one message, or one step of a collective
 };
 
 struct EnergyTable {
@@ -73,8 +92,9 @@ struct EnergyTable {
   double sram_read_pj_per_byte = 0;
   double sram_write_pj_per_byte = 0;
   double fabric_pj_per_byte_hop = 0;  // mesh2d
-  double offchip_pj_per_byte = 0;     // host I/O (mesh2d); GPU-to-GPU links (shared_memory)
+  double offchip_pj_per_byte = 0;     // host I/O (mesh2d); chip-to-chip links (exchange, shared_memory)
   double hbm_pj_per_byte = 0;         // shared_memory
+  double exchange_pj_per_byte = 0;    // exchange: a byte sent from one tile to another
 };
 
 struct ArchSpec {
@@ -89,7 +109,9 @@ struct ArchSpec {
   IoSpec io;
   EnergyTable energy;
   SparsitySupport sparsity;
-  GpuSpec gpu;  // shared_memory only
+  GpuSpec gpu;            // shared_memory only
+  ExchangeSpec exchange;  // exchange only
+  ChipLinkSpec chip_link;
 
   double usable_sram_per_core() const { return core.sram_bytes - core.reserved_bytes; }
   double peak_macs_per_second(const std::string& dtype) const;

@@ -130,13 +130,13 @@ void parse_gpu_memory(const YamlMap& root, ArchSpec& a) {
   a.grid_height = 1;
   a.usable = {0, 0, a.grid_width, 1};
   const YamlMap mem = root.map("memory");
-  a.gpu.l2_bytes = positive_unit(mem, "l2", parse_bytes);
+  if (mem.has("l2")) a.gpu.l2_bytes = positive_unit(mem, "l2", parse_bytes);
   a.gpu.hbm_bytes = positive_unit(mem, "hbm", parse_bytes);
   a.gpu.hbm_bytes_per_second = positive_unit(mem, "hbm_bandwidth", parse_bytes_per_second);
   mem.finish();
   const YamlMap run = root.map("runtime");
   a.gpu.kernel_launch_s = parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
-  a.gpu.tdp_watts = positive_unit(run, "tdp", parse_watts);
+  if (run.has("tdp")) a.gpu.tdp_watts = positive_unit(run, "tdp", parse_watts);
   run.finish();
 }
 

@@ -118,7 +118,7 @@ class Lowering {
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
-      f.kv = 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
+      f.kv = o_.batch * 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
       per_token += m_.n_heads * slots;                          // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
@@ -304,7 +304,7 @@ struct Placement {
   double estimate;
 };
 
-std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers) {
+std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head) {
   const int64_t width = a.usable.width, height = a.usable.height;
   std::optional<Placement> best;
   const int64_t max_split = 48;
@@ -317,12 +317,12 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
         return 0;
       };
       const int64_t kl = slots_needed(low.layer()), kh = slots_needed(low.head());
-      if (kl == 0 || kh == 0) continue;
+      if (kl == 0 || (head && kh == 0)) continue;
       // Pack the stages band by band, snaking so consecutive stages stay adjacent.
       std::vector<arch::Region> regions;
       int64_t band = 0, used = 0;
       bool ok = true;
-      for (int64_t s = 0; s <= n_layers && ok; ++s) {
+      for (int64_t s = 0; s < n_layers + (head ? 1 : 0) && ok; ++s) {
         const int64_t k = s < n_layers ? kl : kh;
         if (used + k > per_band) ++band, used = 0;
         if (band >= bands) ok = false;
@@ -333,7 +333,7 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
       if (!ok) continue;
       const double estimate =
           static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
-          low.estimate_cycles(low.head(), {kh * slot.px, slot.py});
+          (head ? low.estimate_cycles(low.head(), {kh * slot.px, slot.py}) : 0);
       if (!best || estimate < best->estimate) best = Placement{slot, kl, kh, regions, estimate};
     }
   }
@@ -347,17 +347,22 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
                                    const std::string& arch_yaml, const std::string& arch_origin,
                                    const MeshCompileOptions& options) {
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
+  const int64_t n_layers = options.slice.layer_count(model);
+  const bool head = options.slice.lm_head;
+  if (n_layers < 1 || n_layers > model.n_layers)
+    fail("a pipeline stage of {} layers: {} has {}", n_layers, model.name, model.n_layers);
+  if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
   const Lowering low(model, arch, options);
 
   MeshCompileResult result;
-  const auto placement = place(low, arch, model.n_layers);
+  const auto placement = place(low, arch, n_layers, head);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
-    const double head_bytes = static_cast<double>(low.weight_bytes(low.head()));
+    const double head_bytes = head ? static_cast<double>(low.weight_bytes(low.head())) : 0.0;
     // KV is stored per query dimension (grouped-query heads expanded; see the Lowering constructor).
-    const double kv_per_layer_token = 2.0 * static_cast<double>(model.d_model * low.kv_bytes());
-    const auto layers = static_cast<double>(model.n_layers), tokens = static_cast<double>(context);
+    const double kv_per_layer_token = 2.0 * static_cast<double>(options.batch * model.d_model * low.kv_bytes());
+    const auto layers = static_cast<double>(n_layers), tokens = static_cast<double>(context);
     const double kv_bytes = layers * kv_per_layer_token * tokens;
     const double needed = layers * layer_bytes + head_bytes + kv_bytes;
     const int64_t layers_that_fit =
@@ -365,7 +370,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const auto context_that_fits = static_cast<int64_t>(
         std::max(0.0, (usable - layers * layer_bytes - head_bytes) / (layers * kv_per_layer_token)));
     // What one layer would face with the wafer split evenly between the stages.
-    const int64_t stages = model.n_layers + 1;
+    const int64_t stages = n_layers + (head ? 1 : 0);
     const auto per_band = std::max<int64_t>(
         1, std::min<int64_t>(arch.usable.width,
                              static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(stages * arch.usable.width) /
@@ -387,7 +392,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         "need {:.2f} GB of the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on {} cores ({}); "
         "{}. Counting "
         "total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
-        model.name, arch.name, model.n_layers, layer_bytes / 1e6, options.precision.describe(), head_bytes / 1e6,
+        model.name, arch.name, n_layers, layer_bytes / 1e6, options.precision.describe(), head_bytes / 1e6,
         kv_bytes / 1e6, context, needed / 1e9, usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(),
         total, per_stage,
         layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
@@ -407,12 +412,14 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.prompt_tokens = options.prompt_tokens;
   p.max_new_tokens = options.max_new_tokens;
   p.max_context = context;
+  p.batch = options.batch;
+  p.layers = n_layers, p.embedding = options.slice.embedding, p.lm_head = head;
   // The largest prefill chunk whose activations still fit every stage.
   int64_t chunk = options.prompt_tokens;
   auto chunk_fits = [&](int64_t t) {
     for (size_t s = 0; s < placement->regions.size(); ++s) {
       const auto& reg = placement->regions[s];
-      if (!low.fits(s < static_cast<size_t>(model.n_layers) ? low.layer() : low.head(), {reg.width, reg.height}, t))
+      if (!low.fits(s < static_cast<size_t>(n_layers) ? low.layer() : low.head(), {reg.width, reg.height}, t))
         return false;
     }
     return true;
@@ -421,7 +428,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.prefill_chunk_tokens = chunk;
 
   for (size_t s = 0; s < placement->regions.size(); ++s) {
-    const bool is_layer = s < static_cast<size_t>(model.n_layers);
+    const bool is_layer = s < static_cast<size_t>(n_layers);
     const StageKind& kind = is_layer ? low.layer() : low.head();
     const arch::Region& reg = placement->regions[s];
     const Footprint f = low.footprint(kind, {reg.width, reg.height}, chunk);
@@ -440,21 +447,33 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     p.stages.push_back(st);
   }
   Step host_in;
-  host_in.name = "embedding_from_host", host_in.stage = 0, host_in.op = "host";
+  host_in.name = options.slice.embedding ? "embedding_from_host" : "activations_from_previous_chip";
+  host_in.stage = 0, host_in.op = "host";
   host_in.pattern = Pattern::HostIn;
   host_in.host_bytes = chunk * model.d_model * kActivationBytes;
   p.prefill.push_back(host_in);
   host_in.host_bytes = model.d_model * kActivationBytes;
   p.decode.push_back(host_in);
   for (size_t s = 0; s < placement->regions.size(); ++s) {
-    const bool is_layer = s < static_cast<size_t>(model.n_layers);
+    const bool is_layer = s < static_cast<size_t>(n_layers);
     const StageKind& kind = is_layer ? low.layer() : low.head();
     const Shape shape{placement->regions[s].width, placement->regions[s].height};
-    const bool before_head = s + 1 == static_cast<size_t>(model.n_layers);
+    const bool before_head = head && s + 1 == static_cast<size_t>(n_layers);
     for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, chunk, true, before_head))
       p.prefill.push_back(st);
     for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, 1, false, before_head))
       p.decode.push_back(st);
+  }
+  if (!head) {
+    // A pipeline stage without the LM head hands every token's activations to the next chip
+    // through the host I/O instead of to a next stage on this wafer.
+    for (auto* phase : {&p.prefill, &p.decode}) {
+      Step& out = phase->back();
+      const int64_t tokens = phase == &p.prefill ? chunk : 1;
+      out.name = "activations_to_next_chip", out.op = "host", out.pattern = Pattern::HostOut;
+      out.words = 0, out.to_stage = -1;
+      out.host_bytes = tokens * model.d_model * kActivationBytes;
+    }
   }
   return result;
 }

@@ -11,7 +11,7 @@ namespace {
 
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
-constexpr int kFormatVersion = 2;  // 2: a precision policy replaces weight_dtype
+constexpr int kFormatVersion = 3;  // 2: a precision policy replaces weight_dtype; 3: batch and slice
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -137,6 +137,8 @@ std::string to_json(const Program& p) {
                     {"max_new_tokens", p.max_new_tokens},
                     {"max_context", p.max_context},
                     {"prefill_chunk_tokens", p.prefill_chunk_tokens},
+                    {"batch", p.batch},
+                    {"slice", {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}}},
                     {"stages", stages},
                     {"prefill", prefill},
                     {"decode", decode}};
@@ -181,6 +183,12 @@ Program from_json(const std::string& text, const std::string& origin) {
   if (p.prefill_chunk_tokens < 1 || p.prompt_tokens < 1 || p.max_context < p.prompt_tokens)
     fail("{}: inconsistent token counts (prompt {}, chunk {}, context {})", origin, p.prompt_tokens,
          p.prefill_chunk_tokens, p.max_context);
+  p.batch = r.integer("batch");
+  const Reader slice{r.at("slice"), origin + ": slice"};
+  p.layers = slice.integer("layers");
+  p.embedding = slice.flag("embedding");
+  p.lm_head = slice.flag("lm_head");
+  if (p.batch < 1 || p.layers < 1) fail("{}: batch and slice.layers must be >= 1", origin);
   const json& stages = r.array("stages");
   for (size_t i = 0; i < stages.size(); ++i) {
     const Reader s{stages[i], fmt::format("{}: stages[{}]", origin, i)};

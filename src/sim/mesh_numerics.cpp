@@ -610,6 +610,10 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
   st.kv = parse_float_format(plan.precision.kv);
   st.skip_weight_zeros = plan.skip_weight_zeros;
   st.skip_zero_activations = plan.skip_zero_activations;
+  if (plan.batch != 1 || !plan.embedding || !plan.lm_head)
+    fail("{}: values are computed for a whole model serving one request; this plan is a pipeline stage or holds {} "
+         "requests (run it timing-only: --no-numerics)",
+         plan.model_origin, plan.batch);
   if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
          st.model.name, st.model.n_layers);

@@ -67,11 +67,11 @@ struct IoSpec {
 
 // A GPU's memory system (fabric shared_memory).
 struct GpuSpec {
-  double l2_bytes = 0;
+  double l2_bytes = 0;              // 0: none, or not published
   double hbm_bytes = 0;             // capacity
   double hbm_bytes_per_second = 0;  // peak
   double kernel_launch_s = 0;       // fixed cost of one kernel
-  double tdp_watts = 0;             // board power limit: average power above it flags an energy table
+  double tdp_watts = 0;             // board power limit (0: not published)
 };
 
 // An IPU's all-to-all exchange (fabric exchange).

@@ -6,6 +6,7 @@
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/program/program.hpp"
 
@@ -15,6 +16,8 @@ struct MeshCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
   PrecisionPolicy precision;
+  int64_t batch = 1;  // requests in flight, one per layer stage at a time: each needs its own KV cache
+  ModelSlice slice;   // a pipeline stage of a multi-wafer system; default: the whole model
 };
 
 struct MeshCompileResult {

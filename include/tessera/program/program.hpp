@@ -72,6 +72,11 @@ struct Program {
   int64_t prompt_tokens = 0;
   int64_t max_new_tokens = 0;
   int64_t max_context = 0;
+  // Requests the plan holds KV caches for (timing-only beyond 1), and the part of the model it
+  // runs: a pipeline stage of a multi-chip system has fewer layers, no embedding or no LM head.
+  int64_t batch = 1;
+  int64_t layers = 0;
+  bool embedding = true, lm_head = true;
   std::vector<Stage> stages;
   int64_t prefill_chunk_tokens = 1;  // prefill processes the prompt this many tokens at a time
   std::vector<Step> prefill;         // one chunk of prefill; repeated until the prompt is consumed

@@ -1,0 +1,32 @@
+// Lowers a GPT-2 or Llama model onto an exchange machine (a Graphcore-like IPU): a per-tile
+// memory plan and the bulk-synchronous supersteps of prefill and decode (program/bsp_plan.hpp).
+#pragma once
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/compiler/model_slice.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/program/bsp_plan.hpp"
+
+namespace tessera::compiler {
+
+struct ExchangeCompileOptions {
+  int64_t prompt_tokens = 16;
+  int64_t max_new_tokens = 64;
+  int64_t batch = 1;
+  PrecisionPolicy precision;
+  ModelSlice slice;
+};
+
+struct ExchangeCompileResult {
+  Status status = Status::ok();  // failure: what does not fit per tile, and how many chips would
+  program::BspPlan plan;
+};
+
+// Throws Error on bad options (a format the chip lacks, a context beyond the model's).
+ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const std::string& model_yaml,
+                                           const std::string& model_origin, const arch::ArchSpec& arch,
+                                           const std::string& arch_yaml, const std::string& arch_origin,
+                                           const ExchangeCompileOptions& options);
+
+}  // namespace tessera::compiler

@@ -1,0 +1,20 @@
+// The part of a model one chip of a pipeline runs.
+#pragma once
+
+#include <cstdint>
+
+#include "tessera/ir/model_config.hpp"
+
+namespace tessera::compiler {
+
+// `layers` consecutive transformer layers, the token embedding on the pipeline's first chip and
+// the LM head on its last. The default is the whole model on one chip.
+struct ModelSlice {
+  int64_t layers = -1;  // -1: all of the model's layers
+  bool embedding = true;
+  bool lm_head = true;
+  int64_t layer_count(const ir::ModelConfig& m) const { return layers < 0 ? m.n_layers : layers; }
+  bool whole(const ir::ModelConfig& m) const { return layer_count(m) == m.n_layers && embedding && lm_head; }
+};
+
+}  // namespace tessera::compiler

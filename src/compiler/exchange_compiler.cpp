@@ -1,0 +1,381 @@
+#include "tessera/compiler/exchange_compiler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "lowering_common.hpp"
+
+namespace tessera::compiler {
+
+using program::BspWork;
+using program::Superstep;
+
+namespace {
+
+double cdiv(double a, double b) { return std::ceil(a / b); }
+
+constexpr double kPartialBytes = 4;  // partial sums, softmax statistics and the residual stream are fp32
+
+struct Matrix {
+  std::string name;
+  int64_t k, n;
+  bool bias;
+};
+
+// How one matrix is split over the tiles: k over pk tiles, n over pn.
+struct Split {
+  int64_t pk = 1, pn = 1;
+};
+
+class ExchangeLowering {
+ public:
+  ExchangeLowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const ExchangeCompileOptions& o)
+      : m_(m),
+        a_(a),
+        o_(o),
+        storage_(a, o.precision),
+        tiles_(static_cast<double>(a.usable.cores())),
+        act_bytes_(storage_bits(o.precision.activations) / 8),
+        kv_bytes_(storage_bits(o.precision.kv) / 8),
+        rate_(a.core.macs_per_cycle.at(o.precision.activations)),
+        ops_rate_(a.core.macs_per_cycle.count("fp32") ? a.core.macs_per_cycle.at("fp32") : rate_) {
+    const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
+    const int64_t d = m.d_model, kv = m.n_kv_heads * m.head_dim();
+    if (gpt2)
+      layer_ = {{"attn.c_attn", d, 3 * d, true},
+                {"attn.c_proj", d, d, true},
+                {"mlp.c_fc", d, m.d_ff, true},
+                {"mlp.c_proj", m.d_ff, d, true}};
+    else
+      layer_ = {{"self_attn.qkv_proj", d, d + 2 * kv, false},
+                {"self_attn.o_proj", d, d, false},
+                {"mlp.gate_up_proj", d, 2 * m.d_ff, false},
+                {"mlp.down_proj", m.d_ff, d, false}};
+    head_ = {"lm_head", d, m.vocab_size, false};
+    for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx);
+    splits_[head_.name] = choose_split(head_);
+  }
+
+  const WeightStorage& storage() const { return storage_; }
+  int64_t layers() const { return o_.slice.layer_count(m_); }
+
+  // --- memory, per tile -------------------------------------------------------------------------
+
+  double block_bytes(const Matrix& mx) const {
+    const Split s = splits_.at(mx.name);
+    return cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)) *
+           cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn)) * storage_.bits(mx.k) / 8;
+  }
+
+  // Each matrix's blocks sit on pk * pn tiles, starting where the previous matrix's ended, so a
+  // tile holds that fraction of a block per matrix on average.
+  double weight_bytes_per_tile() const {
+    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
+    const auto d = static_cast<double>(m_.d_model);
+    double per_tile = 0;
+    for (const Matrix& mx : layer_) per_tile += block_bytes(mx) * used_fraction(mx) * static_cast<double>(layers());
+    const double vectors = (gpt2 ? 4 * d + 3 * d + static_cast<double>(m_.d_ff) + d + 2 * d : 2 * d) * 4;
+    per_tile += static_cast<double>(layers()) * vectors / tiles_;
+    // The token embedding (and GPT-2's positions) on the first chip; the LM head on the last. A
+    // tied table is stored once when both are on this chip.
+    const double table = static_cast<double>(m_.vocab_size) * d * storage_.bits(m_.d_model) / 8;
+    if (o_.slice.embedding)
+      per_tile += (table + (gpt2 ? static_cast<double>(m_.context_length) * d * 4 : 0)) / tiles_;
+    if (o_.slice.lm_head) {
+      if (!(o_.slice.embedding && m_.tie_embeddings)) per_tile += block_bytes(head_) * used_fraction(head_);
+      per_tile += (gpt2 ? 2 * d : d) * 4 / tiles_;
+    }
+    return per_tile;
+  }
+
+  double chip_weight_bytes() const {
+    double bytes = 0;
+    for (const Matrix& mx : layer_)
+      bytes += static_cast<double>(layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
+    const double table = static_cast<double>(m_.vocab_size * m_.d_model) * storage_.bits(m_.d_model) / 8;
+    if (o_.slice.embedding) bytes += table;
+    if (o_.slice.lm_head && !(o_.slice.embedding && m_.tie_embeddings)) bytes += table;
+    return bytes;
+  }
+
+  // (request, KV head) pairs, and how many tiles share the positions of one pair.
+  double units() const { return static_cast<double>(o_.batch * m_.n_kv_heads); }
+  double units_per_tile() const { return std::max(1.0, cdiv(units(), tiles_)); }
+  double tiles_per_unit() const { return std::max(1.0, std::floor(tiles_ / units())); }
+
+  double kv_bytes_per_tile(int64_t context) const {
+    return static_cast<double>(layers()) * units_per_tile() *
+           cdiv(static_cast<double>(context), tiles_per_unit()) * 2 * static_cast<double>(m_.head_dim()) * kv_bytes_;
+  }
+
+  // The largest live buffers of one superstep with `tokens` per request: a matmul's input slice,
+  // its partial outputs and their reduction buffer, or attention's scores; plus the residual
+  // stream (double-buffered).
+  double activation_bytes_per_tile(int64_t tokens, int64_t context) const {
+    const double rows = static_cast<double>(o_.batch * tokens);
+    double widest = 0;
+    std::vector<Matrix> all = layer_;
+    if (o_.slice.lm_head) all.push_back(head_);
+    for (const Matrix& mx : all) {
+      const Split s = splits_.at(mx.name);
+      const double r = mx.name == head_.name ? static_cast<double>(o_.batch) : rows;
+      const double out = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
+      widest = std::max(widest, r * (cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)) * act_bytes_ +
+                                     2 * out * kPartialBytes));
+    }
+    const double group = static_cast<double>(m_.n_heads / m_.n_kv_heads);
+    const double scores = units_per_tile() * static_cast<double>(tokens) * group *
+                          cdiv(static_cast<double>(context), tiles_per_unit()) * kPartialBytes;
+    const double stream = 2 * cdiv(rows * static_cast<double>(m_.d_model), tiles_) * kPartialBytes;
+    return std::max(widest, scores) + stream;
+  }
+
+  // --- supersteps -------------------------------------------------------------------------------
+
+  // One matmul over its pk x pn tiles, and the reduction of the partial sums when k is split.
+  void matmul(std::vector<Superstep>& out, const std::string& prefix, const Matrix& mx, int64_t rows) const {
+    const Split s = splits_.at(mx.name);
+    const auto r = static_cast<double>(rows), kb = cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)),
+               nb = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
+    const double density = storage_.mac_fraction();
+    Superstep st;
+    st.name = prefix + mx.name, st.op = "matmul", st.tiles = s.pk * s.pn;
+    const auto used = static_cast<double>(st.tiles);
+    st.tile.exchange_bytes = r * kb * act_bytes_;
+    st.tile.macs = r * kb * nb * density;
+    st.tile.ops = storage_.unpack_ops() * kb * nb * density + (s.pk == 1 && mx.bias ? r * nb : 0);
+    st.tile.sram_bytes = block_bytes(mx) + r * kb * act_bytes_ + r * nb * kPartialBytes;
+    st.total = {r * static_cast<double>(mx.k * mx.n) * density, st.tile.ops * used, st.tile.sram_bytes * used,
+                st.tile.exchange_bytes * used};
+    out.push_back(st);
+    if (s.pk == 1) return;
+    // Reduce-scatter: each of the pk tiles sharing an output block ends with 1/pk of it.
+    Superstep red;
+    red.name = prefix + mx.name + ".reduce", red.op = "reduce", red.tiles = st.tiles;
+    const double slice = cdiv(nb, static_cast<double>(s.pk));
+    red.tile.exchange_bytes = static_cast<double>(s.pk - 1) * r * slice * kPartialBytes;
+    red.tile.ops = static_cast<double>(s.pk - 1) * r * slice + (mx.bias ? r * slice : 0);
+    red.tile.sram_bytes = 2 * red.tile.exchange_bytes + r * slice * kPartialBytes;
+    red.total = {0, red.tile.ops * used, red.tile.sram_bytes * used, red.tile.exchange_bytes * used};
+    out.push_back(red);
+  }
+
+  // A norm's statistics (`words` per row) gathered over the tiles holding a row in two supersteps
+  // (to sqrt(tiles) group leaders, then back), then applied locally.
+  void norm(std::vector<Superstep>& out, const std::string& name, int64_t rows, double words) const {
+    const auto r = static_cast<double>(rows), d = static_cast<double>(m_.d_model);
+    const double per_tile = cdiv(r * d, tiles_), tiles_per_row = std::max(1.0, std::floor(tiles_ / r));
+    const double fan_in = tiles_per_row > 1 ? std::ceil(std::sqrt(tiles_per_row)) : 0;
+    for (const char* part : {".gather", ".apply"}) {
+      Superstep st;
+      st.name = name + part, st.op = "norm", st.tiles = static_cast<int64_t>(std::min(tiles_, r * d));
+      st.tile.exchange_bytes = fan_in * words * kPartialBytes * std::max(1.0, r / tiles_);
+      st.tile.ops = per_tile * (std::string(part) == ".gather" ? 2 : 3);
+      st.tile.sram_bytes = per_tile * kPartialBytes * 2;
+      const auto used = static_cast<double>(st.tiles);
+      st.total = {0, st.tile.ops * used, st.tile.sram_bytes * used, st.tile.exchange_bytes * used};
+      out.push_back(st);
+    }
+  }
+
+  void elementwise(std::vector<Superstep>& out, const std::string& name, double elements, double ops_each) const {
+    Superstep st;
+    st.name = name, st.op = "elementwise", st.sync = false;
+    st.tiles = static_cast<int64_t>(std::min(tiles_, elements));
+    st.tile.ops = cdiv(elements, tiles_) * ops_each;
+    st.tile.sram_bytes = cdiv(elements, tiles_) * kPartialBytes * 3;
+    const auto used = static_cast<double>(st.tiles);
+    st.total = {0, st.tile.ops * used, st.tile.sram_bytes * used, 0};
+    out.push_back(st);
+  }
+
+  // `tokens` new queries per request after `positions` cached ones (the *_per_position terms):
+  // each tile scores its share of a (request, KV head) pair's positions, then the partial softmax
+  // results are combined over the tiles sharing the pair (sqrt-fan-in tree).
+  void attention(std::vector<Superstep>& out, const std::string& prefix, int64_t tokens) const {
+    const auto n = static_cast<double>(tokens), hd = static_cast<double>(m_.head_dim()),
+               group = static_cast<double>(m_.n_heads / m_.n_kv_heads), upt = units_per_tile(),
+               tpu = tiles_per_unit();
+    Superstep st;
+    st.name = prefix + "attention", st.op = "attention";
+    st.tiles = static_cast<int64_t>(std::min(tiles_, units() * tpu));
+    const auto used = static_cast<double>(st.tiles);
+    // Queries to every tile of their pair; new keys and values to the tiles that will hold them.
+    st.tile.exchange_bytes = upt * n * (group * hd * act_bytes_ + 2 * hd * kv_bytes_ / tpu);
+    // q.k and p.v for each query of the group against each held position (causal within the chunk).
+    const double within = n * (n + 1) / 2 / tpu;
+    st.tile.macs = upt * within * 2 * group * hd;
+    st.tile_per_position.macs = upt * n / tpu * 2 * group * hd;
+    st.tile.ops = upt * within * group * 4;
+    st.tile_per_position.ops = upt * n / tpu * group * 4;
+    st.tile.sram_bytes = upt * n * (group * hd * act_bytes_ + 2 * hd * kv_bytes_);
+    st.tile_per_position.sram_bytes = upt * (2 * hd * kv_bytes_ + n * group * kPartialBytes) / tpu;
+    st.total = {st.tile.macs * used, st.tile.ops * used, st.tile.sram_bytes * used, st.tile.exchange_bytes * used};
+    st.total_per_position = {st.tile_per_position.macs * used, st.tile_per_position.ops * used,
+                             st.tile_per_position.sram_bytes * used, 0};
+    out.push_back(st);
+    if (tpu <= 1) return;
+    Superstep comb;
+    comb.name = prefix + "attention.combine", comb.op = "attention", comb.tiles = st.tiles;
+    comb.tile.exchange_bytes = upt * n * group * (hd + 2 * std::ceil(std::sqrt(tpu))) * kPartialBytes;
+    comb.tile.ops = 3 * comb.tile.exchange_bytes / kPartialBytes;
+    comb.tile.sram_bytes = 2 * comb.tile.exchange_bytes;
+    comb.total = {0, comb.tile.ops * used, comb.tile.sram_bytes * used, comb.tile.exchange_bytes * used};
+    out.push_back(comb);
+  }
+
+  std::vector<Superstep> phase(int64_t tokens, bool prefill) const {
+    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
+    const int64_t rows = o_.batch * tokens;
+    const auto r = static_cast<double>(rows), d = static_cast<double>(m_.d_model);
+    const double norm_words = gpt2 ? 2 : 1;  // LayerNorm: sum and sum of squares; RMSNorm: sum of squares
+    std::vector<Superstep> out;
+    if (o_.slice.embedding) {
+      // Each token's row is sent by the tile holding it to the tiles of the residual stream.
+      Superstep emb;
+      emb.name = "embedding", emb.op = "embedding", emb.tiles = static_cast<int64_t>(std::min(tiles_, r * d));
+      emb.tile.exchange_bytes = std::max(d, cdiv(r * d, tiles_)) * act_bytes_;
+      emb.tile.ops = cdiv(r * d, tiles_) * (gpt2 ? 1 : 0);
+      emb.tile.sram_bytes = 2 * emb.tile.exchange_bytes;
+      const auto used = static_cast<double>(emb.tiles);
+      emb.total = {0, emb.tile.ops * used, emb.tile.sram_bytes * used, r * d * act_bytes_};
+      out.push_back(emb);
+    }
+    const auto ff = static_cast<double>(m_.d_ff), kv = static_cast<double>(m_.n_kv_heads * m_.head_dim());
+    for (int64_t l = 0; l < layers(); ++l) {
+      const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", l);
+      norm(out, p + (gpt2 ? "ln_1" : "input_layernorm"), rows, norm_words);
+      matmul(out, p, layer_[0], rows);
+      if (!gpt2) elementwise(out, p + "rope", r * (d + kv), 6);
+      attention(out, p, tokens);
+      matmul(out, p, layer_[1], rows);
+      elementwise(out, p + "residual_1", r * d, 1);
+      norm(out, p + (gpt2 ? "ln_2" : "post_attention_layernorm"), rows, norm_words);
+      matmul(out, p, layer_[2], rows);
+      elementwise(out, p + (gpt2 ? "gelu" : "silu_mul"), r * ff, gpt2 ? 8 : 5);
+      matmul(out, p, layer_[3], rows);
+      elementwise(out, p + "residual_2", r * d, 1);
+    }
+    if (o_.slice.lm_head) {
+      // Only each request's last token reaches the LM head; the next token is picked on the chip.
+      const size_t first = out.size();
+      norm(out, gpt2 ? "ln_f" : "model.norm", o_.batch, norm_words);
+      matmul(out, "", head_, o_.batch);
+      norm(out, "lm_head.argmax", o_.batch, 2);
+      for (size_t i = first; i < out.size(); ++i) out[i].last_chunk_only = prefill;
+    }
+    return out;
+  }
+
+ private:
+  double used_fraction(const Matrix& mx) const {
+    const Split s = splits_.at(mx.name);
+    return static_cast<double>(s.pk * s.pn) / tiles_;
+  }
+
+  // The split that makes a decode step (rows = batch) soonest: exchange in, multiply, and reduce
+  // when k is split, each with its sync.
+  Split choose_split(const Matrix& mx) const {
+    const auto r = static_cast<double>(o_.batch);
+    const double sram_rate = a_.core.sram_bytes_per_cycle, ex = a_.exchange.bytes_per_cycle;
+    Split best;
+    double best_cycles = -1;
+    for (int64_t pk = 1; pk <= std::min<int64_t>(mx.k, a_.usable.cores()); pk *= 2) {
+      const int64_t pn = std::min<int64_t>(mx.n, a_.usable.cores() / pk);
+      const double kb = cdiv(static_cast<double>(mx.k), static_cast<double>(pk)),
+                   nb = cdiv(static_cast<double>(mx.n), static_cast<double>(pn));
+      const double weight_read = kb * nb * storage_.bits(mx.k) / 8;
+      const double compute = std::max(r * kb * nb * storage_.mac_fraction() / rate_, weight_read / sram_rate) +
+                             storage_.unpack_ops() * kb * nb / ops_rate_;
+      double cycles = a_.exchange.sync_cycles + r * kb * act_bytes_ / ex + compute;
+      if (pk > 1)
+        cycles += a_.exchange.sync_cycles +
+                  static_cast<double>(pk - 1) * r * cdiv(nb, static_cast<double>(pk)) * kPartialBytes / ex;
+      if (best_cycles < 0 || cycles < best_cycles) best_cycles = cycles, best = {pk, pn};
+    }
+    return best;
+  }
+
+  const ir::ModelConfig& m_;
+  const arch::ArchSpec& a_;
+  const ExchangeCompileOptions& o_;
+  WeightStorage storage_;
+  double tiles_, act_bytes_, kv_bytes_, rate_, ops_rate_;
+  std::vector<Matrix> layer_;
+  Matrix head_;
+  std::map<std::string, Split> splits_;
+};
+
+struct TileMemory {
+  double weights, kv, activations;
+  double total() const { return weights + kv + activations; }
+};
+
+TileMemory tile_memory(const ExchangeLowering& low, int64_t tokens, int64_t context) {
+  return {low.weight_bytes_per_tile(), low.kv_bytes_per_tile(context), low.activation_bytes_per_tile(tokens, context)};
+}
+
+}  // namespace
+
+ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const std::string& model_yaml,
+                                           const std::string& model_origin, const arch::ArchSpec& arch,
+                                           const std::string& arch_yaml, const std::string& arch_origin,
+                                           const ExchangeCompileOptions& options) {
+  if (arch.fabric != arch::FabricKind::Exchange) fail("{} is not an exchange machine (an IPU)", arch.name);
+  if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
+  const int64_t layers = options.slice.layer_count(model);
+  if (layers < 0 || layers > model.n_layers)
+    fail("a pipeline stage of {} layers: {} has {}", layers, model.name, model.n_layers);
+  const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
+
+  const ExchangeLowering low(model, arch, options);
+  ExchangeCompileResult result;
+  const double usable = arch.usable_sram_per_core();
+  const TileMemory one = tile_memory(low, 1, context);
+  if (one.total() > usable) {
+    // The fewest chips whose pipeline stages (layers split evenly) would each fit.
+    std::string hint = "no pipeline up to one layer per chip fits; use narrower weights or a shorter context";
+    for (int64_t chips = 2; chips <= model.n_layers && options.slice.whole(model); ++chips) {
+      const int64_t per_chip = (model.n_layers + chips - 1) / chips;
+      bool fits = true;
+      for (const ModelSlice& s : {ModelSlice{per_chip, true, false}, ModelSlice{per_chip, false, true}}) {
+        ExchangeCompileOptions stage = options;
+        stage.slice = s;
+        fits = fits && tile_memory(ExchangeLowering(model, arch, stage), 1, context).total() <= usable;
+      }
+      if (fits) {
+        hint = fmt::format("a pipeline over {} x {} would fit (--arch {}x{})", chips, arch.name, chips, arch.name);
+        break;
+      }
+    }
+    result.status = Status::failure(
+        "{} does not fit on one {}: each tile needs {:.1f} KiB (weights {:.1f}, KV cache {:.1f} for {} requests of {} "
+        "tokens, activations {:.1f}) of its {:.1f} KiB usable ({:.0f} KiB reserved); the chip's weights alone are "
+        "{:.2f} GB of its {:.2f} GB of tile SRAM; {}",
+        model.name, arch.name, one.total() / 1024, one.weights / 1024, one.kv / 1024, options.batch, context,
+        one.activations / 1024, usable / 1024, arch.core.reserved_bytes / 1024, low.chip_weight_bytes() / 1e9,
+        usable * static_cast<double>(arch.usable.cores()) / 1e9, hint);
+    return result;
+  }
+  // The largest prefill chunk whose activations fit.
+  int64_t chunk = options.prompt_tokens;
+  while (chunk > 1 && tile_memory(low, chunk, context).total() > usable) chunk = (chunk + 1) / 2;
+
+  program::BspPlan& p = result.plan;
+  p.arch_yaml = arch_yaml, p.arch_origin = arch_origin, p.model_yaml = model_yaml, p.model_origin = model_origin;
+  p.precision = options.precision;
+  p.weight_bits = low.storage().bits(model.d_model);
+  p.skip_weight_zeros = low.storage().skips_zeros();
+  p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens, p.batch = options.batch;
+  p.layers = layers, p.embedding = options.slice.embedding, p.lm_head = options.slice.lm_head;
+  const TileMemory mem = tile_memory(low, chunk, context);
+  p.weight_bytes = mem.weights, p.kv_cache_bytes = mem.kv, p.activation_bytes = mem.activations;
+  p.chip_weight_bytes = low.chip_weight_bytes();
+  p.prefill_chunk_tokens = chunk;
+  p.prefill = low.phase(chunk, true);
+  p.decode = low.phase(1, false);
+  return result;
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,86 @@
+#include "tessera/sim/bsp_timing.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "tessera/base/error.hpp"
+#include "tessera/config/yaml_reader.hpp"
+
+namespace tessera::sim {
+
+namespace {
+
+class BspTimer {
+ public:
+  explicit BspTimer(const program::BspPlan& plan) : arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)) {
+    if (arch_.fabric != arch::FabricKind::Exchange) fail("{}: not an exchange (IPU) arch", plan.arch_origin);
+    if (const Status s = arch::check_precision(arch_, plan.precision); !s)
+      fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
+    rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations);
+    const auto fp32 = arch_.core.macs_per_cycle.find("fp32");
+    ops_rate_ = fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : rate_;
+    mac_pj_ = arch_.energy.mac_pj.at(plan.precision.activations);
+  }
+
+  const arch::ArchSpec& arch() const { return arch_; }
+
+  // Adds one superstep at `positions` cached positions to `phase`.
+  void add(BspPhase& phase, const program::Superstep& st, double positions) const {
+    const auto at = [&](const program::BspWork& base, const program::BspWork& per) {
+      return program::BspWork{base.macs + per.macs * positions, base.ops + per.ops * positions,
+                              base.sram_bytes + per.sram_bytes * positions,
+                              base.exchange_bytes + per.exchange_bytes * positions};
+    };
+    const program::BspWork tile = at(st.tile, st.tile_per_position), all = at(st.total, st.total_per_position);
+    const double hz = arch_.clock_hz;
+    const double sync = st.sync ? arch_.exchange.sync_cycles / hz : 0;
+    const double exchange = tile.exchange_bytes / arch_.exchange.bytes_per_cycle / hz;
+    const double compute =
+        std::max(tile.macs / rate_ + tile.ops / ops_rate_, tile.sram_bytes / arch_.core.sram_bytes_per_cycle) / hz;
+    phase.seconds += sync + exchange + compute;
+    phase.sync_s += sync, phase.exchange_s += exchange, phase.compute_s += compute;
+    phase.macs += all.macs, phase.exchange_bytes += all.exchange_bytes, phase.sram_bytes += all.sram_bytes;
+    phase.energy_pj += all.macs * mac_pj_ +
+                       all.sram_bytes * (arch_.energy.sram_read_pj_per_byte + arch_.energy.sram_write_pj_per_byte) / 2 +
+                       all.exchange_bytes * arch_.energy.exchange_pj_per_byte;
+  }
+
+ private:
+  arch::ArchSpec arch_;
+  double rate_ = 1, ops_rate_ = 1, mac_pj_ = 0;
+};
+
+}  // namespace
+
+BspReport simulate_bsp(const program::BspPlan& plan) {
+  const BspTimer timer(plan);
+  const arch::ArchSpec& a = timer.arch();
+  BspReport r;
+  r.arch_name = a.name;
+  r.model_name = config::YamlMap::parse_string(plan.model_yaml, plan.model_origin).string("name");
+  r.batch = plan.batch, r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
+  r.supersteps_per_token = static_cast<int64_t>(plan.decode.size());
+  r.tile_bytes_used = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;
+  r.tile_bytes = a.usable_sram_per_core();
+  for (int64_t start = 0; start < plan.prompt_tokens; start += plan.prefill_chunk_tokens) {
+    const bool last = start + plan.prefill_chunk_tokens >= plan.prompt_tokens;
+    for (const auto& st : plan.prefill)
+      if (last || !st.last_chunk_only) timer.add(r.prefill, st, static_cast<double>(start));
+  }
+  r.time_to_first_token_s = r.prefill.seconds;
+  for (int64_t t = 1; t < plan.max_new_tokens; ++t)
+    for (const auto& st : plan.decode) timer.add(r.decode, st, static_cast<double>(plan.prompt_tokens + t));
+  const auto passes = static_cast<double>(std::max<int64_t>(plan.max_new_tokens - 1, 0));
+  if (passes > 0 && r.decode.seconds > 0) {
+    r.decode_tokens_per_s_per_user = passes / r.decode.seconds;
+    r.decode_tokens_per_s = r.decode_tokens_per_s_per_user * static_cast<double>(plan.batch);
+    r.decode_energy_per_token_pj = r.decode.energy_pj / (passes * static_cast<double>(plan.batch));
+    r.decode_utilization = r.decode.macs / (a.peak_macs_per_second(plan.precision.activations) * r.decode.seconds);
+    const std::array<std::pair<double, const char*>, 3> parts = {
+        {{r.decode.compute_s, "compute"}, {r.decode.exchange_s, "exchange"}, {r.decode.sync_s, "sync"}}};
+    r.decode_bound = std::max_element(parts.begin(), parts.end())->second;
+  }
+  return r;
+}
+
+}  // namespace tessera::sim

@@ -52,7 +52,7 @@ class ExchangeLowering {
                 {"self_attn.o_proj", d, d, false},
                 {"mlp.gate_up_proj", d, 2 * m.d_ff, false},
                 {"mlp.down_proj", m.d_ff, d, false}};
-    head_ = {"lm_head", d, m.vocab_size, false};
+    head_ = {"lm_head", d, (m.vocab_size + o.slice.head_shards - 1) / o.slice.head_shards, false};
     for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx);
     splits_[head_.name] = choose_split(head_);
   }
@@ -77,15 +77,10 @@ class ExchangeLowering {
     for (const Matrix& mx : layer_) per_tile += block_bytes(mx) * used_fraction(mx) * static_cast<double>(layers());
     const double vectors = (gpt2 ? 4 * d + 3 * d + static_cast<double>(m_.d_ff) + d + 2 * d : 2 * d) * 4;
     per_tile += static_cast<double>(layers()) * vectors / tiles_;
-    // The token embedding (and GPT-2's positions) on the first chip; the LM head on the last. A
-    // tied table is stored once when both are on this chip.
-    const double table = static_cast<double>(m_.vocab_size) * d * storage_.bits(m_.d_model) / 8;
-    if (o_.slice.embedding)
-      per_tile += (table + (gpt2 ? static_cast<double>(m_.context_length) * d * 4 : 0)) / tiles_;
-    if (o_.slice.lm_head) {
-      if (!(o_.slice.embedding && m_.tie_embeddings)) per_tile += block_bytes(head_) * used_fraction(head_);
-      per_tile += (gpt2 ? 2 * d : d) * 4 / tiles_;
-    }
+    // Token embeddings are looked up on the host (as on the wafer) and stream in; GPT-2's
+    // position table stays on the first chip. The LM head (its shard) is on the last.
+    if (o_.slice.embedding && gpt2) per_tile += static_cast<double>(m_.context_length) * d * 4 / tiles_;
+    if (o_.slice.lm_head) per_tile += block_bytes(head_) * used_fraction(head_) + (gpt2 ? 2 * d : d) * 4 / tiles_;
     return per_tile;
   }
 
@@ -93,9 +88,7 @@ class ExchangeLowering {
     double bytes = 0;
     for (const Matrix& mx : layer_)
       bytes += static_cast<double>(layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
-    const double table = static_cast<double>(m_.vocab_size * m_.d_model) * storage_.bits(m_.d_model) / 8;
-    if (o_.slice.embedding) bytes += table;
-    if (o_.slice.lm_head && !(o_.slice.embedding && m_.tie_embeddings)) bytes += table;
+    if (o_.slice.lm_head) bytes += static_cast<double>(head_.k * head_.n) * storage_.bits(head_.k) / 8;
     return bytes;
   }
 
@@ -232,14 +225,15 @@ class ExchangeLowering {
     const double norm_words = gpt2 ? 2 : 1;  // LayerNorm: sum and sum of squares; RMSNorm: sum of squares
     std::vector<Superstep> out;
     if (o_.slice.embedding) {
-      // Each token's row is sent by the tile holding it to the tiles of the residual stream.
+      // Each token's embedding row arrives from the host into the tiles of the residual stream
+      // (GPT-2 adds its position row there).
       Superstep emb;
-      emb.name = "embedding", emb.op = "embedding", emb.tiles = static_cast<int64_t>(std::min(tiles_, r * d));
-      emb.tile.exchange_bytes = std::max(d, cdiv(r * d, tiles_)) * act_bytes_;
+      emb.name = "embedding_from_host", emb.op = "embedding", emb.tiles = static_cast<int64_t>(std::min(tiles_, r * d));
+      emb.tile.exchange_bytes = cdiv(r * d, tiles_) * kPartialBytes;
       emb.tile.ops = cdiv(r * d, tiles_) * (gpt2 ? 1 : 0);
       emb.tile.sram_bytes = 2 * emb.tile.exchange_bytes;
       const auto used = static_cast<double>(emb.tiles);
-      emb.total = {0, emb.tile.ops * used, emb.tile.sram_bytes * used, r * d * act_bytes_};
+      emb.total = {0, emb.tile.ops * used, emb.tile.sram_bytes * used, emb.tile.exchange_bytes * used};
       out.push_back(emb);
     }
     const auto ff = static_cast<double>(m_.d_ff), kv = static_cast<double>(m_.n_kv_heads * m_.head_dim());
@@ -327,6 +321,8 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   const int64_t layers = options.slice.layer_count(model);
   if (layers < 0 || layers > model.n_layers)
     fail("a pipeline stage of {} layers: {} has {}", layers, model.name, model.n_layers);
+  if (options.slice.head_shards < 1 || (options.slice.head_shards > 1 && (layers > 0 || !options.slice.lm_head)))
+    fail("an LM head split over {} chips must be a stage of its own (no layers)", options.slice.head_shards);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
   const ExchangeLowering low(model, arch, options);
@@ -334,21 +330,11 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   const double usable = arch.usable_sram_per_core();
   const TileMemory one = tile_memory(low, 1, context);
   if (one.total() > usable) {
-    // The fewest chips whose pipeline stages (layers split evenly) would each fit.
-    std::string hint = "no pipeline up to one layer per chip fits; use narrower weights or a shorter context";
-    for (int64_t chips = 2; chips <= model.n_layers && options.slice.whole(model); ++chips) {
-      const int64_t per_chip = (model.n_layers + chips - 1) / chips;
-      bool fits = true;
-      for (const ModelSlice& s : {ModelSlice{per_chip, true, false}, ModelSlice{per_chip, false, true}}) {
-        ExchangeCompileOptions stage = options;
-        stage.slice = s;
-        fits = fits && tile_memory(ExchangeLowering(model, arch, stage), 1, context).total() <= usable;
-      }
-      if (fits) {
-        hint = fmt::format("a pipeline over {} x {} would fit (--arch {}x{})", chips, arch.name, chips, arch.name);
-        break;
-      }
-    }
+    const std::string hint =
+        options.slice.whole(model)
+            ? fmt::format("split it over a pipeline of chips (`tessera compare --arch Nx{}` finds the fewest)",
+                          arch.name)
+            : std::string("use more chips, narrower weights or a shorter context");
     result.status = Status::failure(
         "{} does not fit on one {}: each tile needs {:.1f} KiB (weights {:.1f}, KV cache {:.1f} for {} requests of {} "
         "tokens, activations {:.1f}) of its {:.1f} KiB usable ({:.0f} KiB reserved); the chip's weights alone are "

@@ -352,6 +352,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   if (n_layers < 1 || n_layers > model.n_layers)
     fail("a pipeline stage of {} layers: {} has {}", n_layers, model.name, model.n_layers);
   if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
+  if (options.slice.head_shards != 1) fail("mesh plans keep the LM head whole on one wafer");
   const Lowering low(model, arch, options);
 
   MeshCompileResult result;

@@ -28,6 +28,7 @@
 #include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
+#include "tessera/system/system.hpp"
 
 namespace fs = std::filesystem;
 using namespace tessera;
@@ -475,52 +476,40 @@ struct CompareFlags {
   std::vector<std::string> archs = {"wse2", "h100"};
   int64_t prompt_tokens = 128, max_tokens = 128;
   std::vector<int64_t> batches = {1};
-  int64_t tensor_parallel = 1;
+  int64_t tensor_parallel = 0;
   PrecisionFlags precision;
   std::string json, csv;
 };
 
-// One model on several machines, timing-only: a row per machine and batch size.
+// One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
+// machine and batch size.
 int compare_command(const CompareFlags& flags) {
   check_output_path(flags.json);
   check_output_path(flags.csv);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   PrecisionFlags precision = flags.precision;
   if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
-  const PrecisionPolicy policy = precision.resolve();
+  system::Workload work;
+  work.model = ir::load_model_config(model_path);
+  work.model_yaml = read_text_file(model_path), work.model_origin = model_path.string();
+  work.prompt_tokens = flags.prompt_tokens, work.max_new_tokens = flags.max_tokens;
+  work.tensor_parallel = flags.tensor_parallel;
+  work.precision = precision.resolve();
   std::vector<report::CompareRow> rows;
-  for (const std::string& name : flags.archs) {
-    const arch::ArchSpec arch = arch::load_arch(resolve_arch(name));
+  for (const std::string& text : flags.archs) {
+    const auto [chips, name] = system::parse_machine_name(text);
+    const fs::path arch_path = resolve_arch(name);
+    const system::Machine machine{arch::load_arch(arch_path), read_text_file(arch_path), arch_path.string(), chips};
     for (const int64_t batch : flags.batches) {
-      report::CompareRow row;
-      row.arch = arch.name, row.model = flags.model, row.batch = batch;
-      if (const Status s = arch::check_precision(arch, policy); !s) {
-        row.note = s.message();
-      } else if (arch.fabric == arch::FabricKind::SharedMemory) {
-        const auto result = compile_gpu(model_path, name,
-                                        {flags.prompt_tokens, flags.max_tokens, batch, flags.tensor_parallel, policy});
-        if (result.status)
-          row = report::compare_row(sim::simulate_gpu(result.plan));
-        else
-          row.note = result.status.message(), row.chips = flags.tensor_parallel;
-      } else if (batch != 1) {
-        row.note = "wafer plans serve one request at a time (batching across the layer pipeline is not modelled yet)";
-      } else {
-        const auto result = compile_mesh_result(model_path, name, {flags.prompt_tokens, flags.max_tokens, policy});
-        if (result.status)
-          row = report::compare_row(sim::simulate_mesh_timing(result.program),
-                                    arch.peak_macs_per_second(policy.activations),
-                                    arch.energy.mac_pj.at(policy.activations));
-        else
-          row.note = result.status.message();
-      }
-      row.model = flags.model;
+      work.batch = batch;
+      report::CompareRow row = report::compare_row(text, flags.model, batch, system::evaluate(machine, work));
+      if (!row.fits) row.chips = chips;
       rows.push_back(row);
     }
   }
-  std::printf("%s, %lld prompt + %lld generated tokens, %s (timing-only)\n", flags.model.c_str(),
+  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (timing-only)\n", flags.model.c_str(),
               static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
-              policy.describe().c_str());
+              work.precision.describe().c_str());
   std::fputs(report::compare_table(rows).c_str(), stdout);
   if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
   if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
@@ -692,7 +681,8 @@ int main(int argc, char** argv) {
   auto* compare_cmd = app.add_subcommand("compare", "One model on several machines side by side (timing-only)");
   compare_cmd->add_option("-m,--model", compare.model, "Model name, config file or model directory")
       ->capture_default_str();
-  compare_cmd->add_option("-a,--arch", compare.archs, "Machines, comma-separated (see `tessera archs`)")
+  compare_cmd->add_option("-a,--arch", compare.archs,
+                          "Machines, comma-separated: presets (see `tessera archs`) or systems COUNTxPRESET (4xwse3)")
       ->delimiter(',')
       ->capture_default_str();
   compare_cmd->add_option("--prompt-len", compare.prompt_tokens, "Prompt tokens per request")
@@ -704,7 +694,8 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--batch", compare.batches, "Batch sizes, comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  compare_cmd->add_option("--tp", compare.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
+  compare_cmd->add_option("--tp", compare.tensor_parallel,
+                          "GPU-like chips: tensor-parallel group size (default: the smallest that fits)");
   add_precision_options(compare_cmd, compare.precision);
   compare_cmd->add_option("--json", compare.json, "Write the rows as JSON");
   compare_cmd->add_option("--csv", compare.csv, "Write the rows as CSV");

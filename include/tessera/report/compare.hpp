@@ -5,16 +5,19 @@
 #include <string>
 #include <vector>
 
+#include "tessera/sim/bsp_timing.hpp"
 #include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_timing.hpp"
+#include "tessera/system/system.hpp"
 
 namespace tessera::report {
 
 struct CompareRow {
-  std::string arch, model;
+  std::string arch, model;  // arch as the user named the system ("4xwse3")
   int64_t chips = 1, batch = 1;
   bool fits = false;
-  std::string note;  // why it does not run, when it does not
+  std::string mapping;  // how the model is split over the chips ("pipeline 4", "tensor 2 x data 4")
+  std::string note;     // why it does not run, when it does not
   double time_to_first_token_s = 0;
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double energy_per_token_j = 0;
@@ -22,13 +25,14 @@ struct CompareRow {
   std::string bound;       // what decode time is mostly spent on
 };
 
-CompareRow compare_row(const sim::MeshReport& r, double peak_macs_per_s, double mac_pj);
-CompareRow compare_row(const sim::GpuReport& r);
+CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch,
+                       const system::Result& r);
 
 std::string compare_table(const std::vector<CompareRow>& rows);
 std::string compare_json(const std::vector<CompareRow>& rows);
 std::string compare_csv(const std::vector<CompareRow>& rows);
 
 std::string gpu_summary_table(const sim::GpuReport& r);
+std::string bsp_summary_table(const sim::BspReport& r);
 
 }  // namespace tessera::report

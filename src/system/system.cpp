@@ -1,0 +1,302 @@
+#include "tessera/system/system.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include "tessera/base/error.hpp"
+#include "tessera/compiler/exchange_compiler.hpp"
+#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/sim/bsp_timing.hpp"
+#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::system {
+
+namespace {
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// What one chip contributes to a pipeline, for the requests it holds at once.
+struct ChipTiming {
+  double prefill_s = 0;          // the prompt(s) of one micro-batch
+  double step_s = 0;             // one decode step of one micro-batch through this chip
+  double interval_s = 0;         // how soon the chip takes the next micro-batch (its slowest internal stage)
+  double energy_per_token_pj = 0;  // per generated token of one request
+  double macs_per_token = 0;
+  std::string bound;
+};
+
+// The chips of one pipeline: layers split evenly, embedding on the first and the LM head on the
+// last, or (head_group > 0) on a group of chips of its own that split its vocabulary.
+struct Layout {
+  std::vector<compiler::ModelSlice> layer_chips;
+  int64_t head_group = 0;
+  int64_t chips() const { return static_cast<int64_t>(layer_chips.size()) + head_group; }
+};
+
+Layout pipeline(const ir::ModelConfig& m, int64_t layer_chips, int64_t head_group) {
+  Layout out;
+  out.head_group = head_group;
+  const int64_t base = m.n_layers / layer_chips, extra = m.n_layers % layer_chips;
+  for (int64_t c = 0; c < layer_chips; ++c)
+    out.layer_chips.push_back({base + (c < extra ? 1 : 0), c == 0, head_group == 0 && c + 1 == layer_chips});
+  return out;
+}
+
+// Every layout of exactly `chips` chips, plain pipelines first.
+std::vector<Layout> layouts(const ir::ModelConfig& m, int64_t chips, bool head_groups) {
+  std::vector<Layout> out;
+  if (chips <= m.n_layers) out.push_back(pipeline(m, chips, 0));
+  for (int64_t h = 1; head_groups && h < chips; ++h)
+    if (chips - h <= m.n_layers) out.push_back(pipeline(m, chips - h, h));
+  return out;
+}
+
+class Evaluator {
+ public:
+  Evaluator(const Machine& machine, const Workload& work) : mc_(machine), w_(work) {}
+
+  // One chip running `slice` for `batch` requests at once (exchange) or in flight (mesh2d);
+  // nullopt when it does not fit, with the reason in `why`.
+  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+    const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch);
+    if (const auto it = cache_.find(key); it != cache_.end()) {
+      why = it->second.second;
+      return it->second.first;
+    }
+    std::optional<ChipTiming> t =
+        mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, why) : ipu_chip(slice, batch, why);
+    cache_[key] = {t, why};
+    return t;
+  }
+
+  // The stages of `layout` for `batch` requests per chip, or nullopt with the reason in `why`.
+  std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why) const {
+    std::vector<ChipTiming> out;
+    for (const auto& s : layout.layer_chips) {
+      auto t = chip(s, batch, why);
+      if (!t) return std::nullopt;
+      out.push_back(*t);
+    }
+    if (layout.head_group > 0) {
+      auto t = chip({0, false, true, layout.head_group}, batch, why);
+      if (!t) return std::nullopt;
+      out.push_back(*t);
+    }
+    return out;
+  }
+
+  // The smallest layout whose chips fit one request each, up to `max_chips`.
+  std::optional<Layout> smallest_layout(int64_t max_chips, std::string& why) const {
+    const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
+    for (int64_t n = 1; n <= max_chips; ++n)
+      for (const Layout& l : layouts(w_.model, n, head_groups))
+        if (stages(l, 1, why)) return l;
+    return std::nullopt;
+  }
+
+  Result pipelined() const {
+    Result r;
+    std::string why;
+    const auto layout = smallest_layout(mc_.chips, why);
+    if (!layout) {
+      r.note = mc_.chips == 1 ? why + more_chips_hint()
+                              : fmt::format("does not fit on {} x {}{}", mc_.chips, mc_.arch.name, more_chips_hint());
+      return r;
+    }
+    const int64_t p = layout->chips();
+    r.pipeline = p, r.replicas = mc_.chips / p, r.chips_used = p * r.replicas;
+    const int64_t per_replica = cdiv(w_.batch, r.replicas);
+    // mesh2d: every request is its own micro-batch (one token per layer stage at a time); exchange:
+    // the replica's requests split into one micro-batch per pipeline stage.
+    const bool mesh = mc_.arch.fabric == arch::FabricKind::Mesh2D;
+    const auto depth = static_cast<int64_t>(layout->layer_chips.size()) + (layout->head_group > 0 ? 1 : 0);
+    const int64_t micro = mesh ? 1 : cdiv(per_replica, std::min(per_replica, depth));
+    const int64_t in_flight = cdiv(per_replica, micro);
+    const auto chips = stages(*layout, mesh ? per_replica : micro, why);
+    if (!chips) {
+      r.note = fmt::format("{} requests per replica do not fit: {}", per_replica, why);
+      return r;
+    }
+    const double d_bytes = static_cast<double>(w_.model.d_model) * 4;  // the fp32 residual stream
+    const auto& link = mc_.arch.chip_link;
+    const auto hop = [&](double tokens) { return tokens * d_bytes / link.bytes_per_second + link.latency_s; };
+    // Links between consecutive stages; a head group also gathers its shards' best tokens.
+    const auto hops = static_cast<double>(depth - 1);
+    const double gather = layout->head_group > 1 ? link.latency_s : 0;
+    // One token of a micro-batch crosses every stage and link in turn; the next micro-batch can
+    // follow once the busiest stage (or link, whose latency overlaps) is free.
+    const double link_s = hops * hop(static_cast<double>(micro)) + gather;
+    double latency = link_s, prefill = hops * hop(static_cast<double>(micro * w_.prompt_tokens)) + gather;
+    double interval = depth > 1 ? static_cast<double>(micro) * d_bytes / link.bytes_per_second : 0;
+    double energy = 0, macs = 0;
+    const ChipTiming* slowest = &chips->front();
+    for (size_t i = 0; i < chips->size(); ++i) {
+      const ChipTiming& c = (*chips)[i];
+      const bool head_group = layout->head_group > 0 && i + 1 == chips->size();
+      const auto copies = static_cast<double>(head_group ? layout->head_group : 1);
+      latency += c.step_s, prefill += c.prefill_s;
+      energy += c.energy_per_token_pj * copies, macs += c.macs_per_token * copies;
+      interval = std::max(interval, c.interval_s);
+      if (c.step_s > slowest->step_s) slowest = &c;
+    }
+    energy += (hops * d_bytes + (layout->head_group > 0 ? static_cast<double>(layout->head_group - 1) * d_bytes : 0)) *
+              link_energy_per_byte();
+    const double step = std::max(latency, static_cast<double>(in_flight) * interval);
+    r.fits = true;
+    r.mapping = p == 1 ? "1 chip" : fmt::format("pipeline {}", layout->layer_chips.size());
+    if (layout->head_group > 0) r.mapping += fmt::format(" + head {}", layout->head_group);
+    if (r.replicas > 1) r.mapping += fmt::format(" x data {}", r.replicas);
+    r.time_to_first_token_s = prefill;
+    r.tokens_per_s_per_user = 1 / step;
+    r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
+    r.energy_per_token_j = energy * 1e-12;
+    r.utilization = macs * r.tokens_per_s /
+                    (mc_.arch.peak_macs_per_second(w_.precision.activations) * static_cast<double>(r.chips_used));
+    r.bound = link_s > latency - link_s ? "link" : slowest->bound;
+    return r;
+  }
+
+  Result tensor_parallel() const {
+    Result r;
+    std::vector<int64_t> groups;
+    if (w_.tensor_parallel > 0)
+      groups = {w_.tensor_parallel};
+    else
+      for (int64_t g = 1; g <= w_.model.n_kv_heads; ++g)
+        if (w_.model.n_heads % g == 0 && w_.model.n_kv_heads % g == 0 && w_.model.d_ff % g == 0) groups.push_back(g);
+    std::optional<compiler::GpuCompileResult> fitted;
+    std::string why;
+    int64_t t = 0;
+    for (const int64_t g : groups) {
+      // A group serves its share of the batch; try the share a group of this size would get.
+      const int64_t replicas = std::max<int64_t>(1, mc_.chips / g);
+      auto result = compiler::compile_for_gpu(
+          w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml, mc_.arch_origin,
+          {w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), g, w_.precision});
+      if (result.status) {
+        fitted = std::move(result), t = g;
+        break;
+      }
+      if (why.empty()) why = result.status.message();
+    }
+    if (!fitted) {
+      r.note = why;
+      return r;
+    }
+    if (t > mc_.chips) {
+      r.note = fmt::format("needs a tensor-parallel group of {} x {} (--arch {}x{}); this system has {}", t,
+                           mc_.arch.name, t, mc_.arch.name, mc_.chips);
+      return r;
+    }
+    const sim::GpuReport g = sim::simulate_gpu(fitted->plan);
+    r.fits = true;
+    r.tensor = t, r.replicas = mc_.chips / t, r.chips_used = t * r.replicas;
+    r.mapping = t == 1 ? "1 chip" : fmt::format("tensor {}", t);
+    if (r.replicas > 1) r.mapping += fmt::format(" x data {}", r.replicas);
+    r.time_to_first_token_s = g.time_to_first_token_s;
+    r.tokens_per_s_per_user = g.decode_tokens_per_s_per_user;
+    r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
+    r.energy_per_token_j = g.decode_energy_per_token_pj * 1e-12;
+    r.utilization = g.decode_utilization;
+    r.bound = g.decode_bound;
+    return r;
+  }
+
+ private:
+  std::optional<ChipTiming> mesh_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+    compiler::MeshCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, w_.precision, batch, slice};
+    const auto result = compiler::compile_for_mesh(w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml,
+                                                   mc_.arch_origin, o);
+    if (!result.status) {
+      why = result.status.message();
+      return std::nullopt;
+    }
+    const sim::MeshReport m = sim::simulate_mesh_timing(result.program);
+    ChipTiming t;
+    t.prefill_s = m.time_to_first_token_s;
+    t.step_s = m.decode_tokens_per_s > 0 ? 1 / m.decode_tokens_per_s : 0;
+    // The wafer's own layer pipeline takes the next request once its slowest stage is free.
+    std::map<int32_t, double> stage_cycles;
+    for (const auto& s : m.decode_steps) stage_cycles[s.stage] += s.compute_cycles + s.comm_cycles + s.host_cycles;
+    for (const auto& [_, cycles] : stage_cycles) t.interval_s = std::max(t.interval_s, cycles / m.clock_hz);
+    t.energy_per_token_pj = m.decode_energy_per_token.total_pj();
+    t.macs_per_token = m.decode_energy_per_token.compute_pj / mc_.arch.energy.mac_pj.at(w_.precision.activations);
+    const auto& d = m.decode;
+    t.bound = d.comm_cycles >= d.compute_cycles && d.comm_cycles >= d.host_cycles ? "fabric"
+              : d.compute_cycles >= d.host_cycles                                 ? "compute"
+                                                                                  : "host I/O";
+    return t;
+  }
+
+  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+    compiler::ExchangeCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, batch, w_.precision, slice};
+    const auto result = compiler::compile_for_exchange(w_.model, w_.model_yaml, w_.model_origin, mc_.arch,
+                                                       mc_.arch_yaml, mc_.arch_origin, o);
+    if (!result.status) {
+      why = result.status.message();
+      return std::nullopt;
+    }
+    const sim::BspReport b = sim::simulate_bsp(result.plan);
+    const auto passes = static_cast<double>(std::max<int64_t>(w_.max_new_tokens - 1, 1));
+    ChipTiming t;
+    t.prefill_s = b.time_to_first_token_s;
+    t.step_s = t.interval_s = b.decode.seconds / passes;
+    t.energy_per_token_pj = b.decode_energy_per_token_pj;
+    t.macs_per_token = b.decode.macs / (passes * static_cast<double>(batch));
+    t.bound = b.decode_bound;
+    return t;
+  }
+
+  double link_energy_per_byte() const { return mc_.arch.energy.offchip_pj_per_byte; }
+
+  // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.
+  std::string more_chips_hint() const {
+    std::string why;
+    const int64_t limit = 4 * w_.model.n_layers;
+    for (int64_t n = mc_.chips + 1; n <= limit; ++n) {
+      const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
+      for (const Layout& l : layouts(w_.model, n, head_groups))
+        if (stages(l, 1, why))
+          return fmt::format("; {} would fit (--arch {}x{})", n, n, mc_.arch.name);
+    }
+    return fmt::format("; not even {} chips fit", limit);
+  }
+
+  const Machine& mc_;
+  const Workload& w_;
+  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t>, std::pair<std::optional<ChipTiming>, std::string>>
+      cache_;
+};
+
+}  // namespace
+
+Result evaluate(const Machine& machine, const Workload& work) {
+  if (machine.chips < 1) fail("a system needs at least one chip, got {}", machine.chips);
+  if (work.batch < 1) fail("batch must be >= 1, got {}", work.batch);
+  if (const Status s = arch::check_precision(machine.arch, work.precision); !s) {
+    Result r;
+    r.note = s.message();
+    return r;
+  }
+  const Evaluator e(machine, work);
+  if (machine.arch.fabric == arch::FabricKind::SharedMemory) return e.tensor_parallel();
+  if (work.tensor_parallel > 1) fail("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
+  return e.pipelined();
+}
+
+std::pair<int64_t, std::string> parse_machine_name(const std::string& text) {
+  const size_t x = text.find('x');
+  if (x == std::string::npos || x == 0 || !std::all_of(text.begin(), text.begin() + static_cast<long>(x), ::isdigit))
+    return {1, text};
+  const std::string name = text.substr(x + 1);
+  const int64_t chips = x <= 6 ? std::stoll(text.substr(0, x)) : 0;
+  if (chips < 1 || name.empty())
+    fail("'{}': write a system as COUNTxARCH with COUNT >= 1 (e.g. 4xwse3), or just ARCH", text);
+  return {chips, name};
+}
+
+}  // namespace tessera::system

@@ -98,8 +98,8 @@ class ExchangeLowering {
   double tiles_per_unit() const { return std::max(1.0, std::floor(tiles_ / units())); }
 
   double kv_bytes_per_tile(int64_t context) const {
-    return static_cast<double>(layers()) * units_per_tile() *
-           cdiv(static_cast<double>(context), tiles_per_unit()) * 2 * static_cast<double>(m_.head_dim()) * kv_bytes_;
+    return static_cast<double>(layers()) * units_per_tile() * cdiv(static_cast<double>(context), tiles_per_unit()) * 2 *
+           static_cast<double>(m_.head_dim()) * kv_bytes_;
   }
 
   // The largest live buffers of one superstep with `tokens` per request: a matmul's input slice,
@@ -188,8 +188,7 @@ class ExchangeLowering {
   // results are combined over the tiles sharing the pair (sqrt-fan-in tree).
   void attention(std::vector<Superstep>& out, const std::string& prefix, int64_t tokens) const {
     const auto n = static_cast<double>(tokens), hd = static_cast<double>(m_.head_dim()),
-               group = static_cast<double>(m_.n_heads / m_.n_kv_heads), upt = units_per_tile(),
-               tpu = tiles_per_unit();
+               group = static_cast<double>(m_.n_heads / m_.n_kv_heads), upt = units_per_tile(), tpu = tiles_per_unit();
     Superstep st;
     st.name = prefix + "attention", st.op = "attention";
     st.tiles = static_cast<int64_t>(std::min(tiles_, units() * tpu));

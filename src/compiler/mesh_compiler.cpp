@@ -119,7 +119,7 @@ class Lowering {
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
       f.kv = o_.batch * 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
-      per_token += m_.n_heads * slots;                          // attention scores
+      per_token += m_.n_heads * slots;                                     // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
     return f;

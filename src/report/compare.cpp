@@ -6,8 +6,7 @@
 
 namespace tessera::report {
 
-CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch,
-                       const system::Result& r) {
+CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch, const system::Result& r) {
   CompareRow row;
   row.arch = arch, row.model = model, row.batch = batch, row.fits = r.fits;
   row.chips = r.chips_used, row.mapping = r.mapping, row.note = r.note;
@@ -21,18 +20,18 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
 }
 
 std::string compare_table(const std::vector<CompareRow>& rows) {
-  std::string out = fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch",
-                                "chips", "batch", "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total",
-                                "mJ/token", "util", "bound");
+  std::string out =
+      fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch",
+                  "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util", "bound");
   for (const auto& r : rows) {
     if (!r.fits) {
       out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {}\n", r.arch, r.chips, r.batch, "no", r.note);
       continue;
     }
-    out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
-                       r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3,
-                       r.tokens_per_s_per_user, r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization,
-                       r.bound);
+    out +=
+        fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n", r.arch,
+                    r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3, r.tokens_per_s_per_user,
+                    r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization, r.bound);
   }
   return out;
 }
@@ -62,8 +61,8 @@ std::string compare_csv(const std::vector<CompareRow>& rows) {
       "energy_per_token_j,utilization,bound,note\n";
   for (const auto& r : rows)
     out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
-                       r.fits ? 1 : 0, r.mapping, r.time_to_first_token_s, r.tokens_per_s_per_user, r.tokens_per_s, r.energy_per_token_j,
-                       r.utilization, r.bound, r.note);
+                       r.fits ? 1 : 0, r.mapping, r.time_to_first_token_s, r.tokens_per_s_per_user, r.tokens_per_s,
+                       r.energy_per_token_j, r.utilization, r.bound, r.note);
   return out;
 }
 
@@ -91,8 +90,8 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
 namespace tessera::report {
 
 std::string bsp_summary_table(const sim::BspReport& r) {
-  std::string out = fmt::format("{} on {} (simulated, bulk-synchronous supersteps; batch {})\n", r.model_name,
-                                r.arch_name, r.batch);
+  std::string out =
+      fmt::format("{} on {} (simulated, bulk-synchronous supersteps; batch {})\n", r.model_name, r.arch_name, r.batch);
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens per request)\n",
                      r.time_to_first_token_s * 1e3, r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user, {:.1f} in all ({} generated tokens)\n",

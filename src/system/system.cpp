@@ -21,9 +21,9 @@ int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // What one chip contributes to a pipeline, for the requests it holds at once.
 struct ChipTiming {
-  double prefill_s = 0;          // the prompt(s) of one micro-batch
-  double step_s = 0;             // one decode step of one micro-batch through this chip
-  double interval_s = 0;         // how soon the chip takes the next micro-batch (its slowest internal stage)
+  double prefill_s = 0;            // the prompt(s) of one micro-batch
+  double step_s = 0;               // one decode step of one micro-batch through this chip
+  double interval_s = 0;           // how soon the chip takes the next micro-batch (its slowest internal stage)
   double energy_per_token_pj = 0;  // per generated token of one request
   double macs_per_token = 0;
   std::string bound;
@@ -60,29 +60,35 @@ class Evaluator {
   Evaluator(const Machine& machine, const Workload& work) : mc_(machine), w_(work) {}
 
   // One chip running `slice` for `batch` requests at once (exchange) or in flight (mesh2d);
-  // nullopt when it does not fit, with the reason in `why`.
-  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+  // nullopt when it does not fit, with the reason in `why`. With `timed` false only the fit is
+  // checked (the timing fields stay zero).
+  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
+                                 bool timed = true) const {
     const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch);
-    if (const auto it = cache_.find(key); it != cache_.end()) {
-      why = it->second.second;
-      return it->second.first;
+    if (const auto it = cache_.find(key); it != cache_.end() && (it->second.timed || !timed || !it->second.timing)) {
+      why = it->second.why;
+      return it->second.timing;
     }
-    std::optional<ChipTiming> t =
-        mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, why) : ipu_chip(slice, batch, why);
-    cache_[key] = {t, why};
-    return t;
+    Cached c;
+    c.timed = timed;
+    c.timing = mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, c.why, timed)
+                                                           : ipu_chip(slice, batch, c.why, timed);
+    why = c.why;
+    cache_[key] = c;
+    return c.timing;
   }
 
   // The stages of `layout` for `batch` requests per chip, or nullopt with the reason in `why`.
-  std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why) const {
+  std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why,
+                                                bool timed = true) const {
     std::vector<ChipTiming> out;
     for (const auto& s : layout.layer_chips) {
-      auto t = chip(s, batch, why);
+      auto t = chip(s, batch, why, timed);
       if (!t) return std::nullopt;
       out.push_back(*t);
     }
     if (layout.head_group > 0) {
-      auto t = chip({0, false, true, layout.head_group}, batch, why);
+      auto t = chip({0, false, true, layout.head_group}, batch, why, timed);
       if (!t) return std::nullopt;
       out.push_back(*t);
     }
@@ -94,7 +100,7 @@ class Evaluator {
     const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
     for (int64_t n = 1; n <= max_chips; ++n)
       for (const Layout& l : layouts(w_.model, n, head_groups))
-        if (stages(l, 1, why)) return l;
+        if (stages(l, 1, why, false)) return l;
     return std::nullopt;
   }
 
@@ -174,9 +180,9 @@ class Evaluator {
     for (const int64_t g : groups) {
       // A group serves its share of the batch; try the share a group of this size would get.
       const int64_t replicas = std::max<int64_t>(1, mc_.chips / g);
-      auto result = compiler::compile_for_gpu(
-          w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml, mc_.arch_origin,
-          {w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), g, w_.precision});
+      auto result =
+          compiler::compile_for_gpu(w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml, mc_.arch_origin,
+                                    {w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), g, w_.precision});
       if (result.status) {
         fitted = std::move(result), t = g;
         break;
@@ -207,7 +213,8 @@ class Evaluator {
   }
 
  private:
-  std::optional<ChipTiming> mesh_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+  std::optional<ChipTiming> mesh_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
+                                      bool timed) const {
     compiler::MeshCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, w_.precision, batch, slice};
     const auto result = compiler::compile_for_mesh(w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml,
                                                    mc_.arch_origin, o);
@@ -215,6 +222,7 @@ class Evaluator {
       why = result.status.message();
       return std::nullopt;
     }
+    if (!timed) return ChipTiming{};
     const sim::MeshReport m = sim::simulate_mesh_timing(result.program);
     ChipTiming t;
     t.prefill_s = m.time_to_first_token_s;
@@ -232,7 +240,8 @@ class Evaluator {
     return t;
   }
 
-  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why) const {
+  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
+                                     bool timed) const {
     compiler::ExchangeCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, batch, w_.precision, slice};
     const auto result = compiler::compile_for_exchange(w_.model, w_.model_yaml, w_.model_origin, mc_.arch,
                                                        mc_.arch_yaml, mc_.arch_origin, o);
@@ -240,6 +249,7 @@ class Evaluator {
       why = result.status.message();
       return std::nullopt;
     }
+    if (!timed) return ChipTiming{};
     const sim::BspReport b = sim::simulate_bsp(result.plan);
     const auto passes = static_cast<double>(std::max<int64_t>(w_.max_new_tokens - 1, 1));
     ChipTiming t;
@@ -260,16 +270,22 @@ class Evaluator {
     for (int64_t n = mc_.chips + 1; n <= limit; ++n) {
       const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
       for (const Layout& l : layouts(w_.model, n, head_groups))
-        if (stages(l, 1, why))
-          return fmt::format("; {} would fit (--arch {}x{})", n, n, mc_.arch.name);
+        if (stages(l, 1, why, false)) return fmt::format("; {} would fit (--arch {}x{})", n, n, mc_.arch.name);
     }
-    return fmt::format("; not even {} chips fit", limit);
+    return fmt::format(
+        "; no pipeline of up to {} chips fits: one layer alone does not fit one {} (tessera does not "
+        "split a layer across {} chips)",
+        limit, mc_.arch.name, mc_.arch.name);
   }
 
   const Machine& mc_;
   const Workload& w_;
-  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t>, std::pair<std::optional<ChipTiming>, std::string>>
-      cache_;
+  struct Cached {
+    std::optional<ChipTiming> timing;
+    std::string why;
+    bool timed = false;
+  };
+  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t>, Cached> cache_;
 };
 
 }  // namespace
@@ -284,7 +300,8 @@ Result evaluate(const Machine& machine, const Workload& work) {
   }
   const Evaluator e(machine, work);
   if (machine.arch.fabric == arch::FabricKind::SharedMemory) return e.tensor_parallel();
-  if (work.tensor_parallel > 1) fail("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
+  if (work.tensor_parallel > 1)
+    fail("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
   return e.pipelined();
 }
 

@@ -13,6 +13,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/compiler/exchange_compiler.hpp"
 #include "tessera/compiler/gpu_compiler.hpp"
 #include "tessera/compiler/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
@@ -25,6 +26,7 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/bsp_timing.hpp"
 #include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
@@ -195,9 +197,7 @@ program::Program compile_mesh(const fs::path& model_path, const std::string& arc
   return std::move(result.program);
 }
 
-bool is_gpu(const std::string& arch_name) {
-  return arch::load_arch(resolve_arch(arch_name)).fabric == arch::FabricKind::SharedMemory;
-}
+arch::FabricKind fabric_of(const std::string& arch_name) { return arch::load_arch(resolve_arch(arch_name)).fabric; }
 
 // Compiles for a GPU (or a tensor-parallel group); a plan that does not fit is a one-line error.
 compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
@@ -346,13 +346,20 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const Precisi
   return 0;
 }
 
-// A GPU run: the values are the reference executor's (a GPU computes the same arithmetic under the
-// same precision policy), the timing is the GPU model's.
-int run_on_gpu(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
+// A GPU or IPU run: the values are the reference executor's (these chips compute the same
+// arithmetic under the same precision policy), the timing is the chip model's.
+int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy,
+                         arch::FabricKind fabric) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
   if (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty() ||
       !flags.outputs.csv.empty())
-    fail("--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs use `tessera compare --json`");
+    fail(
+        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
+  if (fabric == arch::FabricKind::Exchange && flags.tensor_parallel != 1)
+    fail(
+        "--tp is for GPU-like chips; an IPU model that does not fit one chip runs as a pipeline: `tessera compare "
+        "--arch Nx{}`",
+        flags.arch);
   int64_t prompt_tokens = 0;
   if (flags.no_numerics) {
     prompt_tokens = timing_prompt_tokens(config, flags);
@@ -366,6 +373,17 @@ int run_on_gpu(const fs::path& model_path, const RunFlags& flags, const Precisio
     ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
     generate_text(executor, tokenizer, prompt, flags);
     std::printf("\n\n");
+  }
+  if (fabric == arch::FabricKind::Exchange) {
+    const fs::path arch_path = resolve_arch(flags.arch);
+    const arch::ArchSpec arch = arch::load_arch(arch_path);
+    check_arch_precision(arch, policy);
+    const auto result = compiler::compile_for_exchange(config, read_text_file(model_path), model_path.string(), arch,
+                                                       read_text_file(arch_path), arch_path.string(),
+                                                       {prompt_tokens, flags.max_tokens, flags.batch, policy});
+    if (!result.status) fail("{}", result.status.message());
+    std::fputs(report::bsp_summary_table(sim::simulate_bsp(result.plan)).c_str(), stdout);
+    return 0;
   }
   const auto result = compile_gpu(model_path, flags.arch,
                                   {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
@@ -410,8 +428,13 @@ int run_command(const RunFlags& flags) {
     fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   const PrecisionPolicy policy = flags.precision.resolve();
-  if (flags.arch != "host" && is_gpu(flags.arch)) return run_on_gpu(model_path, flags, policy);
-  if (flags.batch != 1 || flags.tensor_parallel != 1) fail("--batch and --tp are for GPUs (see `tessera archs`)");
+  if (flags.arch != "host" && fabric_of(flags.arch) != arch::FabricKind::Mesh2D)
+    return run_kernel_by_kernel(model_path, flags, policy, fabric_of(flags.arch));
+  if (flags.batch != 1 || flags.tensor_parallel != 1)
+    fail(
+        "--batch and --tp are for GPUs and IPUs; wafer batching and multi-wafer systems: `tessera compare --batch "
+        "B --arch Nx{}`",
+        flags.arch);
   if (flags.arch != "host") return run_on_mesh(model_path, flags, policy);
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
   const ir::ModelConfig config = ir::load_model_config(model_path);
@@ -456,14 +479,13 @@ int models_command() {
 }
 
 int archs_command() {
-  std::printf("%-11s %-7s %11s %9s %9s %7s %12s  %s\n", "name", "fabric", "grid", "cores", "SRAM/core", "clock",
+  std::printf("%-11s %-13s %11s %9s %9s %7s %12s  %s\n", "name", "fabric", "grid", "cores", "SRAM/core", "clock",
               "fp16 TMAC/s", "description");
-  std::printf("%-11s %-7s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
+  std::printf("%-11s %-13s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
               "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
   for (const auto& file : preset_files()) {
     const arch::ArchSpec a = arch::load_arch(file);
-    std::printf("%-11s %-7s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(),
-                a.fabric == arch::FabricKind::Mesh2D ? "mesh2d" : "gpu",
+    std::printf("%-11s %-13s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), arch::fabric_name(a.fabric),
                 fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
                 a.core.sram_bytes / 1024, a.clock_hz / 1e9, a.peak_macs_per_second("fp16") / 1e12,
                 a.description.c_str());
@@ -681,8 +703,9 @@ int main(int argc, char** argv) {
   auto* compare_cmd = app.add_subcommand("compare", "One model on several machines side by side (timing-only)");
   compare_cmd->add_option("-m,--model", compare.model, "Model name, config file or model directory")
       ->capture_default_str();
-  compare_cmd->add_option("-a,--arch", compare.archs,
-                          "Machines, comma-separated: presets (see `tessera archs`) or systems COUNTxPRESET (4xwse3)")
+  compare_cmd
+      ->add_option("-a,--arch", compare.archs,
+                   "Machines, comma-separated: presets (see `tessera archs`) or systems COUNTxPRESET (4xwse3)")
       ->delimiter(',')
       ->capture_default_str();
   compare_cmd->add_option("--prompt-len", compare.prompt_tokens, "Prompt tokens per request")

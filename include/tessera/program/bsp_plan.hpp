@@ -28,9 +28,9 @@ struct BspWork {
 };
 
 struct Superstep {
-  std::string name;  // "h.0.attn.c_attn", "h.0.attn.c_attn.reduce", "h.0.attention", ...
-  std::string op;    // "matmul", "reduce", "attention", "norm", "elementwise", "embedding"
-  bool sync = true;  // false: local work that continues the previous compute phase
+  std::string name;              // "h.0.attn.c_attn", "h.0.attn.c_attn.reduce", "h.0.attention", ...
+  std::string op;                // "matmul", "reduce", "attention", "norm", "elementwise", "embedding"
+  bool sync = true;              // false: local work that continues the previous compute phase
   bool last_chunk_only = false;  // prefill: the LM head runs for the prompt's last chunk only
   int64_t tiles = 0;
   BspWork tile, tile_per_position;    // the busiest tile; *_per_position scales with cached positions

@@ -25,8 +25,7 @@ struct CompareRow {
   std::string bound;       // what decode time is mostly spent on
 };
 
-CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch,
-                       const system::Result& r);
+CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch, const system::Result& r);
 
 std::string compare_table(const std::vector<CompareRow>& rows);
 std::string compare_json(const std::vector<CompareRow>& rows);

@@ -26,8 +26,8 @@ struct BspReport {
   double time_to_first_token_s = 0;
   double decode_tokens_per_s_per_user = 0, decode_tokens_per_s = 0;
   double decode_energy_per_token_pj = 0;
-  double decode_utilization = 0;  // MACs done / (peak MAC rate x decode time)
-  std::string decode_bound;       // compute, exchange or sync: which took most decode time
+  double decode_utilization = 0;               // MACs done / (peak MAC rate x decode time)
+  std::string decode_bound;                    // compute, exchange or sync: which took most decode time
   double tile_bytes_used = 0, tile_bytes = 0;  // the fullest tile, and a tile's SRAM
 };
 

@@ -36,7 +36,7 @@ struct Result {
   bool fits = false;
   std::string note;  // why it does not run, when it does not
   int64_t chips_used = 0, pipeline = 1, tensor = 1, replicas = 1;
-  std::string mapping;  // "1 chip", "pipeline 4", "tensor 2 x data 4", ...
+  std::string mapping;               // "1 chip", "pipeline 4", "tensor 2 x data 4", ...
   double time_to_first_token_s = 0;  // of a request at the head of the queue
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double energy_per_token_j = 0;  // all chips and links, per generated token

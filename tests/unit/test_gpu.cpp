@@ -23,7 +23,7 @@ std::string preset(const std::string& name) {
 }  // namespace
 
 TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
-  for (const std::string name : {"a100", "h100", "h200"}) {
+  for (const std::string name : {"a100", "h100", "h200", "trn2"}) {
     const std::string yaml = preset(name);
     const arch::ArchSpec a = arch::parse_arch(yaml, name);
     for (const int64_t batch : {1, 32}) {
@@ -33,8 +33,9 @@ TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
       const double peak = a.peak_macs_per_second("bf16");
       EXPECT_GE(r.prefill.seconds, r.prefill.macs / peak) << name;
       EXPECT_GE(r.decode.seconds, r.decode.macs / peak) << name;
-      // Every decode pass reads every weight once.
-      EXPECT_GE(r.decode.seconds / 15, result.plan.weight_bytes / a.gpu.hbm_bytes_per_second) << name;
+      // Every decode pass reads every weight once, except the input embedding table (one row).
+      const double table = 128256.0 * 4096 * 2;
+      EXPECT_GE(r.decode.seconds / 15, (result.plan.weight_bytes - table) / a.gpu.hbm_bytes_per_second) << name;
       EXPECT_LE(r.decode_utilization, 1.0);
       if (batch == 1) {
         EXPECT_EQ(r.decode_bound, "memory") << name << ": batch-1 decode of an 8B model is memory-bound";

@@ -1,0 +1,97 @@
+// The IPU (exchange fabric) model against first principles on every exchange preset.
+#include <gtest/gtest.h>
+
+#include "tessera/base/fs.hpp"
+#include "tessera/compiler/exchange_compiler.hpp"
+#include "tessera/sim/bsp_timing.hpp"
+
+using namespace tessera;
+
+namespace {
+
+std::string source(const std::string& path) { return read_text_file(std::string(TESSERA_SOURCE_DIR) + "/" + path); }
+
+compiler::ExchangeCompileResult compile(const std::string& model, const std::string& arch_yaml,
+                                        const compiler::ExchangeCompileOptions& options) {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + model + ".yaml";
+  return compiler::compile_for_exchange(ir::load_model_config(path), read_text_file(path), path,
+                                        arch::parse_arch(arch_yaml, "ipu.yaml"), arch_yaml, "ipu.yaml", options);
+}
+
+// `yaml` with the value after `key` (a "NB/cycle" rate) doubled.
+std::string doubled(std::string yaml, const std::string& key, double value) {
+  const size_t at = yaml.find(key);
+  const size_t end = yaml.find(' ', at + key.size());
+  yaml.replace(at, end - at, key + std::to_string(static_cast<int64_t>(2 * value)) + "B/cycle");
+  return yaml;
+}
+
+}  // namespace
+
+TEST(IpuModel, NothingBeatsPeakComputeSramOrExchange) {
+  for (const std::string name : {"gc200", "bow"}) {
+    const std::string yaml = source("configs/arch/" + name + ".yaml");
+    const arch::ArchSpec a = arch::parse_arch(yaml, name);
+    for (const int64_t batch : {1, 16}) {
+      const compiler::ExchangeCompileOptions o{128, 16, batch, PrecisionPolicy::uniform("fp16")};
+      const auto result = compile("gpt2-small", yaml, o);
+      ASSERT_TRUE(result.status.is_ok()) << result.status.message();
+      const program::BspPlan& p = result.plan;
+      const sim::BspReport r = sim::simulate_bsp(p);
+      const double peak = a.peak_macs_per_second("fp16");
+      EXPECT_GE(r.prefill.seconds, r.prefill.macs / peak) << name;
+      EXPECT_GE(r.decode.seconds, r.decode.macs / peak) << name;
+      EXPECT_LE(r.decode_utilization, 1.0);
+      // Every decode pass reads every weight from tile SRAM once, at most at the chip's SRAM rate.
+      const double sram_rate = a.core.sram_bytes_per_cycle * a.clock_hz * static_cast<double>(a.usable.cores());
+      EXPECT_GE(r.decode.seconds / 15, p.chip_weight_bytes / sram_rate) << name;
+      // And no pass is shorter than its syncs.
+      EXPECT_GE(r.decode.seconds / 15, r.decode.sync_s / 15);
+      // No weight is lost by the split: the tiles together hold at least the chip's weights.
+      EXPECT_GE(p.weight_bytes * static_cast<double>(a.usable.cores()), p.chip_weight_bytes);
+      EXPECT_LE(p.weight_bytes + p.kv_cache_bytes + p.activation_bytes, a.usable_sram_per_core());
+      // Doubling the exchange or the SRAM bandwidth never slows a phase; exchange-bound decode speeds up.
+      for (const auto& [key, value] : {std::pair<std::string, double>{"  bandwidth: ", a.exchange.bytes_per_cycle},
+                                       {"sram_bandwidth: ", a.core.sram_bytes_per_cycle}}) {
+        const auto fast = sim::simulate_bsp(compile("gpt2-small", doubled(yaml, key, value), o).plan);
+        EXPECT_LE(fast.prefill.seconds, r.prefill.seconds) << name << " " << key;
+        EXPECT_LE(fast.decode.seconds, r.decode.seconds) << name << " " << key;
+        if (key == "  bandwidth: " && r.decode.exchange_s > 0.2 * r.decode.seconds) {
+          EXPECT_LT(fast.decode.seconds, r.decode.seconds - 0.4 * r.decode.exchange_s) << name;
+        }
+      }
+    }
+  }
+}
+
+TEST(IpuModel, BatchingRaisesThroughputAndBlockSparsityIsCreditedWhereDeclared) {
+  const std::string yaml = source("configs/arch/gc200.yaml");
+  const auto one = sim::simulate_bsp(compile("gpt2-small", yaml, {64, 16, 1, PrecisionPolicy::uniform("fp16")}).plan);
+  const auto many =
+      sim::simulate_bsp(compile("gpt2-small", yaml, {64, 16, 16, PrecisionPolicy::uniform("fp16")}).plan);
+  EXPECT_GT(many.decode_tokens_per_s, 4 * one.decode_tokens_per_s);
+  EXPECT_LE(many.decode_tokens_per_s_per_user, one.decode_tokens_per_s_per_user);
+
+  PrecisionPolicy blocks = PrecisionPolicy::uniform("fp16"), pairs = blocks;
+  blocks.prune = "block16:0.25";
+  pairs.prune = "2:4";
+  const auto sparse = compile("gpt2-small", yaml, {64, 16, 1, blocks});
+  const auto dense = compile("gpt2-small", yaml, {64, 16, 1, PrecisionPolicy::uniform("fp16")});
+  const auto nm = compile("gpt2-small", yaml, {64, 16, 1, pairs});
+  EXPECT_TRUE(sparse.plan.skip_weight_zeros);
+  EXPECT_FALSE(nm.plan.skip_weight_zeros) << "gc200 declares block16 only";
+  EXPECT_LT(sparse.plan.chip_weight_bytes, 0.3 * dense.plan.chip_weight_bytes);
+  EXPECT_DOUBLE_EQ(nm.plan.chip_weight_bytes, dense.plan.chip_weight_bytes);
+  const auto s = sim::simulate_bsp(sparse.plan), d = sim::simulate_bsp(dense.plan);
+  EXPECT_LT(s.decode.macs, 0.5 * d.decode.macs);
+}
+
+TEST(IpuModel, ModelsThatDoNotFitSayWhatWould) {
+  const auto result =
+      compile("llama3-8b", source("configs/arch/gc200.yaml"), {128, 128, 1, PrecisionPolicy::uniform("fp16")});
+  ASSERT_FALSE(result.status.is_ok());
+  const std::string& m = result.status.message();
+  EXPECT_NE(m.find("does not fit on one gc200"), std::string::npos) << m;
+  EXPECT_NE(m.find("KiB usable"), std::string::npos) << m;
+  EXPECT_NE(m.find("--arch Nxgc200"), std::string::npos) << m;
+}

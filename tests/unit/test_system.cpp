@@ -1,0 +1,104 @@
+// Systems of chips: pipelines, tensor-parallel groups, data-parallel replicas and batching.
+#include <gtest/gtest.h>
+
+#include "tessera/base/fs.hpp"
+#include "tessera/system/system.hpp"
+
+using namespace tessera;
+
+namespace {
+
+system::Machine machine(const std::string& arch, int64_t chips, std::string yaml = "") {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + arch + ".yaml";
+  if (yaml.empty()) yaml = read_text_file(path);
+  return {arch::parse_arch(yaml, path), yaml, path, chips};
+}
+
+system::Workload workload(const std::string& model, int64_t batch, const std::string& dtype = "fp16") {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + model + ".yaml";
+  system::Workload w;
+  w.model = ir::load_model_config(path);
+  w.model_yaml = read_text_file(path), w.model_origin = path;
+  w.prompt_tokens = 64, w.max_new_tokens = 16, w.batch = batch;
+  w.precision = PrecisionPolicy::uniform(dtype);
+  return w;
+}
+
+}  // namespace
+
+TEST(System, MachineNames) {
+  EXPECT_EQ(system::parse_machine_name("4xwse3"), (std::pair<int64_t, std::string>{4, "wse3"}));
+  EXPECT_EQ(system::parse_machine_name("mesh-32x32"), (std::pair<int64_t, std::string>{1, "mesh-32x32"}));
+  EXPECT_EQ(system::parse_machine_name("h100"), (std::pair<int64_t, std::string>{1, "h100"}));
+  EXPECT_THROW(system::parse_machine_name("0xwse3"), Error);
+  EXPECT_THROW(system::parse_machine_name("4x"), Error);
+  EXPECT_THROW(system::parse_machine_name("99999999xwse3"), Error);
+}
+
+TEST(System, TooFewChipsSayHowManyWould) {
+  const auto wafers = system::evaluate(machine("wse3", 4), workload("llama3-70b", 1));
+  EXPECT_FALSE(wafers.fits);
+  EXPECT_NE(wafers.note.find("6 would fit (--arch 6xwse3)"), std::string::npos) << wafers.note;
+  const auto ipus = system::evaluate(machine("gc200", 33), workload("llama3-8b", 1));
+  EXPECT_FALSE(ipus.fits);
+  EXPECT_NE(ipus.note.find("34 would fit"), std::string::npos) << ipus.note;
+  const auto gpu = system::evaluate(machine("h100", 1), workload("llama3-70b", 1));
+  EXPECT_FALSE(gpu.fits);
+  EXPECT_NE(gpu.note.find("tensor-parallel group of 2"), std::string::npos) << gpu.note;
+}
+
+TEST(System, IpuPipelineBoundsAndLinks) {
+  const auto w = workload("llama3-8b", 1);
+  const auto r = system::evaluate(machine("gc200", 34), w);
+  ASSERT_TRUE(r.fits) << r.note;
+  EXPECT_EQ(r.mapping, "pipeline 32 + head 2");
+  EXPECT_EQ(r.chips_used, 34);
+  const arch::ArchSpec a = machine("gc200", 1).arch;
+  // Every weight is read once per token, from the SRAM of 34 chips at most at their full rate.
+  const double weights = 8.0e9 * 2;
+  const double sram = a.core.sram_bytes_per_cycle * a.clock_hz * static_cast<double>(a.usable.cores()) * 34;
+  EXPECT_LT(r.tokens_per_s_per_user, sram / weights);
+  EXPECT_LE(r.utilization, 1.0);
+  // Faster links never slow the pipeline.
+  std::string yaml = read_text_file(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/gc200.yaml");
+  yaml.replace(yaml.find("bandwidth: 160GB/s"), 18, "bandwidth: 320GB/s");
+  const auto fast = system::evaluate(machine("gc200", 34, yaml), w);
+  EXPECT_GE(fast.tokens_per_s_per_user, r.tokens_per_s_per_user);
+  // Requests in flight fill the pipeline: throughput rises, no user gets faster.
+  const auto busy = system::evaluate(machine("gc200", 34), workload("llama3-8b", 32));
+  ASSERT_TRUE(busy.fits) << busy.note;
+  EXPECT_GT(busy.tokens_per_s, 8 * r.tokens_per_s);
+  EXPECT_LE(busy.tokens_per_s_per_user, r.tokens_per_s_per_user * 1.0000001);
+}
+
+TEST(System, WaferBatchingAndDataParallelReplicas) {
+  const auto one = system::evaluate(machine("wse2", 1), workload("gpt2-small", 1));
+  const auto sixteen = system::evaluate(machine("wse2", 1), workload("gpt2-small", 16));
+  ASSERT_TRUE(one.fits && sixteen.fits) << one.note << sixteen.note;
+  EXPECT_GT(sixteen.tokens_per_s, 4 * one.tokens_per_s);
+  EXPECT_LE(sixteen.tokens_per_s_per_user, one.tokens_per_s_per_user * 1.0000001);
+  // Two wafers serve twice the requests at the same per-user rate.
+  const auto two = system::evaluate(machine("wse2", 2), workload("gpt2-small", 32));
+  ASSERT_TRUE(two.fits) << two.note;
+  EXPECT_EQ(two.mapping, "1 chip x data 2");
+  EXPECT_NEAR(two.tokens_per_s_per_user, sixteen.tokens_per_s_per_user, 1e-6 * sixteen.tokens_per_s_per_user);
+  EXPECT_NEAR(two.tokens_per_s, 2 * sixteen.tokens_per_s, 1e-6 * two.tokens_per_s);
+  // Every request keeps its own KV cache: enough of them do not fit.
+  const auto crowd = system::evaluate(machine("wse2", 1), workload("gpt2-small", 20000));
+  EXPECT_FALSE(crowd.fits);
+  EXPECT_NE(crowd.note.find("20000 requests per replica do not fit"), std::string::npos) << crowd.note;
+}
+
+TEST(System, GpuTensorAndDataParallel) {
+  const auto r = system::evaluate(machine("h100", 8), workload("llama3-70b", 8));
+  ASSERT_TRUE(r.fits) << r.note;
+  EXPECT_EQ(r.mapping, "tensor 2 x data 4");
+  EXPECT_NEAR(r.tokens_per_s, 8 * r.tokens_per_s_per_user, 1e-9 * r.tokens_per_s);
+  auto w = workload("llama3-70b", 8);
+  w.tensor_parallel = 8;
+  const auto wide = system::evaluate(machine("h100", 8), w);
+  ASSERT_TRUE(wide.fits) << wide.note;
+  EXPECT_EQ(wide.mapping, "tensor 8");
+  EXPECT_GT(wide.tokens_per_s_per_user, r.tokens_per_s_per_user) << "8-way TP reads 1/8 of the weights per GPU";
+  EXPECT_THROW(system::evaluate(machine("wse3", 4), w), Error) << "--tp is for GPU-like chips";
+}

@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace tessera::report {
@@ -20,18 +22,20 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
 }
 
 std::string compare_table(const std::vector<CompareRow>& rows) {
-  std::string out =
-      fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch",
-                  "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util", "bound");
+  std::string out = fmt::format(
+      "{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch", "fits",
+      "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util",
+      std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return !r.tokens.empty(); }) ? "bound     tokens"
+                                                                                                   : "bound");
   for (const auto& r : rows) {
     if (!r.fits) {
       out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {}\n", r.arch, r.chips, r.batch, "no", r.note);
       continue;
     }
-    out +=
-        fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n", r.arch,
-                    r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3, r.tokens_per_s_per_user,
-                    r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization, r.bound);
+    out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
+                       r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3,
+                       r.tokens_per_s_per_user, r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization,
+                       r.tokens.empty() ? r.bound : fmt::format("{:<9} {}", r.bound, r.tokens));
   }
   return out;
 }
@@ -51,18 +55,19 @@ std::string compare_json(const std::vector<CompareRow>& rows) {
                    {"tokens_per_s", r.tokens_per_s},
                    {"energy_per_token_j", r.energy_per_token_j},
                    {"utilization", r.utilization},
-                   {"bound", r.bound}});
+                   {"bound", r.bound},
+                   {"tokens", r.tokens}});
   return nlohmann::json{{"schema", "tessera-compare/2"}, {"rows", out}}.dump(1) + "\n";
 }
 
 std::string compare_csv(const std::vector<CompareRow>& rows) {
   std::string out =
       "arch,model,chips,batch,fits,mapping,time_to_first_token_s,tokens_per_s_per_user,tokens_per_s,"
-      "energy_per_token_j,utilization,bound,note\n";
+      "energy_per_token_j,utilization,bound,tokens,note\n";
   for (const auto& r : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
                        r.fits ? 1 : 0, r.mapping, r.time_to_first_token_s, r.tokens_per_s_per_user, r.tokens_per_s,
-                       r.energy_per_token_j, r.utilization, r.bound, r.note);
+                       r.energy_per_token_j, r.utilization, r.bound, r.tokens, r.note);
   return out;
 }
 

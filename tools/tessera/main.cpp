@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
@@ -501,6 +502,67 @@ struct CompareFlags {
   int64_t tensor_parallel = 0;
   PrecisionFlags precision;
   std::string json, csv;
+  bool numerics = false;  // also generate greedily with values on every single-chip arch
+  std::string weights;    // for --numerics: a safetensors file, or "random"
+  uint64_t seed = 0;
+};
+
+// --numerics: greedy tokens from a seeded prompt of token ids, on the host reference and on each
+// machine's executor, under the same precision policy.
+class NumericsCheck {
+ public:
+  NumericsCheck(const fs::path& model_path, const CompareFlags& flags, const PrecisionPolicy& policy)
+      : model_path_(model_path),
+        flags_(flags),
+        policy_(policy),
+        config_(ir::load_model_config(model_path)),
+        graph_(ir::build_model_graph(config_)) {
+    RunFlags run;
+    run.weights = flags.weights, run.seed = flags.seed;
+    weights_ = load_run_weights(config_, graph_, run, policy);
+    std::mt19937_64 rng(flags.seed);
+    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(config_.vocab_size - 1));
+    for (int64_t i = 0; i < flags.prompt_tokens; ++i) prompt_.push_back(id(rng));
+    ref::ReferenceExecutor host(graph_, weights_, config_.context_length, policy);
+    reference_ = greedy(host);
+  }
+
+  // "= reference", or where the tokens first differ. Systems of several chips are not checked.
+  std::string check(const std::string& arch_name, int64_t chips) {
+    if (chips != 1) return "not checked (systems)";
+    const arch::ArchSpec arch = arch::load_arch(resolve_arch(arch_name));
+    if (!arch::check_precision(arch, policy_)) return "-";
+    std::vector<int32_t> tokens;
+    if (arch.fabric == arch::FabricKind::Mesh2D) {
+      auto result = compile_mesh_result(model_path_, arch_name, {flags_.prompt_tokens, flags_.max_tokens, policy_});
+      if (!result.status) return "-";
+      sim::MeshDataPlane mesh(result.program, weights_);
+      tokens = greedy(mesh);
+    } else {
+      // GPUs and IPUs compute the reference's arithmetic under the same policy: tessera has no
+      // per-SM or per-tile data plane for them, so their values are the reference's own.
+      return "= reference (host values)";
+    }
+    for (size_t i = 0; i < reference_.size(); ++i)
+      if (i >= tokens.size() || tokens[i] != reference_[i]) return fmt::format("differ at token {}", i);
+    return "= reference";
+  }
+
+ private:
+  template <typename Executor>
+  std::vector<int32_t> greedy(Executor& executor) {
+    ref::GenerationOptions options;
+    options.max_new_tokens = flags_.max_tokens;
+    return ref::generate(executor, prompt_, options).tokens;
+  }
+
+  fs::path model_path_;
+  const CompareFlags& flags_;
+  PrecisionPolicy policy_;
+  ir::ModelConfig config_;
+  ir::Graph graph_;
+  model::Weights weights_;
+  std::vector<int32_t> prompt_, reference_;
 };
 
 // One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
@@ -517,21 +579,26 @@ int compare_command(const CompareFlags& flags) {
   work.prompt_tokens = flags.prompt_tokens, work.max_new_tokens = flags.max_tokens;
   work.tensor_parallel = flags.tensor_parallel;
   work.precision = precision.resolve();
+  std::optional<NumericsCheck> numerics;
+  if (flags.numerics) numerics.emplace(model_path, flags, work.precision);
   std::vector<report::CompareRow> rows;
   for (const std::string& text : flags.archs) {
     const auto [chips, name] = system::parse_machine_name(text);
     const fs::path arch_path = resolve_arch(name);
     const system::Machine machine{arch::load_arch(arch_path), read_text_file(arch_path), arch_path.string(), chips};
+    const std::string values = numerics ? numerics->check(name, chips) : "";
     for (const int64_t batch : flags.batches) {
       work.batch = batch;
       report::CompareRow row = report::compare_row(text, flags.model, batch, system::evaluate(machine, work));
       if (!row.fits) row.chips = chips;
+      row.tokens = values;
       rows.push_back(row);
     }
   }
-  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (timing-only)\n", flags.model.c_str(),
+  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
               static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
-              work.precision.describe().c_str());
+              work.precision.describe().c_str(),
+              flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
   std::fputs(report::compare_table(rows).c_str(), stdout);
   if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
   if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
@@ -720,6 +787,12 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--tp", compare.tensor_parallel,
                           "GPU-like chips: tensor-parallel group size (default: the smallest that fits)");
   add_precision_options(compare_cmd, compare.precision);
+  compare_cmd->add_flag("--numerics", compare.numerics,
+                        "Also generate greedily with values on every single-chip machine and check the tokens "
+                        "against the host reference (needs weights: shipped, --weights FILE or --weights random)");
+  compare_cmd->add_option("-w,--weights", compare.weights, "With --numerics: safetensors file, or 'random'");
+  compare_cmd->add_option("-s,--seed", compare.seed, "With --numerics: seed for the prompt and random weights")
+      ->capture_default_str();
   compare_cmd->add_option("--json", compare.json, "Write the rows as JSON");
   compare_cmd->add_option("--csv", compare.csv, "Write the rows as CSV");
 

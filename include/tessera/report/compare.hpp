@@ -23,6 +23,7 @@ struct CompareRow {
   double energy_per_token_j = 0;
   double utilization = 0;  // decode MACs / (peak MAC rate x decode time)
   std::string bound;       // what decode time is mostly spent on
+  std::string tokens;      // with --numerics: "= reference" or where the greedy tokens first differ
 };
 
 CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch, const system::Result& r);

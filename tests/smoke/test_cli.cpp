@@ -426,17 +426,42 @@ TEST(Cli, PrecisionPolicyFromFlagsAndYamlRunsOnHostAndWafer) {
 
 TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
   const std::string json = temp_file("compare.json", "");
-  const Result r =
-      tessera("compare -m llama3-8b --arch wse3,h100,a100 --prompt-len 64 --gen 16 --batch 1,8 --json " + json);
+  const Result r = tessera(
+      "compare -m llama3-8b --arch wse3,h100,a100,trn2,34xgc200,33xgc200 --prompt-len 64 --gen 16 --batch 1,8 "
+      "--json " +
+      json);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(contains(r.output, "wafer plans serve one request at a time")) << r.output;
+  EXPECT_TRUE(contains(r.output, "pipeline 32 + head 2")) << r.output;
+  EXPECT_TRUE(contains(r.output, "does not fit on 33 x gc200; 34 would fit (--arch 34xgc200)")) << r.output;
   std::ifstream in(json);
   const std::string text((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_TRUE(contains(text, "\"schema\": \"tessera-compare/1\"")) << text;
+  EXPECT_TRUE(contains(text, "\"schema\": \"tessera-compare/2\"")) << text;
+  EXPECT_TRUE(contains(text, "\"mapping\": \"pipeline 32 + head 2\"")) << text;
   const Result gpu = tessera("run --arch h100 -n 6 -q --dtype fp16");
   ASSERT_EQ(gpu.exit_code, 0) << gpu.output;
   EXPECT_TRUE(contains(gpu.output, "default on 1 x h100 (simulated, kernel by kernel; batch 1)")) << gpu.output;
+  const Result ipu = tessera("run --arch gc200 -n 6 -q --dtype fp16");
+  ASSERT_EQ(ipu.exit_code, 0) << ipu.output;
+  EXPECT_TRUE(contains(ipu.output, "default on gc200 (simulated, bulk-synchronous supersteps; batch 1)")) << ipu.output;
   const Result too_big = tessera("run -m llama3-70b --arch h100 --no-numerics --prompt-tokens 8 -n 8 --dtype fp16");
   EXPECT_NE(too_big.exit_code, 0);
   EXPECT_TRUE(contains(too_big.output, "--tp 2")) << too_big.output;
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"compare --arch 0xwse3", "write a system as COUNTxARCH"},
+           {"compare --arch 4xnosuchchip", "nosuchchip"},
+           {"compare --arch 4xwse3 --tp 2", "--tp is for GPU-like chips"},
+           {"run --arch wse2 --batch 4", "wafer batching and multi-wafer systems"}}) {
+    const Result bad = tessera(args);
+    EXPECT_NE(bad.exit_code, 0) << args;
+    EXPECT_TRUE(contains(bad.output, message)) << args << "\n" << bad.output;
+  }
+}
+
+TEST(Cli, CompareChecksTokensAgainstTheReference) {
+  const Result r = tessera("compare --numerics --arch wse2,gc200,h100,2xwse2 --prompt-len 12 --gen 6 --dtype fp32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "fabric    = reference\n")) << r.output;
+  EXPECT_TRUE(contains(r.output, "= reference (host values)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "not checked (systems)")) << r.output;
+  EXPECT_TRUE(contains(r.output, "1 chip x data 2")) << r.output;
 }

@@ -67,8 +67,7 @@ TEST(IpuModel, NothingBeatsPeakComputeSramOrExchange) {
 TEST(IpuModel, BatchingRaisesThroughputAndBlockSparsityIsCreditedWhereDeclared) {
   const std::string yaml = source("configs/arch/gc200.yaml");
   const auto one = sim::simulate_bsp(compile("gpt2-small", yaml, {64, 16, 1, PrecisionPolicy::uniform("fp16")}).plan);
-  const auto many =
-      sim::simulate_bsp(compile("gpt2-small", yaml, {64, 16, 16, PrecisionPolicy::uniform("fp16")}).plan);
+  const auto many = sim::simulate_bsp(compile("gpt2-small", yaml, {64, 16, 16, PrecisionPolicy::uniform("fp16")}).plan);
   EXPECT_GT(many.decode_tokens_per_s, 4 * one.decode_tokens_per_s);
   EXPECT_LE(many.decode_tokens_per_s_per_user, one.decode_tokens_per_s_per_user);
 

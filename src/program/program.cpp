@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "plan_json.hpp"
+
 namespace tessera::program {
 
 namespace {
@@ -49,42 +51,6 @@ json step_json(const Step& s) {
   return j;
 }
 
-// Strict field access: every read names the file and the JSON path.
-struct Reader {
-  const json& j;
-  std::string where;
-
-  const json& at(const std::string& key) const {
-    if (!j.is_object() || !j.contains(key)) fail("{}: missing field '{}'", where, key);
-    return j.at(key);
-  }
-  int64_t integer(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_number_integer()) fail("{}: field '{}' must be an integer", where, key);
-    return v.get<int64_t>();
-  }
-  std::string string(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_string()) fail("{}: field '{}' must be a string", where, key);
-    return v.get<std::string>();
-  }
-  double number(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_number()) fail("{}: field '{}' must be a number", where, key);
-    return v.get<double>();
-  }
-  bool flag(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_boolean()) fail("{}: field '{}' must be true or false", where, key);
-    return v.get<bool>();
-  }
-  const json& array(const std::string& key) const {
-    const json& v = at(key);
-    if (!v.is_array()) fail("{}: field '{}' must be a list", where, key);
-    return v;
-  }
-};
-
 Step parse_step(const json& j, const std::string& where) {
   const Reader r{j, where};
   Step s;
@@ -119,29 +85,21 @@ std::string to_json(const Program& p) {
   json prefill = json::array(), decode = json::array();
   for (const Step& s : p.prefill) prefill.push_back(step_json(s));
   for (const Step& s : p.decode) decode.push_back(step_json(s));
-  const json doc = {{"format", "tessera-mesh-plan"},
-                    {"version", kFormatVersion},
-                    {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
-                    {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
-                    {"precision",
-                     {{"weights", p.precision.weights},
-                      {"scales", p.precision.scales},
-                      {"group", p.precision.group},
-                      {"activations", p.precision.activations},
-                      {"kv", p.precision.kv},
-                      {"prune", p.precision.prune},
-                      {"weight_bits", p.weight_bits},
-                      {"skip_weight_zeros", p.skip_weight_zeros},
-                      {"skip_zero_activations", p.skip_zero_activations}}},
-                    {"prompt_tokens", p.prompt_tokens},
-                    {"max_new_tokens", p.max_new_tokens},
-                    {"max_context", p.max_context},
-                    {"prefill_chunk_tokens", p.prefill_chunk_tokens},
-                    {"batch", p.batch},
-                    {"slice", {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}}},
-                    {"stages", stages},
-                    {"prefill", prefill},
-                    {"decode", decode}};
+  json doc = {{"format", "tessera-mesh-plan"},
+              {"version", kFormatVersion},
+              {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
+              {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
+              {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)},
+              {"prompt_tokens", p.prompt_tokens},
+              {"max_new_tokens", p.max_new_tokens},
+              {"max_context", p.max_context},
+              {"prefill_chunk_tokens", p.prefill_chunk_tokens},
+              {"batch", p.batch},
+              {"slice", {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}}},
+              {"stages", stages},
+              {"prefill", prefill},
+              {"decode", decode}};
+  doc["precision"]["skip_zero_activations"] = p.skip_zero_activations;
   return doc.dump(1) + "\n";
 }
 
@@ -162,17 +120,7 @@ Program from_json(const std::string& text, const std::string& origin) {
   p.model_yaml = model.string("yaml");
   p.model_origin = model.string("origin");
   const Reader precision{r.at("precision"), origin + ": precision"};
-  p.precision.weights = precision.string("weights");
-  p.precision.scales = precision.string("scales");
-  p.precision.group = precision.integer("group");
-  p.precision.activations = precision.string("activations");
-  p.precision.kv = precision.string("kv");
-  p.precision.prune = precision.string("prune");
-  try {
-    p.precision.validate();
-  } catch (const Error& e) {
-    fail("{}: precision: {}", origin, e.what());
-  }
+  p.precision = parse_precision(precision);
   p.weight_bits = precision.number("weight_bits");
   p.skip_weight_zeros = precision.flag("skip_weight_zeros");
   p.skip_zero_activations = precision.flag("skip_zero_activations");

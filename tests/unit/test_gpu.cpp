@@ -89,3 +89,16 @@ TEST(GpuModel, TensorParallelismAndFitErrors) {
   EXPECT_NEAR(four.plan.weight_bytes, 141e9 / 4, 3e9);
   EXPECT_THROW(compile("llama3-8b", yaml, {16, 16, 1, 3, {}}), Error) << "3 does not divide 32 heads / 8 KV heads";
 }
+
+TEST(GpuModel, PlansRoundTripThroughJsonAndRejectCorruptFiles) {
+  const auto result = compile("llama3-8b", preset("h100"), {64, 8, 4, 2, PrecisionPolicy::uniform("bf16")});
+  ASSERT_TRUE(result.status.is_ok());
+  const std::string text = program::to_json(result.plan);
+  const program::GpuPlan back = program::gpu_plan_from_json(text, "plan.json");
+  EXPECT_EQ(program::to_json(back), text);
+  EXPECT_DOUBLE_EQ(sim::simulate_gpu(back).decode.seconds, sim::simulate_gpu(result.plan).decode.seconds);
+  EXPECT_THROW(program::gpu_plan_from_json("{\"format\": \"tessera-mesh-plan\"}", "p.json"), Error);
+  std::string bad_op = text;
+  bad_op.replace(bad_op.find("\"op\": \"gemm\""), 12, "\"op\": \"conv\"");
+  EXPECT_THROW(program::gpu_plan_from_json(bad_op, "p.json"), Error);
+}

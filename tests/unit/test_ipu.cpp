@@ -94,3 +94,21 @@ TEST(IpuModel, ModelsThatDoNotFitSayWhatWould) {
   EXPECT_NE(m.find("KiB usable"), std::string::npos) << m;
   EXPECT_NE(m.find("--arch Nxgc200"), std::string::npos) << m;
 }
+
+TEST(IpuModel, PlansRoundTripThroughJsonAndRejectCorruptFiles) {
+  const auto result =
+      compile("gpt2-small", source("configs/arch/gc200.yaml"), {32, 8, 2, PrecisionPolicy::uniform("fp16")});
+  ASSERT_TRUE(result.status.is_ok());
+  const std::string text = program::to_json(result.plan);
+  const program::BspPlan back = program::bsp_plan_from_json(text, "plan.json");
+  EXPECT_EQ(program::to_json(back), text);
+  EXPECT_DOUBLE_EQ(sim::simulate_bsp(back).decode.seconds, sim::simulate_bsp(result.plan).decode.seconds);
+  EXPECT_THROW(program::bsp_plan_from_json("{\"format\": \"tessera-gpu-plan\"}", "p.json"), Error);
+  std::string negative = text;
+  negative.replace(negative.find("\"sram_bytes\": "), 14, "\"sram_bytes\": -");
+  EXPECT_THROW(program::bsp_plan_from_json(negative, "p.json"), Error);
+  std::string no_tiles = text;
+  no_tiles.replace(no_tiles.find("\"tiles\": "), 9, "\"tiles\": -");
+  EXPECT_THROW(program::bsp_plan_from_json(no_tiles, "p.json"), Error);
+  EXPECT_THROW(program::bsp_plan_from_json(text.substr(0, text.size() / 2), "p.json"), Error);
+}

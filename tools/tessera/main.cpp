@@ -211,6 +211,19 @@ compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::st
                                    read_text_file(arch_path), arch_path.string(), options);
 }
 
+// Compiles for an IPU; a plan that does not fit is a one-line error.
+program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
+                                  const compiler::ExchangeCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
+  auto result = compiler::compile_for_exchange(config, read_text_file(model_path), model_path.string(), arch,
+                                               read_text_file(arch_path), arch_path.string(), options);
+  if (!result.status) fail("{}", result.status.message());
+  return std::move(result.plan);
+}
+
 // Heatmaps go into a directory tessera creates and marks, so it never writes into a user's own.
 constexpr const char* kHeatmapMarker = ".tessera-heatmaps";
 
@@ -376,14 +389,9 @@ int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, cons
     std::printf("\n\n");
   }
   if (fabric == arch::FabricKind::Exchange) {
-    const fs::path arch_path = resolve_arch(flags.arch);
-    const arch::ArchSpec arch = arch::load_arch(arch_path);
-    check_arch_precision(arch, policy);
-    const auto result = compiler::compile_for_exchange(config, read_text_file(model_path), model_path.string(), arch,
-                                                       read_text_file(arch_path), arch_path.string(),
-                                                       {prompt_tokens, flags.max_tokens, flags.batch, policy});
-    if (!result.status) fail("{}", result.status.message());
-    std::fputs(report::bsp_summary_table(sim::simulate_bsp(result.plan)).c_str(), stdout);
+    const program::BspPlan plan =
+        compile_exchange(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.batch, policy});
+    std::fputs(report::bsp_summary_table(sim::simulate_bsp(plan)).c_str(), stdout);
     return 0;
   }
   const auto result = compile_gpu(model_path, flags.arch,
@@ -612,18 +620,59 @@ struct CompileFlags {
   std::string output;
   int64_t prompt_tokens = 16;
   int64_t max_tokens = 64;
+  int64_t batch = 1;
+  int64_t tensor_parallel = 1;
   PrecisionFlags precision;
 };
+
+// `tessera simulate PLAN`: any plan `compile --arch` writes, told apart by its format field.
+int simulate_command(const std::string& plan_path, const Outputs& outputs) {
+  check_outputs(outputs);
+  const std::string text = read_text_file(plan_path);
+  const bool gpu = text.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos;
+  const bool bsp = text.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos;
+  if ((gpu || bsp) &&
+      (!outputs.json.empty() || !outputs.trace.empty() || !outputs.heatmaps.empty() || !outputs.csv.empty()))
+    fail(
+        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
+  if (gpu) {
+    std::fputs(report::gpu_summary_table(sim::simulate_gpu(program::gpu_plan_from_json(text, plan_path))).c_str(),
+               stdout);
+    return 0;
+  }
+  if (bsp) {
+    std::fputs(report::bsp_summary_table(sim::simulate_bsp(program::bsp_plan_from_json(text, plan_path))).c_str(),
+               stdout);
+    return 0;
+  }
+  return simulate_and_report(program::from_json(text, plan_path), outputs);
+}
 
 int compile_command(const CompileFlags& flags) {
   check_output_path(flags.output);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (!flags.arch.empty()) {
     if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
-    const program::Program plan =
-        compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.precision.resolve()});
-    write_file(flags.output, program::to_json(plan));
-    std::fputs(report::placement_table(plan).c_str(), stdout);
+    const PrecisionPolicy policy = flags.precision.resolve();
+    const arch::FabricKind fabric = fabric_of(flags.arch);
+    if (fabric == arch::FabricKind::SharedMemory) {
+      const auto result = compile_gpu(
+          model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
+      if (!result.status) fail("{}", result.status.message());
+      write_file(flags.output, program::to_json(result.plan));
+    } else if (fabric == arch::FabricKind::Exchange) {
+      if (flags.tensor_parallel != 1) fail("--tp is for GPU-like chips");
+      write_file(flags.output,
+                 program::to_json(compile_exchange(model_path, flags.arch,
+                                                   {flags.prompt_tokens, flags.max_tokens, flags.batch, policy})));
+    } else {
+      if (flags.batch != 1 || flags.tensor_parallel != 1)
+        fail("--batch and --tp are for GPUs and IPUs; wafer batching: `tessera compare --batch B`");
+      const program::Program plan =
+          compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, policy});
+      write_file(flags.output, program::to_json(plan));
+      std::fputs(report::placement_table(plan).c_str(), stdout);
+    }
     std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
     return 0;
   }
@@ -728,7 +777,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compile_cmd->add_option("--emit", compile.emit, "What to print without --arch: ir (the verified tensor graph)")
       ->capture_default_str();
-  compile_cmd->add_option("-a,--arch", compile.arch, "Compile for this mesh machine (see `tessera archs`)");
+  compile_cmd->add_option("-a,--arch", compile.arch, "Compile for this machine (see `tessera archs`)");
+  compile_cmd->add_option("--batch", compile.batch, "GPUs and IPUs: requests decoded together")->capture_default_str();
+  compile_cmd->add_option("--tp", compile.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
   compile_cmd->add_option("-o,--output", compile.output, "Plan file to write (JSON), with --arch");
   compile_cmd->add_option("--prompt-tokens", compile.prompt_tokens, "Prompt length the plan serves")
       ->capture_default_str()
@@ -819,10 +870,7 @@ int main(int argc, char** argv) {
     if (*run_cmd) return run_command(run);
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
-    if (*simulate_cmd) {
-      check_outputs(simulate_outputs);
-      return simulate_and_report(program::from_json(read_text_file(plan_path), plan_path), simulate_outputs);
-    }
+    if (*simulate_cmd) return simulate_command(plan_path, simulate_outputs);
     if (*eval_cmd) return eval_command(eval, eval_text, eval_window);
     if (*report_cmd) {
       check_output_path(report_output);

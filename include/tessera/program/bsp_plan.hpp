@@ -53,4 +53,8 @@ struct BspPlan {
   std::vector<Superstep> decode;   // one token for every request
 };
 
+std::string to_json(const BspPlan& plan);
+// Throws Error naming `origin` and the field on malformed input.
+BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin);
+
 }  // namespace tessera::program

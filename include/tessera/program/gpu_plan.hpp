@@ -43,4 +43,8 @@ struct GpuPlan {
   std::vector<Kernel> decode;   // one token for every request; `*_per_position` scale with the context
 };
 
+std::string to_json(const GpuPlan& plan);
+// Throws Error naming `origin` and the field on malformed input.
+GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin);
+
 }  // namespace tessera::program

@@ -1,0 +1,108 @@
+#include "tessera/program/bsp_plan.hpp"
+
+#include <utility>
+
+#include "plan_json.hpp"
+
+namespace tessera::program {
+
+namespace {
+
+constexpr const char* kFormat = "tessera-bsp-plan";
+constexpr int64_t kVersion = 1;
+
+constexpr std::pair<const char*, double BspWork::*> kWorkFields[] = {{"macs", &BspWork::macs},
+                                                                     {"ops", &BspWork::ops},
+                                                                     {"sram_bytes", &BspWork::sram_bytes},
+                                                                     {"exchange_bytes", &BspWork::exchange_bytes}};
+constexpr std::pair<const char*, BspWork Superstep::*> kWorks[] = {
+    {"tile", &Superstep::tile},
+    {"tile_per_position", &Superstep::tile_per_position},
+    {"total", &Superstep::total},
+    {"total_per_position", &Superstep::total_per_position}};
+constexpr std::pair<const char*, int64_t BspPlan::*> kPlanIntegers[] = {
+    {"prompt_tokens", &BspPlan::prompt_tokens},
+    {"max_new_tokens", &BspPlan::max_new_tokens},
+    {"batch", &BspPlan::batch},
+    {"layers", &BspPlan::layers},
+    {"prefill_chunk_tokens", &BspPlan::prefill_chunk_tokens}};
+constexpr std::pair<const char*, double BspPlan::*> kPlanNumbers[] = {
+    {"weight_bytes", &BspPlan::weight_bytes},
+    {"kv_cache_bytes", &BspPlan::kv_cache_bytes},
+    {"activation_bytes", &BspPlan::activation_bytes},
+    {"chip_weight_bytes", &BspPlan::chip_weight_bytes}};
+
+}  // namespace
+
+std::string to_json(const BspPlan& p) {
+  json doc = {{"format", kFormat},
+              {"version", kVersion},
+              {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
+              {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
+              {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)},
+              {"embedding", p.embedding},
+              {"lm_head", p.lm_head}};
+  for (const auto& [key, field] : kPlanIntegers) doc[key] = p.*field;
+  for (const auto& [key, field] : kPlanNumbers) doc[key] = p.*field;
+  for (const auto& [phase, steps] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
+    json list = json::array();
+    for (const Superstep& st : *steps) {
+      json j = {{"name", st.name},
+                {"op", st.op},
+                {"sync", st.sync},
+                {"last_chunk_only", st.last_chunk_only},
+                {"tiles", st.tiles}};
+      for (const auto& [key, work] : kWorks) {
+        json w;
+        for (const auto& [field_key, field] : kWorkFields) w[field_key] = (st.*work).*field;
+        j[key] = w;
+      }
+      list.push_back(j);
+    }
+    doc[phase] = list;
+  }
+  return doc.dump(1) + "\n";
+}
+
+BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin) {
+  const json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
+  check_plan_header(doc, origin, kFormat, kVersion);
+  const Reader r{doc, origin};
+  BspPlan p;
+  const Reader arch{r.at("arch"), origin + ": arch"}, model{r.at("model"), origin + ": model"};
+  p.arch_yaml = arch.string("yaml"), p.arch_origin = arch.string("origin");
+  p.model_yaml = model.string("yaml"), p.model_origin = model.string("origin");
+  const Reader precision{r.at("precision"), origin + ": precision"};
+  p.precision = parse_precision(precision);
+  p.weight_bits = precision.number("weight_bits");
+  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
+  p.embedding = r.flag("embedding"), p.lm_head = r.flag("lm_head");
+  for (const auto& [key, field] : kPlanIntegers) p.*field = r.integer(key);
+  for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);
+  if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.prefill_chunk_tokens < 1 || p.layers < 0)
+    fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, chunk {}, layers {})", origin, p.prompt_tokens,
+         p.max_new_tokens, p.batch, p.prefill_chunk_tokens, p.layers);
+  for (const auto& [phase, steps] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
+    const json& list = r.array(phase);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Reader s{list[i], fmt::format("{}: {}[{}]", origin, phase, i)};
+      Superstep st;
+      st.name = s.string("name"), st.op = s.string("op");
+      st.sync = s.flag("sync"), st.last_chunk_only = s.flag("last_chunk_only");
+      st.tiles = s.integer("tiles");
+      if (st.tiles < 0) fail("{}: field 'tiles' must be >= 0", s.where);
+      for (const auto& [key, work] : kWorks) {
+        const Reader w{s.at(key), s.where + "." + key};
+        for (const auto& [field_key, field] : kWorkFields) {
+          (st.*work).*field = w.number(field_key);
+          if ((st.*work).*field < 0) fail("{}: field '{}' must be >= 0", w.where, field_key);
+        }
+      }
+      steps->push_back(st);
+    }
+  }
+  return p;
+}
+
+}  // namespace tessera::program

@@ -1,0 +1,89 @@
+#include "tessera/program/gpu_plan.hpp"
+
+#include <utility>
+
+#include "plan_json.hpp"
+
+namespace tessera::program {
+
+namespace {
+
+constexpr const char* kFormat = "tessera-gpu-plan";
+constexpr int64_t kVersion = 1;
+
+constexpr std::pair<const char*, int64_t Kernel::*> kKernelIntegers[] = {
+    {"m", &Kernel::m},           {"n", &Kernel::n},           {"k", &Kernel::k},       {"tile_m", &Kernel::tile_m},
+    {"tile_n", &Kernel::tile_n}, {"tile_k", &Kernel::tile_k}, {"ctas", &Kernel::ctas}, {"waves", &Kernel::waves}};
+constexpr std::pair<const char*, double Kernel::*> kKernelNumbers[] = {
+    {"macs", &Kernel::macs},
+    {"macs_per_position", &Kernel::macs_per_position},
+    {"hbm_bytes", &Kernel::hbm_bytes},
+    {"hbm_bytes_per_position", &Kernel::hbm_bytes_per_position},
+    {"unpack_ops", &Kernel::unpack_ops},
+    {"link_bytes", &Kernel::link_bytes}};
+constexpr std::pair<const char*, int64_t GpuPlan::*> kPlanIntegers[] = {{"prompt_tokens", &GpuPlan::prompt_tokens},
+                                                                        {"max_new_tokens", &GpuPlan::max_new_tokens},
+                                                                        {"batch", &GpuPlan::batch},
+                                                                        {"tensor_parallel", &GpuPlan::tensor_parallel}};
+constexpr std::pair<const char*, double GpuPlan::*> kPlanNumbers[] = {{"weight_bytes", &GpuPlan::weight_bytes},
+                                                                      {"kv_cache_bytes", &GpuPlan::kv_cache_bytes},
+                                                                      {"activation_bytes", &GpuPlan::activation_bytes}};
+
+}  // namespace
+
+std::string to_json(const GpuPlan& p) {
+  json doc = {{"format", kFormat},
+              {"version", kVersion},
+              {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
+              {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
+              {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)}};
+  for (const auto& [key, field] : kPlanIntegers) doc[key] = p.*field;
+  for (const auto& [key, field] : kPlanNumbers) doc[key] = p.*field;
+  for (const auto& [phase, kernels] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
+    json list = json::array();
+    for (const Kernel& k : *kernels) {
+      json j = {{"name", k.name}, {"op", k.op}};
+      for (const auto& [key, field] : kKernelIntegers) j[key] = k.*field;
+      for (const auto& [key, field] : kKernelNumbers) j[key] = k.*field;
+      list.push_back(j);
+    }
+    doc[phase] = list;
+  }
+  return doc.dump(1) + "\n";
+}
+
+GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
+  const json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
+  check_plan_header(doc, origin, kFormat, kVersion);
+  const Reader r{doc, origin};
+  GpuPlan p;
+  const Reader arch{r.at("arch"), origin + ": arch"}, model{r.at("model"), origin + ": model"};
+  p.arch_yaml = arch.string("yaml"), p.arch_origin = arch.string("origin");
+  p.model_yaml = model.string("yaml"), p.model_origin = model.string("origin");
+  const Reader precision{r.at("precision"), origin + ": precision"};
+  p.precision = parse_precision(precision);
+  p.weight_bits = precision.number("weight_bits");
+  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
+  for (const auto& [key, field] : kPlanIntegers) p.*field = r.integer(key);
+  for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);
+  if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.tensor_parallel < 1)
+    fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, tensor parallel {})", origin, p.prompt_tokens,
+         p.max_new_tokens, p.batch, p.tensor_parallel);
+  for (const auto& [phase, kernels] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
+    const json& list = r.array(phase);
+    for (size_t i = 0; i < list.size(); ++i) {
+      const Reader k{list[i], fmt::format("{}: {}[{}]", origin, phase, i)};
+      Kernel kern;
+      kern.name = k.string("name"), kern.op = k.string("op");
+      if (kern.op != "gemm" && kern.op != "attention" && kern.op != "elementwise" && kern.op != "allreduce")
+        fail("{}: unknown kernel op '{}'", k.where, kern.op);
+      for (const auto& [key, field] : kKernelIntegers) kern.*field = k.integer(key);
+      for (const auto& [key, field] : kKernelNumbers) kern.*field = k.number(key);
+      kernels->push_back(kern);
+    }
+  }
+  return p;
+}
+
+}  // namespace tessera::program

@@ -1,0 +1,89 @@
+// JSON helpers shared by the plan formats (program.cpp, gpu_plan.cpp, bsp_plan.cpp): strict
+// field access that names the file and the path, and the precision policy's fields.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "tessera/base/error.hpp"
+#include "tessera/base/precision.hpp"
+
+namespace tessera::program {
+
+using nlohmann::json;
+
+// Strict field access: every read names the file and the JSON path.
+struct Reader {
+  const json& j;
+  std::string where;
+
+  const json& at(const std::string& key) const {
+    if (!j.is_object() || !j.contains(key)) fail("{}: missing field '{}'", where, key);
+    return j.at(key);
+  }
+  int64_t integer(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_number_integer()) fail("{}: field '{}' must be an integer", where, key);
+    return v.get<int64_t>();
+  }
+  std::string string(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_string()) fail("{}: field '{}' must be a string", where, key);
+    return v.get<std::string>();
+  }
+  double number(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_number()) fail("{}: field '{}' must be a number", where, key);
+    return v.get<double>();
+  }
+  bool flag(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_boolean()) fail("{}: field '{}' must be true or false", where, key);
+    return v.get<bool>();
+  }
+  const json& array(const std::string& key) const {
+    const json& v = at(key);
+    if (!v.is_array()) fail("{}: field '{}' must be a list", where, key);
+    return v;
+  }
+};
+
+inline json precision_json(const PrecisionPolicy& p, double weight_bits, bool skip_weight_zeros) {
+  return {{"weights", p.weights},
+          {"scales", p.scales},
+          {"group", p.group},
+          {"activations", p.activations},
+          {"kv", p.kv},
+          {"prune", p.prune},
+          {"weight_bits", weight_bits},
+          {"skip_weight_zeros", skip_weight_zeros}};
+}
+
+// Throws Error naming the field on a policy that is not valid.
+inline PrecisionPolicy parse_precision(const Reader& r) {
+  PrecisionPolicy p;
+  p.weights = r.string("weights");
+  p.scales = r.string("scales");
+  p.group = r.integer("group");
+  p.activations = r.string("activations");
+  p.kv = r.string("kv");
+  p.prune = r.string("prune");
+  try {
+    p.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", r.where, e.what());
+  }
+  return p;
+}
+
+// Fails unless `doc` is a plan of `format` at `version`.
+inline void check_plan_header(const json& doc, const std::string& origin, const char* format, int64_t version) {
+  if (!doc.is_object() || !doc.contains("format") || doc["format"] != format)
+    fail("{}: not a {} (write one with `tessera compile --arch ARCH -o plan.json`)", origin, format);
+  const Reader r{doc, origin};
+  if (r.integer("version") != version)
+    fail("{}: plan format version {} is not supported (this tessera reads version {}); recompile it", origin,
+         r.integer("version"), version);
+}
+
+}  // namespace tessera::program

@@ -81,6 +81,11 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
   out += fmt::format("  HBM per GPU          {:10.2f} GB of {:.1f} GB\n", r.hbm_used_bytes / 1e9, r.hbm_bytes / 1e9);
   out += fmt::format("  energy per token     {:10.3f} mJ (MACs, HBM and link bytes; see docs/gpu-model.md)\n",
                      r.decode_energy_per_token_pj * 1e-9);
+  if (r.tdp_watts > 0 && r.decode_watts_per_gpu > 0)
+    out += fmt::format(
+        "  decode power         {:10.0f} W per GPU from the energy table (TDP {:.0f} W){}\n", r.decode_watts_per_gpu,
+        r.tdp_watts,
+        r.decode_watts_per_gpu > r.tdp_watts ? ": above TDP, so the table's upper bounds overstate it" : "");
   if (r.decode.seconds <= 0) return out;
   out += fmt::format(
       "  decode time          {:.1f}% compute-bound, {:.1f}% memory-bound, {:.1f}% link, {:.1f}% launch; "

@@ -91,6 +91,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.hbm_used_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;
   r.hbm_bytes = a.gpu.hbm_bytes;
+  r.tdp_watts = a.gpu.tdp_watts;
   const auto gpus = static_cast<double>(plan.tensor_parallel);
   for (const auto& k : plan.prefill) {
     const KernelCost c = timer.cost(k, 0);
@@ -112,6 +113,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
     r.decode_tokens_per_s = r.decode_tokens_per_s_per_user * static_cast<double>(plan.batch);
     r.decode_energy_per_token_pj = r.decode.energy_pj / (passes * static_cast<double>(plan.batch));
     r.decode_utilization = r.decode.macs / (a.peak_macs_per_second(plan.precision.activations) * r.decode.seconds);
+    r.decode_watts_per_gpu = r.decode.energy_pj * 1e-12 / r.decode.seconds / gpus;
     const std::array<std::pair<double, const char*>, 4> parts = {{{r.decode.compute_s, "compute"},
                                                                   {r.decode.memory_s, "memory"},
                                                                   {r.decode.link_s, "link"},

@@ -32,9 +32,10 @@ struct GpuReport {
   double time_to_first_token_s = 0;
   double decode_tokens_per_s_per_user = 0, decode_tokens_per_s = 0;  // per request; all requests
   double decode_energy_per_token_pj = 0;                             // all GPUs, per generated token
-  double decode_utilization = 0;             // MACs done / (peak MAC rate x decode time), over the GPUs
-  std::string decode_bound;                  // which of compute / memory / link / launch took most decode time
-  double hbm_used_bytes = 0, hbm_bytes = 0;  // per GPU
+  double decode_utilization = 0;                   // MACs done / (peak MAC rate x decode time), over the GPUs
+  std::string decode_bound;                        // which of compute / memory / link / launch took most decode time
+  double hbm_used_bytes = 0, hbm_bytes = 0;        // per GPU
+  double decode_watts_per_gpu = 0, tdp_watts = 0;  // average decode power from the energy table; the board limit
   std::vector<GpuKernelTime> last_decode_kernels;
 };
 

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <map>
+#include <mutex>
 #include <optional>
+#include <set>
 
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/exchange_compiler.hpp"
@@ -65,15 +68,19 @@ class Evaluator {
   std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
                                  bool timed = true) const {
     const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch);
-    if (const auto it = cache_.find(key); it != cache_.end() && (it->second.timed || !timed || !it->second.timing)) {
-      why = it->second.why;
-      return it->second.timing;
+    {
+      const std::lock_guard lock(mutex_);
+      if (const auto it = cache_.find(key); it != cache_.end() && (it->second.timed || !timed || !it->second.timing)) {
+        why = it->second.why;
+        return it->second.timing;
+      }
     }
     Cached c;
     c.timed = timed;
     c.timing = mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, c.why, timed)
                                                            : ipu_chip(slice, batch, c.why, timed);
     why = c.why;
+    const std::lock_guard lock(mutex_);
     cache_[key] = c;
     return c.timing;
   }
@@ -81,6 +88,21 @@ class Evaluator {
   // The stages of `layout` for `batch` requests per chip, or nullopt with the reason in `why`.
   std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why,
                                                 bool timed = true) const {
+    std::vector<compiler::ModelSlice> slices = layout.layer_chips;
+    if (layout.head_group > 0) slices.push_back({0, false, true, layout.head_group});
+    if (timed) {
+      // Distinct slices are compiled and simulated side by side (a long pipeline has at most four:
+      // first, middle sizes, last), then read back from the cache in order below.
+      std::vector<std::future<void>> running;
+      std::set<std::tuple<int64_t, bool, bool, int64_t>> seen;
+      for (const auto& s : slices)
+        if (seen.insert({s.layers, s.embedding, s.lm_head, s.head_shards}).second)
+          running.push_back(std::async(std::launch::async, [this, s, batch] {
+            std::string ignored;
+            chip(s, batch, ignored);
+          }));
+      for (auto& r : running) r.get();
+    }
     std::vector<ChipTiming> out;
     for (const auto& s : layout.layer_chips) {
       auto t = chip(s, batch, why, timed);
@@ -286,6 +308,7 @@ class Evaluator {
     bool timed = false;
   };
   mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t>, Cached> cache_;
+  mutable std::mutex mutex_;
 };
 
 }  // namespace

@@ -1,0 +1,218 @@
+#include "cli_support.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+
+#include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+#include "tessera/model/quantize.hpp"
+#include "tessera/report/heatmap.hpp"
+#include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::cli {
+
+fs::path data_dir() {
+  if (const char* home = std::getenv("TESSERA_HOME"); home && *home) return home;
+  return TESSERA_DATA_DIR;
+}
+
+std::vector<fs::path> preset_files() {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& file : fs::directory_iterator(data_dir() / "configs" / "arch", ec))
+    if (file.path().extension() == ".yaml") files.push_back(file.path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+fs::path resolve_arch(const std::string& name_or_path) {
+  if (fs::is_regular_file(name_or_path)) return name_or_path;
+  const fs::path preset = data_dir() / "configs" / "arch" / (name_or_path + ".yaml");
+  if (fs::is_regular_file(preset)) return preset;
+  std::string names;
+  for (const auto& f : preset_files()) names += (names.empty() ? "" : ", ") + f.stem().string();
+  fail("unknown arch '{}': not a file and not a preset (host, {}); see `tessera archs`", name_or_path, names);
+}
+
+// Output files never replace a file tessera did not write (a plan or a metrics file); commands
+// check their output paths before doing any work.
+void check_output_path(const std::string& path) {
+  if (path.empty()) return;
+  if (fs::exists(path) && fs::is_directory(path)) fail("{}: is a directory", path);
+  if (fs::exists(path) && fs::file_size(path) > 0) {
+    const std::string existing = read_text_file(path);
+    const bool ours = existing.find("\"format\": \"tessera-mesh-plan\"") != std::string::npos ||
+                      existing.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos ||
+                      existing.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos ||
+                      existing.find("\"schema\": \"tessera-run/") != std::string::npos ||
+                      existing.find("\"schema\": \"tessera-compare/") != std::string::npos ||
+                      existing.find("<title>tessera: ") != std::string::npos ||
+                      existing.starts_with("kind,name,stage,pattern") ||
+                      existing.starts_with("arch,model,chips,batch,");
+    if (!ours) fail("{}: exists and is not a file tessera wrote; choose another path (nothing was written)", path);
+  }
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  check_output_path(path);
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) fail("{}: cannot write", path);
+  out << text;
+  if (!out) fail("{}: write failed", path);
+}
+
+// Fails with what `arch` lacks and which shipped presets support the whole policy.
+void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy) {
+  const Status s = arch::check_precision(arch, policy);
+  if (s) return;
+  std::string able;
+  for (const auto& file : preset_files()) {
+    const arch::ArchSpec preset = arch::load_arch(file);
+    if (arch::check_precision(preset, policy)) able += (able.empty() ? "" : ", ") + preset.name;
+  }
+  fail("{}; {}", s.message(),
+       able.empty() ? "no shipped preset supports " + policy.describe() + " (the host reference runs any policy)"
+                    : "presets that support " + policy.describe() + ": " + able);
+}
+
+// Compiles for a mesh arch; result.status says what does not fit and what would.
+compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
+                                                const compiler::MeshCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
+  return compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
+                                    read_text_file(arch_path), arch_path.string(), options);
+}
+
+// As compile_mesh_result; a plan that does not fit is a one-line error with what would fit.
+program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
+                              const compiler::MeshCompileOptions& options) {
+  auto result = compile_mesh_result(model_path, arch_name, options);
+  if (!result.status) fail("{}", result.status.message());
+  return std::move(result.program);
+}
+
+arch::FabricKind fabric_of(const std::string& arch_name) { return arch::load_arch(resolve_arch(arch_name)).fabric; }
+
+// Compiles for a GPU (or a tensor-parallel group); a plan that does not fit is a one-line error.
+compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
+                                       const compiler::GpuCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
+  return compiler::compile_for_gpu(config, read_text_file(model_path), model_path.string(), arch,
+                                   read_text_file(arch_path), arch_path.string(), options);
+}
+
+// Compiles for an IPU; a plan that does not fit is a one-line error.
+program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
+                                  const compiler::ExchangeCompileOptions& options) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const fs::path arch_path = resolve_arch(arch_name);
+  const arch::ArchSpec arch = arch::load_arch(arch_path);
+  check_arch_precision(arch, options.precision);
+  auto result = compiler::compile_for_exchange(config, read_text_file(model_path), model_path.string(), arch,
+                                               read_text_file(arch_path), arch_path.string(), options);
+  if (!result.status) fail("{}", result.status.message());
+  return std::move(result.plan);
+}
+
+// Heatmaps go into a directory tessera creates and marks, so it never writes into a user's own.
+constexpr const char* kHeatmapMarker = ".tessera-heatmaps";
+
+static void check_heatmap_dir(const std::string& dir) {
+  if (dir.empty() || !fs::exists(dir)) return;
+  if (!fs::is_directory(dir) || (!fs::is_empty(dir) && !fs::exists(fs::path(dir) / kHeatmapMarker)))
+    fail("{}: exists and is not a heatmap directory tessera made; choose a new directory (nothing was written)", dir);
+}
+
+void check_outputs(const Outputs& out) {
+  check_output_path(out.json);
+  check_output_path(out.trace);
+  check_output_path(out.csv);
+  check_heatmap_dir(out.heatmaps);
+}
+
+// activation_density: measured by a run with values (MeshDataPlane::activation_density), or empty.
+int simulate_and_report(const program::Program& plan, const Outputs& out,
+                        const std::map<std::string, double>& activation_density) {
+  Progress progress("simulating " + std::to_string(plan.stages.size()) + " stages", out.quiet);
+  const sim::MeshReport report = sim::simulate_mesh_timing(
+      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
+             [&](int64_t done, int64_t total) { progress.update(done, total); },
+             !out.json.empty() || !out.heatmaps.empty(), activation_density});
+  std::fputs(report::summary_table(report).c_str(), stdout);
+  if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
+  if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
+  if (!out.trace.empty()) write_file(out.trace, report::trace_json(report));
+  if (!out.heatmaps.empty()) {
+    const fs::path dir(out.heatmaps);
+    fs::create_directories(dir);
+    write_file((dir / kHeatmapMarker).string(), "");
+    const char* names[] = {"sram", "compute", "energy", "links-east", "links-west", "links-north", "links-south"};
+    const auto maps = report::mesh_heatmaps(report::run_figures(plan, report));
+    for (size_t i = 0; i < maps.size(); ++i) {
+      std::ofstream((dir / (std::string(names[i]) + ".svg"))) << report::heatmap_svg(maps[i]);
+      report::write_heatmap_png(maps[i], dir / (std::string(names[i]) + ".png"));
+    }
+    std::printf("  heatmaps: %s/{sram,compute,energy,links-east,links-west,links-north,links-south}.{svg,png}\n",
+                out.heatmaps.c_str());
+  }
+  return 0;
+}
+
+// The tokenizer from --tokenizer DIR or the model package; its vocabulary must be the model's.
+model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
+  if (tokenizer_dir.empty() && !config.encoder_path)
+    fail("model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe",
+         config.name);
+  model::Tokenizer tokenizer = tokenizer_dir.empty() ? model::Tokenizer::load(*config.encoder_path, *config.merges_path)
+                                                     : model::Tokenizer::load(fs::path(tokenizer_dir) / "encoder.json",
+                                                                              fs::path(tokenizer_dir) / "vocab.bpe");
+  if (tokenizer.vocab_size() != config.vocab_size)
+    fail("the tokenizer has {} tokens but model '{}' has vocab_size {}; use the tokenizer the model was trained with",
+         tokenizer.vocab_size(), config.name, config.vocab_size);
+  return tokenizer;
+}
+
+static model::Weights load_unquantized_weights(const ir::ModelConfig& config, const ir::Graph& graph,
+                                               const RunFlags& flags) {
+  if (flags.weights == "random") return model::random_weights(graph, flags.seed);
+  if (!flags.weights.empty()) return model::load_weights(graph, flags.weights);
+  if (config.weights_path) return model::load_weights(graph, *config.weights_path);
+  fail("model '{}' ships no weights; pass --weights FILE.safetensors, or --weights random for seeded random weights",
+       config.name);
+}
+
+// The weights with the run's precision policy applied (the same values for every executor).
+model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
+                                const PrecisionPolicy& policy) {
+  model::Weights weights = load_unquantized_weights(config, graph, flags);
+  if (!policy.prune.empty()) weights = model::prune_weights(graph, weights, policy.prune);
+  if (policy.weights == "fp32" && policy.scales == "auto") return weights;
+  return model::quantize_weights(graph, weights, policy.weights, policy.group, policy.scales);
+}
+
+std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std::string& text) {
+  std::vector<int32_t> prompt = tokenizer.encode(text);
+  if (prompt.empty()) {
+    if (!tokenizer.end_of_text()) fail("the prompt is empty and the tokenizer has no <|endoftext|> to start from");
+    prompt.push_back(*tokenizer.end_of_text());
+  }
+  return prompt;
+}
+
+// Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
+int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags) {
+  if (flags.prompt_tokens != 0) return flags.prompt_tokens;
+  if (!config.encoder_path && flags.tokenizer_dir.empty())
+    fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
+  return static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,168 @@
+// What the CLI's commands share: flag structs, progress, arch and output-path resolution, the
+// compile helpers per fabric, weights and tokenizer loading, and streaming generation.
+#pragma once
+
+#include <unistd.h>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/compiler/exchange_compiler.hpp"
+#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/ir/builders.hpp"
+#include "tessera/model/tokenizer.hpp"
+#include "tessera/model/weights.hpp"
+#include "tessera/ref/generate.hpp"
+
+namespace tessera::cli {
+
+namespace fs = std::filesystem;
+
+// Progress on stderr for work that takes a while: a redrawn bar with an ETA on a terminal, a plain
+// line every few seconds otherwise, nothing with --quiet or when the work finishes within a second.
+class Progress {
+ public:
+  Progress(std::string what, bool quiet) : what_(std::move(what)), quiet_(quiet), tty_(isatty(fileno(stderr))) {}
+  ~Progress() {
+    if (drawn_ && tty_) std::fputs("\r\033[K", stderr);
+  }
+
+  void update(int64_t done, int64_t total) {
+    if (quiet_ || total <= 0) return;
+    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
+    if (elapsed < 1.0 || (done < total && elapsed - last_ < (tty_ ? 0.1 : 5.0))) return;
+    last_ = elapsed;
+    const double fraction = static_cast<double>(done) / static_cast<double>(total);
+    const double eta = fraction > 0 ? elapsed * (1 - fraction) / fraction : 0;
+    if (tty_) {
+      const int filled = static_cast<int>(fraction * 30);
+      std::fprintf(stderr, "\r\033[K%s [%s%s] %lld/%lld, ETA %.1f s", what_.c_str(), std::string(filled, '#').c_str(),
+                   std::string(30 - filled, ' ').c_str(), static_cast<long long>(done), static_cast<long long>(total),
+                   eta);
+    } else {
+      std::fprintf(stderr, "%s: %lld/%lld (%.0f%%), %.1f s elapsed, ETA %.1f s\n", what_.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), 100 * fraction, elapsed, eta);
+    }
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::string what_;
+  bool quiet_, tty_, drawn_ = false;
+  clock::time_point start_ = clock::now();
+  double last_ = 0;
+};
+
+// Files a simulated run writes (empty: not written).
+struct Outputs {
+  std::string json, trace, heatmaps, csv;
+  bool cycle_level = false;  // not a file: which fabric model times the run
+  bool quiet = false;        // no progress lines
+};
+
+// The precision policy as given: a YAML file, then --dtype for all three formats, then the
+// per-tensor flags, each overriding what came before ("" = not given).
+struct PrecisionFlags {
+  std::string file, dtype, weights, activations, kv, prune, scales;
+  std::optional<int64_t> group;
+
+  PrecisionPolicy resolve() const {
+    PrecisionPolicy p = file.empty() ? PrecisionPolicy{} : arch::load_precision_policy(file);
+    if (!dtype.empty()) p.weights = p.activations = p.kv = dtype;
+    if (!weights.empty()) p.weights = weights;
+    if (!activations.empty()) p.activations = activations;
+    if (!kv.empty()) p.kv = kv;
+    if (group) p.group = *group;
+    if (!prune.empty()) p.prune = prune;
+    if (!scales.empty()) p.scales = scales;
+    p.validate();
+    return p;
+  }
+};
+
+struct RunFlags {
+  std::string model = "default";
+  std::string weights;
+  std::string tokenizer_dir;
+  std::string prompt = "It is a truth universally acknowledged, that";
+  int64_t max_tokens = 64;
+  double temperature = 0.8;
+  int64_t top_k = 40;
+  uint64_t seed = 0;
+  std::string arch = "wse2";
+  bool no_numerics = false;
+  int64_t prompt_tokens = 0;    // timing-only: prompt length when there is no tokenizer
+  int64_t batch = 1;            // GPUs: requests decoded together
+  int64_t tensor_parallel = 1;  // GPUs: tensor-parallel group size
+  PrecisionFlags precision;
+  Outputs outputs;
+};
+
+fs::path data_dir();
+
+// The shipped arch presets (configs/arch/*.yaml), sorted.
+std::vector<fs::path> preset_files();
+// A preset name or an arch file; throws Error listing the presets.
+fs::path resolve_arch(const std::string& name_or_path);
+arch::FabricKind fabric_of(const std::string& arch_name);
+
+// Output files never replace a file tessera did not write (a plan or a metrics file); commands
+// check their output paths before doing any work.
+void check_output_path(const std::string& path);
+void write_file(const std::string& path, const std::string& text);
+void check_outputs(const Outputs& out);
+
+// Fails with what `arch` lacks and which shipped presets support the whole policy.
+void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy);
+
+// Compilers by fabric. compile_mesh_result / compile_gpu return what does not fit in the status;
+// compile_mesh / compile_exchange turn it into a one-line error.
+compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
+                                                const compiler::MeshCompileOptions& options);
+program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
+                              const compiler::MeshCompileOptions& options);
+compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
+                                       const compiler::GpuCompileOptions& options);
+program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
+                                  const compiler::ExchangeCompileOptions& options);
+
+// Times a mesh plan and writes what `out` asks for. activation_density: measured by a run with
+// values (MeshDataPlane::activation_density), or empty.
+int simulate_and_report(const program::Program& plan, const Outputs& out,
+                        const std::map<std::string, double>& activation_density = {});
+
+// The tokenizer from --tokenizer DIR or the model package; its vocabulary must be the model's.
+model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir);
+// The weights with the run's precision policy applied (the same values for every executor).
+model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
+                                const PrecisionPolicy& policy);
+std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std::string& text);
+// Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
+int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags);
+
+// Streams the prompt and each generated token to stdout as it is produced.
+template <typename Executor>
+ref::GenerationResult generate_text(Executor& executor, const model::Tokenizer& tokenizer,
+                                    const std::vector<int32_t>& prompt, const RunFlags& flags) {
+  ref::GenerationOptions options;
+  options.max_new_tokens = flags.max_tokens;
+  options.sampling = {flags.temperature, flags.top_k, flags.seed};
+  options.stop_token = tokenizer.end_of_text();
+  ref::check_generation_fits(static_cast<int64_t>(prompt.size()), options.max_new_tokens, executor.max_context());
+  std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
+  return ref::generate(executor, prompt, options, [&](int32_t token) {
+    const std::string& bytes = tokenizer.token_bytes(token);
+    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+    std::fflush(stdout);
+  });
+}
+
+}  // namespace tessera::cli

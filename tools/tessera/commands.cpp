@@ -1,0 +1,361 @@
+#include "commands.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <random>
+
+#include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
+#include "tessera/model/model_package.hpp"
+#include "tessera/ref/eval.hpp"
+#include "tessera/report/compare.hpp"
+#include "tessera/report/mesh_report.hpp"
+#include "tessera/sim/bsp_timing.hpp"
+#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/sim/mesh_numerics.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/system/system.hpp"
+
+namespace tessera::cli {
+
+int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  if (flags.no_numerics)
+    return simulate_and_report(
+        compile_mesh(model_path, flags.arch, {timing_prompt_tokens(config, flags), flags.max_tokens, policy}),
+        flags.outputs);
+  if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+  const program::Program plan =
+      compile_mesh(model_path, flags.arch, {static_cast<int64_t>(prompt.size()), flags.max_tokens, policy});
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
+  sim::MeshDataPlane mesh(plan, weights);
+  const auto wall_start = std::chrono::steady_clock::now();
+  const auto result = generate_text(mesh, tokenizer, prompt, flags);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  std::printf("\n\n");
+  simulate_and_report(plan, flags.outputs, mesh.activation_density());
+  std::printf(
+      "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
+      "decoded token\n",
+      static_cast<long long>(mesh.cores_allocated()), static_cast<double>(mesh.largest_arena_bytes()) / 1024, wall,
+      result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
+  return 0;
+}
+
+// A GPU or IPU run: the values are the reference executor's (these chips compute the same
+// arithmetic under the same precision policy), the timing is the chip model's.
+int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy,
+                         arch::FabricKind fabric) {
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  if (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty() ||
+      !flags.outputs.csv.empty())
+    fail(
+        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
+  if (fabric == arch::FabricKind::Exchange && flags.tensor_parallel != 1)
+    fail(
+        "--tp is for GPU-like chips; an IPU model that does not fit one chip runs as a pipeline: `tessera compare "
+        "--arch Nx{}`",
+        flags.arch);
+  int64_t prompt_tokens = 0;
+  if (flags.no_numerics) {
+    prompt_tokens = timing_prompt_tokens(config, flags);
+  } else {
+    if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
+    const ir::Graph graph = ir::build_model_graph(config);
+    const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+    const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+    prompt_tokens = static_cast<int64_t>(prompt.size());
+    const model::Weights weights = load_run_weights(config, graph, flags, policy);
+    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
+    generate_text(executor, tokenizer, prompt, flags);
+    std::printf("\n\n");
+  }
+  if (fabric == arch::FabricKind::Exchange) {
+    const program::BspPlan plan =
+        compile_exchange(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.batch, policy});
+    std::fputs(report::bsp_summary_table(sim::simulate_bsp(plan)).c_str(), stdout);
+    return 0;
+  }
+  const auto result = compile_gpu(model_path, flags.arch,
+                                  {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
+  if (!result.status) fail("{}", result.status.message());
+  std::fputs(report::gpu_summary_table(sim::simulate_gpu(result.plan)).c_str(), stdout);
+  return 0;
+}
+
+int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window) {
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(text_path));
+  if (window == 0) window = config.context_length;
+  if (window > config.context_length)
+    fail("--window {} exceeds {}'s context of {} tokens", window, config.name, config.context_length);
+  const PrecisionPolicy policy = flags.precision.resolve();
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
+  Progress progress("evaluating", flags.outputs.quiet);
+  auto on_window = [&](int64_t done, int64_t total) { progress.update(done, total); };
+  ref::Perplexity p;
+  if (flags.arch == "host") {
+    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
+    p = ref::evaluate_perplexity(executor, tokens, window, on_window);
+  } else {
+    const program::Program plan = compile_mesh(model_path, flags.arch, {window, 0, policy});
+    sim::MeshDataPlane mesh(plan, weights);
+    p = ref::evaluate_perplexity(mesh, tokens, window, on_window);
+  }
+  std::printf("%s on %s, %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
+              config.name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
+              static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
+              static_cast<long long>(window));
+  return 0;
+}
+
+int run_command(const RunFlags& flags) {
+  check_outputs(flags.outputs);
+  if (flags.arch == "host" &&
+      (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
+    fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const PrecisionPolicy policy = flags.precision.resolve();
+  if (flags.arch != "host" && fabric_of(flags.arch) != arch::FabricKind::Mesh2D)
+    return run_kernel_by_kernel(model_path, flags, policy, fabric_of(flags.arch));
+  if (flags.batch != 1 || flags.tensor_parallel != 1)
+    fail(
+        "--batch and --tp are for GPUs and IPUs; wafer batching and multi-wafer systems: `tessera compare --batch "
+        "B --arch Nx{}`",
+        flags.arch);
+  if (flags.arch != "host") return run_on_mesh(model_path, flags, policy);
+  if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const ir::Graph graph = ir::build_model_graph(config);
+  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
+  const model::Weights weights = load_run_weights(config, graph, flags, policy);
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
+  ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
+  const auto result = generate_text(executor, tokenizer, prompt, flags);
+  const double decode_steps = static_cast<double>(result.tokens.size() > 0 ? result.tokens.size() - 1 : 0);
+  std::printf(
+      "\n\n[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "
+      "decode %.1f tokens/s\n",
+      config.name.c_str(), static_cast<long long>(result.prompt_tokens), result.tokens.size(),
+      result.prefill_seconds * 1e3, decode_steps > 0 ? decode_steps / result.decode_seconds : 0.0);
+  return 0;
+}
+
+std::string with_thousands(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+int models_command() {
+  const auto entries = model::list_models(data_dir());
+  std::printf("%-14s %-6s %7s %7s %6s %5s %8s %16s  %s\n", "name", "family", "layers", "d_model", "heads", "kv",
+              "context", "parameters", "weights");
+  for (const auto& entry : entries) {
+    const ir::ModelConfig c = ir::load_model_config(entry.config_path);
+    const int64_t params = ir::build_model_graph(c).parameter_count();
+    std::printf("%-14s %-6s %7lld %7lld %6lld %5lld %8lld %16s  %s\n", entry.name.c_str(), ir::family_name(c.family),
+                static_cast<long long>(c.n_layers), static_cast<long long>(c.d_model),
+                static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
+                static_cast<long long>(c.context_length), with_thousands(params).c_str(),
+                entry.ships_weights ? "shipped" : "shapes only (--weights FILE|random)");
+  }
+  return 0;
+}
+
+int archs_command() {
+  std::printf("%-11s %-13s %11s %9s %9s %7s %12s  %s\n", "name", "fabric", "grid", "cores", "SRAM/core", "clock",
+              "fp16 TMAC/s", "description");
+  std::printf("%-11s %-13s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
+              "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
+  for (const auto& file : preset_files()) {
+    const arch::ArchSpec a = arch::load_arch(file);
+    std::printf("%-11s %-13s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), arch::fabric_name(a.fabric),
+                fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
+                a.core.sram_bytes / 1024, a.clock_hz / 1e9, a.peak_macs_per_second("fp16") / 1e12,
+                a.description.c_str());
+  }
+  return 0;
+}
+
+// --numerics: greedy tokens from a seeded prompt of token ids, on the host reference and on each
+// machine's executor, under the same precision policy.
+class NumericsCheck {
+ public:
+  NumericsCheck(const fs::path& model_path, const CompareFlags& flags, const PrecisionPolicy& policy)
+      : model_path_(model_path),
+        flags_(flags),
+        policy_(policy),
+        config_(ir::load_model_config(model_path)),
+        graph_(ir::build_model_graph(config_)) {
+    RunFlags run;
+    run.weights = flags.weights, run.seed = flags.seed;
+    weights_ = load_run_weights(config_, graph_, run, policy);
+    std::mt19937_64 rng(flags.seed);
+    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(config_.vocab_size - 1));
+    for (int64_t i = 0; i < flags.prompt_tokens; ++i) prompt_.push_back(id(rng));
+    ref::ReferenceExecutor host(graph_, weights_, config_.context_length, policy);
+    reference_ = greedy(host);
+  }
+
+  // "= reference", or where the tokens first differ. Systems of several chips are not checked.
+  std::string check(const std::string& arch_name, int64_t chips) {
+    if (chips != 1) return "not checked (systems)";
+    const arch::ArchSpec arch = arch::load_arch(resolve_arch(arch_name));
+    if (!arch::check_precision(arch, policy_)) return "-";
+    std::vector<int32_t> tokens;
+    if (arch.fabric == arch::FabricKind::Mesh2D) {
+      auto result = compile_mesh_result(model_path_, arch_name, {flags_.prompt_tokens, flags_.max_tokens, policy_});
+      if (!result.status) return "-";
+      sim::MeshDataPlane mesh(result.program, weights_);
+      tokens = greedy(mesh);
+    } else {
+      // GPUs and IPUs compute the reference's arithmetic under the same policy: tessera has no
+      // per-SM or per-tile data plane for them, so their values are the reference's own.
+      return "= reference (host values)";
+    }
+    for (size_t i = 0; i < reference_.size(); ++i)
+      if (i >= tokens.size() || tokens[i] != reference_[i]) return fmt::format("differ at token {}", i);
+    return "= reference";
+  }
+
+ private:
+  template <typename Executor>
+  std::vector<int32_t> greedy(Executor& executor) {
+    ref::GenerationOptions options;
+    options.max_new_tokens = flags_.max_tokens;
+    return ref::generate(executor, prompt_, options).tokens;
+  }
+
+  fs::path model_path_;
+  const CompareFlags& flags_;
+  PrecisionPolicy policy_;
+  ir::ModelConfig config_;
+  ir::Graph graph_;
+  model::Weights weights_;
+  std::vector<int32_t> prompt_, reference_;
+};
+
+// One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
+// machine and batch size.
+int compare_command(const CompareFlags& flags) {
+  check_output_path(flags.json);
+  check_output_path(flags.csv);
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  PrecisionFlags precision = flags.precision;
+  if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
+  system::Workload work;
+  work.model = ir::load_model_config(model_path);
+  work.model_yaml = read_text_file(model_path), work.model_origin = model_path.string();
+  work.prompt_tokens = flags.prompt_tokens, work.max_new_tokens = flags.max_tokens;
+  work.tensor_parallel = flags.tensor_parallel;
+  work.precision = precision.resolve();
+  std::optional<NumericsCheck> numerics;
+  if (flags.numerics) numerics.emplace(model_path, flags, work.precision);
+  std::vector<report::CompareRow> rows;
+  for (const std::string& text : flags.archs) {
+    const auto [chips, name] = system::parse_machine_name(text);
+    const fs::path arch_path = resolve_arch(name);
+    const system::Machine machine{arch::load_arch(arch_path), read_text_file(arch_path), arch_path.string(), chips};
+    const std::string values = numerics ? numerics->check(name, chips) : "";
+    for (const int64_t batch : flags.batches) {
+      work.batch = batch;
+      report::CompareRow row = report::compare_row(text, flags.model, batch, system::evaluate(machine, work));
+      if (!row.fits) row.chips = chips;
+      row.tokens = values;
+      rows.push_back(row);
+    }
+  }
+  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
+              static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
+              work.precision.describe().c_str(),
+              flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
+  std::fputs(report::compare_table(rows).c_str(), stdout);
+  if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
+  if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
+  return 0;
+}
+
+// `tessera simulate PLAN`: any plan `compile --arch` writes, told apart by its format field.
+int simulate_command(const std::string& plan_path, const Outputs& outputs) {
+  check_outputs(outputs);
+  const std::string text = read_text_file(plan_path);
+  const bool gpu = text.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos;
+  const bool bsp = text.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos;
+  if ((gpu || bsp) &&
+      (!outputs.json.empty() || !outputs.trace.empty() || !outputs.heatmaps.empty() || !outputs.csv.empty()))
+    fail(
+        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
+  if (gpu) {
+    std::fputs(report::gpu_summary_table(sim::simulate_gpu(program::gpu_plan_from_json(text, plan_path))).c_str(),
+               stdout);
+    return 0;
+  }
+  if (bsp) {
+    std::fputs(report::bsp_summary_table(sim::simulate_bsp(program::bsp_plan_from_json(text, plan_path))).c_str(),
+               stdout);
+    return 0;
+  }
+  return simulate_and_report(program::from_json(text, plan_path), outputs);
+}
+
+int compile_command(const CompileFlags& flags) {
+  check_output_path(flags.output);
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  if (!flags.arch.empty()) {
+    if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
+    const PrecisionPolicy policy = flags.precision.resolve();
+    const arch::FabricKind fabric = fabric_of(flags.arch);
+    if (fabric == arch::FabricKind::SharedMemory) {
+      const auto result = compile_gpu(
+          model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
+      if (!result.status) fail("{}", result.status.message());
+      write_file(flags.output, program::to_json(result.plan));
+    } else if (fabric == arch::FabricKind::Exchange) {
+      if (flags.tensor_parallel != 1) fail("--tp is for GPU-like chips");
+      write_file(flags.output,
+                 program::to_json(compile_exchange(model_path, flags.arch,
+                                                   {flags.prompt_tokens, flags.max_tokens, flags.batch, policy})));
+    } else {
+      if (flags.batch != 1 || flags.tensor_parallel != 1)
+        fail("--batch and --tp are for GPUs and IPUs; wafer batching: `tessera compare --batch B`");
+      const program::Program plan =
+          compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, policy});
+      write_file(flags.output, program::to_json(plan));
+      std::fputs(report::placement_table(plan).c_str(), stdout);
+    }
+    std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
+    return 0;
+  }
+  const ir::ModelConfig config = ir::load_model_config(model_path);
+  const ir::Graph graph = ir::build_model_graph(config);
+  if (const Status s = graph.verify(); !s) fail("model '{}' built an invalid graph: {}", config.name, s.message());
+  if (flags.emit == "ir") {
+    std::printf("# %s: %s family, %lld parameters, %zu nodes\n", config.name.c_str(), ir::family_name(config.family),
+                static_cast<long long>(graph.parameter_count()), graph.nodes().size());
+    std::fputs(graph.dump().c_str(), stdout);
+  } else {
+    fail("--emit {} is not supported; choose: ir", flags.emit);
+  }
+  return 0;
+}
+
+int report_command(const std::string& run_json, const std::string& output) {
+  check_output_path(output);
+  write_file(output, report::html_report(read_text_file(run_json), run_json));
+  std::printf("wrote %s\n", output.c_str());
+  return 0;
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,48 @@
+// The CLI's commands, one function each; main.cpp wires them to CLI11.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cli_support.hpp"
+
+namespace tessera::cli {
+
+struct CompareFlags {
+  std::string model = "default";
+  std::vector<std::string> archs = {"wse2", "h100"};
+  int64_t prompt_tokens = 128, max_tokens = 128;
+  std::vector<int64_t> batches = {1};
+  int64_t tensor_parallel = 0;
+  PrecisionFlags precision;
+  std::string json, csv;
+  bool numerics = false;  // also generate greedily with values on every single-chip arch
+  std::string weights;    // for --numerics: a safetensors file, or "random"
+  uint64_t seed = 0;
+};
+
+struct CompileFlags {
+  std::string model = "default";
+  std::string emit = "ir";
+  std::string arch;
+  std::string output;
+  int64_t prompt_tokens = 16;
+  int64_t max_tokens = 64;
+  int64_t batch = 1;
+  int64_t tensor_parallel = 1;
+  PrecisionFlags precision;
+};
+
+int run_command(const RunFlags& flags);
+int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window);
+int compile_command(const CompileFlags& flags);
+// `tessera simulate PLAN`: any plan `compile --arch` writes, told apart by its format field.
+int simulate_command(const std::string& plan_path, const Outputs& outputs);
+// One model on several machines (a preset, or a system COUNTxPRESET): a row per machine and batch.
+int compare_command(const CompareFlags& flags);
+// `tessera report RUN.json -o PAGE.html`: the self-contained HTML page of a run.
+int report_command(const std::string& run_json, const std::string& output);
+int models_command();
+int archs_command();
+
+}  // namespace tessera::cli

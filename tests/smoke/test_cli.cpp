@@ -464,4 +464,12 @@ TEST(Cli, CompareChecksTokensAgainstTheReference) {
   EXPECT_TRUE(contains(r.output, "= reference (host values)")) << r.output;
   EXPECT_TRUE(contains(r.output, "not checked (systems)")) << r.output;
   EXPECT_TRUE(contains(r.output, "1 chip x data 2")) << r.output;
+  // compare's own JSON and CSV are replaced on a second run; a user's file never is.
+  const std::string json = temp_file("again.json", ""), csv = temp_file("again.csv", "");
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(tessera("compare --arch h100 --json " + json + " --csv " + csv).exit_code, 0) << i;
+  const std::string mine = temp_file("mine.json", "{\"my\": \"notes\"}");
+  const Result refused = tessera("compare --arch h100 --json " + mine);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_TRUE(contains(refused.output, "is not a file tessera wrote")) << refused.output;
 }

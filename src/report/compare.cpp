@@ -78,12 +78,12 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
                      r.time_to_first_token_s * 1e3, r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user, {:.1f} in all ({} generated tokens)\n",
                      r.decode_tokens_per_s_per_user, r.decode_tokens_per_s, r.generated_tokens);
-  out += fmt::format("  HBM per GPU          {:10.2f} GB of {:.1f} GB\n", r.hbm_used_bytes / 1e9, r.hbm_bytes / 1e9);
+  out += fmt::format("  HBM per chip         {:10.2f} GB of {:.1f} GB\n", r.hbm_used_bytes / 1e9, r.hbm_bytes / 1e9);
   out += fmt::format("  energy per token     {:10.3f} mJ (MACs, HBM and link bytes; see docs/gpu-model.md)\n",
                      r.decode_energy_per_token_pj * 1e-9);
   if (r.tdp_watts > 0 && r.decode_watts_per_gpu > 0)
     out += fmt::format(
-        "  decode power         {:10.0f} W per GPU from the energy table (TDP {:.0f} W){}\n", r.decode_watts_per_gpu,
+        "  decode power         {:10.0f} W per chip from the energy table (TDP {:.0f} W){}\n", r.decode_watts_per_gpu,
         r.tdp_watts,
         r.decode_watts_per_gpu > r.tdp_watts ? ": above TDP, so the table's upper bounds overstate it" : "");
   if (r.decode.seconds <= 0) return out;

@@ -97,8 +97,13 @@ class ExchangeLowering {
   double units_per_tile() const { return std::max(1.0, cdiv(units(), tiles_)); }
   double tiles_per_unit() const { return std::max(1.0, std::floor(tiles_ / units())); }
 
+  // Every resident request's cache, spread as attention spreads the pairs of a batch.
   double kv_bytes_per_tile(int64_t context) const {
-    return static_cast<double>(layers()) * units_per_tile() * cdiv(static_cast<double>(context), tiles_per_unit()) * 2 *
+    const auto resident =
+        static_cast<double>((o_.resident_requests > 0 ? o_.resident_requests : o_.batch) * m_.n_kv_heads);
+    const double per_tile = std::max(1.0, cdiv(resident, tiles_)),
+                 sharing = std::max(1.0, std::floor(tiles_ / resident));
+    return static_cast<double>(layers()) * per_tile * cdiv(static_cast<double>(context), sharing) * 2 *
            static_cast<double>(m_.head_dim()) * kv_bytes_;
   }
 
@@ -317,6 +322,9 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
                                            const ExchangeCompileOptions& options) {
   if (arch.fabric != arch::FabricKind::Exchange) fail("{} is not an exchange machine (an IPU)", arch.name);
   if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
+  if (options.resident_requests != 0 && options.resident_requests < options.batch)
+    fail("a chip holds the KV caches of at least the {} requests it computes, not {}", options.batch,
+         options.resident_requests);
   const int64_t layers = options.slice.layer_count(model);
   if (layers < 0 || layers > model.n_layers)
     fail("a pipeline stage of {} layers: {} has {}", layers, model.name, model.n_layers);

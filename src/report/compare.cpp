@@ -71,6 +71,39 @@ std::string compare_csv(const std::vector<CompareRow>& rows) {
   return out;
 }
 
+std::string batch_sweep_summary(const std::vector<CompareRow>& rows) {
+  std::string out;
+  for (size_t i = 0; i < rows.size();) {
+    size_t end = i;
+    while (end < rows.size() && rows[end].arch == rows[i].arch) ++end;
+    const CompareRow* first = nullptr;
+    const CompareRow* turn = nullptr;
+    const CompareRow* best = nullptr;
+    const CompareRow* last = nullptr;
+    int64_t before_turn = 0;
+    for (size_t j = i; j < end; ++j) {
+      const CompareRow& r = rows[j];
+      if (!r.fits) continue;
+      if (!first) first = &r;
+      if (!turn && r.bound != first->bound) turn = &r;
+      if (!turn) before_turn = r.batch;
+      if (!best || r.tokens_per_s > best->tokens_per_s) best = &r;
+      last = &r;
+    }
+    if (!first) {
+      out += fmt::format("{}: does not fit at batch {}\n", rows[i].arch, rows[i].batch);
+    } else {
+      out += fmt::format("{}: {}-bound up to batch {}", rows[i].arch, first->bound, before_turn);
+      if (turn) out += fmt::format(", {}-bound from batch {}", turn->bound, turn->batch);
+      out += fmt::format("; aggregate peaks at {:.0f} tokens/s at batch {}; ", best->tokens_per_s, best->batch);
+      out += end > i && !rows[end - 1].fits ? fmt::format("batch {} does not fit\n", rows[end - 1].batch)
+                                            : fmt::format("fits up to batch {} at least\n", last->batch);
+    }
+    i = end;
+  }
+  return out;
+}
+
 std::string gpu_summary_table(const sim::GpuReport& r) {
   std::string out = fmt::format("{} on {} x {} (simulated, kernel by kernel; batch {})\n", r.model_name, r.gpus,
                                 r.arch_name, r.batch);

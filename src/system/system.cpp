@@ -65,9 +65,10 @@ class Evaluator {
   // One chip running `slice` for `batch` requests at once (exchange) or in flight (mesh2d);
   // nullopt when it does not fit, with the reason in `why`. With `timed` false only the fit is
   // checked (the timing fields stay zero).
-  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
-                                 bool timed = true) const {
-    const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch);
+  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why, bool timed = true,
+                                 int64_t resident = 0) const {
+    resident = std::max(resident, batch);
+    const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch, resident);
     {
       const std::lock_guard lock(mutex_);
       if (const auto it = cache_.find(key); it != cache_.end() && (it->second.timed || !timed || !it->second.timing)) {
@@ -78,7 +79,7 @@ class Evaluator {
     Cached c;
     c.timed = timed;
     c.timing = mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, c.why, timed)
-                                                           : ipu_chip(slice, batch, c.why, timed);
+                                                           : ipu_chip(slice, batch, resident, c.why, timed);
     why = c.why;
     const std::lock_guard lock(mutex_);
     cache_[key] = c;
@@ -87,7 +88,7 @@ class Evaluator {
 
   // The stages of `layout` for `batch` requests per chip, or nullopt with the reason in `why`.
   std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why,
-                                                bool timed = true) const {
+                                                bool timed = true, int64_t resident = 0) const {
     std::vector<compiler::ModelSlice> slices = layout.layer_chips;
     if (layout.head_group > 0) slices.push_back({0, false, true, layout.head_group});
     if (timed) {
@@ -97,20 +98,20 @@ class Evaluator {
       std::set<std::tuple<int64_t, bool, bool, int64_t>> seen;
       for (const auto& s : slices)
         if (seen.insert({s.layers, s.embedding, s.lm_head, s.head_shards}).second)
-          running.push_back(std::async(std::launch::async, [this, s, batch] {
+          running.push_back(std::async(std::launch::async, [this, s, batch, resident] {
             std::string ignored;
-            chip(s, batch, ignored);
+            chip(s, batch, ignored, true, resident);
           }));
       for (auto& r : running) r.get();
     }
     std::vector<ChipTiming> out;
     for (const auto& s : layout.layer_chips) {
-      auto t = chip(s, batch, why, timed);
+      auto t = chip(s, batch, why, timed, resident);
       if (!t) return std::nullopt;
       out.push_back(*t);
     }
     if (layout.head_group > 0) {
-      auto t = chip({0, false, true, layout.head_group}, batch, why, timed);
+      auto t = chip({0, false, true, layout.head_group}, batch, why, timed, resident);
       if (!t) return std::nullopt;
       out.push_back(*t);
     }
@@ -144,7 +145,7 @@ class Evaluator {
     const auto depth = static_cast<int64_t>(layout->layer_chips.size()) + (layout->head_group > 0 ? 1 : 0);
     const int64_t micro = mesh ? 1 : cdiv(per_replica, std::min(per_replica, depth));
     const int64_t in_flight = cdiv(per_replica, micro);
-    const auto chips = stages(*layout, mesh ? per_replica : micro, why);
+    const auto chips = stages(*layout, mesh ? per_replica : micro, why, true, per_replica);
     if (!chips) {
       r.note = fmt::format("{} requests per replica do not fit: {}", per_replica, why);
       return r;
@@ -262,9 +263,9 @@ class Evaluator {
     return t;
   }
 
-  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
-                                     bool timed) const {
-    compiler::ExchangeCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, batch, w_.precision, slice};
+  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, int64_t resident,
+                                     std::string& why, bool timed) const {
+    compiler::ExchangeCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, batch, w_.precision, slice, resident};
     const auto result = compiler::compile_for_exchange(w_.model, w_.model_yaml, w_.model_origin, mc_.arch,
                                                        mc_.arch_yaml, mc_.arch_origin, o);
     if (!result.status) {
@@ -307,7 +308,7 @@ class Evaluator {
     std::string why;
     bool timed = false;
   };
-  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t>, Cached> cache_;
+  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t, int64_t>, Cached> cache_;
   mutable std::mutex mutex_;
 };
 

@@ -69,6 +69,10 @@ TEST(System, IpuPipelineBoundsAndLinks) {
   ASSERT_TRUE(busy.fits) << busy.note;
   EXPECT_GT(busy.tokens_per_s, 8 * r.tokens_per_s);
   EXPECT_LE(busy.tokens_per_s_per_user, r.tokens_per_s_per_user * 1.0000001);
+  // Each chip computes one micro-batch at a time but holds the KV cache of every request in flight.
+  const auto crowd = system::evaluate(machine("gc200", 34), workload("llama3-8b", 1024));
+  EXPECT_FALSE(crowd.fits);
+  EXPECT_NE(crowd.note.find("1024 requests per replica do not fit"), std::string::npos) << crowd.note;
 }
 
 TEST(System, WaferBatchingAndDataParallelReplicas) {

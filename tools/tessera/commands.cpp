@@ -269,12 +269,19 @@ int compare_command(const CompareFlags& flags) {
     const fs::path arch_path = resolve_arch(name);
     const system::Machine machine{arch::load_arch(arch_path), read_text_file(arch_path), arch_path.string(), chips};
     const std::string values = numerics ? numerics->check(name, chips) : "";
-    for (const int64_t batch : flags.batches) {
+    // --sweep: batch 1, 2, 4, ... until the KV caches no longer fit (at most 1,024).
+    std::vector<int64_t> batches = flags.batches;
+    if (flags.sweep) {
+      batches.clear();
+      for (int64_t b = 1; b <= 1024; b *= 2) batches.push_back(b);
+    }
+    for (const int64_t batch : batches) {
       work.batch = batch;
       report::CompareRow row = report::compare_row(text, flags.model, batch, system::evaluate(machine, work));
       if (!row.fits) row.chips = chips;
       row.tokens = values;
       rows.push_back(row);
+      if (flags.sweep && !row.fits) break;
     }
   }
   std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
@@ -282,6 +289,7 @@ int compare_command(const CompareFlags& flags) {
               work.precision.describe().c_str(),
               flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
   std::fputs(report::compare_table(rows).c_str(), stdout);
+  if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
   if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
   if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
   return 0;

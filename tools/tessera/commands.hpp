@@ -13,6 +13,7 @@ struct CompareFlags {
   std::vector<std::string> archs = {"wse2", "h100"};
   int64_t prompt_tokens = 128, max_tokens = 128;
   std::vector<int64_t> batches = {1};
+  bool sweep = false;  // batch 1, 2, 4, ... until the requests no longer fit
   int64_t tensor_parallel = 0;
   PrecisionFlags precision;
   std::string json, csv;

@@ -150,6 +150,9 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--gen", compare.max_tokens, "Tokens generated per request")
       ->capture_default_str()
       ->check(kNonNegative);
+  compare_cmd->add_flag("--sweep", compare.sweep,
+                        "Batch 1, 2, 4, ... until the KV caches no longer fit, and say where each machine turns "
+                        "from one bound to another");
   compare_cmd->add_option("--batch", compare.batches, "Batch sizes, comma-separated")
       ->delimiter(',')
       ->capture_default_str();

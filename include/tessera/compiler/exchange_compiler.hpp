@@ -16,6 +16,9 @@ struct ExchangeCompileOptions {
   int64_t batch = 1;
   PrecisionPolicy precision;
   ModelSlice slice;
+  // Requests whose KV caches the chip holds (0: batch). A pipeline stage computes one micro-batch
+  // at a time but keeps the cache of every request in flight.
+  int64_t resident_requests = 0;
 };
 
 struct ExchangeCompileResult {

@@ -31,6 +31,10 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
 std::string compare_table(const std::vector<CompareRow>& rows);
 std::string compare_json(const std::vector<CompareRow>& rows);
 std::string compare_csv(const std::vector<CompareRow>& rows);
+// For rows of a batch sweep (per machine, batch ascending): a line per machine saying up to which
+// batch it stays bound by what it is bound by at batch 1, what bounds it after, where aggregate
+// throughput peaks and the largest batch that fits.
+std::string batch_sweep_summary(const std::vector<CompareRow>& rows);
 
 std::string gpu_summary_table(const sim::GpuReport& r);
 std::string bsp_summary_table(const sim::BspReport& r);

@@ -324,8 +324,11 @@ Result evaluate(const Machine& machine, const Workload& work) {
   }
   const Evaluator e(machine, work);
   if (machine.arch.fabric == arch::FabricKind::SharedMemory) return e.tensor_parallel();
-  if (work.tensor_parallel > 1)
-    fail("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
+  if (work.tensor_parallel > 1) {
+    Result r;
+    r.note = fmt::format("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
+    return r;
+  }
   return e.pipelined();
 }
 

@@ -449,7 +449,6 @@ TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
            {"compare --arch 0xwse3", "write a system as COUNTxARCH"},
            {"compare --arch 4xnosuchchip", "nosuchchip"},
-           {"compare --arch 4xwse3 --tp 2", "--tp is for GPU-like chips"},
            {"run --arch wse2 --batch 4", "wafer batching and multi-wafer systems"}}) {
     const Result bad = tessera(args);
     EXPECT_NE(bad.exit_code, 0) << args;
@@ -464,6 +463,10 @@ TEST(Cli, CompareChecksTokensAgainstTheReference) {
   EXPECT_TRUE(contains(r.output, "= reference (host values)")) << r.output;
   EXPECT_TRUE(contains(r.output, "not checked (systems)")) << r.output;
   EXPECT_TRUE(contains(r.output, "1 chip x data 2")) << r.output;
+  const Result mixed = tessera("compare -m llama3-8b --arch 2xh100,wse3 --tp 2 --prompt-len 16 --gen 4");
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.output;
+  EXPECT_TRUE(contains(mixed.output, "tensor 2")) << mixed.output;
+  EXPECT_TRUE(contains(mixed.output, "--tp is for GPU-like chips")) << mixed.output;
   const Result sweep = tessera("compare -m llama3-8b --arch h100 --sweep");
   ASSERT_EQ(sweep.exit_code, 0) << sweep.output;
   EXPECT_TRUE(contains(sweep.output, "h100: memory-bound up to batch 256, compute-bound from batch 512"))

@@ -104,5 +104,7 @@ TEST(System, GpuTensorAndDataParallel) {
   ASSERT_TRUE(wide.fits) << wide.note;
   EXPECT_EQ(wide.mapping, "tensor 8");
   EXPECT_GT(wide.tokens_per_s_per_user, r.tokens_per_s_per_user) << "8-way TP reads 1/8 of the weights per GPU";
-  EXPECT_THROW(system::evaluate(machine("wse3", 4), w), Error) << "--tp is for GPU-like chips";
+  const auto wafers = system::evaluate(machine("wse3", 4), w);
+  EXPECT_FALSE(wafers.fits);
+  EXPECT_NE(wafers.note.find("--tp is for GPU-like chips"), std::string::npos) << wafers.note;
 }

@@ -45,7 +45,8 @@ struct Result {
 };
 
 // Throws Error on bad requests (a context beyond the model's, a TP degree that does not divide the
-// heads); a system that cannot hold the model is a Result with fits = false and a note.
+// heads); a system that cannot run the request (too small, a format it lacks, --tp on a pipeline
+// chip) is a Result with fits = false and a note.
 Result evaluate(const Machine& machine, const Workload& work);
 
 // "4xwse3" -> {4, "wse3"}; a plain name is one chip. Throws Error on "0xwse3" or "x".

@@ -138,7 +138,7 @@ class ExchangeLowering {
                nb = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
     const double density = storage_.mac_fraction();
     Superstep st;
-    st.name = prefix + mx.name, st.op = "matmul", st.tiles = s.pk * s.pn;
+    st.name = prefix + mx.name, st.op = "matmul", st.tiles = s.pk * s.pn, st.k_parts = s.pk;
     const auto used = static_cast<double>(st.tiles);
     st.tile.exchange_bytes = r * kb * act_bytes_;
     st.tile.macs = r * kb * nb * density;
@@ -197,6 +197,7 @@ class ExchangeLowering {
     Superstep st;
     st.name = prefix + "attention", st.op = "attention";
     st.tiles = static_cast<int64_t>(std::min(tiles_, units() * tpu));
+    st.position_parts = static_cast<int64_t>(tpu);
     const auto used = static_cast<double>(st.tiles);
     // Queries to every tile of their pair; new keys and values to the tiles that will hold them.
     st.tile.exchange_bytes = upt * n * (group * hd * act_bytes_ + 2 * hd * kv_bytes_ / tpu);

@@ -51,7 +51,9 @@ std::string to_json(const BspPlan& p) {
                 {"op", st.op},
                 {"sync", st.sync},
                 {"last_chunk_only", st.last_chunk_only},
-                {"tiles", st.tiles}};
+                {"tiles", st.tiles},
+                {"k_parts", st.k_parts},
+                {"position_parts", st.position_parts}};
       for (const auto& [key, work] : kWorks) {
         json w;
         for (const auto& [field_key, field] : kWorkFields) w[field_key] = (st.*work).*field;
@@ -91,7 +93,9 @@ BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin) {
       st.name = s.string("name"), st.op = s.string("op");
       st.sync = s.flag("sync"), st.last_chunk_only = s.flag("last_chunk_only");
       st.tiles = s.integer("tiles");
-      if (st.tiles < 0) fail("{}: field 'tiles' must be >= 0", s.where);
+      st.k_parts = s.integer("k_parts"), st.position_parts = s.integer("position_parts");
+      if (st.tiles < 0 || st.k_parts < 1 || st.position_parts < 1)
+        fail("{}: tiles must be >= 0, k_parts and position_parts >= 1", s.where);
       for (const auto& [key, work] : kWorks) {
         const Reader w{s.at(key), s.where + "." + key};
         for (const auto& [field_key, field] : kWorkFields) {

@@ -41,15 +41,34 @@ float dot(const float* a, const float* b, int64_t n) {
 }  // namespace
 
 ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context,
-                                     const PrecisionPolicy& precision)
+                                     const PrecisionPolicy& precision, const Partitioning& partitioning)
     : graph_(graph),
       max_context_(max_context),
       activations_(parse_float_format(precision.activations)),
-      kv_(parse_float_format(precision.kv)) {
+      kv_(parse_float_format(precision.kv)),
+      position_block_(partitioning.position_block) {
   if (const Status s = graph.verify(); !s) fail("cannot execute an invalid graph: {}", s.message());
   TESSERA_ASSERT(graph.outputs().size() == 1);
   const size_t n = graph.nodes().size();
   params_.assign(n, nullptr);
+  k_parts_.assign(n, 1);
+  k_parts_decode_.assign(n, 1);
+  std::map<std::string, int> matmul_by_weight;
+  for (size_t id = 0; id < n; ++id) {
+    const ir::Node& node = graph.node(static_cast<int>(id));
+    if (node.op == OpKind::MatMul || node.op == OpKind::Linear)
+      matmul_by_weight[graph.node(node.inputs[1]).name] = static_cast<int>(id);
+  }
+  for (const auto* parts : {&partitioning.k_parts, &partitioning.k_parts_decode})
+    for (const auto& [weight, count] : *parts) {
+      const auto it = matmul_by_weight.find(weight);
+      if (it == matmul_by_weight.end())
+        fail("partitioning: '{}' is not a weight any matmul of the graph reads", weight);
+      if (count < 1) fail("partitioning: '{}' split into {} parts", weight, count);
+      (parts == &partitioning.k_parts ? k_parts_ : k_parts_decode_)[static_cast<size_t>(it->second)] = count;
+    }
+  if (partitioning.k_parts_decode.empty()) k_parts_decode_ = k_parts_;
+  if (position_block_ < 0) fail("partitioning: position block {} must be >= 0", position_block_);
   buffers_.resize(n);
   int_buffers_.resize(n);
   for (size_t id = 0; id < n; ++id) {
@@ -184,7 +203,22 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
         beta = 1.0f;
       }
       const auto n = static_cast<blasint>(cols), kk = static_cast<blasint>(k);
-      if (out_rows == 1) {
+      const int64_t parts = (rows == 1 ? k_parts_decode_ : k_parts_)[id];
+      if (parts > 1) {
+        // Each part's products summed on its own, the partial sums added in part order, the bias last.
+        std::vector<float> bias(out.begin(), out.begin() + (beta != 0 ? out_rows * cols : 0));
+        std::fill_n(out.data(), out_rows * cols, 0.0f);
+        partial_.resize(static_cast<size_t>(out_rows * cols));
+        const int64_t chunk = (k + parts - 1) / parts;
+        for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+          const auto len = static_cast<blasint>(std::min(chunk, k - k0));
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, linear ? CblasTrans : CblasNoTrans, static_cast<blasint>(out_rows),
+                      n, len, 1.0f, x + k0, kk, linear ? in(1) + k0 : in(1) + k0 * cols, linear ? kk : n, 0.0f,
+                      partial_.data(), n);
+          for (size_t e = 0; e < partial_.size(); ++e) out[e] += partial_[e];
+        }
+        for (size_t e = 0; e < bias.size(); ++e) out[e] += bias[e];
+      } else if (out_rows == 1) {
         if (linear)
           cblas_sgemv(CblasRowMajor, CblasNoTrans, n, kk, 1.0f, in(1), kk, x, 1, beta, out.data(), 1);
         else
@@ -243,6 +277,36 @@ void ReferenceExecutor::rope(const ir::Node& node, size_t id, int64_t rows) {
   }
 }
 
+// Softmax-weighted values over `visible` scores, a block of position_block_ keys at a time: each
+// block's max, sum of exponentials and weighted values on their own (fp32), then combined.
+void ReferenceExecutor::blocked_softmax_values(const float* scores, int64_t visible, const float* values,
+                                               int64_t stride, int64_t hd, float* out) const {
+  std::vector<float> block_max, block_sum, block_out;
+  for (int64_t b0 = 0; b0 < visible; b0 += position_block_) {
+    const int64_t b1 = std::min(visible, b0 + position_block_);
+    float m = -INFINITY, sum = 0.0f;
+    for (int64_t j = b0; j < b1; ++j) m = std::max(m, scores[j]);
+    block_out.resize(block_out.size() + static_cast<size_t>(hd), 0.0f);
+    float* o = block_out.data() + block_out.size() - hd;
+    for (int64_t j = b0; j < b1; ++j) {
+      const float w = std::exp(scores[j] - m);
+      sum += w;
+      for (int64_t d = 0; d < hd; ++d) o[d] += w * values[j * stride + d];
+    }
+    block_max.push_back(m), block_sum.push_back(sum);
+  }
+  const float m = *std::max_element(block_max.begin(), block_max.end());
+  float total = 0.0f;
+  std::fill_n(out, hd, 0.0f);
+  for (size_t b = 0; b < block_max.size(); ++b) {
+    const float rescale = std::exp(block_max[b] - m);
+    total += block_sum[b] * rescale;
+    for (int64_t d = 0; d < hd; ++d)
+      out[d] += block_out[b * static_cast<size_t>(hd) + static_cast<size_t>(d)] * rescale;
+  }
+  for (int64_t d = 0; d < hd; ++d) out[d] /= total;
+}
+
 void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows) {
   const int64_t heads = node.int_attr("n_heads"), kv_heads = node.int_attr("n_kv_heads"),
                 hd = node.int_attr("head_dim");
@@ -271,6 +335,11 @@ void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows)
       for (int64_t j = 0; j < visible; ++j) {
         scores[static_cast<size_t>(j)] = dot(qh, cache.keys.data() + j * kv_width + g * hd, hd) * scale;
         max_score = std::max(max_score, scores[static_cast<size_t>(j)]);
+      }
+      if (position_block_ > 0) {
+        blocked_softmax_values(scores.data(), visible, cache.values.data() + g * hd, kv_width, hd,
+                               out + r * q_width + h * hd);
+        continue;
       }
       double sum = 0;
       for (int64_t j = 0; j < visible; ++j) {

@@ -16,6 +16,7 @@
 #include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
 #include "tessera/sim/mesh_timing.hpp"
+#include "tessera/sim/partitioning.hpp"
 #include "tessera/system/system.hpp"
 
 namespace tessera::cli {
@@ -47,8 +48,27 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const Precisi
   return 0;
 }
 
-// A GPU or IPU run: the values are the reference executor's (these chips compute the same
-// arithmetic under the same precision policy), the timing is the chip model's.
+// The arithmetic order of a GPU or IPU plan for `request` (docs/ipu-model.md, gpu-model.md), or
+// nullopt when the model does not fit the chip.
+std::optional<ref::Partitioning> plan_partitioning(const fs::path& model_path, const std::string& arch_name,
+                                                   const ir::Graph& graph, const compiler::GpuCompileOptions& request) {
+  if (fabric_of(arch_name) == arch::FabricKind::Exchange) {
+    const ir::ModelConfig config = ir::load_model_config(model_path);
+    const fs::path arch_path = resolve_arch(arch_name);
+    const auto result = compiler::compile_for_exchange(
+        config, read_text_file(model_path), model_path.string(), arch::load_arch(arch_path), read_text_file(arch_path),
+        arch_path.string(), {request.prompt_tokens, request.max_new_tokens, request.batch, request.precision});
+    if (!result.status) return std::nullopt;
+    return sim::partitioning(result.plan, graph);
+  }
+  const auto result = compile_gpu(model_path, arch_name, request);
+  if (!result.status) return std::nullopt;
+  return sim::partitioning(result.plan, graph);
+}
+
+// A GPU or IPU run: the values are the reference executor's arithmetic under the same precision
+// policy, in the order the compiled plan splits it (sim/partitioning.hpp); the timing is the
+// chip model's.
 int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy,
                          arch::FabricKind fabric) {
   const ir::ModelConfig config = ir::load_model_config(model_path);
@@ -71,7 +91,9 @@ int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, cons
     const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
     prompt_tokens = static_cast<int64_t>(prompt.size());
     const model::Weights weights = load_run_weights(config, graph, flags, policy);
-    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
+    const auto split = plan_partitioning(model_path, flags.arch, graph,
+                                         {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
+    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy, split.value_or(ref::Partitioning{}));
     generate_text(executor, tokenizer, prompt, flags);
     std::printf("\n\n");
   }
@@ -221,9 +243,12 @@ class NumericsCheck {
       sim::MeshDataPlane mesh(result.program, weights_);
       tokens = greedy(mesh);
     } else {
-      // GPUs and IPUs compute the reference's arithmetic under the same policy: tessera has no
-      // per-SM or per-tile data plane for them, so their values are the reference's own.
-      return "= reference (host values)";
+      // GPUs and IPUs: the reference arithmetic in the order the compiled plan splits it.
+      const auto split =
+          plan_partitioning(model_path_, arch_name, graph_, {flags_.prompt_tokens, flags_.max_tokens, 1, 1, policy_});
+      if (!split) return "-";
+      ref::ReferenceExecutor machine(graph_, weights_, config_.context_length, policy_, *split);
+      tokens = greedy(machine);
     }
     for (size_t i = 0; i < reference_.size(); ++i)
       if (i >= tokens.size() || tokens[i] != reference_[i]) return fmt::format("differ at token {}", i);

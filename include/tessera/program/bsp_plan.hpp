@@ -33,6 +33,10 @@ struct Superstep {
   bool sync = true;              // false: local work that continues the previous compute phase
   bool last_chunk_only = false;  // prefill: the LM head runs for the prompt's last chunk only
   int64_t tiles = 0;
+  // How the arithmetic is split (the values depend on it): matmul: the k inputs over this many
+  // tiles, their partial sums added in tile order; attention: each pair's positions over this
+  // many tiles, their partial softmax results combined.
+  int64_t k_parts = 1, position_parts = 1;
   BspWork tile, tile_per_position;    // the busiest tile; *_per_position scales with cached positions
   BspWork total, total_per_position;  // all tiles together (energy)
 };

@@ -14,14 +14,27 @@
 
 namespace tessera::ref {
 
+// How a machine splits the arithmetic, which decides the order of the fp32 sums and so the last
+// bits of every value (the formats are the precision policy's). Default: the reference's own order.
+struct Partitioning {
+  // Weight parameter name -> its k inputs split into this many equal parts, each part's products
+  // summed on its own and the partial sums added in part order; separately for steps over several
+  // tokens (prefill) and single-token steps (decode; empty: as prefill).
+  std::map<std::string, int64_t> k_parts, k_parts_decode;
+  // Attention: keys in blocks of this many positions, each block's max, sum of exponentials and
+  // weighted values computed on its own and combined (FlashAttention, an IPU's tiles); 0: one pass.
+  int64_t position_block = 0;
+};
+
 class ReferenceExecutor {
  public:
   // `graph` and `weights` must outlive the executor. max_context bounds the KV cache. Of
   // `precision`, the activations format rounds every input of a linear layer and the kv format
   // every key and value as it enters the cache (the weights carry their format already: see
   // model/quantize.hpp); arithmetic is fp32.
+  // `partitioning` names weights of `graph`; an unknown name throws Error.
   ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context,
-                    const PrecisionPolicy& precision = {});
+                    const PrecisionPolicy& precision = {}, const Partitioning& partitioning = {});
 
   // Runs one step over `tokens` at positions [position(), position() + n) and appends their keys
   // and values to the cache. Returns logits row-major: [n, vocab], or [1, vocab] for the last token
@@ -44,6 +57,8 @@ class ReferenceExecutor {
 
   void run_node(size_t id, int64_t rows, bool last_only);
   void attention(const ir::Node& node, size_t id, int64_t rows);
+  void blocked_softmax_values(const float* scores, int64_t visible, const float* values, int64_t stride, int64_t hd,
+                              float* out) const;
   void rope(const ir::Node& node, size_t id, int64_t rows);
 
   const ir::Graph& graph_;
@@ -57,6 +72,9 @@ class ReferenceExecutor {
   std::vector<std::vector<int32_t>> int_buffers_;  // per node: i32 inputs
   std::map<int64_t, KvCache> caches_;              // by attention layer
   std::map<size_t, RopeTable> rope_tables_;        // by rope node
+  std::vector<int64_t> k_parts_, k_parts_decode_;  // per matmul node (1: unsplit)
+  int64_t position_block_ = 0;
+  std::vector<float> partial_;  // one part's products
 };
 
 }  // namespace tessera::ref

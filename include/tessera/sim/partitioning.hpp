@@ -1,0 +1,24 @@
+// The order of the arithmetic a compiled GPU or IPU plan performs, as a ref::Partitioning: the
+// reference executor run with it computes the values that machine computes (the same formats,
+// its partial sums added in its order). Wafers have their own data plane (mesh_numerics.hpp).
+#pragma once
+
+#include "tessera/ir/graph.hpp"
+#include "tessera/program/bsp_plan.hpp"
+#include "tessera/program/gpu_plan.hpp"
+#include "tessera/ref/executor.hpp"
+
+namespace tessera::sim {
+
+// Tokens per FlashAttention key block on a GPU: tessera's assumption (FlashAttention-2 uses
+// blocks of 64 to 128 keys depending on the head size).
+constexpr int64_t kFlashAttentionKeyBlock = 128;
+
+// IPU: each matrix's k split over its pk tiles; each (request, KV head) pair's positions in
+// contiguous blocks over its tiles. Throws Error if the plan names a matrix `graph` lacks.
+ref::Partitioning partitioning(const program::BspPlan& plan, const ir::Graph& graph);
+// GPU: split-K parts per GEMM (per phase), tensor-parallel partial sums for row-split matrices,
+// FlashAttention key blocks.
+ref::Partitioning partitioning(const program::GpuPlan& plan, const ir::Graph& graph);
+
+}  // namespace tessera::sim

@@ -136,7 +136,9 @@ int main(int argc, char** argv) {
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
   CompareFlags compare;
-  auto* compare_cmd = app.add_subcommand("compare", "One model on several machines side by side (timing-only)");
+  auto* compare_cmd = app.add_subcommand("compare",
+                                         "One model on several machines and systems side by side (timing; values with "
+                                         "--numerics); precision default fp16");
   compare_cmd->add_option("-m,--model", compare.model, "Model name, config file or model directory")
       ->capture_default_str();
   compare_cmd

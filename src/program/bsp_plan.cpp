@@ -35,13 +35,8 @@ constexpr std::pair<const char*, double BspPlan::*> kPlanNumbers[] = {
 }  // namespace
 
 std::string to_json(const BspPlan& p) {
-  json doc = {{"format", kFormat},
-              {"version", kVersion},
-              {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
-              {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
-              {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)},
-              {"embedding", p.embedding},
-              {"lm_head", p.lm_head}};
+  json doc = plan_json(kFormat, kVersion, p);
+  doc["embedding"] = p.embedding, doc["lm_head"] = p.lm_head;
   for (const auto& [key, field] : kPlanIntegers) doc[key] = p.*field;
   for (const auto& [key, field] : kPlanNumbers) doc[key] = p.*field;
   for (const auto& [phase, steps] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
@@ -67,18 +62,9 @@ std::string to_json(const BspPlan& p) {
 }
 
 BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin) {
-  const json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
-  check_plan_header(doc, origin, kFormat, kVersion);
-  const Reader r{doc, origin};
   BspPlan p;
-  const Reader arch{r.at("arch"), origin + ": arch"}, model{r.at("model"), origin + ": model"};
-  p.arch_yaml = arch.string("yaml"), p.arch_origin = arch.string("origin");
-  p.model_yaml = model.string("yaml"), p.model_origin = model.string("origin");
-  const Reader precision{r.at("precision"), origin + ": precision"};
-  p.precision = parse_precision(precision);
-  p.weight_bits = precision.number("weight_bits");
-  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
+  const json doc = read_plan(text, origin, kFormat, kVersion, p);
+  const Reader r{doc, origin};
   p.embedding = r.flag("embedding"), p.lm_head = r.flag("lm_head");
   for (const auto& [key, field] : kPlanIntegers) p.*field = r.integer(key);
   for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);

@@ -76,14 +76,38 @@ inline PrecisionPolicy parse_precision(const Reader& r) {
   return p;
 }
 
-// Fails unless `doc` is a plan of `format` at `version`.
-inline void check_plan_header(const json& doc, const std::string& origin, const char* format, int64_t version) {
+// The fields every plan carries (Program, GpuPlan, BspPlan): format and version, the arch and
+// model descriptions it was compiled for, and its precision.
+template <typename Plan>
+json plan_json(const char* format, int64_t version, const Plan& p) {
+  return {{"format", format},
+          {"version", version},
+          {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
+          {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
+          {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)}};
+}
+
+// Parses `text` as a plan of `format` at `version` and reads the fields every plan carries into
+// `p`; returns the document for the rest. Throws Error naming `origin` and the field.
+template <typename Plan>
+json read_plan(const std::string& text, const std::string& origin, const char* format, int64_t version, Plan& p) {
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
   if (!doc.is_object() || !doc.contains("format") || doc["format"] != format)
-    fail("{}: not a {} (write one with `tessera compile --arch ARCH -o plan.json`)", origin, format);
+    fail("{}: not a tessera plan ({} expected; write one with `tessera compile --arch ARCH -o plan.json`)", origin,
+         format);
   const Reader r{doc, origin};
   if (r.integer("version") != version)
     fail("{}: plan format version {} is not supported (this tessera reads version {}); recompile it", origin,
          r.integer("version"), version);
+  const Reader arch{r.at("arch"), origin + ": arch"}, model{r.at("model"), origin + ": model"};
+  p.arch_yaml = arch.string("yaml"), p.arch_origin = arch.string("origin");
+  p.model_yaml = model.string("yaml"), p.model_origin = model.string("origin");
+  const Reader precision{r.at("precision"), origin + ": precision"};
+  p.precision = parse_precision(precision);
+  p.weight_bits = precision.number("weight_bits");
+  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
+  return doc;
 }
 
 }  // namespace tessera::program

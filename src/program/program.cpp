@@ -13,6 +13,7 @@ namespace {
 
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
+constexpr const char* kFormat = "tessera-mesh-plan";
 constexpr int kFormatVersion = 3;  // 2: a precision policy replaces weight_dtype; 3: batch and slice
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
@@ -85,44 +86,25 @@ std::string to_json(const Program& p) {
   json prefill = json::array(), decode = json::array();
   for (const Step& s : p.prefill) prefill.push_back(step_json(s));
   for (const Step& s : p.decode) decode.push_back(step_json(s));
-  json doc = {{"format", "tessera-mesh-plan"},
-              {"version", kFormatVersion},
-              {"arch", {{"origin", p.arch_origin}, {"yaml", p.arch_yaml}}},
-              {"model", {{"origin", p.model_origin}, {"yaml", p.model_yaml}}},
-              {"precision", precision_json(p.precision, p.weight_bits, p.skip_weight_zeros)},
-              {"prompt_tokens", p.prompt_tokens},
-              {"max_new_tokens", p.max_new_tokens},
-              {"max_context", p.max_context},
-              {"prefill_chunk_tokens", p.prefill_chunk_tokens},
-              {"batch", p.batch},
-              {"slice", {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}}},
-              {"stages", stages},
-              {"prefill", prefill},
-              {"decode", decode}};
+  json doc = plan_json(kFormat, kFormatVersion, p);
+  doc["prompt_tokens"] = p.prompt_tokens;
+  doc["max_new_tokens"] = p.max_new_tokens;
+  doc["max_context"] = p.max_context;
+  doc["prefill_chunk_tokens"] = p.prefill_chunk_tokens;
+  doc["batch"] = p.batch;
+  doc["slice"] = {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}};
+  doc["stages"] = stages;
+  doc["prefill"] = prefill;
+  doc["decode"] = decode;
   doc["precision"]["skip_zero_activations"] = p.skip_zero_activations;
   return doc.dump(1) + "\n";
 }
 
 Program from_json(const std::string& text, const std::string& origin) {
-  const json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded()) fail("{}: not valid JSON", origin);
-  const Reader r{doc, origin};
-  if (!doc.is_object() || !doc.contains("format") || doc["format"] != "tessera-mesh-plan")
-    fail("{}: not a tessera plan (write one with `tessera compile --arch ARCH -o plan.json`)", origin);
-  if (r.integer("version") != kFormatVersion)
-    fail("{}: plan format version {} is not supported (this tessera reads version {}); recompile it", origin,
-         r.integer("version"), kFormatVersion);
   Program p;
-  const Reader arch{r.at("arch"), origin + ": arch"};
-  p.arch_yaml = arch.string("yaml");
-  p.arch_origin = arch.string("origin");
-  const Reader model{r.at("model"), origin + ": model"};
-  p.model_yaml = model.string("yaml");
-  p.model_origin = model.string("origin");
+  const json doc = read_plan(text, origin, kFormat, kFormatVersion, p);
+  const Reader r{doc, origin};
   const Reader precision{r.at("precision"), origin + ": precision"};
-  p.precision = parse_precision(precision);
-  p.weight_bits = precision.number("weight_bits");
-  p.skip_weight_zeros = precision.flag("skip_weight_zeros");
   p.skip_zero_activations = precision.flag("skip_zero_activations");
   p.prompt_tokens = r.integer("prompt_tokens");
   p.max_new_tokens = r.integer("max_new_tokens");

@@ -77,18 +77,34 @@ void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& pol
                     : "presets that support " + policy.describe() + ": " + able);
 }
 
-// Compiles for a mesh arch; result.status says what does not fit and what would.
-compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
-                                                const compiler::MeshCompileOptions& options) {
-  const ir::ModelConfig config = ir::load_model_config(model_path);
+namespace {
+
+// A model and an arch as the compilers take them: parsed, with their text and origin; the policy
+// checked against the arch (a one-line error naming the presets that support it).
+struct CompileInputs {
+  ir::ModelConfig model;
+  std::string model_yaml, model_origin;
+  arch::ArchSpec arch;
+  std::string arch_yaml, arch_origin;
+};
+
+CompileInputs compile_inputs(const fs::path& model_path, const std::string& arch_name, const PrecisionPolicy& policy) {
   const fs::path arch_path = resolve_arch(arch_name);
-  const arch::ArchSpec arch = arch::load_arch(arch_path);
-  check_arch_precision(arch, options.precision);
-  return compiler::compile_for_mesh(config, read_text_file(model_path), model_path.string(), arch,
-                                    read_text_file(arch_path), arch_path.string(), options);
+  CompileInputs in{ir::load_model_config(model_path), read_text_file(model_path), model_path.string(),
+                   arch::load_arch(arch_path),        read_text_file(arch_path),  arch_path.string()};
+  check_arch_precision(in.arch, policy);
+  return in;
 }
 
-// As compile_mesh_result; a plan that does not fit is a one-line error with what would fit.
+}  // namespace
+
+compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
+                                                const compiler::MeshCompileOptions& options) {
+  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
+  return compiler::compile_for_mesh(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
+                                    options);
+}
+
 program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
                               const compiler::MeshCompileOptions& options) {
   auto result = compile_mesh_result(model_path, arch_name, options);
@@ -98,26 +114,23 @@ program::Program compile_mesh(const fs::path& model_path, const std::string& arc
 
 arch::FabricKind fabric_of(const std::string& arch_name) { return arch::load_arch(resolve_arch(arch_name)).fabric; }
 
-// Compiles for a GPU (or a tensor-parallel group); a plan that does not fit is a one-line error.
 compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
                                        const compiler::GpuCompileOptions& options) {
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  const fs::path arch_path = resolve_arch(arch_name);
-  const arch::ArchSpec arch = arch::load_arch(arch_path);
-  check_arch_precision(arch, options.precision);
-  return compiler::compile_for_gpu(config, read_text_file(model_path), model_path.string(), arch,
-                                   read_text_file(arch_path), arch_path.string(), options);
+  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
+  return compiler::compile_for_gpu(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
+                                   options);
 }
 
-// Compiles for an IPU; a plan that does not fit is a one-line error.
+compiler::ExchangeCompileResult compile_exchange_result(const fs::path& model_path, const std::string& arch_name,
+                                                        const compiler::ExchangeCompileOptions& options) {
+  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
+  return compiler::compile_for_exchange(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
+                                        options);
+}
+
 program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
                                   const compiler::ExchangeCompileOptions& options) {
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  const fs::path arch_path = resolve_arch(arch_name);
-  const arch::ArchSpec arch = arch::load_arch(arch_path);
-  check_arch_precision(arch, options.precision);
-  auto result = compiler::compile_for_exchange(config, read_text_file(model_path), model_path.string(), arch,
-                                               read_text_file(arch_path), arch_path.string(), options);
+  auto result = compile_exchange_result(model_path, arch_name, options);
   if (!result.status) fail("{}", result.status.message());
   return std::move(result.plan);
 }

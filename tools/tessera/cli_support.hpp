@@ -123,14 +123,17 @@ void check_outputs(const Outputs& out);
 // Fails with what `arch` lacks and which shipped presets support the whole policy.
 void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy);
 
-// Compilers by fabric. compile_mesh_result / compile_gpu return what does not fit in the status;
-// compile_mesh / compile_exchange turn it into a one-line error.
+// Compilers by fabric, from the CLI's model and arch names; the policy is checked against the
+// arch first. The *_result forms and compile_gpu return what does not fit in the status;
+// compile_mesh and compile_exchange turn it into a one-line error.
 compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
                                                 const compiler::MeshCompileOptions& options);
 program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
                               const compiler::MeshCompileOptions& options);
 compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
                                        const compiler::GpuCompileOptions& options);
+compiler::ExchangeCompileResult compile_exchange_result(const fs::path& model_path, const std::string& arch_name,
+                                                        const compiler::ExchangeCompileOptions& options);
 program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
                                   const compiler::ExchangeCompileOptions& options);
 

@@ -53,11 +53,8 @@ int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const Precisi
 std::optional<ref::Partitioning> plan_partitioning(const fs::path& model_path, const std::string& arch_name,
                                                    const ir::Graph& graph, const compiler::GpuCompileOptions& request) {
   if (fabric_of(arch_name) == arch::FabricKind::Exchange) {
-    const ir::ModelConfig config = ir::load_model_config(model_path);
-    const fs::path arch_path = resolve_arch(arch_name);
-    const auto result = compiler::compile_for_exchange(
-        config, read_text_file(model_path), model_path.string(), arch::load_arch(arch_path), read_text_file(arch_path),
-        arch_path.string(), {request.prompt_tokens, request.max_new_tokens, request.batch, request.precision});
+    const auto result = compile_exchange_result(
+        model_path, arch_name, {request.prompt_tokens, request.max_new_tokens, request.batch, request.precision});
     if (!result.status) return std::nullopt;
     return sim::partitioning(result.plan, graph);
   }

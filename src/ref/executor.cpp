@@ -197,16 +197,16 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
         for (size_t e = 0; e < rounded_.size(); ++e) rounded_[e] = round_to_format(x[e], activations_);
         x = rounded_.data();
       }
+      const bool has_bias = node.inputs.size() == 3;
+      const auto n = static_cast<blasint>(cols), kk = static_cast<blasint>(k);
+      const int64_t parts = (rows == 1 ? k_parts_decode_ : k_parts_)[id];
       float beta = 0.0f;
-      if (node.inputs.size() == 3) {
+      if (has_bias && parts == 1) {
         for (int64_t r = 0; r < out_rows; ++r) std::copy_n(in(2), cols, out.data() + r * cols);
         beta = 1.0f;
       }
-      const auto n = static_cast<blasint>(cols), kk = static_cast<blasint>(k);
-      const int64_t parts = (rows == 1 ? k_parts_decode_ : k_parts_)[id];
       if (parts > 1) {
         // Each part's products summed on its own, the partial sums added in part order, the bias last.
-        std::vector<float> bias(out.begin(), out.begin() + (beta != 0 ? out_rows * cols : 0));
         std::fill_n(out.data(), out_rows * cols, 0.0f);
         partial_.resize(static_cast<size_t>(out_rows * cols));
         const int64_t chunk = (k + parts - 1) / parts;
@@ -217,7 +217,9 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
                       partial_.data(), n);
           for (size_t e = 0; e < partial_.size(); ++e) out[e] += partial_[e];
         }
-        for (size_t e = 0; e < bias.size(); ++e) out[e] += bias[e];
+        if (has_bias)
+          for (int64_t r = 0; r < out_rows; ++r)
+            for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(r * cols + c)] += in(2)[c];
       } else if (out_rows == 1) {
         if (linear)
           cblas_sgemv(CblasRowMajor, CblasNoTrans, n, kk, 1.0f, in(1), kk, x, 1, beta, out.data(), 1);

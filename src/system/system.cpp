@@ -173,7 +173,7 @@ class Evaluator {
       if (c.step_s > slowest->step_s) slowest = &c;
     }
     energy += (hops * d_bytes + (layout->head_group > 0 ? static_cast<double>(layout->head_group - 1) * d_bytes : 0)) *
-              link_energy_per_byte();
+              mc_.arch.energy.offchip_pj_per_byte;
     const double step = std::max(latency, static_cast<double>(in_flight) * interval);
     r.fits = true;
     r.mapping = p == 1 ? "1 chip" : fmt::format("pipeline {}", layout->layer_chips.size());
@@ -283,8 +283,6 @@ class Evaluator {
     t.bound = b.decode_bound;
     return t;
   }
-
-  double link_energy_per_byte() const { return mc_.arch.energy.offchip_pj_per_byte; }
 
   // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.
   std::string more_chips_hint() const {

@@ -36,7 +36,8 @@ int main() {
         {"allreduce x, 512 words", sim::patterns::ktree_allreduce(all, 512, 4, true)},
     };
     const sim::MeshFabric mesh(n, n, link);
-    for (const auto& [name, c] : cases) {
+    for (const auto& [name, collective] : cases) {
+      const sim::Collective& c = collective;  // clang 14 cannot capture structured bindings
       sim::CommCost fast, cycle;
       const double fast_s = seconds([&] { fast = mesh.fast_cost(c); });
       const double cycle_s = seconds([&] { cycle = mesh.cycle_level_cost(c); });

@@ -21,7 +21,7 @@ struct YamlMap::Impl {
 namespace {
 
 std::string node_text(const YAML::Node& node) {
-  if (node.IsScalar()) return "'" + node.Scalar() + "'";
+  if (node.IsScalar()) return fmt::format("'{}'", excerpt(node.Scalar()));
   if (node.IsSequence()) return "a list";
   if (node.IsMap()) return "a mapping";
   return "nothing";
@@ -56,8 +56,8 @@ const std::string& YamlMap::origin() const { return impl_->origin; }
 std::string YamlMap::where(const std::string& key) const {
   const YAML::Node child = impl_->node[key];
   if (child.IsDefined() && child.Mark().line >= 0)
-    return fmt::format("{}:{}: key '{}'", impl_->origin, child.Mark().line + 1, impl_->full_key(key));
-  return fmt::format("{}: key '{}'", impl_->origin, impl_->full_key(key));
+    return fmt::format("{}:{}: key '{}'", impl_->origin, child.Mark().line + 1, excerpt(impl_->full_key(key)));
+  return fmt::format("{}: key '{}'", impl_->origin, excerpt(impl_->full_key(key)));
 }
 
 bool YamlMap::has(const std::string& key) const {

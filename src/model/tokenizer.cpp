@@ -155,7 +155,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
 
   Tokenizer t;
   const std::string origin = encoder_json.string();
-  const nlohmann::json encoder = nlohmann::json::parse(read_text_file(encoder_json), nullptr, false);
+  const nlohmann::json encoder = nlohmann::json::parse(read_text_file(encoder_json, kTokenizerFile), nullptr, false);
   if (encoder.is_discarded() || !encoder.is_object())
     fail("{}: expected a JSON object mapping token strings to ids", origin);
   t.id_to_bytes_.resize(encoder.size());
@@ -174,7 +174,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
     if (!t.bytes_to_id_.contains(std::string(1, static_cast<char>(b))))
       fail("{}: byte 0x{:02x} has no token; a byte-level BPE vocabulary needs all 256", origin, b);
 
-  std::istringstream lines(read_text_file(merges));
+  std::istringstream lines(read_text_file(merges, kTokenizerFile));
   std::string line;
   int line_no = 0;
   int32_t rank = 0;

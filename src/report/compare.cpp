@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tessera/report/output_files.hpp"
+
 namespace tessera::report {
 
 CompareRow compare_row(const std::string& arch, const std::string& model, int64_t batch, const system::Result& r) {
@@ -61,9 +63,7 @@ std::string compare_json(const std::vector<CompareRow>& rows) {
 }
 
 std::string compare_csv(const std::vector<CompareRow>& rows) {
-  std::string out =
-      "arch,model,chips,batch,fits,mapping,time_to_first_token_s,tokens_per_s_per_user,tokens_per_s,"
-      "energy_per_token_j,utilization,bound,tokens,note\n";
+  std::string out = std::string(kCompareCsvHeader) + "\n";
   for (const auto& r : rows)
     out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
                        r.fits ? 1 : 0, r.mapping, r.time_to_first_token_s, r.tokens_per_s_per_user, r.tokens_per_s,

@@ -179,11 +179,6 @@ std::string heatmap_svg(const Heatmap& map, int64_t max_pixels) {
   return svg + "</svg>\n";
 }
 
-void write_heatmap_png(const Heatmap& map, const std::filesystem::path& path, int64_t max_pixels) {
-  const Raster r = rasterize(map, max_pixels, true);
-  if (!stbi_write_png(path.c_str(), static_cast<int>(r.width), static_cast<int>(r.height), 3, r.rgb.data(),
-                      static_cast<int>(r.width * 3)))
-    fail("{}: cannot write PNG", path.string());
-}
+std::string heatmap_png(const Heatmap& map, int64_t max_pixels) { return png_bytes(rasterize(map, max_pixels, true)); }
 
 }  // namespace tessera::report

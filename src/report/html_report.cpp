@@ -10,6 +10,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/report/output_files.hpp"
 
 namespace tessera::report {
 
@@ -133,18 +134,23 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
     }
     const std::string title =
         fmt::format("{} on {}", run.at("model").get<std::string>(), run.at("arch").get<std::string>());
-    std::string html = fmt::format(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>tessera: {}</title>\n<style>"
-        "body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:0.5em 0}}"
-        "th,td{{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}} td{{font-variant-numeric:tabular-nums}}"
-        "pre{{background:#f6f6f6;padding:1em;overflow:auto}} .maps svg{{margin:0.5em}}</style></head><body>\n"
-        "<h1 id=\"title\">{}</h1>\n<p>weights {}, activations {}, KV cache {}; {} fabric model, {:.2f} GHz; {} prompt "
-        "tokens, {} generated.</p>\n",
-        escape(title), escape(title), escape(run.at("precision").at("weights").get<std::string>()),
-        escape(run.at("precision").at("activations").get<std::string>()),
-        escape(run.at("precision").at("kv").get<std::string>()), escape(run.at("fabric_model").get<std::string>()),
-        run.at("clock_hz").get<double>() / 1e9, run.at("tokens").at("prompt").get<int64_t>(),
-        run.at("tokens").at("generated").get<int64_t>());
+    std::string html =
+        kHtmlHead +
+        fmt::format(
+            "{}</title>\n<style>"
+            "body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:0.5em "
+            "0}}"
+            "th,td{{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd}} "
+            "td{{font-variant-numeric:tabular-nums}}"
+            "pre{{background:#f6f6f6;padding:1em;overflow:auto}} .maps svg{{margin:0.5em}}</style></head><body>\n"
+            "<h1 id=\"title\">{}</h1>\n<p>weights {}, activations {}, KV cache {}; {} fabric model, {:.2f} GHz; {} "
+            "prompt "
+            "tokens, {} generated.</p>\n",
+            escape(title), escape(title), escape(run.at("precision").at("weights").get<std::string>()),
+            escape(run.at("precision").at("activations").get<std::string>()),
+            escape(run.at("precision").at("kv").get<std::string>()), escape(run.at("fabric_model").get<std::string>()),
+            run.at("clock_hz").get<double>() / 1e9, run.at("tokens").at("prompt").get<int64_t>(),
+            run.at("tokens").at("generated").get<int64_t>());
     html += "<h2>Summary</h2>\n<table>\n";
     html += row("time to first token", "ttft-ms",
                 fmt::format("{:.6g}", run.at("time_to_first_token_s").get<double>() * 1e3), "ms");

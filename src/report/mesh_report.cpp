@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "tessera/report/output_files.hpp"
+
 namespace tessera::report {
 
 namespace {
@@ -224,9 +226,7 @@ std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
 }
 
 std::string steps_csv(const sim::MeshReport& r) {
-  std::string out =
-      "kind,name,stage,pattern,passes,cycles,compute_cycles,communication_cycles,host_cycles,macs_per_core,"
-      "collective_words,busiest_port_words\n";
+  std::string out = std::string(kStepsCsvHeader) + "\n";
   auto quoted = [](const std::string& s) { return "\"" + s + "\""; };
   for (const auto& [name, p] : {std::pair{"prefill", r.prefill}, std::pair{"decode", r.decode}})
     out += fmt::format("phase,{},,,{},{},{},{},{},,,\n", name, p.passes, p.cycles, p.compute_cycles, p.comm_cycles,
@@ -312,7 +312,8 @@ std::string trace_json(const sim::MeshReport& r) {
                         {"host_bytes", t.host_bytes},
                         {"dtype", r.precision.activations}}}});
   }
-  return nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump() + "\n";
+  return nlohmann::json{{"format", "tessera-trace/1"}, {"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump() +
+         "\n";
 }
 
 }  // namespace tessera::report

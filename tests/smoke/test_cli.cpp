@@ -1,8 +1,11 @@
 // End-to-end: the CLI a user runs, its output and its exit codes on good and bad input.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fmt/core.h>
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -15,11 +18,23 @@ namespace {
 
 struct Result {
   int exit_code;
-  std::string output;  // stdout and stderr together
+  std::string output;  // stdout, then stderr
+  std::string stdout_text;
 };
 
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// Runs the CLI; stderr (errors, progress lines that depend on wall time) is kept apart so that
+// tests comparing outputs compare stdout only.
 Result tessera(const std::string& args) {
-  const std::string command = std::string(TESSERA_CLI) + " " + args + " 2>&1";
+  std::string err = (std::filesystem::temp_directory_path() / "tessera_smoke_stderr_XXXXXX").string();
+  const int fd = mkstemp(err.data());
+  EXPECT_GE(fd, 0);
+  close(fd);
+  const std::string command = std::string(TESSERA_CLI) + " " + args + " 2>" + err;
   FILE* pipe = popen(command.c_str(), "r");
   EXPECT_NE(pipe, nullptr);
   std::string output;
@@ -27,7 +42,9 @@ Result tessera(const std::string& args) {
   size_t n;
   while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
   const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  const std::string errors = read_all(err);
+  std::filesystem::remove(err);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output + errors, output};
 }
 
 std::string temp_file(const std::string& name, const std::string& contents) {
@@ -49,11 +66,12 @@ TEST(Cli, RunGeneratesTextOnTheDefaultWafer) {
   EXPECT_TRUE(contains(r.output, "default on wse2 (simulated, fast fabric model;")) << r.output;
   EXPECT_TRUE(contains(r.output, "precision            weights fp32, activations fp32, kv fp32; 32 bits")) << r.output;
   EXPECT_TRUE(contains(r.output, "tokens/s per user (24 generated tokens)")) << r.output;
-  EXPECT_EQ(tessera("run -n 24 --seed 3").output.substr(0, 200), r.output.substr(0, 200)) << "deterministic";
+  EXPECT_EQ(tessera("run -n 24 --seed 3").stdout_text.substr(0, 200), r.stdout_text.substr(0, 200)) << "deterministic";
   // The wafer computes the same values as the host reference, so sampling picks the same text.
   const Result host = tessera("run -n 24 --seed 3 --arch host");
   ASSERT_EQ(host.exit_code, 0) << host.output;
-  EXPECT_EQ(host.output.substr(0, host.output.find("\n\n[")), r.output.substr(0, r.output.find("\n\ndefault on")));
+  EXPECT_EQ(host.stdout_text.substr(0, host.stdout_text.find("\n\n[")),
+            r.stdout_text.substr(0, r.stdout_text.find("\n\ndefault on")));
   EXPECT_TRUE(contains(host.output, "24 generated")) << host.output;
 }
 
@@ -85,8 +103,9 @@ TEST(Cli, RandomWeightsRunForShapeOnlyModels) {
   const Result r = tessera("run --arch mesh-32x32 --weights random --seed 2 -n 3 -p hi");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "default on mesh-32x32")) << r.output;
-  EXPECT_EQ(r.output.substr(0, r.output.find("\n\n")),
-            tessera("run --arch host --weights random --seed 2 -n 3 -p hi").output.substr(0, r.output.find("\n\n")));
+  EXPECT_EQ(r.stdout_text.substr(0, r.stdout_text.find("\n\n")),
+            tessera("run --arch host --weights random --seed 2 -n 3 -p hi")
+                .stdout_text.substr(0, r.stdout_text.find("\n\n")));
   const Result mismatch = tessera("run --arch host -m " TESSERA_SOURCE_DIR
                                   "/tests/data/llama-tiny.yaml --weights random "
                                   "--tokenizer " TESSERA_SOURCE_DIR "/models/default -n 4 -p hi");
@@ -178,13 +197,169 @@ TEST(Cli, MeshErrorsAreOneLine) {
 
 TEST(Cli, NeverOverwritesFilesItDidNotWrite) {
   const std::string notes = temp_file("notes.txt", "my notes\n");
-  for (const std::string& args : {"run -n 2 --json " + notes, "compile --arch mesh-32x32 -o " + notes}) {
+  // A note that mentions tessera's formats, a CSV that starts like tessera's: still the user's.
+  const std::string mentions =
+      temp_file("mentions.json", "remember: \"schema\": \"tessera-run/2\" and \"format\": \"tessera-mesh-plan\"\n");
+  const std::string json_note = temp_file("json-note.json", "{\"note\": \"\\\"schema\\\": \\\"tessera-run/2\\\"\"}\n");
+  const std::string csv = temp_file("mine.csv", "kind,name,stage,pattern\n1,2,3,4\n");
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string plan = (dir / "tessera_smoke_own_plan.json").string();
+  std::filesystem::remove(plan);
+  ASSERT_EQ(tessera("compile --arch mesh-32x32 -o " + plan).exit_code, 0);
+  const std::string plan_text = read_all(plan);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"run -n 2 --json " + notes, notes},
+      {"compile --arch mesh-32x32 -o " + notes, notes},
+      {"run -n 2 -q --json " + mentions, mentions},
+      {"simulate " + plan + " --json " + json_note, json_note},
+      {"run -n 2 -q --arch mesh-32x32 --csv " + csv, csv},
+      {"compare --arch h100 --csv " + csv, csv},
+      {"simulate " + plan + " --json " + plan, plan},
+      {"run --arch mesh-32x32 -n 2 -q --json " + plan + " --csv " + plan, plan}};
+  for (const auto& [args, file] : cases) {
+    const std::string before = read_all(file);
     const Result r = tessera(args);
-    EXPECT_NE(r.exit_code, 0) << args;
-    EXPECT_TRUE(contains(r.output, "is not a file tessera wrote")) << r.output;
-    std::ifstream in(notes);
-    EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), {}), "my notes\n") << args;
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_TRUE(contains(r.output, "(nothing was written)")) << args << "\n" << r.output;
+    EXPECT_EQ(read_all(file), before) << args;
   }
+  EXPECT_EQ(read_all(plan), plan_text);
+  EXPECT_TRUE(contains(tessera("simulate " + plan + " --json " + plan).output, "is also an input of this command"));
+  EXPECT_TRUE(contains(tessera("run -n 2 --json " + mentions).output, "exists and is not a file tessera wrote"));
+  // `report R.json -o R.json` would replace its own input with HTML.
+  const std::string run_json = (dir / "tessera_smoke_own_run.json").string();
+  std::filesystem::remove(run_json);
+  ASSERT_EQ(tessera("run -n 2 -q --arch mesh-32x32 --json " + run_json).exit_code, 0);
+  const std::string run_text = read_all(run_json);
+  const Result self = tessera("report " + run_json + " -o " + run_json);
+  EXPECT_NE(self.exit_code, 0);
+  EXPECT_TRUE(contains(self.output, "is also an input of this command")) << self.output;
+  EXPECT_EQ(read_all(run_json), run_text);
+}
+
+TEST(Cli, OutputPathsThatCannotBeWrittenSafelyFailWithOneLine) {
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_smoke_paths";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::create_symlink(dir / "missing" / "target.json", dir / "dangling.json");
+  std::filesystem::create_symlink(dir / "loop-b", dir / "loop-a");
+  std::filesystem::create_symlink(dir / "loop-a", dir / "loop-b");
+  const std::string file = temp_file("plain.txt", "text\n");
+  const std::vector<std::pair<std::string, std::string>> paths = {
+      {(dir / "dangling.json").string(), "is a symlink whose target does not exist"},
+      {(dir / "loop-a").string(), "is a symlink in a loop"},
+      {(dir / "loop-a" / "x.json").string(), "cannot be used"},
+      {file + "/x.json", "tessera_smoke_plain.txt is not a directory"},
+      {(dir / "no-such-dir" / "x.json").string(), "does not exist"},
+      {dir.string(), "is a directory"},
+      {"/dev/null", "is not a regular file"}};
+  for (const auto& [path, message] : paths) {
+    for (const std::string& args :
+         {"run -n 2 -q --json " + path, "run -n 2 -q --trace " + path, "run -n 2 -q --csv " + path,
+          "compile --arch wse2 -o " + path, "compare --arch h100 --json " + path, "compare --arch h100 --csv " + path,
+          "report " TESSERA_SOURCE_DIR "/README.md -o " + path}) {
+      const Result r = tessera(args);
+      EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+      EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
+      EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing")) << "a dangling symlink is not followed";
+  const Result heatmaps = tessera("run -n 2 -q --heatmaps " + (dir / "loop-a").string());
+  EXPECT_EQ(heatmaps.exit_code, 1);
+  EXPECT_TRUE(contains(heatmaps.output, "is a symlink in a loop")) << heatmaps.output;
+  // A symlink to tessera's own file is followed: the file is replaced, the link stays a link.
+  const std::string target = (dir / "run.json").string(), link = (dir / "link.json").string();
+  ASSERT_EQ(tessera("run -n 2 -q --arch mesh-32x32 --json " + target).exit_code, 0);
+  std::filesystem::create_symlink(target, link);
+  EXPECT_EQ(tessera("run -n 3 -q --arch mesh-32x32 --json " + link).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(nlohmann::json::parse(read_all(target))["decode"]["passes"], 2);
+}
+
+TEST(Cli, InputsMustBeRegularFilesOfSensibleSize) {
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_smoke_inputs";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "tokenizer");
+  std::filesystem::create_symlink("/dev/zero", dir / "tokenizer" / "encoder.json");
+  std::filesystem::copy_file(TESSERA_SOURCE_DIR "/models/default/vocab.bpe", dir / "tokenizer" / "vocab.bpe");
+  const std::string fifo = (dir / "fifo").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // A 17 MiB sparse file is larger than any YAML description.
+  const std::string big = (dir / "big.yaml").string();
+  { std::ofstream(big) << "name: x\n"; }
+  std::filesystem::resize_file(big, 17u << 20);
+  // A config that is a symlink to a long file: the message quotes a short excerpt of it at most.
+  std::string letter;
+  for (int i = 0; i < 2000; ++i) letter += "private words of a letter ";
+  std::filesystem::create_symlink(temp_file("letter.txt", letter), dir / "letter.yaml");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"simulate /dev/zero", "/dev/zero: is a character device, not a regular file"},
+      {"report /dev/zero -o " + (dir / "r.html").string(), "/dev/zero: is a character device"},
+      {"run --precision /dev/zero", "/dev/zero: is a character device"},
+      {"eval --text /dev/zero", "/dev/zero: is a character device"},
+      {"run -m /dev/zero", "/dev/zero: is a character device"},
+      {"run --arch /dev/zero --no-numerics", "/dev/zero: is a character device"},
+      {"run --arch host --tokenizer " + (dir / "tokenizer").string(), "encoder.json: is a character device"},
+      {"simulate " + fifo, "is a FIFO (named pipe), not a regular file"},
+      {"eval --text " + fifo, "is a FIFO (named pipe), not a regular file"},
+      {"run -m " + big, "17.0 MiB is larger than any YAML description tessera reads (16.0 MiB)"},
+      {"run -m " + (dir / "letter.yaml").string(),
+       "expected a YAML mapping at the top level, got 'private words of a letter private words of a letter private "
+       "...'"}};
+  for (const auto& [args, message] : cases) {
+    const Result r = tessera(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+    EXPECT_LT(r.output.size(), 400u) << args << "\n" << r.output;
+  }
+}
+
+TEST(Cli, RerunningACommandReplacesItsOwnOutputs) {
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_smoke_rerun";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto at = [&](const char* name) { return (dir / name).string(); };
+  const std::vector<std::string> commands = {
+      "run -n 3 -q --arch mesh-32x32 --json " + at("run.json") + " --csv " + at("run.csv") + " --trace " +
+          at("trace.json") + " --heatmaps " + at("maps"),
+      "compile --arch mesh-32x32 --prompt-tokens 8 -n 4 -o " + at("mesh-plan.json"),
+      "compile --arch h100 --dtype fp16 -o " + at("gpu-plan.json"),
+      "compile --arch gc200 --dtype fp16 -o " + at("bsp-plan.json"),
+      "simulate " + at("mesh-plan.json") + " -q --json " + at("sim.json") + " --csv " + at("sim.csv") + " --trace " +
+          at("sim-trace.json") + " --heatmaps " + at("sim-maps"),
+      "report " + at("run.json") + " -o " + at("report.html"),
+      "compare --arch h100,wse2 --prompt-len 8 --gen 4 --json " + at("compare.json") + " --csv " + at("compare.csv")};
+  for (const auto& args : commands)
+    for (int i = 0; i < 2; ++i) {
+      const Result r = tessera(args);
+      EXPECT_EQ(r.exit_code, 0) << "run " << i + 1 << ": " << args << "\n" << r.output;
+    }
+  for (const char* name :
+       {"run.json", "run.csv", "trace.json", "mesh-plan.json", "gpu-plan.json", "bsp-plan.json", "sim.json", "sim.csv",
+        "sim-trace.json", "report.html", "compare.json", "compare.csv", "maps/sram.png", "sim-maps/energy.svg"})
+    EXPECT_GT(std::filesystem::file_size(dir / name), 100u) << name;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
+    EXPECT_FALSE(contains(entry.path().filename().string(), ".tessera-") &&
+                 entry.path().filename() != ".tessera-heatmaps")
+        << "temporary file left behind: " << entry.path();
+}
+
+TEST(Cli, FlagsThatWouldBeIgnoredAreErrors) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"compile -o /tmp/tessera_smoke_ir.txt", "compile --output: --output writes or shapes a plan and needs --arch"},
+      {"compile --prompt-tokens 8", "--prompt-tokens writes or shapes a plan and needs --arch"},
+      {"compile --dtype fp16", "--dtype writes or shapes a plan and needs --arch"},
+      {"compile --arch wse2 --emit ir -o /tmp/tessera_smoke_x.json", "--emit prints the IR, without --arch"},
+      {"compare --arch h100 --weights random", "--weights is for --numerics"},
+      {"run --no-numerics --seed 4", "--seed chooses values, and --no-numerics computes none"}};
+  for (const auto& [args, message] : cases) {
+    const Result r = tessera(args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_TRUE(contains(r.output, message)) << args << "\n" << r.output;
+  }
+  EXPECT_FALSE(std::filesystem::exists("/tmp/tessera_smoke_ir.txt"));
 }
 
 TEST(Cli, TraceCoversTheRunAndStaysSmall) {
@@ -238,7 +413,7 @@ TEST(Cli, HeatmapsAreWrittenIntoTheirOwnDirectory) {
   const Result user_dir =
       tessera("run -n 4 --heatmaps " + std::filesystem::path(TESSERA_SOURCE_DIR).string() + "/docs");
   EXPECT_NE(user_dir.exit_code, 0);
-  EXPECT_TRUE(contains(user_dir.output, "is not a heatmap directory tessera made")) << user_dir.output;
+  EXPECT_TRUE(contains(user_dir.output, "is not a directory tessera made")) << user_dir.output;
 }
 
 namespace {

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/model/quantize.hpp"
 #include "tessera/report/heatmap.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/report/output_files.hpp"
 #include "tessera/sim/mesh_timing.hpp"
 
 namespace tessera::cli {
@@ -28,39 +28,33 @@ std::vector<fs::path> preset_files() {
 }
 
 fs::path resolve_arch(const std::string& name_or_path) {
-  if (fs::is_regular_file(name_or_path)) return name_or_path;
+  std::error_code ec;
+  // A path the user gave is the arch file: reading it says what is wrong with it.
+  const fs::file_type type = fs::symlink_status(name_or_path, ec).type();
+  if (type != fs::file_type::not_found && type != fs::file_type::none && type != fs::file_type::directory)
+    return name_or_path;
   const fs::path preset = data_dir() / "configs" / "arch" / (name_or_path + ".yaml");
-  if (fs::is_regular_file(preset)) return preset;
+  if (fs::is_regular_file(preset, ec)) return preset;
   std::string names;
   for (const auto& f : preset_files()) names += (names.empty() ? "" : ", ") + f.stem().string();
   fail("unknown arch '{}': not a file and not a preset (host, {}); see `tessera archs`", name_or_path, names);
 }
 
-// Output files never replace a file tessera did not write (a plan or a metrics file); commands
-// check their output paths before doing any work.
-void check_output_path(const std::string& path) {
-  if (path.empty()) return;
-  if (fs::exists(path) && fs::is_directory(path)) fail("{}: is a directory", path);
-  if (fs::exists(path) && fs::file_size(path) > 0) {
-    const std::string existing = read_text_file(path);
-    const bool ours = existing.find("\"format\": \"tessera-mesh-plan\"") != std::string::npos ||
-                      existing.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos ||
-                      existing.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos ||
-                      existing.find("\"schema\": \"tessera-run/") != std::string::npos ||
-                      existing.find("\"schema\": \"tessera-compare/") != std::string::npos ||
-                      existing.find("<title>tessera: ") != std::string::npos ||
-                      existing.starts_with("kind,name,stage,pattern") ||
-                      existing.starts_with("arch,model,chips,batch,");
-    if (!ours) fail("{}: exists and is not a file tessera wrote; choose another path (nothing was written)", path);
-  }
+namespace {
+
+void refuse_repeated_paths(const std::vector<std::string>& paths) {
+  for (size_t i = 0; i < paths.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (!paths[i].empty() && paths[j] == paths[i])
+        fail("{}: given for two outputs; choose a path for each (nothing was written)", paths[i]);
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  check_output_path(path);
-  std::ofstream out(path, std::ios::trunc);
-  if (!out) fail("{}: cannot write", path);
-  out << text;
-  if (!out) fail("{}: write failed", path);
+}  // namespace
+
+void check_outputs(const std::vector<std::string>& paths, const std::vector<fs::path>& inputs) {
+  refuse_repeated_paths(paths);
+  for (const auto& path : paths)
+    if (!path.empty()) report::check_output_path(path, inputs);
 }
 
 // Fails with what `arch` lacks and which shipped presets support the whole policy.
@@ -135,20 +129,10 @@ program::BspPlan compile_exchange(const fs::path& model_path, const std::string&
   return std::move(result.plan);
 }
 
-// Heatmaps go into a directory tessera creates and marks, so it never writes into a user's own.
-constexpr const char* kHeatmapMarker = ".tessera-heatmaps";
-
-static void check_heatmap_dir(const std::string& dir) {
-  if (dir.empty() || !fs::exists(dir)) return;
-  if (!fs::is_directory(dir) || (!fs::is_empty(dir) && !fs::exists(fs::path(dir) / kHeatmapMarker)))
-    fail("{}: exists and is not a heatmap directory tessera made; choose a new directory (nothing was written)", dir);
-}
-
 void check_outputs(const Outputs& out) {
-  check_output_path(out.json);
-  check_output_path(out.trace);
-  check_output_path(out.csv);
-  check_heatmap_dir(out.heatmaps);
+  refuse_repeated_paths({out.json, out.trace, out.csv, out.heatmaps});
+  check_outputs({out.json, out.trace, out.csv}, out.inputs);
+  if (!out.heatmaps.empty()) report::check_output_directory(out.heatmaps, out.inputs);
 }
 
 // activation_density: measured by a run with values (MeshDataPlane::activation_density), or empty.
@@ -160,18 +144,16 @@ int simulate_and_report(const program::Program& plan, const Outputs& out,
              [&](int64_t done, int64_t total) { progress.update(done, total); },
              !out.json.empty() || !out.heatmaps.empty(), activation_density});
   std::fputs(report::summary_table(report).c_str(), stdout);
-  if (!out.json.empty()) write_file(out.json, report::to_json(plan, report));
-  if (!out.csv.empty()) write_file(out.csv, report::steps_csv(report));
-  if (!out.trace.empty()) write_file(out.trace, report::trace_json(report));
+  if (!out.json.empty()) report::write_output(out.json, report::to_json(plan, report), out.inputs);
+  if (!out.csv.empty()) report::write_output(out.csv, report::steps_csv(report), out.inputs);
+  if (!out.trace.empty()) report::write_output(out.trace, report::trace_json(report), out.inputs);
   if (!out.heatmaps.empty()) {
-    const fs::path dir(out.heatmaps);
-    fs::create_directories(dir);
-    write_file((dir / kHeatmapMarker).string(), "");
+    const fs::path dir = report::prepare_output_directory(out.heatmaps, out.inputs);
     const char* names[] = {"sram", "compute", "energy", "links-east", "links-west", "links-north", "links-south"};
     const auto maps = report::mesh_heatmaps(report::run_figures(plan, report));
     for (size_t i = 0; i < maps.size(); ++i) {
-      std::ofstream((dir / (std::string(names[i]) + ".svg"))) << report::heatmap_svg(maps[i]);
-      report::write_heatmap_png(maps[i], dir / (std::string(names[i]) + ".png"));
+      report::write_into_output_directory(dir, std::string(names[i]) + ".svg", report::heatmap_svg(maps[i]));
+      report::write_into_output_directory(dir, std::string(names[i]) + ".png", report::heatmap_png(maps[i]));
     }
     std::printf("  heatmaps: %s/{sram,compute,energy,links-east,links-west,links-north,links-south}.{svg,png}\n",
                 out.heatmaps.c_str());

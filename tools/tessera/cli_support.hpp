@@ -64,8 +64,9 @@ class Progress {
 // Files a simulated run writes (empty: not written).
 struct Outputs {
   std::string json, trace, heatmaps, csv;
-  bool cycle_level = false;  // not a file: which fabric model times the run
-  bool quiet = false;        // no progress lines
+  bool cycle_level = false;      // not a file: which fabric model times the run
+  bool quiet = false;            // no progress lines
+  std::vector<fs::path> inputs;  // not a flag: the files the command reads, which no output may replace
 };
 
 // The precision policy as given: a YAML file, then --dtype for all three formats, then the
@@ -114,10 +115,9 @@ std::vector<fs::path> preset_files();
 fs::path resolve_arch(const std::string& name_or_path);
 arch::FabricKind fabric_of(const std::string& arch_name);
 
-// Output files never replace a file tessera did not write (a plan or a metrics file); commands
-// check their output paths before doing any work.
-void check_output_path(const std::string& path);
-void write_file(const std::string& path, const std::string& text);
+// Output paths are checked before any work (report/output_files.hpp): an output never replaces a
+// file tessera did not write or one of the command's inputs, and no path is given for two outputs.
+void check_outputs(const std::vector<std::string>& paths, const std::vector<fs::path>& inputs);
 void check_outputs(const Outputs& out);
 
 // Fails with what `arch` lacks and which shipped presets support the whole policy.

@@ -12,6 +12,7 @@
 #include "tessera/ref/eval.hpp"
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
+#include "tessera/report/output_files.hpp"
 #include "tessera/sim/bsp_timing.hpp"
 #include "tessera/sim/gpu_timing.hpp"
 #include "tessera/sim/mesh_numerics.hpp"
@@ -112,7 +113,7 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(text_path));
+  const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(text_path, kTextFile));
   if (window == 0) window = config.context_length;
   if (window > config.context_length)
     fail("--window {} exceeds {}'s context of {} tokens", window, config.name, config.context_length);
@@ -136,12 +137,25 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
   return 0;
 }
 
-int run_command(const RunFlags& flags) {
+// The files a run reads, which none of its outputs may replace.
+std::vector<fs::path> run_inputs(const RunFlags& flags, const fs::path& model_path) {
+  std::vector<fs::path> inputs = {model_path};
+  if (!flags.weights.empty() && flags.weights != "random") inputs.emplace_back(flags.weights);
+  if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
+  if (!flags.tokenizer_dir.empty())
+    for (const char* name : {"encoder.json", "vocab.bpe"}) inputs.push_back(fs::path(flags.tokenizer_dir) / name);
+  if (flags.arch != "host") inputs.push_back(resolve_arch(flags.arch));
+  return inputs;
+}
+
+int run_command(const RunFlags& given) {
+  RunFlags flags = given;
+  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  flags.outputs.inputs = run_inputs(flags, model_path);
   check_outputs(flags.outputs);
   if (flags.arch == "host" &&
       (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
     fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   const PrecisionPolicy policy = flags.precision.resolve();
   if (flags.arch != "host" && fabric_of(flags.arch) != arch::FabricKind::Mesh2D)
     return run_kernel_by_kernel(model_path, flags, policy, fabric_of(flags.arch));
@@ -272,9 +286,11 @@ class NumericsCheck {
 // One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
 // machine and batch size.
 int compare_command(const CompareFlags& flags) {
-  check_output_path(flags.json);
-  check_output_path(flags.csv);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  std::vector<fs::path> inputs = {model_path};
+  if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
+  if (!flags.weights.empty() && flags.weights != "random") inputs.emplace_back(flags.weights);
+  check_outputs({flags.json, flags.csv}, inputs);
   PrecisionFlags precision = flags.precision;
   if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
   system::Workload work;
@@ -312,15 +328,17 @@ int compare_command(const CompareFlags& flags) {
               flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
   std::fputs(report::compare_table(rows).c_str(), stdout);
   if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
-  if (!flags.json.empty()) write_file(flags.json, report::compare_json(rows));
-  if (!flags.csv.empty()) write_file(flags.csv, report::compare_csv(rows));
+  if (!flags.json.empty()) report::write_output(flags.json, report::compare_json(rows), inputs);
+  if (!flags.csv.empty()) report::write_output(flags.csv, report::compare_csv(rows), inputs);
   return 0;
 }
 
 // `tessera simulate PLAN`: any plan `compile --arch` writes, told apart by its format field.
-int simulate_command(const std::string& plan_path, const Outputs& outputs) {
+int simulate_command(const std::string& plan_path, const Outputs& given) {
+  Outputs outputs = given;
+  outputs.inputs = {plan_path};
   check_outputs(outputs);
-  const std::string text = read_text_file(plan_path);
+  const std::string text = read_text_file(plan_path, kPlanFile);
   const bool gpu = text.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos;
   const bool bsp = text.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos;
   if ((gpu || bsp) &&
@@ -341,28 +359,30 @@ int simulate_command(const std::string& plan_path, const Outputs& outputs) {
 }
 
 int compile_command(const CompileFlags& flags) {
-  check_output_path(flags.output);
   const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
   if (!flags.arch.empty()) {
     if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
+    std::vector<fs::path> inputs = {model_path, resolve_arch(flags.arch)};
+    if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
+    check_outputs({flags.output}, inputs);
+    const auto write_plan = [&](const std::string& json) { report::write_output(flags.output, json, inputs); };
     const PrecisionPolicy policy = flags.precision.resolve();
     const arch::FabricKind fabric = fabric_of(flags.arch);
     if (fabric == arch::FabricKind::SharedMemory) {
       const auto result = compile_gpu(
           model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
       if (!result.status) fail("{}", result.status.message());
-      write_file(flags.output, program::to_json(result.plan));
+      write_plan(program::to_json(result.plan));
     } else if (fabric == arch::FabricKind::Exchange) {
       if (flags.tensor_parallel != 1) fail("--tp is for GPU-like chips");
-      write_file(flags.output,
-                 program::to_json(compile_exchange(model_path, flags.arch,
-                                                   {flags.prompt_tokens, flags.max_tokens, flags.batch, policy})));
+      write_plan(program::to_json(
+          compile_exchange(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, policy})));
     } else {
       if (flags.batch != 1 || flags.tensor_parallel != 1)
         fail("--batch and --tp are for GPUs and IPUs; wafer batching: `tessera compare --batch B`");
       const program::Program plan =
           compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, policy});
-      write_file(flags.output, program::to_json(plan));
+      write_plan(program::to_json(plan));
       std::fputs(report::placement_table(plan).c_str(), stdout);
     }
     std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
@@ -382,8 +402,8 @@ int compile_command(const CompileFlags& flags) {
 }
 
 int report_command(const std::string& run_json, const std::string& output) {
-  check_output_path(output);
-  write_file(output, report::html_report(read_text_file(run_json), run_json));
+  check_outputs({output}, {run_json});
+  report::write_output(output, report::html_report(read_text_file(run_json, kRunFile), run_json), {run_json});
   std::printf("wrote %s\n", output.c_str());
   return 0;
 }

@@ -1,6 +1,7 @@
 // tessera: the command-line front end. It parses flags and calls the libraries; nothing else.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <new>
 
 #include "commands.hpp"
@@ -51,6 +52,13 @@ void add_output_options(CLI::App* cmd, Outputs& out) {
   cmd->add_flag("-q,--quiet", out.quiet, "No progress lines on stderr");
   cmd->add_option("--trace", out.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   cmd->add_option("--heatmaps", out.heatmaps, "Write per-core heatmaps (SVG and PNG) into this new directory");
+}
+
+// Fails naming the first of `options` the user gave to `cmd`, with why it does not apply.
+void reject_given(const CLI::App* cmd, std::initializer_list<const char*> options, const char* why) {
+  for (const char* name : options)
+    if (const CLI::Option* option = cmd->get_option_no_throw(name); option && option->count() > 0)
+      fail("{} {}: {} {}", cmd->get_name(), name, name, why);
 }
 
 int main(int argc, char** argv) {
@@ -190,6 +198,19 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    // A flag that would be silently ignored is an error.
+    if (*compile_cmd && compile.arch.empty())
+      reject_given(
+          compile_cmd,
+          {"--output", "--prompt-tokens", "--max-tokens", "--batch", "--tp", "--precision", "--dtype",
+           "--weights-format", "--activations-format", "--kv-format", "--scales", "--group", "--prune"},
+          "writes or shapes a plan and needs --arch (the IR goes to stdout: `tessera compile --emit ir > FILE`)");
+    if (*compile_cmd && !compile.arch.empty()) reject_given(compile_cmd, {"--emit"}, "prints the IR, without --arch");
+    if (*compare_cmd && !compare.numerics)
+      reject_given(compare_cmd, {"--weights", "--seed"}, "is for --numerics (values checked against the reference)");
+    if (*run_cmd && run.no_numerics)
+      reject_given(run_cmd, {"--weights", "--temperature", "--top-k", "--seed"},
+                   "chooses values, and --no-numerics computes none");
     if (*run_cmd) return run_command(run);
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
@@ -204,6 +225,14 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "tessera: error: out of host memory\n");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "tessera: error: %s: %s\n", e.path1().c_str(), e.code().message().c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "tessera: error: %s\n", e.what());
     return 1;
   }
   return 0;

@@ -26,7 +26,7 @@ struct Heatmap {
 std::vector<Heatmap> mesh_heatmaps(const RunFigures& run);
 
 std::string heatmap_svg(const Heatmap& map, int64_t max_pixels = 800);
-// Writes `path` (.png); throws Error if it cannot.
-void write_heatmap_png(const Heatmap& map, const std::filesystem::path& path, int64_t max_pixels = 800);
+// The heatmap as PNG file bytes, at most max_pixels on its longer side.
+std::string heatmap_png(const Heatmap& map, int64_t max_pixels = 800);
 
 }  // namespace tessera::report

@@ -343,13 +343,21 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
             ? fmt::format("split it over a pipeline of chips (`tessera compare --arch Nx{}` finds the fewest)",
                           arch.name)
             : std::string("use more chips, narrower weights or a shorter context");
-    result.status = Status::failure(
-        "{} does not fit on one {}: each tile needs {:.1f} KiB (weights {:.1f}, KV cache {:.1f} for {} requests of {} "
-        "tokens, activations {:.1f}) of its {:.1f} KiB usable ({:.0f} KiB reserved); the chip's weights alone are "
-        "{:.2f} GB of its {:.2f} GB of tile SRAM; {}",
-        model.name, arch.name, one.total() / 1024, one.weights / 1024, one.kv / 1024, options.batch, context,
-        one.activations / 1024, usable / 1024, arch.core.reserved_bytes / 1024, low.chip_weight_bytes() / 1e9,
-        usable * static_cast<double>(arch.usable.cores()) / 1e9, hint);
+    result.status = FitFailure{
+        model.name,
+        "one " + arch.name,
+        "SRAM per tile",
+        "each tile",
+        one.total(),
+        usable,
+        "bytes",
+        fmt::format("each tile needs {:.1f} KiB (weights {:.1f}, KV cache {:.1f} for {} requests of {} tokens, "
+                    "activations {:.1f}) of its {:.1f} KiB usable ({:.0f} KiB reserved); the chip's weights alone are "
+                    "{:.2f} GB of its {:.2f} GB of tile SRAM",
+                    one.total() / 1024, one.weights / 1024, one.kv / 1024, options.batch, context,
+                    one.activations / 1024, usable / 1024, arch.core.reserved_bytes / 1024,
+                    low.chip_weight_bytes() / 1e9, usable * static_cast<double>(arch.usable.cores()) / 1e9),
+        hint};
     return result;
   }
   // The largest prefill chunk whose activations fit.

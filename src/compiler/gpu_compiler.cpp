@@ -216,12 +216,19 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
         break;
       }
     }
-    result.status = Status::failure(
-        "{} does not fit on {} x {}: each GPU needs {:.1f} GB (weights {:.1f}, KV cache {:.1f} for {} requests of {} "
-        "tokens, activations {:.1f}) of its {:.1f} GB HBM; {}, or fewer requests / a shorter context / smaller "
-        "weights",
-        model.name, t, arch.name, need / 1e9, p.weight_bytes / 1e9, p.kv_cache_bytes / 1e9, options.batch, context,
-        p.activation_bytes / 1e9, arch.gpu.hbm_bytes / 1e9, hint);
+    result.status = FitFailure{
+        model.name,
+        fmt::format("{} x {}", t, arch.name),
+        "HBM per GPU",
+        "each GPU",
+        need,
+        arch.gpu.hbm_bytes,
+        "bytes",
+        fmt::format("each GPU needs {:.1f} GB (weights {:.1f}, KV cache {:.1f} for {} requests of {} tokens, "
+                    "activations {:.1f}) of its {:.1f} GB HBM",
+                    need / 1e9, p.weight_bytes / 1e9, p.kv_cache_bytes / 1e9, options.batch, context,
+                    p.activation_bytes / 1e9, arch.gpu.hbm_bytes / 1e9),
+        hint + ", or fewer requests / a shorter context / smaller weights"};
     return result;
   }
   p.prefill = low.phase(options.prompt_tokens, false);

@@ -388,18 +388,25 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const std::string total = needed > usable
                                   ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)
                                   : std::string("enough in total, but not once split into per-layer regions");
-    result.status = Status::failure(
-        "{} does not fit on {}: {} layers of {:.1f} MB ({}) + LM head {:.1f} MB + KV cache {:.1f} MB for {} tokens "
-        "need {:.2f} GB of the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on {} cores ({}); "
-        "{}. Counting "
-        "total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}.",
-        model.name, arch.name, n_layers, layer_bytes / 1e6, options.precision.describe(), head_bytes / 1e6,
-        kv_bytes / 1e6, context, needed / 1e9, usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(),
-        total, per_stage,
-        layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
-        context_that_fits > 0 ? fmt::format("a context of at most {} tokens", context_that_fits)
-                              : std::string("no context length (the weights alone are too large)"),
-        smaller_format_hint(arch, options.precision, layers * layer_bytes + head_bytes, needed, usable));
+    result.status = FitFailure{
+        model.name,
+        arch.name,
+        "SRAM per core",
+        fmt::format("each layer's region of {}x{} cores, with the wafer split evenly", even.px, even.py),
+        static_cast<double>(f.total()),
+        arch.usable_sram_per_core(),
+        "bytes",
+        fmt::format("{} layers of {:.1f} MB ({}) + LM head {:.1f} MB + KV cache {:.1f} MB for {} tokens need {:.2f} GB "
+                    "of the {:.2f} GB of SRAM left after {:.0f} KiB per core of reserved space on {} cores ({}); {}",
+                    n_layers, layer_bytes / 1e6, options.precision.describe(), head_bytes / 1e6, kv_bytes / 1e6,
+                    context, needed / 1e9, usable / 1e9, arch.core.reserved_bytes / 1024, arch.usable.cores(), total,
+                    per_stage),
+        fmt::format(
+            "counting total bytes, would fit: {}, {}, or a machine with more cores or SRAM{}",
+            layers_that_fit > 0 ? fmt::format("at most {} layers", layers_that_fit) : std::string("not even one layer"),
+            context_that_fits > 0 ? fmt::format("a context of at most {} tokens", context_that_fits)
+                                  : std::string("no context length (the weights alone are too large)"),
+            smaller_format_hint(arch, options.precision, layers * layer_bytes + head_bytes, needed, usable))};
     return result;
   }
 
@@ -441,8 +448,16 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     st.context_split = reg.height;
     st.total_weight_bytes = low.weight_bytes(kind);
     if (st.routes > arch.core.routes) {
-      result.status = Status::failure("{}: stage '{}' needs {} routes per core but {} cores have {}", arch.name,
-                                      st.name, st.routes, arch.name, arch.core.routes);
+      result.status = FitFailure{model.name,
+                                 arch.name,
+                                 "routes per core",
+                                 fmt::format("stage '{}'", st.name),
+                                 static_cast<double>(st.routes),
+                                 static_cast<double>(arch.core.routes),
+                                 "routes",
+                                 fmt::format("stage '{}' needs {} routes per core but {} cores have {}", st.name,
+                                             st.routes, arch.name, arch.core.routes),
+                                 ""};
       return result;
     }
     p.stages.push_back(st);

@@ -75,7 +75,7 @@ TEST(MachineNumerics, IpuPlanSplitsMatchTheReference) {
   const auto a = preset("gc200", yaml, path);
   const auto plan =
       compiler::compile_for_exchange(m.config, m.yaml, m.path, a, yaml, path, {24, 8, 1, PrecisionPolicy{}});
-  ASSERT_TRUE(plan.status.is_ok()) << plan.status.message();
+  ASSERT_TRUE(plan.status) << plan.status.message();
   const ref::Partitioning split = sim::partitioning(plan.plan, m.graph);
   EXPECT_GT(split.position_block, 0) << "4 heads over 1,472 tiles: each pair's positions are spread";
   expect_close_but_split(m, split, "gc200");
@@ -88,7 +88,7 @@ TEST(MachineNumerics, GpuPlanSplitsMatchTheReference) {
   for (const int64_t tp : {1, 2}) {
     const auto plan =
         compiler::compile_for_gpu(m.config, m.yaml, m.path, a, yaml, path, {24, 8, 1, tp, PrecisionPolicy{}});
-    ASSERT_TRUE(plan.status.is_ok()) << plan.status.message();
+    ASSERT_TRUE(plan.status) << plan.status.message();
     const ref::Partitioning split = sim::partitioning(plan.plan, m.graph);
     // Decode GEMMs of one token are split over K to fill the SMs.
     EXPECT_TRUE(std::any_of(split.k_parts_decode.begin(), split.k_parts_decode.end(),

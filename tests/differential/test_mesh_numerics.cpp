@@ -40,7 +40,7 @@ Case make_case(const std::string& model_path, const std::string& arch, int64_t p
   auto result = compiler::compile_for_mesh(c.config, read_text_file(root + model_path), root + model_path,
                                            arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
                                            {prompt, generate, precision});
-  EXPECT_TRUE(result.status.is_ok()) << result.status.message();
+  EXPECT_TRUE(result.status) << result.status.message();
   c.plan = std::move(result.program);
   return c;
 }

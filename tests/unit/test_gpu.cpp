@@ -28,7 +28,7 @@ TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
     const arch::ArchSpec a = arch::parse_arch(yaml, name);
     for (const int64_t batch : {1, 32}) {
       const auto result = compile("llama3-8b", yaml, {512, 16, batch, 1, PrecisionPolicy::uniform("bf16")});
-      ASSERT_TRUE(result.status.is_ok()) << result.status.message();
+      ASSERT_TRUE(result.status) << result.status.message();
       const sim::GpuReport r = sim::simulate_gpu(result.plan);
       const double peak = a.peak_macs_per_second("bf16");
       EXPECT_GE(r.prefill.seconds, r.prefill.macs / peak) << name;
@@ -79,11 +79,14 @@ TEST(GpuModel, BatchingTurnsDecodeComputeBoundAndTwoFourHalvesTensorWork) {
 TEST(GpuModel, TensorParallelismAndFitErrors) {
   const std::string yaml = preset("h100");
   const auto single = compile("llama3-70b", yaml, {128, 128, 1, 1, PrecisionPolicy::uniform("fp16")});
-  ASSERT_FALSE(single.status.is_ok());
+  ASSERT_FALSE(single.status);
+  EXPECT_EQ(single.status.failure().resource, "HBM per GPU");
+  EXPECT_NEAR(single.status.failure().available, 80e9, 1e9);
+  EXPECT_GT(single.status.failure().needed, 140e9);
   EXPECT_NE(single.status.message().find("tensor parallelism over 2 GPUs would fit (--tp 2)"), std::string::npos)
       << single.status.message();
   const auto four = compile("llama3-70b", yaml, {128, 128, 1, 4, PrecisionPolicy::uniform("fp16")});
-  ASSERT_TRUE(four.status.is_ok()) << four.status.message();
+  ASSERT_TRUE(four.status) << four.status.message();
   const auto r = sim::simulate_gpu(four.plan);
   EXPECT_GT(r.decode.link_bytes, 0) << "two allreduces per layer";
   EXPECT_NEAR(four.plan.weight_bytes, 141e9 / 4, 3e9);
@@ -92,7 +95,7 @@ TEST(GpuModel, TensorParallelismAndFitErrors) {
 
 TEST(GpuModel, PlansRoundTripThroughJsonAndRejectCorruptFiles) {
   const auto result = compile("llama3-8b", preset("h100"), {64, 8, 4, 2, PrecisionPolicy::uniform("bf16")});
-  ASSERT_TRUE(result.status.is_ok());
+  ASSERT_TRUE(result.status);
   const std::string text = program::to_json(result.plan);
   const program::GpuPlan back = program::gpu_plan_from_json(text, "plan.json");
   EXPECT_EQ(program::to_json(back), text);

@@ -32,7 +32,7 @@ compiler::MeshCompileResult compile(const Inputs& in, compiler::MeshCompileOptio
 
 program::Program compiled(const std::string& model, const std::string& arch, compiler::MeshCompileOptions options) {
   auto result = compile(inputs(model, arch), options);
-  EXPECT_TRUE(result.status.is_ok()) << result.status.message();
+  EXPECT_TRUE(result.status) << result.status.message();
   return result.program;
 }
 
@@ -59,12 +59,17 @@ TEST(MeshCompiler, PlacementIsDisjointInsideTheUsableRegionAndFits) {
 
 TEST(MeshCompiler, ModelsThatDoNotFitSayWhatWould) {
   const auto result = compile(inputs("llama3-70b", "wse3"), {128, 128, PrecisionPolicy::uniform("fp16")});
-  ASSERT_FALSE(result.status.is_ok());
-  const std::string& msg = result.status.message();
+  ASSERT_FALSE(result.status);
+  const compiler::FitFailure& failure = result.status.failure();
+  EXPECT_EQ(failure.resource, "SRAM per core");
+  EXPECT_EQ(failure.unit, "bytes");
+  EXPECT_GT(failure.needed, failure.available);
+  EXPECT_NEAR(failure.available, 48 * 1024 - 8 * 1024, 1) << "wse3's usable SRAM per core";
+  const std::string msg = result.status.message();
   EXPECT_NE(msg.find("llama3-70b does not fit on wse3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("at most 17 layers"), std::string::npos) << msg;
   const auto tiny = compile(inputs("gpt2-small", "mesh-32x32"), {16, 16, {}});
-  ASSERT_FALSE(tiny.status.is_ok());
+  ASSERT_FALSE(tiny.status);
   EXPECT_NE(tiny.status.message().find("GB over"), std::string::npos) << tiny.status.message();
 }
 

@@ -2,6 +2,7 @@
 // memory plan and the bulk-synchronous supersteps of prefill and decode (program/bsp_plan.hpp).
 #pragma once
 
+#include "tessera/compiler/fit.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/model_slice.hpp"
@@ -22,7 +23,7 @@ struct ExchangeCompileOptions {
 };
 
 struct ExchangeCompileResult {
-  Status status = Status::ok();  // failure: what does not fit per tile, and how many chips would
+  FitStatus status;  // failure: what does not fit per tile, and how many chips would
   program::BspPlan plan;
 };
 

@@ -3,6 +3,7 @@
 // SM's shared memory and to fill the SMs (docs/gpu-model.md).
 #pragma once
 
+#include "tessera/compiler/fit.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/ir/model_config.hpp"
@@ -19,7 +20,7 @@ struct GpuCompileOptions {
 };
 
 struct GpuCompileResult {
-  Status status = Status::ok();  // failure: what does not fit, by how much, and how many GPUs would
+  FitStatus status;  // failure: what does not fit, by how much, and how many GPUs would
   program::GpuPlan plan;
 };
 

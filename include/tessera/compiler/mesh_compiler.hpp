@@ -2,6 +2,7 @@
 // a route budget check, and the prefill/decode step lists (see program.hpp for the layouts).
 #pragma once
 
+#include "tessera/compiler/fit.hpp"
 #include <string>
 
 #include "tessera/arch/arch_spec.hpp"
@@ -21,7 +22,7 @@ struct MeshCompileOptions {
 };
 
 struct MeshCompileResult {
-  Status status = Status::ok();  // failure: what does not fit, where, by how much, what would
+  FitStatus status;  // failure: what does not fit, where, by how much, what would
   program::Program program;
 };
 

@@ -147,4 +147,18 @@ Program from_json(const std::string& text, const std::string& origin) {
   return p;
 }
 
+std::string placement_table(const program::Program& plan) {
+  std::string out = fmt::format("{:<10} {:>17} {:>9} {:>10} {:>10} {:>10} {:>10}\n", "stage", "region (x,y wxh)",
+                                "cores", "weights", "KV cache", "activ.", "KiB/core");
+  for (const auto& s : plan.stages)
+    out += fmt::format("{:<10} {:>17} {:>9} {:>9.1f}K {:>9.1f}K {:>9.1f}K {:>10.1f}\n", s.name,
+                       fmt::format("{},{} {}x{}", s.region.x, s.region.y, s.region.width, s.region.height),
+                       s.region.cores(), static_cast<double>(s.weight_bytes) / 1024,
+                       static_cast<double>(s.kv_cache_bytes) / 1024, static_cast<double>(s.activation_bytes) / 1024,
+                       static_cast<double>(s.bytes_per_core()) / 1024);
+  out += fmt::format("prefill in chunks of {} tokens; {} prefill steps per chunk, {} decode steps per token\n",
+                     plan.prefill_chunk_tokens, plan.prefill.size(), plan.decode.size());
+  return out;
+}
+
 }  // namespace tessera::program

@@ -9,12 +9,7 @@
 #include <set>
 
 #include "tessera/base/error.hpp"
-#include "tessera/compiler/exchange_compiler.hpp"
-#include "tessera/compiler/gpu_compiler.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
-#include "tessera/sim/bsp_timing.hpp"
-#include "tessera/sim/gpu_timing.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/target/registry.hpp"
 
 namespace tessera::system {
 
@@ -60,9 +55,15 @@ std::vector<Layout> layouts(const ir::ModelConfig& m, int64_t chips, bool head_g
 
 class Evaluator {
  public:
-  Evaluator(const Machine& machine, const Workload& work) : mc_(machine), w_(work) {}
+  Evaluator(const Machine& machine, const Workload& work, const target::Target& target)
+      : mc_(machine),
+        w_(work),
+        target_(target),
+        caps_(target.capabilities()),
+        model_{w_.model, w_.model_yaml, w_.model_origin} {}
 
-  // One chip running `slice` for `batch` requests at once (exchange) or in flight (mesh2d);
+  // One chip running `slice` for `batch` requests at once (targets that batch requests) or in
+  // flight (one request per pass);
   // nullopt when it does not fit, with the reason in `why`. With `timed` false only the fit is
   // checked (the timing fields stay zero).
   std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why, bool timed = true,
@@ -78,8 +79,7 @@ class Evaluator {
     }
     Cached c;
     c.timed = timed;
-    c.timing = mc_.arch.fabric == arch::FabricKind::Mesh2D ? mesh_chip(slice, batch, c.why, timed)
-                                                           : ipu_chip(slice, batch, resident, c.why, timed);
+    c.timing = chip_timing(slice, batch, resident, c.why, timed);
     why = c.why;
     const std::lock_guard lock(mutex_);
     cache_[key] = c;
@@ -120,9 +120,8 @@ class Evaluator {
 
   // The smallest layout whose chips fit one request each, up to `max_chips`.
   std::optional<Layout> smallest_layout(int64_t max_chips, std::string& why) const {
-    const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
     for (int64_t n = 1; n <= max_chips; ++n)
-      for (const Layout& l : layouts(w_.model, n, head_groups))
+      for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
         if (stages(l, 1, why, false)) return l;
     return std::nullopt;
   }
@@ -139,9 +138,9 @@ class Evaluator {
     const int64_t p = layout->chips();
     r.pipeline = p, r.replicas = mc_.chips / p, r.chips_used = p * r.replicas;
     const int64_t per_replica = cdiv(w_.batch, r.replicas);
-    // mesh2d: every request is its own micro-batch (one token per layer stage at a time); exchange:
-    // the replica's requests split into one micro-batch per pipeline stage.
-    const bool mesh = mc_.arch.fabric == arch::FabricKind::Mesh2D;
+    // One request per pass: every request is its own micro-batch (one token per layer stage at a
+    // time); otherwise the replica's requests split into one micro-batch per pipeline stage.
+    const bool mesh = !caps_.batches_requests;
     const auto depth = static_cast<int64_t>(layout->layer_chips.size()) + (layout->head_group > 0 ? 1 : 0);
     const int64_t micro = mesh ? 1 : cdiv(per_replica, std::min(per_replica, depth));
     const int64_t in_flight = cdiv(per_replica, micro);
@@ -197,91 +196,58 @@ class Evaluator {
     else
       for (int64_t g = 1; g <= w_.model.n_kv_heads; ++g)
         if (w_.model.n_heads % g == 0 && w_.model.n_kv_heads % g == 0 && w_.model.d_ff % g == 0) groups.push_back(g);
-    std::optional<compiler::GpuCompileResult> fitted;
+    std::optional<target::RunReport> fitted;
     std::string why;
     int64_t t = 0;
     for (const int64_t g : groups) {
       // A group serves its share of the batch; try the share a group of this size would get.
       const int64_t replicas = std::max<int64_t>(1, mc_.chips / g);
-      auto result =
-          compiler::compile_for_gpu(w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml, mc_.arch_origin,
-                                    {w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), g, w_.precision});
-      if (result.status) {
-        fitted = std::move(result), t = g;
+      target::ChipWork work{w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), 0, g, w_.precision, {}};
+      const auto compiled = target_.compile(model_, work);
+      if (compiled.status) {
+        t = g;
+        if (g <= mc_.chips) fitted = target_.simulate(*compiled.plan);
         break;
       }
-      if (why.empty()) why = result.status.message();
-    }
-    if (!fitted) {
-      r.note = why;
-      return r;
+      if (why.empty()) why = compiled.status.message();
     }
     if (t > mc_.chips) {
       r.note = fmt::format("needs a tensor-parallel group of {} x {} (--arch {}x{}); this system has {}", t,
                            mc_.arch.name, t, mc_.arch.name, mc_.chips);
       return r;
     }
-    const sim::GpuReport g = sim::simulate_gpu(fitted->plan);
+    if (!fitted) {
+      r.note = why;
+      return r;
+    }
+    const target::RunReport& g = *fitted;
     r.fits = true;
     r.tensor = t, r.replicas = mc_.chips / t, r.chips_used = t * r.replicas;
     r.mapping = t == 1 ? "1 chip" : fmt::format("tensor {}", t);
     if (r.replicas > 1) r.mapping += fmt::format(" x data {}", r.replicas);
     r.time_to_first_token_s = g.time_to_first_token_s;
-    r.tokens_per_s_per_user = g.decode_tokens_per_s_per_user;
+    r.tokens_per_s_per_user = g.tokens_per_s_per_user;
     r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
-    r.energy_per_token_j = g.decode_energy_per_token_pj * 1e-12;
-    r.utilization = g.decode_utilization;
-    r.bound = g.decode_bound;
+    r.energy_per_token_j = g.energy_per_token_pj * 1e-12;
+    r.utilization = g.utilization;
+    r.bound = g.bound;
     return r;
   }
 
  private:
-  std::optional<ChipTiming> mesh_chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why,
-                                      bool timed) const {
-    compiler::MeshCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, w_.precision, batch, slice};
-    const auto result = compiler::compile_for_mesh(w_.model, w_.model_yaml, w_.model_origin, mc_.arch, mc_.arch_yaml,
-                                                   mc_.arch_origin, o);
-    if (!result.status) {
-      why = result.status.message();
+  std::optional<ChipTiming> chip_timing(const compiler::ModelSlice& slice, int64_t batch, int64_t resident,
+                                        std::string& why, bool timed) const {
+    const target::ChipWork work{
+        w_.prompt_tokens, w_.max_new_tokens, caps_.batches_requests ? batch : 1, resident, 1, w_.precision, slice};
+    const auto compiled = target_.compile(model_, work);
+    if (!compiled.status) {
+      why = compiled.status.message();
       return std::nullopt;
     }
     if (!timed) return ChipTiming{};
-    const sim::MeshReport m = sim::simulate_mesh_timing(result.program);
-    ChipTiming t;
-    t.prefill_s = m.time_to_first_token_s;
-    t.step_s = m.decode_tokens_per_s > 0 ? 1 / m.decode_tokens_per_s : 0;
-    // The wafer's own layer pipeline takes the next request once its slowest stage is free.
-    std::map<int32_t, double> stage_cycles;
-    for (const auto& s : m.decode_steps) stage_cycles[s.stage] += s.compute_cycles + s.comm_cycles + s.host_cycles;
-    for (const auto& [_, cycles] : stage_cycles) t.interval_s = std::max(t.interval_s, cycles / m.clock_hz);
-    t.energy_per_token_pj = m.decode_energy_per_token.total_pj();
-    t.macs_per_token = m.decode_energy_per_token.compute_pj / mc_.arch.energy.mac_pj.at(w_.precision.activations);
-    const auto& d = m.decode;
-    t.bound = d.comm_cycles >= d.compute_cycles && d.comm_cycles >= d.host_cycles ? "fabric"
-              : d.compute_cycles >= d.host_cycles                                 ? "compute"
-                                                                                  : "host I/O";
-    return t;
-  }
-
-  std::optional<ChipTiming> ipu_chip(const compiler::ModelSlice& slice, int64_t batch, int64_t resident,
-                                     std::string& why, bool timed) const {
-    compiler::ExchangeCompileOptions o{w_.prompt_tokens, w_.max_new_tokens, batch, w_.precision, slice, resident};
-    const auto result = compiler::compile_for_exchange(w_.model, w_.model_yaml, w_.model_origin, mc_.arch,
-                                                       mc_.arch_yaml, mc_.arch_origin, o);
-    if (!result.status) {
-      why = result.status.message();
-      return std::nullopt;
-    }
-    if (!timed) return ChipTiming{};
-    const sim::BspReport b = sim::simulate_bsp(result.plan);
-    const auto passes = static_cast<double>(std::max<int64_t>(w_.max_new_tokens - 1, 1));
-    ChipTiming t;
-    t.prefill_s = b.time_to_first_token_s;
-    t.step_s = t.interval_s = b.decode.seconds / passes;
-    t.energy_per_token_pj = b.decode_energy_per_token_pj;
-    t.macs_per_token = b.decode.macs / (passes * static_cast<double>(batch));
-    t.bound = b.decode_bound;
-    return t;
+    const target::RunReport run = target_.simulate(*compiled.plan);
+    return ChipTiming{run.time_to_first_token_s, run.decode_step_s,  run.decode_interval_s,
+                      run.energy_per_token_pj,   run.macs_per_token, run.bound};
   }
 
   // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.
@@ -289,8 +255,7 @@ class Evaluator {
     std::string why;
     const int64_t limit = 4 * w_.model.n_layers;
     for (int64_t n = mc_.chips + 1; n <= limit; ++n) {
-      const bool head_groups = mc_.arch.fabric == arch::FabricKind::Exchange;
-      for (const Layout& l : layouts(w_.model, n, head_groups))
+      for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
         if (stages(l, 1, why, false)) return fmt::format("; {} would fit (--arch {}x{})", n, n, mc_.arch.name);
     }
     return fmt::format(
@@ -301,6 +266,9 @@ class Evaluator {
 
   const Machine& mc_;
   const Workload& w_;
+  const target::Target& target_;
+  const target::Capabilities caps_;
+  const target::ModelSource model_;
   struct Cached {
     std::optional<ChipTiming> timing;
     std::string why;
@@ -315,13 +283,14 @@ class Evaluator {
 Result evaluate(const Machine& machine, const Workload& work) {
   if (machine.chips < 1) fail("a system needs at least one chip, got {}", machine.chips);
   if (work.batch < 1) fail("batch must be >= 1, got {}", work.batch);
-  if (const Status s = arch::check_precision(machine.arch, work.precision); !s) {
+  const auto target = target::make_target({machine.arch, machine.arch_yaml, machine.arch_origin});
+  if (const Status s = target->supports(work.precision); !s) {
     Result r;
     r.note = s.message();
     return r;
   }
-  const Evaluator e(machine, work);
-  if (machine.arch.fabric == arch::FabricKind::SharedMemory) return e.tensor_parallel();
+  const Evaluator e(machine, work, *target);
+  if (target->capabilities().tensor_parallel) return e.tensor_parallel();
   if (work.tensor_parallel > 1) {
     Result r;
     r.note = fmt::format("--tp is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);

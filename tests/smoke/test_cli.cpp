@@ -624,7 +624,7 @@ TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
            {"compare --arch 0xwse3", "write a system as COUNTxARCH"},
            {"compare --arch 4xnosuchchip", "nosuchchip"},
-           {"run --arch wse2 --batch 4", "wafer batching and multi-wafer systems"}}) {
+           {"run --arch wse2 --batch 4", "wse2 computes one request per pass; batching and multi-chip systems"}}) {
     const Result bad = tessera(args);
     EXPECT_NE(bad.exit_code, 0) << args;
     EXPECT_TRUE(contains(bad.output, message)) << args << "\n" << bad.output;

@@ -6,10 +6,9 @@
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/model/quantize.hpp"
-#include "tessera/report/heatmap.hpp"
-#include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/report/run_report.hpp"
+#include "tessera/target/registry.hpp"
 
 namespace tessera::cli {
 
@@ -71,62 +70,22 @@ void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& pol
                     : "presets that support " + policy.describe() + ": " + able);
 }
 
-namespace {
-
-// A model and an arch as the compilers take them: parsed, with their text and origin; the policy
-// checked against the arch (a one-line error naming the presets that support it).
-struct CompileInputs {
-  ir::ModelConfig model;
-  std::string model_yaml, model_origin;
-  arch::ArchSpec arch;
-  std::string arch_yaml, arch_origin;
-};
-
-CompileInputs compile_inputs(const fs::path& model_path, const std::string& arch_name, const PrecisionPolicy& policy) {
-  const fs::path arch_path = resolve_arch(arch_name);
-  CompileInputs in{ir::load_model_config(model_path), read_text_file(model_path), model_path.string(),
-                   arch::load_arch(arch_path),        read_text_file(arch_path),  arch_path.string()};
-  check_arch_precision(in.arch, policy);
-  return in;
+target::ModelSource load_model_source(const fs::path& model_path) {
+  const std::string yaml = read_text_file(model_path);
+  return {ir::parse_model_config(yaml, model_path.string(), model_path.parent_path()), yaml, model_path.string()};
 }
 
-}  // namespace
-
-compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
-                                                const compiler::MeshCompileOptions& options) {
-  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
-  return compiler::compile_for_mesh(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
-                                    options);
+std::unique_ptr<target::Target> load_target(const std::string& arch_name, const PrecisionPolicy& policy) {
+  auto target = target::load_target(resolve_arch(arch_name));
+  check_arch_precision(target->arch(), policy);
+  return target;
 }
 
-program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
-                              const compiler::MeshCompileOptions& options) {
-  auto result = compile_mesh_result(model_path, arch_name, options);
-  if (!result.status) fail("{}", result.status.message());
-  return std::move(result.program);
-}
-
-arch::FabricKind fabric_of(const std::string& arch_name) { return arch::load_arch(resolve_arch(arch_name)).fabric; }
-
-compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
-                                       const compiler::GpuCompileOptions& options) {
-  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
-  return compiler::compile_for_gpu(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
-                                   options);
-}
-
-compiler::ExchangeCompileResult compile_exchange_result(const fs::path& model_path, const std::string& arch_name,
-                                                        const compiler::ExchangeCompileOptions& options) {
-  const CompileInputs in = compile_inputs(model_path, arch_name, options.precision);
-  return compiler::compile_for_exchange(in.model, in.model_yaml, in.model_origin, in.arch, in.arch_yaml, in.arch_origin,
-                                        options);
-}
-
-program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
-                                  const compiler::ExchangeCompileOptions& options) {
-  auto result = compile_exchange_result(model_path, arch_name, options);
-  if (!result.status) fail("{}", result.status.message());
-  return std::move(result.plan);
+std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target, const target::ModelSource& model,
+                                                    const target::ChipWork& work) {
+  auto compiled = target.compile(model, work);
+  if (!compiled.status) fail("{}", compiled.status.message());
+  return compiled.plan;
 }
 
 void check_outputs(const Outputs& out) {
@@ -135,29 +94,18 @@ void check_outputs(const Outputs& out) {
   if (!out.heatmaps.empty()) report::check_output_directory(out.heatmaps, out.inputs);
 }
 
-// activation_density: measured by a run with values (MeshDataPlane::activation_density), or empty.
-int simulate_and_report(const program::Program& plan, const Outputs& out,
+int simulate_and_report(const target::Target& target, const target::Plan& plan, const Outputs& out,
                         const std::map<std::string, double>& activation_density) {
-  Progress progress("simulating " + std::to_string(plan.stages.size()) + " stages", out.quiet);
-  const sim::MeshReport report = sim::simulate_mesh_timing(
-      plan, {!out.trace.empty(), out.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast,
-             [&](int64_t done, int64_t total) { progress.update(done, total); },
-             !out.json.empty() || !out.heatmaps.empty(), activation_density});
-  std::fputs(report::summary_table(report).c_str(), stdout);
-  if (!out.json.empty()) report::write_output(out.json, report::to_json(plan, report), out.inputs);
-  if (!out.csv.empty()) report::write_output(out.csv, report::steps_csv(report), out.inputs);
-  if (!out.trace.empty()) report::write_output(out.trace, report::trace_json(report), out.inputs);
-  if (!out.heatmaps.empty()) {
-    const fs::path dir = report::prepare_output_directory(out.heatmaps, out.inputs);
-    const char* names[] = {"sram", "compute", "energy", "links-east", "links-west", "links-north", "links-south"};
-    const auto maps = report::mesh_heatmaps(report::run_figures(plan, report));
-    for (size_t i = 0; i < maps.size(); ++i) {
-      report::write_into_output_directory(dir, std::string(names[i]) + ".svg", report::heatmap_svg(maps[i]));
-      report::write_into_output_directory(dir, std::string(names[i]) + ".png", report::heatmap_png(maps[i]));
-    }
-    std::printf("  heatmaps: %s/{sram,compute,energy,links-east,links-west,links-north,links-south}.{svg,png}\n",
-                out.heatmaps.c_str());
-  }
+  const report::RunFiles files{out.json, out.csv, out.trace, out.heatmaps, out.inputs};
+  Progress progress("simulating", out.quiet);
+  const target::RunReport run =
+      target.simulate(plan, {.record_trace = !out.trace.empty(),
+                             .cycle_level = out.cycle_level,
+                             .link_loads = !out.json.empty() || !out.heatmaps.empty(),
+                             .on_pass = [&](int64_t done, int64_t total) { progress.update(done, total); },
+                             .activation_density = activation_density});
+  std::fputs(report::summary_table(run).c_str(), stdout);
+  if (files.any()) std::fputs(report::write_run_files(run, files).c_str(), stdout);
   return 0;
 }
 

@@ -1,5 +1,6 @@
-// What the CLI's commands share: flag structs, progress, arch and output-path resolution, the
-// compile helpers per fabric, weights and tokenizer loading, and streaming generation.
+// What the CLI's commands share: flag structs, progress, arch and output-path resolution,
+// loading a model and a target, compiling and simulating on it, weights and tokenizer loading, and
+// streaming generation.
 #pragma once
 
 #include <unistd.h>
@@ -12,13 +13,11 @@
 #include <vector>
 
 #include "tessera/arch/arch_spec.hpp"
-#include "tessera/compiler/exchange_compiler.hpp"
-#include "tessera/compiler/gpu_compiler.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/tokenizer.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/target/target.hpp"
 
 namespace tessera::cli {
 
@@ -113,7 +112,6 @@ fs::path data_dir();
 std::vector<fs::path> preset_files();
 // A preset name or an arch file; throws Error listing the presets.
 fs::path resolve_arch(const std::string& name_or_path);
-arch::FabricKind fabric_of(const std::string& arch_name);
 
 // Output paths are checked before any work (report/output_files.hpp): an output never replaces a
 // file tessera did not write or one of the command's inputs, and no path is given for two outputs.
@@ -123,23 +121,17 @@ void check_outputs(const Outputs& out);
 // Fails with what `arch` lacks and which shipped presets support the whole policy.
 void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy);
 
-// Compilers by fabric, from the CLI's model and arch names; the policy is checked against the
-// arch first. The *_result forms and compile_gpu return what does not fit in the status;
-// compile_mesh and compile_exchange turn it into a one-line error.
-compiler::MeshCompileResult compile_mesh_result(const fs::path& model_path, const std::string& arch_name,
-                                                const compiler::MeshCompileOptions& options);
-program::Program compile_mesh(const fs::path& model_path, const std::string& arch_name,
-                              const compiler::MeshCompileOptions& options);
-compiler::GpuCompileResult compile_gpu(const fs::path& model_path, const std::string& arch_name,
-                                       const compiler::GpuCompileOptions& options);
-compiler::ExchangeCompileResult compile_exchange_result(const fs::path& model_path, const std::string& arch_name,
-                                                        const compiler::ExchangeCompileOptions& options);
-program::BspPlan compile_exchange(const fs::path& model_path, const std::string& arch_name,
-                                  const compiler::ExchangeCompileOptions& options);
+// The model config as plans embed it.
+target::ModelSource load_model_source(const fs::path& model_path);
+// The target of a preset or arch file, the policy checked against it (check_arch_precision).
+std::unique_ptr<target::Target> load_target(const std::string& arch_name, const PrecisionPolicy& policy);
+// The compiled plan, or a one-line error saying what does not fit and what would.
+std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target, const target::ModelSource& model,
+                                                    const target::ChipWork& work);
 
-// Times a mesh plan and writes what `out` asks for. activation_density: measured by a run with
-// values (MeshDataPlane::activation_density), or empty.
-int simulate_and_report(const program::Program& plan, const Outputs& out,
+// Simulates a plan, prints its summary and writes what `out` asks for. activation_density:
+// measured by a run with values (target::Executor::activation_density), or empty.
+int simulate_and_report(const target::Target& target, const target::Plan& plan, const Outputs& out,
                         const std::map<std::string, double>& activation_density = {});
 
 // The tokenizer from --tokenizer DIR or the model package; its vocabulary must be the model's.

@@ -13,98 +13,55 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
-#include "tessera/sim/bsp_timing.hpp"
-#include "tessera/sim/gpu_timing.hpp"
-#include "tessera/sim/mesh_numerics.hpp"
-#include "tessera/sim/mesh_timing.hpp"
-#include "tessera/sim/partitioning.hpp"
 #include "tessera/system/system.hpp"
+#include "tessera/target/registry.hpp"
 
 namespace tessera::cli {
 
-int run_on_mesh(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  if (flags.no_numerics)
-    return simulate_and_report(
-        compile_mesh(model_path, flags.arch, {timing_prompt_tokens(config, flags), flags.max_tokens, policy}),
-        flags.outputs);
+// A run on a simulated machine: the plan's values from the target's executor (a data plane, or
+// the reference in the plan's arithmetic order), then the plan timed by the target's model.
+int run_on_target(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
+  const auto target = load_target(flags.arch, policy);
+  const target::Capabilities caps = target->capabilities();
+  if (flags.batch != 1 && !caps.batches_requests)
+    fail(
+        "--batch: {} computes one request per pass; batching and multi-chip systems: `tessera compare --batch B "
+        "--arch Nx{}`",
+        flags.arch, flags.arch);
+  if (flags.tensor_parallel != 1 && !caps.tensor_parallel)
+    fail(
+        "--tp is for GPU-like chips; {} chips split a model that does not fit one chip into a pipeline: `tessera "
+        "compare --arch Nx{}`",
+        flags.arch, flags.arch);
+  if (!caps.run_files && (!flags.outputs.json.empty() || !flags.outputs.csv.empty() || !flags.outputs.trace.empty() ||
+                          !flags.outputs.heatmaps.empty()))
+    fail(
+        "--json, --csv, --trace and --heatmaps are written for mesh machines so far; for {} use `tessera compare "
+        "--arch {} --json FILE`",
+        flags.arch, flags.arch);
+  const target::ModelSource model = load_model_source(model_path);
+  const ir::ModelConfig& config = model.config;
+  target::ChipWork work{0, flags.max_tokens, flags.batch, 0, flags.tensor_parallel, policy, {}};
+  if (flags.no_numerics) {
+    work.prompt_tokens = timing_prompt_tokens(config, flags);
+    return simulate_and_report(*target, *compile_or_fail(*target, model, work), flags.outputs);
+  }
   if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
   const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
-  const program::Program plan =
-      compile_mesh(model_path, flags.arch, {static_cast<int64_t>(prompt.size()), flags.max_tokens, policy});
+  work.prompt_tokens = static_cast<int64_t>(prompt.size());
+  const auto plan = compile_or_fail(*target, model, work);
   const model::Weights weights = load_run_weights(config, graph, flags, policy);
-  sim::MeshDataPlane mesh(plan, weights);
+  const auto executor = target->executor(*plan, graph, weights, config.context_length);
   const auto wall_start = std::chrono::steady_clock::now();
-  const auto result = generate_text(mesh, tokenizer, prompt, flags);
+  const auto result = generate_text(*executor, tokenizer, prompt, flags);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   std::printf("\n\n");
-  simulate_and_report(plan, flags.outputs, mesh.activation_density());
-  std::printf(
-      "  host: %lld cores' SRAM arenas (largest %.1f KiB); simulated with values in %.2f s wall, %.3f s per "
-      "decoded token\n",
-      static_cast<long long>(mesh.cores_allocated()), static_cast<double>(mesh.largest_arena_bytes()) / 1024, wall,
-      result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
-  return 0;
-}
-
-// The arithmetic order of a GPU or IPU plan for `request` (docs/ipu-model.md, gpu-model.md), or
-// nullopt when the model does not fit the chip.
-std::optional<ref::Partitioning> plan_partitioning(const fs::path& model_path, const std::string& arch_name,
-                                                   const ir::Graph& graph, const compiler::GpuCompileOptions& request) {
-  if (fabric_of(arch_name) == arch::FabricKind::Exchange) {
-    const auto result = compile_exchange_result(
-        model_path, arch_name, {request.prompt_tokens, request.max_new_tokens, request.batch, request.precision});
-    if (!result.status) return std::nullopt;
-    return sim::partitioning(result.plan, graph);
-  }
-  const auto result = compile_gpu(model_path, arch_name, request);
-  if (!result.status) return std::nullopt;
-  return sim::partitioning(result.plan, graph);
-}
-
-// A GPU or IPU run: the values are the reference executor's arithmetic under the same precision
-// policy, in the order the compiled plan splits it (sim/partitioning.hpp); the timing is the
-// chip model's.
-int run_kernel_by_kernel(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy,
-                         arch::FabricKind fabric) {
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  if (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty() ||
-      !flags.outputs.csv.empty())
-    fail(
-        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
-  if (fabric == arch::FabricKind::Exchange && flags.tensor_parallel != 1)
-    fail(
-        "--tp is for GPU-like chips; an IPU model that does not fit one chip runs as a pipeline: `tessera compare "
-        "--arch Nx{}`",
-        flags.arch);
-  int64_t prompt_tokens = 0;
-  if (flags.no_numerics) {
-    prompt_tokens = timing_prompt_tokens(config, flags);
-  } else {
-    if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
-    const ir::Graph graph = ir::build_model_graph(config);
-    const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-    const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
-    prompt_tokens = static_cast<int64_t>(prompt.size());
-    const model::Weights weights = load_run_weights(config, graph, flags, policy);
-    const auto split = plan_partitioning(model_path, flags.arch, graph,
-                                         {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
-    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy, split.value_or(ref::Partitioning{}));
-    generate_text(executor, tokenizer, prompt, flags);
-    std::printf("\n\n");
-  }
-  if (fabric == arch::FabricKind::Exchange) {
-    const program::BspPlan plan =
-        compile_exchange(model_path, flags.arch, {prompt_tokens, flags.max_tokens, flags.batch, policy});
-    std::fputs(report::bsp_summary_table(sim::simulate_bsp(plan)).c_str(), stdout);
-    return 0;
-  }
-  const auto result = compile_gpu(model_path, flags.arch,
-                                  {prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
-  if (!result.status) fail("{}", result.status.message());
-  std::fputs(report::gpu_summary_table(sim::simulate_gpu(result.plan)).c_str(), stdout);
+  simulate_and_report(*target, *plan, flags.outputs, executor->activation_density());
+  if (const std::string note = executor->host_note(); !note.empty())
+    std::printf("  host: %s; simulated with values in %.2f s wall, %.3f s per decoded token\n", note.c_str(), wall,
+                result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
   return 0;
 }
 
@@ -126,9 +83,10 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
     ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
     p = ref::evaluate_perplexity(executor, tokens, window, on_window);
   } else {
-    const program::Program plan = compile_mesh(model_path, flags.arch, {window, 0, policy});
-    sim::MeshDataPlane mesh(plan, weights);
-    p = ref::evaluate_perplexity(mesh, tokens, window, on_window);
+    const auto target = load_target(flags.arch, policy);
+    const auto plan = compile_or_fail(*target, load_model_source(model_path), {window, 0, 1, 0, 1, policy, {}});
+    const auto executor = target->executor(*plan, graph, weights, config.context_length);
+    p = ref::evaluate_perplexity(*executor, tokens, window, on_window);
   }
   std::printf("%s on %s, %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
               config.name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
@@ -157,14 +115,9 @@ int run_command(const RunFlags& given) {
       (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
     fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
   const PrecisionPolicy policy = flags.precision.resolve();
-  if (flags.arch != "host" && fabric_of(flags.arch) != arch::FabricKind::Mesh2D)
-    return run_kernel_by_kernel(model_path, flags, policy, fabric_of(flags.arch));
+  if (flags.arch != "host") return run_on_target(model_path, flags, policy);
   if (flags.batch != 1 || flags.tensor_parallel != 1)
-    fail(
-        "--batch and --tp are for GPUs and IPUs; wafer batching and multi-wafer systems: `tessera compare --batch "
-        "B --arch Nx{}`",
-        flags.arch);
-  if (flags.arch != "host") return run_on_mesh(model_path, flags, policy);
+    fail("--batch and --tp describe a simulated machine; choose one with --arch (see `tessera archs`)");
   if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
@@ -227,10 +180,10 @@ int archs_command() {
 class NumericsCheck {
  public:
   NumericsCheck(const fs::path& model_path, const CompareFlags& flags, const PrecisionPolicy& policy)
-      : model_path_(model_path),
+      : model_(load_model_source(model_path)),
         flags_(flags),
         policy_(policy),
-        config_(ir::load_model_config(model_path)),
+        config_(model_.config),
         graph_(ir::build_model_graph(config_)) {
     RunFlags run;
     run.weights = flags.weights, run.seed = flags.seed;
@@ -245,22 +198,12 @@ class NumericsCheck {
   // "= reference", or where the tokens first differ. Systems of several chips are not checked.
   std::string check(const std::string& arch_name, int64_t chips) {
     if (chips != 1) return "not checked (systems)";
-    const arch::ArchSpec arch = arch::load_arch(resolve_arch(arch_name));
-    if (!arch::check_precision(arch, policy_)) return "-";
-    std::vector<int32_t> tokens;
-    if (arch.fabric == arch::FabricKind::Mesh2D) {
-      auto result = compile_mesh_result(model_path_, arch_name, {flags_.prompt_tokens, flags_.max_tokens, policy_});
-      if (!result.status) return "-";
-      sim::MeshDataPlane mesh(result.program, weights_);
-      tokens = greedy(mesh);
-    } else {
-      // GPUs and IPUs: the reference arithmetic in the order the compiled plan splits it.
-      const auto split =
-          plan_partitioning(model_path_, arch_name, graph_, {flags_.prompt_tokens, flags_.max_tokens, 1, 1, policy_});
-      if (!split) return "-";
-      ref::ReferenceExecutor machine(graph_, weights_, config_.context_length, policy_, *split);
-      tokens = greedy(machine);
-    }
+    const auto target = target::load_target(resolve_arch(arch_name));
+    if (!target->supports(policy_)) return "-";
+    const auto compiled = target->compile(model_, {flags_.prompt_tokens, flags_.max_tokens, 1, 0, 1, policy_, {}});
+    if (!compiled.status) return "-";
+    const auto executor = target->executor(*compiled.plan, graph_, weights_, config_.context_length);
+    const std::vector<int32_t> tokens = greedy(*executor);
     for (size_t i = 0; i < reference_.size(); ++i)
       if (i >= tokens.size() || tokens[i] != reference_[i]) return fmt::format("differ at token {}", i);
     return "= reference";
@@ -274,7 +217,7 @@ class NumericsCheck {
     return ref::generate(executor, prompt_, options).tokens;
   }
 
-  fs::path model_path_;
+  target::ModelSource model_;
   const CompareFlags& flags_;
   PrecisionPolicy policy_;
   ir::ModelConfig config_;
@@ -338,24 +281,8 @@ int simulate_command(const std::string& plan_path, const Outputs& given) {
   Outputs outputs = given;
   outputs.inputs = {plan_path};
   check_outputs(outputs);
-  const std::string text = read_text_file(plan_path, kPlanFile);
-  const bool gpu = text.find("\"format\": \"tessera-gpu-plan\"") != std::string::npos;
-  const bool bsp = text.find("\"format\": \"tessera-bsp-plan\"") != std::string::npos;
-  if ((gpu || bsp) &&
-      (!outputs.json.empty() || !outputs.trace.empty() || !outputs.heatmaps.empty() || !outputs.csv.empty()))
-    fail(
-        "--json, --csv, --trace and --heatmaps describe mesh machines; for GPUs and IPUs use `tessera compare --json`");
-  if (gpu) {
-    std::fputs(report::gpu_summary_table(sim::simulate_gpu(program::gpu_plan_from_json(text, plan_path))).c_str(),
-               stdout);
-    return 0;
-  }
-  if (bsp) {
-    std::fputs(report::bsp_summary_table(sim::simulate_bsp(program::bsp_plan_from_json(text, plan_path))).c_str(),
-               stdout);
-    return 0;
-  }
-  return simulate_and_report(program::from_json(text, plan_path), outputs);
+  const target::LoadedPlan loaded = target::load_plan(read_text_file(plan_path, kPlanFile), plan_path);
+  return simulate_and_report(*loaded.target, *loaded.plan, outputs);
 }
 
 int compile_command(const CompileFlags& flags) {
@@ -367,24 +294,12 @@ int compile_command(const CompileFlags& flags) {
     check_outputs({flags.output}, inputs);
     const auto write_plan = [&](const std::string& json) { report::write_output(flags.output, json, inputs); };
     const PrecisionPolicy policy = flags.precision.resolve();
-    const arch::FabricKind fabric = fabric_of(flags.arch);
-    if (fabric == arch::FabricKind::SharedMemory) {
-      const auto result = compile_gpu(
-          model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, flags.tensor_parallel, policy});
-      if (!result.status) fail("{}", result.status.message());
-      write_plan(program::to_json(result.plan));
-    } else if (fabric == arch::FabricKind::Exchange) {
-      if (flags.tensor_parallel != 1) fail("--tp is for GPU-like chips");
-      write_plan(program::to_json(
-          compile_exchange(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, flags.batch, policy})));
-    } else {
-      if (flags.batch != 1 || flags.tensor_parallel != 1)
-        fail("--batch and --tp are for GPUs and IPUs; wafer batching: `tessera compare --batch B`");
-      const program::Program plan =
-          compile_mesh(model_path, flags.arch, {flags.prompt_tokens, flags.max_tokens, policy});
-      write_plan(program::to_json(plan));
-      std::fputs(report::placement_table(plan).c_str(), stdout);
-    }
+    const auto target = load_target(flags.arch, policy);
+    const auto plan =
+        compile_or_fail(*target, load_model_source(model_path),
+                        {flags.prompt_tokens, flags.max_tokens, flags.batch, 0, flags.tensor_parallel, policy, {}});
+    write_plan(plan->to_json());
+    std::fputs(plan->describe().c_str(), stdout);
     std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());
     return 0;
   }

@@ -87,4 +87,7 @@ std::string to_json(const Program& program);
 // Throws Error naming `origin` and the field on malformed input.
 Program from_json(const std::string& text, const std::string& origin);
 
+// Where each stage sits and what a core of it holds, for people (`tessera compile --arch`).
+std::string placement_table(const Program& plan);
+
 }  // namespace tessera::program

@@ -40,7 +40,6 @@ struct RunFigures {
 RunFigures run_figures(const program::Program& plan, const sim::MeshReport& report);
 
 std::string summary_table(const sim::MeshReport& report);
-std::string placement_table(const program::Program& plan);
 std::string to_json(const program::Program& plan, const sim::MeshReport& report);
 // One row per phase and one per step of the last decode pass.
 std::string steps_csv(const sim::MeshReport& report);

@@ -1,0 +1,147 @@
+// One Target interface for every fabric (DESIGN.md, "One Target interface"). A Target is one
+// chip of an arch: it says what it can do (capabilities, supports), compiles a workload or a
+// model slice into its own plan, simulates a plan into a RunReport, and gives an executor that
+// computes the plan's values. Targets are found by the arch YAML's `fabric:` name
+// (target/registry.hpp); nothing outside src/target/ switches on the fabric.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+
+#include "tessera/arch/arch_spec.hpp"
+#include "tessera/base/precision.hpp"
+#include "tessera/compiler/fit.hpp"
+#include "tessera/compiler/model_slice.hpp"
+#include "tessera/ir/graph.hpp"
+#include "tessera/ir/model_config.hpp"
+#include "tessera/model/weights.hpp"
+#include "tessera/program/program.hpp"
+#include "tessera/sim/bsp_timing.hpp"
+#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/sim/mesh_timing.hpp"
+
+namespace tessera::target {
+
+// A description as plans embed it: parsed, with its verbatim text and where it came from.
+struct ModelSource {
+  ir::ModelConfig config;
+  std::string yaml, origin;
+};
+struct ArchSource {
+  arch::ArchSpec spec;
+  std::string yaml, origin;
+};
+
+// What one chip is asked to run. Each field has one meaning on every target.
+struct ChipWork {
+  int64_t prompt_tokens = 16;
+  int64_t max_new_tokens = 64;
+  int64_t micro_batch = 1;        // requests one pass computes together (targets that batch requests)
+  int64_t resident_requests = 0;  // requests whose KV caches the chip holds; 0: micro_batch
+  int64_t tensor_parallel = 1;    // chips that split every layer (targets with tensor_parallel)
+  PrecisionPolicy precision;
+  compiler::ModelSlice slice;  // the part of the model on this chip (targets with pipeline)
+  int64_t resident() const { return resident_requests > 0 ? resident_requests : micro_batch; }
+};
+
+// What a system may do with a target's chips (system/ chooses layouts from these).
+struct Capabilities {
+  bool pipeline = false;          // a model too large for one chip runs as layer slices over chips
+  bool head_groups = false;       // an LM head too large for one chip may get chips of its own
+  bool tensor_parallel = false;   // every layer split over a group of chips
+  bool batches_requests = false;  // one pass computes a micro-batch of requests; else one request per
+                                  // pass, requests in flight pipelined through the layer stages
+  bool data_plane = false;        // values computed core by core from the plan's steps; else the
+                                  // reference executor in the plan's arithmetic order
+  bool run_files = false;         // a run writes --json, --csv, --trace and --heatmaps
+};
+
+// A compiled plan for one chip: the target's own plan behind a common face.
+class Plan {
+ public:
+  virtual ~Plan() = default;
+  virtual std::string to_json() const = 0;  // the plan file `tessera compile -o` writes
+  virtual std::string describe() const { return ""; }  // what people see after compiling ("": nothing)
+};
+
+// One run of a plan, timed: the figures every target reports, and the target's own report.
+struct MeshRun {
+  std::shared_ptr<const program::Program> plan;
+  sim::MeshReport report;
+};
+struct RunReport {
+  std::string arch_name, model_name;
+  double time_to_first_token_s = 0;
+  double decode_step_s = 0;      // one decode step of one micro-batch, through the whole chip
+  double decode_interval_s = 0;  // how soon the chip takes the next micro-batch (its slowest stage)
+  double tokens_per_s_per_user = 0;
+  double energy_per_token_pj = 0;  // per generated token of one request, the whole chip
+  double macs_per_token = 0;       // per generated token of one request
+  double utilization = 0;          // decode MACs / (peak MAC rate x decode time)
+  std::string bound;               // what decode time is mostly spent on
+  std::variant<MeshRun, sim::GpuReport, sim::BspReport> detail;
+};
+
+// How to simulate; each target uses what it models (see Capabilities::run_files).
+struct SimulateOptions {
+  bool record_trace = false;
+  bool cycle_level = false;  // mesh fabrics: every collective wavelet by wavelet
+  bool link_loads = false;   // mesh fabrics: words per link over the run (heatmaps)
+  std::function<void(int64_t done, int64_t total)> on_pass;
+  std::map<std::string, double> activation_density;  // measured by a run with values
+};
+
+// Computes a plan's values: same contract as ref::ReferenceExecutor (forward, reset, max_context).
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual std::span<const float> forward(std::span<const int32_t> tokens, bool last_only = false) = 0;
+  virtual int64_t max_context() const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual void reset() = 0;
+  // Per linear layer, the share of its inputs so far that were not zero (empty where not measured).
+  virtual std::map<std::string, double> activation_density() const { return {}; }
+  // What the executor took of this host ("" when nothing worth saying).
+  virtual std::string host_note() const { return ""; }
+};
+
+class Target {
+ public:
+  explicit Target(ArchSource arch) : arch_(std::move(arch)) {}
+  virtual ~Target() = default;
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  const arch::ArchSpec& arch() const { return arch_.spec; }
+  const ArchSource& arch_source() const { return arch_; }
+  virtual Capabilities capabilities() const = 0;
+  // Whether the chip runs this precision policy (the formats its MACs, stores and KV cache take).
+  Status supports(const PrecisionPolicy& policy) const { return arch::check_precision(arch_.spec, policy); }
+
+  struct Compiled {
+    compiler::FitStatus status;  // failure: the plan is empty
+    std::shared_ptr<const Plan> plan;
+  };
+  // Throws Error on a bad request (a format the chip lacks, a context beyond the model's, a slice
+  // or tensor-parallel degree the model cannot be split into); returns a FitFailure when the
+  // workload does not fit.
+  virtual Compiled compile(const ModelSource& model, const ChipWork& work) const = 0;
+  // A plan file's text (its format checked by the registry) as this target's plan.
+  virtual std::shared_ptr<const Plan> parse_plan(const std::string& text, const std::string& origin) const = 0;
+  // Throws Error if `plan` is another target's.
+  virtual RunReport simulate(const Plan& plan, const SimulateOptions& options = {}) const = 0;
+  // An executor computing `plan`'s values with `weights` (already in the plan's precision).
+  // `graph` and `weights` must outlive it.
+  virtual std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,
+                                             int64_t max_context) const = 0;
+
+ protected:
+  ArchSource arch_;
+};
+
+}  // namespace tessera::target

@@ -1,0 +1,78 @@
+// exchange: Graphcore-like IPUs, bulk-synchronous supersteps over tiles with an all-to-all
+// exchange (docs/ipu-model.md). Values: the reference in the plan's arithmetic order.
+#include <algorithm>
+
+#include "../targets.hpp"
+#include "tessera/compiler/exchange_compiler.hpp"
+#include "tessera/sim/partitioning.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+class BspPlanFile : public Plan {
+ public:
+  explicit BspPlanFile(program::BspPlan compiled) : plan(std::move(compiled)) {}
+  std::string to_json() const override { return program::to_json(plan); }
+  program::BspPlan plan;
+};
+
+class ExchangeTarget : public Target {
+ public:
+  using Target::Target;
+
+  Capabilities capabilities() const override {
+    return {.pipeline = true,
+            .head_groups = true,
+            .tensor_parallel = false,
+            .batches_requests = true,
+            .data_plane = false,
+            .run_files = false};
+  }
+
+  Compiled compile(const ModelSource& model, const ChipWork& work) const override {
+    if (work.tensor_parallel != 1)
+      fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
+    auto result =
+        compiler::compile_for_exchange(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
+                                       {work.prompt_tokens, work.max_new_tokens, work.micro_batch, work.precision,
+                                        work.slice, work.resident_requests});
+    if (!result.status) return {result.status, nullptr};
+    return {result.status, std::make_shared<BspPlanFile>(std::move(result.plan))};
+  }
+
+  std::shared_ptr<const Plan> parse_plan(const std::string& text, const std::string& origin) const override {
+    return std::make_shared<BspPlanFile>(program::bsp_plan_from_json(text, origin));
+  }
+
+  RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
+    const program::BspPlan& p = plan_as<BspPlanFile>(plan, "exchange").plan;
+    sim::BspReport b = sim::simulate_bsp(p);
+    const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
+    RunReport r;
+    r.arch_name = b.arch_name, r.model_name = b.model_name;
+    r.time_to_first_token_s = b.time_to_first_token_s;
+    r.tokens_per_s_per_user = b.decode_tokens_per_s_per_user;
+    r.decode_step_s = r.decode_interval_s = b.decode.seconds / passes;
+    r.energy_per_token_pj = b.decode_energy_per_token_pj;
+    r.macs_per_token = b.decode.macs / (passes * static_cast<double>(p.batch));
+    r.utilization = b.decode_utilization;
+    r.bound = b.decode_bound;
+    r.detail = std::move(b);
+    return r;
+  }
+
+  std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,
+                                     int64_t max_context) const override {
+    const program::BspPlan& p = plan_as<BspPlanFile>(plan, "exchange").plan;
+    return std::make_unique<ReferenceValues>(graph, weights, max_context, p.precision, sim::partitioning(p, graph));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Target> make_exchange_target(ArchSource arch) {
+  return std::make_unique<ExchangeTarget>(std::move(arch));
+}
+
+}  // namespace tessera::target

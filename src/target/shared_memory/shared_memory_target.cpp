@@ -1,0 +1,79 @@
+// shared_memory: GPUs and Trainium, kernel by kernel over HBM, tensor-parallel groups over their
+// links (docs/gpu-model.md). Values: the reference in the plan's arithmetic order.
+#include <algorithm>
+
+#include "../targets.hpp"
+#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/sim/partitioning.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+class GpuPlanFile : public Plan {
+ public:
+  explicit GpuPlanFile(program::GpuPlan compiled) : plan(std::move(compiled)) {}
+  std::string to_json() const override { return program::to_json(plan); }
+  program::GpuPlan plan;
+};
+
+class SharedMemoryTarget : public Target {
+ public:
+  using Target::Target;
+
+  Capabilities capabilities() const override {
+    return {.pipeline = false,
+            .head_groups = false,
+            .tensor_parallel = true,
+            .batches_requests = true,
+            .data_plane = false,
+            .run_files = false};
+  }
+
+  Compiled compile(const ModelSource& model, const ChipWork& work) const override {
+    if (!work.slice.whole(model.config))
+      fail("{} chips run whole models (split over chips by tensor parallelism), not pipeline slices", arch().name);
+    if (work.resident() != work.micro_batch)
+      fail("{} decodes every request it holds together: resident requests must equal the micro-batch", arch().name);
+    auto result = compiler::compile_for_gpu(
+        model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
+        {work.prompt_tokens, work.max_new_tokens, work.micro_batch, work.tensor_parallel, work.precision});
+    if (!result.status) return {result.status, nullptr};
+    return {result.status, std::make_shared<GpuPlanFile>(std::move(result.plan))};
+  }
+
+  std::shared_ptr<const Plan> parse_plan(const std::string& text, const std::string& origin) const override {
+    return std::make_shared<GpuPlanFile>(program::gpu_plan_from_json(text, origin));
+  }
+
+  RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
+    const program::GpuPlan& p = plan_as<GpuPlanFile>(plan, "shared_memory").plan;
+    sim::GpuReport g = sim::simulate_gpu(p);
+    const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
+    RunReport r;
+    r.arch_name = g.arch_name, r.model_name = g.model_name;
+    r.time_to_first_token_s = g.time_to_first_token_s;
+    r.tokens_per_s_per_user = g.decode_tokens_per_s_per_user;
+    r.decode_step_s = r.decode_interval_s = g.decode_tokens_per_s_per_user > 0 ? 1 / g.decode_tokens_per_s_per_user : 0;
+    r.energy_per_token_pj = g.decode_energy_per_token_pj;
+    r.macs_per_token = g.decode.macs / (passes * static_cast<double>(p.batch));
+    r.utilization = g.decode_utilization;
+    r.bound = g.decode_bound;
+    r.detail = std::move(g);
+    return r;
+  }
+
+  std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,
+                                     int64_t max_context) const override {
+    const program::GpuPlan& p = plan_as<GpuPlanFile>(plan, "shared_memory").plan;
+    return std::make_unique<ReferenceValues>(graph, weights, max_context, p.precision, sim::partitioning(p, graph));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Target> make_shared_memory_target(ArchSource arch) {
+  return std::make_unique<SharedMemoryTarget>(std::move(arch));
+}
+
+}  // namespace tessera::target

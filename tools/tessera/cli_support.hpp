@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/api/catalog.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/tokenizer.hpp"
@@ -106,40 +107,32 @@ struct RunFlags {
   Outputs outputs;
 };
 
-fs::path data_dir();
-
-// The shipped arch presets (configs/arch/*.yaml), sorted.
-std::vector<fs::path> preset_files();
-// A preset name or an arch file; throws Error listing the presets.
-fs::path resolve_arch(const std::string& name_or_path);
+// The library's loaders, used by every command.
+using api::compile_or_fail;
+using api::data_dir;
+using api::encode_prompt;
+using api::load_model_source;
+using api::load_target;
+using api::load_tokenizer;
+using api::preset_files;
+using api::resolve_arch;
+using api::resolve_model;
 
 // Output paths are checked before any work (report/output_files.hpp): an output never replaces a
 // file tessera did not write or one of the command's inputs, and no path is given for two outputs.
 void check_outputs(const std::vector<std::string>& paths, const std::vector<fs::path>& inputs);
 void check_outputs(const Outputs& out);
 
-// Fails with what `arch` lacks and which shipped presets support the whole policy.
-void check_arch_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy);
-
-// The model config as plans embed it.
-target::ModelSource load_model_source(const fs::path& model_path);
-// The target of a preset or arch file, the policy checked against it (check_arch_precision).
-std::unique_ptr<target::Target> load_target(const std::string& arch_name, const PrecisionPolicy& policy);
-// The compiled plan, or a one-line error saying what does not fit and what would.
-std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target, const target::ModelSource& model,
-                                                    const target::ChipWork& work);
-
 // Simulates a plan, prints its summary and writes what `out` asks for. activation_density:
 // measured by a run with values (target::Executor::activation_density), or empty.
 int simulate_and_report(const target::Target& target, const target::Plan& plan, const Outputs& out,
                         const std::map<std::string, double>& activation_density = {});
 
-// The tokenizer from --tokenizer DIR or the model package; its vocabulary must be the model's.
-model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir);
-// The weights with the run's precision policy applied (the same values for every executor).
-model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
-                                const PrecisionPolicy& policy);
-std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std::string& text);
+// The weights of a run or eval (--weights, --seed) with the policy applied.
+inline model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
+                                       const PrecisionPolicy& policy) {
+  return api::load_weights(config, graph, flags.weights, flags.seed, policy);
+}
 // Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
 int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags);
 

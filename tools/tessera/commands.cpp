@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <optional>
-#include <random>
 
+#include "tessera/api/compare.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/model/model_package.hpp"
@@ -13,7 +12,6 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
-#include "tessera/system/system.hpp"
 #include "tessera/target/registry.hpp"
 
 namespace tessera::cli {
@@ -66,7 +64,7 @@ int run_on_target(const fs::path& model_path, const RunFlags& flags, const Preci
 }
 
 int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window) {
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const fs::path model_path = resolve_model(flags.model);
   const ir::ModelConfig config = ir::load_model_config(model_path);
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
@@ -108,7 +106,7 @@ std::vector<fs::path> run_inputs(const RunFlags& flags, const fs::path& model_pa
 
 int run_command(const RunFlags& given) {
   RunFlags flags = given;
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const fs::path model_path = resolve_model(flags.model);
   flags.outputs.inputs = run_inputs(flags, model_path);
   check_outputs(flags.outputs);
   if (flags.arch == "host" &&
@@ -175,99 +173,23 @@ int archs_command() {
   return 0;
 }
 
-// --numerics: greedy tokens from a seeded prompt of token ids, on the host reference and on each
-// machine's executor, under the same precision policy.
-class NumericsCheck {
- public:
-  NumericsCheck(const fs::path& model_path, const CompareFlags& flags, const PrecisionPolicy& policy)
-      : model_(load_model_source(model_path)),
-        flags_(flags),
-        policy_(policy),
-        config_(model_.config),
-        graph_(ir::build_model_graph(config_)) {
-    RunFlags run;
-    run.weights = flags.weights, run.seed = flags.seed;
-    weights_ = load_run_weights(config_, graph_, run, policy);
-    std::mt19937_64 rng(flags.seed);
-    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(config_.vocab_size - 1));
-    for (int64_t i = 0; i < flags.prompt_tokens; ++i) prompt_.push_back(id(rng));
-    ref::ReferenceExecutor host(graph_, weights_, config_.context_length, policy);
-    reference_ = greedy(host);
-  }
-
-  // "= reference", or where the tokens first differ. Systems of several chips are not checked.
-  std::string check(const std::string& arch_name, int64_t chips) {
-    if (chips != 1) return "not checked (systems)";
-    const auto target = target::load_target(resolve_arch(arch_name));
-    if (!target->supports(policy_)) return "-";
-    const auto compiled = target->compile(model_, {flags_.prompt_tokens, flags_.max_tokens, 1, 0, 1, policy_, {}});
-    if (!compiled.status) return "-";
-    const auto executor = target->executor(*compiled.plan, graph_, weights_, config_.context_length);
-    const std::vector<int32_t> tokens = greedy(*executor);
-    for (size_t i = 0; i < reference_.size(); ++i)
-      if (i >= tokens.size() || tokens[i] != reference_[i]) return fmt::format("differ at token {}", i);
-    return "= reference";
-  }
-
- private:
-  template <typename Executor>
-  std::vector<int32_t> greedy(Executor& executor) {
-    ref::GenerationOptions options;
-    options.max_new_tokens = flags_.max_tokens;
-    return ref::generate(executor, prompt_, options).tokens;
-  }
-
-  target::ModelSource model_;
-  const CompareFlags& flags_;
-  PrecisionPolicy policy_;
-  ir::ModelConfig config_;
-  ir::Graph graph_;
-  model::Weights weights_;
-  std::vector<int32_t> prompt_, reference_;
-};
-
 // One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
 // machine and batch size.
 int compare_command(const CompareFlags& flags) {
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const fs::path model_path = resolve_model(flags.model);
   std::vector<fs::path> inputs = {model_path};
   if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
   if (!flags.weights.empty() && flags.weights != "random") inputs.emplace_back(flags.weights);
   check_outputs({flags.json, flags.csv}, inputs);
   PrecisionFlags precision = flags.precision;
   if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
-  system::Workload work;
-  work.model = ir::load_model_config(model_path);
-  work.model_yaml = read_text_file(model_path), work.model_origin = model_path.string();
-  work.prompt_tokens = flags.prompt_tokens, work.max_new_tokens = flags.max_tokens;
-  work.tensor_parallel = flags.tensor_parallel;
-  work.precision = precision.resolve();
-  std::optional<NumericsCheck> numerics;
-  if (flags.numerics) numerics.emplace(model_path, flags, work.precision);
-  std::vector<report::CompareRow> rows;
-  for (const std::string& text : flags.archs) {
-    const auto [chips, name] = system::parse_machine_name(text);
-    const fs::path arch_path = resolve_arch(name);
-    const system::Machine machine{arch::load_arch(arch_path), read_text_file(arch_path), arch_path.string(), chips};
-    const std::string values = numerics ? numerics->check(name, chips) : "";
-    // --sweep: batch 1, 2, 4, ... until the KV caches no longer fit (at most 1,024).
-    std::vector<int64_t> batches = flags.batches;
-    if (flags.sweep) {
-      batches.clear();
-      for (int64_t b = 1; b <= 1024; b *= 2) batches.push_back(b);
-    }
-    for (const int64_t batch : batches) {
-      work.batch = batch;
-      report::CompareRow row = report::compare_row(text, flags.model, batch, system::evaluate(machine, work));
-      if (!row.fits) row.chips = chips;
-      row.tokens = values;
-      rows.push_back(row);
-      if (flags.sweep && !row.fits) break;
-    }
-  }
+  const api::CompareRequest request{
+      flags.model,           flags.archs,         flags.prompt_tokens, flags.max_tokens, flags.batches, flags.sweep,
+      flags.tensor_parallel, precision.resolve(), flags.numerics,      flags.weights,    flags.seed};
+  const std::vector<report::CompareRow> rows = api::compare(request);
   std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
               static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
-              work.precision.describe().c_str(),
+              request.precision.describe().c_str(),
               flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
   std::fputs(report::compare_table(rows).c_str(), stdout);
   if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
@@ -286,7 +208,7 @@ int simulate_command(const std::string& plan_path, const Outputs& given) {
 }
 
 int compile_command(const CompileFlags& flags) {
-  const fs::path model_path = model::resolve_model_config(flags.model, data_dir());
+  const fs::path model_path = resolve_model(flags.model);
   if (!flags.arch.empty()) {
     if (flags.output.empty()) fail("compiling for --arch {} needs -o PLAN.json", flags.arch);
     std::vector<fs::path> inputs = {model_path, resolve_arch(flags.arch)};

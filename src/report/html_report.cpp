@@ -96,6 +96,63 @@ std::string roofline(const json& run) {
   return svg + fmt::format("</svg>\n<p id=\"roofline-points\">{}</p>\n", points);
 }
 
+// The page of a run on a target without a mesh's per-core figures (GPUs, IPUs, Trainium): the
+// summary, the phases, memory and the last pass of each phase step by step.
+std::string chip_page(const json& run) {
+  const std::string title =
+      fmt::format("{} on {}", run.at("model").get<std::string>(), run.at("arch").get<std::string>());
+  const auto& p = run.at("precision");
+  std::string html =
+      kHtmlHead +
+      fmt::format(
+          "{}</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} "
+          "table{{border-collapse:collapse;margin:0.5em 0}} th,td{{padding:2px 10px;text-align:left;border-bottom:1px "
+          "solid "
+          "#ddd}} td{{font-variant-numeric:tabular-nums}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>"
+          "</head><body>\n<h1 id=\"title\">{}</h1>\n<p>{} fabric; weights {}, activations {}, KV cache {}; {} prompt "
+          "tokens, {} generated, {} requests decoded together.</p>\n",
+          escape(title), escape(title), escape(run.at("fabric").get<std::string>()),
+          escape(p.at("weights").get<std::string>()), escape(p.at("activations").get<std::string>()),
+          escape(p.at("kv").get<std::string>()), run.at("tokens").at("prompt").get<int64_t>(),
+          run.at("tokens").at("generated").get<int64_t>(), run.at("tokens").at("batch").get<int64_t>());
+  const auto& memory = run.at("memory");
+  html += "<h2>Summary</h2>\n<table>\n";
+  html += row("time to first token", "ttft-ms",
+              fmt::format("{:.6g}", run.at("time_to_first_token_s").get<double>() * 1e3), "ms");
+  html += row("decode, per user", "decode-tps",
+              fmt::format("{:.6g}", run.at("decode_tokens_per_s_per_user").get<double>()), "tokens/s");
+  html += row("decode, all requests", "decode-tps-all",
+              fmt::format("{:.6g}", run.at("decode_tokens_per_s").get<double>()), "tokens/s");
+  html += row("energy per decoded token", "energy-per-token-mj",
+              fmt::format("{:.6g}", run.at("energy_per_decode_token").at("total_pj").get<double>() * 1e-9), "mJ");
+  html += row("decode bound", "bound", escape(run.at("bound").get<std::string>()),
+              fmt::format("utilisation {:.1f}%", 100 * run.at("utilization").get<double>()));
+  html += row(escape(memory.at("resource").get<std::string>()), "memory-used-gib",
+              fmt::format("{:.6g}", memory.at("used_bytes").get<double>() / (1 << 30)),
+              fmt::format("GiB used of {:.6g}", memory.at("available_bytes").get<double>() / (1 << 30)));
+  html += fmt::format("<tr><th>decode</th><td id=\"decode-ms\">{:.6g}</td><td>ms over {} passes</td></tr>\n</table>\n",
+                      run.at("decode").at("seconds").get<double>() * 1e3, run.at("decode").at("passes").get<int64_t>());
+  for (const auto& [key, heading] : {std::pair{"prefill_last_pass", "Prefill, the prompt's last pass"},
+                                     std::pair{"decode_last_pass", "Decode, the last pass"}}) {
+    html += fmt::format(
+        "<h2>{}</h2>\n<table><tr><th>step</th><th>op</th><th>bound</th><th>time (us)</th>"
+        "<th>MACs</th><th>bytes</th></tr>\n",
+        heading);
+    for (const auto& st : run.at("steps").at(key))
+      html += fmt::format("<tr><th>{}</th><td>{}</td><td>{}</td><td>{:.4g}</td><td>{:.4g}</td><td>{:.4g}</td></tr>\n",
+                          escape(st.at("name").get<std::string>()), escape(st.at("op").get<std::string>()),
+                          escape(st.at("bound").get<std::string>()), st.at("seconds").get<double>() * 1e6,
+                          st.at("macs").get<double>(), st.at("bytes").get<double>());
+    html += "</table>\n";
+  }
+  const auto& config = run.at("config");
+  html += fmt::format(
+      "<h2>Configuration</h2>\n<h3>{}</h3><pre>{}</pre>\n<h3>{}</h3><pre>{}</pre>\n",
+      escape(config.at("arch_origin").get<std::string>()), escape(config.at("arch_yaml").get<std::string>()),
+      escape(config.at("model_origin").get<std::string>()), escape(config.at("model_yaml").get<std::string>()));
+  return html + "</body></html>\n";
+}
+
 }  // namespace
 
 std::string html_report(const std::string& run_json, const std::string& origin) {
@@ -107,6 +164,7 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
   if (run.is_discarded() || schema != "tessera-run/2")
     fail("{}: not a tessera run (write one with `tessera run --arch ARCH --json FILE`)", origin);
   try {
+    if (run.value("fabric", "mesh2d") != "mesh2d") return chip_page(run);
     RunFigures figures{run.at("grid").at("width").get<int64_t>(),
                        run.at("grid").at("height").get<int64_t>(),
                        run.at("sram").at("usable_bytes_per_core").get<double>(),

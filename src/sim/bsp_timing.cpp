@@ -24,8 +24,8 @@ class BspTimer {
 
   const arch::ArchSpec& arch() const { return arch_; }
 
-  // Adds one superstep at `positions` cached positions to `phase`.
-  void add(BspPhase& phase, const program::Superstep& st, double positions) const {
+  // Adds one superstep at `positions` cached positions to `phase`; returns its time.
+  SuperstepTime add(BspPhase& phase, const program::Superstep& st, double positions) const {
     const auto at = [&](const program::BspWork& base, const program::BspWork& per) {
       return program::BspWork{base.macs + per.macs * positions, base.ops + per.ops * positions,
                               base.sram_bytes + per.sram_bytes * positions,
@@ -43,6 +43,8 @@ class BspTimer {
     phase.energy_pj += all.macs * mac_pj_ +
                        all.sram_bytes * (arch_.energy.sram_read_pj_per_byte + arch_.energy.sram_write_pj_per_byte) / 2 +
                        all.exchange_bytes * arch_.energy.exchange_pj_per_byte;
+    const char* bound = compute >= exchange && compute >= sync ? "compute" : exchange >= sync ? "exchange" : "sync";
+    return {st.name, st.op, bound, sync + exchange + compute, all.macs, all.exchange_bytes};
   }
 
  private:
@@ -64,12 +66,18 @@ BspReport simulate_bsp(const program::BspPlan& plan) {
   r.tile_bytes = a.usable_sram_per_core();
   for (int64_t start = 0; start < plan.prompt_tokens; start += plan.prefill_chunk_tokens) {
     const bool last = start + plan.prefill_chunk_tokens >= plan.prompt_tokens;
-    for (const auto& st : plan.prefill)
-      if (last || !st.last_chunk_only) timer.add(r.prefill, st, static_cast<double>(start));
+    for (const auto& st : plan.prefill) {
+      if (!last && st.last_chunk_only) continue;
+      const SuperstepTime time = timer.add(r.prefill, st, static_cast<double>(start));
+      if (last) r.prefill_steps.push_back(time);
+    }
   }
   r.time_to_first_token_s = r.prefill.seconds;
   for (int64_t t = 1; t < plan.max_new_tokens; ++t)
-    for (const auto& st : plan.decode) timer.add(r.decode, st, static_cast<double>(plan.prompt_tokens + t));
+    for (const auto& st : plan.decode) {
+      const SuperstepTime time = timer.add(r.decode, st, static_cast<double>(plan.prompt_tokens + t));
+      if (t + 1 == plan.max_new_tokens) r.last_decode_steps.push_back(time);
+    }
   const auto passes = static_cast<double>(std::max<int64_t>(plan.max_new_tokens - 1, 0));
   if (passes > 0 && r.decode.seconds > 0) {
     r.decode_tokens_per_s_per_user = passes / r.decode.seconds;

@@ -96,6 +96,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   for (const auto& k : plan.prefill) {
     const KernelCost c = timer.cost(k, 0);
     add(r.prefill, c, timer.energy_pj(c, k) * gpus, k);
+    r.prefill_kernels.push_back({k.name, k.op, c.bound, c.seconds, c.macs, c.hbm, k.tile_m, k.tile_n, k.waves});
   }
   r.time_to_first_token_s = r.prefill.seconds;
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {

@@ -20,6 +20,16 @@ const Concrete& plan_as(const Plan& plan, const char* fabric) {
   return *concrete;
 }
 
+// The fields of a RunReport every plan states: what ran, in which precision, for which request.
+template <typename PlanType>
+void describe_run(RunReport& r, const char* fabric, const PlanType& plan) {
+  r.fabric = fabric;
+  r.arch_yaml = plan.arch_yaml, r.arch_origin = plan.arch_origin;
+  r.model_yaml = plan.model_yaml, r.model_origin = plan.model_origin;
+  r.precision = plan.precision;
+  r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
+}
+
 // The reference executor as a target's executor: for targets without a data plane, run with the
 // plan's arithmetic order (ref::Partitioning) and precision.
 class ReferenceValues : public Executor {

@@ -330,7 +330,10 @@ TEST(Cli, RerunningACommandReplacesItsOwnOutputs) {
       "simulate " + at("mesh-plan.json") + " -q --json " + at("sim.json") + " --csv " + at("sim.csv") + " --trace " +
           at("sim-trace.json") + " --heatmaps " + at("sim-maps"),
       "report " + at("run.json") + " -o " + at("report.html"),
-      "compare --arch h100,wse2 --prompt-len 8 --gen 4 --json " + at("compare.json") + " --csv " + at("compare.csv")};
+      "compare --arch h100,wse2 --prompt-len 8 --gen 4 --json " + at("compare.json") + " --csv " + at("compare.csv"),
+      "run -n 3 -q --arch h100 --dtype fp16 --json " + at("gpu.json") + " --csv " + at("gpu.csv") + " --trace " +
+          at("gpu-trace.json"),
+      "report " + at("gpu.json") + " -o " + at("gpu.html")};
   for (const auto& args : commands)
     for (int i = 0; i < 2; ++i) {
       const Result r = tessera(args);
@@ -508,6 +511,11 @@ TEST(Cli, RunJsonKeysAreStable) {
   std::set<std::string> keys;
   for (const auto& [key, _] : run.items()) keys.insert(key);
   EXPECT_EQ(keys, (std::set<std::string>{"arch",
+                                         "bound",
+                                         "fabric",
+                                         "memory",
+                                         "steps",
+                                         "utilization",
                                          "busiest_decode_steps",
                                          "clock_hz",
                                          "config",
@@ -655,4 +663,48 @@ TEST(Cli, CompareChecksTokensAgainstTheReference) {
   const Result refused = tessera("compare --arch h100 --json " + mine);
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_TRUE(contains(refused.output, "is not a file tessera wrote")) << refused.output;
+}
+
+// GPUs, IPUs and Trainium write the same files as a wafer run (but heatmaps): the JSON's common
+// keys, a step CSV, a timeline whose slices add up to the phases, and a report page.
+TEST(Cli, EveryFabricWritesJsonCsvTraceAndAReport) {
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_smoke_fabrics";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const std::string arch : {"h100", "gc200", "trn2", "mesh-32x32"}) {
+    SCOPED_TRACE(arch);
+    const std::string base = (dir / arch).string();
+    const Result r = tessera("run -q -n 5 --dtype fp16 --arch " + arch + " --json " + base + ".json --csv " + base +
+                             ".csv --trace " + base + ".trace.json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto run = nlohmann::json::parse(read_all(base + ".json"));
+    for (const char* key : {"schema", "fabric", "arch", "model", "precision", "tokens", "time_to_first_token_s",
+                            "decode_tokens_per_s_per_user", "prefill", "decode", "energy_per_decode_token", "memory",
+                            "bound", "utilization", "steps", "config"})
+      EXPECT_TRUE(run.contains(key)) << key;
+    EXPECT_EQ(run["arch"], arch);
+    EXPECT_GT(run["memory"]["used_bytes"].get<double>(), 0);
+    EXPECT_LT(run["memory"]["used_bytes"].get<double>(), run["memory"]["available_bytes"].get<double>());
+    EXPECT_FALSE(run["steps"]["decode_last_pass"].empty());
+    if (arch == "mesh-32x32") continue;  // its CSV and timeline have more (TraceCoversTheRunAndStaysSmall)
+    // The timeline covers each phase exactly.
+    const auto trace = nlohmann::json::parse(read_all(base + ".trace.json"));
+    double prefill_us = 0, decode_us = 0;
+    for (const auto& e : trace["traceEvents"])
+      if (e["ph"] == "X") (e["pid"] == 1 ? prefill_us : decode_us) += e["dur"].get<double>();
+    EXPECT_NEAR(prefill_us, run["prefill"]["seconds"].get<double>() * 1e6, 1e-6 * prefill_us);
+    EXPECT_NEAR(decode_us, run["decode"]["seconds"].get<double>() * 1e6, 1e-6 * decode_us);
+    // One CSV row per step of the last passes.
+    const std::string csv = read_all(base + ".csv");
+    EXPECT_EQ(static_cast<size_t>(std::count(csv.begin(), csv.end(), '\n')),
+              1 + run["steps"]["prefill_last_pass"].size() + run["steps"]["decode_last_pass"].size());
+    const Result page = tessera("report " + base + ".json -o " + base + ".html");
+    ASSERT_EQ(page.exit_code, 0) << page.output;
+    const std::string html = read_all(base + ".html");
+    EXPECT_EQ(element_text(html, "ttft-ms"), fmt::format("{:.6g}", run["time_to_first_token_s"].get<double>() * 1e3));
+    EXPECT_EQ(element_text(html, "decode-tps"), fmt::format("{:.6g}", run["decode_tokens_per_s_per_user"].get<double>()));
+  }
+  const Result maps = tessera("run -q -n 3 --arch h100 --heatmaps " + (dir / "maps").string());
+  EXPECT_NE(maps.exit_code, 0);
+  EXPECT_TRUE(contains(maps.output, "--heatmaps draws the cores of a mesh machine")) << maps.output;
 }

@@ -31,12 +31,9 @@ int run_on_target(const fs::path& model_path, const RunFlags& flags, const Preci
         "--tp is for GPU-like chips; {} chips split a model that does not fit one chip into a pipeline: `tessera "
         "compare --arch Nx{}`",
         flags.arch, flags.arch);
-  if (!caps.run_files && (!flags.outputs.json.empty() || !flags.outputs.csv.empty() || !flags.outputs.trace.empty() ||
-                          !flags.outputs.heatmaps.empty()))
-    fail(
-        "--json, --csv, --trace and --heatmaps are written for mesh machines so far; for {} use `tessera compare "
-        "--arch {} --json FILE`",
-        flags.arch, flags.arch);
+  if (!caps.core_heatmaps && !flags.outputs.heatmaps.empty())
+    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
+         flags.arch);
   const target::ModelSource model = load_model_source(model_path);
   const ir::ModelConfig& config = model.config;
   target::ChipWork work{0, flags.max_tokens, flags.batch, 0, flags.tensor_parallel, policy, {}};

@@ -45,6 +45,7 @@ void write_into_output_directory(const std::filesystem::path& dir, const std::st
 // The CSV headers tessera writes (report/mesh_report.cpp, report/compare.cpp), for is_tessera_output.
 extern const char* const kStepsCsvHeader;
 extern const char* const kCompareCsvHeader;
+extern const char* const kChipStepsCsvHeader;
 // The fixed beginning of every HTML page tessera writes (report/html_report.cpp).
 extern const char* const kHtmlHead;
 

@@ -1,5 +1,5 @@
-// A run on any target, for people and for files: the summary table every run prints, and the
-// files a run writes where its target models them (target::Capabilities::run_files).
+// A run on any target, for people and for files: the summary table every run prints, its metrics
+// JSON, step CSV and timeline, and per-core heatmaps where the target has cores to draw.
 #pragma once
 
 #include <filesystem>
@@ -19,8 +19,12 @@ struct RunFiles {
   bool any() const { return !json.empty() || !csv.empty() || !trace.empty() || !heatmaps.empty(); }
 };
 
+// The run's metrics JSON (schema tessera-run/2, docs/metrics.md): the keys every target has, and
+// a mesh's per-core figures where the run has them.
+std::string run_json(const target::RunReport& run);
+
 // Writes what `files` asks for (output_files.hpp rules) and returns a line per directory written
-// for people. Throws Error if the run's target writes no run files.
+// for people. Throws Error for --heatmaps on a target without cores to draw.
 std::string write_run_files(const target::RunReport& run, const RunFiles& files);
 
 }  // namespace tessera::report

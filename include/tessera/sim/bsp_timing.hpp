@@ -19,6 +19,12 @@ struct BspPhase {
   double energy_pj = 0;
 };
 
+// One superstep's time on the busiest tile, and its work over all tiles.
+struct SuperstepTime {
+  std::string name, op, bound;  // bound: compute, exchange or sync
+  double seconds = 0, macs = 0, exchange_bytes = 0;
+};
+
 struct BspReport {
   std::string arch_name, model_name;
   int64_t batch = 1, prompt_tokens = 0, generated_tokens = 0, supersteps_per_token = 0;
@@ -29,6 +35,8 @@ struct BspReport {
   double decode_utilization = 0;               // MACs done / (peak MAC rate x decode time)
   std::string decode_bound;                    // compute, exchange or sync: which took most decode time
   double tile_bytes_used = 0, tile_bytes = 0;  // the fullest tile, and a tile's SRAM
+  std::vector<SuperstepTime> prefill_steps;     // the prompt's last chunk, in order
+  std::vector<SuperstepTime> last_decode_steps;
 };
 
 BspReport simulate_bsp(const program::BspPlan& plan);

@@ -36,7 +36,7 @@ struct GpuReport {
   std::string decode_bound;                        // which of compute / memory / link / launch took most decode time
   double hbm_used_bytes = 0, hbm_bytes = 0;        // per GPU
   double decode_watts_per_gpu = 0, tdp_watts = 0;  // average decode power from the energy table; the board limit
-  std::vector<GpuKernelTime> last_decode_kernels;
+  std::vector<GpuKernelTime> prefill_kernels, last_decode_kernels;  // in launch order
 };
 
 GpuReport simulate_gpu(const program::GpuPlan& plan);

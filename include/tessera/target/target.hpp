@@ -58,15 +58,28 @@ struct Capabilities {
                                   // pass, requests in flight pipelined through the layer stages
   bool data_plane = false;        // values computed core by core from the plan's steps; else the
                                   // reference executor in the plan's arithmetic order
-  bool run_files = false;         // a run writes --json, --csv, --trace and --heatmaps
+  bool core_heatmaps = false;     // a run draws per-core heatmaps (--heatmaps)
 };
 
 // A compiled plan for one chip: the target's own plan behind a common face.
 class Plan {
  public:
   virtual ~Plan() = default;
-  virtual std::string to_json() const = 0;  // the plan file `tessera compile -o` writes
+  virtual std::string to_json() const = 0;             // the plan file `tessera compile -o` writes
   virtual std::string describe() const { return ""; }  // what people see after compiling ("": nothing)
+};
+
+// One step of a run as every target reports it: a GPU kernel, an IPU superstep, a mesh step.
+struct StepRecord {
+  std::string name, op, bound;
+  double seconds = 0, macs = 0;
+  double bytes = 0;  // moved by the step: from HBM (GPUs), over the exchange (IPUs), over the fabric (meshes)
+};
+
+// What the fullest memory of the chip holds, against what it has.
+struct MemoryUse {
+  std::string resource;  // "HBM per GPU", "SRAM per tile", "SRAM per core"
+  double used_bytes = 0, available_bytes = 0;
 };
 
 // One run of a plan, timed: the figures every target reports, and the target's own report.
@@ -75,19 +88,27 @@ struct MeshRun {
   sim::MeshReport report;
 };
 struct RunReport {
-  std::string arch_name, model_name;
+  std::string fabric, arch_name, model_name;
+  std::string arch_yaml, arch_origin, model_yaml, model_origin;  // as the plan embeds them
+  PrecisionPolicy precision;
+  int64_t prompt_tokens = 0, generated_tokens = 0, batch = 1;  // batch: requests one pass computes
+  double prefill_s = 0, decode_s = 0;                          // decode: every pass after the first token
   double time_to_first_token_s = 0;
   double decode_step_s = 0;      // one decode step of one micro-batch, through the whole chip
   double decode_interval_s = 0;  // how soon the chip takes the next micro-batch (its slowest stage)
-  double tokens_per_s_per_user = 0;
+  double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double energy_per_token_pj = 0;  // per generated token of one request, the whole chip
   double macs_per_token = 0;       // per generated token of one request
   double utilization = 0;          // decode MACs / (peak MAC rate x decode time)
   std::string bound;               // what decode time is mostly spent on
+  MemoryUse memory;
+  // In order: the steps of the prompt's last pass (all of it where the prompt is one pass), and
+  // of the last decode pass.
+  std::vector<StepRecord> prefill_steps, last_decode_steps;
   std::variant<MeshRun, sim::GpuReport, sim::BspReport> detail;
 };
 
-// How to simulate; each target uses what it models (see Capabilities::run_files).
+// How to simulate; each target uses what it models.
 struct SimulateOptions {
   bool record_trace = false;
   bool cycle_level = false;  // mesh fabrics: every collective wavelet by wavelet

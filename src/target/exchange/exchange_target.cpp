@@ -27,7 +27,7 @@ class ExchangeTarget : public Target {
             .tensor_parallel = false,
             .batches_requests = true,
             .data_plane = false,
-            .run_files = false};
+            .core_heatmaps = false};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -50,7 +50,16 @@ class ExchangeTarget : public Target {
     sim::BspReport b = sim::simulate_bsp(p);
     const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
     RunReport r;
+    describe_run(r, "exchange", p);
     r.arch_name = b.arch_name, r.model_name = b.model_name;
+    r.batch = p.batch;
+    r.prefill_s = b.prefill.seconds, r.decode_s = b.decode.seconds;
+    r.tokens_per_s = b.decode_tokens_per_s;
+    r.memory = {"SRAM per tile", b.tile_bytes_used, b.tile_bytes};
+    for (const auto& [from, to] :
+         {std::pair{&b.prefill_steps, &r.prefill_steps}, std::pair{&b.last_decode_steps, &r.last_decode_steps}})
+      for (const sim::SuperstepTime& st : *from)
+        to->push_back({st.name, st.op, st.bound, st.seconds, st.macs, st.exchange_bytes});
     r.time_to_first_token_s = b.time_to_first_token_s;
     r.tokens_per_s_per_user = b.decode_tokens_per_s_per_user;
     r.decode_step_s = r.decode_interval_s = b.decode.seconds / passes;

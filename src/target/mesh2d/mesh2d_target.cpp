@@ -50,7 +50,7 @@ class Mesh2dTarget : public Target {
             .tensor_parallel = false,
             .batches_requests = false,
             .data_plane = true,
-            .run_files = true};
+            .core_heatmaps = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -79,9 +79,20 @@ class Mesh2dTarget : public Target {
     timing.activation_density = options.activation_density;
     sim::MeshReport m = sim::simulate_mesh_timing(*program, timing);
     RunReport r;
+    describe_run(r, "mesh2d", *program);
     r.arch_name = m.arch_name, r.model_name = m.model_name;
+    r.prefill_s = m.prefill.cycles / m.clock_hz, r.decode_s = m.decode.cycles / m.clock_hz;
     r.time_to_first_token_s = m.time_to_first_token_s;
-    r.tokens_per_s_per_user = m.decode_tokens_per_s;
+    r.tokens_per_s_per_user = r.tokens_per_s = m.decode_tokens_per_s;
+    r.memory = {"SRAM per core", static_cast<double>(m.sram_high_water_bytes), m.sram_per_core_bytes};
+    for (const auto& step : m.decode_steps) {
+      const double cycles = step.compute_cycles + step.comm_cycles + step.host_cycles;
+      const char* bound = step.comm_cycles >= step.compute_cycles && step.comm_cycles >= step.host_cycles ? "fabric"
+                          : step.compute_cycles >= step.host_cycles                                      ? "compute"
+                                                                                                         : "host I/O";
+      r.last_decode_steps.push_back({step.name, step.pattern, bound, cycles / m.clock_hz, static_cast<double>(step.macs),
+                                     4.0 * static_cast<double>(step.words)});
+    }
     r.decode_step_s = m.decode_tokens_per_s > 0 ? 1 / m.decode_tokens_per_s : 0;
     // The wafer's own layer pipeline takes the next request once its slowest stage is free.
     std::map<int32_t, double> stage_cycles;

@@ -27,7 +27,7 @@ class SharedMemoryTarget : public Target {
             .tensor_parallel = true,
             .batches_requests = true,
             .data_plane = false,
-            .run_files = false};
+            .core_heatmaps = false};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -51,7 +51,15 @@ class SharedMemoryTarget : public Target {
     sim::GpuReport g = sim::simulate_gpu(p);
     const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
     RunReport r;
+    describe_run(r, "shared_memory", p);
     r.arch_name = g.arch_name, r.model_name = g.model_name;
+    r.batch = p.batch;
+    r.prefill_s = g.prefill.seconds, r.decode_s = g.decode.seconds;
+    r.tokens_per_s = g.decode_tokens_per_s;
+    r.memory = {"HBM per GPU", g.hbm_used_bytes, g.hbm_bytes};
+    for (const auto& [from, to] :
+         {std::pair{&g.prefill_kernels, &r.prefill_steps}, std::pair{&g.last_decode_kernels, &r.last_decode_steps}})
+      for (const sim::GpuKernelTime& k : *from) to->push_back({k.name, k.op, k.bound, k.seconds, k.macs, k.hbm_bytes});
     r.time_to_first_token_s = g.time_to_first_token_s;
     r.tokens_per_s_per_user = g.decode_tokens_per_s_per_user;
     r.decode_step_s = r.decode_interval_s = g.decode_tokens_per_s_per_user > 0 ? 1 / g.decode_tokens_per_s_per_user : 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numbers>
 
@@ -53,6 +54,13 @@ struct StageArenas {
   float* arena(int64_t i, int64_t j) { return scratch + (j * px + i) * scratch_floats; }
 };
 
+// What a step's kernel leaves for its collective: `count` floats at `offset` in every core's
+// activation area, summed (or, with max, maximised) by the allreduce the plan names.
+struct Reduction {
+  int64_t offset = 0, count = 0;
+  bool max = false;
+};
+
 int64_t take(int64_t& cursor, int64_t n) {
   const int64_t at = cursor;
   cursor += n;
@@ -70,9 +78,10 @@ struct MeshDataPlane::State {
   ir::ModelConfig model;
   const model::Weights* weights = nullptr;
   int64_t chunk = 1, context = 0, position = 0;
-  std::vector<StageArenas> stages;        // layers, then the head
-  std::vector<float> scratch_pool;        // backs every stage's activation areas (see StageArenas)
-  std::vector<float> rope_cos, rope_sin;  // [context, head_dim / 2], Llama only
+  std::vector<StageArenas> stages;                         // layers, then the head
+  std::vector<program::Step> prefill_steps, decode_steps;  // the plan's, run as they are
+  std::vector<float> scratch_pool;                         // backs every stage's activation areas (see StageArenas)
+  std::vector<float> rope_cos, rope_sin;                   // [context, head_dim / 2], Llama only
   bool llama() const { return model.family == ir::ModelFamily::Llama; }
   std::vector<float> logits;
   FloatFormat activations = FloatFormat::F32, kv = FloatFormat::F32;
@@ -147,6 +156,13 @@ struct MeshDataPlane::State {
     return rows;
   }
 
+  // A stage's input rows start undefined (NaN) each pass: its activation area shares host memory
+  // with the other stages', and only a transfer the plan names may fill it.
+  void clear_input(StageArenas& s, int64_t tokens) {
+    for (int64_t c = 0; c < s.px * s.py; ++c)
+      std::fill_n(s.arena(c % s.px, c / s.px) + s.x, tokens * s.nr, std::numeric_limits<float>::quiet_NaN());
+  }
+
   void deliver_rows(StageArenas& to, const float* rows, int64_t tokens) {
     const int64_t d = model.d_model;
     for (int64_t j = 0; j < to.py; ++j) {
@@ -159,66 +175,39 @@ struct MeshDataPlane::State {
 
   // --- stage kernels: each reads and writes one core's arena -------------------------------------
 
-  void layer_norm(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
+  // LayerNorm in two steps (mean, then variance and the scaling), RMSNorm in one: each sums over
+  // its core's segment of every row, the plan's allreduce completes the sums down the columns,
+  // and the last step scales its segment into `h`.
+  Reduction norm_sums(StageArenas& s, int64_t tokens, bool variance) {
     const int64_t d = model.d_model;
     for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       const int64_t n = segment(d, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
+        const float mean = variance ? a[s.stats + t] / static_cast<float>(d) : 0.0f;
         float sum = 0;
-        for (int64_t e = 0; e < n; ++e) sum += a[s.x + t * s.nr + e];
-        a[s.stats + t] = sum;
+        for (int64_t e = 0; e < n; ++e) {
+          const float v = a[s.x + t * s.nr + e];
+          sum += variance || llama() ? (v - mean) * (v - mean) : v;
+        }
+        a[s.stats + (variance ? tokens : 0) + t] = sum;
       }
     });
-    allreduce(s, false, s.stats, tokens, false);
-    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
-      const int64_t n = segment(d, s.py, j).size();
-      for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = a[s.stats + t] / static_cast<float>(d);
-        float sq = 0;
-        for (int64_t e = 0; e < n; ++e) sq += (a[s.x + t * s.nr + e] - mean) * (a[s.x + t * s.nr + e] - mean);
-        a[s.stats + tokens + t] = sq;
-      }
-    });
-    allreduce(s, false, s.stats + tokens, tokens, false);
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
-      const int64_t n = segment(d, s.py, j).size();
-      for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = a[s.stats + t] / static_cast<float>(d);
-        const auto inv = static_cast<float>(
-            1.0 / std::sqrt(static_cast<double>(a[s.stats + tokens + t]) / static_cast<double>(d) + model.norm_eps));
-        for (int64_t e = 0; e < n; ++e)
-          a[s.h + t * s.nr + e] = (a[s.x + t * s.nr + e] - mean) * inv * w[g + e] + w[b + e];
-      }
-    });
+    return {s.stats + (variance ? tokens : 0), tokens, false};
   }
 
-  void rms_norm(StageArenas& s, int64_t tokens, int64_t g) {
+  void norm_scale(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
     const int64_t d = model.d_model;
-    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
-      const int64_t n = segment(d, s.py, j).size();
-      for (int64_t t = 0; t < tokens; ++t) {
-        float sq = 0;
-        for (int64_t e = 0; e < n; ++e) sq += a[s.x + t * s.nr + e] * a[s.x + t * s.nr + e];
-        a[s.stats + t] = sq;
-      }
-    });
-    allreduce(s, false, s.stats, tokens, false);
     for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
       const int64_t n = segment(d, s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
-        const auto inv = static_cast<float>(
-            1.0 / std::sqrt(static_cast<double>(a[s.stats + t]) / static_cast<double>(d) + model.norm_eps));
-        for (int64_t e = 0; e < n; ++e) a[s.h + t * s.nr + e] = a[s.x + t * s.nr + e] * inv * w[g + e];
+        const float mean = llama() ? 0.0f : a[s.stats + t] / static_cast<float>(d);
+        const double squares = a[s.stats + (llama() ? 0 : tokens) + t];
+        const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + model.norm_eps));
+        for (int64_t e = 0; e < n; ++e)
+          a[s.h + t * s.nr + e] = llama() ? a[s.x + t * s.nr + e] * inv * w[g + e]
+                                          : (a[s.x + t * s.nr + e] - mean) * inv * w[g + e] + w[b + e];
       }
     });
-  }
-
-  void norm(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
-    if (llama()) {
-      rms_norm(s, tokens, g);
-    } else {
-      layer_norm(s, tokens, g, b);
-    }
   }
 
   // RoPE on q and k, whose head dimensions are stored pair-adjacent: (2i, 2i+1) holds the
@@ -243,11 +232,11 @@ struct MeshDataPlane::State {
     });
   }
 
-  // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, then
+  // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, to be
   // allreduced down each column. The output holds `parts` equal vectors of n_each elements side
   // by side, `cap` columns each.
-  void matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight, int64_t cap,
-                      int64_t parts, int64_t n_each, int64_t align) {
+  Reduction matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight,
+                           int64_t cap, int64_t parts, int64_t n_each, int64_t align) {
     const int64_t width = cap * parts;
     count_zeros(layer, s, true, tokens, in, s.nr, model.d_model);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
@@ -267,12 +256,12 @@ struct MeshDataPlane::State {
         }
       }
     });
-    allreduce(s, false, s.part, tokens * width, false);
+    return {s.part, tokens * width, false};
   }
 
-  // Cols -> rows: the reverse orientation, allreduced along each row.
-  void matmul_cols_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t in_width,
-                      int64_t k_total, int64_t weight) {
+  // Cols -> rows: the reverse orientation, to be allreduced along each row.
+  Reduction matmul_cols_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t in_width,
+                           int64_t k_total, int64_t weight) {
     count_zeros(layer, s, false, tokens, in, in_width, k_total);
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t kn = segment(k_total, s.px, i, k_total == model.d_model ? 2 : 1).size();
@@ -285,13 +274,18 @@ struct MeshDataPlane::State {
                          out, 0, nn);
       }
     });
-    allreduce(s, true, s.part, tokens * s.nr, false);
+    return {s.part, tokens * s.nr, false};
   }
 
-  void attention(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t heads = model.n_heads, hd = model.head_dim(), d = model.d_model;
-    const auto scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    // Keys and values of the new tokens go to the row that owns their position.
+  // Attention in four steps, each ending in the plan's allreduce: scores (the new tokens' keys and
+  // values appended to the row that owns their position, then each core's partial dot products
+  // over its head-dimension segment), the running max, the softmax denominators, the weighted values.
+  bool visible(const StageArenas& s, int64_t t, int64_t slot, int64_t j, int64_t first_position) const {
+    return slot * s.py + j <= first_position + t;
+  }
+
+  Reduction attention_scores(StageArenas& s, int64_t tokens, int64_t first_position) {
+    const int64_t hd = model.head_dim(), d = model.d_model, stride = model.n_heads * s.slots;
     for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t p = first_position + t;
@@ -303,28 +297,36 @@ struct MeshDataPlane::State {
         }
       }
     });
-    const int64_t stride = heads * s.slots;  // scores per token
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
       const Segment seg = segment(d, s.px, i, 2);
       std::fill_n(a + s.scores, tokens * stride, 0.0f);
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t slot = 0; slot * s.py + j <= first_position + t; ++slot)
+        for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
           for (int64_t e = seg.begin; e < seg.end; ++e)
             a[s.scores + t * stride + (e / hd) * s.slots + slot] +=
                 a[s.qkv + t * 3 * s.nc + (e - seg.begin)] * w[s.k_cache + slot * s.nc + (e - seg.begin)];
     });
-    allreduce(s, true, s.scores, tokens * stride, false);
-    auto visible = [&](int64_t t, int64_t slot, int64_t j) { return slot * s.py + j <= first_position + t; };
+    return {s.scores, tokens * stride, false};
+  }
+
+  Reduction attention_max(StageArenas& s, int64_t tokens, int64_t first_position) {
+    const int64_t heads = model.n_heads, stride = heads * s.slots;
+    const auto scale = 1.0f / std::sqrt(static_cast<float>(model.head_dim()));
     for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
           float m = -INFINITY;
-          for (int64_t slot = 0; slot < s.slots && visible(t, slot, j); ++slot)
+          for (int64_t slot = 0; slot < s.slots && visible(s, t, slot, j, first_position); ++slot)
             m = std::max(m, a[s.scores + t * stride + hh * s.slots + slot] * scale);
           a[s.stats + t * heads + hh] = m;
         }
     });
-    allreduce(s, false, s.stats, tokens * heads, true);
+    return {s.stats, tokens * heads, true};
+  }
+
+  Reduction attention_sum(StageArenas& s, int64_t tokens, int64_t first_position) {
+    const int64_t heads = model.n_heads, stride = heads * s.slots;
+    const auto scale = 1.0f / std::sqrt(static_cast<float>(model.head_dim()));
     for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
@@ -332,13 +334,17 @@ struct MeshDataPlane::State {
           float sum = 0;
           for (int64_t slot = 0; slot < s.slots; ++slot) {
             float& sc = a[s.scores + t * stride + hh * s.slots + slot];
-            sc = visible(t, slot, j) ? std::exp(sc * scale - m) : 0.0f;
+            sc = visible(s, t, slot, j, first_position) ? std::exp(sc * scale - m) : 0.0f;
             sum += sc;
           }
           a[s.stats + tokens * heads + t * heads + hh] = sum;
         }
     });
-    allreduce(s, false, s.stats + tokens * heads, tokens * heads, false);
+    return {s.stats + tokens * heads, tokens * heads, false};
+  }
+
+  Reduction attention_values(StageArenas& s, int64_t tokens) {
+    const int64_t heads = model.n_heads, hd = model.head_dim(), d = model.d_model, stride = heads * s.slots;
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t) {
       const Segment seg = segment(d, s.px, i, 2);
       for (int64_t t = 0; t < tokens; ++t) {
@@ -353,7 +359,7 @@ struct MeshDataPlane::State {
         }
       }
     });
-    allreduce(s, false, s.o, tokens * s.nc, false);
+    return {s.o, tokens * s.nc, false};
   }
 
   // Runs kernel(w, a, i, j) for every core: w = its resident weights and KV cache, a = its
@@ -365,21 +371,79 @@ struct MeshDataPlane::State {
       kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
   }
 
-  void run_layer(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t d = model.d_model;
-    norm(s, tokens, s.ln1_g, s.ln1_b);
-    matmul_rows_in(llama() ? "self_attn.qkv_proj" : "attn.c_attn", s, tokens, s.h, s.w_qkv, s.nc, 3, d, 2);
+  void add_residual(StageArenas& s, int64_t tokens, int64_t bias) {
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < 3 * s.nc; ++n)
-          a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + w[s.b_qkv + n];
+        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + w[bias + n];
     });
-    if (llama()) rope(s, tokens, first_position);
-    attention(s, tokens, first_position);
-    matmul_cols_in(llama() ? "self_attn.o_proj" : "attn.c_proj", s, tokens, s.o, s.nc, d, s.w_o);
-    add_residual(s, tokens, s.b_o);
-    norm(s, tokens, s.ln2_g, s.ln2_b);
-    matmul_rows_in(llama() ? "mlp.gate_up_proj" : "mlp.c_fc", s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
+  }
+
+  // --- the plan's steps ---------------------------------------------------------------------------
+  //
+  // Each step runs its kernel on every core of its stage (local work only), then the collective
+  // the plan names for it, then whatever local work consumes the collective's result. A step the
+  // plan leaves out is not run, and a collective it does not name does not happen: the values
+  // follow the plan that is timed (DESIGN.md, "Locality is enforced").
+
+  // A step's kind: its name without the layer prefix ("h.3.attn.c_attn" -> "attn.c_attn").
+  std::string_view step_kind(const program::Step& step) const {
+    std::string_view name = step.name;
+    const std::string prefix = fmt::format("{}{}.", llama() ? "model.layers." : "h.", step.stage);
+    if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
+    return name;
+  }
+
+  // RMSNorm is one step; LayerNorm two (".mean", then ".variance", which also scales).
+  bool rms_norm_step(std::string_view kind) const {
+    return kind == "input_layernorm" || kind == "post_attention_layernorm" || kind == "model.norm";
+  }
+  bool norm_scales(std::string_view kind) const { return kind.ends_with(".variance") || rms_norm_step(kind); }
+
+  // The kernel before the collective; its Reduction is what an allreduce combines.
+  Reduction run_kernel(std::string_view kind, StageArenas& s, int64_t tokens, int64_t first) {
+    if (kind.ends_with(".mean") || norm_scales(kind)) return norm_sums(s, tokens, kind.ends_with(".variance"));
+    if (kind == "attn.c_attn" || kind == "self_attn.qkv_proj")
+      return matmul_rows_in(std::string(kind), s, tokens, s.h, s.w_qkv, s.nc, 3, model.d_model, 2);
+    if (kind == "mlp.c_fc" || kind == "mlp.gate_up_proj")
+      return matmul_rows_in(std::string(kind), s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
+    if (kind == "lm_head") return matmul_rows_in("lm_head", s, tokens, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
+    if (kind == "attn.c_proj" || kind == "self_attn.o_proj")
+      return matmul_cols_in(std::string(kind), s, tokens, s.o, s.nc, model.d_model, s.w_o);
+    if (kind == "mlp.c_proj" || kind == "mlp.down_proj")
+      return matmul_cols_in(std::string(kind), s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
+    if (kind == "attn.scores") return attention_scores(s, tokens, first);
+    if (kind == "attn.max") return attention_max(s, tokens, first);
+    if (kind == "attn.sum") return attention_sum(s, tokens, first);
+    if (kind == "attn.values") return attention_values(s, tokens);
+    if (kind == "rope")
+      rope(s, tokens, first);
+    else if (kind == "residual_1")
+      add_residual(s, tokens, s.b_o);
+    else if (kind == "residual_2")
+      add_residual(s, tokens, s.b_pr);
+    else if (kind == "gelu" || kind == "silu_mul")
+      activation(s, tokens);
+    else
+      fail("the mesh data plane has no kernel for step '{}'", kind);
+    return {};
+  }
+
+  // The local work that consumes a collective's result within the same step.
+  void finish_kernel(std::string_view kind, StageArenas& s, int64_t tokens) {
+    if (norm_scales(kind)) {
+      const bool second = kind.starts_with("ln_2") || kind == "post_attention_layernorm";
+      norm_scale(s, tokens, second ? s.ln2_g : s.ln1_g, second ? s.ln2_b : s.ln1_b);
+    }
+    if (kind == "attn.c_attn" || kind == "self_attn.qkv_proj")
+      for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
+        for (int64_t t = 0; t < tokens; ++t)
+          for (int64_t n = 0; n < 3 * s.nc; ++n)
+            a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + w[s.b_qkv + n];
+      });
+  }
+
+  // GELU(c_fc + bias) or SiLU(gate) x up, into f.
+  void activation(StageArenas& s, int64_t tokens) {
     for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t) {
         const float* in = a + s.part + t * s.fc_parts * s.fc;
@@ -388,26 +452,19 @@ struct MeshDataPlane::State {
               llama() ? in[n] / (1.0f + std::exp(-in[n])) * in[s.fc + n] : gelu(in[n] + w[s.b_fc + n]);
       }
     });
-    matmul_cols_in(llama() ? "mlp.down_proj" : "mlp.c_proj", s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
-    add_residual(s, tokens, s.b_pr);
   }
 
-  void add_residual(StageArenas& s, int64_t tokens, int64_t bias) {
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + w[bias + n];
-    });
-  }
-
-  // Final LayerNorm and the tied LM head for one token; the host gathers each column's logits.
-  void run_head(float* logits_out) {
-    StageArenas& s = head();
-    norm(s, 1, s.ln1_g, s.ln1_b);
-    matmul_rows_in("lm_head", s, 1, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
-    for (int64_t i = 0; i < s.px; ++i) {
-      const Segment seg = segment(model.vocab_size, s.px, i);
-      std::copy_n(s.arena(i, 0) + s.part, seg.size(), logits_out + seg.begin);
+  // Runs one step on `tokens` tokens at positions from `first`. StageTransfer and host steps are
+  // run by the pass (run_pass), which owns the rows in flight between stages.
+  void run_step(const program::Step& step, int64_t tokens, int64_t first) {
+    StageArenas& s = stages.at(static_cast<size_t>(step.stage));
+    const std::string_view kind = step_kind(step);
+    const Reduction r = run_kernel(kind, s, tokens, first);
+    if (step.pattern == program::Pattern::AllreduceX || step.pattern == program::Pattern::AllreduceY) {
+      if (r.count == 0) fail("plan step '{}' names an allreduce but its kernel leaves nothing to reduce", step.name);
+      allreduce(s, step.pattern == program::Pattern::AllreduceX, r.offset, r.count, r.max);
     }
+    finish_kernel(kind, s, tokens);
   }
 };
 
@@ -611,13 +668,15 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
   st.skip_weight_zeros = plan.skip_weight_zeros;
   st.skip_zero_activations = plan.skip_zero_activations;
   if (plan.batch != 1 || !plan.embedding || !plan.lm_head)
-    fail("{}: values are computed for a whole model serving one request; this plan is a pipeline stage or holds {} "
-         "requests (run it timing-only: --no-numerics)",
-         plan.model_origin, plan.batch);
+    fail(
+        "{}: values are computed for a whole model serving one request; this plan is a pipeline stage or holds {} "
+        "requests (run it timing-only: --no-numerics)",
+        plan.model_origin, plan.batch);
   if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
          st.model.name, st.model.n_layers);
   st.weights = &weights;
+  st.prefill_steps = plan.prefill, st.decode_steps = plan.decode;
   st.chunk = plan.prefill_chunk_tokens;
   st.context = plan.max_context;
   if (st.llama()) build_rope_tables(st);
@@ -677,30 +736,65 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
   };
   const float* tokens_table = table(st.llama() ? "model.embed_tokens.weight" : "wte.weight");
   const float* positions_table = st.llama() ? nullptr : table("wpe.weight");
+  const auto head_stage = static_cast<int32_t>(st.stages.size() - 1);
+  // A whole prompt is prefilled chunk by chunk with the plan's prefill steps; one more token with
+  // its decode steps.
+  const std::vector<program::Step>& steps = n == 1 && st.position > 0 ? st.decode_steps : st.prefill_steps;
   for (int64_t begin = 0; begin < n; begin += st.chunk) {
     const int64_t count = std::min(st.chunk, n - begin), first = st.position + begin;
-    // The host looks up the embeddings and sends each row its segment.
-    StageArenas& s0 = st.stages.front();
-    for (int64_t j = 0; j < s0.py; ++j) {
-      const Segment seg = segment(d, s0.py, j);
-      for (int64_t i = 0; i < s0.px; ++i)
-        for (int64_t t = 0; t < count; ++t)
-          for (int64_t e = seg.begin; e < seg.end; ++e)
-            s0.arena(i, j)[s0.x + t * s0.nr + (e - seg.begin)] =
-                tokens_table[tokens[static_cast<size_t>(begin + t)] * d + e] +
-                (positions_table ? positions_table[(first + t) * d + e] : 0.0f);
+    const bool last_chunk = begin + count == n;
+    // Rows in flight between stages, delivered when the destination stage starts.
+    std::map<int32_t, std::vector<float>> in_flight;
+    int32_t running = -1;
+    for (const program::Step& step : steps) {
+      if (step.stage == head_stage || (step.last_chunk_only && !last_chunk)) continue;
+      if (step.stage != running) {
+        running = step.stage;
+        StageArenas& s = st.stages.at(static_cast<size_t>(running));
+        st.clear_input(s, count);
+        if (const auto rows = in_flight.find(running); rows != in_flight.end()) {
+          st.deliver_rows(s, rows->second.data(), count);
+          in_flight.erase(rows);
+        }
+      }
+      if (step.pattern == program::Pattern::HostIn) {
+        // The host looks up the embeddings and sends each row of the stage its segment.
+        StageArenas& s0 = st.stages.at(static_cast<size_t>(step.stage));
+        for (int64_t j = 0; j < s0.py; ++j) {
+          const Segment seg = segment(d, s0.py, j);
+          for (int64_t i = 0; i < s0.px; ++i)
+            for (int64_t t = 0; t < count; ++t)
+              for (int64_t e = seg.begin; e < seg.end; ++e)
+                s0.arena(i, j)[s0.x + t * s0.nr + (e - seg.begin)] =
+                    tokens_table[tokens[static_cast<size_t>(begin + t)] * d + e] +
+                    (positions_table ? positions_table[(first + t) * d + e] : 0.0f);
+        }
+      } else if (step.pattern == program::Pattern::StageTransfer) {
+        in_flight[step.to_stage] = st.gather_rows(st.stages.at(static_cast<size_t>(step.stage)), count);
+      } else {
+        st.run_step(step, count, first);
+      }
     }
-    for (size_t l = 0; l + 1 < st.stages.size(); ++l) {
-      st.run_layer(st.stages[l], count, first);
-      if (l + 2 < st.stages.size())
-        st.deliver_rows(st.stages[l + 1], st.gather_rows(st.stages[l], count).data(), count);
-    }
-    // The LM head sees one token at a time: only the prompt's last, or every one when asked.
-    const std::vector<float> rows = st.gather_rows(st.stages[st.stages.size() - 2], count);
+    // The LM head's stage holds one token at a time: the prompt's last, or every one when asked.
     for (int64_t t = 0; t < count; ++t) {
       if (last_only && begin + t != n - 1) continue;
-      st.deliver_rows(st.head(), rows.data() + t * d, 1);
-      st.run_head(st.logits.data() + (last_only ? 0 : (begin + t) * vocab));
+      st.clear_input(st.head(), 1);
+      if (const auto rows = in_flight.find(head_stage); rows != in_flight.end())
+        st.deliver_rows(st.head(), rows->second.data() + t * d, 1);
+      float* row = st.logits.data() + (last_only ? 0 : (begin + t) * vocab);
+      for (const program::Step& step : steps) {
+        if (step.stage != head_stage) continue;
+        if (step.pattern == program::Pattern::HostOut) {
+          // The host gathers each column's logits from the first row of the stage.
+          StageArenas& s = st.head();
+          for (int64_t i = 0; i < s.px; ++i) {
+            const Segment seg = segment(vocab, s.px, i);
+            std::copy_n(s.arena(i, 0) + s.part, seg.size(), row + seg.begin);
+          }
+        } else {
+          st.run_step(step, 1, first + t);
+        }
+      }
     }
   }
   st.position += n;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "tessera/base/fs.hpp"
 #include "tessera/compiler/mesh_compiler.hpp"
@@ -140,5 +141,68 @@ TEST(MeshNumerics, TheComparisonSeesActivationAndKvRounding) {
     sim::MeshDataPlane mesh(c.plan, c.weights);
     EXPECT_GT(max_relative_error(mesh.forward(prompt), unrounded.forward(prompt)), 2 * kRoundedTolerance)
         << policy.describe();
+  }
+}
+
+namespace {
+
+// The data plane's logits for a prompt and one decoded token, on `plan` as given.
+std::vector<float> plane_logits(const Case& c, const program::Program& plan, const std::vector<int32_t>& prompt) {
+  sim::MeshDataPlane mesh(plan, c.weights);
+  std::vector<float> out;
+  for (const float v : mesh.forward(prompt, true)) out.push_back(v);
+  const int32_t next = 7;
+  for (const float v : mesh.forward(std::span<const int32_t>(&next, 1), true)) out.push_back(v);
+  return out;
+}
+
+using Mutation = std::function<void(program::Program&)>;
+
+// Applies `change` to every step called `name` in both phases.
+Mutation on_step(const std::string& name, const std::function<void(std::vector<program::Step>&, size_t)>& change) {
+  return [=](program::Program& plan) {
+    for (auto* phase : {&plan.prefill, &plan.decode})
+      for (size_t i = phase->size(); i-- > 0;)
+        if ((*phase)[i].name == name) change(*phase, i);
+  };
+}
+
+void erase(std::vector<program::Step>& steps, size_t i) { steps.erase(steps.begin() + static_cast<long>(i)); }
+
+}  // namespace
+
+// The data plane runs the plan's own steps: a plan that drops a transfer, a collective or a step,
+// or reduces along the wrong axis, computes wrong values (DESIGN.md, "Locality is enforced").
+TEST(MeshNumerics, APlanMissingATransferComputesWrongValues) {
+  const Case c = make_case("/models/default/config.yaml", "mesh-32x32", 9, 4, false);
+  const std::vector<int32_t> prompt = {464, 318, 257, 1303, 286, 11, 326, 3, 40};
+  const std::vector<float> right = plane_logits(c, c.plan, prompt);
+  ref::ReferenceExecutor reference(c.graph, c.weights, c.config.context_length);
+  std::vector<float> want;
+  for (const float v : reference.forward(prompt, true)) want.push_back(v);
+  const int32_t next = 7;
+  for (const float v : reference.forward(std::span<const int32_t>(&next, 1), true)) want.push_back(v);
+  ASSERT_LT(max_relative_error(right, want), 1e-5) << "the unmutated plan matches the reference";
+  const std::vector<std::pair<std::string, Mutation>> mutations = {
+      {"stage transfer h.1 -> h.2 removed", on_step("h.1.to_next_stage", erase)},
+      {"embedding from the host removed", on_step("embedding_from_host", erase)},
+      {"logits to the host removed", on_step("logits_to_host", erase)},
+      {"c_proj's allreduce removed",
+       on_step("h.0.attn.c_proj", [](auto& steps, size_t i) { steps[i].pattern = program::Pattern::None; })},
+      {"c_fc reduced along the wrong axis",
+       on_step("h.2.mlp.c_fc", [](auto& steps, size_t i) { steps[i].pattern = program::Pattern::AllreduceX; })},
+      {"attention max's allreduce removed",
+       on_step("h.3.attn.max", [](auto& steps, size_t i) { steps[i].pattern = program::Pattern::None; })},
+      {"attention values step removed", on_step("h.1.attn.values", erase)},
+      {"residual removed", on_step("h.0.residual_1", erase)},
+      {"transfer into the LM head removed", on_step("h.3.to_next_stage", erase)},
+  };
+  for (const auto& [what, mutate] : mutations) {
+    program::Program broken = c.plan;
+    mutate(broken);
+    ASSERT_NE(program::to_json(broken), program::to_json(c.plan)) << what << ": the mutation found its step";
+    const std::vector<float> got = plane_logits(c, broken, prompt);
+    const bool finite = std::all_of(got.begin(), got.end(), [](float v) { return std::isfinite(v); });
+    EXPECT_TRUE(!finite || max_relative_error(got, want) > 1e-3) << what;
   }
 }

@@ -6,11 +6,11 @@
 #include <sys/resource.h>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/ref/generate.hpp"
-#include "tessera/sim/mesh_numerics.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/target/mesh2d/mesh_numerics.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 
 using namespace tessera;
 

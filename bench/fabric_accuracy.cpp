@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "tessera/arch/arch_spec.hpp"
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 using namespace tessera;
 

@@ -7,11 +7,11 @@
 #include <cmath>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/exchange_compiler.hpp"
-#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/target/exchange/exchange_compiler.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/ref/generate.hpp"
-#include "tessera/sim/partitioning.hpp"
+#include "tessera/target/partitioning.hpp"
 
 using namespace tessera;
 

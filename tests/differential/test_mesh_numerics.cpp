@@ -8,11 +8,11 @@
 #include <functional>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/quantize.hpp"
 #include "tessera/ref/generate.hpp"
-#include "tessera/sim/mesh_numerics.hpp"
+#include "tessera/target/mesh2d/mesh_numerics.hpp"
 
 using namespace tessera;
 

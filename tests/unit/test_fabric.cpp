@@ -4,7 +4,7 @@
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 using namespace tessera;
 using namespace tessera::sim;

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/gpu_compiler.hpp"
-#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
+#include "tessera/target/shared_memory/gpu_timing.hpp"
 
 using namespace tessera;
 

@@ -2,8 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/exchange_compiler.hpp"
-#include "tessera/sim/bsp_timing.hpp"
+#include "tessera/target/exchange/exchange_compiler.hpp"
+#include "tessera/target/exchange/bsp_timing.hpp"
 
 using namespace tessera;
 

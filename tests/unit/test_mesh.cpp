@@ -3,8 +3,8 @@
 #include <set>
 
 #include "tessera/base/fs.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "test_util.hpp"
 
 using namespace tessera;

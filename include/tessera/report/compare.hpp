@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "tessera/sim/bsp_timing.hpp"
-#include "tessera/sim/gpu_timing.hpp"
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/target/exchange/bsp_timing.hpp"
+#include "tessera/target/shared_memory/gpu_timing.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/system/system.hpp"
 
 namespace tessera::report {

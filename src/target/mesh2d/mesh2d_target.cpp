@@ -5,8 +5,8 @@
 #include <algorithm>
 
 #include "../targets.hpp"
-#include "tessera/compiler/mesh_compiler.hpp"
-#include "tessera/sim/mesh_numerics.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
+#include "tessera/target/mesh2d/mesh_numerics.hpp"
 
 namespace tessera::target {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "../targets.hpp"
-#include "tessera/compiler/gpu_compiler.hpp"
-#include "tessera/sim/partitioning.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
+#include "tessera/target/partitioning.hpp"
 
 namespace tessera::target {
 

@@ -1,8 +1,8 @@
-#include "tessera/compiler/mesh_compiler.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
 
-#include "lowering_common.hpp"
+#include "tessera/compiler/request.hpp"
 
-#include "tessera/program/layout.hpp"
+#include "tessera/target/mesh2d/layout.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -24,7 +24,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/model/weights.hpp"
-#include "tessera/program/program.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::sim {
 

@@ -1,4 +1,4 @@
-#include "tessera/sim/gpu_timing.hpp"
+#include "tessera/target/shared_memory/gpu_timing.hpp"
 
 #include <algorithm>
 #include <array>

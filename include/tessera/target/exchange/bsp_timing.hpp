@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/program/bsp_plan.hpp"
+#include "tessera/target/exchange/bsp_plan.hpp"
 
 namespace tessera::sim {
 

@@ -1,4 +1,4 @@
-#include "tessera/sim/bsp_timing.hpp"
+#include "tessera/target/exchange/bsp_timing.hpp"
 
 #include <algorithm>
 #include <array>

@@ -9,7 +9,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
-#include "tessera/program/program.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::compiler {
 

@@ -1,4 +1,4 @@
-#include "tessera/sim/partitioning.hpp"
+#include "tessera/target/partitioning.hpp"
 
 #include <map>
 

@@ -1,10 +1,10 @@
-#include "tessera/compiler/exchange_compiler.hpp"
+#include "tessera/target/exchange/exchange_compiler.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 
-#include "lowering_common.hpp"
+#include "tessera/compiler/request.hpp"
 
 namespace tessera::compiler {
 

@@ -7,7 +7,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
-#include "tessera/program/bsp_plan.hpp"
+#include "tessera/target/exchange/bsp_plan.hpp"
 
 namespace tessera::compiler {
 

@@ -4,8 +4,8 @@
 #pragma once
 
 #include "tessera/ir/graph.hpp"
-#include "tessera/program/bsp_plan.hpp"
-#include "tessera/program/gpu_plan.hpp"
+#include "tessera/target/exchange/bsp_plan.hpp"
+#include "tessera/target/shared_memory/gpu_plan.hpp"
 #include "tessera/ref/executor.hpp"
 
 namespace tessera::sim {

@@ -7,7 +7,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/ir/model_config.hpp"
-#include "tessera/program/gpu_plan.hpp"
+#include "tessera/target/shared_memory/gpu_plan.hpp"
 
 namespace tessera::compiler {
 

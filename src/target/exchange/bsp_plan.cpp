@@ -1,8 +1,8 @@
-#include "tessera/program/bsp_plan.hpp"
+#include "tessera/target/exchange/bsp_plan.hpp"
 
 #include <utility>
 
-#include "plan_json.hpp"
+#include "../plan_json.hpp"
 
 namespace tessera::program {
 

@@ -1,4 +1,4 @@
-#include "tessera/sim/mesh_timing.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 #include <algorithm>
 #include <bit>

@@ -1,4 +1,4 @@
-#include "tessera/sim/mesh_numerics.hpp"
+#include "tessera/target/mesh2d/mesh_numerics.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/base/formats.hpp"
 #include "tessera/ir/model_config.hpp"
-#include "tessera/program/layout.hpp"
+#include "tessera/target/mesh2d/layout.hpp"
 
 namespace tessera::sim {
 

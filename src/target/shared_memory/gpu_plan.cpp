@@ -1,8 +1,8 @@
-#include "tessera/program/gpu_plan.hpp"
+#include "tessera/target/shared_memory/gpu_plan.hpp"
 
 #include <utility>
 
-#include "plan_json.hpp"
+#include "../plan_json.hpp"
 
 namespace tessera::program {
 

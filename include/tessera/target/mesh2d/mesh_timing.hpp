@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/program/program.hpp"
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/program.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 namespace tessera::sim {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <unordered_map>
 
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 namespace tessera::sim {
 

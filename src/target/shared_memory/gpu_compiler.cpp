@@ -1,6 +1,6 @@
-#include "tessera/compiler/gpu_compiler.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
 
-#include "lowering_common.hpp"
+#include "tessera/compiler/request.hpp"
 
 #include <algorithm>
 #include <array>

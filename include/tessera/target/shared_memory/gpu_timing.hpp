@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/program/gpu_plan.hpp"
+#include "tessera/target/shared_memory/gpu_plan.hpp"
 
 namespace tessera::sim {
 

@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "tessera/base/error.hpp"
-#include "tessera/sim/fabric.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
 
 namespace tessera::sim::patterns {
 

@@ -1,11 +1,11 @@
-#include "tessera/program/program.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 #include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <utility>
 
-#include "plan_json.hpp"
+#include "../plan_json.hpp"
 
 namespace tessera::program {
 

@@ -38,8 +38,9 @@ class NumericsCheck {
     if (chips != 1) return "not checked (systems)";
     const auto target = target::load_target(resolve_arch(arch_name));
     if (!target->supports(request_.precision)) return "-";
-    const auto compiled =
-        target->compile(model_, {request_.prompt_tokens, request_.max_new_tokens, 1, 0, 1, request_.precision, {}});
+    const auto compiled = target->compile(model_, {.prompt_tokens = request_.prompt_tokens,
+                                                   .max_new_tokens = request_.max_new_tokens,
+                                                   .precision = request_.precision});
     if (!compiled.status) return "-";
     const auto executor = target->executor(*compiled.plan, graph_, weights_, model_.config.context_length);
     const std::vector<int32_t> tokens = greedy(*executor);

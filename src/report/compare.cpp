@@ -20,6 +20,7 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
   row.energy_per_token_j = r.energy_per_token_j;
   row.utilization = r.utilization;
   row.bound = r.bound;
+  row.fit_failure = r.fit_failure;
   return row;
 }
 
@@ -44,8 +45,16 @@ std::string compare_table(const std::vector<CompareRow>& rows) {
 
 std::string compare_json(const std::vector<CompareRow>& rows) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& r : rows)
+  for (const auto& r : rows) {
+    nlohmann::json fit = nullptr;
+    if (const auto& f = r.fit_failure)
+      fit = {{"resource", f->resource},
+             {"where", f->where},
+             {"needed", f->needed},
+             {"available", f->available},
+             {"unit", f->unit}};
     out.push_back({{"arch", r.arch},
+                   {"fit_failure", fit},
                    {"model", r.model},
                    {"chips", r.chips},
                    {"batch", r.batch},
@@ -59,6 +68,7 @@ std::string compare_json(const std::vector<CompareRow>& rows) {
                    {"utilization", r.utilization},
                    {"bound", r.bound},
                    {"tokens", r.tokens}});
+  }
   return nlohmann::json{{"schema", "tessera-compare/2"}, {"rows", out}}.dump(1) + "\n";
 }
 

@@ -66,8 +66,8 @@ class Evaluator {
   // flight (one request per pass);
   // nullopt when it does not fit, with the reason in `why`. With `timed` false only the fit is
   // checked (the timing fields stay zero).
-  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, std::string& why, bool timed = true,
-                                 int64_t resident = 0) const {
+  std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, compiler::FitStatus& why,
+                                 bool timed = true, int64_t resident = 0) const {
     resident = std::max(resident, batch);
     const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch, resident);
     {
@@ -87,7 +87,7 @@ class Evaluator {
   }
 
   // The stages of `layout` for `batch` requests per chip, or nullopt with the reason in `why`.
-  std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, std::string& why,
+  std::optional<std::vector<ChipTiming>> stages(const Layout& layout, int64_t batch, compiler::FitStatus& why,
                                                 bool timed = true, int64_t resident = 0) const {
     std::vector<compiler::ModelSlice> slices = layout.layer_chips;
     if (layout.head_group > 0) slices.push_back({0, false, true, layout.head_group});
@@ -99,7 +99,7 @@ class Evaluator {
       for (const auto& s : slices)
         if (seen.insert({s.layers, s.embedding, s.lm_head, s.head_shards}).second)
           running.push_back(std::async(std::launch::async, [this, s, batch, resident] {
-            std::string ignored;
+            compiler::FitStatus ignored;
             chip(s, batch, ignored, true, resident);
           }));
       for (auto& r : running) r.get();
@@ -119,7 +119,7 @@ class Evaluator {
   }
 
   // The smallest layout whose chips fit one request each, up to `max_chips`.
-  std::optional<Layout> smallest_layout(int64_t max_chips, std::string& why) const {
+  std::optional<Layout> smallest_layout(int64_t max_chips, compiler::FitStatus& why) const {
     for (int64_t n = 1; n <= max_chips; ++n)
       for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
         if (stages(l, 1, why, false)) return l;
@@ -128,10 +128,11 @@ class Evaluator {
 
   Result pipelined() const {
     Result r;
-    std::string why;
+    compiler::FitStatus why;
     const auto layout = smallest_layout(mc_.chips, why);
     if (!layout) {
-      r.note = mc_.chips == 1 ? why + more_chips_hint()
+      if (!why) r.fit_failure = why.failure();
+      r.note = mc_.chips == 1 ? why.message() + more_chips_hint()
                               : fmt::format("does not fit on {} x {}{}", mc_.chips, mc_.arch.name, more_chips_hint());
       return r;
     }
@@ -146,7 +147,8 @@ class Evaluator {
     const int64_t in_flight = cdiv(per_replica, micro);
     const auto chips = stages(*layout, mesh ? per_replica : micro, why, true, per_replica);
     if (!chips) {
-      r.note = fmt::format("{} requests per replica do not fit: {}", per_replica, why);
+      if (!why) r.fit_failure = why.failure();
+      r.note = fmt::format("{} requests per replica do not fit: {}", per_replica, why.message());
       return r;
     }
     const double d_bytes = static_cast<double>(w_.model.d_model) * 4;  // the fp32 residual stream
@@ -197,27 +199,33 @@ class Evaluator {
       for (int64_t g = 1; g <= w_.model.n_kv_heads; ++g)
         if (w_.model.n_heads % g == 0 && w_.model.n_kv_heads % g == 0 && w_.model.d_ff % g == 0) groups.push_back(g);
     std::optional<target::RunReport> fitted;
-    std::string why;
+    compiler::FitStatus why;
     int64_t t = 0;
     for (const int64_t g : groups) {
       // A group serves its share of the batch; try the share a group of this size would get.
       const int64_t replicas = std::max<int64_t>(1, mc_.chips / g);
-      target::ChipWork work{w_.prompt_tokens, w_.max_new_tokens, cdiv(w_.batch, replicas), 0, g, w_.precision, {}};
+      const target::ChipWork work{.prompt_tokens = w_.prompt_tokens,
+                                  .max_new_tokens = w_.max_new_tokens,
+                                  .micro_batch = cdiv(w_.batch, replicas),
+                                  .tensor_parallel = g,
+                                  .precision = w_.precision};
       const auto compiled = target_.compile(model_, work);
       if (compiled.status) {
         t = g;
         if (g <= mc_.chips) fitted = target_.simulate(*compiled.plan);
         break;
       }
-      if (why.empty()) why = compiled.status.message();
+      if (why) why = compiled.status;
     }
     if (t > mc_.chips) {
+      if (!why) r.fit_failure = why.failure();  // a group of the chips the system has does not hold it
       r.note = fmt::format("needs a tensor-parallel group of {} x {} (--arch {}x{}); this system has {}", t,
                            mc_.arch.name, t, mc_.arch.name, mc_.chips);
       return r;
     }
     if (!fitted) {
-      r.note = why;
+      if (!why) r.fit_failure = why.failure();
+      r.note = why.message();
       return r;
     }
     const target::RunReport& g = *fitted;
@@ -236,12 +244,16 @@ class Evaluator {
 
  private:
   std::optional<ChipTiming> chip_timing(const compiler::ModelSlice& slice, int64_t batch, int64_t resident,
-                                        std::string& why, bool timed) const {
-    const target::ChipWork work{
-        w_.prompt_tokens, w_.max_new_tokens, caps_.batches_requests ? batch : 1, resident, 1, w_.precision, slice};
+                                        compiler::FitStatus& why, bool timed) const {
+    const target::ChipWork work{.prompt_tokens = w_.prompt_tokens,
+                                .max_new_tokens = w_.max_new_tokens,
+                                .micro_batch = caps_.batches_requests ? batch : 1,
+                                .resident_requests = resident,
+                                .precision = w_.precision,
+                                .slice = slice};
     const auto compiled = target_.compile(model_, work);
     if (!compiled.status) {
-      why = compiled.status.message();
+      why = compiled.status;
       return std::nullopt;
     }
     if (!timed) return ChipTiming{};
@@ -252,7 +264,7 @@ class Evaluator {
 
   // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.
   std::string more_chips_hint() const {
-    std::string why;
+    compiler::FitStatus why;
     const int64_t limit = 4 * w_.model.n_layers;
     for (int64_t n = mc_.chips + 1; n <= limit; ++n) {
       for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
@@ -271,7 +283,7 @@ class Evaluator {
   const target::ModelSource model_;
   struct Cached {
     std::optional<ChipTiming> timing;
-    std::string why;
+    compiler::FitStatus why;
     bool timed = false;
   };
   mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t, int64_t>, Cached> cache_;

@@ -108,3 +108,20 @@ TEST(System, GpuTensorAndDataParallel) {
   EXPECT_FALSE(wafers.fits);
   EXPECT_NE(wafers.note.find("--tp is for GPU-like chips"), std::string::npos) << wafers.note;
 }
+
+// A sweep can ask which resource overflowed, not only read the sentence.
+TEST(System, FitFailuresNameTheResource) {
+  for (const auto& [arch, resource] : std::vector<std::pair<std::string, std::string>>{
+           {"wse3", "SRAM per core"}, {"h100", "HBM per GPU"}, {"gc200", "SRAM per tile"}}) {
+    const auto r = system::evaluate(machine(arch, 1), workload("llama3-70b", 1));
+    ASSERT_FALSE(r.fits) << arch;
+    ASSERT_TRUE(r.fit_failure.has_value()) << arch << ": " << r.note;
+    EXPECT_EQ(r.fit_failure->resource, resource);
+    EXPECT_GT(r.fit_failure->needed, r.fit_failure->available) << arch;
+  }
+  const auto fits = system::evaluate(machine("h100", 2), workload("llama3-70b", 1));
+  EXPECT_TRUE(fits.fits && !fits.fit_failure);
+  const auto wrong_format = system::evaluate(machine("wse3", 1), workload("llama3-8b", 1, "bf16"));
+  EXPECT_FALSE(wrong_format.fits);
+  EXPECT_FALSE(wrong_format.fit_failure) << "an unsupported format is not a fit failure";
+}

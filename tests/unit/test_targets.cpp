@@ -65,7 +65,8 @@ TEST(Targets, EveryPresetRunsThroughTheTargetInterface) {
       registered = registered || arch::fabric_name(t->arch().fabric) == std::string(info.fabric);
     EXPECT_TRUE(registered);
     const PrecisionPolicy policy = supported_policy(*t);
-    const target::ChipWork work{static_cast<int64_t>(prompt.size()), 6, 1, 0, 1, policy, {}};
+    const target::ChipWork work{
+        .prompt_tokens = static_cast<int64_t>(prompt.size()), .max_new_tokens = 6, .precision = policy};
     const auto compiled = t->compile(model, work);
     if (!compiled.status) {
       const compiler::FitFailure& f = compiled.status.failure();
@@ -121,11 +122,14 @@ TEST(Targets, CapabilitiesDecideWhatASystemMayDo) {
   EXPECT_TRUE(gpu->capabilities().tensor_parallel && !gpu->capabilities().pipeline);
   const target::ModelSource model = default_model();
   EXPECT_NE(tessera::testing::error_of([&] {
-              wafer->compile(model, {8, 8, 1, 0, 2, {}, {}});
+              wafer->compile(model, {.prompt_tokens = 8, .max_new_tokens = 8, .tensor_parallel = 2});
             }).find("do not split layers"),
             std::string::npos);
   EXPECT_NE(tessera::testing::error_of([&] {
-              gpu->compile(model, {8, 8, 1, 0, 1, PrecisionPolicy::uniform("fp16"), {2, true, false}});
+              gpu->compile(model, {.prompt_tokens = 8,
+                                   .max_new_tokens = 8,
+                                   .precision = PrecisionPolicy::uniform("fp16"),
+                                   .slice = {2, true, false}});
             }).find("not pipeline slices"),
             std::string::npos);
 }

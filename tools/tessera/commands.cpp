@@ -36,7 +36,10 @@ int run_on_target(const fs::path& model_path, const RunFlags& flags, const Preci
          flags.arch);
   const target::ModelSource model = load_model_source(model_path);
   const ir::ModelConfig& config = model.config;
-  target::ChipWork work{0, flags.max_tokens, flags.batch, 0, flags.tensor_parallel, policy, {}};
+  target::ChipWork work{.max_new_tokens = flags.max_tokens,
+                        .micro_batch = flags.batch,
+                        .tensor_parallel = flags.tensor_parallel,
+                        .precision = policy};
   if (flags.no_numerics) {
     work.prompt_tokens = timing_prompt_tokens(config, flags);
     return simulate_and_report(*target, *compile_or_fail(*target, model, work), flags.outputs);
@@ -79,7 +82,8 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
     p = ref::evaluate_perplexity(executor, tokens, window, on_window);
   } else {
     const auto target = load_target(flags.arch, policy);
-    const auto plan = compile_or_fail(*target, load_model_source(model_path), {window, 0, 1, 0, 1, policy, {}});
+    const auto plan = compile_or_fail(*target, load_model_source(model_path),
+                                      {.prompt_tokens = window, .max_new_tokens = 0, .precision = policy});
     const auto executor = target->executor(*plan, graph, weights, config.context_length);
     p = ref::evaluate_perplexity(*executor, tokens, window, on_window);
   }
@@ -214,9 +218,12 @@ int compile_command(const CompileFlags& flags) {
     const auto write_plan = [&](const std::string& json) { report::write_output(flags.output, json, inputs); };
     const PrecisionPolicy policy = flags.precision.resolve();
     const auto target = load_target(flags.arch, policy);
-    const auto plan =
-        compile_or_fail(*target, load_model_source(model_path),
-                        {flags.prompt_tokens, flags.max_tokens, flags.batch, 0, flags.tensor_parallel, policy, {}});
+    const auto plan = compile_or_fail(*target, load_model_source(model_path),
+                                      {.prompt_tokens = flags.prompt_tokens,
+                                       .max_new_tokens = flags.max_tokens,
+                                       .micro_batch = flags.batch,
+                                       .tensor_parallel = flags.tensor_parallel,
+                                       .precision = policy});
     write_plan(plan->to_json());
     std::fputs(plan->describe().c_str(), stdout);
     std::printf("wrote %s; run it with `tessera simulate %s`\n", flags.output.c_str(), flags.output.c_str());

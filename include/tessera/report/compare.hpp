@@ -5,10 +5,10 @@
 #include <string>
 #include <vector>
 
-#include "tessera/target/exchange/bsp_timing.hpp"
-#include "tessera/target/shared_memory/gpu_timing.hpp"
-#include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/system/system.hpp"
+#include "tessera/target/exchange/bsp_timing.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
+#include "tessera/target/shared_memory/gpu_timing.hpp"
 
 namespace tessera::report {
 
@@ -18,6 +18,7 @@ struct CompareRow {
   bool fits = false;
   std::string mapping;  // how the model is split over the chips ("pipeline 4", "tensor 2 x data 4")
   std::string note;     // why it does not run, when it does not
+  std::optional<compiler::FitFailure> fit_failure;  // when the model does not fit a chip: what overflowed
   double time_to_first_token_s = 0;
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double energy_per_token_j = 0;

@@ -10,9 +10,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "tessera/arch/arch_spec.hpp"
+#include "tessera/compiler/fit.hpp"
 #include "tessera/ir/model_config.hpp"
 
 namespace tessera::system {
@@ -34,7 +36,8 @@ struct Workload {
 
 struct Result {
   bool fits = false;
-  std::string note;  // why it does not run, when it does not
+  std::string note;                                 // why it does not run, when it does not
+  std::optional<compiler::FitFailure> fit_failure;  // when that is a chip the model does not fit
   int64_t chips_used = 0, pipeline = 1, tensor = 1, replicas = 1;
   std::string mapping;               // "1 chip", "pipeline 4", "tensor 2 x data 4", ...
   double time_to_first_token_s = 0;  // of a request at the head of the queue

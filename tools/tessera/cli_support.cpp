@@ -1,14 +1,10 @@
 #include "cli_support.hpp"
 
-#include <algorithm>
-#include <cstdlib>
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
-#include "tessera/model/quantize.hpp"
 #include "tessera/report/output_files.hpp"
 #include "tessera/report/run_report.hpp"
-#include "tessera/target/registry.hpp"
 
 namespace tessera::cli {
 
@@ -35,27 +31,18 @@ void check_outputs(const Outputs& out) {
   if (!out.heatmaps.empty()) report::check_output_directory(out.heatmaps, out.inputs);
 }
 
-int simulate_and_report(const target::Target& target, const target::Plan& plan, const Outputs& out,
-                        const std::map<std::string, double>& activation_density) {
-  const report::RunFiles files{out.json, out.csv, out.trace, out.heatmaps, out.inputs};
-  Progress progress("simulating", out.quiet);
-  const target::RunReport run =
-      target.simulate(plan, {.record_trace = !out.trace.empty(),
-                             .cycle_level = out.cycle_level,
-                             .link_loads = !out.json.empty() || !out.heatmaps.empty(),
-                             .on_pass = [&](int64_t done, int64_t total) { progress.update(done, total); },
-                             .activation_density = activation_density});
-  std::fputs(report::summary_table(run).c_str(), stdout);
-  if (files.any()) std::fputs(report::write_run_files(run, files).c_str(), stdout);
-  return 0;
+target::SimulateOptions simulate_options(const Outputs& out, Progress& progress) {
+  return {.record_trace = !out.trace.empty(),
+          .cycle_level = out.cycle_level,
+          .link_loads = !out.json.empty() || !out.heatmaps.empty(),
+          .on_pass = [&progress](int64_t done, int64_t total) { progress.update(done, total); },
+          .activation_density = {}};
 }
 
-// Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
-int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags) {
-  if (flags.prompt_tokens != 0) return flags.prompt_tokens;
-  if (!config.encoder_path && flags.tokenizer_dir.empty())
-    fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
-  return static_cast<int64_t>(encode_prompt(load_tokenizer(config, flags.tokenizer_dir), flags.prompt).size());
+void report_run(const target::RunReport& run, const Outputs& out) {
+  std::fputs(report::summary_table(run).c_str(), stdout);
+  const report::RunFiles files{out.json, out.csv, out.trace, out.heatmaps, out.inputs};
+  if (files.any()) std::fputs(report::write_run_files(run, files).c_str(), stdout);
 }
 
 }  // namespace tessera::cli

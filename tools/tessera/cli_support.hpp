@@ -14,10 +14,6 @@
 
 #include "tessera/api/catalog.hpp"
 #include "tessera/arch/arch_spec.hpp"
-#include "tessera/ir/builders.hpp"
-#include "tessera/model/tokenizer.hpp"
-#include "tessera/model/weights.hpp"
-#include "tessera/ref/generate.hpp"
 #include "tessera/target/target.hpp"
 
 namespace tessera::cli {
@@ -123,34 +119,10 @@ using api::resolve_model;
 void check_outputs(const std::vector<std::string>& paths, const std::vector<fs::path>& inputs);
 void check_outputs(const Outputs& out);
 
-// Simulates a plan, prints its summary and writes what `out` asks for. activation_density:
-// measured by a run with values (target::Executor::activation_density), or empty.
-int simulate_and_report(const target::Target& target, const target::Plan& plan, const Outputs& out,
-                        const std::map<std::string, double>& activation_density = {});
-
-// The weights of a run or eval (--weights, --seed) with the policy applied.
-inline model::Weights load_run_weights(const ir::ModelConfig& config, const ir::Graph& graph, const RunFlags& flags,
-                                       const PrecisionPolicy& policy) {
-  return api::load_weights(config, graph, flags.weights, flags.seed, policy);
-}
-// Timing-only runs: --prompt-tokens, or the length of the tokenized prompt.
-int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunFlags& flags);
-
-// Streams the prompt and each generated token to stdout as it is produced.
-template <typename Executor>
-ref::GenerationResult generate_text(Executor& executor, const model::Tokenizer& tokenizer,
-                                    const std::vector<int32_t>& prompt, const RunFlags& flags) {
-  ref::GenerationOptions options;
-  options.max_new_tokens = flags.max_tokens;
-  options.sampling = {flags.temperature, flags.top_k, flags.seed};
-  options.stop_token = tokenizer.end_of_text();
-  ref::check_generation_fits(static_cast<int64_t>(prompt.size()), options.max_new_tokens, executor.max_context());
-  std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
-  return ref::generate(executor, prompt, options, [&](int32_t token) {
-    const std::string& bytes = tokenizer.token_bytes(token);
-    std::fwrite(bytes.data(), 1, bytes.size(), stdout);
-    std::fflush(stdout);
-  });
-}
+// What simulating a run needs from its flags: the timeline, the fabric model, link loads for the
+// JSON and heatmaps, and progress on stderr.
+target::SimulateOptions simulate_options(const Outputs& out, Progress& progress);
+// Prints a simulated run's summary and writes the files `out` asks for.
+void report_run(const target::RunReport& run, const Outputs& out);
 
 }  // namespace tessera::cli

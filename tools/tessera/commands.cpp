@@ -1,14 +1,14 @@
 #include "commands.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 
 #include "tessera/api/compare.hpp"
+#include "tessera/api/run.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/ir/builders.hpp"
 #include "tessera/model/model_package.hpp"
-#include "tessera/ref/eval.hpp"
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
@@ -16,81 +16,17 @@
 
 namespace tessera::cli {
 
-// A run on a simulated machine: the plan's values from the target's executor (a data plane, or
-// the reference in the plan's arithmetic order), then the plan timed by the target's model.
-int run_on_target(const fs::path& model_path, const RunFlags& flags, const PrecisionPolicy& policy) {
-  const auto target = load_target(flags.arch, policy);
-  const target::Capabilities caps = target->capabilities();
-  if (flags.batch != 1 && !caps.batches_requests)
-    fail(
-        "--batch: {} computes one request per pass; batching and multi-chip systems: `tessera compare --batch B "
-        "--arch Nx{}`",
-        flags.arch, flags.arch);
-  if (flags.tensor_parallel != 1 && !caps.tensor_parallel)
-    fail(
-        "--tp is for GPU-like chips; {} chips split a model that does not fit one chip into a pipeline: `tessera "
-        "compare --arch Nx{}`",
-        flags.arch, flags.arch);
-  if (!caps.core_heatmaps && !flags.outputs.heatmaps.empty())
-    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
-         flags.arch);
-  const target::ModelSource model = load_model_source(model_path);
-  const ir::ModelConfig& config = model.config;
-  target::ChipWork work{.max_new_tokens = flags.max_tokens,
-                        .micro_batch = flags.batch,
-                        .tensor_parallel = flags.tensor_parallel,
-                        .precision = policy};
-  if (flags.no_numerics) {
-    work.prompt_tokens = timing_prompt_tokens(config, flags);
-    return simulate_and_report(*target, *compile_or_fail(*target, model, work), flags.outputs);
-  }
-  if (flags.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
-  const ir::Graph graph = ir::build_model_graph(config);
-  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
-  work.prompt_tokens = static_cast<int64_t>(prompt.size());
-  const auto plan = compile_or_fail(*target, model, work);
-  const model::Weights weights = load_run_weights(config, graph, flags, policy);
-  const auto executor = target->executor(*plan, graph, weights, config.context_length);
-  const auto wall_start = std::chrono::steady_clock::now();
-  const auto result = generate_text(*executor, tokenizer, prompt, flags);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  std::printf("\n\n");
-  simulate_and_report(*target, *plan, flags.outputs, executor->activation_density());
-  if (const std::string note = executor->host_note(); !note.empty())
-    std::printf("  host: %s; simulated with values in %.2f s wall, %.3f s per decoded token\n", note.c_str(), wall,
-                result.tokens.size() > 1 ? result.decode_seconds / static_cast<double>(result.tokens.size() - 1) : 0.0);
-  return 0;
-}
-
 int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window) {
-  const fs::path model_path = resolve_model(flags.model);
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  const ir::Graph graph = ir::build_model_graph(config);
-  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(text_path, kTextFile));
-  if (window == 0) window = config.context_length;
-  if (window > config.context_length)
-    fail("--window {} exceeds {}'s context of {} tokens", window, config.name, config.context_length);
   const PrecisionPolicy policy = flags.precision.resolve();
-  const model::Weights weights = load_run_weights(config, graph, flags, policy);
   Progress progress("evaluating", flags.outputs.quiet);
-  auto on_window = [&](int64_t done, int64_t total) { progress.update(done, total); };
-  ref::Perplexity p;
-  if (flags.arch == "host") {
-    ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
-    p = ref::evaluate_perplexity(executor, tokens, window, on_window);
-  } else {
-    const auto target = load_target(flags.arch, policy);
-    const auto plan = compile_or_fail(*target, load_model_source(model_path),
-                                      {.prompt_tokens = window, .max_new_tokens = 0, .precision = policy});
-    const auto executor = target->executor(*plan, graph, weights, config.context_length);
-    p = ref::evaluate_perplexity(*executor, tokens, window, on_window);
-  }
+  const api::EvalResult r =
+      api::eval({flags.model, flags.arch, flags.weights, flags.tokenizer_dir, flags.seed, text_path, window, policy},
+                [&](int64_t done, int64_t total) { progress.update(done, total); });
+  const ref::Perplexity& p = r.perplexity;
   std::printf("%s on %s, %s: perplexity %.4f (%.4f nats/token) over %lld tokens of %s in %lld windows of %lld\n",
-              config.name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
+              r.model_name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
               static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
-              static_cast<long long>(window));
+              static_cast<long long>(r.window));
   return 0;
 }
 
@@ -110,27 +46,49 @@ int run_command(const RunFlags& given) {
   const fs::path model_path = resolve_model(flags.model);
   flags.outputs.inputs = run_inputs(flags, model_path);
   check_outputs(flags.outputs);
-  if (flags.arch == "host" &&
-      (!flags.outputs.json.empty() || !flags.outputs.trace.empty() || !flags.outputs.heatmaps.empty()))
-    fail("--json, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera archs`)");
-  const PrecisionPolicy policy = flags.precision.resolve();
-  if (flags.arch != "host") return run_on_target(model_path, flags, policy);
-  if (flags.batch != 1 || flags.tensor_parallel != 1)
-    fail("--batch and --tp describe a simulated machine; choose one with --arch (see `tessera archs`)");
-  if (flags.no_numerics) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
-  const ir::ModelConfig config = ir::load_model_config(model_path);
-  const ir::Graph graph = ir::build_model_graph(config);
-  const model::Tokenizer tokenizer = load_tokenizer(config, flags.tokenizer_dir);
-  const model::Weights weights = load_run_weights(config, graph, flags, policy);
-  const std::vector<int32_t> prompt = encode_prompt(tokenizer, flags.prompt);
-  ref::ReferenceExecutor executor(graph, weights, config.context_length, policy);
-  const auto result = generate_text(executor, tokenizer, prompt, flags);
-  const double decode_steps = static_cast<double>(result.tokens.size() > 0 ? result.tokens.size() - 1 : 0);
-  std::printf(
-      "\n\n[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "
-      "decode %.1f tokens/s\n",
-      config.name.c_str(), static_cast<long long>(result.prompt_tokens), result.tokens.size(),
-      result.prefill_seconds * 1e3, decode_steps > 0 ? decode_steps / result.decode_seconds : 0.0);
+  const Outputs& out = flags.outputs;
+  if (flags.arch == "host" && (!out.json.empty() || !out.csv.empty() || !out.trace.empty() || !out.heatmaps.empty()))
+    fail(
+        "--json, --csv, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera "
+        "archs`)");
+  Progress progress("simulating", out.quiet);
+  api::RunRequest request{.model = flags.model,
+                          .arch = flags.arch,
+                          .weights = flags.weights,
+                          .tokenizer_dir = flags.tokenizer_dir,
+                          .prompt = flags.prompt,
+                          .prompt_tokens = flags.prompt_tokens,
+                          .max_new_tokens = flags.max_tokens,
+                          .sampling = {flags.temperature, flags.top_k, flags.seed},
+                          .values = !flags.no_numerics,
+                          .batch = flags.batch,
+                          .tensor_parallel = flags.tensor_parallel,
+                          .precision = flags.precision.resolve(),
+                          .simulate = simulate_options(out, progress)};
+  if (flags.arch != "host" && !out.heatmaps.empty() &&
+      !load_target(flags.arch, request.precision)->capabilities().core_heatmaps)
+    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
+         flags.arch);
+  const api::RunResult result = api::run(request, [](std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  });
+  const ref::GenerationResult& g = result.generation;
+  if (request.values) std::printf("\n\n");
+  if (!result.report) {
+    const double decode_steps = static_cast<double>(g.tokens.size() > 0 ? g.tokens.size() - 1 : 0);
+    std::printf(
+        "[%s on host reference executor, fp32] %lld prompt tokens, %zu generated; prefill %.1f ms; "
+        "decode %.1f tokens/s\n",
+        ir::load_model_config(model_path).name.c_str(), static_cast<long long>(g.prompt_tokens), g.tokens.size(),
+        g.prefill_seconds * 1e3, decode_steps > 0 ? decode_steps / g.decode_seconds : 0.0);
+    return 0;
+  }
+  report_run(*result.report, out);
+  if (!result.host_note.empty())
+    std::printf("  host: %s; simulated with values in %.2f s wall, %.3f s per decoded token\n",
+                result.host_note.c_str(), result.values_wall_s,
+                g.tokens.size() > 1 ? g.decode_seconds / static_cast<double>(g.tokens.size() - 1) : 0.0);
   return 0;
 }
 
@@ -205,7 +163,12 @@ int simulate_command(const std::string& plan_path, const Outputs& given) {
   outputs.inputs = {plan_path};
   check_outputs(outputs);
   const target::LoadedPlan loaded = target::load_plan(read_text_file(plan_path, kPlanFile), plan_path);
-  return simulate_and_report(*loaded.target, *loaded.plan, outputs);
+  if (!outputs.heatmaps.empty() && !loaded.target->capabilities().core_heatmaps)
+    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
+         loaded.target->arch().name);
+  Progress progress("simulating", outputs.quiet);
+  report_run(loaded.target->simulate(*loaded.plan, simulate_options(outputs, progress)), outputs);
+  return 0;
 }
 
 int compile_command(const CompileFlags& flags) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
 #include "tessera/base/half.hpp"
 
 namespace tessera::model {
@@ -106,6 +107,9 @@ SafetensorsIndex parse_safetensors(std::span<const uint8_t> bytes, const std::st
 }
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : origin_(path.string()) {
+  // A FIFO or device would block or never end: refuse it before opening.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) check_input_file(path, kWeightsFile);
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) fail("{}: cannot open weights file: {}", origin_, std::strerror(errno));
   struct stat st {};

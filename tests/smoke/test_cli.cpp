@@ -303,6 +303,7 @@ TEST(Cli, InputsMustBeRegularFilesOfSensibleSize) {
       {"run --arch host --tokenizer " + (dir / "tokenizer").string(), "encoder.json: is a character device"},
       {"simulate " + fifo, "is a FIFO (named pipe), not a regular file"},
       {"eval --text " + fifo, "is a FIFO (named pipe), not a regular file"},
+      {"run --arch host -n 2 --weights " + fifo, "is a FIFO (named pipe), not a regular file"},
       {"run -m " + big, "17.0 MiB is larger than any YAML description tessera reads (16.0 MiB)"},
       {"run -m " + (dir / "letter.yaml").string(),
        "expected a YAML mapping at the top level, got 'private words of a letter private words of a letter private "

@@ -22,6 +22,7 @@ inline constexpr InputKind kPlanFile{"plan", uintmax_t{1} << 30};
 inline constexpr InputKind kRunFile{"run JSON", uintmax_t{1} << 30};
 inline constexpr InputKind kTokenizerFile{"tokenizer file", uintmax_t{256} << 20};
 inline constexpr InputKind kTextFile{"text file", uintmax_t{1} << 30};
+inline constexpr InputKind kWeightsFile{"weights file", uintmax_t{4} << 40};  // mapped, not read whole
 
 // Fails with a one-line reason unless `path` names (possibly through symlinks) a regular file of
 // at most kind.max_bytes; returns its size in bytes.

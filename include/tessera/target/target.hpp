@@ -139,7 +139,6 @@ class Target {
   Target& operator=(const Target&) = delete;
 
   const arch::ArchSpec& arch() const { return arch_.spec; }
-  const ArchSource& arch_source() const { return arch_; }
   virtual Capabilities capabilities() const = 0;
   // Whether the chip runs this precision policy (the formats its MACs, stores and KV cache take).
   Status supports(const PrecisionPolicy& policy) const { return arch::check_precision(arch_.spec, policy); }

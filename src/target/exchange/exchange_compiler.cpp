@@ -93,14 +93,14 @@ class ExchangeLowering {
   }
 
   // (request, KV head) pairs, and how many tiles share the positions of one pair.
-  double units() const { return static_cast<double>(o_.batch * m_.n_kv_heads); }
+  double units() const { return static_cast<double>(o_.micro_batch * m_.n_kv_heads); }
   double units_per_tile() const { return std::max(1.0, cdiv(units(), tiles_)); }
   double tiles_per_unit() const { return std::max(1.0, std::floor(tiles_ / units())); }
 
   // Every resident request's cache, spread as attention spreads the pairs of a batch.
   double kv_bytes_per_tile(int64_t context) const {
     const auto resident =
-        static_cast<double>((o_.resident_requests > 0 ? o_.resident_requests : o_.batch) * m_.n_kv_heads);
+        static_cast<double>((o_.resident_requests > 0 ? o_.resident_requests : o_.micro_batch) * m_.n_kv_heads);
     const double per_tile = std::max(1.0, cdiv(resident, tiles_)),
                  sharing = std::max(1.0, std::floor(tiles_ / resident));
     return static_cast<double>(layers()) * per_tile * cdiv(static_cast<double>(context), sharing) * 2 *
@@ -111,13 +111,13 @@ class ExchangeLowering {
   // its partial outputs and their reduction buffer, or attention's scores; plus the residual
   // stream (double-buffered).
   double activation_bytes_per_tile(int64_t tokens, int64_t context) const {
-    const double rows = static_cast<double>(o_.batch * tokens);
+    const double rows = static_cast<double>(o_.micro_batch * tokens);
     double widest = 0;
     std::vector<Matrix> all = layer_;
     if (o_.slice.lm_head) all.push_back(head_);
     for (const Matrix& mx : all) {
       const Split s = splits_.at(mx.name);
-      const double r = mx.name == head_.name ? static_cast<double>(o_.batch) : rows;
+      const double r = mx.name == head_.name ? static_cast<double>(o_.micro_batch) : rows;
       const double out = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
       widest = std::max(widest, r * (cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)) * act_bytes_ +
                                      2 * out * kPartialBytes));
@@ -225,7 +225,7 @@ class ExchangeLowering {
 
   std::vector<Superstep> phase(int64_t tokens, bool prefill) const {
     const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const int64_t rows = o_.batch * tokens;
+    const int64_t rows = o_.micro_batch * tokens;
     const auto r = static_cast<double>(rows), d = static_cast<double>(m_.d_model);
     const double norm_words = gpt2 ? 2 : 1;  // LayerNorm: sum and sum of squares; RMSNorm: sum of squares
     std::vector<Superstep> out;
@@ -259,9 +259,9 @@ class ExchangeLowering {
     if (o_.slice.lm_head) {
       // Only each request's last token reaches the LM head; the next token is picked on the chip.
       const size_t first = out.size();
-      norm(out, gpt2 ? "ln_f" : "model.norm", o_.batch, norm_words);
-      matmul(out, "", head_, o_.batch);
-      norm(out, "lm_head.argmax", o_.batch, 2);
+      norm(out, gpt2 ? "ln_f" : "model.norm", o_.micro_batch, norm_words);
+      matmul(out, "", head_, o_.micro_batch);
+      norm(out, "lm_head.argmax", o_.micro_batch, 2);
       for (size_t i = first; i < out.size(); ++i) out[i].last_chunk_only = prefill;
     }
     return out;
@@ -276,7 +276,7 @@ class ExchangeLowering {
   // The split that makes a decode step (rows = batch) soonest: exchange in, multiply, and reduce
   // when k is split, each with its sync.
   Split choose_split(const Matrix& mx) const {
-    const auto r = static_cast<double>(o_.batch);
+    const auto r = static_cast<double>(o_.micro_batch);
     const double sram_rate = a_.core.sram_bytes_per_cycle, ex = a_.exchange.bytes_per_cycle;
     Split best;
     double best_cycles = -1;
@@ -322,9 +322,9 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
                                            const std::string& arch_yaml, const std::string& arch_origin,
                                            const ExchangeCompileOptions& options) {
   if (arch.fabric != arch::FabricKind::Exchange) fail("{} is not an exchange machine (an IPU)", arch.name);
-  if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
-  if (options.resident_requests != 0 && options.resident_requests < options.batch)
-    fail("a chip holds the KV caches of at least the {} requests it computes, not {}", options.batch,
+  if (options.micro_batch < 1) fail("batch must be >= 1, got {}", options.micro_batch);
+  if (options.resident_requests != 0 && options.resident_requests < options.micro_batch)
+    fail("a chip holds the KV caches of at least the {} requests it computes, not {}", options.micro_batch,
          options.resident_requests);
   const int64_t layers = options.slice.layer_count(model);
   if (layers < 0 || layers > model.n_layers)
@@ -354,7 +354,7 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
         fmt::format("each tile needs {:.1f} KiB (weights {:.1f}, KV cache {:.1f} for {} requests of {} tokens, "
                     "activations {:.1f}) of its {:.1f} KiB usable ({:.0f} KiB reserved); the chip's weights alone are "
                     "{:.2f} GB of its {:.2f} GB of tile SRAM",
-                    one.total() / 1024, one.weights / 1024, one.kv / 1024, options.batch, context,
+                    one.total() / 1024, one.weights / 1024, one.kv / 1024, options.micro_batch, context,
                     one.activations / 1024, usable / 1024, arch.core.reserved_bytes / 1024,
                     low.chip_weight_bytes() / 1e9, usable * static_cast<double>(arch.usable.cores()) / 1e9),
         hint};
@@ -369,7 +369,7 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   p.precision = options.precision;
   p.weight_bits = low.storage().bits(model.d_model);
   p.skip_weight_zeros = low.storage().skips_zeros();
-  p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens, p.batch = options.batch;
+  p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens, p.batch = options.micro_batch;
   p.layers = layers, p.embedding = options.slice.embedding, p.lm_head = options.slice.lm_head;
   const TileMemory mem = tile_memory(low, chunk, context);
   p.weight_bytes = mem.weights, p.kv_cache_bytes = mem.kv, p.activation_bytes = mem.activations;

@@ -35,8 +35,12 @@ class ExchangeTarget : public Target {
       fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
     auto result =
         compiler::compile_for_exchange(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
-                                       {work.prompt_tokens, work.max_new_tokens, work.micro_batch, work.precision,
-                                        work.slice, work.resident_requests});
+                                       {.prompt_tokens = work.prompt_tokens,
+                                        .max_new_tokens = work.max_new_tokens,
+                                        .micro_batch = work.micro_batch,
+                                        .precision = work.precision,
+                                        .slice = work.slice,
+                                        .resident_requests = work.resident_requests});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<BspPlanFile>(std::move(result.plan))};
   }

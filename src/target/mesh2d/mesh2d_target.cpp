@@ -58,9 +58,13 @@ class Mesh2dTarget : public Target {
       fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
     if (work.micro_batch != 1)
       fail("{} computes one request per pass; requests in flight are pipelined through its layer stages", arch().name);
-    auto result = compiler::compile_for_mesh(
-        model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
-        {work.prompt_tokens, work.max_new_tokens, work.precision, work.resident(), work.slice});
+    auto result =
+        compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
+                                   {.prompt_tokens = work.prompt_tokens,
+                                    .max_new_tokens = work.max_new_tokens,
+                                    .precision = work.precision,
+                                    .requests_in_flight = work.resident(),
+                                    .slice = work.slice});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<MeshPlan>(std::move(result.program))};
   }
@@ -88,10 +92,10 @@ class Mesh2dTarget : public Target {
     for (const auto& step : m.decode_steps) {
       const double cycles = step.compute_cycles + step.comm_cycles + step.host_cycles;
       const char* bound = step.comm_cycles >= step.compute_cycles && step.comm_cycles >= step.host_cycles ? "fabric"
-                          : step.compute_cycles >= step.host_cycles                                      ? "compute"
-                                                                                                         : "host I/O";
-      r.last_decode_steps.push_back({step.name, step.pattern, bound, cycles / m.clock_hz, static_cast<double>(step.macs),
-                                     4.0 * static_cast<double>(step.words)});
+                          : step.compute_cycles >= step.host_cycles                                       ? "compute"
+                                                                                                          : "host I/O";
+      r.last_decode_steps.push_back({step.name, step.pattern, bound, cycles / m.clock_hz,
+                                     static_cast<double>(step.macs), 4.0 * static_cast<double>(step.words)});
     }
     r.decode_step_s = m.decode_tokens_per_s > 0 ? 1 / m.decode_tokens_per_s : 0;
     // The wafer's own layer pipeline takes the next request once its slowest stage is free.

@@ -118,8 +118,9 @@ class Lowering {
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
-      f.kv = o_.batch * 2 * slots * over_cols(m_.d_model, r) * kv_bytes_;  // k and v per query dimension (see above)
-      per_token += m_.n_heads * slots;                                     // attention scores
+      f.kv = o_.requests_in_flight * 2 * slots * over_cols(m_.d_model, r) *
+             kv_bytes_;                 // k and v per query dimension (see above)
+      per_token += m_.n_heads * slots;  // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
     return f;
@@ -351,7 +352,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   const bool head = options.slice.lm_head;
   if (n_layers < 1 || n_layers > model.n_layers)
     fail("a pipeline stage of {} layers: {} has {}", n_layers, model.name, model.n_layers);
-  if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
+  if (options.requests_in_flight < 1) fail("batch must be >= 1, got {}", options.requests_in_flight);
   if (options.slice.head_shards != 1) fail("mesh plans keep the LM head whole on one wafer");
   const Lowering low(model, arch, options);
 
@@ -362,7 +363,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
     const double head_bytes = head ? static_cast<double>(low.weight_bytes(low.head())) : 0.0;
     // KV is stored per query dimension (grouped-query heads expanded; see the Lowering constructor).
-    const double kv_per_layer_token = 2.0 * static_cast<double>(options.batch * model.d_model * low.kv_bytes());
+    const double kv_per_layer_token =
+        2.0 * static_cast<double>(options.requests_in_flight * model.d_model * low.kv_bytes());
     const auto layers = static_cast<double>(n_layers), tokens = static_cast<double>(context);
     const double kv_bytes = layers * kv_per_layer_token * tokens;
     const double needed = layers * layer_bytes + head_bytes + kv_bytes;
@@ -420,7 +422,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.prompt_tokens = options.prompt_tokens;
   p.max_new_tokens = options.max_new_tokens;
   p.max_context = context;
-  p.batch = options.batch;
+  p.batch = options.requests_in_flight;
   p.layers = n_layers, p.embedding = options.slice.embedding, p.lm_head = head;
   // The largest prefill chunk whose activations still fit every stage.
   int64_t chunk = options.prompt_tokens;

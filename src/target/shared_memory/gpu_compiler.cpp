@@ -92,7 +92,7 @@ class GpuLowering {
   Kernel attention(const std::string& name, int64_t tokens, bool decode) const {
     Kernel kern;
     kern.name = name, kern.op = "attention";
-    const auto b = static_cast<double>(o_.batch), q_width = static_cast<double>(m_.d_model / t_),
+    const auto b = static_cast<double>(o_.micro_batch), q_width = static_cast<double>(m_.d_model / t_),
                kv_width = static_cast<double>(kv_dim() / t_), n = static_cast<double>(tokens);
     const double new_kv = b * n * 2 * kv_width * kv_bytes_, q_and_out = b * n * 2 * q_width * act_bytes_;
     if (decode) {
@@ -108,7 +108,7 @@ class GpuLowering {
 
   std::vector<Kernel> layer(int64_t l, int64_t tokens, bool decode) const {
     const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const int64_t d = m_.d_model, ff = m_.d_ff, rows = o_.batch * tokens;
+    const int64_t d = m_.d_model, ff = m_.d_ff, rows = o_.micro_batch * tokens;
     const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", l);
     const auto r = static_cast<double>(rows), dd = static_cast<double>(d), f = static_cast<double>(ff / t_);
     std::vector<Kernel> out;
@@ -131,14 +131,14 @@ class GpuLowering {
 
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {
     const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const auto r = static_cast<double>(o_.batch * tokens), dd = static_cast<double>(m_.d_model);
+    const auto r = static_cast<double>(o_.micro_batch * tokens), dd = static_cast<double>(m_.d_model);
     std::vector<Kernel> out{elementwise("embedding", r * dd * (gpt2 ? 2 : 1), r * dd)};
     for (int64_t l = 0; l < m_.n_layers; ++l)
       for (auto& k : layer(l, tokens, decode)) out.push_back(std::move(k));
     // Only each request's last token reaches the LM head.
-    const auto last = static_cast<double>(o_.batch);
+    const auto last = static_cast<double>(o_.micro_batch);
     out.push_back(elementwise(gpt2 ? "ln_f" : "model.norm", last * dd, last * dd));
-    out.push_back(gemm("lm_head", o_.batch, m_.vocab_size / t_, m_.d_model));
+    out.push_back(gemm("lm_head", o_.micro_batch, m_.vocab_size / t_, m_.d_model));
     return out;
   }
 
@@ -157,11 +157,12 @@ class GpuLowering {
   }
 
   double kv_cache_bytes(int64_t context) const {
-    return static_cast<double>(m_.n_layers * o_.batch * context) * 2 * static_cast<double>(kv_dim() / t_) * kv_bytes_;
+    return static_cast<double>(m_.n_layers * o_.micro_batch * context) * 2 * static_cast<double>(kv_dim() / t_) *
+           kv_bytes_;
   }
 
   double activation_bytes(int64_t tokens) const {
-    const auto rows = static_cast<double>(o_.batch * tokens);
+    const auto rows = static_cast<double>(o_.micro_batch * tokens);
     const double widest = static_cast<double>(std::max({3 * m_.d_model, 2 * m_.d_ff, m_.vocab_size}) / t_);
     return rows * (2 * static_cast<double>(m_.d_model) + widest) * 4;
   }
@@ -182,7 +183,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
                                  const std::string& arch_yaml, const std::string& arch_origin,
                                  const GpuCompileOptions& options) {
   if (arch.fabric != arch::FabricKind::SharedMemory) fail("{} is not a GPU (fabric shared_memory)", arch.name);
-  if (options.batch < 1) fail("batch must be >= 1, got {}", options.batch);
+  if (options.micro_batch < 1) fail("batch must be >= 1, got {}", options.micro_batch);
   const int64_t t = options.tensor_parallel;
   if (t < 1 || model.n_heads % t != 0 || model.n_kv_heads % t != 0 || model.d_ff % t != 0)
     fail("tensor parallelism over {} GPUs must divide {}'s {} heads, {} KV heads and d_ff {}", t, model.name,
@@ -197,7 +198,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
   p.weight_bits = low.storage().bits(model.d_model);
   p.skip_weight_zeros = low.storage().skips_zeros();
   p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens;
-  p.batch = options.batch, p.tensor_parallel = t;
+  p.batch = options.micro_batch, p.tensor_parallel = t;
   p.weight_bytes = low.weight_bytes();
   p.kv_cache_bytes = low.kv_cache_bytes(context);
   p.activation_bytes = low.activation_bytes(options.prompt_tokens);
@@ -226,7 +227,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
         "bytes",
         fmt::format("each GPU needs {:.1f} GB (weights {:.1f}, KV cache {:.1f} for {} requests of {} tokens, "
                     "activations {:.1f}) of its {:.1f} GB HBM",
-                    need / 1e9, p.weight_bytes / 1e9, p.kv_cache_bytes / 1e9, options.batch, context,
+                    need / 1e9, p.weight_bytes / 1e9, p.kv_cache_bytes / 1e9, options.micro_batch, context,
                     p.activation_bytes / 1e9, arch.gpu.hbm_bytes / 1e9),
         hint + ", or fewer requests / a shorter context / smaller weights"};
     return result;

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "../targets.hpp"
-#include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/target/partitioning.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
 
 namespace tessera::target {
 
@@ -35,9 +35,13 @@ class SharedMemoryTarget : public Target {
       fail("{} chips run whole models (split over chips by tensor parallelism), not pipeline slices", arch().name);
     if (work.resident() != work.micro_batch)
       fail("{} decodes every request it holds together: resident requests must equal the micro-batch", arch().name);
-    auto result = compiler::compile_for_gpu(
-        model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
-        {work.prompt_tokens, work.max_new_tokens, work.micro_batch, work.tensor_parallel, work.precision});
+    auto result =
+        compiler::compile_for_gpu(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
+                                  {.prompt_tokens = work.prompt_tokens,
+                                   .max_new_tokens = work.max_new_tokens,
+                                   .micro_batch = work.micro_batch,
+                                   .tensor_parallel = work.tensor_parallel,
+                                   .precision = work.precision});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<GpuPlanFile>(std::move(result.plan))};
   }

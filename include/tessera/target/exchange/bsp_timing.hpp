@@ -35,7 +35,7 @@ struct BspReport {
   double decode_utilization = 0;               // MACs done / (peak MAC rate x decode time)
   std::string decode_bound;                    // compute, exchange or sync: which took most decode time
   double tile_bytes_used = 0, tile_bytes = 0;  // the fullest tile, and a tile's SRAM
-  std::vector<SuperstepTime> prefill_steps;     // the prompt's last chunk, in order
+  std::vector<SuperstepTime> prefill_steps;    // the prompt's last chunk, in order
   std::vector<SuperstepTime> last_decode_steps;
 };
 

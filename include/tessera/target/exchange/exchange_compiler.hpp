@@ -2,9 +2,9 @@
 // memory plan and the bulk-synchronous supersteps of prefill and decode (program/bsp_plan.hpp).
 #pragma once
 
-#include "tessera/compiler/fit.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/compiler/fit.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/exchange/bsp_plan.hpp"
@@ -14,10 +14,10 @@ namespace tessera::compiler {
 struct ExchangeCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
-  int64_t batch = 1;
+  int64_t micro_batch = 1;  // requests every pass computes together
   PrecisionPolicy precision;
   ModelSlice slice;
-  // Requests whose KV caches the chip holds (0: batch). A pipeline stage computes one micro-batch
+  // Requests whose KV caches the chip holds (0: micro_batch). A pipeline stage computes one micro-batch
   // at a time but keeps the cache of every request in flight.
   int64_t resident_requests = 0;
 };

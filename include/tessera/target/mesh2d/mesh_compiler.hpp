@@ -2,8 +2,8 @@
 // a route budget check, and the prefill/decode step lists (see program.hpp for the layouts).
 #pragma once
 
-#include "tessera/compiler/fit.hpp"
 #include <string>
+#include "tessera/compiler/fit.hpp"
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
@@ -17,8 +17,8 @@ struct MeshCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
   PrecisionPolicy precision;
-  int64_t batch = 1;  // requests in flight, one per layer stage at a time: each needs its own KV cache
-  ModelSlice slice;   // a pipeline stage of a multi-wafer system; default: the whole model
+  int64_t requests_in_flight = 1;  // one per layer stage at a time: each needs its own KV cache
+  ModelSlice slice;                // a pipeline stage of a multi-wafer system; default: the whole model
 };
 
 struct MeshCompileResult {

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/target/mesh2d/program.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::sim {
 

@@ -3,9 +3,9 @@
 // SM's shared memory and to fill the SMs (docs/gpu-model.md).
 #pragma once
 
-#include "tessera/compiler/fit.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/compiler/fit.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/shared_memory/gpu_plan.hpp"
 
@@ -14,7 +14,7 @@ namespace tessera::compiler {
 struct GpuCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
-  int64_t batch = 1;
+  int64_t micro_batch = 1;  // requests every pass computes together
   int64_t tensor_parallel = 1;
   PrecisionPolicy precision;
 };

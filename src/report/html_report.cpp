@@ -110,7 +110,7 @@ std::string chip_page(const json& run) {
           "solid "
           "#ddd}} td{{font-variant-numeric:tabular-nums}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>"
           "</head><body>\n<h1 id=\"title\">{}</h1>\n<p>{} fabric; weights {}, activations {}, KV cache {}; {} prompt "
-          "tokens, {} generated, {} requests decoded together.</p>\n",
+          "tokens, {} generated; batch {} (requests decoded together).</p>\n",
           escape(title), escape(title), escape(run.at("fabric").get<std::string>()),
           escape(p.at("weights").get<std::string>()), escape(p.at("activations").get<std::string>()),
           escape(p.at("kv").get<std::string>()), run.at("tokens").at("prompt").get<int64_t>(),

@@ -1,6 +1,7 @@
 // The targets the registry knows; each lives in its fabric's folder (target/<fabric>/).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 
 #include "tessera/ref/executor.hpp"
@@ -28,6 +29,25 @@ void describe_run(RunReport& r, const char* fabric, const PlanType& plan) {
   r.model_yaml = plan.model_yaml, r.model_origin = plan.model_origin;
   r.precision = plan.precision;
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
+}
+
+// The RunReport fields a GPU's and an IPU's reports share (both time phases pass by pass).
+template <typename PlanType, typename Report>
+RunReport phase_timed_run(const char* fabric, const PlanType& plan, const Report& report) {
+  const auto passes = static_cast<double>(std::max<int64_t>(plan.max_new_tokens - 1, 1));
+  RunReport r;
+  describe_run(r, fabric, plan);
+  r.arch_name = report.arch_name, r.model_name = report.model_name;
+  r.batch = plan.batch;
+  r.prefill_s = report.prefill.seconds, r.decode_s = report.decode.seconds;
+  r.time_to_first_token_s = report.time_to_first_token_s;
+  r.tokens_per_s_per_user = report.decode_tokens_per_s_per_user, r.tokens_per_s = report.decode_tokens_per_s;
+  r.decode_step_s = r.decode_interval_s = report.decode.seconds / passes;
+  r.energy_per_token_pj = report.decode_energy_per_token_pj;
+  r.macs_per_token = report.decode.macs / (passes * static_cast<double>(plan.batch));
+  r.utilization = report.decode_utilization;
+  r.bound = report.decode_bound;
+  return r;
 }
 
 // The reference executor as a target's executor: for targets without a data plane, run with the

@@ -52,25 +52,12 @@ class ExchangeTarget : public Target {
   RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
     const program::BspPlan& p = plan_as<BspPlanFile>(plan, "exchange").plan;
     sim::BspReport b = sim::simulate_bsp(p);
-    const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
-    RunReport r;
-    describe_run(r, "exchange", p);
-    r.arch_name = b.arch_name, r.model_name = b.model_name;
-    r.batch = p.batch;
-    r.prefill_s = b.prefill.seconds, r.decode_s = b.decode.seconds;
-    r.tokens_per_s = b.decode_tokens_per_s;
+    RunReport r = phase_timed_run("exchange", p, b);
     r.memory = {"SRAM per tile", b.tile_bytes_used, b.tile_bytes};
     for (const auto& [from, to] :
          {std::pair{&b.prefill_steps, &r.prefill_steps}, std::pair{&b.last_decode_steps, &r.last_decode_steps}})
       for (const sim::SuperstepTime& st : *from)
         to->push_back({st.name, st.op, st.bound, st.seconds, st.macs, st.exchange_bytes});
-    r.time_to_first_token_s = b.time_to_first_token_s;
-    r.tokens_per_s_per_user = b.decode_tokens_per_s_per_user;
-    r.decode_step_s = r.decode_interval_s = b.decode.seconds / passes;
-    r.energy_per_token_pj = b.decode_energy_per_token_pj;
-    r.macs_per_token = b.decode.macs / (passes * static_cast<double>(p.batch));
-    r.utilization = b.decode_utilization;
-    r.bound = b.decode_bound;
     r.detail = std::move(b);
     return r;
   }

@@ -53,24 +53,11 @@ class SharedMemoryTarget : public Target {
   RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
     const program::GpuPlan& p = plan_as<GpuPlanFile>(plan, "shared_memory").plan;
     sim::GpuReport g = sim::simulate_gpu(p);
-    const auto passes = static_cast<double>(std::max<int64_t>(p.max_new_tokens - 1, 1));
-    RunReport r;
-    describe_run(r, "shared_memory", p);
-    r.arch_name = g.arch_name, r.model_name = g.model_name;
-    r.batch = p.batch;
-    r.prefill_s = g.prefill.seconds, r.decode_s = g.decode.seconds;
-    r.tokens_per_s = g.decode_tokens_per_s;
+    RunReport r = phase_timed_run("shared_memory", p, g);
     r.memory = {"HBM per GPU", g.hbm_used_bytes, g.hbm_bytes};
     for (const auto& [from, to] :
          {std::pair{&g.prefill_kernels, &r.prefill_steps}, std::pair{&g.last_decode_kernels, &r.last_decode_steps}})
       for (const sim::GpuKernelTime& k : *from) to->push_back({k.name, k.op, k.bound, k.seconds, k.macs, k.hbm_bytes});
-    r.time_to_first_token_s = g.time_to_first_token_s;
-    r.tokens_per_s_per_user = g.decode_tokens_per_s_per_user;
-    r.decode_step_s = r.decode_interval_s = g.decode_tokens_per_s_per_user > 0 ? 1 / g.decode_tokens_per_s_per_user : 0;
-    r.energy_per_token_pj = g.decode_energy_per_token_pj;
-    r.macs_per_token = g.decode.macs / (passes * static_cast<double>(p.batch));
-    r.utilization = g.decode_utilization;
-    r.bound = g.decode_bound;
     r.detail = std::move(g);
     return r;
   }

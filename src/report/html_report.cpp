@@ -155,6 +155,38 @@ std::string chip_page(const json& run) {
 
 }  // namespace
 
+namespace {
+
+// A run JSON is untrusted input (written elsewhere, edited by hand): before anything is drawn,
+// its grid must be of a size a machine has, every stage inside it, and the link map's arrays as
+// long as the map they describe.
+void check_figures(const RunFigures& f, const std::string& origin) {
+  constexpr int64_t kMaxGridSide = 1 << 14, kMaxCores = int64_t{1} << 26;  // WSE-3: ~1,000 x 1,000
+  if (f.grid_width < 1 || f.grid_height < 1 || f.grid_width > kMaxGridSide || f.grid_height > kMaxGridSide ||
+      f.grid_width * f.grid_height > kMaxCores)
+    fail("{}: grid {}x{} is not a machine tessera simulates (each side 1..{}, at most {} cores)", origin, f.grid_width,
+         f.grid_height, kMaxGridSide, kMaxCores);
+  for (const auto& st : f.stages) {
+    const arch::Region& r = st.region;
+    if (r.x < 0 || r.y < 0 || r.width < 1 || r.height < 1 || r.x > f.grid_width - r.width ||
+        r.y > f.grid_height - r.height)
+      fail("{}: stage '{}' region {}x{} at ({}, {}) lies outside the {}x{} grid", origin, st.name, r.width, r.height,
+           r.x, r.y, f.grid_width, f.grid_height);
+  }
+  const LinkMap& l = f.links;
+  if (l.width == 0 && l.height == 0) return;
+  if (l.block < 1 || l.width != (f.grid_width + l.block - 1) / l.block ||
+      l.height != (f.grid_height + l.block - 1) / l.block)
+    fail("{}: link_load is {}x{} cells of {} cores, which does not cover the {}x{} grid", origin, l.width, l.height,
+         l.block, f.grid_width, f.grid_height);
+  for (const auto& words : l.words)
+    if (words.size() != static_cast<size_t>(l.width * l.height))
+      fail("{}: link_load has {} values in a direction, expected {} ({}x{} cells)", origin, words.size(),
+           l.width * l.height, l.width, l.height);
+}
+
+}  // namespace
+
 std::string html_report(const std::string& run_json, const std::string& origin) {
   const json run = json::parse(run_json, nullptr, false);
   const std::string schema = run.is_object() ? run.value("schema", "") : "";
@@ -190,6 +222,7 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
                                 s.at("compute_cycles").get<double>(),
                                 s.at("decode_energy_pj").get<double>()});
     }
+    check_figures(figures, origin);
     const std::string title =
         fmt::format("{} on {}", run.at("model").get<std::string>(), run.at("arch").get<std::string>());
     std::string html =

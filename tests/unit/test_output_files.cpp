@@ -1,9 +1,15 @@
-// Which files tessera may replace: its own outputs, recognised by their structure.
+// Which files tessera may replace (its own outputs, recognised by their structure), and what it
+// accepts as a run to draw.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
+#include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
+#include "test_util.hpp"
 
 using tessera::report::is_tessera_output;
 
@@ -29,4 +35,30 @@ TEST(OutputFiles, HtmlIsOursOnlyFromItsFixedHeadToItsEnd) {
   EXPECT_TRUE(is_tessera_output(head + "default on wse2</title></head><body></body></html>\n"));
   EXPECT_FALSE(is_tessera_output(head + "default on wse2</title></head><body>")) << "cut";
   EXPECT_FALSE(is_tessera_output("<!DOCTYPE html>\n<html><head><title>tessera: my page</title></head></html>\n"));
+}
+
+// `tessera report` reads run JSON written elsewhere: malformed figures are errors, never reads
+// outside an array (issue #16 found heap overflows with short link arrays and stray regions).
+TEST(ReportPage, RunJsonFiguresAreCheckedBeforeDrawing) {
+  std::ifstream in(TESSERA_SOURCE_DIR "/tests/golden/run-default-mesh-32x32.json");
+  const nlohmann::json good = nlohmann::json::parse(in);
+  ASSERT_FALSE(tessera::report::html_report(good.dump(), "run.json").empty());
+  const auto error_of = [&](const std::function<void(nlohmann::json&)>& mutate) {
+    nlohmann::json bad = good;
+    mutate(bad);
+    return tessera::testing::error_of([&] { tessera::report::html_report(bad.dump(), "run.json"); });
+  };
+  EXPECT_NE(error_of([](auto& j) {
+              j["link_load"]["east"] = nlohmann::json::array({1, 2});
+            }).find("link_load has 2 values in a direction"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["link_load"]["width"] = 1000; }).find("does not cover the 32x32 grid"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["stages"][0]["region"]["x"] = 31; }).find("lies outside the 32x32 grid"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["stages"][1]["region"]["y"] = -4; }).find("lies outside"), std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["grid"]["width"] = 65536; }).find("is not a machine tessera simulates"),
+            std::string::npos);
+  EXPECT_NE(error_of([](auto& j) { j["grid"]["height"] = 0; }).find("is not a machine tessera simulates"),
+            std::string::npos);
 }

@@ -36,6 +36,14 @@ int64_t positive(const YamlMap& map, const std::string& key) {
   return v;
 }
 
+// A positive integer no larger than `limit`, which leaves headroom over every machine that exists
+// (`what` says which); a description beyond it is a typo, and would cost minutes to simulate.
+int64_t positive_at_most(const YamlMap& map, const std::string& key, int64_t limit, const char* what) {
+  const int64_t v = positive(map, key);
+  if (v > limit) fail("{}: {} is more than tessera simulates ({} at most; {})", map.where(key), v, limit, what);
+  return v;
+}
+
 int64_t non_negative(const YamlMap& map, const std::string& key) {
   const int64_t v = map.integer(key);
   if (v < 0) fail("{}: must be >= 0, got {}", map.where(key), v);
@@ -115,7 +123,7 @@ void parse_chip_link(const YamlMap& root, ArchSpec& a) {
 
 // An IPU's tile count and exchange (exchange).
 void parse_exchange(const YamlMap& root, ArchSpec& a) {
-  a.grid_width = positive(root, "tiles");
+  a.grid_width = positive_at_most(root, "tiles", int64_t{1} << 20, "a GC200 IPU has 1,472 tiles");
   a.grid_height = 1;
   a.usable = {0, 0, a.grid_width, 1};
   const YamlMap ex = root.map("exchange");
@@ -126,7 +134,7 @@ void parse_exchange(const YamlMap& root, ArchSpec& a) {
 
 // A GPU's SM count, memory system and runtime (shared_memory).
 void parse_gpu_memory(const YamlMap& root, ArchSpec& a) {
-  a.grid_width = positive(root, "sms");
+  a.grid_width = positive_at_most(root, "sms", int64_t{1} << 16, "an H100 has 132 SMs");
   a.grid_height = 1;
   a.usable = {0, 0, a.grid_width, 1};
   const YamlMap mem = root.map("memory");
@@ -163,8 +171,12 @@ ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
     parse_exchange(root, a);
   } else {
     const YamlMap grid = root.map("grid");
-    a.grid_width = positive(grid, "width");
-    a.grid_height = positive(grid, "height");
+    constexpr const char* kWafer = "a WSE-3 is about 1,000 cores on a side";
+    a.grid_width = positive_at_most(grid, "width", int64_t{1} << 14, kWafer);
+    a.grid_height = positive_at_most(grid, "height", int64_t{1} << 14, kWafer);
+    if (a.grid_width * a.grid_height > (int64_t{1} << 26))
+      fail("{}: a {}x{} grid has more cores than tessera simulates ({} at most; {})", root.where("grid"), a.grid_width,
+           a.grid_height, int64_t{1} << 26, kWafer);
     grid.finish();
     a.usable = {0, 0, a.grid_width, a.grid_height};
   }

@@ -7,6 +7,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/precision.hpp"
+#include "tessera/ir/model_config.hpp"
 
 namespace tessera::program {
 
@@ -108,6 +109,20 @@ json read_plan(const std::string& text, const std::string& origin, const char* f
   p.weight_bits = precision.number("weight_bits");
   p.skip_weight_zeros = precision.flag("skip_weight_zeros");
   return doc;
+}
+
+// A plan's request must be one its model could serve: the prompt and the new tokens within the
+// embedded model's context, and a batch no system holds more of (plan files are untrusted input;
+// a hand-edited count of 10^15 would otherwise be simulated pass by pass).
+inline void check_plan_request(const std::string& origin, const std::string& model_yaml,
+                               const std::string& model_origin, int64_t prompt_tokens, int64_t max_new_tokens,
+                               int64_t batch) {
+  constexpr int64_t kMaxBatch = int64_t{1} << 20;
+  const int64_t context = ir::parse_model_config(model_yaml, model_origin).context_length;
+  if (prompt_tokens < 1 || max_new_tokens < 0 || prompt_tokens > context || max_new_tokens > context - prompt_tokens)
+    fail("{}: {} prompt + {} new tokens do not fit the model's context of {} tokens", origin, prompt_tokens,
+         max_new_tokens, context);
+  if (batch < 1 || batch > kMaxBatch) fail("{}: batch {} is outside 1..{}", origin, batch, kMaxBatch);
 }
 
 }  // namespace tessera::program

@@ -81,6 +81,14 @@ TEST(ArchSpec, StrictParsing) {
             std::string::npos);
   EXPECT_NE(error(replaced(wse2, "reserved: 8KiB", "reserved: 48KiB")).find("reserves all"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "routes: 24", "routes: -1")).find("must be a positive integer"), std::string::npos);
+  // Sizes beyond any machine are typos that would cost minutes (or overflow) to simulate.
+  EXPECT_NE(error(replaced(wse2, "width: 757", "width: 65536")).find("65536 is more than tessera simulates"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(replaced(wse2, "width: 757", "width: 16000"), "height: 996", "height: 16000"))
+                .find("has more cores than tessera simulates"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(preset_text("gc200"), "tiles: 1472", "tiles: 1000000000000")).find("key 'tiles'"),
+            std::string::npos);
 }
 
 TEST(ArchSpec, PrecisionAndSparsityCapabilities) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "tessera/base/fs.hpp"
 #include "tessera/ir/builders.hpp"
@@ -110,6 +111,29 @@ TEST(Targets, PlansAreLoadedByTheirFormatField) {
             std::string::npos);
   EXPECT_NE(error_of([] { target::load_plan("{\"format\": \"tessera-gpu-plan\"}", "p.json"); }).find("arch.yaml"),
             std::string::npos);
+}
+
+// Plan files are untrusted: counts no model could serve are refused before anything is simulated.
+TEST(Targets, PlansWithImpossibleRequestsAreRefused) {
+  const target::ModelSource model = default_model();
+  for (const char* arch : {"mesh-32x32", "gc200", "h100"}) {
+    const auto t = target::load_target(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + arch + ".yaml");
+    const auto compiled =
+        t->compile(model, {.prompt_tokens = 8, .max_new_tokens = 8, .precision = supported_policy(*t)});
+    ASSERT_TRUE(compiled.status) << arch;
+    auto doc = nlohmann::json::parse(compiled.plan->to_json());
+    doc["max_new_tokens"] = int64_t{1000000000000000};
+    EXPECT_NE(tessera::testing::error_of([&] {
+                target::load_plan(doc.dump(), "p.json");
+              }).find("do not fit the model's context of 256 tokens"),
+              std::string::npos)
+        << arch;
+    doc["max_new_tokens"] = 8;
+    doc["batch"] = int64_t{1} << 40;
+    EXPECT_NE(tessera::testing::error_of([&] { target::load_plan(doc.dump(), "p.json"); }).find("batch"),
+              std::string::npos)
+        << arch;
+  }
 }
 
 TEST(Targets, CapabilitiesDecideWhatASystemMayDo) {

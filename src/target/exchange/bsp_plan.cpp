@@ -71,6 +71,7 @@ BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin) {
   if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.prefill_chunk_tokens < 1 || p.layers < 0)
     fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, chunk {}, layers {})", origin, p.prompt_tokens,
          p.max_new_tokens, p.batch, p.prefill_chunk_tokens, p.layers);
+  check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
   for (const auto& [phase, steps] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
     const json& list = r.array(phase);
     for (size_t i = 0; i < list.size(); ++i) {

@@ -119,6 +119,7 @@ Program from_json(const std::string& text, const std::string& origin) {
   p.embedding = slice.flag("embedding");
   p.lm_head = slice.flag("lm_head");
   if (p.batch < 1 || p.layers < 1) fail("{}: batch and slice.layers must be >= 1", origin);
+  check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
   const json& stages = r.array("stages");
   for (size_t i = 0; i < stages.size(); ++i) {
     const Reader s{stages[i], fmt::format("{}: stages[{}]", origin, i)};

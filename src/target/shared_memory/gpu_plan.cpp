@@ -57,6 +57,7 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
   if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.tensor_parallel < 1)
     fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, tensor parallel {})", origin, p.prompt_tokens,
          p.max_new_tokens, p.batch, p.tensor_parallel);
+  check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
   for (const auto& [phase, kernels] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
     const json& list = r.array(phase);
     for (size_t i = 0; i < list.size(); ++i) {

@@ -16,6 +16,13 @@ int64_t positive(const config::YamlMap& map, const std::string& key) {
   return value;
 }
 
+int64_t at_most(const config::YamlMap& map, const std::string& key, int64_t limit) {
+  const int64_t value = positive(map, key);
+  if (value > limit)
+    fail("{}: {} is larger than any model tessera simulates ({} at most); is it a typo?", map.where(key), value, limit);
+  return value;
+}
+
 }  // namespace
 
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
@@ -31,13 +38,16 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
   } else {
     fail("{}: unknown family '{}'; expected gpt2 or llama", map.where("family"), family);
   }
-  c.vocab_size = positive(map, "vocab_size");
-  c.context_length = positive(map, "context_length");
-  c.d_model = positive(map, "d_model");
-  c.n_layers = positive(map, "n_layers");
-  c.n_heads = positive(map, "n_heads");
-  c.n_kv_heads = map.has("n_kv_heads") ? positive(map, "n_kv_heads") : c.n_heads;
-  c.d_ff = positive(map, "d_ff");
+  // Limits with headroom over the largest published models (Llama 3.1 405B: 126 layers, d_model
+  // 16,384, d_ff 53,248, 128 heads, vocab 128,256, context 131,072), so that every shape and
+  // parameter count stays far inside 64 bits and a typo cannot make a run take hours.
+  c.vocab_size = at_most(map, "vocab_size", int64_t{1} << 22);
+  c.context_length = at_most(map, "context_length", int64_t{1} << 24);
+  c.d_model = at_most(map, "d_model", int64_t{1} << 17);
+  c.n_layers = at_most(map, "n_layers", int64_t{1} << 12);
+  c.n_heads = at_most(map, "n_heads", int64_t{1} << 12);
+  c.n_kv_heads = map.has("n_kv_heads") ? at_most(map, "n_kv_heads", int64_t{1} << 12) : c.n_heads;
+  c.d_ff = at_most(map, "d_ff", int64_t{1} << 19);
   c.norm_eps = map.number("norm_eps");
   if (c.norm_eps <= 0) fail("{}: must be > 0, got {}", map.where("norm_eps"), c.norm_eps);
   c.tie_embeddings = map.boolean("tie_embeddings");

@@ -54,6 +54,11 @@ Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) 
            shape_str(entry->shape), node.type.shape.str());
     Tensor t{entry->shape, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
     file.read_f32(*entry, t.values);
+    // A NaN or infinity would flow through every executor and still print text: refuse it.
+    if (const auto bad = std::find_if(t.values.begin(), t.values.end(), [](float v) { return !std::isfinite(v); });
+        bad != t.values.end())
+      fail("{}: tensor '{}' holds {} at element {}; the checkpoint is corrupt or was saved after a diverged step",
+           file.origin(), entry->name, std::isnan(*bad) ? "NaN" : "an infinity", bad - t.values.begin());
     used.insert(entry->name);
     weights.insert(node.name, std::move(t));
   }

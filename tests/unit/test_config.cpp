@@ -75,6 +75,19 @@ TEST(ModelConfig, ShapeConsistencyIsChecked) {
   text = kGood;
   text.replace(text.find("family: gpt2"), 12, "family: bert");
   EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("unknown family 'bert'"), std::string::npos);
+  // Sizes beyond any model are refused before a graph is built (they ran for minutes or overflowed).
+  for (const auto& [from, to] :
+       std::vector<std::pair<std::string, std::string>>{{"n_layers: 1", "n_layers: 1000000000"},
+                                                        {"d_model: 16", "d_model: 4611686018427387904"},
+                                                        {"vocab_size: 10", "vocab_size: 100000000000"},
+                                                        {"context_length: 8", "context_length: 100000000000"}}) {
+    std::string big = kGood;
+    big.replace(big.find(from), from.size(), to);
+    const std::string key = from.substr(0, from.find(':'));
+    const std::string message = error_of([&] { ir::parse_model_config(big, "m.yaml"); });
+    EXPECT_NE(message.find("key '" + key + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("larger than any model tessera simulates"), std::string::npos) << message;
+  }
 }
 
 // Published parameter counts (Hugging Face model cards / summing the checkpoints' tensors).

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <bit>
 #include <filesystem>
 #include <fstream>
@@ -91,6 +94,27 @@ TEST(Safetensors, UnexpectedTensorsMeanTheConfigDisagrees) {
   const fs::path path = write_model_file("extra.safetensors", "", "model.layers.2.input_layernorm.weight");
   const std::string msg = error_of([&] { model::load_weights(ir::build_model_graph(tiny_llama()), path); });
   EXPECT_NE(msg.find("'model.layers.2.input_layernorm.weight'"), std::string::npos) << msg;
+}
+
+// Weights that hold NaN or infinity would still generate text; they are refused, naming the tensor.
+TEST(Safetensors, NonFiniteWeightsAreRefused) {
+  const ir::Graph graph = ir::build_model_graph(tiny_llama());
+  const model::Weights w = model::random_weights(graph, 3);
+  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    std::vector<model::NamedTensor> tensors;
+    for (const auto& node : graph.nodes())
+      if (node.op == ir::OpKind::Param) tensors.push_back({node.name, node.type.shape.dims, w.at(node.name).values});
+    std::vector<float> poisoned(tensors[3].values.begin(), tensors[3].values.end());
+    poisoned[7] = bad;
+    tensors[3].values = poisoned;
+    const fs::path path = temp_path("nonfinite.safetensors");
+    model::write_safetensors_f32(path, tensors);
+    const std::string msg = error_of([&] { model::load_weights(graph, path); });
+    EXPECT_NE(msg.find("tensor '" + tensors[3].name + "' holds " + (std::isnan(bad) ? "NaN" : "an infinity") +
+                       " at element 7"),
+              std::string::npos)
+        << msg;
+  }
 }
 
 TEST(Safetensors, WrongShapeIsReported) {

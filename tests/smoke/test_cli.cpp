@@ -245,6 +245,8 @@ TEST(Cli, OutputPathsThatCannotBeWrittenSafelyFailWithOneLine) {
   std::filesystem::create_symlink(dir / "loop-b", dir / "loop-a");
   std::filesystem::create_symlink(dir / "loop-a", dir / "loop-b");
   const std::string file = temp_file("plain.txt", "text\n");
+  const std::string plan = (dir / "plan.json").string();
+  ASSERT_EQ(tessera("compile --arch mesh-32x32 -o " + plan).exit_code, 0);
   const std::vector<std::pair<std::string, std::string>> paths = {
       {(dir / "dangling.json").string(), "is a symlink whose target does not exist"},
       {(dir / "loop-a").string(), "is a symlink in a loop"},
@@ -257,6 +259,7 @@ TEST(Cli, OutputPathsThatCannotBeWrittenSafelyFailWithOneLine) {
     for (const std::string& args :
          {"run -n 2 -q --json " + path, "run -n 2 -q --trace " + path, "run -n 2 -q --csv " + path,
           "compile --arch wse2 -o " + path, "compare --arch h100 --json " + path, "compare --arch h100 --csv " + path,
+          "simulate " + plan + " --json " + path, "simulate " + plan + " --trace " + path,
           "report " TESSERA_SOURCE_DIR "/README.md -o " + path}) {
       const Result r = tessera(args);
       EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
@@ -703,7 +706,8 @@ TEST(Cli, EveryFabricWritesJsonCsvTraceAndAReport) {
     ASSERT_EQ(page.exit_code, 0) << page.output;
     const std::string html = read_all(base + ".html");
     EXPECT_EQ(element_text(html, "ttft-ms"), fmt::format("{:.6g}", run["time_to_first_token_s"].get<double>() * 1e3));
-    EXPECT_EQ(element_text(html, "decode-tps"), fmt::format("{:.6g}", run["decode_tokens_per_s_per_user"].get<double>()));
+    EXPECT_EQ(element_text(html, "decode-tps"),
+              fmt::format("{:.6g}", run["decode_tokens_per_s_per_user"].get<double>()));
   }
   const Result maps = tessera("run -q -n 3 --arch h100 --heatmaps " + (dir / "maps").string());
   EXPECT_NE(maps.exit_code, 0);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
@@ -103,6 +104,16 @@ fs::path resolve(const std::string& path) {
   return path;
 }
 
+// `path` resolved (resolve) and the type of what is there now: not_found when nothing is.
+std::pair<fs::path, fs::file_type> resolve_existing(const std::string& path) {
+  fs::path target = resolve(path);
+  std::error_code ec;
+  const fs::file_status status = fs::status(target, ec);
+  if (status.type() != fs::file_type::not_found && ec)
+    refuse(path, fmt::format("cannot be used as an output: {}", ec.message()));
+  return {std::move(target), status.type()};
+}
+
 void refuse_inputs(const std::string& path, const fs::path& target, const std::vector<fs::path>& inputs) {
   for (const auto& input : inputs) {
     std::error_code ec;
@@ -118,14 +129,12 @@ bool is_tessera_output(std::string_view text) {
 }
 
 fs::path check_output_path(const std::string& path, const std::vector<fs::path>& inputs) {
-  const fs::path target = resolve(path);
-  std::error_code ec;
-  const fs::file_status status = fs::status(target, ec);
-  if (status.type() == fs::file_type::not_found) return target;
-  if (ec) refuse(path, fmt::format("cannot be used as an output: {}", ec.message()));
-  if (status.type() == fs::file_type::directory) refuse(path, "is a directory");
-  if (status.type() != fs::file_type::regular) refuse(path, "is not a regular file");
+  const auto [target, type] = resolve_existing(path);
+  if (type == fs::file_type::not_found) return target;
+  if (type == fs::file_type::directory) refuse(path, "is a directory");
+  if (type != fs::file_type::regular) refuse(path, "is not a regular file");
   refuse_inputs(path, target, inputs);
+  std::error_code ec;
   const uintmax_t size = fs::file_size(target, ec);
   if (ec) refuse(path, fmt::format("cannot be used as an output: {}", ec.message()));
   if (size == 0) return target;
@@ -166,12 +175,10 @@ void write_output(const std::string& path, std::string_view bytes, const std::ve
 }
 
 fs::path check_output_directory(const std::string& dir, const std::vector<fs::path>& inputs) {
-  const fs::path target = resolve(dir);
+  const auto [target, type] = resolve_existing(dir);
+  if (type == fs::file_type::not_found) return target;
+  if (type != fs::file_type::directory) refuse(dir, "exists and is not a directory");
   std::error_code ec;
-  const fs::file_status status = fs::status(target, ec);
-  if (status.type() == fs::file_type::not_found) return target;
-  if (ec) refuse(dir, fmt::format("cannot be used as an output: {}", ec.message()));
-  if (status.type() != fs::file_type::directory) refuse(dir, "exists and is not a directory");
   for (const auto& input : inputs) {
     const fs::path parent = input.parent_path().empty() ? fs::path(".") : input.parent_path();
     if (fs::equivalent(target, parent, ec))

@@ -20,6 +20,8 @@ template <typename... F>
 struct Overloaded : F... {
   using F::operator()...;
 };
+template <typename... F>
+Overloaded(F...) -> Overloaded<F...>;  // clang 14 does not deduce aggregates' template arguments
 
 }  // namespace
 
@@ -143,11 +145,15 @@ std::string run_json(const target::RunReport& run) {
   return doc.dump(1) + "\n";
 }
 
+void check_heatmaps(const RunFiles& files, bool has_cores, const std::string& arch_name) {
+  if (!has_cores && !files.heatmaps.empty())
+    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
+         arch_name);
+}
+
 std::string write_run_files(const target::RunReport& run, const RunFiles& files) {
   const auto* mesh = std::get_if<target::MeshRun>(&run.detail);
-  if (!mesh && !files.heatmaps.empty())
-    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
-         run.arch_name);
+  check_heatmaps(files, mesh != nullptr, run.arch_name);
   if (!files.json.empty()) write_output(files.json, run_json(run), files.inputs);
   if (!files.csv.empty()) write_output(files.csv, mesh ? steps_csv(mesh->report) : chip_steps_csv(run), files.inputs);
   if (!files.trace.empty())

@@ -1,6 +1,5 @@
 #include "cli_support.hpp"
 
-
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/report/output_files.hpp"
@@ -39,9 +38,11 @@ target::SimulateOptions simulate_options(const Outputs& out, Progress& progress)
           .activation_density = {}};
 }
 
+report::RunFiles run_files(const Outputs& out) { return {out.json, out.csv, out.trace, out.heatmaps, out.inputs}; }
+
 void report_run(const target::RunReport& run, const Outputs& out) {
   std::fputs(report::summary_table(run).c_str(), stdout);
-  const report::RunFiles files{out.json, out.csv, out.trace, out.heatmaps, out.inputs};
+  const report::RunFiles files = run_files(out);
   if (files.any()) std::fputs(report::write_run_files(run, files).c_str(), stdout);
 }
 

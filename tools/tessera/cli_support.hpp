@@ -14,6 +14,7 @@
 
 #include "tessera/api/catalog.hpp"
 #include "tessera/arch/arch_spec.hpp"
+#include "tessera/report/run_report.hpp"
 #include "tessera/target/target.hpp"
 
 namespace tessera::cli {
@@ -122,6 +123,8 @@ void check_outputs(const Outputs& out);
 // What simulating a run needs from its flags: the timeline, the fabric model, link loads for the
 // JSON and heatmaps, and progress on stderr.
 target::SimulateOptions simulate_options(const Outputs& out, Progress& progress);
+// The files `out` asks a simulated run for, as the report module takes them.
+report::RunFiles run_files(const Outputs& out);
 // Prints a simulated run's summary and writes the files `out` asks for.
 void report_run(const target::RunReport& run, const Outputs& out);
 

@@ -65,10 +65,9 @@ int run_command(const RunFlags& given) {
                           .tensor_parallel = flags.tensor_parallel,
                           .precision = flags.precision.resolve(),
                           .simulate = simulate_options(out, progress)};
-  if (flags.arch != "host" && !out.heatmaps.empty() &&
-      !load_target(flags.arch, request.precision)->capabilities().core_heatmaps)
-    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
-         flags.arch);
+  if (flags.arch != "host" && !out.heatmaps.empty())
+    report::check_heatmaps(run_files(out), load_target(flags.arch, request.precision)->capabilities().core_heatmaps,
+                           flags.arch);
   const api::RunResult result = api::run(request, [](std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
@@ -163,9 +162,7 @@ int simulate_command(const std::string& plan_path, const Outputs& given) {
   outputs.inputs = {plan_path};
   check_outputs(outputs);
   const target::LoadedPlan loaded = target::load_plan(read_text_file(plan_path, kPlanFile), plan_path);
-  if (!outputs.heatmaps.empty() && !loaded.target->capabilities().core_heatmaps)
-    fail("--heatmaps draws the cores of a mesh machine; {} has none to draw (--json, --csv and --trace work)",
-         loaded.target->arch().name);
+  report::check_heatmaps(run_files(outputs), loaded.target->capabilities().core_heatmaps, loaded.target->arch().name);
   Progress progress("simulating", outputs.quiet);
   report_run(loaded.target->simulate(*loaded.plan, simulate_options(outputs, progress)), outputs);
   return 0;

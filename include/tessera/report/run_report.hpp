@@ -23,6 +23,9 @@ struct RunFiles {
 // a mesh's per-core figures where the run has them.
 std::string run_json(const target::RunReport& run);
 
+// Fails, before any work, when `files` asks for heatmaps of a machine without cores to draw.
+void check_heatmaps(const RunFiles& files, bool has_cores, const std::string& arch_name);
+
 // Writes what `files` asks for (output_files.hpp rules) and returns a line per directory written
 // for people. Throws Error for --heatmaps on a target without cores to draw.
 std::string write_run_files(const target::RunReport& run, const RunFiles& files);

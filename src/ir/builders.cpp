@@ -16,6 +16,7 @@ Graph build_gpt2(const ModelConfig& c) {
   int x = g.add(OpKind::Add, {g.add(OpKind::Embedding, {wte, tokens}), g.add(OpKind::Embedding, {wpe, positions})});
   const Attrs eps{{"eps", c.norm_eps}};
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+    g.set_layer(layer);
     const std::string p = fmt::format("h.{}.", layer);
     auto param = [&](const std::string& name, Shape shape) { return g.add_param(p + name, std::move(shape)); };
     int h = g.add(OpKind::LayerNorm, {x, param("ln_1.weight", {{d}}), param("ln_1.bias", {{d}})}, eps, p + "ln_1");
@@ -30,15 +31,18 @@ Graph build_gpt2(const ModelConfig& c) {
         {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_heads}, {"head_dim", c.head_dim()}, {"layer", layer}}, p + "attn");
     x = g.add(OpKind::Add,
               {x, g.add(OpKind::MatMul, {a, param("attn.c_proj.weight", {{d, d}}), param("attn.c_proj.bias", {{d}})},
-                        {}, p + "attn.c_proj")});
+                        {}, p + "attn.c_proj")},
+              {}, p + "residual_1");
     h = g.add(OpKind::LayerNorm, {x, param("ln_2.weight", {{d}}), param("ln_2.bias", {{d}})}, eps, p + "ln_2");
     h = g.add(OpKind::MatMul, {h, param("mlp.c_fc.weight", {{d, c.d_ff}}), param("mlp.c_fc.bias", {{c.d_ff}})}, {},
               p + "mlp.c_fc");
-    h = g.add(OpKind::Gelu, {h});
+    h = g.add(OpKind::Gelu, {h}, {}, p + "gelu");
     x = g.add(OpKind::Add,
               {x, g.add(OpKind::MatMul, {h, param("mlp.c_proj.weight", {{c.d_ff, d}}), param("mlp.c_proj.bias", {{d}})},
-                        {}, p + "mlp.c_proj")});
+                        {}, p + "mlp.c_proj")},
+              {}, p + "residual_2");
   }
+  g.set_layer(-1);
   x = g.add(OpKind::LayerNorm, {x, g.add_param("ln_f.weight", {{d}}), g.add_param("ln_f.bias", {{d}})}, eps, "ln_f");
   g.mark_output(g.add(OpKind::Linear, {x, wte}, {}, "lm_head"));
   return g;
@@ -63,6 +67,7 @@ Graph build_llama(const ModelConfig& c) {
     return a;
   };
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+    g.set_layer(layer);
     const std::string p = fmt::format("model.layers.{}.", layer);
     auto param = [&](const std::string& name, Shape shape) { return g.add_param(p + name, std::move(shape)); };
     int h = g.add(OpKind::RmsNorm, {x, param("input_layernorm.weight", {{d}})}, eps, p + "input_layernorm");
@@ -75,15 +80,18 @@ Graph build_llama(const ModelConfig& c) {
                         {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"head_dim", hd}, {"layer", layer}},
                         p + "self_attn");
     x = g.add(OpKind::Add,
-              {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {}, p + "self_attn.o_proj")});
+              {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {}, p + "self_attn.o_proj")}, {},
+              p + "residual_1");
     h = g.add(OpKind::RmsNorm, {x, param("post_attention_layernorm.weight", {{d}})}, eps,
               p + "post_attention_layernorm");
     const int gate = g.add(OpKind::Linear, {h, param("mlp.gate_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.gate_proj");
     const int up = g.add(OpKind::Linear, {h, param("mlp.up_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.up_proj");
-    h = g.add(OpKind::Mul, {g.add(OpKind::Silu, {gate}), up});
+    h = g.add(OpKind::Mul, {g.add(OpKind::Silu, {gate}, {}, p + "silu"), up}, {}, p + "silu_mul");
     x = g.add(OpKind::Add,
-              {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {}, p + "mlp.down_proj")});
+              {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {}, p + "mlp.down_proj")}, {},
+              p + "residual_2");
   }
+  g.set_layer(-1);
   x = g.add(OpKind::RmsNorm, {x, g.add_param("model.norm.weight", {{d}})}, eps, "model.norm");
   const int head = c.tie_embeddings ? embed : g.add_param("lm_head.weight", Shape{{c.vocab_size, d}});
   g.mark_output(g.add(OpKind::Linear, {x, head}, {}, "lm_head"));

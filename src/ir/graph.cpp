@@ -35,17 +35,17 @@ double Node::float_attr(const std::string& key) const {
 }
 
 int Graph::add_input(const std::string& name, DType dtype, Shape shape) {
-  nodes_.push_back(Node{OpKind::Input, name, {}, {}, TensorType{dtype, std::move(shape)}});
+  nodes_.push_back(Node{OpKind::Input, name, {}, {}, TensorType{dtype, std::move(shape)}, layer_});
   return static_cast<int>(nodes_.size()) - 1;
 }
 
 int Graph::add_param(const std::string& name, Shape shape) {
-  nodes_.push_back(Node{OpKind::Param, name, {}, {}, TensorType{DType::F32, std::move(shape)}});
+  nodes_.push_back(Node{OpKind::Param, name, {}, {}, TensorType{DType::F32, std::move(shape)}, layer_});
   return static_cast<int>(nodes_.size()) - 1;
 }
 
 int Graph::add(OpKind op, std::vector<int> inputs, Attrs attrs, std::string name) {
-  Node node{op, std::move(name), std::move(inputs), std::move(attrs), {}};
+  Node node{op, std::move(name), std::move(inputs), std::move(attrs), {}, layer_};
   for (int id : node.inputs)
     if (id < 0 || id >= static_cast<int>(nodes_.size()))
       fail("{} '{}': input %{} does not exist yet", op_info(op).name, node.name, id);

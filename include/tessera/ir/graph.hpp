@@ -60,6 +60,7 @@ struct Node {
   std::vector<int> inputs;
   Attrs attrs;
   TensorType type;  // filled by shape inference
+  int64_t layer = -1;  // the transformer layer the node belongs to; -1: before or after the layers
 
   int64_t int_attr(const std::string& key) const;
   double float_attr(const std::string& key) const;
@@ -83,6 +84,9 @@ class Graph {
   // Adds an op node and infers its type; throws Error if the inputs do not satisfy the op's rule.
   int add(OpKind op, std::vector<int> inputs, Attrs attrs = {}, std::string name = {});
   void mark_output(int node);
+  // Nodes added from now on belong to transformer layer `layer` (-1: outside the layers, the
+  // default). Lowering groups a layer's nodes by it (compiler/lowering.hpp).
+  void set_layer(int64_t layer) { layer_ = layer; }
 
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(int id) const { return nodes_.at(static_cast<size_t>(id)); }
@@ -98,6 +102,7 @@ class Graph {
  private:
   std::vector<Node> nodes_;
   std::vector<int> outputs_;
+  int64_t layer_ = -1;
 };
 
 // Infers the output type of `node` from its inputs (whose types must be set); Status on mismatch.

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <map>
 
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/request.hpp"
+#include "tessera/ir/builders.hpp"
 
 namespace tessera::compiler {
 
@@ -30,8 +32,10 @@ struct Split {
 
 class ExchangeLowering {
  public:
-  ExchangeLowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const ExchangeCompileOptions& o)
+  ExchangeLowering(const ir::ModelConfig& m, const LoweredModel& g, const arch::ArchSpec& a,
+                   const ExchangeCompileOptions& o)
       : m_(m),
+        g_(g),
         a_(a),
         o_(o),
         storage_(a, o.precision),
@@ -40,21 +44,22 @@ class ExchangeLowering {
         kv_bytes_(storage_bits(o.precision.kv) / 8),
         rate_(a.core.macs_per_cycle.at(o.precision.activations)),
         ops_rate_(a.core.macs_per_cycle.count("fp32") ? a.core.macs_per_cycle.at("fp32") : rate_) {
-    const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
-    const int64_t d = m.d_model, kv = m.n_kv_heads * m.head_dim();
-    if (gpt2)
-      layer_ = {{"attn.c_attn", d, 3 * d, true},
-                {"attn.c_proj", d, d, true},
-                {"mlp.c_fc", d, m.d_ff, true},
-                {"mlp.c_proj", m.d_ff, d, true}};
-    else
-      layer_ = {{"self_attn.qkv_proj", d, d + 2 * kv, false},
-                {"self_attn.o_proj", d, d, false},
-                {"mlp.gate_up_proj", d, 2 * m.d_ff, false},
-                {"mlp.down_proj", m.d_ff, d, false}};
-    head_ = {"lm_head", d, (m.vocab_size + o.slice.head_shards - 1) / o.slice.head_shards, false};
+    for (const LoweredOp& op : g.layers.front().ops)
+      if (op.kind == LoweredKind::Projection) layer_.push_back({op.local, op.k, op.n, op.bias});
+    const LoweredOp& head = g.lm_head();
+    head_ = {head.name, head.k, (head.n + o.slice.head_shards - 1) / o.slice.head_shards, head.bias};
     for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx);
     splits_[head_.name] = choose_split(head_);
+    // Vectors (norms, biases) in fp32, and the tables a chip holds: token embeddings are looked
+    // up on the host (as on the wafer) and stream in; other tables (GPT-2's positions) stay on the
+    // pipeline's first chip.
+    using Place = Parameter::Place;
+    for (const auto& p : g.parameters) {
+      const auto bytes = static_cast<double>(p.elements) * (p.k > 0 ? storage_.bits(p.k) / 8 : 4);
+      if (p.place == Place::Layer && p.layer == 0 && p.k == 0) layer_vector_bytes_ += bytes;
+      if (p.place == Place::Head && p.k == 0) head_vector_bytes_ += bytes;
+      if (p.place == Place::Embedding && !p.token_table) table_bytes_ += bytes;
+    }
   }
 
   const WeightStorage& storage() const { return storage_; }
@@ -71,16 +76,12 @@ class ExchangeLowering {
   // Each matrix's blocks sit on pk * pn tiles, starting where the previous matrix's ended, so a
   // tile holds that fraction of a block per matrix on average.
   double weight_bytes_per_tile() const {
-    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const auto d = static_cast<double>(m_.d_model);
     double per_tile = 0;
     for (const Matrix& mx : layer_) per_tile += block_bytes(mx) * used_fraction(mx) * static_cast<double>(layers());
-    const double vectors = (gpt2 ? 4 * d + 3 * d + static_cast<double>(m_.d_ff) + d + 2 * d : 2 * d) * 4;
-    per_tile += static_cast<double>(layers()) * vectors / tiles_;
-    // Token embeddings are looked up on the host (as on the wafer) and stream in; GPT-2's
-    // position table stays on the first chip. The LM head (its shard) is on the last.
-    if (o_.slice.embedding && gpt2) per_tile += static_cast<double>(m_.context_length) * d * 4 / tiles_;
-    if (o_.slice.lm_head) per_tile += block_bytes(head_) * used_fraction(head_) + (gpt2 ? 2 * d : d) * 4 / tiles_;
+    per_tile += static_cast<double>(layers()) * layer_vector_bytes_ / tiles_;
+    if (o_.slice.embedding) per_tile += table_bytes_ / tiles_;
+    // The LM head (its shard) is on the last chip.
+    if (o_.slice.lm_head) per_tile += block_bytes(head_) * used_fraction(head_) + head_vector_bytes_ / tiles_;
     return per_tile;
   }
 
@@ -191,9 +192,9 @@ class ExchangeLowering {
   // `tokens` new queries per request after `positions` cached ones (the *_per_position terms):
   // each tile scores its share of a (request, KV head) pair's positions, then the partial softmax
   // results are combined over the tiles sharing the pair (sqrt-fan-in tree).
-  void attention(std::vector<Superstep>& out, const std::string& prefix, int64_t tokens) const {
-    const auto n = static_cast<double>(tokens), hd = static_cast<double>(m_.head_dim()),
-               group = static_cast<double>(m_.n_heads / m_.n_kv_heads), upt = units_per_tile(), tpu = tiles_per_unit();
+  void attention(std::vector<Superstep>& out, const std::string& prefix, const LoweredOp& op, int64_t tokens) const {
+    const auto n = static_cast<double>(tokens), hd = static_cast<double>(op.head_dim),
+               group = static_cast<double>(op.heads / op.kv_heads), upt = units_per_tile(), tpu = tiles_per_unit();
     Superstep st;
     st.name = prefix + "attention", st.op = "attention";
     st.tiles = static_cast<int64_t>(std::min(tiles_, units() * tpu));
@@ -223,44 +224,62 @@ class ExchangeLowering {
     out.push_back(comb);
   }
 
-  std::vector<Superstep> phase(int64_t tokens, bool prefill) const {
-    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const int64_t rows = o_.micro_batch * tokens;
-    const auto r = static_cast<double>(rows), d = static_cast<double>(m_.d_model);
-    const double norm_words = gpt2 ? 2 : 1;  // LayerNorm: sum and sum of squares; RMSNorm: sum of squares
-    std::vector<Superstep> out;
-    if (o_.slice.embedding) {
-      // Each token's embedding row arrives from the host into the tiles of the residual stream
-      // (GPT-2 adds its position row there).
-      Superstep emb;
-      emb.name = "embedding_from_host", emb.op = "embedding", emb.tiles = static_cast<int64_t>(std::min(tiles_, r * d));
-      emb.tile.exchange_bytes = cdiv(r * d, tiles_) * kPartialBytes;
-      emb.tile.ops = cdiv(r * d, tiles_) * (gpt2 ? 1 : 0);
-      emb.tile.sram_bytes = 2 * emb.tile.exchange_bytes;
-      const auto used = static_cast<double>(emb.tiles);
-      emb.total = {0, emb.tile.ops * used, emb.tile.sram_bytes * used, emb.tile.exchange_bytes * used};
-      out.push_back(emb);
+  // One op of the lowered graph as supersteps over `rows` tokens of all requests.
+  void lower(std::vector<Superstep>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens,
+             int64_t rows) const {
+    const auto r = static_cast<double>(rows), width = static_cast<double>(op.width);
+    switch (op.kind) {
+      case LoweredKind::Embedding: {
+        // Each token's embedding row arrives from the host into the tiles of the residual stream
+        // (other tables, GPT-2's positions, are added there).
+        if (!o_.slice.embedding) return;
+        Superstep emb;
+        emb.name = "embedding_from_host", emb.op = "embedding";
+        emb.tiles = static_cast<int64_t>(std::min(tiles_, r * width));
+        emb.tile.exchange_bytes = cdiv(r * width, tiles_) * kPartialBytes;
+        emb.tile.ops = cdiv(r * width, tiles_) * static_cast<double>(op.tables - 1);
+        emb.tile.sram_bytes = 2 * emb.tile.exchange_bytes;
+        const auto used = static_cast<double>(emb.tiles);
+        emb.total = {0, emb.tile.ops * used, emb.tile.sram_bytes * used, emb.tile.exchange_bytes * used};
+        out.push_back(emb);
+        return;
+      }
+      case LoweredKind::Norm:
+        // LayerNorm gathers the sum and the sum of squares; RMSNorm the sum of squares.
+        norm(out, op.name, rows, op.op == ir::OpKind::LayerNorm ? 2 : 1);
+        return;
+      case LoweredKind::Projection:
+        matmul(out, prefix, matrix(op), rows);
+        return;
+      case LoweredKind::Rope:
+        elementwise(out, op.name, r * width, 6);
+        return;
+      case LoweredKind::Attention:
+        attention(out, prefix, op, tokens);
+        return;
+      case LoweredKind::Add:
+      case LoweredKind::Mul:
+        elementwise(out, op.name, r * width, 1);
+        return;
+      case LoweredKind::Activation:
+        // GELU (tanh form) 8 ops per element; SiLU 4, and one more to gate.
+        elementwise(out, op.name, r * width, op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0));
+        return;
     }
-    const auto ff = static_cast<double>(m_.d_ff), kv = static_cast<double>(m_.n_kv_heads * m_.head_dim());
+  }
+
+  std::vector<Superstep> phase(int64_t tokens, bool prefill) const {
+    const int64_t rows = o_.micro_batch * tokens;
+    std::vector<Superstep> out;
+    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows);
     for (int64_t l = 0; l < layers(); ++l) {
-      const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", l);
-      norm(out, p + (gpt2 ? "ln_1" : "input_layernorm"), rows, norm_words);
-      matmul(out, p, layer_[0], rows);
-      if (!gpt2) elementwise(out, p + "rope", r * (d + kv), 6);
-      attention(out, p, tokens);
-      matmul(out, p, layer_[1], rows);
-      elementwise(out, p + "residual_1", r * d, 1);
-      norm(out, p + (gpt2 ? "ln_2" : "post_attention_layernorm"), rows, norm_words);
-      matmul(out, p, layer_[2], rows);
-      elementwise(out, p + (gpt2 ? "gelu" : "silu_mul"), r * ff, gpt2 ? 8 : 5);
-      matmul(out, p, layer_[3], rows);
-      elementwise(out, p + "residual_2", r * d, 1);
+      const LoweredLayer& layer = g_.layers.at(static_cast<size_t>(l));
+      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows);
     }
     if (o_.slice.lm_head) {
       // Only each request's last token reaches the LM head; the next token is picked on the chip.
       const size_t first = out.size();
-      norm(out, gpt2 ? "ln_f" : "model.norm", o_.micro_batch, norm_words);
-      matmul(out, "", head_, o_.micro_batch);
+      for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch);
       norm(out, "lm_head.argmax", o_.micro_batch, 2);
       for (size_t i = first; i < out.size(); ++i) out[i].last_chunk_only = prefill;
     }
@@ -268,6 +287,15 @@ class ExchangeLowering {
   }
 
  private:
+  // The projection as this chip holds it: a layer's matrices by their name within the layer; the
+  // LM head as its shard.
+  const Matrix& matrix(const LoweredOp& op) const {
+    if (op.name == head_.name) return head_;
+    for (const Matrix& mx : layer_)
+      if (mx.name == op.local) return mx;
+    fail("projection '{}' differs from the first layer's (every layer of a plan has the same shape)", op.name);
+  }
+
   double used_fraction(const Matrix& mx) const {
     const Split s = splits_.at(mx.name);
     return static_cast<double>(s.pk * s.pn) / tiles_;
@@ -297,10 +325,12 @@ class ExchangeLowering {
   }
 
   const ir::ModelConfig& m_;
+  const LoweredModel& g_;
   const arch::ArchSpec& a_;
   const ExchangeCompileOptions& o_;
   WeightStorage storage_;
   double tiles_, act_bytes_, kv_bytes_, rate_, ops_rate_;
+  double layer_vector_bytes_ = 0, head_vector_bytes_ = 0, table_bytes_ = 0;
   std::vector<Matrix> layer_;
   Matrix head_;
   std::map<std::string, Split> splits_;
@@ -333,7 +363,8 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
     fail("an LM head split over {} chips must be a stage of its own (no layers)", options.slice.head_shards);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
-  const ExchangeLowering low(model, arch, options);
+  const LoweredModel lowered = lower_graph(ir::build_model_graph(model));
+  const ExchangeLowering low(model, lowered, arch, options);
   ExchangeCompileResult result;
   const double usable = arch.usable_sram_per_core();
   const TileMemory one = tile_memory(low, 1, context);

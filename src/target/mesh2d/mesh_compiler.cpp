@@ -1,6 +1,8 @@
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/request.hpp"
+#include "tessera/ir/builders.hpp"
 
 #include "tessera/target/mesh2d/layout.hpp"
 
@@ -56,30 +58,16 @@ struct Footprint {
 
 class Lowering {
  public:
-  Lowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const MeshCompileOptions& o)
+  Lowering(const ir::ModelConfig& m, const LoweredModel& g, const arch::ArchSpec& a, const MeshCompileOptions& o)
       : m_(m),
+        g_(g),
         a_(a),
         o_(o),
         storage_(a, o.precision),
         kv_bytes_(static_cast<int64_t>(storage_bits(o.precision.kv) / 8)),
         rate_(a.core.macs_per_cycle.at(o.precision.activations)) {
-    const bool gpt2 = m.family == ir::ModelFamily::Gpt2;
-    const int64_t d = m.d_model;
-    layer_ = {"layer", true, {}, 2, gpt2 ? 2 : 1};
-    if (gpt2) {
-      layer_.matmuls = {{"attn.c_attn", d, 3 * d, true, true, 3},
-                        {"attn.c_proj", d, d, false, true},
-                        {"mlp.c_fc", d, m.d_ff, true, true},
-                        {"mlp.c_proj", m.d_ff, d, false, true}};
-    } else {
-      // Grouped-query attention: each core keeps the keys and values of the query dimensions it
-      // holds, so k and v are stored (and projected) once per query head: d columns each.
-      layer_.matmuls = {{"self_attn.qkv_proj", d, 3 * d, true, false, 3},
-                        {"self_attn.o_proj", d, d, false, false},
-                        {"mlp.gate_up_proj", d, 2 * m.d_ff, true, false, 2},
-                        {"mlp.down_proj", m.d_ff, d, false, false}};
-    }
-    head_ = {"head", false, {{"lm_head", d, m.vocab_size, true, false}}, 1, gpt2 ? 2 : 1};
+    layer_ = stage_kind("layer", true, g.layers.front().ops);
+    head_ = stage_kind("head", false, g.head);
   }
 
   const WeightStorage& storage() const { return storage_; }
@@ -148,13 +136,37 @@ class Lowering {
 
   std::vector<Step> stage_steps(const StageKind& s, int32_t stage, Shape r, int64_t tokens, bool prefill,
                                 bool last_stage_before_head) const;
+  void add_attention(std::vector<Step>& out, const LoweredOp& op, const std::string& prefix, int32_t stage, Shape r,
+                     int64_t tokens, int64_t cores) const;
 
  private:
+  // A stage's matrices and norms as the mesh holds them. A projection reading the residual stream
+  // (split over the region's rows) splits k over rows; one reading a split tensor (heads, d_ff)
+  // splits k over columns. Grouped-query attention: each core keeps the keys and values of the
+  // query dimensions it holds, so k and v are stored (and projected) once per query head: a fused
+  // projection's parts all take the widest part's width.
+  static StageKind stage_kind(const std::string& name, bool is_layer, const std::vector<LoweredOp>& ops) {
+    StageKind s{name, is_layer, {}, 0, 0};
+    for (const auto& op : ops) {
+      if (op.kind == LoweredKind::Norm) s.norms++, s.norm_vectors = op.vectors;
+      if (op.kind != LoweredKind::Projection) continue;
+      const auto parts = static_cast<int64_t>(op.part_widths.size());
+      const int64_t widest = *std::max_element(op.part_widths.begin(), op.part_widths.end());
+      s.matmuls.push_back({op.local, op.k, parts * widest, !op.split_input, op.bias, parts});
+    }
+    return s;
+  }
+
+  const Matmul& matmul(const StageKind& s, const LoweredOp& op) const {
+    for (const Matmul& mm : s.matmuls)
+      if (mm.name == op.local) return mm;
+    fail("projection '{}' differs from the first layer's (every layer of a plan has the same shape)", op.name);
+  }
+
   // LayerNorm allreduces the mean, then the variance around it (two passes, as the data plane
   // computes it); RMSNorm allreduces the mean square once.
-  void add_norm(std::vector<Step>& out, const std::string& name, int32_t stage, Shape r, int64_t tokens,
-                int64_t cores) const {
-    const bool layer_norm = m_.family == ir::ModelFamily::Gpt2;
+  void add_norm(std::vector<Step>& out, const std::string& name, bool layer_norm, int32_t stage, Shape r,
+                int64_t tokens, int64_t cores) const {
     const int64_t seg = cdiv(m_.d_model, r.py);
     for (int pass = 0; pass < (layer_norm ? 2 : 1); ++pass) {
       Step st;
@@ -202,6 +214,7 @@ class Lowering {
   }
 
   const ir::ModelConfig& m_;
+  const LoweredModel& g_;
   const arch::ArchSpec& a_;
   const MeshCompileOptions& o_;
   WeightStorage storage_;
@@ -213,45 +226,85 @@ class Lowering {
 std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape r, int64_t tokens, bool prefill,
                                         bool last_stage_before_head) const {
   std::vector<Step> out;
-  const int64_t cores = r.px * r.py, d = m_.d_model;
-  const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
+  const int64_t cores = r.px * r.py;
   if (!s.is_layer) {
     // The LM head needs only the last token's logits, so in prefill it runs once, on one token.
-    add_norm(out, gpt2 ? "ln_f" : "model.norm", stage, r, 1, cores);
-    add_matmul(out, s.matmuls[0], stage, r, 1, cores);
+    for (const auto& op : g_.head) {
+      if (op.kind == LoweredKind::Norm) add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, 1, cores);
+      if (op.kind == LoweredKind::Projection) add_matmul(out, matmul(s, op), stage, r, 1, cores);
+    }
     Step host;
     host.name = "logits_to_host", host.stage = stage, host.op = "host";
     host.pattern = Pattern::HostOut;
-    host.host_bytes = m_.vocab_size * kActivationBytes;
+    host.host_bytes = g_.lm_head().n * kActivationBytes;
     out.push_back(host);
     for (auto& st : out) st.last_chunk_only = prefill;
     return out;
   }
-  const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", stage);
-  add_norm(out, p + (gpt2 ? "ln_1" : "input_layernorm"), stage, r, tokens, cores);
-  add_matmul(out, s.matmuls[0], stage, r, tokens, cores);
-  out.back().name = p + out.back().name;
-  const int64_t dx = over_cols(d, r);
-  if (!gpt2) add_elementwise(out, p + "rope", stage, tokens * 6 * dx, cores);
-  // Attention over the cached context: keys and values are split by dimension over columns and by
-  // position over rows, so each core holds ceil(context / rows) positions ("slots").
+  const LoweredLayer& layer = g_.layers.at(static_cast<size_t>(stage));
+  const std::string& p = layer.prefix;
+  for (const auto& op : layer.ops) {
+    switch (op.kind) {
+      case LoweredKind::Embedding:
+        fail("a mesh layer stage has no embedding lookup ('{}'): tokens are embedded on the host", op.name);
+      case LoweredKind::Norm:
+        add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, tokens, cores);
+        break;
+      case LoweredKind::Projection:
+        add_matmul(out, matmul(s, op), stage, r, tokens, cores);
+        out.back().name = p + out.back().name;
+        break;
+      case LoweredKind::Rope:
+        // Rotates the q and (per query head) k columns each core holds.
+        add_elementwise(out, op.name, stage, tokens * 6 * over_cols(m_.d_model, r), cores);
+        break;
+      case LoweredKind::Attention:
+        add_attention(out, op, p, stage, r, tokens, cores);
+        break;
+      case LoweredKind::Add:
+      case LoweredKind::Mul:
+        add_elementwise(out, op.name, stage, tokens * cdiv(op.width, op.split_output ? r.px : r.py), cores);
+        break;
+      case LoweredKind::Activation:
+        // GELU (tanh form) 8 ops per element; SiLU 4, and one more to gate.
+        add_elementwise(out, op.name, stage,
+                        tokens * cdiv(op.width, r.px) * (op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0)),
+                        cores);
+        break;
+    }
+  }
+  Step transfer;
+  transfer.name = p + "to_next_stage", transfer.stage = stage, transfer.op = "transfer";
+  transfer.pattern = Pattern::StageTransfer;
+  transfer.to_stage = stage + 1;
+  // Only the last token's activations go on to the LM head.
+  transfer.words = (last_stage_before_head && prefill ? 1 : tokens) * cdiv(m_.d_model, r.py);
+  out.push_back(transfer);
+  return out;
+}
+
+// Attention over the cached context: keys and values are split by dimension over columns and by
+// position over rows, so each core holds ceil(context / rows) positions ("slots").
+void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const std::string& p, int32_t stage, Shape r,
+                             int64_t tokens, int64_t cores) const {
+  const int64_t d = op.heads * op.head_dim, dx = over_cols(d, r);
   Step scores;
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
   scores.macs_per_slot = tokens * dx;
   scores.total_macs_per_slot = tokens * d * r.py;
   scores.sram_bytes_per_slot = cores * tokens * dx * (kv_bytes_ + kActivationBytes);
   scores.pattern = Pattern::AllreduceX;
-  scores.words_per_slot = tokens * m_.n_heads;
+  scores.words_per_slot = tokens * op.heads;
   scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
   out.push_back(scores);
   // Softmax over positions spread down the columns: allreduce the max, then the sum of exponentials.
   for (const char* part : {"attn.max", "attn.sum"}) {
     Step softmax;
     softmax.name = p + part, softmax.stage = stage, softmax.op = "attention";
-    softmax.elementwise_per_slot = tokens * m_.n_heads * (std::string(part) == "attn.max" ? 1 : 2);
-    softmax.sram_bytes_per_slot = cores * tokens * m_.n_heads * kActivationBytes;
+    softmax.elementwise_per_slot = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);
+    softmax.sram_bytes_per_slot = cores * tokens * op.heads * kActivationBytes;
     softmax.pattern = Pattern::AllreduceY;
-    softmax.words = tokens * m_.n_heads;
+    softmax.words = tokens * op.heads;
     softmax.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
     out.push_back(softmax);
   }
@@ -262,24 +315,6 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   values.words_per_slot = 0;
   values.group = out.back().group;
   out.push_back(values);
-  add_matmul(out, s.matmuls[1], stage, r, tokens, cores);
-  out.back().name = p + out.back().name;
-  add_elementwise(out, p + "residual_1", stage, tokens * cdiv(d, r.py), cores);
-  add_norm(out, p + (gpt2 ? "ln_2" : "post_attention_layernorm"), stage, r, tokens, cores);
-  add_matmul(out, s.matmuls[2], stage, r, tokens, cores);
-  out.back().name = p + out.back().name;
-  add_elementwise(out, p + (gpt2 ? "gelu" : "silu_mul"), stage, tokens * cdiv(m_.d_ff, r.px) * (gpt2 ? 8 : 5), cores);
-  add_matmul(out, s.matmuls[3], stage, r, tokens, cores);
-  out.back().name = p + out.back().name;
-  add_elementwise(out, p + "residual_2", stage, tokens * cdiv(d, r.py), cores);
-  Step transfer;
-  transfer.name = p + "to_next_stage", transfer.stage = stage, transfer.op = "transfer";
-  transfer.pattern = Pattern::StageTransfer;
-  transfer.to_stage = stage + 1;
-  // Only the last token's activations go on to the LM head.
-  transfer.words = (last_stage_before_head && prefill ? 1 : tokens) * cdiv(d, r.py);
-  out.push_back(transfer);
-  return out;
 }
 
 // " (or ... weights: --weights-format F)" for the widest format the arch stores that would fit by
@@ -354,7 +389,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     fail("a pipeline stage of {} layers: {} has {}", n_layers, model.name, model.n_layers);
   if (options.requests_in_flight < 1) fail("batch must be >= 1, got {}", options.requests_in_flight);
   if (options.slice.head_shards != 1) fail("mesh plans keep the LM head whole on one wafer");
-  const Lowering low(model, arch, options);
+  const LoweredModel lowered = lower_graph(ir::build_model_graph(model));
+  const Lowering low(model, lowered, arch, options);
 
   MeshCompileResult result;
   const auto placement = place(low, arch, n_layers, head);

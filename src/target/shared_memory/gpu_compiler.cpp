@@ -1,6 +1,8 @@
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/request.hpp"
+#include "tessera/ir/builders.hpp"
 
 #include <algorithm>
 #include <array>
@@ -24,8 +26,9 @@ constexpr int64_t kStages = 3;
 
 class GpuLowering {
  public:
-  GpuLowering(const ir::ModelConfig& m, const arch::ArchSpec& a, const GpuCompileOptions& o)
+  GpuLowering(const ir::ModelConfig& m, const LoweredModel& g, const arch::ArchSpec& a, const GpuCompileOptions& o)
       : m_(m),
+        g_(g),
         a_(a),
         o_(o),
         t_(o.tensor_parallel),
@@ -80,20 +83,20 @@ class GpuLowering {
     return kern;
   }
 
-  Kernel allreduce(const std::string& name, int64_t tokens) const {
+  Kernel allreduce(const std::string& name, int64_t rows, int64_t width) const {
     Kernel kern;
     kern.name = name, kern.op = "allreduce";
-    kern.link_bytes = static_cast<double>(tokens * m_.d_model) * act_bytes_;
+    kern.link_bytes = static_cast<double>(rows * width) * act_bytes_;
     return kern;
   }
 
   // FlashAttention-style: scores never reach HBM. `tokens` new queries per request at `first`
   // positions already cached; decode kernels scale with the context through *_per_position.
-  Kernel attention(const std::string& name, int64_t tokens, bool decode) const {
+  Kernel attention(const std::string& name, const LoweredOp& op, int64_t tokens, bool decode) const {
     Kernel kern;
     kern.name = name, kern.op = "attention";
-    const auto b = static_cast<double>(o_.micro_batch), q_width = static_cast<double>(m_.d_model / t_),
-               kv_width = static_cast<double>(kv_dim() / t_), n = static_cast<double>(tokens);
+    const auto b = static_cast<double>(o_.micro_batch), q_width = static_cast<double>(op.heads * op.head_dim / t_),
+               kv_width = static_cast<double>(op.kv_heads * op.head_dim / t_), n = static_cast<double>(tokens);
     const double new_kv = b * n * 2 * kv_width * kv_bytes_, q_and_out = b * n * 2 * q_width * act_bytes_;
     if (decode) {
       kern.macs_per_position = b * 2 * q_width;  // q.k and p.v for every head of this GPU
@@ -106,54 +109,60 @@ class GpuLowering {
     return kern;
   }
 
-  std::vector<Kernel> layer(int64_t l, int64_t tokens, bool decode) const {
-    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const int64_t d = m_.d_model, ff = m_.d_ff, rows = o_.micro_batch * tokens;
-    const std::string p = fmt::format("{}{}.", gpt2 ? "h." : "model.layers.", l);
-    const auto r = static_cast<double>(rows), dd = static_cast<double>(d), f = static_cast<double>(ff / t_);
-    std::vector<Kernel> out;
-    out.push_back(elementwise(p + (gpt2 ? "ln_1" : "input_layernorm"), r * dd, r * dd));
-    out.push_back(gemm(p + (gpt2 ? "attn.c_attn" : "self_attn.qkv_proj"), rows, (d + 2 * kv_dim()) / t_, d));
-    const double qk = r * (dd + static_cast<double>(kv_dim())) / static_cast<double>(t_);
-    if (!gpt2) out.push_back(elementwise(p + "rope", qk, qk));
-    out.push_back(attention(p + "attention", tokens, decode));
-    out.push_back(gemm(p + (gpt2 ? "attn.c_proj" : "self_attn.o_proj"), rows, d, d / t_));
-    if (t_ > 1) out.push_back(allreduce(p + "allreduce_attention", rows));
-    out.push_back(elementwise(p + "residual_1", 2 * r * dd, r * dd));
-    out.push_back(elementwise(p + (gpt2 ? "ln_2" : "post_attention_layernorm"), r * dd, r * dd));
-    out.push_back(gemm(p + (gpt2 ? "mlp.c_fc" : "mlp.gate_up_proj"), rows, (gpt2 ? 1 : 2) * ff / t_, d));
-    out.push_back(elementwise(p + (gpt2 ? "gelu" : "silu_mul"), (gpt2 ? 1 : 2) * r * f, r * f));
-    out.push_back(gemm(p + (gpt2 ? "mlp.c_proj" : "mlp.down_proj"), rows, d, ff / t_));
-    if (t_ > 1) out.push_back(allreduce(p + "allreduce_mlp", rows));
-    out.push_back(elementwise(p + "residual_2", 2 * r * dd, r * dd));
-    return out;
+  // One op of the lowered graph as this GPU's kernels, for `rows` tokens of all requests.
+  // Column-split projections (Megatron) leave their outputs split over the group; a projection
+  // reading a split tensor splits k and an allreduce joins the partial outputs.
+  void lower(std::vector<Kernel>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens, int64_t rows,
+             bool decode) const {
+    const auto r = static_cast<double>(rows);
+    const double per_gpu = static_cast<double>(op.width) / static_cast<double>(op.split_output ? t_ : 1);
+    switch (op.kind) {
+      case LoweredKind::Embedding:
+        out.push_back(elementwise(op.name, r * per_gpu * static_cast<double>(op.tables), r * per_gpu));
+        return;
+      case LoweredKind::Norm:
+      case LoweredKind::Rope:
+        out.push_back(elementwise(op.name, r * per_gpu, r * per_gpu));
+        return;
+      case LoweredKind::Add:
+      case LoweredKind::Mul:
+        out.push_back(elementwise(op.name, 2 * r * per_gpu, r * per_gpu));
+        return;
+      case LoweredKind::Activation:
+        out.push_back(elementwise(op.name, (op.gated ? 2 : 1) * r * per_gpu, r * per_gpu));
+        return;
+      case LoweredKind::Attention:
+        out.push_back(attention(prefix + "attention", op, tokens, decode));
+        return;
+      case LoweredKind::Projection:
+        if (!op.split_input) {
+          out.push_back(gemm(op.name, rows, op.n / t_, op.k));
+          return;
+        }
+        out.push_back(gemm(op.name, rows, op.n, op.k / t_));
+        if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.n));
+        return;
+    }
   }
 
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {
-    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const auto r = static_cast<double>(o_.micro_batch * tokens), dd = static_cast<double>(m_.d_model);
-    std::vector<Kernel> out{elementwise("embedding", r * dd * (gpt2 ? 2 : 1), r * dd)};
-    for (int64_t l = 0; l < m_.n_layers; ++l)
-      for (auto& k : layer(l, tokens, decode)) out.push_back(std::move(k));
-    // Only each request's last token reaches the LM head.
-    const auto last = static_cast<double>(o_.micro_batch);
-    out.push_back(elementwise(gpt2 ? "ln_f" : "model.norm", last * dd, last * dd));
-    out.push_back(gemm("lm_head", o_.micro_batch, m_.vocab_size / t_, m_.d_model));
+    const int64_t rows = o_.micro_batch * tokens;
+    std::vector<Kernel> out;
+    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, decode);
+    for (const auto& layer : g_.layers)
+      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, decode);
+    // Only each request's last token reaches the head.
+    for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, decode);
     return out;
   }
 
-  // Per GPU: every matrix's 1/t share, embeddings (vocabulary-parallel), norms and biases in fp32.
+  // Per GPU: every matrix's 1/t share (embeddings vocabulary-parallel), vectors whole in fp32.
   double weight_bytes() const {
-    const bool gpt2 = m_.family == ir::ModelFamily::Gpt2;
-    const auto d = static_cast<double>(m_.d_model), ff = static_cast<double>(m_.d_ff),
-               kv = static_cast<double>(kv_dim()), v = static_cast<double>(m_.vocab_size), t = static_cast<double>(t_);
-    const double attn = (d * (d + 2 * kv) * weight_bits(m_.d_model) + d * d * weight_bits(m_.d_model)) / 8;
-    const double mlp = ((gpt2 ? 1 : 2) * d * ff * weight_bits(m_.d_model) + ff * d * weight_bits(m_.d_ff)) / 8;
-    const double vectors = (gpt2 ? 4 * d + 3 * d + ff + d + 2 * d : 2 * d) * 4;
-    const double embeddings = v * d * weight_bits(m_.d_model) / 8 * (m_.tie_embeddings ? 1 : 2) +
-                              (gpt2 ? static_cast<double>(m_.context_length) * d * 4 : 0);
-    return (static_cast<double>(m_.n_layers) * (attn + mlp) + embeddings) / t +
-           static_cast<double>(m_.n_layers) * vectors;
+    double bytes = 0;
+    for (const auto& p : g_.parameters)
+      bytes += p.k > 0 ? static_cast<double>(p.elements) * weight_bits(p.k) / 8 / static_cast<double>(t_)
+                       : static_cast<double>(p.elements) * 4;
+    return bytes;
   }
 
   double kv_cache_bytes(int64_t context) const {
@@ -161,14 +170,19 @@ class GpuLowering {
            kv_bytes_;
   }
 
+  // The residual stream twice and the widest projection output.
   double activation_bytes(int64_t tokens) const {
     const auto rows = static_cast<double>(o_.micro_batch * tokens);
-    const double widest = static_cast<double>(std::max({3 * m_.d_model, 2 * m_.d_ff, m_.vocab_size}) / t_);
+    int64_t widest_n = 0;
+    for (const auto* op : g_.ops())
+      if (op->kind == LoweredKind::Projection) widest_n = std::max(widest_n, op->n);
+    const double widest = static_cast<double>(widest_n / t_);
     return rows * (2 * static_cast<double>(m_.d_model) + widest) * 4;
   }
 
  private:
   const ir::ModelConfig& m_;
+  const LoweredModel& g_;
   const arch::ArchSpec& a_;
   const GpuCompileOptions& o_;
   int64_t t_;
@@ -190,7 +204,8 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
          model.n_heads, model.n_kv_heads, model.d_ff);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
-  const GpuLowering low(model, arch, options);
+  const LoweredModel lowered = lower_graph(ir::build_model_graph(model));
+  const GpuLowering low(model, lowered, arch, options);
   GpuCompileResult result;
   program::GpuPlan& p = result.plan;
   p.arch_yaml = arch_yaml, p.arch_origin = arch_origin, p.model_yaml = model_yaml, p.model_origin = model_origin;
@@ -210,7 +225,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
       if (model.n_heads % g || model.n_kv_heads % g || model.d_ff % g) continue;
       GpuCompileOptions wider = options;
       wider.tensor_parallel = g;
-      const GpuLowering w(model, arch, wider);
+      const GpuLowering w(model, lowered, arch, wider);
       if (w.weight_bytes() + w.kv_cache_bytes(context) + w.activation_bytes(options.prompt_tokens) <=
           arch.gpu.hbm_bytes) {
         hint = fmt::format("tensor parallelism over {} GPUs would fit (--tp {})", g, g);

@@ -86,22 +86,26 @@ ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weight
       cache.keys.assign(static_cast<size_t>(max_context) * width, 0.0f);
       cache.values.assign(static_cast<size_t>(max_context) * width, 0.0f);
     } else if (node.op == OpKind::Rope) {
-      const int64_t hd = node.int_attr("head_dim"), half = hd / 2;
-      RopeTable table{std::vector<float>(static_cast<size_t>(max_context * half)),
-                      std::vector<float>(static_cast<size_t>(max_context * half))};
-      for (int64_t i = 0; i < half; ++i) {
-        const double inv_freq = scaled_inv_freq(
-            node, 1.0 / std::pow(node.float_attr("theta"), static_cast<double>(2 * i) / static_cast<double>(hd)));
-        for (int64_t p = 0; p < max_context; ++p) {
-          const double angle = static_cast<double>(p) * inv_freq;
-          table.cos[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(angle));
-          table.sin[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(angle));
-        }
-      }
-      rope_tables_[id] = std::move(table);
+      rope_tables_[id] = rope_table(node, max_context);
     }
   }
   vocab_size_ = cols_of(graph.node(graph.outputs()[0]));
+}
+
+RopeTable rope_table(const ir::Node& node, int64_t max_context) {
+  const int64_t hd = node.int_attr("head_dim"), half = hd / 2;
+  RopeTable table{std::vector<float>(static_cast<size_t>(max_context * half)),
+                  std::vector<float>(static_cast<size_t>(max_context * half))};
+  for (int64_t i = 0; i < half; ++i) {
+    const double inv_freq = scaled_inv_freq(
+        node, 1.0 / std::pow(node.float_attr("theta"), static_cast<double>(2 * i) / static_cast<double>(hd)));
+    for (int64_t p = 0; p < max_context; ++p) {
+      const double angle = static_cast<double>(p) * inv_freq;
+      table.cos[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(angle));
+      table.sin[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(angle));
+    }
+  }
+  return table;
 }
 
 std::span<const float> ReferenceExecutor::forward(std::span<const int32_t> tokens, bool last_only) {

@@ -26,6 +26,13 @@ struct Partitioning {
   int64_t position_block = 0;
 };
 
+// A RoPE node's angles for positions [0, max_context): cos and sin [max_context, head_dim / 2],
+// computed in double and rounded to fp32 (Llama 3.1's frequency scaling when the node has it).
+struct RopeTable {
+  std::vector<float> cos, sin;
+};
+RopeTable rope_table(const ir::Node& rope, int64_t max_context);
+
 class ReferenceExecutor {
  public:
   // `graph` and `weights` must outlive the executor. max_context bounds the KV cache. Of
@@ -50,9 +57,6 @@ class ReferenceExecutor {
  private:
   struct KvCache {
     std::vector<float> keys, values;  // [max_context, n_kv_heads * head_dim]
-  };
-  struct RopeTable {
-    std::vector<float> cos, sin;  // [max_context, head_dim / 2]
   };
 
   void run_node(size_t id, int64_t rows, bool last_only);

@@ -171,6 +171,7 @@ class Lowering {
     for (int pass = 0; pass < (layer_norm ? 2 : 1); ++pass) {
       Step st;
       st.name = name + (layer_norm ? (pass == 0 ? ".mean" : ".variance") : ""), st.stage = stage, st.op = "norm";
+      st.kernel = layer_norm ? (pass == 0 ? "layernorm.mean" : "layernorm.variance") : "rmsnorm", st.node = name;
       st.elementwise = tokens * seg * (pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1);
       st.sram_bytes = cores * tokens * seg * kActivationBytes * 2;
       st.pattern = Pattern::AllreduceY;
@@ -184,7 +185,7 @@ class Lowering {
                   int64_t cores) const {
     const int64_t ks = mm.rows_in ? r.py : r.px;
     Step st;
-    st.name = mm.name, st.stage = stage, st.op = "matmul";
+    st.name = mm.name, st.stage = stage, st.op = "matmul", st.kernel = "projection";
     const double performed = storage_.mac_fraction();
     st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * tile_k(mm, r) * tile_n(mm, r)) * performed));
     st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * mm.k * mm.n) * performed));
@@ -204,10 +205,13 @@ class Lowering {
     out.push_back(st);
   }
 
-  void add_elementwise(std::vector<Step>& out, const std::string& name, int32_t stage, int64_t per_core,
+  void add_elementwise(std::vector<Step>& out, const LoweredOp& op, int32_t stage, int64_t per_core,
                        int64_t cores) const {
     Step st;
-    st.name = name, st.stage = stage, st.op = "elementwise";
+    st.name = op.name, st.stage = stage, st.op = "elementwise", st.node = op.name;
+    st.kernel = op.kind == LoweredKind::Rope         ? "rope"
+                : op.kind == LoweredKind::Activation ? "activation"
+                                                     : lowered_kind_name(op.kind);
     st.elementwise = per_core;
     st.sram_bytes = cores * per_core * kActivationBytes * 3;
     out.push_back(st);
@@ -231,7 +235,10 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
     // The LM head needs only the last token's logits, so in prefill it runs once, on one token.
     for (const auto& op : g_.head) {
       if (op.kind == LoweredKind::Norm) add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, 1, cores);
-      if (op.kind == LoweredKind::Projection) add_matmul(out, matmul(s, op), stage, r, 1, cores);
+      if (op.kind == LoweredKind::Projection) {
+        add_matmul(out, matmul(s, op), stage, r, 1, cores);
+        out.back().node = op.name;
+      }
     }
     Step host;
     host.name = "logits_to_host", host.stage = stage, host.op = "host";
@@ -252,22 +259,22 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         break;
       case LoweredKind::Projection:
         add_matmul(out, matmul(s, op), stage, r, tokens, cores);
-        out.back().name = p + out.back().name;
+        out.back().name = op.name, out.back().node = op.name;
         break;
       case LoweredKind::Rope:
         // Rotates the q and (per query head) k columns each core holds.
-        add_elementwise(out, op.name, stage, tokens * 6 * over_cols(m_.d_model, r), cores);
+        add_elementwise(out, op, stage, tokens * 6 * over_cols(m_.d_model, r), cores);
         break;
       case LoweredKind::Attention:
         add_attention(out, op, p, stage, r, tokens, cores);
         break;
       case LoweredKind::Add:
       case LoweredKind::Mul:
-        add_elementwise(out, op.name, stage, tokens * cdiv(op.width, op.split_output ? r.px : r.py), cores);
+        add_elementwise(out, op, stage, tokens * cdiv(op.width, op.split_output ? r.px : r.py), cores);
         break;
       case LoweredKind::Activation:
         // GELU (tanh form) 8 ops per element; SiLU 4, and one more to gate.
-        add_elementwise(out, op.name, stage,
+        add_elementwise(out, op, stage,
                         tokens * cdiv(op.width, r.px) * (op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0)),
                         cores);
         break;
@@ -290,6 +297,7 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   const int64_t d = op.heads * op.head_dim, dx = over_cols(d, r);
   Step scores;
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
+  scores.kernel = "attention.scores", scores.node = op.name;
   scores.macs_per_slot = tokens * dx;
   scores.total_macs_per_slot = tokens * d * r.py;
   scores.sram_bytes_per_slot = cores * tokens * dx * (kv_bytes_ + kActivationBytes);
@@ -300,7 +308,8 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   // Softmax over positions spread down the columns: allreduce the max, then the sum of exponentials.
   for (const char* part : {"attn.max", "attn.sum"}) {
     Step softmax;
-    softmax.name = p + part, softmax.stage = stage, softmax.op = "attention";
+    softmax.name = p + part, softmax.stage = stage, softmax.op = "attention", softmax.node = op.name;
+    softmax.kernel = std::string(part) == "attn.max" ? "attention.max" : "attention.sum";
     softmax.elementwise_per_slot = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);
     softmax.sram_bytes_per_slot = cores * tokens * op.heads * kActivationBytes;
     softmax.pattern = Pattern::AllreduceY;
@@ -309,7 +318,7 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
     out.push_back(softmax);
   }
   Step values = scores;
-  values.name = p + "attn.values";
+  values.name = p + "attn.values", values.kernel = "attention.values";
   values.pattern = Pattern::AllreduceY;
   values.words = tokens * dx;
   values.words_per_slot = 0;

@@ -9,13 +9,18 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/formats.hpp"
+#include "tessera/compiler/lowering.hpp"
+#include "tessera/ir/builders.hpp"
 #include "tessera/ir/model_config.hpp"
+#include "tessera/ref/executor.hpp"
 #include "tessera/target/mesh2d/layout.hpp"
 
 namespace tessera::sim {
 
 namespace {
 
+using compiler::LoweredKind;
+using compiler::LoweredOp;
 using program::Segment;
 using program::segment;
 using program::segment_capacity;
@@ -28,20 +33,55 @@ struct SparseTile {
   std::vector<float> value;
 };
 
+// The two layouts of docs/mesh-mapping.md: rows (a vector split over the region's rows,
+// replicated along each row) and cols (split over the columns, replicated down each column).
+enum class Layout { Rows, Cols };
+
+// A tensor of a stage in every core's activation area: `parts` vectors of `part_width` side by
+// side (q|k|v), each split over the lines of its layout in segments of `cap` (cols: a multiple of
+// `align`, so RoPE's pairs stay on one core).
+struct Buffer {
+  Layout layout = Layout::Rows;
+  int64_t parts = 1, part_width = 0, align = 1, cap = 0;
+  int64_t offset = 0;
+  int64_t stride() const { return parts * cap; }  // floats per token on a core
+  // The elements of each part core (i, j) holds.
+  Segment seg(int64_t px, int64_t py, int64_t i, int64_t j) const {
+    return layout == Layout::Rows ? segment(part_width, py, j) : segment(part_width, px, i, align);
+  }
+};
+
+// Where a graph node's value lives: part `part` of a stage buffer.
+struct Ref {
+  int buffer = -1;
+  int64_t part = 0;
+};
+
+// A lowered op bound to its stage's buffers and resident tiles.
+struct StageOp {
+  const LoweredOp* op = nullptr;
+  std::vector<Ref> in;
+  int out = -1;
+  int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: W[k][n] tile, bias
+  int64_t gamma = 0, beta = -1;                                  // norm vectors (beta: LayerNorm)
+  float eps = 0;
+  ref::RopeTable rope;
+};
+
 // One stage's cores and where each buffer sits in every core's arena (all cores of a stage share
 // one layout, sized for the largest segment).
 struct StageArenas {
   arch::Region region;
   int64_t px = 0, py = 0;
   bool is_head = false;
-  int64_t fc_parts = 1;  // GPT-2: c_fc; Llama: gate|up side by side
-  // Capacities: d over rows, d over columns, d_ff over columns, vocab over columns, KV slots, tokens.
-  int64_t nr = 0, nc = 0, fc = 0, vc = 0, slots = 0, tokens = 0;
-  // Weight offsets.
-  int64_t ln1_g = 0, ln1_b = 0, ln2_g = 0, ln2_b = 0, w_qkv = 0, b_qkv = 0, w_o = 0, b_o = 0, w_fc = 0, b_fc = 0,
-          w_pr = 0, b_pr = 0, w_lm = 0;
-  // KV cache and activation offsets.
-  int64_t k_cache = 0, v_cache = 0, x = 0, h = 0, qkv = 0, o = 0, f = 0, part = 0, scores = 0, stats = 0;
+  int64_t slots = 0, tokens = 0;
+  std::vector<Buffer> buffers;
+  int input = -1, output = -1;      // the rows the stage receives, and what it hands on
+  std::map<std::string, StageOp> ops;  // by lowered op name (a plan step's `node`)
+  // The KV cache (one attention per stage), stored per query dimension; scratch for partial
+  // sums, attention scores and statistics.
+  int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0;
+  int64_t part = 0, scores = 0, stats = 0;
   int64_t weight_floats = 0, scratch_floats = 0;
   // Per core: weights and KV cache, which persist for the whole run.
   std::vector<std::vector<float>> resident;           // by core index j * px + i
@@ -52,6 +92,12 @@ struct StageArenas {
 
   float* weights(int64_t i, int64_t j) { return resident[static_cast<size_t>(j * px + i)].data(); }
   float* arena(int64_t i, int64_t j) { return scratch + (j * px + i) * scratch_floats; }
+  const Buffer& buf(const Ref& r) const { return buffers.at(static_cast<size_t>(r.buffer)); }
+  // Offset of token t of part `part` of a ref's buffer in an arena.
+  int64_t at(const Ref& r, int64_t t) const {
+    const Buffer& b = buf(r);
+    return b.offset + t * b.stride() + r.part * b.cap;
+  }
 };
 
 // What a step's kernel leaves for its collective: `count` floats at `offset` in every core's
@@ -76,29 +122,32 @@ float gelu(float x) {
 
 struct MeshDataPlane::State {
   ir::ModelConfig model;
+  ir::Graph graph;
+  compiler::LoweredModel lowered;
   const model::Weights* weights = nullptr;
   int64_t chunk = 1, context = 0, position = 0;
   std::vector<StageArenas> stages;                         // layers, then the head
   std::vector<program::Step> prefill_steps, decode_steps;  // the plan's, run as they are
   std::vector<float> scratch_pool;                         // backs every stage's activation areas (see StageArenas)
-  std::vector<float> rope_cos, rope_sin;                   // [context, head_dim / 2], Llama only
-  bool llama() const { return model.family == ir::ModelFamily::Llama; }
   std::vector<float> logits;
   FloatFormat activations = FloatFormat::F32, kv = FloatFormat::F32;
   bool skip_weight_zeros = false, skip_zero_activations = false;
   std::map<std::string, std::pair<int64_t, int64_t>> input_zeros;  // per linear layer: zeros, inputs
 
+  StageArenas& head() { return stages.back(); }
+
   // A probe, not a transfer: counts the zeros among a linear layer's (rounded) inputs, reading the
   // one copy of each segment held by the first line of cores.
-  void count_zeros(const std::string& layer, StageArenas& s, bool rows_layout, int64_t tokens, int64_t in,
-                   int64_t stride, int64_t k_total) {
+  void count_zeros(const std::string& layer, StageArenas& s, const Ref& in, int64_t tokens) {
     auto& [zeros, inputs] = input_zeros[layer];
-    const int64_t lines = rows_layout ? s.py : s.px;
+    const Buffer& b = s.buf(in);
+    const bool rows = b.layout == Layout::Rows;
+    const int64_t lines = rows ? s.py : s.px;
     for (int64_t l = 0; l < lines; ++l) {
-      const float* a = rows_layout ? s.arena(0, l) : s.arena(l, 0);
-      const int64_t kn = segment(k_total, lines, l, !rows_layout && k_total == model.d_model ? 2 : 1).size();
+      const float* a = rows ? s.arena(0, l) : s.arena(l, 0);
+      const int64_t kn = rows ? b.seg(s.px, s.py, 0, l).size() : b.seg(s.px, s.py, l, 0).size();
       for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(a[in + t * stride + k], activations) == 0.0f;
+        for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(a[s.at(in, t) + k], activations) == 0.0f;
       inputs += tokens * kn;
     }
   }
@@ -117,8 +166,6 @@ struct MeshDataPlane::State {
     const float* row = w + weight + k * width;
     for (int64_t n = n_begin; n < n_end; ++n) out[n] += x * row[n];
   }
-
-  StageArenas& head() { return stages.back(); }
 
   // --- collectives: the only code that touches more than one core's arena -----------------------
 
@@ -140,18 +187,17 @@ struct MeshDataPlane::State {
     }
   }
 
-  // Copies the residual stream (rows layout, `tokens` rows of d) from one stage to the next; each
-  // destination row gathers its segment from the source rows that hold it (their first column).
   // Stage-to-stage transfer of the residual stream (rows layout), in two halves because the
   // stages' activation areas share host memory: gather each row's segment from the source stage's
   // first column, then deliver every destination row its segment.
   std::vector<float> gather_rows(StageArenas& from, int64_t tokens) {
-    const int64_t d = model.d_model;
+    const Buffer& b = from.buffers.at(static_cast<size_t>(from.output));
+    const int64_t d = b.part_width;
     std::vector<float> rows(static_cast<size_t>(tokens * d));
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t e = 0; e < d; ++e) {
-        const int64_t src_row = e / from.nr;
-        rows[static_cast<size_t>(t * d + e)] = from.arena(0, src_row)[from.x + t * from.nr + (e - src_row * from.nr)];
+        const int64_t src_row = e / b.cap;
+        rows[static_cast<size_t>(t * d + e)] = from.arena(0, src_row)[b.offset + t * b.cap + (e - src_row * b.cap)];
       }
     return rows;
   }
@@ -159,70 +205,123 @@ struct MeshDataPlane::State {
   // A stage's input rows start undefined (NaN) each pass: its activation area shares host memory
   // with the other stages', and only a transfer the plan names may fill it.
   void clear_input(StageArenas& s, int64_t tokens) {
+    const Buffer& b = s.buffers.at(static_cast<size_t>(s.input));
     for (int64_t c = 0; c < s.px * s.py; ++c)
-      std::fill_n(s.arena(c % s.px, c / s.px) + s.x, tokens * s.nr, std::numeric_limits<float>::quiet_NaN());
+      std::fill_n(s.arena(c % s.px, c / s.px) + b.offset, tokens * b.cap, std::numeric_limits<float>::quiet_NaN());
   }
 
   void deliver_rows(StageArenas& to, const float* rows, int64_t tokens) {
-    const int64_t d = model.d_model;
+    const Buffer& b = to.buffers.at(static_cast<size_t>(to.input));
+    const int64_t d = b.part_width;
     for (int64_t j = 0; j < to.py; ++j) {
       const Segment seg = segment(d, to.py, j);
       for (int64_t i = 0; i < to.px; ++i)
         for (int64_t t = 0; t < tokens; ++t)
-          std::copy_n(rows + t * d + seg.begin, seg.size(), to.arena(i, j) + to.x + t * to.nr);
+          std::copy_n(rows + t * d + seg.begin, seg.size(), to.arena(i, j) + b.offset + t * b.cap);
     }
   }
 
-  // --- stage kernels: each reads and writes one core's arena -------------------------------------
+  // --- kernels: each reads and writes one core's arena ------------------------------------------
+
+  // Runs kernel(w, a, i, j) for every core: w = its resident weights and KV cache, a = its
+  // activation area. A kernel sees nothing of any other core.
+  template <typename Kernel>
+  void for_cores(StageArenas& s, Kernel&& kernel) {
+#pragma omp parallel for schedule(static) if (s.px * s.py > 64)
+    for (int64_t c = 0; c < s.px * s.py; ++c)
+      kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
+  }
 
   // LayerNorm in two steps (mean, then variance and the scaling), RMSNorm in one: each sums over
   // its core's segment of every row, the plan's allreduce completes the sums down the columns,
-  // and the last step scales its segment into `h`.
-  Reduction norm_sums(StageArenas& s, int64_t tokens, bool variance) {
-    const int64_t d = model.d_model;
-    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
-      const int64_t n = segment(d, s.py, j).size();
+  // and the last step scales its segment into the output.
+  enum class NormSum { Values, Deviations, Squares };
+  Reduction norm_sums(StageArenas& s, const StageOp& so, int64_t tokens, NormSum what) {
+    const Ref& in = so.in[0];
+    const auto d = static_cast<float>(so.op->width);
+    const int64_t at = s.stats + (what == NormSum::Deviations ? tokens : 0);
+    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+      const int64_t n = s.buf(in).seg(s.px, s.py, i, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = variance ? a[s.stats + t] / static_cast<float>(d) : 0.0f;
+        const float mean = what == NormSum::Deviations ? a[s.stats + t] / d : 0.0f;
+        const float* x = a + s.at(in, t);
         float sum = 0;
-        for (int64_t e = 0; e < n; ++e) {
-          const float v = a[s.x + t * s.nr + e];
-          sum += variance || llama() ? (v - mean) * (v - mean) : v;
-        }
-        a[s.stats + (variance ? tokens : 0) + t] = sum;
+        for (int64_t e = 0; e < n; ++e) sum += what == NormSum::Values ? x[e] : (x[e] - mean) * (x[e] - mean);
+        a[at + t] = sum;
       }
     });
-    return {s.stats + (variance ? tokens : 0), tokens, false};
+    return {at, tokens, false};
   }
 
-  void norm_scale(StageArenas& s, int64_t tokens, int64_t g, int64_t b) {
-    const int64_t d = model.d_model;
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
-      const int64_t n = segment(d, s.py, j).size();
+  void norm_scale(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const bool layer_norm = so.op->op == ir::OpKind::LayerNorm;
+    const auto d = static_cast<double>(so.op->width);
+    const Ref out{so.out, 0};
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
+      const int64_t n = s.buf(so.in[0]).seg(s.px, s.py, i, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = llama() ? 0.0f : a[s.stats + t] / static_cast<float>(d);
-        const double squares = a[s.stats + (llama() ? 0 : tokens) + t];
-        const auto inv = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(d) + model.norm_eps));
+        const float mean = layer_norm ? a[s.stats + t] / static_cast<float>(d) : 0.0f;
+        const double squares = a[s.stats + (layer_norm ? tokens : 0) + t];
+        const auto inv = static_cast<float>(1.0 / std::sqrt(squares / d + so.eps));
+        const float* x = a + s.at(so.in[0], t);
+        float* y = a + s.at(out, t);
         for (int64_t e = 0; e < n; ++e)
-          a[s.h + t * s.nr + e] = llama() ? a[s.x + t * s.nr + e] * inv * w[g + e]
-                                          : (a[s.x + t * s.nr + e] - mean) * inv * w[g + e] + w[b + e];
+          y[e] = layer_norm ? (x[e] - mean) * inv * w[so.gamma + e] + w[so.beta + e] : x[e] * inv * w[so.gamma + e];
       }
     });
   }
 
-  // RoPE on q and k, whose head dimensions are stored pair-adjacent: (2i, 2i+1) holds the
-  // rotate-half pair (i, i + head_dim/2), so every pair is on one core (program/layout.hpp).
-  void rope(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t hd = model.head_dim(), half = hd / 2;
-    for_cores(s, [&](float*, float* a, int64_t i, int64_t) {
-      const Segment seg = segment(model.d_model, s.px, i, 2);
+  // A projection. From the rows layout: each core's partial products over its k segment, for
+  // every part of the output, to be allreduced down each column (leaving the output in the cols
+  // layout). From the cols layout: the reverse, allreduced along each row.
+  Reduction projection(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Ref& in = so.in[0];
+    const Buffer &ib = s.buf(in), &ob = s.buffers.at(static_cast<size_t>(so.out));
+    count_zeros(so.op->local, s, in, tokens);
+    const int64_t width = so.tile_width;
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
+      const int64_t kn = ib.seg(s.px, s.py, i, j).size(), nn = ob.seg(s.px, s.py, i, j).size();
+      const int64_t core = j * s.px + i;
       for (int64_t t = 0; t < tokens; ++t) {
-        const int64_t pos = first_position + t;
-        for (int64_t part = 0; part < 2; ++part) {
-          float* v = a + s.qkv + t * 3 * s.nc + part * s.nc;
+        float* out = a + s.part + t * width;
+        std::fill_n(out, width, 0.0f);
+        for (int64_t k = 0; k < kn; ++k) {
+          const float xk = round_to_format(a[s.at(in, t) + k], activations);
+          if (skip_weight_zeros || ob.parts == 1) {
+            accumulate_row(s, core, w, so.weight, width, k, xk, out, 0, nn);
+          } else {
+            for (int64_t p = 0; p < ob.parts; ++p)
+              accumulate_row(s, core, w, so.weight, width, k, xk, out, p * ob.cap, p * ob.cap + nn);
+          }
+        }
+      }
+    });
+    return {s.part, tokens * width, false};
+  }
+
+  // The reduced partial sums plus the bias, into the projection's output.
+  void projection_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
+    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t n = 0; n < ob.stride(); ++n)
+          a[ob.offset + t * ob.stride() + n] = a[s.part + t * so.tile_width + n] + w[so.bias + n];
+    });
+  }
+
+  // RoPE on each input in place, whose head dimensions are stored pair-adjacent: (2i, 2i+1)
+  // holds the rotate-half pair (i, i + head_dim/2), so every pair is on one core.
+  void rope(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
+    const int64_t hd = so.op->head_dim, half = hd / 2;
+    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+      for (const Ref& r : so.in) {
+        const Segment seg = s.buf(r).seg(s.px, s.py, i, j);
+        for (int64_t t = 0; t < tokens; ++t) {
+          const int64_t pos = first_position + t;
+          float* v = a + s.at(r, t);
           for (int64_t e = seg.begin; e + 1 < seg.end; e += 2) {
             const auto at = static_cast<size_t>(pos * half + (e % hd) / 2);
-            const float c = rope_cos[at], sn = rope_sin[at];
+            const float c = so.rope.cos[at], sn = so.rope.sin[at];
             const float x1 = v[e - seg.begin], x2 = v[e - seg.begin + 1];
             v[e - seg.begin] = x1 * c + (-x2) * sn;
             v[e - seg.begin + 1] = x2 * c + x1 * sn;
@@ -232,51 +331,6 @@ struct MeshDataPlane::State {
     });
   }
 
-  // Rows -> cols: out[t][n] = sum_k in[t][k] W[k][n] over k in this core's row segment, to be
-  // allreduced down each column. The output holds `parts` equal vectors of n_each elements side
-  // by side, `cap` columns each.
-  Reduction matmul_rows_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t weight,
-                           int64_t cap, int64_t parts, int64_t n_each, int64_t align) {
-    const int64_t width = cap * parts;
-    count_zeros(layer, s, true, tokens, in, s.nr, model.d_model);
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = segment(model.d_model, s.py, j).size(), nn = segment(n_each, s.px, i, align).size();
-      const int64_t core = j * s.px + i;
-      for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + s.part + t * width;
-        std::fill_n(out, width, 0.0f);
-        for (int64_t k = 0; k < kn; ++k) {
-          const float xk = round_to_format(a[in + t * s.nr + k], activations);
-          if (skip_weight_zeros || parts == 1) {
-            accumulate_row(s, core, w, weight, width, k, xk, out, 0, nn);
-          } else {
-            for (int64_t p = 0; p < parts; ++p)
-              accumulate_row(s, core, w, weight, width, k, xk, out, p * cap, p * cap + nn);
-          }
-        }
-      }
-    });
-    return {s.part, tokens * width, false};
-  }
-
-  // Cols -> rows: the reverse orientation, to be allreduced along each row.
-  Reduction matmul_cols_in(const std::string& layer, StageArenas& s, int64_t tokens, int64_t in, int64_t in_width,
-                           int64_t k_total, int64_t weight) {
-    count_zeros(layer, s, false, tokens, in, in_width, k_total);
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = segment(k_total, s.px, i, k_total == model.d_model ? 2 : 1).size();
-      const int64_t nn = segment(model.d_model, s.py, j).size();
-      for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + s.part + t * s.nr;
-        std::fill_n(out, s.nr, 0.0f);
-        for (int64_t k = 0; k < kn; ++k)
-          accumulate_row(s, j * s.px + i, w, weight, s.nr, k, round_to_format(a[in + t * in_width + k], activations),
-                         out, 0, nn);
-      }
-    });
-    return {s.part, tokens * s.nr, false};
-  }
-
   // Attention in four steps, each ending in the plan's allreduce: scores (the new tokens' keys and
   // values appended to the row that owns their position, then each core's partial dot products
   // over its head-dimension segment), the running max, the softmax denominators, the weighted values.
@@ -284,34 +338,35 @@ struct MeshDataPlane::State {
     return slot * s.py + j <= first_position + t;
   }
 
-  Reduction attention_scores(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t hd = model.head_dim(), d = model.d_model, stride = model.n_heads * s.slots;
+  Reduction attention_scores(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
+    const Ref &q = so.in[0], &k = so.in[1], &v = so.in[2];
+    const int64_t hd = so.op->head_dim, stride = s.heads * s.slots, nc = s.kv_cap;
     for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t) {
         const int64_t p = first_position + t;
         if (p % s.py != j) continue;
         const int64_t slot = p / s.py;
-        for (int64_t e = 0; e < s.nc; ++e) {
-          w[s.k_cache + slot * s.nc + e] = round_to_format(a[s.qkv + t * 3 * s.nc + s.nc + e], kv);
-          w[s.v_cache + slot * s.nc + e] = round_to_format(a[s.qkv + t * 3 * s.nc + 2 * s.nc + e], kv);
+        for (int64_t e = 0; e < nc; ++e) {
+          w[s.k_cache + slot * nc + e] = round_to_format(a[s.at(k, t) + e], kv);
+          w[s.v_cache + slot * nc + e] = round_to_format(a[s.at(v, t) + e], kv);
         }
       }
     });
     for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const Segment seg = segment(d, s.px, i, 2);
+      const Segment seg = s.buf(q).seg(s.px, s.py, i, j);
       std::fill_n(a + s.scores, tokens * stride, 0.0f);
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
           for (int64_t e = seg.begin; e < seg.end; ++e)
             a[s.scores + t * stride + (e / hd) * s.slots + slot] +=
-                a[s.qkv + t * 3 * s.nc + (e - seg.begin)] * w[s.k_cache + slot * s.nc + (e - seg.begin)];
+                a[s.at(q, t) + (e - seg.begin)] * w[s.k_cache + slot * nc + (e - seg.begin)];
     });
     return {s.scores, tokens * stride, false};
   }
 
-  Reduction attention_max(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t heads = model.n_heads, stride = heads * s.slots;
-    const auto scale = 1.0f / std::sqrt(static_cast<float>(model.head_dim()));
+  Reduction attention_max(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
+    const int64_t heads = s.heads, stride = heads * s.slots;
+    const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
     for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
@@ -324,9 +379,9 @@ struct MeshDataPlane::State {
     return {s.stats, tokens * heads, true};
   }
 
-  Reduction attention_sum(StageArenas& s, int64_t tokens, int64_t first_position) {
-    const int64_t heads = model.n_heads, stride = heads * s.slots;
-    const auto scale = 1.0f / std::sqrt(static_cast<float>(model.head_dim()));
+  Reduction attention_sum(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
+    const int64_t heads = s.heads, stride = heads * s.slots;
+    const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
     for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
@@ -343,38 +398,47 @@ struct MeshDataPlane::State {
     return {s.stats + tokens * heads, tokens * heads, false};
   }
 
-  Reduction attention_values(StageArenas& s, int64_t tokens) {
-    const int64_t heads = model.n_heads, hd = model.head_dim(), d = model.d_model, stride = heads * s.slots;
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t) {
-      const Segment seg = segment(d, s.px, i, 2);
+  Reduction attention_values(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const int64_t heads = s.heads, hd = so.op->head_dim, stride = heads * s.slots, nc = s.kv_cap;
+    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
+    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
+      const Segment seg = ob.seg(s.px, s.py, i, j);
       for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + s.o + t * s.nc;
-        std::fill_n(out, s.nc, 0.0f);
+        float* out = a + ob.offset + t * ob.stride();
+        std::fill_n(out, ob.stride(), 0.0f);
         for (int64_t e = seg.begin; e < seg.end; ++e) {
           const int64_t hh = e / hd;
           const float inv = 1.0f / a[s.stats + tokens * heads + t * heads + hh];
           for (int64_t slot = 0; slot < s.slots; ++slot)
             out[e - seg.begin] +=
-                a[s.scores + t * stride + hh * s.slots + slot] * inv * w[s.v_cache + slot * s.nc + (e - seg.begin)];
+                a[s.scores + t * stride + hh * s.slots + slot] * inv * w[s.v_cache + slot * nc + (e - seg.begin)];
         }
       }
     });
-    return {s.o, tokens * s.nc, false};
+    return {ob.offset, tokens * ob.stride(), false};
   }
 
-  // Runs kernel(w, a, i, j) for every core: w = its resident weights and KV cache, a = its
-  // activation area. A kernel sees nothing of any other core.
-  template <typename Kernel>
-  void for_cores(StageArenas& s, Kernel&& kernel) {
-#pragma omp parallel for schedule(static) if (s.px * s.py > 64)
-    for (int64_t c = 0; c < s.px * s.py; ++c)
-      kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
-  }
-
-  void add_residual(StageArenas& s, int64_t tokens, int64_t bias) {
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < s.nr; ++n) a[s.x + t * s.nr + n] += a[s.part + t * s.nr + n] + w[bias + n];
+  // Elementwise ops over each core's segment: a + b, a * b, GELU(a), SiLU(a) or SiLU(a) x b.
+  void elementwise(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
+    const LoweredOp& op = *so.op;
+    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+      const int64_t n = ob.seg(s.px, s.py, i, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* x = a + s.at(so.in[0], t);
+        const float* y = so.in.size() > 1 ? a + s.at(so.in[1], t) : nullptr;
+        float* out = a + ob.offset + t * ob.stride();
+        for (int64_t e = 0; e < n; ++e) {
+          switch (op.kind) {
+            case LoweredKind::Add: out[e] = x[e] + y[e]; break;
+            case LoweredKind::Mul: out[e] = x[e] * y[e]; break;
+            default:
+              out[e] = op.op == ir::OpKind::Gelu ? gelu(x[e])
+                       : op.gated                ? x[e] / (1.0f + std::exp(-x[e])) * y[e]
+                                                 : x[e] / (1.0f + std::exp(-x[e]));
+          }
+        }
+      }
     });
   }
 
@@ -385,277 +449,355 @@ struct MeshDataPlane::State {
   // plan leaves out is not run, and a collective it does not name does not happen: the values
   // follow the plan that is timed (DESIGN.md, "Locality is enforced").
 
-  // A step's kind: its name without the layer prefix ("h.3.attn.c_attn" -> "attn.c_attn").
-  std::string_view step_kind(const program::Step& step) const {
-    std::string_view name = step.name;
-    const std::string prefix = fmt::format("{}{}.", llama() ? "model.layers." : "h.", step.stage);
-    if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
-    return name;
-  }
-
-  // RMSNorm is one step; LayerNorm two (".mean", then ".variance", which also scales).
-  bool rms_norm_step(std::string_view kind) const {
-    return kind == "input_layernorm" || kind == "post_attention_layernorm" || kind == "model.norm";
-  }
-  bool norm_scales(std::string_view kind) const { return kind.ends_with(".variance") || rms_norm_step(kind); }
-
   // The kernel before the collective; its Reduction is what an allreduce combines.
-  Reduction run_kernel(std::string_view kind, StageArenas& s, int64_t tokens, int64_t first) {
-    if (kind.ends_with(".mean") || norm_scales(kind)) return norm_sums(s, tokens, kind.ends_with(".variance"));
-    if (kind == "attn.c_attn" || kind == "self_attn.qkv_proj")
-      return matmul_rows_in(std::string(kind), s, tokens, s.h, s.w_qkv, s.nc, 3, model.d_model, 2);
-    if (kind == "mlp.c_fc" || kind == "mlp.gate_up_proj")
-      return matmul_rows_in(std::string(kind), s, tokens, s.h, s.w_fc, s.fc, s.fc_parts, model.d_ff, 1);
-    if (kind == "lm_head") return matmul_rows_in("lm_head", s, tokens, s.h, s.w_lm, s.vc, 1, model.vocab_size, 1);
-    if (kind == "attn.c_proj" || kind == "self_attn.o_proj")
-      return matmul_cols_in(std::string(kind), s, tokens, s.o, s.nc, model.d_model, s.w_o);
-    if (kind == "mlp.c_proj" || kind == "mlp.down_proj")
-      return matmul_cols_in(std::string(kind), s, tokens, s.f, s.fc, model.d_ff, s.w_pr);
-    if (kind == "attn.scores") return attention_scores(s, tokens, first);
-    if (kind == "attn.max") return attention_max(s, tokens, first);
-    if (kind == "attn.sum") return attention_sum(s, tokens, first);
-    if (kind == "attn.values") return attention_values(s, tokens);
-    if (kind == "rope")
-      rope(s, tokens, first);
-    else if (kind == "residual_1")
-      add_residual(s, tokens, s.b_o);
-    else if (kind == "residual_2")
-      add_residual(s, tokens, s.b_pr);
-    else if (kind == "gelu" || kind == "silu_mul")
-      activation(s, tokens);
+  Reduction run_kernel(const program::Step& step, StageArenas& s, const StageOp& so, int64_t tokens, int64_t first) {
+    const std::string& k = step.kernel;
+    if (k == "layernorm.mean") return norm_sums(s, so, tokens, NormSum::Values);
+    if (k == "layernorm.variance") return norm_sums(s, so, tokens, NormSum::Deviations);
+    if (k == "rmsnorm") return norm_sums(s, so, tokens, NormSum::Squares);
+    if (k == "projection") return projection(s, so, tokens);
+    if (k == "attention.scores") return attention_scores(s, so, tokens, first);
+    if (k == "attention.max") return attention_max(s, so, tokens, first);
+    if (k == "attention.sum") return attention_sum(s, so, tokens, first);
+    if (k == "attention.values") return attention_values(s, so, tokens);
+    if (k == "rope")
+      rope(s, so, tokens, first);
+    else if (k == "add" || k == "mul" || k == "activation")
+      elementwise(s, so, tokens);
     else
-      fail("the mesh data plane has no kernel for step '{}'", kind);
+      fail("plan step '{}': the mesh data plane has no kernel '{}'", step.name, k);
     return {};
   }
 
   // The local work that consumes a collective's result within the same step.
-  void finish_kernel(std::string_view kind, StageArenas& s, int64_t tokens) {
-    if (norm_scales(kind)) {
-      const bool second = kind.starts_with("ln_2") || kind == "post_attention_layernorm";
-      norm_scale(s, tokens, second ? s.ln2_g : s.ln1_g, second ? s.ln2_b : s.ln1_b);
-    }
-    if (kind == "attn.c_attn" || kind == "self_attn.qkv_proj")
-      for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
-        for (int64_t t = 0; t < tokens; ++t)
-          for (int64_t n = 0; n < 3 * s.nc; ++n)
-            a[s.qkv + t * 3 * s.nc + n] = a[s.part + t * 3 * s.nc + n] + w[s.b_qkv + n];
-      });
-  }
-
-  // GELU(c_fc + bias) or SiLU(gate) x up, into f.
-  void activation(StageArenas& s, int64_t tokens) {
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
-      for (int64_t t = 0; t < tokens; ++t) {
-        const float* in = a + s.part + t * s.fc_parts * s.fc;
-        for (int64_t n = 0; n < s.fc; ++n)
-          a[s.f + t * s.fc + n] =
-              llama() ? in[n] / (1.0f + std::exp(-in[n])) * in[s.fc + n] : gelu(in[n] + w[s.b_fc + n]);
-      }
-    });
+  void finish_kernel(const program::Step& step, StageArenas& s, const StageOp& so, int64_t tokens) {
+    if (step.kernel == "layernorm.variance" || step.kernel == "rmsnorm") norm_scale(s, so, tokens);
+    if (step.kernel == "projection") projection_finish(s, so, tokens);
   }
 
   // Runs one step on `tokens` tokens at positions from `first`. StageTransfer and host steps are
-  // run by the pass (run_pass), which owns the rows in flight between stages.
+  // run by the pass (forward), which owns the rows in flight between stages.
   void run_step(const program::Step& step, int64_t tokens, int64_t first) {
     StageArenas& s = stages.at(static_cast<size_t>(step.stage));
-    const std::string_view kind = step_kind(step);
-    const Reduction r = run_kernel(kind, s, tokens, first);
+    const auto found = s.ops.find(step.node);
+    if (found == s.ops.end())
+      fail("plan step '{}' computes '{}', which stage {} of the model graph does not have", step.name, step.node,
+           step.stage);
+    const StageOp& so = found->second;
+    const Reduction r = run_kernel(step, s, so, tokens, first);
     if (step.pattern == program::Pattern::AllreduceX || step.pattern == program::Pattern::AllreduceY) {
       if (r.count == 0) fail("plan step '{}' names an allreduce but its kernel leaves nothing to reduce", step.name);
       allreduce(s, step.pattern == program::Pattern::AllreduceX, r.offset, r.count, r.max);
     }
-    finish_kernel(kind, s, tokens);
+    finish_kernel(step, s, so, tokens);
   }
 };
 
 namespace {
 
-// Plans every stage's arena and fills its weight tiles from the checkpoint, in the layouts of
-// docs/mesh-mapping.md. Matrices are indexed W[k][n] (input k, output n) whatever the checkpoint's
-// own orientation: GPT-2's Conv1D stores [in, out], nn.Linear stores [out, in].
-void compress_tiles(StageArenas& s);
+// Binds a stage's ops (a layer's, or the head's) to buffers and resident tiles and fills the
+// tiles from the checkpoint, in the layouts of docs/mesh-mapping.md. Matrices are indexed W[k][n]
+// (input k, output n) whatever the checkpoint's own orientation: GPT-2's Conv1D stores [in, out],
+// nn.Linear stores [out, in].
+class StageBuilder {
+ public:
+  StageBuilder(MeshDataPlane::State& st, StageArenas& s, const std::vector<LoweredOp>& ops)
+      : st_(st), s_(s), ops_(ops), g_(st.graph) {}
 
-void build_stage(MeshDataPlane::State& st, StageArenas& s, int64_t layer) {
-  const auto& m = st.model;
-  const bool llama = st.llama();
-  const int64_t d = m.d_model, hd = m.head_dim(), half = hd / 2, group = m.n_heads / m.n_kv_heads;
-  s.px = s.region.width, s.py = s.region.height;
-  s.nr = segment_capacity(d, s.py), s.nc = segment_capacity(d, s.px, 2), s.fc = segment_capacity(m.d_ff, s.px);
-  s.vc = segment_capacity(m.vocab_size, s.px);
-  s.fc_parts = llama ? 2 : 1;
-  s.slots = segment_capacity(st.context, s.py);
-  s.tokens = s.is_head ? 1 : st.chunk;
-  int64_t cur = 0, act = 0;  // cursors in the resident area and in the activation area
-  s.ln1_g = take(cur, s.nr), s.ln1_b = take(cur, s.nr);
-  if (s.is_head) {
-    s.w_lm = take(cur, s.nr * s.vc);
-    s.x = take(act, s.nr), s.h = take(act, s.nr), s.part = take(act, s.vc), s.stats = take(act, 2);
-  } else {
-    s.ln2_g = take(cur, s.nr), s.ln2_b = take(cur, s.nr);
-    s.w_qkv = take(cur, s.nr * 3 * s.nc), s.b_qkv = take(cur, 3 * s.nc);
-    s.w_o = take(cur, s.nc * s.nr), s.b_o = take(cur, s.nr);
-    s.w_fc = take(cur, s.nr * s.fc_parts * s.fc), s.b_fc = take(cur, s.fc_parts * s.fc);
-    s.w_pr = take(cur, s.fc * s.nr), s.b_pr = take(cur, s.nr);
-    s.k_cache = take(cur, s.slots * s.nc), s.v_cache = take(cur, s.slots * s.nc);
-    const int64_t t = s.tokens;
-    s.x = take(act, t * s.nr), s.h = take(act, t * s.nr), s.qkv = take(act, t * 3 * s.nc), s.o = take(act, t * s.nc);
-    s.f = take(act, t * s.fc);
-    s.part = take(act, t * std::max({3 * s.nc, s.fc_parts * s.fc, s.nr}));
-    s.scores = take(act, t * m.n_heads * s.slots);
-    s.stats = take(act, 2 * t * std::max<int64_t>(m.n_heads, 1));
+  void build() {
+    s_.px = s_.region.width, s_.py = s_.region.height;
+    s_.slots = segment_capacity(st_.context, s_.py);
+    s_.tokens = s_.is_head ? 1 : st_.chunk;
+    s_.input = add_buffer(Layout::Rows, 1, residual_width(), 1);
+    int64_t widest_partial = 0;
+    for (const LoweredOp& op : ops_) {
+      StageOp so = bind(op);
+      widest_partial = std::max(widest_partial, so.tile_width);
+      s_.ops[op.name] = std::move(so);
+    }
+    s_.output = s_.ops.empty() ? s_.input : s_.ops.at(ops_.back().name).out;
+    s_.part = take(act_, s_.tokens * widest_partial);
+    s_.scores = take(act_, s_.tokens * s_.heads * s_.slots);
+    s_.stats = take(act_, 2 * s_.tokens * std::max<int64_t>(s_.heads, 1));
+    s_.weight_floats = cur_, s_.scratch_floats = act_;
+    s_.resident.assign(static_cast<size_t>(s_.px * s_.py), std::vector<float>(static_cast<size_t>(cur_), 0.0f));
+    for (const auto& [name, so] : s_.ops) fill(so);
+    if (st_.skip_weight_zeros) compress_tiles();
   }
-  s.weight_floats = cur, s.scratch_floats = act;
-  s.resident.assign(static_cast<size_t>(s.px * s.py), std::vector<float>(static_cast<size_t>(cur), 0.0f));
 
-  auto param = [&](const std::string& name) {
-    const model::Tensor* t = st.weights->find(name);
-    if (!t) fail("weights are missing '{}', which the plan for {} needs", name, m.name);
+ private:
+  // The residual stream's width: what the stage's first op reads from outside it.
+  int64_t residual_width() const {
+    for (const LoweredOp& op : ops_)
+      for (int id : op.nodes)
+        for (int in : g_.node(id).inputs)
+          if (!produced_here(in) && g_.node(in).op != ir::OpKind::Param && g_.node(in).op != ir::OpKind::Input)
+            return g_.node(in).type.shape.dims.back();
+    fail("a mesh stage of '{}' reads nothing from the stage before it", ops_.front().name);
+  }
+
+  bool produced_here(int id) const {
+    for (const LoweredOp& op : ops_)
+      if (std::find(op.nodes.begin(), op.nodes.end(), id) != op.nodes.end()) return true;
+    return false;
+  }
+
+  int add_buffer(Layout layout, int64_t parts, int64_t part_width, int64_t align) {
+    Buffer b{layout, parts, part_width, align, 0, 0};
+    b.cap = layout == Layout::Rows ? segment_capacity(part_width, s_.py) : segment_capacity(part_width, s_.px, align);
+    b.offset = take(act_, s_.tokens * b.stride());
+    s_.buffers.push_back(b);
+    return static_cast<int>(s_.buffers.size()) - 1;
+  }
+
+  // Head-dimension space (the width of the queries) is split with RoPE's pairs kept together.
+  int64_t align_for(int64_t width) const { return width == residual_width() ? 2 : 1; }
+
+  Ref resolve(int id) const {
+    if (const auto it = refs_.find(id); it != refs_.end()) return it->second;
+    if (produced_here(id)) fail("graph node %{} is used before the mesh data plane computed it", id);
+    return {s_.input, 0};
+  }
+
+  StageOp bind(const LoweredOp& op) {
+    StageOp so;
+    so.op = &op;
+    const ir::Node& first = g_.node(op.nodes.front());
+    const auto layout_of = [&](const Ref& r) { return s_.buf(r).layout; };
+    switch (op.kind) {
+      case LoweredKind::Embedding:
+        fail("'{}': a mesh stage has no embedding lookup (tokens are embedded on the host)", op.name);
+      case LoweredKind::Norm:
+        so.in = {resolve(first.inputs[0])};
+        if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);
+        so.out = add_buffer(Layout::Rows, 1, op.width, 1);
+        so.eps = static_cast<float>(first.float_attr("eps"));
+        so.gamma = take(cur_, s_.buf(so.in[0]).cap);
+        if (op.vectors == 2) so.beta = take(cur_, s_.buf(so.in[0]).cap);
+        refs_[op.nodes.front()] = {so.out, 0};
+        break;
+      case LoweredKind::Projection: {
+        so.in = {resolve(first.inputs[0])};
+        const Buffer& ib = s_.buf(so.in[0]);
+        if ((ib.layout == Layout::Cols) != op.split_input)
+          fail("'{}': its input's layout does not match the plan's split", op.name);
+        if (ib.layout == Layout::Rows) {
+          const auto parts = static_cast<int64_t>(op.part_widths.size());
+          const int64_t widest = *std::max_element(op.part_widths.begin(), op.part_widths.end());
+          so.out = add_buffer(Layout::Cols, parts, widest, align_for(widest));
+        } else {
+          so.out = add_buffer(Layout::Rows, 1, op.n, 1);
+        }
+        so.tile_rows = ib.cap, so.tile_width = s_.buffers.at(static_cast<size_t>(so.out)).stride();
+        so.weight = take(cur_, so.tile_rows * so.tile_width), so.bias = take(cur_, so.tile_width);
+        bind_parts(op, so.out);
+        break;
+      }
+      case LoweredKind::Rope:
+        for (int id : op.nodes) {
+          so.in.push_back(resolve(g_.node(id).inputs[0]));
+          refs_[id] = so.in.back();  // rotated in place
+        }
+        so.rope = ref::rope_table(first, st_.context);
+        break;
+      case LoweredKind::Attention: {
+        so.in = {resolve(first.inputs[0]), resolve(first.inputs[1]), resolve(first.inputs[2])};
+        const int64_t q_width = op.heads * op.head_dim;
+        for (const Ref& r : so.in)
+          if (layout_of(r) != Layout::Cols || s_.buf(r).part_width != q_width)
+            fail("'{}': the mesh needs q, k and v in the cols layout, one column per query dimension", op.name);
+        if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
+        so.out = add_buffer(Layout::Cols, 1, q_width, align_for(q_width));
+        s_.heads = op.heads, s_.kv_cap = s_.buf(so.in[0]).cap;
+        s_.k_cache = take(cur_, s_.slots * s_.kv_cap), s_.v_cache = take(cur_, s_.slots * s_.kv_cap);
+        refs_[op.nodes.front()] = {so.out, 0};
+        break;
+      }
+      case LoweredKind::Add:
+      case LoweredKind::Mul:
+      case LoweredKind::Activation: {
+        for (int in : first.inputs) so.in.push_back(resolve(in));
+        if (op.gated) {
+          const ir::Node& mul = g_.node(op.nodes.back());
+          so.in.push_back(resolve(mul.inputs[0] == op.nodes.front() ? mul.inputs[1] : mul.inputs[0]));
+        }
+        const Buffer& a = s_.buf(so.in[0]);
+        for (const Ref& r : so.in)
+          if (s_.buf(r).layout != a.layout || s_.buf(r).cap != a.cap)
+            fail("'{}': its inputs lie in different layouts on the mesh", op.name);
+        // The residual stream is updated in place (the value it held is not read again).
+        const bool in_place = op.kind == LoweredKind::Add && so.in[0].buffer == s_.input && last_use(op, s_.input);
+        so.out = in_place ? so.in[0].buffer : add_buffer(a.layout, 1, op.width, a.align);
+        refs_[op.nodes.back()] = {so.out, 0};
+        break;
+      }
+    }
+    return so;
+  }
+
+  // Whether no op after `op` reads the value buffer `b` holds now (a value already computed, or
+  // the stage's input).
+  bool last_use(const LoweredOp& op, int b) const {
+    const auto it = std::find_if(ops_.begin(), ops_.end(), [&](const LoweredOp& o) { return &o == &op; });
+    for (auto later = std::next(it); later != ops_.end(); ++later)
+      for (int id : later->nodes)
+        for (int in : g_.node(id).inputs) {
+          const ir::OpKind kind = g_.node(in).op;
+          if (kind == ir::OpKind::Param || kind == ir::OpKind::Input) continue;
+          if (const auto ref = refs_.find(in); ref != refs_.end() ? ref->second.buffer == b
+                                                                  : !produced_here(in) && b == s_.input)
+            return false;
+        }
+    return true;
+  }
+
+  // A projection's outputs: each fused node is a part; a lone node read through slices has the
+  // slices as its parts.
+  void bind_parts(const LoweredOp& op, int out) {
+    refs_[op.nodes.front()] = {out, 0};
+    if (op.nodes.size() > 1) {
+      for (size_t p = 0; p < op.nodes.size(); ++p) refs_[op.nodes[p]] = {out, static_cast<int64_t>(p)};
+      return;
+    }
+    for (const auto& [slice, part] : slices(op)) refs_[slice] = {out, part};
+  }
+
+  std::vector<std::pair<int, int64_t>> slices(const LoweredOp& op) const {
+    std::vector<std::pair<int, int64_t>> out;
+    if (op.part_widths.size() < 2) return out;
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      const ir::Node& n = g_.nodes()[i];
+      if (n.op == ir::OpKind::SliceCols && n.inputs[0] == op.nodes.front())
+        out.emplace_back(static_cast<int>(i), n.int_attr("start") / n.int_attr("size"));
+    }
+    return out;
+  }
+
+  // Where each stored column of part `part` comes from: the graph node computing the part (or its
+  // slice), its weight, bias and column offset, and how the mesh rearranges it.
+  struct PartSource {
+    const float* weight = nullptr;
+    const float* bias = nullptr;
+    int64_t k = 0, n_total = 0, offset = 0;  // the weight's k, its output count, the part's first column
+    bool linear = false;
+    bool pairs = false;  // RoPE reads it: head dimensions stored pair-adjacent
+    int64_t hd = 1, group = 1;  // grouped-query K/V: each of `group` query heads gets its KV head
+  };
+
+  const float* param(const std::string& name) const {
+    const model::Tensor* t = st_.weights->find(name);
+    if (!t) fail("weights are missing '{}', which the plan for {} needs", name, st_.model.name);
     return t->values.data();
-  };
-  // Head dimension stored at position r of a head: pairs (2i, 2i+1) hold (i, i + half).
-  auto pair_adjacent = [&](int64_t r) { return r % 2 == 0 ? r / 2 : r / 2 + half; };
-  const std::string p = (llama ? "model.layers." : "h.") + std::to_string(layer) + ".";
-  for (int64_t j = 0; j < s.py; ++j) {
-    const Segment rows = segment(d, s.py, j);
-    for (int64_t i = 0; i < s.px; ++i) {
-      float* w = s.weights(i, j);
-      const Segment cols = segment(d, s.px, i, 2);
-      auto copy_rows = [&](const std::string& name, int64_t offset) {
-        std::copy(param(name) + rows.begin, param(name) + rows.end, w + offset);
-      };
-      const std::string norm1 = s.is_head ? (llama ? "model.norm" : "ln_f") : p + (llama ? "input_layernorm" : "ln_1");
-      copy_rows(norm1 + ".weight", s.ln1_g);
-      if (!llama) copy_rows(norm1 + ".bias", s.ln1_b);
-      if (s.is_head) {
-        const Segment vocab = segment(m.vocab_size, s.px, i);
-        const float* out = param(llama && !m.tie_embeddings ? "lm_head.weight"
-                                 : llama                    ? "model.embed_tokens.weight"
-                                                            : "wte.weight");  // [V, d]
-        for (int64_t k = rows.begin; k < rows.end; ++k)
-          for (int64_t n = vocab.begin; n < vocab.end; ++n)
-            w[s.w_lm + (k - rows.begin) * s.vc + (n - vocab.begin)] = out[n * d + k];
+  }
+
+  PartSource part_source(const LoweredOp& op, size_t part) const {
+    const int node_id = op.nodes.size() > 1 ? op.nodes[part] : op.nodes.front();
+    const ir::Node& mm = g_.node(node_id);
+    const ir::Node& w = g_.node(mm.inputs[1]);
+    PartSource src;
+    src.weight = param(w.name);
+    if (mm.inputs.size() == 3) src.bias = param(g_.node(mm.inputs[2]).name);
+    src.linear = mm.op == ir::OpKind::Linear, src.k = op.k;
+    src.n_total = mm.type.shape.dims.back();
+    int value = node_id;
+    if (op.nodes.size() == 1 && op.part_widths.size() > 1) {
+      for (const auto& [slice, p] : slices(op))
+        if (p == static_cast<int64_t>(part)) value = slice, src.offset = g_.node(slice).int_attr("start");
+    }
+    // Follow the part through RoPE to the attention that reads it.
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      const ir::Node& user = g_.nodes()[i];
+      if (std::find(user.inputs.begin(), user.inputs.end(), value) == user.inputs.end()) continue;
+      if (user.op == ir::OpKind::Rope) {
+        src.pairs = true, src.hd = user.int_attr("head_dim");
+        value = static_cast<int>(i), i = 0;  // and its users
         continue;
       }
-      const std::string norm2 = p + (llama ? "post_attention_layernorm" : "ln_2");
-      copy_rows(norm2 + ".weight", s.ln2_g);
-      if (!llama) copy_rows(norm2 + ".bias", s.ln2_b);
-      const Segment ff = segment(m.d_ff, s.px, i);
-      auto qkv_at = [&](int64_t k, int64_t part, int64_t n) -> float& {
-        return w[s.w_qkv + (k - rows.begin) * 3 * s.nc + part * s.nc + (n - cols.begin)];
-      };
-      auto fc_at = [&](int64_t k, int64_t part, int64_t n) -> float& {
-        return w[s.w_fc + (k - rows.begin) * s.fc_parts * s.fc + part * s.fc + (n - ff.begin)];
-      };
-      if (llama) {
-        // q and k columns pair-adjacent within each head; k and v repeated for every query head
-        // of their group (grouped-query attention).
-        const float *wq = param(p + "self_attn.q_proj.weight"), *wk = param(p + "self_attn.k_proj.weight"),
-                    *wv = param(p + "self_attn.v_proj.weight");
-        for (int64_t k = rows.begin; k < rows.end; ++k)
-          for (int64_t n = cols.begin; n < cols.end; ++n) {
-            const int64_t head = n / hd, r = n % hd, kv = head / group;
-            qkv_at(k, 0, n) = wq[(head * hd + pair_adjacent(r)) * d + k];
-            qkv_at(k, 1, n) = wk[(kv * hd + pair_adjacent(r)) * d + k];
-            qkv_at(k, 2, n) = wv[(kv * hd + r) * d + k];
-          }
-        const float* wo = param(p + "self_attn.o_proj.weight");  // [d out, d in]
-        for (int64_t k = cols.begin; k < cols.end; ++k)
-          for (int64_t n = rows.begin; n < rows.end; ++n)
-            w[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = wo[n * d + k];
-        const float *gate = param(p + "mlp.gate_proj.weight"), *up = param(p + "mlp.up_proj.weight");  // [ff, d]
-        for (int64_t k = rows.begin; k < rows.end; ++k)
-          for (int64_t n = ff.begin; n < ff.end; ++n) {
-            fc_at(k, 0, n) = gate[n * d + k];
-            fc_at(k, 1, n) = up[n * d + k];
-          }
-        const float* down = param(p + "mlp.down_proj.weight");  // [d, ff]
-        for (int64_t k = ff.begin; k < ff.end; ++k)
-          for (int64_t n = rows.begin; n < rows.end; ++n)
-            w[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = down[n * m.d_ff + k];
-        continue;
+      if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
+        src.hd = user.int_attr("head_dim");
+        src.group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
       }
-      const float* c_attn = param(p + "attn.c_attn.weight");  // [d, 3d]
-      const float* c_attn_b = param(p + "attn.c_attn.bias");
-      for (int64_t part = 0; part < 3; ++part) {
-        for (int64_t k = rows.begin; k < rows.end; ++k)
-          for (int64_t n = cols.begin; n < cols.end; ++n) qkv_at(k, part, n) = c_attn[k * 3 * d + part * d + n];
-        for (int64_t n = cols.begin; n < cols.end; ++n)
-          w[s.b_qkv + part * s.nc + (n - cols.begin)] = c_attn_b[part * d + n];
-      }
-      const float* w_o = param(p + "attn.c_proj.weight");  // [d, d]
-      for (int64_t k = cols.begin; k < cols.end; ++k)
-        for (int64_t n = rows.begin; n < rows.end; ++n)
-          w[s.w_o + (k - cols.begin) * s.nr + (n - rows.begin)] = w_o[k * d + n];
-      copy_rows(p + "attn.c_proj.bias", s.b_o);
-      const float* w_fc = param(p + "mlp.c_fc.weight");  // [d, ff]
-      for (int64_t k = rows.begin; k < rows.end; ++k)
-        for (int64_t n = ff.begin; n < ff.end; ++n) fc_at(k, 0, n) = w_fc[k * m.d_ff + n];
-      std::copy(param(p + "mlp.c_fc.bias") + ff.begin, param(p + "mlp.c_fc.bias") + ff.end, w + s.b_fc);
-      const float* w_pr = param(p + "mlp.c_proj.weight");  // [ff, d]
-      for (int64_t k = ff.begin; k < ff.end; ++k)
-        for (int64_t n = rows.begin; n < rows.end; ++n)
-          w[s.w_pr + (k - ff.begin) * s.nr + (n - rows.begin)] = w_pr[k * d + n];
-      copy_rows(p + "mlp.c_proj.bias", s.b_pr);
     }
+    return src;
   }
-  if (st.skip_weight_zeros) compress_tiles(s);
-}
 
-// Builds every core's compressed weight tiles from its dense ones (see SparseTile).
-void compress_tiles(StageArenas& s) {
-  struct Matrix {
-    int64_t offset, rows, width;
-  };
-  std::vector<Matrix> matrices;
-  if (s.is_head) {
-    matrices = {{s.w_lm, s.nr, s.vc}};
-  } else {
-    matrices = {
-        {s.w_qkv, s.nr, 3 * s.nc}, {s.w_o, s.nc, s.nr}, {s.w_fc, s.nr, s.fc_parts * s.fc}, {s.w_pr, s.fc, s.nr}};
+  // Column n of the stored part -> the column of the part in the checkpoint.
+  static int64_t source_column(const PartSource& src, int64_t n) {
+    const int64_t head = n / src.hd, r = n % src.hd, half = src.hd / 2;
+    const int64_t within = src.pairs ? (r % 2 == 0 ? r / 2 : r / 2 + half) : r;
+    return (head / src.group) * src.hd + within;
   }
-  s.sparse.assign(s.resident.size(), {});
-  for (size_t c = 0; c < s.resident.size(); ++c) {
-    const float* w = s.resident[c].data();
-    for (const Matrix& m : matrices) {
-      SparseTile& tile = s.sparse[c][m.offset];
-      tile.row_start.push_back(0);
-      for (int64_t k = 0; k < m.rows; ++k) {
-        for (int64_t n = 0; n < m.width; ++n)
-          if (const float v = w[m.offset + k * m.width + n]; v != 0.0f) {
-            tile.column.push_back(static_cast<int32_t>(n));
-            tile.value.push_back(v);
-          }
-        tile.row_start.push_back(static_cast<int32_t>(tile.value.size()));
-      }
-    }
-  }
-}
 
-// RoPE angles in double, rounded to fp32, as the reference executor computes them.
-void build_rope_tables(MeshDataPlane::State& st) {
-  const auto& m = st.model;
-  const int64_t hd = m.head_dim(), half = hd / 2;
-  st.rope_cos.resize(static_cast<size_t>(st.context * half));
-  st.rope_sin.resize(static_cast<size_t>(st.context * half));
-  for (int64_t i = 0; i < half; ++i) {
-    double inv_freq = 1.0 / std::pow(m.rope_theta, static_cast<double>(2 * i) / static_cast<double>(hd));
-    if (m.rope_scaling) {  // Meta's Llama 3.1 apply_scaling()
-      const auto& r = *m.rope_scaling;
-      const double wavelen = 2 * std::numbers::pi / inv_freq, old = static_cast<double>(r.original_context_length);
-      if (wavelen > old / r.low_freq_factor) {
-        inv_freq /= r.factor;
-      } else if (wavelen >= old / r.high_freq_factor) {
-        const double smooth = (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
-        inv_freq = (1 - smooth) * inv_freq / r.factor + smooth * inv_freq;
+  static float at(const PartSource& src, int64_t k, int64_t column) {
+    const int64_t c = src.offset + column;
+    return src.linear ? src.weight[c * src.k + k] : src.weight[k * src.n_total + c];
+  }
+
+  void fill(const StageOp& so) {
+    const LoweredOp& op = *so.op;
+    if (op.kind == LoweredKind::Norm) {
+      const ir::Node& n = g_.node(op.nodes.front());
+      const float* gamma = param(g_.node(n.inputs[1]).name);
+      const float* beta = op.vectors == 2 ? param(g_.node(n.inputs[2]).name) : nullptr;
+      for_each_core([&](float* w, int64_t i, int64_t j) {
+        const Segment rows = s_.buf(so.in[0]).seg(s_.px, s_.py, i, j);
+        std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma);
+        if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta);
+      });
+      return;
+    }
+    if (op.kind != LoweredKind::Projection) return;
+    const Buffer &ib = s_.buf(so.in[0]), &ob = s_.buffers.at(static_cast<size_t>(so.out));
+    std::vector<PartSource> sources;
+    for (size_t p = 0; p < static_cast<size_t>(ob.parts); ++p) sources.push_back(part_source(op, p));
+    for_each_core([&](float* w, int64_t i, int64_t j) {
+      const Segment ks = ib.seg(s_.px, s_.py, i, j), ns = ob.seg(s_.px, s_.py, i, j);
+      for (int64_t p = 0; p < ob.parts; ++p) {
+        const PartSource& src = sources[static_cast<size_t>(p)];
+        for (int64_t n = ns.begin; n < ns.end; ++n) {
+          const int64_t c = ob.layout == Layout::Cols ? source_column(src, n) : n;
+          for (int64_t k = ks.begin; k < ks.end; ++k)
+            w[so.weight + (k - ks.begin) * so.tile_width + p * ob.cap + (n - ns.begin)] = at(src, k, c);
+          if (src.bias) w[so.bias + p * ob.cap + (n - ns.begin)] = src.bias[src.offset + c];
+        }
+      }
+    });
+  }
+
+  template <typename F>
+  void for_each_core(F&& f) {
+    for (int64_t j = 0; j < s_.py; ++j)
+      for (int64_t i = 0; i < s_.px; ++i) f(s_.weights(i, j), i, j);
+  }
+
+  // Every core's compressed weight tiles from its dense ones (see SparseTile).
+  void compress_tiles() {
+    s_.sparse.assign(s_.resident.size(), {});
+    for (size_t c = 0; c < s_.resident.size(); ++c) {
+      const float* w = s_.resident[c].data();
+      for (const auto& [name, so] : s_.ops) {
+        if (so.op->kind != LoweredKind::Projection) continue;
+        SparseTile& tile = s_.sparse[c][so.weight];
+        tile.row_start.push_back(0);
+        for (int64_t k = 0; k < so.tile_rows; ++k) {
+          for (int64_t n = 0; n < so.tile_width; ++n)
+            if (const float v = w[so.weight + k * so.tile_width + n]; v != 0.0f) {
+              tile.column.push_back(static_cast<int32_t>(n));
+              tile.value.push_back(v);
+            }
+          tile.row_start.push_back(static_cast<int32_t>(tile.value.size()));
+        }
       }
     }
-    for (int64_t pos = 0; pos < st.context; ++pos) {
-      const double angle = static_cast<double>(pos) * inv_freq;
-      st.rope_cos[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::cos(angle));
-      st.rope_sin[static_cast<size_t>(pos * half + i)] = static_cast<float>(std::sin(angle));
-    }
   }
-}
+
+  MeshDataPlane::State& st_;
+  StageArenas& s_;
+  const std::vector<LoweredOp>& ops_;
+  const ir::Graph& g_;
+  std::map<int, Ref> refs_;
+  int64_t cur_ = 0, act_ = 0;  // cursors in the resident area and in the activation area
+};
 
 }  // namespace
 
@@ -663,6 +805,8 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
     : state_(std::make_unique<State>()) {
   State& st = *state_;
   st.model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  st.graph = ir::build_model_graph(st.model);
+  st.lowered = compiler::lower_graph(st.graph);
   st.activations = parse_float_format(plan.precision.activations);
   st.kv = parse_float_format(plan.precision.kv);
   st.skip_weight_zeros = plan.skip_weight_zeros;
@@ -672,19 +816,19 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
         "{}: values are computed for a whole model serving one request; this plan is a pipeline stage or holds {} "
         "requests (run it timing-only: --no-numerics)",
         plan.model_origin, plan.batch);
-  if (plan.stages.size() != static_cast<size_t>(st.model.n_layers + 1))
+  if (plan.stages.size() != st.lowered.layers.size() + 1)
     fail("{}: the plan has {} stages but {} has {} layers + the LM head", plan.model_origin, plan.stages.size(),
-         st.model.name, st.model.n_layers);
+         st.model.name, st.lowered.layers.size());
   st.weights = &weights;
   st.prefill_steps = plan.prefill, st.decode_steps = plan.decode;
   st.chunk = plan.prefill_chunk_tokens;
   st.context = plan.max_context;
-  if (st.llama()) build_rope_tables(st);
   st.stages.resize(plan.stages.size());
   for (size_t s = 0; s < plan.stages.size(); ++s) {
-    st.stages[s].region = plan.stages[s].region;
-    st.stages[s].is_head = s + 1 == plan.stages.size();
-    build_stage(st, st.stages[s], static_cast<int64_t>(s));
+    StageArenas& stage = st.stages[s];
+    stage.region = plan.stages[s].region;
+    stage.is_head = s + 1 == plan.stages.size();
+    StageBuilder(st, stage, stage.is_head ? st.lowered.head : st.lowered.layers[s].ops).build();
   }
   int64_t pool = 0;
   for (const auto& s : st.stages) pool = std::max(pool, s.px * s.py * s.scratch_floats);
@@ -721,7 +865,7 @@ int64_t MeshDataPlane::largest_arena_bytes() const {
 std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, bool last_only) {
   State& st = *state_;
   const auto n = static_cast<int64_t>(tokens.size());
-  const int64_t d = st.model.d_model, vocab = st.model.vocab_size;
+  const int64_t vocab = st.model.vocab_size;
   if (n == 0) fail("forward() needs at least one token");
   if (st.position + n > st.context)
     fail("context overflow: {} cached + {} new tokens exceed the plan's context of {} tokens", st.position, n,
@@ -729,13 +873,23 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
   for (int32_t t : tokens)
     if (t < 0 || t >= vocab) fail("token id {} is outside the vocabulary (0..{})", t, vocab - 1);
   st.logits.assign(static_cast<size_t>((last_only ? 1 : n) * vocab), 0.0f);
-  const auto table = [&](const char* name) {
-    const model::Tensor* t = st.weights->find(name);
-    if (!t) fail("weights are missing '{}'", name);
-    return t->values.data();
+  // The host's embedding lookups: each table indexed by the tokens or by their positions, summed
+  // in the graph's order.
+  struct Lookup {
+    const float* table;
+    int64_t width;
+    bool by_position;
   };
-  const float* tokens_table = table(st.llama() ? "model.embed_tokens.weight" : "wte.weight");
-  const float* positions_table = st.llama() ? nullptr : table("wpe.weight");
+  std::vector<Lookup> lookups;
+  for (const auto& op : st.lowered.embedding)
+    for (int id : op.nodes) {
+      const ir::Node& node = st.graph.node(id);
+      if (node.op != ir::OpKind::Embedding) continue;
+      const ir::Node &table = st.graph.node(node.inputs[0]), &ids = st.graph.node(node.inputs[1]);
+      const model::Tensor* t = st.weights->find(table.name);
+      if (!t) fail("weights are missing '{}'", table.name);
+      lookups.push_back({t->values.data(), table.type.shape.dims[1], ids.name == "positions"});
+    }
   const auto head_stage = static_cast<int32_t>(st.stages.size() - 1);
   // A whole prompt is prefilled chunk by chunk with the plan's prefill steps; one more token with
   // its decode steps.
@@ -759,16 +913,14 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       }
       if (step.pattern == program::Pattern::HostIn) {
         // The host looks up the embeddings and sends each row of the stage its segment.
-        StageArenas& s0 = st.stages.at(static_cast<size_t>(step.stage));
-        for (int64_t j = 0; j < s0.py; ++j) {
-          const Segment seg = segment(d, s0.py, j);
-          for (int64_t i = 0; i < s0.px; ++i)
-            for (int64_t t = 0; t < count; ++t)
-              for (int64_t e = seg.begin; e < seg.end; ++e)
-                s0.arena(i, j)[s0.x + t * s0.nr + (e - seg.begin)] =
-                    tokens_table[tokens[static_cast<size_t>(begin + t)] * d + e] +
-                    (positions_table ? positions_table[(first + t) * d + e] : 0.0f);
-        }
+        const int64_t d = st.stages.at(static_cast<size_t>(step.stage)).buffers.front().part_width;
+        std::vector<float> rows(static_cast<size_t>(count * d), 0.0f);
+        for (int64_t t = 0; t < count; ++t)
+          for (const Lookup& l : lookups) {
+            const int64_t id = l.by_position ? first + t : tokens[static_cast<size_t>(begin + t)];
+            for (int64_t e = 0; e < d; ++e) rows[static_cast<size_t>(t * d + e)] += l.table[id * l.width + e];
+          }
+        st.deliver_rows(st.stages.at(static_cast<size_t>(step.stage)), rows.data(), count);
       } else if (step.pattern == program::Pattern::StageTransfer) {
         in_flight[step.to_stage] = st.gather_rows(st.stages.at(static_cast<size_t>(step.stage)), count);
       } else {
@@ -776,6 +928,7 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       }
     }
     // The LM head's stage holds one token at a time: the prompt's last, or every one when asked.
+    const int64_t d = st.head().buffers.front().part_width;
     for (int64_t t = 0; t < count; ++t) {
       if (last_only && begin + t != n - 1) continue;
       st.clear_input(st.head(), 1);
@@ -787,9 +940,10 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
         if (step.pattern == program::Pattern::HostOut) {
           // The host gathers each column's logits from the first row of the stage.
           StageArenas& s = st.head();
+          const Buffer& b = s.buffers.at(static_cast<size_t>(s.output));
           for (int64_t i = 0; i < s.px; ++i) {
-            const Segment seg = segment(vocab, s.px, i);
-            std::copy_n(s.arena(i, 0) + s.part, seg.size(), row + seg.begin);
+            const Segment seg = b.seg(s.px, s.py, i, 0);
+            std::copy_n(s.arena(i, 0) + b.offset, seg.size(), row + seg.begin);
           }
         } else {
           st.run_step(step, 1, first + t);

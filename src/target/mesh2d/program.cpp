@@ -14,7 +14,7 @@ namespace {
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
 constexpr const char* kFormat = "tessera-mesh-plan";
-constexpr int kFormatVersion = 3;  // 2: a precision policy replaces weight_dtype; 3: batch and slice
+constexpr int kFormatVersion = 4;  // 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -45,7 +45,11 @@ constexpr std::pair<const char*, bool Step::*> kStepFlags[] = {{"last_chunk_only
                                                                {"overlap", &Step::overlap}};
 
 json step_json(const Step& s) {
-  json j = {{"name", s.name}, {"op", s.op}, {"pattern", pattern_name(s.pattern)}};
+  json j = {{"name", s.name},
+            {"op", s.op},
+            {"kernel", s.kernel},
+            {"node", s.node},
+            {"pattern", pattern_name(s.pattern)}};
   for (const auto& [key, field] : kStepIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepSmallIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepFlags) j[key] = s.*field;
@@ -57,6 +61,8 @@ Step parse_step(const json& j, const std::string& where) {
   Step s;
   s.name = r.string("name");
   s.op = r.string("op");
+  s.kernel = r.string("kernel");
+  s.node = r.string("node");
   s.pattern = parse_pattern(r.string("pattern"), where);
   for (const auto& [key, field] : kStepIntegers) s.*field = r.integer(key);
   for (const auto& [key, field] : kStepSmallIntegers) {

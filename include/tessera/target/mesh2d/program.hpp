@@ -30,6 +30,11 @@ struct Step {
   std::string name;
   int32_t stage = 0;
   std::string op;    // "matmul", "norm", "attention", "elementwise", "transfer", "host"
+  // What every core of the stage computes before the collective (the data plane's kernel):
+  // layernorm.mean, layernorm.variance, rmsnorm, projection, rope, attention.scores, attention.max,
+  // attention.sum, attention.values, add, mul, activation; "" for transfers and host I/O. `node`
+  // names the op of the lowered model graph it computes (compiler/lowering.hpp).
+  std::string kernel, node;
   int64_t macs = 0;  // multiply-accumulates on the busiest core
   int64_t macs_per_slot = 0;
   int64_t elementwise = 0;  // other arithmetic operations on the busiest core

@@ -232,6 +232,29 @@ struct MeshDataPlane::State {
       kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
   }
 
+  // Runs kernel(w, a, i, j) on the first core of every line of a replicated layout (Rows: each
+  // row's first core; Cols: each column's) and writes what it wrote — `spans` of (offset, count)
+  // floats in its activation area — into the line's other cores. The cores of a line hold the same
+  // inputs (they arrived by one broadcast or allreduce) and the same weights, so each would compute
+  // exactly these values: this saves the host the replicated arithmetic, not the machine (the
+  // timing model charges every core).
+  template <typename Kernel>
+  void for_lines(StageArenas& s, Layout layout, std::initializer_list<std::pair<int64_t, int64_t>> spans,
+                 Kernel&& kernel) {
+    const bool rows = layout == Layout::Rows;
+    const int64_t lines = rows ? s.py : s.px, length = rows ? s.px : s.py;
+#pragma omp parallel for schedule(static) if (lines * length > 64)
+    for (int64_t line = 0; line < lines; ++line) {
+      const int64_t i0 = rows ? 0 : line, j0 = rows ? line : 0;
+      float* leader = s.arena(i0, j0);
+      kernel(s.weights(i0, j0), leader, i0, j0);
+      for (int64_t k = 1; k < length; ++k) {
+        float* a = rows ? s.arena(k, line) : s.arena(line, k);
+        for (const auto& [offset, count] : spans) std::copy_n(leader + offset, count, a + offset);
+      }
+    }
+  }
+
   // LayerNorm in two steps (mean, then variance and the scaling), RMSNorm in one: each sums over
   // its core's segment of every row, the plan's allreduce completes the sums down the columns,
   // and the last step scales its segment into the output.
@@ -240,7 +263,7 @@ struct MeshDataPlane::State {
     const Ref& in = so.in[0];
     const auto d = static_cast<float>(so.op->width);
     const int64_t at = s.stats + (what == NormSum::Deviations ? tokens : 0);
-    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+    for_lines(s, Layout::Rows, {{at, tokens}}, [&](float*, float* a, int64_t i, int64_t j) {
       const int64_t n = s.buf(in).seg(s.px, s.py, i, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float mean = what == NormSum::Deviations ? a[s.stats + t] / d : 0.0f;
@@ -257,7 +280,8 @@ struct MeshDataPlane::State {
     const bool layer_norm = so.op->op == ir::OpKind::LayerNorm;
     const auto d = static_cast<double>(so.op->width);
     const Ref out{so.out, 0};
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
+    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
+    for_lines(s, Layout::Rows, {{ob.offset, tokens * ob.stride()}}, [&](float* w, float* a, int64_t i, int64_t j) {
       const int64_t n = s.buf(so.in[0]).seg(s.px, s.py, i, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float mean = layer_norm ? a[s.stats + t] / static_cast<float>(d) : 0.0f;
@@ -302,7 +326,7 @@ struct MeshDataPlane::State {
   // The reduced partial sums plus the bias, into the projection's output.
   void projection_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
     const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t) {
+    for_lines(s, ob.layout, {{ob.offset, tokens * ob.stride()}}, [&](float* w, float* a, int64_t, int64_t) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t n = 0; n < ob.stride(); ++n)
           a[ob.offset + t * ob.stride() + n] = a[s.part + t * so.tile_width + n] + w[so.bias + n];
@@ -313,7 +337,10 @@ struct MeshDataPlane::State {
   // holds the rotate-half pair (i, i + head_dim/2), so every pair is on one core.
   void rope(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const int64_t hd = so.op->head_dim, half = hd / 2;
-    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+    const Buffer& b = s.buf(so.in.front());  // every input is a part of one projection's output
+    for (const Ref& r : so.in)
+      if (r.buffer != so.in.front().buffer) fail("'{}': the mesh rotates parts of one projection only", so.op->name);
+    for_lines(s, b.layout, {{b.offset, tokens * b.stride()}}, [&](float*, float* a, int64_t i, int64_t j) {
       for (const Ref& r : so.in) {
         const Segment seg = s.buf(r).seg(s.px, s.py, i, j);
         for (int64_t t = 0; t < tokens; ++t) {
@@ -367,7 +394,8 @@ struct MeshDataPlane::State {
   Reduction attention_max(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const int64_t heads = s.heads, stride = heads * s.slots;
     const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
-    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
+    // The scores were allreduced along each row: every core of a row holds them.
+    for_lines(s, Layout::Rows, {{s.stats, tokens * heads}}, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
           float m = -INFINITY;
@@ -382,7 +410,8 @@ struct MeshDataPlane::State {
   Reduction attention_sum(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const int64_t heads = s.heads, stride = heads * s.slots;
     const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
-    for_cores(s, [&](float*, float* a, int64_t, int64_t j) {
+    const std::pair<int64_t, int64_t> scores{s.scores, tokens * stride}, sums{s.stats + tokens * heads, tokens * heads};
+    for_lines(s, Layout::Rows, {scores, sums}, [&](float*, float* a, int64_t, int64_t j) {
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
           const float m = a[s.stats + t * heads + hh];
@@ -422,7 +451,7 @@ struct MeshDataPlane::State {
   void elementwise(StageArenas& s, const StageOp& so, int64_t tokens) {
     const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
     const LoweredOp& op = *so.op;
-    for_cores(s, [&](float*, float* a, int64_t i, int64_t j) {
+    for_lines(s, ob.layout, {{ob.offset, tokens * ob.stride()}}, [&](float*, float* a, int64_t i, int64_t j) {
       const int64_t n = ob.seg(s.px, s.py, i, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float* x = a + s.at(so.in[0], t);

@@ -25,29 +25,23 @@ using program::Segment;
 using program::segment;
 using program::segment_capacity;
 
-// A core's weight tile stored compressed, row by row: the non-zeros of row k are
-// (column[e], value[e]) for e in [row_start[k], row_start[k + 1]). Used when the arch skips the
-// pruned zeros, so a kernel multiplies only what is stored.
-struct SparseTile {
-  std::vector<int32_t> row_start, column;
-  std::vector<float> value;
-};
+constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 
 // The two layouts of docs/mesh-mapping.md: rows (a vector split over the region's rows,
 // replicated along each row) and cols (split over the columns, replicated down each column).
 enum class Layout { Rows, Cols };
 
-// A tensor of a stage in every core's activation area: `parts` vectors of `part_width` side by
-// side (q|k|v), each split over the lines of its layout in segments of `cap` (cols: a multiple of
-// `align`, so RoPE's pairs stay on one core).
+// A tensor of a stage: `parts` vectors of `part_width` side by side (q|k|v), each split over the
+// lines of its layout in segments of `cap` (cols: a multiple of `align`, so RoPE's pairs stay on
+// one core). Every core of a line holds the same copy of its segment, so the host stores one copy
+// per line: [line][token][parts * cap], at `offset` of the stage's activation store.
 struct Buffer {
   Layout layout = Layout::Rows;
   int64_t parts = 1, part_width = 0, align = 1, cap = 0;
   int64_t offset = 0;
   int64_t stride() const { return parts * cap; }  // floats per token on a core
-  // The elements of each part core (i, j) holds.
-  Segment seg(int64_t px, int64_t py, int64_t i, int64_t j) const {
-    return layout == Layout::Rows ? segment(part_width, py, j) : segment(part_width, px, i, align);
+  Segment seg(int64_t lines, int64_t line) const {
+    return layout == Layout::Rows ? segment(part_width, lines, line) : segment(part_width, lines, line, align);
   }
 };
 
@@ -57,54 +51,55 @@ struct Ref {
   int64_t part = 0;
 };
 
-// A lowered op bound to its stage's buffers and resident tiles.
+// A lowered op bound to its stage's buffers and weights. Weights are stored for all cores of the
+// stage, arranged so a kernel over a line of cores reads them contiguously: a projection from the
+// rows layout as [row j][k][column i][n], one from the cols layout as [column i][k][row j][n];
+// norm vectors and biases once per line of the layout they are applied in.
 struct StageOp {
   const LoweredOp* op = nullptr;
   std::vector<Ref> in;
   int out = -1;
-  int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: W[k][n] tile, bias
+  int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: each core's W[k][n] tile
   int64_t gamma = 0, beta = -1;                                  // norm vectors (beta: LayerNorm)
   float eps = 0;
   ref::RopeTable rope;
 };
 
-// One stage's cores and where each buffer sits in every core's arena (all cores of a stage share
-// one layout, sized for the largest segment).
+// One stage's cores. `weights` persist for the whole run (with the KV cache, per core
+// [row j][column i][slot][dimension]); `scratch` is the activation store, shared by all stages
+// (they run one after another).
 struct StageArenas {
   arch::Region region;
   int64_t px = 0, py = 0;
   bool is_head = false;
   int64_t slots = 0, tokens = 0;
   std::vector<Buffer> buffers;
-  int input = -1, output = -1;      // the rows the stage receives, and what it hands on
+  int input = -1, output = -1;         // the rows the stage receives, and what it hands on
   std::map<std::string, StageOp> ops;  // by lowered op name (a plan step's `node`)
-  // The KV cache (one attention per stage), stored per query dimension; scratch for partial
-  // sums, attention scores and statistics.
-  int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0;
-  int64_t part = 0, scores = 0, stats = 0;
-  int64_t weight_floats = 0, scratch_floats = 0;
-  // Per core: weights and KV cache, which persist for the whole run.
-  std::vector<std::vector<float>> resident;           // by core index j * px + i
-  std::vector<std::map<int64_t, SparseTile>> sparse;  // by core index, then weight offset (when skipping)
-  // Per core: activations, which live only while the stage runs. Stages run one after another,
-  // so all stages' activation areas share one host buffer (each core still has its own area).
+  int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0;  // one attention per stage
+  // Scratch: each core's partial sums ([reduced line][token][the other lines x per core]), the
+  // reduced result, attention scores [token][row][head][slot] and whole-stage statistics.
+  int64_t partial = 0, reduced = 0, scores = 0, mean = 0, squares = 0, max = 0, sums = 0;
+  int64_t core_floats = 0;  // one core's share: its weights, KV cache and activations
+  std::vector<float> weights;
   float* scratch = nullptr;
 
-  float* weights(int64_t i, int64_t j) { return resident[static_cast<size_t>(j * px + i)].data(); }
-  float* arena(int64_t i, int64_t j) { return scratch + (j * px + i) * scratch_floats; }
-  const Buffer& buf(const Ref& r) const { return buffers.at(static_cast<size_t>(r.buffer)); }
-  // Offset of token t of part `part` of a ref's buffer in an arena.
-  int64_t at(const Ref& r, int64_t t) const {
-    const Buffer& b = buf(r);
-    return b.offset + t * b.stride() + r.part * b.cap;
+  float* line(const Buffer& b, int64_t l, int64_t t) { return scratch + b.offset + (l * tokens + t) * b.stride(); }
+  float* at(const Ref& r, int64_t l, int64_t t) {
+    const Buffer& b = buffers.at(static_cast<size_t>(r.buffer));
+    return line(b, l, t) + r.part * b.cap;
   }
+  const Buffer& buf(const Ref& r) const { return buffers.at(static_cast<size_t>(r.buffer)); }
+  const Buffer& buf(int b) const { return buffers.at(static_cast<size_t>(b)); }
+  int64_t lines(const Buffer& b) const { return b.layout == Layout::Rows ? py : px; }
 };
 
-// What a step's kernel leaves for its collective: `count` floats at `offset` in every core's
-// activation area, summed (or, with max, maximised) by the allreduce the plan names.
+// What a step's kernel leaves for its collective: `outer` blocks of `inner` floats at
+// stage.partial, one block per line the allreduce runs along (`along_x`: the partial sums of a
+// row's cores are combined), summed (or maximised) into stage.reduced.
 struct Reduction {
-  int64_t offset = 0, count = 0;
-  bool max = false;
+  int64_t outer = 0, inner = 0;
+  bool along_x = false, max = false;
 };
 
 int64_t take(int64_t& cursor, int64_t n) {
@@ -118,6 +113,18 @@ float gelu(float x) {
   return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
 
+// out[n] += x * w[n]: the inner loop of every projection (vectorised by the compiler).
+void axpy(float* __restrict out, const float* __restrict w, float x, int64_t n) {
+  for (int64_t e = 0; e < n; ++e) out[e] += x * w[e];
+}
+
+// Runs f(line) for every line, on the host's threads when there is enough work to share.
+template <typename F>
+void for_lines(int64_t lines, int64_t floats_each, F&& f) {
+#pragma omp parallel for schedule(static) if (lines * floats_each > (1 << 15))
+  for (int64_t l = 0; l < lines; ++l) f(l);
+}
+
 }  // namespace
 
 struct MeshDataPlane::State {
@@ -128,224 +135,180 @@ struct MeshDataPlane::State {
   int64_t chunk = 1, context = 0, position = 0;
   std::vector<StageArenas> stages;                         // layers, then the head
   std::vector<program::Step> prefill_steps, decode_steps;  // the plan's, run as they are
-  std::vector<float> scratch_pool;                         // backs every stage's activation areas (see StageArenas)
+  std::vector<float> scratch_pool;                         // backs every stage's activation store
   std::vector<float> logits;
   FloatFormat activations = FloatFormat::F32, kv = FloatFormat::F32;
-  bool skip_weight_zeros = false, skip_zero_activations = false;
   std::map<std::string, std::pair<int64_t, int64_t>> input_zeros;  // per linear layer: zeros, inputs
 
   StageArenas& head() { return stages.back(); }
 
-  // A probe, not a transfer: counts the zeros among a linear layer's (rounded) inputs, reading the
-  // one copy of each segment held by the first line of cores.
+  // A probe, not a transfer: counts the zeros among a linear layer's (rounded) inputs.
   void count_zeros(const std::string& layer, StageArenas& s, const Ref& in, int64_t tokens) {
     auto& [zeros, inputs] = input_zeros[layer];
     const Buffer& b = s.buf(in);
-    const bool rows = b.layout == Layout::Rows;
-    const int64_t lines = rows ? s.py : s.px;
-    for (int64_t l = 0; l < lines; ++l) {
-      const float* a = rows ? s.arena(0, l) : s.arena(l, 0);
-      const int64_t kn = rows ? b.seg(s.px, s.py, 0, l).size() : b.seg(s.px, s.py, l, 0).size();
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(a[s.at(in, t) + k], activations) == 0.0f;
+    for (int64_t l = 0; l < s.lines(b); ++l) {
+      const int64_t kn = b.seg(s.lines(b), l).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* x = s.at(in, l, t);
+        for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(x[k], activations) == 0.0f;
+      }
       inputs += tokens * kn;
     }
   }
 
-  // out[n] += x * W[k][n] over row k of a core's weight tile at `weight` (`width` columns, or the
-  // compressed non-zeros), skipping the whole row when the arch skips zero activations.
-  void accumulate_row(const StageArenas& s, int64_t core, const float* w, int64_t weight, int64_t width, int64_t k,
-                      float x, float* out, int64_t n_begin, int64_t n_end) const {
-    if (skip_zero_activations && x == 0.0f) return;
-    if (skip_weight_zeros) {
-      const SparseTile& tile = s.sparse[static_cast<size_t>(core)].at(weight);
-      for (int32_t e = tile.row_start[static_cast<size_t>(k)]; e < tile.row_start[static_cast<size_t>(k) + 1]; ++e)
-        out[tile.column[static_cast<size_t>(e)]] += x * tile.value[static_cast<size_t>(e)];
-      return;
-    }
-    const float* row = w + weight + k * width;
-    for (int64_t n = n_begin; n < n_end; ++n) out[n] += x * row[n];
-  }
+  // --- collectives: the only code that moves values between lines of cores ----------------------
 
-  // --- collectives: the only code that touches more than one core's arena -----------------------
-
-  // Sums (or takes the max of) `count` floats at `offset` over every line of the stage and leaves
-  // the result in each core of the line. along_x: the lines are rows.
-  void allreduce(StageArenas& s, bool along_x, int64_t offset, int64_t count, bool max) {
-    const int64_t lines = along_x ? s.py : s.px, length = along_x ? s.px : s.py;
-    std::vector<float> acc(static_cast<size_t>(count));
-    for (int64_t line = 0; line < lines; ++line) {
-      auto at = [&](int64_t k) { return along_x ? s.arena(k, line) + offset : s.arena(line, k) + offset; };
-      std::copy_n(at(0), count, acc.begin());
-      for (int64_t k = 1; k < length; ++k) {
-        const float* v = at(k);
-        for (int64_t e = 0; e < count; ++e)
-          acc[static_cast<size_t>(e)] =
-              max ? std::max(acc[static_cast<size_t>(e)], v[e]) : acc[static_cast<size_t>(e)] + v[e];
+  // The allreduce a plan step names: combines the partial sums of every core along its lines into
+  // each core's copy of the result. The kernel's partial sums complete along one axis only; a plan
+  // that reduces along the other is refused, and one that names no allreduce leaves the result
+  // undefined (NaN).
+  void allreduce(StageArenas& s, const program::Step& step, const Reduction& r) {
+    const bool along_x = step.pattern == program::Pattern::AllreduceX;
+    if (along_x != r.along_x)
+      fail("plan step '{}' allreduces along {}, but its kernel's partial sums complete along {}", step.name,
+           along_x ? "x" : "y", r.along_x ? "x" : "y");
+    float* out = s.scratch + s.reduced;
+    const float* in = s.scratch + s.partial;
+    std::copy_n(in, r.inner, out);
+    for (int64_t l = 1; l < r.outer; ++l) {
+      const float* v = in + l * r.inner;
+      if (r.max) {
+        for (int64_t e = 0; e < r.inner; ++e) out[e] = std::max(out[e], v[e]);
+      } else {
+        for (int64_t e = 0; e < r.inner; ++e) out[e] += v[e];
       }
-      for (int64_t k = 0; k < length; ++k) std::copy_n(acc.begin(), count, at(k));
     }
   }
 
   // Stage-to-stage transfer of the residual stream (rows layout), in two halves because the
-  // stages' activation areas share host memory: gather each row's segment from the source stage's
-  // first column, then deliver every destination row its segment.
+  // stages' activation stores share host memory: gather the source rows, then deliver every
+  // destination row its segment.
   std::vector<float> gather_rows(StageArenas& from, int64_t tokens) {
-    const Buffer& b = from.buffers.at(static_cast<size_t>(from.output));
+    const Buffer& b = from.buf(from.output);
     const int64_t d = b.part_width;
     std::vector<float> rows(static_cast<size_t>(tokens * d));
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t e = 0; e < d; ++e) {
-        const int64_t src_row = e / b.cap;
-        rows[static_cast<size_t>(t * d + e)] = from.arena(0, src_row)[b.offset + t * b.cap + (e - src_row * b.cap)];
-      }
+    for (int64_t j = 0; j < from.py; ++j) {
+      const Segment seg = b.seg(from.py, j);
+      for (int64_t t = 0; t < tokens; ++t)
+        std::copy_n(from.line(b, j, t), seg.size(), rows.data() + t * d + seg.begin);
+    }
     return rows;
   }
 
-  // A stage's input rows start undefined (NaN) each pass: its activation area shares host memory
-  // with the other stages', and only a transfer the plan names may fill it.
+  // A stage's input rows start undefined (NaN) each pass: its store shares host memory with the
+  // other stages', and only a transfer the plan names may fill it.
   void clear_input(StageArenas& s, int64_t tokens) {
-    const Buffer& b = s.buffers.at(static_cast<size_t>(s.input));
-    for (int64_t c = 0; c < s.px * s.py; ++c)
-      std::fill_n(s.arena(c % s.px, c / s.px) + b.offset, tokens * b.cap, std::numeric_limits<float>::quiet_NaN());
+    const Buffer& b = s.buf(s.input);
+    for (int64_t j = 0; j < s.py; ++j) std::fill_n(s.line(b, j, 0), tokens * b.stride(), kPoison);
   }
 
   void deliver_rows(StageArenas& to, const float* rows, int64_t tokens) {
-    const Buffer& b = to.buffers.at(static_cast<size_t>(to.input));
+    const Buffer& b = to.buf(to.input);
     const int64_t d = b.part_width;
     for (int64_t j = 0; j < to.py; ++j) {
-      const Segment seg = segment(d, to.py, j);
-      for (int64_t i = 0; i < to.px; ++i)
-        for (int64_t t = 0; t < tokens; ++t)
-          std::copy_n(rows + t * d + seg.begin, seg.size(), to.arena(i, j) + b.offset + t * b.cap);
+      const Segment seg = b.seg(to.py, j);
+      for (int64_t t = 0; t < tokens; ++t) std::copy_n(rows + t * d + seg.begin, seg.size(), to.line(b, j, t));
     }
   }
 
-  // --- kernels: each reads and writes one core's arena ------------------------------------------
+  // --- kernels --------------------------------------------------------------------------------
+  //
+  // Each kernel computes, for every core, from what that core holds: its weight tile, its KV
+  // cache, and its copy of the segments of its line. The host computes a line's replicated values
+  // once (every core of the line would compute the same from the same inputs); values that
+  // differ per core (partial sums) are kept per core until a collective combines them.
 
-  // Runs kernel(w, a, i, j) for every core: w = its resident weights and KV cache, a = its
-  // activation area. A kernel sees nothing of any other core.
-  template <typename Kernel>
-  void for_cores(StageArenas& s, Kernel&& kernel) {
-#pragma omp parallel for schedule(static) if (s.px * s.py > 64)
-    for (int64_t c = 0; c < s.px * s.py; ++c)
-      kernel(s.weights(c % s.px, c / s.px), s.arena(c % s.px, c / s.px), c % s.px, c / s.px);
-  }
-
-  // Runs kernel(w, a, i, j) on the first core of every line of a replicated layout (Rows: each
-  // row's first core; Cols: each column's) and writes what it wrote — `spans` of (offset, count)
-  // floats in its activation area — into the line's other cores. The cores of a line hold the same
-  // inputs (they arrived by one broadcast or allreduce) and the same weights, so each would compute
-  // exactly these values: this saves the host the replicated arithmetic, not the machine (the
-  // timing model charges every core).
-  template <typename Kernel>
-  void for_lines(StageArenas& s, Layout layout, std::initializer_list<std::pair<int64_t, int64_t>> spans,
-                 Kernel&& kernel) {
-    const bool rows = layout == Layout::Rows;
-    const int64_t lines = rows ? s.py : s.px, length = rows ? s.px : s.py;
-#pragma omp parallel for schedule(static) if (lines * length > 64)
-    for (int64_t line = 0; line < lines; ++line) {
-      const int64_t i0 = rows ? 0 : line, j0 = rows ? line : 0;
-      float* leader = s.arena(i0, j0);
-      kernel(s.weights(i0, j0), leader, i0, j0);
-      for (int64_t k = 1; k < length; ++k) {
-        float* a = rows ? s.arena(k, line) : s.arena(line, k);
-        for (const auto& [offset, count] : spans) std::copy_n(leader + offset, count, a + offset);
-      }
-    }
-  }
-
-  // LayerNorm in two steps (mean, then variance and the scaling), RMSNorm in one: each sums over
-  // its core's segment of every row, the plan's allreduce completes the sums down the columns,
-  // and the last step scales its segment into the output.
+  // LayerNorm in two steps (mean, then variance and the scaling), RMSNorm in one: each row's sum
+  // over its segment, completed down the columns by the plan's allreduce; the last step scales.
   enum class NormSum { Values, Deviations, Squares };
   Reduction norm_sums(StageArenas& s, const StageOp& so, int64_t tokens, NormSum what) {
     const Ref& in = so.in[0];
     const auto d = static_cast<float>(so.op->width);
-    const int64_t at = s.stats + (what == NormSum::Deviations ? tokens : 0);
-    for_lines(s, Layout::Rows, {{at, tokens}}, [&](float*, float* a, int64_t i, int64_t j) {
-      const int64_t n = s.buf(in).seg(s.px, s.py, i, j).size();
+    const float* mean = s.scratch + s.mean;
+    for (int64_t j = 0; j < s.py; ++j) {
+      const int64_t n = s.buf(in).seg(s.py, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = what == NormSum::Deviations ? a[s.stats + t] / d : 0.0f;
-        const float* x = a + s.at(in, t);
+        const float m = what == NormSum::Deviations ? mean[t] / d : 0.0f;
+        const float* x = s.at(in, j, t);
         float sum = 0;
-        for (int64_t e = 0; e < n; ++e) sum += what == NormSum::Values ? x[e] : (x[e] - mean) * (x[e] - mean);
-        a[at + t] = sum;
+        for (int64_t e = 0; e < n; ++e) sum += what == NormSum::Values ? x[e] : (x[e] - m) * (x[e] - m);
+        s.scratch[s.partial + j * tokens + t] = sum;
       }
-    });
-    return {at, tokens, false};
+    }
+    return {s.py, tokens, false, false};
   }
 
   void norm_scale(StageArenas& s, const StageOp& so, int64_t tokens) {
     const bool layer_norm = so.op->op == ir::OpKind::LayerNorm;
     const auto d = static_cast<double>(so.op->width);
-    const Ref out{so.out, 0};
-    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
-    for_lines(s, Layout::Rows, {{ob.offset, tokens * ob.stride()}}, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t n = s.buf(so.in[0]).seg(s.px, s.py, i, j).size();
+    const Buffer& ib = s.buf(so.in[0]);
+    for (int64_t j = 0; j < s.py; ++j) {
+      const int64_t n = ib.seg(s.py, j).size();
+      const float* g = s.weights.data() + so.gamma + j * ib.cap;
+      const float* b = so.beta >= 0 ? s.weights.data() + so.beta + j * ib.cap : nullptr;
       for (int64_t t = 0; t < tokens; ++t) {
-        const float mean = layer_norm ? a[s.stats + t] / static_cast<float>(d) : 0.0f;
-        const double squares = a[s.stats + (layer_norm ? tokens : 0) + t];
+        const float mean = layer_norm ? s.scratch[s.mean + t] / static_cast<float>(d) : 0.0f;
+        const double squares = s.scratch[s.squares + t];
         const auto inv = static_cast<float>(1.0 / std::sqrt(squares / d + so.eps));
-        const float* x = a + s.at(so.in[0], t);
-        float* y = a + s.at(out, t);
-        for (int64_t e = 0; e < n; ++e)
-          y[e] = layer_norm ? (x[e] - mean) * inv * w[so.gamma + e] + w[so.beta + e] : x[e] * inv * w[so.gamma + e];
+        const float* x = s.at(so.in[0], j, t);
+        float* y = s.line(s.buf(so.out), j, t);
+        for (int64_t e = 0; e < n; ++e) y[e] = layer_norm ? (x[e] - mean) * inv * g[e] + b[e] : x[e] * inv * g[e];
       }
-    });
+    }
   }
 
-  // A projection. From the rows layout: each core's partial products over its k segment, for
-  // every part of the output, to be allreduced down each column (leaving the output in the cols
-  // layout). From the cols layout: the reverse, allreduced along each row.
+  // A projection: every core's partial products over its k segment for its n segment, kept per
+  // core for the allreduce. From the rows layout the partial sums complete down each column (the
+  // output in the cols layout); from the cols layout, along each row.
   Reduction projection(StageArenas& s, const StageOp& so, int64_t tokens) {
     const Ref& in = so.in[0];
-    const Buffer &ib = s.buf(in), &ob = s.buffers.at(static_cast<size_t>(so.out));
+    const Buffer& ib = s.buf(in);
     count_zeros(so.op->local, s, in, tokens);
-    const int64_t width = so.tile_width;
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const int64_t kn = ib.seg(s.px, s.py, i, j).size(), nn = ob.seg(s.px, s.py, i, j).size();
-      const int64_t core = j * s.px + i;
+    const bool from_rows = ib.layout == Layout::Rows;
+    const int64_t lines = s.lines(ib), across = from_rows ? s.px : s.py;  // lines of the input; cores on each
+    const int64_t width = across * so.tile_width;                         // one line's partial outputs
+    std::fill_n(s.scratch + s.reduced, tokens * width, kPoison);
+    for_lines(lines, so.tile_rows * width, [&](int64_t l) {
+      const int64_t kn = ib.seg(lines, l).size();
+      const float* w = s.weights.data() + so.weight + l * so.tile_rows * width;
       for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + s.part + t * width;
+        float* out = s.scratch + s.partial + (l * tokens + t) * width;
         std::fill_n(out, width, 0.0f);
+        const float* x = s.at(in, l, t);
         for (int64_t k = 0; k < kn; ++k) {
-          const float xk = round_to_format(a[s.at(in, t) + k], activations);
-          if (skip_weight_zeros || ob.parts == 1) {
-            accumulate_row(s, core, w, so.weight, width, k, xk, out, 0, nn);
-          } else {
-            for (int64_t p = 0; p < ob.parts; ++p)
-              accumulate_row(s, core, w, so.weight, width, k, xk, out, p * ob.cap, p * ob.cap + nn);
-          }
+          const float xk = round_to_format(x[k], activations);
+          if (xk != 0.0f) axpy(out, w + k * width, xk, width);  // adding zero products changes nothing
         }
       }
     });
-    return {s.part, tokens * width, false};
+    return {lines, tokens * width, !from_rows, false};
   }
 
-  // The reduced partial sums plus the bias, into the projection's output.
+  // The reduced partial sums plus the bias, into each line's copy of the output.
   void projection_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
-    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
-    for_lines(s, ob.layout, {{ob.offset, tokens * ob.stride()}}, [&](float* w, float* a, int64_t, int64_t) {
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t n = 0; n < ob.stride(); ++n)
-          a[ob.offset + t * ob.stride() + n] = a[s.part + t * so.tile_width + n] + w[so.bias + n];
-    });
+    const Buffer& ob = s.buf(so.out);
+    const int64_t lines = s.lines(ob);
+    for (int64_t l = 0; l < lines; ++l) {
+      const float* bias = s.weights.data() + so.bias + l * ob.stride();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* sum = s.scratch + s.reduced + (t * lines + l) * ob.stride();
+        float* out = s.line(ob, l, t);
+        for (int64_t n = 0; n < ob.stride(); ++n) out[n] = sum[n] + bias[n];
+      }
+    }
   }
 
   // RoPE on each input in place, whose head dimensions are stored pair-adjacent: (2i, 2i+1)
   // holds the rotate-half pair (i, i + head_dim/2), so every pair is on one core.
   void rope(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const int64_t hd = so.op->head_dim, half = hd / 2;
-    const Buffer& b = s.buf(so.in.front());  // every input is a part of one projection's output
-    for (const Ref& r : so.in)
-      if (r.buffer != so.in.front().buffer) fail("'{}': the mesh rotates parts of one projection only", so.op->name);
-    for_lines(s, b.layout, {{b.offset, tokens * b.stride()}}, [&](float*, float* a, int64_t i, int64_t j) {
-      for (const Ref& r : so.in) {
-        const Segment seg = s.buf(r).seg(s.px, s.py, i, j);
+    for (const Ref& r : so.in) {
+      const Buffer& b = s.buf(r);
+      for (int64_t l = 0; l < s.lines(b); ++l) {
+        const Segment seg = b.seg(s.lines(b), l);
         for (int64_t t = 0; t < tokens; ++t) {
           const int64_t pos = first_position + t;
-          float* v = a + s.at(r, t);
+          float* v = s.at(r, l, t);
           for (int64_t e = seg.begin; e + 1 < seg.end; e += 2) {
             const auto at = static_cast<size_t>(pos * half + (e % hd) / 2);
             const float c = so.rope.cos[at], sn = so.rope.sin[at];
@@ -355,7 +318,7 @@ struct MeshDataPlane::State {
           }
         }
       }
-    });
+    }
   }
 
   // Attention in four steps, each ending in the plan's allreduce: scores (the new tokens' keys and
@@ -364,99 +327,125 @@ struct MeshDataPlane::State {
   bool visible(const StageArenas& s, int64_t t, int64_t slot, int64_t j, int64_t first_position) const {
     return slot * s.py + j <= first_position + t;
   }
+  float* cache(StageArenas& s, int64_t base, int64_t i, int64_t j) {
+    return s.weights.data() + base + (j * s.px + i) * s.slots * s.kv_cap;
+  }
 
   Reduction attention_scores(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const Ref &q = so.in[0], &k = so.in[1], &v = so.in[2];
-    const int64_t hd = so.op->head_dim, stride = s.heads * s.slots, nc = s.kv_cap;
-    for_cores(s, [&](float* w, float* a, int64_t, int64_t j) {
-      for (int64_t t = 0; t < tokens; ++t) {
-        const int64_t p = first_position + t;
-        if (p % s.py != j) continue;
-        const int64_t slot = p / s.py;
-        for (int64_t e = 0; e < nc; ++e) {
-          w[s.k_cache + slot * nc + e] = round_to_format(a[s.at(k, t) + e], kv);
-          w[s.v_cache + slot * nc + e] = round_to_format(a[s.at(v, t) + e], kv);
+    const int64_t hd = so.op->head_dim, hs = s.heads * s.slots, nc = s.kv_cap, rows = s.py;
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int64_t p = first_position + t, j = p % s.py, slot = p / s.py;
+      for (int64_t i = 0; i < s.px; ++i) {
+        const float *kn = s.at(k, i, t), *vn = s.at(v, i, t);
+        float *kc = cache(s, s.k_cache, i, j) + slot * nc, *vc = cache(s, s.v_cache, i, j) + slot * nc;
+        for (int64_t e = 0; e < nc; ++e) kc[e] = round_to_format(kn[e], kv), vc[e] = round_to_format(vn[e], kv);
+      }
+    }
+    std::fill_n(s.scratch + s.reduced, tokens * rows * hs, kPoison);
+    for_lines(s.px, tokens * rows * hs, [&](int64_t i) {
+      const Segment seg = s.buf(q).seg(s.px, i);
+      float* out = s.scratch + s.partial + i * tokens * rows * hs;
+      std::fill_n(out, tokens * rows * hs, 0.0f);
+      for (int64_t j = 0; j < rows; ++j) {
+        const float* kc = cache(s, s.k_cache, i, j);
+        for (int64_t t = 0; t < tokens; ++t) {
+          const float* qt = s.at(q, i, t);
+          float* sc = out + (t * rows + j) * hs;
+          for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
+            for (int64_t e = seg.begin; e < seg.end; ++e)
+              sc[(e / hd) * s.slots + slot] += qt[e - seg.begin] * kc[slot * nc + (e - seg.begin)];
         }
       }
     });
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const Segment seg = s.buf(q).seg(s.px, s.py, i, j);
-      std::fill_n(a + s.scores, tokens * stride, 0.0f);
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
-          for (int64_t e = seg.begin; e < seg.end; ++e)
-            a[s.scores + t * stride + (e / hd) * s.slots + slot] +=
-                a[s.at(q, t) + (e - seg.begin)] * w[s.k_cache + slot * nc + (e - seg.begin)];
-    });
-    return {s.scores, tokens * stride, false};
+    return {s.px, tokens * rows * hs, true, false};
+  }
+
+  // The scores were allreduced along each row: every core of a row holds its row's.
+  void keep_scores(StageArenas& s, int64_t tokens) {
+    std::copy_n(s.scratch + s.reduced, tokens * s.py * s.heads * s.slots, s.scratch + s.scores);
   }
 
   Reduction attention_max(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
-    const int64_t heads = s.heads, stride = heads * s.slots;
+    const int64_t heads = s.heads, hs = heads * s.slots;
     const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
-    // The scores were allreduced along each row: every core of a row holds them.
-    for_lines(s, Layout::Rows, {{s.stats, tokens * heads}}, [&](float*, float* a, int64_t, int64_t j) {
+    std::fill_n(s.scratch + s.reduced, tokens * heads, kPoison);
+    for (int64_t j = 0; j < s.py; ++j)
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
+          const float* sc = s.scratch + s.scores + (t * s.py + j) * hs + hh * s.slots;
           float m = -INFINITY;
           for (int64_t slot = 0; slot < s.slots && visible(s, t, slot, j, first_position); ++slot)
-            m = std::max(m, a[s.scores + t * stride + hh * s.slots + slot] * scale);
-          a[s.stats + t * heads + hh] = m;
+            m = std::max(m, sc[slot] * scale);
+          s.scratch[s.partial + (j * tokens + t) * heads + hh] = m;
         }
-    });
-    return {s.stats, tokens * heads, true};
+    return {s.py, tokens * heads, false, true};
   }
 
   Reduction attention_sum(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
-    const int64_t heads = s.heads, stride = heads * s.slots;
+    const int64_t heads = s.heads, hs = heads * s.slots;
     const auto scale = 1.0f / std::sqrt(static_cast<float>(so.op->head_dim));
-    const std::pair<int64_t, int64_t> scores{s.scores, tokens * stride}, sums{s.stats + tokens * heads, tokens * heads};
-    for_lines(s, Layout::Rows, {scores, sums}, [&](float*, float* a, int64_t, int64_t j) {
+    std::fill_n(s.scratch + s.reduced, tokens * heads, kPoison);
+    for (int64_t j = 0; j < s.py; ++j)
       for (int64_t t = 0; t < tokens; ++t)
         for (int64_t hh = 0; hh < heads; ++hh) {
-          const float m = a[s.stats + t * heads + hh];
+          const float m = s.scratch[s.max + t * heads + hh];
+          float* sc = s.scratch + s.scores + (t * s.py + j) * hs + hh * s.slots;
           float sum = 0;
           for (int64_t slot = 0; slot < s.slots; ++slot) {
-            float& sc = a[s.scores + t * stride + hh * s.slots + slot];
-            sc = visible(s, t, slot, j, first_position) ? std::exp(sc * scale - m) : 0.0f;
-            sum += sc;
+            sc[slot] = visible(s, t, slot, j, first_position) ? std::exp(sc[slot] * scale - m) : 0.0f;
+            sum += sc[slot];
           }
-          a[s.stats + tokens * heads + t * heads + hh] = sum;
+          s.scratch[s.partial + (j * tokens + t) * heads + hh] = sum;
         }
-    });
-    return {s.stats + tokens * heads, tokens * heads, false};
+    return {s.py, tokens * heads, false, false};
   }
 
   Reduction attention_values(StageArenas& s, const StageOp& so, int64_t tokens) {
-    const int64_t heads = s.heads, hd = so.op->head_dim, stride = heads * s.slots, nc = s.kv_cap;
-    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
-    for_cores(s, [&](float* w, float* a, int64_t i, int64_t j) {
-      const Segment seg = ob.seg(s.px, s.py, i, j);
+    const int64_t heads = s.heads, hd = so.op->head_dim, hs = heads * s.slots, nc = s.kv_cap;
+    const Buffer& ob = s.buf(so.out);
+    const int64_t width = s.px * nc;
+    std::fill_n(s.scratch + s.reduced, tokens * width, kPoison);
+    for_lines(s.py, tokens * width * s.slots, [&](int64_t j) {
       for (int64_t t = 0; t < tokens; ++t) {
-        float* out = a + ob.offset + t * ob.stride();
-        std::fill_n(out, ob.stride(), 0.0f);
-        for (int64_t e = seg.begin; e < seg.end; ++e) {
-          const int64_t hh = e / hd;
-          const float inv = 1.0f / a[s.stats + tokens * heads + t * heads + hh];
-          for (int64_t slot = 0; slot < s.slots; ++slot)
-            out[e - seg.begin] +=
-                a[s.scores + t * stride + hh * s.slots + slot] * inv * w[s.v_cache + slot * nc + (e - seg.begin)];
+        const float* sc = s.scratch + s.scores + (t * s.py + j) * hs;
+        float* out = s.scratch + s.partial + (j * tokens + t) * width;
+        std::fill_n(out, width, 0.0f);
+        for (int64_t i = 0; i < s.px; ++i) {
+          const Segment seg = ob.seg(s.px, i);
+          const float* vc = cache(s, s.v_cache, i, j);
+          for (int64_t e = seg.begin; e < seg.end; ++e) {
+            const int64_t hh = e / hd;
+            const float inv = 1.0f / s.scratch[s.sums + t * heads + hh];
+            float acc = 0;
+            for (int64_t slot = 0; slot < s.slots; ++slot)
+              acc += sc[hh * s.slots + slot] * inv * vc[slot * nc + (e - seg.begin)];
+            out[i * nc + (e - seg.begin)] = acc;
+          }
         }
       }
     });
-    return {ob.offset, tokens * ob.stride(), false};
+    return {s.py, tokens * width, false, false};
   }
 
-  // Elementwise ops over each core's segment: a + b, a * b, GELU(a), SiLU(a) or SiLU(a) x b.
+  void values_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer& ob = s.buf(so.out);
+    for (int64_t i = 0; i < s.px; ++i)
+      for (int64_t t = 0; t < tokens; ++t)
+        std::copy_n(s.scratch + s.reduced + (t * s.px + i) * ob.stride(), ob.stride(), s.line(ob, i, t));
+  }
+
+  // Elementwise ops over each line's segment: a + b, a * b, GELU(a), SiLU(a) or SiLU(a) x b.
   void elementwise(StageArenas& s, const StageOp& so, int64_t tokens) {
-    const Buffer& ob = s.buffers.at(static_cast<size_t>(so.out));
+    const Buffer& ob = s.buf(so.out);
     const LoweredOp& op = *so.op;
-    for_lines(s, ob.layout, {{ob.offset, tokens * ob.stride()}}, [&](float*, float* a, int64_t i, int64_t j) {
-      const int64_t n = ob.seg(s.px, s.py, i, j).size();
+    const int64_t lines = s.lines(ob);
+    for_lines(lines, tokens * ob.stride() * 8, [&](int64_t l) {
+      const int64_t n = ob.seg(lines, l).size();
       for (int64_t t = 0; t < tokens; ++t) {
-        const float* x = a + s.at(so.in[0], t);
-        const float* y = so.in.size() > 1 ? a + s.at(so.in[1], t) : nullptr;
-        float* out = a + ob.offset + t * ob.stride();
+        const float* x = s.at(so.in[0], l, t);
+        const float* y = so.in.size() > 1 ? s.at(so.in[1], l, t) : nullptr;
+        float* out = s.line(ob, l, t);
         for (int64_t e = 0; e < n; ++e) {
           switch (op.kind) {
             case LoweredKind::Add: out[e] = x[e] + y[e]; break;
@@ -500,8 +489,18 @@ struct MeshDataPlane::State {
 
   // The local work that consumes a collective's result within the same step.
   void finish_kernel(const program::Step& step, StageArenas& s, const StageOp& so, int64_t tokens) {
-    if (step.kernel == "layernorm.variance" || step.kernel == "rmsnorm") norm_scale(s, so, tokens);
-    if (step.kernel == "projection") projection_finish(s, so, tokens);
+    const std::string& k = step.kernel;
+    const auto keep = [&](int64_t at, int64_t count) { std::copy_n(s.scratch + s.reduced, count, s.scratch + at); };
+    if (k == "layernorm.mean") keep(s.mean, tokens);
+    if (k == "layernorm.variance" || k == "rmsnorm") {
+      keep(s.squares, tokens);
+      norm_scale(s, so, tokens);
+    }
+    if (k == "projection") projection_finish(s, so, tokens);
+    if (k == "attention.scores") keep_scores(s, tokens);
+    if (k == "attention.max") keep(s.max, tokens * s.heads);
+    if (k == "attention.sum") keep(s.sums, tokens * s.heads);
+    if (k == "attention.values") values_finish(s, so, tokens);
   }
 
   // Runs one step on `tokens` tokens at positions from `first`. StageTransfer and host steps are
@@ -515,8 +514,8 @@ struct MeshDataPlane::State {
     const StageOp& so = found->second;
     const Reduction r = run_kernel(step, s, so, tokens, first);
     if (step.pattern == program::Pattern::AllreduceX || step.pattern == program::Pattern::AllreduceY) {
-      if (r.count == 0) fail("plan step '{}' names an allreduce but its kernel leaves nothing to reduce", step.name);
-      allreduce(s, step.pattern == program::Pattern::AllreduceX, r.offset, r.count, r.max);
+      if (r.outer == 0) fail("plan step '{}' names an allreduce but its kernel leaves nothing to reduce", step.name);
+      allreduce(s, step, r);
     }
     finish_kernel(step, s, so, tokens);
   }
@@ -524,8 +523,8 @@ struct MeshDataPlane::State {
 
 namespace {
 
-// Binds a stage's ops (a layer's, or the head's) to buffers and resident tiles and fills the
-// tiles from the checkpoint, in the layouts of docs/mesh-mapping.md. Matrices are indexed W[k][n]
+// Binds a stage's ops (a layer's, or the head's) to buffers and weights and fills the weights
+// from the checkpoint, in the layouts of docs/mesh-mapping.md. Matrices are indexed W[k][n]
 // (input k, output n) whatever the checkpoint's own orientation: GPT-2's Conv1D stores [in, out],
 // nn.Linear stores [out, in].
 class StageBuilder {
@@ -538,21 +537,37 @@ class StageBuilder {
     s_.slots = segment_capacity(st_.context, s_.py);
     s_.tokens = s_.is_head ? 1 : st_.chunk;
     s_.input = add_buffer(Layout::Rows, 1, residual_width(), 1);
-    int64_t widest_partial = 0;
+    // Per token: the largest partial sums (every core's) and reduced result (a line's) of any
+    // step: a projection's, the attention scores', the weighted values', a norm's or softmax's.
+    int64_t partial = 0, reduced = 0, core_partial = 0;
     for (const LoweredOp& op : ops_) {
       StageOp so = bind(op);
-      widest_partial = std::max(widest_partial, so.tile_width);
+      if (op.kind == LoweredKind::Projection) {
+        const Buffer& ib = s_.buf(so.in[0]);
+        const int64_t width = (ib.layout == Layout::Rows ? s_.px : s_.py) * so.tile_width;
+        partial = std::max(partial, s_.lines(ib) * width), reduced = std::max(reduced, width);
+        core_partial = std::max(core_partial, so.tile_width);
+      }
       s_.ops[op.name] = std::move(so);
     }
+    const int64_t heads = std::max<int64_t>(s_.heads, 1), hs = s_.heads * s_.slots;
+    partial = std::max({partial, s_.px * s_.py * hs, s_.py * s_.px * s_.kv_cap, s_.py * heads});
+    reduced = std::max({reduced, s_.py * hs, s_.px * s_.kv_cap, heads});
+    core_partial = std::max({core_partial, hs, heads});
     s_.output = s_.ops.empty() ? s_.input : s_.ops.at(ops_.back().name).out;
-    s_.part = take(act_, s_.tokens * widest_partial);
-    s_.scores = take(act_, s_.tokens * s_.heads * s_.slots);
-    s_.stats = take(act_, 2 * s_.tokens * std::max<int64_t>(s_.heads, 1));
-    s_.weight_floats = cur_, s_.scratch_floats = act_;
-    s_.resident.assign(static_cast<size_t>(s_.px * s_.py), std::vector<float>(static_cast<size_t>(cur_), 0.0f));
+    const int64_t t = s_.tokens;
+    s_.partial = take(act_, t * partial), s_.reduced = take(act_, t * reduced);
+    s_.scores = take(act_, t * s_.py * hs);
+    s_.mean = take(act_, t), s_.squares = take(act_, t);
+    s_.max = take(act_, t * heads), s_.sums = take(act_, t * heads);
+    core_act_ += t * (core_partial + hs + 2 * heads + 2);
+    s_.core_floats = core_weights_ + core_act_;
+    s_.weights.assign(static_cast<size_t>(cur_), 0.0f);
+    scratch_floats_ = act_;
     for (const auto& [name, so] : s_.ops) fill(so);
-    if (st_.skip_weight_zeros) compress_tiles();
   }
+
+  int64_t scratch_floats() const { return scratch_floats_; }
 
  private:
   // The residual stream's width: what the stage's first op reads from outside it.
@@ -574,9 +589,17 @@ class StageBuilder {
   int add_buffer(Layout layout, int64_t parts, int64_t part_width, int64_t align) {
     Buffer b{layout, parts, part_width, align, 0, 0};
     b.cap = layout == Layout::Rows ? segment_capacity(part_width, s_.py) : segment_capacity(part_width, s_.px, align);
-    b.offset = take(act_, s_.tokens * b.stride());
+    b.offset = take(act_, s_.lines(b) * s_.tokens * b.stride());
+    core_act_ += s_.tokens * b.stride();
     s_.buffers.push_back(b);
     return static_cast<int>(s_.buffers.size()) - 1;
+  }
+
+  // Weights for every core of the stage: `per_core` floats each, stored `copies` times (once per
+  // line where the line's cores hold the same).
+  int64_t add_weights(int64_t per_core, int64_t copies) {
+    core_weights_ += per_core;
+    return take(cur_, per_core * copies);
   }
 
   // Head-dimension space (the width of the queries) is split with RoPE's pairs kept together.
@@ -601,8 +624,8 @@ class StageBuilder {
         if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);
         so.out = add_buffer(Layout::Rows, 1, op.width, 1);
         so.eps = static_cast<float>(first.float_attr("eps"));
-        so.gamma = take(cur_, s_.buf(so.in[0]).cap);
-        if (op.vectors == 2) so.beta = take(cur_, s_.buf(so.in[0]).cap);
+        so.gamma = add_weights(s_.buf(so.in[0]).cap, s_.py);
+        if (op.vectors == 2) so.beta = add_weights(s_.buf(so.in[0]).cap, s_.py);
         refs_[op.nodes.front()] = {so.out, 0};
         break;
       case LoweredKind::Projection: {
@@ -617,14 +640,17 @@ class StageBuilder {
         } else {
           so.out = add_buffer(Layout::Rows, 1, op.n, 1);
         }
-        so.tile_rows = ib.cap, so.tile_width = s_.buffers.at(static_cast<size_t>(so.out)).stride();
-        so.weight = take(cur_, so.tile_rows * so.tile_width), so.bias = take(cur_, so.tile_width);
+        const Buffer& ob = s_.buf(so.out);
+        so.tile_rows = s_.buf(so.in[0]).cap, so.tile_width = ob.stride();
+        so.weight = add_weights(so.tile_rows * so.tile_width, s_.px * s_.py);
+        so.bias = add_weights(so.tile_width, s_.lines(ob));
         bind_parts(op, so.out);
         break;
       }
       case LoweredKind::Rope:
         for (int id : op.nodes) {
           so.in.push_back(resolve(g_.node(id).inputs[0]));
+          if (layout_of(so.in.back()) != Layout::Cols) fail("'{}': the mesh rotates cols-layout vectors only", op.name);
           refs_[id] = so.in.back();  // rotated in place
         }
         so.rope = ref::rope_table(first, st_.context);
@@ -638,7 +664,8 @@ class StageBuilder {
         if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
         so.out = add_buffer(Layout::Cols, 1, q_width, align_for(q_width));
         s_.heads = op.heads, s_.kv_cap = s_.buf(so.in[0]).cap;
-        s_.k_cache = take(cur_, s_.slots * s_.kv_cap), s_.v_cache = take(cur_, s_.slots * s_.kv_cap);
+        s_.k_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
+        s_.v_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         refs_[op.nodes.front()] = {so.out, 0};
         break;
       }
@@ -702,14 +729,14 @@ class StageBuilder {
     return out;
   }
 
-  // Where each stored column of part `part` comes from: the graph node computing the part (or its
-  // slice), its weight, bias and column offset, and how the mesh rearranges it.
+  // Where each stored column of a projection's part comes from: its weight, bias and column
+  // offset in the checkpoint, and how the mesh rearranges it.
   struct PartSource {
     const float* weight = nullptr;
     const float* bias = nullptr;
     int64_t k = 0, n_total = 0, offset = 0;  // the weight's k, its output count, the part's first column
     bool linear = false;
-    bool pairs = false;  // RoPE reads it: head dimensions stored pair-adjacent
+    bool pairs = false;         // RoPE reads it: head dimensions stored pair-adjacent
     int64_t hd = 1, group = 1;  // grouped-query K/V: each of `group` query heads gets its KV head
   };
 
@@ -722,27 +749,23 @@ class StageBuilder {
   PartSource part_source(const LoweredOp& op, size_t part) const {
     const int node_id = op.nodes.size() > 1 ? op.nodes[part] : op.nodes.front();
     const ir::Node& mm = g_.node(node_id);
-    const ir::Node& w = g_.node(mm.inputs[1]);
     PartSource src;
-    src.weight = param(w.name);
+    src.weight = param(g_.node(mm.inputs[1]).name);
     if (mm.inputs.size() == 3) src.bias = param(g_.node(mm.inputs[2]).name);
     src.linear = mm.op == ir::OpKind::Linear, src.k = op.k;
     src.n_total = mm.type.shape.dims.back();
     int value = node_id;
-    if (op.nodes.size() == 1 && op.part_widths.size() > 1) {
+    if (op.nodes.size() == 1 && op.part_widths.size() > 1)
       for (const auto& [slice, p] : slices(op))
         if (p == static_cast<int64_t>(part)) value = slice, src.offset = g_.node(slice).int_attr("start");
-    }
     // Follow the part through RoPE to the attention that reads it.
     for (size_t i = 0; i < g_.nodes().size(); ++i) {
       const ir::Node& user = g_.nodes()[i];
       if (std::find(user.inputs.begin(), user.inputs.end(), value) == user.inputs.end()) continue;
       if (user.op == ir::OpKind::Rope) {
         src.pairs = true, src.hd = user.int_attr("head_dim");
-        value = static_cast<int>(i), i = 0;  // and its users
-        continue;
-      }
-      if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
+        value = static_cast<int>(i);  // its users come later in the graph
+      } else if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
         src.hd = user.int_attr("head_dim");
         src.group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
       }
@@ -764,57 +787,38 @@ class StageBuilder {
 
   void fill(const StageOp& so) {
     const LoweredOp& op = *so.op;
+    float* w = s_.weights.data();
     if (op.kind == LoweredKind::Norm) {
       const ir::Node& n = g_.node(op.nodes.front());
       const float* gamma = param(g_.node(n.inputs[1]).name);
       const float* beta = op.vectors == 2 ? param(g_.node(n.inputs[2]).name) : nullptr;
-      for_each_core([&](float* w, int64_t i, int64_t j) {
-        const Segment rows = s_.buf(so.in[0]).seg(s_.px, s_.py, i, j);
-        std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma);
-        if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta);
-      });
+      const Buffer& ib = s_.buf(so.in[0]);
+      for (int64_t j = 0; j < s_.py; ++j) {
+        const Segment rows = ib.seg(s_.py, j);
+        std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma + j * ib.cap);
+        if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta + j * ib.cap);
+      }
       return;
     }
     if (op.kind != LoweredKind::Projection) return;
-    const Buffer &ib = s_.buf(so.in[0]), &ob = s_.buffers.at(static_cast<size_t>(so.out));
+    const Buffer &ib = s_.buf(so.in[0]), &ob = s_.buf(so.out);
     std::vector<PartSource> sources;
     for (size_t p = 0; p < static_cast<size_t>(ob.parts); ++p) sources.push_back(part_source(op, p));
-    for_each_core([&](float* w, int64_t i, int64_t j) {
-      const Segment ks = ib.seg(s_.px, s_.py, i, j), ns = ob.seg(s_.px, s_.py, i, j);
-      for (int64_t p = 0; p < ob.parts; ++p) {
-        const PartSource& src = sources[static_cast<size_t>(p)];
-        for (int64_t n = ns.begin; n < ns.end; ++n) {
-          const int64_t c = ob.layout == Layout::Cols ? source_column(src, n) : n;
-          for (int64_t k = ks.begin; k < ks.end; ++k)
-            w[so.weight + (k - ks.begin) * so.tile_width + p * ob.cap + (n - ns.begin)] = at(src, k, c);
-          if (src.bias) w[so.bias + p * ob.cap + (n - ns.begin)] = src.bias[src.offset + c];
-        }
-      }
-    });
-  }
-
-  template <typename F>
-  void for_each_core(F&& f) {
-    for (int64_t j = 0; j < s_.py; ++j)
-      for (int64_t i = 0; i < s_.px; ++i) f(s_.weights(i, j), i, j);
-  }
-
-  // Every core's compressed weight tiles from its dense ones (see SparseTile).
-  void compress_tiles() {
-    s_.sparse.assign(s_.resident.size(), {});
-    for (size_t c = 0; c < s_.resident.size(); ++c) {
-      const float* w = s_.resident[c].data();
-      for (const auto& [name, so] : s_.ops) {
-        if (so.op->kind != LoweredKind::Projection) continue;
-        SparseTile& tile = s_.sparse[c][so.weight];
-        tile.row_start.push_back(0);
-        for (int64_t k = 0; k < so.tile_rows; ++k) {
-          for (int64_t n = 0; n < so.tile_width; ++n)
-            if (const float v = w[so.weight + k * so.tile_width + n]; v != 0.0f) {
-              tile.column.push_back(static_cast<int32_t>(n));
-              tile.value.push_back(v);
-            }
-          tile.row_start.push_back(static_cast<int32_t>(tile.value.size()));
+    const int64_t in_lines = s_.lines(ib), out_lines = s_.lines(ob);
+    const int64_t width = out_lines * so.tile_width;  // one input line's tiles side by side
+    for (int64_t l = 0; l < in_lines; ++l) {
+      const Segment ks = ib.seg(in_lines, l);
+      for (int64_t o = 0; o < out_lines; ++o) {
+        const Segment ns = ob.seg(out_lines, o);
+        for (int64_t p = 0; p < ob.parts; ++p) {
+          const PartSource& src = sources[static_cast<size_t>(p)];
+          for (int64_t n = ns.begin; n < ns.end; ++n) {
+            const int64_t c = ob.layout == Layout::Cols ? source_column(src, n) : n;
+            const int64_t col = o * so.tile_width + p * ob.cap + (n - ns.begin);
+            for (int64_t k = ks.begin; k < ks.end; ++k)
+              w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] = at(src, k, c);
+            if (src.bias && l == 0) w[so.bias + o * ob.stride() + p * ob.cap + (n - ns.begin)] = src.bias[src.offset + c];
+          }
         }
       }
     }
@@ -825,7 +829,9 @@ class StageBuilder {
   const std::vector<LoweredOp>& ops_;
   const ir::Graph& g_;
   std::map<int, Ref> refs_;
-  int64_t cur_ = 0, act_ = 0;  // cursors in the resident area and in the activation area
+  int64_t cur_ = 0, act_ = 0;                // host floats: weights, activations
+  int64_t core_weights_ = 0, core_act_ = 0;  // one core's floats
+  int64_t scratch_floats_ = 0;
 };
 
 }  // namespace
@@ -838,8 +844,6 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
   st.lowered = compiler::lower_graph(st.graph);
   st.activations = parse_float_format(plan.precision.activations);
   st.kv = parse_float_format(plan.precision.kv);
-  st.skip_weight_zeros = plan.skip_weight_zeros;
-  st.skip_zero_activations = plan.skip_zero_activations;
   if (plan.batch != 1 || !plan.embedding || !plan.lm_head)
     fail(
         "{}: values are computed for a whole model serving one request; this plan is a pipeline stage or holds {} "
@@ -853,14 +857,15 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
   st.chunk = plan.prefill_chunk_tokens;
   st.context = plan.max_context;
   st.stages.resize(plan.stages.size());
+  int64_t pool = 0;
   for (size_t s = 0; s < plan.stages.size(); ++s) {
     StageArenas& stage = st.stages[s];
     stage.region = plan.stages[s].region;
     stage.is_head = s + 1 == plan.stages.size();
-    StageBuilder(st, stage, stage.is_head ? st.lowered.head : st.lowered.layers[s].ops).build();
+    StageBuilder builder(st, stage, stage.is_head ? st.lowered.head : st.lowered.layers[s].ops);
+    builder.build();
+    pool = std::max(pool, builder.scratch_floats());
   }
-  int64_t pool = 0;
-  for (const auto& s : st.stages) pool = std::max(pool, s.px * s.py * s.scratch_floats);
   st.scratch_pool.assign(static_cast<size_t>(pool), 0.0f);
   for (auto& s : st.stages) s.scratch = st.scratch_pool.data();
 }
@@ -881,13 +886,13 @@ void MeshDataPlane::reset() { state_->position = 0; }
 
 int64_t MeshDataPlane::cores_allocated() const {
   int64_t n = 0;
-  for (const auto& s : state_->stages) n += static_cast<int64_t>(s.resident.size());
+  for (const auto& s : state_->stages) n += s.px * s.py;
   return n;
 }
 
 int64_t MeshDataPlane::largest_arena_bytes() const {
   int64_t n = 0;
-  for (const auto& s : state_->stages) n = std::max(n, (s.weight_floats + s.scratch_floats) * 4);
+  for (const auto& s : state_->stages) n = std::max(n, s.core_floats * 4);
   return n;
 }
 
@@ -969,10 +974,10 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
         if (step.pattern == program::Pattern::HostOut) {
           // The host gathers each column's logits from the first row of the stage.
           StageArenas& s = st.head();
-          const Buffer& b = s.buffers.at(static_cast<size_t>(s.output));
+          const Buffer& b = s.buf(s.output);
           for (int64_t i = 0; i < s.px; ++i) {
-            const Segment seg = b.seg(s.px, s.py, i, 0);
-            std::copy_n(s.arena(i, 0) + b.offset, seg.size(), row + seg.begin);
+            const Segment seg = b.seg(s.px, i);
+            std::copy_n(s.line(b, i, 0), seg.size(), row + seg.begin);
           }
         } else {
           st.run_step(step, 1, first + t);

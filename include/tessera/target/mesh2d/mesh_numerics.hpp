@@ -1,18 +1,26 @@
-// The functional data plane of a mesh plan: real fp32 values, computed core by core.
+// The functional data plane of a mesh plan: real fp32 values, computed core by core from the
+// plan's steps and the model graph they were lowered from (compiler/lowering.hpp).
 //
-// Every core of every stage owns one SRAM arena, allocated only for the cores the plan uses and
-// sized by the same layout rules the compiler planned with (program/layout.hpp). A compute kernel
-// is handed one core's arena and nothing else; values move between cores only through the plan's
-// collectives (allreduce along a row or column, stage-to-stage transfer, host I/O), executed as bulk
-// copies. A missing transfer therefore produces wrong numbers, which the differential tests catch.
+// Each step names its kernel and the graph op it computes; the kernel computes, for every core of
+// its stage, from what that core holds: its weight tile, its KV cache, its copy of its line's
+// segments. Values move between cores only through the plan's collectives (allreduce along a row
+// or column, stage-to-stage transfer, host I/O), so a plan missing a transfer computes wrong
+// values, and one reducing along the wrong axis is refused (the differential tests check both).
 //
-// Supported: the GPT-2 and Llama families under the plan's precision policy: every linear layer's
-// input is rounded to the activations format and every key and value to the kv format as it enters
-// the cache, exactly as ref::ReferenceExecutor does (weights arrive already in their format);
-// arithmetic is fp32. Where the plan says the arch skips pruned weights, each core keeps its tiles
-// compressed and multiplies only the stored non-zeros; where it skips zero activations, a zero
-// input skips its whole weight row. The token (and position) embeddings live on the host (see
-// docs/mesh-mapping.md); the host also samples from the logits it receives.
+// Host layout (struct of arrays): every core of a line holds the same copy of a replicated
+// segment, so the host stores it once per line; partial sums, tiles and KV caches, which differ
+// per core, are stored per core, arranged so one step over a stage is a few long loops. The
+// host computes a line's replicated values once; the timing model charges every core.
+//
+// Supported: the ops compiler/lowering.hpp produces for decoder layers (norms, projections with
+// fused parts, RoPE, causal attention with grouped-query K/V stored per query head, residual adds,
+// GELU and gated SiLU) under the plan's precision policy: every linear layer's input is rounded to
+// the activations format and every key and value to the kv format as it enters the cache, exactly
+// as ref::ReferenceExecutor does (weights arrive already in their format); arithmetic is fp32.
+// Pruned weights and zero activations the arch skips are multiplied anyway on the host (adding
+// zero products changes no value; the timing model counts only the work the machine does). The
+// token (and position) embeddings live on the host (see docs/mesh-mapping.md); the host also
+// samples from the logits it receives.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +52,7 @@ class MeshDataPlane {
   void reset();
 
   int64_t cores_allocated() const;
+  // One core's share of the stage that needs most: its weights, KV cache and activations.
   int64_t largest_arena_bytes() const;
   // Per linear layer ("attn.c_proj", "lm_head", ...): the fraction of its inputs so far that were
   // not zero after rounding (feeds sim::TimingOptions::activation_density).

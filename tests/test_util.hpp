@@ -1,7 +1,10 @@
 // Helpers shared by the test programs.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
+#include <span>
 #include <string>
 
 #include "tessera/base/error.hpp"
@@ -16,6 +19,16 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "";
+}
+
+// The largest absolute difference, relative to the largest magnitude of `want`.
+inline double max_relative_error(std::span<const float> got, std::span<const float> want) {
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(want[i])));
+  }
+  return err / scale;
 }
 
 }  // namespace tessera::testing

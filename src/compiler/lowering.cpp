@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include <fmt/core.h>
+
 #include "tessera/base/error.hpp"
 
 namespace tessera::compiler {
@@ -162,7 +164,7 @@ class Driver {
   LoweredOp op_for(LoweredKind kind, int id) const {
     const ir::Node& node = g_.node(id);
     LoweredOp op;
-    op.kind = kind, op.name = node.name, op.op = node.op, op.nodes = {id};
+    op.kind = kind, op.name = name_of(id), op.op = node.op, op.nodes = {id};
     op.width = node.type.shape.dims.back();
     return op;
   }
@@ -231,7 +233,7 @@ class Driver {
         for (int n : group) {
           const ir::Node& r = g_.node(n);
           done_[static_cast<size_t>(n)] = true, split_[static_cast<size_t>(n)] = split_[static_cast<size_t>(r.inputs[0])];
-          op.width += r.type.shape.dims.back(), op.heads += r.int_attr("n_heads"), names.push_back(r.name);
+          op.width += r.type.shape.dims.back(), op.heads += r.int_attr("n_heads"), names.push_back(name_of(n));
         }
         op.head_dim = node.int_attr("head_dim");
         op.name = fused_elementwise_name(names);
@@ -259,7 +261,7 @@ class Driver {
           done_[static_cast<size_t>(n)] = true, split_[static_cast<size_t>(n)] = !split_in;
           const int64_t width = m.type.shape.dims.back();
           op.n += width, op.part_widths.push_back(width), op.weights.push_back(g_.node(m.inputs[1]).name);
-          names.push_back(m.name);
+          names.push_back(name_of(n));
         }
         op.width = op.n;
         op.name = fused_projection_name(names);
@@ -268,6 +270,12 @@ class Driver {
         return;
       }
     }
+  }
+
+  // A node's name; an unnamed one is called after its op and id ("gelu%12").
+  std::string name_of(int id) const {
+    const ir::Node& node = g_.node(id);
+    return node.name.empty() ? fmt::format("{}%{}", ir::op_info(node.op).name, id) : node.name;
   }
 
   int64_t k_of(const ir::Node& mm) const {

@@ -4,8 +4,13 @@
 
 #include "targets.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/ir/builders.hpp"
 
 namespace tessera::target {
+
+compiler::LoweredModel ModelSource::lowered() const {
+  return compiler::lower_graph(graph ? *graph : ir::build_model_graph(config));
+}
 
 const std::vector<TargetInfo>& targets() {
   static const std::vector<TargetInfo> all = {

@@ -13,8 +13,10 @@
 #include "tessera/model/quantize.hpp"
 #include "tessera/ref/generate.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
+using tessera::testing::max_relative_error;
 
 namespace {
 
@@ -44,15 +46,6 @@ Case make_case(const std::string& model_path, const std::string& arch, int64_t p
   EXPECT_TRUE(result.status) << result.status.message();
   c.plan = std::move(result.program);
   return c;
-}
-
-double max_relative_error(std::span<const float> got, std::span<const float> want) {
-  double err = 0, scale = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
-    scale = std::max(scale, static_cast<double>(std::abs(want[i])));
-  }
-  return err / scale;
 }
 
 // Whether the policy rounds values the two executors compute in a different fp32 summation order.

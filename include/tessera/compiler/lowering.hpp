@@ -28,7 +28,7 @@ const char* lowered_kind_name(LoweredKind kind);
 
 struct LoweredOp {
   LoweredKind kind = LoweredKind::Add;
-  std::string name;   // the node's name; a fused projection: common prefix + stems + common suffix
+  std::string name;   // the node's name (unnamed: "gelu%12"); fused: common prefix + stems + suffix
   std::string local;  // the name without its layer's prefix ("h.3.attn.c_attn" -> "attn.c_attn")
   ir::OpKind op = ir::OpKind::Add;  // Norm: LayerNorm or RmsNorm; Activation: Gelu or Silu
   int64_t width = 0;                // elements per token of the output (Rope: all rotated columns)

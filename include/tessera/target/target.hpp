@@ -16,6 +16,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/precision.hpp"
 #include "tessera/compiler/fit.hpp"
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/graph.hpp"
 #include "tessera/ir/model_config.hpp"
@@ -31,6 +32,10 @@ namespace tessera::target {
 struct ModelSource {
   ir::ModelConfig config;
   std::string yaml, origin;
+  // The graph to run; null: the one `config` describes (ir::build_model_graph). A graph of its own
+  // must agree with `config` on its sizes (d_model, heads, vocabulary, context).
+  std::shared_ptr<const ir::Graph> graph;
+  compiler::LoweredModel lowered() const;
 };
 struct ArchSource {
   arch::ArchSpec spec;

@@ -5,6 +5,8 @@
 #include <map>
 
 #include "tessera/compiler/lowering.hpp"
+
+#include <optional>
 #include "tessera/compiler/request.hpp"
 #include "tessera/ir/builders.hpp"
 
@@ -363,7 +365,9 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
     fail("an LM head split over {} chips must be a stage of its own (no layers)", options.slice.head_shards);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
-  const LoweredModel lowered = lower_graph(ir::build_model_graph(model));
+  std::optional<LoweredModel> own;
+  const LoweredModel& lowered =
+      options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
   const ExchangeLowering low(model, lowered, arch, options);
   ExchangeCompileResult result;
   const double usable = arch.usable_sram_per_core();

@@ -23,7 +23,8 @@ class MeshPlan : public Plan {
 
 class MeshValues : public Executor {
  public:
-  MeshValues(const program::Program& plan, const model::Weights& weights) : mesh_(plan, weights) {}
+  MeshValues(const program::Program& plan, const ir::Graph& graph, const model::Weights& weights)
+      : mesh_(plan, weights, &graph) {}
   std::span<const float> forward(std::span<const int32_t> tokens, bool last_only) override {
     return mesh_.forward(tokens, last_only);
   }
@@ -58,13 +59,15 @@ class Mesh2dTarget : public Target {
       fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
     if (work.micro_batch != 1)
       fail("{} computes one request per pass; requests in flight are pipelined through its layer stages", arch().name);
+    const compiler::LoweredModel lowered = model.lowered();
     auto result =
         compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
                                    {.prompt_tokens = work.prompt_tokens,
                                     .max_new_tokens = work.max_new_tokens,
                                     .precision = work.precision,
                                     .requests_in_flight = work.resident(),
-                                    .slice = work.slice});
+                                    .slice = work.slice,
+                                    .lowered = &lowered});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<MeshPlan>(std::move(result.program))};
   }
@@ -115,9 +118,9 @@ class Mesh2dTarget : public Target {
     return r;
   }
 
-  std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph&, const model::Weights& weights,
+  std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,
                                      int64_t) const override {
-    return std::make_unique<MeshValues>(*plan_as<MeshPlan>(plan, "mesh2d").program, weights);
+    return std::make_unique<MeshValues>(*plan_as<MeshPlan>(plan, "mesh2d").program, graph, weights);
   }
 };
 

@@ -5,6 +5,8 @@
 #include <limits>
 #include <map>
 #include <numbers>
+#include <optional>
+#include <set>
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
@@ -39,6 +41,9 @@ struct Buffer {
   Layout layout = Layout::Rows;
   int64_t parts = 1, part_width = 0, align = 1, cap = 0;
   int64_t offset = 0;
+  // Per part, the order its elements are stored in: 0, as the graph has them; h > 0, each head of
+  // h dimensions pair-adjacent ((2i, 2i+1) holds RoPE's pair (i, i + h/2)).
+  std::vector<int64_t> order;
   int64_t stride() const { return parts * cap; }  // floats per token on a core
   Segment seg(int64_t lines, int64_t line) const {
     return layout == Layout::Rows ? segment(part_width, lines, line) : segment(part_width, lines, line, align);
@@ -60,6 +65,7 @@ struct StageOp {
   std::vector<Ref> in;
   int out = -1;
   int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: each core's W[k][n] tile
+  int64_t in_order = 0;                                          // projection: its input's stored order
   int64_t gamma = 0, beta = -1;                                  // norm vectors (beta: LayerNorm)
   float eps = 0;
   ref::RopeTable rope;
@@ -129,7 +135,8 @@ void for_lines(int64_t lines, int64_t floats_each, F&& f) {
 
 struct MeshDataPlane::State {
   ir::ModelConfig model;
-  ir::Graph graph;
+  std::optional<ir::Graph> own_graph;  // when the caller gives none
+  const ir::Graph* graph = nullptr;
   compiler::LoweredModel lowered;
   const model::Weights* weights = nullptr;
   int64_t chunk = 1, context = 0, position = 0;
@@ -529,8 +536,19 @@ namespace {
 // nn.Linear stores [out, in].
 class StageBuilder {
  public:
-  StageBuilder(MeshDataPlane::State& st, StageArenas& s, const std::vector<LoweredOp>& ops)
-      : st_(st), s_(s), ops_(ops), g_(st.graph) {}
+  // `layer`: the graph layer the stage runs; -1: the head (what follows the last layer).
+  StageBuilder(MeshDataPlane::State& st, StageArenas& s, const std::vector<LoweredOp>& ops, int64_t layer)
+      : st_(st), s_(s), ops_(ops), g_(*st.graph) {
+    int last_layer_node = -1;
+    for (size_t i = 0; i < g_.nodes().size(); ++i)
+      if (g_.nodes()[i].layer >= 0) last_layer_node = static_cast<int>(i);
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      const ir::Node& n = g_.nodes()[i];
+      const bool op = n.op != ir::OpKind::Param && n.op != ir::OpKind::Input;
+      if (op && (layer >= 0 ? n.layer == layer : n.layer < 0 && static_cast<int>(i) > last_layer_node))
+        members_.insert(static_cast<int>(i));
+    }
+  }
 
   void build() {
     s_.px = s_.region.width, s_.py = s_.region.height;
@@ -580,14 +598,10 @@ class StageBuilder {
     fail("a mesh stage of '{}' reads nothing from the stage before it", ops_.front().name);
   }
 
-  bool produced_here(int id) const {
-    for (const LoweredOp& op : ops_)
-      if (std::find(op.nodes.begin(), op.nodes.end(), id) != op.nodes.end()) return true;
-    return false;
-  }
+  bool produced_here(int id) const { return members_.contains(id); }
 
   int add_buffer(Layout layout, int64_t parts, int64_t part_width, int64_t align) {
-    Buffer b{layout, parts, part_width, align, 0, 0};
+    Buffer b{layout, parts, part_width, align, 0, 0, std::vector<int64_t>(static_cast<size_t>(parts), 0)};
     b.cap = layout == Layout::Rows ? segment_capacity(part_width, s_.py) : segment_capacity(part_width, s_.px, align);
     b.offset = take(act_, s_.lines(b) * s_.tokens * b.stride());
     core_act_ += s_.tokens * b.stride();
@@ -607,7 +621,10 @@ class StageBuilder {
 
   Ref resolve(int id) const {
     if (const auto it = refs_.find(id); it != refs_.end()) return it->second;
-    if (produced_here(id)) fail("graph node %{} is used before the mesh data plane computed it", id);
+    if (produced_here(id))
+      fail("graph node %{} ('{}') has no place on the mesh (a slice that is not one of its projection's equal "
+           "parts, or an op the mesh data plane cannot run)",
+           id, g_.node(id).name);
     return {s_.input, 0};
   }
 
@@ -637,7 +654,12 @@ class StageBuilder {
           const auto parts = static_cast<int64_t>(op.part_widths.size());
           const int64_t widest = *std::max_element(op.part_widths.begin(), op.part_widths.end());
           so.out = add_buffer(Layout::Cols, parts, widest, align_for(widest));
+          for (int64_t p = 0; p < parts; ++p) {
+            const PartLayout part = part_layout(op, static_cast<size_t>(p));
+            s_.buffers.back().order[static_cast<size_t>(p)] = part.pairs ? part.hd : 0;
+          }
         } else {
+          so.in_order = order_of(so.in[0]);
           so.out = add_buffer(Layout::Rows, 1, op.n, 1);
         }
         const Buffer& ob = s_.buf(so.out);
@@ -650,7 +672,8 @@ class StageBuilder {
       case LoweredKind::Rope:
         for (int id : op.nodes) {
           so.in.push_back(resolve(g_.node(id).inputs[0]));
-          if (layout_of(so.in.back()) != Layout::Cols) fail("'{}': the mesh rotates cols-layout vectors only", op.name);
+          if (layout_of(so.in.back()) != Layout::Cols || order_of(so.in.back()) != first.int_attr("head_dim"))
+            fail("'{}': the mesh rotates only a projection's output it stores pair-adjacent", op.name);
           refs_[id] = so.in.back();  // rotated in place
         }
         so.rope = ref::rope_table(first, st_.context);
@@ -662,7 +685,10 @@ class StageBuilder {
           if (layout_of(r) != Layout::Cols || s_.buf(r).part_width != q_width)
             fail("'{}': the mesh needs q, k and v in the cols layout, one column per query dimension", op.name);
         if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
+        if (order_of(so.in[0]) != order_of(so.in[1]))
+          fail("'{}': q and k are stored in different orders (one went through RoPE)", op.name);
         so.out = add_buffer(Layout::Cols, 1, q_width, align_for(q_width));
+        s_.buffers.back().order[0] = order_of(so.in[2]);
         s_.heads = op.heads, s_.kv_cap = s_.buf(so.in[0]).cap;
         s_.k_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         s_.v_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
@@ -679,11 +705,13 @@ class StageBuilder {
         }
         const Buffer& a = s_.buf(so.in[0]);
         for (const Ref& r : so.in)
-          if (s_.buf(r).layout != a.layout || s_.buf(r).cap != a.cap)
+          if (s_.buf(r).layout != a.layout || s_.buf(r).cap != a.cap || order_of(r) != order_of(so.in[0]))
             fail("'{}': its inputs lie in different layouts on the mesh", op.name);
         // The residual stream is updated in place (the value it held is not read again).
         const bool in_place = op.kind == LoweredKind::Add && so.in[0].buffer == s_.input && last_use(op, s_.input);
+        const int64_t order = order_of(so.in[0]);
         so.out = in_place ? so.in[0].buffer : add_buffer(a.layout, 1, op.width, a.align);
+        s_.buffers.at(static_cast<size_t>(so.out)).order[0] = order;
         refs_[op.nodes.back()] = {so.out, 0};
         break;
       }
@@ -729,15 +757,45 @@ class StageBuilder {
     return out;
   }
 
-  // Where each stored column of a projection's part comes from: its weight, bias and column
-  // offset in the checkpoint, and how the mesh rearranges it.
-  struct PartSource {
-    const float* weight = nullptr;
-    const float* bias = nullptr;
-    int64_t k = 0, n_total = 0, offset = 0;  // the weight's k, its output count, the part's first column
-    bool linear = false;
+  int64_t order_of(const Ref& r) const { return s_.buf(r).order.at(static_cast<size_t>(r.part)); }
+
+  // How a projection's part is stored: which graph value it is (its node, or its slice), where it
+  // starts among the node's columns, and how the mesh rearranges it.
+  struct PartLayout {
+    int node = -1;
+    int64_t offset = 0;
     bool pairs = false;         // RoPE reads it: head dimensions stored pair-adjacent
     int64_t hd = 1, group = 1;  // grouped-query K/V: each of `group` query heads gets its KV head
+  };
+
+  PartLayout part_layout(const LoweredOp& op, size_t part) const {
+    PartLayout pl;
+    pl.node = op.nodes.size() > 1 ? op.nodes[part] : op.nodes.front();
+    int value = pl.node;
+    if (op.nodes.size() == 1 && op.part_widths.size() > 1)
+      for (const auto& [slice, p] : slices(op))
+        if (p == static_cast<int64_t>(part)) value = slice, pl.offset = g_.node(slice).int_attr("start");
+    // Follow the part through RoPE to the attention that reads it.
+    for (size_t i = 0; i < g_.nodes().size(); ++i) {
+      const ir::Node& user = g_.nodes()[i];
+      if (std::find(user.inputs.begin(), user.inputs.end(), value) == user.inputs.end()) continue;
+      if (user.op == ir::OpKind::Rope) {
+        pl.pairs = true, pl.hd = user.int_attr("head_dim");
+        value = static_cast<int>(i);  // its users come later in the graph
+      } else if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
+        pl.hd = user.int_attr("head_dim");
+        pl.group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
+      }
+    }
+    return pl;
+  }
+
+  // A part's weights in the checkpoint.
+  struct PartSource : PartLayout {
+    const float* weight = nullptr;
+    const float* bias = nullptr;
+    int64_t k = 0, n_total = 0;  // the weight's k, its node's output count
+    bool linear = false;
   };
 
   const float* param(const std::string& name) const {
@@ -747,37 +805,26 @@ class StageBuilder {
   }
 
   PartSource part_source(const LoweredOp& op, size_t part) const {
-    const int node_id = op.nodes.size() > 1 ? op.nodes[part] : op.nodes.front();
-    const ir::Node& mm = g_.node(node_id);
     PartSource src;
+    static_cast<PartLayout&>(src) = part_layout(op, part);
+    const ir::Node& mm = g_.node(src.node);
     src.weight = param(g_.node(mm.inputs[1]).name);
     if (mm.inputs.size() == 3) src.bias = param(g_.node(mm.inputs[2]).name);
     src.linear = mm.op == ir::OpKind::Linear, src.k = op.k;
     src.n_total = mm.type.shape.dims.back();
-    int value = node_id;
-    if (op.nodes.size() == 1 && op.part_widths.size() > 1)
-      for (const auto& [slice, p] : slices(op))
-        if (p == static_cast<int64_t>(part)) value = slice, src.offset = g_.node(slice).int_attr("start");
-    // Follow the part through RoPE to the attention that reads it.
-    for (size_t i = 0; i < g_.nodes().size(); ++i) {
-      const ir::Node& user = g_.nodes()[i];
-      if (std::find(user.inputs.begin(), user.inputs.end(), value) == user.inputs.end()) continue;
-      if (user.op == ir::OpKind::Rope) {
-        src.pairs = true, src.hd = user.int_attr("head_dim");
-        value = static_cast<int>(i);  // its users come later in the graph
-      } else if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
-        src.hd = user.int_attr("head_dim");
-        src.group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
-      }
-    }
     return src;
+  }
+
+  // Stored index r within a head of h dimensions stored pair-adjacent -> the graph's index.
+  static int64_t unpair(int64_t index, int64_t h) {
+    const int64_t r = index % h;
+    return index - r + (r % 2 == 0 ? r / 2 : r / 2 + h / 2);
   }
 
   // Column n of the stored part -> the column of the part in the checkpoint.
   static int64_t source_column(const PartSource& src, int64_t n) {
-    const int64_t head = n / src.hd, r = n % src.hd, half = src.hd / 2;
-    const int64_t within = src.pairs ? (r % 2 == 0 ? r / 2 : r / 2 + half) : r;
-    return (head / src.group) * src.hd + within;
+    const int64_t within = src.pairs ? unpair(n, src.hd) % src.hd : n % src.hd;
+    return (n / src.hd / src.group) * src.hd + within;
   }
 
   static float at(const PartSource& src, int64_t k, int64_t column) {
@@ -816,7 +863,8 @@ class StageBuilder {
             const int64_t c = ob.layout == Layout::Cols ? source_column(src, n) : n;
             const int64_t col = o * so.tile_width + p * ob.cap + (n - ns.begin);
             for (int64_t k = ks.begin; k < ks.end; ++k)
-              w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] = at(src, k, c);
+              w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] =
+                  at(src, so.in_order ? unpair(k, so.in_order) : k, c);
             if (src.bias && l == 0) w[so.bias + o * ob.stride() + p * ob.cap + (n - ns.begin)] = src.bias[src.offset + c];
           }
         }
@@ -829,6 +877,7 @@ class StageBuilder {
   const std::vector<LoweredOp>& ops_;
   const ir::Graph& g_;
   std::map<int, Ref> refs_;
+  std::set<int> members_;                    // the graph's op nodes of this stage
   int64_t cur_ = 0, act_ = 0;                // host floats: weights, activations
   int64_t core_weights_ = 0, core_act_ = 0;  // one core's floats
   int64_t scratch_floats_ = 0;
@@ -836,12 +885,13 @@ class StageBuilder {
 
 }  // namespace
 
-MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights& weights)
+MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights& weights, const ir::Graph* graph)
     : state_(std::make_unique<State>()) {
   State& st = *state_;
   st.model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
-  st.graph = ir::build_model_graph(st.model);
-  st.lowered = compiler::lower_graph(st.graph);
+  if (!graph) graph = &st.own_graph.emplace(ir::build_model_graph(st.model));
+  st.graph = graph;
+  st.lowered = compiler::lower_graph(*st.graph);
   st.activations = parse_float_format(plan.precision.activations);
   st.kv = parse_float_format(plan.precision.kv);
   if (plan.batch != 1 || !plan.embedding || !plan.lm_head)
@@ -862,7 +912,8 @@ MeshDataPlane::MeshDataPlane(const program::Program& plan, const model::Weights&
     StageArenas& stage = st.stages[s];
     stage.region = plan.stages[s].region;
     stage.is_head = s + 1 == plan.stages.size();
-    StageBuilder builder(st, stage, stage.is_head ? st.lowered.head : st.lowered.layers[s].ops);
+    StageBuilder builder(st, stage, stage.is_head ? st.lowered.head : st.lowered.layers[s].ops,
+                         stage.is_head ? -1 : static_cast<int64_t>(s));
     builder.build();
     pool = std::max(pool, builder.scratch_floats());
   }
@@ -917,9 +968,9 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
   std::vector<Lookup> lookups;
   for (const auto& op : st.lowered.embedding)
     for (int id : op.nodes) {
-      const ir::Node& node = st.graph.node(id);
+      const ir::Node& node = st.graph->node(id);
       if (node.op != ir::OpKind::Embedding) continue;
-      const ir::Node &table = st.graph.node(node.inputs[0]), &ids = st.graph.node(node.inputs[1]);
+      const ir::Node &table = st.graph->node(node.inputs[0]), &ids = st.graph->node(node.inputs[1]);
       const model::Tensor* t = st.weights->find(table.name);
       if (!t) fail("weights are missing '{}'", table.name);
       lookups.push_back({t->values.data(), table.type.shape.dims[1], ids.name == "positions"});

@@ -1,6 +1,8 @@
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 
 #include "tessera/compiler/lowering.hpp"
+
+#include <optional>
 #include "tessera/compiler/request.hpp"
 #include "tessera/ir/builders.hpp"
 
@@ -204,7 +206,9 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
          model.n_heads, model.n_kv_heads, model.d_ff);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
-  const LoweredModel lowered = lower_graph(ir::build_model_graph(model));
+  std::optional<LoweredModel> own;
+  const LoweredModel& lowered =
+      options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
   const GpuLowering low(model, lowered, arch, options);
   GpuCompileResult result;
   program::GpuPlan& p = result.plan;

@@ -35,13 +35,15 @@ class SharedMemoryTarget : public Target {
       fail("{} chips run whole models (split over chips by tensor parallelism), not pipeline slices", arch().name);
     if (work.resident() != work.micro_batch)
       fail("{} decodes every request it holds together: resident requests must equal the micro-batch", arch().name);
+    const compiler::LoweredModel lowered = model.lowered();
     auto result =
         compiler::compile_for_gpu(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
                                   {.prompt_tokens = work.prompt_tokens,
                                    .max_new_tokens = work.max_new_tokens,
                                    .micro_batch = work.micro_batch,
                                    .tensor_parallel = work.tensor_parallel,
-                                   .precision = work.precision});
+                                   .precision = work.precision,
+                                   .lowered = &lowered});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<GpuPlanFile>(std::move(result.plan))};
   }

@@ -5,6 +5,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/fit.hpp"
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/exchange/bsp_plan.hpp"
@@ -20,6 +21,8 @@ struct ExchangeCompileOptions {
   // Requests whose KV caches the chip holds (0: micro_batch). A pipeline stage computes one micro-batch
   // at a time but keeps the cache of every request in flight.
   int64_t resident_requests = 0;
+  // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
+  const LoweredModel* lowered = nullptr;
 };
 
 struct ExchangeCompileResult {

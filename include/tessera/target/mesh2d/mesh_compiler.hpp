@@ -4,6 +4,7 @@
 
 #include <string>
 #include "tessera/compiler/fit.hpp"
+#include "tessera/compiler/lowering.hpp"
 
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
@@ -19,6 +20,8 @@ struct MeshCompileOptions {
   PrecisionPolicy precision;
   int64_t requests_in_flight = 1;  // one per layer stage at a time: each needs its own KV cache
   ModelSlice slice;                // a pipeline stage of a multi-wafer system; default: the whole model
+  // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
+  const LoweredModel* lowered = nullptr;
 };
 
 struct MeshCompileResult {

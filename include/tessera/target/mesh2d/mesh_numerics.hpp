@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "tessera/base/error.hpp"
+#include "tessera/ir/graph.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/target/mesh2d/program.hpp"
 
@@ -38,8 +39,10 @@ namespace tessera::sim {
 
 class MeshDataPlane {
  public:
-  // Throws Error if the plan's model is not supported, or weights are missing.
-  MeshDataPlane(const program::Program& plan, const model::Weights& weights);
+  // Throws Error if the plan's model is not supported, or weights are missing. `graph`: the model
+  // graph the plan was compiled from (null: the one its model description builds); it and
+  // `weights` must outlive the data plane.
+  MeshDataPlane(const program::Program& plan, const model::Weights& weights, const ir::Graph* graph = nullptr);
   ~MeshDataPlane();
   MeshDataPlane(const MeshDataPlane&) = delete;
   MeshDataPlane& operator=(const MeshDataPlane&) = delete;

@@ -6,6 +6,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/fit.hpp"
+#include "tessera/compiler/lowering.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/shared_memory/gpu_plan.hpp"
 
@@ -17,6 +18,8 @@ struct GpuCompileOptions {
   int64_t micro_batch = 1;  // requests every pass computes together
   int64_t tensor_parallel = 1;
   PrecisionPolicy precision;
+  // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
+  const LoweredModel* lowered = nullptr;
 };
 
 struct GpuCompileResult {

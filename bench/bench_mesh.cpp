@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
@@ -25,7 +26,7 @@ void compile_and_simulate(benchmark::State& state, const std::string& model, con
   double tokens_per_s = 0;
   for (auto _ : state) {
     const auto result = compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
-                                                   arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
+                                                   target::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
                                                    {128, 128, PrecisionPolicy::uniform(dtype)});
     if (!result.status) state.SkipWithError(result.status.message().c_str());
     tokens_per_s = sim::simulate_mesh_timing(result.program).decode_tokens_per_s;
@@ -45,7 +46,7 @@ void gpt2_small_numerics_on_wse2(benchmark::State& state) {
   const auto weights = model::random_weights(graph, 1);
   const std::string arch_yaml = read_text_file(arch_path);
   const auto plan =
-      compiler::compile_for_mesh(config, read_text_file(model_path), model_path, arch::parse_arch(arch_yaml, arch_path),
+      compiler::compile_for_mesh(config, read_text_file(model_path), model_path, target::parse_arch(arch_yaml, arch_path),
                                  arch_yaml, arch_path, {64, 16, {}})
           .program;
   std::vector<int32_t> prompt(64);

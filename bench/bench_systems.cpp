@@ -4,6 +4,7 @@
 // Target: every row of `compare` on llama3-8b and llama3-70b over all presets under a minute in all.
 #include <benchmark/benchmark.h>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/system/system.hpp"
 
@@ -16,7 +17,7 @@ void evaluate(benchmark::State& state, const std::string& model, const std::stri
   const std::string model_path = root + "/configs/models/" + model + ".yaml",
                     arch_path = root + "/configs/arch/" + arch + ".yaml";
   const std::string arch_yaml = read_text_file(arch_path);
-  const system::Machine machine{arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, chips};
+  const system::Machine machine{target::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, chips};
   system::Workload work;
   work.model = ir::load_model_config(model_path);
   work.model_yaml = read_text_file(model_path), work.model_origin = model_path;

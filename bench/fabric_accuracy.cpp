@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
 
@@ -23,7 +24,7 @@ double seconds(const std::function<void()>& f) {
 }  // namespace
 
 int main() {
-  const auto link = arch::load_arch(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/mesh-32x32.yaml").link;
+  const auto link = target::load_arch(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/mesh-32x32.yaml").link;
   fmt::print("{:<28} {:>5} {:>10} {:>10} {:>7} {:>9} {:>9}\n", "collective", "mesh", "fast", "cycle", "error",
              "fast ms", "cycle ms");
   for (int n : {8, 16, 32}) {

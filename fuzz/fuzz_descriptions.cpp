@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/ir/builders.hpp"
@@ -13,7 +14,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   try {
-    tessera::arch::parse_arch(text, "fuzz.yaml");
+    tessera::target::parse_arch(text, "fuzz.yaml");
   } catch (const tessera::Error&) {
   }
   try {

@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/api/catalog.hpp"
 
 #include <algorithm>
@@ -49,7 +50,7 @@ void require_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy
   if (s) return;
   std::string able;
   for (const auto& file : preset_files()) {
-    const arch::ArchSpec preset = arch::load_arch(file);
+    const arch::ArchSpec preset = target::load_arch(file);
     if (arch::check_precision(preset, policy)) able += (able.empty() ? "" : ", ") + preset.name;
   }
   fail("{}; {}", s.message(),

@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/api/compare.hpp"
 
 #include <fmt/core.h>
@@ -85,7 +86,7 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
     const auto [chips, name] = system::parse_machine_name(text);
     const std::filesystem::path arch_path = resolve_arch(name);
     const std::string arch_yaml = read_text_file(arch_path);
-    const system::Machine machine{arch::parse_arch(arch_yaml, arch_path.string()), arch_yaml, arch_path.string(),
+    const system::Machine machine{target::parse_arch(arch_yaml, arch_path.string()), arch_yaml, arch_path.string(),
                                   chips};
     const std::string values = numerics ? numerics->check(name, chips) : "";
     for (const int64_t batch : batches) {

@@ -196,7 +196,9 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
   if (run.is_discarded() || schema != "tessera-run/2")
     fail("{}: not a tessera run (write one with `tessera run --arch ARCH --json FILE`)", origin);
   try {
-    if (run.value("fabric", "mesh2d") != "mesh2d") return chip_page(run);
+    // A run with a per-core section (its grid and stage regions) gets the core maps; others, the
+    // figures every target reports.
+    if (!run.contains("grid") || !run.contains("stages")) return chip_page(run);
     RunFigures figures{run.at("grid").at("width").get<int64_t>(),
                        run.at("grid").at("height").get<int64_t>(),
                        run.at("sram").at("usable_bytes_per_core").get<double>(),

@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/report/mesh_report.hpp"
 
 #include <fmt/core.h>
@@ -112,7 +113,7 @@ LinkMap link_map(const std::vector<int64_t>& words, int64_t width, int64_t heigh
 }  // namespace
 
 RunFigures run_figures(const program::Program& plan, const sim::MeshReport& r) {
-  const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+  const arch::ArchSpec a = target::parse_arch(plan.arch_yaml, plan.arch_origin);
   RunFigures run{a.grid_width,
                  a.grid_height,
                  a.usable_sram_per_core(),
@@ -129,7 +130,7 @@ RunFigures run_figures(const program::Program& plan, const sim::MeshReport& r) {
 
 std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
   const RunFigures run = run_figures(plan, r);
-  const arch::ArchSpec a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+  const arch::ArchSpec a = target::parse_arch(plan.arch_yaml, plan.arch_origin);
   nlohmann::json busiest = nlohmann::json::array(), stages = nlohmann::json::array(), steps = nlohmann::json::array();
   for (const auto& h : r.busiest_steps)
     busiest.push_back({{"step", h.step},

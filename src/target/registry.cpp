@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
 #include <nlohmann/json.hpp>
@@ -22,7 +23,7 @@ const std::vector<TargetInfo>& targets() {
 }
 
 std::unique_ptr<Target> make_target(ArchSource arch) {
-  const std::string fabric = arch::fabric_name(arch.spec.fabric);
+  const std::string fabric = arch.spec.fabric;
   for (const auto& info : targets())
     if (fabric == info.fabric) return info.make(std::move(arch));
   fail("{}: no target models fabric '{}'", arch.origin, fabric);
@@ -30,7 +31,7 @@ std::unique_ptr<Target> make_target(ArchSource arch) {
 
 std::unique_ptr<Target> load_target(const std::filesystem::path& arch_file) {
   const std::string yaml = read_text_file(arch_file);
-  arch::ArchSpec spec = arch::parse_arch(yaml, arch_file.string());
+  arch::ArchSpec spec = target::parse_arch(yaml, arch_file.string());
   return make_target({std::move(spec), yaml, arch_file.string()});
 }
 
@@ -48,7 +49,7 @@ LoadedPlan load_plan(const std::string& text, const std::string& origin) {
       const std::string arch_origin = arch->contains("origin") && (*arch)["origin"].is_string()
                                           ? (*arch)["origin"].get<std::string>()
                                           : origin + ": arch";
-      auto target = make_target({arch::parse_arch(yaml, arch_origin), yaml, arch_origin});
+      auto target = make_target({target::parse_arch(yaml, arch_origin), yaml, arch_origin});
       auto plan = target->parse_plan(text, origin);
       return {std::move(target), std::move(plan)};
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
@@ -41,7 +42,7 @@ Model load(const std::string& name) {
 arch::ArchSpec preset(const std::string& name, std::string& yaml, std::string& path) {
   path = kRoot + "/configs/arch/" + name + ".yaml";
   yaml = read_text_file(path);
-  return arch::parse_arch(yaml, path);
+  return target::parse_arch(yaml, path);
 }
 
 // Logits of every position of a 24-token prompt, then 8 greedy tokens, split vs unsplit.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
@@ -41,7 +42,7 @@ Case make_case(const std::string& model_path, const std::string& arch, int64_t p
   const std::string arch_path = root + "/configs/arch/" + arch + ".yaml";
   const std::string arch_yaml = read_text_file(arch_path);
   auto result = compiler::compile_for_mesh(c.config, read_text_file(root + model_path), root + model_path,
-                                           arch::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
+                                           target::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
                                            {prompt, generate, precision});
   EXPECT_TRUE(result.status) << result.status.message();
   c.plan = std::move(result.program);

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <tuple>
+#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/arch/units.hpp"
 #include "tessera/base/fs.hpp"
@@ -48,7 +49,7 @@ TEST(Units, BadValuesNameTheKey) {
 }
 
 TEST(ArchSpec, PresetsLoadWithTheirPublishedFigures) {
-  const auto wse2 = arch::load_arch(preset_path("wse2"));
+  const auto wse2 = target::load_arch(preset_path("wse2"));
   EXPECT_EQ(wse2.grid_width, 757);
   EXPECT_EQ(wse2.grid_height, 996);
   EXPECT_EQ(wse2.usable.cores(), 750 * 994);
@@ -59,16 +60,16 @@ TEST(ArchSpec, PresetsLoadWithTheirPublishedFigures) {
   EXPECT_DOUBLE_EQ(wse2.energy.fabric_pj_per_byte_hop, 0.8);
   // 4 fp16 MACs x 1.1 GHz x 745,500 cores = 3.28e15 MAC/s = 6.6 PFLOP/s (Cerebras: 7.5 PF on 850k cores).
   EXPECT_NEAR(wse2.peak_macs_per_second("fp16"), 3.28e15, 0.01e15);
-  const auto wse3 = arch::load_arch(preset_path("wse3"));
+  const auto wse3 = target::load_arch(preset_path("wse3"));
   EXPECT_EQ(wse3.core.macs_per_cycle.at("fp16"), 8);
   EXPECT_EQ(wse3.usable.cores(), 755 * 1170);
-  const auto small = arch::load_arch(preset_path("mesh-32x32"));
+  const auto small = target::load_arch(preset_path("mesh-32x32"));
   EXPECT_EQ(small.usable.cores(), 1024);
 }
 
 TEST(ArchSpec, StrictParsing) {
   const std::string wse2 = preset_text("wse2");
-  auto error = [](const std::string& text) { return error_of([&] { arch::parse_arch(text, "a.yaml"); }); };
+  auto error = [](const std::string& text) { return error_of([&] { target::parse_arch(text, "a.yaml"); }); };
   EXPECT_NE(error(wse2 + "simd: 4\n").find("key 'simd': unknown key"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48")).find("key 'core.sram'"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "sram: 48KiB", "sram: 48 parsecs")).find("unknown unit 'parsecs'"), std::string::npos);
@@ -92,7 +93,7 @@ TEST(ArchSpec, StrictParsing) {
 }
 
 TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
-  const arch::ArchSpec wse2 = arch::load_arch(preset_path("wse2"));
+  const arch::ArchSpec wse2 = target::load_arch(preset_path("wse2"));
   EXPECT_EQ(wse2.core.accumulate, "fp32");
   EXPECT_TRUE(arch::check_precision(wse2, {"int4", 32, "fp16", "fp8_e4m3", "", "auto"}).is_ok());
   const Status bf16 = arch::check_precision(wse2, PrecisionPolicy::uniform("bf16"));
@@ -108,7 +109,7 @@ TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
   text = replaced(text, "  weight_formats: [fp32, fp16, bf16, fp8_e4m3, fp8_e5m2, int8, int4, ternary]", "");
   text =
       replaced(text, "sparsity: {weights: [unstructured], activations: true}", "sparsity: {weights: [2:4, block16]}");
-  const arch::ArchSpec plain = arch::parse_arch(text, "plain.yaml");
+  const arch::ArchSpec plain = target::parse_arch(text, "plain.yaml");
   EXPECT_EQ(plain.core.weight_formats, (std::vector<std::string>{"fp16", "fp32"}));
   EXPECT_FALSE(arch::check_precision(plain, {"int8", 32, "fp32", "fp32", "", "auto"}).is_ok());
   EXPECT_TRUE(arch::skips_weight_zeros(plain, parse_sparsity("2:4")));
@@ -124,7 +125,7 @@ TEST(ArchSpec, PrecisionAndSparsityCapabilities) {
            {"weights: [unstructured]", "weights: unstructured", "expected a list of strings"},
            {"activations: true}", "activations: true, patterns: []}", "unknown key"}}) {
     const std::string bad = replaced(base, from, to);  // clang 14 cannot capture structured bindings
-    const std::string error = error_of([&] { arch::parse_arch(bad, "bad.yaml"); });
+    const std::string error = error_of([&] { target::parse_arch(bad, "bad.yaml"); });
     EXPECT_NE(error.find(message), std::string::npos) << to << ": " << error;
   }
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
@@ -12,7 +13,7 @@ using namespace tessera::sim;
 namespace {
 
 arch::LinkSpec wse_link() {
-  return arch::load_arch(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/mesh-32x32.yaml").link;
+  return target::load_arch(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/mesh-32x32.yaml").link;
 }
 
 double relative_error(double fast, double cycle) { return std::abs(fast - cycle) / cycle; }

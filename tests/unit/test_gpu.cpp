@@ -1,6 +1,7 @@
 // The GPU model against first principles on every shared_memory preset.
 #include <gtest/gtest.h>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
@@ -13,7 +14,7 @@ compiler::GpuCompileResult compile(const std::string& model, const std::string& 
                                    const compiler::GpuCompileOptions& options) {
   const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + model + ".yaml";
   return compiler::compile_for_gpu(ir::load_model_config(path), read_text_file(path), path,
-                                   arch::parse_arch(arch_yaml, "gpu.yaml"), arch_yaml, "gpu.yaml", options);
+                                   target::parse_arch(arch_yaml, "gpu.yaml"), arch_yaml, "gpu.yaml", options);
 }
 
 std::string preset(const std::string& name) {
@@ -25,7 +26,7 @@ std::string preset(const std::string& name) {
 TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
   for (const std::string name : {"a100", "h100", "h200", "trn2"}) {
     const std::string yaml = preset(name);
-    const arch::ArchSpec a = arch::parse_arch(yaml, name);
+    const arch::ArchSpec a = target::parse_arch(yaml, name);
     for (const int64_t batch : {1, 32}) {
       const auto result = compile("llama3-8b", yaml, {512, 16, batch, 1, PrecisionPolicy::uniform("bf16")});
       ASSERT_TRUE(result.status) << result.status.message();

@@ -1,6 +1,7 @@
 // The IPU (exchange fabric) model against first principles on every exchange preset.
 #include <gtest/gtest.h>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
@@ -15,7 +16,7 @@ compiler::ExchangeCompileResult compile(const std::string& model, const std::str
                                         const compiler::ExchangeCompileOptions& options) {
   const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + model + ".yaml";
   return compiler::compile_for_exchange(ir::load_model_config(path), read_text_file(path), path,
-                                        arch::parse_arch(arch_yaml, "ipu.yaml"), arch_yaml, "ipu.yaml", options);
+                                        target::parse_arch(arch_yaml, "ipu.yaml"), arch_yaml, "ipu.yaml", options);
 }
 
 // `yaml` with the value after `key` (a "NB/cycle" rate) doubled.
@@ -31,7 +32,7 @@ std::string doubled(std::string yaml, const std::string& key, double value) {
 TEST(IpuModel, NothingBeatsPeakComputeSramOrExchange) {
   for (const std::string name : {"gc200", "bow"}) {
     const std::string yaml = source("configs/arch/" + name + ".yaml");
-    const arch::ArchSpec a = arch::parse_arch(yaml, name);
+    const arch::ArchSpec a = target::parse_arch(yaml, name);
     for (const int64_t batch : {1, 16}) {
       const compiler::ExchangeCompileOptions o{128, 16, batch, PrecisionPolicy::uniform("fp16")};
       const auto result = compile("gpt2-small", yaml, o);

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
@@ -27,7 +28,7 @@ Inputs inputs(const std::string& model, const std::string& arch) {
 
 compiler::MeshCompileResult compile(const Inputs& in, compiler::MeshCompileOptions options) {
   return compiler::compile_for_mesh(ir::load_model_config(in.model_path), in.model_yaml, in.model_path,
-                                    arch::parse_arch(in.arch_yaml, in.arch_path), in.arch_yaml, in.arch_path, options);
+                                    target::parse_arch(in.arch_yaml, in.arch_path), in.arch_yaml, in.arch_path, options);
 }
 
 program::Program compiled(const std::string& model, const std::string& arch, compiler::MeshCompileOptions options) {
@@ -42,7 +43,7 @@ TEST(MeshCompiler, PlacementIsDisjointInsideTheUsableRegionAndFits) {
   for (const auto& [model, arch] : std::vector<std::pair<std::string, std::string>>{
            {"gpt2-small", "wse2"}, {"default", "mesh-32x32"}, {"llama3-8b", "wse3"}}) {
     const auto plan = compiled(model, arch, {32, 32, PrecisionPolicy::uniform(model == "llama3-8b" ? "fp16" : "fp32")});
-    const auto a = arch::parse_arch(plan.arch_yaml, plan.arch_origin);
+    const auto a = target::parse_arch(plan.arch_yaml, plan.arch_origin);
     std::set<std::pair<int64_t, int64_t>> used;
     for (const auto& s : plan.stages) {
       EXPECT_LE(static_cast<double>(s.bytes_per_core()), a.usable_sram_per_core()) << model << " " << s.name;

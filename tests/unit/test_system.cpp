@@ -1,6 +1,7 @@
 // Systems of chips: pipelines, tensor-parallel groups, data-parallel replicas and batching.
 #include <gtest/gtest.h>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/system/system.hpp"
 
@@ -11,7 +12,7 @@ namespace {
 system::Machine machine(const std::string& arch, int64_t chips, std::string yaml = "") {
   const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + arch + ".yaml";
   if (yaml.empty()) yaml = read_text_file(path);
-  return {arch::parse_arch(yaml, path), yaml, path, chips};
+  return {target::parse_arch(yaml, path), yaml, path, chips};
 }
 
 system::Workload workload(const std::string& model, int64_t batch, const std::string& dtype = "fp16") {

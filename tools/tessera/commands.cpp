@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "tessera/target/arch.hpp"
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
 #include "tessera/base/error.hpp"
@@ -122,8 +123,8 @@ int archs_command() {
   std::printf("%-11s %-13s %11s %9s %9s %7s %12s  %s\n", "host", "-", "-", "-", "-", "-", "-",
               "built-in reference executor: fp32 on this CPU (OpenBLAS), the numerical oracle");
   for (const auto& file : preset_files()) {
-    const arch::ArchSpec a = arch::load_arch(file);
-    std::printf("%-11s %-13s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), arch::fabric_name(a.fabric),
+    const arch::ArchSpec a = target::load_arch(file);
+    std::printf("%-11s %-13s %11s %9s %6.0fKiB %5.2fGHz %12.1f  %s\n", a.name.c_str(), a.fabric.c_str(),
                 fmt::format("{}x{}", a.usable.width, a.usable.height).c_str(), with_thousands(a.usable.cores()).c_str(),
                 a.core.sram_bytes / 1024, a.clock_hz / 1e9, a.peak_macs_per_second("fp16") / 1e12,
                 a.description.c_str());

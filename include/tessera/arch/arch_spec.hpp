@@ -1,4 +1,5 @@
-// An immutable, validated machine description parsed from configs/arch/*.yaml.
+// An immutable, validated machine description parsed from configs/arch/*.yaml (the keys every
+// machine has here; each fabric's own sections are parsed by its target: FabricSection below).
 //
 // Fabrics: `mesh2d` (a Cerebras-like wafer: cores with private SRAM on a 2D mesh of links, entered
 // from the host through channels on the east and west edges), `exchange` (a Graphcore-like IPU:
@@ -16,11 +17,9 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/base/precision.hpp"
+#include "tessera/config/yaml_reader.hpp"
 
 namespace tessera::arch {
-
-enum class FabricKind { Mesh2D, Exchange, SharedMemory };
-const char* fabric_name(FabricKind kind);
 
 struct Region {
   int64_t x = 0, y = 0, width = 0, height = 0;
@@ -100,7 +99,7 @@ struct EnergyTable {
 struct ArchSpec {
   std::string name;
   std::string description;
-  FabricKind fabric = FabricKind::Mesh2D;
+  std::string fabric;  // mesh2d, exchange or shared_memory: the target that runs it (target/registry.hpp)
   double clock_hz = 0;
   int64_t grid_width = 0, grid_height = 0;  // the whole fabric, in cores
   Region usable;                            // the rectangle programs may use
@@ -117,8 +116,23 @@ struct ArchSpec {
   double peak_macs_per_second(const std::string& dtype) const;
 };
 
-ArchSpec load_arch(const std::filesystem::path& path);
-ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin);
+// What a fabric adds to the keys every machine has (name, clock, core, energy, sparsity): its own
+// keys in `core` and `energy` and its own top-level sections. Each target implements one
+// (src/target/<fabric>/<fabric>_arch.cpp); target/arch.hpp picks it by the file's `fabric:`.
+class FabricSection {
+ public:
+  virtual ~FabricSection() = default;
+  virtual const char* name() const = 0;
+  // The sections that size the machine (its grid, tiles or SMs, and their links and memory);
+  // called before `core`, which may refer to the grid.
+  virtual void parse_sections(const config::YamlMap& root, ArchSpec& a) const = 0;
+  virtual void parse_core(const config::YamlMap& core, ArchSpec& a) const = 0;
+  virtual void parse_energy(const config::YamlMap& energy, ArchSpec& a) const = 0;
+};
+
+// Parses a description whose `fabric:` is `fabric`'s; throws Error naming the file, line and key
+// of anything missing, malformed or unknown.
+ArchSpec parse_arch(const config::YamlMap& root, const FabricSection& fabric);
 
 // Whether `arch` can run `policy`: a failure names each format the chip lacks and what it has.
 Status check_precision(const ArchSpec& arch, const PrecisionPolicy& policy);

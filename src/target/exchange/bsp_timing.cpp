@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
 
 #include <algorithm>
@@ -12,8 +13,8 @@ namespace {
 
 class BspTimer {
  public:
-  explicit BspTimer(const program::BspPlan& plan) : arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)) {
-    if (arch_.fabric != arch::FabricKind::Exchange) fail("{}: not an exchange (IPU) arch", plan.arch_origin);
+  explicit BspTimer(const program::BspPlan& plan) : arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)) {
+    if (arch_.fabric != "exchange") fail("{}: not an exchange (IPU) arch", plan.arch_origin);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
     rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations);

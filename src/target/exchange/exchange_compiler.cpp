@@ -353,7 +353,7 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
                                            const std::string& model_origin, const arch::ArchSpec& arch,
                                            const std::string& arch_yaml, const std::string& arch_origin,
                                            const ExchangeCompileOptions& options) {
-  if (arch.fabric != arch::FabricKind::Exchange) fail("{} is not an exchange machine (an IPU)", arch.name);
+  if (arch.fabric != "exchange") fail("{} is not an exchange machine (an IPU)", arch.name);
   if (options.micro_batch < 1) fail("batch must be >= 1, got {}", options.micro_batch);
   if (options.resident_requests != 0 && options.resident_requests < options.micro_batch)
     fail("a chip holds the KV caches of at least the {} requests it computes, not {}", options.micro_batch,

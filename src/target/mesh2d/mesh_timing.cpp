@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 
 #include <algorithm>
@@ -33,7 +34,7 @@ class Timer {
       : model_(model),
         track_links_(track_links),
         plan_(plan),
-        arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)),
+        arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());

@@ -198,7 +198,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
                                  const std::string& model_origin, const arch::ArchSpec& arch,
                                  const std::string& arch_yaml, const std::string& arch_origin,
                                  const GpuCompileOptions& options) {
-  if (arch.fabric != arch::FabricKind::SharedMemory) fail("{} is not a GPU (fabric shared_memory)", arch.name);
+  if (arch.fabric != "shared_memory") fail("{} is not a GPU (fabric shared_memory)", arch.name);
   if (options.micro_batch < 1) fail("batch must be >= 1, got {}", options.micro_batch);
   const int64_t t = options.tensor_parallel;
   if (t < 1 || model.n_heads % t != 0 || model.n_kv_heads % t != 0 || model.d_ff % t != 0)

@@ -1,3 +1,4 @@
+#include "tessera/target/arch.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
 
 #include <algorithm>
@@ -19,8 +20,8 @@ struct KernelCost {
 class GpuTimer {
  public:
   explicit GpuTimer(const program::GpuPlan& plan)
-      : plan_(plan), arch_(arch::parse_arch(plan.arch_yaml, plan.arch_origin)) {
-    if (arch_.fabric != arch::FabricKind::SharedMemory) fail("{}: not a GPU arch", plan.arch_origin);
+      : plan_(plan), arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)) {
+    if (arch_.fabric != "shared_memory") fail("{}: not a GPU arch", plan.arch_origin);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
     rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz;  // per SM

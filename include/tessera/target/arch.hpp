@@ -1,0 +1,17 @@
+// Reading an arch description: the common keys (arch/arch_spec.hpp) and the section of the target
+// its `fabric:` names. Every arch file is read through here.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+
+namespace tessera::target {
+
+// Throws Error naming the file, line and key; an unknown fabric lists the known ones.
+arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin);
+arch::ArchSpec load_arch(const std::filesystem::path& path);
+
+}  // namespace tessera::target

@@ -1,0 +1,77 @@
+// The mesh2d part of an arch description: the grid and the rectangle programs may use, each
+// core's routes, the links between routers, the host I/O on the east and west edges, and the
+// fabric's energy per hop.
+#include "../arch_sections.hpp"
+#include "tessera/arch/fields.hpp"
+#include "tessera/arch/units.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+using config::YamlMap;
+
+class Mesh2dSection : public arch::FabricSection {
+ public:
+  const char* name() const override { return "mesh2d"; }
+
+  void parse_sections(const YamlMap& root, arch::ArchSpec& a) const override {
+    const YamlMap grid = root.map("grid");
+    constexpr const char* kWafer = "a WSE-3 is about 1,000 cores on a side";
+    a.grid_width = arch::positive_at_most(grid, "width", int64_t{1} << 14, kWafer);
+    a.grid_height = arch::positive_at_most(grid, "height", int64_t{1} << 14, kWafer);
+    if (a.grid_width * a.grid_height > (int64_t{1} << 26))
+      fail("{}: a {}x{} grid has more cores than tessera simulates ({} at most; {})", root.where("grid"), a.grid_width,
+           a.grid_height, int64_t{1} << 26, kWafer);
+    grid.finish();
+    a.usable = {0, 0, a.grid_width, a.grid_height};
+    if (root.has("usable")) {
+      const YamlMap u = root.map("usable");
+      a.usable = {arch::non_negative(u, "x"), arch::non_negative(u, "y"), arch::positive(u, "width"),
+                  arch::positive(u, "height")};
+      u.finish();
+      if (a.usable.x + a.usable.width > a.grid_width || a.usable.y + a.usable.height > a.grid_height)
+        fail("{}: region {}x{} at ({}, {}) does not fit in the {}x{} grid", root.where("usable"), a.usable.width,
+             a.usable.height, a.usable.x, a.usable.y, a.grid_width, a.grid_height);
+    }
+
+    const YamlMap link = root.map("link");
+    a.link.bytes_per_cycle = arch::positive_unit(link, "bandwidth", arch::parse_bytes_per_cycle);
+    a.link.hop_latency_cycles = arch::parse_cycles(link.string("hop_latency"), link.where("hop_latency"));
+    a.link.ramp_latency_cycles = arch::parse_cycles(link.string("ramp_latency"), link.where("ramp_latency"));
+    link.finish();
+
+    const YamlMap io = root.map("io");
+    a.io.edge_channels_per_side = arch::positive(io, "edge_channels_per_side");
+    a.io.max_channels_used = arch::positive(io, "max_channels_used");
+    if (a.io.max_channels_used > 2 * a.io.edge_channels_per_side)
+      fail("{}: more than the {} channels on the two edges", io.where("max_channels_used"),
+           2 * a.io.edge_channels_per_side);
+    a.io.host_bytes_per_second = arch::positive_unit(io, "host_bandwidth", arch::parse_bytes_per_second);
+    a.io.external_memory_bytes = arch::positive_unit(io, "external_memory", arch::parse_bytes);
+    a.io.external_bytes_per_second = arch::positive_unit(io, "external_bandwidth", arch::parse_bytes_per_second);
+    // Chips of a system reach each other through the host I/O.
+    a.chip_link.bytes_per_second = a.io.host_bytes_per_second;
+    a.chip_link.latency_s = arch::parse_seconds(io.string("chip_latency"), io.where("chip_latency"));
+    io.finish();
+  }
+
+  void parse_core(const YamlMap& core, arch::ArchSpec& a) const override {
+    a.core.routes = arch::positive(core, "routes");
+  }
+
+  void parse_energy(const YamlMap& energy, arch::ArchSpec& a) const override {
+    a.energy.fabric_pj_per_byte_hop =
+        arch::parse_energy_pj_per_byte(energy.string("fabric_hop"), energy.where("fabric_hop"));
+    a.energy.offchip_pj_per_byte = arch::parse_energy_pj_per_byte(energy.string("offchip"), energy.where("offchip"));
+  }
+};
+
+}  // namespace
+
+const arch::FabricSection& mesh2d_section() {
+  static const Mesh2dSection section;
+  return section;
+}
+
+}  // namespace tessera::target

@@ -1,0 +1,52 @@
+// The shared_memory part of an arch description: the SM (or NeuronCore) count (the grid is
+// sms x 1), the memory system (L2, HBM), the runtime (kernel launch, board power), links to other
+// chips, energy per HBM byte and per byte over a link.
+#include "../arch_sections.hpp"
+#include "tessera/arch/fields.hpp"
+#include "tessera/arch/units.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+using config::YamlMap;
+
+class SharedMemorySection : public arch::FabricSection {
+ public:
+  const char* name() const override { return "shared_memory"; }
+
+  void parse_sections(const YamlMap& root, arch::ArchSpec& a) const override {
+    a.grid_width = arch::positive_at_most(root, "sms", int64_t{1} << 16, "an H100 has 132 SMs");
+    a.grid_height = 1;
+    a.usable = {0, 0, a.grid_width, 1};
+    const YamlMap mem = root.map("memory");
+    if (mem.has("l2")) a.gpu.l2_bytes = arch::positive_unit(mem, "l2", arch::parse_bytes);
+    a.gpu.hbm_bytes = arch::positive_unit(mem, "hbm", arch::parse_bytes);
+    a.gpu.hbm_bytes_per_second = arch::positive_unit(mem, "hbm_bandwidth", arch::parse_bytes_per_second);
+    mem.finish();
+    const YamlMap run = root.map("runtime");
+    a.gpu.kernel_launch_s = arch::parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
+    if (run.has("tdp")) a.gpu.tdp_watts = arch::positive_unit(run, "tdp", arch::parse_watts);
+    run.finish();
+    const YamlMap link = root.map("link");
+    a.chip_link.bytes_per_second = arch::positive_unit(link, "bandwidth", arch::parse_bytes_per_second);
+    a.chip_link.latency_s = arch::parse_seconds(link.string("latency"), link.where("latency"));
+    link.finish();
+  }
+
+  void parse_core(const YamlMap&, arch::ArchSpec&) const override {}
+
+  void parse_energy(const YamlMap& energy, arch::ArchSpec& a) const override {
+    a.energy.hbm_pj_per_byte = arch::parse_energy_pj_per_byte(energy.string("hbm"), energy.where("hbm"));
+    a.energy.offchip_pj_per_byte = arch::parse_energy_pj_per_byte(energy.string("link"), energy.where("link"));
+  }
+};
+
+}  // namespace
+
+const arch::FabricSection& shared_memory_section() {
+  static const SharedMemorySection section;
+  return section;
+}
+
+}  // namespace tessera::target

@@ -266,6 +266,9 @@ class Driver {
         op.width = op.n;
         op.name = fused_projection_name(names);
         if (group.size() == 1) op.part_widths = slices_of(id);
+        for (int value : part_values(op)) op.part_roles.push_back(role_of(value, op.attention_group));
+        if (const ir::Node& in = g_.node(node.inputs[0]); in.op == ir::OpKind::Attention)
+          op.input_group = in.int_attr("n_heads") / in.int_attr("n_kv_heads");
         ops.push_back(op);
         return;
       }
@@ -276,6 +279,31 @@ class Driver {
   std::string name_of(int id) const {
     const ir::Node& node = g_.node(id);
     return node.name.empty() ? fmt::format("{}%{}", ir::op_info(node.op).name, id) : node.name;
+  }
+
+  // The graph value each part of a projection is: its fused nodes, or the slices of a lone node.
+  std::vector<int> part_values(const LoweredOp& op) const {
+    if (op.nodes.size() > 1 || op.part_widths.size() == 1) return op.nodes;
+    std::vector<std::pair<int64_t, int>> by_start;
+    for (int u : consumers_[static_cast<size_t>(op.nodes.front())])
+      by_start.emplace_back(g_.node(u).int_attr("start"), u);
+    std::sort(by_start.begin(), by_start.end());
+    std::vector<int> out;
+    for (const auto& [start, node] : by_start) out.push_back(node);
+    return out;
+  }
+
+  // Whether `value` (through RoPE) is an attention's queries or its keys or values; sets `group`
+  // to that attention's query heads per KV head.
+  PartRole role_of(int value, int64_t& group) const {
+    for (int u : consumers_[static_cast<size_t>(value)]) {
+      const ir::Node& user = g_.node(u);
+      if (user.op == ir::OpKind::Rope) return role_of(u, group);
+      if (user.op != ir::OpKind::Attention) continue;
+      group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
+      return user.inputs[0] == value ? PartRole::Query : PartRole::KeyValue;
+    }
+    return PartRole::Other;
   }
 
   int64_t k_of(const ir::Node& mm) const {

@@ -24,6 +24,8 @@
 namespace tessera::compiler {
 
 enum class LoweredKind { Embedding, Norm, Projection, Rope, Attention, Activation, Add, Mul };
+// What a projection's part feeds (through RoPE, if any): attention's queries, its keys or values.
+enum class PartRole { Other, Query, KeyValue };
 const char* lowered_kind_name(LoweredKind kind);
 
 struct LoweredOp {
@@ -38,6 +40,9 @@ struct LoweredOp {
   bool linear = false;                  // weights stored [out, in] (nn.Linear); else [in, out] (Conv1D)
   std::vector<int64_t> part_widths;     // the outputs side by side (q|k|v: 3), or one
   std::vector<std::string> weights;     // the parameter of each fused node, in part order
+  std::vector<PartRole> part_roles;     // per part
+  int64_t attention_group = 1;          // query heads per KV head of the attention the parts feed
+  int64_t input_group = 1;              // query heads per KV head of the attention whose output it reads
   // Tensor-parallel layouts (Megatron): a projection of a whole tensor splits its output columns
   // over the group; ops on a split tensor keep it split; a projection of a split tensor splits k
   // and reduces the partial outputs back to a whole tensor.

@@ -36,7 +36,7 @@ struct Matmul {
   int64_t k, n;
   bool rows_in;
   bool bias;
-  int64_t parts = 1;  // equal outputs computed side by side (q|k|v: 3, gate|up: 2)
+  const LoweredOp* op;  // its parts (q|k|v, gate|up) and what they feed
 };
 
 struct StageKind {
@@ -45,6 +45,7 @@ struct StageKind {
   std::vector<Matmul> matmuls;
   int64_t norms;         // norm layers in the stage
   int64_t norm_vectors;  // vectors per norm (LayerNorm: scale and shift; RMSNorm: scale)
+  int64_t query_width = 0, group = 1;  // the attention's heads x head_dim, query heads per KV head
 };
 
 struct Shape {
@@ -73,15 +74,32 @@ class Lowering {
   const WeightStorage& storage() const { return storage_; }
   int64_t kv_bytes() const { return kv_bytes_; }
 
-  // Per-core capacities, as program/layout.hpp splits: n over the rows, or `parts` equal outputs
-  // of n / parts each over the columns (the model dimension with pairs kept together).
+  // Per-core capacities, as program/layout.hpp splits: n over the rows, or over the columns (the
+  // model dimension with RoPE's pairs kept together; attention's tensors in whole KV groups).
   int64_t over_rows(int64_t n, Shape r) const { return program::segment_capacity(n, r.py); }
-  int64_t over_cols(int64_t n, Shape r, int64_t parts = 1) const {
-    return parts * program::segment_capacity(n / parts, r.px, n / parts == m_.d_model ? 2 : 1);
+  int64_t over_cols(int64_t n, Shape r) const {
+    return program::segment_capacity(n, r.px, n == m_.d_model ? 2 : 1);
   }
-  int64_t tile_k(const Matmul& mm, Shape r) const { return mm.rows_in ? over_rows(mm.k, r) : over_cols(mm.k, r); }
+  // A projection's parts side by side over the columns: queries and keys/values as attention
+  // splits them (layout.hpp), others as any vector.
+  int64_t parts_over_cols(const LoweredOp& op, Shape r) const {
+    int64_t cap = 0;
+    for (size_t p = 0; p < op.part_widths.size(); ++p) {
+      const int64_t w = op.part_widths[p], g = op.attention_group;
+      switch (op.part_roles[p]) {
+        case compiler::PartRole::Query: cap += program::query_capacity(w, r.px, g); break;
+        case compiler::PartRole::KeyValue: cap += program::key_value_capacity(w * g, r.px, g); break;
+        case compiler::PartRole::Other: cap += over_cols(w, r); break;
+      }
+    }
+    return cap;
+  }
+  int64_t tile_k(const Matmul& mm, Shape r) const {
+    if (mm.rows_in) return over_rows(mm.k, r);
+    return mm.op->input_group > 1 ? program::query_capacity(mm.k, r.px, mm.op->input_group) : over_cols(mm.k, r);
+  }
   int64_t tile_n(const Matmul& mm, Shape r) const {
-    return mm.rows_in ? over_cols(mm.n, r, mm.parts) : over_rows(mm.n, r);
+    return mm.rows_in ? parts_over_cols(*mm.op, r) : over_rows(mm.n, r);
   }
   const StageKind& layer() const { return layer_; }
   const StageKind& head() const { return head_; }
@@ -106,8 +124,7 @@ class Lowering {
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
-      f.kv = o_.requests_in_flight * 2 * slots * over_cols(m_.d_model, r) *
-             kv_bytes_;                 // k and v per query dimension (see above)
+      f.kv = o_.requests_in_flight * 2 * slots * program::key_value_capacity(s.query_width, r.px, s.group) * kv_bytes_;
       per_token += m_.n_heads * slots;  // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
@@ -142,17 +159,13 @@ class Lowering {
  private:
   // A stage's matrices and norms as the mesh holds them. A projection reading the residual stream
   // (split over the region's rows) splits k over rows; one reading a split tensor (heads, d_ff)
-  // splits k over columns. Grouped-query attention: each core keeps the keys and values of the
-  // query dimensions it holds, so k and v are stored (and projected) once per query head: a fused
-  // projection's parts all take the widest part's width.
+  // splits k over columns. Grouped-query attention keeps one K/V per KV head (layout.hpp).
   static StageKind stage_kind(const std::string& name, bool is_layer, const std::vector<LoweredOp>& ops) {
     StageKind s{name, is_layer, {}, 0, 0};
     for (const auto& op : ops) {
       if (op.kind == LoweredKind::Norm) s.norms++, s.norm_vectors = op.vectors;
-      if (op.kind != LoweredKind::Projection) continue;
-      const auto parts = static_cast<int64_t>(op.part_widths.size());
-      const int64_t widest = *std::max_element(op.part_widths.begin(), op.part_widths.end());
-      s.matmuls.push_back({op.local, op.k, parts * widest, !op.split_input, op.bias, parts});
+      if (op.kind == LoweredKind::Attention) s.query_width = op.heads * op.head_dim, s.group = op.heads / op.kv_heads;
+      if (op.kind == LoweredKind::Projection) s.matmuls.push_back({op.local, op.k, op.n, !op.split_input, op.bias, &op});
     }
     return s;
   }
@@ -262,8 +275,12 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         out.back().name = op.name, out.back().node = op.name;
         break;
       case LoweredKind::Rope:
-        // Rotates the q and (per query head) k columns each core holds.
-        add_elementwise(out, op, stage, tokens * 6 * over_cols(m_.d_model, r), cores);
+        // Rotates the q and k columns each core holds: 6 operations per pair.
+        add_elementwise(out, op, stage,
+                        tokens * 3 *
+                            (program::query_capacity(s.query_width, r.px, s.group) +
+                             program::key_value_capacity(s.query_width, r.px, s.group)),
+                        cores);
         break;
       case LoweredKind::Attention:
         add_attention(out, op, p, stage, r, tokens, cores);
@@ -294,13 +311,15 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
 // position over rows, so each core holds ceil(context / rows) positions ("slots").
 void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const std::string& p, int32_t stage, Shape r,
                              int64_t tokens, int64_t cores) const {
-  const int64_t d = op.heads * op.head_dim, dx = over_cols(d, r);
+  const int64_t group = op.heads / op.kv_heads, d = op.heads * op.head_dim;
+  const int64_t dx = program::query_capacity(d, r.px, group), kx = program::key_value_capacity(d, r.px, group);
   Step scores;
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
   scores.kernel = "attention.scores", scores.node = op.name;
   scores.macs_per_slot = tokens * dx;
   scores.total_macs_per_slot = tokens * d * r.py;
-  scores.sram_bytes_per_slot = cores * tokens * dx * (kv_bytes_ + kActivationBytes);
+  // Each query dimension meets its KV head's key, read once for the group.
+  scores.sram_bytes_per_slot = cores * tokens * (kx * kv_bytes_ + dx * kActivationBytes);
   scores.pattern = Pattern::AllreduceX;
   scores.words_per_slot = tokens * op.heads;
   scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
@@ -409,9 +428,10 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
     const double head_bytes = head ? static_cast<double>(low.weight_bytes(low.head())) : 0.0;
-    // KV is stored per query dimension (grouped-query heads expanded; see the Lowering constructor).
+    // One key and one value per KV head dimension.
     const double kv_per_layer_token =
-        2.0 * static_cast<double>(options.requests_in_flight * model.d_model * low.kv_bytes());
+        2.0 * static_cast<double>(options.requests_in_flight * low.layer().query_width / low.layer().group *
+                                  low.kv_bytes());
     const auto layers = static_cast<double>(n_layers), tokens = static_cast<double>(context);
     const double kv_bytes = layers * kv_per_layer_token * tokens;
     const double needed = layers * layer_bytes + head_bytes + kv_bytes;

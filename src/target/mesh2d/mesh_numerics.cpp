@@ -33,20 +33,42 @@ constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 // replicated along each row) and cols (split over the columns, replicated down each column).
 enum class Layout { Rows, Cols };
 
-// A tensor of a stage: `parts` vectors of `part_width` side by side (q|k|v), each split over the
-// lines of its layout in segments of `cap` (cols: a multiple of `align`, so RoPE's pairs stay on
-// one core). Every core of a line holds the same copy of its segment, so the host stores one copy
-// per line: [line][token][parts * cap], at `offset` of the stage's activation store.
+// The order a vector's elements are stored in, against the graph's: RoPE's operands keep each
+// head's dimensions pair-adjacent ((2i, 2i+1) holds the pair (i, i + head_dim/2)), and the
+// queries of grouped-query attention (and its output) are group-interleaved: for each KV head and
+// dimension, the `group` query heads sharing it side by side (program/layout.hpp).
+struct Order {
+  int64_t head_dim = 0;  // 0: the graph's own order
+  bool pairs = false;
+  int64_t group = 1;
+  bool operator==(const Order&) const = default;
+
+  int64_t dim(int64_t s) const { return group > 1 ? (s / group) % head_dim : s % head_dim; }  // stored
+  int64_t head(int64_t s) const {
+    return group > 1 ? s / (head_dim * group) * group + s % group : s / head_dim;
+  }
+  // Stored index -> the graph's index.
+  int64_t graph_index(int64_t s) const {
+    if (head_dim == 0) return s;
+    const int64_t e = dim(s), half = head_dim / 2;
+    return head(s) * head_dim + (pairs ? (e % 2 == 0 ? e / 2 : e / 2 + half) : e);
+  }
+};
+
+// A tensor of a stage: parts side by side (q|k|v), each split over the lines of its layout in
+// segments of its capacity (program/layout.hpp). Every core of a line holds the same copy of its
+// segment, so the host stores one copy per line: [line][token][stride], at `offset` of the
+// stage's activation store.
 struct Buffer {
   Layout layout = Layout::Rows;
-  int64_t parts = 1, part_width = 0, align = 1, cap = 0;
+  std::vector<int64_t> widths, caps, starts;  // per part: elements, per-core capacity, place in a token's floats
+  std::vector<Order> orders;
   int64_t offset = 0;
-  // Per part, the order its elements are stored in: 0, as the graph has them; h > 0, each head of
-  // h dimensions pair-adjacent ((2i, 2i+1) holds RoPE's pair (i, i + h/2)).
-  std::vector<int64_t> order;
-  int64_t stride() const { return parts * cap; }  // floats per token on a core
-  Segment seg(int64_t lines, int64_t line) const {
-    return layout == Layout::Rows ? segment(part_width, lines, line) : segment(part_width, lines, line, align);
+  int64_t stride() const { return starts.back() + caps.back(); }  // floats per token on a core
+  int64_t width() const { return widths.front(); }                 // of a one-part buffer
+  Segment seg(int64_t line, size_t part = 0) const {
+    const int64_t w = widths[part], cap = caps[part];
+    return {std::min(line * cap, w), std::min((line + 1) * cap, w)};
   }
 };
 
@@ -65,7 +87,7 @@ struct StageOp {
   std::vector<Ref> in;
   int out = -1;
   int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: each core's W[k][n] tile
-  int64_t in_order = 0;                                          // projection: its input's stored order
+  Order in_order;                                                // projection: its input's stored order
   int64_t gamma = 0, beta = -1;                                  // norm vectors (beta: LayerNorm)
   float eps = 0;
   ref::RopeTable rope;
@@ -82,7 +104,7 @@ struct StageArenas {
   std::vector<Buffer> buffers;
   int input = -1, output = -1;         // the rows the stage receives, and what it hands on
   std::map<std::string, StageOp> ops;  // by lowered op name (a plan step's `node`)
-  int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0;  // one attention per stage
+  int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0, group = 1;  // one attention per stage
   // Scratch: each core's partial sums ([reduced line][token][the other lines x per core]), the
   // reduced result, attention scores [token][row][head][slot] and whole-stage statistics.
   int64_t partial = 0, reduced = 0, scores = 0, mean = 0, squares = 0, max = 0, sums = 0;
@@ -93,10 +115,11 @@ struct StageArenas {
   float* line(const Buffer& b, int64_t l, int64_t t) { return scratch + b.offset + (l * tokens + t) * b.stride(); }
   float* at(const Ref& r, int64_t l, int64_t t) {
     const Buffer& b = buffers.at(static_cast<size_t>(r.buffer));
-    return line(b, l, t) + r.part * b.cap;
+    return line(b, l, t) + b.starts[static_cast<size_t>(r.part)];
   }
   const Buffer& buf(const Ref& r) const { return buffers.at(static_cast<size_t>(r.buffer)); }
   const Buffer& buf(int b) const { return buffers.at(static_cast<size_t>(b)); }
+  Segment seg(const Ref& r, int64_t l) const { return buf(r).seg(l, static_cast<size_t>(r.part)); }
   int64_t lines(const Buffer& b) const { return b.layout == Layout::Rows ? py : px; }
 };
 
@@ -154,7 +177,7 @@ struct MeshDataPlane::State {
     auto& [zeros, inputs] = input_zeros[layer];
     const Buffer& b = s.buf(in);
     for (int64_t l = 0; l < s.lines(b); ++l) {
-      const int64_t kn = b.seg(s.lines(b), l).size();
+      const int64_t kn = s.seg(in, l).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float* x = s.at(in, l, t);
         for (int64_t k = 0; k < kn; ++k) zeros += round_to_format(x[k], activations) == 0.0f;
@@ -192,10 +215,10 @@ struct MeshDataPlane::State {
   // destination row its segment.
   std::vector<float> gather_rows(StageArenas& from, int64_t tokens) {
     const Buffer& b = from.buf(from.output);
-    const int64_t d = b.part_width;
+    const int64_t d = b.width();
     std::vector<float> rows(static_cast<size_t>(tokens * d));
     for (int64_t j = 0; j < from.py; ++j) {
-      const Segment seg = b.seg(from.py, j);
+      const Segment seg = b.seg(j);
       for (int64_t t = 0; t < tokens; ++t)
         std::copy_n(from.line(b, j, t), seg.size(), rows.data() + t * d + seg.begin);
     }
@@ -211,9 +234,9 @@ struct MeshDataPlane::State {
 
   void deliver_rows(StageArenas& to, const float* rows, int64_t tokens) {
     const Buffer& b = to.buf(to.input);
-    const int64_t d = b.part_width;
+    const int64_t d = b.width();
     for (int64_t j = 0; j < to.py; ++j) {
-      const Segment seg = b.seg(to.py, j);
+      const Segment seg = b.seg(j);
       for (int64_t t = 0; t < tokens; ++t) std::copy_n(rows + t * d + seg.begin, seg.size(), to.line(b, j, t));
     }
   }
@@ -233,7 +256,7 @@ struct MeshDataPlane::State {
     const auto d = static_cast<float>(so.op->width);
     const float* mean = s.scratch + s.mean;
     for (int64_t j = 0; j < s.py; ++j) {
-      const int64_t n = s.buf(in).seg(s.py, j).size();
+      const int64_t n = s.seg(in, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float m = what == NormSum::Deviations ? mean[t] / d : 0.0f;
         const float* x = s.at(in, j, t);
@@ -250,9 +273,9 @@ struct MeshDataPlane::State {
     const auto d = static_cast<double>(so.op->width);
     const Buffer& ib = s.buf(so.in[0]);
     for (int64_t j = 0; j < s.py; ++j) {
-      const int64_t n = ib.seg(s.py, j).size();
-      const float* g = s.weights.data() + so.gamma + j * ib.cap;
-      const float* b = so.beta >= 0 ? s.weights.data() + so.beta + j * ib.cap : nullptr;
+      const int64_t n = ib.seg(j).size();
+      const float* g = s.weights.data() + so.gamma + j * ib.stride();
+      const float* b = so.beta >= 0 ? s.weights.data() + so.beta + j * ib.stride() : nullptr;
       for (int64_t t = 0; t < tokens; ++t) {
         const float mean = layer_norm ? s.scratch[s.mean + t] / static_cast<float>(d) : 0.0f;
         const double squares = s.scratch[s.squares + t];
@@ -276,7 +299,7 @@ struct MeshDataPlane::State {
     const int64_t width = across * so.tile_width;                         // one line's partial outputs
     std::fill_n(s.scratch + s.reduced, tokens * width, kPoison);
     for_lines(lines, so.tile_rows * width, [&](int64_t l) {
-      const int64_t kn = ib.seg(lines, l).size();
+      const int64_t kn = s.seg(in, l).size();
       const float* w = s.weights.data() + so.weight + l * so.tile_rows * width;
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = s.scratch + s.partial + (l * tokens + t) * width;
@@ -305,23 +328,27 @@ struct MeshDataPlane::State {
     }
   }
 
-  // RoPE on each input in place, whose head dimensions are stored pair-adjacent: (2i, 2i+1)
-  // holds the rotate-half pair (i, i + head_dim/2), so every pair is on one core.
+  // RoPE on each input in place. Its operands are stored with each pair of a head next to each
+  // other (Order), one core holding both: the pair partner of stored index s is s + 1, or s + group
+  // where the queries are group-interleaved.
   void rope(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
-    const int64_t hd = so.op->head_dim, half = hd / 2;
+    const int64_t half = so.op->head_dim / 2;
     for (const Ref& r : so.in) {
-      const Buffer& b = s.buf(r);
-      for (int64_t l = 0; l < s.lines(b); ++l) {
-        const Segment seg = b.seg(s.lines(b), l);
+      const Order& order = s.buf(r).orders[static_cast<size_t>(r.part)];
+      const int64_t step = order.group;
+      for (int64_t l = 0; l < s.lines(s.buf(r)); ++l) {
+        const Segment seg = s.seg(r, l);
         for (int64_t t = 0; t < tokens; ++t) {
           const int64_t pos = first_position + t;
           float* v = s.at(r, l, t);
-          for (int64_t e = seg.begin; e + 1 < seg.end; e += 2) {
-            const auto at = static_cast<size_t>(pos * half + (e % hd) / 2);
+          for (int64_t e = seg.begin; e < seg.end; ++e) {
+            const int64_t dim = order.dim(e);
+            if (dim % 2 != 0) continue;  // segments hold whole pairs (program/layout.hpp)
+            const auto at = static_cast<size_t>(pos * half + dim / 2);
             const float c = so.rope.cos[at], sn = so.rope.sin[at];
-            const float x1 = v[e - seg.begin], x2 = v[e - seg.begin + 1];
+            const float x1 = v[e - seg.begin], x2 = v[e - seg.begin + step];
             v[e - seg.begin] = x1 * c + (-x2) * sn;
-            v[e - seg.begin + 1] = x2 * c + x1 * sn;
+            v[e - seg.begin + step] = x2 * c + x1 * sn;
           }
         }
       }
@@ -340,7 +367,8 @@ struct MeshDataPlane::State {
 
   Reduction attention_scores(StageArenas& s, const StageOp& so, int64_t tokens, int64_t first_position) {
     const Ref &q = so.in[0], &k = so.in[1], &v = so.in[2];
-    const int64_t hd = so.op->head_dim, hs = s.heads * s.slots, nc = s.kv_cap, rows = s.py;
+    const Order& order = s.buf(q).orders[static_cast<size_t>(q.part)];
+    const int64_t hs = s.heads * s.slots, nc = s.kv_cap, rows = s.py, group = s.group;
     for (int64_t t = 0; t < tokens; ++t) {
       const int64_t p = first_position + t, j = p % s.py, slot = p / s.py;
       for (int64_t i = 0; i < s.px; ++i) {
@@ -351,7 +379,7 @@ struct MeshDataPlane::State {
     }
     std::fill_n(s.scratch + s.reduced, tokens * rows * hs, kPoison);
     for_lines(s.px, tokens * rows * hs, [&](int64_t i) {
-      const Segment seg = s.buf(q).seg(s.px, i);
+      const Segment seg = s.seg(q, i);
       float* out = s.scratch + s.partial + i * tokens * rows * hs;
       std::fill_n(out, tokens * rows * hs, 0.0f);
       for (int64_t j = 0; j < rows; ++j) {
@@ -359,9 +387,10 @@ struct MeshDataPlane::State {
         for (int64_t t = 0; t < tokens; ++t) {
           const float* qt = s.at(q, i, t);
           float* sc = out + (t * rows + j) * hs;
+          // Each query dimension meets the same dimension of its KV head: (e - begin) / group.
           for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
             for (int64_t e = seg.begin; e < seg.end; ++e)
-              sc[(e / hd) * s.slots + slot] += qt[e - seg.begin] * kc[slot * nc + (e - seg.begin)];
+              sc[order.head(e) * s.slots + slot] += qt[e - seg.begin] * kc[slot * nc + (e - seg.begin) / group];
         }
       }
     });
@@ -409,9 +438,10 @@ struct MeshDataPlane::State {
   }
 
   Reduction attention_values(StageArenas& s, const StageOp& so, int64_t tokens) {
-    const int64_t heads = s.heads, hd = so.op->head_dim, hs = heads * s.slots, nc = s.kv_cap;
+    const int64_t heads = s.heads, hs = heads * s.slots, nc = s.kv_cap, group = s.group;
     const Buffer& ob = s.buf(so.out);
-    const int64_t width = s.px * nc;
+    const Order& order = ob.orders.front();
+    const int64_t cap = ob.caps.front(), width = s.px * cap;
     std::fill_n(s.scratch + s.reduced, tokens * width, kPoison);
     for_lines(s.py, tokens * width * s.slots, [&](int64_t j) {
       for (int64_t t = 0; t < tokens; ++t) {
@@ -419,15 +449,15 @@ struct MeshDataPlane::State {
         float* out = s.scratch + s.partial + (j * tokens + t) * width;
         std::fill_n(out, width, 0.0f);
         for (int64_t i = 0; i < s.px; ++i) {
-          const Segment seg = ob.seg(s.px, i);
+          const Segment seg = ob.seg(i);
           const float* vc = cache(s, s.v_cache, i, j);
           for (int64_t e = seg.begin; e < seg.end; ++e) {
-            const int64_t hh = e / hd;
+            const int64_t hh = order.head(e);
             const float inv = 1.0f / s.scratch[s.sums + t * heads + hh];
             float acc = 0;
             for (int64_t slot = 0; slot < s.slots; ++slot)
-              acc += sc[hh * s.slots + slot] * inv * vc[slot * nc + (e - seg.begin)];
-            out[i * nc + (e - seg.begin)] = acc;
+              acc += sc[hh * s.slots + slot] * inv * vc[slot * nc + (e - seg.begin) / group];
+            out[i * cap + (e - seg.begin)] = acc;
           }
         }
       }
@@ -448,7 +478,7 @@ struct MeshDataPlane::State {
     const LoweredOp& op = *so.op;
     const int64_t lines = s.lines(ob);
     for_lines(lines, tokens * ob.stride() * 8, [&](int64_t l) {
-      const int64_t n = ob.seg(lines, l).size();
+      const int64_t n = ob.seg(l).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float* x = s.at(so.in[0], l, t);
         const float* y = so.in.size() > 1 ? s.at(so.in[1], l, t) : nullptr;
@@ -554,7 +584,7 @@ class StageBuilder {
     s_.px = s_.region.width, s_.py = s_.region.height;
     s_.slots = segment_capacity(st_.context, s_.py);
     s_.tokens = s_.is_head ? 1 : st_.chunk;
-    s_.input = add_buffer(Layout::Rows, 1, residual_width(), 1);
+    s_.input = rows_buffer(residual_width());
     // Per token: the largest partial sums (every core's) and reduced result (a line's) of any
     // step: a projection's, the attention scores', the weighted values', a norm's or softmax's.
     int64_t partial = 0, reduced = 0, core_partial = 0;
@@ -600,13 +630,46 @@ class StageBuilder {
 
   bool produced_here(int id) const { return members_.contains(id); }
 
-  int add_buffer(Layout layout, int64_t parts, int64_t part_width, int64_t align) {
-    Buffer b{layout, parts, part_width, align, 0, 0, std::vector<int64_t>(static_cast<size_t>(parts), 0)};
-    b.cap = layout == Layout::Rows ? segment_capacity(part_width, s_.py) : segment_capacity(part_width, s_.px, align);
+  int add_buffer(Layout layout, std::vector<int64_t> widths, std::vector<int64_t> caps, std::vector<Order> orders) {
+    Buffer b{layout, std::move(widths), std::move(caps), {}, std::move(orders), 0};
+    int64_t start = 0;
+    for (int64_t cap : b.caps) b.starts.push_back(start), start += cap;
     b.offset = take(act_, s_.lines(b) * s_.tokens * b.stride());
     core_act_ += s_.tokens * b.stride();
     s_.buffers.push_back(b);
     return static_cast<int>(s_.buffers.size()) - 1;
+  }
+
+  int rows_buffer(int64_t width) {
+    return add_buffer(Layout::Rows, {width}, {segment_capacity(width, s_.py)}, {Order{}});
+  }
+
+  // A projection's output in the cols layout, its parts split as program/layout.hpp says (what
+  // the compiler sized): attention's queries and keys/values by KV groups, others with the model
+  // dimension's pairs together.
+  int projection_buffer(const LoweredOp& op) {
+    std::vector<int64_t> caps;
+    std::vector<Order> orders;
+    const int64_t group = op.attention_group;
+    for (size_t p = 0; p < op.part_widths.size(); ++p) {
+      const int64_t w = op.part_widths[p];
+      const PartLayout part = part_layout(op, p);
+      switch (op.part_roles[p]) {
+        case compiler::PartRole::Query:
+          caps.push_back(program::query_capacity(w, s_.px, group));
+          orders.push_back({part.hd, part.pairs, group});
+          break;
+        case compiler::PartRole::KeyValue:
+          caps.push_back(program::key_value_capacity(w * group, s_.px, group));
+          orders.push_back({part.hd, part.pairs, 1});
+          break;
+        case compiler::PartRole::Other:
+          caps.push_back(segment_capacity(w, s_.px, w == residual_width() ? 2 : 1));
+          orders.push_back(part.pairs ? Order{part.hd, true, 1} : Order{});
+          break;
+      }
+    }
+    return add_buffer(Layout::Cols, op.part_widths, std::move(caps), std::move(orders));
   }
 
   // Weights for every core of the stage: `per_core` floats each, stored `copies` times (once per
@@ -615,9 +678,6 @@ class StageBuilder {
     core_weights_ += per_core;
     return take(cur_, per_core * copies);
   }
-
-  // Head-dimension space (the width of the queries) is split with RoPE's pairs kept together.
-  int64_t align_for(int64_t width) const { return width == residual_width() ? 2 : 1; }
 
   Ref resolve(int id) const {
     if (const auto it = refs_.find(id); it != refs_.end()) return it->second;
@@ -639,10 +699,10 @@ class StageBuilder {
       case LoweredKind::Norm:
         so.in = {resolve(first.inputs[0])};
         if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);
-        so.out = add_buffer(Layout::Rows, 1, op.width, 1);
+        so.out = rows_buffer(op.width);
         so.eps = static_cast<float>(first.float_attr("eps"));
-        so.gamma = add_weights(s_.buf(so.in[0]).cap, s_.py);
-        if (op.vectors == 2) so.beta = add_weights(s_.buf(so.in[0]).cap, s_.py);
+        so.gamma = add_weights(s_.buf(so.in[0]).stride(), s_.py);
+        if (op.vectors == 2) so.beta = add_weights(s_.buf(so.in[0]).stride(), s_.py);
         refs_[op.nodes.front()] = {so.out, 0};
         break;
       case LoweredKind::Projection: {
@@ -651,19 +711,13 @@ class StageBuilder {
         if ((ib.layout == Layout::Cols) != op.split_input)
           fail("'{}': its input's layout does not match the plan's split", op.name);
         if (ib.layout == Layout::Rows) {
-          const auto parts = static_cast<int64_t>(op.part_widths.size());
-          const int64_t widest = *std::max_element(op.part_widths.begin(), op.part_widths.end());
-          so.out = add_buffer(Layout::Cols, parts, widest, align_for(widest));
-          for (int64_t p = 0; p < parts; ++p) {
-            const PartLayout part = part_layout(op, static_cast<size_t>(p));
-            s_.buffers.back().order[static_cast<size_t>(p)] = part.pairs ? part.hd : 0;
-          }
+          so.out = projection_buffer(op);
         } else {
           so.in_order = order_of(so.in[0]);
-          so.out = add_buffer(Layout::Rows, 1, op.n, 1);
+          so.out = rows_buffer(op.n);
         }
         const Buffer& ob = s_.buf(so.out);
-        so.tile_rows = s_.buf(so.in[0]).cap, so.tile_width = ob.stride();
+        so.tile_rows = s_.buf(so.in[0]).stride(), so.tile_width = ob.stride();
         so.weight = add_weights(so.tile_rows * so.tile_width, s_.px * s_.py);
         so.bias = add_weights(so.tile_width, s_.lines(ob));
         bind_parts(op, so.out);
@@ -672,7 +726,8 @@ class StageBuilder {
       case LoweredKind::Rope:
         for (int id : op.nodes) {
           so.in.push_back(resolve(g_.node(id).inputs[0]));
-          if (layout_of(so.in.back()) != Layout::Cols || order_of(so.in.back()) != first.int_attr("head_dim"))
+          const Order order = order_of(so.in.back());
+          if (layout_of(so.in.back()) != Layout::Cols || !order.pairs || order.head_dim != first.int_attr("head_dim"))
             fail("'{}': the mesh rotates only a projection's output it stores pair-adjacent", op.name);
           refs_[id] = so.in.back();  // rotated in place
         }
@@ -680,16 +735,19 @@ class StageBuilder {
         break;
       case LoweredKind::Attention: {
         so.in = {resolve(first.inputs[0]), resolve(first.inputs[1]), resolve(first.inputs[2])};
-        const int64_t q_width = op.heads * op.head_dim;
-        for (const Ref& r : so.in)
-          if (layout_of(r) != Layout::Cols || s_.buf(r).part_width != q_width)
-            fail("'{}': the mesh needs q, k and v in the cols layout, one column per query dimension", op.name);
+        const int64_t q_width = op.heads * op.head_dim, group = op.heads / op.kv_heads;
+        const Order q = order_of(so.in[0]), k = order_of(so.in[1]), v = order_of(so.in[2]);
+        const bool placed = layout_of(so.in[0]) == Layout::Cols && q.group == group && q.head_dim == op.head_dim &&
+                            k.group == 1 && k.pairs == q.pairs && k.head_dim == op.head_dim && v.group == 1 &&
+                            !v.pairs && s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)] * group ==
+                                            s_.buf(so.in[0]).caps[static_cast<size_t>(so.in[0].part)];
+        if (!placed)
+          fail("'{}': the mesh needs q, k and v from one projection, split over the columns by KV groups", op.name);
         if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
-        if (order_of(so.in[0]) != order_of(so.in[1]))
-          fail("'{}': q and k are stored in different orders (one went through RoPE)", op.name);
-        so.out = add_buffer(Layout::Cols, 1, q_width, align_for(q_width));
-        s_.buffers.back().order[0] = order_of(so.in[2]);
-        s_.heads = op.heads, s_.kv_cap = s_.buf(so.in[0]).cap;
+        so.out = add_buffer(Layout::Cols, {q_width}, {program::query_capacity(q_width, s_.px, group)},
+                            {Order{op.head_dim, false, group}});
+        s_.heads = op.heads, s_.group = group;
+        s_.kv_cap = s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)];
         s_.k_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         s_.v_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         refs_[op.nodes.front()] = {so.out, 0};
@@ -703,15 +761,15 @@ class StageBuilder {
           const ir::Node& mul = g_.node(op.nodes.back());
           so.in.push_back(resolve(mul.inputs[0] == op.nodes.front() ? mul.inputs[1] : mul.inputs[0]));
         }
-        const Buffer& a = s_.buf(so.in[0]);
+        const Ref& a = so.in[0];
+        const int64_t cap = s_.buf(a).caps[static_cast<size_t>(a.part)];
         for (const Ref& r : so.in)
-          if (s_.buf(r).layout != a.layout || s_.buf(r).cap != a.cap || order_of(r) != order_of(so.in[0]))
+          if (layout_of(r) != layout_of(a) || s_.buf(r).caps[static_cast<size_t>(r.part)] != cap ||
+              !(order_of(r) == order_of(a)))
             fail("'{}': its inputs lie in different layouts on the mesh", op.name);
         // The residual stream is updated in place (the value it held is not read again).
-        const bool in_place = op.kind == LoweredKind::Add && so.in[0].buffer == s_.input && last_use(op, s_.input);
-        const int64_t order = order_of(so.in[0]);
-        so.out = in_place ? so.in[0].buffer : add_buffer(a.layout, 1, op.width, a.align);
-        s_.buffers.at(static_cast<size_t>(so.out)).order[0] = order;
+        const bool in_place = op.kind == LoweredKind::Add && a.buffer == s_.input && last_use(op, s_.input);
+        so.out = in_place ? a.buffer : add_buffer(layout_of(a), {op.width}, {cap}, {order_of(a)});
         refs_[op.nodes.back()] = {so.out, 0};
         break;
       }
@@ -757,15 +815,15 @@ class StageBuilder {
     return out;
   }
 
-  int64_t order_of(const Ref& r) const { return s_.buf(r).order.at(static_cast<size_t>(r.part)); }
+  Order order_of(const Ref& r) const { return s_.buf(r).orders.at(static_cast<size_t>(r.part)); }
 
   // How a projection's part is stored: which graph value it is (its node, or its slice), where it
   // starts among the node's columns, and how the mesh rearranges it.
   struct PartLayout {
     int node = -1;
     int64_t offset = 0;
-    bool pairs = false;         // RoPE reads it: head dimensions stored pair-adjacent
-    int64_t hd = 1, group = 1;  // grouped-query K/V: each of `group` query heads gets its KV head
+    bool pairs = false;  // RoPE reads it: head dimensions stored pair-adjacent
+    int64_t hd = 0;      // the head dimension of the RoPE or attention that reads it
   };
 
   PartLayout part_layout(const LoweredOp& op, size_t part) const {
@@ -782,9 +840,8 @@ class StageBuilder {
       if (user.op == ir::OpKind::Rope) {
         pl.pairs = true, pl.hd = user.int_attr("head_dim");
         value = static_cast<int>(i);  // its users come later in the graph
-      } else if (user.op == ir::OpKind::Attention && user.inputs[0] != value) {
+      } else if (user.op == ir::OpKind::Attention) {
         pl.hd = user.int_attr("head_dim");
-        pl.group = user.int_attr("n_heads") / user.int_attr("n_kv_heads");
       }
     }
     return pl;
@@ -815,18 +872,6 @@ class StageBuilder {
     return src;
   }
 
-  // Stored index r within a head of h dimensions stored pair-adjacent -> the graph's index.
-  static int64_t unpair(int64_t index, int64_t h) {
-    const int64_t r = index % h;
-    return index - r + (r % 2 == 0 ? r / 2 : r / 2 + h / 2);
-  }
-
-  // Column n of the stored part -> the column of the part in the checkpoint.
-  static int64_t source_column(const PartSource& src, int64_t n) {
-    const int64_t within = src.pairs ? unpair(n, src.hd) % src.hd : n % src.hd;
-    return (n / src.hd / src.group) * src.hd + within;
-  }
-
   static float at(const PartSource& src, int64_t k, int64_t column) {
     const int64_t c = src.offset + column;
     return src.linear ? src.weight[c * src.k + k] : src.weight[k * src.n_total + c];
@@ -841,31 +886,31 @@ class StageBuilder {
       const float* beta = op.vectors == 2 ? param(g_.node(n.inputs[2]).name) : nullptr;
       const Buffer& ib = s_.buf(so.in[0]);
       for (int64_t j = 0; j < s_.py; ++j) {
-        const Segment rows = ib.seg(s_.py, j);
-        std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma + j * ib.cap);
-        if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta + j * ib.cap);
+        const Segment rows = ib.seg(j);
+        std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma + j * ib.stride());
+        if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta + j * ib.stride());
       }
       return;
     }
     if (op.kind != LoweredKind::Projection) return;
-    const Buffer &ib = s_.buf(so.in[0]), &ob = s_.buf(so.out);
+    const Buffer& ob = s_.buf(so.out);
+    const Ref& in = so.in[0];
     std::vector<PartSource> sources;
-    for (size_t p = 0; p < static_cast<size_t>(ob.parts); ++p) sources.push_back(part_source(op, p));
-    const int64_t in_lines = s_.lines(ib), out_lines = s_.lines(ob);
+    for (size_t p = 0; p < ob.widths.size(); ++p) sources.push_back(part_source(op, p));
+    const int64_t in_lines = s_.lines(s_.buf(in)), out_lines = s_.lines(ob);
     const int64_t width = out_lines * so.tile_width;  // one input line's tiles side by side
     for (int64_t l = 0; l < in_lines; ++l) {
-      const Segment ks = ib.seg(in_lines, l);
+      const Segment ks = s_.seg(in, l);
       for (int64_t o = 0; o < out_lines; ++o) {
-        const Segment ns = ob.seg(out_lines, o);
-        for (int64_t p = 0; p < ob.parts; ++p) {
-          const PartSource& src = sources[static_cast<size_t>(p)];
+        for (size_t p = 0; p < ob.widths.size(); ++p) {
+          const PartSource& src = sources[p];
+          const Segment ns = ob.seg(o, p);
           for (int64_t n = ns.begin; n < ns.end; ++n) {
-            const int64_t c = ob.layout == Layout::Cols ? source_column(src, n) : n;
-            const int64_t col = o * so.tile_width + p * ob.cap + (n - ns.begin);
+            const int64_t c = ob.orders[p].graph_index(n);  // stored column -> the part's own column
+            const int64_t col = o * so.tile_width + ob.starts[p] + (n - ns.begin);
             for (int64_t k = ks.begin; k < ks.end; ++k)
-              w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] =
-                  at(src, so.in_order ? unpair(k, so.in_order) : k, c);
-            if (src.bias && l == 0) w[so.bias + o * ob.stride() + p * ob.cap + (n - ns.begin)] = src.bias[src.offset + c];
+              w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] = at(src, so.in_order.graph_index(k), c);
+            if (src.bias && l == 0) w[so.bias + o * ob.stride() + ob.starts[p] + (n - ns.begin)] = src.bias[src.offset + c];
           }
         }
       }
@@ -998,7 +1043,7 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       }
       if (step.pattern == program::Pattern::HostIn) {
         // The host looks up the embeddings and sends each row of the stage its segment.
-        const int64_t d = st.stages.at(static_cast<size_t>(step.stage)).buffers.front().part_width;
+        const int64_t d = st.stages.at(static_cast<size_t>(step.stage)).buffers.front().width();
         std::vector<float> rows(static_cast<size_t>(count * d), 0.0f);
         for (int64_t t = 0; t < count; ++t)
           for (const Lookup& l : lookups) {
@@ -1013,7 +1058,7 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       }
     }
     // The LM head's stage holds one token at a time: the prompt's last, or every one when asked.
-    const int64_t d = st.head().buffers.front().part_width;
+    const int64_t d = st.head().buffers.front().width();
     for (int64_t t = 0; t < count; ++t) {
       if (last_only && begin + t != n - 1) continue;
       st.clear_input(st.head(), 1);
@@ -1027,7 +1072,7 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
           StageArenas& s = st.head();
           const Buffer& b = s.buf(s.output);
           for (int64_t i = 0; i < s.px; ++i) {
-            const Segment seg = b.seg(s.px, i);
+            const Segment seg = b.seg(i);
             std::copy_n(s.line(b, i, 0), seg.size(), row + seg.begin);
           }
         } else {

@@ -24,4 +24,16 @@ inline Segment segment(int64_t n, int64_t parts, int64_t i, int64_t align = 1) {
   return {std::min(i * chunk, n), std::min((i + 1) * chunk, n)};
 }
 
+// Grouped-query attention in the cols layout (docs/mesh-mapping.md): the queries are stored in
+// group-interleaved order (for each KV head, for each dimension, the `group` query heads sharing
+// it side by side) and split over the columns in whole groups with RoPE's pairs together (align
+// 2 x group); keys and values are split at 1/group of that capacity, so the columns holding a
+// query's dimensions also hold, once, the matching dimensions of its KV head.
+inline int64_t query_capacity(int64_t query_width, int64_t columns, int64_t group) {
+  return segment_capacity(query_width, columns, 2 * group);
+}
+inline int64_t key_value_capacity(int64_t query_width, int64_t columns, int64_t group) {
+  return query_capacity(query_width, columns, group) / group;
+}
+
 }  // namespace tessera::program

@@ -4,9 +4,9 @@
 // Target: every row of `compare` on llama3-8b and llama3-70b over all presets under a minute in all.
 #include <benchmark/benchmark.h>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/system/system.hpp"
+#include "tessera/target/arch.hpp"
 
 using namespace tessera;
 

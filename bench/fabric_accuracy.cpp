@@ -7,8 +7,8 @@
 #include <cmath>
 #include <functional>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
 
 using namespace tessera;

@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <string>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/ir/model_config.hpp"
+#include "tessera/target/arch.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/api/catalog.hpp"
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include "tessera/base/fs.hpp"
 #include "tessera/model/model_package.hpp"
 #include "tessera/model/quantize.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
 namespace tessera::api {

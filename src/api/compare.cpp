@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/api/compare.hpp"
 
 #include <fmt/core.h>
@@ -12,6 +11,7 @@
 #include "tessera/ref/executor.hpp"
 #include "tessera/ref/generate.hpp"
 #include "tessera/system/system.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
 namespace tessera::api {

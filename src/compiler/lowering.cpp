@@ -11,14 +11,22 @@ namespace tessera::compiler {
 
 const char* lowered_kind_name(LoweredKind kind) {
   switch (kind) {
-    case LoweredKind::Embedding: return "embedding";
-    case LoweredKind::Norm: return "norm";
-    case LoweredKind::Projection: return "projection";
-    case LoweredKind::Rope: return "rope";
-    case LoweredKind::Attention: return "attention";
-    case LoweredKind::Activation: return "activation";
-    case LoweredKind::Add: return "add";
-    case LoweredKind::Mul: return "mul";
+    case LoweredKind::Embedding:
+      return "embedding";
+    case LoweredKind::Norm:
+      return "norm";
+    case LoweredKind::Projection:
+      return "projection";
+    case LoweredKind::Rope:
+      return "rope";
+    case LoweredKind::Attention:
+      return "attention";
+    case LoweredKind::Activation:
+      return "activation";
+    case LoweredKind::Add:
+      return "add";
+    case LoweredKind::Mul:
+      return "mul";
   }
   return "?";
 }
@@ -137,8 +145,8 @@ class Driver {
     const auto index = static_cast<size_t>(node.layer);
     if (index + 1 == out_.layers.size()) return;
     if (index != out_.layers.size() || after_layers_)
-      fail("graph node '{}' is in layer {}, but {} layers came before it{}", node.name, node.layer,
-           out_.layers.size(), after_layers_ ? " and the head already began" : "");
+      fail("graph node '{}' is in layer {}, but {} layers came before it{}", node.name, node.layer, out_.layers.size(),
+           after_layers_ ? " and the head already began" : "");
     out_.layers.emplace_back();
   }
 
@@ -188,9 +196,8 @@ class Driver {
         }
         return;
       case ir::OpKind::Add: {
-        const bool sums_tables = std::all_of(node.inputs.begin(), node.inputs.end(), [&](int in) {
-          return g_.node(in).op == ir::OpKind::Embedding;
-        });
+        const bool sums_tables = std::all_of(node.inputs.begin(), node.inputs.end(),
+                                             [&](int in) { return g_.node(in).op == ir::OpKind::Embedding; });
         if (sums_tables && !ops.empty() && ops.back().kind == LoweredKind::Embedding) {
           ops.back().nodes.push_back(id);
         } else {
@@ -232,7 +239,8 @@ class Driver {
         op.width = 0, op.nodes = group;
         for (int n : group) {
           const ir::Node& r = g_.node(n);
-          done_[static_cast<size_t>(n)] = true, split_[static_cast<size_t>(n)] = split_[static_cast<size_t>(r.inputs[0])];
+          done_[static_cast<size_t>(n)] = true,
+          split_[static_cast<size_t>(n)] = split_[static_cast<size_t>(r.inputs[0])];
           op.width += r.type.shape.dims.back(), op.heads += r.int_attr("n_heads"), names.push_back(name_of(n));
         }
         op.head_dim = node.int_attr("head_dim");

@@ -80,16 +80,16 @@ Graph build_llama(const ModelConfig& c) {
                         {{"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"head_dim", hd}, {"layer", layer}},
                         p + "self_attn");
     x = g.add(OpKind::Add,
-              {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {}, p + "self_attn.o_proj")}, {},
-              p + "residual_1");
+              {x, g.add(OpKind::Linear, {a, param("self_attn.o_proj.weight", {{d, d}})}, {}, p + "self_attn.o_proj")},
+              {}, p + "residual_1");
     h = g.add(OpKind::RmsNorm, {x, param("post_attention_layernorm.weight", {{d}})}, eps,
               p + "post_attention_layernorm");
     const int gate = g.add(OpKind::Linear, {h, param("mlp.gate_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.gate_proj");
     const int up = g.add(OpKind::Linear, {h, param("mlp.up_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.up_proj");
     h = g.add(OpKind::Mul, {g.add(OpKind::Silu, {gate}, {}, p + "silu"), up}, {}, p + "silu_mul");
     x = g.add(OpKind::Add,
-              {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {}, p + "mlp.down_proj")}, {},
-              p + "residual_2");
+              {x, g.add(OpKind::Linear, {h, param("mlp.down_proj.weight", {{d, c.d_ff}})}, {}, p + "mlp.down_proj")},
+              {}, p + "residual_2");
   }
   g.set_layer(-1);
   x = g.add(OpKind::RmsNorm, {x, g.add_param("model.norm.weight", {{d}})}, eps, "model.norm");

@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/report/mesh_report.hpp"
 
 #include <fmt/core.h>
@@ -7,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/report/output_files.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::report {
 

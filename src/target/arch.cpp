@@ -16,8 +16,6 @@ arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origi
   fail("{}: unknown fabric '{}'; supported: {}", root.where("fabric"), fabric, known);
 }
 
-arch::ArchSpec load_arch(const std::filesystem::path& path) {
-  return parse_arch(read_text_file(path), path.string());
-}
+arch::ArchSpec load_arch(const std::filesystem::path& path) { return parse_arch(read_text_file(path), path.string()); }
 
 }  // namespace tessera::target

@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
 #include <nlohmann/json.hpp>
@@ -6,6 +5,7 @@
 #include "targets.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/ir/builders.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::target {
 

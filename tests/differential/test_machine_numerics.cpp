@@ -6,13 +6,13 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
-#include "tessera/target/exchange/exchange_compiler.hpp"
-#include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/target/arch.hpp"
+#include "tessera/target/exchange/exchange_compiler.hpp"
 #include "tessera/target/partitioning.hpp"
+#include "tessera/target/shared_memory/gpu_compiler.hpp"
 
 using namespace tessera;
 

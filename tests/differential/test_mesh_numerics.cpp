@@ -7,12 +7,12 @@
 #include <cmath>
 #include <functional>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
-#include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/model/quantize.hpp"
 #include "tessera/ref/generate.hpp"
+#include "tessera/target/arch.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
 #include "test_util.hpp"
 

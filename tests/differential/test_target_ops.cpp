@@ -71,8 +71,14 @@ Layer attention(int64_t kv_heads, bool rope) {
 std::vector<OpCase> cases() {
   const ir::Attrs eps{{"eps", 1e-5}};
   return {
-      {"add", [](ir::Graph& g, int x, int) { return g.add(OpKind::Add, {x, x}, {}, "add"); }},
-      {"mul", [](ir::Graph& g, int x, int) { return g.add(OpKind::Mul, {x, x}, {}, "mul"); }},
+      {"add",
+       [](ir::Graph& g, int x, int) {
+         return g.add(OpKind::Add, {x, x}, {}, "add");
+       }},
+      {"mul",
+       [](ir::Graph& g, int x, int) {
+         return g.add(OpKind::Mul, {x, x}, {}, "mul");
+       }},
       {"layernorm",
        [=](ir::Graph& g, int x, int) {
          return g.add(OpKind::LayerNorm, {x, param(g, "ln.weight", {kDim}), param(g, "ln.bias", {kDim})}, eps, "ln");
@@ -85,13 +91,12 @@ std::vector<OpCase> cases() {
       {"silu", [](ir::Graph& g, int x, int) { return g.add(OpKind::Silu, {x}, {}, "silu"); }},
       {"matmul",
        [](ir::Graph& g, int x, int) {
-         const int h = g.add(OpKind::MatMul, {x, param(g, "fc.weight", {kDim, kFf}), param(g, "fc.bias", {kFf})}, {},
-                             "fc");
+         const int h =
+             g.add(OpKind::MatMul, {x, param(g, "fc.weight", {kDim, kFf}), param(g, "fc.bias", {kFf})}, {}, "fc");
          return g.add(OpKind::MatMul, {h, param(g, "proj.weight", {kFf, kDim}), param(g, "proj.bias", {kDim})}, {},
                       "proj");
        }},
-      {"linear",
-       [](ir::Graph& g, int x, int) { return linear(g, linear(g, x, "up", kFf, kDim), "down", kDim, kFf); }},
+      {"linear", [](ir::Graph& g, int x, int) { return linear(g, linear(g, x, "up", kFf, kDim), "down", kDim, kFf); }},
       {"swiglu",
        [](ir::Graph& g, int x, int) {
          const int gate = linear(g, x, "gate_proj", kFf, kDim), up = linear(g, x, "up_proj", kFf, kDim);
@@ -100,8 +105,9 @@ std::vector<OpCase> cases() {
        }},
       {"slice_cols",
        [](ir::Graph& g, int x, int) {
-         const int qkv = g.add(OpKind::MatMul,
-                               {x, param(g, "qkv.weight", {kDim, 3 * kDim}), param(g, "qkv.bias", {3 * kDim})}, {}, "qkv");
+         const int qkv =
+             g.add(OpKind::MatMul, {x, param(g, "qkv.weight", {kDim, 3 * kDim}), param(g, "qkv.bias", {3 * kDim})}, {},
+                   "qkv");
          std::vector<int> s;
          for (int64_t i = 0; i < 3; ++i)
            s.push_back(g.add(OpKind::SliceCols, {qkv}, {{"start", i * kDim}, {"size", kDim}}, fmt::format("s{}", i)));

@@ -2,10 +2,10 @@
 
 #include <fstream>
 #include <tuple>
-#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/arch/units.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/target/arch.hpp"
 #include "test_util.hpp"
 
 using namespace tessera;

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
 
 using namespace tessera;

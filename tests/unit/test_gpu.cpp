@@ -1,8 +1,8 @@
 // The GPU model against first principles on every shared_memory preset.
 #include <gtest/gtest.h>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
 

@@ -1,10 +1,10 @@
 // The IPU (exchange fabric) model against first principles on every exchange preset.
 #include <gtest/gtest.h>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
-#include "tessera/target/exchange/exchange_compiler.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
+#include "tessera/target/exchange/exchange_compiler.hpp"
 
 using namespace tessera;
 

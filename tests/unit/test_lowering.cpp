@@ -50,7 +50,8 @@ TEST(Lowering, LlamaFusesSiblingProjectionsRopeAndTheGatedActivation) {
   ASSERT_EQ(low.layers.size(), 32u);
   const auto& layer = low.layers[31];
   EXPECT_EQ(layer.prefix, "model.layers.31.");
-  EXPECT_EQ(kinds(layer.ops), "norm projection rope attention projection add norm projection activation projection add");
+  EXPECT_EQ(kinds(layer.ops),
+            "norm projection rope attention projection add norm projection activation projection add");
   const auto& qkv = layer.ops[1];
   EXPECT_EQ(qkv.name, "model.layers.31.self_attn.qkv_proj");
   EXPECT_EQ(qkv.part_widths, (std::vector<int64_t>{4096, 1024, 1024}));  // GQA: k and v are not expanded

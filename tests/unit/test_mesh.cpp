@@ -2,8 +2,8 @@
 
 #include <set>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "test_util.hpp"
@@ -28,7 +28,8 @@ Inputs inputs(const std::string& model, const std::string& arch) {
 
 compiler::MeshCompileResult compile(const Inputs& in, compiler::MeshCompileOptions options) {
   return compiler::compile_for_mesh(ir::load_model_config(in.model_path), in.model_yaml, in.model_path,
-                                    target::parse_arch(in.arch_yaml, in.arch_path), in.arch_yaml, in.arch_path, options);
+                                    target::parse_arch(in.arch_yaml, in.arch_path), in.arch_yaml, in.arch_path,
+                                    options);
 }
 
 program::Program compiled(const std::string& model, const std::string& arch, compiler::MeshCompileOptions options) {

@@ -1,9 +1,9 @@
 // Systems of chips: pipelines, tensor-parallel groups, data-parallel replicas and batching.
 #include <gtest/gtest.h>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/system/system.hpp"
+#include "tessera/target/arch.hpp"
 
 using namespace tessera;
 

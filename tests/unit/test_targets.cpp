@@ -62,8 +62,7 @@ TEST(Targets, EveryPresetRunsThroughTheTargetInterface) {
     SCOPED_TRACE(file.filename().string());
     const auto t = target::load_target(file);
     bool registered = false;
-    for (const auto& info : target::targets())
-      registered = registered || t->arch().fabric == info.fabric;
+    for (const auto& info : target::targets()) registered = registered || t->arch().fabric == info.fabric;
     EXPECT_TRUE(registered);
     const PrecisionPolicy policy = supported_policy(*t);
     const target::ChipWork work{

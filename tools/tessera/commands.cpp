@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "tessera/target/arch.hpp"
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
 #include "tessera/base/error.hpp"
@@ -13,6 +12,7 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
+#include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
 namespace tessera::cli {

@@ -30,19 +30,19 @@ const char* lowered_kind_name(LoweredKind kind);
 
 struct LoweredOp {
   LoweredKind kind = LoweredKind::Add;
-  std::string name;   // the node's name (unnamed: "gelu%12"); fused: common prefix + stems + suffix
-  std::string local;  // the name without its layer's prefix ("h.3.attn.c_attn" -> "attn.c_attn")
+  std::string name;                 // the node's name (unnamed: "gelu%12"); fused: common prefix + stems + suffix
+  std::string local;                // the name without its layer's prefix ("h.3.attn.c_attn" -> "attn.c_attn")
   ir::OpKind op = ir::OpKind::Add;  // Norm: LayerNorm or RmsNorm; Activation: Gelu or Silu
   int64_t width = 0;                // elements per token of the output (Rope: all rotated columns)
   // Projection: [k] -> [n] per token, n the sum of its parts' widths.
   int64_t k = 0, n = 0;
   bool bias = false;
-  bool linear = false;                  // weights stored [out, in] (nn.Linear); else [in, out] (Conv1D)
-  std::vector<int64_t> part_widths;     // the outputs side by side (q|k|v: 3), or one
-  std::vector<std::string> weights;     // the parameter of each fused node, in part order
-  std::vector<PartRole> part_roles;     // per part
-  int64_t attention_group = 1;          // query heads per KV head of the attention the parts feed
-  int64_t input_group = 1;              // query heads per KV head of the attention whose output it reads
+  bool linear = false;               // weights stored [out, in] (nn.Linear); else [in, out] (Conv1D)
+  std::vector<int64_t> part_widths;  // the outputs side by side (q|k|v: 3), or one
+  std::vector<std::string> weights;  // the parameter of each fused node, in part order
+  std::vector<PartRole> part_roles;  // per part
+  int64_t attention_group = 1;       // query heads per KV head of the attention the parts feed
+  int64_t input_group = 1;           // query heads per KV head of the attention whose output it reads
   // Tensor-parallel layouts (Megatron): a projection of a whole tensor splits its output columns
   // over the group; ops on a split tensor keep it split; a projection of a split tensor splits k
   // and reduces the partial outputs back to a whole tensor.
@@ -71,8 +71,8 @@ struct Parameter {
   int64_t k = 0;  // a matrix (projection weight or embedding table): inputs per output, which
                   // decides its stored format's scales; 0: a vector (norms, biases: fp32)
   Place place = Place::Layer;
-  int64_t layer = -1;          // Place::Layer: which
-  bool token_table = false;    // an embedding table looked up by the graph's "tokens"
+  int64_t layer = -1;        // Place::Layer: which
+  bool token_table = false;  // an embedding table looked up by the graph's "tokens"
 };
 
 struct LoweredModel {

@@ -59,7 +59,7 @@ struct Node {
   std::string name;
   std::vector<int> inputs;
   Attrs attrs;
-  TensorType type;  // filled by shape inference
+  TensorType type;     // filled by shape inference
   int64_t layer = -1;  // the transformer layer the node belongs to; -1: before or after the layers
 
   int64_t int_attr(const std::string& key) const;

@@ -21,10 +21,10 @@
 #include "tessera/ir/graph.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/model/weights.hpp"
-#include "tessera/target/mesh2d/program.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
-#include "tessera/target/shared_memory/gpu_timing.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
+#include "tessera/target/mesh2d/program.hpp"
+#include "tessera/target/shared_memory/gpu_timing.hpp"
 
 namespace tessera::target {
 

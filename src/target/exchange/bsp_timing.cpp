@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
 
 #include <algorithm>
@@ -6,6 +5,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/config/yaml_reader.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
 

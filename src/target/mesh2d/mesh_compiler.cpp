@@ -43,8 +43,8 @@ struct StageKind {
   std::string name;
   bool is_layer;
   std::vector<Matmul> matmuls;
-  int64_t norms;         // norm layers in the stage
-  int64_t norm_vectors;  // vectors per norm (LayerNorm: scale and shift; RMSNorm: scale)
+  int64_t norms;                       // norm layers in the stage
+  int64_t norm_vectors;                // vectors per norm (LayerNorm: scale and shift; RMSNorm: scale)
   int64_t query_width = 0, group = 1;  // the attention's heads x head_dim, query heads per KV head
 };
 
@@ -77,9 +77,7 @@ class Lowering {
   // Per-core capacities, as program/layout.hpp splits: n over the rows, or over the columns (the
   // model dimension with RoPE's pairs kept together; attention's tensors in whole KV groups).
   int64_t over_rows(int64_t n, Shape r) const { return program::segment_capacity(n, r.py); }
-  int64_t over_cols(int64_t n, Shape r) const {
-    return program::segment_capacity(n, r.px, n == m_.d_model ? 2 : 1);
-  }
+  int64_t over_cols(int64_t n, Shape r) const { return program::segment_capacity(n, r.px, n == m_.d_model ? 2 : 1); }
   // A projection's parts side by side over the columns: queries and keys/values as attention
   // splits them (layout.hpp), others as any vector.
   int64_t parts_over_cols(const LoweredOp& op, Shape r) const {
@@ -87,9 +85,15 @@ class Lowering {
     for (size_t p = 0; p < op.part_widths.size(); ++p) {
       const int64_t w = op.part_widths[p], g = op.attention_group;
       switch (op.part_roles[p]) {
-        case compiler::PartRole::Query: cap += program::query_capacity(w, r.px, g); break;
-        case compiler::PartRole::KeyValue: cap += program::key_value_capacity(w * g, r.px, g); break;
-        case compiler::PartRole::Other: cap += over_cols(w, r); break;
+        case compiler::PartRole::Query:
+          cap += program::query_capacity(w, r.px, g);
+          break;
+        case compiler::PartRole::KeyValue:
+          cap += program::key_value_capacity(w * g, r.px, g);
+          break;
+        case compiler::PartRole::Other:
+          cap += over_cols(w, r);
+          break;
       }
     }
     return cap;
@@ -165,7 +169,8 @@ class Lowering {
     for (const auto& op : ops) {
       if (op.kind == LoweredKind::Norm) s.norms++, s.norm_vectors = op.vectors;
       if (op.kind == LoweredKind::Attention) s.query_width = op.heads * op.head_dim, s.group = op.heads / op.kv_heads;
-      if (op.kind == LoweredKind::Projection) s.matmuls.push_back({op.local, op.k, op.n, !op.split_input, op.bias, &op});
+      if (op.kind == LoweredKind::Projection)
+        s.matmuls.push_back({op.local, op.k, op.n, !op.split_input, op.bias, &op});
     }
     return s;
   }
@@ -429,9 +434,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
     const double head_bytes = head ? static_cast<double>(low.weight_bytes(low.head())) : 0.0;
     // One key and one value per KV head dimension.
-    const double kv_per_layer_token =
-        2.0 * static_cast<double>(options.requests_in_flight * low.layer().query_width / low.layer().group *
-                                  low.kv_bytes());
+    const double kv_per_layer_token = 2.0 * static_cast<double>(options.requests_in_flight * low.layer().query_width /
+                                                                low.layer().group * low.kv_bytes());
     const auto layers = static_cast<double>(n_layers), tokens = static_cast<double>(context);
     const double kv_bytes = layers * kv_per_layer_token * tokens;
     const double needed = layers * layer_bytes + head_bytes + kv_bytes;

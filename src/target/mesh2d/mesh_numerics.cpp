@@ -44,9 +44,7 @@ struct Order {
   bool operator==(const Order&) const = default;
 
   int64_t dim(int64_t s) const { return group > 1 ? (s / group) % head_dim : s % head_dim; }  // stored
-  int64_t head(int64_t s) const {
-    return group > 1 ? s / (head_dim * group) * group + s % group : s / head_dim;
-  }
+  int64_t head(int64_t s) const { return group > 1 ? s / (head_dim * group) * group + s % group : s / head_dim; }
   // Stored index -> the graph's index.
   int64_t graph_index(int64_t s) const {
     if (head_dim == 0) return s;
@@ -65,7 +63,7 @@ struct Buffer {
   std::vector<Order> orders;
   int64_t offset = 0;
   int64_t stride() const { return starts.back() + caps.back(); }  // floats per token on a core
-  int64_t width() const { return widths.front(); }                 // of a one-part buffer
+  int64_t width() const { return widths.front(); }                // of a one-part buffer
   Segment seg(int64_t line, size_t part = 0) const {
     const int64_t w = widths[part], cap = caps[part];
     return {std::min(line * cap, w), std::min((line + 1) * cap, w)};
@@ -87,8 +85,8 @@ struct StageOp {
   std::vector<Ref> in;
   int out = -1;
   int64_t weight = 0, bias = 0, tile_rows = 0, tile_width = 0;  // projection: each core's W[k][n] tile
-  Order in_order;                                                // projection: its input's stored order
-  int64_t gamma = 0, beta = -1;                                  // norm vectors (beta: LayerNorm)
+  Order in_order;                                               // projection: its input's stored order
+  int64_t gamma = 0, beta = -1;                                 // norm vectors (beta: LayerNorm)
   float eps = 0;
   ref::RopeTable rope;
 };
@@ -142,9 +140,13 @@ float gelu(float x) {
   return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
 
-// out[n] += x * w[n]: the inner loop of every projection (vectorised by the compiler).
+// out[n] += x * w[n] and out[n] = x * w[n]: the inner loops of every projection (vectorised by
+// the compiler).
 void axpy(float* __restrict out, const float* __restrict w, float x, int64_t n) {
   for (int64_t e = 0; e < n; ++e) out[e] += x * w[e];
+}
+void scale(float* __restrict out, const float* __restrict w, float x, int64_t n) {
+  for (int64_t e = 0; e < n; ++e) out[e] = x * w[e];
 }
 
 // Runs f(line) for every line, on the host's threads when there is enough work to share.
@@ -219,8 +221,7 @@ struct MeshDataPlane::State {
     std::vector<float> rows(static_cast<size_t>(tokens * d));
     for (int64_t j = 0; j < from.py; ++j) {
       const Segment seg = b.seg(j);
-      for (int64_t t = 0; t < tokens; ++t)
-        std::copy_n(from.line(b, j, t), seg.size(), rows.data() + t * d + seg.begin);
+      for (int64_t t = 0; t < tokens; ++t) std::copy_n(from.line(b, j, t), seg.size(), rows.data() + t * d + seg.begin);
     }
     return rows;
   }
@@ -303,12 +304,19 @@ struct MeshDataPlane::State {
       const float* w = s.weights.data() + so.weight + l * so.tile_rows * width;
       for (int64_t t = 0; t < tokens; ++t) {
         float* out = s.scratch + s.partial + (l * tokens + t) * width;
-        std::fill_n(out, width, 0.0f);
         const float* x = s.at(in, l, t);
+        bool written = false;
         for (int64_t k = 0; k < kn; ++k) {
           const float xk = round_to_format(x[k], activations);
-          if (xk != 0.0f) axpy(out, w + k * width, xk, width);  // adding zero products changes nothing
+          if (xk == 0.0f) continue;  // adding zero products changes nothing
+          if (written) {
+            axpy(out, w + k * width, xk, width);
+          } else {
+            scale(out, w + k * width, xk, width);
+            written = true;
+          }
         }
+        if (!written) std::fill_n(out, width, 0.0f);
       }
     });
     return {lines, tokens * width, !from_rows, false};
@@ -485,8 +493,12 @@ struct MeshDataPlane::State {
         float* out = s.line(ob, l, t);
         for (int64_t e = 0; e < n; ++e) {
           switch (op.kind) {
-            case LoweredKind::Add: out[e] = x[e] + y[e]; break;
-            case LoweredKind::Mul: out[e] = x[e] * y[e]; break;
+            case LoweredKind::Add:
+              out[e] = x[e] + y[e];
+              break;
+            case LoweredKind::Mul:
+              out[e] = x[e] * y[e];
+              break;
             default:
               out[e] = op.op == ir::OpKind::Gelu ? gelu(x[e])
                        : op.gated                ? x[e] / (1.0f + std::exp(-x[e])) * y[e]
@@ -682,9 +694,10 @@ class StageBuilder {
   Ref resolve(int id) const {
     if (const auto it = refs_.find(id); it != refs_.end()) return it->second;
     if (produced_here(id))
-      fail("graph node %{} ('{}') has no place on the mesh (a slice that is not one of its projection's equal "
-           "parts, or an op the mesh data plane cannot run)",
-           id, g_.node(id).name);
+      fail(
+          "graph node %{} ('{}') has no place on the mesh (a slice that is not one of its projection's equal "
+          "parts, or an op the mesh data plane cannot run)",
+          id, g_.node(id).name);
     return {s_.input, 0};
   }
 
@@ -739,8 +752,9 @@ class StageBuilder {
         const Order q = order_of(so.in[0]), k = order_of(so.in[1]), v = order_of(so.in[2]);
         const bool placed = layout_of(so.in[0]) == Layout::Cols && q.group == group && q.head_dim == op.head_dim &&
                             k.group == 1 && k.pairs == q.pairs && k.head_dim == op.head_dim && v.group == 1 &&
-                            !v.pairs && s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)] * group ==
-                                            s_.buf(so.in[0]).caps[static_cast<size_t>(so.in[0].part)];
+                            !v.pairs &&
+                            s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)] * group ==
+                                s_.buf(so.in[0]).caps[static_cast<size_t>(so.in[0].part)];
         if (!placed)
           fail("'{}': the mesh needs q, k and v from one projection, split over the columns by KV groups", op.name);
         if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
@@ -786,8 +800,8 @@ class StageBuilder {
         for (int in : g_.node(id).inputs) {
           const ir::OpKind kind = g_.node(in).op;
           if (kind == ir::OpKind::Param || kind == ir::OpKind::Input) continue;
-          if (const auto ref = refs_.find(in); ref != refs_.end() ? ref->second.buffer == b
-                                                                  : !produced_here(in) && b == s_.input)
+          if (const auto ref = refs_.find(in);
+              ref != refs_.end() ? ref->second.buffer == b : !produced_here(in) && b == s_.input)
             return false;
         }
     return true;
@@ -910,7 +924,8 @@ class StageBuilder {
             const int64_t col = o * so.tile_width + ob.starts[p] + (n - ns.begin);
             for (int64_t k = ks.begin; k < ks.end; ++k)
               w[so.weight + (l * so.tile_rows + (k - ks.begin)) * width + col] = at(src, so.in_order.graph_index(k), c);
-            if (src.bias && l == 0) w[so.bias + o * ob.stride() + ob.starts[p] + (n - ns.begin)] = src.bias[src.offset + c];
+            if (src.bias && l == 0)
+              w[so.bias + o * ob.stride() + ob.starts[p] + (n - ns.begin)] = src.bias[src.offset + c];
           }
         }
       }

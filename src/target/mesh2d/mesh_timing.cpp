@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/config/yaml_reader.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
 

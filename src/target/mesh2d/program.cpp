@@ -45,11 +45,8 @@ constexpr std::pair<const char*, bool Step::*> kStepFlags[] = {{"last_chunk_only
                                                                {"overlap", &Step::overlap}};
 
 json step_json(const Step& s) {
-  json j = {{"name", s.name},
-            {"op", s.op},
-            {"kernel", s.kernel},
-            {"node", s.node},
-            {"pattern", pattern_name(s.pattern)}};
+  json j = {
+      {"name", s.name}, {"op", s.op}, {"kernel", s.kernel}, {"node", s.node}, {"pattern", pattern_name(s.pattern)}};
   for (const auto& [key, field] : kStepIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepSmallIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepFlags) j[key] = s.*field;

@@ -1,4 +1,3 @@
-#include "tessera/target/arch.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
 
 #include <algorithm>
@@ -7,6 +6,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/config/yaml_reader.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
 

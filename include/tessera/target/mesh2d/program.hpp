@@ -29,7 +29,7 @@ const char* pattern_name(Pattern p);
 struct Step {
   std::string name;
   int32_t stage = 0;
-  std::string op;    // "matmul", "norm", "attention", "elementwise", "transfer", "host"
+  std::string op;  // "matmul", "norm", "attention", "elementwise", "transfer", "host"
   // What every core of the stage computes before the collective (the data plane's kernel):
   // layernorm.mean, layernorm.variance, rmsnorm, projection, rope, attention.scores, attention.max,
   // attention.sum, attention.values, add, mul, activation; "" for transfers and host I/O. `node`

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "tessera/base/error.hpp"
 
@@ -19,6 +21,16 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "";
+}
+
+// Every arch preset in configs/arch/, found by listing the directory (a new preset file is covered
+// without editing a test).
+inline std::vector<std::filesystem::path> arch_presets() {
+  std::vector<std::filesystem::path> files;
+  for (const auto& f : std::filesystem::directory_iterator(TESSERA_SOURCE_DIR "/configs/arch"))
+    if (f.path().extension() == ".yaml") files.push_back(f.path());
+  std::sort(files.begin(), files.end());
+  return files;
 }
 
 // The largest absolute difference, relative to the largest magnitude of `want`.

@@ -55,6 +55,13 @@ bool contains(const std::vector<std::string>& items, const std::string& x) {
 
 }  // namespace
 
+void parse_chip_link(const YamlMap& root, double& bytes_per_second, double& latency_s) {
+  const YamlMap link = root.map("link");
+  bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
+  latency_s = parse_seconds(link.string("latency"), link.where("latency"));
+  link.finish();
+}
+
 ArchSpec parse_arch(const YamlMap& root, const FabricSection& fabric) {
   ArchSpec a;
   a.name = root.string("name");

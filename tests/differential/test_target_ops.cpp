@@ -144,14 +144,6 @@ ir::Graph build(const OpCase& c) {
   return g;
 }
 
-std::vector<std::filesystem::path> presets() {
-  std::vector<std::filesystem::path> files;
-  for (const auto& f : std::filesystem::directory_iterator(TESSERA_SOURCE_DIR "/configs/arch"))
-    if (f.path().extension() == ".yaml") files.push_back(f.path());
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 }  // namespace
 
 TEST(TargetOps, TheCasesCoverEveryOpKind) {
@@ -166,7 +158,7 @@ TEST(TargetOps, TheCasesCoverEveryOpKind) {
 TEST(TargetOps, EveryOpOnEveryTargetMatchesTheReference) {
   const std::vector<int32_t> prompt = {3, 17, 42, 5, 61, 8};
   int runs = 0;
-  for (const auto& file : presets()) {
+  for (const auto& file : tessera::testing::arch_presets()) {
     const auto target = target::load_target(file);
     for (const char* format : {"fp32", "fp16", "bf16"}) {
       const PrecisionPolicy policy = PrecisionPolicy::uniform(format);

@@ -20,14 +20,6 @@ using namespace tessera;
 
 namespace {
 
-std::vector<std::filesystem::path> presets() {
-  std::vector<std::filesystem::path> files;
-  for (const auto& f : std::filesystem::directory_iterator(TESSERA_SOURCE_DIR "/configs/arch"))
-    if (f.path().extension() == ".yaml") files.push_back(f.path());
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 target::ModelSource default_model() {
   const std::string path = TESSERA_SOURCE_DIR "/models/default/config.yaml";
   const std::string yaml = read_text_file(path);
@@ -52,7 +44,7 @@ std::vector<int32_t> greedy(Executor& executor, const std::vector<int32_t>& prom
 }  // namespace
 
 TEST(Targets, EveryPresetRunsThroughTheTargetInterface) {
-  const auto files = presets();
+  const auto files = tessera::testing::arch_presets();
   ASSERT_GE(files.size(), 9u);
   const target::ModelSource model = default_model();
   const ir::Graph graph = ir::build_model_graph(model.config);

@@ -39,4 +39,8 @@ inline double positive_unit(const config::YamlMap& map, const std::string& key,
   return v;
 }
 
+// The `link` section of a chip that reaches the other chips of a system over links of its own
+// (exchange, shared_memory): bandwidth per direction and latency per message.
+void parse_chip_link(const config::YamlMap& root, double& bytes_per_second, double& latency_s);
+
 }  // namespace tessera::arch

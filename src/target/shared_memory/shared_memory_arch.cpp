@@ -28,10 +28,7 @@ class SharedMemorySection : public arch::FabricSection {
     a.gpu.kernel_launch_s = arch::parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
     if (run.has("tdp")) a.gpu.tdp_watts = arch::positive_unit(run, "tdp", arch::parse_watts);
     run.finish();
-    const YamlMap link = root.map("link");
-    a.chip_link.bytes_per_second = arch::positive_unit(link, "bandwidth", arch::parse_bytes_per_second);
-    a.chip_link.latency_s = arch::parse_seconds(link.string("latency"), link.where("latency"));
-    link.finish();
+    arch::parse_chip_link(root, a.chip_link.bytes_per_second, a.chip_link.latency_s);
   }
 
   void parse_core(const YamlMap&, arch::ArchSpec&) const override {}

@@ -28,6 +28,9 @@ struct StepCost {
 };
 
 class Timer {
+  // A collective's shape: pattern, stages (transfers and host I/O), region size, words, group.
+  using Key = std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>;
+
  public:
   Timer(const program::Program& plan, FabricModel model, bool track_links,
         const std::map<std::string, double>& activation_density)
@@ -103,9 +106,7 @@ class Timer {
         break;
       case Pattern::AllreduceX:
       case Pattern::AllreduceY:
-        c = patterns::ktree_allreduce({0, 0, r.width, r.height}, words, std::max(1, s.group),
-                                      s.pattern == Pattern::AllreduceX);
-        break;
+        return line_allreduce(key, r, words, s.group, s.pattern == Pattern::AllreduceX);
       case Pattern::StageTransfer: {
         // Row j's segment goes to the matching row of the next stage, whose entry core relays it
         // along that row (a multicast). Side by side, rows cross the shared edge in parallel; one
@@ -152,6 +153,30 @@ class Timer {
     return cost;
   }
 
+  // An allreduce along every row (or column) of a region: the lines use disjoint links (routes
+  // stay in their line), so one line is costed and the counts are multiplied by the lines; the
+  // time, the busiest port and the route lengths are one line's.
+  CommCost line_allreduce(const Key& key, const arch::Region& r, int64_t words, int32_t group, bool along_x) {
+    const int64_t lines = along_x ? r.height : r.width;
+    const Collective c =
+        patterns::ktree_allreduce({0, 0, along_x ? r.width : 1, along_x ? 1 : r.height}, words, std::max(1, group),
+                                  along_x);
+    CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
+    cost.word_hops *= lines, cost.active_links *= lines;
+    memo_.emplace(key, cost);
+    if (track_links_) {
+      std::vector<MeshFabric::LinkLoad> all;
+      for (const auto& l : fabric_.link_loads(c))
+        for (int64_t line = 0; line < lines; ++line) {
+          MeshFabric::LinkLoad moved = l;
+          (along_x ? moved.y : moved.x) += static_cast<int32_t>(line);
+          all.push_back(moved);
+        }
+      loads_.emplace(key, std::move(all));
+    }
+    return cost;
+  }
+
  public:
   // Words per link over the run: each collective's loads (costed once per shape), moved to where
   // it ran and multiplied by how often it ran there.
@@ -166,7 +191,6 @@ class Timer {
   }
 
  private:
-  using Key = std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>;
   FabricModel model_;
   bool track_links_;
   std::map<std::tuple<Key, int64_t, int64_t>, int64_t> executions_;  // (collective, region x, y) -> count

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <tuple>
 #include <unordered_map>
 
@@ -12,6 +13,9 @@
 
 namespace tessera::sim {
 
+// Dimension-ordered routing (x first, then y) from one source: the union of the paths is the
+// source row from the westmost to the eastmost destination column, then in each destination
+// column the span from the source row to its farthest destinations, each link marked once.
 RouteTree route_tree(const Flow& flow, int32_t width, int32_t height) {
   auto check = [&](Coord c) {
     if (c.x < 0 || c.y < 0 || c.x >= width || c.y >= height)
@@ -19,28 +23,25 @@ RouteTree route_tree(const Flow& flow, int32_t width, int32_t height) {
   };
   check(flow.src);
   RouteTree tree;
+  const auto mark = [&](int32_t x, int32_t y, Port port) {
+    tree.masks[y * width + x] |= static_cast<uint8_t>(1u << static_cast<unsigned>(port));
+  };
+  const Coord src = flow.src;
+  int32_t west = src.x, east = src.x;
+  std::map<int32_t, std::pair<int32_t, int32_t>> columns;  // x -> the lowest and highest destination row
   for (const Coord& dst : flow.dsts) {
     check(dst);
-    Coord at = flow.src;
-    while (true) {
-      Port port;
-      Coord next = at;
-      if (at.x < dst.x) {
-        port = Port::East, ++next.x;
-      } else if (at.x > dst.x) {
-        port = Port::West, --next.x;
-      } else if (at.y < dst.y) {
-        port = Port::South, ++next.y;
-      } else if (at.y > dst.y) {
-        port = Port::North, --next.y;
-      } else {
-        port = Port::Eject;
-      }
-      tree.masks[at.y * width + at.x] |= static_cast<uint8_t>(1u << static_cast<unsigned>(port));
-      if (port == Port::Eject) break;
-      at = next;
-    }
-    tree.max_hops = std::max<int64_t>(tree.max_hops, std::abs(dst.x - flow.src.x) + std::abs(dst.y - flow.src.y));
+    west = std::min(west, dst.x), east = std::max(east, dst.x);
+    const auto [it, added] = columns.try_emplace(dst.x, dst.y, dst.y);
+    if (!added) it->second = {std::min(it->second.first, dst.y), std::max(it->second.second, dst.y)};
+    mark(dst.x, dst.y, Port::Eject);
+    tree.max_hops = std::max<int64_t>(tree.max_hops, std::abs(dst.x - src.x) + std::abs(dst.y - src.y));
+  }
+  for (int32_t x = src.x; x < east; ++x) mark(x, src.y, Port::East);
+  for (int32_t x = src.x; x > west; --x) mark(x, src.y, Port::West);
+  for (const auto& [x, rows] : columns) {
+    for (int32_t y = src.y; y < rows.second; ++y) mark(x, y, Port::South);
+    for (int32_t y = src.y; y > rows.first; --y) mark(x, y, Port::North);
   }
   for (const auto& [router, mask] : tree.masks) tree.links += std::popcount(static_cast<uint8_t>(mask & 0x0f));
   return tree;
@@ -90,7 +91,7 @@ struct PortUse {
   int64_t port;  // router * kPorts + port, or inject_base + core for a core's injection ramp
   double first_arrival;
   int64_t words;
-  int32_t flow;
+  int64_t order;  // position in the order pass 1 made the uses (each flow's: injection, then its tree)
 };
 
 // Visits a route tree from its source: visit(router, port, hops from the source) for every output
@@ -125,6 +126,7 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
   const double rate = link_.bytes_per_cycle / 4.0;  // wavelets per cycle
   const int64_t inject_base = int64_t{width_} * height_ * kPorts;
   std::vector<RouteTree> trees(flows.size());
+  std::vector<int64_t> first_use(flows.size(), 0);  // each flow's first use in pass 1's order
   std::vector<double> first_ready(flows.size(), 0.0);
   std::vector<int64_t> depth(flows.size(), 1);
   std::vector<PortUse> uses;
@@ -142,10 +144,12 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
       first_ready[i] = std::max(first_ready[i], first_ready[static_cast<size_t>(d)] + 2 * ramp + hops * hop + 1);
       depth[i] = std::max(depth[i], depth[static_cast<size_t>(d)] + 1);
     }
-    uses.push_back({inject_base + core_of(f.src), first_ready[i], f.words, static_cast<int32_t>(i)});
+    first_use[i] = static_cast<int64_t>(uses.size());
+    uses.push_back({inject_base + core_of(f.src), first_ready[i], f.words, static_cast<int64_t>(uses.size())});
     walk_tree(trees[i], width_, core_of(f.src), [&](int32_t router, Port port, int64_t hops) {
       uses.push_back({int64_t{router} * kPorts + static_cast<int64_t>(port),
-                      first_ready[i] + ramp + static_cast<double>(hops) * hop, f.words, static_cast<int32_t>(i)});
+                      first_ready[i] + ramp + static_cast<double>(hops) * hop, f.words,
+                      static_cast<int64_t>(uses.size())});
     });
     cost.word_hops += f.words * trees[i].links;
     cost.longest_route_hops = std::max(cost.longest_route_hops, trees[i].max_hops);
@@ -160,8 +164,7 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
   std::sort(uses.begin(), uses.end(), [](const PortUse& a, const PortUse& b) {
     return a.port != b.port ? a.port < b.port : a.first_arrival < b.first_arrival;
   });
-  const auto n_flows = static_cast<int64_t>(flows.size());
-  std::unordered_map<int64_t, double> done;  // key: port * n_flows + flow
+  std::vector<double> done(uses.size());  // when each use's port has served its flow, by pass 1's order
   for (size_t begin = 0; begin < uses.size();) {
     size_t end = begin;
     int64_t load = 0;
@@ -182,7 +185,7 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
         suffix += static_cast<double>(uses[k].words) / rate;
         finish = std::max(finish, uses[k].first_arrival + suffix);
       }
-      for (size_t k = begin; k < end; ++k) done[port * n_flows + uses[k].flow] = finish;
+      for (size_t k = begin; k < end; ++k) done[static_cast<size_t>(uses[k].order)] = finish;
       begin = end;
       continue;
     }
@@ -194,37 +197,47 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
         backlog += std::min(static_cast<double>(uses[m].words) / rate, last_in - uses[m].first_arrival);
         finish = std::max(finish, uses[m].first_arrival + backlog);
       }
-      done[port * n_flows + uses[k].flow] = finish;
+      done[static_cast<size_t>(uses[k].order)] = finish;
     }
     begin = end;
   }
 
   // Pass 3: when each flow's last wavelet arrives: it leaves each port no earlier than the port is
-  // done, and a relay's last wavelet waits for the last wavelet it relays.
-  std::vector<std::unordered_map<int32_t, double>> last_arrival(flows.size());
+  // done, and a relay's last wavelet waits for the last wavelet it relays. The tree is walked in
+  // pass 1's order, so each port's use is the next in `done`.
+  std::vector<std::vector<std::pair<int32_t, double>>> last_arrival(flows.size());  // (core, cycle) per flow
   for (size_t i = 0; i < flows.size(); ++i) {
     const Flow& f = flows[i];
     if (f.words == 0 || f.dsts.empty()) continue;
     double last_ready = first_ready[i] + static_cast<double>(f.words) / rate - 1;
-    for (int32_t d : f.deps)
-      last_ready = std::max(last_ready, last_arrival[static_cast<size_t>(d)].at(core_of(f.src)) + 1);
-    const auto key = [&](int64_t port) { return port * n_flows + static_cast<int64_t>(i); };
-    const double leave_core = std::max(last_ready, done.at(key(inject_base + core_of(f.src))) - 1);
-    std::unordered_map<int32_t, double> at_router{{core_of(f.src), leave_core + ramp}};
-    walk_tree(trees[i], width_, core_of(f.src), [&](int32_t router, Port port, int64_t) {
-      const double leave =
-          std::max(at_router.at(router), done.at(key(int64_t{router} * kPorts + static_cast<int64_t>(port))) - 1);
-      if (port == Port::Eject) {
-        last_arrival[i][router] = leave + ramp;
-        cost.cycles = std::max(cost.cycles, leave + ramp);
-        return;
+    for (int32_t d : f.deps) {
+      const auto& arrivals = last_arrival[static_cast<size_t>(d)];
+      const auto at = std::find_if(arrivals.begin(), arrivals.end(), [&](const auto& a) { return a.first == core_of(f.src); });
+      last_ready = std::max(last_ready, at->second + 1);
+    }
+    auto next_done = done.begin() + first_use[i];
+    const double leave_core = std::max(last_ready, *next_done++ - 1);
+    std::vector<std::pair<int32_t, double>> stack{{core_of(f.src), leave_core + ramp}};
+    while (!stack.empty()) {
+      const auto [router, arrive] = stack.back();
+      stack.pop_back();
+      const uint8_t mask = trees[i].masks.at(router);
+      for (unsigned p = 0; p < kPorts; ++p) {
+        if (!(mask & (1u << p))) continue;
+        const auto port = static_cast<Port>(p);
+        const double leave = std::max(arrive, *next_done++ - 1);
+        if (port == Port::Eject) {
+          last_arrival[i].emplace_back(router, leave + ramp);
+          cost.cycles = std::max(cost.cycles, leave + ramp);
+          continue;
+        }
+        const int32_t next = port == Port::East    ? router + 1
+                             : port == Port::West  ? router - 1
+                             : port == Port::South ? router + width_
+                                                   : router - width_;
+        stack.emplace_back(next, leave + hop);
       }
-      const int32_t next = port == Port::East    ? router + 1
-                           : port == Port::West  ? router - 1
-                           : port == Port::South ? router + width_
-                                                 : router - width_;
-      at_router[next] = leave + hop;
-    });
+    }
   }
   return cost;
 }

@@ -9,8 +9,11 @@
 
 namespace tessera::target {
 
-compiler::LoweredModel ModelSource::lowered() const {
-  return compiler::lower_graph(graph ? *graph : ir::build_model_graph(config));
+const compiler::LoweredModel& ModelSource::lowered() const {
+  std::call_once(lowered_once->once, [&] {
+    lowered_once->model = compiler::lower_graph(graph ? *graph : ir::build_model_graph(config));
+  });
+  return lowered_once->model;
 }
 
 const std::vector<TargetInfo>& targets() {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <variant>
@@ -35,7 +36,15 @@ struct ModelSource {
   // The graph to run; null: the one `config` describes (ir::build_model_graph). A graph of its own
   // must agree with `config` on its sizes (d_model, heads, vocabulary, context).
   std::shared_ptr<const ir::Graph> graph;
-  compiler::LoweredModel lowered() const;
+  // The graph lowered (compiler/lowering.hpp): built on first use and shared by the copies of
+  // this source (a system compiles many slices of one model), safe to call from several threads.
+  const compiler::LoweredModel& lowered() const;
+
+  struct LoweredOnce {
+    std::once_flag once;
+    compiler::LoweredModel model;
+  };
+  std::shared_ptr<LoweredOnce> lowered_once = std::make_shared<LoweredOnce>();
 };
 struct ArchSource {
   arch::ArchSpec spec;

@@ -59,7 +59,7 @@ class Mesh2dTarget : public Target {
       fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
     if (work.micro_batch != 1)
       fail("{} computes one request per pass; requests in flight are pipelined through its layer stages", arch().name);
-    const compiler::LoweredModel lowered = model.lowered();
+    const compiler::LoweredModel& lowered = model.lowered();
     auto result =
         compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
                                    {.prompt_tokens = work.prompt_tokens,

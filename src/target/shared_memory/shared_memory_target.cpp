@@ -35,7 +35,7 @@ class SharedMemoryTarget : public Target {
       fail("{} chips run whole models (split over chips by tensor parallelism), not pipeline slices", arch().name);
     if (work.resident() != work.micro_batch)
       fail("{} decodes every request it holds together: resident requests must equal the micro-batch", arch().name);
-    const compiler::LoweredModel lowered = model.lowered();
+    const compiler::LoweredModel& lowered = model.lowered();
     auto result =
         compiler::compile_for_gpu(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
                                   {.prompt_tokens = work.prompt_tokens,

@@ -14,10 +14,13 @@ namespace {
 
 std::string percent(double f) { return fmt::format("{:5.1f}%", 100 * f); }
 
+// comm: the share of the stages' busy time spent communicating (stages overlap in prefill, so the
+// phase's time is shorter than their sum).
 std::string phase_row(const char* name, const sim::PhaseReport& p, double clock_hz) {
+  const double busy = p.compute_cycles + p.comm_cycles + p.host_cycles;
   return fmt::format("  {:<8} {:>12.3f} ms {:>10} {:>9} {:>8}   {} compute, {} communication, {} idle\n", name,
                      p.cycles / clock_hz * 1e3, static_cast<int64_t>(p.cycles), p.passes,
-                     fmt::format("{:.0f}%", p.cycles > 0 ? 100 * p.comm_cycles / p.cycles : 0.0),
+                     fmt::format("{:.0f}%", busy > 0 ? 100 * p.comm_cycles / busy : 0.0),
                      percent(p.compute_core_fraction), percent(p.comm_core_fraction), percent(p.idle_core_fraction));
 }
 

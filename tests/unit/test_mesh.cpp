@@ -119,6 +119,26 @@ TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {
   EXPECT_NEAR(a.decode.compute_core_fraction + a.decode.comm_core_fraction + a.decode.idle_core_fraction, 1.0, 1e-9);
 }
 
+// Prefill chunks flow through the layer stages as a pipeline: with one chunk the phase is the
+// stages' work one after another; with several it is shorter than their summed work but no shorter
+// than that work spread over every stage at once, nor than one chunk's trip through the stages.
+TEST(MeshTiming, PrefillChunksPipelineThroughTheLayerStages) {
+  const auto work = [](const sim::PhaseReport& p) { return p.compute_cycles + p.comm_cycles + p.host_cycles; };
+  const auto plan = compiled("llama3-8b", "wse3", {256, 2, PrecisionPolicy::uniform("fp16")});
+  const auto many = sim::simulate_mesh_timing(plan);
+  ASSERT_GT(many.prefill.passes, 4) << "chunks of " << plan.prefill_chunk_tokens;
+  // One chunk alone: its trip through every stage, one after another.
+  auto single = plan;
+  single.prompt_tokens = plan.prefill_chunk_tokens;
+  const auto one = sim::simulate_mesh_timing(single);
+  ASSERT_EQ(one.prefill.passes, 1);
+  EXPECT_NEAR(one.prefill.cycles, work(one.prefill), 1e-6 * one.prefill.cycles);
+  const auto stages = static_cast<double>(plan.stages.size());
+  EXPECT_LT(many.prefill.cycles, work(many.prefill) / 4) << "chunks overlap across the stages";
+  EXPECT_GE(many.prefill.cycles, work(many.prefill) / stages);
+  EXPECT_GE(many.prefill.cycles, one.prefill.cycles);
+}
+
 TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
   auto plan = compiled("gpt2-small", "wse2", {32, 32, {}});
   const double base = sim::simulate_mesh_timing(plan).decode.cycles;

@@ -246,20 +246,32 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       report.sram_high_water_stage = st.name;
     }
   }
-  double clock = 0;  // cycles since the run began, for the timeline
+  // A pass runs its stages in order, each on its own cores: a stage starts once the stage before
+  // it in this pass has finished and it has itself finished the previous pass (`stage_end`, in
+  // cycles since the run began). Prefill chunks therefore flow through the layer stages as a
+  // pipeline (chunk c in layer L while chunk c + 1 is in layer L - 1: its keys and values for
+  // layer L are ready when chunk c + 1 gets there); a decode pass starts when the token before it
+  // is out. Returns when the pass ends.
+  std::vector<double> stage_end(plan.stages.size(), 0.0);
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
                       PhaseReport& phase, double& compute_core, double& comm_core,
                       std::map<std::string, StepHotspot>* hot, bool detailed) {
     const bool decode = hot != nullptr;
+    double clock = 0, previous_stage_end = 0;
+    int32_t running = -1;
     for (const auto& s : steps) {
       if (s.last_chunk_only && !last_chunk) continue;
+      if (s.stage != running) {
+        if (running >= 0) previous_stage_end = stage_end[static_cast<size_t>(running)] = clock;
+        running = s.stage;
+        clock = std::max(previous_stage_end, stage_end[static_cast<size_t>(running)]);
+      }
       const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
       const int64_t slots = (context + stage.context_split - 1) / stage.context_split;
       const StepCost c = timer.cost(s, slots, s.last_chunk_only ? 1.0 : scale);
       phase.compute_cycles += c.compute;
       phase.comm_cycles += c.comm;
       phase.host_cycles += c.host;
-      phase.cycles += c.compute + c.comm + c.host;
       compute_core += c.compute * static_cast<double>(stage.region.cores());
       comm_core += c.comm * static_cast<double>(stage.region.cores());
       phase.energy += c.energy;
@@ -292,6 +304,8 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       }
       clock += c.compute + c.comm + c.host;
     }
+    if (running >= 0) stage_end[static_cast<size_t>(running)] = clock;
+    return clock;
   };
 
   double compute_core = 0, comm_core = 0;
@@ -301,26 +315,31 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   auto progress = [&] {
     if (options.on_pass) options.on_pass(++passes_done, total_passes);
   };
+  double prefill_end = 0;
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
     const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
     const bool last = done + tokens == plan.prompt_tokens;
-    run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
-             report.prefill, compute_core, comm_core, nullptr, report.prefill.passes < 2 || last);
+    prefill_end = run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
+                           report.prefill, compute_core, comm_core, nullptr, report.prefill.passes < 2 || last);
     ++report.prefill.passes;
     progress();
   }
+  report.prefill.cycles = prefill_end;
   finish_fractions(report.prefill, compute_core, comm_core, report.cores_used);
   report.time_to_first_token_s = report.prefill.cycles / a.clock_hz;
 
   compute_core = comm_core = 0;
   std::map<std::string, StepHotspot> hot;
   // The first generated token comes out of prefill; each further one is a decode pass.
+  double pass_end = prefill_end;
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
-    run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
-             report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
+    std::fill(stage_end.begin(), stage_end.end(), pass_end);  // the token before must be out
+    pass_end = run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
+                        report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
     ++report.decode.passes;
     progress();
   }
+  report.decode.cycles = pass_end - prefill_end;
   finish_fractions(report.decode, compute_core, comm_core, report.cores_used);
   if (report.decode.passes > 0) {
     report.decode_tokens_per_s = static_cast<double>(report.decode.passes) / (report.decode.cycles / a.clock_hz);

@@ -88,11 +88,21 @@ class Driver {
       if (done_[i] || node.op == ir::OpKind::Input || node.op == ir::OpKind::Param) continue;
       lower(static_cast<int>(i));
     }
-    auto mark_split = [&](std::vector<LoweredOp>& ops) {
-      for (auto& op : ops) op.split_output = split_[static_cast<size_t>(op.nodes.back())];
-    };
-    mark_split(out_.embedding), mark_split(out_.head);
+    for (auto* ops : {&out_.embedding, &out_.head}) mark_split(*ops);
     for (auto& layer : out_.layers) mark_split(layer.ops);
+    name_layers();
+    collect_parameters();
+    return std::move(out_);
+  }
+
+ private:
+  void mark_split(std::vector<LoweredOp>& ops) const {
+    for (auto& op : ops) op.split_output = split_[static_cast<size_t>(op.nodes.back())];
+  }
+
+  // Each layer's prefix (what all its node names start with, up to a '.') and each op's name
+  // within its layer.
+  void name_layers() {
     for (auto& layer : out_.layers) {
       std::vector<std::string> names;
       for (const auto& op : layer.ops)
@@ -107,6 +117,11 @@ class Driver {
     }
     for (auto* ops : {&out_.embedding, &out_.head})
       for (auto& op : *ops) op.local = op.name;
+  }
+
+  // Every parameter with where its first user is, its k (a projection's, or an embedding table's
+  // row width) and whether the tokens index it.
+  void collect_parameters() {
     std::map<std::string, int64_t> projection_k;
     for (const auto* op : out_.ops())
       if (op->kind == LoweredKind::Projection)
@@ -128,7 +143,7 @@ class Driver {
       if (const auto it = projection_k.find(node.name); it != projection_k.end())
         p.k = it->second;
       else if (node.type.shape.rank() == 2)
-        p.k = node.type.shape.dims[1];  // an embedding table: one row per lookup
+        p.k = node.type.shape.dims[1];
       for (int user : consumers_[i]) {
         const ir::Node& u = g_.node(user);
         if (u.op == ir::OpKind::Embedding && u.inputs[0] == static_cast<int>(i) &&
@@ -137,10 +152,8 @@ class Driver {
       }
       out_.parameters.push_back(p);
     }
-    return std::move(out_);
   }
 
- private:
   void enter_layer(const ir::Node& node) {
     const auto index = static_cast<size_t>(node.layer);
     if (index + 1 == out_.layers.size()) return;

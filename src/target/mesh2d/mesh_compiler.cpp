@@ -5,9 +5,11 @@
 #include "tessera/ir/builders.hpp"
 
 #include "tessera/target/mesh2d/layout.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <optional>
 
@@ -373,9 +375,16 @@ struct Placement {
   double estimate;
 };
 
-std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head) {
+// The placements worth simulating: the fastest by the rough estimate.
+constexpr size_t kPlacementsScored = 6;
+
+// Searches slot grids (bands x slots per band) for the stages' regions; the candidates the rough
+// estimate ranks best are scored with the timing model itself (`score`: cycles of one decode
+// pass), and the best of those wins.
+std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head,
+                               const std::function<double(const Placement&)>& score) {
   const int64_t width = a.usable.width, height = a.usable.height;
-  std::optional<Placement> best;
+  std::vector<Placement> candidates;
   const int64_t max_split = 48;
   for (int64_t bands = 1; bands <= std::min(height, max_split); ++bands) {
     for (int64_t per_band = 1; per_band <= std::min(width, max_split); ++per_band) {
@@ -403,10 +412,16 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
       const double estimate =
           static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
           (head ? low.estimate_cycles(low.head(), {kh * slot.px, slot.py}) : 0);
-      if (!best || estimate < best->estimate) best = Placement{slot, kl, kh, regions, estimate};
+      candidates.push_back(Placement{slot, kl, kh, regions, estimate});
     }
   }
-  return best;
+  if (candidates.empty()) return std::nullopt;
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const Placement& x, const Placement& y) { return x.estimate < y.estimate; });
+  if (candidates.size() > kPlacementsScored) candidates.resize(kPlacementsScored);
+  for (Placement& c : candidates) c.estimate = score(c);
+  return *std::min_element(candidates.begin(), candidates.end(),
+                           [](const Placement& x, const Placement& y) { return x.estimate < y.estimate; });
 }
 
 }  // namespace
@@ -428,7 +443,39 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   const Lowering low(model, lowered, arch, options);
 
   MeshCompileResult result;
-  const auto placement = place(low, arch, n_layers, head);
+  // A candidate's decode pass as the simulator times it: the first layer stage's steps (its
+  // collectives, and its transfer to the stage after it where that stage is) for every layer, and
+  // the LM head's local steps, on the candidate's own regions.
+  const auto score = [&](const Placement& c) {
+    program::Program trial;
+    trial.arch_yaml = arch_yaml, trial.arch_origin = arch_origin;
+    trial.model_yaml = model_yaml, trial.model_origin = model_origin;
+    trial.precision = options.precision;
+    trial.skip_zero_activations = arch.sparsity.activations;
+    trial.max_context = context;
+    for (size_t s = 0; s < std::min<size_t>(2, c.regions.size()); ++s) {
+      program::Stage stage;
+      stage.region = c.regions[s];
+      stage.context_split = stage.region.height;
+      trial.stages.push_back(stage);
+    }
+    const Shape layer{c.layer_slots * c.slot.px, c.slot.py}, lm{c.head_slots * c.slot.px, c.slot.py};
+    for (auto& st : low.stage_steps(low.layer(), 0, layer, 1, false, head && n_layers == 1))
+      if (st.pattern != Pattern::StageTransfer || trial.stages.size() > 1) trial.decode.push_back(std::move(st));
+    double head_cycles = 0;
+    if (head) {
+      program::Program lm_trial = trial;
+      lm_trial.decode.clear();
+      lm_trial.stages.resize(1);
+      lm_trial.stages[0].region = c.regions.back();
+      lm_trial.stages[0].context_split = c.regions.back().height;
+      for (auto& st : low.stage_steps(low.head(), 0, lm, 1, false, false))
+        if (st.pattern != Pattern::HostOut) lm_trial.decode.push_back(std::move(st));
+      head_cycles = sim::decode_stage_cycles(lm_trial)[0];
+    }
+    return static_cast<double>(n_layers) * sim::decode_stage_cycles(trial)[0] + head_cycles;
+  };
+  const auto placement = place(low, arch, n_layers, head, score);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));

@@ -158,9 +158,8 @@ class Timer {
   // time, the busiest port and the route lengths are one line's.
   CommCost line_allreduce(const Key& key, const arch::Region& r, int64_t words, int32_t group, bool along_x) {
     const int64_t lines = along_x ? r.height : r.width;
-    const Collective c =
-        patterns::ktree_allreduce({0, 0, along_x ? r.width : 1, along_x ? 1 : r.height}, words, std::max(1, group),
-                                  along_x);
+    const Collective c = patterns::ktree_allreduce({0, 0, along_x ? r.width : 1, along_x ? 1 : r.height}, words,
+                                                   std::max(1, group), along_x);
     CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
     cost.word_hops *= lines, cost.active_links *= lines;
     memo_.emplace(key, cost);
@@ -217,6 +216,18 @@ std::string model_name(const program::Program& plan) {
 }
 
 }  // namespace
+
+std::vector<double> decode_stage_cycles(const program::Program& plan) {
+  Timer timer(plan, FabricModel::Fast, false, {});
+  std::vector<double> cycles(plan.stages.size(), 0.0);
+  for (const auto& s : plan.decode) {
+    const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
+    const int64_t slots = (plan.max_context + stage.context_split - 1) / stage.context_split;
+    const StepCost c = timer.cost(s, slots, 1.0);
+    cycles[static_cast<size_t>(s.stage)] += c.compute + c.comm + c.host;
+  }
+  return cycles;
+}
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options) {
   const bool record_trace = options.record_trace;

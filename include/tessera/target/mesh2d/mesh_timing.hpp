@@ -102,4 +102,9 @@ struct TimingOptions {
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});
 
+// Cycles of one decode pass at the plan's full context, by stage, with the fast fabric model: what
+// the compiler scores candidate placements with, so that the placement it picks is the one this
+// model times fastest.
+std::vector<double> decode_stage_cycles(const program::Program& plan);
+
 }  // namespace tessera::sim

@@ -97,6 +97,14 @@ TEST(MeshProgram, JsonRoundTripsAndRejectsCorruptPlans) {
   std::string bad = text;
   bad.replace(bad.find("\"to_stage\": 1"), 13, "\"to_stage\": 99");
   EXPECT_NE(error_of([&] { program::from_json(bad, "p.json"); }).find("stage that does not exist"), std::string::npos);
+  std::string outside = text;
+  outside.replace(outside.find("\"x\": "), 5, "\"x\": 4000");
+  EXPECT_NE(error_of([&] { program::from_json(outside, "p.json"); }).find("is not inside mesh-32x32's usable"),
+            std::string::npos);
+  std::string kernel = text;
+  kernel.replace(kernel.find("\"kernel\": \"projection\""), 22, "\"kernel\": \"convolve!\"");
+  EXPECT_NE(error_of([&] { program::from_json(kernel, "p.json"); }).find("names kernel 'convolve!'"),
+            std::string::npos);
 }
 
 TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {

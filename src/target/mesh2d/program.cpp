@@ -1,11 +1,13 @@
 #include "tessera/target/mesh2d/program.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "../plan_json.hpp"
+#include "tessera/target/arch.hpp"
 
 namespace tessera::program {
 
@@ -52,6 +54,11 @@ json step_json(const Step& s) {
   for (const auto& [key, field] : kStepFlags) j[key] = s.*field;
   return j;
 }
+
+// The data plane's kernels (Step::kernel).
+constexpr const char* kKernels[] = {
+    "layernorm.mean", "layernorm.variance", "rmsnorm",          "projection", "rope", "attention.scores",
+    "attention.max",  "attention.sum",      "attention.values", "add",        "mul",  "activation"};
 
 Step parse_step(const json& j, const std::string& where) {
   const Reader r{j, where};
@@ -123,6 +130,10 @@ Program from_json(const std::string& text, const std::string& origin) {
   p.lm_head = slice.flag("lm_head");
   if (p.batch < 1 || p.layers < 1) fail("{}: batch and slice.layers must be >= 1", origin);
   check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
+  // Regions must lie in the usable rectangle of the plan's own arch (a hand-edited plan is
+  // refused here, naming the stage, not deep inside the fabric model).
+  const arch::ArchSpec arch = target::parse_arch(p.arch_yaml, p.arch_origin);
+  const arch::Region& u = arch.usable;
   const json& stages = r.array("stages");
   for (size_t i = 0; i < stages.size(); ++i) {
     const Reader s{stages[i], fmt::format("{}: stages[{}]", origin, i)};
@@ -135,6 +146,12 @@ Program from_json(const std::string& text, const std::string& origin) {
                         s.integer("routes"),
                         s.integer("context_split"),
                         s.integer("total_weight_bytes")});
+    const arch::Region& g = p.stages.back().region;
+    if (g.width < 1 || g.height < 1 || g.x < u.x || g.y < u.y || g.x - u.x > u.width - g.width ||
+        g.y - u.y > u.height - g.height)
+      fail("{}: a {}x{} region at ({}, {}) is not inside {}'s usable {}x{} cores at ({}, {})", reg.where, g.width,
+           g.height, g.x, g.y, arch.name, u.width, u.height, u.x, u.y);
+    if (p.stages.back().context_split < 1) fail("{}: context_split must be >= 1", s.where);
   }
   for (const char* phase : {"prefill", "decode"}) {
     const json& steps = r.array(phase);
@@ -142,6 +159,8 @@ Program from_json(const std::string& text, const std::string& origin) {
     for (size_t i = 0; i < steps.size(); ++i) {
       out.push_back(parse_step(steps[i], fmt::format("{}: {}[{}]", origin, phase, i)));
       const Step& s = out.back();
+      if (!s.kernel.empty() && std::find(std::begin(kKernels), std::end(kKernels), s.kernel) == std::end(kKernels))
+        fail("{}: {}[{}] names kernel '{}', which the mesh data plane does not have", origin, phase, i, s.kernel);
       if (s.stage < 0 || static_cast<size_t>(s.stage) >= p.stages.size() ||
           (s.pattern == Pattern::StageTransfer &&
            (s.to_stage < 0 || static_cast<size_t>(s.to_stage) >= p.stages.size())))

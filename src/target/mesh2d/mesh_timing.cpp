@@ -28,8 +28,9 @@ struct StepCost {
 };
 
 class Timer {
-  // A collective's shape: pattern, stages (transfers and host I/O), region size, words, group.
-  using Key = std::tuple<int, int32_t, int32_t, int64_t, int64_t, int64_t, int32_t>;
+  // A collective's shape: pattern; for a transfer the destination's offset and size, for host I/O
+  // the stage; the region's size, words, group.
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t>;
 
  public:
   Timer(const program::Program& plan, FabricModel model, bool track_links,
@@ -92,13 +93,25 @@ class Timer {
   }
 
   CommCost communication(const program::Step& s, int64_t words) {
-    // Collectives inside a region are translation-invariant (no other traffic crosses it), so
-    // equal shapes share one costing; transfers and host I/O depend on where the regions are.
-    const arch::Region& r = plan_.stages.at(static_cast<size_t>(s.stage)).region;
+    // Collectives inside a region, and transfers between two regions, are translation-invariant
+    // (no other traffic crosses them), so equal shapes share one costing, built with the regions'
+    // corner at the origin; host I/O depends on how far the region is from the wafer's edge.
+    const arch::Region& at = plan_.stages.at(static_cast<size_t>(s.stage)).region;
     const bool local = s.pattern == Pattern::AllreduceX || s.pattern == Pattern::AllreduceY;
-    const auto key = std::make_tuple(static_cast<int>(s.pattern), local ? -1 : s.stage, local ? -1 : s.to_stage,
-                                     r.width, r.height, words, s.group);
-    if (track_links_) ++executions_[{key, local ? r.x : 0, local ? r.y : 0}];
+    const bool transfer = s.pattern == Pattern::StageTransfer;
+    const arch::Region to_at =
+        transfer ? plan_.stages.at(static_cast<size_t>(s.to_stage)).region : arch::Region{at.x, at.y, 0, 0};
+    const int64_t ox = local || transfer ? std::min(at.x, to_at.x) : 0,
+                  oy = local || transfer ? std::min(at.y, to_at.y) : 0;
+    const arch::Region r{at.x - ox, at.y - oy, at.width, at.height};
+    const arch::Region to{to_at.x - ox, to_at.y - oy, to_at.width, to_at.height};
+    const auto key =
+        std::make_tuple(static_cast<int>(s.pattern),
+                        transfer ? to_at.x - at.x
+                        : local  ? -1
+                                 : s.stage,
+                        transfer ? to_at.y - at.y : -1, r.width, r.height, to.width, to.height, words, s.group);
+    if (track_links_) ++executions_[{key, ox, oy}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
     Collective c;
     switch (s.pattern) {
@@ -111,7 +124,6 @@ class Timer {
         // Row j's segment goes to the matching row of the next stage, whose entry core relays it
         // along that row (a multicast). Side by side, rows cross the shared edge in parallel; one
         // above the other, row j crosses in its own column so the segments do not share links.
-        const arch::Region& to = plan_.stages.at(static_cast<size_t>(s.to_stage)).region;
         const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
         const bool stacked = overlap_x1 > overlap_x0;
         const bool east = to.x >= r.x + r.width;

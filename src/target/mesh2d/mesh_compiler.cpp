@@ -453,27 +453,26 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     trial.precision = options.precision;
     trial.skip_zero_activations = arch.sparsity.activations;
     trial.max_context = context;
-    for (size_t s = 0; s < std::min<size_t>(2, c.regions.size()); ++s) {
+    // Stages: the first layer, the stage after it (its transfer's destination), the LM head.
+    std::vector<arch::Region> regions(c.regions.begin(),
+                                      c.regions.begin() + std::min<ptrdiff_t>(2, std::ssize(c.regions)));
+    if (head) regions.push_back(c.regions.back());
+    for (const arch::Region& region : regions) {
       program::Stage stage;
-      stage.region = c.regions[s];
-      stage.context_split = stage.region.height;
+      stage.region = region;
+      stage.context_split = region.height;
       trial.stages.push_back(stage);
     }
     const Shape layer{c.layer_slots * c.slot.px, c.slot.py}, lm{c.head_slots * c.slot.px, c.slot.py};
+    const bool has_next = c.regions.size() > 1;
     for (auto& st : low.stage_steps(low.layer(), 0, layer, 1, false, head && n_layers == 1))
-      if (st.pattern != Pattern::StageTransfer || trial.stages.size() > 1) trial.decode.push_back(std::move(st));
-    double head_cycles = 0;
-    if (head) {
-      program::Program lm_trial = trial;
-      lm_trial.decode.clear();
-      lm_trial.stages.resize(1);
-      lm_trial.stages[0].region = c.regions.back();
-      lm_trial.stages[0].context_split = c.regions.back().height;
-      for (auto& st : low.stage_steps(low.head(), 0, lm, 1, false, false))
-        if (st.pattern != Pattern::HostOut) lm_trial.decode.push_back(std::move(st));
-      head_cycles = sim::decode_stage_cycles(lm_trial)[0];
-    }
-    return static_cast<double>(n_layers) * sim::decode_stage_cycles(trial)[0] + head_cycles;
+      if (st.pattern != Pattern::StageTransfer || has_next) trial.decode.push_back(std::move(st));
+    const auto head_stage = static_cast<int32_t>(trial.stages.size()) - 1;
+    if (head)
+      for (auto& st : low.stage_steps(low.head(), head_stage, lm, 1, false, false))
+        if (st.pattern != Pattern::HostOut) trial.decode.push_back(std::move(st));
+    const std::vector<double> cycles = sim::decode_stage_cycles(trial);
+    return static_cast<double>(n_layers) * cycles[0] + (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
   };
   const auto placement = place(low, arch, n_layers, head, score);
   if (!placement) {

@@ -196,6 +196,9 @@ class Driver {
     const auto i = static_cast<size_t>(id);
     done_[i] = true;
     const bool split_in = !node.inputs.empty() && split_[static_cast<size_t>(node.inputs[0])];
+    if (ir::op_info(node.op).training)
+      fail("lowering for inference: '{}' is a training op ({}); inference graphs hold forward ops only", node.name,
+           ir::op_info(node.op).name);
     switch (node.op) {
       case ir::OpKind::Input:
       case ir::OpKind::Param:
@@ -293,6 +296,8 @@ class Driver {
         ops.push_back(op);
         return;
       }
+      default:
+        TESSERA_ASSERT(false);
     }
   }
 

@@ -6,6 +6,20 @@ namespace tessera::ir {
 
 const char* dtype_name(DType dtype) { return dtype == DType::F32 ? "f32" : "i32"; }
 
+const char* phase_name(Phase phase) {
+  switch (phase) {
+    case Phase::Forward:
+      return "forward";
+    case Phase::Recompute:
+      return "recompute";
+    case Phase::Backward:
+      return "backward";
+    case Phase::Optimizer:
+      return "optimizer";
+  }
+  return "?";
+}
+
 int64_t Shape::elements(int64_t seq) const {
   int64_t n = 1;
   for (int64_t d : dims) n *= d == kSeq ? seq : d;
@@ -35,17 +49,17 @@ double Node::float_attr(const std::string& key) const {
 }
 
 int Graph::add_input(const std::string& name, DType dtype, Shape shape) {
-  nodes_.push_back(Node{OpKind::Input, name, {}, {}, TensorType{dtype, std::move(shape)}, layer_});
+  nodes_.push_back(Node{OpKind::Input, name, {}, {}, TensorType{dtype, std::move(shape)}, layer_, phase_});
   return static_cast<int>(nodes_.size()) - 1;
 }
 
 int Graph::add_param(const std::string& name, Shape shape) {
-  nodes_.push_back(Node{OpKind::Param, name, {}, {}, TensorType{DType::F32, std::move(shape)}, layer_});
+  nodes_.push_back(Node{OpKind::Param, name, {}, {}, TensorType{DType::F32, std::move(shape)}, layer_, phase_});
   return static_cast<int>(nodes_.size()) - 1;
 }
 
 int Graph::add(OpKind op, std::vector<int> inputs, Attrs attrs, std::string name) {
-  Node node{op, std::move(name), std::move(inputs), std::move(attrs), {}, layer_};
+  Node node{op, std::move(name), std::move(inputs), std::move(attrs), {}, layer_, phase_};
   for (int id : node.inputs)
     if (id < 0 || id >= static_cast<int>(nodes_.size()))
       fail("{} '{}': input %{} does not exist yet", op_info(op).name, node.name, id);
@@ -62,6 +76,12 @@ void Graph::mark_output(int node) {
 int Graph::find_input(const std::string& name) const {
   for (size_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].op == OpKind::Input && nodes_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+int Graph::find_param(const std::string& name) const {
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].op == OpKind::Param && nodes_[i].name == name) return static_cast<int>(i);
   return -1;
 }
 
@@ -96,6 +116,7 @@ std::string Graph::dump() const {
   std::string out;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
+    if (i > 0 && n.phase != nodes_[i - 1].phase) out += fmt::format("# {}\n", phase_name(n.phase));
     std::string line = fmt::format("%{} = {}", i, op_info(n.op).name);
     if (n.op == OpKind::Input || n.op == OpKind::Param) {
       line += " \"" + n.name + "\"";

@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "tessera/base/error.hpp"
+#include "tessera/ref/kernels.hpp"
 
 namespace tessera::ref {
 
@@ -28,16 +29,6 @@ double scaled_inv_freq(const ir::Node& node, double inv_freq) {
   return (1 - smooth) * inv_freq / factor + smooth * inv_freq;
 }
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
-  float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
 }  // namespace
 
 ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weights& weights, int64_t max_context,
@@ -48,7 +39,10 @@ ReferenceExecutor::ReferenceExecutor(const ir::Graph& graph, const model::Weight
       kv_(parse_float_format(precision.kv)),
       position_block_(partitioning.position_block) {
   if (const Status s = graph.verify(); !s) fail("cannot execute an invalid graph: {}", s.message());
-  TESSERA_ASSERT(graph.outputs().size() == 1);
+  if (graph.outputs().size() != 1) fail("the reference executor runs graphs with one output (the logits)");
+  for (const ir::Node& node : graph.nodes())
+    if (ir::op_info(node.op).training)
+      fail("the reference executor runs inference graphs; '{}' is a training op (ref::Trainer runs those)", node.name);
   const size_t n = graph.nodes().size();
   params_.assign(n, nullptr);
   k_parts_.assign(n, 1);
@@ -169,27 +163,10 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       break;
     }
     case OpKind::LayerNorm:
-    case OpKind::RmsNorm: {
-      const float* x = in(0);
-      const float* gamma = in(1);
-      const float* beta = node.op == OpKind::LayerNorm ? in(2) : nullptr;
-      const double eps = node.float_attr("eps");
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = x + r * cols;
-        float* o = out.data() + r * cols;
-        double mean = 0;
-        if (beta) {
-          for (int64_t c = 0; c < cols; ++c) mean += xr[c];
-          mean /= static_cast<double>(cols);
-        }
-        double var = 0;
-        for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-        const auto inv = static_cast<float>(1.0 / std::sqrt(var / static_cast<double>(cols) + eps));
-        const auto m = static_cast<float>(mean);
-        for (int64_t c = 0; c < cols; ++c) o[c] = (xr[c] - m) * inv * gamma[c] + (beta ? beta[c] : 0.0f);
-      }
+    case OpKind::RmsNorm:
+      kernels::norm(in(0), in(1), node.op == OpKind::LayerNorm ? in(2) : nullptr, node.float_attr("eps"), rows, cols,
+                    out.data());
       break;
-    }
     case OpKind::MatMul:
     case OpKind::Linear: {
       const auto& w = graph_.node(node.inputs[1]).type.shape.dims;
@@ -235,18 +212,12 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       }
       break;
     }
-    case OpKind::Gelu: {
-      const float* x = in(0);
-      const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
-      for (size_t i = 0; i < count; ++i)
-        out[i] = 0.5f * x[i] * (1.0f + std::tanh(c * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+    case OpKind::Gelu:
+      kernels::gelu(in(0), static_cast<int64_t>(count), out.data());
       break;
-    }
-    case OpKind::Silu: {
-      const float* x = in(0);
-      for (size_t i = 0; i < count; ++i) out[i] = x[i] / (1.0f + std::exp(-x[i]));
+    case OpKind::Silu:
+      kernels::silu(in(0), static_cast<int64_t>(count), out.data());
       break;
-    }
     case OpKind::SliceCols: {
       const float* x = in(0);
       const int64_t start = node.int_attr("start"), src_cols = cols_of(graph_.node(node.inputs[0]));
@@ -259,6 +230,8 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
     case OpKind::Attention:
       attention(node, id, rows);
       break;
+    default:
+      TESSERA_ASSERT(false);
   }
 }
 
@@ -272,14 +245,8 @@ void ReferenceExecutor::rope(const ir::Node& node, size_t id, int64_t rows) {
     const int64_t p = positions[static_cast<size_t>(r)];
     const float* c = table.cos.data() + p * half;
     const float* s = table.sin.data() + p * half;
-    for (int64_t h = 0; h < heads; ++h) {
-      const float* xh = x + (r * heads + h) * hd;
-      float* oh = out + (r * heads + h) * hd;
-      for (int64_t i = 0; i < half; ++i) {
-        oh[i] = xh[i] * c[i] + (-xh[i + half]) * s[i];
-        oh[i + half] = xh[i + half] * c[i] + xh[i] * s[i];
-      }
-    }
+    for (int64_t h = 0; h < heads; ++h)
+      kernels::rope_head(x + (r * heads + h) * hd, c, s, hd, false, out + (r * heads + h) * hd);
   }
 }
 
@@ -339,7 +306,7 @@ void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows)
       const float* qh = q + r * q_width + h * hd;
       float max_score = -INFINITY;
       for (int64_t j = 0; j < visible; ++j) {
-        scores[static_cast<size_t>(j)] = dot(qh, cache.keys.data() + j * kv_width + g * hd, hd) * scale;
+        scores[static_cast<size_t>(j)] = kernels::dot(qh, cache.keys.data() + j * kv_width + g * hd, hd) * scale;
         max_score = std::max(max_score, scores[static_cast<size_t>(j)]);
       }
       if (position_block_ > 0) {

@@ -8,7 +8,9 @@ using namespace tessera::ir;
 TEST(OpTable, EveryOpHasItsRowInOrder) {
   const auto& table = op_table();
   for (size_t i = 0; i < table.size(); ++i) EXPECT_EQ(static_cast<size_t>(table[i].kind), i);
-  EXPECT_EQ(table.back().kind, OpKind::Attention);
+  EXPECT_EQ(table.back().kind, OpKind::SgdMomentum);
+  EXPECT_FALSE(op_info(OpKind::Attention).training);
+  EXPECT_TRUE(op_info(OpKind::AttentionGrad).training);
 }
 
 TEST(Graph, ShapeRulesRejectMismatchedMatmul) {

@@ -44,7 +44,30 @@ enum class OpKind {
   SliceCols,  // (x[S,N]) attrs start, size -> [S,size]
   Rope,       // (x[S,H*hd], positions[S]) attrs n_heads, head_dim, theta, scaling -> same
   Attention,  // (q[S,H*hd], k[S,KV*hd], v[S,KV*hd]) attrs n_heads, n_kv_heads, head_dim, layer
+
+  // Training ops (OpInfo::training): the loss, the backward ops ir/autodiff.hpp generates and the
+  // optimizer updates. In a training step the seq rows are a batch of sequences laid end to end.
+  CrossEntropy,      // (logits[S,V], targets i32[S]) -> [1]: mean over rows of logsumexp - logit[target]
+  CrossEntropyGrad,  // (logits[S,V], targets i32[S], scale[1]) -> [S,V] = (softmax - onehot) * scale / S
+  WeightGrad,        // (a[S,M], b[S,N]) -> [M,N] = a^T b, summed over the rows
+  SumRows,           // (x[S,N]) -> [N]
+  EmbeddingGrad,     // (dy[S,D], ids i32[S]) attr rows -> [rows,D]: dy's rows added at their ids
+  LayerNormGrad,     // (x[S,D], gamma[D], dy[S,D]) attr eps -> dx[S,D]
+  RmsNormGrad,       // (x[S,D], gamma[D], dy[S,D]) attr eps -> dx[S,D]
+  NormScaleGrad,     // (x[S,D], dy[S,D]) attrs eps, centered (1: LayerNorm) -> dgamma[D]
+  GeluGrad,          // (x, dy) -> dx
+  SiluGrad,          // (x, dy) -> dx
+  ConcatCols,        // (a[S,N1], b[S,N2], ...) -> [S, N1+N2+...]
+  RopeGrad,          // (dy[S,H*hd], positions[S]) attrs as Rope -> dx: the inverse rotation
+  AttentionGrad,     // (q, k, v, out, dy) attrs as Attention + recompute -> [S, (H+2KV)*hd] = dq|dk|dv
+  GradNormScale,     // (grad, ...) attr max_norm -> [1] = min(1, max_norm / (global L2 norm + 1e-6))
+  AdamW,             // (param, grad, lr[1], step i32[1], clip[1]?) attrs beta1, beta2, eps, weight_decay -> param
+  SgdMomentum,       // (param, grad, lr[1], clip[1]?) attrs momentum, weight_decay -> param
 };
+
+// Where a node sits in a training step; inference graphs are all Forward.
+enum class Phase { Forward, Recompute, Backward, Optimizer };
+const char* phase_name(Phase phase);
 
 using AttrValue = std::variant<int64_t, double>;
 using Attrs = std::map<std::string, AttrValue>;
@@ -61,6 +84,7 @@ struct Node {
   Attrs attrs;
   TensorType type;     // filled by shape inference
   int64_t layer = -1;  // the transformer layer the node belongs to; -1: before or after the layers
+  Phase phase = Phase::Forward;
 
   int64_t int_attr(const std::string& key) const;
   double float_attr(const std::string& key) const;
@@ -73,6 +97,8 @@ struct OpInfo {
   int min_inputs;
   int max_inputs;
   std::vector<const char*> required_attrs;
+  bool training = false;  // a loss, backward or optimizer op: run by the reference trainer, costed by
+                          // the targets' training models, never lowered for inference
 };
 const OpInfo& op_info(OpKind kind);
 const std::vector<OpInfo>& op_table();
@@ -87,11 +113,14 @@ class Graph {
   // Nodes added from now on belong to transformer layer `layer` (-1: outside the layers, the
   // default). Lowering groups a layer's nodes by it (compiler/lowering.hpp).
   void set_layer(int64_t layer) { layer_ = layer; }
+  // Nodes added from now on belong to `phase` (autodiff sets it; the default is Forward).
+  void set_phase(Phase phase) { phase_ = phase; }
 
   const std::vector<Node>& nodes() const { return nodes_; }
   const Node& node(int id) const { return nodes_.at(static_cast<size_t>(id)); }
   const std::vector<int>& outputs() const { return outputs_; }
   int find_input(const std::string& name) const;  // -1 if absent
+  int find_param(const std::string& name) const;  // -1 if absent
 
   // Re-checks the whole graph: topological order, op arity, attributes and every shape rule.
   Status verify() const;
@@ -103,6 +132,7 @@ class Graph {
   std::vector<Node> nodes_;
   std::vector<int> outputs_;
   int64_t layer_ = -1;
+  Phase phase_ = Phase::Forward;
 };
 
 // Infers the output type of `node` from its inputs (whose types must be set); Status on mismatch.

@@ -1,0 +1,73 @@
+// The reference trainer: runs a training graph (ir/autodiff.hpp) in fp32 on the host. It is the
+// numerical oracle for training, checked against PyTorch (loss, every gradient, AdamW steps), as
+// the ReferenceExecutor is for inference.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "tessera/ir/autodiff.hpp"
+#include "tessera/model/weights.hpp"
+
+namespace tessera::ref {
+
+// A batch of `sequences` token windows of one length, laid end to end: inputs[s * length + t] and
+// the token that follows it, targets[s * length + t].
+struct Batch {
+  std::span<const int32_t> inputs, targets;
+  int64_t sequences = 1;
+};
+
+struct StepResult {
+  double loss = 0;           // mean over every token of every micro-batch
+  double gradient_norm = 0;  // global L2 norm of the averaged gradient, before clipping
+};
+
+class Trainer {
+ public:
+  // `training` must outlive the trainer; `initial` holds every trained parameter (copied: the
+  // trainer owns the fp32 master weights and the optimizer state). Throws Error on a missing
+  // parameter or a shape mismatch.
+  Trainer(const ir::TrainingGraph& training, const model::Weights& initial);
+
+  // One optimizer step over micro-batches whose gradients are averaged (gradient accumulation):
+  // forward, loss and backward per micro-batch, then the optimizer at `learning_rate`.
+  StepResult step(std::span<const Batch> micro_batches, double learning_rate);
+  // Forward and backward of one batch without an update; gradient(name) then holds d loss / d param.
+  double compute_gradients(const Batch& batch);
+  // Forward and loss only (held-out evaluation).
+  double loss(const Batch& batch);
+
+  std::span<const float> gradient(const std::string& parameter) const;
+  model::Weights weights() const;  // the current parameters
+  // Optimizer state by name ("<parameter>.m" / ".v" for AdamW, ".momentum" for SGD), for checkpoints.
+  model::Weights optimizer_state() const;
+  void load_optimizer_state(const model::Weights& state, int64_t steps_done);
+  int64_t steps_done() const { return steps_; }
+
+ private:
+  void bind(const Batch& batch);
+  void run(int begin, int end);  // nodes [begin, end)
+  void run_node(size_t id);
+  void attention(const ir::Node& node, size_t id);
+  void attention_grad(const ir::Node& node, size_t id);
+  void optimizer_update(const ir::Node& node, size_t id);
+  const float* data(int node) const;
+  float* mutable_data(size_t node);
+
+  const ir::TrainingGraph& t_;
+  int64_t rows_ = 0, length_ = 0;  // this batch's rows (sequences x length) and sequence length
+  int64_t steps_ = 0;
+  std::map<std::string, std::vector<float>> params_;     // master weights by name
+  std::vector<float*> param_of_node_;                    // per node: its master weights (Param nodes)
+  std::vector<std::vector<float>> buffers_;              // per node: f32 values
+  std::vector<std::vector<int32_t>> int_buffers_;        // per node: i32 values
+  std::vector<std::vector<float>> state_a_, state_b_;    // per optimizer node: m and v, or momentum
+  std::map<std::string, std::vector<float>> accumulated_;  // summed gradients over micro-batches
+  std::map<size_t, std::pair<std::vector<float>, std::vector<float>>> rope_tables_;  // cos, sin
+};
+
+}  // namespace tessera::ref

@@ -152,8 +152,10 @@ TEST(TargetOps, TheCasesCoverEveryOpKind) {
     const ir::Graph graph = build(c);
     for (const auto& node : graph.nodes()) used.insert(node.op);
   }
-  for (const auto& info : ir::op_table())
-    if (!info.training) EXPECT_TRUE(used.contains(info.kind)) << info.name << " has no case";
+  for (const auto& info : ir::op_table()) {
+    if (info.training) continue;  // run by the reference trainer; checked against PyTorch (test_training_reference)
+    EXPECT_TRUE(used.contains(info.kind)) << info.name << " has no case";
+  }
 }
 
 TEST(TargetOps, EveryOpOnEveryTargetMatchesTheReference) {

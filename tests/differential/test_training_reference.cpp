@@ -5,8 +5,13 @@
 // and for the tiny Llama 5 SGD-with-momentum steps.
 //
 // Tolerances: a gradient's samples within 1e-5 of the tensor's largest sampled magnitude and its
-// norm within 1e-5 relative; losses within 1e-4 (absolute, nats); final weights within 1e-4 of the
-// tensor's largest sampled magnitude. Observed errors are printed.
+// norm within 1e-5 relative; losses within 1e-4 relative; final weights within 1e-4 of the tensor's
+// largest sampled magnitude. Observed errors are printed.
+//
+// One exception: GPT-2's key bias (columns [d, 2d) of attn.c_attn.bias) has a gradient of exactly
+// zero in exact arithmetic (it adds q . b to every score of a row, which softmax cancels), so both
+// frameworks compute rounding noise of ~1e-9 there, and AdamW turns noise into +-lr steps whose
+// signs are arbitrary. Its final values are not compared; its gradient is (as noise, below 1e-5).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -26,12 +31,15 @@ struct OwnedBatch {
   ref::Batch view() const { return {inputs, targets, sequences}; }
 };
 
-// max |got - want| over the samples, relative to the largest sampled |want|.
-double sampled_error(std::span<const float> got, const nlohmann::json& want) {
+// max |got - want| over the samples, relative to the largest sampled |want|; elements in
+// [skip_begin, skip_end) are left out.
+double sampled_error(std::span<const float> got, const nlohmann::json& want, size_t skip_begin = 0,
+                     size_t skip_end = 0) {
   const auto indices = want["indices"].get<std::vector<size_t>>();
   const auto values = want["values"].get<std::vector<double>>();
   double err = 0, scale = 0;
   for (size_t i = 0; i < indices.size(); ++i) {
+    if (indices[i] >= skip_begin && indices[i] < skip_end) continue;
     err = std::max(err, std::abs(got[indices[i]] - values[i]));
     scale = std::max(scale, std::abs(values[i]));
   }
@@ -93,17 +101,19 @@ void check_training(const std::string& case_name) {
       std::vector<ref::Batch> views;
       for (size_t m = 0; m < micro; ++m) views.push_back(batches[(step * micro + m) % batches.size()].view());
       const double loss = trainer.step(views, lrs[step]).loss;
-      EXPECT_NEAR(loss, losses[step], 1e-4) << case_name << " " << run["optimizer"] << " step " << step;
-      worst_loss = std::max(worst_loss, std::abs(loss - losses[step]));
+      EXPECT_NEAR(loss, losses[step], 1e-4 * losses[step]) << case_name << " " << run["optimizer"] << " step " << step;
+      worst_loss = std::max(worst_loss, std::abs(loss - losses[step]) / losses[step]);
     }
     const model::Weights final_weights = trainer.weights();
     double worst = 0;
     for (const auto& [name, want] : run["final"].items()) {
-      const double err = sampled_error(final_weights.at(name).values, want);
+      const bool key_bias = name.ends_with("attn.c_attn.bias");
+      const auto d = static_cast<size_t>(config.d_model);
+      const double err = sampled_error(final_weights.at(name).values, want, key_bias ? d : 0, key_bias ? 2 * d : 0);
       EXPECT_LE(err, 1e-4) << case_name << " " << run["optimizer"] << " final " << name;
       worst = std::max(worst, err);
     }
-    std::printf("%s %s x%zu: losses %.4f -> %.4f, worst loss error %.2e, worst final-weight error %.2e\n",
+    std::printf("%s %s x%zu: losses %.4f -> %.4f, worst relative loss error %.2e, worst final-weight error %.2e\n",
                 case_name.c_str(), run["optimizer"].get<std::string>().c_str(), losses.size(), losses.front(),
                 losses.back(), worst_loss, worst);
   }

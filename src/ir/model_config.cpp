@@ -1,5 +1,7 @@
 #include "tessera/ir/model_config.hpp"
 
+#include <fmt/core.h>
+
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/config/yaml_reader.hpp"
@@ -93,6 +95,24 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
 
 ModelConfig load_model_config(const std::filesystem::path& path) {
   return parse_model_config(read_text_file(path), path.string(), path.parent_path());
+}
+
+std::string model_config_yaml(const ModelConfig& c, const std::string& weights_file, const std::string& encoder_file,
+                              const std::string& merges_file) {
+  std::string out = fmt::format(
+      "name: {}\nfamily: {}\nvocab_size: {}\ncontext_length: {}\nd_model: {}\nn_layers: {}\nn_heads: {}\n"
+      "n_kv_heads: {}\nd_ff: {}\nnorm_eps: {}\ntie_embeddings: {}\n",
+      c.name, family_name(c.family), c.vocab_size, c.context_length, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads,
+      c.d_ff, c.norm_eps, c.tie_embeddings ? "true" : "false");
+  if (c.family == ModelFamily::Llama) out += fmt::format("rope_theta: {}\n", c.rope_theta);
+  if (c.rope_scaling)
+    out += fmt::format(
+        "rope_scaling: {{factor: {}, low_freq_factor: {}, high_freq_factor: {}, original_context_length: {}}}\n",
+        c.rope_scaling->factor, c.rope_scaling->low_freq_factor, c.rope_scaling->high_freq_factor,
+        c.rope_scaling->original_context_length);
+  if (!weights_file.empty()) out += fmt::format("weights: {}\n", weights_file);
+  if (!encoder_file.empty()) out += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", encoder_file, merges_file);
+  return out;
 }
 
 }  // namespace tessera::ir

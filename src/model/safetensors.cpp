@@ -163,8 +163,10 @@ void SafetensorsFile::read_f32(const SafetensorsEntry& entry, std::span<float> o
   }
 }
 
-void write_safetensors_f32(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors) {
+std::string encode_safetensors_f32(const std::vector<NamedTensor>& tensors,
+                                   const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& t : tensors) {
     const uint64_t bytes = t.values.size() * sizeof(float);
@@ -173,18 +175,24 @@ void write_safetensors_f32(const std::filesystem::path& path, const std::vector<
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) fail("{}: cannot write: {}", path.string(), std::strerror(errno));
+  std::string out(8, '\0');
   uint64_t n = text.size();
-  char length[8];
-  for (char& c : length) {
+  for (char& c : out) {
     c = static_cast<char>(n & 0xff);
     n >>= 8;
   }
-  out.write(length, 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& t : tensors)
-    out.write(reinterpret_cast<const char*>(t.values.data()), static_cast<std::streamsize>(t.values.size_bytes()));
+  out += text;
+  out.reserve(out.size() + offset);
+  for (const auto& t : tensors) out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size_bytes());
+  return out;
+}
+
+void write_safetensors_f32(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
+                           const std::map<std::string, std::string>& metadata) {
+  const std::string bytes = encode_safetensors_f32(tensors, metadata);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail("{}: cannot write: {}", path.string(), std::strerror(errno));
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   if (!out) fail("{}: write failed", path.string());
 }
 

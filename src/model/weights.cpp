@@ -115,4 +115,41 @@ Weights random_weights(const ir::Graph& graph, uint64_t seed) {
   return weights;
 }
 
+Weights initial_weights(const ir::Graph& graph, uint64_t seed) {
+  constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
+  std::set<int64_t> layers;
+  std::set<int> residual_weights;  // Param ids of matmuls whose output is an Add's input
+  for (const auto& node : graph.nodes()) {
+    if (node.layer >= 0) layers.insert(node.layer);
+    if (node.op != ir::OpKind::Add) continue;
+    for (int in : node.inputs) {
+      const ir::Node& producer = graph.node(in);
+      if (producer.op == ir::OpKind::MatMul || producer.op == ir::OpKind::Linear)
+        residual_weights.insert(producer.inputs[1]);
+    }
+  }
+  const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(std::max<size_t>(1, layers.size())));
+  Weights weights;
+  for (size_t id = 0; id < graph.nodes().size(); ++id) {
+    const ir::Node& node = graph.node(static_cast<int>(id));
+    if (node.op != ir::OpKind::Param || weights.find(node.name)) continue;
+    const auto& dims = node.type.shape.dims;
+    Tensor t{dims, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
+    if (dims.size() == 1) {
+      const bool is_norm = node.name.ends_with(".weight");
+      std::fill(t.values.begin(), t.values.end(), is_norm ? 1.0f : 0.0f);
+    } else {
+      const double std = residual_weights.contains(static_cast<int>(id)) ? residual_std : 0.02;
+      const auto half_width = static_cast<float>(std * std::sqrt(3.0));  // uniform(-a, a) has std a / sqrt(3)
+      const uint64_t key = fnv1a64(node.name) ^ (seed * kGolden);
+      for (size_t i = 0; i < t.values.size(); ++i) {
+        const uint64_t z = splitmix64_mix(key + (i + 1) * kGolden);
+        t.values[i] = (static_cast<float>(z >> 40) * 0x1p-24f * 2.0f - 1.0f) * half_width;
+      }
+    }
+    weights.insert(node.name, std::move(t));
+  }
+  return weights;
+}
+
 }  // namespace tessera::model

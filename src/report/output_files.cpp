@@ -23,6 +23,7 @@ const char* const kCompareCsvHeader =
     "arch,model,chips,batch,fits,mapping,time_to_first_token_s,tokens_per_s_per_user,tokens_per_s,"
     "energy_per_token_j,utilization,bound,tokens,note";
 const char* const kChipStepsCsvHeader = "phase,name,op,bound,seconds,macs,bytes";
+const char* const kTrainCsvHeader = "step,lr,loss,gradient_norm,held_out_loss,tokens_per_s,elapsed_s";
 const char* const kHtmlHead =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta name=\"generator\" "
     "content=\"tessera\"><title>tessera: ";
@@ -51,7 +52,9 @@ bool is_tessera_csv(std::string_view text) {
   const size_t end = text.find('\n');
   if (end == std::string_view::npos) return false;
   const std::string_view header = text.substr(0, end);
-  if (header != kStepsCsvHeader && header != kCompareCsvHeader && header != kChipStepsCsvHeader) return false;
+  if (header != kStepsCsvHeader && header != kCompareCsvHeader && header != kChipStepsCsvHeader &&
+      header != kTrainCsvHeader)
+    return false;
   const int64_t width = csv_fields(header);
   for (size_t at = end + 1; at < text.size();) {
     const size_t next = text.find('\n', at);

@@ -1,6 +1,7 @@
 #include "commands.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "tessera/api/compare.hpp"
@@ -28,6 +29,44 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
               r.model_name.c_str(), flags.arch.c_str(), policy.describe().c_str(), p.perplexity, p.mean_nll,
               static_cast<long long>(p.tokens_scored), text_path.c_str(), static_cast<long long>(p.windows),
               static_cast<long long>(r.window));
+  return 0;
+}
+
+int train_command(const TrainFlags& flags) {
+  api::TrainRequest request = flags.request;
+  request.options.recompute = ir::parse_recompute(flags.recompute);
+  if (flags.optimizer == "sgd") {
+    request.options.optimizer.kind = ir::OptimizerKind::Sgd;
+  } else if (flags.optimizer != "adamw") {
+    fail("--optimizer {}: expected adamw or sgd", flags.optimizer);
+  }
+  const bool tty = isatty(fileno(stderr));
+  const api::TrainResult r = api::train(request, [&](const api::TrainStep& s, int64_t steps) {
+    if (flags.quiet) return;
+    const double eta = s.elapsed_s / static_cast<double>(s.step) * static_cast<double>(steps - s.step);
+    const std::string held = s.held_out ? fmt::format(", held-out {:.4f}", *s.held_out) : "";
+    if (tty && !s.held_out && s.step != steps) {
+      std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s  ETA %.0f s",
+                   static_cast<long long>(s.step), static_cast<long long>(steps), s.loss, s.lr, s.tokens_per_s, eta);
+    } else {
+      std::fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s  ETA %.0f s%s\n", tty ? "\r\033[K" : "",
+                   static_cast<long long>(s.step), static_cast<long long>(steps), s.loss, s.lr, s.tokens_per_s, eta,
+                   held.c_str());
+    }
+    std::fflush(stderr);
+  });
+  std::printf("%s: %lld parameters, %lld training and %lld held-out tokens\n", r.model_name.c_str(),
+              static_cast<long long>(r.parameters), static_cast<long long>(r.train_tokens),
+              static_cast<long long>(r.held_out_tokens));
+  if (r.resumed_from > 0) std::printf("resumed after step %lld\n", static_cast<long long>(r.resumed_from));
+  if (!r.history.empty())
+    std::printf("steps %lld: training loss %.4f -> %.4f, held-out loss %.4f -> %.4f (perplexity %.1f -> %.1f)\n",
+                static_cast<long long>(r.history.back().step), r.history.front().loss, r.history.back().loss,
+                r.initial_held_out, r.final_held_out, std::exp(r.initial_held_out), std::exp(r.final_held_out));
+  std::printf("%.0f tokens/s on this host (reference trainer, fp32)\n", r.tokens_per_s);
+  if (!request.out_dir.empty())
+    std::printf("checkpoint: %s (tessera run -m %s; loss.csv, loss.svg)\n", request.out_dir.c_str(),
+                request.out_dir.c_str());
   return 0;
 }
 

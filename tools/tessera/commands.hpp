@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli_support.hpp"
+#include "tessera/api/train.hpp"
 
 namespace tessera::cli {
 
@@ -34,7 +35,15 @@ struct CompileFlags {
   PrecisionFlags precision;
 };
 
+struct TrainFlags {
+  api::TrainRequest request;
+  std::string optimizer = "adamw", recompute = "none";
+  bool quiet = false;
+};
+
 int run_command(const RunFlags& flags);
+// `tessera train`: the reference trainer on a text file, with checkpoints and a loss curve.
+int train_command(const TrainFlags& flags);
 int eval_command(const RunFlags& flags, const std::string& text_path, int64_t window);
 int compile_command(const CompileFlags& flags);
 // `tessera simulate PLAN`: any plan `compile --arch` writes, told apart by its format field.

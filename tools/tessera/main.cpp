@@ -138,6 +138,50 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("-s,--seed", eval.seed, "Seed for --weights random")->capture_default_str();
   eval_cmd->add_flag("-q,--quiet", eval.outputs.quiet, "No progress lines on stderr");
 
+  TrainFlags train;
+  api::TrainRequest& tr = train.request;
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a model on a text file with the reference trainer (checked against PyTorch), with checkpoints");
+  train_cmd->add_option("-m,--model", tr.model, "Model name, config file or model directory")->capture_default_str();
+  train_cmd->add_option("--text", tr.text_path, "Training text (UTF-8); its end is held out for evaluation")
+      ->required();
+  train_cmd->add_option("--init", tr.init,
+                        "Start from: scratch (GPT-2 initialisation), shipped (the model's weights) or a safetensors "
+                        "file")
+      ->capture_default_str();
+  train_cmd->add_option("--tokenizer", tr.tokenizer_dir, "Directory with encoder.json and vocab.bpe (GPT-2 format)");
+  train_cmd->add_option("--steps", tr.steps, "Optimizer steps")->capture_default_str();
+  train_cmd->add_option("--batch", tr.batch, "Sequences per micro-batch")->capture_default_str();
+  train_cmd->add_option("--seq", tr.seq, "Tokens per sequence")->capture_default_str();
+  train_cmd->add_option("--micro-batches", tr.micro_batches, "Micro-batches per step (gradient accumulation)")
+      ->capture_default_str();
+  train_cmd->add_option("--lr", tr.lr, "Peak learning rate")->capture_default_str();
+  train_cmd->add_option("--warmup", tr.warmup, "Steps of linear warmup before the cosine decay")->capture_default_str();
+  train_cmd->add_option("--min-lr-ratio", tr.min_lr_ratio, "Final learning rate as a fraction of --lr")
+      ->capture_default_str();
+  train_cmd->add_option("--optimizer", train.optimizer, "adamw (betas 0.9/0.95) or sgd (momentum 0.9)")
+      ->capture_default_str();
+  train_cmd->add_option("--weight-decay", tr.options.optimizer.weight_decay, "Weight decay of matrices")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  train_cmd->add_option("--clip", tr.options.optimizer.clip_norm, "Clip gradients to this global L2 norm; 0: off")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  train_cmd->add_option("--recompute", train.recompute, "Activation recomputation: none, selective or full")
+      ->capture_default_str();
+  train_cmd->add_option("-s,--seed", tr.seed, "Seed for the initialisation and the batches")->capture_default_str();
+  train_cmd->add_option("--held-out", tr.held_out_fraction, "Fraction of the text held out")->capture_default_str();
+  train_cmd->add_option("--eval-every", tr.eval_every, "Held-out loss every this many steps; 0: at the end only")
+      ->capture_default_str();
+  train_cmd->add_option("--eval-windows", tr.eval_windows, "Held-out windows scored each time")->capture_default_str();
+  train_cmd->add_option("-o,--out", tr.out_dir,
+                        "Checkpoint directory (a model package: `tessera run -m DIR`), with loss.csv and loss.svg");
+  train_cmd->add_option("--checkpoint-every", tr.checkpoint_every, "Also checkpoint every this many steps")
+      ->capture_default_str();
+  train_cmd->add_option("--resume", tr.resume, "Continue exactly from a checkpoint directory (same flags)");
+  train_cmd->add_option("--stop-after", tr.stop_after, "End after this step with a checkpoint (resume later)");
+  train_cmd->add_flag("-q,--quiet", train.quiet, "No progress lines on stderr");
+
   std::string report_input, report_output;
   auto* report_cmd = app.add_subcommand("report", "Turn a run's JSON (--json) into one self-contained HTML page");
   report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
@@ -212,6 +256,7 @@ int main(int argc, char** argv) {
       reject_given(run_cmd, {"--weights", "--temperature", "--top-k", "--seed"},
                    "chooses values, and --no-numerics computes none");
     if (*run_cmd) return run_command(run);
+    if (*train_cmd) return train_command(train);
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
     if (*simulate_cmd) return simulate_command(plan_path, simulate_outputs);

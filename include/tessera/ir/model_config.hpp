@@ -46,6 +46,10 @@ const char* family_name(ModelFamily family);
 
 // Parses and validates a model config; throws Error naming file and key on bad input.
 ModelConfig load_model_config(const std::filesystem::path& path);
+// The config as YAML that parse_model_config reads back to an equal config; a package's files
+// (weights, tokenizer) are written relative names given here, or left out when empty.
+std::string model_config_yaml(const ModelConfig& config, const std::string& weights_file = {},
+                              const std::string& encoder_file = {}, const std::string& merges_file = {});
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
                                const std::filesystem::path& base_dir = {});
 

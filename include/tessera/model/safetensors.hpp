@@ -51,12 +51,16 @@ class SafetensorsFile {
   SafetensorsIndex index_;
 };
 
-// Writes fp32 tensors (name, shape, values) as a safetensors file.
+// Writes fp32 tensors (name, shape, values) and string metadata as a safetensors file.
 struct NamedTensor {
   std::string name;
   std::vector<int64_t> shape;
   std::span<const float> values;
 };
-void write_safetensors_f32(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors);
+void write_safetensors_f32(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
+                           const std::map<std::string, std::string>& metadata = {});
+// The same file's bytes (for writers that replace files atomically).
+std::string encode_safetensors_f32(const std::vector<NamedTensor>& tensors,
+                                   const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace tessera::model

@@ -40,4 +40,10 @@ Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path);
 //   matrices: t * sqrt(3 / min(rows, cols)).
 Weights random_weights(const ir::Graph& graph, uint64_t seed);
 
+// Weights to train from scratch, GPT-2's initialisation (Radford et al. 2019) with the same hash
+// as random_weights but uniform: matrices with standard deviation 0.02, and 0.02 / sqrt(2 x layers)
+// for those whose product goes straight into a residual Add (attention output, MLP down
+// projection); biases 0, norm scales 1.
+Weights initial_weights(const ir::Graph& graph, uint64_t seed);
+
 }  // namespace tessera::model

@@ -46,6 +46,7 @@ void write_into_output_directory(const std::filesystem::path& dir, const std::st
 extern const char* const kStepsCsvHeader;
 extern const char* const kCompareCsvHeader;
 extern const char* const kChipStepsCsvHeader;
+extern const char* const kTrainCsvHeader;  // report/training_report.cpp
 // The fixed beginning of every HTML page tessera writes (report/html_report.cpp).
 extern const char* const kHtmlHead;
 

@@ -249,6 +249,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   const auto began = clock::now();
   const double elapsed_before = history.empty() ? 0.0 : history.back().elapsed_s;
   int64_t tokens_done = 0;
+  double step_seconds = 0;  // optimizer steps only, not held-out evaluation or checkpoints
   const int64_t last_step = r.stop_after > 0 ? std::min(r.stop_after, r.steps) : r.steps;
   for (int64_t step = result.resumed_from + 1; step <= last_step; ++step) {
     const auto step_began = clock::now();
@@ -264,6 +265,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
       fail("step {}: the loss is {}; training diverged (lower --lr, or raise --warmup)", step, done.loss);
     s.loss = done.loss, s.gradient_norm = done.gradient_norm;
     const double seconds = std::chrono::duration<double>(clock::now() - step_began).count();
+    step_seconds += seconds;
     const int64_t step_tokens = r.batch * r.seq * r.micro_batches;
     tokens_done += step_tokens;
     s.tokens_per_s = static_cast<double>(step_tokens) / std::max(seconds, 1e-9);
@@ -273,8 +275,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     if (on_step) on_step(s, r.steps);
     if ((r.checkpoint_every > 0 && step % r.checkpoint_every == 0) || step == last_step) checkpoint(step);
   }
-  const double wall = std::chrono::duration<double>(clock::now() - began).count();
-  result.tokens_per_s = wall > 0 ? static_cast<double>(tokens_done) / wall : 0;
+  result.tokens_per_s = step_seconds > 0 ? static_cast<double>(tokens_done) / step_seconds : 0;
   result.final_held_out = history.empty() || !history.back().held_out ? held_out_loss(trainer, r, held)
                                                                        : *history.back().held_out;
   result.history = std::move(history);

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 namespace {
 
@@ -712,4 +713,68 @@ TEST(Cli, EveryFabricWritesJsonCsvTraceAndAReport) {
   const Result maps = tessera("run -q -n 3 --arch h100 --heatmaps " + (dir / "maps").string());
   EXPECT_NE(maps.exit_code, 0);
   EXPECT_TRUE(contains(maps.output, "--heatmaps draws the cores of a mesh machine")) << maps.output;
+}
+
+// `tessera train`: a run stopped and resumed equals the uninterrupted one bit for bit, its
+// checkpoint is a model package `tessera run` loads, and the held-out loss improves.
+TEST(Cli, TrainResumesExactlyAndRunLoadsTheCheckpoint) {
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_train";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const std::string args = std::string("train --text ") + TESSERA_SOURCE_DIR +
+                           "/tests/data/text/persuasion-end.txt --steps 6 --batch 2 --seq 32 --warmup 2 --lr 3e-3 "
+                           "--eval-every 3 -q -o ";
+  const Result whole = tessera(args + (base / "whole").string());
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  ASSERT_EQ(tessera(args + (base / "split").string() + " --stop-after 3").exit_code, 0);
+  const Result resumed = tessera(args + (base / "split").string() + " --resume " + (base / "split").string());
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.stdout_text, "resumed after step 3"));
+  EXPECT_EQ(read_all((base / "whole/model.safetensors").string()), read_all((base / "split/model.safetensors").string()));
+  EXPECT_EQ(read_all((base / "whole/optimizer.safetensors").string()),
+            read_all((base / "split/optimizer.safetensors").string()));
+  auto losses = [](const std::string& csv) {  // step, lr, loss, gradient norm, held-out: not the timings
+    std::string out;
+    std::istringstream in(csv);
+    for (std::string line; std::getline(in, line);) {
+      size_t cut = 0;
+      for (int field = 0; field < 5; ++field) cut = line.find(',', cut) + 1;
+      out += line.substr(0, cut) + "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(losses(read_all((base / "whole/loss.csv").string())), losses(read_all((base / "split/loss.csv").string())));
+  EXPECT_TRUE(contains(read_all((base / "whole/loss.svg").string()), "<polyline"));
+  double before = 0, after = 0;
+  ASSERT_EQ(std::sscanf(whole.stdout_text.c_str() + whole.stdout_text.find("held-out loss "), "held-out loss %lf -> %lf",
+                        &before, &after),
+            2)
+      << whole.stdout_text;
+  EXPECT_LT(after, before - 0.5) << "six steps from scratch already lower the held-out loss";
+  const Result run = tessera("run -m " + (base / "whole").string() + " --arch host -n 4 -t 0");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  std::filesystem::remove_all(base);
+}
+
+TEST(Cli, TrainRefusesAResumeWithOtherSettingsAndAUsersDirectory) {
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_train_refusals";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base / "mine");
+  std::ofstream(base / "mine" / "notes.txt") << "mine";
+  const std::string args = std::string("train --text ") + TESSERA_SOURCE_DIR +
+                           "/tests/data/text/persuasion-end.txt --steps 4 --batch 2 --seq 32 -q ";
+  const Result user_dir = tessera(args + "-o " + (base / "mine").string());
+  EXPECT_EQ(user_dir.exit_code, 1);
+  EXPECT_TRUE(contains(user_dir.output, "not a directory tessera made")) << user_dir.output;
+  EXPECT_EQ(read_all((base / "mine" / "notes.txt").string()), "mine");
+  ASSERT_EQ(tessera(args + "-o " + (base / "ckpt").string() + " --stop-after 2").exit_code, 0);
+  const Result other = tessera(std::string("train --text ") + TESSERA_SOURCE_DIR +
+                               "/tests/data/text/persuasion-end.txt --steps 4 --batch 2 --seq 16 -q --resume " +
+                               (base / "ckpt").string());
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_TRUE(contains(other.output, "seq = '32', this run has '16'")) << other.output;
+  const Result bad = tessera(args + "--optimizer lion");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(contains(bad.output, "expected adamw or sgd")) << bad.output;
+  std::filesystem::remove_all(base);
 }

@@ -49,7 +49,7 @@ struct TrainResult {
   std::vector<TrainStep> history;  // every step, including those of the run that was resumed
   double initial_held_out = 0;     // before the first step (of the original run)
   double final_held_out = 0;
-  double tokens_per_s = 0;  // this process's steps
+  double tokens_per_s = 0;  // this process's optimizer steps (held-out evaluation not counted)
   int64_t train_tokens = 0, held_out_tokens = 0, parameters = 0, resumed_from = 0;
 };
 

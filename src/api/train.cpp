@@ -11,6 +11,7 @@
 #include "tessera/ref/trainer.hpp"
 #include "tessera/report/output_files.hpp"
 #include "tessera/report/training_report.hpp"
+#include "tessera/system/system.hpp"
 
 namespace tessera::api {
 
@@ -280,6 +281,16 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
                                                                        : *history.back().held_out;
   result.history = std::move(history);
   return result;
+}
+
+target::TrainingOutcome train_on_machine(const std::string& model, const std::string& machine,
+                                         target::TrainingWork work) {
+  const auto [chips, preset] = system::parse_machine_name(machine);
+  work.chips = chips;
+  const auto chip = load_target(preset, PrecisionPolicy{});
+  const target::ModelSource source = load_model_source(resolve_model(model));
+  if (work.seq == 0) work.seq = std::min<int64_t>(2048, source.config.context_length);
+  return chip->simulate_training(source, work);
 }
 
 }  // namespace tessera::api

@@ -32,7 +32,49 @@ int eval_command(const RunFlags& flags, const std::string& text_path, int64_t wi
   return 0;
 }
 
+// `tessera train --arch MACHINE --no-numerics`: one step's time, memory and energy.
+int train_on_machine_command(const TrainFlags& flags) {
+  target::TrainingWork work = flags.work;
+  work.seq = flags.request.seq;
+  work.recompute = ir::parse_recompute(flags.recompute);
+  const target::TrainingOutcome outcome = api::train_on_machine(flags.request.model, flags.arch, work);
+  if (!outcome.status) fail("{}", outcome.status.message());
+  const target::TrainingReport& r = outcome.report;
+  const double gib = 1024.0 * 1024 * 1024;
+  std::printf("training %s on %s (%s; timing only)\n", r.model_name.c_str(), flags.arch.c_str(), r.mode.c_str());
+  std::printf("  layout               %s\n", r.layout.c_str());
+  std::printf("  batch                %lld sequences x %lld tokens = %lld tokens per step, recompute %s\n",
+              static_cast<long long>(r.global_batch), static_cast<long long>(r.seq),
+              static_cast<long long>(r.global_batch * r.seq), ir::recompute_name(r.recompute));
+  std::printf("  step time            %.4g s   (%.4g tokens/s; 1T tokens in %.3g days)\n", r.step_s, r.tokens_per_s,
+              1e12 / r.tokens_per_s / 86400);
+  std::printf("  MFU / HFU            %.1f%% / %.1f%%   (%.3g model FLOPs per step)\n", 100 * r.mfu, 100 * r.hfu,
+              r.model_flops_per_step);
+  std::printf("  memory (%s)  %.2f GiB of %.2f: weights %.2f, gradients %.2f, optimizer %.2f, activations %.2f\n",
+              r.memory.resource.c_str(), r.memory.used() / gib, r.memory.available / gib, r.memory.weights / gib,
+              r.memory.gradients / gib, r.memory.optimizer / gib, r.memory.activations / gib);
+  std::printf("  energy               %.1f kJ per step, %.3f J per token\n", r.energy_per_step_j / 1e3,
+              r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq));
+  std::printf("  communication        %.1f%% of the step; pipeline bubble %.1f%%; bound: %s\n",
+              100 * r.communication_share, 100 * r.bubble_fraction, r.bound.c_str());
+  std::printf("  step breakdown\n");
+  for (const auto& [part, seconds] : r.breakdown)
+    std::printf("    %-48s %9.4f s  %5.1f%%\n", part.c_str(), seconds, 100 * seconds / r.step_s);
+  std::printf("  assumptions\n");
+  for (const auto& a : r.assumptions) std::printf("    - %s\n", a.c_str());
+  return 0;
+}
+
 int train_command(const TrainFlags& flags) {
+  if (flags.arch != "host") {
+    if (!flags.no_numerics)
+      fail("--arch {}: training with values runs on the host reference trainer; add --no-numerics to time one step "
+           "on the machine",
+           flags.arch);
+    if (!flags.request.text_path.empty()) fail("--text is for training with values; --no-numerics reads no text");
+    return train_on_machine_command(flags);
+  }
+  if (flags.no_numerics) fail("--no-numerics needs a machine (--arch 1024xh100, 16xwse2, ...)");
   api::TrainRequest request = flags.request;
   request.options.recompute = ir::parse_recompute(flags.recompute);
   if (flags.optimizer == "sgd") {

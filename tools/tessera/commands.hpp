@@ -39,6 +39,9 @@ struct TrainFlags {
   api::TrainRequest request;
   std::string optimizer = "adamw", recompute = "none";
   bool quiet = false;
+  std::string arch = "host";  // or a machine: timing-only, --no-numerics
+  bool no_numerics = false;
+  target::TrainingWork work;  // with --arch: the parallel layout and batch
 };
 
 int run_command(const RunFlags& flags);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/ir/autodiff.hpp"
+#include "tessera/target/training.hpp"
 
 namespace tessera::api {
 
@@ -60,5 +61,12 @@ double learning_rate(const TrainRequest& request, int64_t step);
 // Throws Error on bad input (text too short for one window, a checkpoint of another model or other
 // settings, an output directory that is not tessera's).
 TrainResult train(const TrainRequest& request, const std::function<void(const TrainStep&, int64_t steps)>& on_step = {});
+
+// One training step of a model on a machine, timing-only: `machine` is a preset or COUNTxPRESET
+// ("1024xh100", "16xwse2"); work.chips is taken from it; work.seq 0 means 2,048 tokens or the
+// model's context if shorter. Throws Error on a bad request; a step that
+// does not fit comes back as the outcome's FitFailure.
+target::TrainingOutcome train_on_machine(const std::string& model, const std::string& machine,
+                                         target::TrainingWork work);
 
 }  // namespace tessera::api

@@ -86,6 +86,14 @@ struct ChipLinkSpec {
   double latency_s = 0;         // one message, or one step of a collective
 };
 
+// The scale-out network between nodes of chips (shared_memory `network` section): chips in one
+// node reach each other over the chip link; chips in different nodes over this.
+struct NetworkSpec {
+  int64_t chips_per_node = 0;   // 0: not described (every chip on the chip link)
+  double bytes_per_second = 0;  // per chip, per direction
+  double latency_s = 0;         // one message, or one step of a collective
+};
+
 struct EnergyTable {
   std::map<std::string, double> mac_pj;  // by dtype name
   double sram_read_pj_per_byte = 0;
@@ -111,6 +119,7 @@ struct ArchSpec {
   GpuSpec gpu;            // shared_memory only
   ExchangeSpec exchange;  // exchange only
   ChipLinkSpec chip_link;
+  NetworkSpec network;
 
   double usable_sram_per_core() const { return core.sram_bytes - core.reserved_bytes; }
   double peak_macs_per_second(const std::string& dtype) const;

@@ -26,6 +26,7 @@
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/target/mesh2d/program.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
+#include "tessera/target/training.hpp"
 
 namespace tessera::target {
 
@@ -173,6 +174,10 @@ class Target {
   // `graph` and `weights` must outlive it.
   virtual std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,
                                              int64_t max_context) const = 0;
+  // One training step on work.chips chips of this arch, timing-only (target/training.hpp). Throws
+  // Error on a bad request (a layout the chips or the model cannot take) or where the target has
+  // no training model yet; returns a FitFailure when the step does not fit.
+  virtual TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const;
 
  protected:
   ArchSource arch_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "mesh2d_training.hpp"
 #include "../targets.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
@@ -74,6 +75,10 @@ class Mesh2dTarget : public Target {
 
   std::shared_ptr<const Plan> parse_plan(const std::string& text, const std::string& origin) const override {
     return std::make_shared<MeshPlan>(program::from_json(text, origin));
+  }
+
+  TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
+    return simulate_wafer_training(arch(), model, work);
   }
 
   RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {

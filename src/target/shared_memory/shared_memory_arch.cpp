@@ -1,6 +1,6 @@
 // The shared_memory part of an arch description: the SM (or NeuronCore) count (the grid is
 // sms x 1), the memory system (L2, HBM), the runtime (kernel launch, board power), links to other
-// chips, energy per HBM byte and per byte over a link.
+// chips and, optionally, the scale-out network between nodes; energy per HBM byte and per link byte.
 #include "../arch_sections.hpp"
 #include "tessera/arch/fields.hpp"
 #include "tessera/arch/units.hpp"
@@ -29,6 +29,13 @@ class SharedMemorySection : public arch::FabricSection {
     if (run.has("tdp")) a.gpu.tdp_watts = arch::positive_unit(run, "tdp", arch::parse_watts);
     run.finish();
     arch::parse_chip_link(root, a.chip_link.bytes_per_second, a.chip_link.latency_s);
+    if (root.has("network")) {
+      const YamlMap net = root.map("network");
+      a.network.chips_per_node = arch::positive_at_most(net, "chips_per_node", int64_t{1} << 16, "a DGX H100 has 8");
+      a.network.bytes_per_second = arch::positive_unit(net, "bandwidth", arch::parse_bytes_per_second);
+      a.network.latency_s = arch::parse_seconds(net.string("latency"), net.where("latency"));
+      net.finish();
+    }
   }
 
   void parse_core(const YamlMap&, arch::ArchSpec&) const override {}

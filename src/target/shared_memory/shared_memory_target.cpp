@@ -2,6 +2,7 @@
 // links (docs/gpu-model.md). Values: the reference in the plan's arithmetic order.
 #include <algorithm>
 
+#include "shared_memory_training.hpp"
 #include "../targets.hpp"
 #include "tessera/target/partitioning.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
@@ -50,6 +51,10 @@ class SharedMemoryTarget : public Target {
 
   std::shared_ptr<const Plan> parse_plan(const std::string& text, const std::string& origin) const override {
     return std::make_shared<GpuPlanFile>(program::gpu_plan_from_json(text, origin));
+  }
+
+  TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
+    return simulate_gpu_training(arch(), model, work);
   }
 
   RunReport simulate(const Plan& plan, const SimulateOptions&) const override {

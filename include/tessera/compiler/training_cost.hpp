@@ -1,0 +1,35 @@
+// What one training step of a model costs, counted from its training graph (ir/autodiff.hpp): the
+// FLOPs of every forward, recompute, backward and optimizer node, the parameters, and the
+// activations the backward pass reads, per transformer layer and for the rest (embedding, final
+// norm, LM head, loss). Every machine's training model builds on these counts.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tessera/ir/autodiff.hpp"
+
+namespace tessera::compiler {
+
+struct PhaseCost {
+  double forward_flops = 0, recompute_flops = 0, backward_flops = 0;  // per sequence
+  double parameters = 0;
+  double saved_elements = 0;  // per sequence: forward values a backward op reads (kept unless recomputed)
+  double boundary_elements = 0;  // per sequence: the layer's output (what a pipeline stage sends on)
+  double flops() const { return forward_flops + recompute_flops + backward_flops; }
+};
+
+struct TrainingCost {
+  int64_t seq = 0;
+  std::vector<PhaseCost> layers;  // by layer index
+  PhaseCost outside;              // embedding, final norm, LM head, loss
+  double optimizer_flops = 0;     // per step, all parameters
+  PhaseCost total() const;
+  // 2 x MACs of forward + backward (no recompute) per sequence: what MFU counts.
+  double model_flops() const;
+};
+
+// Counts for sequences of `seq` tokens (attention's cost grows with it).
+TrainingCost training_cost(const ir::TrainingGraph& training, int64_t seq);
+
+}  // namespace tessera::compiler

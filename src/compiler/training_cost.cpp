@@ -1,0 +1,109 @@
+#include "tessera/compiler/training_cost.hpp"
+
+namespace tessera::compiler {
+
+using ir::OpKind;
+
+PhaseCost TrainingCost::total() const {
+  PhaseCost t = outside;
+  for (const auto& l : layers) {
+    t.forward_flops += l.forward_flops, t.recompute_flops += l.recompute_flops;
+    t.backward_flops += l.backward_flops, t.parameters += l.parameters, t.saved_elements += l.saved_elements;
+  }
+  return t;
+}
+
+double TrainingCost::model_flops() const {
+  const PhaseCost t = total();
+  return t.forward_flops + t.backward_flops;
+}
+
+namespace {
+
+double causal_pairs(int64_t seq) { return static_cast<double>(seq) * static_cast<double>(seq + 1) / 2; }
+
+// FLOPs of one node over a sequence of s tokens (2 per multiply-add; elementwise ops a few per element).
+double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
+  auto cols = [&](int id) { return static_cast<double>(g.node(id).type.shape.dims.back()); };
+  const double causal = s * (s + 1) / 2;  // the query-key pairs of a causal sequence
+  switch (n.op) {
+    case OpKind::MatMul:
+    case OpKind::Linear:
+      return 2 * s * cols(n.inputs[0]) * static_cast<double>(n.type.shape.dims.back());
+    case OpKind::WeightGrad:
+      return 2 * s * cols(n.inputs[0]) * cols(n.inputs[1]);
+    case OpKind::Attention:  // q k^T and p v
+      return 4 * causal * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
+    case OpKind::AttentionGrad: {  // dP = dO v^T, dq, dk, dv; and q k^T again when scores are recomputed
+      const double products = n.int_attr("recompute") != 0 ? 5 : 4;
+      return 2 * products * causal * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
+    }
+    case OpKind::CrossEntropy:
+    case OpKind::CrossEntropyGrad:
+      return 4 * s * cols(n.inputs[0]);
+    case OpKind::Input:
+    case OpKind::Param:
+    case OpKind::SliceCols:
+    case OpKind::ConcatCols:
+    case OpKind::Embedding:
+    case OpKind::AdamW:
+    case OpKind::SgdMomentum:
+    case OpKind::GradNormScale:
+      return 0;
+    default:  // norms, activations, RoPE, residual adds: a few operations per element
+      return 8 * static_cast<double>(n.type.shape.elements(1)) * (n.type.shape.dims[0] == ir::kSeq ? s : 1);
+  }
+}
+
+}  // namespace
+
+TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
+  const ir::Graph& g = t.graph;
+  TrainingCost cost;
+  cost.seq = seq;
+  const auto s = static_cast<double>(seq);
+  int64_t layers = 0;
+  for (const auto& n : g.nodes()) layers = std::max(layers, n.layer + 1);
+  cost.layers.resize(static_cast<size_t>(layers));
+  auto bucket = [&](int64_t layer) -> PhaseCost& {
+    return layer >= 0 ? cost.layers[static_cast<size_t>(layer)] : cost.outside;
+  };
+  std::vector<bool> read_by_backward(g.nodes().size(), false);
+  for (const auto& n : g.nodes())
+    if (n.phase == ir::Phase::Backward || n.phase == ir::Phase::Recompute)
+      for (int in : n.inputs) read_by_backward[static_cast<size_t>(in)] = true;
+  for (size_t id = 0; id < g.nodes().size(); ++id) {
+    const ir::Node& n = g.node(static_cast<int>(id));
+    PhaseCost& c = bucket(n.layer);
+    const double flops = node_flops(g, n, s);
+    switch (n.phase) {
+      case ir::Phase::Forward:
+        c.forward_flops += flops;
+        if (n.op == OpKind::Param) c.parameters += static_cast<double>(n.type.shape.elements());
+        if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input && n.type.shape.dims[0] == ir::kSeq)
+          c.saved_elements += static_cast<double>(n.type.shape.elements(seq));
+        break;
+      case ir::Phase::Recompute:
+        c.recompute_flops += flops;
+        break;
+      case ir::Phase::Backward:
+        c.backward_flops += flops;
+        if (n.op == OpKind::AttentionGrad && n.int_attr("recompute") == 0)  // softmax probabilities kept
+          c.saved_elements += static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq);
+        break;
+      case ir::Phase::Optimizer:
+        break;
+    }
+  }
+  for (int64_t l = 0; l < layers; ++l) {
+    // A layer's output: its last residual Add.
+    for (const auto& n : g.nodes())
+      if (n.layer == l && n.phase == ir::Phase::Forward && n.op == OpKind::Add)
+        cost.layers[static_cast<size_t>(l)].boundary_elements = static_cast<double>(n.type.shape.elements(seq));
+  }
+  const double params = cost.total().parameters;
+  cost.optimizer_flops = t.options.optimizer.kind == ir::OptimizerKind::AdamW ? 12 * params : 5 * params;
+  return cost;
+}
+
+}  // namespace tessera::compiler

@@ -1,0 +1,194 @@
+// Training on GPU-like chips (shared_memory): Megatron-style 3D parallelism. Tensor parallelism
+// splits every layer over tp chips of a node (two all-reduces of the layer's activations forward,
+// two backward: Shoeybi et al. 2019); a 1F1B pipeline of pp stages runs m micro-batches per step
+// with (p - 1) / (m + p - 1) of it idle (Narayanan et al. SC'21); dp data-parallel replicas
+// all-reduce gradients, with ZeRO stages 1-3 sharding optimizer state, gradients and weights
+// (Rajbhandari et al. 2020). Mixed precision: bf16 weights and activations, fp32 gradients and
+// AdamW state (2 + 4 + 12 bytes per parameter). Every size comes from the training graph.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "../training_common.hpp"
+#include "shared_memory_training.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+constexpr double kWeightBytes = 2, kGradientBytes = 4, kOptimizerBytes = 12;  // bf16; fp32; fp32 master, m, v
+constexpr double kActivationBytes = 2;                                        // bf16
+constexpr double kAdamBytesPerParameter = 28;  // AdamW reads grad, master, m, v and writes master, m, v (fp32)
+
+struct Layout {
+  int64_t tp = 1, pp = 1, dp = 1;
+};
+
+struct Evaluation {
+  Layout layout;
+  TrainingReport report;
+  bool fits = false;
+};
+
+Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m, const TrainingWork& w,
+                    Layout lay, int64_t global_batch) {
+  const auto& cost = m.cost;
+  const auto layers = static_cast<int64_t>(cost.layers.size());
+  const double peak = 2 * arch.peak_macs_per_second("bf16");
+  const int64_t node = arch.network.chips_per_node > 0 ? arch.network.chips_per_node : w.chips;
+  const double net_bw = arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.bytes_per_second;
+  const double net_lat = arch.network.chips_per_node > 0 ? arch.network.latency_s : arch.chip_link.latency_s;
+  const auto mb = static_cast<double>(w.micro_batch);
+  const int64_t m_count = global_batch / (lay.dp * w.micro_batch);
+  const auto m_micro = static_cast<double>(m_count);
+  const auto tp = static_cast<double>(lay.tp), pp = static_cast<double>(lay.pp), dp = static_cast<double>(lay.dp);
+
+  // The heaviest stage: layers / pp of them, and the LM head and loss on the last.
+  const int64_t per_stage = layers / lay.pp;
+  compiler::PhaseCost stage;
+  for (int64_t l = layers - per_stage; l < layers; ++l) {
+    const auto& c = cost.layers[static_cast<size_t>(l)];
+    stage.forward_flops += c.forward_flops, stage.backward_flops += c.backward_flops;
+    stage.recompute_flops += c.recompute_flops, stage.parameters += c.parameters;
+    stage.saved_elements += c.saved_elements;
+  }
+  stage.forward_flops += cost.outside.forward_flops, stage.backward_flops += cost.outside.backward_flops;
+  stage.parameters += cost.outside.parameters;
+  const double boundary = cost.layers.empty() ? 0 : cost.layers.back().boundary_elements;
+
+  // One micro-batch through the stage: compute at peak; tensor-parallel all-reduces (2 forward, 2
+  // backward per layer, 2 more when the layer's forward runs again); the hand-over to the next stage.
+  const double t_forward = mb * stage.forward_flops / tp / peak;
+  const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / peak;
+  const double layer_activation_bytes = mb * boundary * kActivationBytes;
+  const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
+  const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.bytes_per_second,
+                                                        arch.chip_link.latency_s);
+  const bool stages_in_node = lay.tp * lay.pp <= node;
+  const double t_handover =
+      lay.pp > 1 ? 2 * (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.bytes_per_second : net_bw) +
+                        (stages_in_node ? arch.chip_link.latency_s : net_lat))
+                 : 0;
+  const double per_micro = t_forward + t_backward + t_tensor + t_handover;
+  const double pipeline = (m_micro + pp - 1) * per_micro;
+  const double bubble = (pp - 1) / (m_micro + pp - 1);
+
+  // Data parallel: the gradient all-reduce (reduce-scatter + all-gather under ZeRO), plus ZeRO-3's
+  // weight all-gathers forward and backward; not overlapped with the backward pass.
+  const double local_params = stage.parameters / tp;
+  const bool dp_in_node = lay.tp * lay.pp * lay.dp <= node;
+  const double dp_bw = dp_in_node ? arch.chip_link.bytes_per_second : net_bw;
+  const double dp_lat = dp_in_node ? arch.chip_link.latency_s : net_lat;
+  double t_data = ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat);
+  if (w.zero_stage >= 3) t_data += 2 * ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat) / 2;
+  const double optimizer_params = w.zero_stage >= 1 ? local_params / dp : local_params;
+  const double t_optimizer = optimizer_params * kAdamBytesPerParameter / arch.gpu.hbm_bytes_per_second;
+  const double step = pipeline + t_data + t_optimizer;
+
+  TrainingReport r;
+  r.arch_name = arch.name, r.model_name = model.config.name, r.mode = "3D parallel";
+  r.layout = fmt::format("tp {} x pp {} x dp {}, ZeRO-{}, {} micro-batches of {} per pipeline", lay.tp, lay.pp, lay.dp,
+                         w.zero_stage, m_count, w.micro_batch);
+  r.chips = w.chips, r.global_batch = global_batch, r.seq = w.seq, r.micro_batches = m_count;
+  r.step_s = step;
+  r.recompute = w.recompute;
+  r.tokens_per_s = static_cast<double>(global_batch * w.seq) / step;
+  const auto sequences = static_cast<double>(global_batch);
+  r.model_flops_per_step = cost.model_flops() * sequences;
+  const double hardware_flops = (cost.model_flops() + cost.total().recompute_flops) * sequences;
+  const double machine_peak = peak * static_cast<double>(w.chips);
+  r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
+  r.bubble_fraction = bubble;
+  const double communication = (m_micro + pp - 1) * (t_tensor + t_handover) + t_data;
+  r.communication_share = communication / step;
+  r.breakdown = {{"forward", (m_micro + pp - 1) * t_forward * (1 - bubble)},
+                 {"backward and recompute", (m_micro + pp - 1) * t_backward * (1 - bubble)},
+                 {"tensor-parallel all-reduces", (m_micro + pp - 1) * t_tensor * (1 - bubble)},
+                 {"pipeline hand-overs", (m_micro + pp - 1) * t_handover * (1 - bubble)},
+                 {"pipeline bubble", pipeline * bubble},
+                 {"data-parallel gradients", t_data},
+                 {"optimizer", t_optimizer}};
+  const auto top = std::max_element(r.breakdown.begin(), r.breakdown.end(),
+                                    [](const auto& a, const auto& b) { return a.second < b.second; });
+  r.bound = top->first;
+
+  // Memory of the heaviest stage's GPU.
+  const double shard = dp;
+  r.memory.resource = "HBM per GPU";
+  r.memory.available = arch.gpu.hbm_bytes;
+  r.memory.weights = local_params * kWeightBytes / (w.zero_stage >= 3 ? shard : 1);
+  r.memory.gradients = local_params * kGradientBytes / (w.zero_stage >= 2 ? shard : 1);
+  r.memory.optimizer = local_params * kOptimizerBytes / (w.zero_stage >= 1 ? shard : 1);
+  const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
+  const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
+  r.memory.activations = in_flight * mb * stage.saved_elements * kActivationBytes / tp + logits;
+  const double hbm_traffic = (m_micro + pp - 1) * 3 * local_params * kWeightBytes +
+                             optimizer_params * kAdamBytesPerParameter;
+  const double comm_bytes = (m_micro + pp - 1) * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
+  const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
+  r.energy_per_step_j = (hardware_flops / 2 * mac_pj + static_cast<double>(w.chips) * (hbm_traffic * arch.energy.hbm_pj_per_byte +
+                                                                          comm_bytes * arch.energy.offchip_pj_per_byte)) *
+                        1e-12;
+  r.assumptions = {
+      "matrix products at the tensor-core peak (no efficiency factor: an upper bound on speed)",
+      "sequence parallelism: activations split over the tensor-parallel group",
+      "gradients all-reduced in bf16 after the backward pass, not overlapped with it",
+      "elementwise ops and kernel launches not timed (a few percent of a step at these sizes)"};
+  return {lay, r, r.memory.used() <= r.memory.available};
+}
+
+}  // namespace
+
+TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
+  if (w.chips < 1 || w.micro_batch < 1) fail("training needs at least one chip and micro-batches of one sequence");
+  if (w.zero_stage < 0 || w.zero_stage > 3) fail("--zero {}: ZeRO stages are 0 to 3", w.zero_stage);
+  const CostedModel m = costed_model(model, w);
+  const auto& c = model.config;
+  const auto layers = static_cast<int64_t>(m.cost.layers.size());
+  const int64_t node = arch.network.chips_per_node > 0 ? std::min(arch.network.chips_per_node, w.chips) : w.chips;
+  std::vector<Layout> layouts;
+  for (int64_t tp = 1; tp <= node; tp *= 2) {
+    if ((w.tensor_parallel > 0 && tp != w.tensor_parallel) || c.n_kv_heads % tp != 0 || c.d_ff % tp != 0) continue;
+    for (int64_t pp = 1; pp <= layers && tp * pp <= w.chips; ++pp) {
+      if ((w.pipeline_parallel > 0 && pp != w.pipeline_parallel) || layers % pp != 0 || w.chips % (tp * pp) != 0)
+        continue;
+      layouts.push_back({tp, pp, w.chips / (tp * pp)});
+    }
+  }
+  if (layouts.empty())
+    fail("no tensor x pipeline layout of {} chips for {}: tp must be a power of two within a node of {} dividing {} "
+         "KV heads and d_ff {}, pp must divide {} layers, and tp x pp must divide the chips",
+         w.chips, c.name, node, c.n_kv_heads, c.d_ff, layers);
+  std::optional<Evaluation> best, least_over;
+  for (const Layout& lay : layouts) {
+    const int64_t ways = lay.dp * w.micro_batch;
+    const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
+    if (batch % ways != 0) {
+      if (w.tensor_parallel > 0 && w.pipeline_parallel > 0)
+        fail("--global-batch {} does not split into {} data-parallel replicas x micro-batches of {}", batch, lay.dp,
+             w.micro_batch);
+      continue;
+    }
+    Evaluation e = evaluate(arch, model, m, w, lay, batch);
+    if (e.fits && (!best || e.report.step_s < best->report.step_s)) best = e;
+    if (!least_over || e.report.memory.used() / e.report.memory.available <
+                           least_over->report.memory.used() / least_over->report.memory.available)
+      least_over = e;
+  }
+  if (best) return {{}, best->report};
+  if (!least_over) fail("--global-batch {} splits into none of the layouts of {} chips", w.global_batch, w.chips);
+  const TrainingMemory& mem = least_over->report.memory;
+  const double gib = 1024.0 * 1024 * 1024;
+  return {compiler::FitFailure{
+              c.name, fmt::format("{} x {}", w.chips, arch.name), "HBM per GPU", "the fullest GPU", mem.used(),
+              mem.available, "bytes",
+              fmt::format("at the tightest layout ({}), each GPU needs {:.1f} GiB of {:.1f}: weights {:.1f}, gradients "
+                          "{:.1f}, optimizer state {:.1f}, activations {:.1f}",
+                          least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
+                          mem.gradients / gib, mem.optimizer / gib, mem.activations / gib),
+              "more GPUs, a higher --zero stage, --recompute full or a shorter --seq"},
+          {}};
+}
+
+}  // namespace tessera::target

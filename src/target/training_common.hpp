@@ -1,0 +1,32 @@
+// What the targets' training models share: the costed training graph of a model and collective
+// times. Private to src/target/.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "tessera/compiler/training_cost.hpp"
+#include "tessera/target/target.hpp"
+
+namespace tessera::target {
+
+struct CostedModel {
+  ir::TrainingGraph graph;
+  compiler::TrainingCost cost;
+};
+// The model's training graph (AdamW, the work's recompute mode) and its costs at work.seq tokens;
+// throws Error on a sequence longer than the model's context.
+CostedModel costed_model(const ModelSource& model, const TrainingWork& work);
+
+// A ring all-reduce of `bytes` over n peers: 2 (n - 1) / n of the bytes cross each link, in
+// 2 (n - 1) steps (Patarasuk & Yuan 2009); reduce-scatter or all-gather alone is half of it.
+inline double ring_allreduce_s(double bytes, int64_t n, double bytes_per_second, double latency_s) {
+  if (n <= 1) return 0;
+  const auto peers = static_cast<double>(n);
+  return 2 * (peers - 1) / peers * bytes / bytes_per_second + 2 * (peers - 1) * latency_s;
+}
+
+// The default global batch: 1,024 sequences, rounded up to a multiple of `ways`.
+inline int64_t default_global_batch(int64_t ways) { return (1024 + ways - 1) / ways * ways; }
+
+}  // namespace tessera::target

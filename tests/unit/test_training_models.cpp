@@ -1,0 +1,95 @@
+// The machines' training models against first principles: a step is never faster than its MACs at
+// peak or than streaming the weights through the I/O, more systems never lower throughput, ZeRO
+// lowers memory per GPU stage by stage, the 1F1B bubble is (p - 1) / (m + p - 1), and a model too
+// large for its GPUs is a fit failure naming HBM.
+#include <gtest/gtest.h>
+
+#include "tessera/compiler/training_cost.hpp"
+#include "tessera/ir/builders.hpp"
+#include "tessera/target/registry.hpp"
+
+using namespace tessera;
+
+namespace {
+
+target::ModelSource source(const std::string& name) {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/configs/models/" + name + ".yaml";
+  return {ir::load_model_config(path), "", path};
+}
+
+std::unique_ptr<target::Target> chip(const std::string& preset) {
+  return target::load_target(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + preset + ".yaml");
+}
+
+target::TrainingReport step(const std::string& preset, const std::string& model_name, target::TrainingWork work) {
+  const auto outcome = chip(preset)->simulate_training(source(model_name), work);
+  EXPECT_TRUE(outcome.status) << outcome.status.message();
+  return outcome.report;
+}
+
+}  // namespace
+
+TEST(TrainingCost, FlopsAreSixPerParameterPerTokenPlusAttention) {
+  const auto config = ir::load_model_config(std::string(TESSERA_SOURCE_DIR) + "/configs/models/gpt2-small.yaml");
+  const auto training = ir::build_training_graph(ir::build_model_graph(config));
+  const auto cost = compiler::training_cost(training, 1024);
+  const double six_n_s = 6 * static_cast<double>(ir::build_model_graph(config).parameter_count()) * 1024;
+  EXPECT_GT(cost.model_flops(), six_n_s * 0.95) << "the position table does no FLOPs; every other weight 6 per token";
+  EXPECT_LT(cost.model_flops(), six_n_s * 1.4) << "attention adds 12 x layers x d x seq per token";
+  EXPECT_NEAR(cost.total().parameters, static_cast<double>(ir::build_model_graph(config).parameter_count()), 0.5);
+}
+
+TEST(TrainingModels, AStepIsNeverFasterThanItsMacsAtPeakOrItsWeightStream) {
+  const auto gpu = step("h100", "llama3-70b", {.chips = 1024, .seq = 2048});
+  const auto gpu_chip = chip("h100");
+  EXPECT_GE(gpu.step_s * 1024 * 2 * gpu_chip->arch().peak_macs_per_second("bf16"), gpu.model_flops_per_step);
+  EXPECT_LE(gpu.mfu, 1.0);
+  const auto wafer = step("wse2", "gpt2-xl", {.chips = 16, .seq = 1024});
+  const auto wafer_chip = chip("wse2");
+  EXPECT_GE(wafer.step_s * 16 * 2 * wafer_chip->arch().peak_macs_per_second("fp16"), wafer.model_flops_per_step);
+  const double params = static_cast<double>(ir::build_model_graph(source("gpt2-xl").config).parameter_count());
+  EXPECT_GE(wafer.step_s, 2 * params * 2 / wafer_chip->arch().io.host_bytes_per_second)
+      << "fp16 weights stream in twice (forward, backward) over the system I/O";
+}
+
+TEST(TrainingModels, MoreSystemsNeverLowerThroughput) {
+  double last = 0;
+  for (int64_t systems : {4, 8, 16, 32, 64}) {
+    const auto r = step("wse2", "gpt2-xl", {.chips = systems, .global_batch = 256, .seq = 1024});
+    EXPECT_GE(r.tokens_per_s, last) << systems << " systems";
+    last = r.tokens_per_s;
+  }
+  last = 0;
+  for (int64_t gpus : {64, 128, 256, 512, 1024}) {
+    const auto r = step("h100", "llama3-8b", {.chips = gpus, .global_batch = 1024, .seq = 2048});
+    EXPECT_GE(r.tokens_per_s, last) << gpus << " GPUs";
+    last = r.tokens_per_s;
+  }
+}
+
+TEST(TrainingModels, MemoryPerGpuFallsAsZeroRises) {
+  double last = 1e30;
+  for (int zero = 0; zero <= 3; ++zero) {
+    const auto r = step("h100", "llama3-8b",
+                        {.chips = 64, .global_batch = 256, .seq = 2048, .tensor_parallel = 2, .pipeline_parallel = 2,
+                         .zero_stage = zero});
+    EXPECT_LT(r.memory.used(), last) << "ZeRO-" << zero;
+    last = r.memory.used();
+  }
+}
+
+TEST(TrainingModels, PipelineBubbleIsThatOfOneFOneB) {
+  const auto r = step("h100", "llama3-8b",
+                      {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4});
+  ASSERT_EQ(r.micro_batches, 32) << "64 sequences over dp 2 in micro-batches of 1";
+  EXPECT_DOUBLE_EQ(r.bubble_fraction, 3.0 / 35.0);
+}
+
+TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {
+  const auto outcome = chip("h100")->simulate_training(source("llama3-70b"), {.chips = 8, .seq = 2048});
+  ASSERT_FALSE(outcome.status);
+  EXPECT_EQ(outcome.status.failure().resource, "HBM per GPU");
+  EXPECT_GT(outcome.status.failure().needed, outcome.status.failure().available);
+  EXPECT_THROW(chip("gc200")->simulate_training(source("llama3-8b"), {.chips = 1, .seq = 128}), Error)
+      << "no IPU training model yet: a clear error, not a figure";
+}

@@ -52,16 +52,19 @@ TEST(TrainingModels, AStepIsNeverFasterThanItsMacsAtPeakOrItsWeightStream) {
       << "fp16 weights stream in twice (forward, backward) over the system I/O";
 }
 
+// Weak scaling (the same sequences per replica): with a fixed global batch a wafer cluster becomes
+// bound by streaming the weights, and the tree's extra level then costs about 1% (gpt2-xl, 256
+// sequences: 32 -> 64 systems 5.27M -> 5.22M tokens/s).
 TEST(TrainingModels, MoreSystemsNeverLowerThroughput) {
   double last = 0;
   for (int64_t systems : {4, 8, 16, 32, 64}) {
-    const auto r = step("wse2", "gpt2-xl", {.chips = systems, .global_batch = 256, .seq = 1024});
+    const auto r = step("wse2", "gpt2-xl", {.chips = systems, .global_batch = 16 * systems, .seq = 1024});
     EXPECT_GE(r.tokens_per_s, last) << systems << " systems";
     last = r.tokens_per_s;
   }
   last = 0;
   for (int64_t gpus : {64, 128, 256, 512, 1024}) {
-    const auto r = step("h100", "llama3-8b", {.chips = gpus, .global_batch = 1024, .seq = 2048});
+    const auto r = step("h100", "llama3-8b", {.chips = gpus, .global_batch = 2 * gpus, .seq = 2048});
     EXPECT_GE(r.tokens_per_s, last) << gpus << " GPUs";
     last = r.tokens_per_s;
   }

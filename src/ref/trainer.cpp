@@ -352,6 +352,23 @@ void Trainer::run_node(size_t id) {
   }
 }
 
+namespace {
+
+// exp(q . k_j * scale - max) into p for the `count` keys k_j (`stride` apart); returns 1 / their sum,
+// so p_j * the result is the softmax.
+float causal_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale, float* p) {
+  float max = -INFINITY;
+  for (int64_t j = 0; j < count; ++j) {
+    p[j] = kernels::dot(q, keys + j * stride, hd) * scale;
+    max = std::max(max, p[j]);
+  }
+  double sum = 0;
+  for (int64_t j = 0; j < count; ++j) sum += (p[j] = std::exp(p[j] - max));
+  return static_cast<float>(1.0 / sum);
+}
+
+}  // namespace
+
 // Causal attention within each sequence of the batch: query t of a sequence sees keys 0..t of it.
 void Trainer::attention(const ir::Node& node, size_t id) {
   const int64_t heads = node.int_attr("n_heads"), kv_heads = node.int_attr("n_kv_heads"),
@@ -369,14 +386,7 @@ void Trainer::attention(const ir::Node& node, size_t id) {
       const int64_t s = task / heads, h = task % heads, g = h / group, base = s * length;
       for (int64_t i = 0; i < length; ++i) {
         const float* qi = q + (base + i) * q_width + h * hd;
-        float max = -INFINITY;
-        for (int64_t j = 0; j <= i; ++j) {
-          p[static_cast<size_t>(j)] = kernels::dot(qi, k + (base + j) * kv_width + g * hd, hd) * scale;
-          max = std::max(max, p[static_cast<size_t>(j)]);
-        }
-        double sum = 0;
-        for (int64_t j = 0; j <= i; ++j) sum += (p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - max));
-        const auto inv = static_cast<float>(1.0 / sum);
+        const float inv = causal_scores(qi, k + base * kv_width + g * hd, kv_width, i + 1, hd, scale, p.data());
         float* o = out + (base + i) * q_width + h * hd;
         std::fill_n(o, hd, 0.0f);
         for (int64_t j = 0; j <= i; ++j) {
@@ -406,7 +416,7 @@ void Trainer::attention_grad(const ir::Node& node, size_t id) {
   const int64_t sequences = rows_ / length_, tasks = sequences * kv_heads, length = length_;
 #pragma omp parallel if (tasks > 1)
   {
-    std::vector<float> p(static_cast<size_t>(length)), dp(static_cast<size_t>(length));
+    std::vector<float> p(static_cast<size_t>(length));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t s = task / kv_heads, g = task % kv_heads, base = s * length;
@@ -414,15 +424,7 @@ void Trainer::attention_grad(const ir::Node& node, size_t id) {
         for (int64_t i = 0; i < length; ++i) {
           const float* qi = q + (base + i) * q_width + h * hd;
           const float* doi = dout + (base + i) * q_width + h * hd;
-          float max = -INFINITY;
-          for (int64_t j = 0; j <= i; ++j) {
-            p[static_cast<size_t>(j)] = kernels::dot(qi, k + (base + j) * kv_width + g * hd, hd) * scale;
-            max = std::max(max, p[static_cast<size_t>(j)]);
-          }
-          double sum = 0;
-          for (int64_t j = 0; j <= i; ++j)
-            sum += (p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - max));
-          const auto inv = static_cast<float>(1.0 / sum);
+          const float inv = causal_scores(qi, k + base * kv_width + g * hd, kv_width, i + 1, hd, scale, p.data());
           const float d_sum = kernels::dot(doi, o + (base + i) * q_width + h * hd, hd);
           float* dqi = grads + (base + i) * out_width + h * hd;
           for (int64_t j = 0; j <= i; ++j) {

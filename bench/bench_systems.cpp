@@ -7,6 +7,7 @@
 #include "tessera/base/fs.hpp"
 #include "tessera/system/system.hpp"
 #include "tessera/target/arch.hpp"
+#include "tessera/target/registry.hpp"
 
 using namespace tessera;
 
@@ -31,6 +32,22 @@ void evaluate(benchmark::State& state, const std::string& model, const std::stri
   state.counters["simulated_tok_s_per_user"] = per_user;
 }
 
+// One training step, timing-only (`tessera train --arch COUNTxARCH --no-numerics`).
+void train_step(benchmark::State& state, const std::string& model, const std::string& arch, int64_t chips,
+                int64_t seq) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  const std::string model_path = root + "/configs/models/" + model + ".yaml";
+  const auto chip = target::load_target(root + "/configs/arch/" + arch + ".yaml");
+  const target::ModelSource source{ir::load_model_config(model_path), read_text_file(model_path), model_path};
+  double tokens_per_s = 0;
+  for (auto _ : state) {
+    const auto outcome = chip->simulate_training(source, {.chips = chips, .seq = seq});
+    if (!outcome.status) state.SkipWithError(outcome.status.message().c_str());
+    tokens_per_s = outcome.report.tokens_per_s;
+  }
+  state.counters["simulated_train_tok_s"] = tokens_per_s;
+}
+
 }  // namespace
 
 BENCHMARK_CAPTURE(evaluate, llama3_8b_on_34_gc200, "llama3-8b", "gc200", 34)->Unit(benchmark::kMillisecond);
@@ -38,5 +55,9 @@ BENCHMARK_CAPTURE(evaluate, llama3_8b_on_h100, "llama3-8b", "h100", 1)->Unit(ben
 BENCHMARK_CAPTURE(evaluate, llama3_8b_on_trn2, "llama3-8b", "trn2", 1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(evaluate, llama3_70b_on_8_h100, "llama3-70b", "h100", 8)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(evaluate, llama3_70b_on_6_wse3, "llama3-70b", "wse3", 6)->Unit(benchmark::kSecond)->Iterations(1);
+
+BENCHMARK_CAPTURE(train_step, llama3_70b_on_1024_h100, "llama3-70b", "h100", 1024, 2048)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(train_step, gpt2_xl_on_16_wse2, "gpt2-xl", "wse2", 16, 1024)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -24,15 +24,11 @@ constexpr const char* kCheckpointOptimizer = "optimizer.safetensors";
 constexpr const char* kCurveCsv = "loss.csv";
 constexpr const char* kCurveSvg = "loss.svg";
 
-uint64_t mix(uint64_t z) {  // splitmix64's finalizer
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+using model::splitmix64_mix;
 
 uint64_t fingerprint(const std::vector<int32_t>& tokens) {
   uint64_t h = 0xcbf29ce484222325ull;
-  for (int32_t t : tokens) h = mix(h ^ static_cast<uint32_t>(t));
+  for (int32_t t : tokens) h = splitmix64_mix(h ^ static_cast<uint32_t>(t));
   return h;
 }
 
@@ -85,8 +81,9 @@ Windows training_batch(const TrainRequest& r, const std::vector<int32_t>& tokens
   w.sequences = r.batch;
   const auto starts = static_cast<uint64_t>(static_cast<int64_t>(tokens.size()) - r.seq);
   for (int64_t s = 0; s < r.batch; ++s) {
-    const uint64_t key = mix(mix(mix(r.seed ^ 0x7e55e7a) ^ static_cast<uint64_t>(step)) ^
-                             static_cast<uint64_t>(micro * 1000003 + s));
+    const uint64_t key =
+        splitmix64_mix(splitmix64_mix(splitmix64_mix(r.seed ^ 0x7e55e7a) ^ static_cast<uint64_t>(step)) ^
+                       static_cast<uint64_t>(micro * 1000003 + s));
     const auto begin = static_cast<size_t>(key % starts);
     w.inputs.insert(w.inputs.end(), tokens.begin() + begin, tokens.begin() + begin + r.seq);
     w.targets.insert(w.targets.end(), tokens.begin() + begin + 1, tokens.begin() + begin + r.seq + 1);
@@ -153,13 +150,13 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, r.tokenizer_dir);
   const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(r.text_path, kTextFile));
-  const auto held_count =
-      std::max<size_t>(static_cast<size_t>(r.seq + 1),
-                       static_cast<size_t>(static_cast<double>(tokens.size()) * r.held_out_fraction));
+  const auto held_count = std::max<size_t>(
+      static_cast<size_t>(r.seq + 1), static_cast<size_t>(static_cast<double>(tokens.size()) * r.held_out_fraction));
   if (tokens.size() < held_count + static_cast<size_t>(r.seq + 1))
-    fail("{}: {} tokens are too few for a {}-token window to train on and one held out; give more text or a "
-         "smaller --seq",
-         r.text_path, tokens.size(), r.seq);
+    fail(
+        "{}: {} tokens are too few for a {}-token window to train on and one held out; give more text or a "
+        "smaller --seq",
+        r.text_path, tokens.size(), r.seq);
   const std::vector<int32_t> train_tokens(tokens.begin(), tokens.end() - static_cast<ptrdiff_t>(held_count));
   const std::vector<int32_t> held(tokens.end() - static_cast<ptrdiff_t>(held_count), tokens.end());
   const auto expected = settings(r, config.name, fingerprint(tokens));
@@ -182,17 +179,19 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     optimizer_state = read_all_tensors(dir / kCheckpointOptimizer, &meta);
     for (const auto& [key, value] : expected)
       if (!meta.contains(key) || meta.at(key) != value)
-        fail("{}: the checkpoint was written with {} = '{}', this run has '{}'; resume with the same model, text "
-             "and training flags to continue exactly",
-             (dir / kCheckpointOptimizer).string(), key, meta.contains(key) ? meta.at(key) : "(none)", value);
+        fail(
+            "{}: the checkpoint was written with {} = '{}', this run has '{}'; resume with the same model, text "
+            "and training flags to continue exactly",
+            (dir / kCheckpointOptimizer).string(), key, meta.contains(key) ? meta.at(key) : "(none)", value);
     try {
       result.resumed_from = std::stoll(meta.at("step"));
       initial_held = std::stod(meta.at("initial_held_out"));
     } catch (const std::exception&) {
-      fail("{}: metadata 'step' or 'initial_held_out' is missing or not a number", (dir / kCheckpointOptimizer).string());
+      fail("{}: metadata 'step' or 'initial_held_out' is missing or not a number",
+           (dir / kCheckpointOptimizer).string());
     }
-    for (const auto& p : report::parse_loss_curve_csv(read_text_file(dir / kCurveCsv, kTextFile),
-                                                      (dir / kCurveCsv).string()))
+    for (const auto& p :
+         report::parse_loss_curve_csv(read_text_file(dir / kCurveCsv, kTextFile), (dir / kCurveCsv).string()))
       if (p.step <= result.resumed_from)
         history.push_back({p.step, p.lr, p.loss, p.gradient_norm, p.held_out, p.tokens_per_s, p.elapsed_s});
   } else if (r.init == "scratch") {
@@ -212,6 +211,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   if (!r.resume.empty()) trainer.load_optimizer_state(optimizer_state, result.resumed_from);
   result.initial_held_out = initial_held ? *initial_held : held_out_loss(trainer, r, held);
 
+  bool package_written = false;  // config and tokenizer: the same at every checkpoint
   auto checkpoint = [&](int64_t step) {
     if (out_dir.empty()) return;
     std::vector<model::NamedTensor> tensors;
@@ -228,13 +228,16 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     auto meta = expected;
     meta["step"] = std::to_string(step);
     meta["initial_held_out"] = fmt::format("{:.17g}", result.initial_held_out);
-    report::write_into_output_directory(out_dir, kCheckpointOptimizer, model::encode_safetensors_f32(state_tensors, meta));
+    report::write_into_output_directory(out_dir, kCheckpointOptimizer,
+                                        model::encode_safetensors_f32(state_tensors, meta));
     const auto points = as_points(history);
     report::write_into_output_directory(out_dir, kCurveCsv, report::loss_curve_csv(points));
     report::write_into_output_directory(
         out_dir, kCurveSvg,
         report::loss_curve_svg(points, fmt::format("{}: {} steps of {} x {} tokens", config.name, r.steps,
                                                    r.batch * r.micro_batches, r.seq)));
+    if (package_written) return;
+    package_written = true;
     const bool own_tokenizer = r.tokenizer_dir.empty() && config.encoder_path;
     const fs::path encoder = own_tokenizer ? *config.encoder_path : fs::path(r.tokenizer_dir) / "encoder.json";
     const fs::path merges = own_tokenizer ? *config.merges_path : fs::path(r.tokenizer_dir) / "vocab.bpe";
@@ -277,8 +280,8 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     if ((r.checkpoint_every > 0 && step % r.checkpoint_every == 0) || step == last_step) checkpoint(step);
   }
   result.tokens_per_s = step_seconds > 0 ? static_cast<double>(tokens_done) / step_seconds : 0;
-  result.final_held_out = history.empty() || !history.back().held_out ? held_out_loss(trainer, r, held)
-                                                                       : *history.back().held_out;
+  result.final_held_out =
+      history.empty() || !history.back().held_out ? held_out_loss(trainer, r, held) : *history.back().held_out;
   result.history = std::move(history);
   return result;
 }

@@ -91,8 +91,8 @@ class Differentiator {
         const Attrs eps{{"eps", node.attrs.at("eps")}};
         const int x = saved(in(0));
         if (wants(0))
-          contribute(in(0), g_.add(centered ? OpKind::LayerNormGrad : OpKind::RmsNormGrad, {x, in(1), dy}, eps,
-                                   name(".dx")));
+          contribute(in(0),
+                     g_.add(centered ? OpKind::LayerNormGrad : OpKind::RmsNormGrad, {x, in(1), dy}, eps, name(".dx")));
         Attrs scale_attrs = eps;
         scale_attrs["centered"] = int64_t{centered ? 1 : 0};
         if (wants(1)) contribute(in(1), g_.add(OpKind::NormScaleGrad, {x, dy}, scale_attrs, name(".d_scale")));
@@ -105,13 +105,11 @@ class Differentiator {
         // Linear: y = x W^T (W [N,K]) -> dx = dy W (a MatMul of dy by W), dW = dy^T x.
         const bool matmul = node.op == OpKind::MatMul;
         const int x = saved(in(0));
-        if (wants(0))
-          contribute(in(0), g_.add(matmul ? OpKind::Linear : OpKind::MatMul, {dy, in(1)}, {}, name(".dx")));
+        if (wants(0)) contribute(in(0), g_.add(matmul ? OpKind::Linear : OpKind::MatMul, {dy, in(1)}, {}, name(".dx")));
         if (wants(1))
           contribute(in(1), g_.add(OpKind::WeightGrad, matmul ? std::vector<int>{x, dy} : std::vector<int>{dy, x}, {},
                                    name(".d_weight")));
-        if (node.inputs.size() == 3 && wants(2))
-          contribute(in(2), g_.add(OpKind::SumRows, {dy}, {}, name(".d_bias")));
+        if (node.inputs.size() == 3 && wants(2)) contribute(in(2), g_.add(OpKind::SumRows, {dy}, {}, name(".d_bias")));
         return;
       }
       case OpKind::Gelu:
@@ -136,8 +134,8 @@ class Differentiator {
         const char* names[] = {".dq", ".dk", ".dv"};
         for (size_t k = 0; k < 3; ++k)
           if (wants(k))
-            contribute(in(k), g_.add(OpKind::SliceCols, {grads}, {{"start", starts[k]}, {"size", sizes[k]}},
-                                     name(names[k])));
+            contribute(in(k),
+                       g_.add(OpKind::SliceCols, {grads}, {{"start", starts[k]}, {"size", sizes[k]}}, name(names[k])));
         return;
       }
       default:
@@ -212,8 +210,8 @@ TrainingGraph build_training_graph(const Graph& forward, const TrainingOptions& 
   for (const Node& n : forward.nodes())
     if (op_info(n.op).training) fail("autodiff: '{}' is already a training op", n.name);
   const OptimizerOptions& opt = options.optimizer;
-  if (opt.clip_norm < 0 || opt.weight_decay < 0 || opt.beta1 < 0 || opt.beta1 >= 1 || opt.beta2 < 0 ||
-      opt.beta2 >= 1 || opt.eps <= 0 || opt.momentum < 0 || opt.momentum >= 1)
+  if (opt.clip_norm < 0 || opt.weight_decay < 0 || opt.beta1 < 0 || opt.beta1 >= 1 || opt.beta2 < 0 || opt.beta2 >= 1 ||
+      opt.eps <= 0 || opt.momentum < 0 || opt.momentum >= 1)
     fail("optimizer settings out of range: betas and momentum in [0,1), eps > 0, weight decay and clip norm >= 0");
 
   TrainingGraph t{forward, options};

@@ -84,13 +84,13 @@ uint64_t fnv1a64(const std::string& s) {
   return h;
 }
 
+}  // namespace
+
 uint64_t splitmix64_mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-
-}  // namespace
 
 Weights random_weights(const ir::Graph& graph, uint64_t seed) {
   constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;

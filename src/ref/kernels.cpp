@@ -90,10 +90,8 @@ void silu(const float* x, int64_t n, float* out) {
 // d/dx x s(x) = s (1 + x (1 - s)).
 void silu_grad(const float* x, const float* dy, int64_t n, float* dx) {
   for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float clamped = v < -80.0f ? -80.0f : (v > 80.0f ? 80.0f : v);
-    const float s = 1.0f / (1.0f + fast_exp(-clamped));
-    dx[i] = dy[i] * (s * (1.0f + v * (1.0f - s)));
+    const float s = sigmoid(x[i]);
+    dx[i] = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
   }
 }
 

@@ -40,7 +40,9 @@ const float* Trainer::data(int node) const {
   return param_of_node_[i] ? param_of_node_[i] : buffers_[i].data();
 }
 
-float* Trainer::mutable_data(size_t node) { return param_of_node_[node] ? param_of_node_[node] : buffers_[node].data(); }
+float* Trainer::mutable_data(size_t node) {
+  return param_of_node_[node] ? param_of_node_[node] : buffers_[node].data();
+}
 
 void Trainer::bind(const Batch& batch) {
   const auto rows = static_cast<int64_t>(batch.inputs.size());
@@ -104,7 +106,8 @@ StepResult Trainer::step(std::span<const Batch> micro_batches, double learning_r
   StepResult result;
   for (size_t m = 0; m < micro_batches.size(); ++m) {
     bind(micro_batches[m]);
-    scalar_input(buffers_[static_cast<size_t>(g.find_input("loss_scale"))], 1.0 / static_cast<double>(micro_batches.size()));
+    scalar_input(buffers_[static_cast<size_t>(g.find_input("loss_scale"))],
+                 1.0 / static_cast<double>(micro_batches.size()));
     run(0, t_.optimizer_begin);
     result.loss += buffers_[static_cast<size_t>(t_.loss)][0] / static_cast<double>(micro_batches.size());
     for (const auto& [name, node] : t_.gradients) {
@@ -185,7 +188,9 @@ void Trainer::run_node(size_t id) {
   const ir::Node& node = t_.graph.node(static_cast<int>(id));
   if (node.op == OpKind::Input || node.op == OpKind::Param) return;
   auto in = [&](size_t k) { return data(node.inputs[k]); };
-  auto ints = [&](size_t k) -> const std::vector<int32_t>& { return int_buffers_[static_cast<size_t>(node.inputs[k])]; };
+  auto ints = [&](size_t k) -> const std::vector<int32_t>& {
+    return int_buffers_[static_cast<size_t>(node.inputs[k])];
+  };
   auto cols_of = [&](size_t k) { return t_.graph.node(node.inputs[k]).type.shape.dims.back(); };
   if (node.op == OpKind::AdamW || node.op == OpKind::SgdMomentum) return optimizer_update(node, id);
   auto& out = buffers_[id];
@@ -202,9 +207,10 @@ void Trainer::run_node(size_t id) {
       for (int64_t r = 0; r < rows_; ++r) {
         const int64_t t = ids[static_cast<size_t>(r)];
         if (t < 0 || t >= table_rows)
-          fail("{}: index {} is outside the table of {} rows (token id out of vocabulary, or a sequence longer than "
-               "the context)",
-               node.name, t, table_rows);
+          fail(
+              "{}: index {} is outside the table of {} rows (token id out of vocabulary, or a sequence longer than "
+              "the context)",
+              node.name, t, table_rows);
         if (grad) {
           const float* dy = in(0) + r * cols;
           float* row = out.data() + t * cols;
@@ -356,7 +362,8 @@ namespace {
 
 // exp(q . k_j * scale - max) into p for the `count` keys k_j (`stride` apart); returns 1 / their sum,
 // so p_j * the result is the softmax.
-float causal_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale, float* p) {
+float causal_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale,
+                    float* p) {
   float max = -INFINITY;
   for (int64_t j = 0; j < count; ++j) {
     p[j] = kernels::dot(q, keys + j * stride, hd) * scale;

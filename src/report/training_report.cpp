@@ -33,7 +33,7 @@ std::vector<LossPoint> parse_loss_curve_csv(const std::string& text, const std::
     if (fields.size() != 7) fail("{}:{}: expected 7 fields, got {}", origin, row, fields.size());
     try {
       LossPoint p{std::stoll(fields[0]), std::stod(fields[1]), std::stod(fields[2]), std::stod(fields[3]), {},
-                  std::stod(fields[5]), std::stod(fields[6])};
+                  std::stod(fields[5]),  std::stod(fields[6])};
       if (!fields[4].empty()) p.held_out = std::stod(fields[4]);
       points.push_back(p);
     } catch (const std::exception&) {
@@ -48,10 +48,14 @@ namespace {
 std::string xml_escaped(const std::string& text) {
   std::string out;
   for (char c : text) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else out += c;
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else
+      out += c;
   }
   return out;
 }

@@ -730,7 +730,8 @@ TEST(Cli, TrainResumesExactlyAndRunLoadsTheCheckpoint) {
   const Result resumed = tessera(args + (base / "split").string() + " --resume " + (base / "split").string());
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_TRUE(contains(resumed.stdout_text, "resumed after step 3"));
-  EXPECT_EQ(read_all((base / "whole/model.safetensors").string()), read_all((base / "split/model.safetensors").string()));
+  EXPECT_EQ(read_all((base / "whole/model.safetensors").string()),
+            read_all((base / "split/model.safetensors").string()));
   EXPECT_EQ(read_all((base / "whole/optimizer.safetensors").string()),
             read_all((base / "split/optimizer.safetensors").string()));
   auto losses = [](const std::string& csv) {  // step, lr, loss, gradient norm, held-out: not the timings
@@ -746,8 +747,8 @@ TEST(Cli, TrainResumesExactlyAndRunLoadsTheCheckpoint) {
   EXPECT_EQ(losses(read_all((base / "whole/loss.csv").string())), losses(read_all((base / "split/loss.csv").string())));
   EXPECT_TRUE(contains(read_all((base / "whole/loss.svg").string()), "<polyline"));
   double before = 0, after = 0;
-  ASSERT_EQ(std::sscanf(whole.stdout_text.c_str() + whole.stdout_text.find("held-out loss "), "held-out loss %lf -> %lf",
-                        &before, &after),
+  ASSERT_EQ(std::sscanf(whole.stdout_text.c_str() + whole.stdout_text.find("held-out loss "),
+                        "held-out loss %lf -> %lf", &before, &after),
             2)
       << whole.stdout_text;
   EXPECT_LT(after, before - 0.5) << "six steps from scratch already lower the held-out loss";

@@ -74,7 +74,11 @@ TEST(TrainingModels, MemoryPerGpuFallsAsZeroRises) {
   double last = 1e30;
   for (int zero = 0; zero <= 3; ++zero) {
     const auto r = step("h100", "llama3-8b",
-                        {.chips = 64, .global_batch = 256, .seq = 2048, .tensor_parallel = 2, .pipeline_parallel = 2,
+                        {.chips = 64,
+                         .global_batch = 256,
+                         .seq = 2048,
+                         .tensor_parallel = 2,
+                         .pipeline_parallel = 2,
                          .zero_stage = zero});
     EXPECT_LT(r.memory.used(), last) << "ZeRO-" << zero;
     last = r.memory.used();

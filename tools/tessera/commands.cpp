@@ -68,9 +68,10 @@ int train_on_machine_command(const TrainFlags& flags) {
 int train_command(const TrainFlags& flags) {
   if (flags.arch != "host") {
     if (!flags.no_numerics)
-      fail("--arch {}: training with values runs on the host reference trainer; add --no-numerics to time one step "
-           "on the machine",
-           flags.arch);
+      fail(
+          "--arch {}: training with values runs on the host reference trainer; add --no-numerics to time one step "
+          "on the machine",
+          flags.arch);
     if (!flags.request.text_path.empty()) fail("--text is for training with values; --no-numerics reads no text");
     return train_on_machine_command(flags);
   }

@@ -1,9 +1,9 @@
 // tessera: the command-line front end. It parses flags and calls the libraries; nothing else.
-#include <CLI/CLI.hpp>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <new>
 
@@ -161,14 +161,18 @@ int main(int argc, char** argv) {
       "train", "Train a model on a text file with the reference trainer (checked against PyTorch), with checkpoints");
   train_cmd->add_option("-m,--model", tr.model, "Model name, config file or model directory")->capture_default_str();
   train_cmd->add_option("--text", tr.text_path, "Training text (UTF-8); its end is held out for evaluation");
-  train_cmd->add_option("--init", tr.init,
-                        "Start from: scratch (GPT-2 initialisation), shipped (the model's weights) or a safetensors "
-                        "file")
+  train_cmd
+      ->add_option("--init", tr.init,
+                   "Start from: scratch (GPT-2 initialisation), shipped (the model's weights) or a safetensors "
+                   "file")
       ->capture_default_str();
   train_cmd->add_option("--tokenizer", tr.tokenizer_dir, "Directory with encoder.json and vocab.bpe (GPT-2 format)");
   train_cmd->add_option("--steps", tr.steps, "Optimizer steps")->capture_default_str();
   train_cmd->add_option("--batch", tr.batch, "Sequences per micro-batch")->capture_default_str();
-  train_cmd->add_option("--seq", tr.seq, "Tokens per sequence (with --arch: default 2,048 or the model's context if shorter)")->capture_default_str();
+  train_cmd
+      ->add_option("--seq", tr.seq,
+                   "Tokens per sequence (with --arch: default 2,048 or the model's context if shorter)")
+      ->capture_default_str();
   train_cmd->add_option("--micro-batches", tr.micro_batches, "Micro-batches per step (gradient accumulation)")
       ->capture_default_str();
   train_cmd->add_option("--lr", tr.lr, "Peak learning rate")->capture_default_str();
@@ -183,8 +187,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--clip", tr.options.optimizer.clip_norm, "Clip gradients to this global L2 norm; 0: off")
       ->capture_default_str()
       ->check(kNonNegative);
-  train_cmd->add_option("--recompute", train.recompute,
-                        "Activation recomputation: none, selective or full (with --arch: default selective)")
+  train_cmd
+      ->add_option("--recompute", train.recompute,
+                   "Activation recomputation: none, selective or full (with --arch: default selective)")
       ->capture_default_str();
   train_cmd->add_option("-s,--seed", tr.seed, "Seed for the initialisation and the batches")->capture_default_str();
   train_cmd->add_option("--held-out", tr.held_out_fraction, "Fraction of the text held out")->capture_default_str();
@@ -198,9 +203,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--resume", tr.resume, "Continue exactly from a checkpoint directory (same flags)");
   train_cmd->add_option("--stop-after", tr.stop_after, "End after this step with a checkpoint (resume later)");
   train_cmd->add_flag("-q,--quiet", train.quiet, "No progress lines on stderr");
-  train_cmd->add_option("-a,--arch", train.arch,
-                        "host (the reference trainer), or a machine to time one step on: a preset or COUNTxPRESET "
-                        "(1024xh100, 16xwse2), with --no-numerics")
+  train_cmd
+      ->add_option("-a,--arch", train.arch,
+                   "host (the reference trainer), or a machine to time one step on: a preset or COUNTxPRESET "
+                   "(1024xh100, 16xwse2), with --no-numerics")
       ->capture_default_str();
   train_cmd->add_flag("--no-numerics", train.no_numerics, "With --arch: time one step, no values (no --text needed)");
   train_cmd->add_option("--global-batch", train.work.global_batch,

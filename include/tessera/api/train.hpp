@@ -29,9 +29,9 @@ struct TrainRequest {
   int64_t warmup = 20;  // steps of linear warmup, then cosine decay to min_lr_ratio x lr at `steps`
   uint64_t seed = 1;
   ir::TrainingOptions options;
-  int64_t eval_every = 50;    // held-out loss every this many steps (and at the first and last)
-  int64_t eval_windows = 32;  // held-out windows of seq tokens scored each time
-  std::string out_dir;        // checkpoint directory ("" = none): a model package `tessera run -m` reads
+  int64_t eval_every = 50;       // held-out loss every this many steps (and at the first and last)
+  int64_t eval_windows = 32;     // held-out windows of seq tokens scored each time
+  std::string out_dir;           // checkpoint directory ("" = none): a model package `tessera run -m` reads
   int64_t checkpoint_every = 0;  // also write a checkpoint every this many steps (0: at the end only)
   std::string resume;            // a checkpoint directory to continue from
   int64_t stop_after = 0;        // end this process after this step, with a checkpoint (0: at `steps`)
@@ -60,7 +60,8 @@ double learning_rate(const TrainRequest& request, int64_t step);
 
 // Throws Error on bad input (text too short for one window, a checkpoint of another model or other
 // settings, an output directory that is not tessera's).
-TrainResult train(const TrainRequest& request, const std::function<void(const TrainStep&, int64_t steps)>& on_step = {});
+TrainResult train(const TrainRequest& request,
+                  const std::function<void(const TrainStep&, int64_t steps)>& on_step = {});
 
 // One training step of a model on a machine, timing-only: `machine` is a preset or COUNTxPRESET
 // ("1024xh100", "16xwse2"); work.chips is taken from it; work.seq 0 means 2,048 tokens or the

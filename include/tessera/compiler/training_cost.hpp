@@ -14,7 +14,7 @@ namespace tessera::compiler {
 struct PhaseCost {
   double forward_flops = 0, recompute_flops = 0, backward_flops = 0;  // per sequence
   double parameters = 0;
-  double saved_elements = 0;  // per sequence: forward values a backward op reads (kept unless recomputed)
+  double saved_elements = 0;     // per sequence: forward values a backward op reads (kept unless recomputed)
   double boundary_elements = 0;  // per sequence: the layer's output (what a pipeline stage sends on)
   double flops() const { return forward_flops + recompute_flops + backward_flops; }
 };

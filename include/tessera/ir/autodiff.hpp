@@ -27,9 +27,9 @@ struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::AdamW;
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;  // AdamW
   double momentum = 0.9;                         // SGD
-  double weight_decay = 0.1;    // decoupled (AdamW) or L2 (SGD); applied to matrices only, not to
-                                // norm scales and biases (GPT-2/Llama practice)
-  double clip_norm = 1.0;       // clip gradients to this global L2 norm; 0: no clipping
+  double weight_decay = 0.1;                     // decoupled (AdamW) or L2 (SGD); applied to matrices only, not to
+                                                 // norm scales and biases (GPT-2/Llama practice)
+  double clip_norm = 1.0;                        // clip gradients to this global L2 norm; 0: no clipping
 };
 
 struct TrainingOptions {
@@ -44,12 +44,12 @@ struct TrainingOptions {
 struct TrainingGraph {
   Graph graph;
   TrainingOptions options;
-  int loss = -1;                           // CrossEntropy node, f32[1]
-  int logits = -1;                         // the forward graph's output
-  std::vector<std::string> parameters;     // every trained parameter, in graph order
-  std::map<std::string, int> gradients;    // parameter -> the node holding its whole gradient
-  std::map<std::string, int> updates;      // parameter -> its optimizer node (output: new value)
-  int optimizer_begin = 0;                 // first optimizer-phase node (grad-norm scale or update)
+  int loss = -1;                         // CrossEntropy node, f32[1]
+  int logits = -1;                       // the forward graph's output
+  std::vector<std::string> parameters;   // every trained parameter, in graph order
+  std::map<std::string, int> gradients;  // parameter -> the node holding its whole gradient
+  std::map<std::string, int> updates;    // parameter -> its optimizer node (output: new value)
+  int optimizer_begin = 0;               // first optimizer-phase node (grad-norm scale or update)
 };
 
 // Throws Error when the forward graph has an op autodiff cannot differentiate, or slices that do

@@ -46,4 +46,8 @@ Weights random_weights(const ir::Graph& graph, uint64_t seed);
 // projection); biases 0, norm scales 1.
 Weights initial_weights(const ir::Graph& graph, uint64_t seed);
 
+// splitmix64's finalizer (Steele et al. 2014), the hash behind the weights above; also what
+// `tessera train` draws its batch positions with.
+uint64_t splitmix64_mix(uint64_t z);
+
 }  // namespace tessera::model

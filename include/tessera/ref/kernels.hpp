@@ -53,7 +53,12 @@ inline float gelu_value(float x) {
   return 0.5f * x * (1.0f + fast_tanh(kC * (x + 0.044715f * x * x * x)));
 }
 
-// x * sigmoid(x); exp's argument kept within +-80, where sigmoid is already 0 or 1 in fp32.
+// 1 / (1 + exp(-x)); exp's argument kept within +-80, where sigmoid is already 0 or 1 in fp32.
+inline float sigmoid(float x) {
+  const float clamped = x < -80.0f ? -80.0f : (x > 80.0f ? 80.0f : x);
+  return 1.0f / (1.0f + fast_exp(-clamped));
+}
+
 inline float silu_value(float x) {
   const float clamped = x < -80.0f ? -80.0f : (x > 80.0f ? 80.0f : x);
   return x / (1.0f + fast_exp(-clamped));

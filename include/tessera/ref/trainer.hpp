@@ -61,11 +61,11 @@ class Trainer {
   const ir::TrainingGraph& t_;
   int64_t rows_ = 0, length_ = 0;  // this batch's rows (sequences x length) and sequence length
   int64_t steps_ = 0;
-  std::map<std::string, std::vector<float>> params_;     // master weights by name
-  std::vector<float*> param_of_node_;                    // per node: its master weights (Param nodes)
-  std::vector<std::vector<float>> buffers_;              // per node: f32 values
-  std::vector<std::vector<int32_t>> int_buffers_;        // per node: i32 values
-  std::vector<std::vector<float>> state_a_, state_b_;    // per optimizer node: m and v, or momentum
+  std::map<std::string, std::vector<float>> params_;       // master weights by name
+  std::vector<float*> param_of_node_;                      // per node: its master weights (Param nodes)
+  std::vector<std::vector<float>> buffers_;                // per node: f32 values
+  std::vector<std::vector<int32_t>> int_buffers_;          // per node: i32 values
+  std::vector<std::vector<float>> state_a_, state_b_;      // per optimizer node: m and v, or momentum
   std::map<std::string, std::vector<float>> accumulated_;  // summed gradients over micro-batches
   std::map<size_t, std::pair<std::vector<float>, std::vector<float>>> rope_tables_;  // cos, sin
 };

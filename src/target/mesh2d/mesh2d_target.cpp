@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "mesh2d_training.hpp"
 #include "../targets.hpp"
+#include "mesh2d_training.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
 

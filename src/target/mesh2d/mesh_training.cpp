@@ -18,8 +18,8 @@ namespace tessera::target {
 
 namespace {
 
-constexpr double kWeightBytes = 2;         // fp16 weights stream in
-constexpr double kGradientBytes = 2;       // fp16 gradients stream out
+constexpr double kWeightBytes = 2;          // fp16 weights stream in
+constexpr double kGradientBytes = 2;        // fp16 gradients stream out
 constexpr double kStoreBytes = 2 + 4 + 12;  // the store keeps fp16 weights, fp32 gradients, fp32 master, m, v
 constexpr double kActivationBytes = 2;
 constexpr double kAdamBytesPerParameter = 28;
@@ -43,7 +43,8 @@ TrainingOutcome stream_weights(const arch::ArchSpec& arch, const ModelSource& mo
   double forward = 0, backward = 0, stream_bound = 0, compute = 0, largest_layer = 0;
   auto add_phase = [&](const compiler::PhaseCost& c) {
     const double weights_in = c.parameters * kWeightBytes / io, grads_out = c.parameters * kGradientBytes / io;
-    const double f = per_system * c.forward_flops / peak, b = per_system * (c.backward_flops + c.recompute_flops) / peak;
+    const double f = per_system * c.forward_flops / peak,
+                 b = per_system * (c.backward_flops + c.recompute_flops) / peak;
     const double tf = std::max(weights_in, f) + tree_latency, tb = std::max({weights_in, grads_out, b}) + tree_latency;
     forward += tf, backward += tb, compute += f + b;
     stream_bound += (weights_in > f ? tf : 0) + (std::max(weights_in, grads_out) > b ? tb : 0);
@@ -97,8 +98,9 @@ TrainingOutcome stream_weights(const arch::ArchSpec& arch, const ModelSource& mo
                 fmt::format("{:.0f} sequences of {} tokens keep {:.1f} GiB of activations for the backward pass, plus "
                             "{:.2f} GiB for two layers' weights, in {:.1f} GiB",
                             per_system, w.seq, r.memory.activations / gib, r.memory.weights / gib, sram / gib),
-                w.recompute == ir::Recompute::Full ? "more systems, a smaller --global-batch or a shorter --seq"
-                                                  : "more systems, a smaller --global-batch, a shorter --seq or --recompute full"},
+                w.recompute == ir::Recompute::Full
+                    ? "more systems, a smaller --global-batch or a shorter --seq"
+                    : "more systems, a smaller --global-batch, a shorter --seq or --recompute full"},
             {}};
   const double streamed = cost.total().parameters * (2 * kWeightBytes + kGradientBytes) * static_cast<double>(w.chips);
   const auto mac_pj = arch.energy.mac_pj.contains(dtype) ? arch.energy.mac_pj.at(dtype) : 0.0;

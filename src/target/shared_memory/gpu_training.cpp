@@ -37,7 +37,8 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const auto layers = static_cast<int64_t>(cost.layers.size());
   const double peak = 2 * arch.peak_macs_per_second("bf16");
   const int64_t node = arch.network.chips_per_node > 0 ? arch.network.chips_per_node : w.chips;
-  const double net_bw = arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.bytes_per_second;
+  const double net_bw =
+      arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.bytes_per_second;
   const double net_lat = arch.network.chips_per_node > 0 ? arch.network.latency_s : arch.chip_link.latency_s;
   const auto mb = static_cast<double>(w.micro_batch);
   const int64_t m_count = global_batch / (lay.dp * w.micro_batch);
@@ -81,7 +82,8 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double dp_bw = dp_in_node ? arch.chip_link.bytes_per_second : net_bw;
   const double dp_lat = dp_in_node ? arch.chip_link.latency_s : net_lat;
   double t_data = ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat);
-  if (w.zero_stage >= 3) t_data += 2 * ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat) / 2;
+  // ZeRO-3's two weight all-gathers (forward, backward) each move half an all-reduce.
+  if (w.zero_stage >= 3) t_data += ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat);
   const double optimizer_params = w.zero_stage >= 1 ? local_params / dp : local_params;
   const double t_optimizer = optimizer_params * kAdamBytesPerParameter / arch.gpu.hbm_bytes_per_second;
   const double step = pipeline + t_data + t_optimizer;
@@ -123,18 +125,19 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
   r.memory.activations = in_flight * mb * stage.saved_elements * kActivationBytes / tp + logits;
-  const double hbm_traffic = (m_micro + pp - 1) * 3 * local_params * kWeightBytes +
-                             optimizer_params * kAdamBytesPerParameter;
-  const double comm_bytes = (m_micro + pp - 1) * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
+  const double hbm_traffic =
+      (m_micro + pp - 1) * 3 * local_params * kWeightBytes + optimizer_params * kAdamBytesPerParameter;
+  const double comm_bytes =
+      (m_micro + pp - 1) * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
   const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
-  r.energy_per_step_j = (hardware_flops / 2 * mac_pj + static_cast<double>(w.chips) * (hbm_traffic * arch.energy.hbm_pj_per_byte +
-                                                                          comm_bytes * arch.energy.offchip_pj_per_byte)) *
-                        1e-12;
-  r.assumptions = {
-      "matrix products at the tensor-core peak (no efficiency factor: an upper bound on speed)",
-      "sequence parallelism: activations split over the tensor-parallel group",
-      "gradients all-reduced in bf16 after the backward pass, not overlapped with it",
-      "elementwise ops and kernel launches not timed (a few percent of a step at these sizes)"};
+  r.energy_per_step_j =
+      (hardware_flops / 2 * mac_pj + static_cast<double>(w.chips) * (hbm_traffic * arch.energy.hbm_pj_per_byte +
+                                                                     comm_bytes * arch.energy.offchip_pj_per_byte)) *
+      1e-12;
+  r.assumptions = {"matrix products at the tensor-core peak (no efficiency factor: an upper bound on speed)",
+                   "sequence parallelism: activations split over the tensor-parallel group",
+                   "gradients all-reduced in bf16 after the backward pass, not overlapped with it",
+                   "elementwise ops and kernel launches not timed (a few percent of a step at these sizes)"};
   return {lay, r, r.memory.used() <= r.memory.available};
 }
 
@@ -157,9 +160,10 @@ TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSou
     }
   }
   if (layouts.empty())
-    fail("no tensor x pipeline layout of {} chips for {}: tp must be a power of two within a node of {} dividing {} "
-         "KV heads and d_ff {}, pp must divide {} layers, and tp x pp must divide the chips",
-         w.chips, c.name, node, c.n_kv_heads, c.d_ff, layers);
+    fail(
+        "no tensor x pipeline layout of {} chips for {}: tp must be a power of two within a node of {} dividing {} "
+        "KV heads and d_ff {}, pp must divide {} layers, and tp x pp must divide the chips",
+        w.chips, c.name, node, c.n_kv_heads, c.d_ff, layers);
   std::optional<Evaluation> best, least_over;
   for (const Layout& lay : layouts) {
     const int64_t ways = lay.dp * w.micro_batch;

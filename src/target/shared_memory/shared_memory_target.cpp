@@ -2,8 +2,8 @@
 // links (docs/gpu-model.md). Values: the reference in the plan's arithmetic order.
 #include <algorithm>
 
-#include "shared_memory_training.hpp"
 #include "../targets.hpp"
+#include "shared_memory_training.hpp"
 #include "tessera/target/partitioning.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 

@@ -9,6 +9,7 @@ PhaseCost TrainingCost::total() const {
   for (const auto& l : layers) {
     t.forward_flops += l.forward_flops, t.recompute_flops += l.recompute_flops;
     t.backward_flops += l.backward_flops, t.parameters += l.parameters, t.saved_elements += l.saved_elements;
+    t.forward_elementwise += l.forward_elementwise, t.backward_elementwise += l.backward_elementwise;
   }
   return t;
 }
@@ -55,6 +56,37 @@ double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
   }
 }
 
+// Elements an elementwise node reads and writes over a sequence of s tokens; 0 for matrix
+// products, attention, the loss and nodes that move no data.
+double elementwise_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
+  switch (n.op) {
+    case OpKind::MatMul:
+    case OpKind::Linear:
+    case OpKind::WeightGrad:
+    case OpKind::Attention:
+    case OpKind::AttentionGrad:
+    case OpKind::CrossEntropy:
+    case OpKind::CrossEntropyGrad:
+    case OpKind::Input:
+    case OpKind::Param:
+    case OpKind::SliceCols:
+    case OpKind::ConcatCols:
+    case OpKind::Embedding:
+    case OpKind::AdamW:
+    case OpKind::SgdMomentum:
+    case OpKind::GradNormScale:
+      return 0;
+    default: {
+      auto elements = [&](const ir::Node& v) {
+        return static_cast<double>(v.type.shape.elements(v.type.shape.dims[0] == ir::kSeq ? seq : 1));
+      };
+      double moved = elements(n);
+      for (int in : n.inputs) moved += elements(g.node(in));
+      return moved;
+    }
+  }
+}
+
 }  // namespace
 
 TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
@@ -79,15 +111,18 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     switch (n.phase) {
       case ir::Phase::Forward:
         c.forward_flops += flops;
+        c.forward_elementwise += elementwise_elements(g, n, seq);
         if (n.op == OpKind::Param) c.parameters += static_cast<double>(n.type.shape.elements());
         if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input && n.type.shape.dims[0] == ir::kSeq)
           c.saved_elements += static_cast<double>(n.type.shape.elements(seq));
         break;
       case ir::Phase::Recompute:
         c.recompute_flops += flops;
+        c.backward_elementwise += elementwise_elements(g, n, seq);
         break;
       case ir::Phase::Backward:
         c.backward_flops += flops;
+        c.backward_elementwise += elementwise_elements(g, n, seq);
         if (n.op == OpKind::AttentionGrad && n.int_attr("recompute") == 0)  // softmax probabilities kept
           c.saved_elements += static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq);
         break;

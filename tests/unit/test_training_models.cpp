@@ -90,6 +90,15 @@ TEST(TrainingModels, PipelineBubbleIsThatOfOneFOneB) {
                       {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4});
   ASSERT_EQ(r.micro_batches, 32) << "64 sequences over dp 2 in micro-batches of 1";
   EXPECT_DOUBLE_EQ(r.bubble_fraction, 3.0 / 35.0);
+  // Interleaved over v chunks per GPU, the fill and drain shrink to (p - 1) / v micro-batch slots.
+  const auto interleaved = step(
+      "h100", "llama3-8b",
+      {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4, .interleave = 2});
+  EXPECT_DOUBLE_EQ(interleaved.bubble_fraction, 3.0 / 67.0);
+  EXPECT_LT(interleaved.step_s, r.step_s);
+  EXPECT_THROW(step("h100", "llama3-8b", {.chips = 64, .tensor_parallel = 8, .pipeline_parallel = 4, .interleave = 3}),
+               Error)
+      << "32 layers do not split into 4 stages x 3 chunks";
 }
 
 TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {

@@ -215,6 +215,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train_cmd->add_option("--tp", train.work.tensor_parallel, "With --arch (GPUs): tensor-parallel size (default: best)");
   train_cmd->add_option("--pp", train.work.pipeline_parallel, "With --arch (GPUs): pipeline stages (default: best)");
+  train_cmd
+      ->add_option("--interleave", train.work.interleave,
+                   "With --arch (GPUs): chunks of layers per pipeline stage (interleaved 1F1B)")
+      ->capture_default_str();
   train_cmd->add_option("--zero", train.work.zero_stage, "With --arch (GPUs): ZeRO stage 0-3")->capture_default_str();
 
   std::string report_input, report_output;

@@ -71,6 +71,9 @@ struct GpuSpec {
   double hbm_bytes_per_second = 0;  // peak
   double kernel_launch_s = 0;       // fixed cost of one kernel
   double tdp_watts = 0;             // board power limit (0: not published)
+  // The share of the tensor peak the best large matrix product sustains (clock under load, issue
+  // stalls): a measured micro-benchmark where one is published, else 1 (the peak, an upper bound).
+  double matmul_efficiency = 1;
 };
 
 // An IPU's all-to-all exchange (fabric exchange).

@@ -16,6 +16,9 @@ struct PhaseCost {
   double parameters = 0;
   double saved_elements = 0;     // per sequence: forward values a backward op reads (kept unless recomputed)
   double boundary_elements = 0;  // per sequence: the layer's output (what a pipeline stage sends on)
+  // Per sequence: elements the ops other than matrix products and attention read and write
+  // (norms, activations, RoPE, residual adds, their gradients): memory-bound work on most machines.
+  double forward_elementwise = 0, backward_elementwise = 0;  // backward includes recompute
   double flops() const { return forward_flops + recompute_flops + backward_flops; }
 };
 

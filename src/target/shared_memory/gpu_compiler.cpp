@@ -37,7 +37,7 @@ class GpuLowering {
         storage_(a, o.precision),
         act_bytes_(storage_bits(o.precision.activations) / 8),
         kv_bytes_(storage_bits(o.precision.kv) / 8),
-        rate_(a.core.macs_per_cycle.at(o.precision.activations)) {}
+        rate_(a.core.macs_per_cycle.at(o.precision.activations) * a.gpu.matmul_efficiency) {}
 
   const WeightStorage& storage() const { return storage_; }
   double weight_bits(int64_t k) const { return storage_.bits(k); }

@@ -24,7 +24,8 @@ class GpuTimer {
     if (arch_.fabric != "shared_memory") fail("{}: not a GPU arch", plan.arch_origin);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
-    rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz;  // per SM
+    // Per SM, at the share of the peak a large matrix product sustains.
+    rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz * arch_.gpu.matmul_efficiency;
     const auto fp32 = arch_.core.macs_per_cycle.find("fp32");
     unpack_rate_ = (fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : 1.0) * arch_.clock_hz *
                    static_cast<double>(arch_.usable.cores());

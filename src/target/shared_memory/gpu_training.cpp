@@ -1,7 +1,8 @@
 // Training on GPU-like chips (shared_memory): Megatron-style 3D parallelism. Tensor parallelism
 // splits every layer over tp chips of a node (two all-reduces of the layer's activations forward,
 // two backward: Shoeybi et al. 2019); a 1F1B pipeline of pp stages runs m micro-batches per step
-// with (p - 1) / (m + p - 1) of it idle (Narayanan et al. SC'21); dp data-parallel replicas
+// with (p - 1) / (m + p - 1) of it idle, or (p - 1) / (v m + p - 1) when each chip holds v
+// interleaved chunks of layers (Narayanan et al. SC'21); dp data-parallel replicas
 // all-reduce gradients, with ZeRO stages 1-3 sharding optimizer state, gradients and weights
 // (Rajbhandari et al. 2020). Mixed precision: bf16 weights and activations, fp32 gradients and
 // AdamW state (2 + 4 + 12 bytes per parameter). Every size comes from the training graph.
@@ -36,6 +37,7 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const auto& cost = m.cost;
   const auto layers = static_cast<int64_t>(cost.layers.size());
   const double peak = 2 * arch.peak_macs_per_second("bf16");
+  const double sustained = peak * arch.gpu.matmul_efficiency;  // what large matrix products reach
   const int64_t node = arch.network.chips_per_node > 0 ? arch.network.chips_per_node : w.chips;
   const double net_bw =
       arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.bytes_per_second;
@@ -44,6 +46,7 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const int64_t m_count = global_batch / (lay.dp * w.micro_batch);
   const auto m_micro = static_cast<double>(m_count);
   const auto tp = static_cast<double>(lay.tp), pp = static_cast<double>(lay.pp), dp = static_cast<double>(lay.dp);
+  const auto v = static_cast<double>(w.interleave);
 
   // The heaviest stage: layers / pp of them, and the LM head and loss on the last.
   const int64_t per_stage = layers / lay.pp;
@@ -53,27 +56,36 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
     stage.forward_flops += c.forward_flops, stage.backward_flops += c.backward_flops;
     stage.recompute_flops += c.recompute_flops, stage.parameters += c.parameters;
     stage.saved_elements += c.saved_elements;
+    stage.forward_elementwise += c.forward_elementwise, stage.backward_elementwise += c.backward_elementwise;
   }
   stage.forward_flops += cost.outside.forward_flops, stage.backward_flops += cost.outside.backward_flops;
   stage.parameters += cost.outside.parameters;
+  stage.forward_elementwise += cost.outside.forward_elementwise;
+  stage.backward_elementwise += cost.outside.backward_elementwise;
   const double boundary = cost.layers.empty() ? 0 : cost.layers.back().boundary_elements;
 
-  // One micro-batch through the stage: compute at peak; tensor-parallel all-reduces (2 forward, 2
-  // backward per layer, 2 more when the layer's forward runs again); the hand-over to the next stage.
-  const double t_forward = mb * stage.forward_flops / tp / peak;
-  const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / peak;
+  // One micro-batch through the stage: matrix products at the sustained rate; elementwise ops
+  // reading and writing HBM; tensor-parallel all-reduces (2 forward, 2 backward per layer, 2 more
+  // when the layer's forward runs again); the hand-over to the next stage.
+  const double t_forward = mb * stage.forward_flops / tp / sustained;
+  const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / sustained;
+  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kActivationBytes / tp /
+                               arch.gpu.hbm_bytes_per_second;
   const double layer_activation_bytes = mb * boundary * kActivationBytes;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
   const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.bytes_per_second,
                                                         arch.chip_link.latency_s);
   const bool stages_in_node = lay.tp * lay.pp <= node;
   const double t_handover =
-      lay.pp > 1 ? 2 * (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.bytes_per_second : net_bw) +
+      lay.pp > 1 ? 2 * v *
+                       (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.bytes_per_second : net_bw) +
                         (stages_in_node ? arch.chip_link.latency_s : net_lat))
                  : 0;
-  const double per_micro = t_forward + t_backward + t_tensor + t_handover;
-  const double pipeline = (m_micro + pp - 1) * per_micro;
-  const double bubble = (pp - 1) / (m_micro + pp - 1);
+  const double per_micro = t_forward + t_backward + t_elementwise + t_tensor + t_handover;
+  // The schedule's length in micro-batch slots: m, plus the fill and drain of (p - 1) / v slots.
+  const double slots = m_micro + (pp - 1) / v;
+  const double pipeline = slots * per_micro;
+  const double bubble = (pp - 1) / v / slots;
 
   // Data parallel: the gradient all-reduce (reduce-scatter + all-gather under ZeRO), plus ZeRO-3's
   // weight all-gathers forward and backward; not overlapped with the backward pass.
@@ -90,8 +102,9 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
 
   TrainingReport r;
   r.arch_name = arch.name, r.model_name = model.config.name, r.mode = "3D parallel";
-  r.layout = fmt::format("tp {} x pp {} x dp {}, ZeRO-{}, {} micro-batches of {} per pipeline", lay.tp, lay.pp, lay.dp,
-                         w.zero_stage, m_count, w.micro_batch);
+  r.layout = fmt::format("tp {} x pp {}{} x dp {}, ZeRO-{}, {} micro-batches of {} per pipeline", lay.tp, lay.pp,
+                         w.interleave > 1 ? fmt::format(" (interleaved x{})", w.interleave) : "", lay.dp, w.zero_stage,
+                         m_count, w.micro_batch);
   r.chips = w.chips, r.global_batch = global_batch, r.seq = w.seq, r.micro_batches = m_count;
   r.step_s = step;
   r.recompute = w.recompute;
@@ -102,12 +115,13 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double machine_peak = peak * static_cast<double>(w.chips);
   r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
   r.bubble_fraction = bubble;
-  const double communication = (m_micro + pp - 1) * (t_tensor + t_handover) + t_data;
+  const double communication = slots * (t_tensor + t_handover) + t_data;
   r.communication_share = communication / step;
-  r.breakdown = {{"forward", (m_micro + pp - 1) * t_forward * (1 - bubble)},
-                 {"backward and recompute", (m_micro + pp - 1) * t_backward * (1 - bubble)},
-                 {"tensor-parallel all-reduces", (m_micro + pp - 1) * t_tensor * (1 - bubble)},
-                 {"pipeline hand-overs", (m_micro + pp - 1) * t_handover * (1 - bubble)},
+  r.breakdown = {{"forward", slots * t_forward * (1 - bubble)},
+                 {"backward and recompute", slots * t_backward * (1 - bubble)},
+                 {"elementwise ops (HBM-bound)", slots * t_elementwise * (1 - bubble)},
+                 {"tensor-parallel all-reduces", slots * t_tensor * (1 - bubble)},
+                 {"pipeline hand-overs", slots * t_handover * (1 - bubble)},
                  {"pipeline bubble", pipeline * bubble},
                  {"data-parallel gradients", t_data},
                  {"optimizer", t_optimizer}};
@@ -125,19 +139,28 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
   r.memory.activations = in_flight * mb * stage.saved_elements * kActivationBytes / tp + logits;
+  // Per GPU and step: weights read three times per micro-batch (forward, and backward for dx and
+  // dW), the elementwise ops' tensors, the optimizer's state; all-reduce and gradient traffic.
   const double hbm_traffic =
-      (m_micro + pp - 1) * 3 * local_params * kWeightBytes + optimizer_params * kAdamBytesPerParameter;
-  const double comm_bytes =
-      (m_micro + pp - 1) * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
+      m_micro * (3 * local_params * kWeightBytes +
+                 mb * (stage.forward_elementwise + stage.backward_elementwise) * kActivationBytes / tp) +
+      optimizer_params * kAdamBytesPerParameter;
+  const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
   const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
   r.energy_per_step_j =
       (hardware_flops / 2 * mac_pj + static_cast<double>(w.chips) * (hbm_traffic * arch.energy.hbm_pj_per_byte +
                                                                      comm_bytes * arch.energy.offchip_pj_per_byte)) *
       1e-12;
-  r.assumptions = {"matrix products at the tensor-core peak (no efficiency factor: an upper bound on speed)",
-                   "sequence parallelism: activations split over the tensor-parallel group",
-                   "gradients all-reduced in bf16 after the backward pass, not overlapped with it",
-                   "elementwise ops and kernel launches not timed (a few percent of a step at these sizes)"};
+  r.assumptions = {
+      arch.gpu.matmul_efficiency < 1
+          ? fmt::format("matrix products at {:.1f}% of the tensor peak (the arch's measured matmul_efficiency)",
+                        100 * arch.gpu.matmul_efficiency)
+          : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound)"),
+      "elementwise ops unfused, each reading and writing its tensors in HBM once; kernel launches not timed",
+      "sequence parallelism: activations split over the tensor-parallel group",
+      "gradients all-reduced in bf16 after the backward pass, not overlapped with it"};
+  if (lay.tp > model.config.n_kv_heads)
+    r.assumptions.emplace_back("tensor parallelism wider than the KV heads replicates them (the copies not counted)");
   return {lay, r, r.memory.used() <= r.memory.available};
 }
 
@@ -146,15 +169,18 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
 TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
   if (w.chips < 1 || w.micro_batch < 1) fail("training needs at least one chip and micro-batches of one sequence");
   if (w.zero_stage < 0 || w.zero_stage > 3) fail("--zero {}: ZeRO stages are 0 to 3", w.zero_stage);
+  if (w.interleave < 1) fail("--interleave {}: interleaved chunks per chip are 1 or more", w.interleave);
   const CostedModel m = costed_model(model, w);
   const auto& c = model.config;
   const auto layers = static_cast<int64_t>(m.cost.layers.size());
   const int64_t node = arch.network.chips_per_node > 0 ? std::min(arch.network.chips_per_node, w.chips) : w.chips;
   std::vector<Layout> layouts;
   for (int64_t tp = 1; tp <= node; tp *= 2) {
-    if ((w.tensor_parallel > 0 && tp != w.tensor_parallel) || c.n_kv_heads % tp != 0 || c.d_ff % tp != 0) continue;
+    const bool heads_split = c.n_heads % tp == 0 && (c.n_kv_heads % tp == 0 || tp % c.n_kv_heads == 0);
+    if ((w.tensor_parallel > 0 && tp != w.tensor_parallel) || !heads_split || c.d_ff % tp != 0) continue;
     for (int64_t pp = 1; pp <= layers && tp * pp <= w.chips; ++pp) {
-      if ((w.pipeline_parallel > 0 && pp != w.pipeline_parallel) || layers % pp != 0 || w.chips % (tp * pp) != 0)
+      if ((w.pipeline_parallel > 0 && pp != w.pipeline_parallel) || layers % (pp * w.interleave) != 0 ||
+          w.chips % (tp * pp) != 0 || (w.interleave > 1 && pp == 1))
         continue;
       layouts.push_back({tp, pp, w.chips / (tp * pp)});
     }
@@ -162,8 +188,9 @@ TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSou
   if (layouts.empty())
     fail(
         "no tensor x pipeline layout of {} chips for {}: tp must be a power of two within a node of {} dividing {} "
-        "KV heads and d_ff {}, pp must divide {} layers, and tp x pp must divide the chips",
-        w.chips, c.name, node, c.n_kv_heads, c.d_ff, layers);
+        "heads and d_ff {} (and dividing or a multiple of {} KV heads), pp x interleave ({}) must divide {} layers, "
+        "and tp x pp must divide the chips",
+        w.chips, c.name, node, c.n_heads, c.d_ff, c.n_kv_heads, w.interleave, layers);
   std::optional<Evaluation> best, least_over;
   for (const Layout& lay : layouts) {
     const int64_t ways = lay.dp * w.micro_batch;

@@ -27,6 +27,12 @@ class SharedMemorySection : public arch::FabricSection {
     const YamlMap run = root.map("runtime");
     a.gpu.kernel_launch_s = arch::parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));
     if (run.has("tdp")) a.gpu.tdp_watts = arch::positive_unit(run, "tdp", arch::parse_watts);
+    if (const auto e = run.optional_number("matmul_efficiency")) {
+      if (!(*e > 0 && *e <= 1))
+        fail("{}: {} is not a share of the peak in (0, 1] (an A100 sustains 0.869 of it)",
+             run.where("matmul_efficiency"), *e);
+      a.gpu.matmul_efficiency = *e;
+    }
     run.finish();
     arch::parse_chip_link(root, a.chip_link.bytes_per_second, a.chip_link.latency_s);
     if (root.has("network")) {

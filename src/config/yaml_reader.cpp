@@ -149,6 +149,21 @@ std::vector<std::string> YamlMap::strings(const std::string& key) const {
   return out;
 }
 
+std::vector<YamlMap> YamlMap::maps(const std::string& key) const {
+  impl_->read_keys.insert(key);
+  const YAML::Node child = require(*this, impl_->node, key, "a list of mappings");
+  if (!child.IsSequence()) fail("{}: expected a list of mappings, got {}", where(key), node_text(child));
+  std::vector<YamlMap> out;
+  for (size_t i = 0; i < child.size(); ++i) {
+    const std::string item_key = fmt::format("{}[{}]", key, i);
+    if (!child[i].IsMap())
+      fail("{}: item {} (line {}): expected a mapping, got {}", where(key), i, child[i].Mark().line + 1,
+           node_text(child[i]));
+    out.push_back(YamlMap(std::make_shared<Impl>(Impl{child[i], impl_->origin, impl_->full_key(item_key), {}})));
+  }
+  return out;
+}
+
 void YamlMap::finish() const {
   for (const auto& entry : impl_->node) {
     if (!entry.first.IsScalar()) fail("{}: mapping keys must be plain strings", impl_->origin);

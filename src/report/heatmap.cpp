@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "tessera/base/error.hpp"
+#include "tessera/report/markup.hpp"
 
 namespace tessera::report {
 
@@ -97,12 +98,6 @@ std::string base64(const std::string& in) {
   return out;
 }
 
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
-  return out;
-}
-
 }  // namespace
 
 std::vector<Heatmap> mesh_heatmaps(const RunFigures& run) {
@@ -155,7 +150,7 @@ std::string heatmap_svg(const Heatmap& map, int64_t max_pixels) {
       "<text x=\"10\" y=\"40\" font-size=\"12\">{} x {} cores{}; grey: unused</text>\n"
       "<image x=\"10\" y=\"50\" width=\"{:.0f}\" height=\"{:.0f}\" style=\"image-rendering:pixelated\" "
       "href=\"data:image/png;base64,{}\"/>\n",
-      w + 140, h + 70, escape(map.title), map.width, map.height,
+      w + 140, h + 70, markup_escaped(map.title), map.width, map.height,
       r.block > 1 ? fmt::format(", each pixel the max of {}x{} cores", r.block, r.block) : "", w, h,
       base64(png_bytes(r)));
   for (const auto& [name, reg] : map.outlines) {
@@ -165,7 +160,8 @@ std::string heatmap_svg(const Heatmap& map, int64_t max_pixels) {
         10 + static_cast<double>(reg.x) * cell, 50 + static_cast<double>(reg.y) * cell,
         static_cast<double>(reg.width) * cell, static_cast<double>(reg.height) * cell);
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"10\" fill=\"white\">{}</text>\n",
-                       12 + static_cast<double>(reg.x) * cell, 60 + static_cast<double>(reg.y) * cell, escape(name));
+                       12 + static_cast<double>(reg.x) * cell, 60 + static_cast<double>(reg.y) * cell,
+                       markup_escaped(name));
   }
   // Colour scale.
   for (int i = 0; i < 100; ++i) {

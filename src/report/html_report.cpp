@@ -9,6 +9,7 @@
 
 #include "tessera/base/error.hpp"
 #include "tessera/report/heatmap.hpp"
+#include "tessera/report/markup.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
 
@@ -17,13 +18,6 @@ namespace tessera::report {
 namespace {
 
 using nlohmann::json;
-
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s)
-    out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
-  return out;
-}
 
 std::string row(const std::string& label, const std::string& id, const std::string& value, const std::string& unit) {
   return fmt::format("<tr><th>{}</th><td id=\"{}\">{}</td><td>{}</td></tr>\n", label, id, value, unit);
@@ -90,7 +84,7 @@ std::string roofline(const json& run) {
     svg += fmt::format(
         "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"#3b528b\" fill-opacity=\"0.6\"><title>{}: {:.4g} "
         "MACs/cycle</title></circle>",
-        px(intensity), py(achieved), escape(s.at("name").get<std::string>()), macs / cycles);
+        px(intensity), py(achieved), markup_escaped(s.at("name").get<std::string>()), macs / cycles);
     ++points;
   }
   return svg + fmt::format("</svg>\n<p id=\"roofline-points\">{}</p>\n", points);
@@ -111,9 +105,9 @@ std::string chip_page(const json& run) {
           "#ddd}} td{{font-variant-numeric:tabular-nums}} pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style>"
           "</head><body>\n<h1 id=\"title\">{}</h1>\n<p>{} fabric; weights {}, activations {}, KV cache {}; {} prompt "
           "tokens, {} generated; batch {} (requests decoded together).</p>\n",
-          escape(title), escape(title), escape(run.at("fabric").get<std::string>()),
-          escape(p.at("weights").get<std::string>()), escape(p.at("activations").get<std::string>()),
-          escape(p.at("kv").get<std::string>()), run.at("tokens").at("prompt").get<int64_t>(),
+          markup_escaped(title), markup_escaped(title), markup_escaped(run.at("fabric").get<std::string>()),
+          markup_escaped(p.at("weights").get<std::string>()), markup_escaped(p.at("activations").get<std::string>()),
+          markup_escaped(p.at("kv").get<std::string>()), run.at("tokens").at("prompt").get<int64_t>(),
           run.at("tokens").at("generated").get<int64_t>(), run.at("tokens").at("batch").get<int64_t>());
   const auto& memory = run.at("memory");
   html += "<h2>Summary</h2>\n<table>\n";
@@ -125,9 +119,9 @@ std::string chip_page(const json& run) {
               fmt::format("{:.6g}", run.at("decode_tokens_per_s").get<double>()), "tokens/s");
   html += row("energy per decoded token", "energy-per-token-mj",
               fmt::format("{:.6g}", run.at("energy_per_decode_token").at("total_pj").get<double>() * 1e-9), "mJ");
-  html += row("decode bound", "bound", escape(run.at("bound").get<std::string>()),
+  html += row("decode bound", "bound", markup_escaped(run.at("bound").get<std::string>()),
               fmt::format("utilisation {:.1f}%", 100 * run.at("utilization").get<double>()));
-  html += row(escape(memory.at("resource").get<std::string>()), "memory-used-gib",
+  html += row(markup_escaped(memory.at("resource").get<std::string>()), "memory-used-gib",
               fmt::format("{:.6g}", memory.at("used_bytes").get<double>() / (1 << 30)),
               fmt::format("GiB used of {:.6g}", memory.at("available_bytes").get<double>() / (1 << 30)));
   html += fmt::format("<tr><th>decode</th><td id=\"decode-ms\">{:.6g}</td><td>ms over {} passes</td></tr>\n</table>\n",
@@ -139,17 +133,19 @@ std::string chip_page(const json& run) {
         "<th>MACs</th><th>bytes</th></tr>\n",
         heading);
     for (const auto& st : run.at("steps").at(key))
-      html += fmt::format("<tr><th>{}</th><td>{}</td><td>{}</td><td>{:.4g}</td><td>{:.4g}</td><td>{:.4g}</td></tr>\n",
-                          escape(st.at("name").get<std::string>()), escape(st.at("op").get<std::string>()),
-                          escape(st.at("bound").get<std::string>()), st.at("seconds").get<double>() * 1e6,
-                          st.at("macs").get<double>(), st.at("bytes").get<double>());
+      html +=
+          fmt::format("<tr><th>{}</th><td>{}</td><td>{}</td><td>{:.4g}</td><td>{:.4g}</td><td>{:.4g}</td></tr>\n",
+                      markup_escaped(st.at("name").get<std::string>()), markup_escaped(st.at("op").get<std::string>()),
+                      markup_escaped(st.at("bound").get<std::string>()), st.at("seconds").get<double>() * 1e6,
+                      st.at("macs").get<double>(), st.at("bytes").get<double>());
     html += "</table>\n";
   }
   const auto& config = run.at("config");
-  html += fmt::format(
-      "<h2>Configuration</h2>\n<h3>{}</h3><pre>{}</pre>\n<h3>{}</h3><pre>{}</pre>\n",
-      escape(config.at("arch_origin").get<std::string>()), escape(config.at("arch_yaml").get<std::string>()),
-      escape(config.at("model_origin").get<std::string>()), escape(config.at("model_yaml").get<std::string>()));
+  html += fmt::format("<h2>Configuration</h2>\n<h3>{}</h3><pre>{}</pre>\n<h3>{}</h3><pre>{}</pre>\n",
+                      markup_escaped(config.at("arch_origin").get<std::string>()),
+                      markup_escaped(config.at("arch_yaml").get<std::string>()),
+                      markup_escaped(config.at("model_origin").get<std::string>()),
+                      markup_escaped(config.at("model_yaml").get<std::string>()));
   return html + "</body></html>\n";
 }
 
@@ -239,11 +235,12 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
             "<h1 id=\"title\">{}</h1>\n<p>weights {}, activations {}, KV cache {}; {} fabric model, {:.2f} GHz; {} "
             "prompt "
             "tokens, {} generated.</p>\n",
-            escape(title), escape(title), escape(run.at("precision").at("weights").get<std::string>()),
-            escape(run.at("precision").at("activations").get<std::string>()),
-            escape(run.at("precision").at("kv").get<std::string>()), escape(run.at("fabric_model").get<std::string>()),
-            run.at("clock_hz").get<double>() / 1e9, run.at("tokens").at("prompt").get<int64_t>(),
-            run.at("tokens").at("generated").get<int64_t>());
+            markup_escaped(title), markup_escaped(title),
+            markup_escaped(run.at("precision").at("weights").get<std::string>()),
+            markup_escaped(run.at("precision").at("activations").get<std::string>()),
+            markup_escaped(run.at("precision").at("kv").get<std::string>()),
+            markup_escaped(run.at("fabric_model").get<std::string>()), run.at("clock_hz").get<double>() / 1e9,
+            run.at("tokens").at("prompt").get<int64_t>(), run.at("tokens").at("generated").get<int64_t>());
     html += "<h2>Summary</h2>\n<table>\n";
     html += row("time to first token", "ttft-ms",
                 fmt::format("{:.6g}", run.at("time_to_first_token_s").get<double>() * 1e3), "ms");
@@ -252,7 +249,7 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
     html += row("SRAM high-water", "sram-high-water-kib",
                 fmt::format("{:.6g}", run.at("sram").at("high_water_bytes_per_core").get<double>() / 1024),
                 fmt::format("KiB per core of {:.1f} (stage {})", figures.usable_sram_per_core / 1024,
-                            escape(run.at("sram").at("high_water_stage").get<std::string>())));
+                            markup_escaped(run.at("sram").at("high_water_stage").get<std::string>())));
     html += row("energy per decoded token", "energy-per-token-mj",
                 fmt::format("{:.6g}", run.at("energy_per_decode_token").at("total_pj").get<double>() * 1e-9), "mJ");
     html += row("cores used", "cores-used", std::to_string(run.at("cores").at("used").get<int64_t>()),
@@ -284,14 +281,15 @@ std::string html_report(const std::string& run_json, const std::string& origin) 
       html += fmt::format(
           "<tr><th>{}</th><td>{},{} "
           "{}x{}</td><td>{}</td><td>{:.1f}</td><td>{:.1f}</td><td>{:.1f}</td><td>{:.1f}</td></tr>\n",
-          escape(st.name), st.region.x, st.region.y, st.region.width, st.region.height, st.region.cores(),
+          markup_escaped(st.name), st.region.x, st.region.y, st.region.width, st.region.height, st.region.cores(),
           static_cast<double>(st.weight_bytes) / 1024, static_cast<double>(st.kv_cache_bytes) / 1024,
           static_cast<double>(st.activation_bytes) / 1024, static_cast<double>(st.bytes_per_core()) / 1024);
     const auto& config = run.at("config");
-    html += fmt::format(
-        "</table>\n<h2>Configuration</h2>\n<h3>{}</h3><pre>{}</pre>\n<h3>{}</h3><pre>{}</pre>\n",
-        escape(config.at("arch_origin").get<std::string>()), escape(config.at("arch_yaml").get<std::string>()),
-        escape(config.at("model_origin").get<std::string>()), escape(config.at("model_yaml").get<std::string>()));
+    html += fmt::format("</table>\n<h2>Configuration</h2>\n<h3>{}</h3><pre>{}</pre>\n<h3>{}</h3><pre>{}</pre>\n",
+                        markup_escaped(config.at("arch_origin").get<std::string>()),
+                        markup_escaped(config.at("arch_yaml").get<std::string>()),
+                        markup_escaped(config.at("model_origin").get<std::string>()),
+                        markup_escaped(config.at("model_yaml").get<std::string>()));
     return html + "</body></html>\n";
   } catch (const json::exception& e) {
     fail("{}: malformed tessera run: {}", origin, e.what());

@@ -24,6 +24,9 @@ const char* const kCompareCsvHeader =
     "energy_per_token_j,utilization,bound,tokens,note";
 const char* const kChipStepsCsvHeader = "phase,name,op,bound,seconds,macs,bytes";
 const char* const kTrainCsvHeader = "step,lr,loss,gradient_norm,held_out_loss,tokens_per_s,elapsed_s";
+const char* const kSvgHead = "<svg xmlns=\"http://www.w3.org/2000/svg\" data-generator=\"tessera\"";
+const char* const kValidationCsvHeader =
+    "name,workload,model,system,metric,unit,published,predicted,error,source,url,date,failure";
 const char* const kHtmlHead =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta name=\"generator\" "
     "content=\"tessera\"><title>tessera: ";
@@ -53,7 +56,7 @@ bool is_tessera_csv(std::string_view text) {
   if (end == std::string_view::npos) return false;
   const std::string_view header = text.substr(0, end);
   if (header != kStepsCsvHeader && header != kCompareCsvHeader && header != kChipStepsCsvHeader &&
-      header != kTrainCsvHeader)
+      header != kTrainCsvHeader && header != kValidationCsvHeader)
     return false;
   const int64_t width = csv_fields(header);
   for (size_t at = end + 1; at < text.size();) {
@@ -128,7 +131,8 @@ void refuse_inputs(const std::string& path, const fs::path& target, const std::v
 }  // namespace
 
 bool is_tessera_output(std::string_view text) {
-  return is_tessera_json(text) || is_tessera_csv(text) || is_tessera_html(text);
+  const bool svg = text.starts_with(kSvgHead) && text.ends_with("</svg>\n");
+  return is_tessera_json(text) || is_tessera_csv(text) || is_tessera_html(text) || svg;
 }
 
 fs::path check_output_path(const std::string& path, const std::vector<fs::path>& inputs) {

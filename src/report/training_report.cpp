@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "tessera/base/error.hpp"
+#include "tessera/report/markup.hpp"
 #include "tessera/report/output_files.hpp"
 
 namespace tessera::report {
@@ -43,25 +44,6 @@ std::vector<LossPoint> parse_loss_curve_csv(const std::string& text, const std::
   return points;
 }
 
-namespace {
-
-std::string xml_escaped(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '&')
-      out += "&amp;";
-    else if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else
-      out += c;
-  }
-  return out;
-}
-
-}  // namespace
-
 std::string loss_curve_svg(const std::vector<LossPoint>& points, const std::string& title) {
   constexpr double kWidth = 640, kHeight = 400, kLeft = 60, kRight = 20, kTop = 40, kBottom = 50;
   double lo = INFINITY, hi = -INFINITY;
@@ -80,7 +62,7 @@ std::string loss_curve_svg(const std::vector<LossPoint>& points, const std::stri
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" font-family=\"sans-serif\" "
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       "<text x=\"{:.0f}\" y=\"22\" font-size=\"14\">{}</text>\n",
-      kWidth, kHeight, kLeft, xml_escaped(title));
+      kWidth, kHeight, kLeft, markup_escaped(title));
   for (int i = 0; i <= 5; ++i) {
     const double loss = lo + (hi - lo) * i / 5.0, yy = y(loss);
     svg += fmt::format(

@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -778,4 +779,72 @@ TEST(Cli, TrainRefusesAResumeWithOtherSettingsAndAUsersDirectory) {
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_TRUE(contains(bad.output, "expected adamw or sgd")) << bad.output;
   std::filesystem::remove_all(base);
+}
+
+TEST(Cli, ValidatePredictsEachRowAndRefusesMalformedFiles) {
+  const std::string rows = temp_file("rows.yaml", R"(source: a test
+rows:
+  - name: default model step on 4 H100
+    model: default
+    system: 4xh100
+    training: {global_batch: 8, micro_batch: 1, seq: 128, tp: 1, pp: 2, zero: 1, recompute: none}
+    metric: step_s
+    published: 1.0e-3
+  - name: default model decode on wse2
+    model: default
+    system: wse2
+    inference: {prompt_tokens: 8, generated_tokens: 4, batch: 1, dtype: fp16}
+    metric: tokens_per_s_per_user
+    published: 1000
+  - name: llama3-70b on one H100
+    model: llama3-70b
+    system: h100
+    inference: {prompt_tokens: 8, generated_tokens: 4, batch: 1, dtype: fp16}
+    metric: tokens_per_s_per_user
+    published: 20
+)");
+  const std::string json = temp_file("validate.json", "");
+  const Result r = tessera("validate " + rows + " --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "no prediction: ")) << "70B does not fit one H100\n" << r.output;
+  EXPECT_TRUE(contains(r.output, "3 rows, 2 predicted")) << r.output;
+  const auto doc = nlohmann::json::parse(read_all(json));
+  ASSERT_EQ(doc.at("rows").size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    const auto& row = doc.at("rows").at(i);
+    const double predicted = row.at("predicted").get<double>(), published = row.at("published").get<double>();
+    EXPECT_GT(predicted, 0);
+    EXPECT_NEAR(row.at("error").get<double>(), predicted / published - 1, 1e-12);
+  }
+  EXPECT_TRUE(doc.at("rows").at(2).at("predicted").is_null());
+  // The median of the two |errors|, and the worst of them.
+  const double e0 = std::fabs(doc.at("rows").at(0).at("error").get<double>());
+  const double e1 = std::fabs(doc.at("rows").at(1).at("error").get<double>());
+  EXPECT_NEAR(doc.at("summary").at("median_abs_error").get<double>(), (e0 + e1) / 2, 1e-12);
+  EXPECT_NEAR(doc.at("summary").at("worst_abs_error").get<double>(), std::max(e0, e1), 1e-12);
+
+  for (const auto& [body, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"source: s\nrows:\n  - {name: a, model: default, system: h100, metric: step_s, published: 1, "
+            "training: {seq: 128, sequence: 2}}\n",
+            "unknown key"},
+           {"source: s\nrows:\n  - {name: a, model: default, system: h100, metric: speed, published: 1, "
+            "training: {seq: 128}}\n",
+            "'speed' is not a training metric"},
+           {"rows:\n  - {name: a, model: default, system: h100, metric: step_s, published: 1, training: {seq: 128}}\n",
+            "names no source"},
+           {"source: s\nrows:\n  - {name: a, model: no-such-model, system: h100, metric: step_s, published: 1, "
+            "training: {seq: 128}}\n",
+            "no-such-model"},
+           {"source: s\nrows:\n  - {name: a, model: default, system: h100, metric: step_s, published: -2, "
+            "training: {seq: 128}}\n",
+            "positive number"}}) {
+    const Result bad = tessera("validate " + temp_file("bad.yaml", body));
+    EXPECT_NE(bad.exit_code, 0) << body;
+    EXPECT_TRUE(contains(bad.output, expected)) << body << "\n" << bad.output;
+  }
+  // The shipped set: every row is predicted or says why not, and a user's file is never overwritten.
+  const std::string mine = temp_file("mine.svg", "my drawing");
+  const Result shipped = tessera("validate --svg " + mine);
+  EXPECT_NE(shipped.exit_code, 0);
+  EXPECT_EQ(read_all(mine), "my drawing");
 }

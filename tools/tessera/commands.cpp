@@ -6,6 +6,7 @@
 
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
+#include "tessera/api/validate.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/ir/builders.hpp"
@@ -13,6 +14,7 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
+#include "tessera/report/validation.hpp"
 #include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
 
@@ -236,6 +238,19 @@ int compare_command(const CompareFlags& flags) {
   if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
   if (!flags.json.empty()) report::write_output(flags.json, report::compare_json(rows), inputs);
   if (!flags.csv.empty()) report::write_output(flags.csv, report::compare_csv(rows), inputs);
+  return 0;
+}
+
+int validate_command(const ValidateFlags& flags) {
+  std::vector<fs::path> files;
+  for (const auto& f : flags.files) files.emplace_back(f);
+  if (files.empty()) files = api::validation_files();
+  check_outputs({flags.json, flags.csv, flags.svg}, files);
+  const std::vector<report::ValidationRow> rows = api::validate(files);
+  std::fputs(report::validation_table(rows).c_str(), stdout);
+  if (!flags.json.empty()) report::write_output(flags.json, report::validation_json(rows), files);
+  if (!flags.csv.empty()) report::write_output(flags.csv, report::validation_csv(rows), files);
+  if (!flags.svg.empty()) report::write_output(flags.svg, report::validation_svg(rows), files);
   return 0;
 }
 

@@ -53,6 +53,13 @@ int compile_command(const CompileFlags& flags);
 int simulate_command(const std::string& plan_path, const Outputs& outputs);
 // One model on several machines (a preset, or a system COUNTxPRESET): a row per machine and batch.
 int compare_command(const CompareFlags& flags);
+
+struct ValidateFlags {
+  std::vector<std::string> files;  // empty: the shipped configs/validation/*.yaml
+  std::string json, csv, svg;
+};
+// `tessera validate [FILES]`: predictions against published measurements.
+int validate_command(const ValidateFlags& flags);
 // `tessera report RUN.json -o PAGE.html`: the self-contained HTML page of a run.
 int report_command(const std::string& run_json, const std::string& output);
 int models_command();

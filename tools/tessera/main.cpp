@@ -226,6 +226,14 @@ int main(int argc, char** argv) {
   report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
+  ValidateFlags validate;
+  auto* validate_cmd = app.add_subcommand(
+      "validate", "Predict published measurements (configs/validation/*.yaml) and show the error of each");
+  validate_cmd->add_option("files", validate.files, "Validation files (default: the shipped ones)");
+  validate_cmd->add_option("--json", validate.json, "Write the rows and the summary as JSON");
+  validate_cmd->add_option("--csv", validate.csv, "Write the rows as CSV");
+  validate_cmd->add_option("--svg", validate.svg, "Plot predicted against published (log-log, 1.5x and 2x bands)");
+
   CompareFlags compare;
   auto* compare_cmd = app.add_subcommand("compare",
                                          "One model on several machines and systems side by side (timing; values with "
@@ -302,6 +310,7 @@ int main(int argc, char** argv) {
     if (*train_cmd) return train_command(train);
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
+    if (*validate_cmd) return validate_command(validate);
     if (*simulate_cmd) return simulate_command(plan_path, simulate_outputs);
     if (*eval_cmd) return eval_command(eval, eval_text, eval_window);
     if (*report_cmd) return report_command(report_input, report_output);

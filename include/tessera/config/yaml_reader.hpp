@@ -33,6 +33,8 @@ class YamlMap {
   YamlMap map(const std::string& key) const;
   // A list of strings ("[a, b]" or a block sequence); an empty list is allowed.
   std::vector<std::string> strings(const std::string& key) const;
+  // A list of mappings, each read (and finished) like map(); keys are named "key[i].child".
+  std::vector<YamlMap> maps(const std::string& key) const;
 
   // Throws if the mapping holds a key that was never read.
   void finish() const;

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/target/mesh2d/program.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::report {
 

@@ -20,7 +20,8 @@ namespace tessera::report {
 //    top-level "format" or "schema" member is a string "tessera-...";
 //  - CSV: the first line is exactly the header of a CSV tessera writes and every row has its
 //    number of fields;
-//  - HTML: the page `tessera report` writes, from its fixed head to its closing tag.
+//  - HTML: the page `tessera report` writes, from its fixed head to its closing tag;
+//  - SVG: a plot written to a path the user names, from kSvgHead to its closing tag.
 bool is_tessera_output(std::string_view text);
 
 // The path an output will be written to (symlinks followed), after the checks in the contract.
@@ -46,7 +47,10 @@ void write_into_output_directory(const std::filesystem::path& dir, const std::st
 extern const char* const kStepsCsvHeader;
 extern const char* const kCompareCsvHeader;
 extern const char* const kChipStepsCsvHeader;
-extern const char* const kTrainCsvHeader;  // report/training_report.cpp
+extern const char* const kTrainCsvHeader;       // report/training_report.cpp
+extern const char* const kValidationCsvHeader;  // report/validation.cpp
+// The fixed beginning of the SVG plots tessera writes to a path the user names (report/validation.cpp).
+extern const char* const kSvgHead;
 // The fixed beginning of every HTML page tessera writes (report/html_report.cpp).
 extern const char* const kHtmlHead;
 

@@ -41,7 +41,8 @@ struct TrainingReport {
   ir::Recompute recompute = ir::Recompute::None;  // what the step does (a wafer may fall back to full)
   double step_s = 0, tokens_per_s = 0;
   double mfu = 0, hfu = 0;          // model FLOPs (no recompute) and hardware FLOPs per (peak x time)
-  double model_flops_per_step = 0;  // 2 x MACs of forward and backward, all chips
+  double model_flops_per_step = 0;     // 2 x MACs of forward and backward, all chips
+  double hardware_flops_per_step = 0;  // and of the forward passes run again (recompute)
   double energy_per_step_j = 0;
   double communication_share = 0;  // of the step, time spent only communicating
   double bubble_fraction = 0;      // pipelines: the idle share of a 1F1B schedule, (p - 1) / (m + p - 1)

@@ -68,6 +68,7 @@ TrainingOutcome stream_weights(const arch::ArchSpec& arch, const ModelSource& mo
   const double hardware_flops = (cost.model_flops() + cost.total().recompute_flops) * static_cast<double>(batch);
   const double machine_peak = peak * static_cast<double>(w.chips);
   r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
+  r.hardware_flops_per_step = hardware_flops;
   r.communication_share = stream_bound / step;
   r.breakdown = {{"forward (weights streaming in behind compute)", forward},
                  {"backward (weights in, gradients out)", backward},

@@ -114,6 +114,7 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double hardware_flops = (cost.model_flops() + cost.total().recompute_flops) * sequences;
   const double machine_peak = peak * static_cast<double>(w.chips);
   r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
+  r.hardware_flops_per_step = hardware_flops;
   r.bubble_fraction = bubble;
   const double communication = slots * (t_tensor + t_handover) + t_data;
   r.communication_share = communication / step;

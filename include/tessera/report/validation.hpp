@@ -1,0 +1,42 @@
+// `tessera validate`: predictions held against published measurements, one row per measurement,
+// as a table, JSON, CSV and a log-log plot of predicted against published.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tessera::report {
+
+struct ValidationRow {
+  std::string file;      // the validation file the row came from
+  std::string name;      // what was measured, in a few words
+  std::string workload;  // "training" or "inference"
+  std::string model, system;
+  std::string metric, unit;  // "step_s", "s"; "tokens_per_s_per_user", "tokens/s"
+  double published = 0;
+  std::string source, url, date;  // where the published figure comes from
+  std::string note;               // what the row assumes where the source is silent
+  bool predicted_ok = false;      // false: the workload does not fit (or cannot run) as configured
+  double predicted = 0;
+  std::string failure;  // when !predicted_ok: why
+  // predicted / published - 1 (positive: tessera predicts more of the metric than was measured).
+  double error() const { return predicted / published - 1; }
+};
+
+struct ValidationSummary {
+  int rows = 0, predicted = 0;  // rows, rows with a prediction
+  double median_abs_error = 0, worst_abs_error = 0;
+  std::string worst_row;
+  int within_1_5x = 0, within_2x = 0;  // predictions within [1/1.5, 1.5] and [1/2, 2] of the figure
+};
+
+ValidationSummary summarize(const std::vector<ValidationRow>& rows);
+std::string validation_table(const std::vector<ValidationRow>& rows);
+std::string validation_json(const std::vector<ValidationRow>& rows);
+std::string validation_csv(const std::vector<ValidationRow>& rows);
+// Log-log scatter of predicted / published ratio bands: each metric normalised to its published
+// figure would hide the scale, so the plot puts published (x) against predicted (y) per row, with
+// the y = x line and the 1.5x and 2x bands.
+std::string validation_svg(const std::vector<ValidationRow>& rows);
+
+}  // namespace tessera::report

@@ -1,0 +1,157 @@
+#include "tessera/api/validate.hpp"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "tessera/api/catalog.hpp"
+#include "tessera/api/compare.hpp"
+#include "tessera/api/train.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/config/yaml_reader.hpp"
+#include "tessera/system/system.hpp"
+
+namespace tessera::api {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Metric {
+  const char* name;
+  const char* workload;
+  const char* unit;
+};
+
+// What a row may compare, per workload.
+constexpr Metric kMetrics[] = {
+    {"step_s", "training", "s"},                         // one optimizer step
+    {"sequences_per_s", "training", "sequences/s"},      // global batch / step time
+    {"tflops_per_chip", "training", "TFLOP/s"},          // hardware FLOPs (recompute counted) per chip
+    {"tokens_per_s_per_user", "inference", "tokens/s"},  // decode speed one request sees
+    {"time_to_first_token_s", "inference", "s"},         // prefill of one request
+};
+
+const Metric& metric(const config::YamlMap& row, const std::string& workload) {
+  const std::string name = row.string("metric");
+  std::string known;
+  for (const Metric& m : kMetrics) {
+    if (workload == m.workload) {
+      if (name == m.name) return m;
+      known += fmt::format("{}{}", known.empty() ? "" : ", ", m.name);
+    }
+  }
+  fail("{}: '{}' is not a {} metric tessera predicts; use one of: {}", row.where("metric"), name, workload, known);
+}
+
+int64_t positive(const config::YamlMap& map, const std::string& key, int64_t fallback) {
+  const int64_t v = map.optional_integer(key).value_or(fallback);
+  if (v < 1) fail("{}: must be a positive integer, got {}", map.where(key), v);
+  return v;
+}
+
+target::TrainingWork training_work(const config::YamlMap& row) {
+  const config::YamlMap t = row.map("training");
+  target::TrainingWork work;
+  work.global_batch = positive(t, "global_batch", 1);
+  work.micro_batch = positive(t, "micro_batch", 1);
+  work.seq = positive(t, "seq", 2048);
+  work.tensor_parallel = t.optional_integer("tp").value_or(0);
+  work.pipeline_parallel = t.optional_integer("pp").value_or(0);
+  work.interleave = positive(t, "interleave", 1);
+  work.zero_stage = static_cast<int>(t.optional_integer("zero").value_or(1));
+  work.recompute = ir::parse_recompute(t.optional_string("recompute").value_or("selective"));
+  t.finish();
+  return work;
+}
+
+CompareRequest inference_request(const config::YamlMap& row, const std::string& model, const std::string& system) {
+  const config::YamlMap in = row.map("inference");
+  CompareRequest request;
+  request.model = model;
+  request.machines = {system};
+  request.prompt_tokens = positive(in, "prompt_tokens", 128);
+  request.max_new_tokens = positive(in, "generated_tokens", 128);
+  request.batches = {positive(in, "batch", 1)};
+  request.precision = PrecisionPolicy::uniform(in.optional_string("dtype").value_or("fp16"));
+  in.finish();
+  return request;
+}
+
+// The metric's prediction; throws Error when the workload cannot run as configured.
+double predict_training(const std::string& model, const std::string& system, const target::TrainingWork& work,
+                        const std::string& metric) {
+  const target::TrainingOutcome outcome = train_on_machine(model, system, work);
+  if (!outcome.status) throw Error(outcome.status.message());
+  const target::TrainingReport& r = outcome.report;
+  if (metric == "step_s") return r.step_s;
+  if (metric == "sequences_per_s") return static_cast<double>(r.global_batch) / r.step_s;
+  return r.hardware_flops_per_step / r.step_s / static_cast<double>(r.chips) / 1e12;  // tflops_per_chip
+}
+
+double predict_inference(const CompareRequest& request, const std::string& metric) {
+  const std::vector<report::CompareRow> rows = compare(request);
+  if (rows.empty() || !rows.front().fits) throw Error(rows.empty() ? "no result" : rows.front().note);
+  return metric == "tokens_per_s_per_user" ? rows.front().tokens_per_s_per_user : rows.front().time_to_first_token_s;
+}
+
+}  // namespace
+
+std::vector<fs::path> validation_files() {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(data_dir() / "configs" / "validation", ec))
+    if (entry.path().extension() == ".yaml") files.push_back(entry.path());
+  if (files.empty()) fail("no validation files in {}", (data_dir() / "configs" / "validation").string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) {
+  std::vector<report::ValidationRow> out;
+  for (const fs::path& file : files) {
+    const config::YamlMap doc = config::YamlMap::parse_file(file);
+    const std::string source = doc.optional_string("source").value_or("");
+    const std::string url = doc.optional_string("url").value_or("");
+    const std::string date = doc.optional_string("date").value_or("");
+    for (const config::YamlMap& row : doc.maps("rows")) {
+      report::ValidationRow r;
+      r.file = file.filename().string();
+      r.name = row.string("name");
+      r.model = row.string("model");
+      r.system = row.string("system");
+      r.workload = row.has("training") ? "training" : "inference";
+      if (row.has("training") == row.has("inference"))
+        fail("{}: a row has either a training or an inference section", row.where("name"));
+      const Metric& m = metric(row, r.workload);
+      r.metric = m.name, r.unit = m.unit;
+      r.published = row.number("published");
+      if (!(r.published > 0) || !std::isfinite(r.published))
+        fail("{}: a published figure is a positive number, got {}", row.where("published"), r.published);
+      r.source = row.optional_string("source").value_or(source);
+      r.url = row.optional_string("url").value_or(url);
+      r.date = row.optional_string("date").value_or(date);
+      r.note = row.optional_string("note").value_or("");
+      if (r.source.empty()) fail("{}: the row names no source (and its file none)", row.where("name"));
+      resolve_model(r.model);  // a name or path that does not resolve is an error in the file, not a prediction
+      resolve_arch(system::parse_machine_name(r.system).second);
+      const bool training = r.workload == "training";
+      const target::TrainingWork work = training ? training_work(row) : target::TrainingWork{};
+      const CompareRequest request = training ? CompareRequest{} : inference_request(row, r.model, r.system);
+      row.finish();
+      try {
+        r.predicted =
+            training ? predict_training(r.model, r.system, work, r.metric) : predict_inference(request, r.metric);
+        r.predicted_ok = true;
+      } catch (const Error& e) {
+        r.failure = e.what();
+      }
+      out.push_back(r);
+    }
+    doc.finish();
+  }
+  return out;
+}
+
+}  // namespace tessera::api

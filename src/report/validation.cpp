@@ -1,0 +1,166 @@
+#include "tessera/report/validation.hpp"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "tessera/report/markup.hpp"
+#include "tessera/report/output_files.hpp"
+
+namespace tessera::report {
+
+ValidationSummary summarize(const std::vector<ValidationRow>& rows) {
+  ValidationSummary s;
+  s.rows = static_cast<int>(rows.size());
+  std::vector<double> errors;
+  for (const auto& r : rows) {
+    if (!r.predicted_ok) continue;
+    ++s.predicted;
+    const double e = std::fabs(r.error());
+    errors.push_back(e);
+    if (e >= s.worst_abs_error) s.worst_abs_error = e, s.worst_row = r.name;
+    const double ratio = r.predicted / r.published;
+    if (ratio >= 1 / 1.5 && ratio <= 1.5) ++s.within_1_5x;
+    if (ratio >= 0.5 && ratio <= 2) ++s.within_2x;
+  }
+  if (!errors.empty()) {
+    std::sort(errors.begin(), errors.end());
+    const size_t n = errors.size();
+    s.median_abs_error = n % 2 == 1 ? errors[n / 2] : (errors[n / 2 - 1] + errors[n / 2]) / 2;
+  }
+  return s;
+}
+
+std::string validation_table(const std::vector<ValidationRow>& rows) {
+  std::string out = fmt::format("{:<44} {:<12} {:<22} {:>12} {:>12} {:>8}\n", "measurement", "system", "metric",
+                                "published", "tessera", "error");
+  for (const auto& r : rows) {
+    const std::string predicted = r.predicted_ok ? fmt::format("{:.4g}", r.predicted) : "-";
+    const std::string error = r.predicted_ok ? fmt::format("{:+.0f}%", 100 * r.error()) : "n/a";
+    out += fmt::format("{:<44} {:<12} {:<22} {:>12.4g} {:>12} {:>8}\n", r.name, r.system, r.metric + " " + r.unit,
+                       r.published, predicted, error);
+    if (!r.predicted_ok) out += fmt::format("    no prediction: {}\n", r.failure);
+  }
+  const ValidationSummary s = summarize(rows);
+  out += fmt::format(
+      "{} rows, {} predicted: median |error| {:.1f}%, worst {:.1f}% ({}); {} within 1.5x, {} within 2x of the "
+      "published figure\n",
+      s.rows, s.predicted, 100 * s.median_abs_error, 100 * s.worst_abs_error, s.worst_row, s.within_1_5x, s.within_2x);
+  return out;
+}
+
+std::string validation_json(const std::vector<ValidationRow>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json row = {{"file", r.file},   {"name", r.name},           {"workload", r.workload},
+                          {"model", r.model}, {"system", r.system},       {"metric", r.metric},
+                          {"unit", r.unit},   {"published", r.published}, {"source", r.source},
+                          {"url", r.url},     {"date", r.date},           {"note", r.note}};
+    if (r.predicted_ok)
+      row["predicted"] = r.predicted, row["error"] = r.error();
+    else
+      row["predicted"] = nullptr, row["failure"] = r.failure;
+    out.push_back(row);
+  }
+  const ValidationSummary s = summarize(rows);
+  const nlohmann::json summary = {{"rows", s.rows},
+                                  {"predicted", s.predicted},
+                                  {"median_abs_error", s.median_abs_error},
+                                  {"worst_abs_error", s.worst_abs_error},
+                                  {"worst_row", s.worst_row},
+                                  {"within_1_5x", s.within_1_5x},
+                                  {"within_2x", s.within_2x}};
+  return nlohmann::json{{"schema", "tessera-validate/1"}, {"rows", out}, {"summary", summary}}.dump(1) + "\n";
+}
+
+namespace {
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string validation_csv(const std::vector<ValidationRow>& rows) {
+  std::string out = std::string(kValidationCsvHeader) + "\n";
+  for (const auto& r : rows)
+    out +=
+        fmt::format("{},{},{},{},{},{},{:.6g},{},{},{},{},{},{}\n", csv_field(r.name), r.workload, r.model, r.system,
+                    r.metric, csv_field(r.unit), r.published, r.predicted_ok ? fmt::format("{:.6g}", r.predicted) : "",
+                    r.predicted_ok ? fmt::format("{:.4f}", r.error()) : "", csv_field(r.source), r.url, r.date,
+                    csv_field(r.failure));
+  return out;
+}
+
+std::string validation_svg(const std::vector<ValidationRow>& rows) {
+  constexpr double kSize = 520, kLeft = 70, kTop = 50, kPlot = 400;
+  // Each row is drawn at (published, predicted) on log axes; rows of every metric share the plot,
+  // so the axes span the decades all figures fall in.
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& r : rows) {
+    lo = std::min(lo, r.published), hi = std::max(hi, r.published);
+    if (r.predicted_ok && r.predicted > 0) lo = std::min(lo, r.predicted), hi = std::max(hi, r.predicted);
+  }
+  if (!(lo > 0) || !std::isfinite(hi)) lo = 1, hi = 10;
+  const double dlo = std::floor(std::log10(lo)), dhi = std::max(dlo + 1, std::ceil(std::log10(hi)));
+  auto pos = [&](double v) { return (std::log10(v) - dlo) / (dhi - dlo) * kPlot; };
+  auto px = [&](double v) { return kLeft + pos(v); };
+  auto py = [&](double v) { return kTop + kPlot - pos(v); };
+  std::string svg =
+      std::string(kSvgHead) +
+      fmt::format(
+          " width=\"{:.0f}\" height=\"{:.0f}\" font-family=\"sans-serif\" "
+          "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+          "<text x=\"{:.0f}\" y=\"24\" font-size=\"14\">tessera against published measurements (log-log)</text>\n",
+          kSize + 160, kSize + 20, kLeft);
+  const double a = std::pow(10.0, dlo), b = std::pow(10.0, dhi);
+  // Bands: within 2x (light) and 1.5x (darker) of the published figure, and the y = x line.
+  for (const auto& [factor, shade] : {std::pair{2.0, "#eef3fb"}, std::pair{1.5, "#d6e4f5"}}) {
+    svg += fmt::format(
+        "<polygon fill=\"{}\" points=\"{:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} {:.1f},{:.1f} "
+        "{:.1f},{:.1f}\"/>\n",
+        shade, px(a), py(a * factor), px(b / factor), py(b), px(b), py(b), px(b), py(b / factor), px(a * factor), py(a),
+        px(a), py(a));
+  }
+  svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#888\"/>\n", px(a), py(a),
+                     px(b), py(b));
+  for (double d = dlo; d <= dhi; ++d) {
+    const double v = std::pow(10.0, d);
+    svg += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">1e{:.0f}</text>"
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">1e{:.0f}</text>\n",
+        px(v), kTop + kPlot + 18, d, kLeft - 6, py(v) + 4, d);
+  }
+  svg += fmt::format(
+      "<rect x=\"{0:.0f}\" y=\"{1:.0f}\" width=\"{2:.0f}\" height=\"{2:.0f}\" fill=\"none\" stroke=\"#444\"/>\n"
+      "<text x=\"{3:.0f}\" y=\"{4:.0f}\" text-anchor=\"middle\">published</text>\n"
+      "<text x=\"16\" y=\"{5:.0f}\" transform=\"rotate(-90 16 {5:.0f})\" text-anchor=\"middle\">tessera</text>\n",
+      kLeft, kTop, kPlot, kLeft + kPlot / 2, kTop + kPlot + 40, kTop + kPlot / 2);
+  const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
+  std::vector<std::string> metrics;
+  for (const auto& r : rows) {
+    auto it = std::find(metrics.begin(), metrics.end(), r.metric);
+    if (it == metrics.end()) it = metrics.insert(metrics.end(), r.metric);
+    if (!r.predicted_ok) continue;
+    const char* colour = colours[static_cast<size_t>(it - metrics.begin()) % 6];
+    svg += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"{}\"><title>{}: {:.4g} against {:.4g}</title>"
+        "</circle>\n",
+        px(r.published), py(r.predicted), colour, markup_escaped(r.name), r.predicted, r.published);
+  }
+  for (size_t i = 0; i < metrics.size(); ++i)
+    svg += fmt::format(
+        "<circle cx=\"{:.0f}\" cy=\"{:.0f}\" r=\"4\" fill=\"{}\"/><text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
+        kLeft + kPlot + 20, kTop + 10 + 18 * static_cast<double>(i), colours[i % 6], kLeft + kPlot + 30,
+        kTop + 14 + 18 * static_cast<double>(i), markup_escaped(metrics[i]));
+  svg += fmt::format("<text x=\"{:.0f}\" y=\"{:.0f}\">bands: 1.5x, 2x</text>\n", kLeft + kPlot + 20,
+                     kTop + 24 + 18 * static_cast<double>(metrics.size()));
+  return svg + "</svg>\n";
+}
+
+}  // namespace tessera::report

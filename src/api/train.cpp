@@ -296,4 +296,25 @@ target::TrainingOutcome train_on_machine(const std::string& model, const std::st
   return chip->simulate_training(source, work);
 }
 
+std::vector<report::TrainingCompareRow> compare_training(const std::string& model,
+                                                         const std::vector<std::string>& machines,
+                                                         const target::TrainingWork& work) {
+  std::vector<report::TrainingCompareRow> rows;
+  for (const std::string& machine : machines) {
+    report::TrainingCompareRow row{machine, {}, {}};
+    resolve_arch(system::parse_machine_name(machine).second);  // an unknown machine is an error, not a row
+    try {
+      const target::TrainingOutcome outcome = train_on_machine(model, machine, work);
+      if (outcome.status)
+        row.report = outcome.report;
+      else
+        row.failure = outcome.status.message();
+    } catch (const Error& e) {
+      row.failure = e.what();
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 }  // namespace tessera::api

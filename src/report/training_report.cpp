@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tessera/base/error.hpp"
@@ -92,6 +93,143 @@ std::string loss_curve_svg(const std::vector<LossPoint>& points, const std::stri
       "loss</text>\n</svg>\n",
       kWidth - 260, kTop - 8, kWidth - 236, kWidth - 230, kTop - 4, kWidth - 120, kWidth - 110);
   return svg;
+}
+
+}  // namespace tessera::report
+
+namespace tessera::report {
+
+namespace {
+
+constexpr double kGiB = 1024.0 * 1024 * 1024;
+
+nlohmann::json report_json(const target::TrainingReport& r) {
+  nlohmann::json breakdown = nlohmann::json::array();
+  for (const auto& [part, seconds] : r.breakdown) breakdown.push_back({{"part", part}, {"seconds", seconds}});
+  const double tokens = static_cast<double>(r.global_batch * r.seq);
+  return {{"arch", r.arch_name},
+          {"model", r.model_name},
+          {"mode", r.mode},
+          {"layout", r.layout},
+          {"chips", r.chips},
+          {"global_batch", r.global_batch},
+          {"seq", r.seq},
+          {"micro_batches", r.micro_batches},
+          {"recompute", ir::recompute_name(r.recompute)},
+          {"step_s", r.step_s},
+          {"tokens_per_s", r.tokens_per_s},
+          {"mfu", r.mfu},
+          {"hfu", r.hfu},
+          {"model_flops_per_step", r.model_flops_per_step},
+          {"hardware_flops_per_step", r.hardware_flops_per_step},
+          {"energy_per_step_j", r.energy_per_step_j},
+          {"energy_per_token_j", r.energy_per_step_j / tokens},
+          {"communication_share", r.communication_share},
+          {"bubble_fraction", r.bubble_fraction},
+          {"bound", r.bound},
+          {"memory",
+           {{"resource", r.memory.resource},
+            {"weights_bytes", r.memory.weights},
+            {"gradients_bytes", r.memory.gradients},
+            {"optimizer_bytes", r.memory.optimizer},
+            {"activations_bytes", r.memory.activations},
+            {"used_bytes", r.memory.used()},
+            {"available_bytes", r.memory.available}}},
+          {"breakdown", breakdown},
+          {"assumptions", r.assumptions}};
+}
+
+}  // namespace
+
+std::string training_step_text(const target::TrainingReport& r, const std::string& machine) {
+  std::string out = fmt::format("training {} on {} ({}; timing only)\n", r.model_name, machine, r.mode);
+  out += fmt::format("  layout               {}\n", r.layout);
+  out += fmt::format("  batch                {} sequences x {} tokens = {} tokens per step, recompute {}\n",
+                     r.global_batch, r.seq, r.global_batch * r.seq, ir::recompute_name(r.recompute));
+  out += fmt::format("  step time            {:.4g} s   ({:.4g} tokens/s; 1T tokens in {:.3g} days)\n", r.step_s,
+                     r.tokens_per_s, 1e12 / r.tokens_per_s / 86400);
+  out += fmt::format("  MFU / HFU            {:.1f}% / {:.1f}%   ({:.3g} model FLOPs per step)\n", 100 * r.mfu,
+                     100 * r.hfu, r.model_flops_per_step);
+  out += fmt::format(
+      "  memory ({})  {:.2f} GiB of {:.2f}: weights {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f}\n",
+      r.memory.resource, r.memory.used() / kGiB, r.memory.available / kGiB, r.memory.weights / kGiB,
+      r.memory.gradients / kGiB, r.memory.optimizer / kGiB, r.memory.activations / kGiB);
+  out += fmt::format("  energy               {:.1f} kJ per step, {:.3f} J per token\n", r.energy_per_step_j / 1e3,
+                     r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq));
+  out += fmt::format("  communication        {:.1f}% of the step; pipeline bubble {:.1f}%; bound: {}\n",
+                     100 * r.communication_share, 100 * r.bubble_fraction, r.bound);
+  out += "  step breakdown\n";
+  for (const auto& [part, seconds] : r.breakdown)
+    out += fmt::format("    {:<48} {:9.4f} s  {:5.1f}%\n", part, seconds, 100 * seconds / r.step_s);
+  out += "  assumptions\n";
+  for (const auto& a : r.assumptions) out += fmt::format("    - {}\n", a);
+  return out;
+}
+
+std::string training_step_json(const target::TrainingReport& r, const std::string& machine) {
+  nlohmann::json doc = report_json(r);
+  doc["schema"] = "tessera-train-step/1";
+  doc["machine"] = machine;
+  nlohmann::json timeline = nlohmann::json::array();
+  for (const auto& e : r.timeline)
+    timeline.push_back({{"track", e.track}, {"name", e.name}, {"start_s", e.start_s}, {"duration_s", e.duration_s}});
+  doc["timeline"] = timeline;
+  return doc.dump(1) + "\n";
+}
+
+std::string training_trace_json(const target::TrainingReport& r) {
+  nlohmann::json events = nlohmann::json::array();
+  std::vector<std::string> tracks;
+  for (const auto& e : r.timeline) {
+    auto it = std::find(tracks.begin(), tracks.end(), e.track);
+    if (it == tracks.end()) {
+      it = tracks.insert(tracks.end(), e.track);
+      events.push_back({{"ph", "M"},
+                        {"name", "thread_name"},
+                        {"pid", 0},
+                        {"tid", it - tracks.begin()},
+                        {"args", {{"name", e.track}}}});
+    }
+    events.push_back({{"ph", "X"},
+                      {"name", e.name},
+                      {"pid", 0},
+                      {"tid", it - tracks.begin()},
+                      {"ts", e.start_s * 1e6},
+                      {"dur", e.duration_s * 1e6}});
+  }
+  events.push_back({{"ph", "M"},
+                    {"name", "process_name"},
+                    {"pid", 0},
+                    {"args", {{"name", fmt::format("one training step of {} on {}", r.model_name, r.arch_name)}}}});
+  return nlohmann::json{{"format", "tessera-trace/1"}, {"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump() +
+         "\n";
+}
+
+std::string training_compare_table(const std::vector<TrainingCompareRow>& rows) {
+  std::string out = fmt::format("{:<12} {:>6} {:>10} {:>12} {:>6} {:>18} {:>9}  {:<36} {}\n", "machine", "chips",
+                                "step s", "tokens/s", "MFU", "memory GiB", "J/token", "bound", "layout");
+  for (const auto& row : rows) {
+    if (!row.report) {
+      out += fmt::format("{:<12} does not run: {}\n", row.machine, row.failure);
+      continue;
+    }
+    const auto& r = *row.report;
+    out += fmt::format("{:<12} {:>6} {:>10.4g} {:>12.4g} {:>5.1f}% {:>8.1f} of {:>6.1f} {:>9.4f}  {:<36} {}\n",
+                       row.machine, r.chips, r.step_s, r.tokens_per_s, 100 * r.mfu, r.memory.used() / kGiB,
+                       r.memory.available / kGiB, r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq),
+                       r.bound, r.layout);
+  }
+  return out;
+}
+
+std::string training_compare_json(const std::vector<TrainingCompareRow>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : rows) {
+    nlohmann::json j = row.report ? report_json(*row.report) : nlohmann::json{{"failure", row.failure}};
+    j["machine"] = row.machine;
+    out.push_back(j);
+  }
+  return nlohmann::json{{"schema", "tessera-compare-train/1"}, {"rows", out}}.dump(1) + "\n";
 }
 
 }  // namespace tessera::report

@@ -848,3 +848,39 @@ rows:
   EXPECT_NE(shipped.exit_code, 0);
   EXPECT_EQ(read_all(mine), "my drawing");
 }
+
+TEST(Cli, TrainingOnMachinesWritesJsonTracesAndComparesMachines) {
+  const std::string json = temp_file("step.json", ""), trace = temp_file("step.trace.json", "");
+  const Result r = tessera("train -m llama3-8b --arch 64xh100 --no-numerics --tp 8 --pp 4 --global-batch 64 --json " +
+                           json + " --trace " + trace);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto step = nlohmann::json::parse(read_all(json));
+  EXPECT_EQ(step.at("schema"), "tessera-train-step/1");
+  EXPECT_NEAR(step.at("bubble_fraction").get<double>(), 3.0 / 35.0, 1e-12);
+  EXPECT_NEAR(step.at("memory").at("used_bytes").get<double>(),
+              step.at("memory").at("weights_bytes").get<double>() +
+                  step.at("memory").at("gradients_bytes").get<double>() +
+                  step.at("memory").at("optimizer_bytes").get<double>() +
+                  step.at("memory").at("activations_bytes").get<double>(),
+              1.0);
+  const auto events = nlohmann::json::parse(read_all(trace)).at("traceEvents");
+  std::set<std::string> tracks;
+  for (const auto& e : events)
+    if (e.at("ph") == "M" && e.at("name") == "thread_name") tracks.insert(e.at("args").at("name").get<std::string>());
+  EXPECT_TRUE(tracks.contains("pipeline stage 0") && tracks.contains("pipeline stage 3") &&
+              tracks.contains("data-parallel gradients") && tracks.contains("optimizer"))
+      << events.dump().substr(0, 400);
+
+  const Result host = tessera("train --steps 1 --json " + json);
+  EXPECT_NE(host.exit_code, 0);
+  EXPECT_TRUE(contains(host.output, "--json and --trace describe one step on a machine")) << host.output;
+
+  const Result side = tessera("compare --train -m gpt2-xl --arch 16xwse2,64xh100,gc200 --global-batch 256");
+  ASSERT_EQ(side.exit_code, 0) << side.output;
+  EXPECT_TRUE(contains(side.output, "16xwse2          16")) << side.output;
+  EXPECT_TRUE(contains(side.output, "64xh100          64")) << side.output;
+  EXPECT_TRUE(contains(side.output, "gc200        does not run")) << side.output;
+  const Result mixed = tessera("compare --train --gen 4");
+  EXPECT_NE(mixed.exit_code, 0);
+  EXPECT_TRUE(contains(mixed.output, "--gen is for inference, not --train")) << mixed.output;
+}

@@ -4,6 +4,8 @@
 // large for its GPUs is a fit failure naming HBM.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tessera/compiler/training_cost.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/target/registry.hpp"
@@ -108,4 +110,32 @@ TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {
   EXPECT_GT(outcome.status.failure().needed, outcome.status.failure().available);
   EXPECT_THROW(chip("gc200")->simulate_training(source("llama3-8b"), {.chips = 1, .seq = 128}), Error)
       << "no IPU training model yet: a clear error, not a figure";
+}
+
+// The timeline a trace draws is the schedule the step time comes from: the 1F1B simulation ends
+// where the closed form (m + p - 1)(forward + backward) does, and the weight stream's layer-by-
+// layer slices add up to the wafer's step.
+TEST(TrainingModels, TimelinesEndAtTheStepTime) {
+  const auto end = [](const target::TrainingReport& r) {
+    double last = 0;
+    for (const auto& e : r.timeline) last = std::max(last, e.start_s + e.duration_s);
+    return last;
+  };
+  const auto gpu = step("h100", "llama3-8b",
+                        {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4});
+  ASSERT_FALSE(gpu.timeline.empty());
+  EXPECT_NEAR(end(gpu), gpu.step_s, 1e-9 * gpu.step_s);
+  const auto wafer = step("wse2", "gpt2-xl", {.chips = 16, .seq = 1024});
+  EXPECT_NEAR(end(wafer), wafer.step_s, 1e-9 * wafer.step_s);
+}
+
+// When each system's sequences do not fit the wafer's SRAM even with full recomputation, the
+// wafer accumulates gradients over micro-batches, the fewest that fit, each streaming the weights.
+TEST(TrainingModels, AWaferTakesMicroBatchesWhenTheBatchDoesNotFit) {
+  const auto r = step("wse2", "llama3-8b", {.chips = 16, .global_batch = 1024, .seq = 2048});
+  EXPECT_GT(r.micro_batches, 1);
+  EXPECT_LE(r.memory.used(), r.memory.available);
+  const auto fewer = step("wse2", "llama3-8b", {.chips = 16, .global_batch = 16 * 64 / r.micro_batches, .seq = 2048});
+  EXPECT_EQ(fewer.micro_batches, 1) << "one micro-batch's worth of sequences fits in one pass";
+  EXPECT_NEAR(fewer.memory.activations, r.memory.activations, 1e-6 * r.memory.activations);
 }

@@ -6,6 +6,7 @@
 
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
+#include "tessera/api/train.hpp"
 #include "tessera/api/validate.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
@@ -14,6 +15,7 @@
 #include "tessera/report/compare.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
+#include "tessera/report/training_report.hpp"
 #include "tessera/report/validation.hpp"
 #include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
@@ -39,31 +41,14 @@ int train_on_machine_command(const TrainFlags& flags) {
   target::TrainingWork work = flags.work;
   work.seq = flags.request.seq;
   work.recompute = ir::parse_recompute(flags.recompute);
+  const std::vector<fs::path> inputs = {resolve_model(flags.request.model)};
+  check_outputs({flags.json, flags.trace}, inputs);
   const target::TrainingOutcome outcome = api::train_on_machine(flags.request.model, flags.arch, work);
   if (!outcome.status) fail("{}", outcome.status.message());
   const target::TrainingReport& r = outcome.report;
-  const double gib = 1024.0 * 1024 * 1024;
-  std::printf("training %s on %s (%s; timing only)\n", r.model_name.c_str(), flags.arch.c_str(), r.mode.c_str());
-  std::printf("  layout               %s\n", r.layout.c_str());
-  std::printf("  batch                %lld sequences x %lld tokens = %lld tokens per step, recompute %s\n",
-              static_cast<long long>(r.global_batch), static_cast<long long>(r.seq),
-              static_cast<long long>(r.global_batch * r.seq), ir::recompute_name(r.recompute));
-  std::printf("  step time            %.4g s   (%.4g tokens/s; 1T tokens in %.3g days)\n", r.step_s, r.tokens_per_s,
-              1e12 / r.tokens_per_s / 86400);
-  std::printf("  MFU / HFU            %.1f%% / %.1f%%   (%.3g model FLOPs per step)\n", 100 * r.mfu, 100 * r.hfu,
-              r.model_flops_per_step);
-  std::printf("  memory (%s)  %.2f GiB of %.2f: weights %.2f, gradients %.2f, optimizer %.2f, activations %.2f\n",
-              r.memory.resource.c_str(), r.memory.used() / gib, r.memory.available / gib, r.memory.weights / gib,
-              r.memory.gradients / gib, r.memory.optimizer / gib, r.memory.activations / gib);
-  std::printf("  energy               %.1f kJ per step, %.3f J per token\n", r.energy_per_step_j / 1e3,
-              r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq));
-  std::printf("  communication        %.1f%% of the step; pipeline bubble %.1f%%; bound: %s\n",
-              100 * r.communication_share, 100 * r.bubble_fraction, r.bound.c_str());
-  std::printf("  step breakdown\n");
-  for (const auto& [part, seconds] : r.breakdown)
-    std::printf("    %-48s %9.4f s  %5.1f%%\n", part.c_str(), seconds, 100 * seconds / r.step_s);
-  std::printf("  assumptions\n");
-  for (const auto& a : r.assumptions) std::printf("    - %s\n", a.c_str());
+  std::fputs(report::training_step_text(r, flags.arch).c_str(), stdout);
+  if (!flags.json.empty()) report::write_output(flags.json, report::training_step_json(r, flags.arch), inputs);
+  if (!flags.trace.empty()) report::write_output(flags.trace, report::training_trace_json(r), inputs);
   return 0;
 }
 
@@ -78,6 +63,10 @@ int train_command(const TrainFlags& flags) {
     return train_on_machine_command(flags);
   }
   if (flags.no_numerics) fail("--no-numerics needs a machine (--arch 1024xh100, 16xwse2, ...)");
+  if (!flags.json.empty() || !flags.trace.empty())
+    fail(
+        "--json and --trace describe one step on a machine (--arch ... --no-numerics); on the host, -o DIR keeps "
+        "the loss curve");
   api::TrainRequest request = flags.request;
   request.options.recompute = ir::parse_recompute(flags.recompute);
   if (flags.optimizer == "sgd") {
@@ -220,6 +209,16 @@ int archs_command() {
 // machine and batch size.
 int compare_command(const CompareFlags& flags) {
   const fs::path model_path = resolve_model(flags.model);
+  if (flags.train) {
+    check_outputs({flags.json}, {model_path});
+    target::TrainingWork work = flags.work;
+    work.recompute = ir::parse_recompute(flags.recompute);
+    const auto rows = api::compare_training(flags.model, flags.archs, work);
+    std::printf("one training step of %s, recompute %s (timing-only)\n", flags.model.c_str(), flags.recompute.c_str());
+    std::fputs(report::training_compare_table(rows).c_str(), stdout);
+    if (!flags.json.empty()) report::write_output(flags.json, report::training_compare_json(rows), {model_path});
+    return 0;
+  }
   std::vector<fs::path> inputs = {model_path};
   if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
   if (!flags.weights.empty() && flags.weights != "random") inputs.emplace_back(flags.weights);

@@ -21,6 +21,9 @@ struct CompareFlags {
   bool numerics = false;  // also generate greedily with values on every single-chip arch
   std::string weights;    // for --numerics: a safetensors file, or "random"
   uint64_t seed = 0;
+  bool train = false;         // one training step per machine instead of inference
+  target::TrainingWork work;  // with --train: the batch and recompute (layouts chosen per machine)
+  std::string recompute = "selective";
 };
 
 struct CompileFlags {
@@ -42,6 +45,7 @@ struct TrainFlags {
   std::string arch = "host";  // or a machine: timing-only, --no-numerics
   bool no_numerics = false;
   target::TrainingWork work;  // with --arch: the parallel layout and batch
+  std::string json, trace;    // with --arch: the step's figures and timeline
 };
 
 int run_command(const RunFlags& flags);

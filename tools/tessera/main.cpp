@@ -219,6 +219,8 @@ int main(int argc, char** argv) {
       ->add_option("--interleave", train.work.interleave,
                    "With --arch (GPUs): chunks of layers per pipeline stage (interleaved 1F1B)")
       ->capture_default_str();
+  train_cmd->add_option("--json", train.json, "With --arch: write the step's figures and timeline as JSON");
+  train_cmd->add_option("--trace", train.trace, "With --arch: write the step's timeline (Chrome/Perfetto trace JSON)");
   train_cmd->add_option("--zero", train.work.zero_stage, "With --arch (GPUs): ZeRO stage 0-3")->capture_default_str();
 
   std::string report_input, report_output;
@@ -266,6 +268,13 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("-w,--weights", compare.weights, "With --numerics: safetensors file, or 'random'");
   compare_cmd->add_option("-s,--seed", compare.seed, "With --numerics: seed for the prompt and random weights")
       ->capture_default_str();
+  compare_cmd->add_flag("--train", compare.train,
+                        "One training step per machine (timing-only; each chooses its layout) instead of inference");
+  compare_cmd->add_option("--global-batch", compare.work.global_batch,
+                          "With --train: sequences per step (default 1,024, rounded to each layout)");
+  compare_cmd->add_option("--seq", compare.work.seq, "With --train: tokens per sequence")->capture_default_str();
+  compare_cmd->add_option("--recompute", compare.recompute, "With --train: none, selective or full")
+      ->capture_default_str();
   compare_cmd->add_option("--json", compare.json, "Write the rows as JSON");
   compare_cmd->add_option("--csv", compare.csv, "Write the rows as CSV");
 
@@ -299,6 +308,15 @@ int main(int argc, char** argv) {
     if (*compile_cmd && !compile.arch.empty()) reject_given(compile_cmd, {"--emit"}, "prints the IR, without --arch");
     if (*compare_cmd && !compare.numerics)
       reject_given(compare_cmd, {"--weights", "--seed"}, "is for --numerics (values checked against the reference)");
+    if (*compare_cmd && compare.train && compare_cmd->get_option("--seq")->count() == 0)
+      compare.work.seq = 0;  // the api's default: 2,048 or the model's context if shorter
+    if (*compare_cmd && !compare.train)
+      reject_given(compare_cmd, {"--global-batch", "--seq", "--recompute"}, "is for --train");
+    if (*compare_cmd && compare.train)
+      reject_given(
+          compare_cmd,
+          {"--prompt-len", "--gen", "--batch", "--sweep", "--tp", "--numerics", "--csv", "--dtype", "--precision"},
+          "is for inference, not --train");
     if (*run_cmd && run.no_numerics)
       reject_given(run_cmd, {"--weights", "--temperature", "--top-k", "--seed"},
                    "chooses values, and --no-numerics computes none");

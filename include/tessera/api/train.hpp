@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/ir/autodiff.hpp"
+#include "tessera/report/training_report.hpp"
 #include "tessera/target/training.hpp"
 
 namespace tessera::api {
@@ -69,5 +70,11 @@ TrainResult train(const TrainRequest& request,
 // does not fit comes back as the outcome's FitFailure.
 target::TrainingOutcome train_on_machine(const std::string& model, const std::string& machine,
                                          target::TrainingWork work);
+
+// One step of `model` on each machine (timing-only), with the layout each machine chooses; a
+// machine where the step does not fit or cannot run gets a row saying why.
+std::vector<report::TrainingCompareRow> compare_training(const std::string& model,
+                                                         const std::vector<std::string>& machines,
+                                                         const target::TrainingWork& work);
 
 }  // namespace tessera::api

@@ -33,6 +33,13 @@ struct TrainingMemory {
   double used() const { return weights + gradients + optimizer + activations; }
 };
 
+// One slice of a step's timeline: what ran on which track (a pipeline stage, the weight stream,
+// a collective), from when, for how long (seconds from the step's start).
+struct TimelineEvent {
+  std::string track, name;
+  double start_s = 0, duration_s = 0;
+};
+
 struct TrainingReport {
   std::string arch_name, model_name;
   std::string mode;    // "3D parallel", "weight streaming"
@@ -40,7 +47,7 @@ struct TrainingReport {
   int64_t chips = 0, global_batch = 0, seq = 0, micro_batches = 0;
   ir::Recompute recompute = ir::Recompute::None;  // what the step does (a wafer may fall back to full)
   double step_s = 0, tokens_per_s = 0;
-  double mfu = 0, hfu = 0;          // model FLOPs (no recompute) and hardware FLOPs per (peak x time)
+  double mfu = 0, hfu = 0;             // model FLOPs (no recompute) and hardware FLOPs per (peak x time)
   double model_flops_per_step = 0;     // 2 x MACs of forward and backward, all chips
   double hardware_flops_per_step = 0;  // and of the forward passes run again (recompute)
   double energy_per_step_j = 0;
@@ -50,6 +57,7 @@ struct TrainingReport {
   TrainingMemory memory;           // the fullest chip
   std::vector<std::pair<std::string, double>> breakdown;  // seconds per part of the step, in order
   std::vector<std::string> assumptions;                   // modelling choices a reader should know
+  std::vector<TimelineEvent> timeline;                    // one step, track by track (for --trace)
 };
 
 struct TrainingOutcome {

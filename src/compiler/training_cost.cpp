@@ -10,6 +10,8 @@ PhaseCost TrainingCost::total() const {
     t.forward_flops += l.forward_flops, t.recompute_flops += l.recompute_flops;
     t.backward_flops += l.backward_flops, t.parameters += l.parameters, t.saved_elements += l.saved_elements;
     t.forward_elementwise += l.forward_elementwise, t.backward_elementwise += l.backward_elementwise;
+    t.forward_moved += l.forward_moved, t.backward_moved += l.backward_moved;
+    t.forward_ops += l.forward_ops, t.backward_ops += l.backward_ops;
   }
   return t;
 }
@@ -56,8 +58,21 @@ double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
   }
 }
 
-// Elements an elementwise node reads and writes over a sequence of s tokens; 0 for matrix
-// products, attention, the loss and nodes that move no data.
+// Activation elements a node reads and writes over a sequence of s tokens (parameters and inputs
+// move no activations).
+double moved_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
+  if (n.op == OpKind::Param || n.op == OpKind::Input) return 0;
+  auto elements = [&](const ir::Node& v) {
+    if (v.op == OpKind::Param) return 0.0;
+    return static_cast<double>(v.type.shape.elements(v.type.shape.dims[0] == ir::kSeq ? seq : 1));
+  };
+  double moved = elements(n);
+  for (int in : n.inputs) moved += elements(g.node(in));
+  return moved;
+}
+
+// Activation elements an elementwise node reads and writes over a sequence of s tokens; 0 for
+// matrix products, attention, the loss and nodes that move no data.
 double elementwise_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
   switch (n.op) {
     case OpKind::MatMul:
@@ -76,14 +91,8 @@ double elementwise_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) 
     case OpKind::SgdMomentum:
     case OpKind::GradNormScale:
       return 0;
-    default: {
-      auto elements = [&](const ir::Node& v) {
-        return static_cast<double>(v.type.shape.elements(v.type.shape.dims[0] == ir::kSeq ? seq : 1));
-      };
-      double moved = elements(n);
-      for (int in : n.inputs) moved += elements(g.node(in));
-      return moved;
-    }
+    default:
+      return moved_elements(g, n, seq);
   }
 }
 
@@ -112,6 +121,8 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
       case ir::Phase::Forward:
         c.forward_flops += flops;
         c.forward_elementwise += elementwise_elements(g, n, seq);
+        c.forward_moved += moved_elements(g, n, seq);
+        c.forward_ops += n.op == OpKind::Param || n.op == OpKind::Input ? 0 : 1;
         if (n.op == OpKind::Param) c.parameters += static_cast<double>(n.type.shape.elements());
         if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input && n.type.shape.dims[0] == ir::kSeq)
           c.saved_elements += static_cast<double>(n.type.shape.elements(seq));
@@ -119,10 +130,14 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
       case ir::Phase::Recompute:
         c.recompute_flops += flops;
         c.backward_elementwise += elementwise_elements(g, n, seq);
+        c.backward_moved += moved_elements(g, n, seq);
+        ++c.backward_ops;
         break;
       case ir::Phase::Backward:
         c.backward_flops += flops;
         c.backward_elementwise += elementwise_elements(g, n, seq);
+        c.backward_moved += moved_elements(g, n, seq);
+        ++c.backward_ops;
         if (n.op == OpKind::AttentionGrad && n.int_attr("recompute") == 0)  // softmax probabilities kept
           c.saved_elements += static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq);
         break;

@@ -10,9 +10,8 @@
 namespace tessera::target {
 
 const compiler::LoweredModel& ModelSource::lowered() const {
-  std::call_once(lowered_once->once, [&] {
-    lowered_once->model = compiler::lower_graph(graph ? *graph : ir::build_model_graph(config));
-  });
+  std::call_once(lowered_once->once,
+                 [&] { lowered_once->model = compiler::lower_graph(graph ? *graph : ir::build_model_graph(config)); });
   return lowered_once->model;
 }
 

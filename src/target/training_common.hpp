@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "tessera/compiler/training_cost.hpp"
 #include "tessera/target/target.hpp"
@@ -25,6 +26,21 @@ inline double ring_allreduce_s(double bytes, int64_t n, double bytes_per_second,
   const auto peers = static_cast<double>(n);
   return 2 * (peers - 1) / peers * bytes / bytes_per_second + 2 * (peers - 1) * latency_s;
 }
+
+// What the timeline of a pipelined step needs: one micro-batch's forward and backward time on a
+// stage (its communication included), the schedule's shape and the work after it.
+struct PipelineSchedule {
+  double forward_s = 0, backward_s = 0, data_parallel_s = 0, optimizer_s = 0;
+  int64_t stages = 1, micro_batches = 1, interleave = 1;
+};
+
+// The 1F1B schedule of one step, simulated op by op: each stage runs min(p - 1 - s, m) forward
+// passes, then alternates one forward and one backward, then drains its backward passes; a
+// forward pass waits for the stage before, a backward pass for the stage after. With uniform
+// stages it ends at (m + p - 1)(forward + backward), the closed form step times use. Then the
+// data-parallel gradients and the optimizer. Stages beyond the first and last four are simulated
+// but not drawn.
+std::vector<TimelineEvent> one_f_one_b_timeline(const PipelineSchedule& s);
 
 // The default global batch: 1,024 sequences, rounded up to a multiple of `ways`.
 inline int64_t default_global_batch(int64_t ways) { return (1024 + ways - 1) / ways * ways; }

@@ -19,6 +19,10 @@ struct PhaseCost {
   // Per sequence: elements the ops other than matrix products and attention read and write
   // (norms, activations, RoPE, residual adds, their gradients): memory-bound work on most machines.
   double forward_elementwise = 0, backward_elementwise = 0;  // backward includes recompute
+  // Per sequence: activation elements every op reads and writes (parameters not counted), and the
+  // number of ops: what a machine that spreads each op over many cores exchanges between them.
+  double forward_moved = 0, backward_moved = 0;
+  int64_t forward_ops = 0, backward_ops = 0;
   double flops() const { return forward_flops + recompute_flops + backward_flops; }
 };
 

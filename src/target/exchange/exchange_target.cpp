@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "../targets.hpp"
+#include "exchange_training.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
 #include "tessera/target/partitioning.hpp"
 
@@ -62,6 +63,10 @@ class ExchangeTarget : public Target {
         to->push_back({st.name, st.op, st.bound, st.seconds, st.macs, st.exchange_bytes});
     r.detail = std::move(b);
     return r;
+  }
+
+  TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
+    return simulate_ipu_training(arch(), model, work);
   }
 
   std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,

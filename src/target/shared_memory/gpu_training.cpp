@@ -26,72 +26,12 @@ struct Layout {
   int64_t tp = 1, pp = 1, dp = 1;
 };
 
-// What the timeline of a step needs from its evaluation: one micro-batch's forward and backward
-// time on a stage (communication included), the schedule's shape and the work after it.
-struct Schedule {
-  double forward_s = 0, backward_s = 0, data_parallel_s = 0, optimizer_s = 0;
-  int64_t stages = 1, micro_batches = 1, interleave = 1;
-};
-
 struct Evaluation {
   Layout layout;
   TrainingReport report;
-  Schedule schedule;
+  PipelineSchedule schedule;
   bool fits = false;
 };
-
-// The 1F1B schedule of one step, simulated op by op: each stage runs min(p - 1 - s, m) forward
-// passes, then alternates one forward and one backward, then drains its backward passes; a
-// forward pass waits for the stage before, a backward pass for the stage after. With uniform
-// stages it ends at (m + p - 1)(forward + backward), the closed form the step time uses. Stages
-// beyond the first and last four are simulated but not drawn.
-std::vector<TimelineEvent> one_f_one_b_timeline(const Schedule& s) {
-  const int64_t p = s.stages, m = s.micro_batches;
-  struct Op {
-    bool forward;
-    int64_t micro;
-  };
-  std::vector<std::vector<Op>> order(static_cast<size_t>(p));
-  for (int64_t st = 0; st < p; ++st) {
-    auto& ops = order[static_cast<size_t>(st)];
-    const int64_t warmup = std::min(p - 1 - st, m);
-    for (int64_t i = 0; i < warmup; ++i) ops.push_back({true, i});
-    for (int64_t i = 0; i < m - warmup; ++i) ops.push_back({true, warmup + i}), ops.push_back({false, i});
-    for (int64_t i = m - warmup; i < m; ++i) ops.push_back({false, i});
-  }
-  const auto at = [m](int64_t stage, int64_t micro) { return static_cast<size_t>(stage * m + micro); };
-  std::vector<double> forward_end(static_cast<size_t>(p * m), -1), backward_end(static_cast<size_t>(p * m), -1);
-  std::vector<size_t> next(static_cast<size_t>(p), 0);
-  std::vector<double> free_at(static_cast<size_t>(p), 0);
-  std::vector<TimelineEvent> events;
-  const std::string label =
-      s.interleave > 1 ? fmt::format(" (drawn without its {}-way interleaving)", s.interleave) : "";
-  for (bool progressed = true; progressed;) {
-    progressed = false;
-    for (int64_t st = 0; st < p; ++st) {
-      const auto si = static_cast<size_t>(st);
-      while (next[si] < order[si].size()) {
-        const Op op = order[si][next[si]];
-        const double ready = op.forward
-                                 ? (st == 0 ? 0 : forward_end[at(st - 1, op.micro)])
-                                 : (st == p - 1 ? forward_end[at(st, op.micro)] : backward_end[at(st + 1, op.micro)]);
-        if (ready < 0) break;
-        const double start = std::max(ready, free_at[si]), length = op.forward ? s.forward_s : s.backward_s;
-        free_at[si] = start + length;
-        (op.forward ? forward_end : backward_end)[at(st, op.micro)] = free_at[si];
-        if (st < 4 || st >= p - 4)
-          events.push_back({fmt::format("pipeline stage {}{}", st, label),
-                            fmt::format("{} {}", op.forward ? "forward" : "backward", op.micro), start, length});
-        ++next[si], progressed = true;
-      }
-    }
-  }
-  const double pipeline_end = *std::max_element(free_at.begin(), free_at.end());
-  if (s.data_parallel_s > 0)
-    events.push_back({"data-parallel gradients", "all-reduce", pipeline_end, s.data_parallel_s});
-  events.push_back({"optimizer", "AdamW", pipeline_end + s.data_parallel_s, s.optimizer_s});
-  return events;
-}
 
 Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m, const TrainingWork& w,
                     Layout lay, int64_t global_batch) {
@@ -224,13 +164,13 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   if (lay.tp > model.config.n_kv_heads)
     r.assumptions.emplace_back("tensor parallelism wider than the KV heads replicates them (the copies not counted)");
   const double handover_share = t_handover / 2;  // each direction's hand-over with its pass
-  const Schedule schedule{t_forward + t_elementwise / 2 + t_tensor / 2 + handover_share,
-                          t_backward + t_elementwise / 2 + t_tensor / 2 + handover_share,
-                          t_data,
-                          t_optimizer,
-                          lay.pp,
-                          m_count,
-                          w.interleave};
+  const PipelineSchedule schedule{t_forward + t_elementwise / 2 + t_tensor / 2 + handover_share,
+                                  t_backward + t_elementwise / 2 + t_tensor / 2 + handover_share,
+                                  t_data,
+                                  t_optimizer,
+                                  lay.pp,
+                                  m_count,
+                                  w.interleave};
   return {lay, r, schedule, r.memory.used() <= r.memory.available};
 }
 

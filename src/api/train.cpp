@@ -49,6 +49,8 @@ void validate(const TrainRequest& r, const ir::ModelConfig& config) {
   if (!(r.held_out_fraction > 0 && r.held_out_fraction < 0.5))
     fail("--held-out must be a fraction in (0, 0.5), got {}", r.held_out_fraction);
   if (r.text_path.empty()) fail("train needs a text file (--text FILE)");
+  if (r.precision != "fp32" && r.precision != "bf16" && r.precision != "fp16")
+    fail("--precision {}: training runs in fp32, or mixed precision bf16 or fp16", r.precision);
 }
 
 // The settings a checkpoint records; a resumed run must match them to continue exactly.
@@ -64,6 +66,7 @@ std::map<std::string, std::string> settings(const TrainRequest& r, const std::st
           {"min_lr_ratio", fmt::format("{}", r.min_lr_ratio)},
           {"warmup", std::to_string(r.warmup)},
           {"seed", std::to_string(r.seed)},
+          {"precision", r.precision},
           {"optimizer", fmt::format("{} beta1={} beta2={} eps={} momentum={} weight_decay={} clip={}",
                                     o.kind == ir::OptimizerKind::AdamW ? "adamw" : "sgd", o.beta1, o.beta2, o.eps,
                                     o.momentum, o.weight_decay, o.clip_norm)}};
@@ -171,6 +174,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   model::Weights optimizer_state;
   std::vector<TrainStep> history;
   std::optional<double> initial_held;
+  std::pair<double, int64_t> loss_scale_at_resume{1, 0};
   std::vector<fs::path> inputs = {model_path, r.text_path};
   if (!r.resume.empty()) {
     const fs::path dir(r.resume);
@@ -186,8 +190,10 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     try {
       result.resumed_from = std::stoll(meta.at("step"));
       initial_held = std::stod(meta.at("initial_held_out"));
+      if (r.precision == "fp16")
+        loss_scale_at_resume = {std::stod(meta.at("loss_scale")), std::stoll(meta.at("steps_at_scale"))};
     } catch (const std::exception&) {
-      fail("{}: metadata 'step' or 'initial_held_out' is missing or not a number",
+      fail("{}: metadata 'step', 'initial_held_out' or (fp16) 'loss_scale' is missing or not a number",
            (dir / kCheckpointOptimizer).string());
     }
     for (const auto& p :
@@ -207,8 +213,14 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   }
 
   const ir::TrainingGraph training = ir::build_training_graph(graph, r.options);
-  ref::Trainer trainer(training, start);
-  if (!r.resume.empty()) trainer.load_optimizer_state(optimizer_state, result.resumed_from);
+  ref::MixedPrecision precision;
+  precision.compute = parse_float_format(r.precision);
+  precision.loss_scaling = r.precision == "fp16";
+  ref::Trainer trainer(training, start, precision);
+  if (!r.resume.empty()) {
+    trainer.load_optimizer_state(optimizer_state, result.resumed_from);
+    if (precision.loss_scaling) trainer.set_loss_scale(loss_scale_at_resume.first, loss_scale_at_resume.second);
+  }
   result.initial_held_out = initial_held ? *initial_held : held_out_loss(trainer, r, held);
 
   bool package_written = false;  // config and tokenizer: the same at every checkpoint
@@ -228,6 +240,8 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     auto meta = expected;
     meta["step"] = std::to_string(step);
     meta["initial_held_out"] = fmt::format("{:.17g}", result.initial_held_out);
+    meta["loss_scale"] = fmt::format("{:.17g}", trainer.loss_scale());
+    meta["steps_at_scale"] = std::to_string(trainer.steps_at_scale());
     report::write_into_output_directory(out_dir, kCheckpointOptimizer,
                                         model::encode_safetensors_f32(state_tensors, meta));
     const auto points = as_points(history);
@@ -268,6 +282,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     if (!std::isfinite(done.loss))
       fail("step {}: the loss is {}; training diverged (lower --lr, or raise --warmup)", step, done.loss);
     s.loss = done.loss, s.gradient_norm = done.gradient_norm;
+    s.skipped = done.skipped, s.loss_scale = done.loss_scale;
     const double seconds = std::chrono::duration<double>(clock::now() - step_began).count();
     step_seconds += seconds;
     const int64_t step_tokens = r.batch * r.seq * r.micro_batches;

@@ -12,10 +12,18 @@ namespace tessera::ref {
 
 using ir::OpKind;
 
-Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initial) : t_(training) {
+Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision)
+    : t_(training), precision_(precision) {
   const ir::Graph& g = t_.graph;
   if (const Status s = g.verify(); !s) fail("cannot train with an invalid graph: {}", s.message());
+  if (precision.compute != FloatFormat::F32 && precision.compute != FloatFormat::BF16 &&
+      precision.compute != FloatFormat::F16)
+    fail("mixed-precision training computes in bf16 or fp16, not {}", float_format_name(precision.compute));
+  if (precision.loss_scaling && !(precision.initial_loss_scale > 0 && precision.growth_interval > 0))
+    fail("loss scaling needs a positive initial scale and growth interval");
+  loss_scale_ = precision.loss_scaling ? precision.initial_loss_scale : 1.0;
   const size_t n = g.nodes().size();
+  rounded_of_node_.assign(n, nullptr);
   param_of_node_.assign(n, nullptr);
   buffers_.resize(n);
   int_buffers_.resize(n);
@@ -37,7 +45,36 @@ Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initia
 
 const float* Trainer::data(int node) const {
   const auto i = static_cast<size_t>(node);
+  if (rounded_of_node_[i]) return rounded_of_node_[i];
   return param_of_node_[i] ? param_of_node_[i] : buffers_[i].data();
+}
+
+void Trainer::set_loss_scale(double scale, int64_t steps_at_scale) {
+  if (!(scale > 0) || !std::isfinite(scale) || steps_at_scale < 0)
+    fail("a loss scale of {} after {} steps is not a state loss scaling reaches", scale, steps_at_scale);
+  loss_scale_ = scale, steps_at_scale_ = steps_at_scale;
+}
+
+namespace {
+
+bool matrix_op(OpKind op) {
+  return op == OpKind::MatMul || op == OpKind::Linear || op == OpKind::WeightGrad || op == OpKind::Attention ||
+         op == OpKind::AttentionGrad;
+}
+
+}  // namespace
+
+void Trainer::round_operands(const ir::Node& node) {
+  rounded_.resize(node.inputs.size());
+  for (size_t k = 0; k < node.inputs.size(); ++k) {
+    const auto in = static_cast<size_t>(node.inputs[k]);
+    const auto count = static_cast<size_t>(t_.graph.node(node.inputs[k]).type.shape.elements(rows_));
+    const float* x = data(node.inputs[k]);
+    auto& copy = rounded_[k];
+    copy.resize(count);
+    for (size_t e = 0; e < count; ++e) copy[e] = round_to_format(x[e], precision_.compute, /*saturate=*/false);
+    rounded_of_node_[in] = copy.data();
+  }
 }
 
 float* Trainer::mutable_data(size_t node) {
@@ -107,7 +144,7 @@ StepResult Trainer::step(std::span<const Batch> micro_batches, double learning_r
   for (size_t m = 0; m < micro_batches.size(); ++m) {
     bind(micro_batches[m]);
     scalar_input(buffers_[static_cast<size_t>(g.find_input("loss_scale"))],
-                 1.0 / static_cast<double>(micro_batches.size()));
+                 loss_scale_ / static_cast<double>(micro_batches.size()));
     run(0, t_.optimizer_begin);
     result.loss += buffers_[static_cast<size_t>(t_.loss)][0] / static_cast<double>(micro_batches.size());
     for (const auto& [name, node] : t_.gradients) {
@@ -119,6 +156,23 @@ StepResult Trainer::step(std::span<const Batch> micro_batches, double learning_r
         for (size_t e = 0; e < sum.size(); ++e) sum[e] += grad[e];
       }
     }
+  }
+  result.loss_scale = loss_scale_;
+  if (precision_.loss_scaling) {
+    // An overflowed gradient skips the step and halves the scale; otherwise the gradients are
+    // unscaled (x 1 / scale in fp32, as GradScaler does) before clipping and the update.
+    bool finite = true;
+    for (const auto& [name, sum] : accumulated_)
+      for (float v : sum) finite = finite && std::isfinite(v);
+    if (!finite) {
+      result.skipped = true;
+      loss_scale_ /= 2, steps_at_scale_ = 0;
+      return result;
+    }
+    const auto inverse = static_cast<float>(1.0 / loss_scale_);
+    for (auto& [name, sum] : accumulated_)
+      for (float& v : sum) v *= inverse;
+    if (++steps_at_scale_ == precision_.growth_interval) loss_scale_ *= 2, steps_at_scale_ = 0;
   }
   double squares = 0;
   for (auto& [name, sum] : accumulated_) {
@@ -197,6 +251,8 @@ void Trainer::run_node(size_t id) {
   out.resize(static_cast<size_t>(node.type.shape.elements(rows_)));
   const int64_t cols = node.type.shape.dims.back();
   const auto count = static_cast<int64_t>(out.size());
+  const bool rounded = precision_.compute != FloatFormat::F32 && matrix_op(node.op);
+  if (rounded) round_operands(node);
   switch (node.op) {
     case OpKind::Embedding:
     case OpKind::EmbeddingGrad: {
@@ -355,6 +411,10 @@ void Trainer::run_node(size_t id) {
     }
     default:
       TESSERA_ASSERT(false);
+  }
+  if (rounded) {
+    for (int input : node.inputs) rounded_of_node_[static_cast<size_t>(input)] = nullptr;
+    for (float& v : out) v = round_to_format(v, precision_.compute, /*saturate=*/false);  // overflow: inf
   }
 }
 

@@ -134,3 +134,59 @@ TEST(Trainer, RefusesTargetsOutsideTheVocabularyAndRaggedBatches) {
   d.inputs.pop_back(), d.targets.pop_back();
   EXPECT_THROW(trainer.loss(d.batch()), Error) << "7 tokens do not split into 2 sequences";
 }
+
+// bf16 training rounds every matrix product's operands and result (fp32 accumulation) and keeps
+// fp32 master weights: its gradients are the fp32 ones to bf16's 8 bits (not equal, not far), and
+// the updated weights are not all bf16 values.
+TEST(Trainer, Bf16RoundsMatrixProductsAndKeepsFp32MasterWeights) {
+  const auto config = tiny("gpt2-tiny.yaml");
+  const auto graph = ir::build_model_graph(config);
+  const auto training = ir::build_training_graph(graph);
+  const auto weights = model::random_weights(graph, 3);
+  const Data d = data(config.vocab_size, 12);
+  ref::Trainer fp32(training, weights), bf16(training, weights, {.compute = FloatFormat::BF16});
+  const double loss32 = fp32.compute_gradients(d.batch()), loss16 = bf16.compute_gradients(d.batch());
+  EXPECT_NE(loss32, loss16);
+  EXPECT_NEAR(loss16, loss32, 0.01 * loss32);
+  double differ = 0, norm = 0;
+  for (const auto& name : training.parameters) {
+    const auto a = fp32.gradient(name), b = bf16.gradient(name);
+    for (size_t i = 0; i < a.size(); ++i) differ += std::pow(a[i] - b[i], 2), norm += std::pow(a[i], 2);
+  }
+  EXPECT_GT(std::sqrt(differ / norm), 1e-4) << "the rounding shows";
+  EXPECT_LT(std::sqrt(differ / norm), 0.05) << "but only at bf16's precision";
+  const std::vector<ref::Batch> one = {d.batch()};
+  bf16.step(one, 1e-3);
+  const auto& w = bf16.weights().at("h.0.mlp.c_fc.weight").values;
+  EXPECT_TRUE(std::any_of(w.begin(), w.end(), [](float v) { return v != round_to_format(v, FloatFormat::BF16); }))
+      << "the master weights stay fp32";
+}
+
+// fp16's dynamic loss scaling, as PyTorch's GradScaler: a step whose scaled gradients overflow is
+// skipped (weights untouched) and halves the scale; after growth_interval clean steps it doubles.
+TEST(Trainer, Fp16LossScalingSkipsOverflowsAndGrowsBack) {
+  const auto config = tiny("gpt2-tiny.yaml");
+  const auto graph = ir::build_model_graph(config);
+  const auto training = ir::build_training_graph(graph);
+  const auto weights = model::random_weights(graph, 3);
+  const Data d = data(config.vocab_size, 12);
+  const std::vector<ref::Batch> one = {d.batch()};
+  ref::Trainer trainer(
+      training, weights,
+      {.compute = FloatFormat::F16, .loss_scaling = true, .initial_loss_scale = 0x1p40, .growth_interval = 2});
+  const ref::StepResult first = trainer.step(one, 1e-3);
+  EXPECT_TRUE(first.skipped) << "2^40 x the loss overflows fp16's 65,504";
+  EXPECT_EQ(first.loss_scale, 0x1p40);
+  EXPECT_EQ(trainer.loss_scale(), 0x1p39);
+  EXPECT_EQ(trainer.steps_done(), 0);
+  EXPECT_EQ(trainer.weights().at("wte.weight").values, weights.at("wte.weight").values);
+  int skipped = 1;
+  while (trainer.step(one, 1e-3).skipped) ++skipped;
+  EXPECT_GT(skipped, 10) << "the scale halves until the gradients fit";
+  EXPECT_LT(trainer.loss_scale(), 0x1p30);
+  const double settled = trainer.loss_scale();
+  EXPECT_FALSE(trainer.step(one, 1e-3).skipped);
+  EXPECT_EQ(trainer.loss_scale(), 2 * settled) << "two clean steps double it";
+  EXPECT_EQ(trainer.steps_done(), 2);
+  EXPECT_NE(trainer.weights().at("wte.weight").values, weights.at("wte.weight").values);
+}

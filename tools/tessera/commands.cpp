@@ -78,8 +78,9 @@ int train_command(const TrainFlags& flags) {
   const api::TrainResult r = api::train(request, [&](const api::TrainStep& s, int64_t steps) {
     if (flags.quiet) return;
     const double eta = s.elapsed_s / static_cast<double>(s.step) * static_cast<double>(steps - s.step);
-    const std::string held = s.held_out ? fmt::format(", held-out {:.4f}", *s.held_out) : "";
-    if (tty && !s.held_out && s.step != steps) {
+    std::string held = s.held_out ? fmt::format(", held-out {:.4f}", *s.held_out) : "";
+    if (s.skipped) held += fmt::format(", skipped: a gradient overflowed at loss scale {:g}", s.loss_scale);
+    if (tty && !s.held_out && !s.skipped && s.step != steps) {
       std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s  ETA %.0f s",
                    static_cast<long long>(s.step), static_cast<long long>(steps), s.loss, s.lr, s.tokens_per_s, eta);
     } else {
@@ -97,7 +98,14 @@ int train_command(const TrainFlags& flags) {
     std::printf("steps %lld: training loss %.4f -> %.4f, held-out loss %.4f -> %.4f (perplexity %.1f -> %.1f)\n",
                 static_cast<long long>(r.history.back().step), r.history.front().loss, r.history.back().loss,
                 r.initial_held_out, r.final_held_out, std::exp(r.initial_held_out), std::exp(r.final_held_out));
-  std::printf("%.0f tokens/s on this host (reference trainer, fp32)\n", r.tokens_per_s);
+  int64_t skipped = 0;
+  for (const auto& s : r.history) skipped += s.skipped ? 1 : 0;
+  if (skipped > 0)
+    std::printf("%lld steps skipped by loss scaling (a gradient overflowed in fp16)\n",
+                static_cast<long long>(skipped));
+  std::printf(
+      "%.0f tokens/s on this host (reference trainer, %s)\n", r.tokens_per_s,
+      request.precision == "fp32" ? "fp32" : (request.precision + " matrix products, fp32 master weights").c_str());
   if (!request.out_dir.empty())
     std::printf("checkpoint: %s (tessera run -m %s; loss.csv, loss.svg)\n", request.out_dir.c_str(),
                 request.out_dir.c_str());

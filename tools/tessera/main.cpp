@@ -191,6 +191,11 @@ int main(int argc, char** argv) {
       ->add_option("--recompute", train.recompute,
                    "Activation recomputation: none, selective or full (with --arch: default selective)")
       ->capture_default_str();
+  train_cmd
+      ->add_option("--precision", tr.precision,
+                   "fp32, or mixed precision bf16 or fp16 (matrix products in the format, fp32 master weights; fp16 "
+                   "with dynamic loss scaling)")
+      ->capture_default_str();
   train_cmd->add_option("-s,--seed", tr.seed, "Seed for the initialisation and the batches")->capture_default_str();
   train_cmd->add_option("--held-out", tr.held_out_fraction, "Fraction of the text held out")->capture_default_str();
   train_cmd->add_option("--eval-every", tr.eval_every, "Held-out loss every this many steps; 0: at the end only")

@@ -30,6 +30,9 @@ struct TrainRequest {
   int64_t warmup = 20;  // steps of linear warmup, then cosine decay to min_lr_ratio x lr at `steps`
   uint64_t seed = 1;
   ir::TrainingOptions options;
+  // fp32, or mixed precision: bf16 or fp16 matrix products with fp32 master weights (fp16 with
+  // dynamic loss scaling), as ref::Trainer emulates them.
+  std::string precision = "fp32";
   int64_t eval_every = 50;       // held-out loss every this many steps (and at the first and last)
   int64_t eval_windows = 32;     // held-out windows of seq tokens scored each time
   std::string out_dir;           // checkpoint directory ("" = none): a model package `tessera run -m` reads
@@ -44,6 +47,8 @@ struct TrainStep {
   std::optional<double> held_out;  // when evaluated at this step
   double tokens_per_s = 0;         // this step's
   double elapsed_s = 0;            // since this process began training
+  bool skipped = false;            // fp16: a gradient overflowed, the weights were left alone
+  double loss_scale = 1;           // the scale this step's loss was multiplied by
 };
 
 struct TrainResult {

@@ -1,6 +1,10 @@
-// The reference trainer: runs a training graph (ir/autodiff.hpp) in fp32 on the host. It is the
+// The reference trainer: runs a training graph (ir/autodiff.hpp) on the host. In fp32 it is the
 // numerical oracle for training, checked against PyTorch (loss, every gradient, AdamW steps), as
-// the ReferenceExecutor is for inference.
+// the ReferenceExecutor is for inference. In mixed precision it emulates bf16/fp16 training the way
+// autocast does it: the operands and results of every matrix product (linear layers, their
+// gradients, attention) rounded to the format (bit-exact, base/formats.hpp) with fp32
+// accumulation, everything else and the master weights and optimizer state in fp32; fp16 adds
+// dynamic loss scaling.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/base/formats.hpp"
 #include "tessera/ir/autodiff.hpp"
 #include "tessera/model/weights.hpp"
 
@@ -23,7 +28,19 @@ struct Batch {
 
 struct StepResult {
   double loss = 0;           // mean over every token of every micro-batch
-  double gradient_norm = 0;  // global L2 norm of the averaged gradient, before clipping
+  double gradient_norm = 0;  // global L2 norm of the averaged gradient, before clipping (0 when skipped)
+  bool skipped = false;      // loss scaling: a gradient overflowed, so the step left the weights alone
+  double loss_scale = 1;     // the scale this step's loss was multiplied by
+};
+
+// Mixed precision. Loss scaling follows PyTorch's GradScaler: the loss is multiplied by the scale;
+// a step whose gradients hold an inf or NaN is skipped and halves the scale; `growth_interval`
+// steps in a row without one double it.
+struct MixedPrecision {
+  FloatFormat compute = FloatFormat::F32;  // operands and results of matrix products
+  bool loss_scaling = false;
+  double initial_loss_scale = 65536;
+  int64_t growth_interval = 2000;
 };
 
 class Trainer {
@@ -31,7 +48,7 @@ class Trainer {
   // `training` must outlive the trainer; `initial` holds every trained parameter (copied: the
   // trainer owns the fp32 master weights and the optimizer state). Throws Error on a missing
   // parameter or a shape mismatch.
-  Trainer(const ir::TrainingGraph& training, const model::Weights& initial);
+  Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision = {});
 
   // One optimizer step over micro-batches whose gradients are averaged (gradient accumulation):
   // forward, loss and backward per micro-batch, then the optimizer at `learning_rate`.
@@ -47,6 +64,10 @@ class Trainer {
   model::Weights optimizer_state() const;
   void load_optimizer_state(const model::Weights& state, int64_t steps_done);
   int64_t steps_done() const { return steps_; }
+  // Loss scaling's state (for checkpoints): the scale and the steps since it last changed.
+  double loss_scale() const { return loss_scale_; }
+  int64_t steps_at_scale() const { return steps_at_scale_; }
+  void set_loss_scale(double scale, int64_t steps_at_scale);
 
  private:
   void bind(const Batch& batch);
@@ -56,11 +77,17 @@ class Trainer {
   void attention_grad(const ir::Node& node, size_t id);
   void optimizer_update(const ir::Node& node, size_t id);
   const float* data(int node) const;
+  void round_operands(const ir::Node& node);  // mixed precision: the matrix op's inputs in the format
   float* mutable_data(size_t node);
 
   const ir::TrainingGraph& t_;
   int64_t rows_ = 0, length_ = 0;  // this batch's rows (sequences x length) and sequence length
   int64_t steps_ = 0;
+  MixedPrecision precision_;
+  double loss_scale_ = 1;
+  int64_t steps_at_scale_ = 0;
+  std::vector<const float*> rounded_of_node_;              // per node: its rounded copy while a matrix op reads it
+  std::vector<std::vector<float>> rounded_;                // the copies
   std::map<std::string, std::vector<float>> params_;       // master weights by name
   std::vector<float*> param_of_node_;                      // per node: its master weights (Param nodes)
   std::vector<std::vector<float>> buffers_;                // per node: f32 values

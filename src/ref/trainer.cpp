@@ -72,7 +72,10 @@ void Trainer::round_operands(const ir::Node& node) {
     const float* x = data(node.inputs[k]);
     auto& copy = rounded_[k];
     copy.resize(count);
-    for (size_t e = 0; e < count; ++e) copy[e] = round_to_format(x[e], precision_.compute, /*saturate=*/false);
+    if (precision_.compute == FloatFormat::BF16)
+      for (size_t e = 0; e < count; ++e) copy[e] = round_to_bf16(x[e]);
+    else
+      for (size_t e = 0; e < count; ++e) copy[e] = round_to_fp16(x[e]);
     rounded_of_node_[in] = copy.data();
   }
 }
@@ -414,7 +417,7 @@ void Trainer::run_node(size_t id) {
   }
   if (rounded) {
     for (int input : node.inputs) rounded_of_node_[static_cast<size_t>(input)] = nullptr;
-    for (float& v : out) v = round_to_format(v, precision_.compute, /*saturate=*/false);  // overflow: inf
+    for (float& v : out) v = precision_.compute == FloatFormat::BF16 ? round_to_bf16(v) : round_to_fp16(v);
   }
 }
 

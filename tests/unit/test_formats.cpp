@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <random>
 
 #include "tessera/base/formats.hpp"
 #include "tessera/base/half.hpp"
@@ -248,5 +249,24 @@ TEST(Sparsity, StorageBitsAndCompression) {
     const std::string& pattern = spec;  // clang 14 cannot capture structured bindings
     const std::string error = error_of([&] { parse_sparsity(pattern); });
     EXPECT_NE(error.find(message), std::string::npos) << spec << ": " << error;
+  }
+}
+
+// The trainer's per-element roundings are round_to_format without saturation, bit for bit, over
+// random bit patterns (every exponent, subnormals, infinities, NaNs) and the halfway cases.
+TEST(Formats, FastBf16AndFp16RoundingEqualRoundToFormat) {
+  std::mt19937 rng(7);
+  auto same = [](float a, float b) {
+    return std::isnan(a) ? std::isnan(b) : std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  };
+  for (int i = 0; i < 2'000'000; ++i) {
+    const float x = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+    ASSERT_TRUE(same(round_to_bf16(x), round_to_format(x, FloatFormat::BF16, false))) << x;
+    ASSERT_TRUE(same(round_to_fp16(x), round_to_format(x, FloatFormat::F16, false))) << x;
+  }
+  for (float x : {1.0f + 0x1p-8f, 1.0f + 0x1p-11f, 65504.0f, 65520.0f, 65519.99f, 0x1p-25f, 0x1p-24f, 3 * 0x1p-26f,
+                  0x1.fffffep127f, -0.0f}) {
+    EXPECT_TRUE(same(round_to_bf16(x), round_to_format(x, FloatFormat::BF16, false))) << x;
+    EXPECT_TRUE(same(round_to_fp16(x), round_to_format(x, FloatFormat::F16, false))) << x;
   }
 }

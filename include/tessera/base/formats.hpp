@@ -13,6 +13,8 @@
 //    gamma), -1, 1).
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -27,6 +29,24 @@ const char* float_format_name(FloatFormat format);
 
 // The value of `x` rounded to `format`.
 float round_to_format(float x, FloatFormat format, bool saturate = true);
+
+// round_to_format(x, BF16, false) and (x, F16, false), fast enough for every element of a tensor:
+// bf16 keeps fp32's top 16 bits, rounded to nearest even; fp16 keeps 10 mantissa bits the same way,
+// multiples of 2^-24 below its normal range and infinity above 65,504.
+inline float round_to_bf16(float x) {
+  uint32_t u = std::bit_cast<uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return std::bit_cast<float>(u & 0xffff0000u);
+}
+inline float round_to_fp16(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x), magnitude = u & 0x7fffffffu;
+  if (magnitude >= 0x7f800000u) return x;                                      // inf, NaN
+  if (magnitude < 0x38800000u) return std::nearbyint(x * 0x1p24f) * 0x1p-24f;  // below 2^-14: multiples of 2^-24
+  const uint32_t rounded = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;      // 10 mantissa bits, nearest even
+  if ((rounded & 0x7fffffffu) > 0x477fe000u) return std::bit_cast<float>((u & 0x80000000u) | 0x7f800000u);  // > 65504
+  return std::bit_cast<float>(rounded);
+}
 
 // Bit patterns, for tests and for storing tensors compactly.
 uint16_t encode_bf16(float x);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "tessera/report/markup.hpp"
 #include "tessera/report/output_files.hpp"
@@ -34,13 +35,15 @@ ValidationSummary summarize(const std::vector<ValidationRow>& rows) {
 }
 
 std::string validation_table(const std::vector<ValidationRow>& rows) {
-  std::string out = fmt::format("{:<44} {:<12} {:<22} {:>12} {:>12} {:>8}\n", "measurement", "system", "metric",
+  size_t width = std::string_view("measurement").size();
+  for (const auto& r : rows) width = std::max(width, r.name.size());
+  std::string out = fmt::format("{:<{}} {:<10} {:<32} {:>12} {:>12} {:>8}\n", "measurement", width, "system", "metric",
                                 "published", "tessera", "error");
   for (const auto& r : rows) {
     const std::string predicted = r.predicted_ok ? fmt::format("{:.4g}", r.predicted) : "-";
     const std::string error = r.predicted_ok ? fmt::format("{:+.0f}%", 100 * r.error()) : "n/a";
-    out += fmt::format("{:<44} {:<12} {:<22} {:>12.4g} {:>12} {:>8}\n", r.name, r.system, r.metric + " " + r.unit,
-                       r.published, predicted, error);
+    out += fmt::format("{:<{}} {:<10} {:<32} {:>12.4g} {:>12} {:>8}\n", r.name, width, r.system,
+                       r.metric + " (" + r.unit + ")", r.published, predicted, error);
     if (!r.predicted_ok) out += fmt::format("    no prediction: {}\n", r.failure);
   }
   const ValidationSummary s = summarize(rows);

@@ -58,5 +58,7 @@ BENCHMARK_CAPTURE(evaluate, llama3_70b_on_6_wse3, "llama3-70b", "wse3", 6)->Unit
 
 BENCHMARK_CAPTURE(train_step, llama3_70b_on_1024_h100, "llama3-70b", "h100", 1024, 2048)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(train_step, gpt2_xl_on_16_wse2, "gpt2-xl", "wse2", 16, 1024)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(train_step, llama3_8b_on_16_wse2, "llama3-8b", "wse2", 16, 2048)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(train_step, megatron_1t_on_3072_a100, "megatron-1t", "a100", 3072, 2048)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

@@ -58,8 +58,9 @@ TEST(ArchSpec, PresetsLoadWithTheirPublishedFigures) {
   EXPECT_EQ(wse2.link.bytes_per_cycle, 4);
   EXPECT_EQ(wse2.core.routes, 24);
   EXPECT_DOUBLE_EQ(wse2.energy.fabric_pj_per_byte_hop, 0.8);
-  // 4 fp16 MACs x 1.1 GHz x 745,500 cores = 3.28e15 MAC/s = 6.6 PFLOP/s (Cerebras: 7.5 PF on 850k cores).
-  EXPECT_NEAR(wse2.peak_macs_per_second("fp16"), 3.28e15, 0.01e15);
+  // 4 fp16 MACs x 1.1 GHz x 745,500 cores = 3.28e15 MAC/s = 6.6 PFLOP/s at the maximum clock (Cerebras:
+  // 7.5 PF on 850k cores); the preset runs at the measured 0.85 GHz.
+  EXPECT_NEAR(wse2.peak_macs_per_second("fp16") * 1.1 / 0.85, 3.28e15, 0.01e15);
   const auto wse3 = target::load_arch(preset_path("wse3"));
   EXPECT_EQ(wse3.core.macs_per_cycle.at("fp16"), 8);
   EXPECT_EQ(wse3.usable.cores(), 755 * 1170);

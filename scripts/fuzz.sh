@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-20000}
 
 missing=()
-for p in clang-14 libclang-rt-14-dev; do
+for p in clang-14 libclang-rt-14-dev libomp-14-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -21,20 +21,39 @@ fi
 [ -f build-fuzz/CMakeCache.txt ] ||
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTESSERA_FUZZ=ON -DTESSERA_BUILD_TESTS=OFF \
         -DTESSERA_BUILD_BENCH=OFF > /dev/null
-cmake --build build-fuzz --target fuzz_safetensors fuzz_descriptions -j2
+targets=(fuzz_safetensors fuzz_descriptions fuzz_plans fuzz_tokenizer)
+cmake --build build-fuzz --target "${targets[@]}" -j2
 
-# Seeds: the committed safetensors corpus; every shipped arch and model description.
-yaml_seeds=$(mktemp -d)
-trap 'rm -rf "$yaml_seeds"' EXIT
-cp configs/arch/*.yaml configs/models/*.yaml tests/data/llama-tiny.yaml "$yaml_seeds/"
-for target in fuzz_safetensors fuzz_descriptions; do
-  seeds=fuzz/corpus
-  [ "$target" = fuzz_descriptions ] && seeds=$yaml_seeds
+# Seeds: the committed safetensors corpus; every shipped arch and model description; the plans and
+# run JSON of each fabric, written by the CLI of the main build; text and a tiny vocabulary.
+[ -x build/tessera ] || { echo "fuzz: build/tessera is missing; run scripts/setup.sh first"; exit 1; }
+seeds_root=$(mktemp -d)
+trap 'rm -rf "$seeds_root"' EXIT
+mkdir -p "$seeds_root"/{descriptions,plans,tokenizer}
+cp configs/arch/*.yaml configs/models/*.yaml tests/data/llama-tiny.yaml "$seeds_root/descriptions/"
+for arch in mesh-32x32 gc200 h100; do
+  build/tessera compile --arch "$arch" --prompt-tokens 4 -n 2 -o "$seeds_root/plans/$arch-plan.json" > /dev/null
+  build/tessera simulate "$seeds_root/plans/$arch-plan.json" --json "$seeds_root/plans/$arch-run.json" > /dev/null
+done
+for text in tests/data/text/*.txt; do
+  { printf '\0'; head -c 2000 "$text"; } > "$seeds_root/tokenizer/$(basename "$text")"
+done
+printf '\001{"a": 0, "b": 1, "ab": 2, "<|endoftext|>": 3}\000#version: 0.2\na b\n' > "$seeds_root/tokenizer/vocab"
+
+for target in "${targets[@]}"; do
+  case $target in
+    fuzz_safetensors) seeds=fuzz/corpus ;;
+    fuzz_descriptions) seeds=$seeds_root/descriptions ;;
+    fuzz_plans) seeds=$seeds_root/plans ;;
+    fuzz_tokenizer) seeds=$seeds_root/tokenizer ;;
+  esac
   echo "fuzz: $target, $runs inputs"
   # -runs and -seed make the run repeatable; a failing input is written to build-fuzz/ (crash-*).
   log=build-fuzz/$target.log
+  # New inputs go to a scratch corpus in build-fuzz/ (the first directory); the seeds stay as they are.
+  rm -rf "build-fuzz/corpus-$target" && mkdir -p "build-fuzz/corpus-$target"
   if ! "build-fuzz/fuzz/$target" -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
-       -artifact_prefix=build-fuzz/ "$seeds" > "$log" 2>&1; then
+       -artifact_prefix=build-fuzz/ "build-fuzz/corpus-$target" "$seeds" > "$log" 2>&1; then
     tail -n 30 "$log"
     echo "fuzz: $target found a failing input (see build-fuzz/)"
     exit 1

@@ -157,7 +157,8 @@ TEST(Trainer, Bf16RoundsMatrixProductsAndKeepsFp32MasterWeights) {
   EXPECT_LT(std::sqrt(differ / norm), 0.05) << "but only at bf16's precision";
   const std::vector<ref::Batch> one = {d.batch()};
   bf16.step(one, 1e-3);
-  const auto& w = bf16.weights().at("h.0.mlp.c_fc.weight").values;
+  const model::Weights after = bf16.weights();
+  const auto& w = after.at("h.0.mlp.c_fc.weight").values;
   EXPECT_TRUE(std::any_of(w.begin(), w.end(), [](float v) { return v != round_to_format(v, FloatFormat::BF16); }))
       << "the master weights stay fp32";
 }

@@ -4,15 +4,17 @@ namespace tessera::compiler {
 
 using ir::OpKind;
 
+void PhaseCost::add(const PhaseCost& o) {
+  forward_flops += o.forward_flops, recompute_flops += o.recompute_flops, backward_flops += o.backward_flops;
+  parameters += o.parameters, saved_elements += o.saved_elements;
+  forward_elementwise += o.forward_elementwise, backward_elementwise += o.backward_elementwise;
+  forward_moved += o.forward_moved, backward_moved += o.backward_moved;
+  forward_ops += o.forward_ops, backward_ops += o.backward_ops;
+}
+
 PhaseCost TrainingCost::total() const {
   PhaseCost t = outside;
-  for (const auto& l : layers) {
-    t.forward_flops += l.forward_flops, t.recompute_flops += l.recompute_flops;
-    t.backward_flops += l.backward_flops, t.parameters += l.parameters, t.saved_elements += l.saved_elements;
-    t.forward_elementwise += l.forward_elementwise, t.backward_elementwise += l.backward_elementwise;
-    t.forward_moved += l.forward_moved, t.backward_moved += l.backward_moved;
-    t.forward_ops += l.forward_ops, t.backward_ops += l.backward_ops;
-  }
+  for (const auto& l : layers) t.add(l);
   return t;
 }
 
@@ -24,6 +26,31 @@ double TrainingCost::model_flops() const {
 namespace {
 
 double causal_pairs(int64_t seq) { return static_cast<double>(seq) * static_cast<double>(seq + 1) / 2; }
+
+// Whether a node is an elementwise op (norms, activations, RoPE, residual adds and their
+// gradients): not a matrix product, attention, the loss, or a node that moves no data.
+bool elementwise(OpKind op) {
+  switch (op) {
+    case OpKind::MatMul:
+    case OpKind::Linear:
+    case OpKind::WeightGrad:
+    case OpKind::Attention:
+    case OpKind::AttentionGrad:
+    case OpKind::CrossEntropy:
+    case OpKind::CrossEntropyGrad:
+    case OpKind::Input:
+    case OpKind::Param:
+    case OpKind::SliceCols:
+    case OpKind::ConcatCols:
+    case OpKind::Embedding:
+    case OpKind::AdamW:
+    case OpKind::SgdMomentum:
+    case OpKind::GradNormScale:
+      return false;
+    default:
+      return true;
+  }
+}
 
 // FLOPs of one node over a sequence of s tokens (2 per multiply-add; elementwise ops a few per element).
 double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
@@ -44,16 +71,8 @@ double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
     case OpKind::CrossEntropy:
     case OpKind::CrossEntropyGrad:
       return 4 * s * cols(n.inputs[0]);
-    case OpKind::Input:
-    case OpKind::Param:
-    case OpKind::SliceCols:
-    case OpKind::ConcatCols:
-    case OpKind::Embedding:
-    case OpKind::AdamW:
-    case OpKind::SgdMomentum:
-    case OpKind::GradNormScale:
-      return 0;
-    default:  // norms, activations, RoPE, residual adds: a few operations per element
+    default:  // elementwise ops: a few operations per element; the rest none
+      if (!elementwise(n.op)) return 0;
       return 8 * static_cast<double>(n.type.shape.elements(1)) * (n.type.shape.dims[0] == ir::kSeq ? s : 1);
   }
 }
@@ -71,29 +90,9 @@ double moved_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
   return moved;
 }
 
-// Activation elements an elementwise node reads and writes over a sequence of s tokens; 0 for
-// matrix products, attention, the loss and nodes that move no data.
+// Activation elements an elementwise node reads and writes; 0 for every other node.
 double elementwise_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
-  switch (n.op) {
-    case OpKind::MatMul:
-    case OpKind::Linear:
-    case OpKind::WeightGrad:
-    case OpKind::Attention:
-    case OpKind::AttentionGrad:
-    case OpKind::CrossEntropy:
-    case OpKind::CrossEntropyGrad:
-    case OpKind::Input:
-    case OpKind::Param:
-    case OpKind::SliceCols:
-    case OpKind::ConcatCols:
-    case OpKind::Embedding:
-    case OpKind::AdamW:
-    case OpKind::SgdMomentum:
-    case OpKind::GradNormScale:
-      return 0;
-    default:
-      return moved_elements(g, n, seq);
-  }
+  return elementwise(n.op) ? moved_elements(g, n, seq) : 0;
 }
 
 }  // namespace

@@ -27,6 +27,21 @@ inline double ring_allreduce_s(double bytes, int64_t n, double bytes_per_second,
   return 2 * (peers - 1) / peers * bytes / bytes_per_second + 2 * (peers - 1) * latency_s;
 }
 
+// Bytes of mixed-precision training as GPUs and IPUs run it: 16-bit weights and activations, fp32
+// gradients, fp32 master weights and AdamW moments (12 bytes per parameter); an AdamW update reads
+// the gradient, master weight and both moments and writes the last three (7 fp32 values).
+struct MixedPrecisionBytes {
+  double weight = 2, gradient = 4, optimizer = 12, activation = 2, adam_update = 28;
+};
+inline constexpr MixedPrecisionBytes kMixedPrecision{};
+
+// The layers [first, last) of a pipeline stage: their counts summed.
+inline compiler::PhaseCost layers_cost(const compiler::TrainingCost& cost, int64_t first, int64_t last) {
+  compiler::PhaseCost sum;
+  for (int64_t l = first; l < last; ++l) sum.add(cost.layers[static_cast<size_t>(l)]);
+  return sum;
+}
+
 // What the timeline of a pipelined step needs: one micro-batch's forward and backward time on a
 // stage (its communication included), the schedule's shape and the work after it.
 struct PipelineSchedule {

@@ -24,6 +24,9 @@ struct PhaseCost {
   double forward_moved = 0, backward_moved = 0;
   int64_t forward_ops = 0, backward_ops = 0;
   double flops() const { return forward_flops + recompute_flops + backward_flops; }
+  // Adds every count of `other` (a stage of several layers, or a whole model) except
+  // boundary_elements, which belongs to one layer.
+  void add(const PhaseCost& other);
 };
 
 struct TrainingCost {

@@ -17,9 +17,7 @@ namespace tessera::target {
 
 namespace {
 
-constexpr double kWeightBytes = 2, kGradientBytes = 4, kOptimizerBytes = 12;  // fp16; fp32; fp32 master, m, v
-constexpr double kActivationBytes = 2;                                        // fp16
-constexpr double kAdamBytesPerParameter = 28;  // AdamW reads grad, master, m, v and writes master, m, v (fp32)
+constexpr MixedPrecisionBytes kBytes = kMixedPrecision;
 
 struct Evaluation {
   TrainingReport report;
@@ -43,23 +41,18 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   // The heaviest IPU: the last stage, with ceil(layers / pp) layers, the embeddings, the LM head and
   // the loss (tied weights stay on one IPU).
   const int64_t per_stage = (layers + pp - 1) / pp;
-  compiler::PhaseCost stage = cost.outside;
-  for (int64_t l = layers - per_stage; l < layers; ++l) {
-    const auto& c = cost.layers[static_cast<size_t>(l)];
-    stage.forward_flops += c.forward_flops, stage.backward_flops += c.backward_flops;
-    stage.recompute_flops += c.recompute_flops, stage.parameters += c.parameters;
-    stage.saved_elements += c.saved_elements, stage.forward_moved += c.forward_moved;
-    stage.backward_moved += c.backward_moved, stage.forward_ops += c.forward_ops, stage.backward_ops += c.backward_ops;
-  }
+  const compiler::PhaseCost stage_layers = layers_cost(cost, layers - per_stage, layers);
+  compiler::PhaseCost stage = stage_layers;
+  stage.add(cost.outside);
   const double boundary = cost.layers.empty() ? 0 : cost.layers.back().boundary_elements;
 
   // One micro-batch through the stage: the MACs at the tiles' peak, each op's activations over the
   // exchange and its sync, and the hand-over to the next IPU over an IPU-Link.
   const double t_forward = mb * stage.forward_flops / peak;
   const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / peak;
-  const double t_exchange = mb * (stage.forward_moved + stage.backward_moved) * kActivationBytes / exchange_bw +
+  const double t_exchange = mb * (stage.forward_moved + stage.backward_moved) * kBytes.activation / exchange_bw +
                             static_cast<double>(stage.forward_ops + stage.backward_ops) * sync_s;
-  const double handover_bytes = mb * boundary * kActivationBytes;
+  const double handover_bytes = mb * boundary * kBytes.activation;
   const double t_handover =
       pp > 1 ? 2 * (handover_bytes / arch.chip_link.bytes_per_second + arch.chip_link.latency_s) : 0;
   const double per_micro = t_forward + t_backward + t_exchange + t_handover;
@@ -69,9 +62,9 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   // Replicas all-reduce the stage's gradients (fp16) over the IPU-Links; the optimizer then updates
   // the resident state from tile SRAM.
   const double t_data =
-      ring_allreduce_s(stage.parameters * kWeightBytes, dp, arch.chip_link.bytes_per_second, arch.chip_link.latency_s);
+      ring_allreduce_s(stage.parameters * kBytes.weight, dp, arch.chip_link.bytes_per_second, arch.chip_link.latency_s);
   const double sram_bw = tiles * arch.core.sram_bytes_per_cycle * arch.clock_hz;
-  const double t_optimizer = stage.parameters * kAdamBytesPerParameter / sram_bw;
+  const double t_optimizer = stage.parameters * kBytes.adam_update / sram_bw;
   const double step = pipeline + t_data + t_optimizer;
 
   TrainingReport r;
@@ -104,20 +97,19 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
 
   r.memory.resource = "SRAM of the IPU";
   r.memory.available = arch.usable_sram_per_core() * tiles;
-  r.memory.weights = stage.parameters * kWeightBytes;
-  r.memory.gradients = stage.parameters * kGradientBytes;
-  r.memory.optimizer = stage.parameters * kOptimizerBytes;
+  r.memory.weights = stage.parameters * kBytes.weight;
+  r.memory.gradients = stage.parameters * kBytes.gradient;
+  r.memory.optimizer = stage.parameters * kBytes.optimizer;
   // 1F1B: the first stage holds p micro-batches' activations, the last one micro-batch's logits
   // (counted on one IPU: an upper bound on either).
   const double in_flight = std::min(p, m_micro);
   r.memory.activations =
-      (in_flight * (stage.saved_elements - cost.outside.saved_elements) + cost.outside.saved_elements) * mb *
-      kActivationBytes;
+      (in_flight * stage_layers.saved_elements + cost.outside.saved_elements) * mb * kBytes.activation;
 
   const auto mac_pj = arch.energy.mac_pj.contains("fp16") ? arch.energy.mac_pj.at("fp16") : 0.0;
-  const double sram_bytes = m_micro * (3 * stage.parameters * kWeightBytes) + stage.parameters * kAdamBytesPerParameter;
-  const double exchange_bytes = m_micro * mb * (stage.forward_moved + stage.backward_moved) * kActivationBytes;
-  const double link_bytes = m_micro * handover_bytes * 2 + 2 * stage.parameters * kWeightBytes;
+  const double sram_bytes = m_micro * (3 * stage.parameters * kBytes.weight) + stage.parameters * kBytes.adam_update;
+  const double exchange_bytes = m_micro * mb * (stage.forward_moved + stage.backward_moved) * kBytes.activation;
+  const double link_bytes = m_micro * handover_bytes * 2 + 2 * stage.parameters * kBytes.weight;
   r.energy_per_step_j = (r.hardware_flops_per_step / 2 * mac_pj +
                          static_cast<double>(w.chips) * (sram_bytes * arch.energy.sram_read_pj_per_byte +
                                                          exchange_bytes * arch.energy.exchange_pj_per_byte +
@@ -178,7 +170,7 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
                           "({:.0f} parameters, kept on one IPU) need {:.2f} GiB with their gradients and state",
                           least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
                           mem.gradients / gib, mem.optimizer / gib, mem.activations / gib, m.cost.outside.parameters,
-                          m.cost.outside.parameters * (kWeightBytes + kGradientBytes + kOptimizerBytes) / gib),
+                          m.cost.outside.parameters * (kBytes.weight + kBytes.gradient + kBytes.optimizer) / gib),
               "more IPUs per pipeline (--pp), --recompute full or a shorter --seq"},
           {}};
 }

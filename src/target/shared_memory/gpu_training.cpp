@@ -18,9 +18,7 @@ namespace tessera::target {
 
 namespace {
 
-constexpr double kWeightBytes = 2, kGradientBytes = 4, kOptimizerBytes = 12;  // bf16; fp32; fp32 master, m, v
-constexpr double kActivationBytes = 2;                                        // bf16
-constexpr double kAdamBytesPerParameter = 28;  // AdamW reads grad, master, m, v and writes master, m, v (fp32)
+constexpr MixedPrecisionBytes kBytes = kMixedPrecision;
 
 struct Layout {
   int64_t tp = 1, pp = 1, dp = 1;
@@ -51,18 +49,9 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
 
   // The heaviest stage: layers / pp of them, and the LM head and loss on the last.
   const int64_t per_stage = layers / lay.pp;
-  compiler::PhaseCost stage;
-  for (int64_t l = layers - per_stage; l < layers; ++l) {
-    const auto& c = cost.layers[static_cast<size_t>(l)];
-    stage.forward_flops += c.forward_flops, stage.backward_flops += c.backward_flops;
-    stage.recompute_flops += c.recompute_flops, stage.parameters += c.parameters;
-    stage.saved_elements += c.saved_elements;
-    stage.forward_elementwise += c.forward_elementwise, stage.backward_elementwise += c.backward_elementwise;
-  }
-  stage.forward_flops += cost.outside.forward_flops, stage.backward_flops += cost.outside.backward_flops;
-  stage.parameters += cost.outside.parameters;
-  stage.forward_elementwise += cost.outside.forward_elementwise;
-  stage.backward_elementwise += cost.outside.backward_elementwise;
+  const compiler::PhaseCost stage_layers = layers_cost(cost, layers - per_stage, layers);
+  compiler::PhaseCost stage = stage_layers;
+  stage.add(cost.outside);
   const double boundary = cost.layers.empty() ? 0 : cost.layers.back().boundary_elements;
 
   // One micro-batch through the stage: matrix products at the sustained rate; elementwise ops
@@ -70,9 +59,9 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   // when the layer's forward runs again); the hand-over to the next stage.
   const double t_forward = mb * stage.forward_flops / tp / sustained;
   const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / sustained;
-  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kActivationBytes / tp /
+  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp /
                                arch.gpu.hbm_bytes_per_second;
-  const double layer_activation_bytes = mb * boundary * kActivationBytes;
+  const double layer_activation_bytes = mb * boundary * kBytes.activation;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
   const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.bytes_per_second,
                                                         arch.chip_link.latency_s);
@@ -94,11 +83,11 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const bool dp_in_node = lay.tp * lay.pp * lay.dp <= node;
   const double dp_bw = dp_in_node ? arch.chip_link.bytes_per_second : net_bw;
   const double dp_lat = dp_in_node ? arch.chip_link.latency_s : net_lat;
-  double t_data = ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat);
+  double t_data = ring_allreduce_s(local_params * kBytes.weight, lay.dp, dp_bw, dp_lat);
   // ZeRO-3's two weight all-gathers (forward, backward) each move half an all-reduce.
-  if (w.zero_stage >= 3) t_data += ring_allreduce_s(local_params * kWeightBytes, lay.dp, dp_bw, dp_lat);
+  if (w.zero_stage >= 3) t_data += ring_allreduce_s(local_params * kBytes.weight, lay.dp, dp_bw, dp_lat);
   const double optimizer_params = w.zero_stage >= 1 ? local_params / dp : local_params;
-  const double t_optimizer = optimizer_params * kAdamBytesPerParameter / arch.gpu.hbm_bytes_per_second;
+  const double t_optimizer = optimizer_params * kBytes.adam_update / arch.gpu.hbm_bytes_per_second;
   const double step = pipeline + t_data + t_optimizer;
 
   TrainingReport r;
@@ -135,19 +124,19 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
   const double shard = dp;
   r.memory.resource = "HBM per GPU";
   r.memory.available = arch.gpu.hbm_bytes;
-  r.memory.weights = local_params * kWeightBytes / (w.zero_stage >= 3 ? shard : 1);
-  r.memory.gradients = local_params * kGradientBytes / (w.zero_stage >= 2 ? shard : 1);
-  r.memory.optimizer = local_params * kOptimizerBytes / (w.zero_stage >= 1 ? shard : 1);
+  r.memory.weights = local_params * kBytes.weight / (w.zero_stage >= 3 ? shard : 1);
+  r.memory.gradients = local_params * kBytes.gradient / (w.zero_stage >= 2 ? shard : 1);
+  r.memory.optimizer = local_params * kBytes.optimizer / (w.zero_stage >= 1 ? shard : 1);
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
-  r.memory.activations = in_flight * mb * stage.saved_elements * kActivationBytes / tp + logits;
+  r.memory.activations = in_flight * mb * stage_layers.saved_elements * kBytes.activation / tp + logits;
   // Per GPU and step: weights read three times per micro-batch (forward, and backward for dx and
   // dW), the elementwise ops' tensors, the optimizer's state; all-reduce and gradient traffic.
   const double hbm_traffic =
-      m_micro * (3 * local_params * kWeightBytes +
-                 mb * (stage.forward_elementwise + stage.backward_elementwise) * kActivationBytes / tp) +
-      optimizer_params * kAdamBytesPerParameter;
-  const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kWeightBytes * 2;
+      m_micro * (3 * local_params * kBytes.weight +
+                 mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp) +
+      optimizer_params * kBytes.adam_update;
+  const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kBytes.weight * 2;
   const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
   r.energy_per_step_j =
       (hardware_flops / 2 * mac_pj + static_cast<double>(w.chips) * (hbm_traffic * arch.energy.hbm_pj_per_byte +

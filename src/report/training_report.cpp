@@ -154,7 +154,7 @@ std::string training_step_text(const target::TrainingReport& r, const std::strin
       "  memory ({})  {:.2f} GiB of {:.2f}: weights {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f}\n",
       r.memory.resource, r.memory.used() / kGiB, r.memory.available / kGiB, r.memory.weights / kGiB,
       r.memory.gradients / kGiB, r.memory.optimizer / kGiB, r.memory.activations / kGiB);
-  out += fmt::format("  energy               {:.1f} kJ per step, {:.3f} J per token\n", r.energy_per_step_j / 1e3,
+  out += fmt::format("  energy               {:.4g} J per step, {:.4g} J per token\n", r.energy_per_step_j,
                      r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq));
   out += fmt::format("  communication        {:.1f}% of the step; pipeline bubble {:.1f}%; bound: {}\n",
                      100 * r.communication_share, 100 * r.bubble_fraction, r.bound);
@@ -214,7 +214,7 @@ std::string training_compare_table(const std::vector<TrainingCompareRow>& rows) 
       continue;
     }
     const auto& r = *row.report;
-    out += fmt::format("{:<12} {:>6} {:>10.4g} {:>12.4g} {:>5.1f}% {:>8.1f} of {:>6.1f} {:>9.4f}  {:<36} {}\n",
+    out += fmt::format("{:<12} {:>6} {:>10.4g} {:>12.4g} {:>5.1f}% {:>8.1f} of {:>6.1f} {:>9.3g}  {:<36} {}\n",
                        row.machine, r.chips, r.step_s, r.tokens_per_s, 100 * r.mfu, r.memory.used() / kGiB,
                        r.memory.available / kGiB, r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq),
                        r.bound, r.layout);

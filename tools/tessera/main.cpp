@@ -219,7 +219,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--micro-batch", train.work.micro_batch, "With --arch: sequences per pipeline micro-batch")
       ->capture_default_str();
   train_cmd->add_option("--tp", train.work.tensor_parallel, "With --arch (GPUs): tensor-parallel size (default: best)");
-  train_cmd->add_option("--pp", train.work.pipeline_parallel, "With --arch (GPUs): pipeline stages (default: best)");
+  train_cmd->add_option("--pp", train.work.pipeline_parallel,
+                        "With --arch (GPUs, IPUs): pipeline stages (default: best)");
   train_cmd
       ->add_option("--interleave", train.work.interleave,
                    "With --arch (GPUs): chunks of layers per pipeline stage (interleaved 1F1B)")
@@ -277,7 +278,8 @@ int main(int argc, char** argv) {
                         "One training step per machine (timing-only; each chooses its layout) instead of inference");
   compare_cmd->add_option("--global-batch", compare.work.global_batch,
                           "With --train: sequences per step (default 1,024, rounded to each layout)");
-  compare_cmd->add_option("--seq", compare.work.seq, "With --train: tokens per sequence")->capture_default_str();
+  compare_cmd->add_option("--seq", compare.work.seq,
+                          "With --train: tokens per sequence (default 2,048, or the model's context if shorter)");
   compare_cmd->add_option("--recompute", compare.recompute, "With --train: none, selective or full")
       ->capture_default_str();
   compare_cmd->add_option("--json", compare.json, "Write the rows as JSON");

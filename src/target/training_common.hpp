@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "tessera/compiler/training_cost.hpp"
@@ -56,6 +57,31 @@ struct PipelineSchedule {
 // data-parallel gradients and the optimizer. Stages beyond the first and last four are simulated
 // but not drawn.
 std::vector<TimelineEvent> one_f_one_b_timeline(const PipelineSchedule& s);
+
+// One layout a pipelined training model evaluated: its report, its schedule (for the timeline) and
+// whether it fits the chips' memory.
+struct LayoutEvaluation {
+  TrainingReport report;
+  PipelineSchedule schedule;
+  bool fits = false;
+};
+
+// Of the layouts considered: the fastest that fits, and the one that overflows its memory least
+// (what a fit failure reports when none fits).
+struct LayoutChoice {
+  std::optional<LayoutEvaluation> best, least_over;
+  void consider(const LayoutEvaluation& e) {
+    if (e.fits && (!best || e.report.step_s < best->report.step_s)) best = e;
+    const auto fullness = [](const LayoutEvaluation& x) { return x.report.memory.used() / x.report.memory.available; };
+    if (!least_over || fullness(e) < fullness(*least_over)) least_over = e;
+  }
+  // The fastest layout's report with its 1F1B timeline; call only when `best` is set.
+  TrainingOutcome chosen() const {
+    TrainingReport r = best->report;
+    r.timeline = one_f_one_b_timeline(best->schedule);
+    return {{}, r};
+  }
+};
 
 // The default global batch: 1,024 sequences, rounded up to a multiple of `ways`.
 inline int64_t default_global_batch(int64_t ways) { return (1024 + ways - 1) / ways * ways; }

@@ -19,14 +19,8 @@ namespace {
 
 constexpr MixedPrecisionBytes kBytes = kMixedPrecision;
 
-struct Evaluation {
-  TrainingReport report;
-  PipelineSchedule schedule;
-  bool fits = false;
-};
-
-Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m, const TrainingWork& w,
-                    int64_t pp, int64_t global_batch) {
+LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m,
+                          const TrainingWork& w, int64_t pp, int64_t global_batch) {
   const auto& cost = m.cost;
   const auto layers = static_cast<int64_t>(cost.layers.size());
   const int64_t dp = w.chips / pp;
@@ -139,28 +133,21 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
         "--interleave do not apply");
   const CostedModel m = costed_model(model, w);
   const auto layers = static_cast<int64_t>(m.cost.layers.size());
-  std::optional<Evaluation> best, least_over;
+  LayoutChoice choice;
   for (int64_t pp = 1; pp <= std::min(layers, w.chips); ++pp) {
     if ((w.pipeline_parallel > 0 && pp != w.pipeline_parallel) || w.chips % pp != 0) continue;
     const int64_t ways = (w.chips / pp) * w.micro_batch;
     const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
     if (batch % ways != 0) continue;
-    Evaluation e = evaluate(arch, model, m, w, pp, batch);
-    if (e.fits && (!best || e.report.step_s < best->report.step_s)) best = e;
-    if (!least_over || e.report.memory.used() / e.report.memory.available <
-                           least_over->report.memory.used() / least_over->report.memory.available)
-      least_over = e;
+    choice.consider(evaluate(arch, model, m, w, pp, batch));
   }
-  if (best) {
-    best->report.timeline = one_f_one_b_timeline(best->schedule);
-    return {{}, best->report};
-  }
-  if (!least_over)
+  if (choice.best) return choice.chosen();
+  if (!choice.least_over)
     fail(
         "no pipeline of {} IPUs for {}: the IPUs per pipeline must divide the IPUs and be at most its {} layers, "
         "and --global-batch split into the replicas x micro-batches of {}",
         w.chips, model.config.name, layers, w.micro_batch);
-  const TrainingMemory& mem = least_over->report.memory;
+  const TrainingMemory& mem = choice.least_over->report.memory;
   const double gib = 1024.0 * 1024 * 1024;
   return {compiler::FitFailure{
               model.config.name, fmt::format("{} x {}", w.chips, arch.name), "SRAM of the IPU", "the fullest IPU",
@@ -168,7 +155,7 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
               fmt::format("at the tightest layout ({}), an IPU needs {:.2f} GiB of {:.2f}: weights {:.2f}, gradients "
                           "{:.2f}, optimizer state {:.2f}, activations {:.2f}; the embeddings and LM head alone "
                           "({:.0f} parameters, kept on one IPU) need {:.2f} GiB with their gradients and state",
-                          least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
+                          choice.least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
                           mem.gradients / gib, mem.optimizer / gib, mem.activations / gib, m.cost.outside.parameters,
                           m.cost.outside.parameters * (kBytes.weight + kBytes.gradient + kBytes.optimizer) / gib),
               "more IPUs per pipeline (--pp), --recompute full or a shorter --seq"},

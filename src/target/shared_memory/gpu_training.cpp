@@ -24,15 +24,8 @@ struct Layout {
   int64_t tp = 1, pp = 1, dp = 1;
 };
 
-struct Evaluation {
-  Layout layout;
-  TrainingReport report;
-  PipelineSchedule schedule;
-  bool fits = false;
-};
-
-Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m, const TrainingWork& w,
-                    Layout lay, int64_t global_batch) {
+LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m,
+                          const TrainingWork& w, Layout lay, int64_t global_batch) {
   const auto& cost = m.cost;
   const auto layers = static_cast<int64_t>(cost.layers.size());
   const double peak = 2 * arch.peak_macs_per_second("bf16");
@@ -160,7 +153,7 @@ Evaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const 
                                   lay.pp,
                                   m_count,
                                   w.interleave};
-  return {lay, r, schedule, r.memory.used() <= r.memory.available};
+  return {r, schedule, r.memory.used() <= r.memory.available};
 }
 
 }  // namespace
@@ -190,7 +183,7 @@ TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSou
         "heads and d_ff {} (and dividing or a multiple of {} KV heads), pp x interleave ({}) must divide {} layers, "
         "and tp x pp must divide the chips",
         w.chips, c.name, node, c.n_heads, c.d_ff, c.n_kv_heads, w.interleave, layers);
-  std::optional<Evaluation> best, least_over;
+  LayoutChoice choice;
   for (const Layout& lay : layouts) {
     const int64_t ways = lay.dp * w.micro_batch;
     const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
@@ -200,25 +193,19 @@ TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSou
              w.micro_batch);
       continue;
     }
-    Evaluation e = evaluate(arch, model, m, w, lay, batch);
-    if (e.fits && (!best || e.report.step_s < best->report.step_s)) best = e;
-    if (!least_over || e.report.memory.used() / e.report.memory.available <
-                           least_over->report.memory.used() / least_over->report.memory.available)
-      least_over = e;
+    choice.consider(evaluate(arch, model, m, w, lay, batch));
   }
-  if (best) {
-    best->report.timeline = one_f_one_b_timeline(best->schedule);
-    return {{}, best->report};
-  }
-  if (!least_over) fail("--global-batch {} splits into none of the layouts of {} chips", w.global_batch, w.chips);
-  const TrainingMemory& mem = least_over->report.memory;
+  if (choice.best) return choice.chosen();
+  if (!choice.least_over)
+    fail("--global-batch {} splits into none of the layouts of {} chips", w.global_batch, w.chips);
+  const TrainingMemory& mem = choice.least_over->report.memory;
   const double gib = 1024.0 * 1024 * 1024;
   return {compiler::FitFailure{
               c.name, fmt::format("{} x {}", w.chips, arch.name), "HBM per GPU", "the fullest GPU", mem.used(),
               mem.available, "bytes",
               fmt::format("at the tightest layout ({}), each GPU needs {:.1f} GiB of {:.1f}: weights {:.1f}, gradients "
                           "{:.1f}, optimizer state {:.1f}, activations {:.1f}",
-                          least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
+                          choice.least_over->report.layout, mem.used() / gib, mem.available / gib, mem.weights / gib,
                           mem.gradients / gib, mem.optimizer / gib, mem.activations / gib),
               "more GPUs, a higher --zero stage, --recompute full or a shorter --seq"},
           {}};

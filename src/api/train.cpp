@@ -67,6 +67,7 @@ std::map<std::string, std::string> settings(const TrainRequest& r, const std::st
           {"warmup", std::to_string(r.warmup)},
           {"seed", std::to_string(r.seed)},
           {"precision", r.precision},
+          {"arch", r.arch.empty() ? "host" : r.arch},
           {"optimizer", fmt::format("{} beta1={} beta2={} eps={} momentum={} weight_decay={} clip={}",
                                     o.kind == ir::OptimizerKind::AdamW ? "adamw" : "sgd", o.beta1, o.beta2, o.eps,
                                     o.momentum, o.weight_decay, o.clip_norm)}};
@@ -181,6 +182,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     start = model::load_weights(graph, dir / kCheckpointWeights);
     std::map<std::string, std::string> meta;
     optimizer_state = read_all_tensors(dir / kCheckpointOptimizer, &meta);
+    if (!meta.contains("arch")) meta["arch"] = "host";  // checkpoints from before chips trained with values
     for (const auto& [key, value] : expected)
       if (!meta.contains(key) || meta.at(key) != value)
         fail(
@@ -216,7 +218,19 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   ref::MixedPrecision precision;
   precision.compute = parse_float_format(r.precision);
   precision.loss_scaling = r.precision == "fp16";
-  ref::Trainer trainer(training, start, precision);
+  ref::Partitioning partitioning;
+  if (!r.arch.empty()) {
+    if (system::parse_machine_name(r.arch).first != 1)
+      fail("--arch {}: training with values runs on one chip; add --no-numerics to time a step on a system", r.arch);
+    const target::TrainingValues values =
+        load_target(r.arch, PrecisionPolicy{})
+            ->training_values(load_model_source(model_path),
+                              {.chips = 1, .global_batch = r.batch, .seq = r.seq, .micro_batch = r.batch});
+    if (!values.status) fail("{}", values.status.message());
+    partitioning = values.partitioning;
+    result.chip_layout = values.layout;
+  }
+  ref::Trainer trainer(training, start, precision, partitioning);
   if (!r.resume.empty()) {
     trainer.load_optimizer_state(optimizer_state, result.resumed_from);
     if (precision.loss_scaling) trainer.set_loss_scale(loss_scale_at_resume.first, loss_scale_at_resume.second);

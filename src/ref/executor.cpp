@@ -188,16 +188,7 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       }
       if (parts > 1) {
         // Each part's products summed on its own, the partial sums added in part order, the bias last.
-        std::fill_n(out.data(), out_rows * cols, 0.0f);
-        partial_.resize(static_cast<size_t>(out_rows * cols));
-        const int64_t chunk = (k + parts - 1) / parts;
-        for (int64_t k0 = 0; k0 < k; k0 += chunk) {
-          const auto len = static_cast<blasint>(std::min(chunk, k - k0));
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, linear ? CblasTrans : CblasNoTrans, static_cast<blasint>(out_rows),
-                      n, len, 1.0f, x + k0, kk, linear ? in(1) + k0 : in(1) + k0 * cols, linear ? kk : n, 0.0f,
-                      partial_.data(), n);
-          for (size_t e = 0; e < partial_.size(); ++e) out[e] += partial_[e];
-        }
+        kernels::split_k_matmul(x, k, in(1), linear, out_rows, k, cols, parts, out.data(), partial_);
         if (has_bias)
           for (int64_t r = 0; r < out_rows; ++r)
             for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(r * cols + c)] += in(2)[c];

@@ -1,5 +1,8 @@
 #include "tessera/ref/kernels.hpp"
 
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -112,6 +115,21 @@ float dot(const float* a, const float* b, int64_t n) {
   float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
+}
+
+void split_k_matmul(const float* x, int64_t x_stride, const float* w, bool linear, int64_t rows, int64_t k, int64_t n,
+                    int64_t parts, float* out, std::vector<float>& partial) {
+  std::fill_n(out, rows * n, 0.0f);
+  partial.resize(static_cast<size_t>(rows * n));
+  const int64_t chunk = (k + parts - 1) / parts;
+  for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+    const auto len = static_cast<blasint>(std::min(chunk, k - k0));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, linear ? CblasTrans : CblasNoTrans, static_cast<blasint>(rows),
+                static_cast<blasint>(n), len, 1.0f, x + k0, static_cast<blasint>(x_stride),
+                linear ? w + k0 : w + k0 * n, static_cast<blasint>(linear ? k : n), 0.0f, partial.data(),
+                static_cast<blasint>(n));
+    for (size_t e = 0; e < partial.size(); ++e) out[e] += partial[e];
+  }
 }
 
 }  // namespace tessera::ref::kernels

@@ -12,7 +12,8 @@ namespace tessera::ref {
 
 using ir::OpKind;
 
-Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision)
+Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision,
+                 const Partitioning& partitioning)
     : t_(training), precision_(precision) {
   const ir::Graph& g = t_.graph;
   if (const Status s = g.verify(); !s) fail("cannot train with an invalid graph: {}", s.message());
@@ -41,6 +42,26 @@ Trainer::Trainer(const ir::TrainingGraph& training, const model::Weights& initia
     storage = tensor->values;
     param_of_node_[id] = storage.data();
   }
+  // Each matrix product by a weight: forward (and recomputed) ones split k, the input gradient's
+  // its n outputs.
+  reduction_parts_.assign(n, 1);
+  std::map<std::string, int> uses;
+  for (size_t id = 0; id < n; ++id) {
+    const ir::Node& node = g.node(static_cast<int>(id));
+    if (node.op != OpKind::MatMul && node.op != OpKind::Linear) continue;
+    const ir::Node& weight = g.node(node.inputs[1]);
+    if (weight.op != OpKind::Param) continue;
+    const auto& parts = node.phase == ir::Phase::Backward ? partitioning.backward_parts : partitioning.k_parts;
+    if (const auto it = parts.find(weight.name); it != parts.end()) {
+      if (it->second < 1) fail("partitioning: '{}' split into {} parts", weight.name, it->second);
+      reduction_parts_[id] = it->second;
+    }
+    ++uses[weight.name];
+  }
+  for (const auto* parts : {&partitioning.k_parts, &partitioning.backward_parts})
+    for (const auto& [weight, count] : *parts)
+      if (!uses.contains(weight))
+        fail("partitioning: '{}' is not a weight any matrix product of the graph reads", weight);
 }
 
 const float* Trainer::data(int node) const {
@@ -309,6 +330,14 @@ void Trainer::run_node(size_t id) {
       const bool linear = node.op == OpKind::Linear;
       const int64_t k = cols_of(0);
       const auto n = static_cast<blasint>(cols), kk = static_cast<blasint>(k);
+      if (const int64_t parts = reduction_parts_[id]; parts > 1) {
+        // The machine's partial sums added in part order, the bias last.
+        kernels::split_k_matmul(in(0), k, in(1), linear, rows_, k, cols, parts, out.data(), partial_);
+        if (node.inputs.size() == 3)
+          for (int64_t r = 0; r < rows_; ++r)
+            for (int64_t c = 0; c < cols; ++c) out[static_cast<size_t>(r * cols + c)] += in(2)[c];
+        break;
+      }
       float beta = 0.0f;
       if (node.inputs.size() == 3) {
         for (int64_t r = 0; r < rows_; ++r) std::copy_n(in(2), cols, out.data() + r * cols);

@@ -21,6 +21,10 @@ class WeightNames {
   }
 
   int64_t k(const std::string& matrix) const { return lowered_.projection(matrix)->k; }
+  const compiler::LoweredOp& projection(const std::string& matrix) const {
+    weights(matrix);  // an unknown matrix throws
+    return *lowered_.projection(matrix);
+  }
 
  private:
   compiler::LoweredModel lowered_;
@@ -42,6 +46,28 @@ ref::Partitioning partitioning(const program::BspPlan& plan, const ir::Graph& gr
   }
   // Each tile of a pair holds a contiguous block of the context's positions.
   if (position_parts > 1) p.position_block = cdiv(plan.prompt_tokens + plan.max_new_tokens, position_parts);
+  return p;
+}
+
+void add_training_split(ref::Partitioning& p, const compiler::LoweredOp& projection, int64_t k_parts,
+                        int64_t n_blocks) {
+  const int64_t block = cdiv(projection.n, std::max<int64_t>(1, n_blocks));
+  // One weight holds every part (GPT-2's c_attn, sliced), or one weight per part (Llama's q|k|v).
+  const bool one_weight = projection.weights.size() == 1;
+  int64_t begin = 0;
+  for (size_t i = 0; i < projection.weights.size(); ++i) {
+    const int64_t end = begin + (one_weight ? projection.n : projection.part_widths.at(i));
+    p.k_parts[projection.weights[i]] = std::min(k_parts, projection.k);
+    p.backward_parts[projection.weights[i]] = (end - 1) / block - begin / block + 1;
+    begin = end;
+  }
+}
+
+ref::Partitioning training_partitioning(const program::BspPlan& plan, const ir::Graph& graph) {
+  const WeightNames names(graph);
+  ref::Partitioning p;
+  for (const auto& st : plan.prefill)
+    if (st.op == "matmul") add_training_split(p, names.projection(st.name), st.k_parts, st.tiles / st.k_parts);
   return p;
 }
 

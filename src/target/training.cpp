@@ -12,6 +12,13 @@ TrainingOutcome Target::simulate_training(const ModelSource&, const TrainingWork
        arch().name, arch().fabric);
 }
 
+TrainingValues Target::training_values(const ModelSource&, const TrainingWork&) const {
+  fail(
+      "training with values on {} ({} fabric) is not modelled: its values would be cuBLAS's, not tessera's; train on "
+      "the host (no --arch), on a mesh2d or exchange chip, or add --no-numerics to time one step",
+      arch().name, arch().fabric);
+}
+
 CostedModel costed_model(const ModelSource& model, const TrainingWork& work) {
   if (work.seq < 1 || work.seq > model.config.context_length)
     fail("--seq {}: {} takes sequences of 1 to {} tokens", work.seq, model.config.name, model.config.context_length);

@@ -53,21 +53,17 @@ int train_on_machine_command(const TrainFlags& flags) {
 }
 
 int train_command(const TrainFlags& flags) {
-  if (flags.arch != "host") {
-    if (!flags.no_numerics)
-      fail(
-          "--arch {}: training with values runs on the host reference trainer; add --no-numerics to time one step "
-          "on the machine",
-          flags.arch);
+  if (flags.no_numerics) {
+    if (flags.arch == "host") fail("--no-numerics needs a machine (--arch 1024xh100, 16xwse2, ...)");
     if (!flags.request.text_path.empty()) fail("--text is for training with values; --no-numerics reads no text");
     return train_on_machine_command(flags);
   }
-  if (flags.no_numerics) fail("--no-numerics needs a machine (--arch 1024xh100, 16xwse2, ...)");
   if (!flags.json.empty() || !flags.trace.empty())
     fail(
         "--json and --trace describe one step on a machine (--arch ... --no-numerics); on the host, -o DIR keeps "
         "the loss curve");
   api::TrainRequest request = flags.request;
+  if (flags.arch != "host") request.arch = flags.arch;
   request.options.recompute = ir::parse_recompute(flags.recompute);
   if (flags.optimizer == "sgd") {
     request.options.optimizer.kind = ir::OptimizerKind::Sgd;
@@ -93,6 +89,7 @@ int train_command(const TrainFlags& flags) {
   std::printf("%s: %lld parameters, %lld training and %lld held-out tokens\n", r.model_name.c_str(),
               static_cast<long long>(r.parameters), static_cast<long long>(r.train_tokens),
               static_cast<long long>(r.held_out_tokens));
+  if (!r.chip_layout.empty()) std::printf("on one %s: %s\n", request.arch.c_str(), r.chip_layout.c_str());
   if (r.resumed_from > 0) std::printf("resumed after step %lld\n", static_cast<long long>(r.resumed_from));
   if (!r.history.empty())
     std::printf("steps %lld: training loss %.4f -> %.4f, held-out loss %.4f -> %.4f (perplexity %.1f -> %.1f)\n",
@@ -104,7 +101,8 @@ int train_command(const TrainFlags& flags) {
     std::printf("%lld steps skipped by loss scaling (a gradient overflowed in fp16)\n",
                 static_cast<long long>(skipped));
   std::printf(
-      "%.0f tokens/s on this host (reference trainer, %s)\n", r.tokens_per_s,
+      "%.0f tokens/s on this host (reference trainer%s, %s)\n", r.tokens_per_s,
+      request.arch.empty() ? "" : (" in " + request.arch + "'s arithmetic order").c_str(),
       request.precision == "fp32" ? "fp32" : (request.precision + " matrix products, fp32 master weights").c_str());
   if (!request.out_dir.empty())
     std::printf("checkpoint: %s (tessera run -m %s; loss.csv, loss.svg)\n", request.out_dir.c_str(),

@@ -210,8 +210,9 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("-q,--quiet", train.quiet, "No progress lines on stderr");
   train_cmd
       ->add_option("-a,--arch", train.arch,
-                   "host (the reference trainer), or a machine to time one step on: a preset or COUNTxPRESET "
-                   "(1024xh100, 16xwse2), with --no-numerics")
+                   "host (the reference trainer); a chip preset to train with values in its arithmetic order "
+                   "(wse2, gc200: small models); with --no-numerics, a machine to time one step on: a preset or "
+                   "COUNTxPRESET (1024xh100, 16xwse2)")
       ->capture_default_str();
   train_cmd->add_flag("--no-numerics", train.no_numerics, "With --arch: time one step, no values (no --text needed)");
   train_cmd->add_option("--global-batch", train.work.global_batch,
@@ -328,7 +329,10 @@ int main(int argc, char** argv) {
       reject_given(run_cmd, {"--weights", "--temperature", "--top-k", "--seed"},
                    "chooses values, and --no-numerics computes none");
     if (*run_cmd) return run_command(run);
-    if (*train_cmd && train.arch != "host") {  // a machine's defaults: Megatron-like sequences and recompute
+    if (*train_cmd && train.arch != "host" && !train.no_numerics)
+      reject_given(train_cmd, {"--global-batch", "--micro-batch", "--tp", "--pp", "--interleave", "--zero"},
+                   "lays out a step on a machine (--no-numerics); training with values takes --batch and --seq");
+    if (*train_cmd && train.no_numerics) {  // a machine's defaults: Megatron-like sequences and recompute
       if (train_cmd->get_option("--seq")->count() == 0) train.request.seq = 0;  // the api's default
       if (train_cmd->get_option("--recompute")->count() == 0) train.recompute = "selective";
     }

@@ -33,6 +33,10 @@ struct TrainRequest {
   // fp32, or mixed precision: bf16 or fp16 matrix products with fp32 master weights (fp16 with
   // dynamic loss scaling), as ref::Trainer emulates them.
   std::string precision = "fp32";
+  // "": the host reference trainer. An arch preset: one chip of it trains with values, the model
+  // laid out as the chip holds it and each matrix product's sums split as its cores or tiles split
+  // them (target::Target::training_values); a step that does not fit the chip is an error.
+  std::string arch;
   int64_t eval_every = 50;       // held-out loss every this many steps (and at the first and last)
   int64_t eval_windows = 32;     // held-out windows of seq tokens scored each time
   std::string out_dir;           // checkpoint directory ("" = none): a model package `tessera run -m` reads
@@ -58,6 +62,7 @@ struct TrainResult {
   double final_held_out = 0;
   double tokens_per_s = 0;  // this process's optimizer steps (held-out evaluation not counted)
   int64_t train_tokens = 0, held_out_tokens = 0, parameters = 0, resumed_from = 0;
+  std::string chip_layout;  // with an arch: where the chip holds the model and how it splits the products
 };
 
 // The learning rate of step s (1-based) of `steps`: linear warmup over `warmup` steps, then cosine

@@ -21,6 +21,10 @@ struct Partitioning {
   // summed on its own and the partial sums added in part order; separately for steps over several
   // tokens (prefill) and single-token steps (decode; empty: as prefill).
   std::map<std::string, int64_t> k_parts, k_parts_decode;
+  // Training (ref::Trainer): weight name -> the input gradient's reduction (dx = dy W^T sums over
+  // the forward's n outputs) split into this many parts; its forward and recomputed products
+  // split k by k_parts. The weight gradient (x^T dy) is summed whole, over the rows in order.
+  std::map<std::string, int64_t> backward_parts;
   // Attention: keys in blocks of this many positions, each block's max, sum of exponentials and
   // weighted values computed on its own and combined (FlashAttention, an IPU's tiles); 0: one pass.
   int64_t position_block = 0;

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <vector>
 
 namespace tessera::ref::kernels {
 
@@ -15,6 +16,13 @@ void norm_grad(const float* x, const float* gamma, const float* dy, bool centere
 // d gamma: the column sums of dy * normalized x.
 void norm_scale_grad(const float* x, const float* dy, bool centered, double eps, int64_t rows, int64_t cols,
                      float* dgamma);
+
+// out[rows, n] = x[rows, k] W, W stored [k, n] (`linear`: [n, k], read transposed), with x's row
+// stride `x_stride`; k split into `parts` chunks of ceil(k / parts) (the last shorter): each
+// chunk's products summed on its own (one GEMM), the partial sums added in chunk order, as a
+// machine that splits k over cores or tiles adds them. `partial` is scratch. No bias.
+void split_k_matmul(const float* x, int64_t x_stride, const float* w, bool linear, int64_t rows, int64_t k, int64_t n,
+                    int64_t parts, float* out, std::vector<float>& partial);
 
 // GELU, tanh approximation (GPT-2's "gelu_new"); n elements.
 void gelu(const float* x, int64_t n, float* out);

@@ -16,6 +16,7 @@
 #include "tessera/base/formats.hpp"
 #include "tessera/ir/autodiff.hpp"
 #include "tessera/model/weights.hpp"
+#include "tessera/ref/executor.hpp"
 
 namespace tessera::ref {
 
@@ -46,9 +47,12 @@ struct MixedPrecision {
 class Trainer {
  public:
   // `training` must outlive the trainer; `initial` holds every trained parameter (copied: the
-  // trainer owns the fp32 master weights and the optimizer state). Throws Error on a missing
-  // parameter or a shape mismatch.
-  Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision = {});
+  // trainer owns the fp32 master weights and the optimizer state). `partitioning`: how a machine
+  // splits the matrix products' sums (k_parts and backward_parts; default: the reference's own
+  // order). Throws Error on a missing parameter, a shape mismatch or a partitioning naming a
+  // weight no matrix product reads.
+  Trainer(const ir::TrainingGraph& training, const model::Weights& initial, MixedPrecision precision = {},
+          const Partitioning& partitioning = {});
 
   // One optimizer step over micro-batches whose gradients are averaged (gradient accumulation):
   // forward, loss and backward per micro-batch, then the optimizer at `learning_rate`.
@@ -91,6 +95,8 @@ class Trainer {
   std::map<std::string, std::vector<float>> params_;       // master weights by name
   std::vector<float*> param_of_node_;                      // per node: its master weights (Param nodes)
   std::vector<std::vector<float>> buffers_;                // per node: f32 values
+  std::vector<int64_t> reduction_parts_;                   // per MatMul/Linear node: its sums' parts (1: whole)
+  std::vector<float> partial_;                             // one part's products
   std::vector<std::vector<int32_t>> int_buffers_;          // per node: i32 values
   std::vector<std::vector<float>> state_a_, state_b_;      // per optimizer node: m and v, or momentum
   std::map<std::string, std::vector<float>> accumulated_;  // summed gradients over micro-batches

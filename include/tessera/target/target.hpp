@@ -22,6 +22,7 @@
 #include "tessera/ir/graph.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/model/weights.hpp"
+#include "tessera/ref/executor.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/target/mesh2d/program.hpp"
@@ -146,6 +147,16 @@ class Executor {
   virtual std::string host_note() const { return ""; }
 };
 
+// A training step with values on one chip of an arch: the model laid out as the chip holds it
+// for training (weights, gradients and optimizer state resident: small models), and the order of
+// the arithmetic that layout implies, which ref::Trainer computes (ref::Partitioning: each matrix
+// product's sums split as the chip's cores or tiles split them, added in their order).
+struct TrainingValues {
+  compiler::FitStatus status;  // failure: the step does not fit one chip; the rest is empty
+  ref::Partitioning partitioning;
+  std::string layout;  // for people: where the model sits and how its products are split
+};
+
 class Target {
  public:
   explicit Target(ArchSource arch) : arch_(std::move(arch)) {}
@@ -178,6 +189,9 @@ class Target {
   // Error on a bad request (a layout the chips or the model cannot take) or where the target has
   // no training model yet; returns a FitFailure when the step does not fit.
   virtual TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const;
+  // One chip's training step with values, for work.global_batch sequences of work.seq tokens in
+  // fp32 (work.chips must be 1). Throws Error where the target computes no training values.
+  virtual TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const;
 
  protected:
   ArchSource arch_;

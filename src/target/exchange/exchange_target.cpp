@@ -1,9 +1,12 @@
 // exchange: Graphcore-like IPUs, bulk-synchronous supersteps over tiles with an all-to-all
 // exchange (docs/ipu-model.md). Values: the reference in the plan's arithmetic order.
+#include <fmt/core.h>
+
 #include <algorithm>
 
 #include "../targets.hpp"
 #include "exchange_training.hpp"
+#include "tessera/ir/builders.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
 #include "tessera/target/partitioning.hpp"
 
@@ -67,6 +70,23 @@ class ExchangeTarget : public Target {
 
   TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
     return simulate_ipu_training(arch(), model, work);
+  }
+
+  // Fits where the IPU training model keeps the step's state in tile SRAM; the products split as
+  // the compiled prefill plan splits each matrix over its tiles.
+  TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const override {
+    if (work.chips != 1) fail("training with values runs on one {}", arch().name);
+    const TrainingOutcome fits = simulate_ipu_training(arch(), model, work);
+    if (!fits.status) return {fits.status, {}, ""};
+    const Compiled compiled = compile(model, {.prompt_tokens = work.seq, .max_new_tokens = 1});
+    if (!compiled.status) return {compiled.status, {}, ""};
+    const program::BspPlan& p = plan_as<BspPlanFile>(*compiled.plan, "exchange").plan;
+    const ir::Graph graph = model.graph ? *model.graph : ir::build_model_graph(model.config);
+    return {{},
+            sim::training_partitioning(p, graph),
+            fmt::format("weights, gradients and optimizer state in tile SRAM ({}); each matrix over its tiles, k split "
+                        "as in prefill",
+                        fits.report.layout)};
   }
 
   std::unique_ptr<Executor> executor(const Plan& plan, const ir::Graph& graph, const model::Weights& weights,

@@ -81,6 +81,13 @@ class Mesh2dTarget : public Target {
     return simulate_wafer_training(arch(), model, work);
   }
 
+  TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const override {
+    if (work.chips != 1) fail("training with values runs on one {}", arch().name);
+    const Compiled compiled = compile(model, {.prompt_tokens = work.seq, .max_new_tokens = 1});
+    if (!compiled.status) return {compiled.status, {}, ""};
+    return wafer_training_values(arch(), *plan_as<MeshPlan>(*compiled.plan, "mesh2d").program, model, work);
+  }
+
   RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {
     const auto& program = plan_as<MeshPlan>(plan, "mesh2d").program;
     sim::TimingOptions timing;

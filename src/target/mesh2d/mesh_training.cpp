@@ -14,6 +14,7 @@
 
 #include "../training_common.hpp"
 #include "mesh2d_training.hpp"
+#include "tessera/target/partitioning.hpp"
 
 namespace tessera::target {
 
@@ -183,6 +184,52 @@ TrainingOutcome simulate_wafer_training(const arch::ArchSpec& arch, const ModelS
     if (recompute == ir::Recompute::Full) break;
   }
   return best ? *best : *first_failure;
+}
+
+TrainingValues wafer_training_values(const arch::ArchSpec& arch, const program::Program& plan, const ModelSource& model,
+                                     const TrainingWork& w) {
+  const CostedModel costed = costed_model(model, w);
+  const compiler::LoweredModel& lowered = model.lowered();
+  const auto sequences = static_cast<double>(std::max<int64_t>(1, w.global_batch));
+  constexpr double kFloat = 4;   // fp32 values, gradients and moments
+  constexpr double kCopies = 4;  // per weight: the value, its gradient, AdamW's m and v
+  const double sram = arch.usable_sram_per_core();
+  std::string layout;
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const program::Stage& stage = plan.stages[i];
+    const bool layer = static_cast<int64_t>(i) < plan.layers;
+    const compiler::PhaseCost& cost = layer ? costed.cost.layers.at(i) : costed.cost.outside;
+    const auto cores = static_cast<double>(stage.region.cores());
+    const double saved = sequences * cost.saved_elements * kFloat / cores;
+    const double need =
+        kCopies * static_cast<double>(stage.weight_bytes) + saved + static_cast<double>(stage.activation_bytes);
+    if (need > sram)
+      return {compiler::FitFailure{model.config.name, arch.name, "SRAM per core",
+                                   fmt::format("each core of stage {}", stage.name), need, sram, "bytes",
+                                   fmt::format("{:.0f} bytes of weights x {} (value, gradient, AdamW m and v) and "
+                                               "{:.0f} bytes of saved activations per core of its {:.0f} cores",
+                                               static_cast<double>(stage.weight_bytes), kCopies, saved, cores),
+                                   "fewer --batch sequences or a shorter --seq, or train with --no-numerics "
+                                   "(weight streaming)"},
+              {},
+              ""};
+    layout +=
+        fmt::format("{}{} {}x{}", layout.empty() ? "" : ", ", stage.name, stage.region.width, stage.region.height);
+  }
+  // A projection reading the rows layout splits k over its region's rows and n over its columns
+  // (its partial sums allreduced down the columns); one reading the cols layout the other way.
+  ref::Partitioning p;
+  for (const program::Step& step : plan.prefill) {
+    if (step.kernel != "projection") continue;
+    const arch::Region& r = plan.stages.at(static_cast<size_t>(step.stage)).region;
+    const bool rows_in = step.pattern == program::Pattern::AllreduceY;
+    const compiler::LoweredOp* projection = lowered.projection(step.name);
+    if (!projection) fail("the plan's matrix '{}' is no projection of the model graph", step.name);
+    sim::add_training_split(p, *projection, rows_in ? r.height : r.width, rows_in ? r.width : r.height);
+  }
+  return {{},
+          std::move(p),
+          fmt::format("weights resident, a region per stage ({}); each matrix tiled over its region's cores", layout)};
 }
 
 }  // namespace tessera::target

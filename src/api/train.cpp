@@ -149,8 +149,25 @@ double learning_rate(const TrainRequest& r, int64_t step) {
 
 TrainResult train(const TrainRequest& r, const std::function<void(const TrainStep&, int64_t)>& on_step) {
   const fs::path model_path = resolve_model(r.model);
-  const ir::ModelConfig config = load_model_source(model_path).config;
+  const target::ModelSource source = load_model_source(model_path);
+  const ir::ModelConfig& config = source.config;
   validate(r, config);
+  // On a chip: its layout and order of arithmetic, or why the step does not fit it (before any work).
+  ref::Partitioning partitioning;
+  std::string chip_layout;
+  if (!r.arch.empty()) {
+    if (system::parse_machine_name(r.arch).first != 1)
+      fail("--arch {}: training with values runs on one chip; add --no-numerics to time a step on a system", r.arch);
+    const target::TrainingValues values = load_target(r.arch, PrecisionPolicy{})
+                                              ->training_values(source, {.chips = 1,
+                                                                         .global_batch = r.batch,
+                                                                         .seq = r.seq,
+                                                                         .micro_batch = r.batch,
+                                                                         .recompute = r.options.recompute});
+    if (!values.status) fail("{}", values.status.message());
+    partitioning = values.partitioning;
+    chip_layout = values.layout;
+  }
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, r.tokenizer_dir);
   const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(r.text_path, kTextFile));
@@ -168,6 +185,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   // Where to start: a checkpoint, the model's weights, a file, or GPT-2's initialisation.
   TrainResult result;
   result.model_name = config.name;
+  result.chip_layout = chip_layout;
   result.train_tokens = static_cast<int64_t>(train_tokens.size());
   result.held_out_tokens = static_cast<int64_t>(held.size());
   result.parameters = graph.parameter_count();
@@ -218,18 +236,6 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   ref::MixedPrecision precision;
   precision.compute = parse_float_format(r.precision);
   precision.loss_scaling = r.precision == "fp16";
-  ref::Partitioning partitioning;
-  if (!r.arch.empty()) {
-    if (system::parse_machine_name(r.arch).first != 1)
-      fail("--arch {}: training with values runs on one chip; add --no-numerics to time a step on a system", r.arch);
-    const target::TrainingValues values =
-        load_target(r.arch, PrecisionPolicy{})
-            ->training_values(load_model_source(model_path),
-                              {.chips = 1, .global_batch = r.batch, .seq = r.seq, .micro_batch = r.batch});
-    if (!values.status) fail("{}", values.status.message());
-    partitioning = values.partitioning;
-    result.chip_layout = values.layout;
-  }
   ref::Trainer trainer(training, start, precision, partitioning);
   if (!r.resume.empty()) {
     trainer.load_optimizer_state(optimizer_state, result.resumed_from);

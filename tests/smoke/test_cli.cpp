@@ -781,6 +781,32 @@ TEST(Cli, TrainRefusesAResumeWithOtherSettingsAndAUsersDirectory) {
   std::filesystem::remove_all(base);
 }
 
+// `tessera train --arch CHIP`: values on one wafer or IPU, in its arithmetic order: the same
+// losses as the host to the printed digits, the chip's layout named, and what it cannot do refused.
+TEST(Cli, TrainOnAChipWithValuesMatchesTheHostAndRefusesWhatItCannot) {
+  const std::string args = std::string("train --text ") + TESSERA_SOURCE_DIR +
+                           "/tests/data/text/persuasion-end.txt --steps 2 --batch 2 --seq 32 --eval-every 0 -q";
+  const Result host = tessera(args);
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  const auto losses = [](const std::string& text) { return text.substr(text.find("steps 2:"), 80); };
+  for (const char* chip : {"wse2", "gc200"}) {
+    const Result r = tessera(args + " --arch " + chip);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(contains(r.stdout_text, std::string("on one ") + chip + ": ")) << r.stdout_text;
+    EXPECT_TRUE(contains(r.stdout_text, std::string("in ") + chip + "'s arithmetic order")) << r.stdout_text;
+    EXPECT_EQ(losses(r.stdout_text), losses(host.stdout_text)) << chip;
+  }
+  for (const auto& [flags, message] : std::vector<std::pair<std::string, std::string>>{
+           {" --arch 16xwse2", "training with values runs on one chip"},
+           {" --arch h100", "training with values on h100 (shared_memory fabric) is not modelled"},
+           {" --arch wse2 --global-batch 8", "--global-batch lays out a step on a machine (--no-numerics)"},
+           {" -m gpt2-small --arch gc200", "gpt2-small does not fit on"}}) {
+    const Result r = tessera(args + flags);
+    EXPECT_EQ(r.exit_code, 1) << flags;
+    EXPECT_TRUE(contains(r.output, message)) << flags << ": " << r.output;
+  }
+}
+
 TEST(Cli, ValidatePredictsEachRowAndRefusesMalformedFiles) {
   const std::string rows = temp_file("rows.yaml", R"(source: a test
 rows:

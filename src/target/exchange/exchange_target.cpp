@@ -78,7 +78,7 @@ class ExchangeTarget : public Target {
     if (work.chips != 1) fail("training with values runs on one {}", arch().name);
     const TrainingOutcome fits = simulate_ipu_training(arch(), model, work);
     if (!fits.status) return {fits.status, {}, ""};
-    const Compiled compiled = compile(model, {.prompt_tokens = work.seq, .max_new_tokens = 1});
+    const Compiled compiled = compile(model, {.prompt_tokens = work.seq, .max_new_tokens = 0});
     if (!compiled.status) return {compiled.status, {}, ""};
     const program::BspPlan& p = plan_as<BspPlanFile>(*compiled.plan, "exchange").plan;
     const ir::Graph graph = model.graph ? *model.graph : ir::build_model_graph(model.config);

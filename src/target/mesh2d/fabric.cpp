@@ -212,7 +212,8 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
     double last_ready = first_ready[i] + static_cast<double>(f.words) / rate - 1;
     for (int32_t d : f.deps) {
       const auto& arrivals = last_arrival[static_cast<size_t>(d)];
-      const auto at = std::find_if(arrivals.begin(), arrivals.end(), [&](const auto& a) { return a.first == core_of(f.src); });
+      const auto at =
+          std::find_if(arrivals.begin(), arrivals.end(), [&](const auto& a) { return a.first == core_of(f.src); });
       last_ready = std::max(last_ready, at->second + 1);
     }
     auto next_done = done.begin() + first_use[i];

@@ -82,10 +82,7 @@ class Mesh2dTarget : public Target {
   }
 
   TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const override {
-    if (work.chips != 1) fail("training with values runs on one {}", arch().name);
-    const Compiled compiled = compile(model, {.prompt_tokens = work.seq, .max_new_tokens = 1});
-    if (!compiled.status) return {compiled.status, {}, ""};
-    return wafer_training_values(arch(), *plan_as<MeshPlan>(*compiled.plan, "mesh2d").program, model, work);
+    return wafer_training_values(arch_, model, work);
   }
 
   RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {

@@ -134,6 +134,8 @@ class Lowering {
       per_token += m_.n_heads * slots;  // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
+    f.weights *= o_.weight_copies;
+    f.activations += cdiv(s.is_layer ? o_.saved_bytes_per_layer : o_.saved_bytes_head, r.px * r.py);
     return f;
   }
 

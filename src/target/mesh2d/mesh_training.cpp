@@ -14,6 +14,7 @@
 
 #include "../training_common.hpp"
 #include "mesh2d_training.hpp"
+#include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/partitioning.hpp"
 
 namespace tessera::target {
@@ -186,36 +187,47 @@ TrainingOutcome simulate_wafer_training(const arch::ArchSpec& arch, const ModelS
   return best ? *best : *first_failure;
 }
 
-TrainingValues wafer_training_values(const arch::ArchSpec& arch, const program::Program& plan, const ModelSource& model,
-                                     const TrainingWork& w) {
+TrainingValues wafer_training_values(const ArchSource& wafer, const ModelSource& model, const TrainingWork& w) {
+  const arch::ArchSpec& arch = wafer.spec;
+  if (w.chips != 1) fail("training with values runs on one {}", arch.name);
   const CostedModel costed = costed_model(model, w);
   const compiler::LoweredModel& lowered = model.lowered();
-  const auto sequences = static_cast<double>(std::max<int64_t>(1, w.global_batch));
-  constexpr double kFloat = 4;   // fp32 values, gradients and moments
-  constexpr double kCopies = 4;  // per weight: the value, its gradient, AdamW's m and v
-  const double sram = arch.usable_sram_per_core();
+  const int64_t sequences = std::max<int64_t>(1, w.global_batch);
+  constexpr int64_t kFloat = 4;   // fp32 values, gradients and moments
+  constexpr int64_t kCopies = 4;  // per weight: the value, its gradient, AdamW's m and v
+  double layer_saved = 0;
+  for (const auto& layer : costed.cost.layers) layer_saved = std::max(layer_saved, layer.saved_elements);
+  const auto saved_layer = static_cast<int64_t>(std::ceil(layer_saved)) * sequences * kFloat;
+  const auto saved_head = static_cast<int64_t>(std::ceil(costed.cost.outside.saved_elements)) * sequences * kFloat;
+  auto compiled = compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch, wafer.yaml, wafer.origin,
+                                             {.prompt_tokens = w.seq,
+                                              .max_new_tokens = 0,
+                                              .lowered = &lowered,
+                                              .weight_copies = kCopies,
+                                              .saved_bytes_per_layer = saved_layer,
+                                              .saved_bytes_head = saved_head});
+  if (!compiled.status) {
+    const double total = costed.cost.total().parameters * kCopies * kFloat +
+                         static_cast<double>(saved_layer * model.config.n_layers + saved_head);
+    const double sram = arch.usable_sram_per_core() * static_cast<double>(arch.usable.cores());
+    const double gib = 1024.0 * 1024 * 1024;
+    return {compiler::FitFailure{
+                model.config.name, arch.name, "SRAM of the wafer", "a region per layer", total, sram, "bytes",
+                fmt::format("{:.0f} parameters x {} fp32 copies (value, gradient, AdamW m and v) and {:.2f} GiB of "
+                            "saved activations for {} sequences of {} tokens need {:.2f} GiB in {:.2f} GiB of SRAM{}",
+                            costed.cost.total().parameters, kCopies,
+                            static_cast<double>(saved_layer * model.config.n_layers + saved_head) / gib, sequences,
+                            w.seq, total / gib, sram / gib,
+                            total <= sram ? ", enough in total but not once split into per-layer regions" : ""),
+                "fewer --batch sequences or a shorter --seq, or --no-numerics to time weight streaming"},
+            {},
+            ""};
+  }
+  const program::Program& plan = compiled.program;
   std::string layout;
-  for (size_t i = 0; i < plan.stages.size(); ++i) {
-    const program::Stage& stage = plan.stages[i];
-    const bool layer = static_cast<int64_t>(i) < plan.layers;
-    const compiler::PhaseCost& cost = layer ? costed.cost.layers.at(i) : costed.cost.outside;
-    const auto cores = static_cast<double>(stage.region.cores());
-    const double saved = sequences * cost.saved_elements * kFloat / cores;
-    const double need =
-        kCopies * static_cast<double>(stage.weight_bytes) + saved + static_cast<double>(stage.activation_bytes);
-    if (need > sram)
-      return {compiler::FitFailure{model.config.name, arch.name, "SRAM per core",
-                                   fmt::format("each core of stage {}", stage.name), need, sram, "bytes",
-                                   fmt::format("{:.0f} bytes of weights x {} (value, gradient, AdamW m and v) and "
-                                               "{:.0f} bytes of saved activations per core of its {:.0f} cores",
-                                               static_cast<double>(stage.weight_bytes), kCopies, saved, cores),
-                                   "fewer --batch sequences or a shorter --seq, or train with --no-numerics "
-                                   "(weight streaming)"},
-              {},
-              ""};
+  for (const program::Stage& stage : plan.stages)
     layout +=
         fmt::format("{}{} {}x{}", layout.empty() ? "" : ", ", stage.name, stage.region.width, stage.region.height);
-  }
   // A projection reading the rows layout splits k over its region's rows and n over its columns
   // (its partial sums allreduced down the columns); one reading the cols layout the other way.
   ref::Partitioning p;
@@ -227,9 +239,15 @@ TrainingValues wafer_training_values(const arch::ArchSpec& arch, const program::
     if (!projection) fail("the plan's matrix '{}' is no projection of the model graph", step.name);
     sim::add_training_split(p, *projection, rows_in ? r.height : r.width, rows_in ? r.width : r.height);
   }
+  const auto fullest = std::max_element(plan.stages.begin(), plan.stages.end(), [](const auto& a, const auto& b) {
+    return a.bytes_per_core() < b.bytes_per_core();
+  });
   return {{},
           std::move(p),
-          fmt::format("weights resident, a region per stage ({}); each matrix tiled over its region's cores", layout)};
+          fmt::format("weights, gradients and AdamW state resident, a region per stage ({}), each matrix tiled over "
+                      "its region's cores; {:.1f} of {:.1f} KiB per core used ({})",
+                      layout, static_cast<double>(fullest->bytes_per_core()) / 1024, arch.usable_sram_per_core() / 1024,
+                      fullest->name)};
 }
 
 }  // namespace tessera::target

@@ -22,6 +22,11 @@ struct MeshCompileOptions {
   ModelSlice slice;                // a pipeline stage of a multi-wafer system; default: the whole model
   // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
   const LoweredModel* lowered = nullptr;
+  // Training with weights resident: the copies of every weight a core keeps (value, gradient and
+  // AdamW's two moments: 4), and the bytes of saved activations of each layer and of the head,
+  // spread over the stage's cores, so each region is sized for a training step. Inference: 1, 0.
+  int64_t weight_copies = 1;
+  int64_t saved_bytes_per_layer = 0, saved_bytes_head = 0;
 };
 
 struct MeshCompileResult {

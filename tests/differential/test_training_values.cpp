@@ -127,7 +127,7 @@ TEST(TrainingValues, AStepThatDoesNotFitTheChipNamesWhatOverflows) {
   EXPECT_EQ(ipu.status.failure().resource, "SRAM of the IPU");
   const auto wafer = chip("wse2")->training_values(source("gpt2-xl"), {.chips = 1, .global_batch = 8, .seq = 1000});
   ASSERT_FALSE(wafer.status);
-  EXPECT_EQ(wafer.status.failure().resource, "SRAM per core") << wafer.status.message();
+  EXPECT_EQ(wafer.status.failure().resource, "SRAM of the wafer") << wafer.status.message();
   EXPECT_NE(
       error_of([] { chip("h100")->training_values(source("default"), {.chips = 1, .seq = 32}); }).find("not modelled"),
       std::string::npos);

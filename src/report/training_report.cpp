@@ -103,6 +103,13 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
+// The unit the memory's size reads best in (a wafer core's SRAM is KiB, a GPU's HBM GiB).
+std::pair<double, const char*> memory_unit(double available) {
+  if (available >= kGiB) return {kGiB, "GiB"};
+  if (available >= 1024.0 * 1024) return {1024.0 * 1024, "MiB"};
+  return {1024.0, "KiB"};
+}
+
 nlohmann::json report_json(const target::TrainingReport& r) {
   nlohmann::json breakdown = nlohmann::json::array();
   for (const auto& [part, seconds] : r.breakdown) breakdown.push_back({{"part", part}, {"seconds", seconds}});
@@ -150,10 +157,11 @@ std::string training_step_text(const target::TrainingReport& r, const std::strin
                      r.tokens_per_s, 1e12 / r.tokens_per_s / 86400);
   out += fmt::format("  MFU / HFU            {:.1f}% / {:.1f}%   ({:.3g} model FLOPs per step)\n", 100 * r.mfu,
                      100 * r.hfu, r.model_flops_per_step);
+  const auto [unit, unit_name] = memory_unit(r.memory.available);
   out += fmt::format(
-      "  memory ({})  {:.2f} GiB of {:.2f}: weights {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f}\n",
-      r.memory.resource, r.memory.used() / kGiB, r.memory.available / kGiB, r.memory.weights / kGiB,
-      r.memory.gradients / kGiB, r.memory.optimizer / kGiB, r.memory.activations / kGiB);
+      "  memory ({})  {:.2f} {} of {:.2f}: weights {:.2f}, gradients {:.2f}, optimizer {:.2f}, activations {:.2f}\n",
+      r.memory.resource, r.memory.used() / unit, unit_name, r.memory.available / unit, r.memory.weights / unit,
+      r.memory.gradients / unit, r.memory.optimizer / unit, r.memory.activations / unit);
   out += fmt::format("  energy               {:.4g} J per step, {:.4g} J per token\n", r.energy_per_step_j,
                      r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq));
   out += fmt::format("  communication        {:.1f}% of the step; pipeline bubble {:.1f}%; bound: {}\n",
@@ -206,18 +214,19 @@ std::string training_trace_json(const target::TrainingReport& r) {
 }
 
 std::string training_compare_table(const std::vector<TrainingCompareRow>& rows) {
-  std::string out = fmt::format("{:<12} {:>6} {:>10} {:>12} {:>6} {:>18} {:>9}  {:<36} {}\n", "machine", "chips",
-                                "step s", "tokens/s", "MFU", "memory GiB", "J/token", "bound", "layout");
+  std::string out = fmt::format("{:<12} {:>6} {:>10} {:>12} {:>6} {:>22} {:>9}  {:<36} {}\n", "machine", "chips",
+                                "step s", "tokens/s", "MFU", "memory", "J/token", "bound", "layout");
   for (const auto& row : rows) {
     if (!row.report) {
       out += fmt::format("{:<12} does not run: {}\n", row.machine, row.failure);
       continue;
     }
     const auto& r = *row.report;
-    out += fmt::format("{:<12} {:>6} {:>10.4g} {:>12.4g} {:>5.1f}% {:>8.1f} of {:>6.1f} {:>9.3g}  {:<36} {}\n",
-                       row.machine, r.chips, r.step_s, r.tokens_per_s, 100 * r.mfu, r.memory.used() / kGiB,
-                       r.memory.available / kGiB, r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq),
-                       r.bound, r.layout);
+    const auto [unit, unit_name] = memory_unit(r.memory.available);
+    out += fmt::format("{:<12} {:>6} {:>10.4g} {:>12.4g} {:>5.1f}% {:>8.1f} of {:>6.1f} {} {:>9.3g}  {:<36} {}\n",
+                       row.machine, r.chips, r.step_s, r.tokens_per_s, 100 * r.mfu, r.memory.used() / unit,
+                       r.memory.available / unit, unit_name,
+                       r.energy_per_step_j / static_cast<double>(r.global_batch * r.seq), r.bound, r.layout);
   }
   return out;
 }

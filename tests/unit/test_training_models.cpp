@@ -156,3 +156,22 @@ TEST(TrainingModels, AWaferTakesMicroBatchesWhenTheBatchDoesNotFit) {
   EXPECT_EQ(fewer.micro_batches, 1) << "one micro-batch's worth of sequences fits in one pass";
   EXPECT_NEAR(fewer.memory.activations, r.memory.activations, 1e-6 * r.memory.activations);
 }
+
+// A model whose whole training state fits the wafer trains layer-pipelined with its weights
+// resident: a region per stage, sequences on a 1F1B schedule (bubble (p - 1) / (m + p - 1)), no
+// weight I/O; never faster than its MACs at peak; the memory is per core and fits. gpt2-xl does
+// not fit (1.56G parameters x 18 bytes > 28 GiB) and streams.
+TEST(TrainingModels, SmallModelsTrainWithWeightsResidentLargeOnesStream) {
+  const auto r = step("wse2", "default", {.chips = 1, .global_batch = 64, .seq = 128});
+  EXPECT_EQ(r.mode, "layer-pipelined (weights resident)");
+  const double p = static_cast<double>(source("default").config.n_layers + 1), m = 64;
+  EXPECT_NEAR(r.bubble_fraction, (p - 1) / (m + p - 1), 1e-12);
+  EXPECT_EQ(r.memory.resource, "SRAM per core");
+  EXPECT_GT(r.memory.used(), 0);
+  EXPECT_LE(r.memory.used(), r.memory.available);
+  EXPECT_GE(r.step_s * 2 * chip("wse2")->arch().peak_macs_per_second("fp16"), r.model_flops_per_step);
+  const auto two = step("wse2", "default", {.chips = 2, .global_batch = 128, .seq = 128});
+  EXPECT_GE(two.tokens_per_s, r.tokens_per_s) << "a second system with the same sequences each";
+  EXPECT_GT(two.communication_share, 0) << "the replicas sum their gradients";
+  EXPECT_EQ(step("wse2", "gpt2-xl", {.chips = 16, .seq = 1024}).mode, "weight streaming");
+}

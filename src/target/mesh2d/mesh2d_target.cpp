@@ -78,7 +78,7 @@ class Mesh2dTarget : public Target {
   }
 
   TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
-    return simulate_wafer_training(arch(), model, work);
+    return simulate_wafer_training(arch_, model, work);
   }
 
   TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const override {

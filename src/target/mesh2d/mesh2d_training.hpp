@@ -5,7 +5,7 @@
 
 namespace tessera::target {
 
-TrainingOutcome simulate_wafer_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& work);
+TrainingOutcome simulate_wafer_training(const ArchSource& wafer, const ModelSource& model, const TrainingWork& work);
 
 // A training step with values on one wafer, weights resident: the model placed as for inference
 // (a region per layer, each matrix tiled over its region's cores) with regions sized to hold every

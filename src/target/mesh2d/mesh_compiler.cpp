@@ -143,6 +143,13 @@ class Lowering {
     return static_cast<double>(footprint(s, r, tokens).total()) <= a_.usable_sram_per_core();
   }
 
+  // Multiply-accumulates of the stage's projections per token.
+  double macs_per_token(const StageKind& s) const {
+    double macs = 0;
+    for (const auto& mm : s.matmuls) macs += static_cast<double>(mm.k * mm.n);
+    return macs;
+  }
+
   // A rough decode-time estimate (cycles) for choosing region shapes: local GEMV work plus a
   // two-level tree allreduce per matmul. The simulator, not this, reports the time.
   double estimate_cycles(const StageKind& s, Shape r) const {
@@ -383,7 +390,7 @@ constexpr size_t kPlacementsScored = 6;
 // Searches slot grids (bands x slots per band) for the stages' regions; the candidates the rough
 // estimate ranks best are scored with the timing model itself (`score`: cycles of one decode
 // pass), and the best of those wins.
-std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head,
+std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head, bool training,
                                const std::function<double(const Placement&)>& score) {
   const int64_t width = a.usable.width, height = a.usable.height;
   std::vector<Placement> candidates;
@@ -411,9 +418,14 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
         used += k;
       }
       if (!ok) continue;
+      // Decode: the latency of a token through every stage. Training: the pace of the slowest
+      // stage, its products' MACs per core (the most cores per stage rank first).
+      const auto cores = [&](int64_t k) { return static_cast<double>(k * slot.px * slot.py); };
       const double estimate =
-          static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
-          (head ? low.estimate_cycles(low.head(), {kh * slot.px, slot.py}) : 0);
+          training ? std::max(low.macs_per_token(low.layer()) / cores(kl),
+                              head ? low.macs_per_token(low.head()) / cores(kh) : 0.0)
+                   : static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
+                         (head ? low.estimate_cycles(low.head(), {kh * slot.px, slot.py}) : 0);
       candidates.push_back(Placement{slot, kl, kh, regions, estimate});
     }
   }
@@ -467,6 +479,19 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     }
     const Shape layer{c.layer_slots * c.slot.px, c.slot.py}, lm{c.head_slots * c.slot.px, c.slot.py};
     const bool has_next = c.regions.size() > 1;
+    if (options.place_for_training) {
+      // One prompt's forward pass through the first layer stage; the LM head's, which computes
+      // every token's logits in training, scaled from it by MACs per core.
+      trial.prompt_tokens = trial.prefill_chunk_tokens = options.prompt_tokens;
+      for (auto& st : low.stage_steps(low.layer(), 0, layer, options.prompt_tokens, true, false))
+        if (st.pattern != Pattern::StageTransfer || has_next) trial.prefill.push_back(std::move(st));
+      const double layer_cycles = sim::prefill_stage_cycles(trial)[0];
+      const double head_cycles = head
+                                     ? layer_cycles * low.macs_per_token(low.head()) / low.macs_per_token(low.layer()) *
+                                           static_cast<double>(layer.px * layer.py) / static_cast<double>(lm.px * lm.py)
+                                     : 0.0;
+      return std::max(layer_cycles, head_cycles);
+    }
     for (auto& st : low.stage_steps(low.layer(), 0, layer, 1, false, head && n_layers == 1))
       if (st.pattern != Pattern::StageTransfer || has_next) trial.decode.push_back(std::move(st));
     const auto head_stage = static_cast<int32_t>(trial.stages.size()) - 1;
@@ -476,7 +501,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     const std::vector<double> cycles = sim::decode_stage_cycles(trial);
     return static_cast<double>(n_layers) * cycles[0] + (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
   };
-  const auto placement = place(low, arch, n_layers, head, score);
+  const auto placement = place(low, arch, n_layers, head, options.place_for_training, score);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));

@@ -241,6 +241,25 @@ std::vector<double> decode_stage_cycles(const program::Program& plan) {
   return cycles;
 }
 
+std::vector<double> prefill_stage_cycles(const program::Program& plan) {
+  Timer timer(plan, FabricModel::Fast, false, {});
+  std::vector<double> cycles(plan.stages.size(), 0.0);
+  const int64_t chunk = plan.prefill_chunk_tokens;
+  for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
+    const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
+    const bool last = done + tokens == plan.prompt_tokens;
+    for (const auto& s : plan.prefill) {
+      if (s.last_chunk_only && !last) continue;
+      const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
+      const int64_t slots = (done + tokens + stage.context_split - 1) / stage.context_split;
+      const StepCost c =
+          timer.cost(s, slots, s.last_chunk_only ? 1.0 : static_cast<double>(tokens) / static_cast<double>(chunk));
+      cycles[static_cast<size_t>(s.stage)] += c.compute + c.comm + c.host;
+    }
+  }
+  return cycles;
+}
+
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options) {
   const bool record_trace = options.record_trace;
   Timer timer(plan, options.fabric, options.link_loads, options.activation_density);

@@ -27,6 +27,9 @@ struct MeshCompileOptions {
   // spread over the stage's cores, so each region is sized for a training step. Inference: 1, 0.
   int64_t weight_copies = 1;
   int64_t saved_bytes_per_layer = 0, saved_bytes_head = 0;
+  // Choose the regions for a training step's pace (the slowest stage's forward pass of one
+  // prompt) instead of a decode token's latency through every stage.
+  bool place_for_training = false;
 };
 
 struct MeshCompileResult {

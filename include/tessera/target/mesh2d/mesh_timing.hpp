@@ -106,5 +106,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
 // the compiler scores candidate placements with, so that the placement it picks is the one this
 // model times fastest.
 std::vector<double> decode_stage_cycles(const program::Program& plan);
+// Cycles each stage is busy over the whole prompt's prefill, chunk after chunk (each chunk's
+// attention over the positions before it), with the fast fabric model; steps that run for the
+// last chunk only counted once.
+std::vector<double> prefill_stage_cycles(const program::Program& plan);
 
 }  // namespace tessera::sim

@@ -147,33 +147,6 @@ TEST(MeshTiming, PrefillChunksPipelineThroughTheLayerStages) {
   EXPECT_GE(many.prefill.cycles, one.prefill.cycles);
 }
 
-// With the placement chosen again for the changed machine (the compiler scores its candidates with
-// the timing model), a better machine is never slower: wider links, more SRAM per core, a faster
-// clock.
-TEST(MeshCompiler, ABetterWaferNeverDecodesSlower) {
-  for (const char* arch : {"wse2", "wse3"}) {
-    const Inputs base = inputs("llama3-8b", arch);
-    const std::string clock = base.arch_yaml.substr(base.arch_yaml.find("\nclock: ") + 1,
-                                                    base.arch_yaml.find("GHz", base.arch_yaml.find("\nclock: ")) -
-                                                        base.arch_yaml.find("\nclock: ") + 2);
-    const std::vector<std::pair<std::string, std::string>> better = {
-        {"bandwidth: 32bit/cycle", "bandwidth: 64bit/cycle"},
-        {"sram: 48KiB", "sram: 64KiB"},
-        {clock, fmt::format("clock: {}GHz", 1.2 * std::stod(clock.substr(7)))}};
-    const compiler::MeshCompileOptions options{64, 16, PrecisionPolicy::uniform("fp16")};
-    const double speed = sim::simulate_mesh_timing(compile(base, options).program).decode_tokens_per_s;
-    for (const auto& [from, to] : better) {
-      SCOPED_TRACE(fmt::format("{}: {} -> {}", arch, from, to));
-      Inputs changed = base;
-      ASSERT_NE(changed.arch_yaml.find(from), std::string::npos);
-      changed.arch_yaml.replace(changed.arch_yaml.find(from), from.size(), to);
-      const auto result = compile(changed, options);
-      ASSERT_TRUE(result.status) << result.status.message();
-      EXPECT_GE(sim::simulate_mesh_timing(result.program).decode_tokens_per_s, speed * (1 - 1e-9));
-    }
-  }
-}
-
 TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
   auto plan = compiled("gpt2-small", "wse2", {32, 32, {}});
   const double base = sim::simulate_mesh_timing(plan).decode.cycles;
@@ -259,4 +232,43 @@ TEST(MeshTiming, ZeroActivationsAreSkippedOnlyWhereTheArchSaysSo) {
   plan.arch_yaml.replace(plan.arch_yaml.find("activations: true"), 17, "activations: false");
   const auto no_skipping = sim::simulate_mesh_timing(plan, measured);
   EXPECT_EQ(no_skipping.decode.compute_cycles, dense.decode.compute_cycles);
+}
+
+// Placement the simulator agrees with (issue #13): the compiler scores its candidate placements
+// with the timing model that times the plan, and a stage may take more slots than it needs, so
+// more link bandwidth, SRAM, MACs or clock never makes a preset decode slower, its placement
+// re-chosen each time. (Before, doubling wse3's link bandwidth made llama3-8b decode slower, 5,550
+// vs 5,884 tokens/s, and doubling the SRAM 1.3% slower.) The placement optimises decode latency,
+// not the prompt's: more SRAM lets it pick smaller regions that decode faster and prefill slower
+// (wse3, 512 tokens: TTFT +25%), so time to first token is held only against the other three.
+TEST(MeshPlacement, MoreOfAnyResourceNeverMakesAPresetSlower) {
+  const auto replace = [](std::string text, const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return at == std::string::npos ? text : text.replace(at, from.size(), to);
+  };
+  for (const char* preset : {"wse2", "wse3"}) {
+    const Inputs base = inputs("llama3-8b", preset);
+    const std::string fp16_macs = std::string(preset) == "wse3" ? "fp16: 8 " : "fp16: 4 ";
+    const std::vector<std::pair<std::string, std::string>> variants = {
+        {"bandwidth: 32bit/cycle", "bandwidth: 64bit/cycle"},
+        {"sram: 48KiB", "sram: 96KiB"},
+        {fp16_macs, std::string("fp16: ") + (std::string(preset) == "wse3" ? "16 " : "8 ")},
+        {std::string("clock: ") + (std::string(preset) == "wse3" ? "1.1GHz" : "0.85GHz"),
+         std::string("clock: ") + (std::string(preset) == "wse3" ? "2.2GHz" : "1.7GHz")}};
+    const compiler::MeshCompileOptions options{
+        .prompt_tokens = 512, .max_new_tokens = 4, .precision = PrecisionPolicy::uniform("fp16")};
+    const sim::MeshReport reference = sim::simulate_mesh_timing(compile(base, options).program);
+    for (const auto& [from, to] : variants) {
+      Inputs more = base;
+      more.arch_yaml = replace(base.arch_yaml, from, to);
+      const auto result = compile(more, options);
+      ASSERT_TRUE(result.status) << preset << " " << to;
+      const sim::MeshReport r = sim::simulate_mesh_timing(result.program);
+      EXPECT_GE(r.decode_tokens_per_s, reference.decode_tokens_per_s) << preset << " with " << to;
+      if (to.find("sram") == std::string::npos) {
+        EXPECT_LE(r.time_to_first_token_s, reference.time_to_first_token_s) << preset << " with " << to;
+      }
+    }
+  }
 }

@@ -387,13 +387,57 @@ struct Placement {
 // The placements worth simulating: the fastest by the rough estimate.
 constexpr size_t kPlacementsScored = 6;
 
-// Searches slot grids (bands x slots per band) for the stages' regions; the candidates the rough
-// estimate ranks best are scored with the timing model itself (`score`: cycles of one decode
-// pass), and the best of those wins.
+// The stages packed band by band into a grid of `bands` x `per_band` slots, snaking so consecutive
+// stages stay adjacent: `n_layers` of `kl` slots, then the head's `kh` (0: none). Empty if they do
+// not fit.
+std::vector<arch::Region> pack(const arch::ArchSpec& a, Shape slot, int64_t bands, int64_t per_band, int64_t n_layers,
+                               int64_t kl, int64_t kh) {
+  std::vector<arch::Region> regions;
+  int64_t band = 0, used = 0;
+  for (int64_t s = 0; s < n_layers + (kh > 0 ? 1 : 0); ++s) {
+    const int64_t k = s < n_layers ? kl : kh;
+    if (used + k > per_band) ++band, used = 0;
+    if (band >= bands) return {};
+    const int64_t slot_index = band % 2 == 0 ? used : per_band - used - k;
+    regions.push_back({a.usable.x + slot_index * slot.px, a.usable.y + band * slot.py, k * slot.px, slot.py});
+    used += k;
+  }
+  return regions;
+}
+
+// Whether pack() fits, without building the regions: whole bands of layers, then the head in the
+// last band's remaining slots or a band of its own.
+bool packs(int64_t bands, int64_t per_band, int64_t n_layers, int64_t kl, int64_t kh) {
+  const int64_t per = per_band / kl;
+  if (per == 0 || (kh > per_band)) return false;
+  const int64_t layer_bands = (n_layers + per - 1) / per;
+  const int64_t last_used = (n_layers - (layer_bands - 1) * per) * kl;
+  const int64_t needed = layer_bands + (kh > 0 && last_used + kh > per_band ? 1 : 0);
+  return needed <= bands;
+}
+
+// Searches slot grids (bands x slots per band) and the slots each layer and the head take (at
+// least what they need to fit; more gives each core less work, so a machine with more SRAM keeps
+// every placement a smaller one had) for the stages' regions; the candidates the rough estimate
+// ranks best are scored with the timing model itself (`score`: cycles of one decode pass, or of a
+// training step's slowest stage), and the best of those wins.
 std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head, bool training,
                                const std::function<double(const Placement&)>& score) {
   const int64_t width = a.usable.width, height = a.usable.height;
-  std::vector<Placement> candidates;
+  struct Candidate {
+    Shape slot;
+    int64_t bands, per_band, kl, kh;
+    double estimate;
+  };
+  // The kPlacementsScored best by estimate, in order; ties keep the one found first.
+  std::vector<Candidate> candidates;
+  const auto keep = [&](const Candidate& c) {
+    if (candidates.size() == kPlacementsScored && !(c.estimate < candidates.back().estimate)) return;
+    const auto at = std::upper_bound(candidates.begin(), candidates.end(), c.estimate,
+                                     [](double e, const Candidate& x) { return e < x.estimate; });
+    candidates.insert(at, c);
+    if (candidates.size() > kPlacementsScored) candidates.pop_back();
+  };
   const int64_t max_split = 48;
   for (int64_t bands = 1; bands <= std::min(height, max_split); ++bands) {
     for (int64_t per_band = 1; per_band <= std::min(width, max_split); ++per_band) {
@@ -403,38 +447,39 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
           if (low.fits(s, {k * slot.px, slot.py}, 1)) return k;
         return 0;
       };
-      const int64_t kl = slots_needed(low.layer()), kh = slots_needed(low.head());
-      if (kl == 0 || (head && kh == 0)) continue;
-      // Pack the stages band by band, snaking so consecutive stages stay adjacent.
-      std::vector<arch::Region> regions;
-      int64_t band = 0, used = 0;
-      bool ok = true;
-      for (int64_t s = 0; s < n_layers + (head ? 1 : 0) && ok; ++s) {
-        const int64_t k = s < n_layers ? kl : kh;
-        if (used + k > per_band) ++band, used = 0;
-        if (band >= bands) ok = false;
-        const int64_t slot_index = band % 2 == 0 ? used : per_band - used - k;
-        regions.push_back({a.usable.x + slot_index * slot.px, a.usable.y + band * slot.py, k * slot.px, slot.py});
-        used += k;
-      }
-      if (!ok) continue;
+      const int64_t kl_fit = slots_needed(low.layer()), kh_fit = head ? slots_needed(low.head()) : 0;
+      if (kl_fit == 0 || (head && kh_fit == 0)) continue;
       // Decode: the latency of a token through every stage. Training: the pace of the slowest
       // stage, its products' MACs per core (the most cores per stage rank first).
       const auto cores = [&](int64_t k) { return static_cast<double>(k * slot.px * slot.py); };
-      const double estimate =
-          training ? std::max(low.macs_per_token(low.layer()) / cores(kl),
-                              head ? low.macs_per_token(low.head()) / cores(kh) : 0.0)
-                   : static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {kl * slot.px, slot.py}) +
-                         (head ? low.estimate_cycles(low.head(), {kh * slot.px, slot.py}) : 0);
-      candidates.push_back(Placement{slot, kl, kh, regions, estimate});
+      const auto layer_estimate = [&](int64_t k) {
+        return training ? low.macs_per_token(low.layer()) / cores(k)
+                        : static_cast<double>(n_layers) * low.estimate_cycles(low.layer(), {k * slot.px, slot.py});
+      };
+      const auto head_estimate = [&](int64_t k) {
+        if (!head) return 0.0;
+        return training ? low.macs_per_token(low.head()) / cores(k)
+                        : low.estimate_cycles(low.head(), {k * slot.px, slot.py});
+      };
+      std::vector<double> head_estimates;
+      for (int64_t kh = kh_fit; kh <= (head ? per_band : 0); ++kh) head_estimates.push_back(head_estimate(kh));
+      for (int64_t kl = kl_fit; kl <= per_band && packs(bands, per_band, n_layers, kl, kh_fit); ++kl) {
+        const double layers = layer_estimate(kl);
+        for (int64_t kh = kh_fit; kh <= (head ? per_band : 0) && packs(bands, per_band, n_layers, kl, kh); ++kh) {
+          const double h = head ? head_estimates[static_cast<size_t>(kh - kh_fit)] : 0.0;
+          keep({slot, bands, per_band, kl, kh, training ? std::max(layers, h) : layers + h});
+        }
+      }
     }
   }
   if (candidates.empty()) return std::nullopt;
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [](const Placement& x, const Placement& y) { return x.estimate < y.estimate; });
-  if (candidates.size() > kPlacementsScored) candidates.resize(kPlacementsScored);
-  for (Placement& c : candidates) c.estimate = score(c);
-  return *std::min_element(candidates.begin(), candidates.end(),
+  std::vector<Placement> scored;
+  for (const Candidate& c : candidates) {
+    Placement p{c.slot, c.kl, c.kh, pack(a, c.slot, c.bands, c.per_band, n_layers, c.kl, c.kh), 0};
+    p.estimate = score(p);
+    scored.push_back(std::move(p));
+  }
+  return *std::min_element(scored.begin(), scored.end(),
                            [](const Placement& x, const Placement& y) { return x.estimate < y.estimate; });
 }
 

@@ -1,5 +1,8 @@
+#include <fmt/core.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "tessera/base/fs.hpp"
@@ -156,17 +159,55 @@ TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
   EXPECT_LT(faster, base) << "decode on a wafer is communication-heavy; wider links must help";
 }
 
+// The fidelity tiers (issue #13): the flow tier within 5% of the cycle tier on mesh-32x32 plans
+// (whole phases; each phase's communication within 10%).
 TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
-  const auto plan = compiled("default", "mesh-32x32", {16, 16, {}});
-  const auto fast = sim::simulate_mesh_timing(plan);
-  sim::TimingOptions cycle_level;
-  cycle_level.fabric = sim::FabricModel::CycleLevel;
-  const auto cycle = sim::simulate_mesh_timing(plan, cycle_level);
-  EXPECT_EQ(cycle.fabric_model, "cycle-level");
-  for (const auto& [f, c] : {std::pair{fast.prefill, cycle.prefill}, std::pair{fast.decode, cycle.decode}}) {
-    EXPECT_NEAR(f.comm_cycles, c.comm_cycles, 0.10 * c.comm_cycles);
-    EXPECT_EQ(f.compute_cycles, c.compute_cycles);
+  for (const char* model : {"default", "llama-tiny", "gpt2-tiny"}) {
+    SCOPED_TRACE(model);
+    Inputs in = inputs("default", "mesh-32x32");
+    if (std::string(model) != "default") {
+      in.model_path = std::string(TESSERA_SOURCE_DIR) + "/tests/data/" + model + ".yaml";
+      in.model_yaml = read_text_file(in.model_path);
+    }
+    const auto result = compile(in, {16, 16, {}});
+    ASSERT_TRUE(result.status) << result.status.message();
+    const auto fast = sim::simulate_mesh_timing(result.program);
+    sim::TimingOptions cycle_level;
+    cycle_level.fabric = sim::FabricModel::CycleLevel;
+    const auto cycle = sim::simulate_mesh_timing(result.program, cycle_level);
+    EXPECT_EQ(cycle.fabric_model, "cycle-level");
+    for (const auto& [f, c] : {std::pair{fast.prefill, cycle.prefill}, std::pair{fast.decode, cycle.decode}}) {
+      EXPECT_NEAR(f.cycles, c.cycles, 0.05 * c.cycles);
+      EXPECT_NEAR(f.comm_cycles, c.comm_cycles, 0.10 * c.comm_cycles);
+      EXPECT_EQ(f.compute_cycles, c.compute_cycles);
+    }
   }
+}
+
+// The analytic tier (closed forms, nothing routed) within 10% of the flow tier on every shipped
+// mesh preset and every shipped model that fits it: time to first token and decode.
+TEST(MeshTiming, AnalyticTierAgreesWithTheFlowTierOnEveryPresetAndModel) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  std::vector<std::string> models = {"default"};
+  for (const auto& f : std::filesystem::directory_iterator(root + "/configs/models"))
+    models.push_back(f.path().stem().string());
+  std::sort(models.begin(), models.end());
+  int compared = 0;
+  for (const char* preset : {"mesh-32x32", "wse2", "wse3"})
+    for (const std::string& model : models) {
+      const auto result = compile(inputs(model, preset), {200, 8, PrecisionPolicy::uniform("fp16")});
+      if (!result.status) continue;  // too large for one wafer
+      SCOPED_TRACE(fmt::format("{} on {}", model, preset));
+      const auto flow = sim::simulate_mesh_timing(result.program);
+      sim::TimingOptions analytic;
+      analytic.fabric = sim::FabricModel::Analytic;
+      const auto fast = sim::simulate_mesh_timing(result.program, analytic);
+      EXPECT_EQ(fast.fabric_model, "analytic");
+      EXPECT_NEAR(fast.time_to_first_token_s, flow.time_to_first_token_s, 0.10 * flow.time_to_first_token_s);
+      EXPECT_NEAR(fast.decode.cycles, flow.decode.cycles, 0.10 * flow.decode.cycles);
+      ++compared;
+    }
+  EXPECT_GE(compared, 8) << "the shipped small and medium models fit the wafers";
 }
 
 namespace {

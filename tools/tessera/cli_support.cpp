@@ -25,6 +25,10 @@ void check_outputs(const std::vector<std::string>& paths, const std::vector<fs::
 }
 
 void check_outputs(const Outputs& out) {
+  if (out.cycle_level && out.fidelity != "flow" && out.fidelity != "cycle")
+    fail("--cycle-level is --fidelity cycle; it contradicts --fidelity {}", out.fidelity);
+  if (!out.heatmaps.empty() && out.fidelity == "analytic")
+    fail("--heatmaps draws every link's load, which --fidelity analytic does not route; use flow or cycle");
   refuse_repeated_paths({out.json, out.trace, out.csv, out.heatmaps});
   check_outputs({out.json, out.trace, out.csv}, out.inputs);
   if (!out.heatmaps.empty()) report::check_output_directory(out.heatmaps, out.inputs);
@@ -32,7 +36,9 @@ void check_outputs(const Outputs& out) {
 
 target::SimulateOptions simulate_options(const Outputs& out, Progress& progress) {
   return {.record_trace = !out.trace.empty(),
-          .cycle_level = out.cycle_level,
+          .fidelity = out.cycle_level || out.fidelity == "cycle" ? target::Fidelity::Cycle
+                      : out.fidelity == "analytic"               ? target::Fidelity::Analytic
+                                                                 : target::Fidelity::Flow,
           .link_loads = !out.json.empty() || !out.heatmaps.empty(),
           .on_pass = [&progress](int64_t done, int64_t total) { progress.update(done, total); },
           .activation_density = {}};

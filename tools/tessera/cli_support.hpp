@@ -61,9 +61,10 @@ class Progress {
 // Files a simulated run writes (empty: not written).
 struct Outputs {
   std::string json, trace, heatmaps, csv;
-  bool cycle_level = false;      // not a file: which fabric model times the run
-  bool quiet = false;            // no progress lines
-  std::vector<fs::path> inputs;  // not a flag: the files the command reads, which no output may replace
+  std::string fidelity = "flow";  // not a file: how finely a mesh's collectives are timed
+  bool cycle_level = false;       // not a file: --fidelity cycle
+  bool quiet = false;             // no progress lines
+  std::vector<fs::path> inputs;   // not a flag: the files the command reads, which no output may replace
 };
 
 // The precision policy as given: a YAML file, then --dtype for all three formats, then the

@@ -55,6 +55,11 @@ void add_output_options(CLI::App* cmd, Outputs& out) {
   cmd->add_flag("-q,--quiet", out.quiet, "No progress lines on stderr");
   cmd->add_option("--trace", out.trace, "Write the simulated timeline (Chrome/Perfetto trace JSON)");
   cmd->add_option("--heatmaps", out.heatmaps, "Write per-core heatmaps (SVG and PNG) into this new directory");
+  cmd->add_option("--fidelity", out.fidelity,
+                  "Mesh fabrics: analytic (closed forms, for sweeps), flow (routed flows with contention) or cycle "
+                  "(every wavelet; meshes up to 64x64)")
+      ->check(CLI::IsMember({"analytic", "flow", "cycle"}))
+      ->capture_default_str();
 }
 
 // Fails naming the first of `options` the user gave to `cmd`, with why it does not apply.
@@ -137,9 +142,8 @@ int main(int argc, char** argv) {
   auto* simulate_cmd = app.add_subcommand("simulate", "Simulate a plan written by `tessera compile --arch`");
   simulate_cmd->add_option("plan", plan_path, "Plan file (JSON)")->required();
   add_output_options(simulate_cmd, simulate_outputs);
-  simulate_cmd->add_flag(
-      "--cycle-level", simulate_outputs.cycle_level,
-      "Time every collective wavelet by wavelet (meshes up to 64x64; slow) instead of the fast model");
+  simulate_cmd->add_flag("--cycle-level", simulate_outputs.cycle_level,
+                         "Time every collective wavelet by wavelet (meshes up to 64x64; slow): --fidelity cycle");
 
   RunFlags eval;
   eval.arch = "host";

@@ -124,11 +124,16 @@ struct RunReport {
   std::variant<MeshRun, sim::GpuReport, sim::BspReport> detail;
 };
 
+// How finely mesh fabrics time their collectives: Analytic (closed forms, no routing: for
+// sweeps), Flow (routed flows with port contention: the default), Cycle (every wavelet, meshes up
+// to 64x64). Other fabrics have one tier.
+enum class Fidelity { Analytic, Flow, Cycle };
+
 // How to simulate; each target uses what it models.
 struct SimulateOptions {
   bool record_trace = false;
-  bool cycle_level = false;  // mesh fabrics: every collective wavelet by wavelet
-  bool link_loads = false;   // mesh fabrics: words per link over the run (heatmaps)
+  Fidelity fidelity = Fidelity::Flow;
+  bool link_loads = false;  // mesh fabrics: words per link over the run (heatmaps)
   std::function<void(int64_t done, int64_t total)> on_pass;
   std::map<std::string, double> activation_density;  // measured by a run with values
 };

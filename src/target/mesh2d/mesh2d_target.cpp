@@ -89,7 +89,9 @@ class Mesh2dTarget : public Target {
     const auto& program = plan_as<MeshPlan>(plan, "mesh2d").program;
     sim::TimingOptions timing;
     timing.record_trace = options.record_trace;
-    timing.fabric = options.cycle_level ? sim::FabricModel::CycleLevel : sim::FabricModel::Fast;
+    timing.fabric = options.fidelity == Fidelity::Analytic ? sim::FabricModel::Analytic
+                    : options.fidelity == Fidelity::Cycle  ? sim::FabricModel::CycleLevel
+                                                           : sim::FabricModel::Fast;
     timing.on_pass = options.on_pass;
     timing.link_loads = options.link_loads;
     timing.activation_density = options.activation_density;

@@ -36,7 +36,7 @@ class Timer {
   Timer(const program::Program& plan, FabricModel model, bool track_links,
         const std::map<std::string, double>& activation_density)
       : model_(model),
-        track_links_(track_links),
+        track_links_(track_links && model != FabricModel::Analytic),  // the analytic tier routes nothing
         plan_(plan),
         arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
@@ -118,6 +118,7 @@ class Timer {
                         transfer ? to_at.y - at.y : -1, r.width, r.height, to.width, to.height, words, s.group);
     if (track_links_) ++executions_[{key, ox, oy}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
+    if (model_ == FabricModel::Analytic) return memo_.emplace(key, analytic_cost(s, r, to, words)).first->second;
     Collective c;
     switch (s.pattern) {
       case Pattern::None:
@@ -167,6 +168,102 @@ class Timer {
     const CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
     memo_.emplace(key, cost);
     if (track_links_) loads_.emplace(key, fabric_.link_loads(c));
+    return cost;
+  }
+
+  // The analytic tier: each pattern's time in closed form from the flows the flow tier would
+  // build (collectives.cpp, above), without routing them: the critical path of first wavelets (a
+  // dependent flow starts when its input's first wavelet is in, 2 ramps + hops + 1 cycle later, as
+  // the flow tier has it) plus the stream of the busiest port. Contention is the one case the
+  // patterns have: a tree allreduce's group roots receive their group's chain and the next
+  // group's partial sums through one eject port, which costs a second stream when they overlap.
+  CommCost analytic_cost(const program::Step& s, const arch::Region& r, const arch::Region& to, int64_t words) const {
+    const double hop = arch_.link.hop_latency_cycles, ramp = arch_.link.ramp_latency_cycles;
+    const double rate = arch_.link.bytes_per_cycle / 4.0, stream = static_cast<double>(words) / rate;
+    const double relay = 2 * ramp + 1;  // a dependent flow's start after its input's first wavelet, but the hops
+    CommCost cost;
+    const auto w = static_cast<double>(words);
+    switch (s.pattern) {
+      case Pattern::None:
+        break;
+      case Pattern::AllreduceX:
+      case Pattern::AllreduceY: {
+        const bool along_x = s.pattern == Pattern::AllreduceX;
+        const int64_t n = along_x ? r.width : r.height, lines = along_x ? r.height : r.width;
+        if (n < 2 || words == 0) break;
+        const int64_t g = std::min<int64_t>(std::max<int32_t>(1, s.group), n), groups = (n + g - 1) / g;
+        const auto size = [&](int64_t k) { return std::min(g, n - k * g); };
+        // A group's chain into its root: its last flow is ready after (size - 2) relays of one hop.
+        const auto chain_into_root = [&](int64_t k) {
+          return size(k) >= 2 ? static_cast<double>(size(k) - 2) * (relay + hop) + relay + hop : 0.0;
+        };
+        // Group roots from the last to the first: when the partial sums of groups k.. can leave
+        // root k (root 0: when the broadcast can start).
+        double leader = 0;
+        for (int64_t k = groups - 1; k >= 0; --k) {
+          const double from_next = k + 1 < groups ? leader + relay + static_cast<double>(g) * hop : 0.0;
+          leader = std::max(chain_into_root(k), from_next);
+        }
+        // The busiest port is an eject: a group root's takes its chain's partial sums, the next
+        // root's and the broadcast; another core of a group its neighbour's and the broadcast.
+        // The streams overlap, so the last wavelet through it waits for all of them.
+        const int64_t through_eject = groups > 1 ? 3 : (n > 2 ? 2 : 1);
+        cost.cycles =
+            leader + 2 * ramp + static_cast<double>(n - 1) * hop + static_cast<double>(through_eject) * stream - 1;
+        cost.busiest_port_words = through_eject * words;
+        cost.busiest_port_name = "eject";
+        double chain_links = 0;
+        for (int64_t k = 0; k < groups; ++k) chain_links += static_cast<double>(size(k) - 1);
+        cost.word_hops =
+            static_cast<int64_t>((chain_links + static_cast<double>((groups - 1) * g) + static_cast<double>(n - 1)) *
+                                 w * static_cast<double>(lines));
+        cost.active_links = 2 * (n - 1) * lines;
+        cost.longest_route_hops = n - 1;
+        cost.depth = (g - 1) + (groups - 1) + 1;
+        break;
+      }
+      case Pattern::StageTransfer: {
+        // As the flow tier routes it: row j from its edge core to the next stage's entry core of
+        // its row, which relays it along that row.
+        const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
+        const bool stacked = overlap_x1 > overlap_x0;
+        const bool east = to.x >= r.x + r.width;
+        double links = 0;
+        for (int64_t j = 0; j < r.height; ++j) {
+          const int64_t row = to.y + j * to.height / r.height;
+          int64_t src_x = east ? r.x + r.width - 1 : r.x, entry_x = east ? to.x : to.x + to.width - 1;
+          if (stacked) src_x = entry_x = overlap_x0 + j % (overlap_x1 - overlap_x0);
+          const auto reach = static_cast<double>(std::abs(src_x - entry_x) + std::abs(r.y + j - row));
+          const auto along = static_cast<double>(std::max(entry_x - to.x, to.x + to.width - 1 - entry_x));
+          const double first = to.width > 1 ? relay + reach * hop + 2 * ramp + along * hop : 2 * ramp + reach * hop;
+          cost.cycles = std::max(cost.cycles, first + stream - 1);
+          cost.longest_route_hops = std::max(cost.longest_route_hops, static_cast<int64_t>(reach + along));
+          links += reach + static_cast<double>(to.width - 1);
+        }
+        cost.busiest_port_words = words;
+        cost.busiest_port_name = "inject";  // every row's source injects its segment once
+        cost.word_hops = static_cast<int64_t>(links * w);
+        cost.active_links = static_cast<int64_t>(links);
+        cost.depth = to.width > 1 ? 2 : 1;
+        break;
+      }
+      case Pattern::HostIn:
+      case Pattern::HostOut: {
+        const int64_t channels = std::max<int64_t>(1, std::min(arch_.io.max_channels_used, r.height));
+        const auto share =
+            static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)));
+        const int64_t reach = r.x - arch_.usable.x;
+        if (reach <= 0 || share == 0) break;
+        cost.cycles = 2 * ramp + static_cast<double>(reach) * hop + static_cast<double>(share) / rate - 1;
+        cost.busiest_port_words = share;
+        cost.busiest_port_name = s.pattern == Pattern::HostIn ? "eject" : "inject";
+        cost.word_hops = channels * reach * share;
+        cost.active_links = channels * reach;
+        cost.longest_route_hops = reach;
+        cost.depth = 1;
+        break;
+      }
+    }
     return cost;
   }
 
@@ -271,7 +368,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
   report.arch_name = a.name;
-  report.fabric_model = options.fabric == FabricModel::Fast ? "fast" : "cycle-level";
+  report.fabric_model = options.fabric == FabricModel::Analytic ? "analytic"
+                        : options.fabric == FabricModel::Fast   ? "fast"
+                                                                : "cycle-level";
   report.model_name = model_name(plan);
   report.precision = plan.precision;
   report.weight_bits = plan.weight_bits;

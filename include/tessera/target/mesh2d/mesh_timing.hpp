@@ -61,7 +61,7 @@ struct MeshReport {
   double weight_bits = 32;
   bool skip_weight_zeros = false, skip_zero_activations = false;
   std::map<std::string, double> activation_density;  // as given in TimingOptions (measured with values)
-  std::string fabric_model;                          // "fast" or "cycle-level"
+  std::string fabric_model;                          // "analytic", "fast" or "cycle-level"
   double clock_hz = 0;
   int64_t cores_used = 0, cores_usable = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
@@ -86,7 +86,9 @@ struct MeshReport {
 };
 
 // Throws Error if the plan's embedded arch is not a mesh2d description.
-enum class FabricModel { Fast, CycleLevel };
+// The fidelity tiers: Analytic (each collective in closed form, no routing: for sweeps), Fast (the
+// flow tier: routed flows with port contention), CycleLevel (every wavelet, <= 64x64 meshes).
+enum class FabricModel { Analytic, Fast, CycleLevel };
 
 struct TimingOptions {
   bool record_trace = false;               // also return the timeline: every step of the first two and the last

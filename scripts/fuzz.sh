@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang-14, ASan + UBSan) into build-fuzz/ and runs each for a fixed,
-# seeded number of inputs from its seed corpus, so that CI runs are repeatable. Installs clang-14
-# and its fuzzer runtime with apt-get when missing. Usage: scripts/fuzz.sh [RUNS] (default 20000).
+# seeded number of inputs from its seed corpus, so that CI runs are repeatable, or for a given time
+# each (long runs). Installs clang-14 and its fuzzer runtime with apt-get when missing.
+# Usage: scripts/fuzz.sh [RUNS]          each target for RUNS inputs (default 20000)
+#        scripts/fuzz.sh --seconds N     each target for N seconds
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-20000}
+limit=(-runs="${1:-20000}")
+what="${1:-20000} inputs"
+if [ "${1:-}" = "--seconds" ]; then
+  [[ "${2:-}" =~ ^[0-9]+$ ]] || { echo "fuzz: --seconds needs a whole number of seconds"; exit 2; }
+  limit=(-max_total_time="$2")
+  what="$2 s"
+fi
 
 missing=()
 for p in clang-14 libclang-rt-14-dev libomp-14-dev; do
@@ -47,12 +55,12 @@ for target in "${targets[@]}"; do
     fuzz_plans) seeds=$seeds_root/plans ;;
     fuzz_tokenizer) seeds=$seeds_root/tokenizer ;;
   esac
-  echo "fuzz: $target, $runs inputs"
+  echo "fuzz: $target, $what"
   # -runs and -seed make the run repeatable; a failing input is written to build-fuzz/ (crash-*).
   log=build-fuzz/$target.log
   # New inputs go to a scratch corpus in build-fuzz/ (the first directory); the seeds stay as they are.
   rm -rf "build-fuzz/corpus-$target" && mkdir -p "build-fuzz/corpus-$target"
-  if ! "build-fuzz/fuzz/$target" -runs="$runs" -seed=1 -timeout=10 -rss_limit_mb=2048 \
+  if ! "build-fuzz/fuzz/$target" "${limit[@]}" -seed=1 -timeout=10 -rss_limit_mb=2048 \
        -artifact_prefix=build-fuzz/ "build-fuzz/corpus-$target" "$seeds" > "$log" 2>&1; then
     tail -n 30 "$log"
     echo "fuzz: $target found a failing input (see build-fuzz/)"

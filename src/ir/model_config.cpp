@@ -27,9 +27,37 @@ int64_t at_most(const config::YamlMap& map, const std::string& key, int64_t limi
 
 }  // namespace
 
-ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
+namespace {
+
+// A Hugging Face directory's files: the weights (the index of a sharded checkpoint first) and a
+// GPT-2 style tokenizer under either of its names; "" where absent.
+struct HfFiles {
+  std::string weights, encoder, merges;
+};
+HfFiles hf_files(const std::filesystem::path& dir) {
+  std::error_code ec;
+  const auto has = [&](const char* f) { return !dir.empty() && std::filesystem::exists(dir / f, ec); };
+  HfFiles files;
+  files.weights = has("model.safetensors.index.json") ? "model.safetensors.index.json"
+                  : has("model.safetensors")          ? "model.safetensors"
+                                                      : "";
+  if (has("vocab.json") && has("merges.txt")) files.encoder = "vocab.json", files.merges = "merges.txt";
+  if (has("encoder.json") && has("vocab.bpe")) files.encoder = "encoder.json", files.merges = "vocab.bpe";
+  return files;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const std::string& text, const std::string& origin,
                                const std::filesystem::path& base_dir) {
-  const auto map = config::YamlMap::parse_string(yaml_text, origin);
+  if (origin.ends_with(".json")) {
+    const HfFiles files = hf_files(base_dir);
+    const std::filesystem::path dir = std::filesystem::path(origin).parent_path();
+    const std::string name = dir.filename().empty() ? "model" : dir.filename().string();
+    return parse_model_config(hf_config_yaml(text, origin, name, files.weights, files.encoder, files.merges),
+                              origin + " (as tessera's model keys)", base_dir);
+  }
+  const auto map = config::YamlMap::parse_string(text, origin);
   ModelConfig c;
   c.name = map.string("name");
   const std::string family = map.string("family");

@@ -26,6 +26,8 @@ fs::path resolve_model_config(const std::string& name_or_path, const fs::path& d
   const fs::path given(name_or_path);
   std::error_code ec;
   if (fs::is_directory(given, ec) && fs::exists(given / "config.yaml", ec)) return given / "config.yaml";
+  if (fs::is_directory(given, ec) && fs::exists(given / "config.json", ec))
+    return given / "config.json";  // Hugging Face
   // Any other file, link or special file given by path is the config: reading it says what is wrong.
   const fs::file_type type = fs::symlink_status(given, ec).type();
   if (type != fs::file_type::not_found && type != fs::file_type::none && type != fs::file_type::directory) return given;
@@ -33,8 +35,10 @@ fs::path resolve_model_config(const std::string& name_or_path, const fs::path& d
     if (entry.name == name_or_path) return entry.config_path;
   std::string names;
   for (const auto& entry : list_models(data_dir)) names += (names.empty() ? "" : ", ") + entry.name;
-  fail("unknown model '{}': not a config file, a model directory, or a shipped model ({}); see `tessera models`",
-       name_or_path, names.empty() ? std::string("none found under ") + data_dir.string() : names);
+  fail(
+      "unknown model '{}': not a config file, a model directory (config.yaml, or a Hugging Face config.json), or a "
+      "shipped model ({}); see `tessera models`",
+      name_or_path, names.empty() ? std::string("none found under ") + data_dir.string() : names);
 }
 
 }  // namespace tessera::model

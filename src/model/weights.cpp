@@ -2,9 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
 #include <set>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
 
 #include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
 #include "tessera/model/safetensors.hpp"
 
 namespace tessera::model {
@@ -36,40 +42,108 @@ bool is_ignorable_extra(const std::string& name) {
 
 }  // namespace
 
+namespace {
+
+// The checkpoint's files: one safetensors file, or the shards a Hugging Face index
+// (model.safetensors.index.json: {"weight_map": {tensor: file}}) names, opened once each.
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::filesystem::path& path) : origin_(path.string()) {
+    if (!path.string().ends_with(".index.json")) {
+      files_.push_back(std::make_unique<SafetensorsFile>(path));
+      return;
+    }
+    nlohmann::json index;
+    try {
+      index = nlohmann::json::parse(read_text_file(path));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: not a safetensors index ({})", origin_, e.what());
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object())
+      fail("{}: a safetensors index needs a \"weight_map\" object of tensor name -> shard file", origin_);
+    std::map<std::string, size_t> opened;
+    for (const auto& [tensor, file] : index.at("weight_map").items()) {
+      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos)
+        fail("{}: weight_map[\"{}\"] must name a shard file beside the index, got {}", origin_, tensor, file.dump());
+      const std::string shard = file.get<std::string>();
+      if (!opened.contains(shard)) {
+        opened[shard] = files_.size();
+        files_.push_back(std::make_unique<SafetensorsFile>(path.parent_path() / shard));
+      }
+      shard_of_[tensor] = opened.at(shard);
+    }
+    if (files_.empty()) fail("{}: the weight_map names no tensors", origin_);
+  }
+
+  // The entry and the file holding `name`, or nulls.
+  std::pair<const SafetensorsFile*, const SafetensorsEntry*> find(const std::string& name) const {
+    if (!shard_of_.empty()) {
+      const auto it = shard_of_.find(name);
+      if (it == shard_of_.end()) return {nullptr, nullptr};
+      const SafetensorsFile& file = *files_.at(it->second);
+      const SafetensorsEntry* entry = file.find(name);
+      if (!entry) fail("{}: the index puts '{}' in {}, which does not hold it", origin_, name, file.origin());
+      return {&file, entry};
+    }
+    const SafetensorsEntry* entry = files_.front()->find(name);
+    return {entry ? files_.front().get() : nullptr, entry};
+  }
+
+  const std::string& origin() const { return origin_; }
+  int64_t tensor_count() const {
+    int64_t n = 0;
+    for (const auto& f : files_) n += static_cast<int64_t>(f->index().entries.size());
+    return n;
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    for (const auto& f : files_)
+      for (const auto& e : f->index().entries) out.push_back(e.name);
+    return out;
+  }
+
+ private:
+  std::string origin_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, size_t> shard_of_;
+};
+
+}  // namespace
+
 Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) {
-  const SafetensorsFile file(path);
+  const Checkpoint checkpoint(path);
   Weights weights;
   std::set<std::string> used;
   for (const auto& node : graph.nodes()) {
     if (node.op != ir::OpKind::Param || weights.find(node.name)) continue;
-    const SafetensorsEntry* entry = file.find(node.name);
-    if (!entry) entry = file.find("transformer." + node.name);  // GPT2LMHeadModel checkpoints
+    auto [file, entry] = checkpoint.find(node.name);
+    if (!entry) std::tie(file, entry) = checkpoint.find("transformer." + node.name);  // GPT2LMHeadModel checkpoints
     if (!entry)
       fail(
-          "{}: missing tensor '{}' (expected shape {}); the file holds {} tensors — is this the checkpoint "
+          "{}: missing tensor '{}' (expected shape {}); the checkpoint holds {} tensors — is this the checkpoint "
           "for this model config?",
-          file.origin(), node.name, node.type.shape.str(), file.index().entries.size());
+          checkpoint.origin(), node.name, node.type.shape.str(), checkpoint.tensor_count());
     if (entry->shape != node.type.shape.dims)
-      fail("{}: tensor '{}' has shape {} but the model config needs {}", file.origin(), node.name,
+      fail("{}: tensor '{}' has shape {} but the model config needs {}", file->origin(), node.name,
            shape_str(entry->shape), node.type.shape.str());
     Tensor t{entry->shape, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};
-    file.read_f32(*entry, t.values);
+    file->read_f32(*entry, t.values);
     // A NaN or infinity would flow through every executor and still print text: refuse it.
     if (const auto bad = std::find_if(t.values.begin(), t.values.end(), [](float v) { return !std::isfinite(v); });
         bad != t.values.end())
       fail("{}: tensor '{}' holds {} at element {}; the checkpoint is corrupt or was saved after a diverged step",
-           file.origin(), entry->name, std::isnan(*bad) ? "NaN" : "an infinity", bad - t.values.begin());
+           file->origin(), entry->name, std::isnan(*bad) ? "NaN" : "an infinity", bad - t.values.begin());
     used.insert(entry->name);
     weights.insert(node.name, std::move(t));
   }
   std::vector<std::string> unused;
-  for (const auto& e : file.index().entries)
-    if (!used.contains(e.name) && !is_ignorable_extra(e.name)) unused.push_back(e.name);
+  for (const auto& name : checkpoint.names())
+    if (!used.contains(name) && !is_ignorable_extra(name)) unused.push_back(name);
   if (!unused.empty())
     fail(
         "{}: {} tensor(s) the model config does not use, e.g. '{}'; does the config (n_layers, "
         "family, tie_embeddings) match the checkpoint?",
-        file.origin(), unused.size(), unused.front());
+        checkpoint.origin(), unused.size(), unused.front());
   return weights;
 }
 

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 namespace {
 
@@ -909,4 +910,41 @@ TEST(Cli, TrainingOnMachinesWritesJsonTracesAndComparesMachines) {
   const Result mixed = tessera("compare --train --gen 4");
   EXPECT_NE(mixed.exit_code, 0);
   EXPECT_TRUE(contains(mixed.output, "--gen is for inference, not --train")) << mixed.output;
+}
+
+// Hugging Face model directories (tools/gen_hf_dirs.py wrote them with PyTorch's greedy
+// continuation): a GPT-2 with GPT2LMHeadModel's tensor names and a Llama sharded over two files
+// run from their config.json on the host, a wafer and a GPU with PyTorch's tokens; fields tessera
+// does not model are refused by name.
+TEST(Cli, HuggingFaceDirectoriesRunWithPyTorchsTokens) {
+  for (const char* family : {"gpt2", "llama"}) {
+    const std::string dir = std::string(TESSERA_SOURCE_DIR) + "/tests/data/hf/" + family;
+    const nlohmann::json expected = nlohmann::json::parse(read_all(dir + "/expected.json"));
+    const std::string prompt = expected["prompt"].get<std::string>();
+    for (const char* arch : {"host", "wse2", "h100"}) {
+      const Result r = tessera(
+          fmt::format("run -m {} --arch {} -n {} -t 0 -q -p \"{}\"", dir, arch, expected["greedy"].size(), prompt));
+      ASSERT_EQ(r.exit_code, 0) << family << " on " << arch << ": " << r.output;
+      EXPECT_TRUE(contains(r.stdout_text, prompt + expected["text"].get<std::string>()))
+          << family << " on " << arch << ": " << r.stdout_text;
+    }
+  }
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_hf";
+  std::filesystem::remove_all(base);
+  const std::string llama = std::string(TESSERA_SOURCE_DIR) + "/tests/data/hf/llama";
+  const nlohmann::json config = nlohmann::json::parse(read_all(llama + "/config.json"));
+  for (const auto& [field, value, message] : std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"sliding_window", 16, "field 'sliding_window': a 16-token window under a 64-token context"},
+           {"attention_bias", true, "field 'attention_bias' is true: biases on the attention projections"},
+           {"num_experts_per_tok", 2, "field 'num_experts_per_tok' is not one tessera reads for model_type llama"},
+           {"model_type", "mixtral", "model_type \"mixtral\" is not a family tessera models"}}) {
+    std::filesystem::create_directories(base / field);
+    nlohmann::json changed = config;
+    changed[field] = value;
+    std::ofstream(base / field / "config.json") << changed.dump(2);
+    const Result r = tessera("run --arch host -n 1 -m " + (base / field).string());
+    EXPECT_EQ(r.exit_code, 1) << field;
+    EXPECT_TRUE(contains(r.output, message)) << field << ": " << r.output;
+  }
+  std::filesystem::remove_all(base);
 }

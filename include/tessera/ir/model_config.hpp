@@ -50,7 +50,18 @@ ModelConfig load_model_config(const std::filesystem::path& path);
 // (weights, tokenizer) are written relative names given here, or left out when empty.
 std::string model_config_yaml(const ModelConfig& config, const std::string& weights_file = {},
                               const std::string& encoder_file = {}, const std::string& merges_file = {});
+// `origin` ending in ".json" is a Hugging Face config.json (hf_config_yaml), whose directory
+// `base_dir` also holds its weights and tokenizer files.
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
                                const std::filesystem::path& base_dir = {});
+
+// A Hugging Face config.json (GPT-2, Llama 2/3/3.1, Mistral) as the model config YAML the parser
+// above reads, named `name`, with the directory's weights (model.safetensors, or the index of a
+// sharded checkpoint) and tokenizer files when given. Throws Error naming the file and field for
+// a field tessera does not read, or a value it does not model (a sliding window, attention biases,
+// another activation, another RoPE scaling).
+std::string hf_config_yaml(const std::string& json_text, const std::string& origin, const std::string& name,
+                           const std::string& weights_file = {}, const std::string& encoder_file = {},
+                           const std::string& merges_file = {});
 
 }  // namespace tessera::ir

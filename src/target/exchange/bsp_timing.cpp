@@ -4,7 +4,7 @@
 #include <array>
 
 #include "tessera/base/error.hpp"
-#include "tessera/config/yaml_reader.hpp"
+#include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
@@ -60,7 +60,7 @@ BspReport simulate_bsp(const program::BspPlan& plan) {
   const arch::ArchSpec& a = timer.arch();
   BspReport r;
   r.arch_name = a.name;
-  r.model_name = config::YamlMap::parse_string(plan.model_yaml, plan.model_origin).string("name");
+  r.model_name = ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
   r.batch = plan.batch, r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.supersteps_per_token = static_cast<int64_t>(plan.decode.size());
   r.tile_bytes_used = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;

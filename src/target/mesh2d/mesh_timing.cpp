@@ -7,7 +7,7 @@
 #include <fmt/core.h>
 
 #include "tessera/base/error.hpp"
-#include "tessera/config/yaml_reader.hpp"
+#include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
@@ -325,8 +325,7 @@ void finish_fractions(PhaseReport& phase, double compute_core_cycles, double com
 }
 
 std::string model_name(const program::Program& plan) {
-  const auto map = config::YamlMap::parse_string(plan.model_yaml, plan.model_origin);
-  return map.string("name");
+  return ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "tessera/base/error.hpp"
-#include "tessera/config/yaml_reader.hpp"
+#include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
@@ -88,7 +88,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   const arch::ArchSpec& a = timer.arch();
   GpuReport r;
   r.arch_name = a.name;
-  r.model_name = config::YamlMap::parse_string(plan.model_yaml, plan.model_origin).string("name");
+  r.model_name = ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
   r.gpus = plan.tensor_parallel, r.batch = plan.batch;
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.hbm_used_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;

@@ -39,6 +39,7 @@ seeds_root=$(mktemp -d)
 trap 'rm -rf "$seeds_root"' EXIT
 mkdir -p "$seeds_root"/{descriptions,plans,tokenizer}
 cp configs/arch/*.yaml configs/models/*.yaml tests/data/llama-tiny.yaml "$seeds_root/descriptions/"
+for family in gpt2 llama; do cp "tests/data/hf/$family/config.json" "$seeds_root/descriptions/hf-$family.json"; done
 for arch in mesh-32x32 gc200 h100; do
   build/tessera compile --arch "$arch" --prompt-tokens 4 -n 2 -o "$seeds_root/plans/$arch-plan.json" > /dev/null
   build/tessera simulate "$seeds_root/plans/$arch-plan.json" --json "$seeds_root/plans/$arch-run.json" > /dev/null

@@ -21,6 +21,7 @@ ref::GenerationResult generate(Executor& executor, const model::Tokenizer& token
   options.max_new_tokens = request.max_new_tokens;
   options.sampling = request.sampling;
   options.stop_token = tokenizer.end_of_text();
+  options.keep_logits = request.keep_logits;
   ref::check_generation_fits(static_cast<int64_t>(prompt.size()), options.max_new_tokens, executor.max_context());
   if (on_text) on_text(request.prompt);
   return ref::generate(executor, prompt, options, [&](int32_t token) {
@@ -95,6 +96,8 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   target::SimulateOptions simulate = request.simulate;
   simulate.activation_density = executor->activation_density();
   result.report = target->simulate(*plan, simulate);
+  result.report->prompt_ids = result.generation.prompt;
+  result.report->generated_ids = result.generation.tokens;
   return result;
 }
 

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <bit>
 
 #include <cerrno>
 #include <cstring>
@@ -130,9 +131,33 @@ void refuse_inputs(const std::string& path, const fs::path& target, const std::v
 
 }  // namespace
 
+namespace {
+
+constexpr std::string_view kNpyMagic("\x93NUMPY\x01\x00", 8);
+constexpr std::string_view kNpyMark = "# written by tessera";
+
+}  // namespace
+
+std::string npy_f32(std::span<const float> values, const std::vector<int64_t>& shape) {
+  std::string dims;
+  for (const int64_t d : shape) dims += fmt::format("{}, ", d);
+  if (shape.size() > 1) dims.resize(dims.size() - 2);
+  std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}), }} {}", dims, kNpyMark);
+  header.append((64 - (kNpyMagic.size() + 2 + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::string out(kNpyMagic);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  static_assert(std::endian::native == std::endian::little, "npy_f32 writes the host's floats as '<f4'");
+  out.append(reinterpret_cast<const char*>(values.data()), values.size_bytes());
+  return out;
+}
+
 bool is_tessera_output(std::string_view text) {
   const bool svg = text.starts_with(kSvgHead) && text.ends_with("</svg>\n");
-  return is_tessera_json(text) || is_tessera_csv(text) || is_tessera_html(text) || svg;
+  const bool npy = text.starts_with(kNpyMagic) && text.substr(0, 256).find(kNpyMark) != std::string_view::npos;
+  return is_tessera_json(text) || is_tessera_csv(text) || is_tessera_html(text) || svg || npy;
 }
 
 fs::path check_output_path(const std::string& path, const std::vector<fs::path>& inputs) {

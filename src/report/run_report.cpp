@@ -65,6 +65,13 @@ nlohmann::json common_json(const target::RunReport& run) {
             {"decode_last_pass", steps_json(run.last_decode_steps)}}}};
 }
 
+// A run with values: its prompt's and generated tokens' ids beside their counts.
+void add_token_ids(nlohmann::json& doc, const target::RunReport& run) {
+  if (run.prompt_ids.empty()) return;
+  doc["tokens"]["prompt_ids"] = run.prompt_ids;
+  doc["tokens"]["generated_ids"] = run.generated_ids;
+}
+
 // A run JSON for targets without a mesh's per-core figures.
 std::string chip_run_json(const target::RunReport& run) {
   nlohmann::json doc = common_json(run);
@@ -73,6 +80,7 @@ std::string chip_run_json(const target::RunReport& run) {
                       {"group", run.precision.group},     {"activations", run.precision.activations},
                       {"kv", run.precision.kv},           {"prune", run.precision.prune}};
   doc["tokens"] = {{"prompt", run.prompt_tokens}, {"generated", run.generated_tokens}, {"batch", run.batch}};
+  add_token_ids(doc, run);
   doc["decode_tokens_per_s"] = run.tokens_per_s;
   doc["prefill"] = {{"seconds", run.prefill_s}, {"passes", 1}};
   doc["decode"] = {{"seconds", run.decode_s}, {"passes", passes}};
@@ -142,6 +150,7 @@ std::string run_json(const target::RunReport& run) {
   if (!mesh) return chip_run_json(run);
   nlohmann::json doc = nlohmann::json::parse(to_json(*mesh->plan, mesh->report));
   doc.update(common_json(run));
+  add_token_ids(doc, run);
   return doc.dump(1) + "\n";
 }
 

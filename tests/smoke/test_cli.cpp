@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -946,5 +947,53 @@ TEST(Cli, HuggingFaceDirectoriesRunWithPyTorchsTokens) {
     EXPECT_EQ(r.exit_code, 1) << field;
     EXPECT_TRUE(contains(r.output, message)) << field << ": " << r.output;
   }
+  std::filesystem::remove_all(base);
+}
+
+// Checkable outputs: a run with values puts its token ids in the JSON and, with --logits, writes
+// the logits each generated token came from as .npy; greedy tokens are their argmax, and the
+// wafer's logits are the host's within fp32 tolerance.
+TEST(Cli, RunsWriteTheirTokenIdsAndLogits) {
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_logits";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const auto npy = [](const std::string& bytes, int64_t& rows, int64_t& cols) {
+    EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+    const size_t header = static_cast<uint8_t>(bytes[8]) | (static_cast<size_t>(static_cast<uint8_t>(bytes[9])) << 8);
+    const std::string dict = bytes.substr(10, header);
+    EXPECT_EQ(std::sscanf(dict.c_str() + dict.find("'shape': ("), "'shape': (%ld, %ld)", &rows, &cols), 2) << dict;
+    EXPECT_EQ((10 + header) % 64, 0u);
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    EXPECT_EQ(bytes.size(), 10 + header + values.size() * 4);
+    std::memcpy(values.data(), bytes.data() + 10 + header, values.size() * 4);
+    return values;
+  };
+  int64_t rows = 0, cols = 0, host_rows = 0, host_cols = 0;
+  ASSERT_EQ(tessera("run -q -n 6 -t 0 --arch wse2 --logits " + (base / "wse2.npy").string() + " --json " +
+                    (base / "run.json").string())
+                .exit_code,
+            0);
+  ASSERT_EQ(tessera("run -q -n 6 -t 0 --arch host --logits " + (base / "host.npy").string()).exit_code, 0);
+  const std::vector<float> wafer = npy(read_all((base / "wse2.npy").string()), rows, cols);
+  const std::vector<float> host = npy(read_all((base / "host.npy").string()), host_rows, host_cols);
+  const nlohmann::json run = nlohmann::json::parse(read_all((base / "run.json").string()));
+  ASSERT_EQ(rows, 6);
+  ASSERT_EQ(cols, 2048);
+  ASSERT_EQ(run["tokens"]["generated_ids"].size(), 6u);
+  EXPECT_EQ(run["tokens"]["prompt_ids"].size(), run["tokens"]["prompt"].get<size_t>());
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = wafer.begin() + r * cols;
+    EXPECT_EQ(std::max_element(row, row + cols) - row,
+              run["tokens"]["generated_ids"][static_cast<size_t>(r)].get<int>());
+  }
+  ASSERT_EQ(host.size(), wafer.size());
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < host.size(); ++i)
+    err = std::max(err, static_cast<double>(std::abs(wafer[i] - host[i]))),
+    scale = std::max(scale, static_cast<double>(std::abs(host[i])));
+  EXPECT_LT(err / scale, 1e-5) << "the wafer's logits are the host's";
+  const Result timing = tessera("run -q --no-numerics --logits " + (base / "x.npy").string());
+  EXPECT_EQ(timing.exit_code, 1);
+  EXPECT_TRUE(contains(timing.output, "--logits writes the values a run computes")) << timing.output;
   std::filesystem::remove_all(base);
 }

@@ -101,6 +101,7 @@ struct RunFlags {
   int64_t prompt_tokens = 0;    // timing-only: prompt length when there is no tokenizer
   int64_t batch = 1;            // GPUs: requests decoded together
   int64_t tensor_parallel = 1;  // GPUs: tensor-parallel group size
+  std::string logits;           // with values: the generated positions' logits (.npy)
   PrecisionFlags precision;
   Outputs outputs;
 };

@@ -131,6 +131,10 @@ int run_command(const RunFlags& given) {
     fail(
         "--json, --csv, --trace and --heatmaps report a simulated machine; choose one with --arch (see `tessera "
         "archs`)");
+  if (!flags.logits.empty()) {
+    if (flags.no_numerics) fail("--logits writes the values a run computes; --no-numerics computes none");
+    check_outputs({flags.logits, out.json, out.csv, out.trace}, out.inputs);
+  }
   Progress progress("simulating", out.quiet);
   api::RunRequest request{.model = flags.model,
                           .arch = flags.arch,
@@ -141,6 +145,7 @@ int run_command(const RunFlags& given) {
                           .max_new_tokens = flags.max_tokens,
                           .sampling = {flags.temperature, flags.top_k, flags.seed},
                           .values = !flags.no_numerics,
+                          .keep_logits = !flags.logits.empty(),
                           .batch = flags.batch,
                           .tensor_parallel = flags.tensor_parallel,
                           .precision = flags.precision.resolve(),
@@ -154,6 +159,11 @@ int run_command(const RunFlags& given) {
   });
   const ref::GenerationResult& g = result.generation;
   if (request.values) std::printf("\n\n");
+  if (!flags.logits.empty()) {
+    const auto rows = static_cast<int64_t>(g.tokens.size());
+    const int64_t vocab = rows > 0 ? static_cast<int64_t>(g.logits.size()) / rows : 0;
+    report::write_output(flags.logits, report::npy_f32(g.logits, {rows, vocab}), out.inputs);
+  }
   if (!result.report) {
     const double decode_steps = static_cast<double>(g.tokens.size() > 0 ? g.tokens.size() - 1 : 0);
     std::printf(

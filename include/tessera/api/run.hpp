@@ -26,6 +26,7 @@ struct RunRequest {
   int64_t max_new_tokens = 64;
   ref::SamplingOptions sampling;
   bool values = true;           // false: timing and energy only, no tensor values
+  bool keep_logits = false;     // with values: the generation's logits (RunResult.generation.logits)
   int64_t batch = 1;            // requests one pass computes together (targets that batch requests)
   int64_t tensor_parallel = 1;  // chips splitting every layer (targets with tensor parallelism)
   PrecisionPolicy precision;

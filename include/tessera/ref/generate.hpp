@@ -37,10 +37,15 @@ struct GenerationOptions {
   int64_t max_new_tokens = 64;
   SamplingOptions sampling;
   std::optional<int32_t> stop_token;  // generation ends (without emitting it) on this token
+  bool keep_logits = false;           // also return the logits each generated token was drawn from
 };
 
 struct GenerationResult {
   std::vector<int32_t> tokens;  // generated tokens only
+  std::vector<int32_t> prompt;  // the prompt's token ids
+  // With GenerationOptions::keep_logits: [tokens.size(), vocabulary] row-major, row i the logits
+  // tokens[i] was sampled from (before temperature and top-k).
+  std::vector<float> logits;
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;  // all decode steps after the first generated token
@@ -63,6 +68,14 @@ GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, c
   Sampler sampler(options.sampling);
   GenerationResult result;
   result.prompt_tokens = prompt_len;
+  result.prompt.assign(prompt.begin(), prompt.end());
+  // Samples the next token from `logits`, keeping them when asked.
+  const auto pick = [&](std::span<const float> logits) {
+    const int32_t next = sampler.pick(logits);
+    if (options.keep_logits && !(options.stop_token && next == *options.stop_token))
+      result.logits.insert(result.logits.end(), logits.begin(), logits.end());
+    return next;
+  };
   executor.reset();
   using clock = std::chrono::steady_clock;
   auto start = clock::now();
@@ -71,7 +84,7 @@ GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, c
     result.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
     return result;
   }
-  int32_t token = sampler.pick(executor.forward(prompt, true));
+  int32_t token = pick(executor.forward(prompt, true));
   result.prefill_seconds = std::chrono::duration<double>(clock::now() - start).count();
   start = clock::now();
   while (true) {
@@ -79,7 +92,7 @@ GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, c
     result.tokens.push_back(token);
     if (on_token) on_token(token);
     if (static_cast<int64_t>(result.tokens.size()) == options.max_new_tokens) break;
-    token = sampler.pick(executor.forward(std::span<const int32_t>(&token, 1), true));
+    token = pick(executor.forward(std::span<const int32_t>(&token, 1), true));
   }
   result.decode_seconds = std::chrono::duration<double>(clock::now() - start).count();
   return result;

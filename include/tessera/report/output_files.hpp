@@ -9,6 +9,7 @@
 #pragma once
 
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,10 @@ bool is_tessera_output(std::string_view text);
 // The path an output will be written to (symlinks followed), after the checks in the contract.
 // `inputs`: the files the command reads.
 std::filesystem::path check_output_path(const std::string& path, const std::vector<std::filesystem::path>& inputs = {});
+
+// A float32 array in NumPy's .npy format (version 1.0, little-endian, C order) of `shape`, whose
+// header carries a comment marking it as tessera's (numpy.load reads it as any .npy).
+std::string npy_f32(std::span<const float> values, const std::vector<int64_t>& shape);
 
 // Checks `path` (as check_output_path) and writes `bytes` to it atomically.
 void write_output(const std::string& path, std::string_view bytes,

@@ -108,6 +108,7 @@ struct RunReport {
   std::string arch_yaml, arch_origin, model_yaml, model_origin;  // as the plan embeds them
   PrecisionPolicy precision;
   int64_t prompt_tokens = 0, generated_tokens = 0, batch = 1;  // batch: requests one pass computes
+  std::vector<int32_t> prompt_ids, generated_ids;              // a run with values: its tokens
   double prefill_s = 0, decode_s = 0;                          // decode: every pass after the first token
   double time_to_first_token_s = 0;
   double decode_step_s = 0;      // one decode step of one micro-batch, through the whole chip

@@ -25,8 +25,9 @@ for arch in dict.fromkeys(r["arch"] for r in rows):
         why = "not supported" if "does not support" in one["note"] else "does not fit"
         print(f"| {sys.argv[2]} | {arch} | {why} | | | |")
         continue
-    print("| {} | {} | {:.0f} | {:.0f} | {:.1f} | {} |".format(
-        sys.argv[2], arch, float(one["tokens_per_s_per_user"]), float(many["tokens_per_s"]),
+    batch16 = "{:.0f}".format(float(many["tokens_per_s"])) if many["fits"] == "1" else "does not fit"
+    print("| {} | {} | {:.0f} | {} | {:.1f} | {} |".format(
+        sys.argv[2], arch, float(one["tokens_per_s_per_user"]), batch16,
         float(one["energy_per_token_j"]) * 1e3, one["bound"]))
 PY
 }

@@ -8,7 +8,8 @@
           ("transformer." prefix, the causal-mask buffers "attn.bias", no duplicate of the tied
           lm_head), vocab.json + merges.txt
   llama/  config.json (model_type llama, grouped-query attention, Llama 3.1 rope_scaling), the
-          weights sharded over two files with model.safetensors.index.json, vocab.json + merges.txt
+          weights sharded over two files with model.safetensors.index.json, and the same vocabulary
+          as a tokenizers-library tokenizer.json (byte-level BPE, GPT-2's pre-tokenizer)
 
 Both use the shipped default model's 2,048-token GPT-2-style vocabulary (models/default) and
 seeded random weights stored in fp16 (the reference computes in fp32 on the same rounded values).
@@ -104,8 +105,23 @@ def main():
         # Stored in fp16; the reference computes on the rounded values.
         w = {n: random_tensor(n, s, 5).half().float() for n, s in shapes.items()}
         write_json(os.path.join(out, "config.json"), hf_config)
-        shutil.copy(os.path.join(pkg, "encoder.json"), os.path.join(out, "vocab.json"))
-        shutil.copy(os.path.join(pkg, "vocab.bpe"), os.path.join(out, "merges.txt"))
+        if name == "gpt2":
+            shutil.copy(os.path.join(pkg, "encoder.json"), os.path.join(out, "vocab.json"))
+            shutil.copy(os.path.join(pkg, "vocab.bpe"), os.path.join(out, "merges.txt"))
+        else:
+            write_json(os.path.join(out, "tokenizer.json"), {
+                "version": "1.0", "truncation": None, "padding": None,
+                "added_tokens": [{"id": encoder["<|endoftext|>"], "content": "<|endoftext|>", "single_word": False,
+                                  "lstrip": False, "rstrip": False, "normalized": True, "special": True}],
+                "normalizer": None,
+                "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                  "use_regex": True},
+                "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                                   "use_regex": True},
+                "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+                "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                          "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
+                          "vocab": encoder, "merges": [" ".join(m) for m in merges]}})
         if name == "gpt2":
             stored = {"transformer." + n: t for n, t in w.items()}
             for i in range(cfg["n_layers"]):  # the causal-mask buffer older GPT-2 checkpoints carry

@@ -77,12 +77,19 @@ std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target
 }
 
 model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
-  if (tokenizer_dir.empty() && !config.encoder_path)
-    fail("model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe",
-         config.name);
-  model::Tokenizer tokenizer = tokenizer_dir.empty() ? model::Tokenizer::load(*config.encoder_path, *config.merges_path)
-                                                     : model::Tokenizer::load(fs::path(tokenizer_dir) / "encoder.json",
-                                                                              fs::path(tokenizer_dir) / "vocab.bpe");
+  if (tokenizer_dir.empty() && !config.has_tokenizer())
+    fail(
+        "model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe (or a "
+        "tokenizer.json)",
+        config.name);
+  const fs::path dir(tokenizer_dir);
+  std::error_code ec;
+  model::Tokenizer tokenizer =
+      !tokenizer_dir.empty()       ? (!fs::exists(dir / "encoder.json", ec) && fs::exists(dir / "tokenizer.json", ec)
+                                          ? model::Tokenizer::load_hf(dir / "tokenizer.json")
+                                          : model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe"))
+      : config.tokenizer_json_path ? model::Tokenizer::load_hf(*config.tokenizer_json_path)
+                                   : model::Tokenizer::load(*config.encoder_path, *config.merges_path);
   if (tokenizer.vocab_size() != config.vocab_size)
     fail("the tokenizer has {} tokens but model '{}' has vocab_size {}; use the tokenizer the model was trained with",
          tokenizer.vocab_size(), config.name, config.vocab_size);

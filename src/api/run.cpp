@@ -47,7 +47,7 @@ void check_capabilities(const target::Target& target, const RunRequest& request)
 // Timing-only runs: the given prompt length, or the length of the tokenized prompt.
 int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunRequest& request) {
   if (request.prompt_tokens != 0) return request.prompt_tokens;
-  if (!config.encoder_path && request.tokenizer_dir.empty())
+  if (!config.has_tokenizer() && request.tokenizer_dir.empty())
     fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
   return static_cast<int64_t>(encode_prompt(load_tokenizer(config, request.tokenizer_dir), request.prompt).size());
 }

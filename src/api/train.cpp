@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <numbers>
+#include <optional>
 
 #include "tessera/api/catalog.hpp"
 #include "tessera/base/fs.hpp"
@@ -272,15 +273,30 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
                                                    r.batch * r.micro_batches, r.seq)));
     if (package_written) return;
     package_written = true;
-    const bool own_tokenizer = r.tokenizer_dir.empty() && config.encoder_path;
-    const fs::path encoder = own_tokenizer ? *config.encoder_path : fs::path(r.tokenizer_dir) / "encoder.json";
-    const fs::path merges = own_tokenizer ? *config.merges_path : fs::path(r.tokenizer_dir) / "vocab.bpe";
-    report::write_into_output_directory(out_dir, "encoder.json", read_text_file(encoder, kTokenizerFile));
-    report::write_into_output_directory(out_dir, "vocab.bpe", read_text_file(merges, kTokenizerFile));
+    // The tokenizer the run read, copied beside the weights: a tokenizer.json, or encoder.json and
+    // vocab.bpe (the model's own, or --tokenizer's).
+    const fs::path given(r.tokenizer_dir);
+    std::error_code ec;
+    const std::optional<fs::path> hf_tokenizer =
+        r.tokenizer_dir.empty() ? config.tokenizer_json_path
+        : !fs::exists(given / "encoder.json", ec) && fs::exists(given / "tokenizer.json", ec)
+            ? std::optional<fs::path>(given / "tokenizer.json")
+            : std::nullopt;
+    std::string tokenizer_files[2] = {"encoder.json", "vocab.bpe"};
+    if (hf_tokenizer) {
+      report::write_into_output_directory(out_dir, "tokenizer.json", read_text_file(*hf_tokenizer, kTokenizerFile));
+      tokenizer_files[0] = "tokenizer.json", tokenizer_files[1] = "";
+    } else {
+      const bool own = r.tokenizer_dir.empty() && config.encoder_path;
+      report::write_into_output_directory(
+          out_dir, "encoder.json", read_text_file(own ? *config.encoder_path : given / "encoder.json", kTokenizerFile));
+      report::write_into_output_directory(
+          out_dir, "vocab.bpe", read_text_file(own ? *config.merges_path : given / "vocab.bpe", kTokenizerFile));
+    }
     report::write_into_output_directory(
         out_dir, "config.yaml",
         "# Written by tessera train: the model config and this checkpoint's files\n" +
-            ir::model_config_yaml(config, kCheckpointWeights, "encoder.json", "vocab.bpe"));
+            ir::model_config_yaml(config, kCheckpointWeights, tokenizer_files[0], tokenizer_files[1]));
   };
 
   using clock = std::chrono::steady_clock;

@@ -89,7 +89,7 @@ class Fields {
 
 std::string hf_config_yaml(const std::string& json_text, const std::string& origin, const std::string& name,
                            const std::string& weights_file, const std::string& encoder_file,
-                           const std::string& merges_file) {
+                           const std::string& merges_file, const std::string& tokenizer_json) {
   json j;
   try {
     j = json::parse(json_text);
@@ -172,6 +172,8 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
   if (!weights_file.empty()) out += fmt::format("weights: {}\n", json(weights_file).dump());
   if (!encoder_file.empty())
     out += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", json(encoder_file).dump(), json(merges_file).dump());
+  else if (!tokenizer_json.empty())
+    out += fmt::format("tokenizer: {{json: {}}}\n", json(tokenizer_json).dump());
   return out;
 }
 

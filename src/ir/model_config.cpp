@@ -32,7 +32,7 @@ namespace {
 // A Hugging Face directory's files: the weights (the index of a sharded checkpoint first) and a
 // GPT-2 style tokenizer under either of its names; "" where absent.
 struct HfFiles {
-  std::string weights, encoder, merges;
+  std::string weights, encoder, merges, tokenizer_json;
 };
 HfFiles hf_files(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -43,6 +43,7 @@ HfFiles hf_files(const std::filesystem::path& dir) {
                                                       : "";
   if (has("vocab.json") && has("merges.txt")) files.encoder = "vocab.json", files.merges = "merges.txt";
   if (has("encoder.json") && has("vocab.bpe")) files.encoder = "encoder.json", files.merges = "vocab.bpe";
+  if (files.encoder.empty() && has("tokenizer.json")) files.tokenizer_json = "tokenizer.json";
   return files;
 }
 
@@ -54,8 +55,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
     const HfFiles files = hf_files(base_dir);
     const std::filesystem::path dir = std::filesystem::path(origin).parent_path();
     const std::string name = dir.filename().empty() ? "model" : dir.filename().string();
-    return parse_model_config(hf_config_yaml(text, origin, name, files.weights, files.encoder, files.merges),
-                              origin + " (as tessera's model keys)", base_dir);
+    return parse_model_config(
+        hf_config_yaml(text, origin, name, files.weights, files.encoder, files.merges, files.tokenizer_json),
+        origin + " (as tessera's model keys)", base_dir);
   }
   const auto map = config::YamlMap::parse_string(text, origin);
   ModelConfig c;
@@ -113,8 +115,12 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   if (map.has("weights")) c.weights_path = base_dir / map.string("weights");
   if (map.has("tokenizer")) {
     const auto t = map.map("tokenizer");
-    c.encoder_path = base_dir / t.string("encoder");
-    c.merges_path = base_dir / t.string("merges");
+    if (t.has("json")) {
+      c.tokenizer_json_path = base_dir / t.string("json");
+    } else {
+      c.encoder_path = base_dir / t.string("encoder");
+      c.merges_path = base_dir / t.string("merges");
+    }
     t.finish();
   }
   map.finish();
@@ -139,7 +145,9 @@ std::string model_config_yaml(const ModelConfig& c, const std::string& weights_f
         c.rope_scaling->factor, c.rope_scaling->low_freq_factor, c.rope_scaling->high_freq_factor,
         c.rope_scaling->original_context_length);
   if (!weights_file.empty()) out += fmt::format("weights: {}\n", weights_file);
-  if (!encoder_file.empty()) out += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", encoder_file, merges_file);
+  if (!encoder_file.empty() && merges_file.empty()) out += fmt::format("tokenizer: {{json: {}}}\n", encoder_file);
+  if (!encoder_file.empty() && !merges_file.empty())
+    out += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", encoder_file, merges_file);
   return out;
 }
 

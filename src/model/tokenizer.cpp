@@ -4,6 +4,7 @@
 #include <array>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "tessera/base/error.hpp"
@@ -136,7 +137,8 @@ std::vector<std::string_view> pretokenize(std::string_view text) {
   return out;
 }
 
-Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges) {
+Tokenizer Tokenizer::build(const std::vector<std::pair<std::string, int64_t>>& vocab, const std::string& origin,
+                           const std::vector<Merge>& merges) {
   const auto b2c = byte_to_codepoint();
   std::unordered_map<std::string, unsigned char> symbol_to_byte;
   for (size_t b = 0; b < 256; ++b) symbol_to_byte[encode_utf8(b2c[b])] = static_cast<unsigned char>(b);
@@ -154,16 +156,12 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
   };
 
   Tokenizer t;
-  const std::string origin = encoder_json.string();
-  const nlohmann::json encoder = nlohmann::json::parse(read_text_file(encoder_json, kTokenizerFile), nullptr, false);
-  if (encoder.is_discarded() || !encoder.is_object())
-    fail("{}: expected a JSON object mapping token strings to ids", origin);
-  t.id_to_bytes_.resize(encoder.size());
-  std::vector<bool> seen(encoder.size(), false);
-  for (const auto& [symbol, id_json] : encoder.items()) {
-    if (!id_json.is_number_unsigned() || id_json.get<uint64_t>() >= encoder.size())
-      fail("{}: token '{}' has id {}; ids must be 0..{}", origin, symbol, id_json.dump(), encoder.size() - 1);
-    const auto id = static_cast<size_t>(id_json.get<uint64_t>());
+  t.id_to_bytes_.resize(vocab.size());
+  std::vector<bool> seen(vocab.size(), false);
+  for (const auto& [symbol, id_value] : vocab) {
+    if (id_value < 0 || static_cast<size_t>(id_value) >= vocab.size())
+      fail("{}: token '{}' has id {}; ids must be 0..{}", origin, symbol, id_value, vocab.size() - 1);
+    const auto id = static_cast<size_t>(id_value);
     if (seen[id]) fail("{}: id {} is used twice", origin, id);
     seen[id] = true;
     t.id_to_bytes_[id] = to_bytes(symbol, origin);
@@ -173,11 +171,41 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
   for (size_t b = 0; b < 256; ++b)
     if (!t.bytes_to_id_.contains(std::string(1, static_cast<char>(b))))
       fail("{}: byte 0x{:02x} has no token; a byte-level BPE vocabulary needs all 256", origin, b);
+  int32_t rank = 0;
+  for (const Merge& merge : merges) {
+    const std::string left = to_bytes(merge.left, merge.where), right = to_bytes(merge.right, merge.where);
+    const auto l = t.bytes_to_id_.find(left), r = t.bytes_to_id_.find(right), m = t.bytes_to_id_.find(left + right);
+    if (l == t.bytes_to_id_.end() || r == t.bytes_to_id_.end() || m == t.bytes_to_id_.end())
+      fail("{}: merge '{} {}' uses or makes a token missing from {}", merge.where, merge.left, merge.right, origin);
+    const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint32_t>(r->second);
+    t.merges_.emplace(key, std::pair{rank++, m->second});
+  }
+  return t;
+}
 
+namespace {
+
+std::vector<std::pair<std::string, int64_t>> vocabulary(const nlohmann::json& object, const std::string& origin) {
+  if (!object.is_object()) fail("{}: expected a JSON object mapping token strings to ids", origin);
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  for (const auto& [symbol, id] : object.items()) {
+    if (!id.is_number_unsigned() || id.get<uint64_t>() >= object.size())
+      fail("{}: token '{}' has id {}; ids must be 0..{}", origin, symbol, id.dump(), object.size() - 1);
+    vocab.emplace_back(symbol, static_cast<int64_t>(id.get<uint64_t>()));
+  }
+  return vocab;
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges) {
+  const std::string origin = encoder_json.string();
+  const nlohmann::json encoder = nlohmann::json::parse(read_text_file(encoder_json, kTokenizerFile), nullptr, false);
+  if (encoder.is_discarded()) fail("{}: expected a JSON object mapping token strings to ids", origin);
+  std::vector<Merge> ranked;
   std::istringstream lines(read_text_file(merges, kTokenizerFile));
   std::string line;
   int line_no = 0;
-  int32_t rank = 0;
   while (std::getline(lines, line)) {
     ++line_no;
     if (line.empty() || (line_no == 1 && line.starts_with("#version"))) continue;
@@ -185,15 +213,66 @@ Tokenizer Tokenizer::load(const std::filesystem::path& encoder_json, const std::
     const size_t space = line.find(' ');
     if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
       fail("{}: expected two tokens separated by one space", where);
-    const std::string left = to_bytes(line.substr(0, space), where);
-    const std::string right = to_bytes(line.substr(space + 1), where);
-    const auto l = t.bytes_to_id_.find(left), r = t.bytes_to_id_.find(right), m = t.bytes_to_id_.find(left + right);
-    if (l == t.bytes_to_id_.end() || r == t.bytes_to_id_.end() || m == t.bytes_to_id_.end())
-      fail("{}: merge '{}' uses or makes a token missing from {}", where, line, origin);
-    const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint32_t>(r->second);
-    t.merges_.emplace(key, std::pair{rank++, m->second});
+    ranked.push_back({line.substr(0, space), line.substr(space + 1), where});
   }
-  return t;
+  return build(vocabulary(encoder, origin), origin, ranked);
+}
+
+Tokenizer Tokenizer::load_hf(const std::filesystem::path& tokenizer_json) {
+  const std::string origin = tokenizer_json.string();
+  const nlohmann::json j = nlohmann::json::parse(read_text_file(tokenizer_json, kTokenizerFile), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) fail("{}: not a tokenizer.json (a JSON object)", origin);
+  const auto field = [&](const nlohmann::json& parent, const char* key,
+                         const std::string& path) -> const nlohmann::json& {
+    if (!parent.is_object() || !parent.contains(key)) fail("{}: field '{}' is missing", origin, path);
+    return parent.at(key);
+  };
+  const nlohmann::json& model = field(j, "model", "model");
+  if (field(model, "type", "model.type") != "BPE")
+    fail("{}: field 'model.type' is {}; tessera reads byte-level BPE tokenizers", origin, model.at("type").dump());
+  if (j.contains("normalizer") && !j.at("normalizer").is_null())
+    fail("{}: field 'normalizer' is {}; tessera tokenizes the text as given (no normalizer)", origin,
+         j.at("normalizer").dump().substr(0, 120));
+  // GPT-2's pre-tokenizer: ByteLevel with its regex and no added prefix space.
+  const nlohmann::json& pre = field(j, "pre_tokenizer", "pre_tokenizer");
+  if (!pre.is_object() || pre.value("type", "") != "ByteLevel" || !pre.value("use_regex", true) ||
+      pre.value("add_prefix_space", false))
+    fail(
+        "{}: field 'pre_tokenizer' is {}; tessera splits text as GPT-2 does (ByteLevel, use_regex, no prefix "
+        "space), not with other pre-tokenizers such as Llama 3's Split regex",
+        origin, pre.dump().substr(0, 120));
+  std::vector<std::pair<std::string, int64_t>> vocab = vocabulary(field(model, "vocab", "model.vocab"), origin);
+  if (j.contains("added_tokens") && j.at("added_tokens").is_array()) {
+    std::set<std::string> known;
+    for (const auto& [symbol, id] : vocab) known.insert(symbol);
+    for (const auto& added : j.at("added_tokens")) {
+      const std::string content = added.value("content", "");
+      if (known.contains(content)) continue;
+      if (!added.contains("id") || added.at("id") != vocab.size())
+        fail("{}: added token '{}' must take the next id after the vocabulary ({})", origin, content, vocab.size());
+      vocab.emplace_back(content, static_cast<int64_t>(vocab.size()));
+      known.insert(content);
+    }
+  }
+  std::vector<Merge> ranked;
+  const nlohmann::json& merges = field(model, "merges", "model.merges");
+  if (!merges.is_array()) fail("{}: field 'model.merges' must be an array", origin);
+  for (size_t i = 0; i < merges.size(); ++i) {
+    const nlohmann::json& m = merges[i];
+    const std::string where = fmt::format("{}: model.merges[{}]", origin, i);
+    if (m.is_string()) {
+      const std::string text = m.get<std::string>();
+      const size_t space = text.find(' ');
+      if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos)
+        fail("{}: expected two tokens separated by one space", where);
+      ranked.push_back({text.substr(0, space), text.substr(space + 1), where});
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      ranked.push_back({m[0].get<std::string>(), m[1].get<std::string>(), where});
+    } else {
+      fail("{}: expected \"left right\" or [\"left\", \"right\"]", where);
+    }
+  }
+  return build(vocab, origin, ranked);
 }
 
 void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {

@@ -4,11 +4,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "tessera/base/error.hpp"
+#include "tessera/base/fs.hpp"
 #include "tessera/model/tokenizer.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
+using tessera::testing::error_of;
 
 namespace {
 
@@ -89,4 +93,34 @@ TEST(Tokenizer, MatchesGpt2OnItsOwnVocabulary) {
     EXPECT_EQ(tok.encode(text), c["tokens"].get<std::vector<int32_t>>()) << text;
     EXPECT_EQ(tok.decode(tok.encode(text)), text);
   }
+}
+
+// A Hugging Face tokenizer.json of GPT-2's kind (tools/gen_hf_dirs.py writes one from the default
+// model's vocabulary) tokenizes as its encoder.json + vocab.bpe do; another pre-tokenizer or a
+// normalizer is refused by name.
+TEST(Tokenizer, HuggingFaceTokenizerJsonEqualsTheGpt2Files) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  const auto files =
+      tessera::model::Tokenizer::load(root + "/models/default/encoder.json", root + "/models/default/vocab.bpe");
+  const auto json = tessera::model::Tokenizer::load_hf(root + "/tests/data/hf/llama/tokenizer.json");
+  const std::string text = tessera::read_text_file(root + "/tests/data/text/persuasion-end.txt").substr(0, 4000);
+  EXPECT_EQ(json.encode(text), files.encode(text));
+  EXPECT_EQ(json.vocab_size(), files.vocab_size());
+  EXPECT_EQ(json.end_of_text(), files.end_of_text());
+  nlohmann::json llama3 = nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/hf/llama/tokenizer.json"));
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_tokenizer_json";
+  std::filesystem::create_directories(dir);
+  for (const auto& [field, value, message] : std::vector<std::tuple<std::string, nlohmann::json, std::string>>{
+           {"pre_tokenizer",
+            {{"type", "Sequence"}, {"pretokenizers", nlohmann::json::array()}},
+            "field 'pre_tokenizer' is"},
+           {"normalizer", {{"type", "NFC"}}, "field 'normalizer' is"}}) {
+    nlohmann::json changed = llama3;
+    changed[field] = value;
+    std::ofstream(dir / "tokenizer.json") << changed.dump();
+    EXPECT_NE(error_of([&] { tessera::model::Tokenizer::load_hf(dir / "tokenizer.json"); }).find(message),
+              std::string::npos)
+        << field;
+  }
+  std::filesystem::remove_all(dir);
 }

@@ -38,6 +38,8 @@ struct ModelConfig {
   std::optional<std::filesystem::path> weights_path;
   std::optional<std::filesystem::path> encoder_path;
   std::optional<std::filesystem::path> merges_path;
+  std::optional<std::filesystem::path> tokenizer_json_path;  // or a Hugging Face tokenizer.json
+  bool has_tokenizer() const { return encoder_path.has_value() || tokenizer_json_path.has_value(); }
 
   int64_t head_dim() const { return d_model / n_heads; }
 };
@@ -48,6 +50,7 @@ const char* family_name(ModelFamily family);
 ModelConfig load_model_config(const std::filesystem::path& path);
 // The config as YAML that parse_model_config reads back to an equal config; a package's files
 // (weights, tokenizer) are written relative names given here, or left out when empty.
+// `merges_file` empty with an `encoder_file`: that file is a tokenizer.json.
 std::string model_config_yaml(const ModelConfig& config, const std::string& weights_file = {},
                               const std::string& encoder_file = {}, const std::string& merges_file = {});
 // `origin` ending in ".json" is a Hugging Face config.json (hf_config_yaml), whose directory
@@ -62,6 +65,6 @@ ModelConfig parse_model_config(const std::string& yaml_text, const std::string& 
 // another activation, another RoPE scaling).
 std::string hf_config_yaml(const std::string& json_text, const std::string& origin, const std::string& name,
                            const std::string& weights_file = {}, const std::string& encoder_file = {},
-                           const std::string& merges_file = {});
+                           const std::string& merges_file = {}, const std::string& tokenizer_json = {});
 
 }  // namespace tessera::ir

@@ -22,6 +22,10 @@ namespace tessera::model {
 class Tokenizer {
  public:
   static Tokenizer load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges);
+  // A Hugging Face tokenizer.json of the same kind: a byte-level BPE model with GPT-2's
+  // pre-tokenizer (ByteLevel, its regex, no added prefix space); its added tokens are appended.
+  // Throws Error naming the field for any other model or pre-tokenizer (Llama 3's Split regex).
+  static Tokenizer load_hf(const std::filesystem::path& tokenizer_json);
 
   std::vector<int32_t> encode(std::string_view text) const;
   std::string decode(std::span<const int32_t> ids) const;
@@ -30,6 +34,12 @@ class Tokenizer {
   std::optional<int32_t> end_of_text() const { return end_of_text_; }
 
  private:
+  struct Merge {
+    std::string left, right, where;  // byte-level symbols, and where the merge was read
+  };
+  // From a vocabulary of (byte-level symbol, id) read from `origin` and ranked merges.
+  static Tokenizer build(const std::vector<std::pair<std::string, int64_t>>& vocab, const std::string& origin,
+                         const std::vector<Merge>& merges);
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
 
   std::vector<std::string> id_to_bytes_;

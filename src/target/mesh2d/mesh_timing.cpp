@@ -27,6 +27,21 @@ struct StepCost {
   CommCost fabric;
 };
 
+// A stage transfer's row j: it leaves the source region at (src_x, r.y + j) and enters the next
+// stage at (entry_x, row), whose entry core relays it along that row. Side by side, rows cross the
+// shared edge in parallel; one above the other, row j crosses in its own column so the segments do
+// not share links.
+struct TransferRow {
+  int64_t src_x, entry_x, row;
+};
+TransferRow transfer_row(const arch::Region& r, const arch::Region& to, int64_t j) {
+  const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
+  const bool east = to.x >= r.x + r.width;
+  TransferRow t{east ? r.x + r.width - 1 : r.x, east ? to.x : to.x + to.width - 1, to.y + j * to.height / r.height};
+  if (overlap_x1 > overlap_x0) t.src_x = t.entry_x = overlap_x0 + j % (overlap_x1 - overlap_x0);
+  return t;
+}
+
 class Timer {
   // A collective's shape: pattern; for a transfer the destination's offset and size, for host I/O
   // the stage; the region's size, words, group.
@@ -128,31 +143,21 @@ class Timer {
         return line_allreduce(key, r, words, s.group, s.pattern == Pattern::AllreduceX);
       case Pattern::StageTransfer: {
         // Row j's segment goes to the matching row of the next stage, whose entry core relays it
-        // along that row (a multicast). Side by side, rows cross the shared edge in parallel; one
-        // above the other, row j crosses in its own column so the segments do not share links.
-        const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
-        const bool stacked = overlap_x1 > overlap_x0;
-        const bool east = to.x >= r.x + r.width;
+        // along that row (a multicast).
         for (int64_t j = 0; j < r.height; ++j) {
-          const auto row = static_cast<int32_t>(to.y + j * to.height / r.height);
-          int64_t src_x = east ? r.x + r.width - 1 : r.x, entry_x = east ? to.x : to.x + to.width - 1;
-          if (stacked) src_x = entry_x = overlap_x0 + j % (overlap_x1 - overlap_x0);
-          const Coord entry{static_cast<int32_t>(entry_x), row};
-          c.flows.push_back({{static_cast<int32_t>(src_x), static_cast<int32_t>(r.y + j)}, {entry}, words, {}});
+          const TransferRow t = transfer_row(r, to, j);
+          const Coord entry{static_cast<int32_t>(t.entry_x), static_cast<int32_t>(t.row)};
+          c.flows.push_back({{static_cast<int32_t>(t.src_x), static_cast<int32_t>(r.y + j)}, {entry}, words, {}});
           Flow along{entry, {}, words, {static_cast<int32_t>(c.flows.size() - 1)}};
           for (int64_t x = to.x; x < to.x + to.width; ++x)
-            if (x != entry_x) along.dsts.push_back({static_cast<int32_t>(x), row});
+            if (x != t.entry_x) along.dsts.push_back({static_cast<int32_t>(x), entry.y});
           if (!along.dsts.empty()) c.flows.push_back(std::move(along));
         }
         break;
       }
       case Pattern::HostIn:
       case Pattern::HostOut: {
-        // Host data enters and leaves through the channels on the west edge, one per 16 rows at
-        // most max_channels_used of them; each channel's row carries its share across the fabric.
-        const int64_t channels = std::max<int64_t>(1, std::min(arch_.io.max_channels_used, r.height));
-        const auto share =
-            static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)));
+        const auto [channels, share] = host_channels(s, r);
         for (int64_t k = 0; k < channels; ++k) {
           const Coord edge{static_cast<int32_t>(arch_.usable.x), static_cast<int32_t>(r.y + k * r.height / channels)};
           const Coord inside{static_cast<int32_t>(r.x), edge.y};
@@ -169,6 +174,14 @@ class Timer {
     memo_.emplace(key, cost);
     if (track_links_) loads_.emplace(key, fabric_.link_loads(c));
     return cost;
+  }
+
+  // Host data enters and leaves through the channels on the west edge, one per 16 rows at most
+  // max_channels_used of them; each channel's row carries its share (words) across the fabric.
+  std::pair<int64_t, int64_t> host_channels(const program::Step& s, const arch::Region& r) const {
+    const int64_t channels = std::max<int64_t>(1, std::min(arch_.io.max_channels_used, r.height));
+    return {channels,
+            static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)))};
   }
 
   // The analytic tier: each pattern's time in closed form from the flows the flow tier would
@@ -223,18 +236,12 @@ class Timer {
         break;
       }
       case Pattern::StageTransfer: {
-        // As the flow tier routes it: row j from its edge core to the next stage's entry core of
-        // its row, which relays it along that row.
-        const int64_t overlap_x0 = std::max(r.x, to.x), overlap_x1 = std::min(r.x + r.width, to.x + to.width);
-        const bool stacked = overlap_x1 > overlap_x0;
-        const bool east = to.x >= r.x + r.width;
+        // As the flow tier routes it (transfer_row).
         double links = 0;
         for (int64_t j = 0; j < r.height; ++j) {
-          const int64_t row = to.y + j * to.height / r.height;
-          int64_t src_x = east ? r.x + r.width - 1 : r.x, entry_x = east ? to.x : to.x + to.width - 1;
-          if (stacked) src_x = entry_x = overlap_x0 + j % (overlap_x1 - overlap_x0);
-          const auto reach = static_cast<double>(std::abs(src_x - entry_x) + std::abs(r.y + j - row));
-          const auto along = static_cast<double>(std::max(entry_x - to.x, to.x + to.width - 1 - entry_x));
+          const TransferRow t = transfer_row(r, to, j);
+          const auto reach = static_cast<double>(std::abs(t.src_x - t.entry_x) + std::abs(r.y + j - t.row));
+          const auto along = static_cast<double>(std::max(t.entry_x - to.x, to.x + to.width - 1 - t.entry_x));
           const double first = to.width > 1 ? relay + reach * hop + 2 * ramp + along * hop : 2 * ramp + reach * hop;
           cost.cycles = std::max(cost.cycles, first + stream - 1);
           cost.longest_route_hops = std::max(cost.longest_route_hops, static_cast<int64_t>(reach + along));
@@ -249,9 +256,7 @@ class Timer {
       }
       case Pattern::HostIn:
       case Pattern::HostOut: {
-        const int64_t channels = std::max<int64_t>(1, std::min(arch_.io.max_channels_used, r.height));
-        const auto share =
-            static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)));
+        const auto [channels, share] = host_channels(s, r);
         const int64_t reach = r.x - arch_.usable.x;
         if (reach <= 0 || share == 0) break;
         cost.cycles = 2 * ramp + static_cast<double>(reach) * hop + static_cast<double>(share) / rate - 1;

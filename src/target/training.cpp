@@ -14,8 +14,9 @@ TrainingOutcome Target::simulate_training(const ModelSource&, const TrainingWork
 
 TrainingValues Target::training_values(const ModelSource&, const TrainingWork&) const {
   fail(
-      "training with values on {} ({} fabric) is not modelled: its values would be cuBLAS's, not tessera's; train on "
-      "the host (no --arch), on a mesh2d or exchange chip, or add --no-numerics to time one step",
+      "training with values on {} ({} fabric) is not modelled (its backward kernels' order of sums is its vendor "
+      "library's); train on the host (no --arch), on a mesh2d or exchange chip, or add --no-numerics to time one "
+      "step",
       arch().name, arch().fabric);
 }
 

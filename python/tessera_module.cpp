@@ -1,0 +1,139 @@
+// The Python module: `import tessera`. A thin binding of the api library (as the CLI is): each
+// function takes the request's fields as keyword arguments and returns plain dicts (the same
+// content as the CLI's JSON, docs/metrics.md) and numpy arrays. No library logic lives here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "tessera/api/compare.hpp"
+#include "tessera/api/run.hpp"
+#include "tessera/api/train.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/base/precision.hpp"
+#include "tessera/report/compare.hpp"
+#include "tessera/report/run_report.hpp"
+#include "tessera/report/training_report.hpp"
+
+namespace py = pybind11;
+using namespace tessera;
+
+namespace {
+
+py::object from_json(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
+
+PrecisionPolicy precision(const std::string& dtype) {
+  PrecisionPolicy policy = dtype.empty() ? PrecisionPolicy{} : PrecisionPolicy::uniform(dtype);
+  policy.validate();
+  return policy;
+}
+
+py::dict run(const std::string& model, const std::string& arch, const std::string& prompt, int64_t max_new_tokens,
+             double temperature, int64_t top_k, uint64_t seed, bool values, int64_t prompt_tokens,
+             const std::string& dtype, const std::string& weights, const std::string& fidelity) {
+  api::RunRequest request;
+  request.model = model, request.arch = arch, request.weights = weights, request.prompt = prompt;
+  request.prompt_tokens = prompt_tokens, request.max_new_tokens = max_new_tokens;
+  request.sampling = {temperature, top_k, seed};
+  request.values = values, request.keep_logits = values, request.precision = precision(dtype);
+  if (fidelity != "flow" && fidelity != "analytic" && fidelity != "cycle")
+    fail("fidelity '{}': expected analytic, flow or cycle", fidelity);
+  request.simulate.fidelity = fidelity == "analytic" ? target::Fidelity::Analytic
+                              : fidelity == "cycle"  ? target::Fidelity::Cycle
+                                                     : target::Fidelity::Flow;
+  request.simulate.link_loads = arch != "host";
+  std::string text;
+  api::RunResult result;
+  {
+    py::gil_scoped_release unlocked;
+    result = api::run(request, [&](std::string_view piece) { text += piece; });
+  }
+  const ref::GenerationResult& g = result.generation;
+  py::dict out;
+  out["text"] = text;
+  out["prompt_ids"] = g.prompt;
+  out["generated_ids"] = g.tokens;
+  const auto rows = static_cast<py::ssize_t>(g.tokens.size());
+  const py::ssize_t vocab = rows > 0 ? static_cast<py::ssize_t>(g.logits.size()) / rows : 0;
+  py::array_t<float> logits({rows, vocab});
+  std::copy(g.logits.begin(), g.logits.end(), logits.mutable_data());
+  out["logits"] = logits;
+  out["report"] = result.report ? from_json(report::run_json(*result.report)) : py::none();
+  // A mesh's words per link over the run, one [height, width] array per direction (the heatmaps).
+  if (result.report && out["report"].contains("link_load")) {
+    const py::object load = out["report"]["link_load"];
+    const py::object numpy = py::module_::import("numpy");
+    py::dict maps;
+    for (const char* direction : {"east", "west", "north", "south"})
+      maps[direction] = numpy.attr("asarray")(load[direction]).attr("reshape")(load["height"], load["width"]);
+    out["link_load"] = maps;
+  }
+  return out;
+}
+
+py::list compare(const std::string& model, const std::vector<std::string>& archs, int64_t prompt_tokens,
+                 int64_t max_new_tokens, const std::vector<int64_t>& batches, const std::string& dtype) {
+  api::CompareRequest request;
+  request.model = model, request.machines = archs, request.prompt_tokens = prompt_tokens;
+  request.max_new_tokens = max_new_tokens, request.batches = batches, request.precision = precision(dtype);
+  std::vector<report::CompareRow> rows;
+  {
+    py::gil_scoped_release unlocked;
+    rows = api::compare(request);
+  }
+  return from_json(report::compare_json(rows)).attr("get")("rows", py::list());
+}
+
+py::dict eval(const std::string& model, const std::string& text_path, const std::string& arch, int64_t window,
+              const std::string& dtype, const std::string& weights) {
+  api::EvalRequest request;
+  request.model = model, request.arch = arch, request.text_path = text_path, request.window = window;
+  request.precision = precision(dtype), request.weights = weights;
+  api::EvalResult result;
+  {
+    py::gil_scoped_release unlocked;
+    result = api::eval(request);
+  }
+  py::dict out;
+  out["model"] = result.model_name;
+  out["window"] = result.window;
+  out["perplexity"] = result.perplexity.perplexity;
+  out["mean_nll"] = result.perplexity.mean_nll;
+  out["tokens_scored"] = result.perplexity.tokens_scored;
+  return out;
+}
+
+py::object train_step(const std::string& model, const std::string& machine, int64_t seq, int64_t global_batch,
+                      const std::string& recompute) {
+  target::TrainingWork work;
+  work.seq = seq, work.global_batch = global_batch, work.recompute = ir::parse_recompute(recompute);
+  target::TrainingOutcome outcome;
+  {
+    py::gil_scoped_release unlocked;
+    outcome = api::train_on_machine(model, machine, work);
+  }
+  if (!outcome.status) fail("{}", outcome.status.message());
+  return from_json(report::training_step_json(outcome.report, machine));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(tessera, m) {
+  m.doc() = "tessera: transformer models on simulated AI accelerators (the api library, as dicts and arrays)";
+  py::register_exception<Error>(m, "Error", PyExc_ValueError);
+  m.def("run", &run, "Generate text on a simulated machine (or the host reference) and report it",
+        py::arg("model") = "default", py::arg("arch") = "wse2",
+        py::arg("prompt") = "It is a truth universally acknowledged, that", py::arg("max_new_tokens") = 64,
+        py::arg("temperature") = 0.8, py::arg("top_k") = 40, py::arg("seed") = 0, py::arg("values") = true,
+        py::arg("prompt_tokens") = 0, py::arg("dtype") = "", py::arg("weights") = "", py::arg("fidelity") = "flow");
+  m.def("compare", &compare, "One model on several machines: a dict per machine and batch",
+        py::arg("model") = "default", py::arg("archs") = std::vector<std::string>{"wse2"},
+        py::arg("prompt_tokens") = 128, py::arg("max_new_tokens") = 128, py::arg("batches") = std::vector<int64_t>{1},
+        py::arg("dtype") = "");
+  m.def("eval", &eval, "Perplexity of a model on a text file", py::arg("model") = "default", py::arg("text_path"),
+        py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
+  m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),
+        py::arg("seq") = 0, py::arg("global_batch") = 0, py::arg("recompute") = "selective");
+}

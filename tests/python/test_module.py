@@ -1,0 +1,57 @@
+"""The Python module (`import tessera`) against the library it binds: run with values on the host
+and on a wafer gives the same greedy tokens and logits, the report is the CLI's JSON, compare gives
+a row per machine, eval a finite perplexity, train_step a training step, and bad input raises
+tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python."""
+import math
+import os
+import sys
+
+import numpy as np
+
+import tessera
+
+ROOT = os.environ["TESSERA_SOURCE_DIR"]
+
+
+def check(condition, what):
+    if not condition:
+        print("FAILED:", what)
+        sys.exit(1)
+
+
+host = tessera.run(arch="host", max_new_tokens=6, temperature=0.0)
+wafer = tessera.run(arch="wse2", max_new_tokens=6, temperature=0.0)
+check(host["generated_ids"] == wafer["generated_ids"], "the wafer's greedy tokens are the host's")
+check(len(host["generated_ids"]) == 6, "six tokens generated")
+check(wafer["logits"].shape == (6, 2048) and wafer["logits"].dtype == np.float32, "logits [generated, vocab] float32")
+check(list(wafer["logits"].argmax(axis=1)) == wafer["generated_ids"], "greedy tokens are the logits' argmax")
+check(np.max(np.abs(wafer["logits"] - host["logits"])) < 1e-5 * np.max(np.abs(host["logits"])),
+      "the wafer's logits are the host's within fp32 tolerance")
+check(host["report"] is None and wafer["report"]["arch"] == "wse2", "a machine's run has its report")
+check(wafer["report"]["tokens"]["generated_ids"] == wafer["generated_ids"], "the report carries the token ids")
+load = wafer["report"]["link_load"]  # blocks of block x block routers on a large grid
+check(wafer["link_load"]["east"].shape == (load["height"], load["width"]) and wafer["link_load"]["east"].sum() > 0,
+      "link loads as [height, width] arrays")
+check(wafer["text"].startswith("It is a truth universally acknowledged, that"), "the text starts with the prompt")
+
+timing = tessera.run(model="llama3-8b", arch="wse3", values=False, prompt_tokens=64, max_new_tokens=8, dtype="fp16",
+                     fidelity="analytic")
+check(timing["report"]["fabric_model"] == "analytic" and timing["generated_ids"] == [], "timing-only, analytic tier")
+check(timing["report"]["decode_tokens_per_s_per_user"] > 1000, "llama3-8b decodes on a wse3")
+
+rows = tessera.compare(model="llama3-8b", archs=["wse3", "h100"], prompt_tokens=64, max_new_tokens=8, dtype="fp16")
+check([r["arch"] for r in rows] == ["wse3", "h100"], "a row per machine")
+
+ppl = tessera.eval(text_path=os.path.join(ROOT, "tests/data/text/persuasion-end.txt"), window=128)
+check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl["tokens_scored"] > 1000,
+      "perplexity of the default model on Austen")
+
+step = tessera.train_step("gpt2-xl", "16xwse2", seq=1024)
+check(step["step_s"] > 0 and 0 < step["mfu"] <= 1, "a training step's figures")
+
+try:
+    tessera.run(arch="wse9")
+    check(False, "an unknown arch raises")
+except tessera.Error as e:
+    check("unknown arch 'wse9'" in str(e), "the error names the arch: " + str(e))
+print("python module: ok")

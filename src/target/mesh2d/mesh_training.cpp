@@ -150,6 +150,39 @@ TrainingOutcome stream_weights(const arch::ArchSpec& arch, const ModelSource& mo
   return {{}, r};
 }
 
+// The model placed for training with its state resident (compile_for_mesh's place_for_training):
+// every weight's `copies` of `element` bytes, and the saved activations of `sequences` sequences
+// in `element`-byte values beside each layer and the head. A state larger than the wafer's SRAM is
+// a failure without placing (the costly part).
+struct ResidentPlacement {
+  compiler::MeshCompileResult compiled;
+  double saved_bytes = 0;  // all layers and the head
+};
+ResidentPlacement place_resident(const ArchSource& wafer, const ModelSource& model, const compiler::TrainingCost& cost,
+                                 int64_t seq, const PrecisionPolicy& precision, int64_t element, int64_t copies,
+                                 int64_t sequences) {
+  double layer_saved = 0;
+  for (const auto& layer : cost.layers) layer_saved = std::max(layer_saved, layer.saved_elements);
+  const auto saved_layer = static_cast<int64_t>(std::ceil(layer_saved)) * sequences * element;
+  const auto saved_head = static_cast<int64_t>(std::ceil(cost.outside.saved_elements)) * sequences * element;
+  ResidentPlacement r{{}, static_cast<double>(saved_layer * model.config.n_layers + saved_head)};
+  const double sram = wafer.spec.usable_sram_per_core() * static_cast<double>(wafer.spec.usable.cores());
+  if (cost.total().parameters * static_cast<double>(copies * element) > sram) {
+    r.compiled.status = compiler::FitFailure{};
+    return r;
+  }
+  r.compiled = compiler::compile_for_mesh(model.config, model.yaml, model.origin, wafer.spec, wafer.yaml, wafer.origin,
+                                          {.prompt_tokens = seq,
+                                           .max_new_tokens = 0,
+                                           .precision = precision,
+                                           .lowered = &model.lowered(),
+                                           .weight_copies = copies,
+                                           .saved_bytes_per_layer = saved_layer,
+                                           .saved_bytes_head = saved_head,
+                                           .place_for_training = true});
+  return r;
+}
+
 // Layer-pipelined training with weights resident (small models; Cerebras' original execution
 // mode): the model placed as for inference, a region per layer and one for the LM head, each sized
 // to hold its weights' fp16 copy, fp32 master, gradient and AdamW moments and the saved activations
@@ -172,28 +205,13 @@ TrainingOutcome layer_pipelined(const ArchSource& wafer, const ModelSource& mode
   const int64_t state_bytes = element + (fp16 ? 4 : 0) + 4 + 4 + 4;
   const int64_t stages = model.config.n_layers + 1;
   const int64_t in_flight = std::min(per_system, stages);  // 1F1B: the first stage holds p sequences
-  double layer_saved = 0;
-  for (const auto& layer : cost.layers) layer_saved = std::max(layer_saved, layer.saved_elements);
-  const auto saved_layer = static_cast<int64_t>(std::ceil(layer_saved)) * in_flight * element;
-  const auto saved_head = static_cast<int64_t>(std::ceil(cost.outside.saved_elements)) * in_flight * element;
   const double parameters = cost.total().parameters;
   const double sram = arch.usable_sram_per_core() * static_cast<double>(arch.usable.cores());
-  const compiler::LoweredModel& lowered = model.lowered();
-  // Placing the model is the costly part; a training state larger than the wafer's SRAM skips it.
-  auto compiled =
-      parameters * static_cast<double>(state_bytes) > sram
-          ? compiler::MeshCompileResult{compiler::FitFailure{}, {}}
-          : compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch, wafer.yaml, wafer.origin,
-                                       {.prompt_tokens = w.seq,
-                                        .max_new_tokens = 0,
-                                        .precision = PrecisionPolicy::uniform(dtype),
-                                        .lowered = &lowered,
-                                        .weight_copies = state_bytes / element,
-                                        .saved_bytes_per_layer = saved_layer,
-                                        .saved_bytes_head = saved_head,
-                                        .place_for_training = true});
+  const ResidentPlacement placed = place_resident(wafer, model, cost, w.seq, PrecisionPolicy::uniform(dtype), element,
+                                                  state_bytes / element, in_flight);
+  const compiler::MeshCompileResult& compiled = placed.compiled;
   if (!compiled.status) {
-    const double saved = static_cast<double>(saved_layer * model.config.n_layers + saved_head);
+    const double saved = placed.saved_bytes;
     const double need = parameters * static_cast<double>(state_bytes) + saved;
     const double gib = 1024.0 * 1024 * 1024;
     return {compiler::FitFailure{
@@ -337,34 +355,21 @@ TrainingValues wafer_training_values(const ArchSource& wafer, const ModelSource&
   const arch::ArchSpec& arch = wafer.spec;
   if (w.chips != 1) fail("training with values runs on one {}", arch.name);
   const CostedModel costed = costed_model(model, w);
-  const compiler::LoweredModel& lowered = model.lowered();
   const int64_t sequences = std::max<int64_t>(1, w.global_batch);
   constexpr int64_t kFloat = 4;   // fp32 values, gradients and moments
   constexpr int64_t kCopies = 4;  // per weight: the value, its gradient, AdamW's m and v
-  double layer_saved = 0;
-  for (const auto& layer : costed.cost.layers) layer_saved = std::max(layer_saved, layer.saved_elements);
-  const auto saved_layer = static_cast<int64_t>(std::ceil(layer_saved)) * sequences * kFloat;
-  const auto saved_head = static_cast<int64_t>(std::ceil(costed.cost.outside.saved_elements)) * sequences * kFloat;
-  auto compiled = compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch, wafer.yaml, wafer.origin,
-                                             {.prompt_tokens = w.seq,
-                                              .max_new_tokens = 0,
-                                              .lowered = &lowered,
-                                              .weight_copies = kCopies,
-                                              .saved_bytes_per_layer = saved_layer,
-                                              .saved_bytes_head = saved_head,
-                                              .place_for_training = true});
+  const ResidentPlacement placed = place_resident(wafer, model, costed.cost, w.seq, {}, kFloat, kCopies, sequences);
+  const compiler::MeshCompileResult& compiled = placed.compiled;
   if (!compiled.status) {
-    const double total = costed.cost.total().parameters * kCopies * kFloat +
-                         static_cast<double>(saved_layer * model.config.n_layers + saved_head);
+    const double total = costed.cost.total().parameters * kCopies * kFloat + placed.saved_bytes;
     const double sram = arch.usable_sram_per_core() * static_cast<double>(arch.usable.cores());
     const double gib = 1024.0 * 1024 * 1024;
     return {compiler::FitFailure{
                 model.config.name, arch.name, "SRAM of the wafer", "a region per layer", total, sram, "bytes",
                 fmt::format("{:.0f} parameters x {} fp32 copies (value, gradient, AdamW m and v) and {:.2f} GiB of "
                             "saved activations for {} sequences of {} tokens need {:.2f} GiB in {:.2f} GiB of SRAM{}",
-                            costed.cost.total().parameters, kCopies,
-                            static_cast<double>(saved_layer * model.config.n_layers + saved_head) / gib, sequences,
-                            w.seq, total / gib, sram / gib,
+                            costed.cost.total().parameters, kCopies, placed.saved_bytes / gib, sequences, w.seq,
+                            total / gib, sram / gib,
                             total <= sram ? ", enough in total but not once split into per-layer regions" : ""),
                 "fewer --batch sequences or a shorter --seq, or --no-numerics to time weight streaming"},
             {},
@@ -382,7 +387,7 @@ TrainingValues wafer_training_values(const ArchSource& wafer, const ModelSource&
     if (step.kernel != "projection") continue;
     const arch::Region& r = plan.stages.at(static_cast<size_t>(step.stage)).region;
     const bool rows_in = step.pattern == program::Pattern::AllreduceY;
-    const compiler::LoweredOp* projection = lowered.projection(step.name);
+    const compiler::LoweredOp* projection = model.lowered().projection(step.name);
     if (!projection) fail("the plan's matrix '{}' is no projection of the model graph", step.name);
     sim::add_training_split(p, *projection, rows_in ? r.height : r.width, rows_in ? r.width : r.height);
   }

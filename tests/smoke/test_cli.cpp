@@ -661,7 +661,7 @@ TEST(Cli, CompareChecksTokensAgainstTheReference) {
   EXPECT_TRUE(contains(mixed.output, "--tp is for GPU-like chips")) << mixed.output;
   const Result sweep = tessera("compare -m llama3-8b --arch h100 --sweep");
   ASSERT_EQ(sweep.exit_code, 0) << sweep.output;
-  EXPECT_TRUE(contains(sweep.output, "h100: memory-bound up to batch 128, compute-bound from batch 256"))
+  EXPECT_TRUE(contains(sweep.output, "h100: memory-bound up to batch 256, compute-bound from batch 512"))
       << sweep.output;
   // compare's own JSON and CSV are replaced on a second run; a user's file never is.
   const std::string json = temp_file("again.json", ""), csv = temp_file("again.csv", "");

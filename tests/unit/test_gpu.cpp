@@ -36,12 +36,15 @@ TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
       EXPECT_GE(r.decode.seconds, r.decode.macs / peak) << name;
       // Every decode pass reads every weight once, except the input embedding table (one row).
       const double table = 128256.0 * 4096 * 2;
-      EXPECT_GE(r.decode.seconds / 15, (result.plan.weight_bytes - table) / a.gpu.hbm_bytes_per_second) << name;
+      EXPECT_GE(r.decode.seconds / 15, (result.plan.weight_bytes - table) / a.gpu.sustained_hbm_bytes_per_second())
+          << name;
       EXPECT_LE(r.decode_utilization, 1.0);
       if (batch == 1) {
         EXPECT_EQ(r.decode_bound, "memory") << name << ": batch-1 decode of an 8B model is memory-bound";
-        // And not by much more than the weights' read time: within 25% (launches, KV, activations).
-        EXPECT_LT(r.decode.seconds / 15, 1.25 * result.plan.weight_bytes / a.gpu.hbm_bytes_per_second) << name;
+        // And not by much more than the weights' read time at the sustained bandwidth: within 25%
+        // (launches, KV, activations).
+        EXPECT_LT(r.decode.seconds / 15, 1.25 * result.plan.weight_bytes / a.gpu.sustained_hbm_bytes_per_second())
+            << name;
       }
       // Doubling the HBM bandwidth never slows a phase, and speeds up memory-bound decode.
       std::string faster = yaml;
@@ -56,6 +59,32 @@ TEST(GpuModel, NothingBeatsPeakComputeOrBandwidth) {
       if (batch == 1) {
         EXPECT_LT(fast.decode.seconds, 0.6 * r.decode.seconds);
       }
+    }
+  }
+}
+
+TEST(GpuModel, MemoryBoundDecodeFollowsTheSustainedHbmBandwidth) {
+  std::string yaml = preset("a100");
+  const arch::ArchSpec a = target::parse_arch(yaml, "a100");
+  EXPECT_DOUBLE_EQ(a.gpu.hbm_efficiency, 0.88);
+  const compiler::GpuCompileOptions work{128, 8, 1, 1, PrecisionPolicy::uniform("fp16")};
+  const auto measured = sim::simulate_gpu(compile("llama3-8b", yaml, work).plan);
+  const size_t at = yaml.find("hbm_efficiency: 0.88");
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, 20, "hbm_efficiency: 0.44");
+  const auto halved = sim::simulate_gpu(compile("llama3-8b", yaml, work).plan);
+  // Batch-1 decode is the weights' read time plus launches: half the bandwidth, nearly twice the time.
+  EXPECT_GT(halved.decode.seconds, 1.9 * measured.decode.seconds);
+  EXPECT_LT(halved.decode.seconds, 2.0 * measured.decode.seconds);
+  for (const std::string bad : {"0", "1.5", "-0.2"}) {
+    std::string wrong = yaml;
+    wrong.replace(at, 20, "hbm_efficiency: " + bad);
+    try {
+      target::parse_arch(wrong, "a100.yaml");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("memory.hbm_efficiency"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("(0, 1]"), std::string::npos) << e.what();
     }
   }
 }

@@ -69,11 +69,16 @@ struct GpuSpec {
   double l2_bytes = 0;              // 0: none, or not published
   double hbm_bytes = 0;             // capacity
   double hbm_bytes_per_second = 0;  // peak
-  double kernel_launch_s = 0;       // fixed cost of one kernel
-  double tdp_watts = 0;             // board power limit (0: not published)
+  // The share of the peak HBM bandwidth a streaming read kernel sustains (refresh, bank and page
+  // conflicts): a measured micro-benchmark where one is published, else 1 (the peak, an upper bound).
+  double hbm_efficiency = 1;
+  double kernel_launch_s = 0;  // fixed cost of one kernel
+  double tdp_watts = 0;        // board power limit (0: not published)
   // The share of the tensor peak the best large matrix product sustains (clock under load, issue
   // stalls): a measured micro-benchmark where one is published, else 1 (the peak, an upper bound).
   double matmul_efficiency = 1;
+  // What kernels that stream HBM are timed at.
+  double sustained_hbm_bytes_per_second() const { return hbm_bytes_per_second * hbm_efficiency; }
 };
 
 // An IPU's all-to-all exchange (fabric exchange).

@@ -53,7 +53,7 @@ class GpuLowering {
     kern.hbm_bytes = static_cast<double>(n) * static_cast<double>(k) * weight_bits(k) / 8 +
                      static_cast<double>(m) * static_cast<double>(k + n) * act_bytes_;
     kern.unpack_ops = storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
-    const double memory_cycles = kern.hbm_bytes / a_.gpu.hbm_bytes_per_second * a_.clock_hz;
+    const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
     double best = -1;
     for (const auto& [tm, tn] : kTiles) {
       if (static_cast<double>(kStages * (tm + tn) * kSlab) * act_bytes_ > a_.core.sram_bytes) continue;

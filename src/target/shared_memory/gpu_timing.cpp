@@ -54,7 +54,7 @@ class GpuTimer {
     } else {
       c.compute = c.macs / (rate_ * sms);
     }
-    c.memory = c.hbm / arch_.gpu.hbm_bytes_per_second;
+    c.memory = c.hbm / arch_.gpu.sustained_hbm_bytes_per_second();
     const double body = std::max({c.compute, c.memory, c.link});
     c.seconds = c.launch + body;
     c.bound = body <= 0 ? "launch" : body == c.link ? "link" : c.compute >= c.memory ? "compute" : "memory";

@@ -53,7 +53,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   const double t_forward = mb * stage.forward_flops / tp / sustained;
   const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / sustained;
   const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp /
-                               arch.gpu.hbm_bytes_per_second;
+                               arch.gpu.sustained_hbm_bytes_per_second();
   const double layer_activation_bytes = mb * boundary * kBytes.activation;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
   const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.bytes_per_second,
@@ -80,7 +80,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // ZeRO-3's two weight all-gathers (forward, backward) each move half an all-reduce.
   if (w.zero_stage >= 3) t_data += ring_allreduce_s(local_params * kBytes.weight, lay.dp, dp_bw, dp_lat);
   const double optimizer_params = w.zero_stage >= 1 ? local_params / dp : local_params;
-  const double t_optimizer = optimizer_params * kBytes.adam_update / arch.gpu.hbm_bytes_per_second;
+  const double t_optimizer = optimizer_params * kBytes.adam_update / arch.gpu.sustained_hbm_bytes_per_second();
   const double step = pipeline + t_data + t_optimizer;
 
   TrainingReport r;

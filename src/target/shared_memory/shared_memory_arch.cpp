@@ -23,6 +23,12 @@ class SharedMemorySection : public arch::FabricSection {
     if (mem.has("l2")) a.gpu.l2_bytes = arch::positive_unit(mem, "l2", arch::parse_bytes);
     a.gpu.hbm_bytes = arch::positive_unit(mem, "hbm", arch::parse_bytes);
     a.gpu.hbm_bytes_per_second = arch::positive_unit(mem, "hbm_bandwidth", arch::parse_bytes_per_second);
+    if (const auto e = mem.optional_number("hbm_efficiency")) {
+      if (!(*e > 0 && *e <= 1))
+        fail("{}: {} is not a share of the peak bandwidth in (0, 1] (an A100's read kernel sustains 0.88 of it)",
+             mem.where("hbm_efficiency"), *e);
+      a.gpu.hbm_efficiency = *e;
+    }
     mem.finish();
     const YamlMap run = root.map("runtime");
     a.gpu.kernel_launch_s = arch::parse_seconds(run.string("kernel_launch"), run.where("kernel_launch"));

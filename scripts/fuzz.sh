@@ -27,7 +27,7 @@ if ((${#missing[@]})); then
 fi
 
 [ -f build-fuzz/CMakeCache.txt ] ||
-  cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTESSERA_FUZZ=ON -DTESSERA_BUILD_TESTS=OFF -DTESSERA_BUILD_PYTHON=OFF \
+  cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTESSERA_FUZZ=ON -DTESSERA_BUILD_TESTS=OFF -DTESSERA_BUILD_PYTHON=OFF -DTESSERA_BUILD_MPI=OFF \
         -DTESSERA_BUILD_BENCH=OFF > /dev/null
 targets=(fuzz_safetensors fuzz_descriptions fuzz_plans fuzz_tokenizer)
 cmake --build build-fuzz --target "${targets[@]}" -j2

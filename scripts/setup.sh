@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
-          libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev pybind11-dev python3-dev python3-numpy)
+          libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev pybind11-dev python3-dev python3-numpy
+          libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

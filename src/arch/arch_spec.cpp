@@ -133,11 +133,58 @@ ArchSpec parse_arch(const YamlMap& root, const FabricSection& fabric) {
     sp.finish();
   }
 
+  if (root.has("area")) {
+    const YamlMap area = root.map("area");
+    AreaSpec& s = a.area;
+    s.described = true;
+    s.process = area.optional_string("process").value_or("");
+    s.units = area.integer("units");
+    if (s.units < 1) fail("{}: must be >= 1 (the cores, tiles or SMs on the die)", area.where("units"));
+    s.unit_logic_mm2 = parse_area_mm2(area.string("unit_logic"), area.where("unit_logic"));
+    if (area.has("mac_area"))
+      s.mac_mm2 = per_dtype(area, "mac_area", [](const YamlMap& m, const std::string& k) {
+        return parse_area_mm2(m.string(k), m.where(k));
+      });
+    for (const auto& [dtype, _] : s.mac_mm2)
+      if (!a.core.macs_per_cycle.contains(dtype))
+        fail("{}: the core has no {} MACs (core.macs_per_cycle)", area.where("mac_area"), dtype);
+    s.sram_mm2_per_byte = parse_area_mm2_per_byte(area.string("sram_density"), area.where("sram_density"));
+    if (area.has("shared_sram"))
+      s.shared_sram_bytes = parse_bytes(area.string("shared_sram"), area.where("shared_sram"));
+    if (area.has("fixed")) s.fixed_mm2 = parse_area_mm2(area.string("fixed"), area.where("fixed"));
+    if (area.has("published")) s.published_mm2 = parse_area_mm2(area.string("published"), area.where("published"));
+    if (area.has("leakage")) s.leakage_w_per_mm2 = parse_watts_per_mm2(area.string("leakage"), area.where("leakage"));
+    if (s.unit_logic_mm2 <= 0 && s.sram_mm2_per_byte <= 0)
+      fail("{}: a core of no area; give unit_logic or sram_density", root.where("area"));
+    area.finish();
+  }
+
   for (const auto& [dtype, _] : a.core.macs_per_cycle)
     if (!a.energy.mac_pj.contains(dtype))
       fail("{}: the core computes in {} but energy.mac has no {} entry", root.where("energy"), dtype, dtype);
   root.finish();
   return a;
+}
+
+namespace {
+
+double mac_area_mm2(const ArchSpec& arch) {
+  double sum = 0;
+  for (const auto& [dtype, area] : arch.area.mac_mm2) sum += area * arch.core.macs_per_cycle.at(dtype);
+  return sum;
+}
+
+}  // namespace
+
+double unit_area_mm2(const ArchSpec& arch) {
+  return arch.area.unit_logic_mm2 + mac_area_mm2(arch) + arch.core.sram_bytes * arch.area.sram_mm2_per_byte;
+}
+
+AreaBreakdown area_of(const ArchSpec& arch) {
+  const AreaSpec& s = arch.area;
+  const auto units = static_cast<double>(s.units);
+  return {units * (s.unit_logic_mm2 + mac_area_mm2(arch)), units * arch.core.sram_bytes * s.sram_mm2_per_byte,
+          s.shared_sram_bytes * s.sram_mm2_per_byte, s.fixed_mm2};
 }
 
 Status check_precision(const ArchSpec& arch, const PrecisionPolicy& policy) {

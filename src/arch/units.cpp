@@ -97,4 +97,21 @@ double parse_watts(std::string_view text, const std::string& where) {
   return scaled(text, where, "700W", units);
 }
 
+double parse_area_mm2(std::string_view text, const std::string& where) {
+  static const std::map<std::string, double> units = {{"um2", 1e-6}, {"mm2", 1}};
+  return scaled(text, where, "38000um2", units);
+}
+
+double parse_area_mm2_per_byte(std::string_view text, const std::string& where) {
+  static const std::map<std::string, double> units = {
+      {"um2/B", 1e-6}, {"um2/KiB", 1e-6 / 1024}, {"um2/MiB", 1e-6 / (1 << 20)},
+      {"mm2/B", 1},    {"mm2/KiB", 1.0 / 1024},  {"mm2/MiB", 1.0 / (1 << 20)}};
+  return scaled(text, where, "396um2/KiB", units);
+}
+
+double parse_watts_per_mm2(std::string_view text, const std::string& where) {
+  static const std::map<std::string, double> units = {{"mW/mm2", 1e-3}, {"W/mm2", 1}};
+  return scaled(text, where, "20mW/mm2", units);
+}
+
 }  // namespace tessera::arch

@@ -53,6 +53,50 @@ YamlMap YamlMap::parse_file(const std::filesystem::path& path) {
 
 const std::string& YamlMap::origin() const { return impl_->origin; }
 
+std::vector<std::string> YamlMap::keys() const {
+  std::vector<std::string> out;
+  for (const auto& item : impl_->node) {
+    out.push_back(item.first.as<std::string>());
+    impl_->read_keys.insert(out.back());
+  }
+  return out;
+}
+
+bool YamlMap::is_map(const std::string& key) const { return impl_->node[key].IsMap(); }
+
+std::string with_values(std::string_view text, const std::string& origin,
+                        const std::vector<std::pair<std::string, std::string>>& values) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    fail("{}:{}:{}: malformed YAML: {}", origin, e.mark.line + 1, e.mark.column + 1, e.msg);
+  }
+  for (const auto& [path, value] : values) {
+    std::vector<std::string> parts;
+    for (size_t start = 0;;) {
+      const size_t dot = path.find('.', start);
+      parts.push_back(path.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    // yaml-cpp nodes are handles: walking with reset() keeps `node` pointing into `root`.
+    YAML::Node node;
+    node.reset(root);
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      const YAML::Node child = node[parts[i]];
+      if (!child.IsDefined() || !child.IsMap())
+        fail("{}: has no mapping '{}' to set '{}' in", origin,
+             excerpt(path.substr(0, path.find(parts[i]) + parts[i].size())), excerpt(path));
+      node.reset(child);
+    }
+    node[parts.back()] = value;
+  }
+  YAML::Emitter out;
+  out << root;
+  return out.c_str();
+}
+
 std::string YamlMap::where(const std::string& key) const {
   const YAML::Node child = impl_->node[key];
   if (child.IsDefined() && child.Mark().line >= 0)

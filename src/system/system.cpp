@@ -212,7 +212,7 @@ class Evaluator {
       const auto compiled = target_.compile(model_, work);
       if (compiled.status) {
         t = g;
-        if (g <= mc_.chips) fitted = target_.simulate(*compiled.plan);
+        if (g <= mc_.chips) fitted = target_.simulate(*compiled.plan, {.fidelity = w_.fidelity});
         break;
       }
       if (why) why = compiled.status;
@@ -257,7 +257,7 @@ class Evaluator {
       return std::nullopt;
     }
     if (!timed) return ChipTiming{};
-    const target::RunReport run = target_.simulate(*compiled.plan);
+    const target::RunReport run = target_.simulate(*compiled.plan, {.fidelity = w_.fidelity});
     return ChipTiming{run.time_to_first_token_s, run.decode_step_s,  run.decode_interval_s,
                       run.energy_per_token_pj,   run.macs_per_token, run.bound};
   }

@@ -16,6 +16,12 @@ arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origi
   fail("{}: unknown fabric '{}'; supported: {}", root.where("fabric"), fabric, known);
 }
 
+std::map<std::string, std::string> resized(const arch::ArchSpec& a, double scale) {
+  for (const arch::FabricSection* section : {&mesh2d_section(), &exchange_section(), &shared_memory_section()})
+    if (a.fabric == section->name()) return section->resized(a, scale);
+  fail("unknown fabric '{}'", a.fabric);
+}
+
 arch::ArchSpec load_arch(const std::filesystem::path& path) { return parse_arch(read_text_file(path), path.string()); }
 
 }  // namespace tessera::target

@@ -6,6 +6,7 @@
 
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
+#include "tessera/api/sweep.hpp"
 #include "tessera/api/train.hpp"
 #include "tessera/api/validate.hpp"
 #include "tessera/base/error.hpp"
@@ -19,6 +20,9 @@
 #include "tessera/report/validation.hpp"
 #include "tessera/target/arch.hpp"
 #include "tessera/target/registry.hpp"
+#ifdef TESSERA_HAVE_MPI
+#include "tessera/sweep/mpi_sweep.hpp"
+#endif
 
 namespace tessera::cli {
 
@@ -221,6 +225,27 @@ int archs_command() {
   return 0;
 }
 
+int archs_area_command() {
+  std::printf("%-11s %-7s %9s %10s %10s %10s %8s %10s %10s %7s %8s\n", "name", "process", "units", "logic mm2",
+              "SRAM mm2", "shared mm2", "fixed", "model mm2", "published", "error", "static W");
+  for (const auto& file : preset_files()) {
+    const arch::ArchSpec a = target::load_arch(file);
+    if (!a.area.described) {
+      std::printf("%-11s no area section (no published die area or core breakdown found)\n", a.name.c_str());
+      continue;
+    }
+    const arch::AreaBreakdown b = arch::area_of(a);
+    const double published = a.area.published_mm2;
+    std::printf("%-11s %-7s %9s %10.1f %10.1f %10.1f %8.1f %10.1f %10s %7s %8.0f\n", a.name.c_str(),
+                a.area.process.c_str(), with_thousands(a.area.units).c_str(), b.logic_mm2, b.core_sram_mm2,
+                b.shared_sram_mm2, b.fixed_mm2, b.total_mm2(),
+                published > 0 ? fmt::format("{:.0f}", published).c_str() : "-",
+                published > 0 ? fmt::format("{:+.1f}%", 100 * (b.total_mm2() / published - 1)).c_str() : "-",
+                b.total_mm2() * a.area.leakage_w_per_mm2);
+  }
+  return 0;
+}
+
 // One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
 // machine and batch size.
 int compare_command(const CompareFlags& flags) {
@@ -253,6 +278,35 @@ int compare_command(const CompareFlags& flags) {
   if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
   if (!flags.json.empty()) report::write_output(flags.json, report::compare_json(rows), inputs);
   if (!flags.csv.empty()) report::write_output(flags.csv, report::compare_csv(rows), inputs);
+  return 0;
+}
+
+int sweep_command(const SweepFlags& flags) {
+  const fs::path spec_file = flags.spec;
+  auto report_outcome = [](const api::SweepOutcome& o) {
+    std::fputs(o.summary.c_str(), stdout);
+    std::printf(
+        "%lld points (%lld from an earlier run) in %s: results.jsonl, results.csv, summary.txt, pareto.svg, "
+        "parallel.svg\n",
+        static_cast<long long>(o.points), static_cast<long long>(o.resumed), o.dir.string().c_str());
+  };
+  if (sweep::launched_by_mpi()) {
+#ifdef TESSERA_HAVE_MPI
+    const bool ok = sweep::run_over_mpi(
+        [&] { return api::load_sweep(spec_file); },
+        [&](const sweep::Spec& s) { return api::sweep_directory(s, spec_file, flags.out); },
+        [&](const sweep::Spec& s, const fs::path& dir) { report_outcome(api::write_sweep_outputs(s, dir)); });
+    return ok ? 0 : 1;
+#else
+    fail("this tessera was built without MPI (-DTESSERA_BUILD_MPI=OFF); run `tessera sweep` without mpirun");
+#endif
+  }
+  const sweep::Spec spec = api::load_sweep(spec_file);
+  const fs::path dir = api::sweep_directory(spec, spec_file, flags.out);
+  Progress progress("sweeping", flags.quiet);
+  const api::SweepOutcome outcome =
+      api::run_sweep(spec, dir, flags.threads, [&](int64_t done, int64_t total) { progress.update(done, total); });
+  report_outcome(outcome);
   return 0;
 }
 

@@ -58,6 +58,15 @@ int simulate_command(const std::string& plan_path, const Outputs& outputs);
 // One model on several machines (a preset, or a system COUNTxPRESET): a row per machine and batch.
 int compare_command(const CompareFlags& flags);
 
+struct SweepFlags {
+  std::string spec;
+  std::string out;  // empty: sweep-NAME
+  int threads = 0;  // 0: every core
+  bool quiet = false;
+};
+// `tessera sweep FILE [-o DIR]`: a design-space sweep (docs/sweep.md), serial or under mpirun.
+int sweep_command(const SweepFlags& flags);
+
 struct ValidateFlags {
   std::vector<std::string> files;  // empty: the shipped configs/validation/*.yaml
   std::string json, csv, svg;
@@ -68,5 +77,6 @@ int validate_command(const ValidateFlags& flags);
 int report_command(const std::string& run_json, const std::string& output);
 int models_command();
 int archs_command();
+int archs_area_command();
 
 }  // namespace tessera::cli

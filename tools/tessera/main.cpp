@@ -241,6 +241,17 @@ int main(int argc, char** argv) {
   report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
+  SweepFlags sweep;
+  auto* sweep_cmd = app.add_subcommand(
+      "sweep",
+      "Explore chip designs: a sweep file's parameters x workloads, with area, power and a Pareto front "
+      "(resumable; under mpirun, distributed)");
+  sweep_cmd->add_option("file", sweep.spec, "Sweep file (docs/sweep.md; e.g. configs/sweeps/wafer-real-estate.yaml)")
+      ->required();
+  sweep_cmd->add_option("-o,--out", sweep.out, "Output directory (default: sweep-NAME); a rerun resumes it");
+  sweep_cmd->add_option("-j,--threads", sweep.threads, "Points evaluated at once (default: every core)");
+  sweep_cmd->add_flag("-q,--quiet", sweep.quiet, "No progress line");
+
   ValidateFlags validate;
   auto* validate_cmd = app.add_subcommand(
       "validate", "Predict published measurements (configs/validation/*.yaml) and show the error of each");
@@ -294,6 +305,10 @@ int main(int argc, char** argv) {
 
   auto* models_cmd = app.add_subcommand("models", "List the models that ship, with shapes and parameter counts");
   auto* archs_cmd = app.add_subcommand("archs", "List the machines that ship");
+  bool archs_area = false;
+  archs_cmd->add_flag("--area", archs_area,
+                      "Each preset's silicon: cores x (logic + SRAM), shared SRAM, fixed blocks, against the published "
+                      "die (docs/area.md)");
 
   std::string known;
   bool is_known = false;
@@ -346,11 +361,12 @@ int main(int argc, char** argv) {
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
     if (*validate_cmd) return validate_command(validate);
+    if (*sweep_cmd) return sweep_command(sweep);
     if (*simulate_cmd) return simulate_command(plan_path, simulate_outputs);
     if (*eval_cmd) return eval_command(eval, eval_text, eval_window);
     if (*report_cmd) return report_command(report_input, report_output);
     if (*models_cmd) return models_command();
-    if (*archs_cmd) return archs_command();
+    if (*archs_cmd) return archs_area ? archs_area_command() : archs_command();
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "tessera: error: %s\n", e.what());

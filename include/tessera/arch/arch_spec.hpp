@@ -112,6 +112,23 @@ struct EnergyTable {
   double exchange_pj_per_byte = 0;    // exchange: a byte sent from one tile to another
 };
 
+// What the chip costs in silicon (the optional `area` section): every core (SM, tile) is its logic
+// plus its private SRAM at the process's SRAM density; the die adds SRAM shared by the cores (an
+// L2) and fixed blocks (I/O, memory PHYs). `published_mm2` is the die area the vendor gives, for
+// comparison only. Static power is leakage per mm2 of that area.
+struct AreaSpec {
+  bool described = false;
+  std::string process;                    // "7nm": for people; the densities below carry the node
+  int64_t units = 0;                      // cores, tiles or SMs on the die, the disabled and spare ones included
+  double unit_logic_mm2 = 0;              // one core without its SRAM and without the MACs below
+  std::map<std::string, double> mac_mm2;  // by dtype: one MAC per cycle of core.macs_per_cycle (missing: in unit_logic)
+  double sram_mm2_per_byte = 0;           // SRAM macro density at this node
+  double shared_sram_bytes = 0;           // SRAM outside the cores (L2)
+  double fixed_mm2 = 0;                   // I/O, PHYs and whatever else the die holds beside its cores
+  double published_mm2 = 0;               // 0: not published
+  double leakage_w_per_mm2 = 0;           // static power density
+};
+
 struct ArchSpec {
   std::string name;
   std::string description;
@@ -128,10 +145,20 @@ struct ArchSpec {
   ExchangeSpec exchange;  // exchange only
   ChipLinkSpec chip_link;
   NetworkSpec network;
+  AreaSpec area;
 
   double usable_sram_per_core() const { return core.sram_bytes - core.reserved_bytes; }
   double peak_macs_per_second(const std::string& dtype) const;
 };
+
+// A die's area by part, from its `area` section (all zero where the arch has none).
+struct AreaBreakdown {
+  double logic_mm2 = 0, core_sram_mm2 = 0, shared_sram_mm2 = 0, fixed_mm2 = 0;
+  double total_mm2() const { return logic_mm2 + core_sram_mm2 + shared_sram_mm2 + fixed_mm2; }
+};
+AreaBreakdown area_of(const ArchSpec& arch);
+// One core's (SM's, tile's) area: its logic, its MACs and its SRAM, mm2.
+double unit_area_mm2(const ArchSpec& arch);
 
 // What a fabric adds to the keys every machine has (name, clock, core, energy, sparsity): its own
 // keys in `core` and `energy` and its own top-level sections. Each target implements one
@@ -145,6 +172,9 @@ class FabricSection {
   virtual void parse_sections(const config::YamlMap& root, ArchSpec& a) const = 0;
   virtual void parse_core(const config::YamlMap& core, ArchSpec& a) const = 0;
   virtual void parse_energy(const config::YamlMap& energy, ArchSpec& a) const = 0;
+  // The keys (dotted paths) and values that give `a` `scale` times as many cores (tiles, SMs),
+  // shaped as the fabric shapes them; throws Error when no such machine can be described.
+  virtual std::map<std::string, std::string> resized(const ArchSpec& a, double scale) const = 0;
 };
 
 // Parses a description whose `fabric:` is `fabric`'s; throws Error naming the file, line and key

@@ -36,6 +36,10 @@ class YamlMap {
   // A list of mappings, each read (and finished) like map(); keys are named "key[i].child".
   std::vector<YamlMap> maps(const std::string& key) const;
 
+  // The mapping's keys in file order (each becomes a known key for finish()).
+  std::vector<std::string> keys() const;
+  bool is_map(const std::string& key) const;
+
   // Throws if the mapping holds a key that was never read.
   void finish() const;
 
@@ -49,5 +53,11 @@ class YamlMap {
   explicit YamlMap(std::shared_ptr<Impl> impl);
   std::shared_ptr<Impl> impl_;
 };
+
+// `text` with each dotted key path set to its value (a scalar, written as given), in the YAML
+// text form yaml-cpp emits (comments are not kept). A path's parent mappings must exist in `text`;
+// throws Error naming `origin` and the path otherwise.
+std::string with_values(std::string_view text, const std::string& origin,
+                        const std::vector<std::pair<std::string, std::string>>& values);
 
 }  // namespace tessera::config

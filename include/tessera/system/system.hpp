@@ -16,6 +16,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/compiler/fit.hpp"
 #include "tessera/ir/model_config.hpp"
+#include "tessera/target/target.hpp"
 
 namespace tessera::system {
 
@@ -32,6 +33,7 @@ struct Workload {
   int64_t batch = 1;            // concurrent requests over the whole system
   int64_t tensor_parallel = 0;  // GPUs: the group size; 0 picks the smallest that fits
   PrecisionPolicy precision;
+  target::Fidelity fidelity = target::Fidelity::Flow;  // mesh fabrics: how finely collectives are timed
 };
 
 struct Result {

@@ -1,6 +1,8 @@
 // The exchange part of an arch description: the tile count (the grid is tiles x 1), the
 // all-to-all exchange and its sync, each tile's SRAM rate, links to other chips, energy per byte
 // exchanged and per byte over a link.
+#include <cmath>
+
 #include "../arch_sections.hpp"
 #include "tessera/arch/fields.hpp"
 #include "tessera/arch/units.hpp"
@@ -14,6 +16,12 @@ using config::YamlMap;
 class ExchangeSection : public arch::FabricSection {
  public:
   const char* name() const override { return "exchange"; }
+
+  std::map<std::string, std::string> resized(const arch::ArchSpec& a, double scale) const override {
+    const auto units = std::llround(static_cast<double>(a.grid_width) * scale);
+    if (units < 1) fail("{} scaled by {} has no tiles left", a.name, scale);
+    return {{"tiles", std::to_string(units)}};
+  }
 
   void parse_sections(const YamlMap& root, arch::ArchSpec& a) const override {
     a.grid_width = arch::positive_at_most(root, "tiles", int64_t{1} << 20, "a GC200 IPU has 1,472 tiles");

@@ -1,6 +1,8 @@
 // The mesh2d part of an arch description: the grid and the rectangle programs may use, each
 // core's routes, the links between routers, the host I/O on the east and west edges, and the
 // fabric's energy per hop.
+#include <cmath>
+
 #include "../arch_sections.hpp"
 #include "tessera/arch/fields.hpp"
 #include "tessera/arch/units.hpp"
@@ -14,6 +16,27 @@ using config::YamlMap;
 class Mesh2dSection : public arch::FabricSection {
  public:
   const char* name() const override { return "mesh2d"; }
+
+  // The grid scaled by sqrt(scale) on each side (its aspect ratio kept), the usable rectangle
+  // keeping its margins (the host-support columns and rows).
+  std::map<std::string, std::string> resized(const arch::ArchSpec& a, double scale) const override {
+    const double side = std::sqrt(scale);
+    const auto width = std::max<int64_t>(1, std::llround(static_cast<double>(a.grid_width) * side));
+    const auto height = std::max<int64_t>(1, std::llround(static_cast<double>(a.grid_height) * side));
+    const int64_t usable_width = width - (a.grid_width - a.usable.width);
+    const int64_t usable_height = height - (a.grid_height - a.usable.height);
+    if (usable_width < 1 || usable_height < 1)
+      fail("{} scaled to {}x{} cores leaves no usable core beside its {}x{} cores of host support", a.name, width,
+           height, a.grid_width - a.usable.width, a.grid_height - a.usable.height);
+    std::map<std::string, std::string> keys = {{"grid.width", std::to_string(width)},
+                                               {"grid.height", std::to_string(height)}};
+    // Without margins the usable rectangle is the grid (and the file may not have the key).
+    if (a.usable.width != a.grid_width || a.usable.height != a.grid_height) {
+      keys["usable.width"] = std::to_string(usable_width);
+      keys["usable.height"] = std::to_string(usable_height);
+    }
+    return keys;
+  }
 
   void parse_sections(const YamlMap& root, arch::ArchSpec& a) const override {
     const YamlMap grid = root.map("grid");

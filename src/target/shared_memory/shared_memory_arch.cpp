@@ -1,6 +1,8 @@
 // The shared_memory part of an arch description: the SM (or NeuronCore) count (the grid is
 // sms x 1), the memory system (L2, HBM), the runtime (kernel launch, board power), links to other
 // chips and, optionally, the scale-out network between nodes; energy per HBM byte and per link byte.
+#include <cmath>
+
 #include "../arch_sections.hpp"
 #include "tessera/arch/fields.hpp"
 #include "tessera/arch/units.hpp"
@@ -14,6 +16,12 @@ using config::YamlMap;
 class SharedMemorySection : public arch::FabricSection {
  public:
   const char* name() const override { return "shared_memory"; }
+
+  std::map<std::string, std::string> resized(const arch::ArchSpec& a, double scale) const override {
+    const auto units = std::llround(static_cast<double>(a.grid_width) * scale);
+    if (units < 1) fail("{} scaled by {} has no SMs left", a.name, scale);
+    return {{"sms", std::to_string(units)}};
+  }
 
   void parse_sections(const YamlMap& root, arch::ArchSpec& a) const override {
     a.grid_width = arch::positive_at_most(root, "sms", int64_t{1} << 16, "an H100 has 132 SMs");

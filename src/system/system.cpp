@@ -250,7 +250,8 @@ class Evaluator {
                                 .micro_batch = caps_.batches_requests ? batch : 1,
                                 .resident_requests = resident,
                                 .precision = w_.precision,
-                                .slice = slice};
+                                .slice = slice,
+                                .fidelity = w_.fidelity};
     const auto compiled = target_.compile(model_, work);
     if (!compiled.status) {
       why = compiled.status;

@@ -997,3 +997,89 @@ TEST(Cli, RunsWriteTheirTokenIdsAndLogits) {
   EXPECT_TRUE(contains(timing.output, "--logits writes the values a run computes")) << timing.output;
   std::filesystem::remove_all(base);
 }
+
+namespace {
+
+// A sweep's results lines, sorted by point (the header dropped).
+std::vector<std::string> sweep_lines(const std::filesystem::path& file) {
+  std::vector<std::string> lines;
+  std::istringstream in(read_all(file.string()));
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_FALSE(lines.empty());
+  if (!lines.empty()) lines.erase(lines.begin());
+  const auto point = [](const std::string& l) { return nlohmann::json::parse(l)["point"].get<int64_t>(); };
+  std::sort(lines.begin(), lines.end(), [&](const auto& a, const auto& b) { return point(a) < point(b); });
+  return lines;
+}
+
+// tests/data/sweeps/tiny.yaml with `points` SRAM sizes (x 16 other values), in a fresh directory.
+std::filesystem::path sweep_spec(const std::string& name, int sram_steps) {
+  std::string yaml = read_all(std::string(TESSERA_SOURCE_DIR) + "/tests/data/sweeps/tiny.yaml");
+  const std::string list = "[32KiB, 48KiB, 64KiB]";
+  yaml.replace(yaml.find(list), list.size(), fmt::format("{{from: 32KiB, to: 64KiB, steps: {}}}", sram_steps));
+  const auto dir = std::filesystem::temp_directory_path() / ("tessera_smoke_sweep_" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "spec.yaml") << yaml;
+  return dir;
+}
+
+}  // namespace
+
+TEST(Cli, SweepKilledMidwayResumesWithoutLosingOrDuplicatingAPoint) {
+  const auto dir = sweep_spec("kill", 40);  // 640 points, a few seconds on one thread
+  const std::string spec = (dir / "spec.yaml").string(), out = (dir / "out").string();
+  const std::string results = out + "/results.jsonl";
+  // Started in the background, killed with SIGKILL once 30 points are in.
+  const std::string kill = fmt::format(
+      "bash -c '{0} sweep {1} -o {2} -j 1 -q >/dev/null 2>&1 & pid=$!; "
+      "for i in $(seq 1 600); do n=0; [ -f {3} ] && n=$(wc -l < {3}); [ \"$n\" -gt 30 ] && break; sleep 0.02; done; "
+      "kill -9 $pid; wait $pid 2>/dev/null; true'",
+      TESSERA_CLI, spec, out, results);
+  ASSERT_EQ(std::system(kill.c_str()), 0);
+  const size_t before = sweep_lines(results).size();
+  ASSERT_GE(before, 30u);
+  ASSERT_LT(before, 640u) << "the sweep finished before it was killed; give it more points";
+  const Result resumed = tessera(fmt::format("sweep {} -o {} -q", spec, out));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "640 points (")) << resumed.output;
+  const auto lines = sweep_lines(results);
+  ASSERT_EQ(lines.size(), 640u);
+  for (size_t i = 0; i < lines.size(); ++i)
+    ASSERT_EQ(nlohmann::json::parse(lines[i])["point"].get<size_t>(), i) << "each point once";
+  // The same lines as a run that was never interrupted.
+  const Result clean = tessera(fmt::format("sweep {} -o {}/clean -q", spec, dir.string()));
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+  EXPECT_EQ(sweep_lines(dir / "clean" / "results.jsonl"), lines);
+  // A spec edited afterwards does not append to (or overwrite) the old results.
+  std::ofstream(spec, std::ios::app) << "# edited\n";
+  const Result edited = tessera(fmt::format("sweep {} -o {} -q", spec, out));
+  EXPECT_NE(edited.exit_code, 0);
+  EXPECT_TRUE(contains(edited.output, "another version of sweep 'tiny'")) << edited.output;
+  EXPECT_EQ(sweep_lines(results), lines);
+}
+
+#ifdef TESSERA_TEST_MPI
+TEST(Cli, SweepUnderMpirunWritesWhatASerialRunWrites) {
+  const auto dir = sweep_spec("mpi", 3);
+  const std::string spec = (dir / "spec.yaml").string();
+  const std::string mpi =
+      fmt::format("mpirun --allow-run-as-root --oversubscribe -n 2 {} sweep {} -o {}/mpi -q > {}/mpi.log 2>&1",
+                  TESSERA_CLI, spec, dir.string(), dir.string());
+  ASSERT_EQ(std::system(mpi.c_str()), 0) << read_all((dir / "mpi.log").string());
+  EXPECT_TRUE(contains(read_all((dir / "mpi.log").string()), "48 points (0 from an earlier run)"));
+  ASSERT_EQ(tessera(fmt::format("sweep {} -o {}/serial -q", spec, dir.string())).exit_code, 0);
+  const auto distributed = sweep_lines(dir / "mpi" / "results.jsonl");
+  EXPECT_EQ(distributed.size(), 48u);
+  EXPECT_EQ(distributed, sweep_lines(dir / "serial" / "results.jsonl"));
+  EXPECT_EQ(read_all((dir / "mpi" / "summary.txt").string()), read_all((dir / "serial" / "summary.txt").string()));
+}
+#endif
+
+TEST(Cli, ArchsAreaComparesEachDieWithItsPublishedArea) {
+  const Result r = tessera("archs --area");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "wse2        7nm       850,000")) << r.output;
+  EXPECT_TRUE(contains(r.output, "46225  -30.1%")) << r.output;
+  EXPECT_TRUE(contains(r.output, "h100        no area section")) << r.output;
+}

@@ -53,6 +53,11 @@ struct ArchSource {
   std::string yaml, origin;
 };
 
+// How finely mesh fabrics time their collectives: Analytic (closed forms, no routing: for
+// sweeps), Flow (routed flows with port contention: the default), Cycle (every wavelet, meshes up
+// to 64x64). Other fabrics have one tier.
+enum class Fidelity { Analytic, Flow, Cycle };
+
 // What one chip is asked to run. Each field has one meaning on every target.
 struct ChipWork {
   int64_t prompt_tokens = 16;
@@ -62,6 +67,8 @@ struct ChipWork {
   int64_t tensor_parallel = 1;    // chips that split every layer (targets with tensor_parallel)
   PrecisionPolicy precision;
   compiler::ModelSlice slice;  // the part of the model on this chip (targets with pipeline)
+  // The tier the plan will be timed at: mesh fabrics score candidate placements with it.
+  Fidelity fidelity = Fidelity::Flow;
   int64_t resident() const { return resident_requests > 0 ? resident_requests : micro_batch; }
 };
 
@@ -124,11 +131,6 @@ struct RunReport {
   std::vector<StepRecord> prefill_steps, last_decode_steps;
   std::variant<MeshRun, sim::GpuReport, sim::BspReport> detail;
 };
-
-// How finely mesh fabrics time their collectives: Analytic (closed forms, no routing: for
-// sweeps), Flow (routed flows with port contention: the default), Cycle (every wavelet, meshes up
-// to 64x64). Other fabrics have one tier.
-enum class Fidelity { Analytic, Flow, Cycle };
 
 // How to simulate; each target uses what it models.
 struct SimulateOptions {

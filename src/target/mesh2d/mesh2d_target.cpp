@@ -61,14 +61,15 @@ class Mesh2dTarget : public Target {
     if (work.micro_batch != 1)
       fail("{} computes one request per pass; requests in flight are pipelined through its layer stages", arch().name);
     const compiler::LoweredModel& lowered = model.lowered();
-    auto result =
-        compiler::compile_for_mesh(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
-                                   {.prompt_tokens = work.prompt_tokens,
-                                    .max_new_tokens = work.max_new_tokens,
-                                    .precision = work.precision,
-                                    .requests_in_flight = work.resident(),
-                                    .slice = work.slice,
-                                    .lowered = &lowered});
+    auto result = compiler::compile_for_mesh(
+        model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,
+        {.prompt_tokens = work.prompt_tokens,
+         .max_new_tokens = work.max_new_tokens,
+         .precision = work.precision,
+         .requests_in_flight = work.resident(),
+         .slice = work.slice,
+         .lowered = &lowered,
+         .placement_model = work.fidelity == Fidelity::Analytic ? sim::FabricModel::Analytic : sim::FabricModel::Fast});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<MeshPlan>(std::move(result.program))};
   }

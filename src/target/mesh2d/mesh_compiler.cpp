@@ -530,7 +530,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
       trial.prompt_tokens = trial.prefill_chunk_tokens = options.prompt_tokens;
       for (auto& st : low.stage_steps(low.layer(), 0, layer, options.prompt_tokens, true, false))
         if (st.pattern != Pattern::StageTransfer || has_next) trial.prefill.push_back(std::move(st));
-      const double layer_cycles = sim::prefill_stage_cycles(trial)[0];
+      const double layer_cycles = sim::prefill_stage_cycles(trial, options.placement_model)[0];
       const double head_cycles = head
                                      ? layer_cycles * low.macs_per_token(low.head()) / low.macs_per_token(low.layer()) *
                                            static_cast<double>(layer.px * layer.py) / static_cast<double>(lm.px * lm.py)
@@ -543,7 +543,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     if (head)
       for (auto& st : low.stage_steps(low.head(), head_stage, lm, 1, false, false))
         if (st.pattern != Pattern::HostOut) trial.decode.push_back(std::move(st));
-    const std::vector<double> cycles = sim::decode_stage_cycles(trial);
+    const std::vector<double> cycles = sim::decode_stage_cycles(trial, options.placement_model);
     return static_cast<double>(n_layers) * cycles[0] + (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
   };
   const auto placement = place(low, arch, n_layers, head, options.place_for_training, score);

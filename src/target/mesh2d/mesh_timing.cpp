@@ -335,8 +335,8 @@ std::string model_name(const program::Program& plan) {
 
 }  // namespace
 
-std::vector<double> decode_stage_cycles(const program::Program& plan) {
-  Timer timer(plan, FabricModel::Fast, false, {});
+std::vector<double> decode_stage_cycles(const program::Program& plan, FabricModel model) {
+  Timer timer(plan, model, false, {});
   std::vector<double> cycles(plan.stages.size(), 0.0);
   for (const auto& s : plan.decode) {
     const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
@@ -347,8 +347,8 @@ std::vector<double> decode_stage_cycles(const program::Program& plan) {
   return cycles;
 }
 
-std::vector<double> prefill_stage_cycles(const program::Program& plan) {
-  Timer timer(plan, FabricModel::Fast, false, {});
+std::vector<double> prefill_stage_cycles(const program::Program& plan, FabricModel model) {
+  Timer timer(plan, model, false, {});
   std::vector<double> cycles(plan.stages.size(), 0.0);
   const int64_t chunk = plan.prefill_chunk_tokens;
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {

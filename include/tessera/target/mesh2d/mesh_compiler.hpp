@@ -10,6 +10,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/model_slice.hpp"
 #include "tessera/ir/model_config.hpp"
+#include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::compiler {
@@ -30,6 +31,8 @@ struct MeshCompileOptions {
   // Choose the regions for a training step's pace (the slowest stage's forward pass of one
   // prompt) instead of a decode token's latency through every stage.
   bool place_for_training = false;
+  // How candidate placements are timed: the fabric model the plan will be simulated with.
+  sim::FabricModel placement_model = sim::FabricModel::Fast;
 };
 
 struct MeshCompileResult {

@@ -104,13 +104,14 @@ struct TimingOptions {
 
 MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOptions& options = {});
 
-// Cycles of one decode pass at the plan's full context, by stage, with the fast fabric model: what
+// Cycles of one decode pass at the plan's full context, by stage, with the fast fabric model (or
+// the analytic one, for a plan that will be timed with it): what
 // the compiler scores candidate placements with, so that the placement it picks is the one this
 // model times fastest.
-std::vector<double> decode_stage_cycles(const program::Program& plan);
+std::vector<double> decode_stage_cycles(const program::Program& plan, FabricModel model = FabricModel::Fast);
 // Cycles each stage is busy over the whole prompt's prefill, chunk after chunk (each chunk's
 // attention over the positions before it), with the fast fabric model; steps that run for the
 // last chunk only counted once.
-std::vector<double> prefill_stage_cycles(const program::Program& plan);
+std::vector<double> prefill_stage_cycles(const program::Program& plan, FabricModel model = FabricModel::Fast);
 
 }  // namespace tessera::sim

@@ -71,6 +71,7 @@ SweepOutcome write_sweep_outputs(const sweep::Spec& spec, const std::filesystem:
   report::write_into_output_directory(dir, "summary.txt", outcome.summary);
   report::write_into_output_directory(dir, "pareto.svg", report::pareto_svg(r, 0, 1));
   report::write_into_output_directory(dir, "parallel.svg", report::parallel_svg(r));
+  report::write_into_output_directory(dir, "report.html", report::sweep_html(r, outcome.summary));
   return outcome;
 }
 

@@ -210,6 +210,21 @@ std::string pareto_svg(const SweepResults& r, size_t xi, size_t yi) {
   return svg + "</svg>\n";
 }
 
+std::string sweep_html(const SweepResults& r, const std::string& summary) {
+  const sweep::Spec& spec = *r.spec;
+  std::string html =
+      kHtmlHead + fmt::format(
+                      "sweep {0}</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}"
+                      "pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>\n"
+                      "<h1>Sweep {0}</h1>\n<p>{1} designs on {2} workloads, base {3}{4}.</p>\n",
+                      markup_escaped(spec.name), r.lines.size(), spec.workloads.size(),
+                      markup_escaped(spec.base_origin),
+                      spec.area_mm2 > 0 ? fmt::format(", each filling {:.0f} mm2", spec.area_mm2) : "");
+  html += "<h2>Pareto front</h2>\n<pre>" + markup_escaped(summary) + "</pre>\n";
+  html += "<h2>Trade-off</h2>\n" + pareto_svg(r, 0, 1) + "<h2>Every objective</h2>\n" + parallel_svg(r);
+  return html + "</body></html>\n";
+}
+
 std::string parallel_svg(const SweepResults& r) {
   const sweep::Spec& spec = *r.spec;
   const size_t n = spec.objectives.size();

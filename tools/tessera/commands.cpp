@@ -287,7 +287,7 @@ int sweep_command(const SweepFlags& flags) {
     std::fputs(o.summary.c_str(), stdout);
     std::printf(
         "%lld points (%lld from an earlier run) in %s: results.jsonl, results.csv, summary.txt, pareto.svg, "
-        "parallel.svg\n",
+        "parallel.svg, report.html\n",
         static_cast<long long>(o.points), static_cast<long long>(o.resumed), o.dir.string().c_str());
   };
   if (sweep::launched_by_mpi()) {

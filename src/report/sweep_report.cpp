@@ -76,7 +76,8 @@ std::string sweep_csv(const SweepResults& r) {
   for (const auto& m : sweep::kDesignMetrics) add_field(out, m);
   for (const auto& w : spec.workloads) {
     add_field(out, csv_field(w.name + ".fits"));
-    for (const auto& m : sweep::kWorkloadMetrics) add_field(out, csv_field(w.name + "." + m));
+    for (const auto& m : (w.training ? sweep::kTrainingMetrics : sweep::kWorkloadMetrics))
+      add_field(out, csv_field(w.name + "." + m));
   }
   out += ",on_front,over_power,problem\n";
   const std::set<size_t> front(r.front.begin(), r.front.end());
@@ -92,7 +93,7 @@ std::string sweep_csv(const SweepResults& r) {
       const json wl = row.contains("workloads") ? row["workloads"].value(w.name, json::object()) : json::object();
       const bool fits = wl.value("fits", false);
       add_field(s, fits ? "yes" : "no");
-      for (const auto& m : sweep::kWorkloadMetrics)
+      for (const auto& m : (w.training ? sweep::kTrainingMetrics : sweep::kWorkloadMetrics))
         add_field(s, fits && wl.contains(m) && wl[m].is_number() ? number(wl[m].get<double>()) : "");
       if (!fits && problem.empty() && wl.contains("note")) problem = w.name + ": " + wl["note"].get<std::string>();
     }

@@ -17,6 +17,7 @@
 #include "tessera/base/fs.hpp"
 #include "tessera/config/yaml_reader.hpp"
 #include "tessera/target/arch.hpp"
+#include "tessera/target/registry.hpp"
 
 namespace tessera::sweep {
 
@@ -160,8 +161,23 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
     sw.name = w.string("name");
     for (const auto& other : s.workloads)
       if (other.name == sw.name) fail("{}: two workloads named '{}'", w.where("name"), sw.name);
+    if (w.has("training") && (w.has("prompt_tokens") || w.has("generated_tokens") || w.has("batch")))
+      fail("{}: a training workload takes its shape from `training`, not prompt_tokens, generated_tokens or batch",
+           w.where("training"));
     resolve.model(w.string("model"), sw.work);
     sw.work.precision = PrecisionPolicy::uniform(w.optional_string("dtype").value_or("fp16"));
+    if (w.has("training")) {
+      const YamlMap t = w.map("training");
+      target::TrainingWork tw;
+      tw.seq = t.optional_integer("seq").value_or(1024);
+      tw.global_batch = t.optional_integer("global_batch").value_or(0);
+      tw.micro_batch = t.optional_integer("micro_batch").value_or(1);
+      tw.recompute = ir::parse_recompute(t.optional_string("recompute").value_or("selective"));
+      if (tw.seq < 1 || tw.global_batch < 0 || tw.micro_batch < 1)
+        fail("{}: seq and micro_batch must be >= 1, global_batch >= 0", w.where("training"));
+      t.finish();
+      sw.training = tw;
+    }
     sw.work.prompt_tokens = w.optional_integer("prompt_tokens").value_or(128);
     sw.work.max_new_tokens = w.optional_integer("generated_tokens").value_or(128);
     sw.work.batch = w.optional_integer("batch").value_or(1);
@@ -184,10 +200,13 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
         fail("{}: unknown design metric '{}'; known: {} (or name a workload for {})", o.where("metric"), obj.metric,
              joined(kDesignMetrics), joined(kWorkloadMetrics));
     } else {
-      if (std::none_of(s.workloads.begin(), s.workloads.end(), [&](const auto& w) { return w.name == obj.workload; }))
-        fail("{}: no workload named '{}'", o.where("workload"), obj.workload);
-      if (!known_metric(obj.metric, kWorkloadMetrics))
-        fail("{}: unknown workload metric '{}'; known: {}", o.where("metric"), obj.metric, joined(kWorkloadMetrics));
+      const auto w = std::find_if(s.workloads.begin(), s.workloads.end(),
+                                  [&](const auto& candidate) { return candidate.name == obj.workload; });
+      if (w == s.workloads.end()) fail("{}: no workload named '{}'", o.where("workload"), obj.workload);
+      const std::vector<std::string>& metrics = w->training ? kTrainingMetrics : kWorkloadMetrics;
+      if (!known_metric(obj.metric, metrics))
+        fail("{}: unknown {} metric '{}'; known: {}", o.where("metric"), w->training ? "training" : "workload",
+             obj.metric, joined(metrics));
     }
     o.finish();
     s.objectives.push_back(obj);
@@ -299,7 +318,32 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
                     {"peak_tmacs", d.arch.peak_macs_per_second(mac) * chips / 1e12}};
   const system::Machine machine{d.arch, d.yaml, origin, d.chips};
   bool over_power = false;
+  std::unique_ptr<target::Target> chip;  // made once, for training workloads
   for (const SweepWorkload& w : spec.workloads) {
+    if (w.training) {
+      if (!chip) chip = target::make_target({d.arch, d.yaml, origin});
+      target::TrainingWork tw = *w.training;
+      tw.chips = d.chips;
+      const target::TrainingOutcome t =
+          chip->simulate_training({w.work.model, w.work.model_yaml, w.work.model_origin, nullptr}, tw);
+      json out;
+      out["fits"] = static_cast<bool>(t.status);
+      if (!t.status) {
+        out["note"] = t.status.message();
+        out["resource"] = t.status.failure().resource;
+      } else {
+        const target::TrainingReport& r = t.report;
+        const double power = static_w + r.energy_per_step_j / r.step_s;
+        over_power = over_power || (spec.power_w > 0 && power > spec.power_w);
+        out["mapping"] = r.layout, out["bound"] = r.bound;
+        out["step_s"] = r.step_s, out["tokens_per_s"] = r.tokens_per_s, out["mfu"] = r.mfu;
+        out["energy_per_step_j"] = r.energy_per_step_j, out["power_w"] = power;
+        if (area > 0) out["tokens_per_s_per_mm2"] = r.tokens_per_s / area;
+        if (power > 0) out["tokens_per_s_per_w"] = r.tokens_per_s / power;
+      }
+      line["workloads"][w.name] = out;
+      continue;
+    }
     system::Workload work = w.work;
     work.fidelity = fidelity;
     const system::Result r = system::evaluate(machine, work);

@@ -1027,7 +1027,7 @@ std::filesystem::path sweep_spec(const std::string& name, int sram_steps) {
 }  // namespace
 
 TEST(Cli, SweepKilledMidwayResumesWithoutLosingOrDuplicatingAPoint) {
-  const auto dir = sweep_spec("kill", 40);  // 640 points, a few seconds on one thread
+  const auto dir = sweep_spec("kill", 20);  // 320 points, a few seconds on one thread
   const std::string spec = (dir / "spec.yaml").string(), out = (dir / "out").string();
   const std::string results = out + "/results.jsonl";
   // Started in the background, killed with SIGKILL once 30 points are in.
@@ -1039,12 +1039,12 @@ TEST(Cli, SweepKilledMidwayResumesWithoutLosingOrDuplicatingAPoint) {
   ASSERT_EQ(std::system(kill.c_str()), 0);
   const size_t before = sweep_lines(results).size();
   ASSERT_GE(before, 30u);
-  ASSERT_LT(before, 640u) << "the sweep finished before it was killed; give it more points";
+  ASSERT_LT(before, 320u) << "the sweep finished before it was killed; give it more points";
   const Result resumed = tessera(fmt::format("sweep {} -o {} -q", spec, out));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_TRUE(contains(resumed.output, "640 points (")) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "320 points (")) << resumed.output;
   const auto lines = sweep_lines(results);
-  ASSERT_EQ(lines.size(), 640u);
+  ASSERT_EQ(lines.size(), 320u);
   for (size_t i = 0; i < lines.size(); ++i)
     ASSERT_EQ(nlohmann::json::parse(lines[i])["point"].get<size_t>(), i) << "each point once";
   // The same lines as a run that was never interrupted.

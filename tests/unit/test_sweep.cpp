@@ -219,3 +219,34 @@ TEST(Sweep, MalformedSpecsNameTheKey) {
   const nlohmann::json row = nlohmann::json::parse(sweep::evaluate(spec, p));
   EXPECT_NE(row.value("error", "").find("nonsense"), std::string::npos) << row.dump();
 }
+
+TEST(Sweep, TrainingWorkloadsAreTimedOnEachDesign) {
+  std::string yaml = read_text_file(source("tests/data/sweeps/tiny.yaml"));
+  const std::string decode =
+      "  - {name: decode, model: default, dtype: fp16, prompt_tokens: 32, generated_tokens: 16}\n";
+  yaml.replace(yaml.find(decode), decode.size(),
+               decode + "  - {name: train, model: default, training: {seq: 64, global_batch: 4}}\n");
+  yaml += "  - {workload: train, metric: tokens_per_s, goal: max}\n";
+  const fs::path dir = fresh_dir("training");
+  std::ofstream(dir / "spec.yaml") << yaml;
+  const sweep::Spec spec = api::load_sweep(dir / "spec.yaml");
+  ASSERT_TRUE(spec.workloads[1].training.has_value());
+  double slowest = INFINITY, fastest = 0;
+  for (const sweep::Point& p : sweep::points(spec)) {
+    if (p.values[0].second != "48KiB" || p.values[2].second != "32bit/cycle" || p.values[3].second != "1.1GHz")
+      continue;
+    const nlohmann::json row = nlohmann::json::parse(sweep::evaluate(spec, p));
+    const auto& t = row["workloads"]["train"];
+    ASSERT_TRUE(t["fits"].get<bool>()) << row.dump();
+    EXPECT_GT(t["step_s"].get<double>(), 0);
+    EXPECT_LE(t["mfu"].get<double>(), 1.0);
+    EXPECT_NEAR(t["tokens_per_s"].get<double>() * t["step_s"].get<double>(), 4 * 64, 1e-6) << "a step is 4 x 64 tokens";
+    slowest = std::min(slowest, t["tokens_per_s"].get<double>());
+    fastest = std::max(fastest, t["tokens_per_s"].get<double>());
+  }
+  EXPECT_GE(fastest, slowest) << "more MACs never train slower";
+  // A training workload's metrics are its own.
+  std::ofstream(dir / "bad.yaml") << yaml.substr(0, yaml.rfind("  - {workload: train")) +
+                                         "  - {workload: train, metric: time_to_first_token_s, goal: min}\n";
+  EXPECT_NE(error_of([&] { api::load_sweep(dir / "bad.yaml"); }).find("unknown training metric"), std::string::npos);
+}

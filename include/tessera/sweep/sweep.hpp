@@ -17,6 +17,7 @@
 //   confirm: true                       #   the Pareto front at the flow tier
 //   workloads:
 //     - {name: decode, model: llama3-8b, dtype: fp16, prompt_tokens: 128, generated_tokens: 128}
+//     - {name: train, model: gpt2-xl, training: {seq: 1024, global_batch: 16}}
 //   references: [wse2, wse3]            # optional: presets placed among the designs as shipped
 //   objectives:
 //     - {workload: decode, metric: tokens_per_s_per_user, goal: max}
@@ -32,14 +33,18 @@
 #include <vector>
 
 #include "tessera/system/system.hpp"
+#include "tessera/target/training.hpp"
 
 namespace tessera::sweep {
 
-// Per workload: from system::Result, and derived with the design's area and power.
+// Per inference workload: from system::Result, and derived with the design's area and power.
 inline const std::vector<std::string> kWorkloadMetrics = {
     "tokens_per_s_per_user", "tokens_per_s", "time_to_first_token_s",
     "energy_per_token_j",    "power_w",      "tokens_per_s_per_mm2",
     "tokens_per_s_per_w",    "utilization"};
+// Per training workload (one optimizer step, timing-only): from target::TrainingReport and the design.
+inline const std::vector<std::string> kTrainingMetrics = {
+    "step_s", "tokens_per_s", "mfu", "energy_per_step_j", "power_w", "tokens_per_s_per_mm2", "tokens_per_s_per_w"};
 // Per design.
 inline const std::vector<std::string> kDesignMetrics = {"area_mm2", "cores", "static_power_w", "peak_tmacs"};
 
@@ -54,7 +59,9 @@ struct Parameter {
 
 struct SweepWorkload {
   std::string name;
-  system::Workload work;
+  system::Workload work;  // the model, and an inference request's shape
+  // A training step instead of inference (`training: {seq, global_batch, micro_batch, recompute}`).
+  std::optional<target::TrainingWork> training;
 };
 
 struct Objective {

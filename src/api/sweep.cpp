@@ -9,14 +9,42 @@
 
 namespace tessera::api {
 
+namespace {
+
+const sweep::Resolvers& resolvers() {
+  static const sweep::Resolvers resolve{.arch = [](const std::string& name) { return resolve_arch(name); },
+                                        .model =
+                                            [](const std::string& name, system::Workload& work) {
+                                              const target::ModelSource m = load_model_source(resolve_model(name));
+                                              work.model = m.config, work.model_yaml = m.yaml,
+                                              work.model_origin = m.origin;
+                                            }};
+  return resolve;
+}
+
+// What every output of the sweep in `dir` is drawn from.
+report::SweepResults results_of(const sweep::Spec& spec, const std::filesystem::path& dir) {
+  report::SweepResults r;
+  r.spec = &spec;
+  r.lines = sweep::read_results(dir / "results.jsonl");
+  r.front = sweep::pareto_front(r.lines, spec.objectives);
+  for (const auto& ref : spec.references) r.references.push_back(sweep::evaluate_reference(spec, ref));
+  return r;
+}
+
+}  // namespace
+
 sweep::Spec load_sweep(const std::filesystem::path& spec_file) {
-  const sweep::Resolvers resolve{.arch = [](const std::string& name) { return resolve_arch(name); },
-                                 .model =
-                                     [](const std::string& name, system::Workload& work) {
-                                       const target::ModelSource m = load_model_source(resolve_model(name));
-                                       work.model = m.config, work.model_yaml = m.yaml, work.model_origin = m.origin;
-                                     }};
-  return sweep::load_spec(read_text_file(spec_file), spec_file.string(), resolve);
+  return sweep::load_spec(read_text_file(spec_file), spec_file.string(), resolvers());
+}
+
+std::string sweep_page(const std::filesystem::path& results_or_dir) {
+  const std::filesystem::path dir =
+      std::filesystem::is_directory(results_or_dir) ? results_or_dir : results_or_dir.parent_path();
+  const auto [text, origin] = sweep::spec_of_results(dir / "results.jsonl");
+  const sweep::Spec spec = sweep::load_spec(text, origin, resolvers());
+  const report::SweepResults r = results_of(spec, dir);
+  return report::sweep_html(r, report::sweep_summary(r));
 }
 
 std::filesystem::path sweep_directory(const sweep::Spec& spec, const std::filesystem::path& spec_file,
@@ -39,11 +67,7 @@ SweepOutcome run_sweep(const sweep::Spec& spec, const std::filesystem::path& dir
 }
 
 SweepOutcome write_sweep_outputs(const sweep::Spec& spec, const std::filesystem::path& dir) {
-  report::SweepResults r;
-  r.spec = &spec;
-  r.lines = sweep::read_results(dir / "results.jsonl");
-  r.front = sweep::pareto_front(r.lines, spec.objectives);
-  for (const auto& ref : spec.references) r.references.push_back(sweep::evaluate_reference(spec, ref));
+  const report::SweepResults r = results_of(spec, dir);
   SweepOutcome outcome;
   outcome.dir = dir;
   outcome.points = static_cast<int64_t>(r.lines.size());

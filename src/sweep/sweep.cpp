@@ -97,6 +97,7 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
   const YamlMap root = YamlMap::parse_string(yaml_text, origin);
   Spec s;
   s.digest = digest_of(yaml_text);
+  s.text = yaml_text, s.origin = origin;
   s.name = root.string("name");
   const std::filesystem::path base = resolve.arch(root.string("base"));
   s.base_yaml = read_text_file(base);
@@ -165,7 +166,16 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
       fail("{}: a training workload takes its shape from `training`, not prompt_tokens, generated_tokens or batch",
            w.where("training"));
     resolve.model(w.string("model"), sw.work);
+    // `dtype` for everything, then the weights, KV cache or pruning of a precision policy over it.
     sw.work.precision = PrecisionPolicy::uniform(w.optional_string("dtype").value_or("fp16"));
+    if (w.has("weights")) sw.work.precision.weights = w.string("weights");
+    if (w.has("kv")) sw.work.precision.kv = w.string("kv");
+    if (w.has("prune")) sw.work.precision.prune = w.string("prune");
+    try {
+      sw.work.precision.validate();
+    } catch (const Error& e) {
+      fail("{}: {}", w.where("name"), e.what());
+    }
     if (w.has("training")) {
       const YamlMap t = w.map("training");
       target::TrainingWork tw;
@@ -403,7 +413,11 @@ std::string evaluate_reference(const Spec& spec, const Spec::Reference& referenc
 }
 
 ResultsFile::ResultsFile(const std::filesystem::path& path, const Spec& spec) : path_(path) {
-  const json header = {{"tessera_sweep", kResultsVersion}, {"name", spec.name}, {"spec", spec.digest}};
+  const json header = {{"tessera_sweep", kResultsVersion},
+                       {"name", spec.name},
+                       {"spec", spec.digest},
+                       {"spec_file", spec.origin},
+                       {"spec_text", spec.text}};
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
     std::string text = read_text_file(path);
@@ -460,6 +474,15 @@ void ResultsFile::append(const std::string& line) {
   }
   const json row = json::parse(line, nullptr, false);
   if (!row.is_discarded() && row.contains("point")) done_.insert(row["point"].get<int64_t>());
+}
+
+std::pair<std::string, std::string> spec_of_results(const std::filesystem::path& path) {
+  const std::string text = read_text_file(path);
+  const json header = json::parse(text.substr(0, text.find('\n')), nullptr, false);
+  if (header.is_discarded() || !header.is_object() || !header.contains("tessera_sweep") ||
+      !header["spec_text"].is_string() || !header["spec_file"].is_string())
+    fail("{}: not a tessera sweep results file (`tessera sweep FILE -o DIR` writes DIR/results.jsonl)", path.string());
+  return {header["spec_text"].get<std::string>(), header["spec_file"].get<std::string>()};
 }
 
 int64_t point_of(const std::string& line) { return json::parse(line).at("point").get<int64_t>(); }

@@ -1051,6 +1051,10 @@ TEST(Cli, SweepKilledMidwayResumesWithoutLosingOrDuplicatingAPoint) {
   const Result clean = tessera(fmt::format("sweep {} -o {}/clean -q", spec, dir.string()));
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
   EXPECT_EQ(sweep_lines(dir / "clean" / "results.jsonl"), lines);
+  // `tessera report DIR` rebuilds the sweep's page from the sweep file its results keep.
+  const std::string page = (dir / "page.html").string();
+  ASSERT_EQ(tessera(fmt::format("report {} -o {}", out, page)).exit_code, 0);
+  EXPECT_EQ(read_all(page), read_all(out + "/report.html"));
   // A spec edited afterwards does not append to (or overwrite) the old results.
   std::ofstream(spec, std::ios::app) << "# edited\n";
   const Result edited = tessera(fmt::format("sweep {} -o {} -q", spec, out));

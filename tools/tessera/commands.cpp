@@ -371,6 +371,12 @@ int compile_command(const CompileFlags& flags) {
 
 int report_command(const std::string& run_json, const std::string& output) {
   check_outputs({output}, {run_json});
+  // A sweep's directory or results file: its page, rebuilt from the sweep file the results keep.
+  if (fs::is_directory(run_json) || run_json.ends_with(".jsonl")) {
+    report::write_output(output, api::sweep_page(run_json), {run_json});
+    std::printf("wrote %s\n", output.c_str());
+    return 0;
+  }
   report::write_output(output, report::html_report(read_text_file(run_json, kRunFile), run_json), {run_json});
   std::printf("wrote %s\n", output.c_str());
   return 0;

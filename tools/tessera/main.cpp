@@ -237,8 +237,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--zero", train.work.zero_stage, "With --arch (GPUs): ZeRO stage 0-3")->capture_default_str();
 
   std::string report_input, report_output;
-  auto* report_cmd = app.add_subcommand("report", "Turn a run's JSON (--json) into one self-contained HTML page");
-  report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json)")->required();
+  auto* report_cmd = app.add_subcommand(
+      "report", "Turn a run's JSON (--json), or a sweep's directory, into one self-contained HTML page");
+  report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json) or a sweep directory")
+      ->required();
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 
   SweepFlags sweep;

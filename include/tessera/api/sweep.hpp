@@ -32,6 +32,10 @@ struct SweepOutcome {
 SweepOutcome run_sweep(const sweep::Spec& spec, const std::filesystem::path& dir, int threads,
                        const std::function<void(int64_t done, int64_t total)>& on_point = {});
 
+// The sweep page (report.html) of a results file or a sweep directory, rebuilt from the sweep file
+// its header keeps (`tessera report DIR -o PAGE.html`).
+std::string sweep_page(const std::filesystem::path& results_or_dir);
+
 // The outputs of a finished results file (what run_sweep does after its points).
 SweepOutcome write_sweep_outputs(const sweep::Spec& spec, const std::filesystem::path& dir);
 

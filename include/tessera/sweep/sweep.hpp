@@ -17,6 +17,7 @@
 //   confirm: true                       #   the Pareto front at the flow tier
 //   workloads:
 //     - {name: decode, model: llama3-8b, dtype: fp16, prompt_tokens: 128, generated_tokens: 128}
+//     - {name: int4, model: llama3-8b, dtype: fp16, weights: int4, kv: fp8_e4m3}   # a precision policy
 //     - {name: train, model: gpt2-xl, training: {seq: 1024, global_batch: 16}}
 //   references: [wse2, wse3]            # optional: presets placed among the designs as shipped
 //   objectives:
@@ -84,7 +85,8 @@ struct Spec {
   bool confirm = false;
   std::vector<SweepWorkload> workloads;
   std::vector<Objective> objectives;
-  std::string digest;  // of the file's text: a results file belongs to one spec
+  std::string digest;        // of the file's text: a results file belongs to one spec
+  std::string text, origin;  // the file's text (kept in the results header) and where it was read
   // Machines evaluated as they ship, to place them among the designs (`references: [wse2, wse3]`).
   struct Reference {
     std::string name, yaml, origin;
@@ -144,6 +146,9 @@ class ResultsFile {
   std::set<int64_t> done_;
 };
 
+// The sweep file's text and origin kept in a results file's header (`tessera report` rebuilds the
+// sweep's page from them). Throws Error if `path` is not a results file.
+std::pair<std::string, std::string> spec_of_results(const std::filesystem::path& path);
 // The point index of a results line.
 int64_t point_of(const std::string& line);
 // The points of `path` (header skipped), by point index.

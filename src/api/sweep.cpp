@@ -94,6 +94,7 @@ SweepOutcome write_sweep_outputs(const sweep::Spec& spec, const std::filesystem:
   report::write_into_output_directory(dir, "results.csv", report::sweep_csv(r));
   report::write_into_output_directory(dir, "summary.txt", outcome.summary);
   report::write_into_output_directory(dir, "pareto.svg", report::pareto_svg(r, 0, 1));
+  report::write_into_output_directory(dir, "pareto.png", report::pareto_png(r, 0, 1));
   report::write_into_output_directory(dir, "parallel.svg", report::parallel_svg(r));
   report::write_into_output_directory(dir, "report.html", report::sweep_html(r, outcome.summary));
   return outcome;

@@ -175,6 +175,10 @@ std::string heatmap_svg(const Heatmap& map, int64_t max_pixels) {
   return svg + "</svg>\n";
 }
 
+std::string png_file(int64_t width, int64_t height, const std::vector<uint8_t>& rgb) {
+  return png_bytes({width, height, 1, rgb, 0, 0});
+}
+
 std::string heatmap_png(const Heatmap& map, int64_t max_pixels) { return png_bytes(rasterize(map, max_pixels, true)); }
 
 }  // namespace tessera::report

@@ -3,11 +3,13 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "tessera/report/heatmap.hpp"
 #include "tessera/report/markup.hpp"
 #include "tessera/report/output_files.hpp"
 
@@ -148,29 +150,82 @@ std::string sweep_summary(const SweepResults& r) {
   return out;
 }
 
+namespace {
+
+struct Dot {
+  double x, y;
+  std::string label;
+};
+
+// Two objectives of every point, the front (sorted along x) and the references, with their axes.
+struct Scatter {
+  std::vector<Dot> all, front, refs;
+  Axis ax, ay;
+};
+
+Scatter scatter(const SweepResults& r, const sweep::Objective& ox, const sweep::Objective& oy) {
+  Scatter s;
+  auto dot = [&](const std::string& line) -> std::optional<Dot> {
+    const auto x = sweep::objective_value(line, ox), y = sweep::objective_value(line, oy);
+    if (!x || !y) return std::nullopt;
+    s.ax.add(*x), s.ay.add(*y);
+    return Dot{*x, *y, label_of(json::parse(line))};
+  };
+  for (const auto& line : r.lines)
+    if (auto d = dot(line)) s.all.push_back(*d);
+  for (size_t i : r.front)
+    if (auto d = dot(r.lines[i])) s.front.push_back(*d);
+  for (const auto& line : r.references)
+    if (auto d = dot(line)) s.refs.push_back(*d);
+  s.ax.finish(), s.ay.finish();
+  std::sort(s.front.begin(), s.front.end(), [](const Dot& a, const Dot& b) { return a.x < b.x; });
+  return s;
+}
+
+}  // namespace
+
+std::string pareto_png(const SweepResults& r, size_t xi, size_t yi) {
+  const Scatter s = scatter(r, r.spec->objectives.at(xi), r.spec->objectives.at(yi));
+  constexpr int64_t kW = 640, kH = 480, kMargin = 30;
+  std::vector<uint8_t> rgb(static_cast<size_t>(kW * kH * 3), 255);
+  const auto put = [&](int64_t x, int64_t y, std::array<uint8_t, 3> c) {
+    if (x < 0 || y < 0 || x >= kW || y >= kH) return;
+    std::copy(c.begin(), c.end(), rgb.begin() + static_cast<std::ptrdiff_t>(3 * (y * kW + x)));
+  };
+  const auto px = [&](double v) { return kMargin + std::llround(s.ax.at(v) * (kW - 2 * kMargin)); };
+  const auto py = [&](double v) { return kH - kMargin - std::llround(s.ay.at(v) * (kH - 2 * kMargin)); };
+  const auto disc = [&](int64_t cx, int64_t cy, int64_t radius, std::array<uint8_t, 3> c) {
+    for (int64_t dy = -radius; dy <= radius; ++dy)
+      for (int64_t dx = -radius; dx <= radius; ++dx)
+        if (dx * dx + dy * dy <= radius * radius) put(cx + dx, cy + dy, c);
+  };
+  const std::array<uint8_t, 3> frame{68, 68, 68}, grey{153, 170, 187}, red{214, 39, 40}, green{44, 160, 44};
+  for (int64_t x = kMargin; x <= kW - kMargin; ++x) put(x, kMargin, frame), put(x, kH - kMargin, frame);
+  for (int64_t y = kMargin; y <= kH - kMargin; ++y) put(kMargin, y, frame), put(kW - kMargin, y, frame);
+  for (const Dot& d : s.all) disc(px(d.x), py(d.y), 3, grey);
+  for (size_t i = 1; i < s.front.size(); ++i) {  // the front joined up, as the SVG draws it
+    const auto x0 = static_cast<double>(px(s.front[i - 1].x)), y0 = static_cast<double>(py(s.front[i - 1].y));
+    const auto x1 = static_cast<double>(px(s.front[i].x)), y1 = static_cast<double>(py(s.front[i].y));
+    const auto steps = static_cast<int64_t>(std::max(std::fabs(x1 - x0), std::fabs(y1 - y0))) + 1;
+    for (int64_t k = 0; k <= steps; ++k) {
+      const double t = static_cast<double>(k) / static_cast<double>(steps);
+      disc(std::llround(x0 + t * (x1 - x0)), std::llround(y0 + t * (y1 - y0)), 1, red);
+    }
+  }
+  for (const Dot& d : s.front) disc(px(d.x), py(d.y), 4, red);
+  for (const Dot& d : s.refs)
+    for (int64_t dy = -4; dy <= 4; ++dy)
+      for (int64_t dx = -4; dx <= 4; ++dx) put(px(d.x) + dx, py(d.y) + dy, green);
+  return png_file(kW, kH, rgb);
+}
+
 std::string pareto_svg(const SweepResults& r, size_t xi, size_t yi) {
   const sweep::Spec& spec = *r.spec;
   const sweep::Objective &ox = spec.objectives.at(xi), &oy = spec.objectives.at(yi);
   constexpr double kLeft = 80, kTop = 50, kW = 520, kH = 380;
-  struct Dot {
-    double x, y;
-    std::string label;
-  };
-  std::vector<Dot> all, front, refs;
-  Axis ax, ay;
-  auto dot = [&](const std::string& line) -> std::optional<Dot> {
-    const auto x = sweep::objective_value(line, ox), y = sweep::objective_value(line, oy);
-    if (!x || !y) return std::nullopt;
-    ax.add(*x), ay.add(*y);
-    return Dot{*x, *y, label_of(json::parse(line))};
-  };
-  for (const auto& line : r.lines)
-    if (auto d = dot(line)) all.push_back(*d);
-  for (size_t i : r.front)
-    if (auto d = dot(r.lines[i])) front.push_back(*d);
-  for (const auto& line : r.references)
-    if (auto d = dot(line)) refs.push_back(*d);
-  ax.finish(), ay.finish();
+  const Scatter sc = scatter(r, ox, oy);
+  const auto &all = sc.all, &front = sc.front, &refs = sc.refs;
+  const Axis &ax = sc.ax, &ay = sc.ay;
   auto px = [&](double v) { return kLeft + ax.at(v) * kW; };
   auto py = [&](double v) { return kTop + kH - ay.at(v) * kH; };
   std::string svg = svg_open(kLeft + kW + 40, kTop + kH + 70,
@@ -196,7 +251,6 @@ std::string pareto_svg(const SweepResults& r, size_t xi, size_t yi) {
   for (const Dot& d : all)
     svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"#9ab\"><title>{}</title></circle>\n",
                        px(d.x), py(d.y), markup_escaped(d.label));
-  std::sort(front.begin(), front.end(), [](const Dot& a, const Dot& b) { return a.x < b.x; });
   std::string path;
   for (const Dot& d : front) path += fmt::format("{:.1f},{:.1f} ", px(d.x), py(d.y));
   svg += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\"/>\n", path);

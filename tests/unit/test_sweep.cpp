@@ -136,6 +136,7 @@ TEST(Sweep, NoDesignBeatsItsPeakAndTheFrontHoldsNoDominatedPoint) {
   EXPECT_NE(read_text_file(dir / "results.csv").find(",yes,"), std::string::npos);
   EXPECT_NE(read_text_file(dir / "pareto.svg").find("Pareto front"), std::string::npos);
   EXPECT_NE(read_text_file(dir / "parallel.svg").find("<polyline"), std::string::npos);
+  EXPECT_EQ(read_text_file(dir / "pareto.png").substr(1, 3), "PNG");
 }
 
 TEST(Sweep, GridRandomAndLatinHypercubePoints) {

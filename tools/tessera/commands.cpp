@@ -286,7 +286,7 @@ int sweep_command(const SweepFlags& flags) {
   auto report_outcome = [](const api::SweepOutcome& o) {
     std::fputs(o.summary.c_str(), stdout);
     std::printf(
-        "%lld points (%lld from an earlier run) in %s: results.jsonl, results.csv, summary.txt, pareto.svg, "
+        "%lld points (%lld from an earlier run) in %s: results.jsonl, results.csv, summary.txt, pareto.svg/png, "
         "parallel.svg, report.html\n",
         static_cast<long long>(o.points), static_cast<long long>(o.resumed), o.dir.string().c_str());
   };

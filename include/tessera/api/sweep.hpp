@@ -1,5 +1,5 @@
 // `sweep` as a library request: load a sweep file, run its points into DIR/results.jsonl (resuming
-// what is there), then write DIR/results.csv, summary.txt, pareto.svg, parallel.svg, report.html and, with
+// what is there), then write DIR/results.csv, summary.txt, pareto.svg and .png, parallel.svg, report.html and, with
 // `confirm: true`, the front re-timed at the flow tier (confirmed.jsonl). docs/sweep.md.
 #pragma once
 

@@ -28,5 +28,7 @@ std::vector<Heatmap> mesh_heatmaps(const RunFigures& run);
 std::string heatmap_svg(const Heatmap& map, int64_t max_pixels = 800);
 // The heatmap as PNG file bytes, at most max_pixels on its longer side.
 std::string heatmap_png(const Heatmap& map, int64_t max_pixels = 800);
+// A PNG file of `width` x `height` pixels, 8-bit RGB, row by row from the top.
+std::string png_file(int64_t width, int64_t height, const std::vector<uint8_t>& rgb);
 
 }  // namespace tessera::report

@@ -24,6 +24,8 @@ std::string sweep_summary(const SweepResults& r);
 // Objective `x` against objective `y` (indices into spec.objectives): every point, the front joined
 // up, the references labelled.
 std::string pareto_svg(const SweepResults& r, size_t x, size_t y);
+// The same scatter as a 640 x 480 PNG (no text: the axes and labels are the SVG's).
+std::string pareto_png(const SweepResults& r, size_t x, size_t y);
 // One self-contained page: the summary, both plots and the sweep's settings.
 std::string sweep_html(const SweepResults& r, const std::string& summary);
 // One vertical axis per objective (better up), one line per point; the front's lines drawn on top.

@@ -47,6 +47,10 @@ TEST(Area, WaferAndGpuPresetsAgainstTheirPublishedDies) {
   const double total = arch::area_of(wse2).total_mm2();
   EXPECT_NEAR(total, 850000 * 0.038, 10.0) << "850,000 cores of 38,000 um2";
   EXPECT_NEAR(total / wse2.area.published_mm2, 0.70, 0.05) << total;
+  // WSE-3's core is WSE-2's scaled to N5 (no WSE-3 core area is published): its cores cover about
+  // half the wafer, which says its real core is larger (8-wide fp16 SIMD), not that its wafer is.
+  const arch::ArchSpec wse3 = preset("wse3");
+  EXPECT_NEAR(arch::area_of(wse3).total_mm2() / wse3.area.published_mm2, 0.49, 0.05);
   // The GPU and IPU presets count their die's non-SRAM area per SM or tile (derived from the
   // published die): they must add back up to it.
   for (const std::string name : {"a100", "gc200"}) {

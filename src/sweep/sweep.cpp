@@ -105,7 +105,26 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
   target::parse_arch(s.base_yaml, s.base_origin);  // the base itself must be a machine
 
   const YamlMap params = root.map("parameters");
-  for (const std::string& key : params.keys()) s.parameters.push_back(parse_parameter(params, key));
+  for (const std::string& key : params.keys()) {
+    s.parameters.push_back(parse_parameter(params, key));
+    if (key == "chips") continue;
+    // A key no value of which describes a machine (a typo, a key of another fabric) is the spec's
+    // error; a value that fails alone is that point's, kept in the results.
+    std::string why;
+    const auto& values = s.parameters.back().values;
+    const size_t tried = std::min<size_t>(values.size(), 16);
+    for (size_t i = 0; i < tried && (i == 0 || !why.empty()); ++i) {
+      try {
+        const std::string edited = fmt::format("{} with {} = {}", s.base_origin, key, values[i]);
+        target::parse_arch(config::with_values(s.base_yaml, edited, {{key, values[i]}}), edited);
+        why.clear();
+      } catch (const Error& e) {
+        why = e.what();
+      }
+    }
+    if (!why.empty())
+      fail("{}: no value of '{}' gives {} a description it accepts: {}", params.where(key), key, s.base_origin, why);
+  }
   params.finish();
   if (s.parameters.empty()) fail("{}: give at least one parameter", root.where("parameters"));
 

@@ -217,12 +217,13 @@ TEST(Sweep, MalformedSpecsNameTheKey) {
   EXPECT_NE(with("{workload: decode, metric: energy_per_token_j", "{workload: prefill, metric: energy_per_token_j")
                 .find("no workload named 'prefill'"),
             std::string::npos);
-  // A parameter that is not an arch key surfaces as that point's error, kept in the results.
+  EXPECT_NE(with("link.bandwidth:", "link.bandwdith:").find("no value of 'link.bandwdith'"), std::string::npos);
+  // A value that does not describe a machine is that point's error, kept in the results.
   const sweep::Spec spec = tiny();
   sweep::Point p = sweep::points(spec)[0];
-  p.values[0] = {"core.nonsense", "1"};
+  p.values[0] = {"core.sram", "4KiB"};
   const nlohmann::json row = nlohmann::json::parse(sweep::evaluate(spec, p));
-  EXPECT_NE(row.value("error", "").find("nonsense"), std::string::npos) << row.dump();
+  EXPECT_NE(row.value("error", "").find("reserves all of the core's"), std::string::npos) << row.dump();
 }
 
 TEST(Sweep, TrainingWorkloadsAreTimedOnEachDesign) {

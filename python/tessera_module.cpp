@@ -5,11 +5,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "tessera/api/compare.hpp"
 #include "tessera/api/run.hpp"
+#include "tessera/api/sweep.hpp"
 #include "tessera/api/train.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/precision.hpp"
@@ -118,6 +120,33 @@ py::object train_step(const std::string& model, const std::string& machine, int6
   return from_json(report::training_step_json(outcome.report, machine));
 }
 
+// A sweep file run into `out` (resumed if it holds results): the summary, and every point's
+// results line as a dict with `on_front`.
+py::dict run_sweep(const std::string& spec_file, const std::string& out, int threads) {
+  api::SweepOutcome outcome;
+  std::vector<std::string> lines;
+  std::vector<size_t> front;
+  {
+    py::gil_scoped_release unlocked;
+    const sweep::Spec spec = api::load_sweep(spec_file);
+    outcome = api::run_sweep(spec, api::sweep_directory(spec, spec_file, out), threads);
+    lines = sweep::read_results(outcome.dir / "results.jsonl");
+    front = sweep::pareto_front(lines, spec.objectives);
+  }
+  py::list points;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    py::dict point = from_json(lines[i]);
+    point["on_front"] = std::find(front.begin(), front.end(), i) != front.end();
+    points.append(point);
+  }
+  py::dict result;
+  result["dir"] = outcome.dir.string();
+  result["summary"] = outcome.summary;
+  result["resumed"] = outcome.resumed;
+  result["points"] = points;
+  return result;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(tessera, m) {
@@ -136,4 +165,6 @@ PYBIND11_MODULE(tessera, m) {
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),
         py::arg("seq") = 0, py::arg("global_batch") = 0, py::arg("recompute") = "selective");
+  m.def("sweep", &run_sweep, "A design-space sweep (docs/sweep.md): its summary and every point, resumable",
+        py::arg("spec"), py::arg("out") = "", py::arg("threads") = 0);
 }

@@ -5,6 +5,7 @@ tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python.""
 import math
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -48,6 +49,13 @@ check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl[
 
 step = tessera.train_step("gpt2-xl", "16xwse2", seq=1024)
 check(step["step_s"] > 0 and 0 < step["mfu"] <= 1, "a training step's figures")
+
+out = os.path.join(tempfile.mkdtemp(), "sweep")
+swept = tessera.sweep(os.path.join(ROOT, "tests/data/sweeps/tiny.yaml"), out=out, threads=2)
+check(len(swept["points"]) == 48 and swept["resumed"] == 0, "a sweep's points")
+front = [p for p in swept["points"] if p["on_front"]]
+check(front and all(p["workloads"]["decode"]["fits"] for p in front), "its front fits")
+check(tessera.sweep(os.path.join(ROOT, "tests/data/sweeps/tiny.yaml"), out=out)["resumed"] == 48, "a rerun resumes")
 
 try:
     tessera.run(arch="wse9")

@@ -38,7 +38,8 @@ cmake --build build-fuzz --target "${targets[@]}" -j2
 seeds_root=$(mktemp -d)
 trap 'rm -rf "$seeds_root"' EXIT
 mkdir -p "$seeds_root"/{descriptions,plans,tokenizer}
-cp configs/arch/*.yaml configs/models/*.yaml tests/data/llama-tiny.yaml "$seeds_root/descriptions/"
+cp configs/arch/*.yaml configs/models/*.yaml configs/sweeps/*.yaml tests/data/llama-tiny.yaml "$seeds_root/descriptions/"
+cp tests/data/sweeps/tiny.yaml "$seeds_root/descriptions/sweep-tiny.yaml"
 for family in gpt2 llama; do cp "tests/data/hf/$family/config.json" "$seeds_root/descriptions/hf-$family.json"; done
 for arch in mesh-32x32 gc200 h100; do
   build/tessera compile --arch "$arch" --prompt-tokens 4 -n 2 -o "$seeds_root/plans/$arch-plan.json" > /dev/null

@@ -83,11 +83,12 @@ std::string with_values(std::string_view text, const std::string& origin,
     // yaml-cpp nodes are handles: walking with reset() keeps `node` pointing into `root`.
     YAML::Node node;
     node.reset(root);
+    std::string parent;
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      parent += (i == 0 ? "" : ".") + parts[i];
       const YAML::Node child = node[parts[i]];
       if (!child.IsDefined() || !child.IsMap())
-        fail("{}: has no mapping '{}' to set '{}' in", origin,
-             excerpt(path.substr(0, path.find(parts[i]) + parts[i].size())), excerpt(path));
+        fail("{}: has no mapping '{}' to set '{}' in", origin, excerpt(parent), excerpt(path));
       node.reset(child);
     }
     node[parts.back()] = value;

@@ -50,6 +50,9 @@ struct Axis {
     log = lo > 0 && hi / lo > 100;
     if (hi == lo) hi = lo + (lo == 0 ? 1 : std::fabs(lo) * 0.1), lo -= (lo == 0 ? 0 : std::fabs(lo) * 0.1);
   }
+  double value_at(double t) const {  // the value at `t` of the way along (0..1)
+    return log ? std::pow(10, std::log10(lo) + t * (std::log10(hi) - std::log10(lo))) : lo + t * (hi - lo);
+  }
   double at(double v) const {  // 0..1
     if (log) return (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo));
     return (v - lo) / (hi - lo);
@@ -234,10 +237,7 @@ std::string pareto_svg(const SweepResults& r, size_t xi, size_t yi) {
                      kTop, kW, kH);
   for (int t = 0; t <= 4; ++t) {
     const double fx = t / 4.0;
-    const double vx = ax.log ? std::pow(10, std::log10(ax.lo) + fx * (std::log10(ax.hi) - std::log10(ax.lo)))
-                             : ax.lo + fx * (ax.hi - ax.lo);
-    const double vy = ay.log ? std::pow(10, std::log10(ay.lo) + fx * (std::log10(ay.hi) - std::log10(ay.lo)))
-                             : ay.lo + fx * (ay.hi - ay.lo);
+    const double vx = ax.value_at(fx), vy = ay.value_at(fx);
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{:.3g}</text>\n", kLeft + fx * kW,
                        kTop + kH + 16, vx);
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{:.3g}</text>\n", kLeft - 6,

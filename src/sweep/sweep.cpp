@@ -347,6 +347,15 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
                     {"peak_tmacs", d.arch.peak_macs_per_second(mac) * chips / 1e12}};
   const system::Machine machine{d.arch, d.yaml, origin, d.chips};
   bool over_power = false;
+  // Power (static, plus the dynamic power of producing `tokens_per_s`) and throughput per mm2 and W.
+  const auto add_power = [&](json& out, double tokens_per_s, double dynamic_w) {
+    const double power = static_w + (std::isfinite(dynamic_w) ? dynamic_w : 0.0);
+    over_power = over_power || (spec.power_w > 0 && power > spec.power_w);
+    out["power_w"] = power;
+    if (!std::isfinite(tokens_per_s)) return;
+    if (area > 0) out["tokens_per_s_per_mm2"] = tokens_per_s / area;
+    if (power > 0) out["tokens_per_s_per_w"] = tokens_per_s / power;
+  };
   std::unique_ptr<target::Target> chip;  // made once, for training workloads
   for (const SweepWorkload& w : spec.workloads) {
     if (w.training) {
@@ -362,13 +371,10 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
         out["resource"] = t.status.failure().resource;
       } else {
         const target::TrainingReport& r = t.report;
-        const double power = static_w + r.energy_per_step_j / r.step_s;
-        over_power = over_power || (spec.power_w > 0 && power > spec.power_w);
         out["mapping"] = r.layout, out["bound"] = r.bound;
         out["step_s"] = r.step_s, out["tokens_per_s"] = r.tokens_per_s, out["mfu"] = r.mfu;
-        out["energy_per_step_j"] = r.energy_per_step_j, out["power_w"] = power;
-        if (area > 0) out["tokens_per_s_per_mm2"] = r.tokens_per_s / area;
-        if (power > 0) out["tokens_per_s_per_w"] = r.tokens_per_s / power;
+        out["energy_per_step_j"] = r.energy_per_step_j;
+        add_power(out, r.tokens_per_s, r.energy_per_step_j / r.step_s);
       }
       line["workloads"][w.name] = out;
       continue;
@@ -382,10 +388,6 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
       out["note"] = r.note;
       if (r.fit_failure) out["resource"] = r.fit_failure->resource;
     } else {
-      // Static power plus the energy of the tokens it produces each second (prefill-only: static).
-      const double dynamic = r.energy_per_token_j * r.tokens_per_s;
-      const double power = static_w + (std::isfinite(dynamic) ? dynamic : 0.0);
-      over_power = over_power || (spec.power_w > 0 && power > spec.power_w);
       out["mapping"] = r.mapping;
       out["bound"] = r.bound;
       // A metric the workload has no finite value for (tokens/s of a prefill-only request) is left out.
@@ -396,10 +398,9 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
       put("tokens_per_s", r.tokens_per_s);
       put("time_to_first_token_s", r.time_to_first_token_s);
       put("energy_per_token_j", r.energy_per_token_j);
-      put("power_w", power);
-      if (area > 0) put("tokens_per_s_per_mm2", r.tokens_per_s / area);
-      if (power > 0) put("tokens_per_s_per_w", r.tokens_per_s / power);
       put("utilization", r.utilization);
+      // A prefill-only request produces no tokens per second: its power is the static power.
+      add_power(out, r.tokens_per_s, r.energy_per_token_j * r.tokens_per_s);
     }
     line["workloads"][w.name] = out;
   }

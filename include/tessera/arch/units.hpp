@@ -16,9 +16,9 @@ double parse_cycles(std::string_view text, const std::string& where);           
 double parse_energy_pj(std::string_view text, const std::string& where);           // fJ, pJ, nJ
 double parse_energy_pj_per_byte(std::string_view text, const std::string& where);  // {fJ,pJ,nJ}/{B,bit}
 double parse_seconds(std::string_view text, const std::string& where);             // ns, us, ms, s
-double parse_watts(std::string_view text, const std::string& where);
-double parse_area_mm2(std::string_view text, const std::string& where);           // um2, mm2
-double parse_area_mm2_per_byte(std::string_view text, const std::string& where);  // {um2,mm2}/{B,KiB,MiB}
-double parse_watts_per_mm2(std::string_view text, const std::string& where);      // {mW,W}/mm2               // W, kW
+double parse_watts(std::string_view text, const std::string& where);               // W, kW
+double parse_area_mm2(std::string_view text, const std::string& where);            // um2, mm2
+double parse_area_mm2_per_byte(std::string_view text, const std::string& where);   // {um2,mm2}/{B,KiB,MiB}
+double parse_watts_per_mm2(std::string_view text, const std::string& where);       // {mW,W}/mm2
 
 }  // namespace tessera::arch

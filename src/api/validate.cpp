@@ -62,6 +62,7 @@ target::TrainingWork training_work(const config::YamlMap& row) {
   work.interleave = positive(t, "interleave", 1);
   work.zero_stage = static_cast<int>(t.optional_integer("zero").value_or(1));
   work.recompute = ir::parse_recompute(t.optional_string("recompute").value_or("selective"));
+  work.attention = target::parse_attention_kernel(t.optional_string("attention").value_or("fused"));
   t.finish();
   return work;
 }

@@ -55,10 +55,15 @@ bool contains(const std::vector<std::string>& items, const std::string& x) {
 
 }  // namespace
 
-void parse_chip_link(const YamlMap& root, double& bytes_per_second, double& latency_s) {
+void parse_chip_link(const YamlMap& root, ChipLinkSpec& out) {
   const YamlMap link = root.map("link");
-  bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
-  latency_s = parse_seconds(link.string("latency"), link.where("latency"));
+  out.bytes_per_second = positive_unit(link, "bandwidth", parse_bytes_per_second);
+  out.latency_s = parse_seconds(link.string("latency"), link.where("latency"));
+  if (const auto e = link.optional_number("efficiency")) {
+    if (!(*e > 0 && *e <= 1))
+      fail("{}: {} is not a share of the line rate: give a number in (0, 1], e.g. 0.77", link.where("efficiency"), *e);
+    out.efficiency = *e;
+  }
   link.finish();
 }
 

@@ -10,6 +10,9 @@ void PhaseCost::add(const PhaseCost& o) {
   forward_elementwise += o.forward_elementwise, backward_elementwise += o.backward_elementwise;
   forward_moved += o.forward_moved, backward_moved += o.backward_moved;
   forward_ops += o.forward_ops, backward_ops += o.backward_ops;
+  forward_attention_pairs += o.forward_attention_pairs, recompute_attention_pairs += o.recompute_attention_pairs;
+  rescored_attention_pairs += o.rescored_attention_pairs, backward_attention_pairs += o.backward_attention_pairs;
+  forward_attention_flops += o.forward_attention_flops, backward_attention_flops += o.backward_attention_flops;
 }
 
 PhaseCost TrainingCost::total() const {
@@ -116,6 +119,15 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     const ir::Node& n = g.node(static_cast<int>(id));
     PhaseCost& c = bucket(n.layer);
     const double flops = node_flops(g, n, s);
+    const bool attention = n.op == OpKind::Attention || n.op == OpKind::AttentionGrad;
+    const double pairs = attention ? static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq) : 0;
+    if (attention) (n.phase == ir::Phase::Forward ? c.forward_attention_flops : c.backward_attention_flops) += flops;
+    if (n.op == OpKind::Attention)
+      (n.phase == ir::Phase::Forward ? c.forward_attention_pairs : c.recompute_attention_pairs) += pairs;
+    if (n.op == OpKind::AttentionGrad) {
+      c.backward_attention_pairs += pairs;
+      if (n.int_attr("recompute") != 0) c.rescored_attention_pairs += pairs;
+    }
     switch (n.phase) {
       case ir::Phase::Forward:
         c.forward_flops += flops;

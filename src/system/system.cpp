@@ -153,7 +153,7 @@ class Evaluator {
     }
     const double d_bytes = static_cast<double>(w_.model.d_model) * 4;  // the fp32 residual stream
     const auto& link = mc_.arch.chip_link;
-    const auto hop = [&](double tokens) { return tokens * d_bytes / link.bytes_per_second + link.latency_s; };
+    const auto hop = [&](double tokens) { return tokens * d_bytes / link.sustained_bytes_per_second() + link.latency_s; };
     // Links between consecutive stages; a head group also gathers its shards' best tokens.
     const auto hops = static_cast<double>(depth - 1);
     const double gather = layout->head_group > 1 ? link.latency_s : 0;
@@ -161,7 +161,7 @@ class Evaluator {
     // follow once the busiest stage (or link, whose latency overlaps) is free.
     const double link_s = hops * hop(static_cast<double>(micro)) + gather;
     double latency = link_s, prefill = hops * hop(static_cast<double>(micro * w_.prompt_tokens)) + gather;
-    double interval = depth > 1 ? static_cast<double>(micro) * d_bytes / link.bytes_per_second : 0;
+    double interval = depth > 1 ? static_cast<double>(micro) * d_bytes / link.sustained_bytes_per_second() : 0;
     double energy = 0, macs = 0;
     const ChipTiming* slowest = &chips->front();
     for (size_t i = 0; i < chips->size(); ++i) {

@@ -7,6 +7,16 @@
 
 namespace tessera::target {
 
+AttentionKernel parse_attention_kernel(const std::string& name) {
+  if (name == "fused") return AttentionKernel::Fused;
+  if (name == "unfused") return AttentionKernel::Unfused;
+  fail("unknown attention kernel '{}': expected fused (scores stay on chip) or unfused (scores in HBM)", name);
+}
+
+const char* attention_kernel_name(AttentionKernel kernel) {
+  return kernel == AttentionKernel::Fused ? "fused" : "unfused";
+}
+
 TrainingOutcome Target::simulate_training(const ModelSource&, const TrainingWork&) const {
   fail("training on {} ({} fabric) has no timing model yet; the shared_memory, mesh2d and exchange targets have one",
        arch().name, arch().fabric);

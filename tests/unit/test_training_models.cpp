@@ -175,3 +175,75 @@ TEST(TrainingModels, SmallModelsTrainWithWeightsResidentLargeOnesStream) {
   EXPECT_GT(two.communication_share, 0) << "the replicas sum their gradients";
   EXPECT_EQ(step("wse2", "gpt2-xl", {.chips = 16, .seq = 1024}).mode, "weight streaming");
 }
+
+// Unfused attention (Megatron-LM's path) computes all s^2 scores of every head and moves them
+// through HBM: 13 bytes per score forward or recomputed, 19 backward; scores that are not
+// recomputed stay in HBM (5 bytes each, Korthikanti et al. 2022, Table 2).
+TEST(TrainingModels, UnfusedAttentionMovesEveryScoreThroughHbm) {
+  const auto config = source("megatron-22b").config;
+  const auto s = static_cast<double>(2048), d = static_cast<double>(config.d_model);
+  const auto heads = static_cast<double>(config.n_heads), layers = static_cast<double>(config.n_layers);
+  const double tp = 8;
+  const double hbm = chip("a100")->arch().gpu.sustained_hbm_bytes_per_second();
+  auto share = [](const target::TrainingReport& r, const std::string& name) {
+    for (const auto& [what, seconds] : r.breakdown)
+      if (what == name) return seconds;
+    ADD_FAILURE() << name << " missing";
+    return 0.0;
+  };
+  // One s x s x head_dim product over all heads, causal: what the fused graph counts.
+  const double product = d * s * (s + 1), full_product = 2 * d * s * s;
+  struct Case {
+    ir::Recompute recompute;
+    int64_t sequences;
+    double bytes_per_score, extra_flops;  // per layer and sequence
+  };
+  for (const Case& c : {Case{ir::Recompute::None, 1, 13 + 19, 6 * (full_product - product)},
+                        // the gradient scores again (q k^T) fused; unfused recomputes q k^T and p v
+                        Case{ir::Recompute::Selective, 4, 13 + 13 + 19, 8 * full_product - 7 * product},
+                        // the forward runs again; the fused gradient still scores again
+                        Case{ir::Recompute::Full, 4, 13 + 13 + 19, 8 * full_product - 9 * product}}) {
+    SCOPED_TRACE(ir::recompute_name(c.recompute));
+    target::TrainingWork work{.chips = 8, .global_batch = c.sequences, .seq = 2048, .micro_batch = c.sequences,
+                              .tensor_parallel = 8, .pipeline_parallel = 1, .zero_stage = 0, .recompute = c.recompute};
+    const auto fused = step("a100", "megatron-22b", work);
+    work.attention = target::AttentionKernel::Unfused;
+    const auto unfused = step("a100", "megatron-22b", work);
+    const auto sequences = static_cast<double>(c.sequences);
+    const double scores = heads * s * s * sequences * layers / tp;
+    EXPECT_NEAR(share(unfused, "attention scores in HBM (unfused)"), c.bytes_per_score * scores / hbm, 1e-9);
+    EXPECT_EQ(share(fused, "attention scores in HBM (unfused)"), 0);
+    EXPECT_NEAR(unfused.hardware_flops_per_step - fused.hardware_flops_per_step, c.extra_flops * layers * sequences,
+                1e-9 * unfused.hardware_flops_per_step);
+    const double kept = c.recompute == ir::Recompute::None ? (5 * s * s - s * (s + 1)) * heads * layers / tp : 0;
+    EXPECT_NEAR(unfused.memory.activations - fused.memory.activations, kept, 1.0);
+    EXPECT_GT(unfused.step_s, fused.step_s);
+  }
+  try {
+    step("wse2", "gpt2-small", {.chips = 1, .seq = 1024, .attention = target::AttentionKernel::Unfused});
+    ADD_FAILURE() << "a wafer took unfused attention";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GPU kernel path"), std::string::npos) << e.what();
+  }
+}
+
+// Collectives run at the share of the link's line rate that NCCL sustains (link.efficiency): a
+// ring all-reduce's bandwidth term scales with its inverse.
+TEST(TrainingModels, TensorParallelAllReducesRunAtTheSustainedLinkRate) {
+  const auto a100 = chip("a100");
+  EXPECT_NEAR(a100->arch().chip_link.sustained_bytes_per_second(), 0.77 * 300e9, 1e3);
+  const target::TrainingWork work{.chips = 8, .global_batch = 4, .seq = 2048, .micro_batch = 4, .tensor_parallel = 8,
+                                  .pipeline_parallel = 1, .zero_stage = 0, .recompute = ir::Recompute::Full};
+  target::ArchSource halved{a100->arch(), "", "a100 at half its link efficiency"};
+  halved.spec.chip_link.efficiency /= 2;
+  const auto measured = a100->simulate_training(source("megatron-22b"), work).report;
+  const auto slower = target::make_target(halved)->simulate_training(source("megatron-22b"), work).report;
+  const auto allreduce = [](const target::TrainingReport& r) {
+    return std::find_if(r.breakdown.begin(), r.breakdown.end(),
+                        [](const auto& e) { return e.first == "tensor-parallel all-reduces"; })
+        ->second;
+  };
+  // 6 all-reduces per layer (full recompute), 14 latency steps each of 2 us; the rest bandwidth.
+  const double latency = 48 * 6 * 14 * 2e-6;
+  EXPECT_NEAR(allreduce(slower) - latency, 2 * (allreduce(measured) - latency), 1e-9);
+}

@@ -45,6 +45,7 @@ int train_on_machine_command(const TrainFlags& flags) {
   target::TrainingWork work = flags.work;
   work.seq = flags.request.seq;
   work.recompute = ir::parse_recompute(flags.recompute);
+  work.attention = target::parse_attention_kernel(flags.attention);
   const std::vector<fs::path> inputs = {resolve_model(flags.request.model)};
   check_outputs({flags.json, flags.trace}, inputs);
   const target::TrainingOutcome outcome = api::train_on_machine(flags.request.model, flags.arch, work);

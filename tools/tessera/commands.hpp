@@ -45,7 +45,8 @@ struct TrainFlags {
   std::string arch = "host";  // or a machine: timing-only, --no-numerics
   bool no_numerics = false;
   target::TrainingWork work;  // with --arch: the parallel layout and batch
-  std::string json, trace;    // with --arch: the step's figures and timeline
+  std::string attention = "fused";
+  std::string json, trace;  // with --arch: the step's figures and timeline
 };
 
 int run_command(const RunFlags& flags);

@@ -235,6 +235,11 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--json", train.json, "With --arch: write the step's figures and timeline as JSON");
   train_cmd->add_option("--trace", train.trace, "With --arch: write the step's timeline (Chrome/Perfetto trace JSON)");
   train_cmd->add_option("--zero", train.work.zero_stage, "With --arch (GPUs): ZeRO stage 0-3")->capture_default_str();
+  train_cmd
+      ->add_option("--attention", train.attention,
+                   "With --arch (GPUs): fused (FlashAttention: scores stay on chip) or unfused (scores, softmax and "
+                   "dropout in HBM, as Megatron-LM ran in 2021-22)")
+      ->capture_default_str();
 
   std::string report_input, report_output;
   auto* report_cmd = app.add_subcommand(
@@ -353,7 +358,8 @@ int main(int argc, char** argv) {
                    "chooses values, and --no-numerics computes none");
     if (*run_cmd) return run_command(run);
     if (*train_cmd && train.arch != "host" && !train.no_numerics)
-      reject_given(train_cmd, {"--global-batch", "--micro-batch", "--tp", "--pp", "--interleave", "--zero"},
+      reject_given(train_cmd,
+                   {"--global-batch", "--micro-batch", "--tp", "--pp", "--interleave", "--zero", "--attention"},
                    "lays out a step on a machine (--no-numerics); training with values takes --batch and --seq");
     if (*train_cmd && train.no_numerics) {  // a machine's defaults: Megatron-like sequences and recompute
       if (train_cmd->get_option("--seq")->count() == 0) train.request.seq = 0;  // the api's default

@@ -10,7 +10,8 @@
 //       model: megatron-22b                      # a shipped model or a config file
 //       system: 8xa100                           # a preset or COUNTxPRESET
 //       training: {global_batch: 4, micro_batch: 4, seq: 2048, tp: 8, pp: 1, interleave: 1,
-//                  zero: 0, recompute: full}      # or inference: {prompt_tokens, generated_tokens,
+//                  zero: 0, recompute: full, attention: unfused}
+//                                                 # or inference: {prompt_tokens, generated_tokens,
 //                                                 #   batch, dtype}
 //       metric: step_s                           # see kValidationMetrics
 //       published: 1.42

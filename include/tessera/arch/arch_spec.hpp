@@ -90,8 +90,10 @@ struct ExchangeSpec {
 // How a chip reaches the other chips of a system: pipeline stages, tensor-parallel peers.
 // mesh2d: the wafer's host I/O (io.host_bandwidth, io.chip_latency); others: the `link` section.
 struct ChipLinkSpec {
-  double bytes_per_second = 0;  // per direction
+  double bytes_per_second = 0;  // per direction, the line rate
   double latency_s = 0;         // one message, or one step of a collective
+  double efficiency = 1;        // share of the line rate collectives sustain (protocol overhead)
+  double sustained_bytes_per_second() const { return bytes_per_second * efficiency; }
 };
 
 // The scale-out network between nodes of chips (shared_memory `network` section): chips in one

@@ -11,6 +11,8 @@
 
 namespace tessera::arch {
 
+struct ChipLinkSpec;
+
 inline int64_t positive(const config::YamlMap& map, const std::string& key) {
   const int64_t v = map.integer(key);
   if (v <= 0) fail("{}: must be a positive integer, got {}", map.where(key), v);
@@ -40,7 +42,8 @@ inline double positive_unit(const config::YamlMap& map, const std::string& key,
 }
 
 // The `link` section of a chip that reaches the other chips of a system over links of its own
-// (exchange, shared_memory): bandwidth per direction and latency per message.
-void parse_chip_link(const config::YamlMap& root, double& bytes_per_second, double& latency_s);
+// (exchange, shared_memory): bandwidth per direction, latency per message, and optionally the share
+// of the line rate that collectives sustain.
+void parse_chip_link(const config::YamlMap& root, ChipLinkSpec& link);
 
 }  // namespace tessera::arch

@@ -15,6 +15,14 @@
 
 namespace tessera::target {
 
+// How a GPU's attention kernels treat the scores: `fused` keeps them on chip (FlashAttention);
+// `unfused` writes the full s x s scores to HBM and runs softmax and dropout over them as kernels
+// of their own (Megatron-LM's path in 2021-22: Korthikanti et al. 2022, Table 2 counts the
+// scores, softmax output, dropout mask and output as activations).
+enum class AttentionKernel { Fused, Unfused };
+AttentionKernel parse_attention_kernel(const std::string& name);  // "fused", "unfused"; throws Error
+const char* attention_kernel_name(AttentionKernel kernel);
+
 struct TrainingWork {
   int64_t chips = 1;
   int64_t global_batch = 0;  // sequences per optimizer step; 0: the target's default for the chips
@@ -24,6 +32,7 @@ struct TrainingWork {
   int64_t interleave = 1;  // pipelines: chunks of layers per chip (Megatron's interleaved 1F1B schedule)
   int zero_stage = 1;      // 0-3: what data-parallel replicas shard (optimizer, + gradients, + weights)
   ir::Recompute recompute = ir::Recompute::Selective;
+  AttentionKernel attention = AttentionKernel::Fused;  // GPUs; other fabrics keep scores on chip
 };
 
 // Bytes per chip by what they hold, against the chip's memory.

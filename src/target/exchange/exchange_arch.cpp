@@ -31,7 +31,7 @@ class ExchangeSection : public arch::FabricSection {
     a.exchange.bytes_per_cycle = arch::positive_unit(ex, "bandwidth", arch::parse_bytes_per_cycle);
     a.exchange.sync_cycles = arch::parse_cycles(ex.string("sync"), ex.where("sync"));
     ex.finish();
-    arch::parse_chip_link(root, a.chip_link.bytes_per_second, a.chip_link.latency_s);
+    arch::parse_chip_link(root, a.chip_link);
   }
 
   void parse_core(const YamlMap& core, arch::ArchSpec& a) const override {

@@ -48,7 +48,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                             static_cast<double>(stage.forward_ops + stage.backward_ops) * sync_s;
   const double handover_bytes = mb * boundary * kBytes.activation;
   const double t_handover =
-      pp > 1 ? 2 * (handover_bytes / arch.chip_link.bytes_per_second + arch.chip_link.latency_s) : 0;
+      pp > 1 ? 2 * (handover_bytes / arch.chip_link.sustained_bytes_per_second() + arch.chip_link.latency_s) : 0;
   const double per_micro = t_forward + t_backward + t_exchange + t_handover;
   const double pipeline = (m_micro + p - 1) * per_micro;
   const double bubble = (p - 1) / (m_micro + p - 1);
@@ -56,7 +56,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // Replicas all-reduce the stage's gradients (fp16) over the IPU-Links; the optimizer then updates
   // the resident state from tile SRAM.
   const double t_data =
-      ring_allreduce_s(stage.parameters * kBytes.weight, dp, arch.chip_link.bytes_per_second, arch.chip_link.latency_s);
+      ring_allreduce_s(stage.parameters * kBytes.weight, dp, arch.chip_link.sustained_bytes_per_second(), arch.chip_link.latency_s);
   const double sram_bw = tiles * arch.core.sram_bytes_per_cycle * arch.clock_hz;
   const double t_optimizer = stage.parameters * kBytes.adam_update / sram_bw;
   const double step = pipeline + t_data + t_optimizer;
@@ -131,6 +131,8 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
     fail(
         "IPUs train pipelined and replicated, each layer spread over one IPU's tiles: --tp, --zero above 1 and "
         "--interleave do not apply");
+  if (w.attention != AttentionKernel::Fused)
+    fail("--attention unfused is a GPU kernel path (scores in HBM); an IPU keeps attention scores in tile SRAM");
   const CostedModel m = costed_model(model, w);
   const auto layers = static_cast<int64_t>(m.cost.layers.size());
   LayoutChoice choice;

@@ -44,7 +44,7 @@ class GpuTimer {
       // Ring allreduce: 2 (t - 1) steps, each moving 1/t of the payload over one link.
       const auto t = static_cast<double>(plan_.tensor_parallel);
       c.link =
-          2 * (t - 1) / t * k.link_bytes / arch_.chip_link.bytes_per_second + 2 * (t - 1) * arch_.chip_link.latency_s;
+          2 * (t - 1) / t * k.link_bytes / arch_.chip_link.sustained_bytes_per_second() + 2 * (t - 1) * arch_.chip_link.latency_s;
     } else if (k.op == "gemm") {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);

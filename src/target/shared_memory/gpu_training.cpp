@@ -24,6 +24,38 @@ struct Layout {
   int64_t tp = 1, pp = 1, dp = 1;
 };
 
+// Unfused attention (Megatron-LM's path: q k^T, a fused scale-mask-softmax, dropout, then p v,
+// each a kernel of its own, the scores in HBM) against the graph's fused counts, per sequence.
+// Its kernels compute all s^2 query-key pairs and mask half. Forward: 2 products per pair; the
+// gradient: 4, reading the probabilities from HBM; a recompute (full, or Megatron's selective one
+// of the scores) runs the forward's 2 again. HBM bytes per pair, 2-byte activations and a 1-byte
+// dropout mask: forward or recomputed 13 — q k^T writes S (2), softmax reads S and writes P (4),
+// dropout reads P and writes D and its mask (5), p v reads D (2); backward 19 — dO v^T writes dD
+// (2), D^T dO reads D (2), dropout's gradient reads dD and the mask and writes dP (5), softmax's
+// reads P and dP and writes dS (6), dS k and dS^T q read dS (4). Scores not recomputed stay in HBM
+// until the backward pass: P, the mask and D, 5 bytes per pair (Korthikanti et al. 2022, Table 2),
+// of which the graph's saved activations already hold P over the causal pairs.
+struct UnfusedAttention {
+  double extra_forward_flops = 0, extra_backward_flops = 0;
+  double forward_bytes = 0, backward_bytes = 0, kept_bytes = 0;
+};
+
+UnfusedAttention unfused_attention(const compiler::PhaseCost& c, int64_t seq) {
+  if (c.forward_attention_pairs <= 0) return {};
+  const auto s = static_cast<double>(seq);
+  const double square = 2 * s / (s + 1);                 // pairs computed per causal pair
+  const double product = c.forward_attention_flops / 2;  // one s x s x head_dim product, causal
+  const double again = std::max(c.recompute_attention_pairs, c.rescored_attention_pairs);
+  const double again_share = again / c.forward_attention_pairs;
+  UnfusedAttention u;
+  u.extra_forward_flops = (square - 1) * c.forward_attention_flops;
+  u.extra_backward_flops = square * product * (2 * again_share + 4) - c.backward_attention_flops;
+  u.forward_bytes = 13 * square * c.forward_attention_pairs;
+  u.backward_bytes = square * (13 * again + 19 * c.backward_attention_pairs);
+  u.kept_bytes = (5 * square - kMixedPrecision.activation) * std::max(0.0, c.forward_attention_pairs - again);
+  return u;
+}
+
 LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m,
                           const TrainingWork& w, Layout lay, int64_t global_batch) {
   const auto& cost = m.cost;
@@ -32,7 +64,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   const double sustained = peak * arch.gpu.matmul_efficiency;  // what large matrix products reach
   const int64_t node = arch.network.chips_per_node > 0 ? arch.network.chips_per_node : w.chips;
   const double net_bw =
-      arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.bytes_per_second;
+      arch.network.chips_per_node > 0 ? arch.network.bytes_per_second : arch.chip_link.sustained_bytes_per_second();
   const double net_lat = arch.network.chips_per_node > 0 ? arch.network.latency_s : arch.chip_link.latency_s;
   const auto mb = static_cast<double>(w.micro_batch);
   const int64_t m_count = global_batch / (lay.dp * w.micro_batch);
@@ -50,21 +82,25 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // One micro-batch through the stage: matrix products at the sustained rate; elementwise ops
   // reading and writing HBM; tensor-parallel all-reduces (2 forward, 2 backward per layer, 2 more
   // when the layer's forward runs again); the hand-over to the next stage.
-  const double t_forward = mb * stage.forward_flops / tp / sustained;
-  const double t_backward = mb * (stage.backward_flops + stage.recompute_flops) / tp / sustained;
-  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp /
-                               arch.gpu.sustained_hbm_bytes_per_second();
+  const double hbm = arch.gpu.sustained_hbm_bytes_per_second();
+  const bool unfused = w.attention == AttentionKernel::Unfused;
+  const UnfusedAttention scores = unfused ? unfused_attention(stage, w.seq) : UnfusedAttention{};
+  const double t_forward = mb * (stage.forward_flops + scores.extra_forward_flops) / tp / sustained;
+  const double t_backward =
+      mb * (stage.backward_flops + stage.recompute_flops + scores.extra_backward_flops) / tp / sustained;
+  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp / hbm;
+  const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
   const double layer_activation_bytes = mb * boundary * kBytes.activation;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
-  const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.bytes_per_second,
+  const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.sustained_bytes_per_second(),
                                                         arch.chip_link.latency_s);
   const bool stages_in_node = lay.tp * lay.pp <= node;
   const double t_handover =
       lay.pp > 1 ? 2 * v *
-                       (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.bytes_per_second : net_bw) +
+                       (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.sustained_bytes_per_second() : net_bw) +
                         (stages_in_node ? arch.chip_link.latency_s : net_lat))
                  : 0;
-  const double per_micro = t_forward + t_backward + t_elementwise + t_tensor + t_handover;
+  const double per_micro = t_forward + t_backward + t_elementwise + t_scores + t_tensor + t_handover;
   // The schedule's length in micro-batch slots: m, plus the fill and drain of (p - 1) / v slots.
   const double slots = m_micro + (pp - 1) / v;
   const double pipeline = slots * per_micro;
@@ -74,13 +110,13 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // weight all-gathers forward and backward; not overlapped with the backward pass.
   const double local_params = stage.parameters / tp;
   const bool dp_in_node = lay.tp * lay.pp * lay.dp <= node;
-  const double dp_bw = dp_in_node ? arch.chip_link.bytes_per_second : net_bw;
+  const double dp_bw = dp_in_node ? arch.chip_link.sustained_bytes_per_second() : net_bw;
   const double dp_lat = dp_in_node ? arch.chip_link.latency_s : net_lat;
   double t_data = ring_allreduce_s(local_params * kBytes.weight, lay.dp, dp_bw, dp_lat);
   // ZeRO-3's two weight all-gathers (forward, backward) each move half an all-reduce.
   if (w.zero_stage >= 3) t_data += ring_allreduce_s(local_params * kBytes.weight, lay.dp, dp_bw, dp_lat);
   const double optimizer_params = w.zero_stage >= 1 ? local_params / dp : local_params;
-  const double t_optimizer = optimizer_params * kBytes.adam_update / arch.gpu.sustained_hbm_bytes_per_second();
+  const double t_optimizer = optimizer_params * kBytes.adam_update / hbm;
   const double step = pipeline + t_data + t_optimizer;
 
   TrainingReport r;
@@ -94,7 +130,11 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.tokens_per_s = static_cast<double>(global_batch * w.seq) / step;
   const auto sequences = static_cast<double>(global_batch);
   r.model_flops_per_step = cost.model_flops() * sequences;
-  const double hardware_flops = (cost.model_flops() + cost.total().recompute_flops) * sequences;
+  const compiler::PhaseCost whole = cost.total();
+  const UnfusedAttention all_scores = unfused ? unfused_attention(whole, w.seq) : UnfusedAttention{};
+  const double hardware_flops = (cost.model_flops() + whole.recompute_flops + all_scores.extra_forward_flops +
+                                 all_scores.extra_backward_flops) *
+                                sequences;
   const double machine_peak = peak * static_cast<double>(w.chips);
   r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
   r.hardware_flops_per_step = hardware_flops;
@@ -104,6 +144,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.breakdown = {{"forward", slots * t_forward * (1 - bubble)},
                  {"backward and recompute", slots * t_backward * (1 - bubble)},
                  {"elementwise ops (HBM-bound)", slots * t_elementwise * (1 - bubble)},
+                 {"attention scores in HBM (unfused)", slots * t_scores * (1 - bubble)},
                  {"tensor-parallel all-reduces", slots * t_tensor * (1 - bubble)},
                  {"pipeline hand-overs", slots * t_handover * (1 - bubble)},
                  {"pipeline bubble", pipeline * bubble},
@@ -122,12 +163,14 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.memory.optimizer = local_params * kBytes.optimizer / (w.zero_stage >= 1 ? shard : 1);
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
-  r.memory.activations = in_flight * mb * stage_layers.saved_elements * kBytes.activation / tp + logits;
+  r.memory.activations = in_flight * mb * (stage_layers.saved_elements * kBytes.activation + scores.kept_bytes) / tp + logits;
   // Per GPU and step: weights read three times per micro-batch (forward, and backward for dx and
   // dW), the elementwise ops' tensors, the optimizer's state; all-reduce and gradient traffic.
   const double hbm_traffic =
       m_micro * (3 * local_params * kBytes.weight +
-                 mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp) +
+                 mb * ((stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation +
+                       scores.forward_bytes + scores.backward_bytes) /
+                     tp) +
       optimizer_params * kBytes.adam_update;
   const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kBytes.weight * 2;
   const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
@@ -141,13 +184,18 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                         100 * arch.gpu.matmul_efficiency)
           : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound)"),
       "elementwise ops unfused, each reading and writing its tensors in HBM once; kernel launches not timed",
+      unfused ? "attention unfused: all s x s scores computed, softmax and dropout over them in HBM (13 bytes per "
+                "score forward or recomputed, 19 backward)"
+              : "attention fused (FlashAttention-style): the scores stay on chip",
       "sequence parallelism: activations split over the tensor-parallel group",
       "gradients all-reduced in bf16 after the backward pass, not overlapped with it"};
   if (lay.tp > model.config.n_kv_heads)
     r.assumptions.emplace_back("tensor parallelism wider than the KV heads replicates them (the copies not counted)");
   const double handover_share = t_handover / 2;  // each direction's hand-over with its pass
-  const PipelineSchedule schedule{t_forward + t_elementwise / 2 + t_tensor / 2 + handover_share,
-                                  t_backward + t_elementwise / 2 + t_tensor / 2 + handover_share,
+  const double t_scores_forward = mb * scores.forward_bytes / tp / hbm;
+  const PipelineSchedule schedule{t_forward + t_elementwise / 2 + t_scores_forward + t_tensor / 2 + handover_share,
+                                  t_backward + t_elementwise / 2 + (t_scores - t_scores_forward) + t_tensor / 2 +
+                                      handover_share,
                                   t_data,
                                   t_optimizer,
                                   lay.pp,

@@ -48,7 +48,7 @@ class SharedMemorySection : public arch::FabricSection {
       a.gpu.matmul_efficiency = *e;
     }
     run.finish();
-    arch::parse_chip_link(root, a.chip_link.bytes_per_second, a.chip_link.latency_s);
+    arch::parse_chip_link(root, a.chip_link);
     if (root.has("network")) {
       const YamlMap net = root.map("network");
       a.network.chips_per_node = arch::positive_at_most(net, "chips_per_node", int64_t{1} << 16, "a DGX H100 has 8");

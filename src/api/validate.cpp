@@ -61,8 +61,16 @@ target::TrainingWork training_work(const config::YamlMap& row) {
   work.pipeline_parallel = t.optional_integer("pp").value_or(0);
   work.interleave = positive(t, "interleave", 1);
   work.zero_stage = static_cast<int>(t.optional_integer("zero").value_or(1));
-  work.recompute = ir::parse_recompute(t.optional_string("recompute").value_or("selective"));
-  work.attention = target::parse_attention_kernel(t.optional_string("attention").value_or("fused"));
+  // A named choice, its error pointing at the key.
+  const auto choice = [&t](const std::string& key, const std::string& fallback, auto parse) {
+    try {
+      return parse(t.optional_string(key).value_or(fallback));
+    } catch (const Error& e) {
+      fail("{}: {}", t.where(key), e.what());
+    }
+  };
+  work.recompute = choice("recompute", "selective", ir::parse_recompute);
+  work.attention = choice("attention", "fused", target::parse_attention_kernel);
   t.finish();
   return work;
 }

@@ -90,6 +90,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
       mb * (stage.backward_flops + stage.recompute_flops + scores.extra_backward_flops) / tp / sustained;
   const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp / hbm;
   const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
+  // A kernel launch per op of the training graph (forward, recompute, backward).
+  const double t_launch = static_cast<double>(stage.forward_ops + stage.backward_ops) * arch.gpu.kernel_launch_s;
   const double layer_activation_bytes = mb * boundary * kBytes.activation;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
   const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.sustained_bytes_per_second(),
@@ -100,7 +102,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                        (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.sustained_bytes_per_second() : net_bw) +
                         (stages_in_node ? arch.chip_link.latency_s : net_lat))
                  : 0;
-  const double per_micro = t_forward + t_backward + t_elementwise + t_scores + t_tensor + t_handover;
+  const double per_micro = t_forward + t_backward + t_elementwise + t_scores + t_launch + t_tensor + t_handover;
   // The schedule's length in micro-batch slots: m, plus the fill and drain of (p - 1) / v slots.
   const double slots = m_micro + (pp - 1) / v;
   const double pipeline = slots * per_micro;
@@ -145,6 +147,7 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                  {"backward and recompute", slots * t_backward * (1 - bubble)},
                  {"elementwise ops (HBM-bound)", slots * t_elementwise * (1 - bubble)},
                  {"attention scores in HBM (unfused)", slots * t_scores * (1 - bubble)},
+                 {"kernel launches", slots * t_launch * (1 - bubble)},
                  {"tensor-parallel all-reduces", slots * t_tensor * (1 - bubble)},
                  {"pipeline hand-overs", slots * t_handover * (1 - bubble)},
                  {"pipeline bubble", pipeline * bubble},
@@ -183,7 +186,9 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
           ? fmt::format("matrix products at {:.1f}% of the tensor peak (the arch's measured matmul_efficiency)",
                         100 * arch.gpu.matmul_efficiency)
           : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound)"),
-      "elementwise ops unfused, each reading and writing its tensors in HBM once; kernel launches not timed",
+      fmt::format("elementwise ops unfused, each reading and writing its tensors in HBM once; a kernel launch of {:.1f} "
+                  "us per op of the training graph (unfused attention's extra kernels not counted)",
+                  arch.gpu.kernel_launch_s * 1e6),
       unfused ? "attention unfused: all s x s scores computed, softmax and dropout over them in HBM (13 bytes per "
                 "score forward or recomputed, 19 backward)"
               : "attention fused (FlashAttention-style): the scores stay on chip",
@@ -193,9 +198,11 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
     r.assumptions.emplace_back("tensor parallelism wider than the KV heads replicates them (the copies not counted)");
   const double handover_share = t_handover / 2;  // each direction's hand-over with its pass
   const double t_scores_forward = mb * scores.forward_bytes / tp / hbm;
-  const PipelineSchedule schedule{t_forward + t_elementwise / 2 + t_scores_forward + t_tensor / 2 + handover_share,
-                                  t_backward + t_elementwise / 2 + (t_scores - t_scores_forward) + t_tensor / 2 +
-                                      handover_share,
+  const double t_launch_forward = static_cast<double>(stage.forward_ops) * arch.gpu.kernel_launch_s;
+  const PipelineSchedule schedule{
+      t_forward + t_elementwise / 2 + t_scores_forward + t_launch_forward + t_tensor / 2 + handover_share,
+      t_backward + t_elementwise / 2 + (t_scores - t_scores_forward) + (t_launch - t_launch_forward) + t_tensor / 2 +
+          handover_share,
                                   t_data,
                                   t_optimizer,
                                   lay.pp,

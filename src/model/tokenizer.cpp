@@ -1,6 +1,7 @@
 #include "tessera/model/tokenizer.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -76,6 +77,10 @@ Char char_at(std::string_view s, size_t pos) {
   return {static_cast<size_t>(n), classify(cp)};
 }
 
+// Llama 3's pre-tokenizer pattern, as its tokenizer.json spells it.
+constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 constexpr std::array<std::string_view, 7> kContractions = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
 
 std::string encode_utf8(uint32_t cp) {
@@ -130,6 +135,76 @@ std::vector<std::string_view> pretokenize(std::string_view text) {
         e += c.length;
       }
       if (e < n && last_start > i) e = last_start;  // leave one space for the next word
+    }
+    out.push_back(text.substr(i, e - i));
+    i = e;
+  }
+  return out;
+}
+
+namespace {
+
+bool is_line_break(std::string_view text, size_t pos) { return text[pos] == '\r' || text[pos] == '\n'; }
+
+// The end of the run of characters of class `cls` starting at `pos`, at most `limit` of them.
+size_t run_end(std::string_view text, size_t pos, CharClass cls, size_t limit = SIZE_MAX) {
+  for (size_t count = 0; pos < text.size() && count < limit; ++count) {
+    const Char c = char_at(text, pos);
+    if (c.cls != cls) break;
+    pos += c.length;
+  }
+  return pos;
+}
+
+// Case-insensitive English contractions ('s 't 're 've 'm 'll 'd, ASCII letters) at `pos`: their length, or 0.
+size_t contraction_at(std::string_view text, size_t pos) {
+  if (text[pos] != '\'') return 0;
+  for (std::string_view c : kContractions) {
+    if (pos + c.size() > text.size()) continue;
+    bool same = true;
+    for (size_t k = 1; k < c.size() && same; ++k)
+      same = std::tolower(static_cast<unsigned char>(text[pos + k])) == c[k];
+    if (same) return c.size();
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<std::string_view> pretokenize_llama3(std::string_view text) {
+  std::vector<std::string_view> out;
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const Char first = char_at(text, i);
+    size_t e = i;
+    if (const size_t c = contraction_at(text, i)) {
+      e = i + c;
+    } else if (first.cls == CharClass::Letter) {  // \p{L}+
+      e = run_end(text, i, CharClass::Letter);
+    } else if (!is_line_break(text, i) && first.cls != CharClass::Number && i + first.length < n &&
+               char_at(text, i + first.length).cls == CharClass::Letter) {  // [^\r\n\p{L}\p{N}]\p{L}+
+      e = run_end(text, i + first.length, CharClass::Letter);
+    } else if (first.cls == CharClass::Number) {  // \p{N}{1,3}
+      e = run_end(text, i, CharClass::Number, 3);
+    } else if (const size_t start = text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls == CharClass::Other
+                                        ? i + 1
+                                        : i;
+               char_at(text, start).cls == CharClass::Other) {  //  ?[^\s\p{L}\p{N}]+[\r\n]*
+      e = run_end(text, start, CharClass::Other);
+      while (e < n && is_line_break(text, e)) ++e;
+    } else {  // whitespace: \s*[\r\n]+, then \s+(?!\S), then \s+
+      const size_t space_end = run_end(text, i, CharClass::Space);
+      size_t last_break = SIZE_MAX, last_start = i;
+      for (size_t pos = i; pos < space_end; pos += char_at(text, pos).length) {
+        if (is_line_break(text, pos)) last_break = pos;
+        last_start = pos;
+      }
+      if (last_break != SIZE_MAX)
+        e = last_break + 1;
+      else if (space_end == n || last_start == i)
+        e = space_end;
+      else
+        e = last_start;  // leave one space for the next piece
     }
     out.push_back(text.substr(i, e - i));
     i = e;
@@ -233,14 +308,30 @@ Tokenizer Tokenizer::load_hf(const std::filesystem::path& tokenizer_json) {
   if (j.contains("normalizer") && !j.at("normalizer").is_null())
     fail("{}: field 'normalizer' is {}; tessera tokenizes the text as given (no normalizer)", origin,
          j.at("normalizer").dump().substr(0, 120));
-  // GPT-2's pre-tokenizer: ByteLevel with its regex and no added prefix space.
+  // GPT-2's pre-tokenizer (ByteLevel with its regex, no added prefix space), or Llama 3's: a
+  // Split on its pattern (each match a piece), then ByteLevel without a regex of its own.
   const nlohmann::json& pre = field(j, "pre_tokenizer", "pre_tokenizer");
-  if (!pre.is_object() || pre.value("type", "") != "ByteLevel" || !pre.value("use_regex", true) ||
-      pre.value("add_prefix_space", false))
+  const auto byte_level = [](const nlohmann::json& p, bool regex) {
+    return p.is_object() && p.value("type", "") == "ByteLevel" && p.value("use_regex", true) == regex &&
+           !p.value("add_prefix_space", false);
+  };
+  const auto llama3_split = [](const nlohmann::json& p) {
+    return p.is_object() && p.value("type", "") == "Split" && p.value("behavior", "") == "Isolated" &&
+           !p.value("invert", false) && p.contains("pattern") && p.at("pattern").is_object() &&
+           p.at("pattern").value("Regex", "") == kLlama3Pattern;
+  };
+  const bool llama3 = pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
+      pre.at("pretokenizers").is_array() && pre.at("pretokenizers").size() == 2 &&
+      llama3_split(pre.at("pretokenizers")[0]) && byte_level(pre.at("pretokenizers")[1], false);
+  if (!llama3 && !byte_level(pre, true))
     fail(
         "{}: field 'pre_tokenizer' is {}; tessera splits text as GPT-2 does (ByteLevel, use_regex, no prefix "
-        "space), not with other pre-tokenizers such as Llama 3's Split regex",
-        origin, pre.dump().substr(0, 120));
+        "space) or as Llama 3 does (Sequence of a Split on Llama 3's pattern, Isolated, and ByteLevel without "
+        "use_regex), not with other pre-tokenizers",
+        origin, pre.dump().substr(0, 160));
+  if (model.contains("ignore_merges") && !model.at("ignore_merges").is_boolean())
+    fail("{}: field 'model.ignore_merges' must be true or false", origin);
+  const bool ignore_merges = model.value("ignore_merges", false);
   std::vector<std::pair<std::string, int64_t>> vocab = vocabulary(field(model, "vocab", "model.vocab"), origin);
   if (j.contains("added_tokens") && j.at("added_tokens").is_array()) {
     std::set<std::string> known;
@@ -272,7 +363,9 @@ Tokenizer Tokenizer::load_hf(const std::filesystem::path& tokenizer_json) {
       fail("{}: expected \"left right\" or [\"left\", \"right\"]", where);
     }
   }
-  return build(vocab, origin, ranked);
+  Tokenizer built = build(vocab, origin, ranked);
+  built.llama3_split_ = llama3, built.ignore_merges_ = ignore_merges;
+  return built;
 }
 
 void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) const {
@@ -280,6 +373,12 @@ void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) co
   if (const auto it = cache_.find(key); it != cache_.end()) {
     out.insert(out.end(), it->second.begin(), it->second.end());
     return;
+  }
+  if (ignore_merges_) {
+    if (const auto whole = bytes_to_id_.find(key); whole != bytes_to_id_.end()) {
+      out.push_back(whole->second);
+      return;
+    }
   }
   std::vector<int32_t> symbols;
   for (char c : word) symbols.push_back(bytes_to_id_.at(std::string(1, c)));
@@ -315,7 +414,7 @@ void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) co
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int32_t> ids;
-  for (std::string_view word : pretokenize(text)) encode_word(word, ids);
+  for (std::string_view word : llama3_split_ ? pretokenize_llama3(text) : pretokenize(text)) encode_word(word, ids);
   return ids;
 }
 

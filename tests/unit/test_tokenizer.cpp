@@ -124,3 +124,61 @@ TEST(Tokenizer, HuggingFaceTokenizerJsonEqualsTheGpt2Files) {
   }
   std::filesystem::remove_all(dir);
 }
+
+// Llama 3's pre-tokenizer against what the `regex` module matches with its pattern
+// (tests/data/llama3_pretokens.json, written by tools/gen_llama3_pretokens.py).
+TEST(Pretokenize, FollowsLlama3PatternAsRegexMatchesIt) {
+  const nlohmann::json data = nlohmann::json::parse(
+      tessera::read_text_file(std::string(TESSERA_SOURCE_DIR) + "/tests/data/llama3_pretokens.json"));
+  ASSERT_GE(data.at("cases").size(), 10u);
+  for (const auto& c : data.at("cases")) {
+    const std::string text = c.at("text").get<std::string>();
+    std::vector<std::string> pieces;
+    for (auto piece : model::pretokenize_llama3(text)) pieces.emplace_back(piece);
+    EXPECT_EQ(pieces, c.at("pieces").get<std::vector<std::string>>()) << text.substr(0, 60);
+  }
+}
+
+// A tokenizer.json with Llama 3's pre-tokenizer encodes each of its pieces as GPT-2's BPE would
+// (the same merges, other pieces: numbers in threes, a space before a number apart); with ignore_merges a piece that is itself a token is that token, whatever the
+// merges would make of it.
+TEST(Tokenizer, HuggingFaceTokenizerJsonWithLlama3PreTokenizer) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  nlohmann::json j = nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/hf/llama/tokenizer.json"));
+  const nlohmann::json data = nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/llama3_pretokens.json"));
+  j["pre_tokenizer"] = {
+      {"type", "Sequence"},
+      {"pretokenizers",
+       {{{"type", "Split"}, {"pattern", {{"Regex", data.at("pattern")}}}, {"behavior", "Isolated"}, {"invert", false}},
+        {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}};
+  const auto dir = std::filesystem::temp_directory_path() / "tessera_llama3_tokenizer";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  const auto llama3 = tessera::model::Tokenizer::load_hf(dir / "tokenizer.json");
+  const auto gpt2 = tessera::model::Tokenizer::load_hf(root + "/tests/data/hf/llama/tokenizer.json");
+  const std::string text = "In 1234567 ways, it's    qqq";
+  const auto ids = llama3.encode(text);
+  EXPECT_EQ(llama3.decode(ids), text);
+  EXPECT_NE(model::pretokenize_llama3(text).size(), model::pretokenize(text).size());
+  std::vector<int32_t> by_piece;
+  for (auto piece : model::pretokenize_llama3(text)) {
+    const auto piece_ids = gpt2.encode(std::string(piece));  // one GPT-2 pre-token each: the same merges
+    by_piece.insert(by_piece.end(), piece_ids.begin(), piece_ids.end());
+  }
+  EXPECT_EQ(ids, by_piece);
+  // ignore_merges: a piece in the vocabulary is one token even if no merge path builds it.
+  const std::string piece = " qqq";
+  j["model"]["vocab"]["\xc4\xa0" "qqq"] = j["model"]["vocab"].size();  // byte-level spelling: U+0120 for the space
+  for (auto& added : j["added_tokens"]) added["id"] = added["id"].get<int64_t>() + 1;
+  j["model"]["ignore_merges"] = true;
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  const auto whole = tessera::model::Tokenizer::load_hf(dir / "tokenizer.json");
+  const auto whole_ids = whole.encode(text);
+  EXPECT_EQ(whole.token_bytes(whole_ids.back()), piece);
+  EXPECT_EQ(whole.decode(whole_ids), text);
+  j["model"]["ignore_merges"] = "yes";
+  std::ofstream(dir / "tokenizer.json") << j.dump();
+  EXPECT_NE(error_of([&] { tessera::model::Tokenizer::load_hf(dir / "tokenizer.json"); }).find("model.ignore_merges"),
+            std::string::npos);
+  std::filesystem::remove_all(dir);
+}

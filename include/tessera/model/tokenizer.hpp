@@ -5,7 +5,11 @@
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 // as a hand-written scanner over UTF-8: \p{L} and \p{N} come from Unicode tables
 // (src/model/unicode_tables.inc, generated), \s is the White_Space property, and each byte of
-// invalid UTF-8 counts as punctuation.
+// invalid UTF-8 counts as punctuation. A tokenizer.json may instead split as Llama 3 does
+// (tiktoken's cl100k-style pattern, with a separate scanner):
+//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+//   \s*[\r\n]+|\s+(?!\S)|\s+
+// (case-insensitive contractions in ASCII letters only).
 #pragma once
 
 #include <cstdint>
@@ -23,8 +27,10 @@ class Tokenizer {
  public:
   static Tokenizer load(const std::filesystem::path& encoder_json, const std::filesystem::path& merges);
   // A Hugging Face tokenizer.json of the same kind: a byte-level BPE model with GPT-2's
-  // pre-tokenizer (ByteLevel, its regex, no added prefix space); its added tokens are appended.
-  // Throws Error naming the field for any other model or pre-tokenizer (Llama 3's Split regex).
+  // pre-tokenizer (ByteLevel, its regex, no added prefix space) or Llama 3's (a Split on the
+  // pattern above, then ByteLevel without its regex); its added tokens are appended, and
+  // `ignore_merges` (a pre-token that is itself in the vocabulary is one token) is honoured.
+  // Throws Error naming the field for any other model, normalizer or pre-tokenizer.
   static Tokenizer load_hf(const std::filesystem::path& tokenizer_json);
 
   std::vector<int32_t> encode(std::string_view text) const;
@@ -47,10 +53,13 @@ class Tokenizer {
   // (left id << 32 | right id) -> (rank, merged id)
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
   std::optional<int32_t> end_of_text_;
+  bool llama3_split_ = false;  // Llama 3's pre-tokenizer instead of GPT-2's
+  bool ignore_merges_ = false;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
 };
 
-// Splits text into GPT-2 pre-tokens (exposed for tests).
+// Splits text into GPT-2 pre-tokens, or Llama 3's (exposed for tests).
 std::vector<std::string_view> pretokenize(std::string_view text);
+std::vector<std::string_view> pretokenize_llama3(std::string_view text);
 
 }  // namespace tessera::model

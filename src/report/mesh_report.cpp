@@ -83,6 +83,11 @@ std::string summary_table(const sim::MeshReport& r) {
                      "core-time split");
   out += phase_row("prefill", r.prefill, r.clock_hz);
   out += phase_row("decode", r.decode, r.clock_hz);
+  if (const auto& c = r.cycle_region; !c.stage.empty())
+    out += fmt::format(
+        "  cycle-level region   stage '{}': its {} collective runs take {:.0f} cycles wavelet by wavelet, {:.0f} at "
+        "the {} tier ({:+.1f}%)\n",
+        c.stage, c.collectives, c.cycle_level_cycles, c.reference_cycles, r.fabric_model, 100 * c.error());
   if (!r.busiest_steps.empty()) {
     out += "  busiest fabric ports (decode, per token):\n";
     for (const auto& h : r.busiest_steps)
@@ -169,49 +174,57 @@ std::string to_json(const program::Program& plan, const sim::MeshReport& r) {
   }
   nlohmann::json density = nlohmann::json::object();
   for (const auto& [layer, d] : r.activation_density) density[layer] = d;
-  const nlohmann::json doc = {{"schema", "tessera-run/2"},
-                              {"link_load", links},
-                              {"model", r.model_name},
-                              {"arch", r.arch_name},
-                              {"precision",
-                               {{"weights", r.precision.weights},
-                                {"scales", resolved_scales(r.precision.weights, r.precision.scales)},
-                                {"group", r.precision.group},
-                                {"activations", r.precision.activations},
-                                {"kv", r.precision.kv},
-                                {"accumulate", a.core.accumulate},
-                                {"prune", r.precision.prune},
-                                {"weight_bits", r.weight_bits},
-                                {"skip_weight_zeros", r.skip_weight_zeros},
-                                {"skip_zero_activations", r.skip_zero_activations},
-                                {"activation_density", density}}},
-                              {"fabric_model", r.fabric_model},
-                              {"clock_hz", r.clock_hz},
-                              {"grid", {{"width", run.grid_width}, {"height", run.grid_height}}},
-                              {"peak_macs_per_cycle_per_core", a.core.macs_per_cycle.at(r.precision.activations)},
-                              {"link_words_per_cycle", a.link.bytes_per_cycle / 4},
-                              {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
-                              {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},
-                              {"time_to_first_token_s", r.time_to_first_token_s},
-                              {"decode_tokens_per_s_per_user", r.decode_tokens_per_s},
-                              {"sram",
-                               {{"high_water_bytes_per_core", r.sram_high_water_bytes},
-                                {"high_water_stage", r.sram_high_water_stage},
-                                {"usable_bytes_per_core", r.sram_per_core_bytes}}},
-                              {"energy_per_decode_token", energy_json(r.decode_energy_per_token)},
-                              {"prefill", phase_json(r.prefill, r.clock_hz)},
-                              {"decode", phase_json(r.decode, r.clock_hz)},
-                              {"busiest_decode_steps", busiest},
-                              {"stages", stages},
-                              {"decode_steps", steps},
-                              {"config",
-                               {{"arch_origin", plan.arch_origin},
-                                {"arch_yaml", plan.arch_yaml},
-                                {"model_origin", plan.model_origin},
-                                {"model_yaml", plan.model_yaml},
-                                {"prompt_tokens", plan.prompt_tokens},
-                                {"max_new_tokens", plan.max_new_tokens},
-                                {"prefill_chunk_tokens", plan.prefill_chunk_tokens}}}};
+  const nlohmann::json doc = {
+      {"schema", "tessera-run/2"},
+      {"link_load", links},
+      {"model", r.model_name},
+      {"arch", r.arch_name},
+      {"precision",
+       {{"weights", r.precision.weights},
+        {"scales", resolved_scales(r.precision.weights, r.precision.scales)},
+        {"group", r.precision.group},
+        {"activations", r.precision.activations},
+        {"kv", r.precision.kv},
+        {"accumulate", a.core.accumulate},
+        {"prune", r.precision.prune},
+        {"weight_bits", r.weight_bits},
+        {"skip_weight_zeros", r.skip_weight_zeros},
+        {"skip_zero_activations", r.skip_zero_activations},
+        {"activation_density", density}}},
+      {"fabric_model", r.fabric_model},
+      {"cycle_region", r.cycle_region.stage.empty()
+                           ? nlohmann::json(nullptr)
+                           : nlohmann::json{{"stage", r.cycle_region.stage},
+                                            {"collectives", r.cycle_region.collectives},
+                                            {"cycle_level_cycles", r.cycle_region.cycle_level_cycles},
+                                            {"reference_cycles", r.cycle_region.reference_cycles},
+                                            {"error", r.cycle_region.error()}}},
+      {"clock_hz", r.clock_hz},
+      {"grid", {{"width", run.grid_width}, {"height", run.grid_height}}},
+      {"peak_macs_per_cycle_per_core", a.core.macs_per_cycle.at(r.precision.activations)},
+      {"link_words_per_cycle", a.link.bytes_per_cycle / 4},
+      {"cores", {{"used", r.cores_used}, {"usable", r.cores_usable}}},
+      {"tokens", {{"prompt", r.prompt_tokens}, {"generated", r.generated_tokens}}},
+      {"time_to_first_token_s", r.time_to_first_token_s},
+      {"decode_tokens_per_s_per_user", r.decode_tokens_per_s},
+      {"sram",
+       {{"high_water_bytes_per_core", r.sram_high_water_bytes},
+        {"high_water_stage", r.sram_high_water_stage},
+        {"usable_bytes_per_core", r.sram_per_core_bytes}}},
+      {"energy_per_decode_token", energy_json(r.decode_energy_per_token)},
+      {"prefill", phase_json(r.prefill, r.clock_hz)},
+      {"decode", phase_json(r.decode, r.clock_hz)},
+      {"busiest_decode_steps", busiest},
+      {"stages", stages},
+      {"decode_steps", steps},
+      {"config",
+       {{"arch_origin", plan.arch_origin},
+        {"arch_yaml", plan.arch_yaml},
+        {"model_origin", plan.model_origin},
+        {"model_yaml", plan.model_yaml},
+        {"prompt_tokens", plan.prompt_tokens},
+        {"max_new_tokens", plan.max_new_tokens},
+        {"prefill_chunk_tokens", plan.prefill_chunk_tokens}}}};
   return doc.dump(1) + "\n";
 }
 

@@ -528,6 +528,7 @@ TEST(Cli, RunJsonKeysAreStable) {
                                          "clock_hz",
                                          "config",
                                          "cores",
+                                         "cycle_region",
                                          "decode",
                                          "decode_steps",
                                          "decode_tokens_per_s_per_user",

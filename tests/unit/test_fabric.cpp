@@ -77,7 +77,7 @@ TEST(Fabric, BadCollectivesAreRejected) {
   bad_relay.flows.push_back({{0, 0}, {{1, 0}}, 5, {}});
   bad_relay.flows.push_back({{2, 0}, {{3, 0}}, 5, {0}});  // relays data that never reaches (2, 0)
   EXPECT_THROW(mesh.fast_cost(bad_relay), Error);
-  EXPECT_THROW(MeshFabric(65, 65, wse_link()).cycle_level_cost({}), Error);
+  EXPECT_THROW(MeshFabric(257, 256, wse_link()).cycle_level_cost({}), Error);
 }
 
 // The fast model must stay within 10% of the cycle-level mode for the collectives the mesh

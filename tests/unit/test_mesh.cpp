@@ -184,6 +184,45 @@ TEST(MeshTiming, FastFabricModelAgreesWithCycleLevelOnAWholePlan) {
   }
 }
 
+// A region at the cycle tier inside a run at another tier: one stage's collectives are costed
+// wavelet by wavelet whatever the run's tier (the same cycle-level total under the analytic and the
+// flow tier), and their error against the run's tier is reported; on a wafer larger than the cycle
+// tier's whole-run limit, a stage still can be.
+TEST(MeshTiming, CycleRegionTimesOneStageWaveletByWaveletInsideARun) {
+  const auto result = compile(inputs("default", "mesh-32x32"), {16, 16, {}});
+  ASSERT_TRUE(result.status) << result.status.message();
+  const std::string stage = result.program.stages.at(1).name;
+  sim::TimingOptions flow, analytic;
+  flow.cycle_region = analytic.cycle_region = stage;
+  analytic.fabric = sim::FabricModel::Analytic;
+  const auto at_flow = sim::simulate_mesh_timing(result.program, flow);
+  const auto at_analytic = sim::simulate_mesh_timing(result.program, analytic);
+  EXPECT_EQ(at_flow.cycle_region.stage, stage);
+  EXPECT_GT(at_flow.cycle_region.collectives, 0);
+  EXPECT_EQ(at_flow.cycle_region.collectives, at_analytic.cycle_region.collectives);
+  EXPECT_EQ(at_flow.cycle_region.cycle_level_cycles, at_analytic.cycle_region.cycle_level_cycles);
+  EXPECT_NE(at_flow.cycle_region.reference_cycles, at_analytic.cycle_region.reference_cycles);
+  EXPECT_LT(std::abs(at_flow.cycle_region.error()), 0.05);
+  EXPECT_GT(std::abs(at_analytic.cycle_region.error()), std::abs(at_flow.cycle_region.error()))
+      << "the closed forms are further from the wavelets than routed flows are";
+  EXPECT_TRUE(sim::simulate_mesh_timing(result.program).cycle_region.stage.empty());
+  flow.cycle_region = "layer 99";
+  EXPECT_NE(error_of([&] { sim::simulate_mesh_timing(result.program, flow); }).find("its stages are 'layer 0'"),
+            std::string::npos);
+
+  const auto wafer = compile(inputs("default", "wse2"), {16, 8, {}});
+  ASSERT_TRUE(wafer.status) << wafer.status.message();
+  sim::TimingOptions whole;
+  whole.fabric = sim::FabricModel::CycleLevel;
+  EXPECT_NE(error_of([&] { sim::simulate_mesh_timing(wafer.program, whole); }).find("--cycle-region STAGE"),
+            std::string::npos);
+  sim::TimingOptions one;
+  one.cycle_region = wafer.program.stages.front().name;
+  const auto region = sim::simulate_mesh_timing(wafer.program, one);
+  EXPECT_GT(region.cycle_region.collectives, 0);
+  EXPECT_LT(std::abs(region.cycle_region.error()), 0.05);
+}
+
 // The analytic tier (closed forms, nothing routed) within 10% of the flow tier on every shipped
 // mesh preset and every shipped model that fits it: time to first token and decode.
 TEST(MeshTiming, AnalyticTierAgreesWithTheFlowTierOnEveryPresetAndModel) {

@@ -41,7 +41,8 @@ target::SimulateOptions simulate_options(const Outputs& out, Progress& progress)
                                                                  : target::Fidelity::Flow,
           .link_loads = !out.json.empty() || !out.heatmaps.empty(),
           .on_pass = [&progress](int64_t done, int64_t total) { progress.update(done, total); },
-          .activation_density = {}};
+          .activation_density = {},
+          .cycle_region = out.cycle_region};
 }
 
 report::RunFiles run_files(const Outputs& out) { return {out.json, out.csv, out.trace, out.heatmaps, out.inputs}; }

@@ -63,6 +63,7 @@ struct Outputs {
   std::string json, trace, heatmaps, csv;
   std::string fidelity = "flow";  // not a file: how finely a mesh's collectives are timed
   bool cycle_level = false;       // not a file: --fidelity cycle
+  std::string cycle_region;       // not a file: a stage timed at the cycle tier inside the run
   bool quiet = false;             // no progress lines
   std::vector<fs::path> inputs;   // not a flag: the files the command reads, which no output may replace
 };

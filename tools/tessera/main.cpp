@@ -57,9 +57,12 @@ void add_output_options(CLI::App* cmd, Outputs& out) {
   cmd->add_option("--heatmaps", out.heatmaps, "Write per-core heatmaps (SVG and PNG) into this new directory");
   cmd->add_option("--fidelity", out.fidelity,
                   "Mesh fabrics: analytic (closed forms, for sweeps), flow (routed flows with contention) or cycle "
-                  "(every wavelet; meshes up to 64x64)")
+                  "(every wavelet; meshes up to 64x64: on larger ones, one stage with --cycle-region)")
       ->check(CLI::IsMember({"analytic", "flow", "cycle"}))
       ->capture_default_str();
+  cmd->add_option("--cycle-region", out.cycle_region,
+                  "Mesh fabrics: time this stage's collectives (\"layer 3\") wavelet by wavelet inside the run, and "
+                  "report their error at the run's tier");
 }
 
 // Fails naming the first of `options` the user gave to `cmd`, with why it does not apply.

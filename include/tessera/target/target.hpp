@@ -139,6 +139,7 @@ struct SimulateOptions {
   bool link_loads = false;  // mesh fabrics: words per link over the run (heatmaps)
   std::function<void(int64_t done, int64_t total)> on_pass;
   std::map<std::string, double> activation_density;  // measured by a run with values
+  std::string cycle_region;  // mesh fabrics: a stage whose collectives are timed at the cycle tier
 };
 
 // Computes a plan's values: same contract as ref::ReferenceExecutor (forward, reset, max_context).

@@ -55,7 +55,10 @@ class ExchangeTarget : public Target {
     return std::make_shared<BspPlanFile>(program::bsp_plan_from_json(text, origin));
   }
 
-  RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
+  RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {
+    if (!options.cycle_region.empty())
+      fail("--cycle-region {}: {} has one timing tier (no mesh fabric to time wavelet by wavelet)",
+           options.cycle_region, arch().name);
     const program::BspPlan& p = plan_as<BspPlanFile>(plan, "exchange").plan;
     sim::BspReport b = sim::simulate_bsp(p);
     RunReport r = phase_timed_run("exchange", p, b);

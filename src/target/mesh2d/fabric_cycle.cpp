@@ -40,9 +40,11 @@ int64_t whole(double value, const char* what) {
 }  // namespace
 
 CommCost MeshFabric::cycle_level_cost(const Collective& collective) const {
-  if (width_ > 64 || height_ > 64)
-    fail("the cycle-level fabric mode is for meshes up to 64 x 64 (this one is {} x {}); use the fast model", width_,
-         height_);
+  if (static_cast<int64_t>(width_) * height_ > kMaxCycleLevelRouters)
+    fail(
+        "the cycle-level fabric mode moves wavelets through at most {} routers (256 x 256); this collective spans {} "
+        "x {}: use the flow tier",
+        kMaxCycleLevelRouters, width_, height_);
   check_dependencies(collective);
   const int64_t rate = whole(link_.bytes_per_cycle / 4.0, "number of 32-bit wavelets per link per cycle");
   const int64_t hop = whole(link_.hop_latency_cycles, "hop latency");

@@ -96,6 +96,7 @@ class Mesh2dTarget : public Target {
     timing.on_pass = options.on_pass;
     timing.link_loads = options.link_loads;
     timing.activation_density = options.activation_density;
+    timing.cycle_region = options.cycle_region;
     sim::MeshReport m = sim::simulate_mesh_timing(*program, timing);
     RunReport r;
     describe_run(r, "mesh2d", *program);

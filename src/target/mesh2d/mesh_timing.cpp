@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include <fmt/core.h>
 
@@ -45,7 +46,8 @@ TransferRow transfer_row(const arch::Region& r, const arch::Region& to, int64_t 
 class Timer {
   // A collective's shape: pattern; for a transfer the destination's offset and size, for host I/O
   // the stage; the region's size, words, group.
-  using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t>;
+  // The last element is the tier it was costed at.
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int>;
 
  public:
   Timer(const program::Program& plan, FabricModel model, bool track_links,
@@ -55,6 +57,11 @@ class Timer {
         plan_(plan),
         arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)),
         fabric_(static_cast<int32_t>(arch_.grid_width), static_cast<int32_t>(arch_.grid_height), arch_.link) {
+    if (model == FabricModel::CycleLevel && (arch_.grid_width > 64 || arch_.grid_height > 64))
+      fail(
+          "the cycle tier times whole runs on meshes up to 64 x 64 (this one is {} x {}); time one stage wavelet by "
+          "wavelet inside a flow-tier run with --cycle-region STAGE",
+          arch_.grid_width, arch_.grid_height);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
     rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations);
@@ -63,6 +70,11 @@ class Timer {
   }
 
   const arch::ArchSpec& arch() const { return arch_; }
+
+  // Costs the collectives of these stages (inside their regions and to the next stage) wavelet by
+  // wavelet, the rest at the timer's tier, and totals both tiers' times for them.
+  void time_wavelet_by_wavelet(std::set<int32_t> stages) { cycle_stages_ = std::move(stages); }
+  const CycleRegionReport& cycle_region() const { return region_; }
 
   // `scale` < 1 charges a partial prefill chunk proportionally.
   StepCost cost(const program::Step& s, int64_t slots, double scale) {
@@ -73,7 +85,13 @@ class Timer {
     c.compute = std::ceil((macs + ops) / rate_);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
     if (s.pattern != Pattern::None) {
-      c.fabric = communication(s, words);
+      const FabricModel tier = tier_of(s);
+      c.fabric = communication(s, words, tier);
+      if (tier != model_) {
+        region_.cycle_level_cycles += c.fabric.cycles;
+        region_.reference_cycles += communication(s, words, model_).cycles;
+        ++region_.collectives;
+      }
       if (s.pattern == Pattern::AllreduceX || s.pattern == Pattern::AllreduceY) {  // costed at the origin
         const arch::Region& r = plan_.stages.at(static_cast<size_t>(s.stage)).region;
         c.fabric.busiest_port.x += static_cast<int32_t>(r.x);
@@ -88,7 +106,7 @@ class Timer {
       // grow as the links widen.
       const double words_per_cycle = arch_.link.bytes_per_cycle / 4;
       const double stream = std::ceil(static_cast<double>(c.fabric.busiest_port_words) / words_per_cycle);
-      const CommCost one = communication(s, 1);
+      const CommCost one = communication(s, 1, tier_of(s));
       const double latency =
           std::max(0.0, one.cycles - std::ceil(static_cast<double>(one.busiest_port_words) / words_per_cycle));
       c.comm = std::max(c.compute, stream) + latency - c.compute;
@@ -112,7 +130,25 @@ class Timer {
     return 1.0;
   }
 
-  CommCost communication(const program::Step& s, int64_t words) {
+  // Host I/O stays at the timer's tier: its flows cross the wafer from its edge.
+  FabricModel tier_of(const program::Step& s) const {
+    const bool host = s.pattern == Pattern::HostIn || s.pattern == Pattern::HostOut;
+    return !host && cycle_stages_.contains(s.stage) ? FabricModel::CycleLevel : model_;
+  }
+
+  // The flow or cycle tier's cost of a collective; the cycle tier on a mesh just large enough for
+  // its flows (dimension-ordered routes stay within their ends' bounding box).
+  CommCost routed_cost(const Collective& c, FabricModel tier) const {
+    if (tier != FabricModel::CycleLevel) return fabric_.fast_cost(c);
+    int32_t width = 1, height = 1;
+    for (const Flow& f : c.flows) {
+      width = std::max(width, f.src.x + 1), height = std::max(height, f.src.y + 1);
+      for (const Coord& d : f.dsts) width = std::max(width, d.x + 1), height = std::max(height, d.y + 1);
+    }
+    return MeshFabric(width, height, arch_.link).cycle_level_cost(c);
+  }
+
+  CommCost communication(const program::Step& s, int64_t words, FabricModel tier) {
     // Collectives inside a region, and transfers between two regions, are translation-invariant
     // (no other traffic crosses them), so equal shapes share one costing, built with the regions'
     // corner at the origin; host I/O depends on how far the region is from the wafer's edge.
@@ -125,22 +161,22 @@ class Timer {
                   oy = local || transfer ? std::min(at.y, to_at.y) : 0;
     const arch::Region r{at.x - ox, at.y - oy, at.width, at.height};
     const arch::Region to{to_at.x - ox, to_at.y - oy, to_at.width, to_at.height};
-    const auto key =
-        std::make_tuple(static_cast<int>(s.pattern),
-                        transfer ? to_at.x - at.x
-                        : local  ? -1
-                                 : s.stage,
-                        transfer ? to_at.y - at.y : -1, r.width, r.height, to.width, to.height, words, s.group);
-    if (track_links_) ++executions_[{key, ox, oy}];
+    const auto key = std::make_tuple(static_cast<int>(s.pattern),
+                                     transfer ? to_at.x - at.x
+                                     : local  ? -1
+                                              : s.stage,
+                                     transfer ? to_at.y - at.y : -1, r.width, r.height, to.width, to.height, words,
+                                     s.group, static_cast<int>(tier));
+    if (track_links_ && tier == tier_of(s)) ++executions_[{key, ox, oy}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
-    if (model_ == FabricModel::Analytic) return memo_.emplace(key, analytic_cost(s, r, to, words)).first->second;
+    if (tier == FabricModel::Analytic) return memo_.emplace(key, analytic_cost(s, r, to, words)).first->second;
     Collective c;
     switch (s.pattern) {
       case Pattern::None:
         break;
       case Pattern::AllreduceX:
       case Pattern::AllreduceY:
-        return line_allreduce(key, r, words, s.group, s.pattern == Pattern::AllreduceX);
+        return line_allreduce(key, r, words, s.group, s.pattern == Pattern::AllreduceX, tier);
       case Pattern::StageTransfer: {
         // Row j's segment goes to the matching row of the next stage, whose entry core relays it
         // along that row (a multicast).
@@ -170,7 +206,7 @@ class Timer {
         break;
       }
     }
-    const CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
+    const CommCost cost = routed_cost(c, tier);
     memo_.emplace(key, cost);
     if (track_links_) loads_.emplace(key, fabric_.link_loads(c));
     return cost;
@@ -275,11 +311,12 @@ class Timer {
   // An allreduce along every row (or column) of a region: the lines use disjoint links (routes
   // stay in their line), so one line is costed and the counts are multiplied by the lines; the
   // time, the busiest port and the route lengths are one line's.
-  CommCost line_allreduce(const Key& key, const arch::Region& r, int64_t words, int32_t group, bool along_x) {
+  CommCost line_allreduce(const Key& key, const arch::Region& r, int64_t words, int32_t group, bool along_x,
+                          FabricModel tier) {
     const int64_t lines = along_x ? r.height : r.width;
     const Collective c = patterns::ktree_allreduce({0, 0, along_x ? r.width : 1, along_x ? 1 : r.height}, words,
                                                    std::max(1, group), along_x);
-    CommCost cost = model_ == FabricModel::Fast ? fabric_.fast_cost(c) : fabric_.cycle_level_cost(c);
+    CommCost cost = routed_cost(c, tier);
     cost.word_hops *= lines, cost.active_links *= lines;
     memo_.emplace(key, cost);
     if (track_links_) {
@@ -319,6 +356,8 @@ class Timer {
   double rate_ = 1, mac_pj_ = 0;
   std::map<std::string, double> activation_density_;  // empty unless the arch skips zero activations
   std::map<Key, CommCost> memo_;
+  std::set<int32_t> cycle_stages_;
+  CycleRegionReport region_;
 };
 
 void finish_fractions(PhaseReport& phase, double compute_core_cycles, double comm_core_cycles, int64_t cores) {
@@ -371,6 +410,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   Timer timer(plan, options.fabric, options.link_loads, options.activation_density);
   const arch::ArchSpec& a = timer.arch();
   MeshReport report;
+  if (!options.cycle_region.empty()) {
+    if (options.fabric == FabricModel::CycleLevel)
+      fail("--cycle-region {}: the whole run is already at the cycle tier", options.cycle_region);
+    const auto at = std::find_if(plan.stages.begin(), plan.stages.end(),
+                                 [&](const program::Stage& st) { return st.name == options.cycle_region; });
+    if (at == plan.stages.end()) {
+      std::string names;
+      for (const auto& st : plan.stages) names += fmt::format("{}'{}'", names.empty() ? "" : ", ", st.name);
+      fail("--cycle-region '{}' is not a stage of this plan; its stages are {}", options.cycle_region, names);
+    }
+    timer.time_wavelet_by_wavelet({static_cast<int32_t>(at - plan.stages.begin())});
+  }
   report.arch_name = a.name;
   report.fabric_model = options.fabric == FabricModel::Analytic ? "analytic"
                         : options.fabric == FabricModel::Fast   ? "fast"
@@ -505,6 +556,10 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   });
   if (report.busiest_steps.size() > 5) report.busiest_steps.resize(5);
   if (options.link_loads) report.link_words = timer.link_words();
+  if (!options.cycle_region.empty()) {
+    report.cycle_region = timer.cycle_region();
+    report.cycle_region.stage = options.cycle_region;
+  }
   return report;
 }
 

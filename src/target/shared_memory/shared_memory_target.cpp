@@ -57,7 +57,10 @@ class SharedMemoryTarget : public Target {
     return simulate_gpu_training(arch(), model, work);
   }
 
-  RunReport simulate(const Plan& plan, const SimulateOptions&) const override {
+  RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {
+    if (!options.cycle_region.empty())
+      fail("--cycle-region {}: {} has one timing tier (no mesh fabric to time wavelet by wavelet)",
+           options.cycle_region, arch().name);
     const program::GpuPlan& p = plan_as<GpuPlanFile>(plan, "shared_memory").plan;
     sim::GpuReport g = sim::simulate_gpu(p);
     RunReport r = phase_timed_run("shared_memory", p, g);

@@ -51,13 +51,17 @@ struct CommCost {
   int64_t depth = 0;  // longest chain of dependent flows
 };
 
+// The cycle-level mode's largest mesh (256 x 256): a collective's extent when one stage of a larger
+// run is timed wavelet by wavelet; whole runs at the cycle tier are for meshes up to 64 x 64.
+constexpr int64_t kMaxCycleLevelRouters = 65536;
+
 class MeshFabric {
  public:
   MeshFabric(int32_t width, int32_t height, const arch::LinkSpec& link);
 
   CommCost fast_cost(const Collective& collective) const;
-  // Throws Error if the mesh is larger than 64 x 64 or the link rate is not a whole number of
-  // wavelets per cycle.
+  // Throws Error if the mesh has more than kMaxCycleLevelRouters or the link rate is not a whole
+  // number of wavelets per cycle.
   CommCost cycle_level_cost(const Collective& collective) const;
 
   // Wavelets each mesh link carries in this collective: (router x, router y, direction 0..3 =

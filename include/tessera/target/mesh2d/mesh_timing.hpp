@@ -55,6 +55,16 @@ struct TraceSlice {
   int64_t cores = 0;
 };
 
+// A region timed at the cycle tier inside a run at another tier: one stage's collectives (inside
+// its region, and its hand-over to the next stage) wavelet by wavelet, and what the run's own tier
+// gives for the same collectives, summed over every time they ran.
+struct CycleRegionReport {
+  std::string stage;  // empty: no region
+  int64_t collectives = 0;
+  double cycle_level_cycles = 0, reference_cycles = 0;
+  double error() const { return reference_cycles > 0 ? reference_cycles / cycle_level_cycles - 1 : 0; }
+};
+
 struct MeshReport {
   std::string arch_name, model_name;
   PrecisionPolicy precision;
@@ -62,6 +72,7 @@ struct MeshReport {
   bool skip_weight_zeros = false, skip_zero_activations = false;
   std::map<std::string, double> activation_density;  // as given in TimingOptions (measured with values)
   std::string fabric_model;                          // "analytic", "fast" or "cycle-level"
+  CycleRegionReport cycle_region;                    // with TimingOptions::cycle_region
   double clock_hz = 0;
   int64_t cores_used = 0, cores_usable = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0;
@@ -96,6 +107,9 @@ struct TimingOptions {
   FabricModel fabric = FabricModel::Fast;  // CycleLevel: every collective wavelet by wavelet (<= 64x64)
   std::function<void(int64_t done, int64_t total)> on_pass;  // after each prefill chunk and decode pass
   bool link_loads = false;  // also total the words every link carries over the run (for heatmaps)
+  // A stage (by name, "layer 3") whose collectives are timed wavelet by wavelet inside a run at
+  // the analytic or flow tier; their extent (not the wafer's) must be at most 256 x 256 routers.
+  std::string cycle_region;
   // Fraction of non-zero inputs per linear layer ("attn.c_proj", "mlp.down_proj", "lm_head", ...),
   // measured by a run with values; where the arch skips zero activations, a matmul step whose name
   // ends with a key performs only that fraction of its MACs.

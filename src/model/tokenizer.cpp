@@ -1,8 +1,8 @@
 #include "tessera/model/tokenizer.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <array>
+#include <cctype>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -186,9 +186,8 @@ std::vector<std::string_view> pretokenize_llama3(std::string_view text) {
       e = run_end(text, i + first.length, CharClass::Letter);
     } else if (first.cls == CharClass::Number) {  // \p{N}{1,3}
       e = run_end(text, i, CharClass::Number, 3);
-    } else if (const size_t start = text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls == CharClass::Other
-                                        ? i + 1
-                                        : i;
+    } else if (const size_t start =
+                   text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls == CharClass::Other ? i + 1 : i;
                char_at(text, start).cls == CharClass::Other) {  //  ?[^\s\p{L}\p{N}]+[\r\n]*
       e = run_end(text, start, CharClass::Other);
       while (e < n && is_line_break(text, e)) ++e;
@@ -321,8 +320,8 @@ Tokenizer Tokenizer::load_hf(const std::filesystem::path& tokenizer_json) {
            p.at("pattern").value("Regex", "") == kLlama3Pattern;
   };
   const bool llama3 = pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") &&
-      pre.at("pretokenizers").is_array() && pre.at("pretokenizers").size() == 2 &&
-      llama3_split(pre.at("pretokenizers")[0]) && byte_level(pre.at("pretokenizers")[1], false);
+                      pre.at("pretokenizers").is_array() && pre.at("pretokenizers").size() == 2 &&
+                      llama3_split(pre.at("pretokenizers")[0]) && byte_level(pre.at("pretokenizers")[1], false);
   if (!llama3 && !byte_level(pre, true))
     fail(
         "{}: field 'pre_tokenizer' is {}; tessera splits text as GPT-2 does (ByteLevel, use_regex, no prefix "

@@ -153,7 +153,9 @@ class Evaluator {
     }
     const double d_bytes = static_cast<double>(w_.model.d_model) * 4;  // the fp32 residual stream
     const auto& link = mc_.arch.chip_link;
-    const auto hop = [&](double tokens) { return tokens * d_bytes / link.sustained_bytes_per_second() + link.latency_s; };
+    const auto hop = [&](double tokens) {
+      return tokens * d_bytes / link.sustained_bytes_per_second() + link.latency_s;
+    };
     // Links between consecutive stages; a head group also gathers its shards' best tokens.
     const auto hops = static_cast<double>(depth - 1);
     const double gather = layout->head_group > 1 ? link.latency_s : 0;

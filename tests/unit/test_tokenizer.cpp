@@ -140,12 +140,13 @@ TEST(Pretokenize, FollowsLlama3PatternAsRegexMatchesIt) {
 }
 
 // A tokenizer.json with Llama 3's pre-tokenizer encodes each of its pieces as GPT-2's BPE would
-// (the same merges, other pieces: numbers in threes, a space before a number apart); with ignore_merges a piece that is itself a token is that token, whatever the
-// merges would make of it.
+// (the same merges, other pieces: numbers in threes, a space before a number apart); with ignore_merges a piece that is
+// itself a token is that token, whatever the merges would make of it.
 TEST(Tokenizer, HuggingFaceTokenizerJsonWithLlama3PreTokenizer) {
   const std::string root = TESSERA_SOURCE_DIR;
   nlohmann::json j = nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/hf/llama/tokenizer.json"));
-  const nlohmann::json data = nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/llama3_pretokens.json"));
+  const nlohmann::json data =
+      nlohmann::json::parse(tessera::read_text_file(root + "/tests/data/llama3_pretokens.json"));
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
@@ -168,7 +169,9 @@ TEST(Tokenizer, HuggingFaceTokenizerJsonWithLlama3PreTokenizer) {
   EXPECT_EQ(ids, by_piece);
   // ignore_merges: a piece in the vocabulary is one token even if no merge path builds it.
   const std::string piece = " qqq";
-  j["model"]["vocab"]["\xc4\xa0" "qqq"] = j["model"]["vocab"].size();  // byte-level spelling: U+0120 for the space
+  j["model"]["vocab"]
+   ["\xc4\xa0"
+    "qqq"] = j["model"]["vocab"].size();  // byte-level spelling: U+0120 for the space
   for (auto& added : j["added_tokens"]) added["id"] = added["id"].get<int64_t>() + 1;
   j["model"]["ignore_merges"] = true;
   std::ofstream(dir / "tokenizer.json") << j.dump();

@@ -204,8 +204,14 @@ TEST(TrainingModels, UnfusedAttentionMovesEveryScoreThroughHbm) {
                         // the forward runs again; the fused gradient still scores again
                         Case{ir::Recompute::Full, 4, 13 + 13 + 19, 8 * full_product - 9 * product}}) {
     SCOPED_TRACE(ir::recompute_name(c.recompute));
-    target::TrainingWork work{.chips = 8, .global_batch = c.sequences, .seq = 2048, .micro_batch = c.sequences,
-                              .tensor_parallel = 8, .pipeline_parallel = 1, .zero_stage = 0, .recompute = c.recompute};
+    target::TrainingWork work{.chips = 8,
+                              .global_batch = c.sequences,
+                              .seq = 2048,
+                              .micro_batch = c.sequences,
+                              .tensor_parallel = 8,
+                              .pipeline_parallel = 1,
+                              .zero_stage = 0,
+                              .recompute = c.recompute};
     const auto fused = step("a100", "megatron-22b", work);
     work.attention = target::AttentionKernel::Unfused;
     const auto unfused = step("a100", "megatron-22b", work);
@@ -232,8 +238,14 @@ TEST(TrainingModels, UnfusedAttentionMovesEveryScoreThroughHbm) {
 TEST(TrainingModels, TensorParallelAllReducesRunAtTheSustainedLinkRate) {
   const auto a100 = chip("a100");
   EXPECT_NEAR(a100->arch().chip_link.sustained_bytes_per_second(), 0.77 * 300e9, 1e3);
-  const target::TrainingWork work{.chips = 8, .global_batch = 4, .seq = 2048, .micro_batch = 4, .tensor_parallel = 8,
-                                  .pipeline_parallel = 1, .zero_stage = 0, .recompute = ir::Recompute::Full};
+  const target::TrainingWork work{.chips = 8,
+                                  .global_batch = 4,
+                                  .seq = 2048,
+                                  .micro_batch = 4,
+                                  .tensor_parallel = 8,
+                                  .pipeline_parallel = 1,
+                                  .zero_stage = 0,
+                                  .recompute = ir::Recompute::Full};
   target::ArchSource halved{a100->arch(), "", "a100 at half its link efficiency"};
   halved.spec.chip_link.efficiency /= 2;
   const auto measured = a100->simulate_training(source("megatron-22b"), work).report;

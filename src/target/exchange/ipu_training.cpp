@@ -55,8 +55,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 
   // Replicas all-reduce the stage's gradients (fp16) over the IPU-Links; the optimizer then updates
   // the resident state from tile SRAM.
-  const double t_data =
-      ring_allreduce_s(stage.parameters * kBytes.weight, dp, arch.chip_link.sustained_bytes_per_second(), arch.chip_link.latency_s);
+  const double t_data = ring_allreduce_s(stage.parameters * kBytes.weight, dp,
+                                         arch.chip_link.sustained_bytes_per_second(), arch.chip_link.latency_s);
   const double sram_bw = tiles * arch.core.sram_bytes_per_cycle * arch.clock_hz;
   const double t_optimizer = stage.parameters * kBytes.adam_update / sram_bw;
   const double step = pipeline + t_data + t_optimizer;

@@ -43,8 +43,8 @@ class GpuTimer {
     if (k.op == "allreduce") {
       // Ring allreduce: 2 (t - 1) steps, each moving 1/t of the payload over one link.
       const auto t = static_cast<double>(plan_.tensor_parallel);
-      c.link =
-          2 * (t - 1) / t * k.link_bytes / arch_.chip_link.sustained_bytes_per_second() + 2 * (t - 1) * arch_.chip_link.latency_s;
+      c.link = 2 * (t - 1) / t * k.link_bytes / arch_.chip_link.sustained_bytes_per_second() +
+               2 * (t - 1) * arch_.chip_link.latency_s;
     } else if (k.op == "gemm") {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);

@@ -88,20 +88,23 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   const double t_forward = mb * (stage.forward_flops + scores.extra_forward_flops) / tp / sustained;
   const double t_backward =
       mb * (stage.backward_flops + stage.recompute_flops + scores.extra_backward_flops) / tp / sustained;
-  const double t_elementwise = mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp / hbm;
+  const double t_elementwise =
+      mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp / hbm;
   const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
   // A kernel launch per op of the training graph (forward, recompute, backward).
   const double t_launch = static_cast<double>(stage.forward_ops + stage.backward_ops) * arch.gpu.kernel_launch_s;
   const double layer_activation_bytes = mb * boundary * kBytes.activation;
   const double allreduces = (w.recompute == ir::Recompute::Full ? 6.0 : 4.0) * static_cast<double>(per_stage);
-  const double t_tensor = allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.sustained_bytes_per_second(),
-                                                        arch.chip_link.latency_s);
+  const double t_tensor =
+      allreduces * ring_allreduce_s(layer_activation_bytes, lay.tp, arch.chip_link.sustained_bytes_per_second(),
+                                    arch.chip_link.latency_s);
   const bool stages_in_node = lay.tp * lay.pp <= node;
   const double t_handover =
-      lay.pp > 1 ? 2 * v *
-                       (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.sustained_bytes_per_second() : net_bw) +
-                        (stages_in_node ? arch.chip_link.latency_s : net_lat))
-                 : 0;
+      lay.pp > 1
+          ? 2 * v *
+                (layer_activation_bytes / tp / (stages_in_node ? arch.chip_link.sustained_bytes_per_second() : net_bw) +
+                 (stages_in_node ? arch.chip_link.latency_s : net_lat))
+          : 0;
   const double per_micro = t_forward + t_backward + t_elementwise + t_scores + t_launch + t_tensor + t_handover;
   // The schedule's length in micro-batch slots: m, plus the fill and drain of (p - 1) / v slots.
   const double slots = m_micro + (pp - 1) / v;
@@ -134,9 +137,9 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.model_flops_per_step = cost.model_flops() * sequences;
   const compiler::PhaseCost whole = cost.total();
   const UnfusedAttention all_scores = unfused ? unfused_attention(whole, w.seq) : UnfusedAttention{};
-  const double hardware_flops = (cost.model_flops() + whole.recompute_flops + all_scores.extra_forward_flops +
-                                 all_scores.extra_backward_flops) *
-                                sequences;
+  const double hardware_flops =
+      (cost.model_flops() + whole.recompute_flops + all_scores.extra_forward_flops + all_scores.extra_backward_flops) *
+      sequences;
   const double machine_peak = peak * static_cast<double>(w.chips);
   r.mfu = r.model_flops_per_step / (machine_peak * step), r.hfu = hardware_flops / (machine_peak * step);
   r.hardware_flops_per_step = hardware_flops;
@@ -166,13 +169,15 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.memory.optimizer = local_params * kBytes.optimizer / (w.zero_stage >= 1 ? shard : 1);
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
-  r.memory.activations = in_flight * mb * (stage_layers.saved_elements * kBytes.activation + scores.kept_bytes) / tp + logits;
+  r.memory.activations =
+      in_flight * mb * (stage_layers.saved_elements * kBytes.activation + scores.kept_bytes) / tp + logits;
   // Per GPU and step: weights read three times per micro-batch (forward, and backward for dx and
   // dW), the elementwise ops' tensors, the optimizer's state; all-reduce and gradient traffic.
   const double hbm_traffic =
       m_micro * (3 * local_params * kBytes.weight +
-                 mb * ((stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation +
-                       scores.forward_bytes + scores.backward_bytes) /
+                 mb *
+                     ((stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation +
+                      scores.forward_bytes + scores.backward_bytes) /
                      tp) +
       optimizer_params * kBytes.adam_update;
   const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kBytes.weight * 2;
@@ -186,9 +191,10 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
           ? fmt::format("matrix products at {:.1f}% of the tensor peak (the arch's measured matmul_efficiency)",
                         100 * arch.gpu.matmul_efficiency)
           : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound)"),
-      fmt::format("elementwise ops unfused, each reading and writing its tensors in HBM once; a kernel launch of {:.1f} "
-                  "us per op of the training graph (unfused attention's extra kernels not counted)",
-                  arch.gpu.kernel_launch_s * 1e6),
+      fmt::format(
+          "elementwise ops unfused, each reading and writing its tensors in HBM once; a kernel launch of {:.1f} "
+          "us per op of the training graph (unfused attention's extra kernels not counted)",
+          arch.gpu.kernel_launch_s * 1e6),
       unfused ? "attention unfused: all s x s scores computed, softmax and dropout over them in HBM (13 bytes per "
                 "score forward or recomputed, 19 backward)"
               : "attention fused (FlashAttention-style): the scores stay on chip",
@@ -203,11 +209,11 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
       t_forward + t_elementwise / 2 + t_scores_forward + t_launch_forward + t_tensor / 2 + handover_share,
       t_backward + t_elementwise / 2 + (t_scores - t_scores_forward) + (t_launch - t_launch_forward) + t_tensor / 2 +
           handover_share,
-                                  t_data,
-                                  t_optimizer,
-                                  lay.pp,
-                                  m_count,
-                                  w.interleave};
+      t_data,
+      t_optimizer,
+      lay.pp,
+      m_count,
+      w.interleave};
   return {r, schedule, r.memory.used() <= r.memory.available};
 }
 

@@ -108,9 +108,10 @@ py::dict eval(const std::string& model, const std::string& text_path, const std:
 }
 
 py::object train_step(const std::string& model, const std::string& machine, int64_t seq, int64_t global_batch,
-                      const std::string& recompute) {
+                      const std::string& recompute, const std::string& attention) {
   target::TrainingWork work;
   work.seq = seq, work.global_batch = global_batch, work.recompute = ir::parse_recompute(recompute);
+  work.attention = target::parse_attention_kernel(attention);
   target::TrainingOutcome outcome;
   {
     py::gil_scoped_release unlocked;
@@ -118,6 +119,39 @@ py::object train_step(const std::string& model, const std::string& machine, int6
   }
   if (!outcome.status) fail("{}", outcome.status.message());
   return from_json(report::training_step_json(outcome.report, machine));
+}
+
+// Trains with values (the host reference trainer, or one chip in its order of arithmetic): every
+// step's loss, learning rate and gradient norm as numpy arrays, the held-out losses by step.
+py::dict train(const std::string& model, const std::string& text_path, int64_t steps, int64_t batch, int64_t seq,
+               double lr, int64_t warmup, uint64_t seed, const std::string& arch, const std::string& precision,
+               const std::string& out, int64_t eval_every) {
+  api::TrainRequest request;
+  request.model = model, request.text_path = text_path, request.steps = steps, request.batch = batch;
+  request.seq = seq, request.lr = lr, request.warmup = warmup, request.seed = seed;
+  request.arch = arch == "host" ? "" : arch, request.precision = precision, request.out_dir = out;
+  request.eval_every = eval_every;
+  api::TrainResult result;
+  {
+    py::gil_scoped_release unlocked;
+    result = api::train(request);
+  }
+  const auto n = static_cast<py::ssize_t>(result.history.size());
+  py::array_t<double> loss(n), learning_rate(n), gradient_norm(n);
+  py::dict held_out;
+  for (py::ssize_t i = 0; i < n; ++i) {
+    const api::TrainStep& st = result.history[static_cast<size_t>(i)];
+    loss.mutable_at(i) = st.loss, learning_rate.mutable_at(i) = st.lr, gradient_norm.mutable_at(i) = st.gradient_norm;
+    if (st.held_out) held_out[py::int_(st.step)] = *st.held_out;
+  }
+  py::dict r;
+  r["model"] = result.model_name;
+  r["loss"] = loss, r["lr"] = learning_rate, r["gradient_norm"] = gradient_norm;
+  r["held_out"] = held_out;
+  r["initial_held_out"] = result.initial_held_out, r["final_held_out"] = result.final_held_out;
+  r["tokens_per_s"] = result.tokens_per_s, r["parameters"] = result.parameters;
+  r["chip_layout"] = result.chip_layout;
+  return r;
 }
 
 // A sweep file run into `out` (resumed if it holds results): the summary, and every point's
@@ -164,7 +198,12 @@ PYBIND11_MODULE(tessera, m) {
   m.def("eval", &eval, "Perplexity of a model on a text file", py::arg("model") = "default", py::arg("text_path"),
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),
-        py::arg("seq") = 0, py::arg("global_batch") = 0, py::arg("recompute") = "selective");
+        py::arg("seq") = 0, py::arg("global_batch") = 0, py::arg("recompute") = "selective",
+        py::arg("attention") = "fused");
+  m.def("train", &train, "Train with values on a text (host, or one wse2/gc200 in its order of arithmetic)",
+        py::arg("model") = "default", py::arg("text_path"), py::arg("steps") = 200, py::arg("batch") = 8,
+        py::arg("seq") = 128, py::arg("lr") = 1e-3, py::arg("warmup") = 20, py::arg("seed") = 1,
+        py::arg("arch") = "host", py::arg("precision") = "fp32", py::arg("out") = "", py::arg("eval_every") = 50);
   m.def("sweep", &run_sweep, "A design-space sweep (docs/sweep.md): its summary and every point, resumable",
         py::arg("spec"), py::arg("out") = "", py::arg("threads") = 0);
 }

@@ -1,7 +1,7 @@
 """The Python module (`import tessera`) against the library it binds: run with values on the host
 and on a wafer gives the same greedy tokens and logits, the report is the CLI's JSON, compare gives
-a row per machine, eval a finite perplexity, train_step a training step, and bad input raises
-tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python."""
+a row per machine, eval a finite perplexity, train_step a training step, train a falling loss, and
+bad input raises tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python."""
 import math
 import os
 import sys
@@ -49,6 +49,16 @@ check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl[
 
 step = tessera.train_step("gpt2-xl", "16xwse2", seq=1024)
 check(step["step_s"] > 0 and 0 < step["mfu"] <= 1, "a training step's figures")
+fused = tessera.train_step("megatron-22b", "8xa100", global_batch=8)
+unfused = tessera.train_step("megatron-22b", "8xa100", global_batch=8, attention="unfused")
+check(unfused["step_s"] > fused["step_s"], "unfused attention moves the scores through HBM")
+
+trained = tessera.train(text_path=os.path.join(ROOT, "tests/data/text/persuasion-end.txt"), steps=6, batch=2,
+                        seq=32, warmup=2, eval_every=3)
+check(trained["loss"].shape == (6,) and all(math.isfinite(x) for x in trained["loss"]), "a loss per step")
+check(trained["loss"][-1] < trained["loss"][0], "the loss falls")
+check(sorted(trained["held_out"]) == [3, 6] and trained["final_held_out"] == trained["held_out"][6],
+      "held-out losses by step")
 
 out = os.path.join(tempfile.mkdtemp(), "sweep")
 swept = tessera.sweep(os.path.join(ROOT, "tests/data/sweeps/tiny.yaml"), out=out, threads=2)

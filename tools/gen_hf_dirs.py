@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes two small Hugging Face model directories and what PyTorch generates with them
+"""Writes three small Hugging Face model directories and what PyTorch generates with them
 (tests/data/hf/), for the test that `tessera run -m DIR` reads them:
 
   /usr/bin/python3 tools/gen_hf_dirs.py
@@ -10,6 +10,8 @@
   llama/  config.json (model_type llama, grouped-query attention, Llama 3.1 rope_scaling), the
           weights sharded over two files with model.safetensors.index.json, and the same vocabulary
           as a tokenizers-library tokenizer.json (byte-level BPE, GPT-2's pre-tokenizer)
+  mixtral/ as llama/, with model_type mixtral: 4 experts per layer, 2 per token
+          (MixtralForCausalLM's block_sparse_moe tensor names)
 
 Both use the shipped default model's 2,048-token GPT-2-style vocabulary (models/default) and
 seeded random weights stored in fp16 (the reference computes in fp32 on the same rounded values).
@@ -96,6 +98,17 @@ def main():
                    "tie_word_embeddings": False, "attention_bias": False, "mlp_bias": False,
                    "attention_dropout": 0.0, "pretraining_tp": 1, "bos_token_id": 0, "eos_token_id": 0,
                    "torch_dtype": "float16", "transformers_version": "4.43.0", "use_cache": True}),
+        "mixtral": ({"family": "llama", "vocab_size": vocab, "context_length": 64, "d_model": 32, "n_layers": 2,
+                     "n_heads": 4, "n_kv_heads": 2, "d_ff": 48, "n_experts": 4, "experts_per_token": 2,
+                     "norm_eps": 1e-5, "rope_theta": 1000000.0, "tie_embeddings": False},
+                    {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": vocab,
+                     "max_position_embeddings": 64, "hidden_size": 32, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 48,
+                     "num_local_experts": 4, "num_experts_per_tok": 2, "router_aux_loss_coef": 0.02,
+                     "output_router_logits": False, "router_jitter_noise": 0.0, "hidden_act": "silu",
+                     "rms_norm_eps": 1e-5, "rope_theta": 1000000.0, "sliding_window": None,
+                     "tie_word_embeddings": False, "attention_dropout": 0.0, "bos_token_id": 0, "eos_token_id": 0,
+                     "torch_dtype": "float16", "transformers_version": "4.43.0", "use_cache": True}),
     }
     for name, (cfg, hf_config) in cases.items():
         out = os.path.join(OUT, name)

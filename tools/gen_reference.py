@@ -3,8 +3,9 @@
 
   /usr/bin/python3 tools/gen_reference.py
 
-Three cases: the shipped default model (its safetensors, fixed prompts encoded with tools/bpe.py),
-a gpt2-small-shaped model and a tiny Llama-shaped model (GQA, RoPE with Llama 3.1 scaling), both
+Four cases: the shipped default model (its safetensors, fixed prompts encoded with tools/bpe.py),
+a gpt2-small-shaped model, a tiny Llama-shaped model (GQA, RoPE with Llama 3.1 scaling) and a tiny
+Mixtral-shaped one (4 experts, 2 per token; the smallest router gap is printed), all
 with the seeded random weights that src/model/weights.cpp generates (the rule is mirrored below,
 bit for bit). For each prompt we store logits at a fixed sample of vocabulary ids for every
 position, the full-vocabulary logsumexp and argmax per position, and a greedy continuation computed
@@ -99,7 +100,9 @@ def reference_case(w, cfg, tokens, n_greedy, sample_ids, prompt=None):
     }
     if prompt is not None:
         case["prompt"] = prompt
-    print(f"  {len(tokens)} tokens, greedy {case['greedy']}, smallest top-2 margin {min(margins):.4f}")
+    gap = f", smallest router gap {min(torch_models.ROUTER_GAPS):.2e}" if torch_models.ROUTER_GAPS else ""
+    torch_models.ROUTER_GAPS.clear()
+    print(f"  {len(tokens)} tokens, greedy {case['greedy']}, smallest top-2 margin {min(margins):.4f}{gap}")
     return case
 
 
@@ -134,7 +137,8 @@ def main():
     # (b) gpt2-small shapes, seeded random weights.
     for name, config_path, seed, lengths, n_greedy in [
             ("gpt2-small-random", "configs/models/gpt2-small.yaml", 7, [1, 13], 5),
-            ("llama-tiny-random", "tests/data/llama-tiny.yaml", 11, [1, 24], 8)]:
+            ("llama-tiny-random", "tests/data/llama-tiny.yaml", 11, [1, 24], 8),
+            ("mixtral-tiny-random", "tests/data/mixtral-tiny.yaml", 13, [1, 24], 8)]:
         print(name)
         cfg = load_config(os.path.join(ROOT, config_path))
         shapes = (torch_models.gpt2_param_shapes if cfg["family"] == "gpt2" else torch_models.llama_param_shapes)(cfg)

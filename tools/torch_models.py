@@ -1,8 +1,9 @@
-"""Functional PyTorch implementations of the GPT-2 and Llama decoders tessera builds.
+"""Functional PyTorch implementations of the GPT-2, Llama and Mixtral decoders tessera builds.
 
 These are the oracle the C++ reference executor is checked against. They are written from the
 published architectures (GPT-2: Radford et al. 2019 / HF `modeling_gpt2.py`; Llama 3: Meta's
-`model.py` / HF `modeling_llama.py`), take a dict of weights keyed by Hugging Face tensor names, and
+`model.py` / HF `modeling_llama.py`; Mixtral: Jiang et al. 2024, its routing as HF
+`modeling_mixtral.py` describes it), take a dict of weights keyed by Hugging Face tensor names, and
 compute in fp32. They do not share code with tessera.
 """
 import math
@@ -42,9 +43,15 @@ def llama_param_shapes(cfg):
             p + "self_attn.q_proj.weight": (d, d), p + "self_attn.k_proj.weight": (kv, d),
             p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, d),
             p + "post_attention_layernorm.weight": (d,),
-            p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
-            p + "mlp.down_proj.weight": (d, ff),
         })
+        if cfg.get("n_experts", 0):  # Mixtral's block-sparse MoE
+            shapes[p + "block_sparse_moe.gate.weight"] = (cfg["n_experts"], d)
+            for e in range(cfg["n_experts"]):
+                q = p + f"block_sparse_moe.experts.{e}."
+                shapes.update({q + "w1.weight": (ff, d), q + "w3.weight": (ff, d), q + "w2.weight": (d, ff)})
+        else:
+            shapes.update({p + "mlp.gate_proj.weight": (ff, d), p + "mlp.up_proj.weight": (ff, d),
+                           p + "mlp.down_proj.weight": (d, ff)})
     shapes["model.norm.weight"] = (d,)
     if not cfg.get("tie_embeddings", False):
         shapes["lm_head.weight"] = (v, d)
@@ -115,6 +122,35 @@ def _rms_norm(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
+# The smallest gap between a token's k-th and (k+1)-th router logit seen since it was cleared: a
+# reference with a tiny gap could route differently under another summation order.
+ROUTER_GAPS = []
+
+
+def router_choice(logits, top_k):
+    """Mixtral's routing: softmax over all experts, the top_k kept and renormalised."""
+    ranked = torch.sort(logits, dim=-1, descending=True).values
+    ROUTER_GAPS.append(float((ranked[:, top_k - 1] - ranked[:, top_k]).min()))
+    probs = torch.softmax(logits, dim=-1)
+    weights, chosen = torch.topk(probs, top_k, dim=-1)
+    return weights / weights.sum(-1, keepdim=True), chosen
+
+
+def _sparse_moe(h, w, p, n_experts, top_k):
+    """Each token through its top_k SwiGLU experts, their outputs summed in expert order."""
+    weights, chosen = router_choice(h @ w[p + "gate.weight"].T, top_k)
+    out = torch.zeros_like(h)
+    for e in range(n_experts):
+        rows, slot = (chosen == e).nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            continue
+        q = p + f"experts.{e}."
+        xe = h[rows]
+        ye = (F.silu(xe @ w[q + "w1.weight"].T) * (xe @ w[q + "w3.weight"].T)) @ w[q + "w2.weight"].T
+        out.index_add_(0, rows, ye * weights[rows, slot, None])
+    return out
+
+
 def llama_forward(w, cfg, tokens):
     d, eps = cfg["d_model"], cfg["norm_eps"]
     nh, nkv = cfg["n_heads"], cfg["n_kv_heads"]
@@ -131,6 +167,9 @@ def llama_forward(w, cfg, tokens):
         v = h @ w[p + "self_attn.v_proj.weight"].T
         x = x + _causal_attention(q, k, v, nh, nkv) @ w[p + "self_attn.o_proj.weight"].T
         h = _rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        if cfg.get("n_experts", 0):
+            x = x + _sparse_moe(h, w, p + "block_sparse_moe.", cfg["n_experts"], cfg["experts_per_token"])
+            continue
         g = F.silu(h @ w[p + "mlp.gate_proj.weight"].T) * (h @ w[p + "mlp.up_proj.weight"].T)
         x = x + g @ w[p + "mlp.down_proj.weight"].T
     x = _rms_norm(x, w["model.norm.weight"], eps)

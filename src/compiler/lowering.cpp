@@ -296,6 +296,11 @@ class Driver {
         ops.push_back(op);
         return;
       }
+      case ir::OpKind::MoeExperts:
+        fail(
+            "'{}' is a mixture-of-experts layer: no chip lowers those yet (inference runs on the host: "
+            "--arch host)",
+            node.name);
       default:
         TESSERA_ASSERT(false);
     }

@@ -39,6 +39,7 @@ bool elementwise(OpKind op) {
     case OpKind::WeightGrad:
     case OpKind::Attention:
     case OpKind::AttentionGrad:
+    case OpKind::MoeExperts:
     case OpKind::CrossEntropy:
     case OpKind::CrossEntropyGrad:
     case OpKind::Input:

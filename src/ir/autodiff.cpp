@@ -138,6 +138,8 @@ class Differentiator {
                        g_.add(OpKind::SliceCols, {grads}, {{"start", starts[k]}, {"size", sizes[k]}}, name(names[k])));
         return;
       }
+      case OpKind::MoeExperts:
+        fail("training '{}': mixture-of-experts layers have no gradient in tessera yet (inference only)", node.name);
       default:
         fail("autodiff: cannot differentiate {} '{}'", op_info(node.op).name, node.name);
     }

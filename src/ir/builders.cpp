@@ -84,6 +84,22 @@ Graph build_llama(const ModelConfig& c) {
               {}, p + "residual_1");
     h = g.add(OpKind::RmsNorm, {x, param("post_attention_layernorm.weight", {{d}})}, eps,
               p + "post_attention_layernorm");
+    if (c.n_experts > 0) {  // Mixtral's block-sparse MoE, with its Hugging Face tensor names
+      const std::string moe = p + "block_sparse_moe.";
+      std::vector<int> inputs = {
+          h, g.add(OpKind::Linear, {h, param("block_sparse_moe.gate.weight", {{c.n_experts, d}})}, {}, moe + "gate")};
+      for (int64_t e = 0; e < c.n_experts; ++e) {
+        const std::string expert = fmt::format("block_sparse_moe.experts.{}.", e);
+        inputs.push_back(param(expert + "w1.weight", {{c.d_ff, d}}));
+        inputs.push_back(param(expert + "w3.weight", {{c.d_ff, d}}));
+        inputs.push_back(param(expert + "w2.weight", {{d, c.d_ff}}));
+      }
+      x = g.add(OpKind::Add,
+                {x, g.add(OpKind::MoeExperts, inputs, {{"n_experts", c.n_experts}, {"top_k", c.experts_per_token}},
+                          p + "block_sparse_moe")},
+                {}, p + "residual_2");
+      continue;
+    }
     const int gate = g.add(OpKind::Linear, {h, param("mlp.gate_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.gate_proj");
     const int up = g.add(OpKind::Linear, {h, param("mlp.up_proj.weight", {{c.d_ff, d}})}, {}, p + "mlp.up_proj");
     h = g.add(OpKind::Mul, {g.add(OpKind::Silu, {gate}, {}, p + "silu"), up}, {}, p + "silu_mul");

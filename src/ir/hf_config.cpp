@@ -120,8 +120,8 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
         f.integer("vocab_size"), f.integer("n_positions"), d, f.integer("n_layer"), f.integer("n_head"),
         f.has("n_inner") ? f.integer("n_inner") : 4 * d, f.number("layer_norm_epsilon", 1e-5),
         f.boolean("tie_word_embeddings", true) ? "true" : "false");
-  } else if (type == "llama" || type == "mistral") {
-    f.set_family(type == "llama" ? "Llama" : "Mistral");
+  } else if (type == "llama" || type == "mistral" || type == "mixtral") {
+    f.set_family(type == "llama" ? "Llama" : type == "mistral" ? "Mistral" : "Mixtral");
     known.insert({"vocab_size", "max_position_embeddings", "hidden_size", "num_hidden_layers", "num_attention_heads",
                   "intermediate_size", "num_key_value_heads", "rms_norm_eps", "tie_word_embeddings", "rope_theta",
                   "rope_scaling", "hidden_act", "attention_bias", "mlp_bias", "head_dim", "sliding_window",
@@ -145,6 +145,13 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
         f.has("num_key_value_heads") ? f.integer("num_key_value_heads") : heads, f.integer("intermediate_size"),
         f.number("rms_norm_eps", 1e-6), f.boolean("tie_word_embeddings", false) ? "true" : "false",
         f.number("rope_theta", 10000.0));
+    if (type == "mixtral") {
+      // The router's training-only terms change no forward pass; jitter noise is training-only too.
+      known.insert({"num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits",
+                    "router_jitter_noise"});
+      out += fmt::format("n_experts: {}\nexperts_per_token: {}\n", f.integer("num_local_experts"),
+                         f.integer("num_experts_per_tok"));
+    }
     if (f.has("rope_scaling")) {
       const json& s = j.at("rope_scaling");
       const std::string kind = s.is_object() && s.contains("rope_type") ? s.at("rope_type").dump()
@@ -160,7 +167,7 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
           r.integer("original_max_position_embeddings"));
     }
   } else {
-    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral)", f.where("model_type"),
+    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral)", f.where("model_type"),
          type == "(none)" ? type : json(type).dump());
   }
   for (const auto& [key, value] : j.items())

@@ -5,6 +5,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/config/yaml_reader.hpp"
+#include "tessera/ir/graph.hpp"
 
 namespace tessera::ir {
 
@@ -89,6 +90,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   if (c.n_heads % c.n_kv_heads != 0)
     fail("{}: n_heads {} is not a multiple of n_kv_heads {}", map.where("n_kv_heads"), c.n_heads, c.n_kv_heads);
   if (c.family == ModelFamily::Gpt2) {
+    for (const char* key : {"n_experts", "experts_per_token"})
+      if (map.has(key)) fail("{}: GPT-2 models have dense MLPs; mixtures of experts are Llama-family", map.where(key));
     if (c.n_kv_heads != c.n_heads)
       fail("{}: GPT-2 uses multi-head attention; n_kv_heads must equal n_heads ({})", map.where("n_kv_heads"),
            c.n_heads);
@@ -110,6 +113,13 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
         fail("{}: need factor >= 1 and 0 < low_freq_factor < high_freq_factor", map.where("rope_scaling"));
       s.finish();
       c.rope_scaling = r;
+    }
+    if (map.has("n_experts") || map.has("experts_per_token")) {
+      c.n_experts = at_most(map, "n_experts", kMaxExperts);
+      c.experts_per_token = positive(map, "experts_per_token");
+      if (c.experts_per_token > c.n_experts)
+        fail("{}: {} experts per token of {} experts; at most n_experts", map.where("experts_per_token"),
+             c.experts_per_token, c.n_experts);
     }
   }
   if (map.has("weights")) c.weights_path = base_dir / map.string("weights");
@@ -139,6 +149,7 @@ std::string model_config_yaml(const ModelConfig& c, const std::string& weights_f
       c.name, family_name(c.family), c.vocab_size, c.context_length, c.d_model, c.n_layers, c.n_heads, c.n_kv_heads,
       c.d_ff, c.norm_eps, c.tie_embeddings ? "true" : "false");
   if (c.family == ModelFamily::Llama) out += fmt::format("rope_theta: {}\n", c.rope_theta);
+  if (c.n_experts > 0) out += fmt::format("n_experts: {}\nexperts_per_token: {}\n", c.n_experts, c.experts_per_token);
   if (c.rope_scaling)
     out += fmt::format(
         "rope_scaling: {{factor: {}, low_freq_factor: {}, high_freq_factor: {}, original_context_length: {}}}\n",

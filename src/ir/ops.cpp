@@ -20,6 +20,7 @@ const std::vector<OpInfo>& op_table() {
       {OpKind::SliceCols, "slice_cols", 1, 1, {"start", "size"}},
       {OpKind::Rope, "rope", 2, 2, {"n_heads", "head_dim", "theta"}},
       {OpKind::Attention, "attention", 3, 3, {"n_heads", "n_kv_heads", "head_dim", "layer"}},
+      {OpKind::MoeExperts, "moe_experts", 5, 2 + 3 * kMaxExperts, {"n_experts", "top_k"}},
       {OpKind::CrossEntropy, "cross_entropy", 2, 2, {}, true},
       {OpKind::CrossEntropyGrad, "cross_entropy_grad", 3, 3, {}, true},
       {OpKind::WeightGrad, "weight_grad", 2, 2, {}, true},
@@ -141,6 +142,23 @@ Status infer_type(const Graph& graph, Node& node) {
       for (int i = 1; i < 3; ++i)
         if (!is_matrix(in[static_cast<size_t>(i)]) || in[static_cast<size_t>(i)].shape.dims[1] != kv * hd)
           return bad("k and v must be f32[seq,n_kv_heads*head_dim]");
+      out = in[0];
+      break;
+    }
+    case OpKind::MoeExperts: {
+      const int64_t experts = node.int_attr("n_experts"), top_k = node.int_attr("top_k");
+      if (experts < 1 || experts > kMaxExperts || n_inputs != 2 + 3 * experts)
+        return bad("needs x, router logits and three weights per expert (1..256 experts)");
+      if (top_k < 1 || top_k > experts) return bad("top_k must be 1..n_experts");
+      if (!is_matrix(in[0]) || !is_matrix(in[1]) || in[1].shape.dims[1] != experts)
+        return bad("needs x f32[seq,D] and router logits f32[seq,n_experts]");
+      const int64_t d = in[0].shape.dims[1], f = in[2].shape.rank() == 2 ? in[2].shape.dims[0] : 0;
+      for (int64_t e = 0; e < experts; ++e) {
+        const auto &w1 = in[static_cast<size_t>(2 + 3 * e)].shape, &w3 = in[static_cast<size_t>(3 + 3 * e)].shape,
+                   &w2 = in[static_cast<size_t>(4 + 3 * e)].shape;
+        if (!(w1 == Shape{{f, d}}) || !(w3 == Shape{{f, d}}) || !(w2 == Shape{{d, f}}))
+          return bad("each expert needs w1 and w3 f32[F,D] and w2 f32[D,F]");
+      }
       out = in[0];
       break;
     }

@@ -221,8 +221,71 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
     case OpKind::Attention:
       attention(node, id, rows);
       break;
+    case OpKind::MoeExperts:
+      experts(node, id, rows, last_row_only);
+      break;
     default:
       TESSERA_ASSERT(false);
+  }
+}
+
+// Each row goes to its top_k experts by router logit (the lower index first among equal logits),
+// weighted by the softmax of those logits; the experts' outputs are added in expert order, as
+// Mixtral's reference loop over experts adds them. Rows routed to one expert run as one product.
+void ReferenceExecutor::experts(const ir::Node& node, size_t id, int64_t rows, bool last_row_only) {
+  const int64_t d = cols_of(node), n_experts = node.int_attr("n_experts"), top_k = node.int_attr("top_k");
+  const int64_t f = graph_.node(node.inputs[2]).type.shape.dims[0], first = last_row_only ? rows - 1 : 0;
+  auto in = [&](size_t i) {
+    const auto src = static_cast<size_t>(node.inputs[i]);
+    return params_[src] ? params_[src] : buffers_[src].data();
+  };
+  const float *x = in(0) + first * d, *logits = in(1) + first * n_experts;
+  const int64_t out_rows = rows - first;
+  std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_experts));
+  std::vector<int64_t> order(static_cast<size_t>(n_experts));
+  for (int64_t r = 0; r < out_rows; ++r) {
+    const float* l = logits + r * n_experts;
+    for (int64_t e = 0; e < n_experts; ++e) order[static_cast<size_t>(e)] = e;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
+    const float top = l[order[0]];
+    double sum = 0;
+    for (int64_t j = 0; j < top_k; ++j) sum += std::exp(static_cast<double>(l[order[static_cast<size_t>(j)]] - top));
+    for (int64_t j = 0; j < top_k; ++j) {
+      const int64_t e = order[static_cast<size_t>(j)];
+      routed[static_cast<size_t>(e)].emplace_back(r,
+                                                  static_cast<float>(std::exp(static_cast<double>(l[e] - top)) / sum));
+    }
+  }
+  auto& out = buffers_[id];
+  std::fill(out.begin(), out.end(), 0.0f);
+  auto round_all = [&](std::vector<float>& v) {
+    if (activations_ != FloatFormat::F32)
+      for (float& e : v) e = round_to_format(e, activations_);
+  };
+  std::vector<float> xs, gate, up, y;
+  for (int64_t e = 0; e < n_experts; ++e) {
+    const auto& rows_of = routed[static_cast<size_t>(e)];
+    const auto n = static_cast<int64_t>(rows_of.size());
+    if (n == 0) continue;
+    xs.resize(static_cast<size_t>(n * d));
+    for (int64_t i = 0; i < n; ++i) std::copy_n(x + rows_of[static_cast<size_t>(i)].first * d, d, xs.data() + i * d);
+    round_all(xs);
+    gate.resize(static_cast<size_t>(n * f)), up.resize(gate.size()), y.resize(xs.size());
+    const float *w1 = in(static_cast<size_t>(2 + 3 * e)), *w3 = in(static_cast<size_t>(3 + 3 * e)),
+                *w2 = in(static_cast<size_t>(4 + 3 * e));
+    const auto bn = static_cast<blasint>(n), bd = static_cast<blasint>(d), bf = static_cast<blasint>(f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, bf, bd, 1.0f, xs.data(), bd, w1, bd, 0.0f, gate.data(),
+                bf);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, bf, bd, 1.0f, xs.data(), bd, w3, bd, 0.0f, up.data(), bf);
+    kernels::silu(gate.data(), n * f, gate.data());
+    for (size_t i = 0; i < gate.size(); ++i) gate[i] *= up[i];
+    round_all(gate);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, bd, bf, 1.0f, gate.data(), bf, w2, bf, 0.0f, y.data(), bd);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto [row, weight] = rows_of[static_cast<size_t>(i)];
+      for (int64_t c = 0; c < d; ++c)
+        out[static_cast<size_t>(row * d + c)] += weight * y[static_cast<size_t>(i * d + c)];
+    }
   }
 }
 

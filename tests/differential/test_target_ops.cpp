@@ -154,6 +154,9 @@ TEST(TargetOps, TheCasesCoverEveryOpKind) {
   }
   for (const auto& info : ir::op_table()) {
     if (info.training) continue;  // run by the reference trainer; checked against PyTorch (test_training_reference)
+    // No chip lowers mixture-of-experts layers yet: every target refuses them by name
+    // (Cli.HuggingFaceDirectoriesRunWithPyTorchsTokens); the host runs them against PyTorch.
+    if (info.kind == OpKind::MoeExperts) continue;
     EXPECT_TRUE(used.contains(info.kind)) << info.name << " has no case";
   }
 }

@@ -15,7 +15,8 @@
 
 namespace tessera::ir {
 
-inline constexpr int64_t kSeq = -1;  // the symbolic token count of a step
+inline constexpr int64_t kSeq = -1;          // the symbolic token count of a step
+inline constexpr int64_t kMaxExperts = 256;  // experts of one mixture-of-experts layer, at most
 
 enum class DType { F32, I32 };
 const char* dtype_name(DType dtype);
@@ -44,6 +45,10 @@ enum class OpKind {
   SliceCols,  // (x[S,N]) attrs start, size -> [S,size]
   Rope,       // (x[S,H*hd], positions[S]) attrs n_heads, head_dim, theta, scaling -> same
   Attention,  // (q[S,H*hd], k[S,KV*hd], v[S,KV*hd]) attrs n_heads, n_kv_heads, head_dim, layer
+  // (x[S,D], router logits[S,E], then per expert w1[F,D], w3[F,D], w2[D,F]) attrs n_experts, top_k
+  // -> [S,D]: each row through its top_k experts by router logit, summed with the softmax of those
+  // logits as weights; an expert is w2 (silu(w1 x) * (w3 x)) (Mixtral's block-sparse MoE).
+  MoeExperts,
 
   // Training ops (OpInfo::training): the loss, the backward ops ir/autodiff.hpp generates and the
   // optimizer updates. In a training step the seq rows are a batch of sequences laid end to end.

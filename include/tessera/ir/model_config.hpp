@@ -32,6 +32,9 @@ struct ModelConfig {
   bool tie_embeddings = true;
   double rope_theta = 10000.0;  // Llama only
   std::optional<RopeScaling> rope_scaling;
+  // Llama only: a mixture of experts in place of each MLP (Mixtral): n_experts SwiGLU experts of
+  // d_ff each, experts_per_token of them per token by a learned router. 0: a dense MLP.
+  int64_t n_experts = 0, experts_per_token = 0;
   std::string source;  // where the published shapes come from
 
   // A model package (models/NAME/config.yaml) also names its files, relative to the config.

@@ -68,6 +68,7 @@ class ReferenceExecutor {
   void blocked_softmax_values(const float* scores, int64_t visible, const float* values, int64_t stride, int64_t hd,
                               float* out) const;
   void rope(const ir::Node& node, size_t id, int64_t rows);
+  void experts(const ir::Node& node, size_t id, int64_t rows, bool last_row_only);
 
   const ir::Graph& graph_;
   int64_t max_context_;

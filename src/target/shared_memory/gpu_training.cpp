@@ -80,8 +80,9 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   const double boundary = cost.layers.empty() ? 0 : cost.layers.back().boundary_elements;
 
   // One micro-batch through the stage: matrix products at the sustained rate; elementwise ops
-  // reading and writing HBM; tensor-parallel all-reduces (2 forward, 2 backward per layer, 2 more
-  // when the layer's forward runs again); the hand-over to the next stage.
+  // (and unfused attention's scores) reading and writing HBM; a launch per kernel; tensor-parallel
+  // all-reduces (2 forward, 2 backward per layer, 2 more when the layer's forward runs again); the
+  // hand-over to the next stage.
   const double hbm = arch.gpu.sustained_hbm_bytes_per_second();
   const bool unfused = w.attention == AttentionKernel::Unfused;
   const UnfusedAttention scores = unfused ? unfused_attention(stage, w.seq) : UnfusedAttention{};

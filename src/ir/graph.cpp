@@ -112,6 +112,19 @@ int64_t Graph::parameter_count() const {
   return n;
 }
 
+int64_t Graph::active_parameter_count() const {
+  int64_t n = parameter_count();
+  for (const auto& node : nodes_) {
+    if (node.op != OpKind::MoeExperts) continue;
+    const int64_t experts = node.int_attr("n_experts"), idle = experts - node.int_attr("top_k");
+    int64_t expert_weights = 0;
+    for (size_t i = 2; i < node.inputs.size(); ++i)
+      expert_weights += nodes_[static_cast<size_t>(node.inputs[i])].type.shape.elements();
+    n -= expert_weights / experts * idle;
+  }
+  return n;
+}
+
 std::string Graph::dump() const {
   std::string out;
   for (size_t i = 0; i < nodes_.size(); ++i) {

@@ -95,12 +95,16 @@ TEST(ModelConfig, ShippedConfigsHaveThePublishedParameterCounts) {
   const std::map<std::string, int64_t> expected = {
       {"gpt2-small", 124'439'808}, {"gpt2-medium", 354'823'168}, {"gpt2-large", 774'030'080},
       {"gpt2-xl", 1'557'611'200},  {"llama3-8b", 8'030'261'248}, {"llama3-70b", 70'553'706'496},
+      {"mixtral-8x7b", 46'702'792'704},  // "46.7B total, 12.9B active" (Jiang et al. 2024)
   };
   for (const auto& [name, params] : expected) {
     const auto config = ir::load_model_config(model::resolve_model_config(name, TESSERA_SOURCE_DIR));
     const auto graph = ir::build_model_graph(config);
     EXPECT_TRUE(graph.verify().is_ok()) << name << ": " << graph.verify().message();
     EXPECT_EQ(graph.parameter_count(), params) << name;
+    // A token uses 2 of Mixtral's 8 experts per layer: 6 x 3 x 4,096 x 14,336 x 32 weights idle.
+    EXPECT_EQ(graph.active_parameter_count(), name == "mixtral-8x7b" ? params - 6 * 3 * 4096LL * 14336 * 32 : params)
+        << name;
   }
 }
 

@@ -201,12 +201,16 @@ int models_command() {
               "context", "parameters", "weights");
   for (const auto& entry : entries) {
     const ir::ModelConfig c = ir::load_model_config(entry.config_path);
-    const int64_t params = ir::build_model_graph(c).parameter_count();
-    std::printf("%-14s %-6s %7lld %7lld %6lld %5lld %8lld %16s  %s\n", entry.name.c_str(), ir::family_name(c.family),
+    const ir::Graph graph = ir::build_model_graph(c);
+    const int64_t params = graph.parameter_count(), active = graph.active_parameter_count();
+    const std::string experts = c.n_experts > 0 ? fmt::format("; {} experts, {} per token: {} active", c.n_experts,
+                                                              c.experts_per_token, with_thousands(active))
+                                                : "";
+    std::printf("%-14s %-6s %7lld %7lld %6lld %5lld %8lld %16s  %s%s\n", entry.name.c_str(), ir::family_name(c.family),
                 static_cast<long long>(c.n_layers), static_cast<long long>(c.d_model),
                 static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads),
                 static_cast<long long>(c.context_length), with_thousands(params).c_str(),
-                entry.ships_weights ? "shipped" : "shapes only (--weights FILE|random)");
+                entry.ships_weights ? "shipped" : "shapes only (--weights FILE|random)", experts.c_str());
   }
   return 0;
 }

@@ -130,6 +130,8 @@ class Graph {
   // Re-checks the whole graph: topological order, op arity, attributes and every shape rule.
   Status verify() const;
   int64_t parameter_count() const;
+  // Parameters one token uses: a mixture of experts' weights count top_k / n_experts of theirs.
+  int64_t active_parameter_count() const;
   // Human-readable listing, one node per line ("%12 = matmul(%10, %11) {..} : f32[seq,768]").
   std::string dump() const;
 

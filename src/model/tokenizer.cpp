@@ -98,52 +98,6 @@ std::string encode_utf8(uint32_t cp) {
   return out;
 }
 
-}  // namespace
-
-std::vector<std::string_view> pretokenize(std::string_view text) {
-  std::vector<std::string_view> out;
-  size_t i = 0;
-  const size_t n = text.size();
-  while (i < n) {
-    bool matched = false;
-    for (auto c : kContractions) {
-      if (text.substr(i, c.size()) == c) {
-        out.push_back(text.substr(i, c.size()));
-        i += c.size();
-        matched = true;
-        break;
-      }
-    }
-    if (matched) continue;
-    size_t j = i;
-    if (text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls != CharClass::Space) j = i + 1;
-    const Char first = char_at(text, j);
-    size_t e = j + first.length;
-    if (first.cls != CharClass::Space) {
-      while (e < n) {
-        const Char c = char_at(text, e);
-        if (c.cls != first.cls) break;
-        e += c.length;
-      }
-    } else {
-      size_t last_start = i;
-      e = i;
-      while (e < n) {
-        const Char c = char_at(text, e);
-        if (c.cls != CharClass::Space) break;
-        last_start = e;
-        e += c.length;
-      }
-      if (e < n && last_start > i) e = last_start;  // leave one space for the next word
-    }
-    out.push_back(text.substr(i, e - i));
-    i = e;
-  }
-  return out;
-}
-
-namespace {
-
 bool is_line_break(std::string_view text, size_t pos) { return text[pos] == '\r' || text[pos] == '\n'; }
 
 // The end of the run of characters of class `cls` starting at `pos`, at most `limit` of them.
@@ -169,7 +123,41 @@ size_t contraction_at(std::string_view text, size_t pos) {
   return 0;
 }
 
+// \s+(?!\S)|\s+ at `pos` (a whitespace character): the whitespace run, less its last character
+// when a non-space follows (that character starts the next piece).
+size_t spaces_end(std::string_view text, size_t pos) {
+  const size_t end = run_end(text, pos, CharClass::Space);
+  size_t last_start = pos;
+  for (size_t p = pos; p < end; p += char_at(text, p).length) last_start = p;
+  return end < text.size() && last_start > pos ? last_start : end;
+}
+
 }  // namespace
+
+std::vector<std::string_view> pretokenize(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    bool matched = false;
+    for (auto c : kContractions) {
+      if (text.substr(i, c.size()) == c) {
+        out.push_back(text.substr(i, c.size()));
+        i += c.size();
+        matched = true;
+        break;
+      }
+    }
+    if (matched) continue;
+    size_t j = i;
+    if (text[i] == ' ' && i + 1 < n && char_at(text, i + 1).cls != CharClass::Space) j = i + 1;
+    const CharClass cls = char_at(text, j).cls;
+    const size_t e = cls != CharClass::Space ? run_end(text, j, cls) : spaces_end(text, i);
+    out.push_back(text.substr(i, e - i));
+    i = e;
+  }
+  return out;
+}
 
 std::vector<std::string_view> pretokenize_llama3(std::string_view text) {
   std::vector<std::string_view> out;
@@ -193,17 +181,10 @@ std::vector<std::string_view> pretokenize_llama3(std::string_view text) {
       while (e < n && is_line_break(text, e)) ++e;
     } else {  // whitespace: \s*[\r\n]+, then \s+(?!\S), then \s+
       const size_t space_end = run_end(text, i, CharClass::Space);
-      size_t last_break = SIZE_MAX, last_start = i;
-      for (size_t pos = i; pos < space_end; pos += char_at(text, pos).length) {
+      size_t last_break = SIZE_MAX;
+      for (size_t pos = i; pos < space_end; pos += char_at(text, pos).length)
         if (is_line_break(text, pos)) last_break = pos;
-        last_start = pos;
-      }
-      if (last_break != SIZE_MAX)
-        e = last_break + 1;
-      else if (space_end == n || last_start == i)
-        e = space_end;
-      else
-        e = last_start;  // leave one space for the next piece
+      e = last_break != SIZE_MAX ? last_break + 1 : spaces_end(text, i);
     }
     out.push_back(text.substr(i, e - i));
     i = e;

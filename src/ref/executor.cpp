@@ -121,13 +121,15 @@ std::span<const float> ReferenceExecutor::forward(std::span<const int32_t> token
   return buffers_[output];
 }
 
+const float* ReferenceExecutor::input(const ir::Node& node, size_t i) const {
+  const auto src = static_cast<size_t>(node.inputs[i]);
+  return params_[src] ? params_[src] : buffers_[src].data();
+}
+
 void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
   const ir::Node& node = graph_.node(static_cast<int>(id));
   if (node.op == OpKind::Input || node.op == OpKind::Param) return;
-  auto in = [&](size_t i) -> const float* {
-    const auto src = static_cast<size_t>(node.inputs[i]);
-    return params_[src] ? params_[src] : buffers_[src].data();
-  };
+  auto in = [&](size_t i) { return input(node, i); };
   const int64_t cols = cols_of(node);
   auto& out = buffers_[id];
   const int64_t out_rows = last_row_only ? 1 : rows;
@@ -235,10 +237,7 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
 void ReferenceExecutor::experts(const ir::Node& node, size_t id, int64_t rows, bool last_row_only) {
   const int64_t d = cols_of(node), n_experts = node.int_attr("n_experts"), top_k = node.int_attr("top_k");
   const int64_t f = graph_.node(node.inputs[2]).type.shape.dims[0], first = last_row_only ? rows - 1 : 0;
-  auto in = [&](size_t i) {
-    const auto src = static_cast<size_t>(node.inputs[i]);
-    return params_[src] ? params_[src] : buffers_[src].data();
-  };
+  auto in = [&](size_t i) { return input(node, i); };
   const float *x = in(0) + first * d, *logits = in(1) + first * n_experts;
   const int64_t out_rows = rows - first;
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_experts));

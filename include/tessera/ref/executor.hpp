@@ -69,6 +69,8 @@ class ReferenceExecutor {
                               float* out) const;
   void rope(const ir::Node& node, size_t id, int64_t rows);
   void experts(const ir::Node& node, size_t id, int64_t rows, bool last_row_only);
+  // The values of a node's i-th input: a parameter's weights, or an earlier node's buffer.
+  const float* input(const ir::Node& node, size_t i) const;
 
   const ir::Graph& graph_;
   int64_t max_context_;

@@ -1,6 +1,7 @@
 // libFuzzer target for tokenizer files and text: the input's first byte picks what is fuzzed.
 // Even: the text after it is encoded with GPT-2's vocabulary and must decode to the same bytes
-// (byte-level BPE loses nothing, valid UTF-8 or not). Odd: the rest is split at the first NUL into
+// (byte-level BPE loses nothing, valid UTF-8 or not), and Llama 3's pre-tokenizer must split it
+// into non-empty pieces that join back to it. Odd: the rest is split at the first NUL into
 // an encoder.json and a vocab.bpe, which must load or throw tessera::Error, and then encode.
 #include <unistd.h>
 
@@ -33,6 +34,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (data[0] % 2 == 0) {
     const auto ids = gpt2().encode(rest);
     if (gpt2().decode(ids) != rest) __builtin_trap();
+    std::string joined;  // Llama 3's split: non-empty pieces that put the text back together
+    for (const auto piece : tessera::model::pretokenize_llama3(rest)) {
+      if (piece.empty()) __builtin_trap();
+      joined += piece;
+    }
+    if (joined != rest) __builtin_trap();
     return 0;
   }
   static const std::filesystem::path dir =

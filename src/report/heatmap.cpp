@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <limits>
 
 #include "tessera/base/error.hpp"
@@ -106,6 +107,7 @@ std::vector<Heatmap> mesh_heatmaps(const RunFigures& run) {
                                {"Share of the run each core computes", "%", w, h, {}, {}},
                                {"Decode energy per core and token", "nJ", w, h, {}, {}}};
   for (auto& m : maps) m.values.assign(static_cast<size_t>(w * h), std::nan(""));
+  // Stages sharing a region (several layers on the same cores) add up on it.
   for (const auto& st : run.stages) {
     const double cores = static_cast<double>(st.region.cores());
     const std::array<double, 3> v = {static_cast<double>(st.bytes_per_core()) / 1024,
@@ -114,7 +116,10 @@ std::vector<Heatmap> mesh_heatmaps(const RunFigures& run) {
     for (size_t k = 0; k < maps.size(); ++k) {
       maps[k].outlines.emplace_back(st.name, st.region);
       for (int64_t y = st.region.y; y < st.region.y + st.region.height; ++y)
-        std::fill_n(maps[k].values.begin() + y * w + st.region.x, st.region.width, v[k]);
+        for (int64_t x = st.region.x; x < st.region.x + st.region.width; ++x) {
+          double& cell = maps[k].values[static_cast<size_t>(y * w + x)];
+          cell = std::isnan(cell) ? v[k] : cell + v[k];
+        }
     }
   }
   const LinkMap& l = run.links;

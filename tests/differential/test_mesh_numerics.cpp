@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 
 #include "tessera/base/fs.hpp"
 #include "tessera/ir/builders.hpp"
@@ -101,6 +102,35 @@ TEST(MeshNumerics, LlamaTinyRandomWeightsOnWse2) {
   // Regions wider than the model: most columns hold empty segments.
   Case c = make_case("/tests/data/llama-tiny.yaml", "wse2", 7, 5, true);
   check(c, {11, 500, 3, 250, 42, 7, 128}, 5);
+}
+
+// 24 layers on a 4 x 4 mesh share regions (two or more per region): the layers that share cores
+// hand their activations over in place and compute what the reference computes.
+TEST(MeshNumerics, LayersSharingARegionMatchTheReference) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  std::string arch_yaml = read_text_file(root + "/configs/arch/mesh-32x32.yaml");
+  arch_yaml.replace(arch_yaml.find("grid: {width: 32, height: 32}"), 29, "grid: {width: 4, height: 4}");
+  arch_yaml.replace(arch_yaml.find("sram: 48KiB"), 11, "sram: 1MiB");
+  std::string model_yaml = read_text_file(root + "/tests/data/gpt2-tiny.yaml");
+  model_yaml.replace(model_yaml.find("n_layers: 2\n"), 12, "n_layers: 24\n");
+  Case c;
+  c.config = ir::parse_model_config(model_yaml, "gpt2-tiny-24.yaml");
+  c.graph = ir::build_model_graph(c.config);
+  c.weights = model::random_weights(c.graph, 5);
+  auto result = compiler::compile_for_mesh(c.config, model_yaml, "gpt2-tiny-24.yaml",
+                                           target::parse_arch(arch_yaml, "mesh-4x4"), arch_yaml, "mesh-4x4",
+                                           {6, 6, c.precision});
+  ASSERT_TRUE(result.status) << result.status.message();
+  c.plan = std::move(result.program);
+  const std::vector<size_t> owner = program::region_owners(c.plan);
+  ASSERT_LT(std::set<size_t>(owner.begin(), owner.end()).size(), c.plan.stages.size() - 1) << "layers share";
+  sim::MeshDataPlane mesh(c.plan, c.weights);
+  ref::ReferenceExecutor reference(c.graph, c.weights, c.config.context_length, c.precision);
+  const std::vector<int32_t> prompt = {5, 17, 3, 99, 42, 7};
+  EXPECT_LT(max_relative_error(mesh.forward(prompt), reference.forward(prompt)), 1e-5);
+  ref::GenerationOptions options;
+  options.max_new_tokens = 6;
+  EXPECT_EQ(ref::generate(mesh, prompt, options).tokens, ref::generate(reference, prompt, options).tokens);
 }
 
 TEST(MeshNumerics, DefaultModelOnWse2) {

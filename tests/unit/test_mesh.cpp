@@ -353,3 +353,75 @@ TEST(MeshPlacement, MoreOfAnyResourceNeverMakesAPresetSlower) {
     }
   }
 }
+
+// A 4 x 4 mesh with 1 MiB per core cannot give 24 layers and the LM head a region each, so
+// consecutive layers share regions: each region holds its layers' weights and KV caches and one
+// set of activation buffers, layers hand over on the same cores for free, and the region's cores
+// take the layers in turn. Two layers still get a region each.
+TEST(MeshCompiler, LayersShareRegionsOnlyWhenOnePerLayerDoesNotFit) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  std::string arch_yaml = read_text_file(root + "/configs/arch/mesh-32x32.yaml");
+  arch_yaml.replace(arch_yaml.find("grid: {width: 32, height: 32}"), 29, "grid: {width: 4, height: 4}");
+  arch_yaml.replace(arch_yaml.find("sram: 48KiB"), 11, "sram: 1MiB");
+  const std::string two_layers = read_text_file(root + "/tests/data/gpt2-tiny.yaml");
+  std::string many_layers = two_layers;
+  many_layers.replace(many_layers.find("n_layers: 2\n"), 12, "n_layers: 24\n");
+  const auto arch = target::parse_arch(arch_yaml, "mesh-4x4");
+  const auto plan_for = [&](const std::string& model_yaml) {
+    auto result = compiler::compile_for_mesh(ir::parse_model_config(model_yaml, "tiny.yaml"), model_yaml, "tiny.yaml",
+                                             arch, arch_yaml, "mesh-4x4", {8, 8, {}});
+    EXPECT_TRUE(result.status) << result.status.message();
+    return result.program;
+  };
+
+  const program::Program own = plan_for(two_layers);
+  ASSERT_EQ(own.stages.size(), 3u);
+  EXPECT_EQ(program::region_owners(own), (std::vector<size_t>{0, 1, 2}));
+
+  const program::Program plan = plan_for(many_layers);
+  ASSERT_EQ(plan.stages.size(), 25u);
+  const std::vector<size_t> owner = program::region_owners(plan);
+  const std::vector<int64_t> held = program::region_bytes_per_core(plan);
+  std::set<size_t> regions(owner.begin(), owner.end());
+  EXPECT_LT(regions.size(), 17u) << "at most one region per core";
+  int64_t cores = 0;
+  for (size_t s = 0; s < plan.stages.size(); ++s) {
+    const program::Stage& st = plan.stages[s];
+    EXPECT_LE(static_cast<double>(held[s]), arch.usable_sram_per_core()) << st.name;
+    if (s > 0 && owner[s] != s) {
+      EXPECT_EQ(owner[s], owner[s - 1]) << st.name << ": a region's layers are consecutive";
+      EXPECT_EQ(st.activation_bytes, 0) << st.name << ": one set of buffers per region";
+      EXPECT_GT(st.weight_bytes, 0);
+    }
+    if (owner[s] == s) cores += st.region.cores();
+  }
+  ASSERT_GT(regions.size(), 2u);
+  ASSERT_LT(regions.size(), 25u);
+  const int64_t shared = std::count_if(owner.begin(), owner.end(), [&](size_t o) { return o == owner[0]; });
+  EXPECT_EQ(held[0], shared * (plan.stages[0].weight_bytes + plan.stages[0].kv_cache_bytes) +
+                         plan.stages[0].activation_bytes);
+
+  const sim::MeshReport r = sim::simulate_mesh_timing(plan);
+  EXPECT_EQ(r.cores_used, cores) << "shared cores are counted once";
+  EXPECT_EQ(r.sram_high_water_bytes, *std::max_element(held.begin(), held.end()));
+  int64_t transfers = 0;
+  for (const sim::TraceSlice& step : r.decode_steps) {
+    if (step.pattern != "stage_transfer") continue;
+    ++transfers;
+    const auto from = static_cast<size_t>(step.stage);
+    if (owner[from + 1] == owner[from])
+      EXPECT_EQ(step.comm_cycles, 0) << step.name << " stays on its cores";
+    else
+      EXPECT_GT(step.comm_cycles, 0) << step.name;
+  }
+  EXPECT_EQ(transfers, 24);
+  // The plan file keeps the sharing; a region that only partly overlaps another is refused.
+  const std::string text = program::to_json(plan);
+  EXPECT_EQ(program::region_owners(program::from_json(text, "p.json")), owner);
+  program::Program skewed = plan;
+  skewed.stages[1].region.width = 2;
+  skewed.stages[1].region.x = plan.stages[0].region.x == 0 ? 0 : plan.stages[0].region.x - 1;
+  EXPECT_NE(error_of([&] { program::from_json(program::to_json(skewed), "p.json"); })
+                .find("overlaps stages[0]'s ('layer 0') without being the same cores"),
+            std::string::npos);
+}

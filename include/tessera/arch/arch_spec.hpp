@@ -24,6 +24,7 @@ namespace tessera::arch {
 struct Region {
   int64_t x = 0, y = 0, width = 0, height = 0;
   int64_t cores() const { return width * height; }
+  bool operator==(const Region&) const = default;
 };
 
 struct CoreSpec {

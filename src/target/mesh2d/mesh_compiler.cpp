@@ -116,8 +116,11 @@ class Lowering {
     return n;
   }
 
-  // The LM head only ever sees one token at a time (prefill needs only the last token's logits).
-  Footprint footprint(const StageKind& s, Shape r, int64_t tokens) const {
+  // What a core of a region holding `layers` such stages (several layers per region) keeps: each
+  // one's weights, KV cache and saved activations, and one set of activation buffers, which they
+  // take turns with. The LM head only ever sees one token at a time (prefill needs only the last
+  // token's logits).
+  Footprint footprint(const StageKind& s, Shape r, int64_t tokens, int64_t layers = 1) const {
     if (!s.is_layer) tokens = 1;
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
@@ -134,13 +137,14 @@ class Lowering {
       per_token += m_.n_heads * slots;  // attention scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
-    f.weights *= o_.weight_copies;
-    f.activations += cdiv(s.is_layer ? o_.saved_bytes_per_layer : o_.saved_bytes_head, r.px * r.py);
+    f.weights *= o_.weight_copies * layers;
+    f.kv *= layers;
+    f.activations += layers * cdiv(s.is_layer ? o_.saved_bytes_per_layer : o_.saved_bytes_head, r.px * r.py);
     return f;
   }
 
-  bool fits(const StageKind& s, Shape r, int64_t tokens) const {
-    return static_cast<double>(footprint(s, r, tokens).total()) <= a_.usable_sram_per_core();
+  bool fits(const StageKind& s, Shape r, int64_t tokens, int64_t layers = 1) const {
+    return static_cast<double>(footprint(s, r, tokens, layers).total()) <= a_.usable_sram_per_core();
   }
 
   // Multiply-accumulates of the stage's projections per token.
@@ -380,7 +384,8 @@ std::string smaller_format_hint(const arch::ArchSpec& arch, const PrecisionPolic
 struct Placement {
   Shape slot;
   int64_t layer_slots, head_slots;
-  std::vector<arch::Region> regions;  // layers in order, then the head
+  int64_t layers_per_region;          // consecutive layers sharing each layer region
+  std::vector<arch::Region> regions;  // each layer's in order, then the head's
   double estimate;
 };
 
@@ -416,13 +421,15 @@ bool packs(int64_t bands, int64_t per_band, int64_t n_layers, int64_t kl, int64_
   return needed <= bands;
 }
 
-// Searches slot grids (bands x slots per band) and the slots each layer and the head take (at
-// least what they need to fit; more gives each core less work, so a machine with more SRAM keeps
-// every placement a smaller one had) for the stages' regions; the candidates the rough estimate
-// ranks best are scored with the timing model itself (`score`: cycles of one decode pass, or of a
-// training step's slowest stage), and the best of those wins.
-std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, bool head, bool training,
-                               const std::function<double(const Placement&)>& score) {
+// Searches slot grids (bands x slots per band) and the slots each layer region and the head take
+// (at least what they need to fit; more gives each core less work, so a machine with more SRAM
+// keeps every placement a smaller one had) for the stages' regions, each layer region holding
+// `per_region` consecutive layers; the candidates the rough estimate ranks best are scored with
+// the timing model itself (`score`: cycles of one decode pass, or of a training step's slowest
+// stage), and the best of those wins.
+std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, int64_t per_region,
+                               bool head, bool training, const std::function<double(const Placement&)>& score) {
+  const int64_t n_regions = cdiv(n_layers, per_region);
   const int64_t width = a.usable.width, height = a.usable.height;
   struct Candidate {
     Shape slot;
@@ -442,12 +449,12 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
   for (int64_t bands = 1; bands <= std::min(height, max_split); ++bands) {
     for (int64_t per_band = 1; per_band <= std::min(width, max_split); ++per_band) {
       const Shape slot{width / per_band, height / bands};
-      auto slots_needed = [&](const StageKind& s) -> int64_t {
+      auto slots_needed = [&](const StageKind& s, int64_t layers) -> int64_t {
         for (int64_t k = 1; k <= per_band; ++k)
-          if (low.fits(s, {k * slot.px, slot.py}, 1)) return k;
+          if (low.fits(s, {k * slot.px, slot.py}, 1, layers)) return k;
         return 0;
       };
-      const int64_t kl_fit = slots_needed(low.layer()), kh_fit = head ? slots_needed(low.head()) : 0;
+      const int64_t kl_fit = slots_needed(low.layer(), per_region), kh_fit = head ? slots_needed(low.head(), 1) : 0;
       if (kl_fit == 0 || (head && kh_fit == 0)) continue;
       // Decode: the latency of a token through every stage. Training: the pace of the slowest
       // stage, its products' MACs per core (the most cores per stage rank first).
@@ -463,9 +470,9 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
       };
       std::vector<double> head_estimates;
       for (int64_t kh = kh_fit; kh <= (head ? per_band : 0); ++kh) head_estimates.push_back(head_estimate(kh));
-      for (int64_t kl = kl_fit; kl <= per_band && packs(bands, per_band, n_layers, kl, kh_fit); ++kl) {
+      for (int64_t kl = kl_fit; kl <= per_band && packs(bands, per_band, n_regions, kl, kh_fit); ++kl) {
         const double layers = layer_estimate(kl);
-        for (int64_t kh = kh_fit; kh <= (head ? per_band : 0) && packs(bands, per_band, n_layers, kl, kh); ++kh) {
+        for (int64_t kh = kh_fit; kh <= (head ? per_band : 0) && packs(bands, per_band, n_regions, kl, kh); ++kh) {
           const double h = head ? head_estimates[static_cast<size_t>(kh - kh_fit)] : 0.0;
           keep({slot, bands, per_band, kl, kh, training ? std::max(layers, h) : layers + h});
         }
@@ -475,7 +482,10 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
   if (candidates.empty()) return std::nullopt;
   std::vector<Placement> scored;
   for (const Candidate& c : candidates) {
-    Placement p{c.slot, c.kl, c.kh, pack(a, c.slot, c.bands, c.per_band, n_layers, c.kl, c.kh), 0};
+    const std::vector<arch::Region> packed = pack(a, c.slot, c.bands, c.per_band, n_regions, c.kl, c.kh);
+    Placement p{c.slot, c.kl, c.kh, per_region, {}, 0};
+    for (int64_t l = 0; l < n_layers; ++l) p.regions.push_back(packed[static_cast<size_t>(l / per_region)]);
+    if (head) p.regions.push_back(packed.back());
     p.estimate = score(p);
     scored.push_back(std::move(p));
   }
@@ -504,7 +514,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   MeshCompileResult result;
   // A candidate's decode pass as the simulator times it: the first layer stage's steps (its
   // collectives, and its transfer to the stage after it where that stage is) for every layer, and
-  // the LM head's local steps, on the candidate's own regions.
+  // the LM head's local steps, on the candidate's own regions. With several layers per region, a
+  // layer hands over to the next on the same cores except at the region's end.
   const auto score = [&](const Placement& c) {
     program::Program trial;
     trial.arch_yaml = arch_yaml, trial.arch_origin = arch_origin;
@@ -512,9 +523,14 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     trial.precision = options.precision;
     trial.skip_zero_activations = arch.sparsity.activations;
     trial.max_context = context;
-    // Stages: the first layer, the stage after it (its transfer's destination), the LM head.
-    std::vector<arch::Region> regions(c.regions.begin(),
-                                      c.regions.begin() + std::min<ptrdiff_t>(2, std::ssize(c.regions)));
+    // Stages: the first layer, the second where it shares the first's region, the stage after the
+    // first region (the last transfer's destination), the LM head.
+    const int64_t per_region = c.layers_per_region;
+    const bool shared = per_region > 1;
+    std::vector<arch::Region> regions(1, c.regions.front());
+    if (shared) regions.push_back(c.regions[1]);
+    const bool has_next = std::ssize(c.regions) > per_region;
+    if (has_next) regions.push_back(c.regions[static_cast<size_t>(per_region)]);
     if (head) regions.push_back(c.regions.back());
     for (const arch::Region& region : regions) {
       program::Stage stage;
@@ -523,7 +539,6 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
       trial.stages.push_back(stage);
     }
     const Shape layer{c.layer_slots * c.slot.px, c.slot.py}, lm{c.head_slots * c.slot.px, c.slot.py};
-    const bool has_next = c.regions.size() > 1;
     if (options.place_for_training) {
       // One prompt's forward pass through the first layer stage; the LM head's, which computes
       // every token's logits in training, scaled from it by MACs per core.
@@ -537,16 +552,28 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
                                      : 0.0;
       return std::max(layer_cycles, head_cycles);
     }
-    for (auto& st : low.stage_steps(low.layer(), 0, layer, 1, false, head && n_layers == 1))
-      if (st.pattern != Pattern::StageTransfer || has_next) trial.decode.push_back(std::move(st));
+    const int32_t last_layer_stage = shared ? 1 : 0;
+    for (int32_t s = 0; s <= last_layer_stage; ++s)
+      for (auto& st : low.stage_steps(low.layer(), s, layer, 1, false, head && n_layers == 1))
+        if (st.pattern != Pattern::StageTransfer || s < last_layer_stage || has_next)
+          trial.decode.push_back(std::move(st));
     const auto head_stage = static_cast<int32_t>(trial.stages.size()) - 1;
     if (head)
       for (auto& st : low.stage_steps(low.head(), head_stage, lm, 1, false, false))
         if (st.pattern != Pattern::HostOut) trial.decode.push_back(std::move(st));
     const std::vector<double> cycles = sim::decode_stage_cycles(trial, options.placement_model);
-    return static_cast<double>(n_layers) * cycles[0] + (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
+    const auto layers_ending_a_region = static_cast<double>(cdiv(n_layers, per_region));
+    return (static_cast<double>(n_layers) - layers_ending_a_region) * cycles[0] +
+           layers_ending_a_region * cycles[static_cast<size_t>(last_layer_stage)] +
+           (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
   };
-  const auto placement = place(low, arch, n_layers, head, options.place_for_training, score);
+  // Each layer gets a region of its own where that fits; otherwise consecutive layers share
+  // regions, the fewest per region that fit (sharing serialises their prefill chunks and
+  // lengthens each layer's collectives). Training keeps one layer per region.
+  std::optional<Placement> placement;
+  for (int64_t per_region = 1; !placement && per_region <= (options.place_for_training ? 1 : n_layers); ++per_region)
+    if (per_region == 1 || cdiv(n_layers, per_region) < cdiv(n_layers, per_region - 1))
+      placement = place(low, arch, n_layers, per_region, head, options.place_for_training, score);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
@@ -578,7 +605,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         std::max(0.0, static_cast<double>(f.total()) - arch.usable_sram_per_core()) / 1024);
     const std::string total = needed > usable
                                   ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)
-                                  : std::string("enough in total, but not once split into per-layer regions");
+                                  : std::string("enough in total, but not once split into regions (one per layer, or consecutive layers sharing one)");
     result.status = FitFailure{
         model.name,
         arch.name,
@@ -613,15 +640,17 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.max_context = context;
   p.batch = options.requests_in_flight;
   p.layers = n_layers, p.embedding = options.slice.embedding, p.lm_head = head;
-  // The largest prefill chunk whose activations still fit every stage.
+  // The largest prefill chunk whose activations still fit every region.
+  const int64_t per_region = placement->layers_per_region;
   int64_t chunk = options.prompt_tokens;
   auto chunk_fits = [&](int64_t t) {
-    for (size_t s = 0; s < placement->regions.size(); ++s) {
-      const auto& reg = placement->regions[s];
-      if (!low.fits(s < static_cast<size_t>(n_layers) ? low.layer() : low.head(), {reg.width, reg.height}, t))
-        return false;
-    }
-    return true;
+    const auto shape = [&](int64_t s) {
+      const arch::Region& reg = placement->regions[static_cast<size_t>(s)];
+      return Shape{reg.width, reg.height};
+    };
+    for (int64_t s = 0; s < n_layers; s += per_region)
+      if (!low.fits(low.layer(), shape(s), t, std::min(per_region, n_layers - s))) return false;
+    return !head || low.fits(low.head(), shape(n_layers), t);
   };
   while (chunk > 1 && !chunk_fits(chunk)) chunk = (chunk + 1) / 2;
   p.prefill_chunk_tokens = chunk;
@@ -634,7 +663,9 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     program::Stage st;
     st.name = is_layer ? fmt::format("layer {}", s) : "lm_head";
     st.region = reg;
-    st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv, st.activation_bytes = f.activations;
+    st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv;
+    // Layers sharing a region share its activation buffers (program.hpp, Stage).
+    st.activation_bytes = !is_layer || s % static_cast<size_t>(per_region) == 0 ? f.activations : 0;
     st.routes = kRoutesPerCore;
     st.context_split = reg.height;
     st.total_weight_bytes = low.weight_bytes(kind);

@@ -84,7 +84,7 @@ class Timer {
     const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
     c.compute = std::ceil((macs + ops) / rate_);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
-    if (s.pattern != Pattern::None) {
+    if (moves_words(s)) {
       const FabricModel tier = tier_of(s);
       c.fabric = communication(s, words, tier);
       if (tier != model_) {
@@ -124,6 +124,14 @@ class Timer {
   }
 
  private:
+  // A hand-over to a stage on the same cores (layers sharing a region) leaves the residual stream
+  // on every core of its row, where the next layer reads it: nothing moves.
+  bool moves_words(const program::Step& s) const {
+    if (s.pattern == Pattern::None) return false;
+    return s.pattern != Pattern::StageTransfer || plan_.stages.at(static_cast<size_t>(s.stage)).region !=
+                                                      plan_.stages.at(static_cast<size_t>(s.to_stage)).region;
+  }
+
   double input_density(const std::string& step) const {
     for (const auto& [layer, density] : activation_density_)
       if (step.ends_with(layer)) return density;
@@ -437,23 +445,28 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   report.prompt_tokens = plan.prompt_tokens;
   report.generated_tokens = plan.max_new_tokens;
   report.sram_per_core_bytes = a.usable_sram_per_core();
-  for (const auto& st : plan.stages) {
+  const std::vector<size_t> owner = program::region_owners(plan);
+  const std::vector<int64_t> held = program::region_bytes_per_core(plan);
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const auto& st = plan.stages[i];
     report.stage_names.push_back(st.name);
     report.stage_compute_cycles.push_back(0);
     report.stage_decode_energy_pj.push_back(0);
+    if (owner[i] != i) continue;
     report.cores_used += st.region.cores();
-    if (st.bytes_per_core() > report.sram_high_water_bytes) {
-      report.sram_high_water_bytes = st.bytes_per_core();
+    if (held[i] > report.sram_high_water_bytes) {
+      report.sram_high_water_bytes = held[i];
       report.sram_high_water_stage = st.name;
     }
   }
   // A pass runs its stages in order, each on its own cores: a stage starts once the stage before
-  // it in this pass has finished and it has itself finished the previous pass (`stage_end`, in
-  // cycles since the run began). Prefill chunks therefore flow through the layer stages as a
-  // pipeline (chunk c in layer L while chunk c + 1 is in layer L - 1: its keys and values for
-  // layer L are ready when chunk c + 1 gets there); a decode pass starts when the token before it
-  // is out. Returns when the pass ends.
-  std::vector<double> stage_end(plan.stages.size(), 0.0);
+  // it in this pass has finished and its cores have finished the previous pass (`region_end`, in
+  // cycles since the run began, kept by the region's first stage: layers sharing a region take
+  // turns on it). Prefill chunks therefore flow through the regions as a pipeline (chunk c in
+  // layer L while chunk c + 1 is in layer L - 1: its keys and values for layer L are ready when
+  // chunk c + 1 gets there); a decode pass starts when the token before it is out. Returns when
+  // the pass ends.
+  std::vector<double> region_end(plan.stages.size(), 0.0);
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
                       PhaseReport& phase, double& compute_core, double& comm_core,
                       std::map<std::string, StepHotspot>* hot, bool detailed) {
@@ -463,9 +476,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     for (const auto& s : steps) {
       if (s.last_chunk_only && !last_chunk) continue;
       if (s.stage != running) {
-        if (running >= 0) previous_stage_end = stage_end[static_cast<size_t>(running)] = clock;
+        if (running >= 0) previous_stage_end = region_end[owner[static_cast<size_t>(running)]] = clock;
         running = s.stage;
-        clock = std::max(previous_stage_end, stage_end[static_cast<size_t>(running)]);
+        clock = std::max(previous_stage_end, region_end[owner[static_cast<size_t>(running)]]);
       }
       const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
       const int64_t slots = (context + stage.context_split - 1) / stage.context_split;
@@ -505,7 +518,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       }
       clock += c.compute + c.comm + c.host;
     }
-    if (running >= 0) stage_end[static_cast<size_t>(running)] = clock;
+    if (running >= 0) region_end[owner[static_cast<size_t>(running)]] = clock;
     return clock;
   };
 
@@ -534,7 +547,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   // The first generated token comes out of prefill; each further one is a decode pass.
   double pass_end = prefill_end;
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
-    std::fill(stage_end.begin(), stage_end.end(), pass_end);  // the token before must be out
+    std::fill(region_end.begin(), region_end.end(), pass_end);  // the token before must be out
     pass_end = run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
                         report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
     ++report.decode.passes;

@@ -152,6 +152,15 @@ Program from_json(const std::string& text, const std::string& origin) {
       fail("{}: a {}x{} region at ({}, {}) is not inside {}'s usable {}x{} cores at ({}, {})", reg.where, g.width,
            g.height, g.x, g.y, arch.name, u.width, u.height, u.x, u.y);
     if (p.stages.back().context_split < 1) fail("{}: context_split must be >= 1", s.where);
+    for (size_t j = 0; j < i; ++j) {
+      const arch::Region& o = p.stages[j].region;
+      const bool same = o == g;
+      const bool apart = o.x + o.width <= g.x || g.x + g.width <= o.x || o.y + o.height <= g.y || g.y + g.height <= o.y;
+      if (!same && !apart)
+        fail("{}: its region overlaps stages[{}]'s ('{}') without being the same cores; stages either share a "
+             "region exactly or lie apart",
+             reg.where, j, p.stages[j].name);
+    }
   }
   for (const char* phase : {"prefill", "decode"}) {
     const json& steps = r.array(phase);
@@ -170,15 +179,39 @@ Program from_json(const std::string& text, const std::string& origin) {
   return p;
 }
 
+std::vector<size_t> region_owners(const Program& plan) {
+  std::vector<size_t> owner(plan.stages.size());
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    owner[i] = i;
+    for (size_t j = 0; j < i; ++j)
+      if (plan.stages[j].region == plan.stages[i].region) {
+        owner[i] = owner[j];
+        break;
+      }
+  }
+  return owner;
+}
+
+std::vector<int64_t> region_bytes_per_core(const Program& plan) {
+  const std::vector<size_t> owner = region_owners(plan);
+  std::vector<int64_t> owned(plan.stages.size(), 0), out(plan.stages.size());
+  for (size_t i = 0; i < plan.stages.size(); ++i) owned[owner[i]] += plan.stages[i].bytes_per_core();
+  for (size_t i = 0; i < plan.stages.size(); ++i) out[i] = owned[owner[i]];
+  return out;
+}
+
 std::string placement_table(const program::Program& plan) {
   std::string out = fmt::format("{:<10} {:>17} {:>9} {:>10} {:>10} {:>10} {:>10}\n", "stage", "region (x,y wxh)",
                                 "cores", "weights", "KV cache", "activ.", "KiB/core");
-  for (const auto& s : plan.stages)
+  const std::vector<int64_t> held = region_bytes_per_core(plan);
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const Stage& s = plan.stages[i];
     out += fmt::format("{:<10} {:>17} {:>9} {:>9.1f}K {:>9.1f}K {:>9.1f}K {:>10.1f}\n", s.name,
                        fmt::format("{},{} {}x{}", s.region.x, s.region.y, s.region.width, s.region.height),
                        s.region.cores(), static_cast<double>(s.weight_bytes) / 1024,
                        static_cast<double>(s.kv_cache_bytes) / 1024, static_cast<double>(s.activation_bytes) / 1024,
-                       static_cast<double>(s.bytes_per_core()) / 1024);
+                       static_cast<double>(held[i]) / 1024);
+  }
   out += fmt::format("prefill in chunks of {} tokens; {} prefill steps per chunk, {} decode steps per token\n",
                      plan.prefill_chunk_tokens, plan.prefill.size(), plan.decode.size());
   return out;

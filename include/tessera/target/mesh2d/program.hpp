@@ -53,6 +53,10 @@ struct Step {
   bool overlap = false;          // the collective streams outputs as the cores produce them
 };
 
+// One layer (or the LM head) on a rectangle of cores. Stages whose regions are equal share those
+// cores (several layers per region): they run one after another, each core holds every one's
+// weights and KV cache, and one set of activation buffers serves them all, counted on the first
+// of them (the others' activation_bytes are 0). Regions are otherwise disjoint.
 struct Stage {
   std::string name;
   arch::Region region;
@@ -87,6 +91,11 @@ struct Program {
   std::vector<Step> prefill;         // one chunk of prefill; repeated until the prompt is consumed
   std::vector<Step> decode;          // runs once per generated token
 };
+
+// For each stage, the index of the first stage on the same cores (itself unless it shares a region).
+std::vector<size_t> region_owners(const Program& plan);
+// SRAM bytes per core of each stage's region: every stage on it, as Stage describes.
+std::vector<int64_t> region_bytes_per_core(const Program& plan);
 
 std::string to_json(const Program& program);
 // Throws Error naming `origin` and the field on malformed input.

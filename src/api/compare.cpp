@@ -74,6 +74,9 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   work.prompt_tokens = request.prompt_tokens, work.max_new_tokens = request.max_new_tokens;
   work.tensor_parallel = request.tensor_parallel;
   work.precision = request.precision;
+  work.routing = request.routing;
+  if (request.routing != compiler::Routing::Uniform && model.config.n_experts == 0)
+    fail("--routing is for mixtures of experts; {} has none", model.config.name);
   std::optional<NumericsCheck> numerics;
   if (request.numerics) numerics.emplace(model, request);
   std::vector<int64_t> batches = request.batches;

@@ -72,10 +72,13 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   }
   const auto target = load_target(request.arch, request.precision);
   check_capabilities(*target, request);
+  if (request.routing != compiler::Routing::Uniform && config.n_experts == 0)
+    fail("--routing is for mixtures of experts; {} has none", config.name);
   target::ChipWork work{.max_new_tokens = request.max_new_tokens,
                         .micro_batch = request.batch,
                         .tensor_parallel = request.tensor_parallel,
-                        .precision = request.precision};
+                        .precision = request.precision,
+                        .routing = request.routing};
   if (!request.values) {
     work.prompt_tokens = timing_prompt_tokens(config, request);
     result.report = target->simulate(*compile_or_fail(*target, model, work), request.simulate);

@@ -27,6 +27,8 @@ const char* lowered_kind_name(LoweredKind kind) {
       return "add";
     case LoweredKind::Mul:
       return "mul";
+    case LoweredKind::Experts:
+      return "experts";
   }
   return "?";
 }
@@ -296,11 +298,17 @@ class Driver {
         ops.push_back(op);
         return;
       }
-      case ir::OpKind::MoeExperts:
-        fail(
-            "'{}' is a mixture-of-experts layer: no chip lowers those yet (inference runs on the host: "
-            "--arch host)",
-            node.name);
+      case ir::OpKind::MoeExperts: {
+        // Inputs: x, the router's logits, then w1, w3, w2 ([d_ff, d], [d_ff, d], [d, d_ff]) per expert.
+        LoweredOp op = op_for(LoweredKind::Experts, id);
+        op.experts = node.int_attr("n_experts"), op.top_k = node.int_attr("top_k");
+        op.k = op.width, op.n = g_.node(node.inputs[2]).type.shape.dims[0];
+        for (size_t w = 2; w < node.inputs.size(); ++w) op.weights.push_back(g_.node(node.inputs[w]).name);
+        op.split_input = split_in;
+        ops.push_back(op);
+        split_[i] = false;  // each token's experts' outputs are summed back into a whole tensor
+        return;
+      }
       default:
         TESSERA_ASSERT(false);
     }
@@ -395,5 +403,14 @@ const LoweredOp& LoweredModel::lm_head() const {
 }
 
 LoweredModel lower_graph(const ir::Graph& graph) { return Driver(graph).run(); }
+
+void refuse_experts(const LoweredModel& model, const std::string& machine) {
+  for (const LoweredOp* op : model.ops())
+    if (op->kind == LoweredKind::Experts)
+      fail(
+          "'{}' is a mixture-of-experts layer: {} does not lower those yet (GPUs do: --arch h100; values on the "
+          "host: --arch host)",
+          op->name, machine);
+}
 
 }  // namespace tessera::compiler

@@ -129,6 +129,15 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
         "  decode power         {:10.0f} W per chip from the energy table (TDP {:.0f} W){}\n", r.decode_watts_per_gpu,
         r.tdp_watts,
         r.decode_watts_per_gpu > r.tdp_watts ? ": above TDP, so the table's upper bounds overstate it" : "");
+  if (!r.routing.empty())
+    out += fmt::format(
+        "  experts              {} of {} per token, routed {}{}: per layer the busiest GPU reads {:.2f} experts' "
+        "weights per decode step; busiest expert {:.2f}x the mean in decode, {:.2f}x in prefill{}\n",
+        r.experts_per_token, r.experts, r.routing, r.routing == "uniform" ? " (assumed)" : "",
+        r.decode_routing.experts_used, r.decode_routing.expert_imbalance, r.prefill_routing.expert_imbalance,
+        r.gpus > 1 ? fmt::format("; busiest GPU {:.2f}x and {:.2f}x", r.decode_routing.device_imbalance,
+                                 r.prefill_routing.device_imbalance)
+                   : "");
   if (r.decode.seconds <= 0) return out;
   out += fmt::format(
       "  decode time          {:.1f}% compute-bound, {:.1f}% memory-bound, {:.1f}% link, {:.1f}% launch; "

@@ -210,7 +210,8 @@ class Evaluator {
                                   .max_new_tokens = w_.max_new_tokens,
                                   .micro_batch = cdiv(w_.batch, replicas),
                                   .tensor_parallel = g,
-                                  .precision = w_.precision};
+                                  .precision = w_.precision,
+                                  .routing = w_.routing};
       const auto compiled = target_.compile(model_, work);
       if (compiled.status) {
         t = g;
@@ -253,7 +254,8 @@ class Evaluator {
                                 .resident_requests = resident,
                                 .precision = w_.precision,
                                 .slice = slice,
-                                .fidelity = w_.fidelity};
+                                .fidelity = w_.fidelity,
+                                .routing = w_.routing};
     const auto compiled = target_.compile(model_, work);
     if (!compiled.status) {
       why = compiled.status;
@@ -302,6 +304,11 @@ Result evaluate(const Machine& machine, const Workload& work) {
   if (const Status s = target->supports(work.precision); !s) {
     Result r;
     r.note = s.message();
+    return r;
+  }
+  if (work.model.n_experts > 0 && !target->capabilities().mixture_of_experts) {
+    Result r;
+    r.note = fmt::format("{} is a mixture of experts: {} does not lower those yet", work.model.name, machine.arch.name);
     return r;
   }
   const Evaluator e(machine, work, *target);

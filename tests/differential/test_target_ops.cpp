@@ -2,8 +2,9 @@
 // layer holds the op under test (with the projections it needs around it), compiled for every
 // preset in configs/arch/ in every uniform precision the chip supports, run by the target's own
 // executor (a mesh's per-core data plane; a GPU's or IPU's arithmetic in its plan's order) and
-// checked against the host reference on the prompt's logits and three decoded steps. A new preset
-// file, or a new op kind in the op table without a case here, is noticed without editing a list.
+// checked against the host reference on the prompt's logits and three decoded steps. A target
+// without an op's capability (mixtures of experts) must refuse it by name. A new preset file, or a
+// new op kind in the op table without a case here, is noticed without editing a list.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -22,14 +23,15 @@ using ir::OpKind;
 
 namespace {
 
-constexpr int64_t kVocab = 64, kContext = 32, kDim = 16, kHeads = 2, kHeadDim = 8, kFf = 32;
+constexpr int64_t kVocab = 64, kContext = 32, kDim = 16, kHeads = 2, kHeadDim = 8, kFf = 32, kExperts = 4, kTopK = 2;
 
 // The sizes every case's graph shares, as a model description (plans embed it).
-std::string config_yaml(int64_t kv_heads) {
+std::string config_yaml(int64_t kv_heads, bool experts) {
   return fmt::format(
       "name: op-test\nfamily: llama\nvocab_size: {}\ncontext_length: {}\nd_model: {}\nn_layers: 1\nn_heads: {}\n"
-      "n_kv_heads: {}\nd_ff: {}\nnorm_eps: 1.0e-5\nrope_theta: 10000.0\ntie_embeddings: true\n",
-      kVocab, kContext, kDim, kHeads, kv_heads, kFf);
+      "n_kv_heads: {}\nd_ff: {}\nnorm_eps: 1.0e-5\nrope_theta: 10000.0\ntie_embeddings: true\n{}",
+      kVocab, kContext, kDim, kHeads, kv_heads, kFf,
+      experts ? fmt::format("n_experts: {}\nexperts_per_token: {}\n", kExperts, kTopK) : "");
 }
 
 using Layer = std::function<int(ir::Graph&, int x, int positions)>;
@@ -39,6 +41,7 @@ struct OpCase {
   Layer layer;
   int64_t kv_heads = kHeads;
   bool position_table = false;  // the embedding sums a second table looked up by position
+  bool experts = false;         // a mixture of experts (targets with that capability only)
 };
 
 int param(ir::Graph& g, const std::string& name, std::vector<int64_t> shape) {
@@ -125,6 +128,18 @@ std::vector<OpCase> cases() {
       {"attention_gqa_rope", attention(1, true), 1},
       {"embedding_positions", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {}, "gelu"); }, kHeads,
        true},
+      {"moe_experts",
+       [](ir::Graph& g, int x, int) {
+         std::vector<int> in = {x, linear(g, x, "moe.gate", kExperts, kDim)};
+         for (int64_t e = 0; e < kExperts; ++e) {
+           const std::string w = fmt::format("moe.experts.{}.", e);
+           in.push_back(param(g, w + "w1.weight", {kFf, kDim}));
+           in.push_back(param(g, w + "w3.weight", {kFf, kDim}));
+           in.push_back(param(g, w + "w2.weight", {kDim, kFf}));
+         }
+         return g.add(OpKind::MoeExperts, in, {{"n_experts", kExperts}, {"top_k", kTopK}}, "moe");
+       },
+       kHeads, false, true},
   };
 }
 
@@ -154,9 +169,6 @@ TEST(TargetOps, TheCasesCoverEveryOpKind) {
   }
   for (const auto& info : ir::op_table()) {
     if (info.training) continue;  // run by the reference trainer; checked against PyTorch (test_training_reference)
-    // No chip lowers mixture-of-experts layers yet: every target refuses them by name
-    // (Cli.HuggingFaceDirectoriesRunWithPyTorchsTokens); the host runs them against PyTorch.
-    if (info.kind == OpKind::MoeExperts) continue;
     EXPECT_TRUE(used.contains(info.kind)) << info.name << " has no case";
   }
 }
@@ -171,10 +183,19 @@ TEST(TargetOps, EveryOpOnEveryTargetMatchesTheReference) {
       if (!target->supports(policy)) continue;
       for (const OpCase& c : cases()) {
         SCOPED_TRACE(fmt::format("{} on {} in {}", c.name, target->arch().name, format));
-        const std::string yaml = config_yaml(c.kv_heads);
+        const std::string yaml = config_yaml(c.kv_heads, c.experts);
         auto graph = std::make_shared<const ir::Graph>(build(c));
         ASSERT_TRUE(graph->verify());
         const target::ModelSource model{ir::parse_model_config(yaml, "op-test"), yaml, "op-test", graph};
+        if (c.experts && !target->capabilities().mixture_of_experts) {
+          const std::string error = tessera::testing::error_of(
+              [&] { target->compile(model, {.prompt_tokens = 6, .max_new_tokens = 3, .precision = policy}); });
+          EXPECT_NE(error.find(fmt::format("'moe' is a mixture-of-experts layer: {} does not lower those yet",
+                                           target->arch().name)),
+                    std::string::npos)
+              << error;
+          continue;
+        }
         const auto compiled = target->compile(model, {.prompt_tokens = 6, .max_new_tokens = 3, .precision = policy});
         ASSERT_TRUE(compiled.status) << compiled.status.message();
         model::Weights weights = model::random_weights(*graph, 7);
@@ -192,5 +213,5 @@ TEST(TargetOps, EveryOpOnEveryTargetMatchesTheReference) {
       }
     }
   }
-  EXPECT_GE(runs, 9 * static_cast<int>(cases().size()));
+  EXPECT_GE(runs, 9 * static_cast<int>(cases().size() - 1) + 3) << "every case, experts on the GPUs";
 }

@@ -5,6 +5,7 @@
 #include "tessera/target/arch.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
 #include "tessera/target/shared_memory/gpu_timing.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
 
@@ -134,4 +135,73 @@ TEST(GpuModel, PlansRoundTripThroughJsonAndRejectCorruptFiles) {
   std::string bad_op = text;
   bad_op.replace(bad_op.find("\"op\": \"gemm\""), 12, "\"op\": \"conv\"");
   EXPECT_THROW(program::gpu_plan_from_json(bad_op, "p.json"), Error);
+}
+
+// Uniform routing is a seeded expectation: one token picks 2 of 8 experts, so with 4 experts on
+// each of 2 GPUs the busiest GPU holds both with probability 3/7 (1.43 experts' weights read on
+// average, 2 anywhere); many tokens spread nearly evenly. Balanced routing is exact.
+TEST(GpuModel, ExpertRoutingExpectations) {
+  using compiler::Routing;
+  const compiler::ExpertLoads one = compiler::expert_loads(Routing::Uniform, 1, 8, 2, 2);
+  EXPECT_NEAR(one.experts_used, 1 + 3.0 / 7, 0.1);
+  EXPECT_DOUBLE_EQ(one.experts_used_anywhere, 2);
+  EXPECT_DOUBLE_EQ(one.expert_imbalance, 4) << "the busiest expert has 1 token; the mean is 2/8";
+  EXPECT_EQ(one.busiest_device, (std::vector<int64_t>{1}));
+  const compiler::ExpertLoads again = compiler::expert_loads(Routing::Uniform, 1, 8, 2, 2);
+  EXPECT_EQ(again.experts_used, one.experts_used) << "deterministic";
+  const compiler::ExpertLoads many = compiler::expert_loads(Routing::Uniform, 8192, 8, 2, 1);
+  EXPECT_GT(many.expert_imbalance, 1.0);
+  EXPECT_LT(many.expert_imbalance, 1.05);
+  EXPECT_EQ(many.busiest_device.size(), 8u);
+  const compiler::ExpertLoads even = compiler::expert_loads(Routing::Balanced, 100, 8, 2, 4);
+  EXPECT_EQ(even.busiest_device, (std::vector<int64_t>{25, 25}));
+  EXPECT_DOUBLE_EQ(even.device_imbalance, 1.0);
+  EXPECT_NE(tessera::testing::error_of([] {
+              compiler::expert_loads(Routing::Uniform, 4, 2, 3, 1);
+            }).find("need 1 <= top_k <= experts"),
+            std::string::npos);
+  EXPECT_NE(tessera::testing::error_of([] { compiler::parse_routing("greedy"); }).find("choose uniform"),
+            std::string::npos);
+}
+
+// Mixtral 8x7B's experts on GPUs: a batch-1 decode step reads the weights of the experts its token
+// chose (2 of 8 per layer on one GPU), not all 8; with expert parallelism over 8 GPUs each holds
+// one expert, the group's energy counts the 2 experts used, not 8 copies; balanced routing is never
+// slower than uniform routing.
+TEST(GpuModel, MixtureOfExpertsReadsOnlyTheChosenExperts) {
+  const auto policy = PrecisionPolicy::uniform("fp16");
+  const auto one = compile("mixtral-8x7b", preset("h200"), {128, 16, 1, 1, policy});
+  ASSERT_TRUE(one.status) << one.status.message();
+  EXPECT_EQ(one.plan.routing, "uniform");
+  const double expert_gate_up = 2.0 * 14336 * 4096 * 2;  // w1|w3 of one expert, fp16
+  int64_t expert_kernels = 0;
+  for (const auto& k : one.plan.decode) {
+    if (k.name != "model.layers.0.block_sparse_moe.w1_w3") continue;
+    ++expert_kernels;
+    EXPECT_EQ(k.op, "experts");
+    EXPECT_EQ(k.m, 2) << "one token routed to 2 experts";
+    EXPECT_NEAR(k.hbm_bytes, 2 * expert_gate_up, 0.001 * expert_gate_up);
+    EXPECT_DOUBLE_EQ(k.macs, 2.0 * 2 * 14336 * 4096);
+  }
+  EXPECT_EQ(expert_kernels, 1);
+  const double all_weights = 46702792704.0 * 2;
+  EXPECT_NEAR(one.plan.weight_bytes, all_weights, 0.01 * all_weights);
+
+  const auto eight = compile("mixtral-8x7b", preset("h100"), {128, 16, 1, 8, policy});
+  ASSERT_TRUE(eight.status) << eight.status.message();
+  EXPECT_NEAR(eight.plan.weight_bytes * 8, all_weights, 0.01 * all_weights) << "one expert of each layer per GPU";
+  const sim::GpuReport r1 = sim::simulate_gpu(one.plan), r8 = sim::simulate_gpu(eight.plan);
+  EXPECT_LT(r8.decode_energy_per_token_pj, 1.5 * r1.decode_energy_per_token_pj);
+  EXPECT_NEAR(r8.decode_routing.experts_used, 1.0, 1e-9) << "8 GPUs: no GPU holds both chosen experts";
+
+  for (const int64_t batch : {1, 64}) {
+    compiler::GpuCompileOptions uniform{128, 16, batch, 2, policy};
+    compiler::GpuCompileOptions balanced = uniform;
+    balanced.routing = compiler::Routing::Balanced;
+    const sim::GpuReport u = sim::simulate_gpu(compile("mixtral-8x7b", preset("h100"), uniform).plan);
+    const sim::GpuReport b = sim::simulate_gpu(compile("mixtral-8x7b", preset("h100"), balanced).plan);
+    EXPECT_LE(b.decode.seconds, u.decode.seconds) << batch;
+    EXPECT_LE(b.prefill.seconds, u.prefill.seconds) << batch;
+    EXPECT_GT(u.decode_routing.device_imbalance, 1.0) << batch;
+  }
 }

@@ -99,10 +99,11 @@ struct RunFlags {
   uint64_t seed = 0;
   std::string arch = "wse2";
   bool no_numerics = false;
-  int64_t prompt_tokens = 0;    // timing-only: prompt length when there is no tokenizer
-  int64_t batch = 1;            // GPUs: requests decoded together
-  int64_t tensor_parallel = 1;  // GPUs: tensor-parallel group size
-  std::string logits;           // with values: the generated positions' logits (.npy)
+  int64_t prompt_tokens = 0;        // timing-only: prompt length when there is no tokenizer
+  int64_t batch = 1;                // GPUs: requests decoded together
+  int64_t tensor_parallel = 1;      // GPUs: tensor-parallel group size
+  std::string routing = "uniform";  // mixtures of experts: compiler::Routing by name
+  std::string logits;               // with values: the generated positions' logits (.npy)
   PrecisionFlags precision;
   Outputs outputs;
 };

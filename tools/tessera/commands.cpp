@@ -154,6 +154,7 @@ int run_command(const RunFlags& given) {
                           .batch = flags.batch,
                           .tensor_parallel = flags.tensor_parallel,
                           .precision = flags.precision.resolve(),
+                          .routing = compiler::parse_routing(flags.routing),
                           .simulate = simulate_options(out, progress)};
   if (flags.arch != "host" && !out.heatmaps.empty())
     report::check_heatmaps(run_files(out), load_target(flags.arch, request.precision)->capabilities().core_heatmaps,
@@ -271,9 +272,18 @@ int compare_command(const CompareFlags& flags) {
   check_outputs({flags.json, flags.csv}, inputs);
   PrecisionFlags precision = flags.precision;
   if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
-  const api::CompareRequest request{
-      flags.model,           flags.archs,         flags.prompt_tokens, flags.max_tokens, flags.batches, flags.sweep,
-      flags.tensor_parallel, precision.resolve(), flags.numerics,      flags.weights,    flags.seed};
+  const api::CompareRequest request{.model = flags.model,
+                                    .machines = flags.archs,
+                                    .prompt_tokens = flags.prompt_tokens,
+                                    .max_new_tokens = flags.max_tokens,
+                                    .batches = flags.batches,
+                                    .sweep = flags.sweep,
+                                    .tensor_parallel = flags.tensor_parallel,
+                                    .precision = precision.resolve(),
+                                    .routing = compiler::parse_routing(flags.routing),
+                                    .numerics = flags.numerics,
+                                    .weights = flags.weights,
+                                    .seed = flags.seed};
   const std::vector<report::CompareRow> rows = api::compare(request);
   std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
               static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),

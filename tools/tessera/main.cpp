@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--batch", run.batch, "GPUs: requests decoded together")->capture_default_str();
   run_cmd->add_option("--tp", run.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
   run_cmd
+      ->add_option("--routing", run.routing,
+                   "Mixtures of experts, timing: uniform (each token's experts at random) or balanced (every expert "
+                   "the same share; the difference is what imbalance costs)")
+      ->capture_default_str();
+  run_cmd
       ->add_option("--prompt-tokens", run.prompt_tokens, "Timing-only: prompt length in tokens (default: the prompt's)")
       ->check(kNonNegative);
 
@@ -295,6 +300,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compare_cmd->add_option("--tp", compare.tensor_parallel,
                           "GPU-like chips: tensor-parallel group size (default: the smallest that fits)");
+  compare_cmd
+      ->add_option("--routing", compare.routing,
+                   "Mixtures of experts: uniform (each token's experts at random) or balanced (every expert the "
+                   "same share)")
+      ->capture_default_str();
   add_precision_options(compare_cmd, compare.precision);
   compare_cmd->add_flag("--numerics", compare.numerics,
                         "Also generate greedily with values on every single-chip machine and check the tokens "
@@ -352,10 +362,10 @@ int main(int argc, char** argv) {
     if (*compare_cmd && !compare.train)
       reject_given(compare_cmd, {"--global-batch", "--seq", "--recompute"}, "is for --train");
     if (*compare_cmd && compare.train)
-      reject_given(
-          compare_cmd,
-          {"--prompt-len", "--gen", "--batch", "--sweep", "--tp", "--numerics", "--csv", "--dtype", "--precision"},
-          "is for inference, not --train");
+      reject_given(compare_cmd,
+                   {"--prompt-len", "--gen", "--batch", "--sweep", "--tp", "--numerics", "--csv", "--dtype",
+                    "--precision", "--routing"},
+                   "is for inference, not --train");
     if (*run_cmd && run.no_numerics)
       reject_given(run_cmd, {"--weights", "--temperature", "--top-k", "--seed"},
                    "chooses values, and --no-numerics computes none");

@@ -19,6 +19,7 @@ struct CompareRequest {
   bool sweep = false;           // batch 1, 2, 4, ... up to 1,024, until the requests no longer fit
   int64_t tensor_parallel = 0;  // chips with tensor parallelism: the group size; 0 picks the smallest that fits
   PrecisionPolicy precision;
+  compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts: how tokens spread
   bool numerics = false;  // also generate greedily with values on every single chip and check the tokens
   std::string weights;    // for numerics: a safetensors file, "random", or "" for the shipped weights
   uint64_t seed = 0;      // for numerics: the prompt's token ids and random weights

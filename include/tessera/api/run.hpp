@@ -30,7 +30,8 @@ struct RunRequest {
   int64_t batch = 1;            // requests one pass computes together (targets that batch requests)
   int64_t tensor_parallel = 1;  // chips splitting every layer (targets with tensor parallelism)
   PrecisionPolicy precision;
-  target::SimulateOptions simulate;  // trace, fabric model, link loads, progress
+  compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts, timing-only
+  target::SimulateOptions simulate;                        // trace, fabric model, link loads, progress
 };
 
 struct RunResult {

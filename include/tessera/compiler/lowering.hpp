@@ -23,7 +23,7 @@
 
 namespace tessera::compiler {
 
-enum class LoweredKind { Embedding, Norm, Projection, Rope, Attention, Activation, Add, Mul };
+enum class LoweredKind { Embedding, Norm, Projection, Rope, Attention, Activation, Add, Mul, Experts };
 // What a projection's part feeds (through RoPE, if any): attention's queries, its keys or values.
 enum class PartRole { Other, Query, KeyValue };
 const char* lowered_kind_name(LoweredKind kind);
@@ -52,6 +52,10 @@ struct LoweredOp {
   int64_t vectors = 0;
   // Attention.
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  // Experts (a mixture of experts' SwiGLU experts, ir::OpKind::MoeExperts): `experts` of them,
+  // each token's output the weighted sum of its `top_k`; k the model width, n each expert's d_ff;
+  // weights: w1, w3, w2 of expert 0, then of expert 1, ... The router is a projection of its own.
+  int64_t experts = 0, top_k = 0;
   // Activation: silu(x) * y; Embedding: tables summed (GPT-2: tokens and positions, 2).
   bool gated = false;
   int64_t tables = 0;
@@ -91,5 +95,8 @@ struct LoweredModel {
 
 // Throws Error if a layer's nodes are not contiguous or come after the head's.
 LoweredModel lower_graph(const ir::Graph& graph);
+
+// Throws Error naming the first mixture-of-experts layer, for machines that do not lower them.
+void refuse_experts(const LoweredModel& model, const std::string& machine);
 
 }  // namespace tessera::compiler

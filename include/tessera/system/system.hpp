@@ -33,7 +33,8 @@ struct Workload {
   int64_t batch = 1;            // concurrent requests over the whole system
   int64_t tensor_parallel = 0;  // GPUs: the group size; 0 picks the smallest that fits
   PrecisionPolicy precision;
-  target::Fidelity fidelity = target::Fidelity::Flow;  // mesh fabrics: how finely collectives are timed
+  target::Fidelity fidelity = target::Fidelity::Flow;      // mesh fabrics: how finely collectives are timed
+  compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts (compiler/routing.hpp)
 };
 
 struct Result {

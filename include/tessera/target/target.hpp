@@ -19,6 +19,7 @@
 #include "tessera/compiler/fit.hpp"
 #include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/model_slice.hpp"
+#include "tessera/compiler/routing.hpp"
 #include "tessera/ir/graph.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/model/weights.hpp"
@@ -69,19 +70,22 @@ struct ChipWork {
   compiler::ModelSlice slice;  // the part of the model on this chip (targets with pipeline)
   // The tier the plan will be timed at: mesh fabrics score candidate placements with it.
   Fidelity fidelity = Fidelity::Flow;
+  // Mixtures of experts (targets with mixture_of_experts): how tokens spread over the experts.
+  compiler::Routing routing = compiler::Routing::Uniform;
   int64_t resident() const { return resident_requests > 0 ? resident_requests : micro_batch; }
 };
 
 // What a system may do with a target's chips (system/ chooses layouts from these).
 struct Capabilities {
-  bool pipeline = false;          // a model too large for one chip runs as layer slices over chips
-  bool head_groups = false;       // an LM head too large for one chip may get chips of its own
-  bool tensor_parallel = false;   // every layer split over a group of chips
-  bool batches_requests = false;  // one pass computes a micro-batch of requests; else one request per
-                                  // pass, requests in flight pipelined through the layer stages
-  bool data_plane = false;        // values computed core by core from the plan's steps; else the
-                                  // reference executor in the plan's arithmetic order
-  bool core_heatmaps = false;     // a run draws per-core heatmaps (--heatmaps)
+  bool pipeline = false;            // a model too large for one chip runs as layer slices over chips
+  bool head_groups = false;         // an LM head too large for one chip may get chips of its own
+  bool tensor_parallel = false;     // every layer split over a group of chips
+  bool batches_requests = false;    // one pass computes a micro-batch of requests; else one request per
+                                    // pass, requests in flight pipelined through the layer stages
+  bool data_plane = false;          // values computed core by core from the plan's steps; else the
+                                    // reference executor in the plan's arithmetic order
+  bool core_heatmaps = false;       // a run draws per-core heatmaps (--heatmaps)
+  bool mixture_of_experts = false;  // lowers mixture-of-experts layers (compiler::LoweredKind::Experts)
 };
 
 // A compiled plan for one chip: the target's own plan behind a common face.

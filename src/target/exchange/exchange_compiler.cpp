@@ -231,6 +231,9 @@ class ExchangeLowering {
              int64_t rows) const {
     const auto r = static_cast<double>(rows), width = static_cast<double>(op.width);
     switch (op.kind) {
+      case LoweredKind::Experts:
+        refuse_experts(g_, a_.name);
+        break;
       case LoweredKind::Embedding: {
         // Each token's embedding row arrives from the host into the tiles of the residual stream
         // (other tables, GPT-2's positions, are added there).
@@ -368,6 +371,7 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   std::optional<LoweredModel> own;
   const LoweredModel& lowered =
       options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
+  refuse_experts(lowered, arch.name);
   const ExchangeLowering low(model, lowered, arch, options);
   ExchangeCompileResult result;
   const double usable = arch.usable_sram_per_core();

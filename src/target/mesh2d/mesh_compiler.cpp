@@ -287,6 +287,9 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
     switch (op.kind) {
       case LoweredKind::Embedding:
         fail("a mesh layer stage has no embedding lookup ('{}'): tokens are embedded on the host", op.name);
+      case LoweredKind::Experts:
+        refuse_experts(g_, a_.name);
+        break;
       case LoweredKind::Norm:
         add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, tokens, cores);
         break;
@@ -509,6 +512,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   std::optional<LoweredModel> own;
   const LoweredModel& lowered =
       options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
+  refuse_experts(lowered, arch.name);
   const Lowering low(model, lowered, arch, options);
 
   MeshCompileResult result;
@@ -603,9 +607,10 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
         even.px, even.py, static_cast<double>(f.total()) / 1024, static_cast<double>(f.weights) / 1024,
         static_cast<double>(f.kv) / 1024, static_cast<double>(f.activations) / 1024, arch.usable_sram_per_core() / 1024,
         std::max(0.0, static_cast<double>(f.total()) - arch.usable_sram_per_core()) / 1024);
-    const std::string total = needed > usable
-                                  ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)
-                                  : std::string("enough in total, but not once split into regions (one per layer, or consecutive layers sharing one)");
+    const std::string total = needed > usable ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)
+                                              : std::string(
+                                                    "enough in total, but not once split into regions (one per layer, "
+                                                    "or consecutive layers sharing one)");
     result.status = FitFailure{
         model.name,
         arch.name,

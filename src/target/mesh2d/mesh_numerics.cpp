@@ -709,6 +709,9 @@ class StageBuilder {
     switch (op.kind) {
       case LoweredKind::Embedding:
         fail("'{}': a mesh stage has no embedding lookup (tokens are embedded on the host)", op.name);
+      case LoweredKind::Experts:
+        compiler::refuse_experts(st_.lowered, "the mesh data plane");
+        break;
       case LoweredKind::Norm:
         so.in = {resolve(first.inputs[0])};
         if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);

@@ -9,6 +9,10 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <map>
+#include <numeric>
+
+#include "tessera/compiler/routing.hpp"
 
 namespace tessera::compiler {
 
@@ -46,13 +50,23 @@ class GpuLowering {
   // A [m, k] x [k, n] GEMM on this GPU: the tile that finishes soonest among those whose pipeline
   // fits the SM's shared memory (one CTA per SM).
   Kernel gemm(const std::string& name, int64_t m, int64_t n, int64_t k) const {
+    return grouped_gemm(name, "gemm", {m}, 1, n, k, true);
+  }
+
+  // GEMMs of one shape [k, n] with a weight matrix each, [groups[i], k] x [k, n], in one launch
+  // (a mixture of experts' grouped GEMM: one group per expert with tokens), their tiles sharing
+  // the waves, reading `matrices` weight matrices (an expectation: possibly fractional); `split_k`
+  // lets CTAs split K when the outputs alone leave SMs idle.
+  Kernel grouped_gemm(const std::string& name, const std::string& op, const std::vector<int64_t>& groups,
+                      double matrices, int64_t n, int64_t k, bool split_k) const {
     Kernel kern;
-    kern.name = name, kern.op = "gemm", kern.m = m, kern.n = n, kern.k = k;
+    const int64_t m = std::accumulate(groups.begin(), groups.end(), int64_t{0});
+    kern.name = name, kern.op = op, kern.m = m, kern.n = n, kern.k = k;
     const double density = storage_.mac_fraction();
     kern.macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) * density;
-    kern.hbm_bytes = static_cast<double>(n) * static_cast<double>(k) * weight_bits(k) / 8 +
+    kern.hbm_bytes = matrices * static_cast<double>(n) * static_cast<double>(k) * weight_bits(k) / 8 +
                      static_cast<double>(m) * static_cast<double>(k + n) * act_bytes_;
-    kern.unpack_ops = storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
+    kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
     double best = -1;
     for (const auto& [tm, tn] : kTiles) {
@@ -60,11 +74,13 @@ class GpuLowering {
       // A matrix unit computes its tile's full height (at least core.matrix_rows); datapaths
       // without a declared height (fp32 on CUDA cores) compute only the rows there are.
       const auto pad = a_.core.matrix_rows.find(o_.precision.activations);
+      const int64_t tallest = *std::max_element(groups.begin(), groups.end());
       const int64_t rows =
-          pad != a_.core.matrix_rows.end() ? std::max(tm, static_cast<int64_t>(pad->second)) : std::min(m, tm);
-      const int64_t tiles = cdiv(m, tm) * cdiv(n, tn);
+          pad != a_.core.matrix_rows.end() ? std::max(tm, static_cast<int64_t>(pad->second)) : std::min(tallest, tm);
+      int64_t tiles = 0;
+      for (int64_t g : groups) tiles += cdiv(g, tm) * cdiv(n, tn);
       // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
-      const int64_t split = std::max<int64_t>(1, std::min(a_.usable.cores() / tiles, k / kSlab));
+      const int64_t split = split_k ? std::max<int64_t>(1, std::min(a_.usable.cores() / tiles, k / kSlab)) : 1;
       const int64_t ctas = tiles * split, waves = cdiv(ctas, a_.usable.cores()), tile_k = cdiv(k, split);
       const double cycles = std::max(static_cast<double>(waves * rows * tn * tile_k) * density / rate_, memory_cycles);
       if (best < 0 || cycles < best) {
@@ -136,6 +152,9 @@ class GpuLowering {
       case LoweredKind::Attention:
         out.push_back(attention(prefix + "attention", op, tokens, decode));
         return;
+      case LoweredKind::Experts:
+        lower_experts(out, op, rows);
+        return;
       case LoweredKind::Projection:
         if (!op.split_input) {
           out.push_back(gemm(op.name, rows, op.n / t_, op.k));
@@ -145,6 +164,35 @@ class GpuLowering {
         if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.n));
         return;
     }
+  }
+
+  // A mixture of experts with expert parallelism over the tensor-parallel group: expert e on GPU
+  // e % t, whole. Every GPU holds every token (the group's activations are replicated), so it
+  // gathers those routed to its experts without moving them between GPUs, runs its experts as
+  // grouped GEMMs (gate|up, SiLU x up, down; no split K), scatters each token's weighted outputs
+  // back, and the allreduce a dense layer's down projection would need sums the GPUs' shares. The
+  // busiest GPU sets the pace: its experts' tokens under uniform routing (compiler/routing.hpp).
+  void lower_experts(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows) const {
+    const ExpertLoads loads = expert_loads(o_.routing, rows, op.experts, op.top_k, t_);
+    const auto& groups = loads.busiest_device;
+    const auto r = static_cast<double>(rows), d = static_cast<double>(op.k), f = static_cast<double>(op.n);
+    const auto routed = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
+    out.push_back(elementwise(op.name + ".gather", routed * d, routed * d));
+    // Over the group: every token's top_k experts, and the experts any token chose.
+    const auto everywhere = [&](Kernel kern) {
+      const double assignments = r * static_cast<double>(op.top_k), k = static_cast<double>(kern.k),
+                   n = static_cast<double>(kern.n);
+      kern.macs_all_gpus = assignments * k * n * storage_.mac_fraction();
+      kern.hbm_bytes_all_gpus =
+          loads.experts_used_anywhere * n * k * weight_bits(kern.k) / 8 + assignments * (k + n) * act_bytes_;
+      return kern;
+    };
+    out.push_back(
+        everywhere(grouped_gemm(op.name + ".w1_w3", "experts", groups, loads.experts_used, 2 * op.n, op.k, false)));
+    out.push_back(elementwise(op.name + ".silu_mul", 2 * routed * f, routed * f));
+    out.push_back(everywhere(grouped_gemm(op.name + ".w2", "experts", groups, loads.experts_used, op.k, op.n, false)));
+    out.push_back(elementwise(op.name + ".scatter", routed * d + r * d, r * d));
+    if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.k));
   }
 
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {
@@ -159,11 +207,20 @@ class GpuLowering {
   }
 
   // Per GPU: every matrix's 1/t share (embeddings vocabulary-parallel), vectors whole in fp32.
+  // A mixture of experts' matrices: the busiest GPU's ceil(experts / t) experts, whole.
   double weight_bytes() const {
+    std::map<std::string, double> share;
+    for (const auto* op : g_.ops())
+      if (op->kind == LoweredKind::Experts)
+        for (const auto& w : op->weights)
+          share[w] = static_cast<double>(cdiv(op->experts, t_)) / static_cast<double>(op->experts);
     double bytes = 0;
-    for (const auto& p : g_.parameters)
-      bytes += p.k > 0 ? static_cast<double>(p.elements) * weight_bits(p.k) / 8 / static_cast<double>(t_)
-                       : static_cast<double>(p.elements) * 4;
+    for (const auto& p : g_.parameters) {
+      const auto expert = share.find(p.name);
+      const double part = expert != share.end() ? expert->second : 1.0 / static_cast<double>(t_);
+      bytes +=
+          p.k > 0 ? static_cast<double>(p.elements) * weight_bits(p.k) / 8 * part : static_cast<double>(p.elements) * 4;
+    }
     return bytes;
   }
 
@@ -176,8 +233,10 @@ class GpuLowering {
   double activation_bytes(int64_t tokens) const {
     const auto rows = static_cast<double>(o_.micro_batch * tokens);
     int64_t widest_n = 0;
-    for (const auto* op : g_.ops())
+    for (const auto* op : g_.ops()) {
       if (op->kind == LoweredKind::Projection) widest_n = std::max(widest_n, op->n);
+      if (op->kind == LoweredKind::Experts) widest_n = std::max(widest_n, op->top_k * 2 * op->n * t_);
+    }
     const double widest = static_cast<double>(widest_n / t_);
     return rows * (2 * static_cast<double>(m_.d_model) + widest) * 4;
   }
@@ -218,6 +277,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
   p.skip_weight_zeros = low.storage().skips_zeros();
   p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens;
   p.batch = options.micro_batch, p.tensor_parallel = t;
+  if (model.n_experts > 0) p.routing = routing_name(options.routing);
   p.weight_bytes = low.weight_bytes();
   p.kv_cache_bytes = low.kv_cache_bytes(context);
   p.activation_bytes = low.activation_bytes(options.prompt_tokens);

@@ -3,13 +3,14 @@
 #include <utility>
 
 #include "../plan_json.hpp"
+#include "tessera/compiler/routing.hpp"
 
 namespace tessera::program {
 
 namespace {
 
 constexpr const char* kFormat = "tessera-gpu-plan";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;  // 2: routing, the experts kernel
 
 constexpr std::pair<const char*, int64_t Kernel::*> kKernelIntegers[] = {
     {"m", &Kernel::m},           {"n", &Kernel::n},           {"k", &Kernel::k},       {"tile_m", &Kernel::tile_m},
@@ -20,7 +21,9 @@ constexpr std::pair<const char*, double Kernel::*> kKernelNumbers[] = {
     {"hbm_bytes", &Kernel::hbm_bytes},
     {"hbm_bytes_per_position", &Kernel::hbm_bytes_per_position},
     {"unpack_ops", &Kernel::unpack_ops},
-    {"link_bytes", &Kernel::link_bytes}};
+    {"link_bytes", &Kernel::link_bytes},
+    {"macs_all_gpus", &Kernel::macs_all_gpus},
+    {"hbm_bytes_all_gpus", &Kernel::hbm_bytes_all_gpus}};
 constexpr std::pair<const char*, int64_t GpuPlan::*> kPlanIntegers[] = {{"prompt_tokens", &GpuPlan::prompt_tokens},
                                                                         {"max_new_tokens", &GpuPlan::max_new_tokens},
                                                                         {"batch", &GpuPlan::batch},
@@ -35,6 +38,7 @@ std::string to_json(const GpuPlan& p) {
   json doc = plan_json(kFormat, kVersion, p);
   for (const auto& [key, field] : kPlanIntegers) doc[key] = p.*field;
   for (const auto& [key, field] : kPlanNumbers) doc[key] = p.*field;
+  doc["routing"] = p.routing;
   for (const auto& [phase, kernels] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
     json list = json::array();
     for (const Kernel& k : *kernels) {
@@ -54,6 +58,8 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
   const Reader r{doc, origin};
   for (const auto& [key, field] : kPlanIntegers) p.*field = r.integer(key);
   for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);
+  p.routing = r.string("routing");
+  if (!p.routing.empty()) compiler::parse_routing(p.routing);
   if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.tensor_parallel < 1)
     fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, tensor parallel {})", origin, p.prompt_tokens,
          p.max_new_tokens, p.batch, p.tensor_parallel);
@@ -64,7 +70,8 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
       const Reader k{list[i], fmt::format("{}: {}[{}]", origin, phase, i)};
       Kernel kern;
       kern.name = k.string("name"), kern.op = k.string("op");
-      if (kern.op != "gemm" && kern.op != "attention" && kern.op != "elementwise" && kern.op != "allreduce")
+      if (kern.op != "gemm" && kern.op != "experts" && kern.op != "attention" && kern.op != "elementwise" &&
+          kern.op != "allreduce")
         fail("{}: unknown kernel op '{}'", k.where, kern.op);
       for (const auto& [key, field] : kKernelIntegers) kern.*field = k.integer(key);
       for (const auto& [key, field] : kKernelNumbers) kern.*field = k.number(key);

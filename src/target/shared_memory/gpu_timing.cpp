@@ -45,7 +45,7 @@ class GpuTimer {
       const auto t = static_cast<double>(plan_.tensor_parallel);
       c.link = 2 * (t - 1) / t * k.link_bytes / arch_.chip_link.sustained_bytes_per_second() +
                2 * (t - 1) * arch_.chip_link.latency_s;
-    } else if (k.op == "gemm") {
+    } else if (k.op == "gemm" || k.op == "experts") {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);
       const double performed = dense > 0 ? k.macs / dense : 1.0;  // < 1 where pruned zeros are skipped
@@ -61,8 +61,12 @@ class GpuTimer {
     return c;
   }
 
+  // Over the whole tensor-parallel group.
   double energy_pj(const KernelCost& c, const program::Kernel& k) const {
-    return c.macs * mac_pj_ + c.hbm * arch_.energy.hbm_pj_per_byte + k.link_bytes * arch_.energy.offchip_pj_per_byte;
+    const auto gpus = static_cast<double>(plan_.tensor_parallel);
+    const bool differ = k.macs_all_gpus > 0 || k.hbm_bytes_all_gpus > 0;
+    const double macs = differ ? k.macs_all_gpus : c.macs * gpus, hbm = differ ? k.hbm_bytes_all_gpus : c.hbm * gpus;
+    return macs * mac_pj_ + hbm * arch_.energy.hbm_pj_per_byte + k.link_bytes * gpus * arch_.energy.offchip_pj_per_byte;
   }
 
  private:
@@ -88,7 +92,16 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   const arch::ArchSpec& a = timer.arch();
   GpuReport r;
   r.arch_name = a.name;
-  r.model_name = ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
+  const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  r.model_name = model.name;
+  if (!plan.routing.empty()) {
+    const compiler::Routing routing = compiler::parse_routing(plan.routing);
+    r.routing = plan.routing, r.experts = model.n_experts, r.experts_per_token = model.experts_per_token;
+    r.prefill_routing = compiler::expert_loads(routing, plan.batch * plan.prompt_tokens, model.n_experts,
+                                               model.experts_per_token, plan.tensor_parallel);
+    r.decode_routing =
+        compiler::expert_loads(routing, plan.batch, model.n_experts, model.experts_per_token, plan.tensor_parallel);
+  }
   r.gpus = plan.tensor_parallel, r.batch = plan.batch;
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.hbm_used_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;
@@ -97,7 +110,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   const auto gpus = static_cast<double>(plan.tensor_parallel);
   for (const auto& k : plan.prefill) {
     const KernelCost c = timer.cost(k, 0);
-    add(r.prefill, c, timer.energy_pj(c, k) * gpus, k);
+    add(r.prefill, c, timer.energy_pj(c, k), k);
     r.prefill_kernels.push_back({k.name, k.op, c.bound, c.seconds, c.macs, c.hbm, k.tile_m, k.tile_n, k.waves});
   }
   r.time_to_first_token_s = r.prefill.seconds;
@@ -105,7 +118,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
     const bool last = t + 1 == plan.max_new_tokens;
     for (const auto& k : plan.decode) {
       const KernelCost c = timer.cost(k, plan.prompt_tokens + t);
-      add(r.decode, c, timer.energy_pj(c, k) * gpus, k);
+      add(r.decode, c, timer.energy_pj(c, k), k);
       if (last)
         r.last_decode_kernels.push_back({k.name, k.op, c.bound, c.seconds, c.macs, c.hbm, k.tile_m, k.tile_n, k.waves});
     }

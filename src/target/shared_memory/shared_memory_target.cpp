@@ -28,7 +28,8 @@ class SharedMemoryTarget : public Target {
             .tensor_parallel = true,
             .batches_requests = true,
             .data_plane = false,
-            .core_heatmaps = false};
+            .core_heatmaps = false,
+            .mixture_of_experts = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -44,6 +45,7 @@ class SharedMemoryTarget : public Target {
                                    .micro_batch = work.micro_batch,
                                    .tensor_parallel = work.tensor_parallel,
                                    .precision = work.precision,
+                                   .routing = work.routing,
                                    .lowered = &lowered});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<GpuPlanFile>(std::move(result.plan))};

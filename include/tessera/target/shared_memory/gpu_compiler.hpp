@@ -7,6 +7,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/fit.hpp"
 #include "tessera/compiler/lowering.hpp"
+#include "tessera/compiler/routing.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/shared_memory/gpu_plan.hpp"
 
@@ -18,6 +19,7 @@ struct GpuCompileOptions {
   int64_t micro_batch = 1;  // requests every pass computes together
   int64_t tensor_parallel = 1;
   PrecisionPolicy precision;
+  Routing routing = Routing::Uniform;  // mixtures of experts: how tokens spread over the experts
   // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
   const LoweredModel* lowered = nullptr;
 };

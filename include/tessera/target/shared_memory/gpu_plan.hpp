@@ -18,9 +18,10 @@ namespace tessera::program {
 
 struct Kernel {
   std::string name;  // "h.0.mlp.c_fc", "h.0.attention", "h.0.allreduce_mlp", ...
-  std::string op;    // "gemm", "attention", "elementwise", "allreduce"
-  // gemm: [m, k] x [k, n] on this GPU, tiled into CTAs of tile_m x tile_n outputs over tile_k
-  // inputs (k split over several CTAs when the output alone would leave SMs idle), run in waves.
+  std::string op;    // "gemm", "experts" (a grouped GEMM), "attention", "elementwise", "allreduce"
+  // gemm, experts: [m, k] x [k, n] on this GPU (experts: m the tokens of all its groups), tiled into CTAs of tile_m x
+  // tile_n outputs over tile_k inputs (k split over several CTAs when the output alone would leave SMs idle), run in
+  // waves.
   int64_t m = 0, n = 0, k = 0;
   int64_t tile_m = 0, tile_n = 0, tile_k = 0, ctas = 0, waves = 0;
   double macs = 0;               // MACs the tensor cores (or lanes) perform, after any skipped zeros
@@ -29,6 +30,9 @@ struct Kernel {
   double hbm_bytes_per_position = 0;
   double unpack_ops = 0;  // weights dequantised into the MAC dtype
   double link_bytes = 0;  // allreduce: payload per GPU
+  // Over every GPU of the group, where they differ (experts: each GPU runs its own experts'
+  // tokens); 0: every GPU does what this one does.
+  double macs_all_gpus = 0, hbm_bytes_all_gpus = 0;
 };
 
 struct GpuPlan {
@@ -37,6 +41,7 @@ struct GpuPlan {
   double weight_bits = 32;
   bool skip_weight_zeros = false;
   int64_t prompt_tokens = 0, max_new_tokens = 0, batch = 1, tensor_parallel = 1;
+  std::string routing;  // a mixture of experts' token routing (compiler::Routing); "": the model has none
   // Per GPU: weights, KV cache at the full context for every request, and the largest activations.
   double weight_bytes = 0, kv_cache_bytes = 0, activation_bytes = 0;
   std::vector<Kernel> prefill;  // the whole prompt of every request, once

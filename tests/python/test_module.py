@@ -42,6 +42,12 @@ check(timing["report"]["decode_tokens_per_s_per_user"] > 1000, "llama3-8b decode
 
 rows = tessera.compare(model="llama3-8b", archs=["wse3", "h100"], prompt_tokens=64, max_new_tokens=8, dtype="fp16")
 check([r["arch"] for r in rows] == ["wse3", "h100"], "a row per machine")
+moe = {routing: tessera.compare(model="mixtral-8x7b", archs=["2xh100", "wse3"], dtype="fp16", routing=routing)
+       for routing in ("uniform", "balanced")}
+check(not moe["uniform"][1]["fits"] and "mixture of experts" in moe["uniform"][1]["note"],
+      "a wafer says it does not lower experts")
+check(moe["balanced"][0]["tokens_per_s_per_user"] > moe["uniform"][0]["tokens_per_s_per_user"],
+      "balanced routing decodes faster than uniform on two GPUs")
 
 ppl = tessera.eval(text_path=os.path.join(ROOT, "tests/data/text/persuasion-end.txt"), window=128)
 check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl["tokens_scored"] > 1000,

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "tessera/compiler/lowering.hpp"
+#include "tessera/compiler/routing.hpp"
 
 #include <optional>
 #include "tessera/compiler/request.hpp"
@@ -46,12 +47,20 @@ class ExchangeLowering {
         kv_bytes_(storage_bits(o.precision.kv) / 8),
         rate_(a.core.macs_per_cycle.at(o.precision.activations)),
         ops_rate_(a.core.macs_per_cycle.count("fp32") ? a.core.macs_per_cycle.at("fp32") : rate_) {
-    for (const LoweredOp& op : g.layers.front().ops)
+    for (const LoweredOp& op : g.layers.front().ops) {
       if (op.kind == LoweredKind::Projection) layer_.push_back({op.local, op.k, op.n, op.bias});
+      if (op.kind == LoweredKind::Experts) {
+        experts_ = op.experts;
+        const std::string stem = op.local + ".";
+        expert_matrices_ = {{stem + "w1_w3", op.k, 2 * op.n, false}, {stem + "w2", op.n, op.k, false}};
+      }
+    }
     const LoweredOp& head = g.lm_head();
     head_ = {head.name, head.k, (head.n + o.slice.head_shards - 1) / o.slice.head_shards, head.bias};
-    for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx);
-    splits_[head_.name] = choose_split(head_);
+    for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx, a_.usable.cores());
+    splits_[head_.name] = choose_split(head_, a_.usable.cores());
+    // Each expert's matrices on a group of its own: 1/experts of the tiles.
+    for (const Matrix& mx : expert_matrices_) splits_[mx.name] = choose_split(mx, a_.usable.cores() / experts_);
     // Vectors (norms, biases) in fp32, and the tables a chip holds: token embeddings are looked
     // up on the host (as on the wafer) and stream in; other tables (GPT-2's positions) stay on the
     // pipeline's first chip.
@@ -80,6 +89,8 @@ class ExchangeLowering {
   double weight_bytes_per_tile() const {
     double per_tile = 0;
     for (const Matrix& mx : layer_) per_tile += block_bytes(mx) * used_fraction(mx) * static_cast<double>(layers());
+    for (const Matrix& mx : expert_matrices_)
+      per_tile += block_bytes(mx) * used_fraction(mx) * static_cast<double>(experts_ * layers());
     per_tile += static_cast<double>(layers()) * layer_vector_bytes_ / tiles_;
     if (o_.slice.embedding) per_tile += table_bytes_ / tiles_;
     // The LM head (its shard) is on the last chip.
@@ -91,6 +102,8 @@ class ExchangeLowering {
     double bytes = 0;
     for (const Matrix& mx : layer_)
       bytes += static_cast<double>(layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
+    for (const Matrix& mx : expert_matrices_)
+      bytes += static_cast<double>(experts_ * layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
     if (o_.slice.lm_head) bytes += static_cast<double>(head_.k * head_.n) * storage_.bits(head_.k) / 8;
     return bytes;
   }
@@ -118,8 +131,10 @@ class ExchangeLowering {
     double widest = 0;
     std::vector<Matrix> all = layer_;
     if (o_.slice.lm_head) all.push_back(head_);
+    all.insert(all.end(), expert_matrices_.begin(), expert_matrices_.end());
     for (const Matrix& mx : all) {
       const Split s = splits_.at(mx.name);
+      // An expert gets at most every token once.
       const double r = mx.name == head_.name ? static_cast<double>(o_.micro_batch) : rows;
       const double out = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
       widest = std::max(widest, r * (cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)) * act_bytes_ +
@@ -226,14 +241,53 @@ class ExchangeLowering {
     out.push_back(comb);
   }
 
+  // A mixture of experts over the tiles: each expert's gate|up and down matrices on its own group
+  // of tiles (1/experts of them), every token's activation exchanged to the groups of its top_k
+  // experts (the matmul's exchange in), and the outputs exchanged back to the residual stream's
+  // tiles, weighted and summed. The busiest expert's group sets the pace: its tokens under the
+  // assumed routing (compiler/routing.hpp); the totals count every routed token.
+  void experts(std::vector<Superstep>& out, const std::string& prefix, const LoweredOp& op, int64_t rows) const {
+    const ExpertLoads loads = expert_loads(o_.routing, rows, op.experts, op.top_k, op.experts);
+    const int64_t busiest = loads.busiest_device.empty() ? 0 : loads.busiest_device.front();
+    const double assignments = static_cast<double>(rows * op.top_k), f = static_cast<double>(op.n),
+                 d = static_cast<double>(op.k);
+    // The busiest group's supersteps, run by every group with tokens: totals as if each were as
+    // busy (an upper bound), except the MACs, which are every routed token's.
+    const auto on_every_group = [&](const Matrix& mx) {
+      const size_t first = out.size();
+      matmul(out, prefix, mx, busiest);
+      for (size_t i = first; i < out.size(); ++i) {
+        Superstep& st = out[i];
+        const bool product = st.op == "matmul";
+        st.op = product ? "experts" : st.op;
+        st.tiles = static_cast<int64_t>(std::min(tiles_, static_cast<double>(st.tiles) * loads.experts_used_anywhere));
+        const auto used = static_cast<double>(st.tiles);
+        st.total = {product ? assignments * static_cast<double>(mx.k * mx.n) * storage_.mac_fraction() : 0,
+                    st.tile.ops * used, st.tile.sram_bytes * used, st.tile.exchange_bytes * used};
+      }
+    };
+    on_every_group(expert_matrices_.front());
+    elementwise(out, prefix + op.local + ".silu_mul", assignments * f, 5);
+    on_every_group(expert_matrices_.back());
+    Superstep combine;
+    combine.name = prefix + op.local + ".combine", combine.op = "reduce";
+    combine.tiles = static_cast<int64_t>(std::min(tiles_, static_cast<double>(rows) * d));
+    combine.tile.exchange_bytes = cdiv(assignments * d, tiles_) * kPartialBytes;
+    combine.tile.ops = 2 * cdiv(assignments * d, tiles_);
+    combine.tile.sram_bytes = 2 * combine.tile.exchange_bytes;
+    const auto used = static_cast<double>(combine.tiles);
+    combine.total = {0, combine.tile.ops * used, combine.tile.sram_bytes * used, combine.tile.exchange_bytes * used};
+    out.push_back(combine);
+  }
+
   // One op of the lowered graph as supersteps over `rows` tokens of all requests.
   void lower(std::vector<Superstep>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens,
              int64_t rows) const {
     const auto r = static_cast<double>(rows), width = static_cast<double>(op.width);
     switch (op.kind) {
       case LoweredKind::Experts:
-        refuse_experts(g_, a_.name);
-        break;
+        experts(out, prefix, op, rows);
+        return;
       case LoweredKind::Embedding: {
         // Each token's embedding row arrives from the host into the tiles of the residual stream
         // (other tables, GPT-2's positions, are added there).
@@ -306,15 +360,15 @@ class ExchangeLowering {
     return static_cast<double>(s.pk * s.pn) / tiles_;
   }
 
-  // The split that makes a decode step (rows = batch) soonest: exchange in, multiply, and reduce
-  // when k is split, each with its sync.
-  Split choose_split(const Matrix& mx) const {
+  // The split over at most `tiles` tiles that makes a decode step (rows = batch) soonest: exchange
+  // in, multiply, and reduce when k is split, each with its sync.
+  Split choose_split(const Matrix& mx, int64_t tiles) const {
     const auto r = static_cast<double>(o_.micro_batch);
     const double sram_rate = a_.core.sram_bytes_per_cycle, ex = a_.exchange.bytes_per_cycle;
     Split best;
     double best_cycles = -1;
-    for (int64_t pk = 1; pk <= std::min<int64_t>(mx.k, a_.usable.cores()); pk *= 2) {
-      const int64_t pn = std::min<int64_t>(mx.n, a_.usable.cores() / pk);
+    for (int64_t pk = 1; pk <= std::min<int64_t>(mx.k, tiles); pk *= 2) {
+      const int64_t pn = std::min<int64_t>(mx.n, tiles / pk);
       const double kb = cdiv(static_cast<double>(mx.k), static_cast<double>(pk)),
                    nb = cdiv(static_cast<double>(mx.n), static_cast<double>(pn));
       const double weight_read = kb * nb * storage_.bits(mx.k) / 8;
@@ -335,6 +389,8 @@ class ExchangeLowering {
   const ExchangeCompileOptions& o_;
   WeightStorage storage_;
   double tiles_, act_bytes_, kv_bytes_, rate_, ops_rate_;
+  int64_t experts_ = 1;
+  std::vector<Matrix> expert_matrices_;  // a mixture of experts' w1|w3 and w2, each expert's
   double layer_vector_bytes_ = 0, head_vector_bytes_ = 0, table_bytes_ = 0;
   std::vector<Matrix> layer_;
   Matrix head_;
@@ -371,7 +427,6 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   std::optional<LoweredModel> own;
   const LoweredModel& lowered =
       options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
-  refuse_experts(lowered, arch.name);
   const ExchangeLowering low(model, lowered, arch, options);
   ExchangeCompileResult result;
   const double usable = arch.usable_sram_per_core();

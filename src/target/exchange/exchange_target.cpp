@@ -31,7 +31,8 @@ class ExchangeTarget : public Target {
             .tensor_parallel = false,
             .batches_requests = true,
             .data_plane = false,
-            .core_heatmaps = false};
+            .core_heatmaps = false,
+            .mixture_of_experts = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -46,6 +47,7 @@ class ExchangeTarget : public Target {
                                         .precision = work.precision,
                                         .slice = work.slice,
                                         .resident_requests = work.resident_requests,
+                                        .routing = work.routing,
                                         .lowered = &lowered});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<BspPlanFile>(std::move(result.plan))};

@@ -7,6 +7,7 @@
 #include "tessera/compiler/fit.hpp"
 #include "tessera/compiler/lowering.hpp"
 #include "tessera/compiler/model_slice.hpp"
+#include "tessera/compiler/routing.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/exchange/bsp_plan.hpp"
 
@@ -21,6 +22,7 @@ struct ExchangeCompileOptions {
   // Requests whose KV caches the chip holds (0: micro_batch). A pipeline stage computes one micro-batch
   // at a time but keeps the cache of every request in flight.
   int64_t resident_requests = 0;
+  Routing routing = Routing::Uniform;  // mixtures of experts: how tokens spread over the experts
   // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
   const LoweredModel* lowered = nullptr;
 };

@@ -47,6 +47,17 @@ ExpertLoads balanced_loads(int64_t tokens, int64_t experts, int64_t top_k, int64
 
 }  // namespace
 
+RoutingReport routing_report(const std::string& routing, int64_t experts, int64_t experts_per_token, int64_t batch,
+                             int64_t prompt_tokens, int64_t devices) {
+  RoutingReport r;
+  if (routing.empty()) return r;
+  const Routing chosen = parse_routing(routing);
+  r.routing = routing, r.experts = experts, r.experts_per_token = experts_per_token, r.devices = devices;
+  r.prefill = expert_loads(chosen, batch * prompt_tokens, experts, experts_per_token, devices);
+  r.decode = expert_loads(chosen, batch, experts, experts_per_token, devices);
+  return r;
+}
+
 ExpertLoads expert_loads(Routing routing, int64_t tokens, int64_t experts, int64_t top_k, int64_t devices) {
   if (top_k < 1 || top_k > experts || tokens < 0 || devices < 1)
     fail("routing {} tokens to {} of {} experts over {} devices: need 1 <= top_k <= experts and devices >= 1", tokens,

@@ -114,6 +114,24 @@ std::string batch_sweep_summary(const std::vector<CompareRow>& rows) {
   return out;
 }
 
+namespace {
+
+// A mixture of experts' routing and what it gives the experts ("" without experts); `device`:
+// what holds a share of the experts (a GPU, an expert's tile group).
+std::string routing_line(const compiler::RoutingReport& r, const std::string& device) {
+  if (r.routing.empty()) return "";
+  return fmt::format(
+      "  experts              {} of {} per token, routed {}{}: per layer the busiest {} reads {:.2f} experts' weights "
+      "per decode step; busiest expert {:.2f}x the mean in decode, {:.2f}x in prefill{}\n",
+      r.experts_per_token, r.experts, r.routing, r.routing == "uniform" ? " (assumed)" : "", device,
+      r.decode.experts_used, r.decode.expert_imbalance, r.prefill.expert_imbalance,
+      r.devices > 1 && r.devices < r.experts ? fmt::format("; busiest {} {:.2f}x and {:.2f}x", device,
+                                                           r.decode.device_imbalance, r.prefill.device_imbalance)
+                                             : "");
+}
+
+}  // namespace
+
 std::string gpu_summary_table(const sim::GpuReport& r) {
   std::string out = fmt::format("{} on {} x {} (simulated, kernel by kernel; batch {})\n", r.model_name, r.gpus,
                                 r.arch_name, r.batch);
@@ -129,15 +147,7 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
         "  decode power         {:10.0f} W per chip from the energy table (TDP {:.0f} W){}\n", r.decode_watts_per_gpu,
         r.tdp_watts,
         r.decode_watts_per_gpu > r.tdp_watts ? ": above TDP, so the table's upper bounds overstate it" : "");
-  if (!r.routing.empty())
-    out += fmt::format(
-        "  experts              {} of {} per token, routed {}{}: per layer the busiest GPU reads {:.2f} experts' "
-        "weights per decode step; busiest expert {:.2f}x the mean in decode, {:.2f}x in prefill{}\n",
-        r.experts_per_token, r.experts, r.routing, r.routing == "uniform" ? " (assumed)" : "",
-        r.decode_routing.experts_used, r.decode_routing.expert_imbalance, r.prefill_routing.expert_imbalance,
-        r.gpus > 1 ? fmt::format("; busiest GPU {:.2f}x and {:.2f}x", r.decode_routing.device_imbalance,
-                                 r.prefill_routing.device_imbalance)
-                   : "");
+  out += routing_line(r.routing, "GPU");
   if (r.decode.seconds <= 0) return out;
   out += fmt::format(
       "  decode time          {:.1f}% compute-bound, {:.1f}% memory-bound, {:.1f}% link, {:.1f}% launch; "
@@ -162,6 +172,7 @@ std::string bsp_summary_table(const sim::BspReport& r) {
                      r.tile_bytes_used / 1024, r.tile_bytes / 1024);
   out += fmt::format("  energy per token     {:10.4f} mJ (MACs, SRAM and exchange bytes; see docs/ipu-model.md)\n",
                      r.decode_energy_per_token_pj * 1e-9);
+  out += routing_line(r.routing, "expert's tile group");
   if (r.decode.seconds <= 0) return out;
   out += fmt::format(
       "  decode time          {:.1f}% compute, {:.1f}% exchange, {:.1f}% sync over {} supersteps per token; "

@@ -192,7 +192,7 @@ TEST(GpuModel, MixtureOfExpertsReadsOnlyTheChosenExperts) {
   EXPECT_NEAR(eight.plan.weight_bytes * 8, all_weights, 0.01 * all_weights) << "one expert of each layer per GPU";
   const sim::GpuReport r1 = sim::simulate_gpu(one.plan), r8 = sim::simulate_gpu(eight.plan);
   EXPECT_LT(r8.decode_energy_per_token_pj, 1.5 * r1.decode_energy_per_token_pj);
-  EXPECT_NEAR(r8.decode_routing.experts_used, 1.0, 1e-9) << "8 GPUs: no GPU holds both chosen experts";
+  EXPECT_NEAR(r8.routing.decode.experts_used, 1.0, 1e-9) << "8 GPUs: no GPU holds both chosen experts";
 
   for (const int64_t batch : {1, 64}) {
     compiler::GpuCompileOptions uniform{128, 16, batch, 2, policy};
@@ -202,6 +202,6 @@ TEST(GpuModel, MixtureOfExpertsReadsOnlyTheChosenExperts) {
     const sim::GpuReport b = sim::simulate_gpu(compile("mixtral-8x7b", preset("h100"), balanced).plan);
     EXPECT_LE(b.decode.seconds, u.decode.seconds) << batch;
     EXPECT_LE(b.prefill.seconds, u.prefill.seconds) << batch;
-    EXPECT_GT(u.decode_routing.device_imbalance, 1.0) << batch;
+    EXPECT_GT(u.routing.decode.device_imbalance, 1.0) << batch;
   }
 }

@@ -36,4 +36,15 @@ struct ExpertLoads {
 // Throws Error unless 1 <= top_k <= experts, tokens >= 0 and devices >= 1. Deterministic.
 ExpertLoads expert_loads(Routing routing, int64_t tokens, int64_t experts, int64_t top_k, int64_t devices);
 
+// What a plan's routing gives a layer's experts in prefill (every prompt token of the batch) and
+// in a decode step (one token per request), for reports. Empty `routing`: no experts.
+struct RoutingReport {
+  std::string routing;
+  int64_t experts = 0, experts_per_token = 0, devices = 1;
+  ExpertLoads prefill, decode;
+};
+// `routing` as a plan records it ("" for a model without experts).
+RoutingReport routing_report(const std::string& routing, int64_t experts, int64_t experts_per_token, int64_t batch,
+                             int64_t prompt_tokens, int64_t devices);
+
 }  // namespace tessera::compiler

@@ -3,13 +3,14 @@
 #include <utility>
 
 #include "../plan_json.hpp"
+#include "tessera/compiler/routing.hpp"
 
 namespace tessera::program {
 
 namespace {
 
 constexpr const char* kFormat = "tessera-bsp-plan";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;  // 2: routing, the experts superstep
 
 constexpr std::pair<const char*, double BspWork::*> kWorkFields[] = {{"macs", &BspWork::macs},
                                                                      {"ops", &BspWork::ops},
@@ -36,7 +37,7 @@ constexpr std::pair<const char*, double BspPlan::*> kPlanNumbers[] = {
 
 std::string to_json(const BspPlan& p) {
   json doc = plan_json(kFormat, kVersion, p);
-  doc["embedding"] = p.embedding, doc["lm_head"] = p.lm_head;
+  doc["embedding"] = p.embedding, doc["lm_head"] = p.lm_head, doc["routing"] = p.routing;
   for (const auto& [key, field] : kPlanIntegers) doc[key] = p.*field;
   for (const auto& [key, field] : kPlanNumbers) doc[key] = p.*field;
   for (const auto& [phase, steps] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
@@ -66,6 +67,8 @@ BspPlan bsp_plan_from_json(const std::string& text, const std::string& origin) {
   const json doc = read_plan(text, origin, kFormat, kVersion, p);
   const Reader r{doc, origin};
   p.embedding = r.flag("embedding"), p.lm_head = r.flag("lm_head");
+  p.routing = r.string("routing");
+  if (!p.routing.empty()) compiler::parse_routing(p.routing);
   for (const auto& [key, field] : kPlanIntegers) p.*field = r.integer(key);
   for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);
   if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.prefill_chunk_tokens < 1 || p.layers < 0)

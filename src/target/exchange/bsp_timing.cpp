@@ -60,7 +60,10 @@ BspReport simulate_bsp(const program::BspPlan& plan) {
   const arch::ArchSpec& a = timer.arch();
   BspReport r;
   r.arch_name = a.name;
-  r.model_name = ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
+  const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  r.model_name = model.name;
+  r.routing = compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, plan.batch,
+                                       plan.prompt_tokens, model.n_experts);
   r.batch = plan.batch, r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.supersteps_per_token = static_cast<int64_t>(plan.decode.size());
   r.tile_bytes_used = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;

@@ -465,6 +465,7 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
   p.skip_weight_zeros = low.storage().skips_zeros();
   p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens, p.batch = options.micro_batch;
   p.layers = layers, p.embedding = options.slice.embedding, p.lm_head = options.slice.lm_head;
+  if (model.n_experts > 0) p.routing = routing_name(options.routing);
   const TileMemory mem = tile_memory(low, chunk, context);
   p.weight_bytes = mem.weights, p.kv_cache_bytes = mem.kv, p.activation_bytes = mem.activations;
   p.chip_weight_bytes = low.chip_weight_bytes();

@@ -94,14 +94,8 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   r.arch_name = a.name;
   const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
   r.model_name = model.name;
-  if (!plan.routing.empty()) {
-    const compiler::Routing routing = compiler::parse_routing(plan.routing);
-    r.routing = plan.routing, r.experts = model.n_experts, r.experts_per_token = model.experts_per_token;
-    r.prefill_routing = compiler::expert_loads(routing, plan.batch * plan.prompt_tokens, model.n_experts,
-                                               model.experts_per_token, plan.tensor_parallel);
-    r.decode_routing =
-        compiler::expert_loads(routing, plan.batch, model.n_experts, model.experts_per_token, plan.tensor_parallel);
-  }
+  r.routing = compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, plan.batch,
+                                       plan.prompt_tokens, plan.tensor_parallel);
   r.gpus = plan.tensor_parallel, r.batch = plan.batch;
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.hbm_used_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;

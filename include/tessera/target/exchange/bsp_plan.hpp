@@ -47,7 +47,8 @@ struct BspPlan {
   double weight_bits = 32;
   bool skip_weight_zeros = false;
   int64_t prompt_tokens = 0, max_new_tokens = 0, batch = 1;
-  int64_t layers = 0;  // transformer layers on this chip
+  std::string routing;  // a mixture of experts' token routing (compiler::Routing); "": the model has none
+  int64_t layers = 0;   // transformer layers on this chip
   bool embedding = true, lm_head = true;
   // Per tile (the fullest): weights, KV cache at the full context of every request, activations.
   double weight_bytes = 0, kv_cache_bytes = 0, activation_bytes = 0;

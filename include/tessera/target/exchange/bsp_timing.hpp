@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/compiler/routing.hpp"
 #include "tessera/target/exchange/bsp_plan.hpp"
 
 namespace tessera::sim {
@@ -37,6 +38,7 @@ struct BspReport {
   double tile_bytes_used = 0, tile_bytes = 0;  // the fullest tile, and a tile's SRAM
   std::vector<SuperstepTime> prefill_steps;    // the prompt's last chunk, in order
   std::vector<SuperstepTime> last_decode_steps;
+  compiler::RoutingReport routing;  // a mixture of experts: the routing the plan assumes (devices: experts)
 };
 
 BspReport simulate_bsp(const program::BspPlan& plan);

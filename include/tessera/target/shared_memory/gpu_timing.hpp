@@ -38,11 +38,7 @@ struct GpuReport {
   double hbm_used_bytes = 0, hbm_bytes = 0;        // per GPU
   double decode_watts_per_gpu = 0, tdp_watts = 0;  // average decode power from the energy table; the board limit
   std::vector<GpuKernelTime> prefill_kernels, last_decode_kernels;  // in launch order
-  // A mixture of experts: the routing the plan assumes ("" without experts) and what it gives a
-  // layer's experts in prefill (every prompt token of the batch) and in a decode step.
-  std::string routing;
-  int64_t experts = 0, experts_per_token = 0;
-  compiler::ExpertLoads prefill_routing, decode_routing;
+  compiler::RoutingReport routing;  // a mixture of experts: the routing the plan assumes
 };
 
 GpuReport simulate_gpu(const program::GpuPlan& plan);

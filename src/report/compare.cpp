@@ -25,17 +25,26 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
 }
 
 std::string compare_table(const std::vector<CompareRow>& rows) {
-  std::string out = fmt::format(
-      "{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch", "fits",
-      "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util",
-      std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return !r.tokens.empty(); }) ? "bound     tokens"
-                                                                                                   : "bound");
+  // Several models side by side: a column naming each row's.
+  const bool models =
+      std::any_of(rows.begin(), rows.end(), [&](const CompareRow& r) { return r.model != rows.front().model; });
+  size_t width = 5;
+  for (const auto& r : rows) width = std::max(width, r.model.size());
+  const auto model = [&](const std::string& name) { return models ? fmt::format("{:<{}} ", name, width) : ""; };
+  std::string out =
+      model("model") +
+      fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch",
+                  "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util",
+                  std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return !r.tokens.empty(); })
+                      ? "bound     tokens"
+                      : "bound");
   for (const auto& r : rows) {
     if (!r.fits) {
-      out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {}\n", r.arch, r.chips, r.batch, "no", r.note);
+      out += model(r.model) + fmt::format("{:<12} {:>5} {:>5}  {:<4} {}\n", r.arch, r.chips, r.batch, "no", r.note);
       continue;
     }
-    out += fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
+    out += model(r.model) +
+           fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
                        r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3,
                        r.tokens_per_s_per_user, r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization,
                        r.tokens.empty() ? r.bound : fmt::format("{:<9} {}", r.bound, r.tokens));

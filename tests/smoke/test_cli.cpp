@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -646,6 +647,31 @@ TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
     EXPECT_NE(bad.exit_code, 0) << args;
     EXPECT_TRUE(contains(bad.output, message)) << args << "\n" << bad.output;
   }
+}
+
+// A mixture of experts beside the dense model of its active parameters, in one table: alike at
+// batch 1, the mixture far slower per user once a batch's tokens choose every expert; a wafer says
+// it does not lower experts; --routing needs experts.
+TEST(Cli, CompareSetsModelsSideBySide) {
+  const Result r = tessera("compare -m mixtral-8x7b,mixtral-8x7b-dense --arch h200,wse3 --batch 1,64 --gen 16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "mixtral-8x7b and mixtral-8x7b-dense, 128 prompt")) << r.output;
+  EXPECT_TRUE(contains(r.output, "mixtral-8x7b is a mixture of experts: wse3 does not lower those yet")) << r.output;
+  std::map<std::string, double> per_user;  // "model batch" -> tokens/s per user on h200
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string model, arch, chips, batch, fits, mapping_a, mapping_b, ttft;
+    double tokens = 0;
+    if (words >> model >> arch >> chips >> batch >> fits >> mapping_a >> mapping_b >> ttft >> tokens && arch == "h200")
+      per_user[model + " " + batch] = tokens;
+  }
+  ASSERT_EQ(per_user.size(), 4u) << r.output;
+  EXPECT_NEAR(per_user["mixtral-8x7b 1"] / per_user["mixtral-8x7b-dense 1"], 1.0, 0.1) << r.output;
+  EXPECT_GT(per_user["mixtral-8x7b-dense 64"], 2 * per_user["mixtral-8x7b 64"]) << r.output;
+  const Result dense = tessera("compare -m llama3-8b --arch h100 --routing balanced");
+  EXPECT_NE(dense.exit_code, 0);
+  EXPECT_TRUE(contains(dense.output, "--routing is for mixtures of experts; llama3-8b has none")) << dense.output;
 }
 
 TEST(Cli, CompareChecksTokensAgainstTheReference) {

@@ -255,37 +255,48 @@ int archs_area_command() {
 // One model on several machines (a preset, or a system COUNTxPRESET), timing-only: a row per
 // machine and batch size.
 int compare_command(const CompareFlags& flags) {
-  const fs::path model_path = resolve_model(flags.model);
+  std::vector<fs::path> inputs;
+  for (const std::string& model : flags.models) inputs.push_back(resolve_model(model));
   if (flags.train) {
-    check_outputs({flags.json}, {model_path});
+    if (flags.models.size() != 1) fail("--train compares one model on several machines; give one -m");
+    const std::string& model = flags.models.front();
+    check_outputs({flags.json}, inputs);
     target::TrainingWork work = flags.work;
     work.recompute = ir::parse_recompute(flags.recompute);
-    const auto rows = api::compare_training(flags.model, flags.archs, work);
-    std::printf("one training step of %s, recompute %s (timing-only)\n", flags.model.c_str(), flags.recompute.c_str());
+    const auto rows = api::compare_training(model, flags.archs, work);
+    std::printf("one training step of %s, recompute %s (timing-only)\n", model.c_str(), flags.recompute.c_str());
     std::fputs(report::training_compare_table(rows).c_str(), stdout);
-    if (!flags.json.empty()) report::write_output(flags.json, report::training_compare_json(rows), {model_path});
+    if (!flags.json.empty()) report::write_output(flags.json, report::training_compare_json(rows), inputs);
     return 0;
   }
-  std::vector<fs::path> inputs = {model_path};
   if (!flags.precision.file.empty()) inputs.emplace_back(flags.precision.file);
   if (!flags.weights.empty() && flags.weights != "random") inputs.emplace_back(flags.weights);
   check_outputs({flags.json, flags.csv}, inputs);
   PrecisionFlags precision = flags.precision;
   if (precision.dtype.empty() && precision.file.empty()) precision.dtype = "fp16";
-  const api::CompareRequest request{.model = flags.model,
-                                    .machines = flags.archs,
-                                    .prompt_tokens = flags.prompt_tokens,
-                                    .max_new_tokens = flags.max_tokens,
-                                    .batches = flags.batches,
-                                    .sweep = flags.sweep,
-                                    .tensor_parallel = flags.tensor_parallel,
-                                    .precision = precision.resolve(),
-                                    .routing = compiler::parse_routing(flags.routing),
-                                    .numerics = flags.numerics,
-                                    .weights = flags.weights,
-                                    .seed = flags.seed};
-  const std::vector<report::CompareRow> rows = api::compare(request);
-  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", flags.model.c_str(),
+  api::CompareRequest request{.machines = flags.archs,
+                              .prompt_tokens = flags.prompt_tokens,
+                              .max_new_tokens = flags.max_tokens,
+                              .batches = flags.batches,
+                              .sweep = flags.sweep,
+                              .tensor_parallel = flags.tensor_parallel,
+                              .precision = precision.resolve(),
+                              .routing = compiler::parse_routing(flags.routing),
+                              .numerics = flags.numerics,
+                              .weights = flags.weights,
+                              .seed = flags.seed};
+  std::vector<report::CompareRow> rows;
+  std::string names;
+  for (const std::string& model : flags.models) {
+    const std::vector<report::CompareRow> of_model = api::compare([&] {
+      api::CompareRequest one = request;
+      one.model = model;
+      return one;
+    }());
+    rows.insert(rows.end(), of_model.begin(), of_model.end());
+    names += (names.empty() ? "" : " and ") + model;
+  }
+  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", names.c_str(),
               static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
               request.precision.describe().c_str(),
               flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");

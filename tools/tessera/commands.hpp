@@ -10,7 +10,7 @@
 namespace tessera::cli {
 
 struct CompareFlags {
-  std::string model = "default";
+  std::vector<std::string> models = {"default"};  // inference: one or more, side by side
   std::vector<std::string> archs = {"wse2", "h100"};
   int64_t prompt_tokens = 128, max_tokens = 128;
   std::vector<int64_t> batches = {1};

@@ -279,7 +279,11 @@ int main(int argc, char** argv) {
   auto* compare_cmd = app.add_subcommand("compare",
                                          "One model on several machines and systems side by side (timing; values with "
                                          "--numerics); precision default fp16");
-  compare_cmd->add_option("-m,--model", compare.model, "Model name, config file or model directory")
+  compare_cmd
+      ->add_option("-m,--model", compare.models,
+                   "Model name, config file or model directory; several, comma-separated, side by side (a mixture "
+                   "of experts against its dense equivalent: -m mixtral-8x7b,mixtral-8x7b-dense)")
+      ->delimiter(',')
       ->capture_default_str();
   compare_cmd
       ->add_option("-a,--arch", compare.archs,

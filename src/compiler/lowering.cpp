@@ -408,8 +408,8 @@ void refuse_experts(const LoweredModel& model, const std::string& machine) {
   for (const LoweredOp* op : model.ops())
     if (op->kind == LoweredKind::Experts)
       fail(
-          "'{}' is a mixture-of-experts layer: {} does not lower those yet (GPUs do: --arch h100; values on the "
-          "host: --arch host)",
+          "'{}' is a mixture-of-experts layer: {} does not lower those yet (GPUs and IPUs do: --arch h100; values "
+          "on the host: --arch host)",
           op->name, machine);
 }
 

@@ -288,11 +288,8 @@ int compare_command(const CompareFlags& flags) {
   std::vector<report::CompareRow> rows;
   std::string names;
   for (const std::string& model : flags.models) {
-    const std::vector<report::CompareRow> of_model = api::compare([&] {
-      api::CompareRequest one = request;
-      one.model = model;
-      return one;
-    }());
+    request.model = model;
+    const std::vector<report::CompareRow> of_model = api::compare(request);
     rows.insert(rows.end(), of_model.begin(), of_model.end());
     names += (names.empty() ? "" : " and ") + model;
   }

@@ -171,7 +171,7 @@ class GpuLowering {
   // gathers those routed to its experts without moving them between GPUs, runs its experts as
   // grouped GEMMs (gate|up, SiLU x up, down; no split K), scatters each token's weighted outputs
   // back, and the allreduce a dense layer's down projection would need sums the GPUs' shares. The
-  // busiest GPU sets the pace: its experts' tokens under uniform routing (compiler/routing.hpp).
+  // busiest GPU sets the pace: its experts' tokens under the assumed routing (compiler/routing.hpp).
   void lower_experts(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows) const {
     const ExpertLoads loads = expert_loads(o_.routing, rows, op.experts, op.top_k, t_);
     const auto& groups = loads.busiest_device;

@@ -85,6 +85,22 @@ std::string chip_run_json(const target::RunReport& run) {
   doc["prefill"] = {{"seconds", run.prefill_s}, {"passes", 1}};
   doc["decode"] = {{"seconds", run.decode_s}, {"passes", passes}};
   doc["energy_per_decode_token"] = {{"total_pj", run.energy_per_token_pj}};
+  const compiler::RoutingReport routing = std::visit(
+      Overloaded{[](const target::MeshRun&) { return compiler::RoutingReport{}; },
+                 [](const sim::GpuReport& g) { return g.routing; }, [](const sim::BspReport& b) { return b.routing; }},
+      run.detail);
+  if (!routing.routing.empty()) {
+    const auto loads = [](const compiler::ExpertLoads& l) {
+      return nlohmann::json{{"experts_used", l.experts_used},
+                            {"expert_imbalance", l.expert_imbalance},
+                            {"device_imbalance", l.device_imbalance}};
+    };
+    doc["routing"] = {{"routing", routing.routing},
+                      {"experts", routing.experts},
+                      {"experts_per_token", routing.experts_per_token},
+                      {"prefill", loads(routing.prefill)},
+                      {"decode", loads(routing.decode)}};
+  }
   doc["config"] = {{"arch_origin", run.arch_origin},
                    {"arch_yaml", run.arch_yaml},
                    {"model_origin", run.model_origin},

@@ -669,6 +669,18 @@ TEST(Cli, CompareSetsModelsSideBySide) {
   ASSERT_EQ(per_user.size(), 4u) << r.output;
   EXPECT_NEAR(per_user["mixtral-8x7b 1"] / per_user["mixtral-8x7b-dense 1"], 1.0, 0.1) << r.output;
   EXPECT_GT(per_user["mixtral-8x7b-dense 64"], 2 * per_user["mixtral-8x7b 64"]) << r.output;
+  // A run's JSON carries the routing and what it gives the experts.
+  const std::string json = temp_file("moe.json", "");
+  const Result run = tessera(
+      "run -m mixtral-8x7b --arch h100 --tp 2 --no-numerics --dtype fp16 --prompt-tokens 64 -n 4 "
+      "-q --json " +
+      json);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json routing = nlohmann::json::parse(read_all(json))["routing"];
+  EXPECT_EQ(routing["routing"], "uniform");
+  EXPECT_EQ(routing["experts"], 8);
+  EXPECT_GT(routing["decode"]["experts_used"].get<double>(), 1.0);
+  EXPECT_LT(routing["decode"]["experts_used"].get<double>(), 2.0) << "the busiest of 2 GPUs reads 1 or 2 experts";
   const Result dense = tessera("compare -m llama3-8b --arch h100 --routing balanced");
   EXPECT_NE(dense.exit_code, 0);
   EXPECT_TRUE(contains(dense.output, "--routing is for mixtures of experts; llama3-8b has none")) << dense.output;

@@ -245,9 +245,9 @@ class ExchangeLowering {
   // of tiles (1/experts of them), every token's activation exchanged to the groups of its top_k
   // experts (the matmul's exchange in), and the outputs exchanged back to the residual stream's
   // tiles, weighted and summed. The busiest expert's group sets the pace: its tokens under the
-  // assumed routing (compiler/routing.hpp); the totals count every routed token.
-  void experts(std::vector<Superstep>& out, const std::string& prefix, const LoweredOp& op, int64_t rows) const {
-    const ExpertLoads loads = expert_loads(o_.routing, rows, op.experts, op.top_k, op.experts);
+  // assumed routing (`loads`); the totals count every routed token.
+  void experts(std::vector<Superstep>& out, const std::string& prefix, const LoweredOp& op, int64_t rows,
+               const ExpertLoads& loads) const {
     const int64_t busiest = loads.busiest_device.empty() ? 0 : loads.busiest_device.front();
     const double assignments = static_cast<double>(rows * op.top_k), f = static_cast<double>(op.n),
                  d = static_cast<double>(op.k);
@@ -281,12 +281,12 @@ class ExchangeLowering {
   }
 
   // One op of the lowered graph as supersteps over `rows` tokens of all requests.
-  void lower(std::vector<Superstep>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens,
-             int64_t rows) const {
+  void lower(std::vector<Superstep>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens, int64_t rows,
+             const ExpertLoads& routed) const {
     const auto r = static_cast<double>(rows), width = static_cast<double>(op.width);
     switch (op.kind) {
       case LoweredKind::Experts:
-        experts(out, prefix, op, rows);
+        experts(out, prefix, op, rows, routed);
         return;
       case LoweredKind::Embedding: {
         // Each token's embedding row arrives from the host into the tiles of the residual stream
@@ -330,15 +330,19 @@ class ExchangeLowering {
   std::vector<Superstep> phase(int64_t tokens, bool prefill) const {
     const int64_t rows = o_.micro_batch * tokens;
     std::vector<Superstep> out;
-    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows);
+    // Every layer's experts see the same tokens: one routing per phase (compiler/routing.hpp).
+    const ExpertLoads routed = m_.n_experts > 0
+                                   ? expert_loads(o_.routing, rows, m_.n_experts, m_.experts_per_token, m_.n_experts)
+                                   : ExpertLoads{};
+    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, routed);
     for (int64_t l = 0; l < layers(); ++l) {
       const LoweredLayer& layer = g_.layers.at(static_cast<size_t>(l));
-      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows);
+      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, routed);
     }
     if (o_.slice.lm_head) {
       // Only each request's last token reaches the LM head; the next token is picked on the chip.
       const size_t first = out.size();
-      for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch);
+      for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, routed);
       norm(out, "lm_head.argmax", o_.micro_batch, 2);
       for (size_t i = first; i < out.size(); ++i) out[i].last_chunk_only = prefill;
     }

@@ -131,7 +131,7 @@ class GpuLowering {
   // Column-split projections (Megatron) leave their outputs split over the group; a projection
   // reading a split tensor splits k and an allreduce joins the partial outputs.
   void lower(std::vector<Kernel>& out, const LoweredOp& op, const std::string& prefix, int64_t tokens, int64_t rows,
-             bool decode) const {
+             bool decode, const ExpertLoads& routed) const {
     const auto r = static_cast<double>(rows);
     const double per_gpu = static_cast<double>(op.width) / static_cast<double>(op.split_output ? t_ : 1);
     switch (op.kind) {
@@ -153,7 +153,7 @@ class GpuLowering {
         out.push_back(attention(prefix + "attention", op, tokens, decode));
         return;
       case LoweredKind::Experts:
-        lower_experts(out, op, rows);
+        lower_experts(out, op, rows, routed);
         return;
       case LoweredKind::Projection:
         if (!op.split_input) {
@@ -171,9 +171,8 @@ class GpuLowering {
   // gathers those routed to its experts without moving them between GPUs, runs its experts as
   // grouped GEMMs (gate|up, SiLU x up, down; no split K), scatters each token's weighted outputs
   // back, and the allreduce a dense layer's down projection would need sums the GPUs' shares. The
-  // busiest GPU sets the pace: its experts' tokens under the assumed routing (compiler/routing.hpp).
-  void lower_experts(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows) const {
-    const ExpertLoads loads = expert_loads(o_.routing, rows, op.experts, op.top_k, t_);
+  // busiest GPU sets the pace: its experts' tokens under the assumed routing (`loads`).
+  void lower_experts(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows, const ExpertLoads& loads) const {
     const auto& groups = loads.busiest_device;
     const auto r = static_cast<double>(rows), d = static_cast<double>(op.k), f = static_cast<double>(op.n);
     const auto routed = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
@@ -198,11 +197,14 @@ class GpuLowering {
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {
     const int64_t rows = o_.micro_batch * tokens;
     std::vector<Kernel> out;
-    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, decode);
+    // Every layer's experts see the same tokens: one routing per phase (compiler/routing.hpp).
+    const ExpertLoads routed =
+        m_.n_experts > 0 ? expert_loads(o_.routing, rows, m_.n_experts, m_.experts_per_token, t_) : ExpertLoads{};
+    for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, decode, routed);
     for (const auto& layer : g_.layers)
-      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, decode);
+      for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, decode, routed);
     // Only each request's last token reaches the head.
-    for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, decode);
+    for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, decode, routed);
     return out;
   }
 

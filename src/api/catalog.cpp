@@ -58,6 +58,11 @@ void require_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy
                     : "presets that support " + policy.describe() + ": " + able);
 }
 
+void require_experts_for_routing(const ir::ModelConfig& model, compiler::Routing routing) {
+  if (routing != compiler::Routing::Uniform && model.n_experts == 0)
+    fail("--routing is for mixtures of experts; {} has none", model.name);
+}
+
 target::ModelSource load_model_source(const fs::path& model_path) {
   const std::string yaml = read_text_file(model_path);
   return {ir::parse_model_config(yaml, model_path.string(), model_path.parent_path()), yaml, model_path.string()};

@@ -75,8 +75,7 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   work.tensor_parallel = request.tensor_parallel;
   work.precision = request.precision;
   work.routing = request.routing;
-  if (request.routing != compiler::Routing::Uniform && model.config.n_experts == 0)
-    fail("--routing is for mixtures of experts; {} has none", model.config.name);
+  require_experts_for_routing(model.config, request.routing);
   std::optional<NumericsCheck> numerics;
   if (request.numerics) numerics.emplace(model, request);
   std::vector<int64_t> batches = request.batches;

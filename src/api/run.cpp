@@ -72,8 +72,7 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   }
   const auto target = load_target(request.arch, request.precision);
   check_capabilities(*target, request);
-  if (request.routing != compiler::Routing::Uniform && config.n_experts == 0)
-    fail("--routing is for mixtures of experts; {} has none", config.name);
+  require_experts_for_routing(config, request.routing);
   target::ChipWork work{.max_new_tokens = request.max_new_tokens,
                         .micro_batch = request.batch,
                         .tensor_parallel = request.tensor_parallel,

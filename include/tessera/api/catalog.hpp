@@ -25,6 +25,8 @@ std::filesystem::path resolve_model(const std::string& name_or_path);
 
 // Fails with what `arch` lacks and which shipped presets support the whole policy.
 void require_precision(const arch::ArchSpec& arch, const PrecisionPolicy& policy);
+// Fails when a routing other than the default is asked of a model without experts.
+void require_experts_for_routing(const ir::ModelConfig& model, compiler::Routing routing);
 
 // The model config as plans embed it.
 target::ModelSource load_model_source(const std::filesystem::path& model_path);

@@ -79,6 +79,13 @@ std::string summary_table(const sim::MeshReport& r) {
   out +=
       fmt::format("  energy per token     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
                   e.total_pj() * 1e-9, e.compute_pj * 1e-9, e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
+  if (const auto& x = r.routing; !x.routing.empty())
+    out += fmt::format(
+        "  experts              {} of {} per token, routed {}{}: every core of a layer's region holds its tile of "
+        "each expert and multiplies a token's {} on all of them, so the busiest expert ({:.2f}x the mean in decode, "
+        "{:.2f}x in prefill) costs no time\n",
+        x.experts_per_token, x.experts, x.routing, x.routing == "uniform" ? " (assumed)" : "", x.experts_per_token,
+        x.decode.expert_imbalance, x.prefill.expert_imbalance);
   out += fmt::format("  {:<8} {:>15} {:>10} {:>9} {:>8}   {}\n", "phase", "time", "cycles", "passes", "comm",
                      "core-time split");
   out += phase_row("prefill", r.prefill, r.clock_hz);

@@ -65,6 +65,26 @@ nlohmann::json common_json(const target::RunReport& run) {
             {"decode_last_pass", steps_json(run.last_decode_steps)}}}};
 }
 
+// A mixture of experts' routing and what it gives the experts (docs/metrics.md); nothing without
+// experts. On a mesh the "device" is a layer's region, which holds every expert.
+void add_routing(nlohmann::json& doc, const target::RunReport& run) {
+  const compiler::RoutingReport routing = std::visit(
+      Overloaded{[](const target::MeshRun& m) { return m.report.routing; },
+                 [](const sim::GpuReport& g) { return g.routing; }, [](const sim::BspReport& b) { return b.routing; }},
+      run.detail);
+  if (routing.routing.empty()) return;
+  const auto loads = [](const compiler::ExpertLoads& l) {
+    return nlohmann::json{{"experts_used", l.experts_used},
+                          {"expert_imbalance", l.expert_imbalance},
+                          {"device_imbalance", l.device_imbalance}};
+  };
+  doc["routing"] = {{"routing", routing.routing},
+                    {"experts", routing.experts},
+                    {"experts_per_token", routing.experts_per_token},
+                    {"prefill", loads(routing.prefill)},
+                    {"decode", loads(routing.decode)}};
+}
+
 // A run with values: its prompt's and generated tokens' ids beside their counts.
 void add_token_ids(nlohmann::json& doc, const target::RunReport& run) {
   if (run.prompt_ids.empty()) return;
@@ -85,22 +105,7 @@ std::string chip_run_json(const target::RunReport& run) {
   doc["prefill"] = {{"seconds", run.prefill_s}, {"passes", 1}};
   doc["decode"] = {{"seconds", run.decode_s}, {"passes", passes}};
   doc["energy_per_decode_token"] = {{"total_pj", run.energy_per_token_pj}};
-  const compiler::RoutingReport routing = std::visit(
-      Overloaded{[](const target::MeshRun&) { return compiler::RoutingReport{}; },
-                 [](const sim::GpuReport& g) { return g.routing; }, [](const sim::BspReport& b) { return b.routing; }},
-      run.detail);
-  if (!routing.routing.empty()) {
-    const auto loads = [](const compiler::ExpertLoads& l) {
-      return nlohmann::json{{"experts_used", l.experts_used},
-                            {"expert_imbalance", l.expert_imbalance},
-                            {"device_imbalance", l.device_imbalance}};
-    };
-    doc["routing"] = {{"routing", routing.routing},
-                      {"experts", routing.experts},
-                      {"experts_per_token", routing.experts_per_token},
-                      {"prefill", loads(routing.prefill)},
-                      {"decode", loads(routing.decode)}};
-  }
+  add_routing(doc, run);
   doc["config"] = {{"arch_origin", run.arch_origin},
                    {"arch_yaml", run.arch_yaml},
                    {"model_origin", run.model_origin},
@@ -167,6 +172,7 @@ std::string run_json(const target::RunReport& run) {
   nlohmann::json doc = nlohmann::json::parse(to_json(*mesh->plan, mesh->report));
   doc.update(common_json(run));
   add_token_ids(doc, run);
+  add_routing(doc, run);
   return doc.dump(1) + "\n";
 }
 

@@ -52,7 +52,8 @@ class Mesh2dTarget : public Target {
             .tensor_parallel = false,
             .batches_requests = false,
             .data_plane = true,
-            .core_heatmaps = true};
+            .core_heatmaps = true,
+            .mixture_of_experts = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -68,6 +69,7 @@ class Mesh2dTarget : public Target {
          .precision = work.precision,
          .requests_in_flight = work.resident(),
          .slice = work.slice,
+         .routing = work.routing,
          .lowered = &lowered,
          .placement_model = work.fidelity == Fidelity::Analytic ? sim::FabricModel::Analytic : sim::FabricModel::Fast});
     if (!result.status) return {result.status, nullptr};

@@ -32,13 +32,15 @@ constexpr int64_t kVectorBytes = 4;
 
 // A weight matrix [k, n]. rows_in: the input is split over the region's rows (so the k split is
 // over rows and the partial outputs are allreduced along each column, ending split over columns);
-// otherwise the reverse.
+// otherwise the reverse. A mixture of experts' matrices are stored `copies` times (one per
+// expert, every core holding its tile of each) and each token multiplies `per_token` of them.
 struct Matmul {
   std::string name;
   int64_t k, n;
   bool rows_in;
   bool bias;
   const LoweredOp* op;  // its parts (q|k|v, gate|up) and what they feed
+  int64_t copies = 1, per_token = 1;
 };
 
 struct StageKind {
@@ -105,14 +107,17 @@ class Lowering {
     return mm.op->input_group > 1 ? program::query_capacity(mm.k, r.px, mm.op->input_group) : over_cols(mm.k, r);
   }
   int64_t tile_n(const Matmul& mm, Shape r) const {
-    return mm.rows_in ? parts_over_cols(*mm.op, r) : over_rows(mm.n, r);
+    if (!mm.rows_in) return over_rows(mm.n, r);
+    // An expert's gate|up: two d_ff-wide parts side by side.
+    return mm.op->kind == LoweredKind::Experts ? 2 * over_cols(mm.n / 2, r) : parts_over_cols(*mm.op, r);
   }
   const StageKind& layer() const { return layer_; }
   const StageKind& head() const { return head_; }
 
   int64_t weight_bytes(const StageKind& s) const {
     int64_t n = s.norms * s.norm_vectors * m_.d_model * kVectorBytes;
-    for (const auto& mm : s.matmuls) n += storage_.bytes(mm.k * mm.n, mm.k) + (mm.bias ? mm.n * kVectorBytes : 0);
+    for (const auto& mm : s.matmuls)
+      n += mm.copies * storage_.bytes(mm.k * mm.n, mm.k) + (mm.bias ? mm.n * kVectorBytes : 0);
     return n;
   }
 
@@ -125,9 +130,11 @@ class Lowering {
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
     for (const auto& mm : s.matmuls) {
-      f.weights += storage_.bytes(tile_k(mm, r) * tile_n(mm, r), mm.k) + (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
-      widest_partial = std::max(widest_partial, tile_n(mm, r));
-      if (mm.rows_in) cols_activations += tile_n(mm, r);
+      f.weights += mm.copies * storage_.bytes(tile_k(mm, r) * tile_n(mm, r), mm.k) +
+                   (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
+      widest_partial = std::max(widest_partial, mm.per_token * tile_n(mm, r));
+      // An expert's gate|up outputs, and their SiLU x up, for each of a token's experts.
+      if (mm.rows_in) cols_activations += mm.per_token * tile_n(mm, r) * (mm.copies > 1 ? 3 : 2) / 2;
     }
     f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * kVectorBytes;
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;
@@ -150,7 +157,7 @@ class Lowering {
   // Multiply-accumulates of the stage's projections per token.
   double macs_per_token(const StageKind& s) const {
     double macs = 0;
-    for (const auto& mm : s.matmuls) macs += static_cast<double>(mm.k * mm.n);
+    for (const auto& mm : s.matmuls) macs += static_cast<double>(mm.per_token * mm.k * mm.n);
     return macs;
   }
 
@@ -163,7 +170,7 @@ class Lowering {
     for (const auto& mm : s.matmuls) {
       const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
       const double line = static_cast<double>(ks);
-      cycles += static_cast<double>(cdiv(mm.k, ks) * cdiv(mm.n, ns)) / rate;
+      cycles += static_cast<double>(mm.per_token * cdiv(mm.k, ks) * cdiv(mm.n, ns)) / rate;
       cycles += static_cast<double>(cdiv(mm.n, ns)) / (a_.link.bytes_per_cycle / 4) +
                 (2 * std::ceil(std::sqrt(line)) + 1) * stage_latency + 2 * line * a_.link.hop_latency_cycles;
     }
@@ -174,6 +181,8 @@ class Lowering {
                                 bool last_stage_before_head) const;
   void add_attention(std::vector<Step>& out, const LoweredOp& op, const std::string& prefix, int32_t stage, Shape r,
                      int64_t tokens, int64_t cores) const;
+  void add_experts(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
+                   int64_t cores) const;
 
  private:
   // A stage's matrices and norms as the mesh holds them. A projection reading the residual stream
@@ -186,13 +195,18 @@ class Lowering {
       if (op.kind == LoweredKind::Attention) s.query_width = op.heads * op.head_dim, s.group = op.heads / op.kv_heads;
       if (op.kind == LoweredKind::Projection)
         s.matmuls.push_back({op.local, op.k, op.n, !op.split_input, op.bias, &op});
+      if (op.kind == LoweredKind::Experts) {
+        // Every core holds its tile of every expert: gate|up from the rows layout, down from the cols.
+        s.matmuls.push_back({op.local + ".gate_up", op.k, 2 * op.n, true, false, &op, op.experts, op.top_k});
+        s.matmuls.push_back({op.local + ".down", op.n, op.k, false, false, &op, op.experts, op.top_k});
+      }
     }
     return s;
   }
 
-  const Matmul& matmul(const StageKind& s, const LoweredOp& op) const {
+  const Matmul& matmul(const StageKind& s, const LoweredOp& op, const std::string& suffix = "") const {
     for (const Matmul& mm : s.matmuls)
-      if (mm.name == op.local) return mm;
+      if (mm.name == op.local + suffix) return mm;
     fail("projection '{}' differs from the first layer's (every layer of a plan has the same shape)", op.name);
   }
 
@@ -220,17 +234,23 @@ class Lowering {
     Step st;
     st.name = mm.name, st.stage = stage, st.op = "matmul", st.kernel = "projection";
     const double performed = storage_.mac_fraction();
-    st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * tile_k(mm, r) * tile_n(mm, r)) * performed));
-    st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(tokens * mm.k * mm.n) * performed));
-    // Stored weights are unpacked once per step into the MAC dtype and reused for every token.
+    // A mixture of experts' token multiplies each of its experts' tiles: `uses` products per token.
+    const int64_t uses = tokens * mm.per_token, used = std::min(uses, mm.copies);
+    st.macs = static_cast<int64_t>(std::ceil(static_cast<double>(uses * tile_k(mm, r) * tile_n(mm, r)) * performed));
+    st.total_macs = static_cast<int64_t>(std::ceil(static_cast<double>(uses * mm.k * mm.n) * performed));
+    // Stored weights are unpacked once per step into the MAC dtype and reused for every token (at
+    // most `used` experts' tiles: as many as a step's tokens can choose).
     st.elementwise = (mm.bias ? tokens * tile_n(mm, r) : 0) +
-                     static_cast<int64_t>(std::ceil(static_cast<double>(tile_k(mm, r) * tile_n(mm, r)) * performed *
-                                                    storage_.unpack_ops()));
+                     static_cast<int64_t>(std::ceil(static_cast<double>(used * tile_k(mm, r) * tile_n(mm, r)) *
+                                                    performed * storage_.unpack_ops()));
     // Every token reads the stored weights once and an activation per MAC; outputs are written once.
-    st.sram_bytes = tokens * storage_.bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
-                    cores * tokens * tile_n(mm, r) * kActivationBytes;
+    st.sram_bytes = uses * storage_.bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
+                    cores * uses * tile_n(mm, r) * kActivationBytes;
     st.pattern = mm.rows_in ? Pattern::AllreduceY : Pattern::AllreduceX;
-    st.words = tokens * tile_n(mm, r);
+    // An expert's down projection: each core weights its experts' partial sums and adds them, so
+    // one allreduce carries a token's mixture.
+    st.words = (mm.rows_in ? uses : tokens) * tile_n(mm, r);
+    if (!mm.rows_in && mm.per_token > 1) st.elementwise += uses * tile_n(mm, r);
     // Each partial output is final on its core once its column of the tile is done, so the
     // reduction chain can carry it while the core computes the next (WaferLLM's MeshGEMV).
     st.overlap = true;
@@ -288,7 +308,7 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
       case LoweredKind::Embedding:
         fail("a mesh layer stage has no embedding lookup ('{}'): tokens are embedded on the host", op.name);
       case LoweredKind::Experts:
-        refuse_experts(g_, a_.name);
+        add_experts(out, op, stage, r, tokens, cores);
         break;
       case LoweredKind::Norm:
         add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, tokens, cores);
@@ -366,6 +386,39 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   values.words_per_slot = 0;
   values.group = out.back().group;
   out.push_back(values);
+}
+
+// A mixture of experts (docs/mesh-mapping.md, "Mixtures of experts"): every core of the region
+// holds its tile of every expert, as a dense MLP's, so a token's experts run on all the region's
+// cores and no token moves: the rows layout already gives every column the token. The router's
+// logits (a projection, split over the columns) are gathered along each row so every core picks
+// the same top_k; each core multiplies its tiles of the chosen experts; the down projection's
+// partial sums are weighted and added on the core, so one allreduce carries the mixture.
+void Lowering::add_experts(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
+                           int64_t cores) const {
+  const auto step = [&](const std::string& part, const std::string& kind) {
+    Step st;
+    st.name = op.name + "." + part, st.stage = stage, st.op = kind, st.kernel = "experts." + part, st.node = op.name;
+    return st;
+  };
+  Step route = step("route", "experts");
+  // Each token: the top_k of `experts` logits by comparison, then a softmax over them.
+  route.elementwise = tokens * (op.experts * op.top_k + 3 * op.top_k);
+  route.sram_bytes = cores * tokens * op.experts * kActivationBytes * 2;
+  route.pattern = Pattern::AllreduceX;
+  route.words = tokens * op.experts;
+  route.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
+  out.push_back(route);
+  const Matmul& gate_up = matmul(layer_, op, ".gate_up");
+  add_matmul(out, gate_up, stage, r, tokens, cores);
+  out.back().name = op.name + ".gate_up", out.back().kernel = "experts.gate_up", out.back().node = op.name;
+  Step activation = step("activation", "elementwise");
+  const int64_t hidden = tokens * op.top_k * tile_n(gate_up, r) / 2;
+  activation.elementwise = hidden * 5;  // SiLU 4 operations per element, and one to gate
+  activation.sram_bytes = cores * hidden * kActivationBytes * 3;
+  out.push_back(activation);
+  add_matmul(out, matmul(layer_, op, ".down"), stage, r, tokens, cores);
+  out.back().name = op.name + ".down", out.back().kernel = "experts.down", out.back().node = op.name;
 }
 
 // " (or ... weights: --weights-format F)" for the widest format the arch stores that would fit by
@@ -512,7 +565,6 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   std::optional<LoweredModel> own;
   const LoweredModel& lowered =
       options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));
-  refuse_experts(lowered, arch.name);
   const Lowering low(model, lowered, arch, options);
 
   MeshCompileResult result;
@@ -645,6 +697,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.max_context = context;
   p.batch = options.requests_in_flight;
   p.layers = n_layers, p.embedding = options.slice.embedding, p.lm_head = head;
+  if (model.n_experts > 0) p.routing = routing_name(options.routing);
   // The largest prefill chunk whose activations still fit every region.
   const int64_t per_region = placement->layers_per_region;
   int64_t chunk = options.prompt_tokens;

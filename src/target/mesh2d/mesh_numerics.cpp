@@ -89,6 +89,11 @@ struct StageOp {
   int64_t gamma = 0, beta = -1;                                 // norm vectors (beta: LayerNorm)
   float eps = 0;
   ref::RopeTable rope;
+  // A mixture of experts: its gate|up outputs and SiLU x up (cols layout, per chosen expert), each
+  // expert's d_ff per column, and its down projection's tiles (at `weight_down`). Every core holds
+  // a tile of every expert; one expert's tiles span `expert_weight` (`expert_down`) host floats.
+  int gate_up = -1, hidden = -1;
+  int64_t ff_cap = 0, weight_down = 0, expert_weight = 0, expert_down = 0;
 };
 
 // One stage's cores. `weights` persist for the whole run (with the KV cache, per core
@@ -105,7 +110,8 @@ struct StageArenas {
   int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0, group = 1;  // one attention per stage
   // Scratch: each core's partial sums ([reduced line][token][the other lines x per core]), the
   // reduced result, attention scores [token][row][head][slot] and whole-stage statistics.
-  int64_t partial = 0, reduced = 0, scores = 0, mean = 0, squares = 0, max = 0, sums = 0;
+  // A mixture of experts' routing: per token, its top_k experts and their weights (expert, weight).
+  int64_t partial = 0, reduced = 0, scores = 0, mean = 0, squares = 0, max = 0, sums = 0, routes = 0;
   int64_t core_floats = 0;  // one core's share: its weights, KV cache and activations
   std::vector<float> weights;
   float* scratch = nullptr;
@@ -322,16 +328,18 @@ struct MeshDataPlane::State {
     return {lines, tokens * width, !from_rows, false};
   }
 
-  // The reduced partial sums plus the bias, into each line's copy of the output.
+  // The reduced partial sums plus the bias (a projection's; experts have none), into each line's
+  // copy of the output.
   void projection_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
     const Buffer& ob = s.buf(so.out);
     const int64_t lines = s.lines(ob);
+    const bool biased = so.op->kind == LoweredKind::Projection;
     for (int64_t l = 0; l < lines; ++l) {
       const float* bias = s.weights.data() + so.bias + l * ob.stride();
       for (int64_t t = 0; t < tokens; ++t) {
         const float* sum = s.scratch + s.reduced + (t * lines + l) * ob.stride();
         float* out = s.line(ob, l, t);
-        for (int64_t n = 0; n < ob.stride(); ++n) out[n] = sum[n] + bias[n];
+        for (int64_t n = 0; n < ob.stride(); ++n) out[n] = sum[n] + (biased ? bias[n] : 0.0f);
       }
     }
   }
@@ -509,6 +517,122 @@ struct MeshDataPlane::State {
     });
   }
 
+  // A mixture of experts (docs/mesh-mapping.md): each core holds its tile of every expert, so a
+  // token's experts run on every core and no token moves. The router's logits, split over the
+  // columns, are gathered along each row (every core contributes its segment, zeros elsewhere).
+  Reduction experts_route(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Ref& router = so.in[1];
+    const int64_t n = so.op->experts;
+    for (int64_t i = 0; i < s.px; ++i) {
+      const Segment seg = s.seg(router, i);
+      for (int64_t t = 0; t < tokens; ++t) {
+        float* block = s.scratch + s.partial + (i * tokens + t) * n;
+        std::fill_n(block, n, 0.0f);
+        std::copy_n(s.at(router, i, t), seg.size(), block + seg.begin);
+      }
+    }
+    return {s.px, tokens * n, true, false};
+  }
+
+  // Every core picks each token's top_k experts from the gathered logits (the lower index first
+  // among equal logits) and weights them by the softmax of their logits, as the reference does.
+  void experts_choose(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const int64_t n = so.op->experts, top_k = so.op->top_k;
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* l = s.scratch + s.reduced + t * n;
+      for (int64_t e = 0; e < n; ++e) order[static_cast<size_t>(e)] = e;
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
+      const float top = l[order[0]];
+      double sum = 0;
+      for (int64_t j = 0; j < top_k; ++j) sum += std::exp(static_cast<double>(l[order[static_cast<size_t>(j)]] - top));
+      float* chosen = s.scratch + s.routes + t * 2 * top_k;
+      for (int64_t j = 0; j < top_k; ++j) {
+        const int64_t e = order[static_cast<size_t>(j)];
+        chosen[2 * j] = static_cast<float>(e);
+        chosen[2 * j + 1] = static_cast<float>(std::exp(static_cast<double>(l[e] - top)) / sum);
+      }
+    }
+  }
+
+  int64_t chosen_expert(const StageArenas& s, int64_t top_k, int64_t t, int64_t c) const {
+    return static_cast<int64_t>(s.scratch[s.routes + (t * top_k + c) * 2]);
+  }
+
+  // Each core's partial gate|up products of its tiles of each token's experts, completed down
+  // each column (as a projection from the rows layout): [row][token][chosen][column][gate|up].
+  Reduction experts_gate_up(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Ref& in = so.in[0];
+    const int64_t top_k = so.op->top_k, width = s.px * 2 * so.ff_cap;
+    for_lines(s.py, tokens * top_k * so.tile_rows * width, [&](int64_t j) {
+      const int64_t kn = s.seg(in, j).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* x = s.at(in, j, t);
+        for (int64_t c = 0; c < top_k; ++c) {
+          const float* w = s.weights.data() + so.weight + chosen_expert(s, top_k, t, c) * so.expert_weight +
+                           j * so.tile_rows * width;
+          float* out = s.scratch + s.partial + ((j * tokens + t) * top_k + c) * width;
+          std::fill_n(out, width, 0.0f);
+          for (int64_t k = 0; k < kn; ++k) {
+            const float xk = round_to_format(x[k], activations);
+            if (xk != 0.0f) axpy(out, w + k * width, xk, width);
+          }
+        }
+      }
+    });
+    return {s.py, tokens * top_k * width, false, false};
+  }
+
+  void experts_gate_up_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer& gb = s.buf(so.gate_up);
+    const int64_t top_k = so.op->top_k, tile = 2 * so.ff_cap;
+    for (int64_t i = 0; i < s.px; ++i)
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t c = 0; c < top_k; ++c)
+          std::copy_n(s.scratch + s.reduced + ((t * top_k + c) * s.px + i) * tile, tile, s.line(gb, i, t) + c * tile);
+  }
+
+  // SiLU(gate) x up of each chosen expert, on each column's segment of d_ff.
+  void experts_activation(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer &gb = s.buf(so.gate_up), &hb = s.buf(so.hidden);
+    const int64_t top_k = so.op->top_k, cap = so.ff_cap;
+    for (int64_t i = 0; i < s.px; ++i) {
+      const int64_t n = hb.seg(i).size();
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t c = 0; c < top_k; ++c) {
+          const float* gate = s.line(gb, i, t) + c * 2 * cap;
+          const float* up = gate + cap;
+          float* h = s.line(hb, i, t) + c * cap;
+          for (int64_t e = 0; e < n; ++e) h[e] = gate[e] / (1.0f + std::exp(-gate[e])) * up[e];
+        }
+    }
+  }
+
+  // Each core's partial down products of its tiles of each token's experts, weighted by the
+  // router and added on the core, completed along each row: one allreduce carries the mixture.
+  Reduction experts_down(StageArenas& s, const StageOp& so, int64_t tokens) {
+    const Buffer& hb = s.buf(so.hidden);
+    const int64_t top_k = so.op->top_k, width = s.py * so.tile_width;
+    for_lines(s.px, tokens * top_k * so.ff_cap * width, [&](int64_t i) {
+      const int64_t kn = hb.seg(i).size();
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* h = s.line(hb, i, t);
+        float* out = s.scratch + s.partial + (i * tokens + t) * width;
+        std::fill_n(out, width, 0.0f);
+        for (int64_t c = 0; c < top_k; ++c) {
+          const float weight = s.scratch[s.routes + (t * top_k + c) * 2 + 1];
+          const float* w = s.weights.data() + so.weight_down + chosen_expert(s, top_k, t, c) * so.expert_down +
+                           i * so.ff_cap * width;
+          for (int64_t k = 0; k < kn; ++k) {
+            const float hk = round_to_format(h[c * so.ff_cap + k], activations);
+            if (hk != 0.0f) axpy(out, w + k * width, weight * hk, width);
+          }
+        }
+      }
+    });
+    return {s.px, tokens * width, true, false};
+  }
+
   // --- the plan's steps ---------------------------------------------------------------------------
   //
   // Each step runs its kernel on every core of its stage (local work only), then the collective
@@ -527,7 +651,12 @@ struct MeshDataPlane::State {
     if (k == "attention.max") return attention_max(s, so, tokens, first);
     if (k == "attention.sum") return attention_sum(s, so, tokens, first);
     if (k == "attention.values") return attention_values(s, so, tokens);
-    if (k == "rope")
+    if (k == "experts.route") return experts_route(s, so, tokens);
+    if (k == "experts.gate_up") return experts_gate_up(s, so, tokens);
+    if (k == "experts.down") return experts_down(s, so, tokens);
+    if (k == "experts.activation")
+      experts_activation(s, so, tokens);
+    else if (k == "rope")
       rope(s, so, tokens, first);
     else if (k == "add" || k == "mul" || k == "activation")
       elementwise(s, so, tokens);
@@ -545,7 +674,9 @@ struct MeshDataPlane::State {
       keep(s.squares, tokens);
       norm_scale(s, so, tokens);
     }
-    if (k == "projection") projection_finish(s, so, tokens);
+    if (k == "projection" || k == "experts.down") projection_finish(s, so, tokens);
+    if (k == "experts.route") experts_choose(s, so, tokens);
+    if (k == "experts.gate_up") experts_gate_up_finish(s, so, tokens);
     if (k == "attention.scores") keep_scores(s, tokens);
     if (k == "attention.max") keep(s.max, tokens * s.heads);
     if (k == "attention.sum") keep(s.sums, tokens * s.heads);
@@ -599,7 +730,7 @@ class StageBuilder {
     s_.input = rows_buffer(residual_width());
     // Per token: the largest partial sums (every core's) and reduced result (a line's) of any
     // step: a projection's, the attention scores', the weighted values', a norm's or softmax's.
-    int64_t partial = 0, reduced = 0, core_partial = 0;
+    int64_t partial = 0, reduced = 0, core_partial = 0, routes = 0;
     for (const LoweredOp& op : ops_) {
       StageOp so = bind(op);
       if (op.kind == LoweredKind::Projection) {
@@ -607,6 +738,13 @@ class StageBuilder {
         const int64_t width = (ib.layout == Layout::Rows ? s_.px : s_.py) * so.tile_width;
         partial = std::max(partial, s_.lines(ib) * width), reduced = std::max(reduced, width);
         core_partial = std::max(core_partial, so.tile_width);
+      }
+      if (op.kind == LoweredKind::Experts) {
+        const int64_t gate_up = op.top_k * s_.px * 2 * so.ff_cap, down = s_.py * so.tile_width;
+        partial = std::max({partial, s_.px * op.experts, s_.py * gate_up, s_.px * down});
+        reduced = std::max({reduced, op.experts, gate_up, down});
+        core_partial = std::max(core_partial, op.top_k * 2 * so.ff_cap);
+        routes = std::max(routes, 2 * op.top_k);
       }
       s_.ops[op.name] = std::move(so);
     }
@@ -620,7 +758,8 @@ class StageBuilder {
     s_.scores = take(act_, t * s_.py * hs);
     s_.mean = take(act_, t), s_.squares = take(act_, t);
     s_.max = take(act_, t * heads), s_.sums = take(act_, t * heads);
-    core_act_ += t * (core_partial + hs + 2 * heads + 2);
+    s_.routes = take(act_, t * routes);
+    core_act_ += t * (core_partial + hs + 2 * heads + 2 + routes);
     s_.core_floats = core_weights_ + core_act_;
     s_.weights.assign(static_cast<size_t>(cur_), 0.0f);
     scratch_floats_ = act_;
@@ -709,9 +848,27 @@ class StageBuilder {
     switch (op.kind) {
       case LoweredKind::Embedding:
         fail("'{}': a mesh stage has no embedding lookup (tokens are embedded on the host)", op.name);
-      case LoweredKind::Experts:
-        compiler::refuse_experts(st_.lowered, "the mesh data plane");
+      case LoweredKind::Experts: {
+        so.in = {resolve(first.inputs[0]), resolve(first.inputs[1])};
+        if (layout_of(so.in[0]) != Layout::Rows || layout_of(so.in[1]) != Layout::Cols ||
+            !(order_of(so.in[1]) == Order{}))
+          fail("'{}': the mesh routes a rows-layout input by its router projection's logits", op.name);
+        const auto top_k = static_cast<size_t>(op.top_k);
+        so.ff_cap = segment_capacity(op.n, s_.px, op.n == residual_width() ? 2 : 1);
+        so.gate_up = add_buffer(Layout::Cols, std::vector<int64_t>(2 * top_k, op.n),
+                                std::vector<int64_t>(2 * top_k, so.ff_cap), std::vector<Order>(2 * top_k));
+        so.hidden = add_buffer(Layout::Cols, std::vector<int64_t>(top_k, op.n), std::vector<int64_t>(top_k, so.ff_cap),
+                               std::vector<Order>(top_k));
+        so.out = rows_buffer(op.k);
+        so.tile_rows = s_.buf(so.in[0]).stride(), so.tile_width = s_.buf(so.out).stride();
+        // [expert][row][k][column][gate|up] and [expert][column][k][row][n].
+        so.expert_weight = s_.py * so.tile_rows * s_.px * 2 * so.ff_cap;
+        so.expert_down = s_.px * so.ff_cap * s_.py * so.tile_width;
+        so.weight = add_weights(op.experts * so.tile_rows * 2 * so.ff_cap, s_.px * s_.py);
+        so.weight_down = add_weights(op.experts * so.ff_cap * so.tile_width, s_.px * s_.py);
+        refs_[op.nodes.back()] = {so.out, 0};
         break;
+      }
       case LoweredKind::Norm:
         so.in = {resolve(first.inputs[0])};
         if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);
@@ -909,6 +1066,7 @@ class StageBuilder {
       }
       return;
     }
+    if (op.kind == LoweredKind::Experts) fill_experts(so);
     if (op.kind != LoweredKind::Projection) return;
     const Buffer& ob = s_.buf(so.out);
     const Ref& in = so.in[0];
@@ -932,6 +1090,36 @@ class StageBuilder {
           }
         }
       }
+    }
+  }
+
+  // Every expert's w1 | w3 ([d_ff, d]) and w2 ([d, d_ff]) tiles, in the layouts bind() gives them.
+  void fill_experts(const StageOp& so) {
+    const LoweredOp& op = *so.op;
+    const ir::Node& node = g_.node(op.nodes.front());
+    const int64_t d = op.k, f = op.n, cap = so.ff_cap, width = s_.px * 2 * cap, width_down = s_.py * so.tile_width;
+    const Buffer &ib = s_.buf(so.in[0]), &hb = s_.buf(so.hidden), &ob = s_.buf(so.out);
+    for (int64_t e = 0; e < op.experts; ++e) {
+      const auto weight = [&](int64_t i) {
+        return param(g_.node(node.inputs[static_cast<size_t>(2 + 3 * e + i)]).name);
+      };
+      const float *w1 = weight(0), *w3 = weight(1), *w2 = weight(2);
+      float* gate_up = s_.weights.data() + so.weight + e * so.expert_weight;
+      for (int64_t j = 0; j < s_.py; ++j)
+        for (int64_t k = ib.seg(j).begin; k < ib.seg(j).end; ++k)
+          for (int64_t i = 0; i < s_.px; ++i)
+            for (int64_t c = hb.seg(i).begin; c < hb.seg(i).end; ++c) {
+              float* at =
+                  gate_up + (j * so.tile_rows + k - ib.seg(j).begin) * width + i * 2 * cap + c - hb.seg(i).begin;
+              at[0] = w1[c * d + k], at[cap] = w3[c * d + k];
+            }
+      float* down = s_.weights.data() + so.weight_down + e * so.expert_down;
+      for (int64_t i = 0; i < s_.px; ++i)
+        for (int64_t c = hb.seg(i).begin; c < hb.seg(i).end; ++c)
+          for (int64_t j = 0; j < s_.py; ++j)
+            for (int64_t n = ob.seg(j).begin; n < ob.seg(j).end; ++n)
+              down[(i * cap + c - hb.seg(i).begin) * width_down + j * so.tile_width + n - ob.seg(j).begin] =
+                  w2[n * f + c];
     }
   }
 

@@ -376,10 +376,6 @@ void finish_fractions(PhaseReport& phase, double compute_core_cycles, double com
   phase.idle_core_fraction = std::max(0.0, 1.0 - phase.compute_core_fraction - phase.comm_core_fraction);
 }
 
-std::string model_name(const program::Program& plan) {
-  return ir::parse_model_config(plan.model_yaml, plan.model_origin).name;
-}
-
 }  // namespace
 
 std::vector<double> decode_stage_cycles(const program::Program& plan, FabricModel model) {
@@ -434,7 +430,10 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   report.fabric_model = options.fabric == FabricModel::Analytic ? "analytic"
                         : options.fabric == FabricModel::Fast   ? "fast"
                                                                 : "cycle-level";
-  report.model_name = model_name(plan);
+  const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  report.model_name = model.name;
+  report.routing =
+      compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, 1, plan.prompt_tokens, 1);
   report.precision = plan.precision;
   report.weight_bits = plan.weight_bits;
   report.skip_weight_zeros = plan.skip_weight_zeros;

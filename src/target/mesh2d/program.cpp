@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "../plan_json.hpp"
+#include "tessera/compiler/routing.hpp"
 #include "tessera/target/arch.hpp"
 
 namespace tessera::program {
@@ -16,7 +17,8 @@ namespace {
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
 constexpr const char* kFormat = "tessera-mesh-plan";
-constexpr int kFormatVersion = 4;  // 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels
+// 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels; 5: routing, experts
+constexpr int kFormatVersion = 5;
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -103,6 +105,7 @@ std::string to_json(const Program& p) {
   doc["prefill_chunk_tokens"] = p.prefill_chunk_tokens;
   doc["batch"] = p.batch;
   doc["slice"] = {{"layers", p.layers}, {"embedding", p.embedding}, {"lm_head", p.lm_head}};
+  doc["routing"] = p.routing;
   doc["stages"] = stages;
   doc["prefill"] = prefill;
   doc["decode"] = decode;
@@ -128,6 +131,8 @@ Program from_json(const std::string& text, const std::string& origin) {
   p.layers = slice.integer("layers");
   p.embedding = slice.flag("embedding");
   p.lm_head = slice.flag("lm_head");
+  p.routing = r.string("routing");
+  if (!p.routing.empty()) compiler::parse_routing(p.routing);
   if (p.batch < 1 || p.layers < 1) fail("{}: batch and slice.layers must be >= 1", origin);
   check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
   // Regions must lie in the usable rectangle of the plan's own arch (a hand-edited plan is
@@ -157,9 +162,10 @@ Program from_json(const std::string& text, const std::string& origin) {
       const bool same = o == g;
       const bool apart = o.x + o.width <= g.x || g.x + g.width <= o.x || o.y + o.height <= g.y || g.y + g.height <= o.y;
       if (!same && !apart)
-        fail("{}: its region overlaps stages[{}]'s ('{}') without being the same cores; stages either share a "
-             "region exactly or lie apart",
-             reg.where, j, p.stages[j].name);
+        fail(
+            "{}: its region overlaps stages[{}]'s ('{}') without being the same cores; stages either share a "
+            "region exactly or lie apart",
+            reg.where, j, p.stages[j].name);
     }
   }
   for (const char* phase : {"prefill", "decode"}) {

@@ -9,6 +9,7 @@
 #include "tessera/arch/arch_spec.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/compiler/model_slice.hpp"
+#include "tessera/compiler/routing.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/target/mesh2d/program.hpp"
@@ -19,8 +20,9 @@ struct MeshCompileOptions {
   int64_t prompt_tokens = 16;
   int64_t max_new_tokens = 64;
   PrecisionPolicy precision;
-  int64_t requests_in_flight = 1;  // one per layer stage at a time: each needs its own KV cache
-  ModelSlice slice;                // a pipeline stage of a multi-wafer system; default: the whole model
+  int64_t requests_in_flight = 1;      // one per layer stage at a time: each needs its own KV cache
+  ModelSlice slice;                    // a pipeline stage of a multi-wafer system; default: the whole model
+  Routing routing = Routing::Uniform;  // a mixture of experts' assumed routing (reported; see program.hpp)
   // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
   const LoweredModel* lowered = nullptr;
   // Training with weights resident: the copies of every weight a core keeps (value, gradient and

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/compiler/routing.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
 #include "tessera/target/mesh2d/program.hpp"
 
@@ -85,6 +86,9 @@ struct MeshReport {
   std::vector<StepHotspot> busiest_steps;  // decode steps with the most loaded fabric port
   Energy decode_energy_per_token;
   std::vector<std::string> stage_names;
+  // A mixture of experts' loads under the plan's routing: the "device" is a layer's region, whose
+  // every core holds each expert (program.hpp), so they do not change its time.
+  compiler::RoutingReport routing;
   // Per stage, over the whole run: arithmetic cycles of its busiest core, and decode energy per
   // token; every core of a stage does the same work, so these are also per-core figures.
   std::vector<double> stage_compute_cycles;

@@ -86,6 +86,10 @@ struct Program {
   int64_t batch = 1;
   int64_t layers = 0;
   bool embedding = true, lm_head = true;
+  // A mixture of experts' assumed routing (compiler/routing.hpp; "" without experts). Every core of
+  // a layer's region holds its tile of each expert, so it changes what the report says about the
+  // experts' loads, not the time.
+  std::string routing;
   std::vector<Stage> stages;
   int64_t prefill_chunk_tokens = 1;  // prefill processes the prompt this many tokens at a time
   std::vector<Step> prefill;         // one chunk of prefill; repeated until the prompt is consumed

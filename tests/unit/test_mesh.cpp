@@ -229,8 +229,7 @@ TEST(MeshTiming, AnalyticTierAgreesWithTheFlowTierOnEveryPresetAndModel) {
   const std::string root = TESSERA_SOURCE_DIR;
   std::vector<std::string> models = {"default"};
   for (const auto& f : std::filesystem::directory_iterator(root + "/configs/models"))
-    if (ir::load_model_config(f.path()).n_experts == 0)  // no chip lowers mixtures of experts yet
-      models.push_back(f.path().stem().string());
+    models.push_back(f.path().stem().string());
   std::sort(models.begin(), models.end());
   int compared = 0;
   for (const char* preset : {"mesh-32x32", "wse2", "wse3"})
@@ -398,8 +397,8 @@ TEST(MeshCompiler, LayersShareRegionsOnlyWhenOnePerLayerDoesNotFit) {
   ASSERT_GT(regions.size(), 2u);
   ASSERT_LT(regions.size(), 25u);
   const int64_t shared = std::count_if(owner.begin(), owner.end(), [&](size_t o) { return o == owner[0]; });
-  EXPECT_EQ(held[0], shared * (plan.stages[0].weight_bytes + plan.stages[0].kv_cache_bytes) +
-                         plan.stages[0].activation_bytes);
+  EXPECT_EQ(held[0],
+            shared * (plan.stages[0].weight_bytes + plan.stages[0].kv_cache_bytes) + plan.stages[0].activation_bytes);
 
   const sim::MeshReport r = sim::simulate_mesh_timing(plan);
   EXPECT_EQ(r.cores_used, cores) << "shared cores are counted once";
@@ -421,7 +420,58 @@ TEST(MeshCompiler, LayersShareRegionsOnlyWhenOnePerLayerDoesNotFit) {
   program::Program skewed = plan;
   skewed.stages[1].region.width = 2;
   skewed.stages[1].region.x = plan.stages[0].region.x == 0 ? 0 : plan.stages[0].region.x - 1;
-  EXPECT_NE(error_of([&] { program::from_json(program::to_json(skewed), "p.json"); })
-                .find("overlaps stages[0]'s ('layer 0') without being the same cores"),
+  EXPECT_NE(error_of([&] {
+              program::from_json(program::to_json(skewed), "p.json");
+            }).find("overlaps stages[0]'s ('layer 0') without being the same cores"),
             std::string::npos);
+}
+
+// A mixture of experts on a mesh: every core of a layer's region holds its tile of each expert
+// (all 4 experts' weights are on the layer's cores), a decode token multiplies its 2 experts only,
+// the routing changes the report's expert loads but not the time, and plan files keep it.
+TEST(MeshCompiler, MixtureOfExpertsKeepsEveryExpertOnEveryCoreOfItsLayer) {
+  const std::string root = TESSERA_SOURCE_DIR;
+  Inputs in = inputs("default", "mesh-32x32");
+  in.model_path = root + "/tests/data/mixtral-tiny.yaml";
+  in.model_yaml = read_text_file(in.model_path);
+  const ir::ModelConfig m = ir::load_model_config(in.model_path);
+  const int64_t d = m.d_model, f = m.d_ff, experts = m.n_experts, top_k = m.experts_per_token;
+  compiler::MeshCompileOptions options{16, 4, PrecisionPolicy::uniform("fp32")};
+  const auto uniform = compile(in, options);
+  ASSERT_TRUE(uniform.status) << uniform.status.message();
+  const program::Program& plan = uniform.program;
+  EXPECT_EQ(plan.routing, "uniform");
+  const program::Stage& layer = plan.stages.front();
+  EXPECT_GE(layer.total_weight_bytes, experts * 3 * d * f * 4);
+  const int64_t cores = layer.region.cores();
+  EXPECT_GE(layer.weight_bytes * cores, experts * 3 * d * f * 4) << "each core holds its tile of every expert";
+  std::map<std::string, const program::Step*> steps;
+  for (const auto& s : plan.decode)
+    if (s.stage == 0) steps[s.name] = &s;
+  const std::string moe = "model.layers.0.block_sparse_moe";
+  ASSERT_TRUE(steps.contains(moe + ".route") && steps.contains(moe + ".gate_up") && steps.contains(moe + ".down"));
+  EXPECT_EQ(steps[moe + ".route"]->pattern, program::Pattern::AllreduceX);
+  EXPECT_EQ(steps[moe + ".route"]->words, experts);
+  EXPECT_EQ(steps[moe + ".gate_up"]->total_macs, top_k * d * 2 * f);
+  EXPECT_EQ(steps[moe + ".down"]->total_macs, top_k * f * d);
+  EXPECT_EQ(steps[moe + ".gate_up"]->pattern, program::Pattern::AllreduceY);
+  EXPECT_EQ(steps[moe + ".down"]->pattern, program::Pattern::AllreduceX);
+  // The down projection's partial sums are weighted and added on each core: one token's words.
+  EXPECT_EQ(steps[moe + ".down"]->words, (d + layer.region.height - 1) / layer.region.height);
+
+  options.routing = compiler::Routing::Balanced;
+  const auto balanced = compile(in, options);
+  ASSERT_TRUE(balanced.status);
+  const auto a = sim::simulate_mesh_timing(plan), b = sim::simulate_mesh_timing(balanced.program);
+  EXPECT_EQ(a.decode.cycles, b.decode.cycles);
+  EXPECT_EQ(a.prefill.cycles, b.prefill.cycles);
+  EXPECT_EQ(a.routing.routing, "uniform");
+  EXPECT_EQ(b.routing.routing, "balanced");
+  EXPECT_DOUBLE_EQ(a.routing.decode.experts_used, static_cast<double>(top_k));
+  EXPECT_GT(a.routing.prefill.expert_imbalance, b.routing.prefill.expert_imbalance);
+
+  EXPECT_EQ(program::from_json(program::to_json(balanced.program), "plan.json").routing, "balanced");
+  std::string corrupt = program::to_json(plan);
+  corrupt.replace(corrupt.find("\"uniform\""), 9, "\"greedy\"");
+  EXPECT_NE(error_of([&] { program::from_json(corrupt, "plan.json"); }).find("greedy"), std::string::npos);
 }

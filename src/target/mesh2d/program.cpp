@@ -58,9 +58,22 @@ json step_json(const Step& s) {
 }
 
 // The data plane's kernels (Step::kernel).
-constexpr const char* kKernels[] = {
-    "layernorm.mean", "layernorm.variance", "rmsnorm",          "projection", "rope", "attention.scores",
-    "attention.max",  "attention.sum",      "attention.values", "add",        "mul",  "activation"};
+constexpr const char* kKernels[] = {"layernorm.mean",
+                                    "layernorm.variance",
+                                    "rmsnorm",
+                                    "projection",
+                                    "rope",
+                                    "attention.scores",
+                                    "attention.max",
+                                    "attention.sum",
+                                    "attention.values",
+                                    "add",
+                                    "mul",
+                                    "activation",
+                                    "experts.route",
+                                    "experts.gate_up",
+                                    "experts.activation",
+                                    "experts.down"};
 
 Step parse_step(const json& j, const std::string& where) {
   const Reader r{j, where};

@@ -29,10 +29,11 @@ const char* pattern_name(Pattern p);
 struct Step {
   std::string name;
   int32_t stage = 0;
-  std::string op;  // "matmul", "norm", "attention", "elementwise", "transfer", "host"
+  std::string op;  // "matmul", "norm", "attention", "experts", "elementwise", "transfer", "host"
   // What every core of the stage computes before the collective (the data plane's kernel):
   // layernorm.mean, layernorm.variance, rmsnorm, projection, rope, attention.scores, attention.max,
-  // attention.sum, attention.values, add, mul, activation; "" for transfers and host I/O. `node`
+  // attention.sum, attention.values, add, mul, activation, and a mixture of experts' experts.route,
+  // experts.gate_up, experts.activation, experts.down; "" for transfers and host I/O. `node`
   // names the op of the lowered model graph it computes (compiler/lowering.hpp).
   std::string kernel, node;
   int64_t macs = 0;  // multiply-accumulates on the busiest core

@@ -27,30 +27,45 @@ struct ChipTiming {
   std::string bound;
 };
 
-// The chips of one pipeline: layers split evenly, embedding on the first and the LM head on the
-// last, or (head_group > 0) on a group of chips of its own that split its vocabulary.
+// The stages of one pipeline: layers split evenly, embedding on the first and the LM head on the
+// last, or (head_group > 0) on a group of chips of its own that split its vocabulary. With
+// expert_group > 1 each layer stage is a group of chips splitting its layers' experts
+// (ModelSlice::expert_shards), and the LM head has chips of its own.
 struct Layout {
-  std::vector<compiler::ModelSlice> layer_chips;
+  std::vector<compiler::ModelSlice> layer_chips;  // one per layer stage
   int64_t head_group = 0;
-  int64_t chips() const { return static_cast<int64_t>(layer_chips.size()) + head_group; }
+  int64_t expert_group = 1;
+  int64_t chips() const { return static_cast<int64_t>(layer_chips.size()) * expert_group + head_group; }
 };
 
-Layout pipeline(const ir::ModelConfig& m, int64_t layer_chips, int64_t head_group) {
+Layout pipeline(const ir::ModelConfig& m, int64_t layer_stages, int64_t head_group, int64_t expert_group = 1) {
   Layout out;
-  out.head_group = head_group;
-  const int64_t base = m.n_layers / layer_chips, extra = m.n_layers % layer_chips;
-  for (int64_t c = 0; c < layer_chips; ++c)
-    out.layer_chips.push_back({base + (c < extra ? 1 : 0), c == 0, head_group == 0 && c + 1 == layer_chips});
+  out.head_group = head_group, out.expert_group = expert_group;
+  const int64_t base = m.n_layers / layer_stages, extra = m.n_layers % layer_stages;
+  for (int64_t c = 0; c < layer_stages; ++c)
+    out.layer_chips.push_back(
+        {base + (c < extra ? 1 : 0), c == 0, head_group == 0 && c + 1 == layer_stages, 1, expert_group});
   return out;
 }
 
-// Every layout of exactly `chips` chips, plain pipelines first.
-std::vector<Layout> layouts(const ir::ModelConfig& m, int64_t chips, bool head_groups) {
+// Every layout of exactly `chips` chips: plain pipelines first, then with a head group, then with
+// the experts of each stage split over groups of 2, 4, ... chips.
+std::vector<Layout> layouts(const ir::ModelConfig& m, int64_t chips, const target::Capabilities& caps) {
   std::vector<Layout> out;
   if (chips <= m.n_layers) out.push_back(pipeline(m, chips, 0));
-  for (int64_t h = 1; head_groups && h < chips; ++h)
+  for (int64_t h = 1; caps.head_groups && h < chips; ++h)
     if (chips - h <= m.n_layers) out.push_back(pipeline(m, chips - h, h));
+  for (int64_t g = 2; caps.expert_groups && caps.head_groups && g <= m.n_experts; g *= 2)
+    for (int64_t h = 1; h < chips; ++h)
+      if ((chips - h) % g == 0 && (chips - h) / g <= m.n_layers) out.push_back(pipeline(m, (chips - h) / g, h, g));
   return out;
+}
+
+// The largest expert group layouts() may form.
+int64_t largest_expert_group(const ir::ModelConfig& m, const target::Capabilities& caps) {
+  int64_t g = 1;
+  while (caps.expert_groups && g * 2 <= m.n_experts) g *= 2;
+  return g;
 }
 
 class Evaluator {
@@ -69,7 +84,8 @@ class Evaluator {
   std::optional<ChipTiming> chip(const compiler::ModelSlice& slice, int64_t batch, compiler::FitStatus& why,
                                  bool timed = true, int64_t resident = 0) const {
     resident = std::max(resident, batch);
-    const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards, batch, resident);
+    const auto key = std::make_tuple(slice.layers, slice.embedding, slice.lm_head, slice.head_shards,
+                                     slice.expert_shards, batch, resident);
     {
       const std::lock_guard lock(mutex_);
       if (const auto it = cache_.find(key); it != cache_.end() && (it->second.timed || !timed || !it->second.timing)) {
@@ -95,9 +111,9 @@ class Evaluator {
       // Distinct slices are compiled and simulated side by side (a long pipeline has at most four:
       // first, middle sizes, last), then read back from the cache in order below.
       std::vector<std::future<void>> running;
-      std::set<std::tuple<int64_t, bool, bool, int64_t>> seen;
+      std::set<std::tuple<int64_t, bool, bool, int64_t, int64_t>> seen;
       for (const auto& s : slices)
-        if (seen.insert({s.layers, s.embedding, s.lm_head, s.head_shards}).second)
+        if (seen.insert({s.layers, s.embedding, s.lm_head, s.head_shards, s.expert_shards}).second)
           running.push_back(std::async(std::launch::async, [this, s, batch, resident] {
             compiler::FitStatus ignored;
             chip(s, batch, ignored, true, resident);
@@ -121,7 +137,7 @@ class Evaluator {
   // The smallest layout whose chips fit one request each, up to `max_chips`.
   std::optional<Layout> smallest_layout(int64_t max_chips, compiler::FitStatus& why) const {
     for (int64_t n = 1; n <= max_chips; ++n)
-      for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
+      for (const Layout& l : layouts(w_.model, n, caps_))
         if (stages(l, 1, why, false)) return l;
     return std::nullopt;
   }
@@ -156,6 +172,15 @@ class Evaluator {
     const auto hop = [&](double tokens) {
       return tokens * d_bytes / link.sustained_bytes_per_second() + link.latency_s;
     };
+    // An expert group allreduces each layer's experts' outputs over its links: recursive halving
+    // then doubling, 2 log2(g) messages and 2 (g - 1) / g of the bytes (tessera's choice of
+    // algorithm; docs/systems.md).
+    const auto g = static_cast<double>(layout->expert_group);
+    const auto expert_allreduce = [&](double tokens) {
+      return g > 1 ? 2 * std::log2(g) * link.latency_s +
+                         2 * (g - 1) / g * tokens * d_bytes / link.sustained_bytes_per_second()
+                   : 0.0;
+    };
     // Links between consecutive stages; a head group also gathers its shards' best tokens.
     const auto hops = static_cast<double>(depth - 1);
     const double gather = layout->head_group > 1 ? link.latency_s : 0;
@@ -166,20 +191,31 @@ class Evaluator {
     double interval = depth > 1 ? static_cast<double>(micro) * d_bytes / link.sustained_bytes_per_second() : 0;
     double energy = 0, macs = 0;
     const ChipTiming* slowest = &chips->front();
+    double slowest_step = 0, expert_link_s = 0, expert_link_bytes = 0;  // link: per generated token
     for (size_t i = 0; i < chips->size(); ++i) {
-      const ChipTiming& c = (*chips)[i];
+      ChipTiming c = (*chips)[i];
       const bool head_group = layout->head_group > 0 && i + 1 == chips->size();
-      const auto copies = static_cast<double>(head_group ? layout->head_group : 1);
+      const auto copies = static_cast<double>(head_group ? layout->head_group : layout->expert_group);
+      if (!head_group && g > 1) {
+        const auto layers = static_cast<double>(layout->layer_chips[i].layers);
+        c.step_s += layers * expert_allreduce(static_cast<double>(micro));
+        expert_link_s += layers * expert_allreduce(static_cast<double>(micro));
+        c.interval_s += layers * expert_allreduce(static_cast<double>(micro));
+        c.prefill_s += layers * expert_allreduce(static_cast<double>(micro * w_.prompt_tokens));
+        expert_link_bytes += layers * 2 * (g - 1) * d_bytes;
+      }
       latency += c.step_s, prefill += c.prefill_s;
       energy += c.energy_per_token_pj * copies, macs += c.macs_per_token * copies;
       interval = std::max(interval, c.interval_s);
-      if (c.step_s > slowest->step_s) slowest = &c;
+      if (c.step_s > slowest_step) slowest = &(*chips)[i], slowest_step = c.step_s;
     }
-    energy += (hops * d_bytes + (layout->head_group > 0 ? static_cast<double>(layout->head_group - 1) * d_bytes : 0)) *
+    energy += (hops * d_bytes + (layout->head_group > 0 ? static_cast<double>(layout->head_group - 1) * d_bytes : 0) +
+               expert_link_bytes) *
               mc_.arch.energy.offchip_pj_per_byte;
     const double step = std::max(latency, static_cast<double>(in_flight) * interval);
     r.fits = true;
     r.mapping = p == 1 ? "1 chip" : fmt::format("pipeline {}", layout->layer_chips.size());
+    if (layout->expert_group > 1) r.mapping += fmt::format(" x experts {}", layout->expert_group);
     if (layout->head_group > 0) r.mapping += fmt::format(" + head {}", layout->head_group);
     if (r.replicas > 1) r.mapping += fmt::format(" x data {}", r.replicas);
     r.time_to_first_token_s = prefill;
@@ -188,7 +224,7 @@ class Evaluator {
     r.energy_per_token_j = energy * 1e-12;
     r.utilization = macs * r.tokens_per_s /
                     (mc_.arch.peak_macs_per_second(w_.precision.activations) * static_cast<double>(r.chips_used));
-    r.bound = link_s > latency - link_s ? "link" : slowest->bound;
+    r.bound = link_s + expert_link_s > latency - link_s - expert_link_s ? "link" : slowest->bound;
     return r;
   }
 
@@ -270,11 +306,16 @@ class Evaluator {
   // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.
   std::string more_chips_hint() const {
     compiler::FitStatus why;
-    const int64_t limit = 4 * w_.model.n_layers;
+    const int64_t group = largest_expert_group(w_.model, caps_), limit = 4 * w_.model.n_layers * group;
     for (int64_t n = mc_.chips + 1; n <= limit; ++n) {
-      for (const Layout& l : layouts(w_.model, n, caps_.head_groups))
+      for (const Layout& l : layouts(w_.model, n, caps_))
         if (stages(l, 1, why, false)) return fmt::format("; {} would fit (--arch {}x{})", n, n, mc_.arch.name);
     }
+    if (group > 1)
+      return fmt::format(
+          "; no pipeline of up to {} chips fits: one layer alone, its experts split over {} chips, does not fit one {} "
+          "(tessera splits only a layer's experts across chips)",
+          limit, group, mc_.arch.name);
     return fmt::format(
         "; no pipeline of up to {} chips fits: one layer alone does not fit one {} (tessera does not "
         "split a layer across {} chips)",
@@ -291,7 +332,7 @@ class Evaluator {
     compiler::FitStatus why;
     bool timed = false;
   };
-  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t, int64_t>, Cached> cache_;
+  mutable std::map<std::tuple<int64_t, bool, bool, int64_t, int64_t, int64_t, int64_t>, Cached> cache_;
   mutable std::mutex mutex_;
 };
 

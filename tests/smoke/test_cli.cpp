@@ -651,10 +651,11 @@ TEST(Cli, CompareRunsEveryKindOfMachineSideBySide) {
 
 // A mixture of experts beside the dense model of its active parameters, in one table: alike at
 // batch 1 on a GPU, the mixture far slower per user once a batch's tokens choose every expert;
-// wafers pipeline the mixture over 3 of 4 CS-3s (a wafer holds 12 of its 32 layers); --routing
-// needs experts.
+// wafers pipeline the mixture over 3 of 4 CS-3s (a wafer holds 12 of its 32 layers), GC200s over
+// groups of 4 splitting each layer's experts; --routing needs experts.
 TEST(Cli, CompareSetsModelsSideBySide) {
-  const Result r = tessera("compare -m mixtral-8x7b,mixtral-8x7b-dense --arch h200,4xwse3 --batch 1,64 --gen 16");
+  const Result r =
+      tessera("compare -m mixtral-8x7b,mixtral-8x7b-dense --arch h200,4xwse3,256xgc200 --batch 1,64 --gen 16");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "mixtral-8x7b and mixtral-8x7b-dense, 128 prompt")) << r.output;
   std::map<std::string, double> per_user;  // "model arch batch" -> tokens/s per user
@@ -671,6 +672,8 @@ TEST(Cli, CompareSetsModelsSideBySide) {
   }
   EXPECT_EQ(mapping["mixtral-8x7b 4xwse3 1"], "pipeline 3") << r.output;
   EXPECT_GT(per_user["mixtral-8x7b 4xwse3 1"], 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "mixtral-8x7b       256xgc200      129     1  yes  pipeline 32 x experts 4 + head 1"))
+      << r.output;
   EXPECT_NEAR(per_user["mixtral-8x7b h200 1"] / per_user["mixtral-8x7b-dense h200 1"], 1.0, 0.1) << r.output;
   EXPECT_GT(per_user["mixtral-8x7b-dense h200 64"], 2 * per_user["mixtral-8x7b h200 64"]) << r.output;
   // A run's JSON carries the routing and what it gives the experts.

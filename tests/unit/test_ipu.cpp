@@ -5,6 +5,7 @@
 #include "tessera/target/arch.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
+#include "test_util.hpp"
 
 using namespace tessera;
 
@@ -151,4 +152,20 @@ TEST(IpuModel, MixtureOfExpertsSpreadsTheExpertsOverTheTiles) {
     EXPECT_LE(b.decode.seconds, u.decode.seconds) << batch;
     EXPECT_LE(b.prefill.seconds, u.prefill.seconds) << batch;
   }
+  // A chip of a group of 2 splitting the experts (expert parallelism over chips): half of each
+  // layer's experts, the layers' other weights whole, twice the tiles per expert, half the MACs.
+  const auto shard = [&](int64_t shards) {
+    compiler::ExchangeCompileOptions o{32, 8, 1, PrecisionPolicy::uniform("fp16")};
+    o.slice = {2, true, false, 1, shards};
+    return compiler::compile_for_exchange(ir::load_model_config(path), read_text_file(path), path,
+                                          target::parse_arch(yaml, "gc200"), yaml, "gc200", o);
+  };
+  const auto whole = shard(1), half = shard(2);
+  ASSERT_TRUE(whole.status && half.status) << half.status.message();
+  EXPECT_DOUBLE_EQ(whole.plan.chip_weight_bytes - half.plan.chip_weight_bytes, 2 * (2 * 3 * 128.0 * 96) * 2);
+  double whole_macs = 0, half_macs = 0;
+  for (const auto& st : whole.plan.decode) whole_macs += st.op == "experts" ? st.total.macs : 0;
+  for (const auto& st : half.plan.decode) half_macs += st.op == "experts" ? st.total.macs : 0;
+  EXPECT_DOUBLE_EQ(half_macs, whole_macs / 2);
+  EXPECT_NE(tessera::testing::error_of([&] { (void)shard(8); }).find("mixtral-tiny has 4 experts"), std::string::npos);
 }

@@ -76,6 +76,31 @@ TEST(System, IpuPipelineBoundsAndLinks) {
   EXPECT_NE(crowd.note.find("1024 requests per replica do not fit"), std::string::npos) << crowd.note;
 }
 
+// Mixtral on IPUs: one layer's experts (2.8 GB in 16-bit) exceed a GC200's 0.84 GB, so each
+// pipeline stage is a group of chips splitting the experts (2 per chip), which allreduces every
+// layer's experts' outputs over the IPU-Links: their latency is paid 2 log2(4) times per layer.
+TEST(System, IpuExpertGroupsSplitAMixturesExperts) {
+  const auto w = workload("mixtral-8x7b", 1);
+  const auto few = system::evaluate(machine("gc200", 128), w);
+  EXPECT_FALSE(few.fits);
+  EXPECT_NE(few.note.find("129 would fit"), std::string::npos) << few.note;
+  const auto r = system::evaluate(machine("gc200", 129), w);
+  ASSERT_TRUE(r.fits) << r.note;
+  EXPECT_EQ(r.mapping, "pipeline 32 x experts 4 + head 1");
+  EXPECT_EQ(r.chips_used, 129);
+  std::string yaml = read_text_file(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/gc200.yaml");
+  yaml.replace(yaml.find("latency: 2us"), 12, "latency: 20us");
+  const auto slow = system::evaluate(machine("gc200", 129, yaml), w);
+  ASSERT_TRUE(slow.fits) << slow.note;
+  // 32 layers x 4 messages + 32 stage-to-stage hops, each 18 us slower.
+  EXPECT_NEAR(1 / slow.tokens_per_s_per_user - 1 / r.tokens_per_s_per_user, (32 * 4 + 32) * 18e-6, 1e-6);
+  auto balanced = w;
+  balanced.routing = compiler::Routing::Balanced;
+  EXPECT_GE(system::evaluate(machine("gc200", 129), balanced).tokens_per_s_per_user, r.tokens_per_s_per_user);
+  // A dense model gets no expert groups.
+  EXPECT_EQ(system::evaluate(machine("gc200", 34), workload("llama3-8b", 1)).mapping, "pipeline 32 + head 2");
+}
+
 TEST(System, WaferBatchingAndDataParallelReplicas) {
   const auto one = system::evaluate(machine("wse2", 1), workload("gpt2-small", 1));
   const auto sixteen = system::evaluate(machine("wse2", 1), workload("gpt2-small", 16));

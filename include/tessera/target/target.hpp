@@ -86,6 +86,7 @@ struct Capabilities {
                                     // reference executor in the plan's arithmetic order
   bool core_heatmaps = false;       // a run draws per-core heatmaps (--heatmaps)
   bool mixture_of_experts = false;  // lowers mixture-of-experts layers (compiler::LoweredKind::Experts)
+  bool expert_groups = false;       // a group of chips may split each layer's experts (ModelSlice::expert_shards)
 };
 
 // A compiled plan for one chip: the target's own plan behind a common face.

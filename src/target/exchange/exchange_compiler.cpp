@@ -50,7 +50,8 @@ class ExchangeLowering {
     for (const LoweredOp& op : g.layers.front().ops) {
       if (op.kind == LoweredKind::Projection) layer_.push_back({op.local, op.k, op.n, op.bias});
       if (op.kind == LoweredKind::Experts) {
-        experts_ = op.experts;
+        // This chip's share of the experts: expert e on shard e % expert_shards.
+        experts_ = (op.experts + o.slice.expert_shards - 1) / o.slice.expert_shards;
         const std::string stem = op.local + ".";
         expert_matrices_ = {{stem + "w1_w3", op.k, 2 * op.n, false}, {stem + "w2", op.n, op.k, false}};
       }
@@ -245,11 +246,15 @@ class ExchangeLowering {
   // of tiles (1/experts of them), every token's activation exchanged to the groups of its top_k
   // experts (the matmul's exchange in), and the outputs exchanged back to the residual stream's
   // tiles, weighted and summed. The busiest expert's group sets the pace: its tokens under the
-  // assumed routing (`loads`); the totals count every routed token.
+  // assumed routing (`loads`); the totals count every routed token. With the experts split over
+  // a group of chips (ModelSlice::expert_shards), this chip holds its share of them, the busiest
+  // expert (on some chip of the group) still sets the pace, and the totals are its share of the
+  // group's; the group's allreduce over the links is the system's (system/system.cpp).
   void experts(std::vector<Superstep>& out, const std::string& prefix, const LoweredOp& op, int64_t rows,
                const ExpertLoads& loads) const {
     const int64_t busiest = loads.busiest_device.empty() ? 0 : loads.busiest_device.front();
-    const double assignments = static_cast<double>(rows * op.top_k), f = static_cast<double>(op.n),
+    const auto shards = static_cast<double>(o_.slice.expert_shards);
+    const double assignments = static_cast<double>(rows * op.top_k) / shards, f = static_cast<double>(op.n),
                  d = static_cast<double>(op.k);
     // The busiest group's supersteps, run by every group with tokens: totals as if each were as
     // busy (an upper bound), except the MACs, which are every routed token's.
@@ -260,7 +265,8 @@ class ExchangeLowering {
         Superstep& st = out[i];
         const bool product = st.op == "matmul";
         st.op = product ? "experts" : st.op;
-        st.tiles = static_cast<int64_t>(std::min(tiles_, static_cast<double>(st.tiles) * loads.experts_used_anywhere));
+        st.tiles = static_cast<int64_t>(
+            std::min(tiles_, static_cast<double>(st.tiles) * std::ceil(loads.experts_used_anywhere / shards)));
         const auto used = static_cast<double>(st.tiles);
         st.total = {product ? assignments * static_cast<double>(mx.k * mx.n) * storage_.mac_fraction() : 0,
                     st.tile.ops * used, st.tile.sram_bytes * used, st.tile.exchange_bytes * used};
@@ -426,6 +432,11 @@ ExchangeCompileResult compile_for_exchange(const ir::ModelConfig& model, const s
     fail("a pipeline stage of {} layers: {} has {}", layers, model.name, model.n_layers);
   if (options.slice.head_shards < 1 || (options.slice.head_shards > 1 && (layers > 0 || !options.slice.lm_head)))
     fail("an LM head split over {} chips must be a stage of its own (no layers)", options.slice.head_shards);
+  if (options.slice.expert_shards < 1 || options.slice.expert_shards > std::max<int64_t>(1, model.n_experts))
+    fail("the experts of {} split over {} chips: {} has {} experts per layer", model.name, options.slice.expert_shards,
+         model.name, model.n_experts);
+  if (options.slice.expert_shards > 1 && options.slice.lm_head)
+    fail("a group of chips splitting the experts does not hold the LM head (it gets chips of its own)");
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
   std::optional<LoweredModel> own;

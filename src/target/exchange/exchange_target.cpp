@@ -32,7 +32,8 @@ class ExchangeTarget : public Target {
             .batches_requests = true,
             .data_plane = false,
             .core_heatmaps = false,
-            .mixture_of_experts = true};
+            .mixture_of_experts = true,
+            .expert_groups = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {

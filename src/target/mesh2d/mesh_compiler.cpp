@@ -562,6 +562,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     fail("a pipeline stage of {} layers: {} has {}", n_layers, model.name, model.n_layers);
   if (options.requests_in_flight < 1) fail("batch must be >= 1, got {}", options.requests_in_flight);
   if (options.slice.head_shards != 1) fail("mesh plans keep the LM head whole on one wafer");
+  if (options.slice.expert_shards != 1) fail("mesh plans keep every expert of a layer on one wafer");
   std::optional<LoweredModel> own;
   const LoweredModel& lowered =
       options.lowered ? *options.lowered : own.emplace(lower_graph(ir::build_model_graph(model)));

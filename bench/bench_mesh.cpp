@@ -38,16 +38,17 @@ void compile_and_simulate(benchmark::State& state, const std::string& model, con
 }
 
 // One compiled plan timed at a fidelity tier (the plan compiled once; each iteration starts with
-// an empty cost cache, as a run does).
+// an empty cost cache, as a run does): the default model on mesh-32x32, a 64-token prompt and
+// state.range(0) generated tokens.
 void simulate_at(benchmark::State& state, sim::FabricModel tier) {
   const std::string root = TESSERA_SOURCE_DIR;
   const std::string model_path = root + "/models/default/config.yaml",
                     arch_path = root + "/configs/arch/mesh-32x32.yaml";
   const std::string model_yaml = read_text_file(model_path), arch_yaml = read_text_file(arch_path);
-  const auto plan =
-      compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
-                                 target::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path, {64, 64, {}})
-          .program;
+  const auto plan = compiler::compile_for_mesh(ir::load_model_config(model_path), model_yaml, model_path,
+                                               target::parse_arch(arch_yaml, arch_path), arch_yaml, arch_path,
+                                               {64, state.range(0), {}})
+                        .program;
   sim::TimingOptions options;
   options.fabric = tier;
   double tokens_per_s = 0;
@@ -57,9 +58,9 @@ void simulate_at(benchmark::State& state, sim::FabricModel tier) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(simulate_at, analytic, sim::FabricModel::Analytic)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(simulate_at, flow, sim::FabricModel::Fast)->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(simulate_at, cycle, sim::FabricModel::CycleLevel)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(simulate_at, analytic, sim::FabricModel::Analytic)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(simulate_at, flow, sim::FabricModel::Fast)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(simulate_at, cycle, sim::FabricModel::CycleLevel)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
 
 // gpt2-small (seeded random weights) with values on the full wse2: a 64-token prompt, then 16
 // decoded tokens. Counters: host seconds per decoded token, peak host memory.

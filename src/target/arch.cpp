@@ -2,10 +2,13 @@
 
 #include "arch_sections.hpp"
 #include "tessera/base/fs.hpp"
+#include "tessera/base/memo.hpp"
 
 namespace tessera::target {
 
-arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
+namespace {
+
+arch::ArchSpec parse_arch_text(const std::string& yaml_text, const std::string& origin) {
   const config::YamlMap root = config::YamlMap::parse_string(yaml_text, origin);
   const std::string fabric = root.string("fabric");
   std::string known;
@@ -14,6 +17,13 @@ arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origi
     known += (known.empty() ? "" : ", ") + std::string(section->name());
   }
   fail("{}: unknown fabric '{}'; supported: {}", root.where("fabric"), fabric, known);
+}
+
+}  // namespace
+
+arch::ArchSpec parse_arch(const std::string& yaml_text, const std::string& origin) {
+  static TextMemo<arch::ArchSpec> parsed(16);
+  return parsed.get(origin, yaml_text, [&] { return parse_arch_text(yaml_text, origin); });
 }
 
 std::map<std::string, std::string> resized(const arch::ArchSpec& a, double scale) {

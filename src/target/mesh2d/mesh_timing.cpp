@@ -8,6 +8,7 @@
 #include <fmt/core.h>
 
 #include "tessera/base/error.hpp"
+#include "tessera/base/memo.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
@@ -368,6 +369,21 @@ class Timer {
   CycleRegionReport region_;
 };
 
+// What passes add to a phase's totals: its step sums, core-time, and per stage compute and energy.
+struct PassSums {
+  PhaseReport phase;
+  double compute_core = 0, comm_core = 0;
+  std::vector<double> stage_compute, stage_energy;
+  explicit PassSums(size_t stages) : stage_compute(stages, 0.0), stage_energy(stages, 0.0) {}
+  void add(const PassSums& o) {
+    phase.compute_cycles += o.phase.compute_cycles, phase.comm_cycles += o.phase.comm_cycles;
+    phase.host_cycles += o.phase.host_cycles, phase.energy += o.phase.energy;
+    compute_core += o.compute_core, comm_core += o.comm_core;
+    for (size_t i = 0; i < stage_compute.size(); ++i)
+      stage_compute[i] += o.stage_compute[i], stage_energy[i] += o.stage_energy[i];
+  }
+};
+
 void finish_fractions(PhaseReport& phase, double compute_core_cycles, double comm_core_cycles, int64_t cores) {
   const double total = phase.cycles * static_cast<double>(cores);
   if (total <= 0) return;
@@ -430,7 +446,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   report.fabric_model = options.fabric == FabricModel::Analytic ? "analytic"
                         : options.fabric == FabricModel::Fast   ? "fast"
                                                                 : "cycle-level";
-  const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
+  static TextMemo<ir::ModelConfig> models(16);
+  const ir::ModelConfig model = models.get(plan.model_origin, plan.model_yaml,
+                                           [&] { return ir::parse_model_config(plan.model_yaml, plan.model_origin); });
   report.model_name = model.name;
   report.routing =
       compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, 1, plan.prompt_tokens, 1);
@@ -466,13 +484,29 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   // chunk c + 1 gets there); a decode pass starts when the token before it is out. Returns when
   // the pass ends.
   std::vector<double> region_end(plan.stages.size(), 0.0);
+  // A step's cost depends on the pass only through its stage's cached slots (steps with per-slot
+  // terms) and the chunk's scale, so a step costs what it cost in the last pass that had the same
+  // (the value is reused, not recomputed). Not where costing has side effects: link loads and
+  // cycle-level regions total every call.
+  const bool reuse_costs = !options.link_loads && options.cycle_region.empty();
+  struct CostMemo {
+    std::vector<StepCost> cost;
+    std::vector<std::pair<int64_t, double>> key;  // (slots, or 0 without per-slot terms; scale)
+    explicit CostMemo(size_t steps) : cost(steps), key(steps, {-1, 0.0}) {}
+  };
+  CostMemo prefill_costs(plan.prefill.size()), decode_costs(plan.decode.size());
+  const auto per_slot = [](const program::Step& s) {
+    return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.words_per_slot != 0 || s.sram_bytes_per_slot != 0 ||
+           s.total_macs_per_slot != 0;
+  };
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
-                      PhaseReport& phase, double& compute_core, double& comm_core,
-                      std::map<std::string, StepHotspot>* hot, bool detailed) {
+                      PassSums& sums, std::vector<StepHotspot>* hot, bool detailed) {
     const bool decode = hot != nullptr;
+    PhaseReport& phase = decode ? report.decode : report.prefill;  // its pass count
     double clock = 0, previous_stage_end = 0;
     int32_t running = -1;
-    for (const auto& s : steps) {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const program::Step& s = steps[i];
       if (s.last_chunk_only && !last_chunk) continue;
       if (s.stage != running) {
         if (running >= 0) previous_stage_end = region_end[owner[static_cast<size_t>(running)]] = clock;
@@ -481,18 +515,23 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       }
       const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
       const int64_t slots = (context + stage.context_split - 1) / stage.context_split;
-      const StepCost c = timer.cost(s, slots, s.last_chunk_only ? 1.0 : scale);
-      phase.compute_cycles += c.compute;
-      phase.comm_cycles += c.comm;
-      phase.host_cycles += c.host;
-      compute_core += c.compute * static_cast<double>(stage.region.cores());
-      comm_core += c.comm * static_cast<double>(stage.region.cores());
-      phase.energy += c.energy;
-      report.stage_compute_cycles[static_cast<size_t>(s.stage)] += c.compute;
-      if (decode) report.stage_decode_energy_pj[static_cast<size_t>(s.stage)] += c.energy.total_pj();
-      if (hot && c.fabric.busiest_port_words > (*hot)[s.name].busiest_port_words)
-        (*hot)[s.name] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
-                          c.fabric.word_hops};
+      const double step_scale = s.last_chunk_only ? 1.0 : scale;
+      CostMemo& memo = decode ? decode_costs : prefill_costs;
+      const std::pair<int64_t, double> key{per_slot(s) ? slots : 0, step_scale};
+      const bool reused = reuse_costs && memo.key[i] == key;
+      const StepCost c = reused ? memo.cost[i] : timer.cost(s, slots, step_scale);
+      if (!reused) memo.cost[i] = c, memo.key[i] = key;
+      sums.phase.compute_cycles += c.compute;
+      sums.phase.comm_cycles += c.comm;
+      sums.phase.host_cycles += c.host;
+      sums.compute_core += c.compute * static_cast<double>(stage.region.cores());
+      sums.comm_core += c.comm * static_cast<double>(stage.region.cores());
+      sums.phase.energy += c.energy;
+      sums.stage_compute[static_cast<size_t>(s.stage)] += c.compute;
+      sums.stage_energy[static_cast<size_t>(s.stage)] += c.energy.total_pj();
+      if (hot && c.fabric.busiest_port_words > (*hot)[i].busiest_port_words)
+        (*hot)[i] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
+                     c.fabric.word_hops};
       if (decode && detailed && phase.passes + 2 == plan.max_new_tokens)
         report.decode_steps.push_back(
             {s.name, true, s.stage, phase.passes, clock, c.compute, c.comm, c.host, program::pattern_name(s.pattern),
@@ -521,7 +560,6 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     return clock;
   };
 
-  double compute_core = 0, comm_core = 0;
   const int64_t chunk = plan.prefill_chunk_tokens;
   const int64_t total_passes = (plan.prompt_tokens + chunk - 1) / chunk + std::max<int64_t>(plan.max_new_tokens - 1, 0);
   int64_t passes_done = 0;
@@ -529,31 +567,54 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     if (options.on_pass) options.on_pass(++passes_done, total_passes);
   };
   double prefill_end = 0;
+  PassSums prefill(plan.stages.size());
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
     const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
     const bool last = done + tokens == plan.prompt_tokens;
     prefill_end = run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
-                           report.prefill, compute_core, comm_core, nullptr, report.prefill.passes < 2 || last);
+                           prefill, nullptr, report.prefill.passes < 2 || last);
     ++report.prefill.passes;
     progress();
   }
-  report.prefill.cycles = prefill_end;
-  finish_fractions(report.prefill, compute_core, comm_core, report.cores_used);
+  prefill.phase.passes = report.prefill.passes, prefill.phase.cycles = prefill_end;
+  report.prefill = prefill.phase;
+  finish_fractions(report.prefill, prefill.compute_core, prefill.comm_core, report.cores_used);
   report.time_to_first_token_s = report.prefill.cycles / a.clock_hz;
 
-  compute_core = comm_core = 0;
-  std::map<std::string, StepHotspot> hot;
-  // The first generated token comes out of prefill; each further one is a decode pass.
+  std::vector<StepHotspot> hot(plan.decode.size());  // per decode step
+  // The first generated token comes out of prefill; each further one is a decode pass. A decode
+  // pass starts when the token before is out, so one whose stages hold as many cached slots as
+  // the pass before repeats it exactly (same step costs, same durations): its sums are added
+  // again instead of walking its steps (the analytic tier's sweeps are mostly such passes).
   double pass_end = prefill_end;
+  PassSums decode(plan.stages.size()), last_pass(plan.stages.size());
+  std::vector<int64_t> last_slots;
+  double last_duration = -1;
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
-    std::fill(region_end.begin(), region_end.end(), pass_end);  // the token before must be out
-    pass_end = run_pass(plan.decode, plan.prompt_tokens + t, 1.0, true, report.decode, compute_core, comm_core, &hot,
-                        report.decode.passes < 2 || t + 1 == plan.max_new_tokens);
+    const int64_t context = plan.prompt_tokens + t;
+    std::vector<int64_t> slots;
+    for (const auto& st : plan.stages) slots.push_back((context + st.context_split - 1) / st.context_split);
+    const bool detailed = report.decode.passes < 2 || t + 1 == plan.max_new_tokens;
+    if (reuse_costs && !record_trace && !detailed && last_duration >= 0 && slots == last_slots) {
+      pass_end += last_duration;
+    } else {
+      std::fill(region_end.begin(), region_end.end(), pass_end);  // the token before must be out
+      last_pass = PassSums(plan.stages.size());
+      const double start = pass_end;
+      pass_end = run_pass(plan.decode, context, 1.0, true, last_pass, &hot, detailed);
+      last_duration = pass_end - start, last_slots = std::move(slots);
+    }
+    decode.add(last_pass);
     ++report.decode.passes;
     progress();
   }
-  report.decode.cycles = pass_end - prefill_end;
-  finish_fractions(report.decode, compute_core, comm_core, report.cores_used);
+  decode.phase.passes = report.decode.passes, decode.phase.cycles = pass_end - prefill_end;
+  report.decode = decode.phase;
+  finish_fractions(report.decode, decode.compute_core, decode.comm_core, report.cores_used);
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    report.stage_compute_cycles[i] = prefill.stage_compute[i] + decode.stage_compute[i];
+    report.stage_decode_energy_pj[i] = decode.stage_energy[i];
+  }
   if (report.decode.passes > 0) {
     report.decode_tokens_per_s = static_cast<double>(report.decode.passes) / (report.decode.cycles / a.clock_hz);
     const double n = static_cast<double>(report.decode.passes);
@@ -561,7 +622,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
                                       report.decode.energy.fabric_pj / n, report.decode.energy.offchip_pj / n};
     for (double& e : report.stage_decode_energy_pj) e /= n;
   }
-  for (auto& [name, h] : hot)
+  for (const StepHotspot& h : hot)
     if (h.busiest_port_words > 0) report.busiest_steps.push_back(h);
   std::sort(report.busiest_steps.begin(), report.busiest_steps.end(), [](const auto& x, const auto& y) {
     return x.busiest_port_words != y.busiest_port_words ? x.busiest_port_words > y.busiest_port_words : x.step < y.step;

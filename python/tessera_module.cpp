@@ -77,11 +77,12 @@ py::dict run(const std::string& model, const std::string& arch, const std::strin
 
 py::list compare(const std::string& model, const std::vector<std::string>& archs, int64_t prompt_tokens,
                  int64_t max_new_tokens, const std::vector<int64_t>& batches, const std::string& dtype,
-                 const std::string& routing) {
+                 const std::string& routing, int64_t expert_parallel) {
   api::CompareRequest request;
   request.model = model, request.machines = archs, request.prompt_tokens = prompt_tokens;
   request.max_new_tokens = max_new_tokens, request.batches = batches, request.precision = precision(dtype);
   request.routing = compiler::parse_routing(routing);
+  request.expert_parallel = expert_parallel;
   std::vector<report::CompareRow> rows;
   {
     py::gil_scoped_release unlocked;
@@ -196,7 +197,7 @@ PYBIND11_MODULE(tessera, m) {
   m.def("compare", &compare, "One model on several machines: a dict per machine and batch",
         py::arg("model") = "default", py::arg("archs") = std::vector<std::string>{"wse2"},
         py::arg("prompt_tokens") = 128, py::arg("max_new_tokens") = 128, py::arg("batches") = std::vector<int64_t>{1},
-        py::arg("dtype") = "", py::arg("routing") = "uniform");
+        py::arg("dtype") = "", py::arg("routing") = "uniform", py::arg("expert_parallel") = 1);
   m.def("eval", &eval, "Perplexity of a model on a text file", py::arg("model") = "default", py::arg("text_path"),
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),

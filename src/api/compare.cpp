@@ -73,6 +73,7 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   work.model = model.config, work.model_yaml = model.yaml, work.model_origin = model.origin;
   work.prompt_tokens = request.prompt_tokens, work.max_new_tokens = request.max_new_tokens;
   work.tensor_parallel = request.tensor_parallel;
+  work.expert_parallel = request.expert_parallel;
   work.precision = request.precision;
   work.routing = request.routing;
   require_experts_for_routing(model.config, request.routing);

@@ -42,6 +42,8 @@ void check_capabilities(const target::Target& target, const RunRequest& request)
         "--tp is for GPU-like chips; {} chips split a model that does not fit one chip into a pipeline: `tessera "
         "compare --arch Nx{}`",
         request.arch, request.arch);
+  if (request.expert_parallel != 1 && !caps.expert_parallel)
+    fail("--ep is for GPU-like chips; {} chips split a model that does not fit one chip into a pipeline", request.arch);
 }
 
 // Timing-only runs: the given prompt length, or the length of the tokenized prompt.
@@ -59,8 +61,8 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   const ir::ModelConfig& config = model.config;
   RunResult result;
   if (request.arch == "host") {
-    if (request.batch != 1 || request.tensor_parallel != 1)
-      fail("--batch and --tp describe a simulated machine; choose one with --arch (see `tessera archs`)");
+    if (request.batch != 1 || request.tensor_parallel != 1 || request.expert_parallel != 1)
+      fail("--batch, --tp and --ep describe a simulated machine; choose one with --arch (see `tessera archs`)");
     if (!request.values) fail("--no-numerics needs a simulated machine (--arch wse2, ...)");
     const ir::Graph graph = ir::build_model_graph(config);
     const model::Tokenizer tokenizer = load_tokenizer(config, request.tokenizer_dir);
@@ -76,6 +78,7 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   target::ChipWork work{.max_new_tokens = request.max_new_tokens,
                         .micro_batch = request.batch,
                         .tensor_parallel = request.tensor_parallel,
+                        .expert_parallel = request.expert_parallel,
                         .precision = request.precision,
                         .routing = request.routing};
   if (!request.values) {

@@ -142,8 +142,12 @@ std::string routing_line(const compiler::RoutingReport& r, const std::string& de
 }  // namespace
 
 std::string gpu_summary_table(const sim::GpuReport& r) {
-  std::string out = fmt::format("{} on {} x {} (simulated, kernel by kernel; batch {})\n", r.model_name, r.gpus,
-                                r.arch_name, r.batch);
+  std::string out = fmt::format("{} on {} x {} (simulated, kernel by kernel; batch {}{})\n", r.model_name, r.gpus,
+                                r.arch_name, r.batch,
+                                r.expert_parallel > 1 ? fmt::format("; experts over the {} GPUs, all-to-all, "
+                                                                    "attention data-parallel: {} requests each",
+                                                                    r.gpus, r.batch / r.gpus)
+                                                      : "");
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens per request)\n",
                      r.time_to_first_token_s * 1e3, r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user, {:.1f} in all ({} generated tokens)\n",

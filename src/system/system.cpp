@@ -228,6 +228,50 @@ class Evaluator {
     return r;
   }
 
+  // Experts over a group of w_.expert_parallel GPUs, each serving its share of the requests with
+  // attention data-parallel (compiler::GpuCompileOptions::expert_parallel).
+  Result expert_parallel() const {
+    Result r;
+    const int64_t e = w_.expert_parallel;
+    if (e > mc_.chips) {
+      r.note = fmt::format("--ep {} needs {} x {} (--arch {}x{}); this system has {}", e, e, mc_.arch.name, e,
+                           mc_.arch.name, mc_.chips);
+      return r;
+    }
+    // Replicas only while each GPU of a group still has a request of its own (every GPU runs
+    // attention for its requests; the plan times a group whose GPUs are equally loaded).
+    const int64_t replicas = std::max<int64_t>(1, std::min(mc_.chips / e, w_.batch / e));
+    if (w_.batch < e) {
+      r.note = fmt::format("--ep {} serves at least one request per GPU of the group; batch {} leaves GPUs idle", e,
+                           w_.batch);
+      return r;
+    }
+    const target::ChipWork work{.prompt_tokens = w_.prompt_tokens,
+                                .max_new_tokens = w_.max_new_tokens,
+                                .micro_batch = cdiv(cdiv(w_.batch, replicas), e),
+                                .expert_parallel = e,
+                                .precision = w_.precision,
+                                .routing = w_.routing};
+    const auto compiled = target_.compile(model_, work);
+    if (!compiled.status) {
+      r.fit_failure = compiled.status.failure();
+      r.note = compiled.status.message();
+      return r;
+    }
+    const target::RunReport g = target_.simulate(*compiled.plan, {.fidelity = w_.fidelity});
+    r.fits = true;
+    r.replicas = replicas, r.chips_used = e * replicas;
+    r.mapping = fmt::format("expert {}", e);
+    if (replicas > 1) r.mapping += fmt::format(" x data {}", replicas);
+    r.time_to_first_token_s = g.time_to_first_token_s;
+    r.tokens_per_s_per_user = g.tokens_per_s_per_user;
+    r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
+    r.energy_per_token_j = g.energy_per_token_pj * 1e-12;
+    r.utilization = g.utilization;
+    r.bound = g.bound;
+    return r;
+  }
+
   Result tensor_parallel() const {
     Result r;
     std::vector<int64_t> groups;
@@ -353,6 +397,12 @@ Result evaluate(const Machine& machine, const Workload& work) {
     return r;
   }
   const Evaluator e(machine, work, *target);
+  if (work.expert_parallel > 1) {
+    if (target->capabilities().expert_parallel) return e.expert_parallel();
+    Result r;
+    r.note = fmt::format("--ep is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
+    return r;
+  }
   if (target->capabilities().tensor_parallel) return e.tensor_parallel();
   if (work.tensor_parallel > 1) {
     Result r;

@@ -49,6 +49,8 @@ check(moe["uniform"][1]["tokens_per_s_per_user"] == moe["balanced"][1]["tokens_p
       "every core of a wafer region holds every expert: routing does not change its time")
 check(moe["balanced"][0]["tokens_per_s_per_user"] > moe["uniform"][0]["tokens_per_s_per_user"],
       "balanced routing decodes faster than uniform on two GPUs")
+ep = tessera.compare(model="mixtral-8x7b", archs=["8xh100"], batches=[64], dtype="fp16", expert_parallel=8)
+check(ep[0]["fits"] and ep[0]["mapping"] == "expert 8", "experts over 8 GPUs")
 
 ppl = tessera.eval(text_path=os.path.join(ROOT, "tests/data/text/persuasion-end.txt"), window=128)
 check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl["tokens_scored"] > 1000,

@@ -205,3 +205,44 @@ TEST(GpuModel, MixtureOfExpertsReadsOnlyTheChosenExperts) {
     EXPECT_GT(u.routing.decode.device_imbalance, 1.0) << batch;
   }
 }
+
+// Expert parallelism with data-parallel attention: each GPU holds every weight but the experts
+// whole and 1/e of the experts, sends its tokens to their experts' GPUs and back by all-to-all
+// (two per layer, no allreduce), and reads fewer weights per step than tensor parallelism.
+TEST(GpuModel, ExpertParallelismSendsTokensByAllToAll) {
+  const std::string yaml = preset("h100");
+  const auto plan_for = [&](int64_t e, int64_t t = 1) {
+    compiler::GpuCompileOptions o{128, 8, 4, t, PrecisionPolicy::uniform("fp16")};
+    o.expert_parallel = e;
+    return compile("mixtral-8x7b", yaml, o);
+  };
+  const auto four = plan_for(4), eight = plan_for(8);
+  ASSERT_TRUE(four.status && eight.status) << four.status.message();
+  // One expert's three matrices in 32 layers, fp16: what a GPU of 8 holds less than one of 4.
+  EXPECT_DOUBLE_EQ(four.plan.weight_bytes - eight.plan.weight_bytes, 32.0 * 3 * 4096 * 14336 * 2);
+  int64_t all_to_all = 0, allreduce = 0;
+  for (const auto& k : eight.plan.decode) {
+    all_to_all += k.op == "alltoall";
+    allreduce += k.op == "allreduce";
+    // 4 tokens x 2 experts, 7 of every 8 copies leaving this GPU, at least.
+    if (k.op == "alltoall") {
+      EXPECT_GE(k.link_bytes, 4 * 2 * 7.0 / 8 * 4096 * 2) << k.name;
+    }
+  }
+  EXPECT_EQ(all_to_all, 2 * 32);
+  EXPECT_EQ(allreduce, 0);
+  const auto report = sim::simulate_gpu(eight.plan);
+  EXPECT_EQ(report.gpus, 8);
+  EXPECT_EQ(report.batch, 32) << "4 requests on each of 8 GPUs";
+  EXPECT_GT(report.decode.link_s, 0);
+  EXPECT_EQ(program::gpu_plan_from_json(program::to_json(eight.plan), "p.json").expert_parallel, 8);
+  // Tensor parallelism over 8 GPUs serving the same 32 requests reads every expert on every GPU.
+  const auto tensor = compile("mixtral-8x7b", yaml, {128, 8, 32, 8, PrecisionPolicy::uniform("fp16")});
+  ASSERT_TRUE(tensor.status) << tensor.status.message();
+  EXPECT_GT(sim::simulate_gpu(eight.plan).decode_tokens_per_s, sim::simulate_gpu(tensor.plan).decode_tokens_per_s);
+  EXPECT_NE(tessera::testing::error_of([&] { (void)plan_for(8, 2); }).find("--ep 8 needs --tp 1"), std::string::npos);
+  EXPECT_NE(tessera::testing::error_of([&] {
+              (void)compile("llama3-8b", yaml, {128, 8, 4, 1, {}, {}, nullptr, 2});
+            }).find("--ep is for mixtures of experts"),
+            std::string::npos);
+}

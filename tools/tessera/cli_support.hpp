@@ -102,6 +102,7 @@ struct RunFlags {
   int64_t prompt_tokens = 0;        // timing-only: prompt length when there is no tokenizer
   int64_t batch = 1;                // GPUs: requests decoded together
   int64_t tensor_parallel = 1;      // GPUs: tensor-parallel group size
+  int64_t expert_parallel = 1;      // GPUs: expert-parallel group size (mixtures of experts)
   std::string routing = "uniform";  // mixtures of experts: compiler::Routing by name
   std::string logits;               // with values: the generated positions' logits (.npy)
   PrecisionFlags precision;

@@ -153,6 +153,7 @@ int run_command(const RunFlags& given) {
                           .keep_logits = !flags.logits.empty(),
                           .batch = flags.batch,
                           .tensor_parallel = flags.tensor_parallel,
+                          .expert_parallel = flags.expert_parallel,
                           .precision = flags.precision.resolve(),
                           .routing = compiler::parse_routing(flags.routing),
                           .simulate = simulate_options(out, progress)};
@@ -280,6 +281,7 @@ int compare_command(const CompareFlags& flags) {
                               .batches = flags.batches,
                               .sweep = flags.sweep,
                               .tensor_parallel = flags.tensor_parallel,
+                              .expert_parallel = flags.expert_parallel,
                               .precision = precision.resolve(),
                               .routing = compiler::parse_routing(flags.routing),
                               .numerics = flags.numerics,

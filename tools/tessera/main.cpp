@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--batch", run.batch, "GPUs: requests decoded together")->capture_default_str();
   run_cmd->add_option("--tp", run.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
   run_cmd
+      ->add_option("--ep", run.expert_parallel,
+                   "GPUs, mixtures of experts: experts over a group of this many, each GPU serving --batch requests "
+                   "with attention data-parallel, tokens sent to their experts by all-to-all")
+      ->capture_default_str();
+  run_cmd
       ->add_option("--routing", run.routing,
                    "Mixtures of experts, timing: uniform (each token's experts at random) or balanced (every expert "
                    "the same share; the difference is what imbalance costs)")
@@ -305,6 +310,11 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--tp", compare.tensor_parallel,
                           "GPU-like chips: tensor-parallel group size (default: the smallest that fits)");
   compare_cmd
+      ->add_option("--ep", compare.expert_parallel,
+                   "GPU-like chips, mixtures of experts: experts over groups of this many GPUs, attention "
+                   "data-parallel, all-to-all between them")
+      ->capture_default_str();
+  compare_cmd
       ->add_option("--routing", compare.routing,
                    "Mixtures of experts: uniform (each token's experts at random) or balanced (every expert the "
                    "same share)")
@@ -367,7 +377,7 @@ int main(int argc, char** argv) {
       reject_given(compare_cmd, {"--global-batch", "--seq", "--recompute"}, "is for --train");
     if (*compare_cmd && compare.train)
       reject_given(compare_cmd,
-                   {"--prompt-len", "--gen", "--batch", "--sweep", "--tp", "--numerics", "--csv", "--dtype",
+                   {"--prompt-len", "--gen", "--batch", "--sweep", "--tp", "--ep", "--numerics", "--csv", "--dtype",
                     "--precision", "--routing"},
                    "is for inference, not --train");
     if (*run_cmd && run.no_numerics)

@@ -29,6 +29,7 @@ struct RunRequest {
   bool keep_logits = false;     // with values: the generation's logits (RunResult.generation.logits)
   int64_t batch = 1;            // requests one pass computes together (targets that batch requests)
   int64_t tensor_parallel = 1;  // chips splitting every layer (targets with tensor parallelism)
+  int64_t expert_parallel = 1;  // chips splitting a mixture's experts, each with `batch` requests (GPUs)
   PrecisionPolicy precision;
   compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts, timing-only
   target::SimulateOptions simulate;                        // trace, fabric model, link loads, progress

@@ -4,7 +4,8 @@
 //     split evenly; embedding on the first chip, LM head on the last); activations cross the
 //     links between them. Requests in flight overlap across pipeline stages.
 //   - shared_memory chips (GPUs, Trainium): a tensor-parallel group (--tp, or the smallest that
-//     fits), with its allreduces on the links.
+//     fits), with its allreduces on the links; or, for a mixture of experts with --ep, an
+//     expert-parallel group (attention data-parallel, all-to-all between the experts' GPUs).
 //   - the chips left over form data-parallel replicas, each serving its share of the batch.
 // Depends on compiler and sim; neither depends on it.
 #pragma once
@@ -32,6 +33,7 @@ struct Workload {
   int64_t prompt_tokens = 128, max_new_tokens = 128;
   int64_t batch = 1;            // concurrent requests over the whole system
   int64_t tensor_parallel = 0;  // GPUs: the group size; 0 picks the smallest that fits
+  int64_t expert_parallel = 1;  // GPUs: a mixture's experts over groups of this many, attention data-parallel
   PrecisionPolicy precision;
   target::Fidelity fidelity = target::Fidelity::Flow;      // mesh fabrics: how finely collectives are timed
   compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts (compiler/routing.hpp)

@@ -66,6 +66,9 @@ struct ChipWork {
   int64_t micro_batch = 1;        // requests one pass computes together (targets that batch requests)
   int64_t resident_requests = 0;  // requests whose KV caches the chip holds; 0: micro_batch
   int64_t tensor_parallel = 1;    // chips that split every layer (targets with tensor_parallel)
+  // Chips that split a mixture's experts, each serving micro_batch requests with attention
+  // data-parallel (targets with expert_parallel; compiler::GpuCompileOptions::expert_parallel).
+  int64_t expert_parallel = 1;
   PrecisionPolicy precision;
   compiler::ModelSlice slice;  // the part of the model on this chip (targets with pipeline)
   // The tier the plan will be timed at: mesh fabrics score candidate placements with it.
@@ -87,6 +90,7 @@ struct Capabilities {
   bool core_heatmaps = false;       // a run draws per-core heatmaps (--heatmaps)
   bool mixture_of_experts = false;  // lowers mixture-of-experts layers (compiler::LoweredKind::Experts)
   bool expert_groups = false;       // a group of chips may split each layer's experts (ModelSlice::expert_shards)
+  bool expert_parallel = false;     // experts over a group with data-parallel attention (ChipWork::expert_parallel)
 };
 
 // A compiled plan for one chip: the target's own plan behind a common face.

@@ -37,8 +37,9 @@ class ExchangeTarget : public Target {
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
-    if (work.tensor_parallel != 1)
-      fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
+    if (work.tensor_parallel != 1 || work.expert_parallel != 1)
+      fail("{} chips do not split layers (tensor or expert parallelism over a group); they form pipelines",
+           arch().name);
     const compiler::LoweredModel& lowered = model.lowered();
     auto result =
         compiler::compile_for_exchange(model.config, model.yaml, model.origin, arch_.spec, arch_.yaml, arch_.origin,

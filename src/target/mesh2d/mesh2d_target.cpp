@@ -57,8 +57,9 @@ class Mesh2dTarget : public Target {
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
-    if (work.tensor_parallel != 1)
-      fail("{} chips do not split layers (tensor parallelism); they form pipelines", arch().name);
+    if (work.tensor_parallel != 1 || work.expert_parallel != 1)
+      fail("{} chips do not split layers (tensor or expert parallelism over a group); they form pipelines",
+           arch().name);
     if (work.micro_batch != 1)
       fail("{} computes one request per pass; requests in flight are pipelined through its layer stages", arch().name);
     const compiler::LoweredModel& lowered = model.lowered();

@@ -38,6 +38,7 @@ class GpuLowering {
         a_(a),
         o_(o),
         t_(o.tensor_parallel),
+        e_(o.expert_parallel),
         storage_(a, o.precision),
         act_bytes_(storage_bits(o.precision.activations) / 8),
         kv_bytes_(storage_bits(o.precision.kv) / 8),
@@ -153,7 +154,10 @@ class GpuLowering {
         out.push_back(attention(prefix + "attention", op, tokens, decode));
         return;
       case LoweredKind::Experts:
-        lower_experts(out, op, rows, routed);
+        if (e_ > 1)
+          lower_expert_parallel(out, op, rows, routed);
+        else
+          lower_experts(out, op, rows, routed);
         return;
       case LoweredKind::Projection:
         if (!op.split_input) {
@@ -194,12 +198,51 @@ class GpuLowering {
     if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.k));
   }
 
+  // Expert parallelism with data-parallel attention (GpuCompileOptions::expert_parallel): this
+  // GPU's tokens go to their experts' GPUs by all-to-all (expert e on GPU e % e_), the busiest GPU
+  // runs the group's tokens routed to its experts as grouped GEMMs, and the outputs come back by
+  // all-to-all to be weighted and added. Energy is per GPU: the group's expert work over e_.
+  void lower_expert_parallel(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows,
+                             const ExpertLoads& loads) const {
+    const auto& groups = loads.busiest_device;
+    const auto r = static_cast<double>(rows), d = static_cast<double>(op.k), f = static_cast<double>(op.n),
+               e = static_cast<double>(e_);
+    const auto routed = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
+    // What leaves this GPU (its tokens' copies for other GPUs' experts) or arrives at the busiest
+    // (its experts' tokens from other GPUs), whichever is more.
+    const double sent = r * static_cast<double>(op.top_k) * (e - 1) / e, received = routed * (e - 1) / e;
+    const auto all_to_all = [&](const std::string& name) {
+      Kernel kern;
+      kern.name = name, kern.op = "alltoall";
+      kern.link_bytes = std::max(sent, received) * d * act_bytes_;
+      kern.hbm_bytes = (sent + received) * d * act_bytes_;
+      return kern;
+    };
+    const auto per_gpu = [&](Kernel kern) {
+      const double assignments = r * static_cast<double>(op.top_k), k = static_cast<double>(kern.k),
+                   n = static_cast<double>(kern.n);
+      kern.macs_all_gpus = assignments * k * n * storage_.mac_fraction();
+      kern.hbm_bytes_all_gpus =
+          loads.experts_used_anywhere / e * n * k * weight_bits(kern.k) / 8 + assignments * (k + n) * act_bytes_;
+      return kern;
+    };
+    out.push_back(all_to_all(op.name + ".dispatch"));
+    out.push_back(
+        per_gpu(grouped_gemm(op.name + ".w1_w3", "experts", groups, loads.experts_used, 2 * op.n, op.k, false)));
+    out.push_back(elementwise(op.name + ".silu_mul", 2 * routed * f, routed * f));
+    out.push_back(per_gpu(grouped_gemm(op.name + ".w2", "experts", groups, loads.experts_used, op.k, op.n, false)));
+    out.push_back(all_to_all(op.name + ".combine"));
+    out.push_back(elementwise(op.name + ".scatter", r * static_cast<double>(op.top_k) * d + r * d, r * d));
+  }
+
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {
     const int64_t rows = o_.micro_batch * tokens;
     std::vector<Kernel> out;
-    // Every layer's experts see the same tokens: one routing per phase (compiler/routing.hpp).
+    // Every layer's experts see the same tokens: one routing per phase (compiler/routing.hpp);
+    // with expert parallelism, the whole group's.
     const ExpertLoads routed =
-        m_.n_experts > 0 ? expert_loads(o_.routing, rows, m_.n_experts, m_.experts_per_token, t_) : ExpertLoads{};
+        m_.n_experts > 0 ? expert_loads(o_.routing, rows * e_, m_.n_experts, m_.experts_per_token, e_ > 1 ? e_ : t_)
+                         : ExpertLoads{};
     for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, decode, routed);
     for (const auto& layer : g_.layers)
       for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, decode, routed);
@@ -209,13 +252,14 @@ class GpuLowering {
   }
 
   // Per GPU: every matrix's 1/t share (embeddings vocabulary-parallel), vectors whole in fp32.
-  // A mixture of experts' matrices: the busiest GPU's ceil(experts / t) experts, whole.
+  // A mixture of experts' matrices: the busiest GPU's ceil(experts / t) experts (or / e with
+  // expert parallelism), whole.
   double weight_bytes() const {
     std::map<std::string, double> share;
     for (const auto* op : g_.ops())
       if (op->kind == LoweredKind::Experts)
         for (const auto& w : op->weights)
-          share[w] = static_cast<double>(cdiv(op->experts, t_)) / static_cast<double>(op->experts);
+          share[w] = static_cast<double>(cdiv(op->experts, t_ * e_)) / static_cast<double>(op->experts);
     double bytes = 0;
     for (const auto& p : g_.parameters) {
       const auto expert = share.find(p.name);
@@ -237,7 +281,7 @@ class GpuLowering {
     int64_t widest_n = 0;
     for (const auto* op : g_.ops()) {
       if (op->kind == LoweredKind::Projection) widest_n = std::max(widest_n, op->n);
-      if (op->kind == LoweredKind::Experts) widest_n = std::max(widest_n, op->top_k * 2 * op->n * t_);
+      if (op->kind == LoweredKind::Experts) widest_n = std::max(widest_n, op->top_k * 2 * op->n * t_ * e_);
     }
     const double widest = static_cast<double>(widest_n / t_);
     return rows * (2 * static_cast<double>(m_.d_model) + widest) * 4;
@@ -248,7 +292,7 @@ class GpuLowering {
   const LoweredModel& g_;
   const arch::ArchSpec& a_;
   const GpuCompileOptions& o_;
-  int64_t t_;
+  int64_t t_, e_;
   WeightStorage storage_;
   double act_bytes_, kv_bytes_, rate_;
 };
@@ -265,6 +309,13 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
   if (t < 1 || model.n_heads % t != 0 || model.n_kv_heads % t != 0 || model.d_ff % t != 0)
     fail("tensor parallelism over {} GPUs must divide {}'s {} heads, {} KV heads and d_ff {}", t, model.name,
          model.n_heads, model.n_kv_heads, model.d_ff);
+  const int64_t e = options.expert_parallel;
+  if (e < 1 || (e > 1 && (model.n_experts == 0 || e > model.n_experts)))
+    fail(
+        "expert parallelism over {} GPUs: {} has {} experts per layer (--ep is for mixtures of experts, at most one "
+        "GPU per expert)",
+        e, model.name, model.n_experts);
+  if (e > 1 && t != 1) fail("expert parallelism runs attention data-parallel: --ep {} needs --tp 1, not {}", e, t);
   const int64_t context = check_request(model, arch, options.prompt_tokens, options.max_new_tokens, options.precision);
 
   std::optional<LoweredModel> own;
@@ -278,7 +329,7 @@ GpuCompileResult compile_for_gpu(const ir::ModelConfig& model, const std::string
   p.weight_bits = low.storage().bits(model.d_model);
   p.skip_weight_zeros = low.storage().skips_zeros();
   p.prompt_tokens = options.prompt_tokens, p.max_new_tokens = options.max_new_tokens;
-  p.batch = options.micro_batch, p.tensor_parallel = t;
+  p.batch = options.micro_batch, p.tensor_parallel = t, p.expert_parallel = e;
   if (model.n_experts > 0) p.routing = routing_name(options.routing);
   p.weight_bytes = low.weight_bytes();
   p.kv_cache_bytes = low.kv_cache_bytes(context);

@@ -10,7 +10,7 @@ namespace tessera::program {
 namespace {
 
 constexpr const char* kFormat = "tessera-gpu-plan";
-constexpr int64_t kVersion = 2;  // 2: routing, the experts kernel
+constexpr int64_t kVersion = 3;  // 2: routing, the experts kernel; 3: expert parallelism, alltoall
 
 constexpr std::pair<const char*, int64_t Kernel::*> kKernelIntegers[] = {
     {"m", &Kernel::m},           {"n", &Kernel::n},           {"k", &Kernel::k},       {"tile_m", &Kernel::tile_m},
@@ -27,7 +27,8 @@ constexpr std::pair<const char*, double Kernel::*> kKernelNumbers[] = {
 constexpr std::pair<const char*, int64_t GpuPlan::*> kPlanIntegers[] = {{"prompt_tokens", &GpuPlan::prompt_tokens},
                                                                         {"max_new_tokens", &GpuPlan::max_new_tokens},
                                                                         {"batch", &GpuPlan::batch},
-                                                                        {"tensor_parallel", &GpuPlan::tensor_parallel}};
+                                                                        {"tensor_parallel", &GpuPlan::tensor_parallel},
+                                                                        {"expert_parallel", &GpuPlan::expert_parallel}};
 constexpr std::pair<const char*, double GpuPlan::*> kPlanNumbers[] = {{"weight_bytes", &GpuPlan::weight_bytes},
                                                                       {"kv_cache_bytes", &GpuPlan::kv_cache_bytes},
                                                                       {"activation_bytes", &GpuPlan::activation_bytes}};
@@ -60,9 +61,10 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
   for (const auto& [key, field] : kPlanNumbers) p.*field = r.number(key);
   p.routing = r.string("routing");
   if (!p.routing.empty()) compiler::parse_routing(p.routing);
-  if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.tensor_parallel < 1)
-    fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, tensor parallel {})", origin, p.prompt_tokens,
-         p.max_new_tokens, p.batch, p.tensor_parallel);
+  if (p.prompt_tokens < 1 || p.max_new_tokens < 0 || p.batch < 1 || p.tensor_parallel < 1 || p.expert_parallel < 1 ||
+      (p.expert_parallel > 1 && p.tensor_parallel > 1))
+    fail("{}: inconsistent counts (prompt {}, new tokens {}, batch {}, tensor parallel {}, expert parallel {})", origin,
+         p.prompt_tokens, p.max_new_tokens, p.batch, p.tensor_parallel, p.expert_parallel);
   check_plan_request(origin, p.model_yaml, p.model_origin, p.prompt_tokens, p.max_new_tokens, p.batch);
   for (const auto& [phase, kernels] : {std::pair{"prefill", &p.prefill}, std::pair{"decode", &p.decode}}) {
     const json& list = r.array(phase);
@@ -71,7 +73,7 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
       Kernel kern;
       kern.name = k.string("name"), kern.op = k.string("op");
       if (kern.op != "gemm" && kern.op != "experts" && kern.op != "attention" && kern.op != "elementwise" &&
-          kern.op != "allreduce")
+          kern.op != "allreduce" && kern.op != "alltoall")
         fail("{}: unknown kernel op '{}'", k.where, kern.op);
       for (const auto& [key, field] : kKernelIntegers) kern.*field = k.integer(key);
       for (const auto& [key, field] : kKernelNumbers) kern.*field = k.number(key);

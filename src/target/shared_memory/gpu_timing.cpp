@@ -45,6 +45,10 @@ class GpuTimer {
       const auto t = static_cast<double>(plan_.tensor_parallel);
       c.link = 2 * (t - 1) / t * k.link_bytes / arch_.chip_link.sustained_bytes_per_second() +
                2 * (t - 1) * arch_.chip_link.latency_s;
+    } else if (k.op == "alltoall") {
+      // Every pair of the group exchanges at once through the switch: the busiest GPU's bytes over
+      // its link, and one message's latency (tessera's assumption; docs/gpu-model.md).
+      c.link = k.link_bytes / arch_.chip_link.sustained_bytes_per_second() + arch_.chip_link.latency_s;
     } else if (k.op == "gemm" || k.op == "experts") {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);
@@ -94,9 +98,11 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   r.arch_name = a.name;
   const ir::ModelConfig model = ir::parse_model_config(plan.model_yaml, plan.model_origin);
   r.model_name = model.name;
-  r.routing = compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, plan.batch,
-                                       plan.prompt_tokens, plan.tensor_parallel);
-  r.gpus = plan.tensor_parallel, r.batch = plan.batch;
+  // With expert parallelism each GPU serves `batch` requests of its own; figures are per GPU.
+  const int64_t e = plan.expert_parallel;
+  r.routing = compiler::routing_report(plan.routing, model.n_experts, model.experts_per_token, plan.batch * e,
+                                       plan.prompt_tokens, e > 1 ? e : plan.tensor_parallel);
+  r.gpus = plan.tensor_parallel * e, r.batch = plan.batch * e, r.expert_parallel = e;
   r.prompt_tokens = plan.prompt_tokens, r.generated_tokens = plan.max_new_tokens;
   r.hbm_used_bytes = plan.weight_bytes + plan.kv_cache_bytes + plan.activation_bytes;
   r.hbm_bytes = a.gpu.hbm_bytes;
@@ -120,7 +126,7 @@ GpuReport simulate_gpu(const program::GpuPlan& plan) {
   const auto passes = static_cast<double>(std::max<int64_t>(plan.max_new_tokens - 1, 0));
   if (passes > 0 && r.decode.seconds > 0) {
     r.decode_tokens_per_s_per_user = passes / r.decode.seconds;
-    r.decode_tokens_per_s = r.decode_tokens_per_s_per_user * static_cast<double>(plan.batch);
+    r.decode_tokens_per_s = r.decode_tokens_per_s_per_user * static_cast<double>(r.batch);
     r.decode_energy_per_token_pj = r.decode.energy_pj / (passes * static_cast<double>(plan.batch));
     r.decode_utilization = r.decode.macs / (a.peak_macs_per_second(plan.precision.activations) * r.decode.seconds);
     r.decode_watts_per_gpu = r.decode.energy_pj * 1e-12 / r.decode.seconds / gpus;

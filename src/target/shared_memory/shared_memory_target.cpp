@@ -29,7 +29,8 @@ class SharedMemoryTarget : public Target {
             .batches_requests = true,
             .data_plane = false,
             .core_heatmaps = false,
-            .mixture_of_experts = true};
+            .mixture_of_experts = true,
+            .expert_parallel = true};
   }
 
   Compiled compile(const ModelSource& model, const ChipWork& work) const override {
@@ -46,7 +47,8 @@ class SharedMemoryTarget : public Target {
                                    .tensor_parallel = work.tensor_parallel,
                                    .precision = work.precision,
                                    .routing = work.routing,
-                                   .lowered = &lowered});
+                                   .lowered = &lowered,
+                                   .expert_parallel = work.expert_parallel});
     if (!result.status) return {result.status, nullptr};
     return {result.status, std::make_shared<GpuPlanFile>(std::move(result.plan))};
   }
@@ -66,6 +68,7 @@ class SharedMemoryTarget : public Target {
     const program::GpuPlan& p = plan_as<GpuPlanFile>(plan, "shared_memory").plan;
     sim::GpuReport g = sim::simulate_gpu(p);
     RunReport r = phase_timed_run("shared_memory", p, g);
+    r.batch = g.batch;  // an expert-parallel group's requests (its plan's batch is each GPU's)
     r.memory = {"HBM per GPU", g.hbm_used_bytes, g.hbm_bytes};
     for (const auto& [from, to] :
          {std::pair{&g.prefill_kernels, &r.prefill_steps}, std::pair{&g.last_decode_kernels, &r.last_decode_steps}})

@@ -22,6 +22,11 @@ struct GpuCompileOptions {
   Routing routing = Routing::Uniform;  // mixtures of experts: how tokens spread over the experts
   // The model graph, lowered (compiler/lowering.hpp); null: the graph `model` describes.
   const LoweredModel* lowered = nullptr;
+  // A mixture of experts over a group of GPUs with data-parallel attention: each GPU serves its
+  // own micro_batch requests with every weight but the experts whole, holds 1/expert_parallel of
+  // each layer's experts, and sends its tokens to their experts' GPUs and back by all-to-all.
+  // Needs tensor_parallel 1.
+  int64_t expert_parallel = 1;
 };
 
 struct GpuCompileResult {

@@ -18,7 +18,7 @@ namespace tessera::program {
 
 struct Kernel {
   std::string name;  // "h.0.mlp.c_fc", "h.0.attention", "h.0.allreduce_mlp", ...
-  std::string op;    // "gemm", "experts" (a grouped GEMM), "attention", "elementwise", "allreduce"
+  std::string op;    // "gemm", "experts" (a grouped GEMM), "attention", "elementwise", "allreduce", "alltoall"
   // gemm, experts: [m, k] x [k, n] on this GPU (experts: m the tokens of all its groups), tiled into CTAs of tile_m x
   // tile_n outputs over tile_k inputs (k split over several CTAs when the output alone would leave SMs idle), run in
   // waves.
@@ -29,7 +29,7 @@ struct Kernel {
   double hbm_bytes = 0;          // read + written
   double hbm_bytes_per_position = 0;
   double unpack_ops = 0;  // weights dequantised into the MAC dtype
-  double link_bytes = 0;  // allreduce: payload per GPU
+  double link_bytes = 0;  // allreduce: payload per GPU; alltoall: what the busiest GPU sends or receives
   // Over every GPU of the group, where they differ (experts: each GPU runs its own experts'
   // tokens); 0: every GPU does what this one does.
   double macs_all_gpus = 0, hbm_bytes_all_gpus = 0;
@@ -41,6 +41,9 @@ struct GpuPlan {
   double weight_bits = 32;
   bool skip_weight_zeros = false;
   int64_t prompt_tokens = 0, max_new_tokens = 0, batch = 1, tensor_parallel = 1;
+  // GPUs of an expert-parallel group (compiler::GpuCompileOptions::expert_parallel): `batch` is
+  // each one's requests, and figures are per GPU.
+  int64_t expert_parallel = 1;
   std::string routing;  // a mixture of experts' token routing (compiler::Routing); "": the model has none
   // Per GPU: weights, KV cache at the full context for every request, and the largest activations.
   double weight_bytes = 0, kv_cache_bytes = 0, activation_bytes = 0;

@@ -28,8 +28,10 @@ struct GpuKernelTime {
 
 struct GpuReport {
   std::string arch_name, model_name;
+  // gpus: the group (tensor- or expert-parallel); batch: the requests it serves.
   int64_t gpus = 1, batch = 1, prompt_tokens = 0, generated_tokens = 0;
-  GpuPhase prefill, decode;  // decode: all passes
+  int64_t expert_parallel = 1;  // > 1: experts over the group, attention data-parallel
+  GpuPhase prefill, decode;     // decode: all passes
   double time_to_first_token_s = 0;
   double decode_tokens_per_s_per_user = 0, decode_tokens_per_s = 0;  // per request; all requests
   double decode_energy_per_token_pj = 0;                             // all GPUs, per generated token

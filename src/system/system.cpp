@@ -258,17 +258,8 @@ class Evaluator {
       r.note = compiled.status.message();
       return r;
     }
-    const target::RunReport g = target_.simulate(*compiled.plan, {.fidelity = w_.fidelity});
-    r.fits = true;
     r.replicas = replicas, r.chips_used = e * replicas;
-    r.mapping = fmt::format("expert {}", e);
-    if (replicas > 1) r.mapping += fmt::format(" x data {}", replicas);
-    r.time_to_first_token_s = g.time_to_first_token_s;
-    r.tokens_per_s_per_user = g.tokens_per_s_per_user;
-    r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
-    r.energy_per_token_j = g.energy_per_token_pj * 1e-12;
-    r.utilization = g.utilization;
-    r.bound = g.bound;
+    group_result(r, target_.simulate(*compiled.plan, {.fidelity = w_.fidelity}), fmt::format("expert {}", e));
     return r;
   }
 
@@ -311,10 +302,17 @@ class Evaluator {
       r.note = why.message();
       return r;
     }
-    const target::RunReport& g = *fitted;
-    r.fits = true;
     r.tensor = t, r.replicas = mc_.chips / t, r.chips_used = t * r.replicas;
-    r.mapping = t == 1 ? "1 chip" : fmt::format("tensor {}", t);
+    group_result(r, *fitted, t == 1 ? "1 chip" : fmt::format("tensor {}", t));
+    return r;
+  }
+
+ private:
+  // A group of chips' run (a tensor- or expert-parallel group) as the system's, its replicas
+  // (already in `r`) sharing the batch.
+  void group_result(Result& r, const target::RunReport& g, std::string mapping) const {
+    r.fits = true;
+    r.mapping = std::move(mapping);
     if (r.replicas > 1) r.mapping += fmt::format(" x data {}", r.replicas);
     r.time_to_first_token_s = g.time_to_first_token_s;
     r.tokens_per_s_per_user = g.tokens_per_s_per_user;
@@ -322,10 +320,8 @@ class Evaluator {
     r.energy_per_token_j = g.energy_per_token_pj * 1e-12;
     r.utilization = g.utilization;
     r.bound = g.bound;
-    return r;
   }
 
- private:
   std::optional<ChipTiming> chip_timing(const compiler::ModelSlice& slice, int64_t batch, int64_t resident,
                                         compiler::FitStatus& why, bool timed) const {
     const target::ChipWork work{.prompt_tokens = w_.prompt_tokens,

@@ -197,7 +197,7 @@ PYBIND11_MODULE(tessera, m) {
   m.def("compare", &compare, "One model on several machines: a dict per machine and batch",
         py::arg("model") = "default", py::arg("archs") = std::vector<std::string>{"wse2"},
         py::arg("prompt_tokens") = 128, py::arg("max_new_tokens") = 128, py::arg("batches") = std::vector<int64_t>{1},
-        py::arg("dtype") = "", py::arg("routing") = "uniform", py::arg("expert_parallel") = 1);
+        py::arg("dtype") = "", py::arg("routing") = "uniform", py::arg("expert_parallel") = 0);
   m.def("eval", &eval, "Perplexity of a model on a text file", py::arg("model") = "default", py::arg("text_path"),
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),

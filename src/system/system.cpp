@@ -228,11 +228,10 @@ class Evaluator {
     return r;
   }
 
-  // Experts over a group of w_.expert_parallel GPUs, each serving its share of the requests with
-  // attention data-parallel (compiler::GpuCompileOptions::expert_parallel).
-  Result expert_parallel() const {
+  // Experts over a group of `e` GPUs, each serving its share of the requests with attention
+  // data-parallel (compiler::GpuCompileOptions::expert_parallel).
+  Result expert_parallel(int64_t e) const {
     Result r;
-    const int64_t e = w_.expert_parallel;
     if (e > mc_.chips) {
       r.note = fmt::format("--ep {} needs {} x {} (--arch {}x{}); this system has {}", e, e, mc_.arch.name, e,
                            mc_.arch.name, mc_.chips);
@@ -393,11 +392,24 @@ Result evaluate(const Machine& machine, const Workload& work) {
     return r;
   }
   const Evaluator e(machine, work, *target);
+  const bool experts_over_gpus = target->capabilities().expert_parallel;
   if (work.expert_parallel > 1) {
-    if (target->capabilities().expert_parallel) return e.expert_parallel();
+    if (experts_over_gpus) return e.expert_parallel(work.expert_parallel);
     Result r;
     r.note = fmt::format("--ep is for GPU-like chips (shared_memory); {} chips form pipelines", machine.arch.name);
     return r;
+  }
+  if (work.expert_parallel == 0 && work.tensor_parallel == 0 && experts_over_gpus && work.model.n_experts > 0) {
+    // Neither layout asked for: the tensor-parallel one, or experts over a group of 2, 4, ... GPUs
+    // where that serves the batch faster (then sooner to the first token).
+    Result best = e.tensor_parallel();
+    for (int64_t g = 2; g <= std::min(machine.chips, work.model.n_experts) && g <= work.batch; g *= 2) {
+      Result r = e.expert_parallel(g);
+      if (r.fits && (!best.fits || r.tokens_per_s > best.tokens_per_s ||
+                     (r.tokens_per_s == best.tokens_per_s && r.time_to_first_token_s < best.time_to_first_token_s)))
+        best = std::move(r);
+    }
+    return best;
   }
   if (target->capabilities().tensor_parallel) return e.tensor_parallel();
   if (work.tensor_parallel > 1) {

@@ -690,13 +690,20 @@ TEST(Cli, CompareSetsModelsSideBySide) {
   EXPECT_GT(routing["decode"]["experts_used"].get<double>(), 1.0);
   EXPECT_LT(routing["decode"]["experts_used"].get<double>(), 2.0) << "the busiest of 2 GPUs reads 1 or 2 experts";
   // Expert parallelism (--ep): experts over 8 GPUs, attention data-parallel; it needs a request per
-  // GPU; --ep on wafers is refused; `run --ep` on one GPU preset times the group.
+  // GPU; --ep on wafers is refused; without --ep or --tp, compare takes it where it serves the batch
+  // faster than tensor parallelism (--ep 1 asks for tensor parallelism); `run --ep` on one GPU
+  // preset times the group.
   const Result ep = tessera("compare -m mixtral-8x7b --arch 8xh100,4xwse3 --batch 1,64 --gen 8 --ep 8");
   ASSERT_EQ(ep.exit_code, 0) << ep.output;
   EXPECT_TRUE(contains(ep.output, "batch 1 leaves GPUs idle")) << ep.output;
   EXPECT_TRUE(contains(ep.output, "--ep is for GPU-like chips (shared_memory); wse3 chips form pipelines"))
       << ep.output;
   EXPECT_TRUE(std::regex_search(ep.output, std::regex("8xh100 +8 +64 +yes +expert 8 "))) << ep.output;
+  const Result chosen = tessera("compare -m mixtral-8x7b --arch 8xh100 --batch 1,64 --gen 8");
+  EXPECT_TRUE(std::regex_search(chosen.output, std::regex("8xh100 +8 +1 +yes +tensor 2 x data 4 "))) << chosen.output;
+  EXPECT_TRUE(std::regex_search(chosen.output, std::regex("8xh100 +8 +64 +yes +expert 8 "))) << chosen.output;
+  const Result tensor = tessera("compare -m mixtral-8x7b --arch 8xh100 --batch 64 --gen 8 --ep 1");
+  EXPECT_TRUE(std::regex_search(tensor.output, std::regex("8xh100 +8 +64 +yes +tensor 2 x data 4 "))) << tensor.output;
   const Result ep_run =
       tessera("run -m mixtral-8x7b --arch h100 --ep 8 --batch 4 --no-numerics --prompt-tokens 32 -n 4");
   ASSERT_EQ(ep_run.exit_code, 0) << ep_run.output;

@@ -16,7 +16,7 @@ struct CompareFlags {
   std::vector<int64_t> batches = {1};
   bool sweep = false;  // batch 1, 2, 4, ... until the requests no longer fit
   int64_t tensor_parallel = 0;
-  int64_t expert_parallel = 1;
+  int64_t expert_parallel = 0;
   std::string routing = "uniform";  // mixtures of experts: compiler::Routing by name
   PrecisionFlags precision;
   std::string json, csv;

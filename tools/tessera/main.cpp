@@ -309,11 +309,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compare_cmd->add_option("--tp", compare.tensor_parallel,
                           "GPU-like chips: tensor-parallel group size (default: the smallest that fits)");
-  compare_cmd
-      ->add_option("--ep", compare.expert_parallel,
-                   "GPU-like chips, mixtures of experts: experts over groups of this many GPUs, attention "
-                   "data-parallel, all-to-all between them")
-      ->capture_default_str();
+  compare_cmd->add_option("--ep", compare.expert_parallel,
+                          "GPU-like chips, mixtures of experts: experts over groups of this many GPUs, attention "
+                          "data-parallel, all-to-all between them (default: whichever of that and tensor parallelism "
+                          "serves the batch faster; 1: tensor parallelism)");
   compare_cmd
       ->add_option("--routing", compare.routing,
                    "Mixtures of experts: uniform (each token's experts at random) or balanced (every expert the "

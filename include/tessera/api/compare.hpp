@@ -18,7 +18,9 @@ struct CompareRequest {
   std::vector<int64_t> batches = {1};                 // concurrent requests over the whole system
   bool sweep = false;           // batch 1, 2, 4, ... up to 1,024, until the requests no longer fit
   int64_t tensor_parallel = 0;  // chips with tensor parallelism: the group size; 0 picks the smallest that fits
-  int64_t expert_parallel = 1;  // GPUs: a mixture's experts over groups of this many, attention data-parallel
+  // GPUs: a mixture's experts over groups of this many, attention data-parallel; 0: the faster of
+  // that and the tensor-parallel layout (system::Workload::expert_parallel).
+  int64_t expert_parallel = 0;
   PrecisionPolicy precision;
   compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts: how tokens spread
   bool numerics = false;  // also generate greedily with values on every single chip and check the tokens

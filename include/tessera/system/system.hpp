@@ -33,7 +33,9 @@ struct Workload {
   int64_t prompt_tokens = 128, max_new_tokens = 128;
   int64_t batch = 1;            // concurrent requests over the whole system
   int64_t tensor_parallel = 0;  // GPUs: the group size; 0 picks the smallest that fits
-  int64_t expert_parallel = 1;  // GPUs: a mixture's experts over groups of this many, attention data-parallel
+  // GPUs: a mixture's experts over groups of this many, attention data-parallel; 0 (with
+  // tensor_parallel 0): whichever of the tensor-parallel layout and expert groups is faster.
+  int64_t expert_parallel = 1;
   PrecisionPolicy precision;
   target::Fidelity fidelity = target::Fidelity::Flow;      // mesh fabrics: how finely collectives are timed
   compiler::Routing routing = compiler::Routing::Uniform;  // mixtures of experts (compiler/routing.hpp)

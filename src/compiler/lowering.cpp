@@ -404,13 +404,4 @@ const LoweredOp& LoweredModel::lm_head() const {
 
 LoweredModel lower_graph(const ir::Graph& graph) { return Driver(graph).run(); }
 
-void refuse_experts(const LoweredModel& model, const std::string& machine) {
-  for (const LoweredOp* op : model.ops())
-    if (op->kind == LoweredKind::Experts)
-      fail(
-          "'{}' is a mixture-of-experts layer: {} does not lower those yet (GPUs and IPUs do: --arch h100; values "
-          "on the host: --arch host)",
-          op->name, machine);
-}
-
 }  // namespace tessera::compiler

@@ -96,7 +96,4 @@ struct LoweredModel {
 // Throws Error if a layer's nodes are not contiguous or come after the head's.
 LoweredModel lower_graph(const ir::Graph& graph);
 
-// Throws Error naming the first mixture-of-experts layer, for machines that do not lower them.
-void refuse_experts(const LoweredModel& model, const std::string& machine);
-
 }  // namespace tessera::compiler

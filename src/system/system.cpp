@@ -145,21 +145,49 @@ class Evaluator {
   Result pipelined() const {
     Result r;
     compiler::FitStatus why;
-    const auto layout = smallest_layout(mc_.chips, why);
+    std::optional<Layout> layout = smallest_layout(mc_.chips, why);
     if (!layout) {
       if (!why) r.fit_failure = why.failure();
       r.note = mc_.chips == 1 ? why.message() + more_chips_hint()
                               : fmt::format("does not fit on {} x {}{}", mc_.chips, mc_.arch.name, more_chips_hint());
       return r;
     }
-    const int64_t p = layout->chips();
-    r.pipeline = p, r.replicas = mc_.chips / p, r.chips_used = p * r.replicas;
-    const int64_t per_replica = cdiv(w_.batch, r.replicas);
     // One request per pass: every request is its own micro-batch (one token per layer stage at a
     // time); otherwise the replica's requests split into one micro-batch per pipeline stage.
     const bool mesh = !caps_.batches_requests;
-    const auto depth = static_cast<int64_t>(layout->layer_chips.size()) + (layout->head_group > 0 ? 1 : 0);
-    const int64_t micro = mesh ? 1 : cdiv(per_replica, std::min(per_replica, depth));
+    struct Shape {
+      int64_t replicas, per_replica, depth, micro;
+    };
+    const auto shape_of = [&](const Layout& l) {
+      Shape s{mc_.chips / l.chips(), 0, static_cast<int64_t>(l.layer_chips.size()) + (l.head_group > 0 ? 1 : 0), 1};
+      s.per_replica = cdiv(w_.batch, s.replicas);
+      if (!mesh) s.micro = cdiv(s.per_replica, std::min(s.per_replica, s.depth));
+      return s;
+    };
+    // The smallest layout holding one request, or where the batch's KV caches do not fit it, the
+    // smallest larger one that holds them (fewer replicas, fewer layers per chip).
+    const auto fits_batch = [&](const Layout& l, compiler::FitStatus& status) {
+      const Shape s = shape_of(l);
+      return stages(l, mesh ? s.per_replica : s.micro, status, false, s.per_replica).has_value();
+    };
+    if (compiler::FitStatus first; !fits_batch(*layout, first)) {
+      std::optional<Layout> larger;
+      for (int64_t n = layout->chips() + 1; !larger && n <= mc_.chips; ++n)
+        for (const Layout& l : layouts(w_.model, n, caps_))
+          if (compiler::FitStatus ignored; fits_batch(l, ignored)) {
+            larger = l;
+            break;
+          }
+      if (!larger) {
+        if (!first) r.fit_failure = first.failure();
+        r.note = fmt::format("{} requests per replica do not fit: {}", shape_of(*layout).per_replica, first.message());
+        return r;
+      }
+      layout = larger;
+    }
+    const Shape shape = shape_of(*layout);
+    const int64_t p = layout->chips(), per_replica = shape.per_replica, depth = shape.depth, micro = shape.micro;
+    r.pipeline = p, r.replicas = shape.replicas, r.chips_used = p * r.replicas;
     const int64_t in_flight = cdiv(per_replica, micro);
     const auto chips = stages(*layout, mesh ? per_replica : micro, why, true, per_replica);
     if (!chips) {

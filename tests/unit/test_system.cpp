@@ -101,6 +101,21 @@ TEST(System, IpuExpertGroupsSplitAMixturesExperts) {
   EXPECT_EQ(system::evaluate(machine("gc200", 34), workload("llama3-8b", 1)).mapping, "pipeline 32 + head 2");
 }
 
+// A batch whose KV caches do not fit the smallest pipeline takes a longer one, if the system has
+// the chips: mixtral-8x7b holds one request on 3 CS-3s, 256 need all 4.
+TEST(System, ABatchTheSmallestPipelineCannotHoldGetsALongerOne) {
+  const auto one = system::evaluate(machine("wse3", 4), workload("mixtral-8x7b", 1));
+  ASSERT_TRUE(one.fits) << one.note;
+  EXPECT_EQ(one.mapping, "pipeline 3");
+  const auto many = system::evaluate(machine("wse3", 4), workload("mixtral-8x7b", 256));
+  ASSERT_TRUE(many.fits) << many.note;
+  EXPECT_EQ(many.mapping, "pipeline 4");
+  EXPECT_EQ(many.chips_used, 4);
+  const auto too_many = system::evaluate(machine("wse3", 3), workload("mixtral-8x7b", 256));
+  EXPECT_FALSE(too_many.fits);
+  EXPECT_NE(too_many.note.find("256 requests per replica do not fit"), std::string::npos) << too_many.note;
+}
+
 TEST(System, WaferBatchingAndDataParallelReplicas) {
   const auto one = system::evaluate(machine("wse2", 1), workload("gpt2-small", 1));
   const auto sixteen = system::evaluate(machine("wse2", 1), workload("gpt2-small", 16));

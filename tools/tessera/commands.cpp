@@ -375,6 +375,7 @@ int compile_command(const CompileFlags& flags) {
                                        .max_new_tokens = flags.max_tokens,
                                        .micro_batch = flags.batch,
                                        .tensor_parallel = flags.tensor_parallel,
+                                       .expert_parallel = flags.expert_parallel,
                                        .precision = policy});
     write_plan(plan->to_json());
     std::fputs(plan->describe().c_str(), stdout);

@@ -37,6 +37,7 @@ struct CompileFlags {
   int64_t max_tokens = 64;
   int64_t batch = 1;
   int64_t tensor_parallel = 1;
+  int64_t expert_parallel = 1;
   PrecisionFlags precision;
 };
 

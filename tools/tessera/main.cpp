@@ -143,6 +143,10 @@ int main(int argc, char** argv) {
   compile_cmd->add_option("-a,--arch", compile.arch, "Compile for this machine (see `tessera archs`)");
   compile_cmd->add_option("--batch", compile.batch, "GPUs and IPUs: requests decoded together")->capture_default_str();
   compile_cmd->add_option("--tp", compile.tensor_parallel, "GPUs: tensor-parallel group size")->capture_default_str();
+  compile_cmd
+      ->add_option("--ep", compile.expert_parallel,
+                   "GPUs, mixtures of experts: expert-parallel group size (--batch requests per GPU)")
+      ->capture_default_str();
   compile_cmd->add_option("-o,--output", compile.output, "Plan file to write (JSON), with --arch");
   compile_cmd->add_option("--prompt-tokens", compile.prompt_tokens, "Prompt length the plan serves")
       ->capture_default_str()
@@ -364,7 +368,7 @@ int main(int argc, char** argv) {
     if (*compile_cmd && compile.arch.empty())
       reject_given(
           compile_cmd,
-          {"--output", "--prompt-tokens", "--max-tokens", "--batch", "--tp", "--precision", "--dtype",
+          {"--output", "--prompt-tokens", "--max-tokens", "--batch", "--tp", "--ep", "--precision", "--dtype",
            "--weights-format", "--activations-format", "--kv-format", "--scales", "--group", "--prune"},
           "writes or shapes a plan and needs --arch (the IR goes to stdout: `tessera compile --emit ir > FILE`)");
     if (*compile_cmd && !compile.arch.empty()) reject_given(compile_cmd, {"--emit"}, "prints the IR, without --arch");

@@ -154,10 +154,7 @@ class GpuLowering {
         out.push_back(attention(prefix + "attention", op, tokens, decode));
         return;
       case LoweredKind::Experts:
-        if (e_ > 1)
-          lower_expert_parallel(out, op, rows, routed);
-        else
-          lower_experts(out, op, rows, routed);
+        lower_experts(out, op, rows, routed);
         return;
       case LoweredKind::Projection:
         if (!op.split_input) {
@@ -170,47 +167,24 @@ class GpuLowering {
     }
   }
 
-  // A mixture of experts with expert parallelism over the tensor-parallel group: expert e on GPU
-  // e % t, whole. Every GPU holds every token (the group's activations are replicated), so it
-  // gathers those routed to its experts without moving them between GPUs, runs its experts as
-  // grouped GEMMs (gate|up, SiLU x up, down; no split K), scatters each token's weighted outputs
-  // back, and the allreduce a dense layer's down projection would need sums the GPUs' shares. The
-  // busiest GPU sets the pace: its experts' tokens under the assumed routing (`loads`).
+  // A mixture of experts, two layouts (docs/gpu-model.md). Over the tensor-parallel group: expert e
+  // on GPU e % t, whole; every GPU holds every token (the group's activations are replicated), so
+  // it gathers those routed to its experts without moving them between GPUs and scatters each
+  // token's weighted outputs back, and the allreduce a dense layer's down projection would need
+  // sums the GPUs' shares. With expert parallelism (GpuCompileOptions::expert_parallel, attention
+  // data-parallel): this GPU's tokens go to their experts' GPUs by all-to-all (expert e on GPU
+  // e % e_) and the outputs come back the same way. Either way the experts run as grouped GEMMs
+  // (gate|up, SiLU x up, down; no split K), the busiest GPU sets the pace with its experts' tokens
+  // under the assumed routing (`loads`), and energy counts the experts any GPU used: the group's
+  // (tensor parallel), or this GPU's share of the group's (expert parallel: figures per GPU).
   void lower_experts(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows, const ExpertLoads& loads) const {
     const auto& groups = loads.busiest_device;
-    const auto r = static_cast<double>(rows), d = static_cast<double>(op.k), f = static_cast<double>(op.n);
-    const auto routed = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
-    out.push_back(elementwise(op.name + ".gather", routed * d, routed * d));
-    // Over the group: every token's top_k experts, and the experts any token chose.
-    const auto everywhere = [&](Kernel kern) {
-      const double assignments = r * static_cast<double>(op.top_k), k = static_cast<double>(kern.k),
-                   n = static_cast<double>(kern.n);
-      kern.macs_all_gpus = assignments * k * n * storage_.mac_fraction();
-      kern.hbm_bytes_all_gpus =
-          loads.experts_used_anywhere * n * k * weight_bits(kern.k) / 8 + assignments * (k + n) * act_bytes_;
-      return kern;
-    };
-    out.push_back(
-        everywhere(grouped_gemm(op.name + ".w1_w3", "experts", groups, loads.experts_used, 2 * op.n, op.k, false)));
-    out.push_back(elementwise(op.name + ".silu_mul", 2 * routed * f, routed * f));
-    out.push_back(everywhere(grouped_gemm(op.name + ".w2", "experts", groups, loads.experts_used, op.k, op.n, false)));
-    out.push_back(elementwise(op.name + ".scatter", routed * d + r * d, r * d));
-    if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.k));
-  }
-
-  // Expert parallelism with data-parallel attention (GpuCompileOptions::expert_parallel): this
-  // GPU's tokens go to their experts' GPUs by all-to-all (expert e on GPU e % e_), the busiest GPU
-  // runs the group's tokens routed to its experts as grouped GEMMs, and the outputs come back by
-  // all-to-all to be weighted and added. Energy is per GPU: the group's expert work over e_.
-  void lower_expert_parallel(std::vector<Kernel>& out, const LoweredOp& op, int64_t rows,
-                             const ExpertLoads& loads) const {
-    const auto& groups = loads.busiest_device;
     const auto r = static_cast<double>(rows), d = static_cast<double>(op.k), f = static_cast<double>(op.n),
-               e = static_cast<double>(e_);
+               e = static_cast<double>(e_), top_k = static_cast<double>(op.top_k);
     const auto routed = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
     // What leaves this GPU (its tokens' copies for other GPUs' experts) or arrives at the busiest
     // (its experts' tokens from other GPUs), whichever is more.
-    const double sent = r * static_cast<double>(op.top_k) * (e - 1) / e, received = routed * (e - 1) / e;
+    const double sent = r * top_k * (e - 1) / e, received = routed * (e - 1) / e;
     const auto all_to_all = [&](const std::string& name) {
       Kernel kern;
       kern.name = name, kern.op = "alltoall";
@@ -218,21 +192,23 @@ class GpuLowering {
       kern.hbm_bytes = (sent + received) * d * act_bytes_;
       return kern;
     };
-    const auto per_gpu = [&](Kernel kern) {
-      const double assignments = r * static_cast<double>(op.top_k), k = static_cast<double>(kern.k),
-                   n = static_cast<double>(kern.n);
+    const auto every_expert_used = [&](Kernel kern) {
+      const double assignments = r * top_k, k = static_cast<double>(kern.k), n = static_cast<double>(kern.n);
       kern.macs_all_gpus = assignments * k * n * storage_.mac_fraction();
       kern.hbm_bytes_all_gpus =
           loads.experts_used_anywhere / e * n * k * weight_bits(kern.k) / 8 + assignments * (k + n) * act_bytes_;
       return kern;
     };
-    out.push_back(all_to_all(op.name + ".dispatch"));
-    out.push_back(
-        per_gpu(grouped_gemm(op.name + ".w1_w3", "experts", groups, loads.experts_used, 2 * op.n, op.k, false)));
+    out.push_back(e_ > 1 ? all_to_all(op.name + ".dispatch")
+                         : elementwise(op.name + ".gather", routed * d, routed * d));
+    out.push_back(every_expert_used(
+        grouped_gemm(op.name + ".w1_w3", "experts", groups, loads.experts_used, 2 * op.n, op.k, false)));
     out.push_back(elementwise(op.name + ".silu_mul", 2 * routed * f, routed * f));
-    out.push_back(per_gpu(grouped_gemm(op.name + ".w2", "experts", groups, loads.experts_used, op.k, op.n, false)));
-    out.push_back(all_to_all(op.name + ".combine"));
-    out.push_back(elementwise(op.name + ".scatter", r * static_cast<double>(op.top_k) * d + r * d, r * d));
+    out.push_back(
+        every_expert_used(grouped_gemm(op.name + ".w2", "experts", groups, loads.experts_used, op.k, op.n, false)));
+    if (e_ > 1) out.push_back(all_to_all(op.name + ".combine"));
+    out.push_back(elementwise(op.name + ".scatter", (e_ > 1 ? r * top_k : routed) * d + r * d, r * d));
+    if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.k));
   }
 
   std::vector<Kernel> phase(int64_t tokens, bool decode) const {

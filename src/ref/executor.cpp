@@ -241,19 +241,11 @@ void ReferenceExecutor::experts(const ir::Node& node, size_t id, int64_t rows, b
   const float *x = in(0) + first * d, *logits = in(1) + first * n_experts;
   const int64_t out_rows = rows - first;
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(n_experts));
-  std::vector<int64_t> order(static_cast<size_t>(n_experts));
+  std::vector<int64_t> order;
+  std::vector<std::pair<int64_t, float>> chosen(static_cast<size_t>(top_k));
   for (int64_t r = 0; r < out_rows; ++r) {
-    const float* l = logits + r * n_experts;
-    for (int64_t e = 0; e < n_experts; ++e) order[static_cast<size_t>(e)] = e;
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
-    const float top = l[order[0]];
-    double sum = 0;
-    for (int64_t j = 0; j < top_k; ++j) sum += std::exp(static_cast<double>(l[order[static_cast<size_t>(j)]] - top));
-    for (int64_t j = 0; j < top_k; ++j) {
-      const int64_t e = order[static_cast<size_t>(j)];
-      routed[static_cast<size_t>(e)].emplace_back(r,
-                                                  static_cast<float>(std::exp(static_cast<double>(l[e] - top)) / sum));
-    }
+    kernels::route_token(logits + r * n_experts, n_experts, top_k, order, chosen.data());
+    for (const auto& [e, weight] : chosen) routed[static_cast<size_t>(e)].emplace_back(r, weight);
   }
   auto& out = buffers_[id];
   std::fill(out.begin(), out.end(), 0.0f);

@@ -132,4 +132,18 @@ void split_k_matmul(const float* x, int64_t x_stride, const float* w, bool linea
   }
 }
 
+void route_token(const float* logits, int64_t experts, int64_t top_k, std::vector<int64_t>& order,
+                 std::pair<int64_t, float>* chosen) {
+  order.resize(static_cast<size_t>(experts));
+  for (int64_t e = 0; e < experts; ++e) order[static_cast<size_t>(e)] = e;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+  const float top = logits[order[0]];
+  double sum = 0;
+  for (int64_t j = 0; j < top_k; ++j) sum += std::exp(static_cast<double>(logits[order[static_cast<size_t>(j)]] - top));
+  for (int64_t j = 0; j < top_k; ++j) {
+    const int64_t e = order[static_cast<size_t>(j)];
+    chosen[j] = {e, static_cast<float>(std::exp(static_cast<double>(logits[e] - top)) / sum)};
+  }
+}
+
 }  // namespace tessera::ref::kernels

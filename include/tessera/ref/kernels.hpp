@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace tessera::ref::kernels {
@@ -77,5 +78,11 @@ inline float silu_value(float x) {
 void rope_head(const float* x, const float* cos, const float* sin, int64_t head_dim, bool inverse, float* out);
 
 float dot(const float* a, const float* b, int64_t n);
+
+// A mixture of experts' routing of one token (Mixtral's): its top_k of `experts` by router logit,
+// the lower index first among equal logits, each weighted by the softmax of the chosen logits
+// (in double). Writes top_k (expert, weight) pairs, best first; `order` is scratch.
+void route_token(const float* logits, int64_t experts, int64_t top_k, std::vector<int64_t>& order,
+                 std::pair<int64_t, float>* chosen);
 
 }  // namespace tessera::ref::kernels

@@ -15,6 +15,7 @@
 #include "tessera/ir/builders.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/ref/executor.hpp"
+#include "tessera/ref/kernels.hpp"
 #include "tessera/target/mesh2d/layout.hpp"
 
 namespace tessera::sim {
@@ -534,23 +535,18 @@ struct MeshDataPlane::State {
     return {s.px, tokens * n, true, false};
   }
 
-  // Every core picks each token's top_k experts from the gathered logits (the lower index first
-  // among equal logits) and weights them by the softmax of their logits, as the reference does.
+  // Every core picks each token's top_k experts from the gathered logits and their weights, with
+  // the reference's routing (ref::kernels::route_token).
   void experts_choose(StageArenas& s, const StageOp& so, int64_t tokens) {
     const int64_t n = so.op->experts, top_k = so.op->top_k;
-    std::vector<int64_t> order(static_cast<size_t>(n));
+    std::vector<int64_t> order;
+    std::vector<std::pair<int64_t, float>> chosen(static_cast<size_t>(top_k));
     for (int64_t t = 0; t < tokens; ++t) {
-      const float* l = s.scratch + s.reduced + t * n;
-      for (int64_t e = 0; e < n; ++e) order[static_cast<size_t>(e)] = e;
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
-      const float top = l[order[0]];
-      double sum = 0;
-      for (int64_t j = 0; j < top_k; ++j) sum += std::exp(static_cast<double>(l[order[static_cast<size_t>(j)]] - top));
-      float* chosen = s.scratch + s.routes + t * 2 * top_k;
+      ref::kernels::route_token(s.scratch + s.reduced + t * n, n, top_k, order, chosen.data());
+      float* kept = s.scratch + s.routes + t * 2 * top_k;
       for (int64_t j = 0; j < top_k; ++j) {
-        const int64_t e = order[static_cast<size_t>(j)];
-        chosen[2 * j] = static_cast<float>(e);
-        chosen[2 * j + 1] = static_cast<float>(std::exp(static_cast<double>(l[e] - top)) / sum);
+        kept[2 * j] = static_cast<float>(chosen[static_cast<size_t>(j)].first);
+        kept[2 * j + 1] = chosen[static_cast<size_t>(j)].second;
       }
     }
   }

@@ -226,9 +226,8 @@ class Evaluator {
       const auto copies = static_cast<double>(head_group ? layout->head_group : layout->expert_group);
       if (!head_group && g > 1) {
         const auto layers = static_cast<double>(layout->layer_chips[i].layers);
-        c.step_s += layers * expert_allreduce(static_cast<double>(micro));
-        expert_link_s += layers * expert_allreduce(static_cast<double>(micro));
-        c.interval_s += layers * expert_allreduce(static_cast<double>(micro));
+        const double per_step = layers * expert_allreduce(static_cast<double>(micro));
+        c.step_s += per_step, c.interval_s += per_step, expert_link_s += per_step;
         c.prefill_s += layers * expert_allreduce(static_cast<double>(micro * w_.prompt_tokens));
         expert_link_bytes += layers * 2 * (g - 1) * d_bytes;
       }

@@ -134,7 +134,8 @@ class Lowering {
                    (mm.bias ? tile_n(mm, r) * kVectorBytes : 0);
       widest_partial = std::max(widest_partial, mm.per_token * tile_n(mm, r));
       // An expert's gate|up outputs, and their SiLU x up, for each of a token's experts.
-      if (mm.rows_in) cols_activations += mm.per_token * tile_n(mm, r) * (mm.copies > 1 ? 3 : 2) / 2;
+      if (mm.rows_in)
+        cols_activations += mm.per_token * tile_n(mm, r) * (mm.op->kind == LoweredKind::Experts ? 3 : 2) / 2;
     }
     f.weights += s.norms * s.norm_vectors * cdiv(m_.d_model, r.py) * kVectorBytes;
     int64_t per_token = 2 * cdiv(m_.d_model, r.py) + widest_partial + cols_activations;

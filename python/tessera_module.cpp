@@ -111,10 +111,11 @@ py::dict eval(const std::string& model, const std::string& text_path, const std:
 }
 
 py::object train_step(const std::string& model, const std::string& machine, int64_t seq, int64_t global_batch,
-                      const std::string& recompute, const std::string& attention) {
+                      const std::string& recompute, const std::string& attention, bool sequence_parallel) {
   target::TrainingWork work;
   work.seq = seq, work.global_batch = global_batch, work.recompute = ir::parse_recompute(recompute);
   work.attention = target::parse_attention_kernel(attention);
+  work.sequence_parallel = sequence_parallel;
   target::TrainingOutcome outcome;
   {
     py::gil_scoped_release unlocked;
@@ -202,7 +203,7 @@ PYBIND11_MODULE(tessera, m) {
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),
         py::arg("seq") = 0, py::arg("global_batch") = 0, py::arg("recompute") = "selective",
-        py::arg("attention") = "fused");
+        py::arg("attention") = "fused", py::arg("sequence_parallel") = true);
   m.def("train", &train, "Train with values on a text (host, or one wse2/gc200 in its order of arithmetic)",
         py::arg("model") = "default", py::arg("text_path"), py::arg("steps") = 200, py::arg("batch") = 8,
         py::arg("seq") = 128, py::arg("lr") = 1e-3, py::arg("warmup") = 20, py::arg("seed") = 1,

@@ -71,6 +71,7 @@ target::TrainingWork training_work(const config::YamlMap& row) {
   };
   work.recompute = choice("recompute", "selective", ir::parse_recompute);
   work.attention = choice("attention", "fused", target::parse_attention_kernel);
+  work.sequence_parallel = t.optional_boolean("sequence_parallel").value_or(true);
   t.finish();
   return work;
 }

@@ -8,6 +8,8 @@ void PhaseCost::add(const PhaseCost& o) {
   forward_flops += o.forward_flops, recompute_flops += o.recompute_flops, backward_flops += o.backward_flops;
   parameters += o.parameters, saved_elements += o.saved_elements;
   forward_elementwise += o.forward_elementwise, backward_elementwise += o.backward_elementwise;
+  forward_whole_rows += o.forward_whole_rows, backward_whole_rows += o.backward_whole_rows;
+  saved_whole_rows += o.saved_whole_rows;
   forward_moved += o.forward_moved, backward_moved += o.backward_moved;
   forward_ops += o.forward_ops, backward_ops += o.backward_ops;
   forward_attention_pairs += o.forward_attention_pairs, recompute_attention_pairs += o.recompute_attention_pairs;
@@ -53,6 +55,22 @@ bool elementwise(OpKind op) {
       return false;
     default:
       return true;
+  }
+}
+
+// Whether an op sees each token's whole hidden state however a layer's matrices are split: norms,
+// residual adds and their gradients (what Megatron-style tensor parallelism leaves unsplit).
+bool whole_rows(OpKind op) {
+  switch (op) {
+    case OpKind::Add:
+    case OpKind::LayerNorm:
+    case OpKind::RmsNorm:
+    case OpKind::LayerNormGrad:
+    case OpKind::RmsNormGrad:
+    case OpKind::NormScaleGrad:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -120,6 +138,8 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     const ir::Node& n = g.node(static_cast<int>(id));
     PhaseCost& c = bucket(n.layer);
     const double flops = node_flops(g, n, s);
+    const double elementwise_moved = elementwise_elements(g, n, seq);
+    const double whole_moved = whole_rows(n.op) ? elementwise_moved : 0;
     const bool attention = n.op == OpKind::Attention || n.op == OpKind::AttentionGrad;
     const double pairs = attention ? static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq) : 0;
     if (attention) (n.phase == ir::Phase::Forward ? c.forward_attention_flops : c.backward_attention_flops) += flops;
@@ -132,22 +152,28 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     switch (n.phase) {
       case ir::Phase::Forward:
         c.forward_flops += flops;
-        c.forward_elementwise += elementwise_elements(g, n, seq);
+        c.forward_elementwise += elementwise_moved;
+        c.forward_whole_rows += whole_moved;
         c.forward_moved += moved_elements(g, n, seq);
         c.forward_ops += n.op == OpKind::Param || n.op == OpKind::Input ? 0 : 1;
         if (n.op == OpKind::Param) c.parameters += static_cast<double>(n.type.shape.elements());
-        if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input && n.type.shape.dims[0] == ir::kSeq)
+        if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input &&
+            n.type.shape.dims[0] == ir::kSeq) {
           c.saved_elements += static_cast<double>(n.type.shape.elements(seq));
+          if (whole_rows(n.op)) c.saved_whole_rows += static_cast<double>(n.type.shape.elements(seq));
+        }
         break;
       case ir::Phase::Recompute:
         c.recompute_flops += flops;
-        c.backward_elementwise += elementwise_elements(g, n, seq);
+        c.backward_elementwise += elementwise_moved;
+        c.backward_whole_rows += whole_moved;
         c.backward_moved += moved_elements(g, n, seq);
         ++c.backward_ops;
         break;
       case ir::Phase::Backward:
         c.backward_flops += flops;
-        c.backward_elementwise += elementwise_elements(g, n, seq);
+        c.backward_elementwise += elementwise_moved;
+        c.backward_whole_rows += whole_moved;
         c.backward_moved += moved_elements(g, n, seq);
         ++c.backward_ops;
         if (n.op == OpKind::AttentionGrad && n.int_attr("recompute") == 0)  // softmax probabilities kept

@@ -233,6 +233,60 @@ TEST(TrainingModels, UnfusedAttentionMovesEveryScoreThroughHbm) {
   }
 }
 
+// Without sequence parallelism (Megatron-LM before Korthikanti et al. 2022) every GPU of a
+// tensor-parallel group runs the norms and residual adds on whole rows and keeps their outputs:
+// with full recompute a layer then keeps its whole input, 2 s b h bytes, on every GPU (Table 2's
+// baseline), where sequence parallelism keeps 1/t of it.
+TEST(TrainingModels, WithoutSequenceParallelismNormsRunWholeOnEveryGpu) {
+  const auto config = source("megatron-22b").config;
+  const int64_t seq = 2048, sequences = 4;
+  const auto cost = compiler::training_cost(
+      ir::build_training_graph(ir::build_model_graph(config), {.recompute = ir::Recompute::Full}), seq);
+  double saved_whole = 0;
+  for (const auto& layer : cost.layers) {
+    EXPECT_EQ(layer.saved_whole_rows, static_cast<double>(seq * config.d_model)) << "a layer keeps its input only";
+    EXPECT_GT(layer.forward_whole_rows, 0);
+    EXPECT_LT(layer.forward_whole_rows + layer.backward_whole_rows,
+              layer.forward_elementwise + layer.backward_elementwise)
+        << "the activation function is split over the group";
+    saved_whole += layer.saved_whole_rows;
+  }
+  const double whole = cost.total().forward_whole_rows + cost.total().backward_whole_rows;  // the final norm too
+  auto seconds = [](const target::TrainingReport& r, const std::string& name) {
+    for (const auto& [what, s] : r.breakdown)
+      if (what == name) return s;
+    ADD_FAILURE() << name << " missing";
+    return 0.0;
+  };
+  const double hbm = chip("a100")->arch().gpu.sustained_hbm_bytes_per_second();
+  target::TrainingWork work{.chips = 8,
+                            .global_batch = sequences,
+                            .seq = seq,
+                            .micro_batch = sequences,
+                            .tensor_parallel = 8,
+                            .pipeline_parallel = 1,
+                            .zero_stage = 0,
+                            .recompute = ir::Recompute::Full};
+  const auto split = step("a100", "megatron-22b", work);
+  work.sequence_parallel = false;
+  const auto whole_rows = step("a100", "megatron-22b", work);
+  const double extra = 7.0 / 8 * static_cast<double>(sequences);  // the share of a whole row each GPU adds
+  EXPECT_NEAR(seconds(whole_rows, "elementwise ops (HBM-bound)") - seconds(split, "elementwise ops (HBM-bound)"),
+              extra * whole * 2 / hbm, 1e-9);
+  EXPECT_NEAR(whole_rows.step_s - split.step_s, extra * whole * 2 / hbm, 1e-9);
+  EXPECT_NEAR(whole_rows.memory.activations - split.memory.activations, extra * saved_whole * 2, 1.0);
+  // Without tensor parallelism there is nothing to split.
+  const target::TrainingWork alone{.chips = 1, .seq = 1024, .tensor_parallel = 1, .sequence_parallel = false};
+  EXPECT_EQ(step("a100", "gpt2-small", alone).step_s,
+            step("a100", "gpt2-small", {.chips = 1, .seq = 1024, .tensor_parallel = 1}).step_s);
+  try {
+    step("gc200", "gpt2-small", {.chips = 4, .seq = 1024, .sequence_parallel = false});
+    ADD_FAILURE() << "an IPU took --no-sequence-parallel";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor-parallel GPUs"), std::string::npos) << e.what();
+  }
+}
+
 // Collectives run at the share of the link's line rate that NCCL sustains (link.efficiency): a
 // ring all-reduce's bandwidth term scales with its inverse.
 TEST(TrainingModels, TensorParallelAllReducesRunAtTheSustainedLinkRate) {

@@ -46,6 +46,7 @@ int train_on_machine_command(const TrainFlags& flags) {
   work.seq = flags.request.seq;
   work.recompute = ir::parse_recompute(flags.recompute);
   work.attention = target::parse_attention_kernel(flags.attention);
+  work.sequence_parallel = !flags.no_sequence_parallel;
   const std::vector<fs::path> inputs = {resolve_model(flags.request.model)};
   check_outputs({flags.json, flags.trace}, inputs);
   const target::TrainingOutcome outcome = api::train_on_machine(flags.request.model, flags.arch, work);

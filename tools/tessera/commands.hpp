@@ -49,6 +49,7 @@ struct TrainFlags {
   bool no_numerics = false;
   target::TrainingWork work;  // with --arch: the parallel layout and batch
   std::string attention = "fused";
+  bool no_sequence_parallel = false;
   std::string json, trace;  // with --arch: the step's figures and timeline
 };
 

@@ -257,6 +257,9 @@ int main(int argc, char** argv) {
                    "With --arch (GPUs): fused (FlashAttention: scores stay on chip) or unfused (scores, softmax and "
                    "dropout in HBM, as Megatron-LM ran in 2021-22)")
       ->capture_default_str();
+  train_cmd->add_flag("--no-sequence-parallel", train.no_sequence_parallel,
+                      "With --arch (GPUs): norms and residual adds whole on every tensor-parallel GPU (Megatron-LM "
+                      "before sequence parallelism) instead of split over the group by tokens");
 
   std::string report_input, report_output;
   auto* report_cmd = app.add_subcommand(
@@ -389,7 +392,8 @@ int main(int argc, char** argv) {
     if (*run_cmd) return run_command(run);
     if (*train_cmd && train.arch != "host" && !train.no_numerics)
       reject_given(train_cmd,
-                   {"--global-batch", "--micro-batch", "--tp", "--pp", "--interleave", "--zero", "--attention"},
+                   {"--global-batch", "--micro-batch", "--tp", "--pp", "--interleave", "--zero", "--attention",
+                    "--no-sequence-parallel"},
                    "lays out a step on a machine (--no-numerics); training with values takes --batch and --seq");
     if (*train_cmd && train.no_numerics) {  // a machine's defaults: Megatron-like sequences and recompute
       if (train_cmd->get_option("--seq")->count() == 0) train.request.seq = 0;  // the api's default

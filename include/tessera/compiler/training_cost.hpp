@@ -19,6 +19,10 @@ struct PhaseCost {
   // Per sequence: elements the ops other than matrix products and attention read and write
   // (norms, activations, RoPE, residual adds, their gradients): memory-bound work on most machines.
   double forward_elementwise = 0, backward_elementwise = 0;  // backward includes recompute
+  // Of those, and of saved_elements: what ops that see a token's whole hidden state read and write
+  // or keep (norms, residual adds, their gradients). Tensor parallelism without sequence
+  // parallelism runs these on every chip of the group (Korthikanti et al. 2022, Section 4.2.2).
+  double forward_whole_rows = 0, backward_whole_rows = 0, saved_whole_rows = 0;
   // Per sequence: activation elements every op reads and writes (parameters not counted), and the
   // number of ops: what a machine that spreads each op over many cores exchanges between them.
   double forward_moved = 0, backward_moved = 0;

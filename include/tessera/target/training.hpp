@@ -33,6 +33,9 @@ struct TrainingWork {
   int zero_stage = 1;      // 0-3: what data-parallel replicas shard (optimizer, + gradients, + weights)
   ir::Recompute recompute = ir::Recompute::Selective;
   AttentionKernel attention = AttentionKernel::Fused;  // GPUs; other fabrics keep scores on chip
+  // GPUs: norms and residual adds split over the tensor-parallel group by tokens (Korthikanti et
+  // al. 2022); false runs them whole on every chip of the group, as Megatron-LM did before.
+  bool sequence_parallel = true;
 };
 
 // Bytes per chip by what they hold, against the chip's memory.

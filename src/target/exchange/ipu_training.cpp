@@ -133,6 +133,8 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
         "--interleave do not apply");
   if (w.attention != AttentionKernel::Fused)
     fail("--attention unfused is a GPU kernel path (scores in HBM); an IPU keeps attention scores in tile SRAM");
+  if (!w.sequence_parallel)
+    fail("--no-sequence-parallel is for tensor-parallel GPUs; an IPU holds each layer whole on its tiles");
   const CostedModel m = costed_model(model, w);
   const auto layers = static_cast<int64_t>(m.cost.layers.size());
   LayoutChoice choice;

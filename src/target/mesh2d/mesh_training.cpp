@@ -315,6 +315,8 @@ TrainingOutcome simulate_wafer_training(const ArchSource& wafer, const ModelSour
     fail("wafers train data parallel over systems (weights resident or streamed): --tp, --pp and --zero do not apply");
   if (w.attention != AttentionKernel::Fused)
     fail("--attention unfused is a GPU kernel path (scores in HBM); a wafer keeps attention scores in core SRAM");
+  if (!w.sequence_parallel)
+    fail("--no-sequence-parallel is for tensor-parallel GPUs; a wafer spreads every op over its cores");
   const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(w.chips);
   const int64_t per_system = std::max<int64_t>(1, batch / w.chips);
   std::optional<TrainingOutcome> best, first_failure;

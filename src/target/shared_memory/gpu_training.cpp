@@ -84,13 +84,21 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // all-reduces (2 forward, 2 backward per layer, 2 more when the layer's forward runs again); the
   // hand-over to the next stage.
   const double hbm = arch.gpu.sustained_hbm_bytes_per_second();
+  // Elementwise elements and saved activations per chip: ops inside a layer's split matrices are
+  // split over the tensor-parallel group; norms and residual adds only under sequence parallelism.
+  const double whole_rows_split = w.sequence_parallel ? tp : 1;
+  const double elementwise_per_chip =
+      (stage.forward_elementwise + stage.backward_elementwise - stage.forward_whole_rows - stage.backward_whole_rows) /
+          tp +
+      (stage.forward_whole_rows + stage.backward_whole_rows) / whole_rows_split;
+  const double saved_per_chip = (stage_layers.saved_elements - stage_layers.saved_whole_rows) / tp +
+                                stage_layers.saved_whole_rows / whole_rows_split;
   const bool unfused = w.attention == AttentionKernel::Unfused;
   const UnfusedAttention scores = unfused ? unfused_attention(stage, w.seq) : UnfusedAttention{};
   const double t_forward = mb * (stage.forward_flops + scores.extra_forward_flops) / tp / sustained;
   const double t_backward =
       mb * (stage.backward_flops + stage.recompute_flops + scores.extra_backward_flops) / tp / sustained;
-  const double t_elementwise =
-      mb * (stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation / tp / hbm;
+  const double t_elementwise = mb * elementwise_per_chip * kBytes.activation / hbm;
   const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
   // A kernel launch per op of the training graph (forward, recompute, backward).
   const double t_launch = static_cast<double>(stage.forward_ops + stage.backward_ops) * arch.gpu.kernel_launch_s;
@@ -170,16 +178,12 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   r.memory.optimizer = local_params * kBytes.optimizer / (w.zero_stage >= 1 ? shard : 1);
   const double in_flight = std::min(pp, m_micro);  // 1F1B: the first stage holds p micro-batches' activations
   const double logits = mb * static_cast<double>(w.seq) * static_cast<double>(model.config.vocab_size) * 4 / tp;
-  r.memory.activations =
-      in_flight * mb * (stage_layers.saved_elements * kBytes.activation + scores.kept_bytes) / tp + logits;
+  r.memory.activations = in_flight * mb * (saved_per_chip * kBytes.activation + scores.kept_bytes / tp) + logits;
   // Per GPU and step: weights read three times per micro-batch (forward, and backward for dx and
   // dW), the elementwise ops' tensors, the optimizer's state; all-reduce and gradient traffic.
   const double hbm_traffic =
-      m_micro * (3 * local_params * kBytes.weight +
-                 mb *
-                     ((stage.forward_elementwise + stage.backward_elementwise) * kBytes.activation +
-                      scores.forward_bytes + scores.backward_bytes) /
-                     tp) +
+      m_micro * (3 * local_params * kBytes.weight + mb * (elementwise_per_chip * kBytes.activation +
+                                                          (scores.forward_bytes + scores.backward_bytes) / tp)) +
       optimizer_params * kBytes.adam_update;
   const double comm_bytes = m_micro * allreduces * layer_activation_bytes * 2 + local_params * kBytes.weight * 2;
   const auto mac_pj = arch.energy.mac_pj.contains("bf16") ? arch.energy.mac_pj.at("bf16") : 0.0;
@@ -199,7 +203,10 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
       unfused ? "attention unfused: all s x s scores computed, softmax and dropout over them in HBM (13 bytes per "
                 "score forward or recomputed, 19 backward)"
               : "attention fused (FlashAttention-style): the scores stay on chip",
-      "sequence parallelism: activations split over the tensor-parallel group",
+      w.sequence_parallel || lay.tp == 1
+          ? "sequence parallelism: activations split over the tensor-parallel group"
+          : "no sequence parallelism: norms, residual adds and their saved activations whole on every GPU of the "
+            "tensor-parallel group",
       "gradients all-reduced in bf16 after the backward pass, not overlapped with it"};
   if (lay.tp > model.config.n_kv_heads)
     r.assumptions.emplace_back("tensor parallelism wider than the KV heads replicates them (the copies not counted)");

@@ -1,5 +1,8 @@
 #include "tessera/compiler/training_cost.hpp"
 
+#include <map>
+#include <optional>
+
 namespace tessera::compiler {
 
 using ir::OpKind;
@@ -15,6 +18,16 @@ void PhaseCost::add(const PhaseCost& o) {
   forward_attention_pairs += o.forward_attention_pairs, recompute_attention_pairs += o.recompute_attention_pairs;
   rescored_attention_pairs += o.rescored_attention_pairs, backward_attention_pairs += o.backward_attention_pairs;
   forward_attention_flops += o.forward_attention_flops, backward_attention_flops += o.backward_attention_flops;
+  for (const MatrixProduct& p : o.products) add_product(p);
+}
+
+void PhaseCost::add_product(const MatrixProduct& p) {
+  for (MatrixProduct& q : products)
+    if (q.same_shape(p)) {
+      q.count += p.count;
+      return;
+    }
+  products.push_back(p);
 }
 
 PhaseCost TrainingCost::total() const {
@@ -99,6 +112,61 @@ double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
   }
 }
 
+// Whether each forward weight product is row-parallel under Megatron-style tensor parallelism (its
+// output feeds a residual add), by the node's weight (a Param input) and by the node's name (which
+// its weight gradient's name extends with ".d_weight").
+struct WeightSplits {
+  std::map<int, bool> row_parallel_by_weight;
+  std::map<std::string, const ir::Node*> forward_by_name;
+};
+
+WeightSplits weight_splits(const ir::Graph& g) {
+  std::vector<bool> feeds_add(g.nodes().size(), false);
+  for (const auto& n : g.nodes())
+    if (n.op == OpKind::Add && n.phase == ir::Phase::Forward)
+      for (int in : n.inputs) feeds_add[static_cast<size_t>(in)] = true;
+  WeightSplits s;
+  for (size_t id = 0; id < g.nodes().size(); ++id) {
+    const ir::Node& n = g.node(static_cast<int>(id));
+    if (n.phase != ir::Phase::Forward || (n.op != OpKind::MatMul && n.op != OpKind::Linear)) continue;
+    if (g.node(n.inputs[1]).op != OpKind::Param) continue;
+    s.row_parallel_by_weight[n.inputs[1]] = feeds_add[id];
+    s.forward_by_name[n.name] = &n;
+  }
+  return s;
+}
+
+// A weight product's shape per sequence of s tokens and the dimension tensor parallelism splits;
+// nullopt for nodes that are not products with a weight.
+std::optional<MatrixProduct> weight_product(const ir::Graph& g, const ir::Node& n, int64_t s, const WeightSplits& w) {
+  using Dim = MatrixProduct::Dim;
+  auto cols = [&](int id) { return g.node(id).type.shape.dims.back(); };
+  MatrixProduct p;
+  p.forward = n.phase == ir::Phase::Forward;
+  if (n.op == OpKind::MatMul || n.op == OpKind::Linear) {
+    const auto it = w.row_parallel_by_weight.find(n.inputs[1]);
+    if (it == w.row_parallel_by_weight.end()) return std::nullopt;
+    p.m = s, p.k = cols(n.inputs[0]), p.n = n.type.shape.dims.back();
+    // A forward (or recomputed) product splits the weight's outputs (column) or inputs (row); the
+    // input gradient dx = dy W^T runs the other way round.
+    const bool backward = n.phase == ir::Phase::Backward;
+    p.split = it->second != backward ? Dim::K : Dim::N;
+    return p;
+  }
+  if (n.op != OpKind::WeightGrad) return std::nullopt;
+  const std::string suffix = ".d_weight";
+  if (n.name.size() <= suffix.size()) return std::nullopt;
+  const auto fwd = w.forward_by_name.find(n.name.substr(0, n.name.size() - suffix.size()));
+  if (fwd == w.forward_by_name.end()) return std::nullopt;
+  p.m = cols(n.inputs[0]), p.k = s, p.n = cols(n.inputs[1]), p.tokens = Dim::K;
+  // dW = x^T dy (MatMul, dy's columns are n) or dy^T x (Linear, dy's columns are m): a column-
+  // parallel weight splits dy's side, a row-parallel one x's side.
+  const Dim dy_side = fwd->second->op == OpKind::MatMul ? Dim::N : Dim::M;
+  const Dim x_side = dy_side == Dim::N ? Dim::M : Dim::N;
+  p.split = w.row_parallel_by_weight.at(fwd->second->inputs[1]) ? x_side : dy_side;
+  return p;
+}
+
 // Activation elements a node reads and writes over a sequence of s tokens (parameters and inputs
 // move no activations).
 double moved_elements(const ir::Graph& g, const ir::Node& n, int64_t seq) {
@@ -130,6 +198,7 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
   auto bucket = [&](int64_t layer) -> PhaseCost& {
     return layer >= 0 ? cost.layers[static_cast<size_t>(layer)] : cost.outside;
   };
+  const WeightSplits splits = weight_splits(g);
   std::vector<bool> read_by_backward(g.nodes().size(), false);
   for (const auto& n : g.nodes())
     if (n.phase == ir::Phase::Backward || n.phase == ir::Phase::Recompute)
@@ -138,6 +207,7 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     const ir::Node& n = g.node(static_cast<int>(id));
     PhaseCost& c = bucket(n.layer);
     const double flops = node_flops(g, n, s);
+    if (const auto product = weight_product(g, n, seq, splits)) c.add_product(*product);
     const double elementwise_moved = elementwise_elements(g, n, seq);
     const double whole_moved = whole_rows(n.op) ? elementwise_moved : 0;
     const bool attention = n.op == OpKind::Attention || n.op == OpKind::AttentionGrad;

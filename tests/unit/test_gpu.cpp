@@ -107,6 +107,36 @@ TEST(GpuModel, BatchingTurnsDecodeComputeBoundAndTwoFourHalvesTensorWork) {
   EXPECT_LT(two_four.time_to_first_token_s, 0.7 * dense.time_to_first_token_s) << "prefill is compute-bound";
 }
 
+// A GEMM tile reads tile_m + tile_n elements from L2 per step of K (memory.l2_bandwidth, the A100
+// whitepaper's 5,120 B/clk): where L2 is slow every prefill GEMM takes the tile that needs the
+// fewest bytes per MAC and exactly L2's time; without the key tiles run at the SM's rate.
+TEST(GpuModel, GemmTilesRunNoFasterThanL2FeedsThem) {
+  const std::string yaml = preset("a100");
+  const std::string key = "l2_bandwidth: 7219GB/s";
+  ASSERT_NE(yaml.find(key), std::string::npos);
+  std::string slow = yaml, unlimited = yaml;
+  slow.replace(slow.find(key), key.size(), "l2_bandwidth: 500GB/s");
+  unlimited.replace(unlimited.find(key), key.size(), "");
+  const compiler::GpuCompileOptions options{512, 2, 1, 1, PrecisionPolicy::uniform("bf16")};
+  const auto plan = compile("llama3-8b", yaml, options).plan, slow_plan = compile("llama3-8b", slow, options).plan;
+  const auto fed = sim::simulate_gpu(plan), starved = sim::simulate_gpu(slow_plan),
+             free = sim::simulate_gpu(compile("llama3-8b", unlimited, options).plan);
+  EXPECT_LE(free.time_to_first_token_s, fed.time_to_first_token_s);
+  EXPECT_GT(starved.time_to_first_token_s, 3 * fed.time_to_first_token_s);
+  const double l2_bytes_per_sm_second = 500e9 / 108;
+  int gemms = 0;
+  for (size_t i = 0; i < slow_plan.prefill.size(); ++i) {
+    const auto& k = slow_plan.prefill[i];
+    if (k.op != "gemm" || k.m < 256) continue;  // not the LM head's one row
+    ++gemms;
+    SCOPED_TRACE(k.name);
+    EXPECT_EQ(k.tile_m * k.tile_n, 128 * 256) << "the largest tile reads the fewest bytes per MAC";
+    const double l2_s = static_cast<double>(k.waves * k.tile_k * (k.tile_m + k.tile_n)) * 2 / l2_bytes_per_sm_second;
+    EXPECT_NEAR(starved.prefill_kernels[i].seconds, l2_s + 2e-6, 1e-9 * l2_s) << "L2's time and a launch";
+  }
+  EXPECT_EQ(gemms, 32 * 4) << "q/k/v, o, gate/up and down of every layer";
+}
+
 TEST(GpuModel, TensorParallelismAndFitErrors) {
   const std::string yaml = preset("h100");
   const auto single = compile("llama3-70b", yaml, {128, 128, 1, 1, PrecisionPolicy::uniform("fp16")});

@@ -287,6 +287,47 @@ TEST(TrainingModels, WithoutSequenceParallelismNormsRunWholeOnEveryGpu) {
   }
 }
 
+// The training graph's weight products: forward 2 s x (the layer's matrix parameters), backward
+// twice that; the attention output and second MLP projections are row-parallel (they feed the
+// residual adds), the rest column-parallel. On GPUs they run in waves of CTA tiles over the SMs:
+// never faster than at the flat sustained rate, and at 22B's shapes within a few percent of it.
+TEST(TrainingModels, WeightProductsRunInWavesOfTilesOverTheSms) {
+  using Dim = compiler::MatrixProduct::Dim;
+  const auto config = source("megatron-22b").config;
+  const int64_t seq = 2048, d = config.d_model, ff = config.d_ff;
+  const auto cost = compiler::training_cost(ir::build_training_graph(ir::build_model_graph(config)), seq);
+  const compiler::PhaseCost& layer = cost.layers.front();
+  double forward = 0, backward = 0;
+  int row_parallel = 0;
+  for (const auto& p : layer.products) {
+    (p.forward ? forward : backward) += p.flops();
+    if (p.forward && p.split == Dim::K) {
+      ++row_parallel;
+      EXPECT_EQ(p.n, d) << "a row-parallel product writes the residual stream";
+    }
+    EXPECT_EQ(p.tokens == Dim::K ? p.k : p.m, seq);
+  }
+  const double matrices = static_cast<double>(4 * d * d + 2 * d * ff);
+  EXPECT_DOUBLE_EQ(forward, 2.0 * static_cast<double>(seq) * matrices);
+  EXPECT_DOUBLE_EQ(backward, 2 * forward);
+  EXPECT_EQ(row_parallel, 2);
+
+  const target::TrainingWork work{.chips = 8,
+                                  .global_batch = 4,
+                                  .seq = seq,
+                                  .micro_batch = 4,
+                                  .tensor_parallel = 8,
+                                  .pipeline_parallel = 1,
+                                  .zero_stage = 0,
+                                  .recompute = ir::Recompute::None};
+  const auto r = step("a100", "megatron-22b", work);
+  const auto a100 = chip("a100")->arch();
+  const double sustained = 2 * a100.peak_macs_per_second("bf16") * a100.gpu.matmul_efficiency;
+  const double flat = 4 * cost.total().forward_flops / 8 / sustained;
+  EXPECT_GT(r.breakdown.front().second, flat) << r.breakdown.front().first;
+  EXPECT_LT(r.breakdown.front().second, 1.05 * flat);
+}
+
 // Collectives run at the share of the link's line rate that NCCL sustains (link.efficiency): a
 // ring all-reduce's bandwidth term scales with its inverse.
 TEST(TrainingModels, TensorParallelAllReducesRunAtTheSustainedLinkRate) {

@@ -67,7 +67,10 @@ struct IoSpec {
 
 // A GPU's memory system (fabric shared_memory).
 struct GpuSpec {
-  double l2_bytes = 0;              // 0: none, or not published
+  double l2_bytes = 0;  // 0: none, or not published
+  // What L2 delivers to the SMs, all together: where given (> 0), a GEMM tile runs no faster than
+  // L2 feeds its operands (gemm_tiling.hpp); 0: not published, tiles run at the SM's rate.
+  double l2_bytes_per_second = 0;
   double hbm_bytes = 0;             // capacity
   double hbm_bytes_per_second = 0;  // peak
   // The share of the peak HBM bandwidth a streaming read kernel sustains (refresh, bank and page

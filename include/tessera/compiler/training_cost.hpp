@@ -11,6 +11,23 @@
 
 namespace tessera::compiler {
 
+// A matrix product of the training graph, per sequence: [m, k] x [k, n], `count` of them. One
+// dimension holds the sequence's tokens (m for forward and input-gradient products, k for weight
+// gradients); tensor parallelism divides the one `split` names: a column-parallel weight's
+// outputs, a row-parallel weight's inputs (Shoeybi et al. 2019: a weight whose product feeds a
+// residual add is row-parallel, every other column-parallel).
+struct MatrixProduct {
+  enum class Dim { M, K, N };
+  int64_t m = 0, k = 0, n = 0;
+  Dim tokens = Dim::M, split = Dim::N;
+  bool forward = true;  // false: a backward or recomputed product
+  double count = 1;
+  bool same_shape(const MatrixProduct& o) const {
+    return m == o.m && k == o.k && n == o.n && tokens == o.tokens && split == o.split && forward == o.forward;
+  }
+  double flops() const { return 2 * count * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n); }
+};
+
 struct PhaseCost {
   double forward_flops = 0, recompute_flops = 0, backward_flops = 0;  // per sequence
   double parameters = 0;
@@ -34,10 +51,13 @@ struct PhaseCost {
   double forward_attention_pairs = 0, recompute_attention_pairs = 0, rescored_attention_pairs = 0;
   double backward_attention_pairs = 0;
   double forward_attention_flops = 0, backward_attention_flops = 0;
+  // The weight products among the FLOPs above, one entry per distinct shape (counted).
+  std::vector<MatrixProduct> products;
   double flops() const { return forward_flops + recompute_flops + backward_flops; }
   // Adds every count of `other` (a stage of several layers, or a whole model) except
   // boundary_elements, which belongs to one layer.
   void add(const PhaseCost& other);
+  void add_product(const MatrixProduct& p);
 };
 
 struct TrainingCost {

@@ -12,6 +12,7 @@
 #include <map>
 #include <numeric>
 
+#include "gemm_tiling.hpp"
 #include "tessera/compiler/routing.hpp"
 
 namespace tessera::compiler {
@@ -21,14 +22,6 @@ using program::Kernel;
 namespace {
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-// CUTLASS-style CTA tiles (rows x columns of the output) and their K slab, kept `kStages` deep in
-// shared memory (the usual multistage pipeline; tessera's assumption, not a measured choice).
-// The 16-row tiles are what small-batch decode GEMMs use (a tensor-core MMA is 16 rows tall).
-constexpr std::array<std::array<int64_t, 2>, 9> kTiles = {
-    {{128, 256}, {256, 128}, {128, 128}, {64, 128}, {128, 64}, {64, 64}, {32, 128}, {16, 256}, {16, 128}}};
-constexpr int64_t kSlab = 64;
-constexpr int64_t kStages = 3;
 
 class GpuLowering {
  public:
@@ -69,29 +62,15 @@ class GpuLowering {
                      static_cast<double>(m) * static_cast<double>(k + n) * act_bytes_;
     kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
-    double best = -1;
-    for (const auto& [tm, tn] : kTiles) {
-      if (static_cast<double>(kStages * (tm + tn) * kSlab) * act_bytes_ > a_.core.sram_bytes) continue;
-      // A matrix unit computes its tile's full height (at least core.matrix_rows); datapaths
-      // without a declared height (fp32 on CUDA cores) compute only the rows there are.
-      const auto pad = a_.core.matrix_rows.find(o_.precision.activations);
-      const int64_t tallest = *std::max_element(groups.begin(), groups.end());
-      const int64_t rows =
-          pad != a_.core.matrix_rows.end() ? std::max(tm, static_cast<int64_t>(pad->second)) : std::min(tallest, tm);
-      int64_t tiles = 0;
-      for (int64_t g : groups) tiles += cdiv(g, tm) * cdiv(n, tn);
-      // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
-      const int64_t split = split_k ? std::max<int64_t>(1, std::min(a_.usable.cores() / tiles, k / kSlab)) : 1;
-      const int64_t ctas = tiles * split, waves = cdiv(ctas, a_.usable.cores()), tile_k = cdiv(k, split);
-      const double cycles = std::max(static_cast<double>(waves * rows * tn * tile_k) * density / rate_, memory_cycles);
-      if (best < 0 || cycles < best) {
-        best = cycles;
-        kern.tile_m = rows, kern.tile_n = tn, kern.tile_k = tile_k, kern.ctas = ctas, kern.waves = waves;
-      }
-    }
-    if (best < 0)
+    const auto pad = a_.core.matrix_rows.find(o_.precision.activations);
+    const target::GemmRate rate{rate_, pad != a_.core.matrix_rows.end() ? static_cast<int64_t>(pad->second) : 0,
+                                static_cast<double>(act_bytes_), density};
+    const auto tiling = target::fastest_tiling(a_, rate, groups, n, k, split_k, memory_cycles);
+    if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", name, a_.name,
            a_.core.sram_bytes / 1024);
+    kern.tile_m = tiling->tile_m, kern.tile_n = tiling->tile_n, kern.tile_k = tiling->tile_k;
+    kern.ctas = tiling->ctas, kern.waves = tiling->waves;
     return kern;
   }
 

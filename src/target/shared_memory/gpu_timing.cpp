@@ -4,7 +4,9 @@
 #include <array>
 #include <cmath>
 
+#include "gemm_tiling.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/base/precision.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
@@ -30,6 +32,7 @@ class GpuTimer {
     unpack_rate_ = (fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : 1.0) * arch_.clock_hz *
                    static_cast<double>(arch_.usable.cores());
     mac_pj_ = arch_.energy.mac_pj.at(plan.precision.activations);
+    activation_bytes_ = storage_bits(plan.precision.activations) / 8;
   }
 
   const arch::ArchSpec& arch() const { return arch_; }
@@ -53,7 +56,9 @@ class GpuTimer {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);
       const double performed = dense > 0 ? k.macs / dense : 1.0;  // < 1 where pruned zeros are skipped
-      c.compute = static_cast<double>(k.waves * k.tile_m * k.tile_n * k.tile_k) * performed / rate_ +
+      const target::GemmRate rate{rate_ / arch_.clock_hz, 0, activation_bytes_, performed};
+      c.compute = static_cast<double>(k.waves * k.tile_k) * target::tile_step_cycles(arch_, rate, k.tile_m, k.tile_n) /
+                      arch_.clock_hz +
                   k.unpack_ops / unpack_rate_;
     } else {
       c.compute = c.macs / (rate_ * sms);
@@ -76,7 +81,7 @@ class GpuTimer {
  private:
   const program::GpuPlan& plan_;
   arch::ArchSpec arch_;
-  double rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0;
+  double rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0, activation_bytes_ = 2;
 };
 
 void add(GpuPhase& phase, const KernelCost& c, double energy_pj, const program::Kernel& k) {

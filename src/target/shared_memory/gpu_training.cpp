@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "../training_common.hpp"
+#include "gemm_tiling.hpp"
 #include "shared_memory_training.hpp"
 
 namespace tessera::target {
@@ -56,6 +57,37 @@ UnfusedAttention unfused_attention(const compiler::PhaseCost& c, int64_t seq) {
   return u;
 }
 
+// A stage's weight products for one micro-batch on one GPU of the tensor-parallel group, tiled
+// over its SMs in waves (gemm_tiling.hpp) at the sustained rate: their seconds forward and
+// backward (recompute included) and the FLOPs per sequence they take out of the flat-rate count.
+struct TiledProducts {
+  double forward_s = 0, backward_s = 0, forward_flops = 0, backward_flops = 0;
+};
+
+TiledProducts tiled_products(const arch::ArchSpec& arch, const compiler::PhaseCost& stage, int64_t micro_batch,
+                             int64_t tp) {
+  using Dim = compiler::MatrixProduct::Dim;
+  const auto rows = arch.core.matrix_rows.find("bf16");
+  const GemmRate rate{arch.core.macs_per_cycle.at("bf16") * arch.gpu.matmul_efficiency,
+                      rows != arch.core.matrix_rows.end() ? static_cast<int64_t>(rows->second) : 0, 2, 1};
+  TiledProducts t;
+  for (const compiler::MatrixProduct& p : stage.products) {
+    int64_t dims[3] = {p.m, p.k, p.n};
+    dims[static_cast<int>(p.tokens)] *= micro_batch;
+    int64_t& split = dims[static_cast<int>(p.split)];
+    split = (split + tp - 1) / tp;
+    const auto tiling = fastest_tiling(arch, rate, {dims[static_cast<int>(Dim::M)]}, dims[static_cast<int>(Dim::N)],
+                                       dims[static_cast<int>(Dim::K)], true);
+    if (!tiling)
+      fail("{}: no GEMM tile's pipeline fits {:.0f} KiB of shared memory per SM", arch.name,
+           arch.core.sram_bytes / 1024);
+    const double seconds = p.count * tiling->cycles / arch.clock_hz;
+    (p.forward ? t.forward_s : t.backward_s) += seconds;
+    (p.forward ? t.forward_flops : t.backward_flops) += p.flops();
+  }
+  return t;
+}
+
 LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, const CostedModel& m,
                           const TrainingWork& w, Layout lay, int64_t global_batch) {
   const auto& cost = m.cost;
@@ -95,9 +127,15 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                                 stage_layers.saved_whole_rows / whole_rows_split;
   const bool unfused = w.attention == AttentionKernel::Unfused;
   const UnfusedAttention scores = unfused ? unfused_attention(stage, w.seq) : UnfusedAttention{};
-  const double t_forward = mb * (stage.forward_flops + scores.extra_forward_flops) / tp / sustained;
+  // Weight products tiled in waves over the SMs; attention's and the other ops' FLOPs at the flat rate.
+  const TiledProducts products = tiled_products(arch, stage, w.micro_batch, lay.tp);
+  const double t_forward =
+      mb * (stage.forward_flops - products.forward_flops + scores.extra_forward_flops) / tp / sustained +
+      products.forward_s;
   const double t_backward =
-      mb * (stage.backward_flops + stage.recompute_flops + scores.extra_backward_flops) / tp / sustained;
+      mb * (stage.backward_flops + stage.recompute_flops - products.backward_flops + scores.extra_backward_flops) / tp /
+          sustained +
+      products.backward_s;
   const double t_elementwise = mb * elementwise_per_chip * kBytes.activation / hbm;
   const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
   // A kernel launch per op of the training graph (forward, recompute, backward).
@@ -193,9 +231,12 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
       1e-12;
   r.assumptions = {
       arch.gpu.matmul_efficiency < 1
-          ? fmt::format("matrix products at {:.1f}% of the tensor peak (the arch's measured matmul_efficiency)",
-                        100 * arch.gpu.matmul_efficiency)
-          : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound)"),
+          ? fmt::format("matrix products at {:.1f}% of the tensor peak (the arch's measured matmul_efficiency), "
+                        "weight products in waves of CTA tiles over the SMs{}",
+                        100 * arch.gpu.matmul_efficiency,
+                        arch.gpu.l2_bytes_per_second > 0 ? ", each tile no faster than L2 feeds it" : "")
+          : std::string("matrix products at the tensor peak (the arch gives no matmul_efficiency: an upper bound), "
+                        "weight products in waves of CTA tiles over the SMs"),
       fmt::format(
           "elementwise ops unfused, each reading and writing its tensors in HBM once; a kernel launch of {:.1f} "
           "us per op of the training graph (unfused attention's extra kernels not counted)",

@@ -29,6 +29,8 @@ class SharedMemorySection : public arch::FabricSection {
     a.usable = {0, 0, a.grid_width, 1};
     const YamlMap mem = root.map("memory");
     if (mem.has("l2")) a.gpu.l2_bytes = arch::positive_unit(mem, "l2", arch::parse_bytes);
+    if (mem.has("l2_bandwidth"))
+      a.gpu.l2_bytes_per_second = arch::positive_unit(mem, "l2_bandwidth", arch::parse_bytes_per_second);
     a.gpu.hbm_bytes = arch::positive_unit(mem, "hbm", arch::parse_bytes);
     a.gpu.hbm_bytes_per_second = arch::positive_unit(mem, "hbm_bandwidth", arch::parse_bytes_per_second);
     if (const auto e = mem.optional_number("hbm_efficiency")) {

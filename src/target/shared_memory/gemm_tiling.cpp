@@ -1,0 +1,51 @@
+#include "gemm_tiling.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace tessera::target {
+
+namespace {
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// CUTLASS-style CTA tiles (rows x columns of the output) and their K slab, kept `kStages` deep in
+// shared memory (the usual multistage pipeline; tessera's assumption, not a measured choice).
+// The 16-row tiles are what small-batch decode GEMMs use (a tensor-core MMA is 16 rows tall).
+constexpr std::array<std::array<int64_t, 2>, 9> kTiles = {
+    {{128, 256}, {256, 128}, {128, 128}, {64, 128}, {128, 64}, {64, 64}, {32, 128}, {16, 256}, {16, 128}}};
+constexpr int64_t kSlab = 64;
+constexpr int64_t kStages = 3;
+
+}  // namespace
+
+double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t rows, int64_t cols) {
+  const double compute = static_cast<double>(rows * cols) * rate.mac_density / rate.macs_per_sm_cycle;
+  if (a.gpu.l2_bytes_per_second <= 0) return compute;
+  const double l2_bytes_per_sm_cycle = a.gpu.l2_bytes_per_second / a.clock_hz / static_cast<double>(a.usable.cores());
+  return std::max(compute, static_cast<double>(rows + cols) * rate.element_bytes / l2_bytes_per_sm_cycle);
+}
+
+std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate& rate,
+                                         const std::vector<int64_t>& groups, int64_t n, int64_t k, bool split_k,
+                                         double floor_cycles) {
+  const int64_t sms = a.usable.cores();
+  const int64_t tallest = *std::max_element(groups.begin(), groups.end());
+  std::optional<GemmTiling> best;
+  for (const auto& [tm, tn] : kTiles) {
+    if (static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes > a.core.sram_bytes) continue;
+    // A matrix unit computes its tile's full height (at least matrix_rows); datapaths without a
+    // declared height (fp32 on CUDA cores) compute only the rows there are.
+    const int64_t rows = rate.matrix_rows > 0 ? std::max(tm, rate.matrix_rows) : std::min(tallest, tm);
+    int64_t tiles = 0;
+    for (int64_t g : groups) tiles += cdiv(g, tm) * cdiv(n, tn);
+    // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
+    const int64_t split = split_k ? std::max<int64_t>(1, std::min(sms / tiles, k / kSlab)) : 1;
+    GemmTiling t{rows, tn, cdiv(k, split), tiles * split, cdiv(tiles * split, sms), 0};
+    t.cycles = static_cast<double>(t.waves * t.tile_k) * tile_step_cycles(a, rate, rows, tn);
+    if (!best || std::max(t.cycles, floor_cycles) < std::max(best->cycles, floor_cycles)) best = t;
+  }
+  return best;
+}
+
+}  // namespace tessera::target

@@ -1,0 +1,46 @@
+// How a GPU-like chip tiles one matrix product over its SMs, shared by inference lowering
+// (gpu_compiler.cpp) and the training model (gpu_training.cpp). Private to src/target/.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "tessera/arch/arch_spec.hpp"
+
+namespace tessera::target {
+
+// One GEMM's CTA tiling: `ctas` tiles (K split `ctas / output tiles` ways) run one per SM at a
+// time, in `waves`; every CTA computes a whole tile of tile_m x tile_n x tile_k (tile_m: the rows
+// the matrix unit computes, padded to its height).
+struct GemmTiling {
+  int64_t tile_m = 0, tile_n = 0, tile_k = 0, ctas = 0, waves = 0;
+  double cycles = 0;  // the waves' compute cycles
+};
+
+// What a GEMM needs of the chip: its MAC rate per SM and cycle (the sustained one), the rows a
+// matrix unit computes at least (0: only the rows there are), the activations' element size, and
+// the share of the MACs performed (structured sparsity skips some).
+struct GemmRate {
+  double macs_per_sm_cycle = 0;
+  int64_t matrix_rows = 0;
+  double element_bytes = 2;
+  double mac_density = 1;
+};
+
+// Cycles of one step of K for a CTA computing a rows x cols tile: its MACs at the SM's rate, or its
+// operands' rows + cols elements at the SM's share of the L2 bandwidth (where the arch gives it),
+// whichever is longer.
+double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t rows, int64_t cols);
+
+// [m, k] x [k, n] products of one shape [k, n], one per row group (a plain GEMM has one group),
+// sharing the waves: the CUTLASS-style tile whose waves finish soonest among those whose pipeline
+// fits the SM's shared memory. A tile reads (tile_m + tile_n) elements from L2 per step of K, so
+// where the arch gives its L2 bandwidth, small tiles run at what L2 feeds them. `split_k` lets
+// CTAs split K when the output tiles alone leave SMs idle; a kernel takes at least `floor_cycles`
+// (its memory time), and of tilings equally fast the first in the list wins. nullopt: no tile fits.
+std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate& rate,
+                                         const std::vector<int64_t>& groups, int64_t n, int64_t k, bool split_k,
+                                         double floor_cycles = 0);
+
+}  // namespace tessera::target

@@ -137,6 +137,30 @@ TEST(GpuModel, GemmTilesRunNoFasterThanL2FeedsThem) {
   EXPECT_EQ(gemms, 32 * 4) << "q/k/v, o, gate/up and down of every layer";
 }
 
+// A fused attention kernel runs at its own measured share of the peak (runtime.attention_efficiency:
+// FlashAttention-2's 73% on A100), not at the best GEMM's 86.9%; absent, it takes the GEMM's.
+TEST(GpuModel, FusedAttentionRunsAtItsOwnMeasuredShare) {
+  const std::string yaml = preset("a100");
+  const arch::ArchSpec a = target::parse_arch(yaml, "a100");
+  EXPECT_DOUBLE_EQ(a.gpu.attention_efficiency, 0.73);
+  const auto plan = compile("llama3-8b", yaml, {4096, 2, 1, 1, PrecisionPolicy::uniform("bf16")}).plan;
+  const auto r = sim::simulate_gpu(plan);
+  int compute_bound = 0;
+  for (const auto& k : r.prefill_kernels) {
+    if (k.op != "attention" || k.bound != "compute") continue;
+    ++compute_bound;
+    EXPECT_NEAR(k.seconds - a.gpu.kernel_launch_s, k.macs / (a.peak_macs_per_second("bf16") * 0.73), 1e-12);
+  }
+  EXPECT_EQ(compute_bound, 32) << "a 4,096-token prompt's attention is compute-bound in every layer";
+  std::string unmeasured = yaml;
+  const std::string key = "attention_efficiency: 0.73";
+  unmeasured.replace(unmeasured.find(key), key.size(), "");
+  EXPECT_DOUBLE_EQ(target::parse_arch(unmeasured, "a100").gpu.attention_efficiency, a.gpu.matmul_efficiency);
+  const auto faster =
+      sim::simulate_gpu(compile("llama3-8b", unmeasured, {4096, 2, 1, 1, PrecisionPolicy::uniform("bf16")}).plan);
+  EXPECT_LT(faster.time_to_first_token_s, r.time_to_first_token_s);
+}
+
 TEST(GpuModel, TensorParallelismAndFitErrors) {
   const std::string yaml = preset("h100");
   const auto single = compile("llama3-70b", yaml, {128, 128, 1, 1, PrecisionPolicy::uniform("fp16")});

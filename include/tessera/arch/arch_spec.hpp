@@ -81,6 +81,9 @@ struct GpuSpec {
   // The share of the tensor peak the best large matrix product sustains (clock under load, issue
   // stalls): a measured micro-benchmark where one is published, else 1 (the peak, an upper bound).
   double matmul_efficiency = 1;
+  // The same for a fused attention kernel (FlashAttention: scores on chip, softmax between the two
+  // products): its best published share of the peak; absent, matmul_efficiency.
+  double attention_efficiency = 1;
   // What kernels that stream HBM are timed at.
   double sustained_hbm_bytes_per_second() const { return hbm_bytes_per_second * hbm_efficiency; }
 };

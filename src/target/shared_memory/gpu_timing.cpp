@@ -28,6 +28,7 @@ class GpuTimer {
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
     // Per SM, at the share of the peak a large matrix product sustains.
     rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz * arch_.gpu.matmul_efficiency;
+    attention_rate_ = rate_ / arch_.gpu.matmul_efficiency * arch_.gpu.attention_efficiency;
     const auto fp32 = arch_.core.macs_per_cycle.find("fp32");
     unpack_rate_ = (fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : 1.0) * arch_.clock_hz *
                    static_cast<double>(arch_.usable.cores());
@@ -61,7 +62,7 @@ class GpuTimer {
                       arch_.clock_hz +
                   k.unpack_ops / unpack_rate_;
     } else {
-      c.compute = c.macs / (rate_ * sms);
+      c.compute = c.macs / ((k.op == "attention" ? attention_rate_ : rate_) * sms);
     }
     c.memory = c.hbm / arch_.gpu.sustained_hbm_bytes_per_second();
     const double body = std::max({c.compute, c.memory, c.link});
@@ -81,7 +82,7 @@ class GpuTimer {
  private:
   const program::GpuPlan& plan_;
   arch::ArchSpec arch_;
-  double rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0, activation_bytes_ = 2;
+  double rate_ = 1, attention_rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0, activation_bytes_ = 2;
 };
 
 void add(GpuPhase& phase, const KernelCost& c, double energy_pj, const program::Kernel& k) {

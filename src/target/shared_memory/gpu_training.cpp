@@ -127,15 +127,19 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
                                 stage_layers.saved_whole_rows / whole_rows_split;
   const bool unfused = w.attention == AttentionKernel::Unfused;
   const UnfusedAttention scores = unfused ? unfused_attention(stage, w.seq) : UnfusedAttention{};
-  // Weight products tiled in waves over the SMs; attention's and the other ops' FLOPs at the flat rate.
+  // Weight products tiled in waves over the SMs; a fused attention kernel's FLOPs at its own
+  // sustained rate (unfused attention runs as batched GEMMs); the other ops' FLOPs at the flat rate.
   const TiledProducts products = tiled_products(arch, stage, w.micro_batch, lay.tp);
+  const double attention_rate = unfused ? sustained : peak * arch.gpu.attention_efficiency;
   const double t_forward =
-      mb * (stage.forward_flops - products.forward_flops + scores.extra_forward_flops) / tp / sustained +
-      products.forward_s;
-  const double t_backward =
-      mb * (stage.backward_flops + stage.recompute_flops - products.backward_flops + scores.extra_backward_flops) / tp /
-          sustained +
-      products.backward_s;
+      mb * (stage.forward_flops - products.forward_flops - stage.forward_attention_flops + scores.extra_forward_flops) /
+          tp / sustained +
+      mb * stage.forward_attention_flops / tp / attention_rate + products.forward_s;
+  const double t_backward = mb *
+                                (stage.backward_flops + stage.recompute_flops - products.backward_flops -
+                                 stage.backward_attention_flops + scores.extra_backward_flops) /
+                                tp / sustained +
+                            mb * stage.backward_attention_flops / tp / attention_rate + products.backward_s;
   const double t_elementwise = mb * elementwise_per_chip * kBytes.activation / hbm;
   const double t_scores = mb * (scores.forward_bytes + scores.backward_bytes) / tp / hbm;
   // A kernel launch per op of the training graph (forward, recompute, backward).
@@ -243,7 +247,9 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
           arch.gpu.kernel_launch_s * 1e6),
       unfused ? "attention unfused: all s x s scores computed, softmax and dropout over them in HBM (13 bytes per "
                 "score forward or recomputed, 19 backward)"
-              : "attention fused (FlashAttention-style): the scores stay on chip",
+              : fmt::format("attention fused (FlashAttention-style): the scores stay on chip, its products at {:.1f}% "
+                            "of the tensor peak",
+                            100 * arch.gpu.attention_efficiency),
       w.sequence_parallel || lay.tp == 1
           ? "sequence parallelism: activations split over the tensor-parallel group"
           : "no sequence parallelism: norms, residual adds and their saved activations whole on every GPU of the "

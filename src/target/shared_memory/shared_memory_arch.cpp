@@ -49,6 +49,13 @@ class SharedMemorySection : public arch::FabricSection {
              run.where("matmul_efficiency"), *e);
       a.gpu.matmul_efficiency = *e;
     }
+    a.gpu.attention_efficiency = a.gpu.matmul_efficiency;
+    if (const auto e = run.optional_number("attention_efficiency")) {
+      if (!(*e > 0 && *e <= 1))
+        fail("{}: {} is not a share of the peak in (0, 1] (FlashAttention-2 reaches 0.73 of an A100's)",
+             run.where("attention_efficiency"), *e);
+      a.gpu.attention_efficiency = *e;
+    }
     run.finish();
     arch::parse_chip_link(root, a.chip_link);
     if (root.has("network")) {

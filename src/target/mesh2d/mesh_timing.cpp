@@ -499,6 +499,22 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.words_per_slot != 0 || s.sram_bytes_per_slot != 0 ||
            s.total_macs_per_slot != 0;
   };
+  // A step's cost added to a pass's sums (and to the decode hotspots).
+  const auto add_step = [&](PassSums& sums, const program::Step& s, size_t i, const StepCost& c,
+                            std::vector<StepHotspot>* hot) {
+    const auto cores = static_cast<double>(plan.stages[static_cast<size_t>(s.stage)].region.cores());
+    sums.phase.compute_cycles += c.compute;
+    sums.phase.comm_cycles += c.comm;
+    sums.phase.host_cycles += c.host;
+    sums.compute_core += c.compute * cores;
+    sums.comm_core += c.comm * cores;
+    sums.phase.energy += c.energy;
+    sums.stage_compute[static_cast<size_t>(s.stage)] += c.compute;
+    sums.stage_energy[static_cast<size_t>(s.stage)] += c.energy.total_pj();
+    if (hot && c.fabric.busiest_port_words > (*hot)[i].busiest_port_words)
+      (*hot)[i] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
+                   c.fabric.word_hops};
+  };
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
                       PassSums& sums, std::vector<StepHotspot>* hot, bool detailed) {
     const bool decode = hot != nullptr;
@@ -521,17 +537,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       const bool reused = reuse_costs && memo.key[i] == key;
       const StepCost c = reused ? memo.cost[i] : timer.cost(s, slots, step_scale);
       if (!reused) memo.cost[i] = c, memo.key[i] = key;
-      sums.phase.compute_cycles += c.compute;
-      sums.phase.comm_cycles += c.comm;
-      sums.phase.host_cycles += c.host;
-      sums.compute_core += c.compute * static_cast<double>(stage.region.cores());
-      sums.comm_core += c.comm * static_cast<double>(stage.region.cores());
-      sums.phase.energy += c.energy;
-      sums.stage_compute[static_cast<size_t>(s.stage)] += c.compute;
-      sums.stage_energy[static_cast<size_t>(s.stage)] += c.energy.total_pj();
-      if (hot && c.fabric.busiest_port_words > (*hot)[i].busiest_port_words)
-        (*hot)[i] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
-                     c.fabric.word_hops};
+      add_step(sums, s, i, c, hot);
       if (decode && detailed && phase.passes + 2 == plan.max_new_tokens)
         report.decode_steps.push_back(
             {s.name, true, s.stage, phase.passes, clock, c.compute, c.comm, c.host, program::pattern_name(s.pattern),
@@ -586,17 +592,45 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   // pass starts when the token before is out, so one whose stages hold as many cached slots as
   // the pass before repeats it exactly (same step costs, same durations): its sums are added
   // again instead of walking its steps (the analytic tier's sweeps are mostly such passes).
+  // Otherwise a pass's stages run one after another (each region is free by the time its stage
+  // starts), so it lasts the sum of its steps' costs: the steps without per-slot terms cost the
+  // same in every pass, summed once; only those with them (attention over the cache) are costed.
   double pass_end = prefill_end;
-  PassSums decode(plan.stages.size()), last_pass(plan.stages.size());
+  PassSums decode(plan.stages.size()), last_pass(plan.stages.size()), fixed(plan.stages.size());
   std::vector<int64_t> last_slots;
-  double last_duration = -1;
+  double last_duration = -1, fixed_duration = -1;
+  std::vector<size_t> growing;  // decode steps with per-slot terms
+  for (size_t i = 0; i < plan.decode.size(); ++i)
+    if (per_slot(plan.decode[i])) growing.push_back(i);
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
     const int64_t context = plan.prompt_tokens + t;
     std::vector<int64_t> slots;
     for (const auto& st : plan.stages) slots.push_back((context + st.context_split - 1) / st.context_split);
     const bool detailed = report.decode.passes < 2 || t + 1 == plan.max_new_tokens;
-    if (reuse_costs && !record_trace && !detailed && last_duration >= 0 && slots == last_slots) {
+    const bool summed = reuse_costs && !record_trace && !detailed;
+    if (summed && last_duration >= 0 && slots == last_slots) {
       pass_end += last_duration;
+    } else if (summed) {
+      if (fixed_duration < 0) {
+        fixed_duration = 0;
+        for (size_t i = 0; i < plan.decode.size(); ++i) {
+          if (per_slot(plan.decode[i])) continue;
+          const StepCost c = timer.cost(plan.decode[i], 0, 1.0);
+          add_step(fixed, plan.decode[i], i, c, &hot);
+          fixed_duration += c.compute + c.comm + c.host;
+        }
+      }
+      last_pass = fixed;
+      double duration = fixed_duration;
+      for (size_t i : growing) {
+        const program::Step& s = plan.decode[i];
+        const int64_t split = plan.stages[static_cast<size_t>(s.stage)].context_split;
+        const StepCost c = timer.cost(s, (context + split - 1) / split, 1.0);
+        add_step(last_pass, s, i, c, &hot);
+        duration += c.compute + c.comm + c.host;
+      }
+      pass_end += duration;
+      last_duration = duration, last_slots = std::move(slots);
     } else {
       std::fill(region_end.begin(), region_end.end(), pass_end);  // the token before must be out
       last_pass = PassSums(plan.stages.size());

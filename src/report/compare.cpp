@@ -17,6 +17,7 @@ CompareRow compare_row(const std::string& arch, const std::string& model, int64_
   row.time_to_first_token_s = r.time_to_first_token_s;
   row.tokens_per_s_per_user = r.tokens_per_s_per_user;
   row.tokens_per_s = r.tokens_per_s;
+  row.served_tokens_per_s = r.served_tokens_per_s;
   row.energy_per_token_j = r.energy_per_token_j;
   row.utilization = r.utilization;
   row.bound = r.bound;
@@ -33,8 +34,9 @@ std::string compare_table(const std::vector<CompareRow>& rows) {
   const auto model = [&](const std::string& name) { return models ? fmt::format("{:<{}} ", name, width) : ""; };
   std::string out =
       model("model") +
-      fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>10} {:>6}  {}\n", "arch", "chips", "batch",
-                  "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total", "mJ/token", "util",
+      fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10} {:>11} {:>12} {:>12} {:>10} {:>6}  {}\n", "arch", "chips",
+                  "batch", "fits", "mapping", "TTFT ms", "tok/s/user", "tok/s total", "served tok/s", "mJ/token",
+                  "util",
                   std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return !r.tokens.empty(); })
                       ? "bound     tokens"
                       : "bound");
@@ -44,10 +46,11 @@ std::string compare_table(const std::vector<CompareRow>& rows) {
       continue;
     }
     out += model(r.model) +
-           fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
-                       r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3,
-                       r.tokens_per_s_per_user, r.tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization,
-                       r.tokens.empty() ? r.bound : fmt::format("{:<9} {}", r.bound, r.tokens));
+           fmt::format(
+               "{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
+               r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3, r.tokens_per_s_per_user,
+               r.tokens_per_s, r.served_tokens_per_s, r.energy_per_token_j * 1e3, 100 * r.utilization,
+               r.tokens.empty() ? r.bound : fmt::format("{:<9} {}", r.bound, r.tokens));
   }
   return out;
 }
@@ -73,6 +76,7 @@ std::string compare_json(const std::vector<CompareRow>& rows) {
                    {"time_to_first_token_s", r.time_to_first_token_s},
                    {"tokens_per_s_per_user", r.tokens_per_s_per_user},
                    {"tokens_per_s", r.tokens_per_s},
+                   {"served_tokens_per_s", r.served_tokens_per_s},
                    {"energy_per_token_j", r.energy_per_token_j},
                    {"utilization", r.utilization},
                    {"bound", r.bound},
@@ -84,9 +88,9 @@ std::string compare_json(const std::vector<CompareRow>& rows) {
 std::string compare_csv(const std::vector<CompareRow>& rows) {
   std::string out = std::string(kCompareCsvHeader) + "\n";
   for (const auto& r : rows)
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.arch, r.model, r.chips, r.batch,
                        r.fits ? 1 : 0, r.mapping, r.time_to_first_token_s, r.tokens_per_s_per_user, r.tokens_per_s,
-                       r.energy_per_token_j, r.utilization, r.bound, r.tokens, r.note);
+                       r.served_tokens_per_s, r.energy_per_token_j, r.utilization, r.bound, r.tokens, r.note);
   return out;
 }
 

@@ -22,7 +22,7 @@ const char* const kStepsCsvHeader =
     "collective_words,busiest_port_words";
 const char* const kCompareCsvHeader =
     "arch,model,chips,batch,fits,mapping,time_to_first_token_s,tokens_per_s_per_user,tokens_per_s,"
-    "energy_per_token_j,utilization,bound,tokens,note";
+    "served_tokens_per_s,energy_per_token_j,utilization,bound,tokens,note";
 const char* const kChipStepsCsvHeader = "phase,name,op,bound,seconds,macs,bytes";
 const char* const kTrainCsvHeader = "step,lr,loss,gradient_norm,held_out_loss,tokens_per_s,elapsed_s";
 const char* const kSvgHead = "<svg xmlns=\"http://www.w3.org/2000/svg\" data-generator=\"tessera\"";

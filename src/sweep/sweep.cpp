@@ -396,6 +396,7 @@ void evaluate_design(const Spec& spec, const Design& d, const std::string& origi
       };
       put("tokens_per_s_per_user", r.tokens_per_s_per_user);
       put("tokens_per_s", r.tokens_per_s);
+      put("served_tokens_per_s", r.served_tokens_per_s);
       put("time_to_first_token_s", r.time_to_first_token_s);
       put("energy_per_token_j", r.energy_per_token_j);
       put("utilization", r.utilization);

@@ -20,6 +20,7 @@ int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // What one chip contributes to a pipeline, for the requests it holds at once.
 struct ChipTiming {
   double prefill_s = 0;            // the prompt(s) of one micro-batch
+  double prefill_interval_s = 0;   // how soon the chip begins the next micro-batch's prompt
   double step_s = 0;               // one decode step of one micro-batch through this chip
   double interval_s = 0;           // how soon the chip takes the next micro-batch (its slowest internal stage)
   double energy_per_token_pj = 0;  // per generated token of one request
@@ -217,6 +218,9 @@ class Evaluator {
     const double link_s = hops * hop(static_cast<double>(micro)) + gather;
     double latency = link_s, prefill = hops * hop(static_cast<double>(micro * w_.prompt_tokens)) + gather;
     double interval = depth > 1 ? static_cast<double>(micro) * d_bytes / link.sustained_bytes_per_second() : 0;
+    // The next micro-batch's prompt follows once the busiest chip (or link) is free of this one's.
+    double prefill_interval =
+        depth > 1 ? static_cast<double>(micro * w_.prompt_tokens) * d_bytes / link.sustained_bytes_per_second() : 0;
     double energy = 0, macs = 0;
     const ChipTiming* slowest = &chips->front();
     double slowest_step = 0, expert_link_s = 0, expert_link_bytes = 0;  // link: per generated token
@@ -228,12 +232,14 @@ class Evaluator {
         const auto layers = static_cast<double>(layout->layer_chips[i].layers);
         const double per_step = layers * expert_allreduce(static_cast<double>(micro));
         c.step_s += per_step, c.interval_s += per_step, expert_link_s += per_step;
-        c.prefill_s += layers * expert_allreduce(static_cast<double>(micro * w_.prompt_tokens));
+        const double prefill_allreduces = layers * expert_allreduce(static_cast<double>(micro * w_.prompt_tokens));
+        c.prefill_s += prefill_allreduces, c.prefill_interval_s += prefill_allreduces;
         expert_link_bytes += layers * 2 * (g - 1) * d_bytes;
       }
       latency += c.step_s, prefill += c.prefill_s;
       energy += c.energy_per_token_pj * copies, macs += c.macs_per_token * copies;
       interval = std::max(interval, c.interval_s);
+      prefill_interval = std::max(prefill_interval, c.prefill_interval_s);
       if (c.step_s > slowest_step) slowest = &(*chips)[i], slowest_step = c.step_s;
     }
     energy += (hops * d_bytes + (layout->head_group > 0 ? static_cast<double>(layout->head_group - 1) * d_bytes : 0) +
@@ -248,6 +254,7 @@ class Evaluator {
     r.time_to_first_token_s = prefill;
     r.tokens_per_s_per_user = 1 / step;
     r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
+    serve(r, static_cast<double>(in_flight - 1) * prefill_interval);
     r.energy_per_token_j = energy * 1e-12;
     r.utilization = macs * r.tokens_per_s /
                     (mc_.arch.peak_macs_per_second(w_.precision.activations) * static_cast<double>(r.chips_used));
@@ -343,6 +350,7 @@ class Evaluator {
     r.time_to_first_token_s = g.time_to_first_token_s;
     r.tokens_per_s_per_user = g.tokens_per_s_per_user;
     r.tokens_per_s = r.tokens_per_s_per_user * static_cast<double>(w_.batch);
+    serve(r, 0);  // a group prefills its requests in one pass
     r.energy_per_token_j = g.energy_per_token_pj * 1e-12;
     r.utilization = g.utilization;
     r.bound = g.bound;
@@ -365,8 +373,18 @@ class Evaluator {
     }
     if (!timed) return ChipTiming{};
     const target::RunReport run = target_.simulate(*compiled.plan, {.fidelity = w_.fidelity});
-    return ChipTiming{run.time_to_first_token_s, run.decode_step_s,  run.decode_interval_s,
-                      run.energy_per_token_pj,   run.macs_per_token, run.bound};
+    return ChipTiming{run.time_to_first_token_s, run.prefill_interval_s, run.decode_step_s, run.decode_interval_s,
+                      run.energy_per_token_pj,   run.macs_per_token,     run.bound};
+  }
+
+  // The batch served as one closed batch: every request's prompt (the head's by the time to first
+  // token, the others `later_prefills` after it), then the remaining generated tokens of all at the
+  // decode rate (no interleaving of prompts and decode steps).
+  void serve(Result& r, double later_prefills) const {
+    const double decode =
+        w_.max_new_tokens > 1 ? static_cast<double>(w_.max_new_tokens - 1) / r.tokens_per_s_per_user : 0.0;
+    r.served_tokens_per_s =
+        static_cast<double>(w_.batch * w_.max_new_tokens) / (r.time_to_first_token_s + later_prefills + decode);
   }
 
   // "; N chips would fit (--arch NxNAME)" for the smallest system that would hold the model.

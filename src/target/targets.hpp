@@ -43,6 +43,7 @@ RunReport phase_timed_run(const char* fabric, const PlanType& plan, const Report
   r.time_to_first_token_s = report.time_to_first_token_s;
   r.tokens_per_s_per_user = report.decode_tokens_per_s_per_user, r.tokens_per_s = report.decode_tokens_per_s;
   r.decode_step_s = r.decode_interval_s = report.decode.seconds / passes;
+  r.prefill_interval_s = report.prefill.seconds;  // kernels and supersteps one after another
   r.energy_per_token_pj = report.decode_energy_per_token_pj;
   r.macs_per_token = report.decode.macs / (passes * static_cast<double>(plan.batch));
   r.utilization = report.decode_utilization;

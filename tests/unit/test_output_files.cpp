@@ -24,10 +24,10 @@ TEST(OutputFiles, JsonIsOursOnlyWithATopLevelTesseraFormat) {
 
 TEST(OutputFiles, CsvIsOursOnlyWithTheWholeHeaderAndRectangularRows) {
   const std::string header = tessera::report::kCompareCsvHeader;
-  EXPECT_TRUE(is_tessera_output(header + "\nh100,default,1,1,1,tensor 1,0.1,2,2,0.5,0.3,memory,,\"a, b\"\n"));
+  EXPECT_TRUE(is_tessera_output(header + "\nh100,default,1,1,1,tensor 1,0.1,2,2,1.5,0.5,0.3,memory,,\"a, b\"\n"));
   EXPECT_FALSE(is_tessera_output(header + "\nh100,default\n")) << "a row of another width";
   EXPECT_FALSE(is_tessera_output("kind,name,stage,pattern\n1,2,3,4\n")) << "the start of a header only";
-  EXPECT_FALSE(is_tessera_output(header + "\nh100,default,1,1,1,tensor 1,0.1,2,2,0.5,0.3,memory,,\"a")) << "cut";
+  EXPECT_FALSE(is_tessera_output(header + "\nh100,default,1,1,1,tensor 1,0.1,2,2,1.5,0.5,0.3,memory,,\"a")) << "cut";
 }
 
 TEST(OutputFiles, HtmlIsOursOnlyFromItsFixedHeadToItsEnd) {

@@ -166,3 +166,33 @@ TEST(System, FitFailuresNameTheResource) {
   EXPECT_FALSE(wrong_format.fits);
   EXPECT_FALSE(wrong_format.fit_failure) << "an unsupported format is not a fit failure";
 }
+
+// Served throughput counts the prompts: the batch arrives at once, its prompts run (a GPU group's
+// in one pass; a pipeline's micro-batches one after another, each once the busiest chip or wafer
+// stage is free of the one before), then the batch's decode steps.
+TEST(System, ServedThroughputCountsThePrompts) {
+  const double gen = 16;
+  for (const auto& [arch, chips] : {std::pair<std::string, int64_t>{"h100", 1}, {"wse3", 1}, {"gc200", 34}}) {
+    SCOPED_TRACE(arch);
+    const auto one = system::evaluate(machine(arch, chips), workload("llama3-8b", 1));
+    ASSERT_TRUE(one.fits) << one.note;
+    EXPECT_NEAR(one.served_tokens_per_s, gen / (one.time_to_first_token_s + (gen - 1) / one.tokens_per_s_per_user),
+                1e-9 * one.served_tokens_per_s);
+    EXPECT_LT(one.served_tokens_per_s, one.tokens_per_s);
+  }
+  const auto group = system::evaluate(machine("h100", 1), workload("llama3-8b", 32));
+  EXPECT_NEAR(group.served_tokens_per_s,
+              32 * gen / (group.time_to_first_token_s + (gen - 1) / group.tokens_per_s_per_user),
+              1e-9 * group.served_tokens_per_s)
+      << "a GPU prefills its requests in one pass";
+  const auto wafer = system::evaluate(machine("wse3", 1), workload("llama3-8b", 8));
+  const double decode = (gen - 1) / wafer.tokens_per_s_per_user;
+  EXPECT_LT(wafer.served_tokens_per_s, 8 * gen / (wafer.time_to_first_token_s + decode))
+      << "the other seven prompts follow the first";
+  EXPECT_GE(wafer.served_tokens_per_s, 8 * gen / (8 * wafer.time_to_first_token_s + decode))
+      << "each follows once the busiest layer stage is free, no later than after the whole prompt";
+  auto longer = workload("llama3-8b", 8);
+  longer.max_new_tokens = 256;
+  const auto amortised = system::evaluate(machine("wse3", 1), longer);
+  EXPECT_GT(amortised.served_tokens_per_s / amortised.tokens_per_s, wafer.served_tokens_per_s / wafer.tokens_per_s);
+}

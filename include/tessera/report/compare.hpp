@@ -21,6 +21,7 @@ struct CompareRow {
   std::optional<compiler::FitFailure> fit_failure;  // when the model does not fit a chip: what overflowed
   double time_to_first_token_s = 0;
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
+  double served_tokens_per_s = 0;  // the batch's generated tokens over its whole time, prompts included
   double energy_per_token_j = 0;
   double utilization = 0;  // decode MACs / (peak MAC rate x decode time)
   std::string bound;       // what decode time is mostly spent on

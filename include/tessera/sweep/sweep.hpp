@@ -40,9 +40,9 @@ namespace tessera::sweep {
 
 // Per inference workload: from system::Result, and derived with the design's area and power.
 inline const std::vector<std::string> kWorkloadMetrics = {
-    "tokens_per_s_per_user", "tokens_per_s", "time_to_first_token_s",
-    "energy_per_token_j",    "power_w",      "tokens_per_s_per_mm2",
-    "tokens_per_s_per_w",    "utilization"};
+    "tokens_per_s_per_user", "tokens_per_s",       "served_tokens_per_s",
+    "time_to_first_token_s", "energy_per_token_j", "power_w",
+    "tokens_per_s_per_mm2",  "tokens_per_s_per_w", "utilization"};
 // Per training workload (one optimizer step, timing-only): from target::TrainingReport and the design.
 inline const std::vector<std::string> kTrainingMetrics = {
     "step_s", "tokens_per_s", "mfu", "energy_per_step_j", "power_w", "tokens_per_s_per_mm2", "tokens_per_s_per_w"};

@@ -46,9 +46,12 @@ struct Result {
   std::string note;                                 // why it does not run, when it does not
   std::optional<compiler::FitFailure> fit_failure;  // when that is a chip the model does not fit
   int64_t chips_used = 0, pipeline = 1, tensor = 1, replicas = 1;
-  std::string mapping;               // "1 chip", "pipeline 4", "tensor 2 x data 4", ...
-  double time_to_first_token_s = 0;  // of a request at the head of the queue
-  double tokens_per_s_per_user = 0, tokens_per_s = 0;
+  std::string mapping;                                 // "1 chip", "pipeline 4", "tensor 2 x data 4", ...
+  double time_to_first_token_s = 0;                    // of a request at the head of the queue
+  double tokens_per_s_per_user = 0, tokens_per_s = 0;  // decode rates
+  // Generated tokens of the whole batch over the time to serve it, prompts included: the batch
+  // arrives at once, its prompts run, then its decode steps.
+  double served_tokens_per_s = 0;
   double energy_per_token_j = 0;  // all chips and links, per generated token
   double utilization = 0;         // decode MACs / (peak MAC rate of the chips used x decode time)
   std::string bound;              // what the slowest chip's decode time is mostly spent on, or "link"

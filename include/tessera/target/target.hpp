@@ -129,6 +129,9 @@ struct RunReport {
   double time_to_first_token_s = 0;
   double decode_step_s = 0;      // one decode step of one micro-batch, through the whole chip
   double decode_interval_s = 0;  // how soon the chip takes the next micro-batch (its slowest stage)
+  // How soon after one micro-batch's prefill begins the chip can begin the next one's: its busiest
+  // stage's share of the prompt where stages overlap (a wafer's layers), else the whole prefill.
+  double prefill_interval_s = 0;
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double energy_per_token_pj = 0;  // per generated token of one request, the whole chip
   double macs_per_token = 0;       // per generated token of one request

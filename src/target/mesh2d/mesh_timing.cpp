@@ -373,14 +373,14 @@ class Timer {
 struct PassSums {
   PhaseReport phase;
   double compute_core = 0, comm_core = 0;
-  std::vector<double> stage_compute, stage_energy;
-  explicit PassSums(size_t stages) : stage_compute(stages, 0.0), stage_energy(stages, 0.0) {}
+  std::vector<double> stage_compute, stage_energy, stage_busy;
+  explicit PassSums(size_t stages) : stage_compute(stages, 0.0), stage_energy(stages, 0.0), stage_busy(stages, 0.0) {}
   void add(const PassSums& o) {
     phase.compute_cycles += o.phase.compute_cycles, phase.comm_cycles += o.phase.comm_cycles;
     phase.host_cycles += o.phase.host_cycles, phase.energy += o.phase.energy;
     compute_core += o.compute_core, comm_core += o.comm_core;
     for (size_t i = 0; i < stage_compute.size(); ++i)
-      stage_compute[i] += o.stage_compute[i], stage_energy[i] += o.stage_energy[i];
+      stage_compute[i] += o.stage_compute[i], stage_energy[i] += o.stage_energy[i], stage_busy[i] += o.stage_busy[i];
   }
 };
 
@@ -511,6 +511,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     sums.phase.energy += c.energy;
     sums.stage_compute[static_cast<size_t>(s.stage)] += c.compute;
     sums.stage_energy[static_cast<size_t>(s.stage)] += c.energy.total_pj();
+    sums.stage_busy[static_cast<size_t>(s.stage)] += c.compute + c.comm + c.host;
     if (hot && c.fabric.busiest_port_words > (*hot)[i].busiest_port_words)
       (*hot)[i] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
                    c.fabric.word_hops};
@@ -647,6 +648,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   finish_fractions(report.decode, decode.compute_core, decode.comm_core, report.cores_used);
   for (size_t i = 0; i < plan.stages.size(); ++i) {
     report.stage_compute_cycles[i] = prefill.stage_compute[i] + decode.stage_compute[i];
+    report.stage_prefill_cycles.push_back(prefill.stage_busy[i]);
     report.stage_decode_energy_pj[i] = decode.stage_energy[i];
   }
   if (report.decode.passes > 0) {

@@ -93,6 +93,9 @@ struct MeshReport {
   // token; every core of a stage does the same work, so these are also per-core figures.
   std::vector<double> stage_compute_cycles;
   std::vector<double> stage_decode_energy_pj;
+  // Per stage: the cycles it is busy over the prefill (arithmetic, fabric and host I/O): the next
+  // request's prompt can follow once the busiest stage has finished this one's.
+  std::vector<double> stage_prefill_cycles;
   std::vector<TraceSlice> trace;         // filled when asked for
   std::vector<TraceSlice> decode_steps;  // every step of the last decode pass (per-op figures)
   // With TimingOptions::link_loads: 32-bit words each link carried over the whole run, indexed

@@ -208,8 +208,9 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     PhaseCost& c = bucket(n.layer);
     const double flops = node_flops(g, n, s);
     if (const auto product = weight_product(g, n, seq, splits)) c.add_product(*product);
+    const bool whole = whole_rows(n.op);
     const double elementwise_moved = elementwise_elements(g, n, seq);
-    const double whole_moved = whole_rows(n.op) ? elementwise_moved : 0;
+    const double whole_moved = whole ? elementwise_moved : 0;
     const bool attention = n.op == OpKind::Attention || n.op == OpKind::AttentionGrad;
     const double pairs = attention ? static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq) : 0;
     if (attention) (n.phase == ir::Phase::Forward ? c.forward_attention_flops : c.backward_attention_flops) += flops;
@@ -230,7 +231,7 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
         if (read_by_backward[id] && n.op != OpKind::Param && n.op != OpKind::Input &&
             n.type.shape.dims[0] == ir::kSeq) {
           c.saved_elements += static_cast<double>(n.type.shape.elements(seq));
-          if (whole_rows(n.op)) c.saved_whole_rows += static_cast<double>(n.type.shape.elements(seq));
+          if (whole) c.saved_whole_rows += static_cast<double>(n.type.shape.elements(seq));
         }
         break;
       case ir::Phase::Recompute:

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "tessera/base/precision.hpp"
+
 namespace tessera::target {
 
 namespace {
@@ -18,6 +20,13 @@ constexpr int64_t kSlab = 64;
 constexpr int64_t kStages = 3;
 
 }  // namespace
+
+GemmRate gemm_rate(const arch::ArchSpec& a, const std::string& dtype, double mac_density) {
+  const auto rows = a.core.matrix_rows.find(dtype);
+  return {a.core.macs_per_cycle.at(dtype) * a.gpu.matmul_efficiency,
+          rows != a.core.matrix_rows.end() ? static_cast<int64_t>(rows->second) : 0, storage_bits(dtype) / 8,
+          mac_density};
+}
 
 double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t rows, int64_t cols) {
   const double compute = static_cast<double>(rows * cols) * rate.mac_density / rate.macs_per_sm_cycle;

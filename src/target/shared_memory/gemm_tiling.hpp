@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "tessera/arch/arch_spec.hpp"
@@ -27,6 +28,10 @@ struct GemmRate {
   double element_bytes = 2;
   double mac_density = 1;
 };
+
+// The rate of `dtype` products on this chip: macs_per_cycle at the arch's matmul_efficiency, its
+// matrix_rows, and the element size of the format.
+GemmRate gemm_rate(const arch::ArchSpec& a, const std::string& dtype, double mac_density = 1);
 
 // Cycles of one step of K for a CTA computing a rows x cols tile: its MACs at the SM's rate, or its
 // operands' rows + cols elements at the SM's share of the L2 bandwidth (where the arch gives it),

@@ -35,7 +35,7 @@ class GpuLowering {
         storage_(a, o.precision),
         act_bytes_(storage_bits(o.precision.activations) / 8),
         kv_bytes_(storage_bits(o.precision.kv) / 8),
-        rate_(a.core.macs_per_cycle.at(o.precision.activations) * a.gpu.matmul_efficiency) {}
+        gemm_(target::gemm_rate(a, o.precision.activations)) {}
 
   const WeightStorage& storage() const { return storage_; }
   double weight_bits(int64_t k) const { return storage_.bits(k); }
@@ -62,9 +62,8 @@ class GpuLowering {
                      static_cast<double>(m) * static_cast<double>(k + n) * act_bytes_;
     kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
-    const auto pad = a_.core.matrix_rows.find(o_.precision.activations);
-    const target::GemmRate rate{rate_, pad != a_.core.matrix_rows.end() ? static_cast<int64_t>(pad->second) : 0,
-                                static_cast<double>(act_bytes_), density};
+    target::GemmRate rate = gemm_;
+    rate.mac_density = density;
     const auto tiling = target::fastest_tiling(a_, rate, groups, n, k, split_k, memory_cycles);
     if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", name, a_.name,
@@ -249,7 +248,8 @@ class GpuLowering {
   const GpuCompileOptions& o_;
   int64_t t_, e_;
   WeightStorage storage_;
-  double act_bytes_, kv_bytes_, rate_;
+  double act_bytes_, kv_bytes_;
+  target::GemmRate gemm_;
 };
 
 }  // namespace

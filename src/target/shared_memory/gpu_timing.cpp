@@ -6,7 +6,6 @@
 
 #include "gemm_tiling.hpp"
 #include "tessera/base/error.hpp"
-#include "tessera/base/precision.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
@@ -28,12 +27,13 @@ class GpuTimer {
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
     // Per SM, at the share of the peak a large matrix product sustains.
     rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz * arch_.gpu.matmul_efficiency;
-    attention_rate_ = rate_ / arch_.gpu.matmul_efficiency * arch_.gpu.attention_efficiency;
+    attention_rate_ =
+        arch_.core.macs_per_cycle.at(plan.precision.activations) * arch_.clock_hz * arch_.gpu.attention_efficiency;
     const auto fp32 = arch_.core.macs_per_cycle.find("fp32");
     unpack_rate_ = (fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : 1.0) * arch_.clock_hz *
                    static_cast<double>(arch_.usable.cores());
     mac_pj_ = arch_.energy.mac_pj.at(plan.precision.activations);
-    activation_bytes_ = storage_bits(plan.precision.activations) / 8;
+    gemm_ = target::gemm_rate(arch_, plan.precision.activations);
   }
 
   const arch::ArchSpec& arch() const { return arch_; }
@@ -57,7 +57,8 @@ class GpuTimer {
       // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);
       const double performed = dense > 0 ? k.macs / dense : 1.0;  // < 1 where pruned zeros are skipped
-      const target::GemmRate rate{rate_ / arch_.clock_hz, 0, activation_bytes_, performed};
+      target::GemmRate rate = gemm_;
+      rate.mac_density = performed;
       c.compute = static_cast<double>(k.waves * k.tile_k) * target::tile_step_cycles(arch_, rate, k.tile_m, k.tile_n) /
                       arch_.clock_hz +
                   k.unpack_ops / unpack_rate_;
@@ -82,7 +83,8 @@ class GpuTimer {
  private:
   const program::GpuPlan& plan_;
   arch::ArchSpec arch_;
-  double rate_ = 1, attention_rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0, activation_bytes_ = 2;
+  double rate_ = 1, attention_rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0;
+  target::GemmRate gemm_;
 };
 
 void add(GpuPhase& phase, const KernelCost& c, double energy_pj, const program::Kernel& k) {

@@ -67,9 +67,7 @@ struct TiledProducts {
 TiledProducts tiled_products(const arch::ArchSpec& arch, const compiler::PhaseCost& stage, int64_t micro_batch,
                              int64_t tp) {
   using Dim = compiler::MatrixProduct::Dim;
-  const auto rows = arch.core.matrix_rows.find("bf16");
-  const GemmRate rate{arch.core.macs_per_cycle.at("bf16") * arch.gpu.matmul_efficiency,
-                      rows != arch.core.matrix_rows.end() ? static_cast<int64_t>(rows->second) : 0, 2, 1};
+  const GemmRate rate = gemm_rate(arch, "bf16");
   TiledProducts t;
   for (const compiler::MatrixProduct& p : stage.products) {
     int64_t dims[3] = {p.m, p.k, p.n};

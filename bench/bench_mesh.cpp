@@ -58,7 +58,11 @@ void simulate_at(benchmark::State& state, sim::FabricModel tier) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(simulate_at, analytic, sim::FabricModel::Analytic)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(simulate_at, analytic, sim::FabricModel::Analytic)
+    ->Arg(2)
+    ->Arg(64)
+    ->Arg(192)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(simulate_at, flow, sim::FabricModel::Fast)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(simulate_at, cycle, sim::FabricModel::CycleLevel)->Arg(64)->Arg(192)->Unit(benchmark::kMicrosecond);
 

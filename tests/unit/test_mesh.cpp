@@ -150,6 +150,43 @@ TEST(MeshTiming, PrefillChunksPipelineThroughTheLayerStages) {
   EXPECT_GE(many.prefill.cycles, one.prefill.cycles);
 }
 
+// The timer sums repeated work once (prefill passes stage by stage, decode passes that repeat the
+// one before, steps of equal shape costed once); asking for link loads makes it walk and cost every
+// step of every pass, so both must report the same run, hotspots included.
+TEST(MeshTiming, ReusedCostsGiveTheStepByStepWalksResults) {
+  for (const auto fabric : {sim::FabricModel::Analytic, sim::FabricModel::Fast}) {
+    const auto plan = compiled("llama3-8b", "wse3", {300, 40, PrecisionPolicy::uniform("fp16")});
+    ASSERT_GT((plan.prompt_tokens + plan.prefill_chunk_tokens - 1) / plan.prefill_chunk_tokens, 4);
+    sim::TimingOptions reused, walked;
+    reused.fabric = walked.fabric = fabric;
+    walked.link_loads = true;
+    const auto a = sim::simulate_mesh_timing(plan, reused), b = sim::simulate_mesh_timing(plan, walked);
+    const auto near = [](double x, double y) { return std::abs(x - y) <= 1e-9 * std::max(std::abs(x), std::abs(y)); };
+    for (const auto& [x, y] : {std::pair{&a.prefill, &b.prefill}, std::pair{&a.decode, &b.decode}}) {
+      EXPECT_TRUE(near(x->cycles, y->cycles)) << x->cycles << " vs " << y->cycles;
+      EXPECT_TRUE(near(x->compute_cycles, y->compute_cycles));
+      EXPECT_TRUE(near(x->comm_cycles, y->comm_cycles));
+      EXPECT_TRUE(near(x->energy.total_pj(), y->energy.total_pj()));
+      EXPECT_TRUE(near(x->idle_core_fraction, y->idle_core_fraction));
+      EXPECT_EQ(x->passes, y->passes);
+    }
+    for (size_t i = 0; i < plan.stages.size(); ++i) {
+      EXPECT_TRUE(near(a.stage_prefill_cycles[i], b.stage_prefill_cycles[i])) << plan.stages[i].name;
+      EXPECT_TRUE(near(a.stage_compute_cycles[i], b.stage_compute_cycles[i])) << plan.stages[i].name;
+      EXPECT_TRUE(near(a.stage_decode_energy_pj[i], b.stage_decode_energy_pj[i])) << plan.stages[i].name;
+    }
+    ASSERT_EQ(a.busiest_steps.size(), b.busiest_steps.size());
+    for (size_t i = 0; i < a.busiest_steps.size(); ++i) {
+      EXPECT_EQ(a.busiest_steps[i].step, b.busiest_steps[i].step);
+      EXPECT_EQ(a.busiest_steps[i].busiest_port_words, b.busiest_steps[i].busiest_port_words);
+      EXPECT_EQ(a.busiest_steps[i].port, b.busiest_steps[i].port) << a.busiest_steps[i].step;
+    }
+    ASSERT_EQ(a.decode_steps.size(), b.decode_steps.size());
+    for (size_t i = 0; i < a.decode_steps.size(); ++i)
+      EXPECT_EQ(a.decode_steps[i].comm_cycles, b.decode_steps[i].comm_cycles) << a.decode_steps[i].name;
+  }
+}
+
 TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {
   auto plan = compiled("gpt2-small", "wse2", {32, 32, {}});
   const double base = sim::simulate_mesh_timing(plan).decode.cycles;

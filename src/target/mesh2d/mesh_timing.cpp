@@ -1,9 +1,11 @@
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <set>
+#include <string_view>
 
 #include <fmt/core.h>
 
@@ -13,11 +15,6 @@
 #include "tessera/target/arch.hpp"
 
 namespace tessera::sim {
-
-Energy& Energy::operator+=(const Energy& o) {
-  compute_pj += o.compute_pj, sram_pj += o.sram_pj, fabric_pj += o.fabric_pj, offchip_pj += o.offchip_pj;
-  return *this;
-}
 
 namespace {
 
@@ -170,6 +167,8 @@ class Timer {
                   oy = local || transfer ? std::min(at.y, to_at.y) : 0;
     const arch::Region r{at.x - ox, at.y - oy, at.width, at.height};
     const arch::Region to{to_at.x - ox, to_at.y - oy, to_at.width, to_at.height};
+    // The analytic tier's closed forms cost less than looking them up.
+    if (tier == FabricModel::Analytic) return analytic_cost(s, r, to, words);
     const auto key = std::make_tuple(static_cast<int>(s.pattern),
                                      transfer ? to_at.x - at.x
                                      : local  ? -1
@@ -178,7 +177,6 @@ class Timer {
                                      s.group, static_cast<int>(tier));
     if (track_links_ && tier == tier_of(s)) ++executions_[{key, ox, oy}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
-    if (tier == FabricModel::Analytic) return memo_.emplace(key, analytic_cost(s, r, to, words)).first->second;
     Collective c;
     switch (s.pattern) {
       case Pattern::None:
@@ -375,13 +373,106 @@ struct PassSums {
   double compute_core = 0, comm_core = 0;
   std::vector<double> stage_compute, stage_energy, stage_busy;
   explicit PassSums(size_t stages) : stage_compute(stages, 0.0), stage_energy(stages, 0.0), stage_busy(stages, 0.0) {}
-  void add(const PassSums& o) {
-    phase.compute_cycles += o.phase.compute_cycles, phase.comm_cycles += o.phase.comm_cycles;
-    phase.host_cycles += o.phase.host_cycles, phase.energy += o.phase.energy;
-    compute_core += o.compute_core, comm_core += o.comm_core;
-    for (size_t i = 0; i < stage_compute.size(); ++i)
-      stage_compute[i] += o.stage_compute[i], stage_energy[i] += o.stage_energy[i], stage_busy[i] += o.stage_busy[i];
+  // Adds `times` passes like `o`.
+  void add(const PassSums& o, double times = 1) {
+    phase.compute_cycles += times * o.phase.compute_cycles, phase.comm_cycles += times * o.phase.comm_cycles;
+    phase.host_cycles += times * o.phase.host_cycles;
+    phase.energy += {times * o.phase.energy.compute_pj, times * o.phase.energy.sram_pj,
+                     times * o.phase.energy.fabric_pj, times * o.phase.energy.offchip_pj};
+    compute_core += times * o.compute_core, comm_core += times * o.comm_core;
+    for (size_t i = 0; i < stage_compute.size(); ++i) {
+      stage_compute[i] += times * o.stage_compute[i], stage_energy[i] += times * o.stage_energy[i];
+      stage_busy[i] += times * o.stage_busy[i];
+    }
   }
+};
+
+bool per_slot(const program::Step& s) {
+  return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.words_per_slot != 0 || s.sram_bytes_per_slot != 0 ||
+         s.total_macs_per_slot != 0;
+}
+
+// A phase's step costs, reused: a step's cost depends on the pass only through its stage's cached
+// slots (steps with per-slot terms) and the chunk's scale, and steps of the same shape (every
+// layer's attention, when their regions are alike) cost the same, so a class of equal steps costs
+// what it cost the last time it met the same slots and scale. Not where costing has side effects
+// (`reuse` false: link loads and cycle-level regions total every call).
+class CostMemo {
+ public:
+  CostMemo(const program::Program& plan, const std::vector<program::Step>& steps, Timer& timer, bool reuse,
+           bool by_name)
+      : plan_(plan), steps_(steps), timer_(timer), reuse_(reuse) {
+    // What a step's cost reads: its figures, its region's size (a transfer's: where the next region
+    // is; host I/O's: the region's place on the wafer); its name where input densities apply.
+    // Numbers first: equal tuples compare their names last.
+    using Shape = std::tuple<int, std::array<int64_t, 11>, std::array<int64_t, 8>, int32_t, bool, std::string_view>;
+    std::vector<Shape> classes;  // a few dozen: found by linear search, comparing a hash first
+    std::vector<size_t> hashes;
+    class_.reserve(steps.size());
+    for (const program::Step& st : steps) {
+      const arch::Region& r = plan.stages.at(static_cast<size_t>(st.stage)).region;
+      const bool transfer = st.pattern == program::Pattern::StageTransfer;
+      const bool host = st.pattern == program::Pattern::HostIn || st.pattern == program::Pattern::HostOut;
+      const arch::Region& to = transfer ? plan.stages.at(static_cast<size_t>(st.to_stage)).region : r;
+      const Shape shape{
+          static_cast<int>(st.pattern),
+          {st.macs, st.macs_per_slot, st.elementwise, st.elementwise_per_slot, st.sram_bytes, st.sram_bytes_per_slot,
+           st.total_macs, st.total_macs_per_slot, st.words, st.words_per_slot, st.host_bytes},
+          {host ? r.x : 0, host ? r.y : 0, r.width, r.height, to.x - r.x, to.y - r.y, to.width, to.height},
+          st.group,
+          st.overlap,
+          std::string_view(by_name && st.op == "matmul" ? st.name : st.op)};
+      size_t hash = std::hash<std::string_view>()(std::get<5>(shape)) ^ static_cast<size_t>(std::get<0>(shape));
+      for (const int64_t v : std::get<1>(shape)) hash = hash * 1000003 + static_cast<size_t>(v);
+      for (const int64_t v : std::get<2>(shape)) hash = hash * 1000003 + static_cast<size_t>(v);
+      size_t known = 0;
+      while (known < classes.size() && (hashes[known] != hash || classes[known] != shape)) ++known;
+      class_.push_back(known);
+      if (known == classes.size()) classes.push_back(shape), hashes.push_back(hash);
+    }
+    cost_.resize(classes.size());
+    key_.assign(classes.size(), {-1, 0.0});
+    costed_.assign(classes.size(), 0);
+  }
+
+  // Step i's cost with `slots` cached slots per core of its stage, at `scale` of a chunk; valid
+  // until the next call.
+  const StepCost& get(size_t i, int64_t slots, double scale) {
+    const program::Step& s = steps_[i];
+    if (!reuse_) return scratch_ = timer_.cost(s, slots, scale);
+    const std::pair<int64_t, double> key{per_slot(s) ? slots : 0, scale};
+    const size_t c = class_[i];
+    if (key_[c] != key) cost_[c] = timer_.cost(s, slots, scale), key_[c] = key, costed_[c] = i;
+    return cost_[c];
+  }
+
+  // The busiest port of step i's cost, as get(i, ...) last returned it: an allreduce's is where
+  // it is on the wafer, so moved from the region of the step costed to step i's.
+  Coord busiest_port(size_t i) const {
+    const program::Step& s = steps_[i];
+    if (!reuse_) return scratch_.fabric.busiest_port;
+    const size_t c = class_[i];
+    Coord port = cost_[c].fabric.busiest_port;
+    if (s.pattern == program::Pattern::AllreduceX || s.pattern == program::Pattern::AllreduceY) {
+      const arch::Region &here = region(i), &there = region(costed_[c]);
+      port.x += static_cast<int32_t>(here.x - there.x);
+      port.y += static_cast<int32_t>(here.y - there.y);
+    }
+    return port;
+  }
+
+ private:
+  const arch::Region& region(size_t step) const { return plan_.stages[static_cast<size_t>(steps_[step].stage)].region; }
+
+  const program::Program& plan_;
+  const std::vector<program::Step>& steps_;
+  Timer& timer_;
+  bool reuse_;
+  std::vector<size_t> class_;  // per step
+  std::vector<StepCost> cost_;
+  std::vector<std::pair<int64_t, double>> key_;  // per class: (slots, or 0 without per-slot terms; scale)
+  std::vector<size_t> costed_;                   // per class: the step whose costing cost_ holds
+  StepCost scratch_;
 };
 
 void finish_fractions(PhaseReport& phase, double compute_core_cycles, double comm_core_cycles, int64_t cores) {
@@ -484,24 +575,20 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   // chunk c + 1 gets there); a decode pass starts when the token before it is out. Returns when
   // the pass ends.
   std::vector<double> region_end(plan.stages.size(), 0.0);
-  // A step's cost depends on the pass only through its stage's cached slots (steps with per-slot
-  // terms) and the chunk's scale, so a step costs what it cost in the last pass that had the same
-  // (the value is reused, not recomputed). Not where costing has side effects: link loads and
-  // cycle-level regions total every call.
+  // Costs are reused (CostMemo) except where costing has side effects.
   const bool reuse_costs = !options.link_loads && options.cycle_region.empty();
-  struct CostMemo {
-    std::vector<StepCost> cost;
-    std::vector<std::pair<int64_t, double>> key;  // (slots, or 0 without per-slot terms; scale)
-    explicit CostMemo(size_t steps) : cost(steps), key(steps, {-1, 0.0}) {}
-  };
-  CostMemo prefill_costs(plan.prefill.size()), decode_costs(plan.decode.size());
-  const auto per_slot = [](const program::Step& s) {
-    return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.words_per_slot != 0 || s.sram_bytes_per_slot != 0 ||
-           s.total_macs_per_slot != 0;
+  CostMemo prefill_costs(plan, plan.prefill, timer, reuse_costs, !options.activation_density.empty()),
+      decode_costs(plan, plan.decode, timer, reuse_costs, !options.activation_density.empty());
+  // The most loaded port each decode step had in any pass (named once the busiest are known).
+  struct PortLoad {
+    int64_t words = 0;
+    Coord port;
+    const char* name = "";
+    int64_t word_hops = 0;
   };
   // A step's cost added to a pass's sums (and to the decode hotspots).
   const auto add_step = [&](PassSums& sums, const program::Step& s, size_t i, const StepCost& c,
-                            std::vector<StepHotspot>* hot) {
+                            std::vector<PortLoad>* hot) {
     const auto cores = static_cast<double>(plan.stages[static_cast<size_t>(s.stage)].region.cores());
     sums.phase.compute_cycles += c.compute;
     sums.phase.comm_cycles += c.comm;
@@ -512,16 +599,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
     sums.stage_compute[static_cast<size_t>(s.stage)] += c.compute;
     sums.stage_energy[static_cast<size_t>(s.stage)] += c.energy.total_pj();
     sums.stage_busy[static_cast<size_t>(s.stage)] += c.compute + c.comm + c.host;
-    if (hot && c.fabric.busiest_port_words > (*hot)[i].busiest_port_words)
-      (*hot)[i] = {s.name, c.fabric.busiest_port_words, c.fabric.busiest_port, c.fabric.busiest_port_name,
+    if (hot && c.fabric.busiest_port_words > (*hot)[i].words)
+      (*hot)[i] = {c.fabric.busiest_port_words, decode_costs.busiest_port(i), c.fabric.busiest_port_name,
                    c.fabric.word_hops};
   };
   auto run_pass = [&](const std::vector<program::Step>& steps, int64_t context, double scale, bool last_chunk,
-                      PassSums& sums, std::vector<StepHotspot>* hot, bool detailed) {
+                      PassSums& sums, std::vector<PortLoad>* hot, bool detailed) {
     const bool decode = hot != nullptr;
     PhaseReport& phase = decode ? report.decode : report.prefill;  // its pass count
     double clock = 0, previous_stage_end = 0;
     int32_t running = -1;
+    const bool per_step_figures = decode && detailed && phase.passes + 2 == plan.max_new_tokens;
+    if (per_step_figures) report.decode_steps.reserve(steps.size());
     for (size_t i = 0; i < steps.size(); ++i) {
       const program::Step& s = steps[i];
       if (s.last_chunk_only && !last_chunk) continue;
@@ -533,13 +622,9 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       const auto& stage = plan.stages.at(static_cast<size_t>(s.stage));
       const int64_t slots = (context + stage.context_split - 1) / stage.context_split;
       const double step_scale = s.last_chunk_only ? 1.0 : scale;
-      CostMemo& memo = decode ? decode_costs : prefill_costs;
-      const std::pair<int64_t, double> key{per_slot(s) ? slots : 0, step_scale};
-      const bool reused = reuse_costs && memo.key[i] == key;
-      const StepCost c = reused ? memo.cost[i] : timer.cost(s, slots, step_scale);
-      if (!reused) memo.cost[i] = c, memo.key[i] = key;
+      const StepCost& c = (decode ? decode_costs : prefill_costs).get(i, slots, step_scale);
       add_step(sums, s, i, c, hot);
-      if (decode && detailed && phase.passes + 2 == plan.max_new_tokens)
+      if (per_step_figures)
         report.decode_steps.push_back(
             {s.name, true, s.stage, phase.passes, clock, c.compute, c.comm, c.host, program::pattern_name(s.pattern),
              static_cast<int64_t>(s.macs + slots * s.macs_per_slot), s.words + slots * s.words_per_slot,
@@ -573,13 +658,58 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   auto progress = [&] {
     if (options.on_pass) options.on_pass(++passes_done, total_passes);
   };
+  // Without a trace, a prefill pass other than the last (a whole chunk, no LM head) is walked
+  // stage by stage instead of step by step: a stage's steps without per-slot terms cost the same
+  // in every such pass (summed once, in `prefill_fixed` and the stage's `fixed` cycles), so only
+  // its steps with them are costed; a stage starts as run_pass starts it.
+  struct StageRun {
+    int32_t stage;
+    double fixed = 0;
+    std::vector<size_t> growing;
+  };
+  std::vector<StageRun> stage_runs;
+  PassSums prefill_fixed(plan.stages.size());
+  const auto stage_pass = [&](int64_t context, PassSums& sums) {
+    if (stage_runs.empty())
+      for (size_t i = 0; i < plan.prefill.size(); ++i) {
+        const program::Step& s = plan.prefill[i];
+        if (s.last_chunk_only) continue;
+        if (stage_runs.empty() || stage_runs.back().stage != s.stage) stage_runs.push_back({s.stage});
+        if (per_slot(s)) {
+          stage_runs.back().growing.push_back(i);
+          continue;
+        }
+        const StepCost& c = prefill_costs.get(i, 0, 1.0);
+        add_step(prefill_fixed, s, i, c, nullptr);
+        stage_runs.back().fixed += c.compute + c.comm + c.host;
+      }
+    sums.add(prefill_fixed);
+    double clock = 0;
+    for (const StageRun& run : stage_runs) {
+      double& region = region_end[owner[static_cast<size_t>(run.stage)]];
+      clock = std::max(clock, region) + run.fixed;
+      const int64_t split = plan.stages[static_cast<size_t>(run.stage)].context_split;
+      for (size_t i : run.growing) {
+        const StepCost& c = prefill_costs.get(i, (context + split - 1) / split, 1.0);
+        add_step(sums, plan.prefill[i], i, c, nullptr);
+        clock += c.compute + c.comm + c.host;
+      }
+      region = clock;
+    }
+    return clock;
+  };
   double prefill_end = 0;
   PassSums prefill(plan.stages.size());
   for (int64_t done = 0; done < plan.prompt_tokens; done += chunk) {
     const int64_t tokens = std::min(chunk, plan.prompt_tokens - done);
     const bool last = done + tokens == plan.prompt_tokens;
-    prefill_end = run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk), last,
-                           prefill, nullptr, report.prefill.passes < 2 || last);
+    // Only a trace shows the first two passes step by step.
+    const bool detailed = report.prefill.passes < 2 || last;
+    if (reuse_costs && !record_trace && !last)
+      prefill_end = stage_pass(done + tokens, prefill);
+    else
+      prefill_end = run_pass(plan.prefill, done + tokens, static_cast<double>(tokens) / static_cast<double>(chunk),
+                             last, prefill, nullptr, detailed);
     ++report.prefill.passes;
     progress();
   }
@@ -588,7 +718,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   finish_fractions(report.prefill, prefill.compute_core, prefill.comm_core, report.cores_used);
   report.time_to_first_token_s = report.prefill.cycles / a.clock_hz;
 
-  std::vector<StepHotspot> hot(plan.decode.size());  // per decode step
+  std::vector<PortLoad> hot(plan.decode.size());  // per decode step
   // The first generated token comes out of prefill; each further one is a decode pass. A decode
   // pass starts when the token before is out, so one whose stages hold as many cached slots as
   // the pass before repeats it exactly (same step costs, same durations): its sums are added
@@ -603,20 +733,34 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
   std::vector<size_t> growing;  // decode steps with per-slot terms
   for (size_t i = 0; i < plan.decode.size(); ++i)
     if (per_slot(plan.decode[i])) growing.push_back(i);
+  std::vector<int64_t> slots(plan.stages.size());
   for (int64_t t = 1; t < plan.max_new_tokens; ++t) {
     const int64_t context = plan.prompt_tokens + t;
-    std::vector<int64_t> slots;
-    for (const auto& st : plan.stages) slots.push_back((context + st.context_split - 1) / st.context_split);
+    for (size_t i = 0; i < plan.stages.size(); ++i)
+      slots[i] = (context + plan.stages[i].context_split - 1) / plan.stages[i].context_split;
+    // The last pass is walked step by step for its per-step figures; a trace also shows the first two.
     const bool detailed = report.decode.passes < 2 || t + 1 == plan.max_new_tokens;
-    const bool summed = reuse_costs && !record_trace && !detailed;
+    const bool summed = reuse_costs && !record_trace && t + 1 != plan.max_new_tokens;
     if (summed && last_duration >= 0 && slots == last_slots) {
-      pass_end += last_duration;
-    } else if (summed) {
+      // This pass and the ones after it up to the next change of any stage's slots (the last pass
+      // is walked in detail): each repeats the pass before.
+      int64_t end = plan.max_new_tokens - 1;
+      for (size_t i = 0; i < plan.stages.size(); ++i)
+        end = std::min(end, last_slots[i] * plan.stages[i].context_split - plan.prompt_tokens + 1);
+      const int64_t repeats = end - t;
+      pass_end += static_cast<double>(repeats) * last_duration;
+      decode.add(last_pass, static_cast<double>(repeats));
+      report.decode.passes += repeats;
+      for (int64_t k = 0; k < repeats; ++k) progress();
+      t = end - 1;
+      continue;
+    }
+    if (summed) {
       if (fixed_duration < 0) {
         fixed_duration = 0;
         for (size_t i = 0; i < plan.decode.size(); ++i) {
           if (per_slot(plan.decode[i])) continue;
-          const StepCost c = timer.cost(plan.decode[i], 0, 1.0);
+          const StepCost& c = decode_costs.get(i, 0, 1.0);
           add_step(fixed, plan.decode[i], i, c, &hot);
           fixed_duration += c.compute + c.comm + c.host;
         }
@@ -626,18 +770,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
       for (size_t i : growing) {
         const program::Step& s = plan.decode[i];
         const int64_t split = plan.stages[static_cast<size_t>(s.stage)].context_split;
-        const StepCost c = timer.cost(s, (context + split - 1) / split, 1.0);
+        const StepCost& c = decode_costs.get(i, (context + split - 1) / split, 1.0);
         add_step(last_pass, s, i, c, &hot);
         duration += c.compute + c.comm + c.host;
       }
       pass_end += duration;
-      last_duration = duration, last_slots = std::move(slots);
+      last_duration = duration, last_slots = slots;
     } else {
       std::fill(region_end.begin(), region_end.end(), pass_end);  // the token before must be out
       last_pass = PassSums(plan.stages.size());
       const double start = pass_end;
       pass_end = run_pass(plan.decode, context, 1.0, true, last_pass, &hot, detailed);
-      last_duration = pass_end - start, last_slots = std::move(slots);
+      last_duration = pass_end - start, last_slots = slots;
     }
     decode.add(last_pass);
     ++report.decode.passes;
@@ -658,12 +802,18 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
                                       report.decode.energy.fabric_pj / n, report.decode.energy.offchip_pj / n};
     for (double& e : report.stage_decode_energy_pj) e /= n;
   }
-  for (const StepHotspot& h : hot)
-    if (h.busiest_port_words > 0) report.busiest_steps.push_back(h);
-  std::sort(report.busiest_steps.begin(), report.busiest_steps.end(), [](const auto& x, const auto& y) {
-    return x.busiest_port_words != y.busiest_port_words ? x.busiest_port_words > y.busiest_port_words : x.step < y.step;
-  });
-  if (report.busiest_steps.size() > 5) report.busiest_steps.resize(5);
+  std::vector<size_t> loaded;
+  for (size_t i = 0; i < hot.size(); ++i)
+    if (hot[i].words > 0) loaded.push_back(i);
+  const size_t shown = std::min<size_t>(5, loaded.size());
+  std::partial_sort(
+      loaded.begin(), loaded.begin() + static_cast<std::ptrdiff_t>(shown), loaded.end(), [&](size_t x, size_t y) {
+        return hot[x].words != hot[y].words ? hot[x].words > hot[y].words : plan.decode[x].name < plan.decode[y].name;
+      });
+  for (size_t k = 0; k < shown; ++k) {
+    const PortLoad& h = hot[loaded[k]];
+    report.busiest_steps.push_back({plan.decode[loaded[k]].name, h.words, h.port, h.name, h.word_hops});
+  }
   if (options.link_loads) report.link_words = timer.link_words();
   if (!options.cycle_region.empty()) {
     report.cycle_region = timer.cycle_region();

@@ -25,7 +25,10 @@ namespace tessera::sim {
 struct Energy {
   double compute_pj = 0, sram_pj = 0, fabric_pj = 0, offchip_pj = 0;
   double total_pj() const { return compute_pj + sram_pj + fabric_pj + offchip_pj; }
-  Energy& operator+=(const Energy& o);
+  Energy& operator+=(const Energy& o) {
+    compute_pj += o.compute_pj, sram_pj += o.sram_pj, fabric_pj += o.fabric_pj, offchip_pj += o.offchip_pj;
+    return *this;
+  }
 };
 
 struct PhaseReport {

@@ -29,15 +29,17 @@ fi
 [ -f build-fuzz/CMakeCache.txt ] ||
   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++-14 -DTESSERA_FUZZ=ON -DTESSERA_BUILD_TESTS=OFF -DTESSERA_BUILD_PYTHON=OFF -DTESSERA_BUILD_MPI=OFF \
         -DTESSERA_BUILD_BENCH=OFF > /dev/null
-targets=(fuzz_safetensors fuzz_descriptions fuzz_plans fuzz_tokenizer)
+targets=(fuzz_safetensors fuzz_descriptions fuzz_plans fuzz_tokenizer fuzz_onnx)
 cmake --build build-fuzz --target "${targets[@]}" -j2
 
 # Seeds: the committed safetensors corpus; every shipped arch and model description; the plans and
-# run JSON of each fabric, written by the CLI of the main build; text and a tiny vocabulary.
+# run JSON of each fabric, written by the CLI of the main build; text and a tiny vocabulary; the
+# smaller committed ONNX export.
 [ -x build/tessera ] || { echo "fuzz: build/tessera is missing; run scripts/setup.sh first"; exit 1; }
 seeds_root=$(mktemp -d)
 trap 'rm -rf "$seeds_root"' EXIT
-mkdir -p "$seeds_root"/{descriptions,plans,tokenizer}
+mkdir -p "$seeds_root"/{descriptions,plans,tokenizer,onnx}
+cp tests/data/onnx/micro.onnx "$seeds_root/onnx/"
 cp configs/arch/*.yaml configs/models/*.yaml configs/sweeps/*.yaml tests/data/llama-tiny.yaml "$seeds_root/descriptions/"
 cp tests/data/sweeps/tiny.yaml "$seeds_root/descriptions/sweep-tiny.yaml"
 for family in gpt2 llama; do cp "tests/data/hf/$family/config.json" "$seeds_root/descriptions/hf-$family.json"; done
@@ -56,6 +58,7 @@ for target in "${targets[@]}"; do
     fuzz_descriptions) seeds=$seeds_root/descriptions ;;
     fuzz_plans) seeds=$seeds_root/plans ;;
     fuzz_tokenizer) seeds=$seeds_root/tokenizer ;;
+    fuzz_onnx) seeds=$seeds_root/onnx ;;
   esac
   echo "fuzz: $target, $what"
   # -runs and -seed make the run repeatable; a failing input is written to build-fuzz/ (crash-*).

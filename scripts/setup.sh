@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev
           libopenblas-dev libgtest-dev libbenchmark-dev libstb-dev pybind11-dev python3-dev python3-numpy
+          libonnx-dev libprotobuf-dev
           libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do

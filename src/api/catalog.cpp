@@ -64,8 +64,11 @@ void require_experts_for_routing(const ir::ModelConfig& model, compiler::Routing
 }
 
 target::ModelSource load_model_source(const fs::path& model_path) {
-  const std::string yaml = read_text_file(model_path);
-  return {ir::parse_model_config(yaml, model_path.string(), model_path.parent_path()), yaml, model_path.string()};
+  std::string text = read_text_file(model_path), origin = model_path.string();
+  // Plans embed the model's description as text: an ONNX export's is the YAML it is raised to.
+  if (origin.ends_with(".onnx"))
+    text = ir::onnx_config_yaml(text, origin, model_path.parent_path()), origin = ir::onnx_yaml_origin(origin);
+  return {ir::parse_model_config(text, origin, model_path.parent_path()), text, origin};
 }
 
 std::unique_ptr<target::Target> load_target(const std::string& arch_name, const PrecisionPolicy& policy) {

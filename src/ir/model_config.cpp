@@ -1,5 +1,7 @@
 #include "tessera/ir/model_config.hpp"
 
+#include "tessera/onnx/onnx_import.hpp"
+
 #include <fmt/core.h>
 
 #include "tessera/base/error.hpp"
@@ -50,8 +52,24 @@ HfFiles hf_files(const std::filesystem::path& dir) {
 
 }  // namespace
 
+std::string onnx_config_yaml(const std::string& bytes, const std::string& origin,
+                             const std::filesystem::path& base_dir) {
+  const onnx_import::ImportedModel imported = onnx_import::import_onnx(bytes, origin);
+  const std::filesystem::path file(origin);
+  std::string yaml = fmt::format("name: {}\n{}weights: {}\n", file.stem().string(), onnx_import::shape_yaml(imported),
+                                 file.filename().string());
+  // A tokenizer beside the file, as in a Hugging Face directory.
+  const HfFiles files = hf_files(base_dir);
+  if (!files.encoder.empty())
+    yaml += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", files.encoder, files.merges);
+  if (!files.tokenizer_json.empty()) yaml += fmt::format("tokenizer: {{json: {}}}\n", files.tokenizer_json);
+  return yaml;
+}
+
 ModelConfig parse_model_config(const std::string& text, const std::string& origin,
                                const std::filesystem::path& base_dir) {
+  if (origin.ends_with(".onnx"))
+    return parse_model_config(onnx_config_yaml(text, origin, base_dir), onnx_yaml_origin(origin), base_dir);
   if (origin.ends_with(".json")) {
     const HfFiles files = hf_files(base_dir);
     const std::filesystem::path dir = std::filesystem::path(origin).parent_path();

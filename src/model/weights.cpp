@@ -12,6 +12,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/model/safetensors.hpp"
+#include "tessera/onnx/onnx_import.hpp"
 
 namespace tessera::model {
 
@@ -110,7 +111,38 @@ class Checkpoint {
 
 }  // namespace
 
+namespace {
+
+// An ONNX export's weights, raised to tessera's names (onnx/onnx_import.hpp).
+Weights load_onnx_weights(const ir::Graph& graph, const std::filesystem::path& path) {
+  onnx_import::ImportedModel imported = onnx_import::import_onnx(read_text_file(path), path.string());
+  std::map<std::string, Tensor> tensors;
+  for (auto& t : imported.tensors) tensors[t.name] = {std::move(t.shape), std::move(t.values)};
+  Weights weights;
+  for (const auto& node : graph.nodes()) {
+    if (node.op != ir::OpKind::Param || weights.find(node.name)) continue;
+    const auto it = tensors.find(node.name);
+    if (it == tensors.end())
+      fail("{}: the model it exports has no tensor '{}' (expected shape {}); is this the export for this model config?",
+           path.string(), node.name, node.type.shape.str());
+    if (it->second.shape != node.type.shape.dims)
+      fail("{}: tensor '{}' has shape {} but the model config needs {}", path.string(), node.name,
+           shape_str(it->second.shape), node.type.shape.str());
+    weights.insert(node.name, std::move(it->second));
+    tensors.erase(it);
+  }
+  if (!tensors.empty())
+    fail(
+        "{}: {} tensor(s) the model config does not use, e.g. '{}'; does the config (n_layers, family) match the "
+        "export?",
+        path.string(), tensors.size(), tensors.begin()->first);
+  return weights;
+}
+
+}  // namespace
+
 Weights load_weights(const ir::Graph& graph, const std::filesystem::path& path) {
+  if (path.extension() == ".onnx") return load_onnx_weights(graph, path);
   const Checkpoint checkpoint(path);
   Weights weights;
   std::set<std::string> used;

@@ -1028,6 +1028,44 @@ TEST(Cli, HuggingFaceDirectoriesRunWithPyTorchsTokens) {
   }
 }
 
+// A GPT-2 exported with torch.onnx (tools/gen_onnx_model.py wrote it with PyTorch's greedy
+// continuation) runs from the .onnx file on the host and on every single-chip preset with
+// PyTorch's tokens; an export tessera does not raise, or a truncated one, is refused by name.
+TEST(Cli, OnnxExportsRunOnEveryMachineWithPyTorchsTokens) {
+  const std::string dir = std::string(TESSERA_SOURCE_DIR) + "/tests/data/onnx";
+  const std::string tokenizer = std::string(TESSERA_SOURCE_DIR) + "/models/default";
+  const nlohmann::json expected = nlohmann::json::parse(read_all(dir + "/expected.json"));
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_onnx";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const std::string prompt = expected["prompt"].get<std::string>();
+  const Result host = tessera(fmt::format("run -m {}/gpt2-tiny.onnx --tokenizer {} --arch host -n 12 -t 0 -q -p \"{}\"",
+                                          dir, tokenizer, prompt));
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  EXPECT_TRUE(contains(host.stdout_text, prompt + expected["text"].get<std::string>())) << host.stdout_text;
+  for (const char* arch : {"a100", "bow", "gc200", "h100", "h200", "mesh-32x32", "trn1", "trn2", "wse2", "wse3"}) {
+    const std::string json = (base / (std::string(arch) + ".json")).string();
+    const Result r =
+        tessera(fmt::format("run -m {}/gpt2-tiny.onnx --tokenizer {} --arch {} -n 12 -t 0 -q -p \"{}\" --json {}", dir,
+                            tokenizer, arch, prompt, json));
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.output;
+    const nlohmann::json out = nlohmann::json::parse(read_all(json));
+    EXPECT_EQ(out["tokens"]["prompt_ids"], expected["prompt_ids"]) << arch;
+    EXPECT_EQ(out["tokens"]["generated_ids"], expected["greedy"]) << arch;
+  }
+  const Result erf =
+      tessera(fmt::format("run -m {}/unsupported.onnx --tokenizer {} --arch host -n 1 -p x", dir, tokenizer));
+  EXPECT_EQ(erf.exit_code, 1);
+  EXPECT_TRUE(contains(erf.output, "unsupported.onnx: node '/h.0/Erf' (Erf): exact (erf) GELU")) << erf.output;
+  const std::string whole = read_all(dir + "/gpt2-tiny.onnx");
+  std::ofstream(base / "truncated.onnx", std::ios::binary) << whole.substr(0, whole.size() / 2);
+  const Result truncated =
+      tessera("run --arch wse2 -n 1 -p x --tokenizer " + tokenizer + " -m " + (base / "truncated.onnx").string());
+  EXPECT_EQ(truncated.exit_code, 1);
+  EXPECT_TRUE(contains(truncated.output, "truncated.onnx: not an ONNX model")) << truncated.output;
+  std::filesystem::remove_all(base);
+}
+
 // Checkable outputs: a run with values puts its token ids in the JSON and, with --logits, writes
 // the logits each generated token came from as .npy; greedy tokens are their argmax, and the
 // wafer's logits are the host's within fp32 tolerance.

@@ -61,6 +61,16 @@ std::string model_config_yaml(const ModelConfig& config, const std::string& weig
 ModelConfig parse_model_config(const std::string& yaml_text, const std::string& origin,
                                const std::filesystem::path& base_dir = {});
 
+// A model exported with torch.onnx (onnx/onnx_import.hpp) as the model config YAML the parser
+// above reads: named after the file, its weights the file itself, a tokenizer beside it in
+// `base_dir` as in a Hugging Face directory. Throws Error naming the file, node and op for a graph
+// tessera does not raise. An `origin` ending in ".onnx" is parsed through this.
+std::string onnx_config_yaml(const std::string& bytes, const std::string& origin,
+                             const std::filesystem::path& base_dir = {});
+inline std::string onnx_yaml_origin(const std::string& onnx_origin) {
+  return onnx_origin + " (as tessera's model keys)";
+}
+
 // A Hugging Face config.json (GPT-2, Llama 2/3/3.1, Mistral) as the model config YAML the parser
 // above reads, named `name`, with the directory's weights (model.safetensors, or the index of a
 // sharded checkpoint) and tokenizer files when given. Throws Error naming the file and field for

@@ -11,6 +11,8 @@
   expected.json      the prompt, its token ids and PyTorch's greedy continuation (up to
                      <|endoftext|>, where generation stops) and its text
   micro.onnx         a one-block model of width 8 (16 tokens, 8 positions): the fuzzer's seed
+  micro-static.onnx  the same exported for 6 tokens with no dynamic axis: torch.onnx folds the
+                     position lookup, so only the first 6 positions are in the file
   unsupported.onnx   micro.onnx with exact (erf) GELU, which tessera does not model: the import
                      must refuse it naming the op and the node
 """
@@ -85,10 +87,10 @@ class Gpt2(nn.Module):
                     module.bias.copy_(w[p + theirs + ".bias"])
 
 
-def export(model, path):
-    torch.onnx.export(model, (torch.zeros(1, 8, dtype=torch.long),), path, opset_version=17,
+def export(model, path, dynamic=True):
+    torch.onnx.export(model, (torch.zeros(1, 6, dtype=torch.long),), path, opset_version=17,
                       input_names=["input_ids"], output_names=["logits"],
-                      dynamic_axes={"input_ids": {1: "sequence"}, "logits": {1: "sequence"}})
+                      dynamic_axes={"input_ids": {1: "sequence"}, "logits": {1: "sequence"}} if dynamic else None)
 
 
 def main():
@@ -109,10 +111,11 @@ def main():
     export(model, os.path.join(OUT, "gpt2-tiny.onnx"))
     micro = dict(cfg, vocab_size=16, context_length=8, d_model=8, n_layers=1, n_heads=2, n_kv_heads=2, d_ff=16)
     micro_weights = {n: random_tensor(n, s, 7) for n, s in torch_models.gpt2_param_shapes(micro).items()}
-    for name, approximate in [("micro.onnx", "tanh"), ("unsupported.onnx", "none")]:
+    for name, approximate, dynamic in [("micro.onnx", "tanh", True), ("micro-static.onnx", "tanh", False),
+                                       ("unsupported.onnx", "none", True)]:
         small = Gpt2(micro, approximate=approximate).eval()
         small.load(micro_weights)
-        export(small, os.path.join(OUT, name))
+        export(small, os.path.join(OUT, name), dynamic)
 
     ids = tokenizer.encode(PROMPT)
     seq = list(ids)

@@ -106,7 +106,13 @@ class Graph {
     if (const auto it = initializers_.find(value); it != initializers_.end()) return decode(*it->second);
     const onnx::NodeProto* n = producer(value);
     if (!n || depth > 64) return std::nullopt;
-    if (n->op_type() == "Identity") return constant(n->input(0), depth + 1);
+    if (n->op_type() == "Identity" || n->op_type() == "Cast") return constant(n->input(0), depth + 1);
+    // Unsqueezed or squeezed (without constant folding): the values, their size-1 dimensions dropped.
+    if (n->op_type() == "Unsqueeze" || n->op_type() == "Squeeze") {
+      std::optional<Array> c = constant(n->input(0), depth + 1);
+      if (c) std::erase(c->dims, 1);
+      return c;
+    }
     if (n->op_type() != "Constant") return std::nullopt;
     for (const auto& a : n->attribute()) {
       if (a.name() == "value") return decode(a.t());
@@ -301,6 +307,7 @@ class Raiser {
               const onnx::NodeProto& at) {
     std::optional<Array> w = g_.weight(value);
     if (!w) g_.refuse("{} reads '{}' as {}, which is computed, not a stored weight", describe(at), value, name);
+    while (w->dims.size() > shape.size() && w->dims.front() == 1) w->dims.erase(w->dims.begin());  // [1, T, d]
     if (w->dims != shape)
       g_.refuse("{}: '{}' ({}) has shape [{}], expected [{}]", describe(at), value, name, fmt::join(w->dims, ", "),
                 fmt::join(shape, ", "));
@@ -389,6 +396,7 @@ class Raiser {
     }
     const std::optional<Array> a = g_.constant(where.input(1)), b = g_.constant(where.input(2));
     const auto hides = [](const std::optional<Array>& c) { return c && c->values.size() == 1 && c->values[0] < -1e4; };
+    if (mask) std::erase(mask->dims, 1);  // a mask broadcast over batch and heads
     if (!mask || mask->dims.size() != 2 || mask->dims[0] != mask->dims[1] || (hides(a) == hides(b)))
       g_.refuse("{}: {} is not a causal mask over stored positions (a square mask filling -inf)", layer,
                 describe(where));
@@ -457,6 +465,11 @@ ImportedModel import_onnx(const std::string& bytes, const std::string& origin) {
     if (n.output_size() == 0 || static_cast<size_t>(n.input_size()) < required_inputs(n.op_type()))
       g.refuse("{} has {} inputs and {} outputs; ONNX's {} takes at least {} and gives one", describe(n),
                n.input_size(), n.output_size(), n.op_type(), required_inputs(n.op_type()));
+    if (n.op_type() == "ReduceMean")
+      g.refuse(
+          "{}: a LayerNorm decomposed into ReduceMean, Sub, Pow, Sqrt and Div (an export at opset < 17); "
+          "re-export with opset_version=17, where it is one LayerNormalization node",
+          describe(n));
     if (!known_ops().contains(n.op_type()))
       g.refuse(
           "{}: tessera does not import {} nodes; it raises GPT-2-style decoders exported by torch.onnx (see "
@@ -482,15 +495,20 @@ ImportedModel import_onnx(const std::string& bytes, const std::string& origin) {
   if (!wte || wte->dims.size() != 2) g.refuse("{} does not read a stored token table", describe(tokens));
   m.vocab_size = wte->dims[0], m.d_model = wte->dims[1];
   const onnx::NodeProto& embed = r.only_consumer(tokens.output(0), "Add", "the position embeddings' Add");
-  const onnx::NodeProto* positions = g.producer(embed.input(0) == tokens.output(0) ? embed.input(1) : embed.input(0));
-  const std::optional<Array> wpe =
-      positions && positions->op_type() == "Gather" ? g.constant(positions->input(0)) : std::nullopt;
+  // Positions: a lookup in the stored table, or (an export with a static sequence length, its
+  // lookup folded by torch.onnx) the table's first rows as a constant: then that length is the
+  // context the model is known for.
+  std::string table = embed.input(0) == tokens.output(0) ? embed.input(1) : embed.input(0);
+  if (const onnx::NodeProto* lookup = g.producer(table); lookup && lookup->op_type() == "Gather")
+    table = lookup->input(0);
+  std::optional<Array> wpe = g.constant(table);
+  if (wpe) std::erase(wpe->dims, 1);
   if (!wpe || wpe->dims.size() != 2 || wpe->dims[1] != m.d_model)
     g.refuse("{} does not add a stored position table [context, {}] (learned positions, as GPT-2's)", describe(embed),
              m.d_model);
   m.context_length = wpe->dims[0];
   r.tensor(tokens.input(0), "wte.weight", wte->dims, tokens);
-  r.tensor(positions->input(0), "wpe.weight", wpe->dims, *positions);
+  r.tensor(table, "wpe.weight", wpe->dims, embed);
 
   std::string x = embed.output(0);
   for (;; ++m.n_layers) {

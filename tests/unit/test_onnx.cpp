@@ -63,6 +63,20 @@ TEST(Onnx, ATorchExportIsRaisedToTheGpt2ItDescribes) {
   EXPECT_EQ(std::vector<int64_t>(
                 {small.vocab_size, small.context_length, small.d_model, small.n_layers, small.n_heads, small.d_ff}),
             std::vector<int64_t>({16, 8, 8, 1, 2, 16}));
+  // Exported for 6 tokens with no dynamic axis: the position lookup folded to the table's first 6
+  // rows, which are all the file says; the rest is the same model.
+  const std::string fixed = std::string(TESSERA_SOURCE_DIR) + "/tests/data/onnx/micro-static.onnx";
+  const onnx_import::ImportedModel folded = onnx_import::import_onnx(read_text_file(fixed), fixed);
+  EXPECT_EQ(folded.context_length, 6);
+  ASSERT_EQ(folded.tensors.size(), small.tensors.size());
+  for (size_t i = 0; i < small.tensors.size(); ++i) {
+    EXPECT_EQ(folded.tensors[i].name, small.tensors[i].name);
+    if (folded.tensors[i].name == "wpe.weight")
+      EXPECT_TRUE(std::equal(folded.tensors[i].values.begin(), folded.tensors[i].values.end(),
+                             small.tensors[i].values.begin()));
+    else
+      EXPECT_EQ(folded.tensors[i].values, small.tensors[i].values) << folded.tensors[i].name;
+  }
 
   const ir::ModelConfig config = ir::load_model_config(kExport);
   EXPECT_EQ(config.name, "gpt2-tiny");

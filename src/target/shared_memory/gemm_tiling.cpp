@@ -25,14 +25,15 @@ GemmRate gemm_rate(const arch::ArchSpec& a, const std::string& dtype, double mac
   const auto rows = a.core.matrix_rows.find(dtype);
   return {a.core.macs_per_cycle.at(dtype) * a.gpu.matmul_efficiency,
           rows != a.core.matrix_rows.end() ? static_cast<int64_t>(rows->second) : 0, storage_bits(dtype) / 8,
-          mac_density};
+          mac_density, storage_bits(dtype) / 8};
 }
 
 double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t rows, int64_t cols) {
   const double compute = static_cast<double>(rows * cols) * rate.mac_density / rate.macs_per_sm_cycle;
   if (a.gpu.l2_bytes_per_second <= 0) return compute;
   const double l2_bytes_per_sm_cycle = a.gpu.l2_bytes_per_second / a.clock_hz / static_cast<double>(a.usable.cores());
-  return std::max(compute, static_cast<double>(rows + cols) * rate.element_bytes / l2_bytes_per_sm_cycle);
+  const double bytes = static_cast<double>(rows) * rate.element_bytes + static_cast<double>(cols) * rate.weight_bytes;
+  return std::max(compute, bytes / l2_bytes_per_sm_cycle);
 }
 
 std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate& rate,

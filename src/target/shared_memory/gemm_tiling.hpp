@@ -20,22 +20,25 @@ struct GemmTiling {
 };
 
 // What a GEMM needs of the chip: its MAC rate per SM and cycle (the sustained one), the rows a
-// matrix unit computes at least (0: only the rows there are), the activations' element size, and
-// the share of the MACs performed (structured sparsity skips some).
+// matrix unit computes at least (0: only the rows there are), the activations' element size, the
+// weight operand's bytes per element as it crosses L2 (its stored format: a weight-only kernel
+// loads packed int8/int4 weights and dequantises them on the SM), and the share of the MACs
+// performed (structured sparsity skips some).
 struct GemmRate {
   double macs_per_sm_cycle = 0;
   int64_t matrix_rows = 0;
   double element_bytes = 2;
   double mac_density = 1;
+  double weight_bytes = 2;
 };
 
 // The rate of `dtype` products on this chip: macs_per_cycle at the arch's matmul_efficiency, its
-// matrix_rows, and the element size of the format.
+// matrix_rows, and the element size of the format (of both operands).
 GemmRate gemm_rate(const arch::ArchSpec& a, const std::string& dtype, double mac_density = 1);
 
 // Cycles of one step of K for a CTA computing a rows x cols tile: its MACs at the SM's rate, or its
-// operands' rows + cols elements at the SM's share of the L2 bandwidth (where the arch gives it),
-// whichever is longer.
+// operands' rows activations and cols weights at the SM's share of the L2 bandwidth (where the arch
+// gives it), whichever is longer.
 double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t rows, int64_t cols);
 
 // [m, k] x [k, n] products of one shape [k, n], one per row group (a plain GEMM has one group),

@@ -63,7 +63,7 @@ class GpuLowering {
     kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
     target::GemmRate rate = gemm_;
-    rate.mac_density = density;
+    rate.mac_density = density, rate.weight_bytes = weight_bits(k) / 8;
     const auto tiling = target::fastest_tiling(a_, rate, groups, n, k, split_k, memory_cycles);
     if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", name, a_.name,

@@ -6,6 +6,7 @@
 
 #include "gemm_tiling.hpp"
 #include "tessera/base/error.hpp"
+#include "tessera/compiler/request.hpp"
 #include "tessera/ir/model_config.hpp"
 #include "tessera/target/arch.hpp"
 
@@ -21,7 +22,7 @@ struct KernelCost {
 class GpuTimer {
  public:
   explicit GpuTimer(const program::GpuPlan& plan)
-      : plan_(plan), arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)) {
+      : plan_(plan), arch_(target::parse_arch(plan.arch_yaml, plan.arch_origin)), storage_(arch_, plan.precision) {
     if (arch_.fabric != "shared_memory") fail("{}: not a GPU arch", plan.arch_origin);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
@@ -54,14 +55,16 @@ class GpuTimer {
       // its link, and one message's latency (tessera's assumption; docs/gpu-model.md).
       c.link = k.link_bytes / arch_.chip_link.sustained_bytes_per_second() + arch_.chip_link.latency_s;
     } else if (k.op == "gemm" || k.op == "experts") {
-      // Waves of CTAs, each SM working through one tile; the unpacking runs on the SMs' lanes.
+      // Waves of CTAs, each SM working through one tile; a weight-only kernel dequantises on the
+      // SMs' vector lanes alongside the tensor cores, so the longer of the two bounds it (Marlin
+      // orders the two so neither stalls the other [N16]).
       const double dense = static_cast<double>(k.m) * static_cast<double>(k.n) * static_cast<double>(k.k);
       const double performed = dense > 0 ? k.macs / dense : 1.0;  // < 1 where pruned zeros are skipped
       target::GemmRate rate = gemm_;
-      rate.mac_density = performed;
-      c.compute = static_cast<double>(k.waves * k.tile_k) * target::tile_step_cycles(arch_, rate, k.tile_m, k.tile_n) /
-                      arch_.clock_hz +
-                  k.unpack_ops / unpack_rate_;
+      rate.mac_density = performed, rate.weight_bytes = storage_.bits(k.k) / 8;
+      c.compute = std::max(static_cast<double>(k.waves * k.tile_k) *
+                               target::tile_step_cycles(arch_, rate, k.tile_m, k.tile_n) / arch_.clock_hz,
+                           k.unpack_ops / unpack_rate_);
     } else {
       c.compute = c.macs / ((k.op == "attention" ? attention_rate_ : rate_) * sms);
     }
@@ -83,6 +86,7 @@ class GpuTimer {
  private:
   const program::GpuPlan& plan_;
   arch::ArchSpec arch_;
+  compiler::WeightStorage storage_;  // how the plan's weights are stored: their bytes through L2
   double rate_ = 1, attention_rate_ = 1, unpack_rate_ = 1, mac_pj_ = 0;
   target::GemmRate gemm_;
 };

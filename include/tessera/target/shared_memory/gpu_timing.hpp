@@ -1,5 +1,5 @@
 // Timing and energy of a GPU plan (timing-only), kernel by kernel:
-//   time = launch + max(tensor time + dequantisation, HBM time), or the link time of an allreduce,
+//   time = launch + max(tensor time, dequantisation, HBM time), or the link time of an allreduce,
 // where tensor time = waves x one CTA tile's MACs / the SM's MAC rate (so partial tiles and the
 // last partial wave cost what they occupy) and HBM time = bytes / peak bandwidth. Kernels run one
 // after another. Energy = MACs x mac[dtype] + HBM bytes x hbm + link bytes x link.

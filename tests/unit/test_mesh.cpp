@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "tessera/base/fs.hpp"
@@ -185,6 +186,52 @@ TEST(MeshTiming, ReusedCostsGiveTheStepByStepWalksResults) {
     for (size_t i = 0; i < a.decode_steps.size(); ++i)
       EXPECT_EQ(a.decode_steps[i].comm_cycles, b.decode_steps[i].comm_cycles) << a.decode_steps[i].name;
   }
+}
+
+// The compiler times every prefill chunk size that fits (the prompt halved down to one token) and
+// keeps the one that finishes the prompts of the requests in flight first: a 16-token prompt on
+// wse2 is fastest in 1-token chunks that fill the 33-stage pipeline at once, although 4 fit; with
+// 8 requests in flight, whose prompts wait for the busiest stage, 2-token chunks (less fixed
+// latency per token) win. A chunk given that does not fit is refused.
+TEST(MeshCompiler, PrefillChunksAreChosenByTheTimingModel) {
+  for (const int64_t batch : {1, 8}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    compiler::MeshCompileOptions options{16, 2, PrecisionPolicy::uniform("fp16")};
+    options.requests_in_flight = batch;
+    const auto chosen = compiled("llama3-8b", "wse2", options);
+    const auto done = [&](const program::Program& plan) {
+      const auto r = sim::simulate_mesh_timing(plan);
+      const double busiest = *std::max_element(r.stage_prefill_cycles.begin(), r.stage_prefill_cycles.end());
+      return r.time_to_first_token_s + static_cast<double>(batch - 1) * busiest / r.clock_hz;
+    };
+    const double best = done(chosen);
+    std::map<int64_t, double> times;
+    for (const int64_t chunk : {16, 8, 4, 2, 1}) {
+      options.prefill_chunk_tokens = chunk;
+      if (chunk > 4) {  // each core's activations and attention scores for 8 tokens overflow its SRAM
+        EXPECT_NE(error_of([&] { compile(inputs("llama3-8b", "wse2"), options); }).find("do not fit"),
+                  std::string::npos);
+        continue;
+      }
+      const auto forced = compiled("llama3-8b", "wse2", options);
+      ASSERT_EQ(forced.prefill_chunk_tokens, chunk);
+      times[chunk] = done(forced);
+      EXPECT_GE(times[chunk], best * (1 - 1e-12)) << chunk << "-token chunks";
+    }
+    EXPECT_EQ(times.at(chosen.prefill_chunk_tokens), best);
+    EXPECT_EQ(chosen.prefill_chunk_tokens, batch == 1 ? 1 : 2);
+    if (batch == 1) {
+      EXPECT_LT(times.at(1), 0.7 * times.at(4)) << "filling the pipeline wins";
+    }
+  }
+  compiler::MeshCompileOptions too_big{4096, 2, PrecisionPolicy::uniform("fp16")};
+  too_big.prefill_chunk_tokens = 64;
+  EXPECT_NE(error_of([&] {
+              compile(inputs("llama3-8b", "wse2"), too_big);
+            }).find("prefill chunks of 64 tokens do not fit the activation buffers"),
+            std::string::npos);
+  too_big.prefill_chunk_tokens = 5000;
+  EXPECT_NE(error_of([&] { compile(inputs("llama3-8b", "wse2"), too_big); }).find("give 1..4096"), std::string::npos);
 }
 
 TEST(MeshTiming, MoreLinkBandwidthNeverSlowsDecode) {

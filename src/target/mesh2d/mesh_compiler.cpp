@@ -700,9 +700,7 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   p.batch = options.requests_in_flight;
   p.layers = n_layers, p.embedding = options.slice.embedding, p.lm_head = head;
   if (model.n_experts > 0) p.routing = routing_name(options.routing);
-  // The largest prefill chunk whose activations still fit every region.
   const int64_t per_region = placement->layers_per_region;
-  int64_t chunk = options.prompt_tokens;
   auto chunk_fits = [&](int64_t t) {
     const auto shape = [&](int64_t s) {
       const arch::Region& reg = placement->regions[static_cast<size_t>(s)];
@@ -712,66 +710,113 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
       if (!low.fits(low.layer(), shape(s), t, std::min(per_region, n_layers - s))) return false;
     return !head || low.fits(low.head(), shape(n_layers), t);
   };
-  while (chunk > 1 && !chunk_fits(chunk)) chunk = (chunk + 1) / 2;
-  p.prefill_chunk_tokens = chunk;
-
-  for (size_t s = 0; s < placement->regions.size(); ++s) {
-    const bool is_layer = s < static_cast<size_t>(n_layers);
-    const StageKind& kind = is_layer ? low.layer() : low.head();
-    const arch::Region& reg = placement->regions[s];
-    const Footprint f = low.footprint(kind, {reg.width, reg.height}, chunk);
-    program::Stage st;
-    st.name = is_layer ? fmt::format("layer {}", s) : "lm_head";
-    st.region = reg;
-    st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv;
-    // Layers sharing a region share its activation buffers (program.hpp, Stage).
-    st.activation_bytes = !is_layer || s % static_cast<size_t>(per_region) == 0 ? f.activations : 0;
-    st.routes = kRoutesPerCore;
-    st.context_split = reg.height;
-    st.total_weight_bytes = low.weight_bytes(kind);
-    if (st.routes > arch.core.routes) {
-      result.status = FitFailure{model.name,
-                                 arch.name,
-                                 "routes per core",
-                                 fmt::format("stage '{}'", st.name),
-                                 static_cast<double>(st.routes),
-                                 static_cast<double>(arch.core.routes),
-                                 "routes",
-                                 fmt::format("stage '{}' needs {} routes per core but {} cores have {}", st.name,
-                                             st.routes, arch.name, arch.core.routes),
-                                 ""};
-      return result;
+  // The plan's stages and steps for prefill chunks of `chunk` tokens (false: a stage needs more
+  // routes than a core has; result.status says which).
+  const auto lay_out = [&](program::Program& plan, int64_t chunk) {
+    plan.prefill_chunk_tokens = chunk;
+    plan.stages.clear(), plan.prefill.clear(), plan.decode.clear();
+    for (size_t s = 0; s < placement->regions.size(); ++s) {
+      const bool is_layer = s < static_cast<size_t>(n_layers);
+      const StageKind& kind = is_layer ? low.layer() : low.head();
+      const arch::Region& reg = placement->regions[s];
+      const Footprint f = low.footprint(kind, {reg.width, reg.height}, chunk);
+      program::Stage st;
+      st.name = is_layer ? fmt::format("layer {}", s) : "lm_head";
+      st.region = reg;
+      st.weight_bytes = f.weights, st.kv_cache_bytes = f.kv;
+      // Layers sharing a region share its activation buffers (program.hpp, Stage).
+      st.activation_bytes = !is_layer || s % static_cast<size_t>(per_region) == 0 ? f.activations : 0;
+      st.routes = kRoutesPerCore;
+      st.context_split = reg.height;
+      st.total_weight_bytes = low.weight_bytes(kind);
+      if (st.routes > arch.core.routes) {
+        result.status = FitFailure{model.name,
+                                   arch.name,
+                                   "routes per core",
+                                   fmt::format("stage '{}'", st.name),
+                                   static_cast<double>(st.routes),
+                                   static_cast<double>(arch.core.routes),
+                                   "routes",
+                                   fmt::format("stage '{}' needs {} routes per core but {} cores have {}", st.name,
+                                               st.routes, arch.name, arch.core.routes),
+                                   ""};
+        return false;
+      }
+      plan.stages.push_back(st);
     }
-    p.stages.push_back(st);
-  }
-  Step host_in;
-  host_in.name = options.slice.embedding ? "embedding_from_host" : "activations_from_previous_chip";
-  host_in.stage = 0, host_in.op = "host";
-  host_in.pattern = Pattern::HostIn;
-  host_in.host_bytes = chunk * model.d_model * kActivationBytes;
-  p.prefill.push_back(host_in);
-  host_in.host_bytes = model.d_model * kActivationBytes;
-  p.decode.push_back(host_in);
-  for (size_t s = 0; s < placement->regions.size(); ++s) {
-    const bool is_layer = s < static_cast<size_t>(n_layers);
-    const StageKind& kind = is_layer ? low.layer() : low.head();
-    const Shape shape{placement->regions[s].width, placement->regions[s].height};
-    const bool before_head = head && s + 1 == static_cast<size_t>(n_layers);
-    for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, chunk, true, before_head))
-      p.prefill.push_back(st);
-    for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, 1, false, before_head))
-      p.decode.push_back(st);
-  }
-  if (!head) {
-    // A pipeline stage without the LM head hands every token's activations to the next chip
-    // through the host I/O instead of to a next stage on this wafer.
-    for (auto* phase : {&p.prefill, &p.decode}) {
-      Step& out = phase->back();
-      const int64_t tokens = phase == &p.prefill ? chunk : 1;
-      out.name = "activations_to_next_chip", out.op = "host", out.pattern = Pattern::HostOut;
-      out.words = 0, out.to_stage = -1;
-      out.host_bytes = tokens * model.d_model * kActivationBytes;
+    Step host_in;
+    host_in.name = options.slice.embedding ? "embedding_from_host" : "activations_from_previous_chip";
+    host_in.stage = 0, host_in.op = "host";
+    host_in.pattern = Pattern::HostIn;
+    host_in.host_bytes = chunk * model.d_model * kActivationBytes;
+    plan.prefill.push_back(host_in);
+    host_in.host_bytes = model.d_model * kActivationBytes;
+    plan.decode.push_back(host_in);
+    for (size_t s = 0; s < placement->regions.size(); ++s) {
+      const bool is_layer = s < static_cast<size_t>(n_layers);
+      const StageKind& kind = is_layer ? low.layer() : low.head();
+      const Shape shape{placement->regions[s].width, placement->regions[s].height};
+      const bool before_head = head && s + 1 == static_cast<size_t>(n_layers);
+      for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, chunk, true, before_head))
+        plan.prefill.push_back(st);
+      for (auto& st : low.stage_steps(kind, static_cast<int32_t>(s), shape, 1, false, before_head))
+        plan.decode.push_back(st);
     }
+    if (!head) {
+      // A pipeline stage without the LM head hands every token's activations to the next chip
+      // through the host I/O instead of to a next stage on this wafer.
+      for (auto* phase : {&plan.prefill, &plan.decode}) {
+        Step& out = phase->back();
+        const int64_t tokens = phase == &plan.prefill ? chunk : 1;
+        out.name = "activations_to_next_chip", out.op = "host", out.pattern = Pattern::HostOut;
+        out.words = 0, out.to_stage = -1;
+        out.host_bytes = tokens * model.d_model * kActivationBytes;
+      }
+    }
+    return true;
+  };
+  // The prefill chunk: of the sizes whose activations fit every region (the prompt, halved until
+  // one fits, and each half of that down to one token), the one with which the timing model
+  // finishes the prompts of all requests in flight first: the first one's prefill, and each other
+  // one once the busiest layer stage is free (a closed batch, as served throughput counts it; one
+  // request: its time to first token). Larger chunks share each step's fixed latency (tree levels,
+  // hops, ramps) among more tokens, so they keep the busiest stage busy for less; smaller ones fill
+  // the pipeline of layer stages sooner.
+  if (options.prefill_chunk_tokens < 0 || options.prefill_chunk_tokens > options.prompt_tokens)
+    fail("a prefill chunk of {} tokens: give 1..{} (the prompt), or 0 to let the compiler choose",
+         options.prefill_chunk_tokens, options.prompt_tokens);
+  if (options.prefill_chunk_tokens > 0) {
+    if (!chunk_fits(options.prefill_chunk_tokens))
+      fail("prefill chunks of {} tokens do not fit the activation buffers of every region of this placement",
+           options.prefill_chunk_tokens);
+    lay_out(p, options.prefill_chunk_tokens);  // a failure is in result.status
+    return result;
+  }
+  std::vector<int64_t> chunks;
+  for (int64_t chunk = options.prompt_tokens;; chunk = (chunk + 1) / 2) {
+    if (chunks.empty() ? chunk_fits(chunk) : true) chunks.push_back(chunk);
+    if (chunk == 1) break;
+  }
+  if (chunks.empty()) chunks.push_back(1);
+  if (!lay_out(p, chunks.front())) return result;
+  // (A training step runs whole sequences, not prompt chunks: it keeps the largest.)
+  if (chunks.size() > 1 && !options.place_for_training) {
+    program::Program trial = p;
+    trial.max_new_tokens = 1;  // the prompt only
+    sim::TimingOptions timing;
+    timing.fabric = options.placement_model;
+    const auto prompts_done = [&] {
+      const sim::MeshReport r = sim::simulate_mesh_timing(trial, timing);
+      const double busiest = *std::max_element(r.stage_prefill_cycles.begin(), r.stage_prefill_cycles.end());
+      return r.time_to_first_token_s + static_cast<double>(options.requests_in_flight - 1) * busiest / r.clock_hz;
+    };
+    double fastest = prompts_done();
+    int64_t best = chunks.front();
+    for (size_t c = 1; c < chunks.size(); ++c) {
+      lay_out(trial, chunks[c]);
+      if (const double done = prompts_done(); done < fastest) fastest = done, best = chunks[c];
+    }
+    if (best != chunks.front()) lay_out(p, best);
   }
   return result;
 }

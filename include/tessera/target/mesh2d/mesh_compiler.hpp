@@ -33,8 +33,11 @@ struct MeshCompileOptions {
   // Choose the regions for a training step's pace (the slowest stage's forward pass of one
   // prompt) instead of a decode token's latency through every stage.
   bool place_for_training = false;
-  // How candidate placements are timed: the fabric model the plan will be simulated with.
+  // How candidate placements (and prefill chunks) are timed: the fabric model the plan will be
+  // simulated with.
   sim::FabricModel placement_model = sim::FabricModel::Fast;
+  // Prompt tokens per prefill chunk; 0: of the sizes that fit, the fastest by that model.
+  int64_t prefill_chunk_tokens = 0;
 };
 
 struct MeshCompileResult {
@@ -42,7 +45,8 @@ struct MeshCompileResult {
   program::Program program;
 };
 
-// Throws Error on bad options (a format the arch does not support, context beyond the model's); returns a failed
+// Throws Error on bad options (a format the arch does not support, context beyond the model's, a
+// prefill chunk that does not fit); returns a failed
 // Status when the model does not fit the machine.
 MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::string& model_yaml,
                                    const std::string& model_origin, const arch::ArchSpec& arch,

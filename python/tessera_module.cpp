@@ -34,9 +34,11 @@ PrecisionPolicy precision(const std::string& dtype) {
 
 py::dict run(const std::string& model, const std::string& arch, const std::string& prompt, int64_t max_new_tokens,
              double temperature, int64_t top_k, uint64_t seed, bool values, int64_t prompt_tokens,
-             const std::string& dtype, const std::string& weights, const std::string& fidelity) {
+             const std::string& dtype, const std::string& weights, const std::string& fidelity,
+             const std::string& tokenizer) {
   api::RunRequest request;
   request.model = model, request.arch = arch, request.weights = weights, request.prompt = prompt;
+  request.tokenizer_dir = tokenizer;
   request.prompt_tokens = prompt_tokens, request.max_new_tokens = max_new_tokens;
   request.sampling = {temperature, top_k, seed};
   request.values = values, request.keep_logits = values, request.precision = precision(dtype);
@@ -194,7 +196,8 @@ PYBIND11_MODULE(tessera, m) {
         py::arg("model") = "default", py::arg("arch") = "wse2",
         py::arg("prompt") = "It is a truth universally acknowledged, that", py::arg("max_new_tokens") = 64,
         py::arg("temperature") = 0.8, py::arg("top_k") = 40, py::arg("seed") = 0, py::arg("values") = true,
-        py::arg("prompt_tokens") = 0, py::arg("dtype") = "", py::arg("weights") = "", py::arg("fidelity") = "flow");
+        py::arg("prompt_tokens") = 0, py::arg("dtype") = "", py::arg("weights") = "", py::arg("fidelity") = "flow",
+        py::arg("tokenizer") = "");
   m.def("compare", &compare, "One model on several machines: a dict per machine and batch",
         py::arg("model") = "default", py::arg("archs") = std::vector<std::string>{"wse2"},
         py::arg("prompt_tokens") = 128, py::arg("max_new_tokens") = 128, py::arg("batches") = std::vector<int64_t>{1},

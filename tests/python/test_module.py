@@ -1,7 +1,8 @@
 """The Python module (`import tessera`) against the library it binds: run with values on the host
-and on a wafer gives the same greedy tokens and logits, the report is the CLI's JSON, compare gives
-a row per machine, eval a finite perplexity, train_step a training step, train a falling loss, and
-bad input raises tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python."""
+and on a wafer gives the same greedy tokens and logits, an ONNX export PyTorch's tokens, the report
+is the CLI's JSON, compare gives a row per machine, eval a finite perplexity, train_step a training
+step, train a falling loss, and bad input raises tessera.Error. Run by ctest with /usr/bin/python3 and PYTHONPATH=build/python."""
+import json
 import math
 import os
 import sys
@@ -34,6 +35,11 @@ load = wafer["report"]["link_load"]  # blocks of block x block routers on a larg
 check(wafer["link_load"]["east"].shape == (load["height"], load["width"]) and wafer["link_load"]["east"].sum() > 0,
       "link loads as [height, width] arrays")
 check(wafer["text"].startswith("It is a truth universally acknowledged, that"), "the text starts with the prompt")
+
+exported = json.load(open(os.path.join(ROOT, "tests/data/onnx/expected.json")))
+onnx = tessera.run(model=os.path.join(ROOT, "tests/data/onnx/gpt2-tiny.onnx"), tokenizer=os.path.join(ROOT, "models/default"),
+                   arch="gc200", prompt=exported["prompt"], max_new_tokens=12, temperature=0.0)
+check(onnx["generated_ids"] == exported["greedy"], "a torch.onnx export runs with PyTorch's tokens")
 
 timing = tessera.run(model="llama3-8b", arch="wse3", values=False, prompt_tokens=64, max_new_tokens=8, dtype="fp16",
                      fidelity="analytic")

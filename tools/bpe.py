@@ -109,7 +109,7 @@ def train(text, vocab_size, special="<|endoftext|>"):
 
 class Tokenizer:
     def __init__(self, encoder, merges):
-        self.encoder = encoder
+        self.encoder, self.merges = encoder, merges
         self.ranks = {m: i for i, m in enumerate(merges)}
         self.b2u = bytes_to_unicode()
 
@@ -139,3 +139,12 @@ def save(encoder, merges, encoder_path, merges_path):
         f.write("#version: 0.2\n")
         for a, b in merges:
             f.write(f"{a} {b}\n")
+
+
+def load(encoder_path, merges_path):
+    """The tokenizer save() wrote."""
+    with open(encoder_path) as f:
+        encoder = json.load(f)
+    with open(merges_path) as f:
+        merges = [tuple(line.rstrip("\n").split(" ")) for line in f.readlines()[1:] if line.strip()]
+    return Tokenizer(encoder, merges)

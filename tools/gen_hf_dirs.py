@@ -69,11 +69,8 @@ def generate(w, cfg, tokenizer):
 def main():
     torch.set_num_threads(2)
     pkg = os.path.join(ROOT, "models", "default")
-    with open(os.path.join(pkg, "encoder.json")) as f:
-        encoder = json.load(f)
-    with open(os.path.join(pkg, "vocab.bpe")) as f:
-        merges = [tuple(line.rstrip("\n").split(" ")) for line in f.readlines()[1:] if line.strip()]
-    tokenizer = bpe.Tokenizer(encoder, merges)
+    tokenizer = bpe.load(os.path.join(pkg, "encoder.json"), os.path.join(pkg, "vocab.bpe"))
+    encoder = tokenizer.encoder
     vocab = len(encoder)
 
     cases = {
@@ -134,7 +131,7 @@ def main():
                 "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
                 "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
                           "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
-                          "vocab": encoder, "merges": [" ".join(m) for m in merges]}})
+                          "vocab": encoder, "merges": [" ".join(m) for m in tokenizer.merges]}})
         if name == "gpt2":
             stored = {"transformer." + n: t for n, t in w.items()}
             for i in range(cfg["n_layers"]):  # the causal-mask buffer older GPT-2 checkpoints carry

@@ -97,11 +97,8 @@ def main():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     pkg = os.path.join(ROOT, "models", "default")
-    with open(os.path.join(pkg, "encoder.json")) as f:
-        encoder = json.load(f)
-    with open(os.path.join(pkg, "vocab.bpe")) as f:
-        merges = [tuple(line.rstrip("\n").split(" ")) for line in f.readlines()[1:] if line.strip()]
-    tokenizer = bpe.Tokenizer(encoder, merges)
+    tokenizer = bpe.load(os.path.join(pkg, "encoder.json"), os.path.join(pkg, "vocab.bpe"))
+    encoder = tokenizer.encoder
     cfg = {"family": "gpt2", "vocab_size": len(encoder), "context_length": 64, "d_model": 32, "n_layers": 2,
            "n_heads": 4, "n_kv_heads": 4, "d_ff": 128, "norm_eps": 1e-5, "tie_embeddings": True}
     w = {n: random_tensor(n, s, 7) for n, s in torch_models.gpt2_param_shapes(cfg).items()}

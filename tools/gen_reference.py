@@ -121,11 +121,7 @@ def main():
     pkg = os.path.join(ROOT, "models", "default")
     cfg = load_config(os.path.join(pkg, "config.yaml"))
     w = read_safetensors(os.path.join(pkg, "model.safetensors"))
-    with open(os.path.join(pkg, "encoder.json")) as f:
-        encoder = json.load(f)
-    with open(os.path.join(pkg, "vocab.bpe")) as f:
-        merges = [tuple(line.rstrip("\n").split(" ")) for line in f.readlines()[1:] if line.strip()]
-    tok = bpe.Tokenizer(encoder, merges)
+    tok = bpe.load(os.path.join(pkg, "encoder.json"), os.path.join(pkg, "vocab.bpe"))
     ids = sorted(rng.choice(cfg["vocab_size"], 256, replace=False).tolist())
     prompts = ["It is a truth universally acknowledged, that",
                "Mr. Darcy's  letter\n\narrived at Longbourn; Elizabeth read it 3 times!",

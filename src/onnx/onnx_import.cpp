@@ -467,8 +467,10 @@ ImportedModel import_onnx(const std::string& bytes, const std::string& origin) {
                n.input_size(), n.output_size(), n.op_type(), required_inputs(n.op_type()));
     if (n.op_type() == "ReduceMean")
       g.refuse(
-          "{}: a LayerNorm decomposed into ReduceMean, Sub, Pow, Sqrt and Div (an export at opset < 17); "
-          "re-export with opset_version=17, where it is one LayerNormalization node",
+          "{}: a norm decomposed into elementary ops: an RMSNorm (a Llama-style export, which tessera does "
+          "not raise from ONNX yet: give the Hugging Face directory, config.json and safetensors), or a "
+          "LayerNorm exported at opset < 17 (re-export with opset_version=17, where it is one "
+          "LayerNormalization node)",
           describe(n));
     if (!known_ops().contains(n.op_type()))
       g.refuse(

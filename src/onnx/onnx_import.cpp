@@ -101,12 +101,26 @@ class Graph {
     return out;
   }
 
-  // A value known before the run: an initializer or a Constant node's, through Identity nodes.
+  // A value known before the run: an initializer or a Constant node's, through Identity nodes and
+  // the casts and (un)squeezes of shape arithmetic.
   std::optional<Array> constant(const std::string& value, int depth = 0) const {
     if (const auto it = initializers_.find(value); it != initializers_.end()) return decode(*it->second);
     const onnx::NodeProto* n = producer(value);
     if (!n || depth > 64) return std::nullopt;
-    if (n->op_type() == "Identity" || n->op_type() == "Cast") return constant(n->input(0), depth + 1);
+    if (n->op_type() == "Identity") return constant(n->input(0), depth + 1);
+    // Shape and mask arithmetic casts to integers or booleans (float weights are never cast).
+    if (n->op_type() == "Cast") {
+      int64_t to = 0;
+      for (const auto& a : n->attribute())
+        if (a.name() == "to") to = a.i();
+      if (to != onnx::TensorProto::INT64 && to != onnx::TensorProto::INT32 && to != onnx::TensorProto::BOOL)
+        return std::nullopt;
+      std::optional<Array> c = constant(n->input(0), depth + 1);
+      if (c)
+        for (double& v : c->values)
+          v = to == onnx::TensorProto::BOOL ? (v != 0 ? 1.0 : 0.0) : (std::abs(v) < 9e18 ? std::trunc(v) : 0.0);
+      return c;
+    }
     // Unsqueezed or squeezed (without constant folding): the values, their size-1 dimensions dropped.
     if (n->op_type() == "Unsqueeze" || n->op_type() == "Squeeze") {
       std::optional<Array> c = constant(n->input(0), depth + 1);

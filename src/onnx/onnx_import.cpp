@@ -165,71 +165,44 @@ class Graph {
     if (t.data_location() == onnx::TensorProto::EXTERNAL)
       refuse("tensor '{}' is stored in an external data file; tessera reads models saved as one .onnx file", t.name());
     const std::string& raw = t.raw_data();
-    const auto from_raw = [&](size_t bytes, auto convert) {
-      if (raw.size() != static_cast<size_t>(n) * bytes)
+    // The raw bytes as n little-endian elements of T, each widened to double.
+    const auto from_raw = [&]<typename T>(T) {
+      if (raw.size() != static_cast<size_t>(n) * sizeof(T))
         refuse("tensor '{}' holds {} bytes of data for {} elements of {} bytes (truncated or corrupt)", t.name(),
-               raw.size(), n, bytes);
+               raw.size(), n, sizeof(T));
       a.values.resize(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) a.values[static_cast<size_t>(i)] = convert(raw.data() + i * bytes);
+      for (int64_t i = 0; i < n; ++i) {
+        T v;
+        std::memcpy(&v, raw.data() + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+        a.values[static_cast<size_t>(i)] = static_cast<double>(v);
+      }
     };
-    const auto check = [&](int64_t size) {
-      if (size != n) refuse("tensor '{}' holds {} values for shape of {} elements (corrupt)", t.name(), size, n);
+    // Or the typed field holding them.
+    const auto from_field = [&](const auto& field) {
+      if (field.size() != n)
+        refuse("tensor '{}' holds {} values for shape of {} elements (corrupt)", t.name(), field.size(), n);
+      a.values.assign(field.begin(), field.end());
     };
     switch (t.data_type()) {
       case onnx::TensorProto::FLOAT:
-        if (!raw.empty())
-          from_raw(4, [](const char* p) {
-            float f;
-            std::memcpy(&f, p, 4);
-            return static_cast<double>(f);
-          });
-        else
-          check(t.float_data_size()), a.values.assign(t.float_data().begin(), t.float_data().end());
+        raw.empty() ? from_field(t.float_data()) : from_raw(float{});
         break;
-      case onnx::TensorProto::FLOAT16:
-        if (!raw.empty())
-          from_raw(2, [](const char* p) {
-            uint16_t h;
-            std::memcpy(&h, p, 2);
-            return static_cast<double>(fp16_to_float(h));
-          });
-        else {
-          check(t.int32_data_size());
-          for (int32_t h : t.int32_data()) a.values.push_back(fp16_to_float(static_cast<uint16_t>(h)));
-        }
+      case onnx::TensorProto::FLOAT16:  // the bits, in int32_data without raw data
+        raw.empty() ? from_field(t.int32_data()) : from_raw(uint16_t{});
+        for (double& v : a.values) v = fp16_to_float(static_cast<uint16_t>(v));
         break;
       case onnx::TensorProto::DOUBLE:
-        if (!raw.empty())
-          from_raw(8, [](const char* p) {
-            double d;
-            std::memcpy(&d, p, 8);
-            return d;
-          });
-        else
-          check(t.double_data_size()), a.values.assign(t.double_data().begin(), t.double_data().end());
+        raw.empty() ? from_field(t.double_data()) : from_raw(double{});
         break;
       case onnx::TensorProto::INT64:
-        if (!raw.empty())
-          from_raw(8, [](const char* p) {
-            int64_t v;
-            std::memcpy(&v, p, 8);
-            return static_cast<double>(v);
-          });
-        else
-          check(t.int64_data_size()), a.values.assign(t.int64_data().begin(), t.int64_data().end());
+        raw.empty() ? from_field(t.int64_data()) : from_raw(int64_t{});
         break;
       case onnx::TensorProto::INT32:
+        raw.empty() ? from_field(t.int32_data()) : from_raw(int32_t{});
+        break;
       case onnx::TensorProto::BOOL:
-        if (!raw.empty() && t.data_type() == onnx::TensorProto::BOOL)
-          from_raw(1, [](const char* p) { return *p != 0 ? 1.0 : 0.0; });
-        else if (!raw.empty())
-          from_raw(4, [](const char* p) {
-            int32_t v;
-            std::memcpy(&v, p, 4);
-            return static_cast<double>(v);
-          });
-        else
-          check(t.int32_data_size()), a.values.assign(t.int32_data().begin(), t.int32_data().end());
+        raw.empty() ? from_field(t.int32_data()) : from_raw(uint8_t{});
+        for (double& v : a.values) v = v != 0 ? 1.0 : 0.0;
         break;
       default:
         refuse(

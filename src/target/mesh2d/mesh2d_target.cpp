@@ -122,8 +122,7 @@ class Mesh2dTarget : public Target {
     for (const auto& s : m.decode_steps) stage_cycles[s.stage] += s.compute_cycles + s.comm_cycles + s.host_cycles;
     for (const auto& [_, cycles] : stage_cycles)
       r.decode_interval_s = std::max(r.decode_interval_s, cycles / m.clock_hz);
-    for (const double cycles : m.stage_prefill_cycles)
-      r.prefill_interval_s = std::max(r.prefill_interval_s, cycles / m.clock_hz);
+    r.prefill_interval_s = m.prefill_interval_s();
     r.energy_per_token_pj = m.decode_energy_per_token.total_pj();
     r.macs_per_token = m.decode_energy_per_token.compute_pj / arch().energy.mac_pj.at(program->precision.activations);
     r.utilization =

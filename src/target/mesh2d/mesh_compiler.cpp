@@ -792,13 +792,11 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     lay_out(p, options.prefill_chunk_tokens);  // a failure is in result.status
     return result;
   }
-  std::vector<int64_t> chunks;
-  for (int64_t chunk = options.prompt_tokens;; chunk = (chunk + 1) / 2) {
-    if (chunks.empty() ? chunk_fits(chunk) : true) chunks.push_back(chunk);
-    if (chunk == 1) break;
-  }
-  if (chunks.empty()) chunks.push_back(1);
-  if (!lay_out(p, chunks.front())) return result;
+  int64_t largest = options.prompt_tokens;
+  while (largest > 1 && !chunk_fits(largest)) largest = (largest + 1) / 2;
+  std::vector<int64_t> chunks{largest};
+  while (chunks.back() > 1) chunks.push_back((chunks.back() + 1) / 2);
+  if (!lay_out(p, largest)) return result;
   // (A training step runs whole sequences, not prompt chunks: it keeps the largest.)
   if (chunks.size() > 1 && !options.place_for_training) {
     program::Program trial = p;
@@ -807,16 +805,15 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
     timing.fabric = options.placement_model;
     const auto prompts_done = [&] {
       const sim::MeshReport r = sim::simulate_mesh_timing(trial, timing);
-      const double busiest = *std::max_element(r.stage_prefill_cycles.begin(), r.stage_prefill_cycles.end());
-      return r.time_to_first_token_s + static_cast<double>(options.requests_in_flight - 1) * busiest / r.clock_hz;
+      return r.time_to_first_token_s + static_cast<double>(options.requests_in_flight - 1) * r.prefill_interval_s();
     };
     double fastest = prompts_done();
-    int64_t best = chunks.front();
+    int64_t best = largest;
     for (size_t c = 1; c < chunks.size(); ++c) {
       lay_out(trial, chunks[c]);
       if (const double done = prompts_done(); done < fastest) fastest = done, best = chunks[c];
     }
-    if (best != chunks.front()) lay_out(p, best);
+    if (best != largest) lay_out(p, best);
   }
   return result;
 }

@@ -11,6 +11,7 @@
 // values measured how many there were (TimingOptions::activation_density).
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <string>
@@ -99,6 +100,12 @@ struct MeshReport {
   // Per stage: the cycles it is busy over the prefill (arithmetic, fabric and host I/O): the next
   // request's prompt can follow once the busiest stage has finished this one's.
   std::vector<double> stage_prefill_cycles;
+  // Seconds the busiest stage is busy with one prompt: how soon the wafer takes the next one's.
+  double prefill_interval_s() const {
+    double busiest = 0;
+    for (const double cycles : stage_prefill_cycles) busiest = std::max(busiest, cycles);
+    return clock_hz > 0 ? busiest / clock_hz : 0;
+  }
   std::vector<TraceSlice> trace;         // filled when asked for
   std::vector<TraceSlice> decode_steps;  // every step of the last decode pass (per-op figures)
   // With TimingOptions::link_loads: 32-bit words each link carried over the whole run, indexed

@@ -15,6 +15,12 @@ const compiler::LoweredModel& ModelSource::lowered() const {
   return lowered_once->model;
 }
 
+GemmOutcome Target::simulate_gemm(const GemmWork&) const {
+  fail("{} ({} fabric) has no model of a matrix product as a kernel of its own yet; mesh2d machines have one "
+       "(wse2, wse3, mesh-32x32)",
+       arch().name, arch().fabric);
+}
+
 const std::vector<TargetInfo>& targets() {
   static const std::vector<TargetInfo> all = {
       {"mesh2d", "tessera-mesh-plan", make_mesh2d_target},

@@ -8,6 +8,7 @@
 #include "tessera/api/run.hpp"
 #include "tessera/api/sweep.hpp"
 #include "tessera/api/train.hpp"
+#include "tessera/api/gemm.hpp"
 #include "tessera/api/validate.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
@@ -346,6 +347,16 @@ int validate_command(const ValidateFlags& flags) {
   if (!flags.json.empty()) report::write_output(flags.json, report::validation_json(rows), files);
   if (!flags.csv.empty()) report::write_output(flags.csv, report::validation_csv(rows), files);
   if (!flags.svg.empty()) report::write_output(flags.svg, report::validation_svg(rows), files);
+  return 0;
+}
+
+int gemm_command(GemmFlags flags) {
+  check_outputs({flags.json}, {});
+  flags.work.values = !flags.no_numerics;
+  flags.work.fidelity = flags.fidelity == "cycle" ? target::Fidelity::Cycle : target::Fidelity::Flow;
+  const std::vector<report::GemmRun> runs = api::gemm(flags.archs, flags.work);
+  std::fputs(report::gemm_table(flags.work, runs).c_str(), stdout);
+  if (!flags.json.empty()) report::write_output(flags.json, report::gemm_json(flags.work, runs), {});
   return 0;
 }
 

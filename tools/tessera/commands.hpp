@@ -78,6 +78,15 @@ struct ValidateFlags {
 };
 // `tessera validate [FILES]`: predictions against published measurements.
 int validate_command(const ValidateFlags& flags);
+struct GemmFlags {
+  std::vector<std::string> archs{"wse2"};
+  target::GemmWork work;
+  std::string fidelity = "flow";
+  bool no_numerics = false;
+  std::string json;
+};
+// `tessera gemm -M -K -N --arch ...`: one matrix product timed alone, each algorithm of each machine.
+int gemm_command(GemmFlags flags);
 // `tessera report RUN.json -o PAGE.html`: the self-contained HTML page of a run.
 int report_command(const std::string& run_json, const std::string& output);
 int models_command();

@@ -287,6 +287,25 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("--csv", validate.csv, "Write the rows as CSV");
   validate_cmd->add_option("--svg", validate.svg, "Plot predicted against published (log-log, 1.5x and 2x bands)");
 
+  GemmFlags gemm;
+  auto* gemm_cmd = app.add_subcommand(
+      "gemm", "One matrix product C = A B timed alone on a mesh's cores: SUMMA, Cannon and MeshGEMM side by side");
+  gemm_cmd->add_option("-M", gemm.work.m, "Rows of A and C")->required();
+  gemm_cmd->add_option("-K", gemm.work.k, "Columns of A, rows of B")->required();
+  gemm_cmd->add_option("-N", gemm.work.n, "Columns of B and C")->required();
+  gemm_cmd->add_option("--arch", gemm.archs, "Machines, comma-separated (presets or arch files)")
+      ->delimiter(',')
+      ->capture_default_str();
+  gemm_cmd->add_option("--dtype", gemm.work.dtype, "Format of A and B (the MAC dtype)")->capture_default_str();
+  gemm_cmd->add_option("--algorithm", gemm.work.algorithm, "summa, cannon or meshgemm (default: all, the fastest chosen)");
+  gemm_cmd->add_option("--cores", gemm.work.cores, "Side P of the P x P grid of cores (default: the largest square)");
+  gemm_cmd->add_option("--fidelity", gemm.fidelity, "flow (routed flows with contention) or cycle (every wavelet)")
+      ->check(CLI::IsMember({"flow", "cycle"}))
+      ->capture_default_str();
+  gemm_cmd->add_flag("--no-numerics", gemm.no_numerics, "Time only; do not compute C core by core");
+  gemm_cmd->add_option("--seed", gemm.work.seed, "Seed of the operands (uniform in [-1, 1))")->capture_default_str();
+  gemm_cmd->add_option("--json", gemm.json, "Write every algorithm's figures as JSON");
+
   CompareFlags compare;
   auto* compare_cmd = app.add_subcommand("compare",
                                          "One model on several machines and systems side by side (timing; values with "
@@ -403,6 +422,7 @@ int main(int argc, char** argv) {
     if (*compile_cmd) return compile_command(compile);
     if (*compare_cmd) return compare_command(compare);
     if (*validate_cmd) return validate_command(validate);
+    if (*gemm_cmd) return gemm_command(gemm);
     if (*sweep_cmd) return sweep_command(sweep);
     if (*simulate_cmd) return simulate_command(plan_path, simulate_outputs);
     if (*eval_cmd) return eval_command(eval, eval_text, eval_window);

@@ -178,6 +178,40 @@ struct TrainingValues {
   std::string layout;  // for people: where the model sits and how its products are split
 };
 
+// One matrix product C[m, n] = A[m, k] x B[k, n] as a kernel of its own (`tessera gemm`): the
+// component the distributed-matmul literature measures, timed alone on one chip.
+struct GemmWork {
+  int64_t m = 0, k = 0, n = 0;
+  std::string dtype = "fp16";  // A's and B's format, the MAC dtype; products summed in the arch's accumulator
+  std::string algorithm;       // one the target names in GemmOutcome; "": all of them, the fastest chosen
+  int64_t cores = 0;           // mesh fabrics: the side P of the P x P grid of cores (0: the largest square)
+  Fidelity fidelity = Fidelity::Flow;
+  // Compute C with the algorithm's own data movement (each core multiplies what it holds) and
+  // compare it with the host's product of the same operands: small products only.
+  bool values = true;
+  uint64_t seed = 1;  // the operands: uniform in [-1, 1), rounded to dtype
+};
+struct GemmAlgorithmResult {
+  std::string algorithm, description;
+  std::string does_not_fit;  // "": it fits; else what does not fit where, and what would
+  double memory_bytes = 0;   // per core: operand tiles, their buffers and the accumulators
+  double memory_available_bytes = 0;
+  int64_t steps = 0;
+  double compute_s = 0;        // the arithmetic of every step
+  double communication_s = 0;  // communication not hidden behind arithmetic
+  double seconds = 0;
+  double word_hops = 0;      // fabric traffic: 32-bit words x links crossed
+  double max_abs_error = -1;  // values: largest |C - host product| (-1: not computed)
+  std::string bound;         // "compute" or "fabric"
+};
+struct GemmOutcome {
+  std::string layout;  // for people: the grid of cores and the tiles each holds
+  double peak_macs_per_s = 0;  // of the cores used, in the work's dtype
+  double max_abs_product = 0;  // values: the largest |host product| (the scale of max_abs_error)
+  std::vector<GemmAlgorithmResult> algorithms;
+  int chosen = -1;  // the fastest that fits; -1: none fits
+};
+
 class Target {
  public:
   explicit Target(ArchSource arch) : arch_(std::move(arch)) {}
@@ -213,6 +247,10 @@ class Target {
   // One chip's training step with values, for work.global_batch sequences of work.seq tokens in
   // fp32 (work.chips must be 1). Throws Error where the target computes no training values.
   virtual TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const;
+  // One matrix product on this chip with each of its algorithms (GemmWork). Throws Error on a bad
+  // request (a dtype the chip lacks, a grid larger than the chip, values of a product too large to
+  // compute here) or where the target has no GEMM kernel model.
+  virtual GemmOutcome simulate_gemm(const GemmWork& work) const;
 
  protected:
   ArchSource arch_;

@@ -7,14 +7,6 @@ namespace tessera::sim::patterns {
 
 namespace {
 
-// The physical position that position p sends to in WaferLLM's interleaved ring on a line of n
-// cores: 0 -> 2 -> 4 -> ... -> (end) -> ... -> 3 -> 1 -> 0, every step at most two hops.
-int32_t interleaved_next(int32_t p, int32_t n) {
-  if (n == 2) return 1 - p;
-  if (p % 2 == 0) return p + 2 <= n - 1 ? p + 2 : (p == n - 1 ? n - 2 : n - 1);
-  return p - 2 >= 0 ? p - 2 : 0;
-}
-
 // Core at position `pos` of line `line` (a row when along_x, else a column).
 Coord at(const arch::Region& r, bool along_x, int64_t line, int64_t pos) {
   return along_x ? Coord{static_cast<int32_t>(r.x + pos), static_cast<int32_t>(r.y + line)}
@@ -23,14 +15,20 @@ Coord at(const arch::Region& r, bool along_x, int64_t line, int64_t pos) {
 
 }  // namespace
 
-Collective ring_shift(const arch::Region& r, int64_t words, bool along_x) {
+int32_t ring_next(int32_t p, int32_t n, bool interleaved) {
+  if (!interleaved || n <= 2) return (p + 1) % n;
+  if (p % 2 == 0) return p + 2 <= n - 1 ? p + 2 : (p == n - 1 ? n - 2 : n - 1);
+  return p - 2 >= 0 ? p - 2 : 0;
+}
+
+Collective ring_shift(const arch::Region& r, int64_t words, bool along_x, bool interleaved) {
   Collective c;
   const auto n = static_cast<int32_t>(along_x ? r.width : r.height);
   const int64_t lines = along_x ? r.height : r.width;
   if (n < 2) return c;
   for (int64_t line = 0; line < lines; ++line)
     for (int32_t p = 0; p < n; ++p)
-      c.flows.push_back({at(r, along_x, line, p), {at(r, along_x, line, interleaved_next(p, n))}, words, {}});
+      c.flows.push_back({at(r, along_x, line, p), {at(r, along_x, line, ring_next(p, n, interleaved))}, words, {}});
   return c;
 }
 
@@ -41,13 +39,14 @@ Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words) {
   return c;
 }
 
-Collective row_broadcast(const arch::Region& r, int64_t words, int32_t root) {
-  if (root < 0 || root >= r.width) fail("broadcast root column {} is outside the {}-wide region", root, r.width);
+Collective line_broadcast(const arch::Region& r, int64_t words, int32_t root, bool along_x) {
+  const int64_t n = along_x ? r.width : r.height, lines = along_x ? r.height : r.width;
+  if (root < 0 || root >= n) fail("broadcast root {} is outside the region's {} cores along its lines", root, n);
   Collective c;
-  for (int64_t y = 0; y < r.height; ++y) {
-    Flow f{at(r, true, y, root), {}, words, {}};
-    for (int64_t x = 0; x < r.width; ++x)
-      if (x != root) f.dsts.push_back(at(r, true, y, x));
+  for (int64_t line = 0; line < lines; ++line) {
+    Flow f{at(r, along_x, line, root), {}, words, {}};
+    for (int64_t p = 0; p < n; ++p)
+      if (p != root) f.dsts.push_back(at(r, along_x, line, p));
     if (!f.dsts.empty()) c.flows.push_back(std::move(f));
   }
   return c;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "../targets.hpp"
+#include "mesh2d_gemm.hpp"
 #include "mesh2d_training.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
@@ -88,6 +89,8 @@ class Mesh2dTarget : public Target {
   TrainingValues training_values(const ModelSource& model, const TrainingWork& work) const override {
     return wafer_training_values(arch_, model, work);
   }
+
+  GemmOutcome simulate_gemm(const GemmWork& work) const override { return simulate_mesh_gemm(arch_.spec, work); }
 
   RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {
     const auto& program = plan_as<MeshPlan>(plan, "mesh2d").program;

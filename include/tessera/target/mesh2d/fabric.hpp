@@ -83,13 +83,20 @@ class MeshFabric {
 
 // Communication patterns on a rectangle of cores (x0, y0, w, h), as the mesh compiler emits them.
 namespace patterns {
-// Cyclic shift of `words` per core along rows (or columns), with the ring interleaved onto the
-// line so every logical neighbour is at most two hops away (WaferLLM's MeshGEMM).
-Collective ring_shift(const arch::Region& r, int64_t words, bool along_x);
+// The position that position p of a line of n cores sends to in a cyclic shift: interleaved,
+// WaferLLM's ring 0 -> 2 -> 4 -> ... -> (end) -> ... -> 3 -> 1 -> 0 in which every step is at most
+// two hops; otherwise the torus order p -> p + 1, whose wrap-around from n - 1 to 0 crosses the line.
+int32_t ring_next(int32_t p, int32_t n, bool interleaved = true);
+// Cyclic shift of `words` per core along rows (or columns), each core sending to ring_next.
+Collective ring_shift(const arch::Region& r, int64_t words, bool along_x, bool interleaved = true);
 // One MeshGEMM step: A tiles shift along rows while B tiles shift along columns.
 Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words);
-// Each row's column `root` multicasts `words` to the whole row (a SUMMA panel broadcast).
-Collective row_broadcast(const arch::Region& r, int64_t words, int32_t root);
+// Each row's column `root` multicasts `words` to the whole row (a SUMMA panel broadcast); with
+// along_x false, each column's row `root` to the whole column.
+Collective line_broadcast(const arch::Region& r, int64_t words, int32_t root, bool along_x);
+inline Collective row_broadcast(const arch::Region& r, int64_t words, int32_t root) {
+  return line_broadcast(r, words, root, true);
+}
 // Two-level tree allreduce along rows (or columns) (WaferLLM's K-tree with K = 2): pipelined
 // chains reduce each group of `group` cores to its first core, a chain over those roots reduces
 // to the line's first core, which multicasts the result back to the whole line.

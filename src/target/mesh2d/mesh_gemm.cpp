@@ -1,0 +1,368 @@
+// A matrix product C[m, n] = A[m, k] x B[k, n] as a kernel of its own on a P x P grid of a mesh2d
+// chip's cores, with the three 2D algorithms of SPATIAL_MACHINES.md (sections 2.3 and 5):
+//
+//  - SUMMA (Cerebras' gemm-collectives_2d): at step s, column s multicasts its A tiles along the
+//    rows and row s its B tiles down the columns; every core adds A(y, s) x B(s, x) to its C tile.
+//  - Cannon: from skewed tiles, A tiles shift one place along the rows and B tiles one place down
+//    the columns each step (torus order: the wrap-around flow crosses the whole line).
+//  - MeshGEMM (WaferLLM, OSDI'25): Cannon's shifts on interleaved rings, every step at most two hops.
+//
+// C stays on its core (output-stationary). The host loads A and B in the layout each algorithm
+// starts from: for SUMMA core (x, y) holds A(y, x) and B(y, x); for the shifting ones the tiles
+// are pre-skewed as Cannon's first step needs them (WaferLLM's launcher does this for its
+// operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P) and ceil(k / P) x ceil(n / P), zero-padded. Every
+// collective is a sim::Collective timed by the fabric model (flow or cycle tier); the values are
+// computed by moving each core's tiles along those same flows, so a flow that goes to the wrong
+// core gives a wrong C.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "mesh2d_gemm.hpp"
+#include "tessera/base/error.hpp"
+#include "tessera/base/formats.hpp"
+#include "tessera/target/mesh2d/fabric.hpp"
+
+namespace tessera::target {
+
+namespace {
+
+using sim::Collective;
+using sim::Coord;
+
+enum class Algorithm { Summa, Cannon, MeshGemm };
+
+struct AlgorithmInfo {
+  Algorithm algorithm;
+  const char* name;
+  const char* description;
+};
+
+constexpr AlgorithmInfo kAlgorithms[] = {
+    {Algorithm::Summa, "summa",
+     "SUMMA: step s multicasts column s's A tiles along the rows and row s's B tiles down the columns"},
+    {Algorithm::Cannon, "cannon",
+     "Cannon: A tiles shift along the rows and B tiles down the columns in torus order (the wrap-around "
+     "crosses the grid)"},
+    {Algorithm::MeshGemm, "meshgemm", "MeshGEMM: Cannon's shifts on interleaved rings, every step at most 2 hops"},
+};
+
+// The largest product whose values the host computes core by core (about 1,024^3 multiply-adds).
+constexpr double kMaxValueMacs = 1073741824.0;
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Grid {
+  arch::Region region;
+  int32_t p = 1;
+  int64_t mt = 0, kt = 0, nt = 0;  // tile sizes, padded
+  size_t index(Coord c) const {
+    return static_cast<size_t>(c.y - region.y) * static_cast<size_t>(p) + static_cast<size_t>(c.x - region.x);
+  }
+  Coord at(int32_t x, int32_t y) const {
+    return {static_cast<int32_t>(region.x + x), static_cast<int32_t>(region.y + y)};
+  }
+};
+
+// ring[pos]: the position's index in the cyclic shift's ring (ring_next from position 0), and
+// position[i]: the position at ring index i.
+struct Ring {
+  std::vector<int32_t> index, position;
+  Ring(int32_t n, bool interleaved) : index(static_cast<size_t>(n)), position(static_cast<size_t>(n)) {
+    int32_t pos = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      index[static_cast<size_t>(pos)] = i, position[static_cast<size_t>(i)] = pos;
+      pos = sim::patterns::ring_next(pos, n, interleaved);
+    }
+  }
+};
+
+int32_t mod(int64_t a, int32_t p) { return static_cast<int32_t>(((a % p) + p) % p); }
+
+Collective joined(Collective a, const Collective& b) {
+  a.flows.insert(a.flows.end(), b.flows.begin(), b.flows.end());
+  return a;
+}
+
+// The data plane: every core's tile of one operand.
+using Tiles = std::vector<std::vector<float>>;
+
+// Each flow's destinations receive its source's tile; other cores keep their own.
+Tiles moved(const Collective& c, const Grid& g, const Tiles& tiles) {
+  Tiles out = tiles;
+  for (const auto& f : c.flows)
+    for (const Coord& d : f.dsts) out[g.index(d)] = tiles[g.index(f.src)];
+  return out;
+}
+
+// The host's layout of a rows x cols matrix cut into P x P tiles of tr x tc (zero-padded):
+// core (x, y) holds tile (y, x).
+Tiles natural_tiles(const Grid& g, const std::vector<float>& matrix, int64_t rows, int64_t cols, int64_t tr,
+                    int64_t tc) {
+  Tiles t(static_cast<size_t>(g.p) * static_cast<size_t>(g.p), std::vector<float>(static_cast<size_t>(tr * tc), 0.f));
+  for (int32_t y = 0; y < g.p; ++y)
+    for (int32_t x = 0; x < g.p; ++x) {
+      auto& tile = t[static_cast<size_t>(y) * static_cast<size_t>(g.p) + static_cast<size_t>(x)];
+      for (int64_t r = 0; r < tr; ++r)
+        for (int64_t c = 0; c < tc; ++c) {
+          const int64_t gr = y * tr + r, gc = x * tc + c;
+          if (gr < rows && gc < cols)
+            tile[static_cast<size_t>(r * tc + c)] = matrix[static_cast<size_t>(gr * cols + gc)];
+        }
+    }
+  return t;
+}
+
+// Cannon's first step: the core at ring indices (i, j) of its row and column holds A(y, k) and
+// B(k, x) with k = -(i + j) mod P; every shift along the rings then advances k by one on every
+// core, so P steps see every k once. The host writes the tiles there (as WaferLLM's launcher
+// pre-skews its operands), so the shifting algorithms start without an on-chip alignment.
+Tiles skewed(const Grid& g, const Ring& ring, const Tiles& natural, bool a) {
+  Tiles out(natural.size());
+  for (int32_t y = 0; y < g.p; ++y)
+    for (int32_t x = 0; x < g.p; ++x) {
+      const int32_t k = mod(-ring.index[static_cast<size_t>(x)] - ring.index[static_cast<size_t>(y)], g.p);
+      out[static_cast<size_t>(y) * static_cast<size_t>(g.p) + static_cast<size_t>(x)] =
+          natural[a ? static_cast<size_t>(y) * static_cast<size_t>(g.p) + static_cast<size_t>(k)
+                    : static_cast<size_t>(k) * static_cast<size_t>(g.p) + static_cast<size_t>(x)];
+    }
+  return out;
+}
+
+void multiply_add(const Grid& g, const Tiles& a, const Tiles& b, Tiles& c) {
+  for (size_t core = 0; core < c.size(); ++core) {
+    const auto &at = a[core], &bt = b[core];
+    auto& ct = c[core];
+    for (int64_t i = 0; i < g.mt; ++i)
+      for (int64_t l = 0; l < g.kt; ++l) {
+        const float x = at[static_cast<size_t>(i * g.kt + l)];
+        if (x == 0.f) continue;
+        for (int64_t j = 0; j < g.nt; ++j)
+          ct[static_cast<size_t>(i * g.nt + j)] += x * bt[static_cast<size_t>(l * g.nt + j)];
+      }
+  }
+}
+
+double element_bytes(const std::string& dtype) {
+  if (dtype == "fp32") return 4;
+  if (dtype == "fp16" || dtype == "bf16") return 2;
+  return 1;  // the fp8 formats
+}
+
+class GemmModel {
+ public:
+  GemmModel(const arch::ArchSpec& arch, const GemmWork& work)
+      : arch_(arch), work_(work), fabric_(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height), arch.link) {
+    if (work.m < 1 || work.k < 1 || work.n < 1)
+      fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
+    const auto rate = arch.core.macs_per_cycle.find(work.dtype);
+    if (rate == arch.core.macs_per_cycle.end()) {
+      std::string have;
+      for (const auto& [dtype, _] : arch.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
+      fail("{} has no {} MACs; its cores multiply {}", arch.name, work.dtype, have);
+    }
+    rate_ = rate->second;
+    if (work.fidelity == Fidelity::Analytic)
+      fail("a GEMM is timed with the flow tier (the default) or the cycle tier; the analytic tier times plans");
+    const int64_t side = std::min(arch.usable.width, arch.usable.height);
+    if (work.cores < 0 || work.cores > side)
+      fail("a grid of {} x {} cores: {} has at most {} x {} (its usable region is {} x {})", work.cores, work.cores,
+           arch.name, side, side, arch.usable.width, arch.usable.height);
+    grid_.p = static_cast<int32_t>(work.cores > 0 ? work.cores : side);
+    grid_.region = {arch.usable.x, arch.usable.y, grid_.p, grid_.p};
+    grid_.mt = cdiv(work.m, grid_.p), grid_.kt = cdiv(work.k, grid_.p), grid_.nt = cdiv(work.n, grid_.p);
+    eb_ = element_bytes(work.dtype);
+    acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
+    a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
+    b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
+    step_compute_ = std::ceil(static_cast<double>(grid_.mt * grid_.kt * grid_.nt) / rate_);
+    if (work.values) make_operands();
+  }
+
+  GemmOutcome run() {
+    GemmOutcome out;
+    out.layout = fmt::format(
+        "{0} x {0} cores from ({1}, {2}); each holds an A tile of {3} x {4}, a B tile of {4} x {5} and its C tile "
+        "of {3} x {5} ({6} x {7} x {8}, padded to multiples of {0})",
+        grid_.p, grid_.region.x, grid_.region.y, grid_.mt, grid_.kt, grid_.nt, work_.m, work_.k, work_.n);
+    out.peak_macs_per_s = static_cast<double>(grid_.p) * grid_.p * rate_ * arch_.clock_hz;
+    bool known = work_.algorithm.empty();
+    for (const auto& info : kAlgorithms) {
+      if (!work_.algorithm.empty() && work_.algorithm != info.name) continue;
+      known = true;
+      out.algorithms.push_back(time(info));
+      if (work_.values && out.algorithms.back().does_not_fit.empty())
+        out.algorithms.back().max_abs_error = error_of(compute(info.algorithm));
+    }
+    if (!known)
+      fail("no GEMM algorithm '{}' on mesh2d machines: give summa, cannon or meshgemm (or none: all, the fastest "
+           "chosen)",
+           work_.algorithm);
+    for (size_t i = 0; i < out.algorithms.size(); ++i)
+      if (out.algorithms[i].does_not_fit.empty() &&
+          (out.chosen < 0 || out.algorithms[i].seconds < out.algorithms[static_cast<size_t>(out.chosen)].seconds))
+        out.chosen = static_cast<int>(i);
+    out.max_abs_product = max_abs_product_;
+    return out;
+  }
+
+ private:
+  sim::CommCost cost(const Collective& c) const {
+    return work_.fidelity == Fidelity::Cycle ? fabric_.cycle_level_cost(c) : fabric_.fast_cost(c);
+  }
+
+  // Per core: A and B tiles in `operand_copies` copies each (own and buffers), C in the accumulator.
+  double memory_bytes(int operand_copies, int32_t p) const {
+    const double mt = static_cast<double>(cdiv(work_.m, p)), kt = static_cast<double>(cdiv(work_.k, p)),
+                 nt = static_cast<double>(cdiv(work_.n, p));
+    return operand_copies * (mt * kt + kt * nt) * eb_ + mt * nt * acc_bytes_;
+  }
+
+  std::string does_not_fit(int operand_copies, const char* buffers) const {
+    const double bytes = memory_bytes(operand_copies, grid_.p), usable = arch_.usable_sram_per_core();
+    if (bytes <= usable) return "";
+    const int64_t side = std::min(arch_.usable.width, arch_.usable.height);
+    int64_t fits = 0;
+    for (int64_t p = grid_.p + 1; p <= side && !fits; ++p)
+      if (memory_bytes(operand_copies, static_cast<int32_t>(p)) <= usable) fits = p;
+    return fmt::format(
+        "needs {:.1f} KiB per core ({}; C in {}) of the {:.1f} KiB usable: {}", bytes / 1024, buffers,
+        arch_.core.accumulate, usable / 1024,
+        fits ? fmt::format("a grid of {0} x {0} cores holds it (--cores {0})", fits)
+             : fmt::format("no grid of {} holds it; split the product", arch_.name));
+  }
+
+  GemmAlgorithmResult time(const AlgorithmInfo& info) const {
+    GemmAlgorithmResult r;
+    r.algorithm = info.name, r.description = info.description;
+    r.memory_available_bytes = arch_.usable_sram_per_core();
+    r.steps = grid_.p;
+    const double clock = arch_.clock_hz, p = grid_.p;
+    double cycles = 0, hops = 0;
+    if (info.algorithm == Algorithm::Summa) {
+      // Double-buffered panels (the next step's tiles arrive while this one multiplies) where they
+      // fit, else one receive buffer per operand and the broadcasts wait for the arithmetic.
+      const bool overlapped = memory_bytes(3, grid_.p) <= arch_.usable_sram_per_core();
+      const int copies = overlapped ? 3 : 2;
+      r.memory_bytes = memory_bytes(copies, grid_.p);
+      r.does_not_fit = does_not_fit(copies, overlapped ? "A and B tiles, each with two receive buffers"
+                                                       : "A and B tiles, each with one receive buffer");
+      r.description += overlapped ? " (receive buffers doubled: broadcasts overlap the arithmetic)"
+                                  : " (one receive buffer each: broadcasts wait for the arithmetic)";
+      // A step's broadcasts differ from root to root only in how far their farthest core is:
+      // max(s, P - 1 - s) hops, the same for s and P - 1 - s. The fabric times the nearest and the
+      // farthest roots (the grid's middle and its edge); the others lie on the line through them
+      // (exact where the tier is affine in the distance: tested against timing every root).
+      const auto broadcasts = [&](int32_t root) {
+        return cost(joined(sim::patterns::line_broadcast(grid_.region, a_words_, root, true),
+                           sim::patterns::line_broadcast(grid_.region, b_words_, root, false)));
+      };
+      const int32_t near = (grid_.p - 1) / 2;
+      const sim::CommCost edge = broadcasts(0), middle = near > 0 ? broadcasts(near) : edge;
+      const double far_hops = grid_.p - 1, near_hops = grid_.p - 1 - near;
+      for (int32_t s = 0; s < grid_.p; ++s) {
+        const double hops_out = std::max(s, grid_.p - 1 - s);
+        const double t = far_hops > near_hops ? (hops_out - near_hops) / (far_hops - near_hops) : 1;
+        const double broadcast = middle.cycles + t * (edge.cycles - middle.cycles);
+        hops += static_cast<double>(middle.word_hops) + t * static_cast<double>(edge.word_hops - middle.word_hops);
+        cycles += overlapped && s > 0 ? std::max(broadcast, step_compute_) : broadcast + (s > 0 ? step_compute_ : 0);
+      }
+      cycles += step_compute_;
+    } else {
+      const bool interleaved = info.algorithm == Algorithm::MeshGemm;
+      r.memory_bytes = memory_bytes(2, grid_.p);
+      r.does_not_fit = does_not_fit(2, "A and B tiles double-buffered");
+      const sim::CommCost shift = cost(joined(sim::patterns::ring_shift(grid_.region, a_words_, true, interleaved),
+                                              sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved)));
+      cycles = (p - 1) * std::max(step_compute_, shift.cycles) + step_compute_;
+      hops = (p - 1) * static_cast<double>(shift.word_hops);
+    }
+    r.compute_s = p * step_compute_ / clock;
+    r.seconds = cycles / clock;
+    r.communication_s = r.seconds - r.compute_s;
+    r.word_hops = hops;
+    r.bound = r.communication_s > r.compute_s ? "fabric" : "compute";
+    return r;
+  }
+
+  void make_operands() {
+    const double macs = static_cast<double>(work_.m) * static_cast<double>(work_.k) * static_cast<double>(work_.n);
+    if (macs > kMaxValueMacs)
+      fail("the values of a {} x {} x {} product take {:.3g} multiply-adds on this host, beyond the {:.3g} tessera "
+           "computes core by core; time it only (--no-numerics) or give a smaller product",
+           work_.m, work_.k, work_.n, macs, kMaxValueMacs);
+    const FloatFormat format = parse_float_format(work_.dtype);
+    std::mt19937_64 rng(work_.seed);
+    std::uniform_real_distribution<float> uniform(-1.f, 1.f);
+    auto fill = [&](std::vector<float>& v, int64_t count) {
+      v.resize(static_cast<size_t>(count));
+      for (auto& x : v) x = round_to_format(uniform(rng), format);
+    };
+    fill(a_, work_.m * work_.k);
+    fill(b_, work_.k * work_.n);
+    reference_.assign(static_cast<size_t>(work_.m * work_.n), 0.0);
+    for (int64_t i = 0; i < work_.m; ++i)
+      for (int64_t l = 0; l < work_.k; ++l)
+        for (int64_t j = 0; j < work_.n; ++j)
+          reference_[static_cast<size_t>(i * work_.n + j)] +=
+              static_cast<double>(a_[static_cast<size_t>(i * work_.k + l)]) * b_[static_cast<size_t>(l * work_.n + j)];
+    for (double v : reference_) max_abs_product_ = std::max(max_abs_product_, std::abs(v));
+  }
+
+  // C as the algorithm computes it: each core's C tile, from the tiles the collectives bring it.
+  Tiles compute(Algorithm algorithm) const {
+    Tiles a = natural_tiles(grid_, a_, work_.m, work_.k, grid_.mt, grid_.kt);
+    Tiles b = natural_tiles(grid_, b_, work_.k, work_.n, grid_.kt, grid_.nt);
+    Tiles c(a.size(), std::vector<float>(static_cast<size_t>(grid_.mt * grid_.nt), 0.f));
+    if (algorithm == Algorithm::Summa) {
+      for (int32_t s = 0; s < grid_.p; ++s)
+        multiply_add(grid_, moved(sim::patterns::line_broadcast(grid_.region, a_words_, s, true), grid_, a),
+                     moved(sim::patterns::line_broadcast(grid_.region, b_words_, s, false), grid_, b), c);
+      return c;
+    }
+    const bool interleaved = algorithm == Algorithm::MeshGemm;
+    const Ring ring(grid_.p, interleaved);
+    a = skewed(grid_, ring, a, true);
+    b = skewed(grid_, ring, b, false);
+    const Collective shift_a = sim::patterns::ring_shift(grid_.region, a_words_, true, interleaved);
+    const Collective shift_b = sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved);
+    for (int32_t s = 0; s < grid_.p; ++s) {
+      multiply_add(grid_, a, b, c);
+      if (s + 1 < grid_.p) a = moved(shift_a, grid_, a), b = moved(shift_b, grid_, b);
+    }
+    return c;
+  }
+
+  double error_of(const Tiles& c) const {
+    double worst = 0;
+    for (int64_t i = 0; i < work_.m; ++i)
+      for (int64_t j = 0; j < work_.n; ++j) {
+        const auto& tile = c[static_cast<size_t>(i / grid_.mt) * static_cast<size_t>(grid_.p) +
+                             static_cast<size_t>(j / grid_.nt)];
+        const float v = tile[static_cast<size_t>((i % grid_.mt) * grid_.nt + j % grid_.nt)];
+        const double e = std::abs(static_cast<double>(v) - reference_[static_cast<size_t>(i * work_.n + j)]);
+        worst = std::isnan(e) ? INFINITY : std::max(worst, e);
+      }
+    return worst;
+  }
+
+  const arch::ArchSpec& arch_;
+  const GemmWork& work_;
+  sim::MeshFabric fabric_;
+  Grid grid_;
+  double rate_ = 0, eb_ = 0, acc_bytes_ = 4, step_compute_ = 0;
+  int64_t a_words_ = 0, b_words_ = 0;
+  std::vector<float> a_, b_;
+  std::vector<double> reference_;
+  double max_abs_product_ = 0;
+};
+
+}  // namespace
+
+GemmOutcome simulate_mesh_gemm(const arch::ArchSpec& arch, const GemmWork& work) {
+  return GemmModel(arch, work).run();
+}
+
+}  // namespace tessera::target

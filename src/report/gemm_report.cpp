@@ -31,7 +31,8 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
                        "TFLOP/s", "peak", "compute", "exposed comm.", "bound", "SRAM per core", "max |err|");
     for (size_t i = 0; i < o.algorithms.size(); ++i) {
       const auto& a = o.algorithms[i];
-      const std::string memory = fmt::format("{:.1f}/{:.1f} KiB", a.memory_bytes / 1024, a.memory_available_bytes / 1024);
+      const std::string memory =
+          fmt::format("{:.1f}/{:.1f} KiB", a.memory_bytes / 1024, a.memory_available_bytes / 1024);
       if (!a.does_not_fit.empty()) {
         out += fmt::format("  {:<9} does not fit: {}\n", a.algorithm, a.does_not_fit);
         continue;
@@ -40,7 +41,8 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
       const std::string error = a.max_abs_error < 0 ? "-" : fmt::format("{:.2g}", a.max_abs_error);
       out += fmt::format("  {:<9} {:>11} {:>10.4g} {:>6.1f}% {:>11} {:>13} {:>8} {:>16} {:>10}{}\n", a.algorithm,
                          time_text(a.seconds), rate / 1e12, 100 * rate / (2 * o.peak_macs_per_s),
-                         time_text(a.compute_s), time_text(a.communication_s), a.bound, memory, error, static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
+                         time_text(a.compute_s), time_text(a.communication_s), a.bound, memory, error,
+                         static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
     }
     if (o.chosen < 0) out += "  no algorithm fits this grid\n";
     if (o.max_abs_product > 0)
@@ -76,21 +78,18 @@ std::string gemm_json(const target::GemmWork& work, const std::vector<GemmRun>& 
       }
       algorithms.push_back(std::move(j));
     }
-    machines.push_back({{"arch", run.arch},
-                        {"clock_hz", run.clock_hz},
-                        {"layout", o.layout},
-                        {"peak_tflops", 2 * o.peak_macs_per_s / 1e12},
-                        {"algorithms", algorithms},
-                        {"chosen", o.chosen < 0 ? nlohmann::json(nullptr)
-                                                : nlohmann::json(o.algorithms[static_cast<size_t>(o.chosen)].algorithm)},
-                        {"max_abs_product", o.max_abs_product}});
+    machines.push_back(
+        {{"arch", run.arch},
+         {"clock_hz", run.clock_hz},
+         {"layout", o.layout},
+         {"peak_tflops", 2 * o.peak_macs_per_s / 1e12},
+         {"algorithms", algorithms},
+         {"chosen", o.chosen < 0 ? nlohmann::json(nullptr)
+                                 : nlohmann::json(o.algorithms[static_cast<size_t>(o.chosen)].algorithm)},
+         {"max_abs_product", o.max_abs_product}});
   }
-  return nlohmann::json{{"schema", "tessera-gemm/1"},
-                        {"m", work.m},
-                        {"k", work.k},
-                        {"n", work.n},
-                        {"dtype", work.dtype},
-                        {"machines", machines}}
+  return nlohmann::json{{"schema", "tessera-gemm/1"}, {"m", work.m},         {"k", work.k}, {"n", work.n},
+                        {"dtype", work.dtype},        {"machines", machines}}
              .dump(1) +
          "\n";
 }

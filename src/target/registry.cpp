@@ -16,9 +16,10 @@ const compiler::LoweredModel& ModelSource::lowered() const {
 }
 
 GemmOutcome Target::simulate_gemm(const GemmWork&) const {
-  fail("{} ({} fabric) has no model of a matrix product as a kernel of its own yet; mesh2d machines have one "
-       "(wse2, wse3, mesh-32x32)",
-       arch().name, arch().fabric);
+  fail(
+      "{} ({} fabric) has no model of a matrix product as a kernel of its own yet; mesh2d machines have one "
+      "(wse2, wse3, mesh-32x32)",
+      arch().name, arch().fabric);
 }
 
 const std::vector<TargetInfo>& targets() {

@@ -1210,3 +1210,39 @@ TEST(Cli, ArchsAreaComparesEachDieWithItsPublishedArea) {
   EXPECT_TRUE(contains(r.output, "46225  -30.1%")) << r.output;
   EXPECT_TRUE(contains(r.output, "h100        no area section")) << r.output;
 }
+
+TEST(Cli, GemmTimesEachAlgorithmAndChecksItsValues) {
+  const std::string json = (std::filesystem::temp_directory_path() / "tessera_smoke_gemm.json").string();
+  std::filesystem::remove(json);
+  const Result r = tessera("gemm -M 40 -K 72 -N 56 --arch mesh-32x32,wse2 --cores 8 --dtype fp16 --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.stdout_text, "C[40 x 56] = A[40 x 72] x B[72 x 56] in fp16")) << r.output;
+  EXPECT_TRUE(contains(r.stdout_text, "<- fastest")) << r.output;
+  const auto j = nlohmann::json::parse(read_all(json));
+  ASSERT_EQ(j["machines"].size(), 2u);
+  for (const auto& machine : j["machines"]) {
+    ASSERT_EQ(machine["algorithms"].size(), 3u);
+    EXPECT_GT(machine["max_abs_product"].get<double>(), 1.0);
+    double fastest = 1e30;
+    for (const auto& a : machine["algorithms"]) {
+      EXPECT_LT(a["max_abs_error"].get<double>(), 1e-4) << a["algorithm"];
+      // The same 40 x 72 x 56 MACs over 64 cores' peak: no algorithm beats it.
+      EXPECT_LE(a["share_of_peak"].get<double>(), 1.0 + 1e-12);
+      fastest = std::min(fastest, a["seconds"].get<double>());
+    }
+    for (const auto& a : machine["algorithms"]) {
+      if (a["algorithm"] == machine["chosen"]) EXPECT_EQ(a["seconds"].get<double>(), fastest);
+    }
+  }
+  // Bad requests: a GPU (no mesh GEMM model), a grid larger than the chip, an unknown dtype.
+  const Result gpu = tessera("gemm -M 8 -K 8 -N 8 --arch a100");
+  EXPECT_NE(gpu.exit_code, 0);
+  EXPECT_TRUE(contains(gpu.output, "a100: a100 (shared_memory fabric) has no model of a matrix product")) << gpu.output;
+  const Result big = tessera("gemm -M 8 -K 8 -N 8 --arch mesh-32x32 --cores 33");
+  EXPECT_NE(big.exit_code, 0);
+  EXPECT_TRUE(contains(big.output, "at most 32 x 32")) << big.output;
+  const Result dtype = tessera("gemm -M 8 -K 8 -N 8 --dtype int8");
+  EXPECT_NE(dtype.exit_code, 0);
+  EXPECT_TRUE(contains(dtype.output, "wse2 has no int8 MACs")) << dtype.output;
+  std::filesystem::remove(json);
+}

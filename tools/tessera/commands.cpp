@@ -5,10 +5,10 @@
 #include <cstdio>
 
 #include "tessera/api/compare.hpp"
+#include "tessera/api/gemm.hpp"
 #include "tessera/api/run.hpp"
 #include "tessera/api/sweep.hpp"
 #include "tessera/api/train.hpp"
-#include "tessera/api/gemm.hpp"
 #include "tessera/api/validate.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"

@@ -200,12 +200,12 @@ struct GemmAlgorithmResult {
   double compute_s = 0;        // the arithmetic of every step
   double communication_s = 0;  // communication not hidden behind arithmetic
   double seconds = 0;
-  double word_hops = 0;      // fabric traffic: 32-bit words x links crossed
+  double word_hops = 0;       // fabric traffic: 32-bit words x links crossed
   double max_abs_error = -1;  // values: largest |C - host product| (-1: not computed)
-  std::string bound;         // "compute" or "fabric"
+  std::string bound;          // "compute" or "fabric"
 };
 struct GemmOutcome {
-  std::string layout;  // for people: the grid of cores and the tiles each holds
+  std::string layout;          // for people: the grid of cores and the tiles each holds
   double peak_macs_per_s = 0;  // of the cores used, in the work's dtype
   double max_abs_product = 0;  // values: the largest |host product| (the scale of max_abs_error)
   std::vector<GemmAlgorithmResult> algorithms;

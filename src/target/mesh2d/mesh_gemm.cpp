@@ -10,10 +10,10 @@
 // C stays on its core (output-stationary). The host loads A and B in the layout each algorithm
 // starts from: for SUMMA core (x, y) holds A(y, x) and B(y, x); for the shifting ones the tiles
 // are pre-skewed as Cannon's first step needs them (WaferLLM's launcher does this for its
-// operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P) and ceil(k / P) x ceil(n / P), zero-padded. Every
-// collective is a sim::Collective timed by the fabric model (flow or cycle tier); the values are
-// computed by moving each core's tiles along those same flows, so a flow that goes to the wrong
-// core gives a wrong C.
+// operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P) and ceil(k / P) x
+// ceil(n / P), zero-padded. Every collective is a sim::Collective timed by the fabric model (flow or cycle tier); the
+// values are computed by moving each core's tiles along those same flows, so a flow that goes to the wrong core gives a
+// wrong C.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -154,7 +154,9 @@ double element_bytes(const std::string& dtype) {
 class GemmModel {
  public:
   GemmModel(const arch::ArchSpec& arch, const GemmWork& work)
-      : arch_(arch), work_(work), fabric_(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height), arch.link) {
+      : arch_(arch),
+        work_(work),
+        fabric_(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height), arch.link) {
     if (work.m < 1 || work.k < 1 || work.n < 1)
       fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
     const auto rate = arch.core.macs_per_cycle.find(work.dtype);
@@ -197,9 +199,10 @@ class GemmModel {
         out.algorithms.back().max_abs_error = error_of(compute(info.algorithm));
     }
     if (!known)
-      fail("no GEMM algorithm '{}' on mesh2d machines: give summa, cannon or meshgemm (or none: all, the fastest "
-           "chosen)",
-           work_.algorithm);
+      fail(
+          "no GEMM algorithm '{}' on mesh2d machines: give summa, cannon or meshgemm (or none: all, the fastest "
+          "chosen)",
+          work_.algorithm);
     for (size_t i = 0; i < out.algorithms.size(); ++i)
       if (out.algorithms[i].does_not_fit.empty() &&
           (out.chosen < 0 || out.algorithms[i].seconds < out.algorithms[static_cast<size_t>(out.chosen)].seconds))
@@ -227,11 +230,10 @@ class GemmModel {
     int64_t fits = 0;
     for (int64_t p = grid_.p + 1; p <= side && !fits; ++p)
       if (memory_bytes(operand_copies, static_cast<int32_t>(p)) <= usable) fits = p;
-    return fmt::format(
-        "needs {:.1f} KiB per core ({}; C in {}) of the {:.1f} KiB usable: {}", bytes / 1024, buffers,
-        arch_.core.accumulate, usable / 1024,
-        fits ? fmt::format("a grid of {0} x {0} cores holds it (--cores {0})", fits)
-             : fmt::format("no grid of {} holds it; split the product", arch_.name));
+    return fmt::format("needs {:.1f} KiB per core ({}; C in {}) of the {:.1f} KiB usable: {}", bytes / 1024, buffers,
+                       arch_.core.accumulate, usable / 1024,
+                       fits ? fmt::format("a grid of {0} x {0} cores holds it (--cores {0})", fits)
+                            : fmt::format("no grid of {} holds it; split the product", arch_.name));
   }
 
   GemmAlgorithmResult time(const AlgorithmInfo& info) const {
@@ -251,6 +253,7 @@ class GemmModel {
                                                        : "A and B tiles, each with one receive buffer");
       r.description += overlapped ? " (receive buffers doubled: broadcasts overlap the arithmetic)"
                                   : " (one receive buffer each: broadcasts wait for the arithmetic)";
+      if (!r.does_not_fit.empty()) return r;
       // A step's broadcasts differ from root to root only in how far their farthest core is:
       // max(s, P - 1 - s) hops, the same for s and P - 1 - s. The fabric times the nearest and the
       // farthest roots (the grid's middle and its edge); the others lie on the line through them
@@ -274,6 +277,7 @@ class GemmModel {
       const bool interleaved = info.algorithm == Algorithm::MeshGemm;
       r.memory_bytes = memory_bytes(2, grid_.p);
       r.does_not_fit = does_not_fit(2, "A and B tiles double-buffered");
+      if (!r.does_not_fit.empty()) return r;
       const sim::CommCost shift = cost(joined(sim::patterns::ring_shift(grid_.region, a_words_, true, interleaved),
                                               sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved)));
       cycles = (p - 1) * std::max(step_compute_, shift.cycles) + step_compute_;
@@ -290,9 +294,10 @@ class GemmModel {
   void make_operands() {
     const double macs = static_cast<double>(work_.m) * static_cast<double>(work_.k) * static_cast<double>(work_.n);
     if (macs > kMaxValueMacs)
-      fail("the values of a {} x {} x {} product take {:.3g} multiply-adds on this host, beyond the {:.3g} tessera "
-           "computes core by core; time it only (--no-numerics) or give a smaller product",
-           work_.m, work_.k, work_.n, macs, kMaxValueMacs);
+      fail(
+          "the values of a {} x {} x {} product take {:.3g} multiply-adds on this host, beyond the {:.3g} tessera "
+          "computes core by core; time it only (--no-numerics) or give a smaller product",
+          work_.m, work_.k, work_.n, macs, kMaxValueMacs);
     const FloatFormat format = parse_float_format(work_.dtype);
     std::mt19937_64 rng(work_.seed);
     std::uniform_real_distribution<float> uniform(-1.f, 1.f);
@@ -339,8 +344,8 @@ class GemmModel {
     double worst = 0;
     for (int64_t i = 0; i < work_.m; ++i)
       for (int64_t j = 0; j < work_.n; ++j) {
-        const auto& tile = c[static_cast<size_t>(i / grid_.mt) * static_cast<size_t>(grid_.p) +
-                             static_cast<size_t>(j / grid_.nt)];
+        const auto& tile =
+            c[static_cast<size_t>(i / grid_.mt) * static_cast<size_t>(grid_.p) + static_cast<size_t>(j / grid_.nt)];
         const float v = tile[static_cast<size_t>((i % grid_.mt) * grid_.nt + j % grid_.nt)];
         const double e = std::abs(static_cast<double>(v) - reference_[static_cast<size_t>(i * work_.n + j)]);
         worst = std::isnan(e) ? INFINITY : std::max(worst, e);
@@ -361,8 +366,6 @@ class GemmModel {
 
 }  // namespace
 
-GemmOutcome simulate_mesh_gemm(const arch::ArchSpec& arch, const GemmWork& work) {
-  return GemmModel(arch, work).run();
-}
+GemmOutcome simulate_mesh_gemm(const arch::ArchSpec& arch, const GemmWork& work) { return GemmModel(arch, work).run(); }
 
 }  // namespace tessera::target

@@ -1,0 +1,135 @@
+// A matrix product timed alone on a mesh's cores (target/mesh2d/mesh_gemm.cpp): the values each
+// algorithm's data movement computes, its time against the fabric model's costs, and its refusals.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "tessera/target/mesh2d/fabric.hpp"
+#include "tessera/target/registry.hpp"
+#include "test_util.hpp"
+
+namespace tessera {
+namespace {
+
+using testing::error_of;
+
+std::unique_ptr<target::Target> preset(const std::string& name) {
+  return target::load_target(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/" + name + ".yaml");
+}
+
+const target::GemmAlgorithmResult& algorithm(const target::GemmOutcome& o, const std::string& name) {
+  for (const auto& a : o.algorithms)
+    if (a.algorithm == name) return a;
+  throw std::runtime_error("no algorithm " + name);
+}
+
+TEST(MeshGemm, EveryAlgorithmsDataMovementComputesTheProduct) {
+  // Dimensions that do not divide the 7 x 7 grid: padded tiles, idle rows of cores.
+  const auto mesh = preset("mesh-32x32");
+  for (const char* dtype : {"fp32", "fp16"}) {
+    const target::GemmWork work{.m = 37, .k = 50, .n = 29, .dtype = dtype, .cores = 7, .values = true, .seed = 3};
+    const auto o = mesh->simulate_gemm(work);
+    ASSERT_EQ(o.algorithms.size(), 3u);
+    EXPECT_GT(o.max_abs_product, 1.0);
+    for (const auto& a : o.algorithms) {
+      SCOPED_TRACE(a.algorithm + " " + dtype);
+      EXPECT_TRUE(a.does_not_fit.empty());
+      EXPECT_EQ(a.steps, 7);
+      // fp32 sums of 50 products of values below 1: a few ulps of the largest |C|, where a tile
+      // taken from the wrong core would be off by the size of C itself.
+      EXPECT_GE(a.max_abs_error, 0);
+      EXPECT_LT(a.max_abs_error, 1e-5 * o.max_abs_product);
+    }
+  }
+  // A grid of one core is the host's product.
+  const auto one = mesh->simulate_gemm({.m = 5, .k = 6, .n = 7, .dtype = "fp32", .cores = 1});
+  for (const auto& a : one.algorithms) EXPECT_LT(a.max_abs_error, 1e-5);
+}
+
+TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
+  const auto mesh = preset("mesh-32x32");
+  const arch::ArchSpec& arch = mesh->arch();
+  // Large tiles: every shift hides behind the arithmetic, so the shifting algorithms take exactly
+  // P steps of ceil(mt kt nt / MACs per cycle) cycles.
+  {
+    const auto o = mesh->simulate_gemm({.m = 512, .k = 512, .n = 512, .dtype = "fp16", .cores = 16, .values = false});
+    const double step = std::ceil(32.0 * 32 * 32 / arch.core.macs_per_cycle.at("fp16"));
+    for (const char* name : {"cannon", "meshgemm"}) {
+      const auto& a = algorithm(o, name);
+      EXPECT_DOUBLE_EQ(a.seconds, 16 * step / arch.clock_hz) << name;
+      EXPECT_EQ(a.bound, "compute");
+    }
+    EXPECT_GT(algorithm(o, "summa").seconds, algorithm(o, "cannon").seconds);  // the first panel is never hidden
+    EXPECT_NEAR(o.peak_macs_per_s, 256 * arch.core.macs_per_cycle.at("fp16") * arch.clock_hz, 1);
+  }
+  // One element per tile on the whole 32 x 32 mesh: the fabric bounds every step. Cannon's
+  // wrap-around crosses the grid each step, MeshGEMM's rings never more than 2 hops.
+  const target::GemmWork tiny{.m = 32, .k = 32, .n = 32, .dtype = "fp32", .cores = 32, .values = false};
+  const auto o = mesh->simulate_gemm(tiny);
+  const auto &cannon = algorithm(o, "cannon"), &meshgemm = algorithm(o, "meshgemm"), &summa = algorithm(o, "summa");
+  EXPECT_EQ(meshgemm.bound, "fabric");
+  EXPECT_LT(meshgemm.seconds, cannon.seconds);
+  EXPECT_EQ(o.algorithms[static_cast<size_t>(o.chosen)].algorithm, "meshgemm");
+  // SUMMA's steps as the fabric times each root's broadcasts (the model times two roots and
+  // interpolates the rest in the farthest core's distance): the same total.
+  const sim::MeshFabric fabric(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height),
+                               arch.link);
+  const arch::Region grid{arch.usable.x, arch.usable.y, 32, 32};
+  double cycles = 1;  // the last step's arithmetic: one MAC
+  for (int32_t s = 0; s < 32; ++s) {
+    auto c = sim::patterns::line_broadcast(grid, 1, s, true);
+    const auto column = sim::patterns::line_broadcast(grid, 1, s, false);
+    c.flows.insert(c.flows.end(), column.flows.begin(), column.flows.end());
+    cycles += std::max(fabric.fast_cost(c).cycles, s > 0 ? 1.0 : 0.0);
+  }
+  EXPECT_NEAR(summa.seconds * arch.clock_hz, cycles, 1e-6 * cycles);
+  // The cycle tier times the same flows wavelet by wavelet and agrees within 5% here.
+  target::GemmWork cycle = tiny;
+  cycle.fidelity = target::Fidelity::Cycle;
+  const auto c = mesh->simulate_gemm(cycle);
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(c.algorithms[i].seconds, o.algorithms[i].seconds, 0.05 * o.algorithms[i].seconds)
+        << o.algorithms[i].algorithm;
+}
+
+TEST(MeshGemm, ProductsTooLargeForTheCoresSayWhatWouldHoldThem) {
+  const auto wafer = preset("wse2");
+  // 44 x 44 fp32 tiles, as in Miyajima et al.'s largest run (33,000^2 on 750 x 750 cores): four of
+  // A and B and one of C, 37.8 KiB of the 40 KiB usable; SUMMA keeps one receive buffer each.
+  const auto fits =
+      wafer->simulate_gemm({.m = 4400, .k = 4400, .n = 4400, .dtype = "fp32", .cores = 100, .values = false});
+  for (const auto& a : fits.algorithms) {
+    EXPECT_TRUE(a.does_not_fit.empty()) << a.algorithm;
+    EXPECT_DOUBLE_EQ(a.memory_bytes, 5 * 44 * 44 * 4.0);
+  }
+  EXPECT_NE(algorithm(fits, "summa").description.find("one receive buffer"), std::string::npos);
+  // On 80 x 80 cores the 55 x 55 tiles need 59.1 KiB: nothing fits, and 98 x 98 (45 x 45 tiles) would.
+  const auto o = wafer->simulate_gemm({.m = 4400, .k = 4400, .n = 4400, .dtype = "fp32", .cores = 80, .values = false});
+  EXPECT_EQ(o.chosen, -1);
+  EXPECT_NE(algorithm(o, "meshgemm").does_not_fit.find("needs 59.1 KiB per core"), std::string::npos);
+  EXPECT_NE(algorithm(o, "meshgemm").does_not_fit.find("--cores 98"), std::string::npos);
+}
+
+TEST(MeshGemm, BadRequestsAreRefusedByName) {
+  const auto wafer = preset("wse2");
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .dtype = "bf16"}); }).find("no bf16 MACs"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .cores = 800}); }).find("at most 750 x 750"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .algorithm = "strassen"});
+            }).find("no GEMM algorithm 'strassen'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 0, .k = 8, .n = 8}); }).find("at least 1"), std::string::npos);
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 4096, .k = 4096, .n = 4096}); }).find("--no-numerics"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .fidelity = target::Fidelity::Analytic});
+            }).find("flow tier"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { preset("a100")->simulate_gemm({.m = 8, .k = 8, .n = 8}); }).find("mesh2d machines have one"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -187,7 +187,8 @@ struct GemmWork {
   int64_t cores = 0;           // mesh fabrics: the side P of the P x P grid of cores (0: the largest square)
   Fidelity fidelity = Fidelity::Flow;
   // Compute C with the algorithm's own data movement (each core multiplies what it holds) and
-  // compare it with the host's product of the same operands: small products only.
+  // compare it with the host's product of the same operands, where the product is small enough
+  // for this host (GemmOutcome::values_note says when it was not).
   bool values = true;
   uint64_t seed = 1;  // the operands: uniform in [-1, 1), rounded to dtype
 };
@@ -208,6 +209,7 @@ struct GemmOutcome {
   std::string layout;          // for people: the grid of cores and the tiles each holds
   double peak_macs_per_s = 0;  // of the cores used, in the work's dtype
   double max_abs_product = 0;  // values: the largest |host product| (the scale of max_abs_error)
+  std::string values_note;     // values asked for and not computed: why
   std::vector<GemmAlgorithmResult> algorithms;
   int chosen = -1;  // the fastest that fits; -1: none fits
 };

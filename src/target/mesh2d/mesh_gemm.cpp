@@ -180,7 +180,7 @@ class GemmModel {
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
     step_compute_ = std::ceil(static_cast<double>(grid_.mt * grid_.kt * grid_.nt) / rate_);
-    if (work.values) make_operands();
+    values_ = work.values && make_operands();
   }
 
   GemmOutcome run() {
@@ -195,7 +195,7 @@ class GemmModel {
       if (!work_.algorithm.empty() && work_.algorithm != info.name) continue;
       known = true;
       out.algorithms.push_back(time(info));
-      if (work_.values && out.algorithms.back().does_not_fit.empty())
+      if (values_ && out.algorithms.back().does_not_fit.empty())
         out.algorithms.back().max_abs_error = error_of(compute(info.algorithm));
     }
     if (!known)
@@ -208,6 +208,7 @@ class GemmModel {
           (out.chosen < 0 || out.algorithms[i].seconds < out.algorithms[static_cast<size_t>(out.chosen)].seconds))
         out.chosen = static_cast<int>(i);
     out.max_abs_product = max_abs_product_;
+    out.values_note = values_note_;
     return out;
   }
 
@@ -291,13 +292,15 @@ class GemmModel {
     return r;
   }
 
-  void make_operands() {
+  // False (and values_note_ says why) where the product is too large to compute here.
+  bool make_operands() {
     const double macs = static_cast<double>(work_.m) * static_cast<double>(work_.k) * static_cast<double>(work_.n);
-    if (macs > kMaxValueMacs)
-      fail(
-          "the values of a {} x {} x {} product take {:.3g} multiply-adds on this host, beyond the {:.3g} tessera "
-          "computes core by core; time it only (--no-numerics) or give a smaller product",
-          work_.m, work_.k, work_.n, macs, kMaxValueMacs);
+    if (macs > kMaxValueMacs) {
+      values_note_ = fmt::format(
+          "values not computed: {:.3g} multiply-adds, beyond the {:.3g} tessera computes core by core on this host",
+          macs, kMaxValueMacs);
+      return false;
+    }
     const FloatFormat format = parse_float_format(work_.dtype);
     std::mt19937_64 rng(work_.seed);
     std::uniform_real_distribution<float> uniform(-1.f, 1.f);
@@ -314,6 +317,7 @@ class GemmModel {
           reference_[static_cast<size_t>(i * work_.n + j)] +=
               static_cast<double>(a_[static_cast<size_t>(i * work_.k + l)]) * b_[static_cast<size_t>(l * work_.n + j)];
     for (double v : reference_) max_abs_product_ = std::max(max_abs_product_, std::abs(v));
+    return true;
   }
 
   // C as the algorithm computes it: each core's C tile, from the tiles the collectives bring it.
@@ -362,6 +366,8 @@ class GemmModel {
   std::vector<float> a_, b_;
   std::vector<double> reference_;
   double max_abs_product_ = 0;
+  bool values_ = false;
+  std::string values_note_;
 };
 
 }  // namespace

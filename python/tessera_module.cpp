@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tessera/api/compare.hpp"
+#include "tessera/api/gemm.hpp"
 #include "tessera/api/run.hpp"
 #include "tessera/api/sweep.hpp"
 #include "tessera/api/train.hpp"
@@ -187,6 +188,27 @@ py::dict run_sweep(const std::string& spec_file, const std::string& out, int thr
   return result;
 }
 
+// One matrix product alone on each machine (`tessera gemm`): the same dict as `gemm --json`.
+py::dict gemm(int64_t m, int64_t k, int64_t n, const std::vector<std::string>& archs, const std::string& dtype,
+              const std::string& algorithm, int64_t cores, const std::string& fidelity, bool values, uint64_t seed) {
+  if (fidelity != "flow" && fidelity != "cycle") fail("fidelity '{}': expected flow or cycle", fidelity);
+  target::GemmWork work{.m = m,
+                        .k = k,
+                        .n = n,
+                        .dtype = dtype,
+                        .algorithm = algorithm,
+                        .cores = cores,
+                        .fidelity = fidelity == "cycle" ? target::Fidelity::Cycle : target::Fidelity::Flow,
+                        .values = values,
+                        .seed = seed};
+  std::string json;
+  {
+    py::gil_scoped_release unlocked;
+    json = report::gemm_json(work, api::gemm(archs, work));
+  }
+  return from_json(json);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(tessera, m) {
@@ -202,6 +224,10 @@ PYBIND11_MODULE(tessera, m) {
         py::arg("model") = "default", py::arg("archs") = std::vector<std::string>{"wse2"},
         py::arg("prompt_tokens") = 128, py::arg("max_new_tokens") = 128, py::arg("batches") = std::vector<int64_t>{1},
         py::arg("dtype") = "", py::arg("routing") = "uniform", py::arg("expert_parallel") = 0);
+  m.def("gemm", &gemm, "One matrix product C = A B alone on each machine: every algorithm, the fastest chosen",
+        py::arg("m"), py::arg("k"), py::arg("n"), py::arg("archs") = std::vector<std::string>{"wse2"},
+        py::arg("dtype") = "fp16", py::arg("algorithm") = "", py::arg("cores") = 0, py::arg("fidelity") = "flow",
+        py::arg("values") = true, py::arg("seed") = 1);
   m.def("eval", &eval, "Perplexity of a model on a text file", py::arg("model") = "default", py::arg("text_path"),
         py::arg("arch") = "host", py::arg("window") = 0, py::arg("dtype") = "", py::arg("weights") = "");
   m.def("train_step", &train_step, "One training step on a machine, timing-only", py::arg("model"), py::arg("machine"),

@@ -45,7 +45,7 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
                          static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
     }
     if (o.chosen < 0) out += "  no algorithm fits this grid\n";
-    if (!o.values_note.empty()) out += "  " + o.values_note + " (--no-numerics: time only)\n";
+    if (!o.values_note.empty()) out += "  " + o.values_note + "\n";
     if (o.max_abs_product > 0)
       out += fmt::format("  values: every core's C tile against the host's product (largest |C| {:.3g})\n",
                          o.max_abs_product);

@@ -58,6 +58,12 @@ check(moe["balanced"][0]["tokens_per_s_per_user"] > moe["uniform"][0]["tokens_pe
 ep = tessera.compare(model="mixtral-8x7b", archs=["8xh100"], batches=[64], dtype="fp16", expert_parallel=8)
 check(ep[0]["fits"] and ep[0]["mapping"] == "expert 8", "experts over 8 GPUs")
 
+product = tessera.gemm(48, 64, 40, archs=["mesh-32x32", "a100"], cores=8)
+mesh, gpu = product["machines"]
+check(mesh["chosen"] in ("summa", "cannon", "meshgemm") and all(a["max_abs_error"] < 1e-4 for a in mesh["algorithms"]),
+      "a matmul alone on a mesh: each algorithm's values match the host's product")
+check(gpu["chosen"] == "tiled" and gpu["algorithms"][0]["seconds"] > 0, "and on a GPU, timed")
+
 ppl = tessera.eval(text_path=os.path.join(ROOT, "tests/data/text/persuasion-end.txt"), window=128)
 check(math.isfinite(ppl["perplexity"]) and 1 < ppl["perplexity"] < 2048 and ppl["tokens_scored"] > 1000,
       "perplexity of the default model on Austen")

@@ -299,7 +299,9 @@ int main(int argc, char** argv) {
   gemm_cmd->add_option("--dtype", gemm.work.dtype, "Format of A and B (the MAC dtype)")->capture_default_str();
   gemm_cmd->add_option("--algorithm", gemm.work.algorithm,
                        "summa, cannon or meshgemm (default: all, the fastest chosen)");
-  gemm_cmd->add_option("--cores", gemm.work.cores, "Side P of the P x P grid of cores (default: the largest square)");
+  gemm_cmd->add_option(
+      "--cores", gemm.work.cores,
+      "Mesh fabrics: side P of the P x P grid of cores (default: the largest square; GPUs use every SM)");
   gemm_cmd->add_option("--fidelity", gemm.fidelity, "flow (routed flows with contention) or cycle (every wavelet)")
       ->check(CLI::IsMember({"flow", "cycle"}))
       ->capture_default_str();

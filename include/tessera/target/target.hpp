@@ -184,7 +184,8 @@ struct GemmWork {
   int64_t m = 0, k = 0, n = 0;
   std::string dtype = "fp16";  // A's and B's format, the MAC dtype; products summed in the arch's accumulator
   std::string algorithm;       // one the target names in GemmOutcome; "": all of them, the fastest chosen
-  int64_t cores = 0;           // mesh fabrics: the side P of the P x P grid of cores (0: the largest square)
+  int64_t cores = 0;           // mesh fabrics: the side P of the P x P grid of cores (0: the largest
+                               // square); a GPU uses all its SMs
   Fidelity fidelity = Fidelity::Flow;
   // Compute C with the algorithm's own data movement (each core multiplies what it holds) and
   // compare it with the host's product of the same operands, where the product is small enough
@@ -195,15 +196,15 @@ struct GemmWork {
 struct GemmAlgorithmResult {
   std::string algorithm, description;
   std::string does_not_fit;  // "": it fits; else what does not fit where, and what would
-  double memory_bytes = 0;   // per core: operand tiles, their buffers and the accumulators
+  double memory_bytes = 0;   // per core (a GPU's SM): operand tiles, their buffers and the accumulators
   double memory_available_bytes = 0;
   int64_t steps = 0;
   double compute_s = 0;        // the arithmetic of every step
-  double communication_s = 0;  // communication not hidden behind arithmetic
+  double communication_s = 0;  // what is not hidden behind arithmetic: fabric transfers, HBM, a launch
   double seconds = 0;
   double word_hops = 0;       // fabric traffic: 32-bit words x links crossed
   double max_abs_error = -1;  // values: largest |C - host product| (-1: not computed)
-  std::string bound;          // "compute" or "fabric"
+  std::string bound;          // "compute", "fabric" (a mesh's transfers) or "memory" (a GPU's HBM)
 };
 struct GemmOutcome {
   std::string layout;          // for people: the grid of cores and the tiles each holds

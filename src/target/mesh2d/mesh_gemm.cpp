@@ -297,7 +297,8 @@ class GemmModel {
     const double macs = static_cast<double>(work_.m) * static_cast<double>(work_.k) * static_cast<double>(work_.n);
     if (macs > kMaxValueMacs) {
       values_note_ = fmt::format(
-          "values not computed: {:.3g} multiply-adds, beyond the {:.3g} tessera computes core by core on this host",
+          "values not computed: {:.3g} multiply-adds, beyond the {:.3g} tessera computes core by core on this host "
+          "(--no-numerics: time only)",
           macs, kMaxValueMacs);
       return false;
     }

@@ -1,5 +1,7 @@
 #include "gemm_tiling.hpp"
 
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <array>
 
@@ -51,11 +53,60 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
     for (int64_t g : groups) tiles += cdiv(g, tm) * cdiv(n, tn);
     // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
     const int64_t split = split_k ? std::max<int64_t>(1, std::min(sms / tiles, k / kSlab)) : 1;
-    GemmTiling t{rows, tn, cdiv(k, split), tiles * split, cdiv(tiles * split, sms), 0};
+    GemmTiling t{rows,
+                 tn,
+                 cdiv(k, split),
+                 tiles * split,
+                 cdiv(tiles * split, sms),
+                 0,
+                 static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes};
     t.cycles = static_cast<double>(t.waves * t.tile_k) * tile_step_cycles(a, rate, rows, tn);
     if (!best || std::max(t.cycles, floor_cycles) < std::max(best->cycles, floor_cycles)) best = t;
   }
   return best;
+}
+
+GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
+  if (work.m < 1 || work.k < 1 || work.n < 1)
+    fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
+  if (!a.core.macs_per_cycle.contains(work.dtype)) {
+    std::string have;
+    for (const auto& [dtype, _] : a.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
+    fail("{} has no {} MACs; it multiplies {}", a.name, work.dtype, have);
+  }
+  if (!work.algorithm.empty() && work.algorithm != "tiled")
+    fail("no GEMM algorithm '{}' on {}: it runs one, 'tiled' (CTA tiles in waves over its {} SMs)", work.algorithm,
+         a.name, a.usable.cores());
+  if (work.fidelity != Fidelity::Flow) fail("{} has one timing tier (no mesh fabric to time at another)", a.name);
+  const GemmRate rate = gemm_rate(a, work.dtype);
+  const double m = static_cast<double>(work.m), k = static_cast<double>(work.k), n = static_cast<double>(work.n);
+  const double hbm_bytes = (m * k + k * n + m * n) * rate.element_bytes;
+  const double memory_cycles = hbm_bytes / a.gpu.sustained_hbm_bytes_per_second() * a.clock_hz;
+  const auto tiling = fastest_tiling(a, rate, {work.m}, work.n, work.k, true, memory_cycles);
+  if (!tiling)
+    fail("no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", a.name, a.core.sram_bytes / 1024);
+  GemmOutcome out;
+  const int64_t split = cdiv(work.k, tiling->tile_k);
+  out.layout = fmt::format("{} cores (SMs); CTA tiles of {} x {} x {}{}, {} CTAs in {} waves", a.usable.cores(),
+                           tiling->tile_m, tiling->tile_n, tiling->tile_k,
+                           split > 1 ? fmt::format(" (K split {} ways)", split) : "", tiling->ctas, tiling->waves);
+  out.peak_macs_per_s = static_cast<double>(a.usable.cores()) * a.core.macs_per_cycle.at(work.dtype) * a.clock_hz;
+  if (work.values)
+    out.values_note =
+        "values not computed: a GPU's product sums in its vendor library's order (tessera's GPU values are the "
+        "reference executor's)";
+  GemmAlgorithmResult r;
+  r.algorithm = "tiled";
+  r.description = "CTA tiles in waves over the SMs, each tile no faster than L2 feeds it (docs/gpu-model.md)";
+  r.memory_bytes = tiling->shared_memory_bytes, r.memory_available_bytes = a.core.sram_bytes;
+  r.steps = tiling->waves;
+  r.compute_s = tiling->cycles / a.clock_hz;
+  r.seconds = a.gpu.kernel_launch_s + std::max(tiling->cycles, memory_cycles) / a.clock_hz;
+  r.communication_s = r.seconds - r.compute_s;
+  r.bound = memory_cycles > tiling->cycles ? "memory" : "compute";
+  out.algorithms.push_back(r);
+  out.chosen = 0;
+  return out;
 }
 
 }  // namespace tessera::target

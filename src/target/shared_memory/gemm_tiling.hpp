@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tessera/arch/arch_spec.hpp"
+#include "tessera/target/target.hpp"
 
 namespace tessera::target {
 
@@ -16,7 +17,8 @@ namespace tessera::target {
 // the matrix unit computes, padded to its height).
 struct GemmTiling {
   int64_t tile_m = 0, tile_n = 0, tile_k = 0, ctas = 0, waves = 0;
-  double cycles = 0;  // the waves' compute cycles
+  double cycles = 0;               // the waves' compute cycles
+  double shared_memory_bytes = 0;  // per SM: the tile's operand pipeline
 };
 
 // What a GEMM needs of the chip: its MAC rate per SM and cycle (the sustained one), the rows a
@@ -50,5 +52,9 @@ double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t r
 std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate& rate,
                                          const std::vector<int64_t>& groups, int64_t n, int64_t k, bool split_k,
                                          double floor_cycles = 0);
+
+// One matrix product as a kernel of its own (`tessera gemm`): the fastest tiling's waves or its
+// HBM traffic (A, B and C once), whichever is longer, after a kernel launch.
+GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work);
 
 }  // namespace tessera::target

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "../targets.hpp"
+#include "gemm_tiling.hpp"
 #include "shared_memory_training.hpp"
 #include "tessera/target/partitioning.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
@@ -60,6 +61,8 @@ class SharedMemoryTarget : public Target {
   TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
     return simulate_gpu_training(arch(), model, work);
   }
+
+  GemmOutcome simulate_gemm(const GemmWork& work) const override { return time_tiled_gemm(arch(), work); }
 
   RunReport simulate(const Plan& plan, const SimulateOptions& options) const override {
     if (!options.cycle_region.empty())

@@ -1,5 +1,6 @@
-// A matrix product timed alone on a mesh's cores (target/mesh2d/mesh_gemm.cpp): the values each
-// algorithm's data movement computes, its time against the fabric model's costs, and its refusals.
+// A matrix product timed alone (`tessera gemm`): on a mesh's cores (target/mesh2d/mesh_gemm.cpp),
+// the values each algorithm's data movement computes, its time against the fabric model's costs
+// and its refusals; on a GPU (shared_memory/gemm_tiling.cpp), waves of tiles or HBM traffic.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -129,7 +130,32 @@ TEST(MeshGemm, BadRequestsAreRefusedByName) {
               wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .fidelity = target::Fidelity::Analytic});
             }).find("flow tier"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { preset("a100")->simulate_gemm({.m = 8, .k = 8, .n = 8}); }).find("mesh2d machines have one"),
+}
+
+TEST(GpuGemm, AProductAloneIsItsTilesWavesOrItsHbmTrafficAfterALaunch) {
+  const auto gpu = preset("a100");
+  const arch::ArchSpec& a = gpu->arch();
+  // A GEMV: one row of A against 4096 x 4096 of B is the HBM traffic of A, B and C.
+  const auto gemv = gpu->simulate_gemm({.m = 1, .k = 4096, .n = 4096, .dtype = "fp16"});
+  ASSERT_EQ(gemv.chosen, 0);
+  const auto& v = gemv.algorithms[0];
+  const double bytes = (4096.0 + 4096.0 * 4096 + 4096) * 2;
+  EXPECT_DOUBLE_EQ(v.seconds, a.gpu.kernel_launch_s + bytes / a.gpu.sustained_hbm_bytes_per_second());
+  EXPECT_EQ(v.bound, "memory");
+  EXPECT_NE(gemv.values_note.find("vendor library"), std::string::npos);
+  // A prefill-sized product is compute-bound, at most the measured best-shape share of the peak
+  // and no less than 90% of it (19 waves of 64 x 128 tiles over 108 SMs).
+  const auto big = gpu->simulate_gemm({.m = 4096, .k = 14336, .n = 4096, .dtype = "fp16", .cores = 8});
+  const auto& g = big.algorithms[0];
+  const double share = 4096.0 * 14336 * 4096 / g.seconds / big.peak_macs_per_s;
+  EXPECT_EQ(g.bound, "compute");
+  EXPECT_LE(share, a.gpu.matmul_efficiency);
+  EXPECT_GT(share, 0.9 * a.gpu.matmul_efficiency);
+  EXPECT_NE(error_of([&] {
+              gpu->simulate_gemm({.m = 8, .k = 8, .n = 8, .algorithm = "meshgemm"});
+            }).find("it runs one, 'tiled'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { preset("gc200")->simulate_gemm({.m = 8, .k = 8, .n = 8}); }).find("mesh2d machines"),
             std::string::npos);
 }
 

@@ -18,11 +18,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 
+#include "../gemm_work.hpp"
 #include "mesh2d_gemm.hpp"
 #include "tessera/base/error.hpp"
-#include "tessera/base/formats.hpp"
+#include "tessera/base/precision.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
 
 namespace tessera::target {
@@ -145,27 +145,13 @@ void multiply_add(const Grid& g, const Tiles& a, const Tiles& b, Tiles& c) {
   }
 }
 
-double element_bytes(const std::string& dtype) {
-  if (dtype == "fp32") return 4;
-  if (dtype == "fp16" || dtype == "bf16") return 2;
-  return 1;  // the fp8 formats
-}
-
 class GemmModel {
  public:
   GemmModel(const arch::ArchSpec& arch, const GemmWork& work)
       : arch_(arch),
         work_(work),
         fabric_(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height), arch.link) {
-    if (work.m < 1 || work.k < 1 || work.n < 1)
-      fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
-    const auto rate = arch.core.macs_per_cycle.find(work.dtype);
-    if (rate == arch.core.macs_per_cycle.end()) {
-      std::string have;
-      for (const auto& [dtype, _] : arch.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
-      fail("{} has no {} MACs; its cores multiply {}", arch.name, work.dtype, have);
-    }
-    rate_ = rate->second;
+    rate_ = gemm_mac_rate(arch, work);
     if (work.fidelity == Fidelity::Analytic)
       fail("a GEMM is timed with the flow tier (the default) or the cycle tier; the analytic tier times plans");
     const int64_t side = std::min(arch.usable.width, arch.usable.height);
@@ -175,12 +161,15 @@ class GemmModel {
     grid_.p = static_cast<int32_t>(work.cores > 0 ? work.cores : side);
     grid_.region = {arch.usable.x, arch.usable.y, grid_.p, grid_.p};
     grid_.mt = cdiv(work.m, grid_.p), grid_.kt = cdiv(work.k, grid_.p), grid_.nt = cdiv(work.n, grid_.p);
-    eb_ = element_bytes(work.dtype);
+    eb_ = storage_bits(work.dtype) / 8;
     acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
     step_compute_ = std::ceil(static_cast<double>(grid_.mt * grid_.kt * grid_.nt) / rate_);
-    values_ = work.values && make_operands();
+    if (work.values) {
+      operands_ = gemm_operands(work, kMaxValueMacs);
+      values_ = operands_.not_computed.empty();
+    }
   }
 
   GemmOutcome run() {
@@ -207,8 +196,8 @@ class GemmModel {
       if (out.algorithms[i].does_not_fit.empty() &&
           (out.chosen < 0 || out.algorithms[i].seconds < out.algorithms[static_cast<size_t>(out.chosen)].seconds))
         out.chosen = static_cast<int>(i);
-    out.max_abs_product = max_abs_product_;
-    out.values_note = values_note_;
+    out.max_abs_product = operands_.max_abs_product;
+    out.values_note = operands_.not_computed;
     return out;
   }
 
@@ -292,39 +281,10 @@ class GemmModel {
     return r;
   }
 
-  // False (and values_note_ says why) where the product is too large to compute here.
-  bool make_operands() {
-    const double macs = static_cast<double>(work_.m) * static_cast<double>(work_.k) * static_cast<double>(work_.n);
-    if (macs > kMaxValueMacs) {
-      values_note_ = fmt::format(
-          "values not computed: {:.3g} multiply-adds, beyond the {:.3g} tessera computes core by core on this host "
-          "(--no-numerics: time only)",
-          macs, kMaxValueMacs);
-      return false;
-    }
-    const FloatFormat format = parse_float_format(work_.dtype);
-    std::mt19937_64 rng(work_.seed);
-    std::uniform_real_distribution<float> uniform(-1.f, 1.f);
-    auto fill = [&](std::vector<float>& v, int64_t count) {
-      v.resize(static_cast<size_t>(count));
-      for (auto& x : v) x = round_to_format(uniform(rng), format);
-    };
-    fill(a_, work_.m * work_.k);
-    fill(b_, work_.k * work_.n);
-    reference_.assign(static_cast<size_t>(work_.m * work_.n), 0.0);
-    for (int64_t i = 0; i < work_.m; ++i)
-      for (int64_t l = 0; l < work_.k; ++l)
-        for (int64_t j = 0; j < work_.n; ++j)
-          reference_[static_cast<size_t>(i * work_.n + j)] +=
-              static_cast<double>(a_[static_cast<size_t>(i * work_.k + l)]) * b_[static_cast<size_t>(l * work_.n + j)];
-    for (double v : reference_) max_abs_product_ = std::max(max_abs_product_, std::abs(v));
-    return true;
-  }
-
   // C as the algorithm computes it: each core's C tile, from the tiles the collectives bring it.
   Tiles compute(Algorithm algorithm) const {
-    Tiles a = natural_tiles(grid_, a_, work_.m, work_.k, grid_.mt, grid_.kt);
-    Tiles b = natural_tiles(grid_, b_, work_.k, work_.n, grid_.kt, grid_.nt);
+    Tiles a = natural_tiles(grid_, operands_.a, work_.m, work_.k, grid_.mt, grid_.kt);
+    Tiles b = natural_tiles(grid_, operands_.b, work_.k, work_.n, grid_.kt, grid_.nt);
     Tiles c(a.size(), std::vector<float>(static_cast<size_t>(grid_.mt * grid_.nt), 0.f));
     if (algorithm == Algorithm::Summa) {
       for (int32_t s = 0; s < grid_.p; ++s)
@@ -352,7 +312,7 @@ class GemmModel {
         const auto& tile =
             c[static_cast<size_t>(i / grid_.mt) * static_cast<size_t>(grid_.p) + static_cast<size_t>(j / grid_.nt)];
         const float v = tile[static_cast<size_t>((i % grid_.mt) * grid_.nt + j % grid_.nt)];
-        const double e = std::abs(static_cast<double>(v) - reference_[static_cast<size_t>(i * work_.n + j)]);
+        const double e = std::abs(static_cast<double>(v) - operands_.product[static_cast<size_t>(i * work_.n + j)]);
         worst = std::isnan(e) ? INFINITY : std::max(worst, e);
       }
     return worst;
@@ -364,11 +324,8 @@ class GemmModel {
   Grid grid_;
   double rate_ = 0, eb_ = 0, acc_bytes_ = 4, step_compute_ = 0;
   int64_t a_words_ = 0, b_words_ = 0;
-  std::vector<float> a_, b_;
-  std::vector<double> reference_;
-  double max_abs_product_ = 0;
+  GemmOperands operands_;
   bool values_ = false;
-  std::string values_note_;
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 
+#include "../gemm_work.hpp"
 #include "tessera/base/precision.hpp"
 
 namespace tessera::target {
@@ -67,13 +68,7 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
 }
 
 GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
-  if (work.m < 1 || work.k < 1 || work.n < 1)
-    fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
-  if (!a.core.macs_per_cycle.contains(work.dtype)) {
-    std::string have;
-    for (const auto& [dtype, _] : a.core.macs_per_cycle) have += (have.empty() ? "" : ", ") + dtype;
-    fail("{} has no {} MACs; it multiplies {}", a.name, work.dtype, have);
-  }
+  gemm_mac_rate(a, work);
   if (!work.algorithm.empty() && work.algorithm != "tiled")
     fail("no GEMM algorithm '{}' on {}: it runs one, 'tiled' (CTA tiles in waves over its {} SMs)", work.algorithm,
          a.name, a.usable.cores());

@@ -1,0 +1,26 @@
+// What every target's GEMM kernel model (Target::simulate_gemm) shares: the request's checks and
+// the operands whose product a data plane computes. Private to src/target/.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tessera/target/target.hpp"
+
+namespace tessera::target {
+
+// The MACs per cycle per core of `work.dtype` on `a`; throws Error naming what is wrong with the
+// request (a dimension below 1, a dtype the chip does not multiply).
+double gemm_mac_rate(const arch::ArchSpec& a, const GemmWork& work);
+
+// The operands (uniform in [-1, 1) rounded to work.dtype, from work.seed, row-major) and the
+// host's product of them in double, or, beyond `max_macs` multiply-adds, none and why.
+struct GemmOperands {
+  std::vector<float> a, b;
+  std::vector<double> product;
+  double max_abs_product = 0;
+  std::string not_computed;  // "": the operands and product are here
+};
+GemmOperands gemm_operands(const GemmWork& work, double max_macs);
+
+}  // namespace tessera::target

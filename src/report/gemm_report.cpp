@@ -44,7 +44,7 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
                          time_text(a.compute_s), time_text(a.communication_s), a.bound, memory, error,
                          static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
     }
-    if (o.chosen < 0) out += "  no algorithm fits this grid\n";
+    if (o.chosen < 0) out += "  no algorithm fits\n";
     if (!o.values_note.empty()) out += "  " + o.values_note + "\n";
     if (o.max_abs_product > 0)
       out += fmt::format("  values: every core's C tile against the host's product (largest |C| {:.3g})\n",

@@ -17,8 +17,8 @@ const compiler::LoweredModel& ModelSource::lowered() const {
 
 GemmOutcome Target::simulate_gemm(const GemmWork&) const {
   fail(
-      "{} ({} fabric) has no model of a matrix product as a kernel of its own yet; mesh2d machines (wse2, wse3, "
-      "mesh-32x32) and shared_memory ones (GPUs, Trainium) have one",
+      "{} ({} fabric) has no model of a matrix product as a kernel of its own yet; the mesh2d, exchange and "
+      "shared_memory targets have one",
       arch().name, arch().fabric);
 }
 

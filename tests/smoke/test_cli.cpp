@@ -1236,10 +1236,10 @@ TEST(Cli, GemmTimesEachAlgorithmAndChecksItsValues) {
       }
     }
   }
-  // Bad requests: an IPU (no GEMM kernel model yet), a grid larger than the chip, an unknown dtype.
-  const Result ipu = tessera("gemm -M 8 -K 8 -N 8 --arch gc200");
+  // Bad requests: an algorithm the machine lacks, a grid larger than the chip, an unknown dtype.
+  const Result ipu = tessera("gemm -M 8 -K 8 -N 8 --arch gc200 --algorithm meshgemm");
   EXPECT_NE(ipu.exit_code, 0);
-  EXPECT_TRUE(contains(ipu.output, "gc200: gc200 (exchange fabric) has no model of a matrix product")) << ipu.output;
+  EXPECT_TRUE(contains(ipu.output, "gc200: no GEMM algorithm 'meshgemm' on gc200")) << ipu.output;
   const Result big = tessera("gemm -M 8 -K 8 -N 8 --arch mesh-32x32 --cores 33");
   EXPECT_NE(big.exit_code, 0);
   EXPECT_TRUE(contains(big.output, "at most 32 x 32")) << big.output;

@@ -1,6 +1,7 @@
 // A matrix product timed alone (`tessera gemm`): on a mesh's cores (target/mesh2d/mesh_gemm.cpp),
 // the values each algorithm's data movement computes, its time against the fabric model's costs
-// and its refusals; on a GPU (shared_memory/gemm_tiling.cpp), waves of tiles or HBM traffic.
+// and its refusals; on a GPU (shared_memory/gemm_tiling.cpp), waves of tiles or HBM traffic; on
+// an IPU (exchange/exchange_gemm.cpp), blocks over the tiles in BSP supersteps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -155,7 +156,36 @@ TEST(GpuGemm, AProductAloneIsItsTilesWavesOrItsHbmTrafficAfterALaunch) {
               gpu->simulate_gemm({.m = 8, .k = 8, .n = 8, .algorithm = "meshgemm"});
             }).find("it runs one, 'tiled'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { preset("gc200")->simulate_gemm({.m = 8, .k = 8, .n = 8}); }).find("mesh2d machines"),
+}
+
+TEST(IpuGemm, AProductIsSplitOverTheTilesInPassesThatFitTheirSram) {
+  const auto ipu = preset("gc200");
+  const arch::ArchSpec& a = ipu->arch();
+  // Values: every tile's block product, the K parts added in order, against the host's product.
+  const auto small = ipu->simulate_gemm({.m = 37, .k = 50, .n = 29, .dtype = "fp32", .seed = 5});
+  ASSERT_EQ(small.chosen, 0);
+  EXPECT_GE(small.algorithms[0].max_abs_error, 0);
+  EXPECT_LT(small.algorithms[0].max_abs_error, 1e-5 * small.max_abs_product);
+  // 4096 x 14336 x 4096 in fp16 (117 + 117 + 34 MB of operands and result over 900 MB of tiles):
+  // no split of one pass fits a tile's SRAM, so it runs in passes over N; no faster than the
+  // tiles' peak, and mostly arithmetic.
+  const auto big = ipu->simulate_gemm({.m = 4096, .k = 14336, .n = 4096, .dtype = "fp16"});
+  ASSERT_EQ(big.chosen, 0);
+  const auto& g = big.algorithms[0];
+  EXPECT_NE(big.layout.find("passes over N"), std::string::npos) << big.layout;
+  EXPECT_LE(g.memory_bytes, a.usable_sram_per_core());
+  const double share = 4096.0 * 14336 * 4096 / g.seconds / big.peak_macs_per_s;
+  EXPECT_GT(share, 0.3);
+  EXPECT_LT(share, 1.0);
+  EXPECT_EQ(g.bound, "compute");
+  EXPECT_NE(big.values_note.find("values not computed"), std::string::npos);
+  // Operands larger than the chip's SRAM do not fit, whatever the split.
+  const auto huge = ipu->simulate_gemm({.m = 30000, .k = 30000, .n = 30000, .values = false});
+  EXPECT_EQ(huge.chosen, -1);
+  EXPECT_NE(huge.algorithms[0].does_not_fit.find("the operands do not fit the chip"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ipu->simulate_gemm({.m = 8, .k = 8, .n = 8, .algorithm = "summa"});
+            }).find("it runs one, 'planned'"),
             std::string::npos);
 }
 

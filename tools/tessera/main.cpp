@@ -289,7 +289,7 @@ int main(int argc, char** argv) {
 
   GemmFlags gemm;
   auto* gemm_cmd = app.add_subcommand(
-      "gemm", "One matrix product C = A B timed alone on a mesh's cores: SUMMA, Cannon and MeshGEMM side by side");
+      "gemm", "One matrix product C = A B timed alone: SUMMA, Cannon and MeshGEMM on a mesh, tiles on a GPU or an IPU");
   gemm_cmd->add_option("-M", gemm.work.m, "Rows of A and C")->required();
   gemm_cmd->add_option("-K", gemm.work.k, "Columns of A, rows of B")->required();
   gemm_cmd->add_option("-N", gemm.work.n, "Columns of B and C")->required();
@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
                        "summa, cannon or meshgemm (default: all, the fastest chosen)");
   gemm_cmd->add_option(
       "--cores", gemm.work.cores,
-      "Mesh fabrics: side P of the P x P grid of cores (default: the largest square; GPUs use every SM)");
+      "Mesh fabrics: side P of the P x P grid of cores (default: the largest square; GPUs and IPUs use every core)");
   gemm_cmd->add_option("--fidelity", gemm.fidelity, "flow (routed flows with contention) or cycle (every wavelet)")
       ->check(CLI::IsMember({"flow", "cycle"}))
       ->capture_default_str();

@@ -185,7 +185,7 @@ struct GemmWork {
   std::string dtype = "fp16";  // A's and B's format, the MAC dtype; products summed in the arch's accumulator
   std::string algorithm;       // one the target names in GemmOutcome; "": all of them, the fastest chosen
   int64_t cores = 0;           // mesh fabrics: the side P of the P x P grid of cores (0: the largest
-                               // square); a GPU uses all its SMs
+                               // square); other fabrics use every core
   Fidelity fidelity = Fidelity::Flow;
   // Compute C with the algorithm's own data movement (each core multiplies what it holds) and
   // compare it with the host's product of the same operands, where the product is small enough
@@ -204,7 +204,7 @@ struct GemmAlgorithmResult {
   double seconds = 0;
   double word_hops = 0;       // fabric traffic: 32-bit words x links crossed
   double max_abs_error = -1;  // values: largest |C - host product| (-1: not computed)
-  std::string bound;          // "compute", "fabric" (a mesh's transfers) or "memory" (a GPU's HBM)
+  std::string bound;          // "compute", "fabric" (a mesh's transfers), "memory" (a GPU's HBM), "exchange" (an IPU's)
 };
 struct GemmOutcome {
   std::string layout;          // for people: the grid of cores and the tiles each holds

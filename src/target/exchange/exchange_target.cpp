@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "../targets.hpp"
+#include "exchange_gemm.hpp"
 #include "exchange_training.hpp"
 #include "tessera/ir/builders.hpp"
 #include "tessera/target/exchange/exchange_compiler.hpp"
@@ -74,6 +75,8 @@ class ExchangeTarget : public Target {
     r.detail = std::move(b);
     return r;
   }
+
+  GemmOutcome simulate_gemm(const GemmWork& work) const override { return simulate_exchange_gemm(arch(), work); }
 
   TrainingOutcome simulate_training(const ModelSource& model, const TrainingWork& work) const override {
     return simulate_ipu_training(arch(), model, work);

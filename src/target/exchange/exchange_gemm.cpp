@@ -1,7 +1,8 @@
 // A matrix product as a kernel of its own on an exchange (IPU-like) chip, planned as Poplar's
 // matmul planner does in outline: A, B and C lie spread evenly over the tiles; the product runs
-// in one or more serial passes over slices of N, each split pm x pk x pn over the tiles (pm * pk
-// * pn of them): every tile receives its A block (mb x kb) and B block (kb x nb) over the exchange
+// in one or more serial passes over slices of N (the fewest that fit), each split pm x pk x pn
+// over the tiles (pm * pk * pn of them; pm and pk of the form 2^a 3^b, pn as many as the rest of
+// the tiles allow): every tile receives its A block (mb x kb) and B block (kb x nb) over the exchange
 // from where the operands lie (spread evenly over all tiles), multiplies them into an fp32 partial
 // C block, and where K is split the pk partials of each block are reduce-scattered in a second
 // superstep. Each superstep is a BSP step as the inference model times it (bsp_timing.cpp): a
@@ -29,6 +30,16 @@ constexpr double kPartialBytes = 4;  // partial sums are fp32
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The split factors tried for M and K: 2^a 3^b up to `limit` (1, 2, 3, 4, 6, 8, 9, 12, ...), so a
+// split can use most of a tile count that is not a power of two.
+std::vector<int64_t> smooth_numbers(int64_t limit) {
+  std::vector<int64_t> out;
+  for (int64_t two = 1; two <= limit; two *= 2)
+    for (int64_t v = two; v <= limit; v *= 3) out.push_back(v);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 struct Split {
   int64_t passes = 1;  // serial passes, each over n / passes columns of B and C
   int64_t pm = 1, pk = 1, pn = 1;
@@ -53,9 +64,11 @@ class ExchangeGemm {
   GemmOutcome run() const {
     const int64_t tiles = a_.usable.cores();
     std::optional<Split> best, smallest;
+    const std::vector<int64_t> factors = smooth_numbers(tiles);
     for (int64_t passes = 1; passes <= work_.n && !best; passes *= 2)
-      for (int64_t pm = 1; pm <= std::min(work_.m, tiles); pm *= 2)
-        for (int64_t pk = 1; pm * pk <= tiles && pk <= work_.k; pk *= 2) {
+      for (int64_t pm : factors)
+        for (int64_t pk : factors) {
+          if (pm > work_.m || pk > work_.k || pm * pk > tiles) continue;
           const Split s = plan(passes, pm, pk, std::min(cdiv(work_.n, passes), tiles / (pm * pk)));
           if (!smallest || s.memory_bytes < smallest->memory_bytes) smallest = s;
           if (s.memory_bytes <= a_.usable_sram_per_core() && (!best || s.seconds < best->seconds)) best = s;

@@ -24,7 +24,7 @@ RouteTree route_tree(const Flow& flow, int32_t width, int32_t height) {
   check(flow.src);
   RouteTree tree;
   const auto mark = [&](int32_t x, int32_t y, Port port) {
-    tree.masks[y * width + x] |= static_cast<uint8_t>(1u << static_cast<unsigned>(port));
+    tree.masks.emplace_back(y * width + x, static_cast<uint8_t>(1u << static_cast<unsigned>(port)));
   };
   const Coord src = flow.src;
   int32_t west = src.x, east = src.x;
@@ -43,6 +43,16 @@ RouteTree route_tree(const Flow& flow, int32_t width, int32_t height) {
     for (int32_t y = src.y; y < rows.second; ++y) mark(x, y, Port::South);
     for (int32_t y = src.y; y > rows.first; --y) mark(x, y, Port::North);
   }
+  // One entry per router, its ports' bits together.
+  std::sort(tree.masks.begin(), tree.masks.end());
+  size_t kept = 0;
+  for (const auto& [router, mask] : tree.masks) {
+    if (kept > 0 && tree.masks[kept - 1].first == router)
+      tree.masks[kept - 1].second |= mask;
+    else
+      tree.masks[kept++] = {router, mask};
+  }
+  tree.masks.resize(kept);
   for (const auto& [router, mask] : tree.masks) tree.links += std::popcount(static_cast<uint8_t>(mask & 0x0f));
   return tree;
 }
@@ -102,7 +112,7 @@ void walk_tree(const RouteTree& tree, int32_t width, int32_t source, Visit&& vis
   while (!stack.empty()) {
     const auto [router, hops] = stack.back();
     stack.pop_back();
-    const uint8_t mask = tree.masks.at(router);
+    const uint8_t mask = tree.mask_at(router);
     for (unsigned p = 0; p < kPorts; ++p) {
       if (!(mask & (1u << p))) continue;
       const auto port = static_cast<Port>(p);
@@ -222,7 +232,7 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
     while (!stack.empty()) {
       const auto [router, arrive] = stack.back();
       stack.pop_back();
-      const uint8_t mask = trees[i].masks.at(router);
+      const uint8_t mask = trees[i].mask_at(router);
       for (unsigned p = 0; p < kPorts; ++p) {
         if (!(mask & (1u << p))) continue;
         const auto port = static_cast<Port>(p);

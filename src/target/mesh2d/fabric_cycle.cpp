@@ -98,7 +98,7 @@ CommCost MeshFabric::cycle_level_cost(const Collective& collective) const {
       }
       return;
     }
-    const uint8_t mask = trees[static_cast<size_t>(e.flow)].masks.at(e.place);
+    const uint8_t mask = trees[static_cast<size_t>(e.flow)].mask_at(e.place);
     for (unsigned p = 0; p < kPorts; ++p) {
       if (!(mask & (1u << p))) continue;
       const size_t q = static_cast<size_t>(e.place) * kPorts + p;

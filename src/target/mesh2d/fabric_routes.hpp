@@ -1,8 +1,10 @@
 // Internal to the fabric timing code: dimension-ordered route trees.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "tessera/target/mesh2d/fabric.hpp"
 
@@ -14,9 +16,14 @@ inline constexpr const char* kPortNames[kPorts] = {"east", "west", "north", "sou
 
 // The output ports a flow uses at each router (router id = y * width + x), X then Y routing.
 struct RouteTree {
-  std::unordered_map<int32_t, uint8_t> masks;  // bit p set: the flow leaves this router on port p
+  // (router, mask) sorted by router, each router once; bit p set: the flow leaves it on port p.
+  std::vector<std::pair<int32_t, uint8_t>> masks;
   int64_t max_hops = 0;
   int64_t links = 0;  // mesh links the tree crosses (each once)
+  uint8_t mask_at(int32_t router) const {
+    const auto it = std::lower_bound(masks.begin(), masks.end(), std::pair<int32_t, uint8_t>{router, 0});
+    return it != masks.end() && it->first == router ? it->second : 0;
+  }
 };
 
 // Throws Error if an endpoint lies outside the mesh.

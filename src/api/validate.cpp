@@ -7,6 +7,7 @@
 
 #include "tessera/api/catalog.hpp"
 #include "tessera/api/compare.hpp"
+#include "tessera/api/gemm.hpp"
 #include "tessera/api/train.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/config/yaml_reader.hpp"
@@ -31,6 +32,8 @@ constexpr Metric kMetrics[] = {
     {"tflops_per_chip", "training", "TFLOP/s"},          // hardware FLOPs (recompute counted) per chip
     {"tokens_per_s_per_user", "inference", "tokens/s"},  // decode speed one request sees
     {"time_to_first_token_s", "inference", "s"},         // prefill of one request
+    {"tflops", "kernel", "TFLOP/s"},                     // a kernel's 2 m k n FLOPs over its time
+    {"seconds", "kernel", "s"},                          // a kernel's time
 };
 
 const Metric& metric(const config::YamlMap& row, const std::string& workload) {
@@ -89,6 +92,29 @@ CompareRequest inference_request(const config::YamlMap& row, const std::string& 
   return request;
 }
 
+// A component row's kernel: one matrix product, timed only, with the algorithm the row names (or
+// the machine's fastest).
+target::GemmWork kernel_work(const config::YamlMap& row) {
+  const config::YamlMap g = row.map("gemm");
+  target::GemmWork work;
+  work.m = positive(g, "m", 1), work.k = positive(g, "k", 1), work.n = positive(g, "n", 1);
+  work.dtype = g.optional_string("dtype").value_or("fp16");
+  work.algorithm = g.optional_string("algorithm").value_or("");
+  work.cores = g.optional_integer("cores").value_or(0);
+  work.values = false;
+  g.finish();
+  return work;
+}
+
+double predict_kernel(const std::string& system, const target::GemmWork& work, const std::string& metric) {
+  const report::GemmRun run = gemm({system}, work).front();
+  const target::GemmOutcome& o = run.outcome;
+  if (o.chosen < 0) throw Error(o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit);
+  const double seconds = o.algorithms[static_cast<size_t>(o.chosen)].seconds;
+  if (metric == "seconds") return seconds;
+  return 2.0 * static_cast<double>(work.m) * static_cast<double>(work.k) * static_cast<double>(work.n) / seconds / 1e12;
+}
+
 // The metric's prediction; throws Error when the workload cannot run as configured.
 double predict_training(const std::string& model, const std::string& system, const target::TrainingWork& work,
                         const std::string& metric) {
@@ -129,11 +155,13 @@ std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) 
       report::ValidationRow r;
       r.file = file.filename().string();
       r.name = row.string("name");
-      r.model = row.string("model");
       r.system = row.string("system");
-      r.workload = row.has("training") ? "training" : "inference";
-      if (row.has("training") == row.has("inference"))
-        fail("{}: a row has either a training or an inference section", row.where("name"));
+      const int sections = row.has("training") + row.has("inference") + row.has("gemm");
+      if (sections != 1)
+        fail("{}: a row has one of a training, an inference or a gemm (kernel) section", row.where("name"));
+      r.workload = row.has("training") ? "training" : row.has("inference") ? "inference" : "kernel";
+      const bool kernel = r.workload == "kernel";
+      r.model = kernel ? "" : row.string("model");
       const Metric& m = metric(row, r.workload);
       r.metric = m.name, r.unit = m.unit;
       r.published = row.number("published");
@@ -144,15 +172,18 @@ std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) 
       r.date = row.optional_string("date").value_or(date);
       r.note = row.optional_string("note").value_or("");
       if (r.source.empty()) fail("{}: the row names no source (and its file none)", row.where("name"));
-      resolve_model(r.model);  // a name or path that does not resolve is an error in the file, not a prediction
+      // A name or path that does not resolve is an error in the file, not a prediction.
+      if (!kernel) resolve_model(r.model);
       resolve_arch(system::parse_machine_name(r.system).second);
       const bool training = r.workload == "training";
       const target::TrainingWork work = training ? training_work(row) : target::TrainingWork{};
-      const CompareRequest request = training ? CompareRequest{} : inference_request(row, r.model, r.system);
+      const CompareRequest request = training || kernel ? CompareRequest{} : inference_request(row, r.model, r.system);
+      const target::GemmWork product = kernel ? kernel_work(row) : target::GemmWork{};
       row.finish();
       try {
-        r.predicted =
-            training ? predict_training(r.model, r.system, work, r.metric) : predict_inference(request, r.metric);
+        r.predicted = training ? predict_training(r.model, r.system, work, r.metric)
+                      : kernel ? predict_kernel(r.system, product, r.metric)
+                               : predict_inference(request, r.metric);
         r.predicted_ok = true;
       } catch (const Error& e) {
         r.failure = e.what();

@@ -904,14 +904,34 @@ rows:
     inference: {prompt_tokens: 8, generated_tokens: 4, batch: 1, dtype: fp16}
     metric: tokens_per_s_per_user
     published: 20
+  - name: a GEMM alone on mesh-32x32
+    system: mesh-32x32
+    gemm: {m: 256, k: 256, n: 256, dtype: fp16, algorithm: meshgemm}
+    metric: tflops
+    published: 0.5
 )");
   const std::string json = temp_file("validate.json", "");
   const Result r = tessera("validate " + rows + " --json " + json);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "no prediction: ")) << "70B does not fit one H100\n" << r.output;
-  EXPECT_TRUE(contains(r.output, "3 rows, 2 predicted")) << r.output;
+  EXPECT_TRUE(contains(r.output, "end-to-end: 3 rows, 2 predicted")) << r.output;
+  EXPECT_TRUE(contains(r.output, "component (kernel) measurements: 1 rows, 1 predicted")) << r.output;
   const auto doc = nlohmann::json::parse(read_all(json));
-  ASSERT_EQ(doc.at("rows").size(), 3u);
+  ASSERT_EQ(doc.at("rows").size(), 4u);
+  // The kernel row is summarised apart: 2 x 256^3 FLOPs over the time `gemm` gives.
+  const auto& kernel = doc.at("rows").at(3);
+  EXPECT_EQ(kernel.at("workload"), "kernel");
+  EXPECT_EQ(doc.at("components").at("rows"), 1);
+  EXPECT_NEAR(doc.at("components").at("median_abs_error").get<double>(), std::fabs(kernel.at("error").get<double>()),
+              1e-12);
+  const std::string product = temp_file("validate-gemm.json", "");
+  std::filesystem::remove(product);
+  ASSERT_EQ(tessera("gemm -M 256 -K 256 -N 256 --arch mesh-32x32 --algorithm meshgemm --no-numerics --json " + product)
+                .exit_code,
+            0);
+  const double seconds =
+      nlohmann::json::parse(read_all(product)).at("machines").at(0).at("algorithms").at(0).at("seconds").get<double>();
+  EXPECT_NEAR(kernel.at("predicted").get<double>(), 2.0 * 256 * 256 * 256 / seconds / 1e12, 1e-9);
   for (int i = 0; i < 2; ++i) {
     const auto& row = doc.at("rows").at(i);
     const double predicted = row.at("predicted").get<double>(), published = row.at("published").get<double>();
@@ -939,7 +959,15 @@ rows:
             "no-such-model"},
            {"source: s\nrows:\n  - {name: a, model: default, system: h100, metric: step_s, published: -2, "
             "training: {seq: 128}}\n",
-            "positive number"}}) {
+            "positive number"},
+           {"source: s\nrows:\n  - {name: a, system: wse2, metric: step_s, published: 1, gemm: {m: 8, k: 8, n: 8}}\n",
+            "'step_s' is not a kernel metric"},
+           {"source: s\nrows:\n  - {name: a, system: wse2, metric: tflops, published: 1, gemm: {m: 8, k: 8, size: "
+            "8}}\n",
+            "unknown key"},
+           {"source: s\nrows:\n  - {name: a, model: default, system: wse2, metric: tflops, published: 1, "
+            "gemm: {m: 8}, inference: {batch: 1}}\n",
+            "one of a training, an inference or a gemm"}}) {
     const Result bad = tessera("validate " + temp_file("bad.yaml", body));
     EXPECT_NE(bad.exit_code, 0) << body;
     EXPECT_TRUE(contains(bad.output, expected)) << body << "\n" << bad.output;

@@ -12,7 +12,8 @@
 //       training: {global_batch: 4, micro_batch: 4, seq: 2048, tp: 8, pp: 1, interleave: 1,
 //                  zero: 0, recompute: full, attention: unfused}
 //                                                 # or inference: {prompt_tokens, generated_tokens,
-//                                                 #   batch, dtype}
+//                                                 #   batch, dtype}; or, for a component row
+//                                                 # (no model), gemm: {m, k, n, dtype, algorithm, cores}
 //       metric: step_s                           # see kValidationMetrics
 //       published: 1.42
 //       note: what the row assumes where the source is silent (optional)

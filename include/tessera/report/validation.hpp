@@ -8,11 +8,11 @@
 namespace tessera::report {
 
 struct ValidationRow {
-  std::string file;      // the validation file the row came from
-  std::string name;      // what was measured, in a few words
-  std::string workload;  // "training" or "inference"
-  std::string model, system;
-  std::string metric, unit;  // "step_s", "s"; "tokens_per_s_per_user", "tokens/s"
+  std::string file;           // the validation file the row came from
+  std::string name;           // what was measured, in a few words
+  std::string workload;       // "training", "inference" or "kernel" (a component measurement: one GEMM)
+  std::string model, system;  // model: "" for a kernel
+  std::string metric, unit;   // "step_s", "s"; "tokens_per_s_per_user", "tokens/s"
   double published = 0;
   std::string source, url, date;  // where the published figure comes from
   std::string note;               // what the row assumes where the source is silent
@@ -21,6 +21,8 @@ struct ValidationRow {
   std::string failure;  // when !predicted_ok: why
   // predicted / published - 1 (positive: tessera predicts more of the metric than was measured).
   double error() const { return predicted / published - 1; }
+  // A kernel row measures a component, not a system running a model: it is summarised apart.
+  bool component() const { return workload == "kernel"; }
 };
 
 struct ValidationSummary {
@@ -30,7 +32,8 @@ struct ValidationSummary {
   int within_1_5x = 0, within_2x = 0;  // predictions within [1/1.5, 1.5] and [1/2, 2] of the figure
 };
 
-ValidationSummary summarize(const std::vector<ValidationRow>& rows);
+// Over the end-to-end rows (training, inference), or over the component rows (kernels).
+ValidationSummary summarize(const std::vector<ValidationRow>& rows, bool components = false);
 std::string validation_table(const std::vector<ValidationRow>& rows);
 std::string validation_json(const std::vector<ValidationRow>& rows);
 std::string validation_csv(const std::vector<ValidationRow>& rows);

@@ -18,6 +18,12 @@ std::string time_text(double s) {
   return fmt::format("{:.2f} us", s * 1e6);
 }
 
+std::string energy_text(double j) {
+  if (j >= 1) return fmt::format("{:.3f} J", j);
+  if (j >= 1e-3) return fmt::format("{:.3f} mJ", j * 1e3);
+  return fmt::format("{:.2f} uJ", j * 1e6);
+}
+
 }  // namespace
 
 std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>& runs) {
@@ -27,8 +33,8 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
     const auto& o = run.outcome;
     out += fmt::format("\n{}: {}\n  peak {:.4g} TFLOP/s at {:.3g} GHz\n", run.arch, o.layout,
                        2 * o.peak_macs_per_s / 1e12, run.clock_hz / 1e9);
-    out += fmt::format("  {:<9} {:>11} {:>10} {:>7} {:>11} {:>13} {:>8} {:>16} {:>10}\n", "algorithm", "time",
-                       "TFLOP/s", "peak", "compute", "exposed comm.", "bound", "SRAM per core", "max |err|");
+    out += fmt::format("  {:<9} {:>11} {:>10} {:>7} {:>11} {:>13} {:>8} {:>16} {:>10} {:>10}\n", "algorithm", "time",
+                       "TFLOP/s", "peak", "compute", "exposed comm.", "bound", "SRAM per core", "energy", "max |err|");
     for (size_t i = 0; i < o.algorithms.size(); ++i) {
       const auto& a = o.algorithms[i];
       const std::string memory =
@@ -39,10 +45,10 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
       }
       const double rate = flops(work) / a.seconds;
       const std::string error = a.max_abs_error < 0 ? "-" : fmt::format("{:.2g}", a.max_abs_error);
-      out += fmt::format("  {:<9} {:>11} {:>10.4g} {:>6.1f}% {:>11} {:>13} {:>8} {:>16} {:>10}{}\n", a.algorithm,
+      out += fmt::format("  {:<9} {:>11} {:>10.4g} {:>6.1f}% {:>11} {:>13} {:>8} {:>16} {:>10} {:>10}{}\n", a.algorithm,
                          time_text(a.seconds), rate / 1e12, 100 * rate / (2 * o.peak_macs_per_s),
-                         time_text(a.compute_s), time_text(a.communication_s), a.bound, memory, error,
-                         static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
+                         time_text(a.compute_s), time_text(a.communication_s), a.bound, memory,
+                         energy_text(a.energy.total_j()), error, static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
     }
     if (o.chosen < 0) out += "  no algorithm fits\n";
     if (!o.values_note.empty()) out += "  " + o.values_note + "\n";
@@ -74,6 +80,11 @@ std::string gemm_json(const target::GemmWork& work, const std::vector<GemmRun>& 
                   {"compute_s", a.compute_s},
                   {"exposed_communication_s", a.communication_s},
                   {"word_hops", a.word_hops},
+                  {"energy_j", a.energy.total_j()},
+                  {"energy",
+                   {{"compute_j", a.energy.compute_j},
+                    {"memory_j", a.energy.memory_j},
+                    {"communication_j", a.energy.communication_j}}},
                   {"bound", a.bound}});
         if (a.max_abs_error >= 0) j["max_abs_error"] = a.max_abs_error;
       }

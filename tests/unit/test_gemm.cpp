@@ -62,6 +62,14 @@ TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
       EXPECT_EQ(a.bound, "compute");
     }
     EXPECT_GT(algorithm(o, "summa").seconds, algorithm(o, "cannon").seconds);  // the first panel is never hidden
+    // Energy by the arch's table: every core's 16 steps of 32^3 multiply-adds, the fabric's word-hops.
+    for (const auto& a : o.algorithms) {
+      EXPECT_DOUBLE_EQ(a.energy.compute_j, 256.0 * 16 * 32 * 32 * 32 * arch.energy.mac_pj.at("fp16") * 1e-12);
+      EXPECT_DOUBLE_EQ(a.energy.communication_j, a.word_hops * 4 * arch.energy.fabric_pj_per_byte_hop * 1e-12);
+      EXPECT_GT(a.energy.memory_j, 0);
+    }
+    // Each MeshGEMM shift moves every tile two hops where SUMMA's trees cross a link per receiver.
+    EXPECT_GT(algorithm(o, "meshgemm").word_hops, algorithm(o, "summa").word_hops);
     EXPECT_NEAR(o.peak_macs_per_s, 256 * arch.core.macs_per_cycle.at("fp16") * arch.clock_hz, 1);
   }
   // One element per tile on the whole 32 x 32 mesh: the fabric bounds every step. Cannon's
@@ -143,6 +151,7 @@ TEST(GpuGemm, AProductAloneIsItsTilesWavesOrItsHbmTrafficAfterALaunch) {
   const double bytes = (4096.0 + 4096.0 * 4096 + 4096) * 2;
   EXPECT_DOUBLE_EQ(v.seconds, a.gpu.kernel_launch_s + bytes / a.gpu.sustained_hbm_bytes_per_second());
   EXPECT_EQ(v.bound, "memory");
+  EXPECT_DOUBLE_EQ(v.energy.memory_j, bytes * a.energy.hbm_pj_per_byte * 1e-12);
   EXPECT_NE(gemv.values_note.find("vendor library"), std::string::npos);
   // A prefill-sized product is compute-bound, at most the measured best-shape share of the peak
   // and no less than 90% of it (19 waves of 64 x 128 tiles over 108 SMs).

@@ -193,6 +193,12 @@ struct GemmWork {
   bool values = true;
   uint64_t seed = 1;  // the operands: uniform in [-1, 1), rounded to dtype
 };
+// What a kernel's actions cost by the arch's energy table: its multiply-adds, its memory (SRAM, or
+// a GPU's HBM) and its communication (a mesh's fabric, an IPU's exchange).
+struct GemmEnergy {
+  double compute_j = 0, memory_j = 0, communication_j = 0;
+  double total_j() const { return compute_j + memory_j + communication_j; }
+};
 struct GemmAlgorithmResult {
   std::string algorithm, description;
   std::string does_not_fit;  // "": it fits; else what does not fit where, and what would
@@ -202,7 +208,8 @@ struct GemmAlgorithmResult {
   double compute_s = 0;        // the arithmetic of every step
   double communication_s = 0;  // what is not hidden behind arithmetic: fabric transfers, HBM, a launch
   double seconds = 0;
-  double word_hops = 0;       // fabric traffic: 32-bit words x links crossed
+  double word_hops = 0;  // fabric traffic: 32-bit words x links crossed
+  GemmEnergy energy;
   double max_abs_error = -1;  // values: largest |C - host product| (-1: not computed)
   std::string bound;          // "compute", "fabric" (a mesh's transfers), "memory" (a GPU's HBM), "exchange" (an IPU's)
 };

@@ -46,6 +46,7 @@ struct Split {
   int64_t mb = 0, kb = 0, nb = 0;  // block sizes
   double memory_bytes = 0;         // per tile
   double sync_s = 0, exchange_s = 0, compute_s = 0, seconds = 0;
+  GemmEnergy energy;
   int64_t supersteps = 1;
 };
 
@@ -95,6 +96,7 @@ class ExchangeGemm {
     r.steps = s.supersteps * s.passes;
     r.compute_s = s.compute_s, r.seconds = s.seconds, r.communication_s = s.seconds - s.compute_s;
     r.bound = s.compute_s >= s.exchange_s + s.sync_s ? "compute" : "exchange";
+    r.energy = s.energy;
     if (work_.values) {
       const GemmOperands operands = gemm_operands(work_, kMaxValueMacs);
       out.values_note = operands.not_computed;
@@ -138,6 +140,14 @@ class ExchangeGemm {
     }
     const auto p = static_cast<double>(passes);
     s.sync_s *= p, s.exchange_s *= p, s.compute_s *= p;
+    // Energy: every used tile's multiply-adds and SRAM reads (as timed) and what it exchanges, per pass.
+    const auto& e = a_.energy;
+    const double used = static_cast<double>(pm * pk * pn) * p;
+    const double exchanged =
+        used * (received + (pk > 1 ? static_cast<double>(pk - 1) * mb * slice * kPartialBytes : 0));
+    s.energy.compute_j = used * mb * kb * nb * e.mac_pj.at(work_.dtype) * 1e-12;
+    s.energy.memory_j = used * (mb * kb + kb * nb) * eb_ * e.sram_read_pj_per_byte * 1e-12;
+    s.energy.communication_j = exchanged * e.exchange_pj_per_byte * 1e-12;
     s.seconds = s.sync_s + s.exchange_s + s.compute_s;
     return s;
   }

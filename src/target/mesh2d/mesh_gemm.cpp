@@ -232,7 +232,7 @@ class GemmModel {
     r.memory_available_bytes = arch_.usable_sram_per_core();
     r.steps = grid_.p;
     const double clock = arch_.clock_hz, p = grid_.p;
-    double cycles = 0, hops = 0;
+    double cycles = 0, hops = 0, received_words = 0;
     if (info.algorithm == Algorithm::Summa) {
       // Double-buffered panels (the next step's tiles arrive while this one multiplies) where they
       // fit, else one receive buffer per operand and the broadcasts wait for the arithmetic.
@@ -263,6 +263,7 @@ class GemmModel {
         cycles += overlapped && s > 0 ? std::max(broadcast, step_compute_) : broadcast + (s > 0 ? step_compute_ : 0);
       }
       cycles += step_compute_;
+      received_words = p * p * (p - 1) * static_cast<double>(a_words_ + b_words_);  // every core but the roots
     } else {
       const bool interleaved = info.algorithm == Algorithm::MeshGemm;
       r.memory_bytes = memory_bytes(2, grid_.p);
@@ -272,12 +273,23 @@ class GemmModel {
                                               sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved)));
       cycles = (p - 1) * std::max(step_compute_, shift.cycles) + step_compute_;
       hops = (p - 1) * static_cast<double>(shift.word_hops);
+      received_words = (p - 1) * p * p * static_cast<double>(a_words_ + b_words_);
     }
     r.compute_s = p * step_compute_ / clock;
     r.seconds = cycles / clock;
     r.communication_s = r.seconds - r.compute_s;
     r.word_hops = hops;
     r.bound = r.communication_s > r.compute_s ? "fabric" : "compute";
+    // Every core multiplies its whole (padded) tiles, reading an operand element per multiply-add
+    // and writing its C tile once, as a plan's matmul steps count SRAM (mesh_compiler.cpp); each
+    // received tile is written once.
+    const double macs = p * p * p * static_cast<double>(grid_.mt * grid_.kt * grid_.nt);
+    const double c_bytes = p * p * static_cast<double>(grid_.mt * grid_.nt) * acc_bytes_;
+    const auto& e = arch_.energy;
+    const double sram_pj_per_byte = (e.sram_read_pj_per_byte + e.sram_write_pj_per_byte) / 2;
+    r.energy.compute_j = macs * e.mac_pj.at(work_.dtype) * 1e-12;
+    r.energy.memory_j = (macs * eb_ + c_bytes + 4 * received_words) * sram_pj_per_byte * 1e-12;
+    r.energy.communication_j = hops * 4 * e.fabric_pj_per_byte_hop * 1e-12;
     return r;
   }
 

@@ -99,6 +99,8 @@ GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   r.seconds = a.gpu.kernel_launch_s + std::max(tiling->cycles, memory_cycles) / a.clock_hz;
   r.communication_s = r.seconds - r.compute_s;
   r.bound = memory_cycles > tiling->cycles ? "memory" : "compute";
+  r.energy.compute_j = m * k * n * a.energy.mac_pj.at(work.dtype) * 1e-12;
+  r.energy.memory_j = hbm_bytes * a.energy.hbm_pj_per_byte * 1e-12;
   out.algorithms.push_back(r);
   out.chosen = 0;
   return out;

@@ -22,14 +22,14 @@ double gemm_mac_rate(const arch::ArchSpec& a, const GemmWork& work) {
   return rate->second;
 }
 
-GemmOperands gemm_operands(const GemmWork& work, double max_macs) {
+GemmOperands gemm_operands(const GemmWork& work) {
   GemmOperands out;
   const double macs = static_cast<double>(work.m) * static_cast<double>(work.k) * static_cast<double>(work.n);
-  if (macs > max_macs) {
+  if (macs > kMaxGemmValueMacs) {
     out.not_computed = fmt::format(
         "values not computed: {:.3g} multiply-adds, beyond the {:.3g} tessera computes core by core on this host "
         "(--no-numerics: time only)",
-        macs, max_macs);
+        macs, kMaxGemmValueMacs);
     return out;
   }
   const FloatFormat format = parse_float_format(work.dtype);

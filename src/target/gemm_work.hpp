@@ -14,13 +14,14 @@ namespace tessera::target {
 double gemm_mac_rate(const arch::ArchSpec& a, const GemmWork& work);
 
 // The operands (uniform in [-1, 1) rounded to work.dtype, from work.seed, row-major) and the
-// host's product of them in double, or, beyond `max_macs` multiply-adds, none and why.
+// host's product of them in double, or, beyond kMaxGemmValueMacs multiply-adds, none and why.
+constexpr double kMaxGemmValueMacs = 1073741824.0;  // 2^30, about a 1,024^3 product
 struct GemmOperands {
   std::vector<float> a, b;
   std::vector<double> product;
   double max_abs_product = 0;
   std::string not_computed;  // "": the operands and product are here
 };
-GemmOperands gemm_operands(const GemmWork& work, double max_macs);
+GemmOperands gemm_operands(const GemmWork& work);
 
 }  // namespace tessera::target

@@ -2,11 +2,10 @@
 // matmul planner does in outline: A, B and C lie spread evenly over the tiles; the product runs
 // in one or more serial passes over slices of N (the fewest that fit), each split pm x pk x pn
 // over the tiles (pm * pk * pn of them; pm and pk of the form 2^a 3^b, pn as many as the rest of
-// the tiles allow): every tile receives its A block (mb x kb) and B block (kb x nb) over the exchange
-// from where the operands lie (spread evenly over all tiles), multiplies them into an fp32 partial
-// C block, and where K is split the pk partials of each block are reduce-scattered in a second
-// superstep. Each superstep is a BSP step as the inference model times it (bsp_timing.cpp): a
-// sync, the busiest tile's exchange at its rate, then its arithmetic (MACs, or its SRAM traffic,
+// the tiles allow): every tile receives its A block (mb x kb) and B block (kb x nb) over the
+// exchange, multiplies them into an fp32 partial C block, and where K is split the pk partials of each block are
+// reduce-scattered in a second superstep. Each superstep is a BSP step as the inference model times it
+// (bsp_timing.cpp): a sync, the busiest tile's exchange at its rate, then its arithmetic (MACs, or its SRAM traffic,
 // whichever is longer). Of the splits whose blocks fit a tile's SRAM, the fastest is kept.
 // Values: each tile's partial block from the blocks it received, the partials of a C block added
 // in tile order, against the host's product.
@@ -24,8 +23,6 @@ namespace tessera::target {
 
 namespace {
 
-// The largest product whose values the host computes tile by tile (about 1,024^3 multiply-adds).
-constexpr double kMaxValueMacs = 1073741824.0;
 constexpr double kPartialBytes = 4;  // partial sums are fp32
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -98,7 +95,7 @@ class ExchangeGemm {
     r.bound = s.compute_s >= s.exchange_s + s.sync_s ? "compute" : "exchange";
     r.energy = s.energy;
     if (work_.values) {
-      const GemmOperands operands = gemm_operands(work_, kMaxValueMacs);
+      const GemmOperands operands = gemm_operands(work_);
       out.values_note = operands.not_computed;
       out.max_abs_product = operands.max_abs_product;
       if (operands.not_computed.empty()) r.max_abs_error = error_of(s, operands);

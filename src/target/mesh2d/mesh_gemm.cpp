@@ -10,10 +10,10 @@
 // C stays on its core (output-stationary). The host loads A and B in the layout each algorithm
 // starts from: for SUMMA core (x, y) holds A(y, x) and B(y, x); for the shifting ones the tiles
 // are pre-skewed as Cannon's first step needs them (WaferLLM's launcher does this for its
-// operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P) and ceil(k / P) x
-// ceil(n / P), zero-padded. Every collective is a sim::Collective timed by the fabric model (flow or cycle tier); the
-// values are computed by moving each core's tiles along those same flows, so a flow that goes to the wrong core gives a
-// wrong C.
+// operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P)
+// and ceil(k / P) x ceil(n / P), zero-padded. Every collective is a sim::Collective timed by the
+// fabric model (flow or cycle tier); the values are computed by moving each core's tiles along
+// those same flows, so a flow that goes to the wrong core gives a wrong C.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -48,9 +48,6 @@ constexpr AlgorithmInfo kAlgorithms[] = {
      "crosses the grid)"},
     {Algorithm::MeshGemm, "meshgemm", "MeshGEMM: Cannon's shifts on interleaved rings, every step at most 2 hops"},
 };
-
-// The largest product whose values the host computes core by core (about 1,024^3 multiply-adds).
-constexpr double kMaxValueMacs = 1073741824.0;
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -167,7 +164,7 @@ class GemmModel {
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
     step_compute_ = std::ceil(static_cast<double>(grid_.mt * grid_.kt * grid_.nt) / rate_);
     if (work.values) {
-      operands_ = gemm_operands(work, kMaxValueMacs);
+      operands_ = gemm_operands(work);
       values_ = operands_.not_computed.empty();
     }
   }

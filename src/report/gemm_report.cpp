@@ -98,7 +98,8 @@ std::string gemm_json(const target::GemmWork& work, const std::vector<GemmRun>& 
          {"algorithms", algorithms},
          {"chosen", o.chosen < 0 ? nlohmann::json(nullptr)
                                  : nlohmann::json(o.algorithms[static_cast<size_t>(o.chosen)].algorithm)},
-         {"max_abs_product", o.max_abs_product}});
+         {"max_abs_product", o.max_abs_product},
+         {"values_note", o.values_note}});
   }
   return nlohmann::json{{"schema", "tessera-gemm/1"}, {"m", work.m},         {"k", work.k}, {"n", work.n},
                         {"dtype", work.dtype},        {"machines", machines}}

@@ -1251,6 +1251,7 @@ TEST(Cli, GemmTimesEachAlgorithmAndChecksItsValues) {
   for (const auto& machine : j["machines"]) {
     ASSERT_EQ(machine["algorithms"].size(), 3u);
     EXPECT_GT(machine["max_abs_product"].get<double>(), 1.0);
+    EXPECT_EQ(machine["values_note"], "");
     double fastest = 1e30;
     for (const auto& a : machine["algorithms"]) {
       EXPECT_LT(a["max_abs_error"].get<double>(), 1e-4) << a["algorithm"];

@@ -68,7 +68,7 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
 }
 
 GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
-  gemm_mac_rate(a, work);
+  gemm_mac_rate(a, work);  // the request's checks
   if (!work.algorithm.empty() && work.algorithm != "tiled")
     fail("no GEMM algorithm '{}' on {}: it runs one, 'tiled' (CTA tiles in waves over its {} SMs)", work.algorithm,
          a.name, a.usable.cores());

@@ -11,8 +11,10 @@
 namespace tessera::target {
 
 double gemm_mac_rate(const arch::ArchSpec& a, const GemmWork& work) {
-  if (work.m < 1 || work.k < 1 || work.n < 1)
-    fail("a product of {} x {} by {} x {}: every dimension must be at least 1", work.m, work.k, work.k, work.n);
+  constexpr int64_t kLargest = int64_t{1} << 31;
+  if (work.m < 1 || work.k < 1 || work.n < 1 || work.m > kLargest || work.k > kLargest || work.n > kLargest)
+    fail("a product of {} x {} by {} x {}: every dimension must be 1 to 2^31 ({})", work.m, work.k, work.k, work.n,
+         kLargest);
   const auto rate = a.core.macs_per_cycle.find(work.dtype);
   if (rate == a.core.macs_per_cycle.end()) {
     std::string have;

@@ -130,7 +130,10 @@ TEST(MeshGemm, BadRequestsAreRefusedByName) {
               wafer->simulate_gemm({.m = 8, .k = 8, .n = 8, .algorithm = "strassen"});
             }).find("no GEMM algorithm 'strassen'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 0, .k = 8, .n = 8}); }).find("at least 1"), std::string::npos);
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = 0, .k = 8, .n = 8}); }).find("must be 1 to 2^31"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { wafer->simulate_gemm({.m = int64_t{1} << 32, .k = 8, .n = 8}); }).find("1 to 2^31"),
+            std::string::npos);
   // Values of a product too large for this host are skipped, and the outcome says so.
   const auto large = preset("mesh-32x32")->simulate_gemm({.m = 2048, .k = 1024, .n = 1024});
   EXPECT_NE(large.values_note.find("values not computed: 2.15e+09 multiply-adds"), std::string::npos);

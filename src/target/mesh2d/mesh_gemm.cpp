@@ -162,7 +162,7 @@ class GemmModel {
     acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
-    step_compute_ = std::ceil(static_cast<double>(grid_.mt * grid_.kt * grid_.nt) / rate_);
+    step_compute_ = std::ceil(tile_macs() / rate_);
     if (work.values) {
       operands_ = gemm_operands(work);
       values_ = operands_.not_computed.empty();
@@ -199,6 +199,11 @@ class GemmModel {
   }
 
  private:
+  // A core's multiply-adds per step (in double: a padded tile of a large product overflows 64 bits).
+  double tile_macs() const {
+    return static_cast<double>(grid_.mt) * static_cast<double>(grid_.kt) * static_cast<double>(grid_.nt);
+  }
+
   sim::CommCost cost(const Collective& c) const {
     return work_.fidelity == Fidelity::Cycle ? fabric_.cycle_level_cost(c) : fabric_.fast_cost(c);
   }
@@ -280,8 +285,8 @@ class GemmModel {
     // Every core multiplies its whole (padded) tiles, reading an operand element per multiply-add
     // and writing its C tile once, as a plan's matmul steps count SRAM (mesh_compiler.cpp); each
     // received tile is written once.
-    const double macs = p * p * p * static_cast<double>(grid_.mt * grid_.kt * grid_.nt);
-    const double c_bytes = p * p * static_cast<double>(grid_.mt * grid_.nt) * acc_bytes_;
+    const double macs = p * p * p * tile_macs();
+    const double c_bytes = p * p * static_cast<double>(grid_.mt) * static_cast<double>(grid_.nt) * acc_bytes_;
     const auto& e = arch_.energy;
     const double sram_pj_per_byte = (e.sram_read_pj_per_byte + e.sram_write_pj_per_byte) / 2;
     r.energy.compute_j = macs * e.mac_pj.at(work_.dtype) * 1e-12;

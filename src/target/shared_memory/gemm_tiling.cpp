@@ -61,7 +61,7 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
                  cdiv(tiles * split, sms),
                  0,
                  static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes};
-    t.cycles = static_cast<double>(t.waves * t.tile_k) * tile_step_cycles(a, rate, rows, tn);
+    t.cycles = static_cast<double>(t.waves) * static_cast<double>(t.tile_k) * tile_step_cycles(a, rate, rows, tn);
     if (!best || std::max(t.cycles, floor_cycles) < std::max(best->cycles, floor_cycles)) best = t;
   }
   return best;
@@ -76,16 +76,25 @@ GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   const GemmRate rate = gemm_rate(a, work.dtype);
   const double m = static_cast<double>(work.m), k = static_cast<double>(work.k), n = static_cast<double>(work.n);
   const double hbm_bytes = (m * k + k * n + m * n) * rate.element_bytes;
+  GemmOutcome out;
+  out.peak_macs_per_s = static_cast<double>(a.usable.cores()) * a.core.macs_per_cycle.at(work.dtype) * a.clock_hz;
+  if (hbm_bytes > a.gpu.hbm_bytes) {
+    GemmAlgorithmResult r;
+    r.algorithm = "tiled";
+    r.does_not_fit = fmt::format("A, B and C take {:.4g} GB of the {:.4g} GB of HBM; split the product",
+                                 hbm_bytes / 1e9, a.gpu.hbm_bytes / 1e9);
+    out.layout = fmt::format("{} cores (SMs)", a.usable.cores());
+    out.algorithms.push_back(r);
+    return out;
+  }
   const double memory_cycles = hbm_bytes / a.gpu.sustained_hbm_bytes_per_second() * a.clock_hz;
   const auto tiling = fastest_tiling(a, rate, {work.m}, work.n, work.k, true, memory_cycles);
   if (!tiling)
     fail("no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", a.name, a.core.sram_bytes / 1024);
-  GemmOutcome out;
   const int64_t split = cdiv(work.k, tiling->tile_k);
   out.layout = fmt::format("{} cores (SMs); CTA tiles of {} x {} x {}{}, {} CTAs in {} waves", a.usable.cores(),
                            tiling->tile_m, tiling->tile_n, tiling->tile_k,
                            split > 1 ? fmt::format(" (K split {} ways)", split) : "", tiling->ctas, tiling->waves);
-  out.peak_macs_per_s = static_cast<double>(a.usable.cores()) * a.core.macs_per_cycle.at(work.dtype) * a.clock_hz;
   if (work.values)
     out.values_note =
         "values not computed: a GPU's product sums in its vendor library's order (tessera's GPU values are the "

@@ -51,6 +51,9 @@ constexpr AlgorithmInfo kAlgorithms[] = {
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The most work the data plane does for a product's values (a few seconds on this host).
+constexpr double kMaxMeshValueWork = 1 << 28;
+
 struct Grid {
   arch::Region region;
   int32_t p = 1;
@@ -83,19 +86,21 @@ Collective joined(Collective a, const Collective& b) {
   return a;
 }
 
-// The data plane: every core's tile of one operand.
+// The data plane. The host's tiles of an operand never change once written; what a core holds is
+// which of them it has (`Holding`), so a transfer copies that index along the flow.
 using Tiles = std::vector<std::vector<float>>;
+using Holding = std::vector<uint32_t>;  // per core (y * P + x): the tile it holds
 
 // Each flow's destinations receive its source's tile; other cores keep their own.
-Tiles moved(const Collective& c, const Grid& g, const Tiles& tiles) {
-  Tiles out = tiles;
+Holding moved(const Collective& c, const Grid& g, const Holding& holding) {
+  Holding out = holding;
   for (const auto& f : c.flows)
-    for (const Coord& d : f.dsts) out[g.index(d)] = tiles[g.index(f.src)];
+    for (const Coord& d : f.dsts) out[g.index(d)] = holding[g.index(f.src)];
   return out;
 }
 
 // The host's layout of a rows x cols matrix cut into P x P tiles of tr x tc (zero-padded):
-// core (x, y) holds tile (y, x).
+// tile (y, x) at index y * P + x, first held by core (x, y).
 Tiles natural_tiles(const Grid& g, const std::vector<float>& matrix, int64_t rows, int64_t cols, int64_t tr,
                     int64_t tc) {
   Tiles t(static_cast<size_t>(g.p) * static_cast<size_t>(g.p), std::vector<float>(static_cast<size_t>(tr * tc), 0.f));
@@ -112,25 +117,32 @@ Tiles natural_tiles(const Grid& g, const std::vector<float>& matrix, int64_t row
   return t;
 }
 
+Holding natural_holding(const Grid& g) {
+  Holding h(static_cast<size_t>(g.p) * static_cast<size_t>(g.p));
+  for (size_t i = 0; i < h.size(); ++i) h[i] = static_cast<uint32_t>(i);
+  return h;
+}
+
 // Cannon's first step: the core at ring indices (i, j) of its row and column holds A(y, k) and
 // B(k, x) with k = -(i + j) mod P; every shift along the rings then advances k by one on every
 // core, so P steps see every k once. The host writes the tiles there (as WaferLLM's launcher
 // pre-skews its operands), so the shifting algorithms start without an on-chip alignment.
-Tiles skewed(const Grid& g, const Ring& ring, const Tiles& natural, bool a) {
-  Tiles out(natural.size());
+Holding skewed(const Grid& g, const Ring& ring, bool a) {
+  Holding out(static_cast<size_t>(g.p) * static_cast<size_t>(g.p));
   for (int32_t y = 0; y < g.p; ++y)
     for (int32_t x = 0; x < g.p; ++x) {
       const int32_t k = mod(-ring.index[static_cast<size_t>(x)] - ring.index[static_cast<size_t>(y)], g.p);
       out[static_cast<size_t>(y) * static_cast<size_t>(g.p) + static_cast<size_t>(x)] =
-          natural[a ? static_cast<size_t>(y) * static_cast<size_t>(g.p) + static_cast<size_t>(k)
-                    : static_cast<size_t>(k) * static_cast<size_t>(g.p) + static_cast<size_t>(x)];
+          static_cast<uint32_t>(a ? y * g.p + k : k * g.p + x);
     }
   return out;
 }
 
-void multiply_add(const Grid& g, const Tiles& a, const Tiles& b, Tiles& c) {
+// Every core adds the product of the A and B tiles it holds to its C tile.
+void multiply_add(const Grid& g, const Tiles& a_tiles, const Holding& a, const Tiles& b_tiles, const Holding& b,
+                  Tiles& c) {
   for (size_t core = 0; core < c.size(); ++core) {
-    const auto &at = a[core], &bt = b[core];
+    const auto &at = a_tiles[a[core]], &bt = b_tiles[b[core]];
     auto& ct = c[core];
     for (int64_t i = 0; i < g.mt; ++i)
       for (int64_t l = 0; l < g.kt; ++l) {
@@ -164,8 +176,19 @@ class GemmModel {
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
     step_compute_ = std::ceil(tile_macs() / rate_);
     if (work.values) {
-      operands_ = gemm_operands(work);
-      values_ = operands_.not_computed.empty();
+      // The data plane's work: P^3 tile moves and P^3 tile products, padded tiles included (a
+      // move costs this host about what a multiply-add does, counted at 16).
+      const double p = grid_.p, moves = p * p * p, macs = moves * tile_macs();
+      if (16 * moves + macs > kMaxMeshValueWork) {
+        operands_.not_computed = fmt::format(
+            "values not computed: on {0} x {0} cores the data plane moves {1:.3g} tiles and multiplies {2:.3g} "
+            "padded elements, beyond what tessera computes on this host ({3:.3g}); give fewer --cores (or "
+            "--no-numerics: time only)",
+            grid_.p, moves, macs, kMaxMeshValueWork);
+      } else {
+        operands_ = gemm_operands(work);
+        values_ = operands_.not_computed.empty();
+      }
     }
   }
 
@@ -297,23 +320,24 @@ class GemmModel {
 
   // C as the algorithm computes it: each core's C tile, from the tiles the collectives bring it.
   Tiles compute(Algorithm algorithm) const {
-    Tiles a = natural_tiles(grid_, operands_.a, work_.m, work_.k, grid_.mt, grid_.kt);
-    Tiles b = natural_tiles(grid_, operands_.b, work_.k, work_.n, grid_.kt, grid_.nt);
-    Tiles c(a.size(), std::vector<float>(static_cast<size_t>(grid_.mt * grid_.nt), 0.f));
+    const Tiles a_tiles = natural_tiles(grid_, operands_.a, work_.m, work_.k, grid_.mt, grid_.kt);
+    const Tiles b_tiles = natural_tiles(grid_, operands_.b, work_.k, work_.n, grid_.kt, grid_.nt);
+    Tiles c(a_tiles.size(), std::vector<float>(static_cast<size_t>(grid_.mt * grid_.nt), 0.f));
     if (algorithm == Algorithm::Summa) {
+      const Holding natural = natural_holding(grid_);
       for (int32_t s = 0; s < grid_.p; ++s)
-        multiply_add(grid_, moved(sim::patterns::line_broadcast(grid_.region, a_words_, s, true), grid_, a),
-                     moved(sim::patterns::line_broadcast(grid_.region, b_words_, s, false), grid_, b), c);
+        multiply_add(grid_, a_tiles,
+                     moved(sim::patterns::line_broadcast(grid_.region, a_words_, s, true), grid_, natural), b_tiles,
+                     moved(sim::patterns::line_broadcast(grid_.region, b_words_, s, false), grid_, natural), c);
       return c;
     }
     const bool interleaved = algorithm == Algorithm::MeshGemm;
     const Ring ring(grid_.p, interleaved);
-    a = skewed(grid_, ring, a, true);
-    b = skewed(grid_, ring, b, false);
+    Holding a = skewed(grid_, ring, true), b = skewed(grid_, ring, false);
     const Collective shift_a = sim::patterns::ring_shift(grid_.region, a_words_, true, interleaved);
     const Collective shift_b = sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved);
     for (int32_t s = 0; s < grid_.p; ++s) {
-      multiply_add(grid_, a, b, c);
+      multiply_add(grid_, a_tiles, a, b_tiles, b, c);
       if (s + 1 < grid_.p) a = moved(shift_a, grid_, a), b = moved(shift_b, grid_, b);
     }
     return c;

@@ -4,7 +4,8 @@
 // with values on wse2 (its per-core data plane) at most 1.5x the reference executor's time per
 // decoded token (bench/bench_executor, gpt2_small_random) and under 2 GB of host memory; the
 // fidelity tiers timing one mesh-32x32 plan (the default model, 64 + 64 tokens): the analytic tier at
-// least 1,000x faster than the cycle-level one.
+// least 1,000x faster than the cycle-level one; one matrix product alone (`tessera gemm`) on the
+// whole wse2 (750 x 750 cores) under 10 s per algorithm, and with values on 64 x 64 cores.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -15,6 +16,7 @@
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_numerics.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
+#include "tessera/target/registry.hpp"
 
 using namespace tessera;
 
@@ -96,6 +98,28 @@ void gpt2_small_numerics_on_wse2(benchmark::State& state) {
   state.counters["peak_host_GB"] = static_cast<double>(usage.ru_maxrss) / 1e6;
 }
 
+// `tessera gemm` on wse2: one algorithm, timed at the flow tier (and with values where given).
+void gemm_on_wse2(benchmark::State& state, const char* algorithm, int64_t size, int64_t cores, bool values) {
+  const auto wafer = target::load_target(std::string(TESSERA_SOURCE_DIR) + "/configs/arch/wse2.yaml");
+  const target::GemmWork work{
+      .m = size, .k = size, .n = size, .dtype = "fp32", .algorithm = algorithm, .cores = cores, .values = values};
+  double tflops = 0;
+  for (auto _ : state) {
+    const auto o = wafer->simulate_gemm(work);
+    tflops = 2.0 * static_cast<double>(size * size) * static_cast<double>(size) / o.algorithms.at(0).seconds / 1e12;
+  }
+  state.counters["simulated_tflops"] = tflops;
+}
+
+BENCHMARK_CAPTURE(gemm_on_wse2, summa_33000_on_750, "summa", 33000, 750, false)
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1);
+BENCHMARK_CAPTURE(gemm_on_wse2, meshgemm_33000_on_750, "meshgemm", 33000, 750, false)
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1);
+BENCHMARK_CAPTURE(gemm_on_wse2, meshgemm_values_640_on_64, "meshgemm", 640, 64, true)
+    ->Unit(benchmark::kSecond)
+    ->Iterations(1);
 BENCHMARK(gpt2_small_numerics_on_wse2)->Unit(benchmark::kSecond)->Iterations(1);
 BENCHMARK_CAPTURE(compile_and_simulate, llama3_8b_wse3_fp16, "llama3-8b", "wse3", "fp16")
     ->Unit(benchmark::kSecond)

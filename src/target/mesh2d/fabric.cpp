@@ -1,6 +1,7 @@
 #include "tessera/target/mesh2d/fabric.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdlib>
@@ -104,6 +105,30 @@ struct PortUse {
   int64_t order;  // position in the order pass 1 made the uses (each flow's: injection, then its tree)
 };
 
+// Orders uses by port, and within a port by first arrival: a stable radix sort on the port (8 bits
+// a pass, as many passes as the largest port needs), then each port's few uses by arrival. Equal
+// arrivals at one port may come in any order: the FIFO estimate below does not depend on it.
+void sort_by_port_then_arrival(std::vector<PortUse>& uses) {
+  int64_t largest = 0;
+  for (const PortUse& u : uses) largest = std::max(largest, u.port);
+  std::vector<PortUse> buffer(uses.size());
+  for (int shift = 0; (largest >> shift) > 0; shift += 8) {
+    std::array<size_t, 257> start{};
+    for (const PortUse& u : uses) ++start[static_cast<size_t>((u.port >> shift) & 0xff) + 1];
+    for (size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    for (const PortUse& u : uses) buffer[start[static_cast<size_t>((u.port >> shift) & 0xff)]++] = u;
+    uses.swap(buffer);
+  }
+  for (size_t begin = 0; begin < uses.size();) {
+    size_t end = begin + 1;
+    while (end < uses.size() && uses[end].port == uses[begin].port) ++end;
+    if (end - begin > 1)
+      std::sort(uses.begin() + static_cast<std::ptrdiff_t>(begin), uses.begin() + static_cast<std::ptrdiff_t>(end),
+                [](const PortUse& a, const PortUse& b) { return a.first_arrival < b.first_arrival; });
+    begin = end;
+  }
+}
+
 // Visits a route tree from its source: visit(router, port, hops from the source) for every output
 // port the flow uses, parents before children.
 template <typename Visit>
@@ -171,9 +196,7 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
   // arrives at the port at up to `rate` wavelets per cycle from its first arrival; it is done when
   // the port has also served everything other streams brought before its own last wavelet came
   // (a fluid approximation of the FIFO, counting each stream's arrivals up to that moment).
-  std::sort(uses.begin(), uses.end(), [](const PortUse& a, const PortUse& b) {
-    return a.port != b.port ? a.port < b.port : a.first_arrival < b.first_arrival;
-  });
+  sort_by_port_then_arrival(uses);
   std::vector<double> done(uses.size());  // when each use's port has served its flow, by pass 1's order
   for (size_t begin = 0; begin < uses.size();) {
     size_t end = begin;

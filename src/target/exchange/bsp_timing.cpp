@@ -17,9 +17,7 @@ class BspTimer {
     if (arch_.fabric != "exchange") fail("{}: not an exchange (IPU) arch", plan.arch_origin);
     if (const Status s = arch::check_precision(arch_, plan.precision); !s)
       fail("{}: the plan's precision does not match its arch: {}", plan.arch_origin, s.message());
-    rate_ = arch_.core.macs_per_cycle.at(plan.precision.activations);
-    const auto fp32 = arch_.core.macs_per_cycle.find("fp32");
-    ops_rate_ = fp32 != arch_.core.macs_per_cycle.end() ? fp32->second : rate_;
+    rates_ = bsp_rates(arch_, plan.precision.activations);
     mac_pj_ = arch_.energy.mac_pj.at(plan.precision.activations);
   }
 
@@ -33,11 +31,8 @@ class BspTimer {
                               base.exchange_bytes + per.exchange_bytes * positions};
     };
     const program::BspWork tile = at(st.tile, st.tile_per_position), all = at(st.total, st.total_per_position);
-    const double hz = arch_.clock_hz;
-    const double sync = st.sync ? arch_.exchange.sync_cycles / hz : 0;
-    const double exchange = tile.exchange_bytes / arch_.exchange.bytes_per_cycle / hz;
-    const double compute =
-        std::max(tile.macs / rate_ + tile.ops / ops_rate_, tile.sram_bytes / arch_.core.sram_bytes_per_cycle) / hz;
+    const SuperstepParts parts = superstep_parts(arch_, rates_, tile, st.sync);
+    const double sync = parts.sync_s, exchange = parts.exchange_s, compute = parts.compute_s;
     phase.seconds += sync + exchange + compute;
     phase.sync_s += sync, phase.exchange_s += exchange, phase.compute_s += compute;
     phase.macs += all.macs, phase.exchange_bytes += all.exchange_bytes, phase.sram_bytes += all.sram_bytes;
@@ -50,10 +45,31 @@ class BspTimer {
 
  private:
   arch::ArchSpec arch_;
-  double rate_ = 1, ops_rate_ = 1, mac_pj_ = 0;
+  BspRates rates_;
+  double mac_pj_ = 0;
 };
 
 }  // namespace
+
+BspRates bsp_rates(const arch::ArchSpec& a, const std::string& mac_dtype) {
+  BspRates r;
+  r.macs_per_cycle = a.core.macs_per_cycle.at(mac_dtype);
+  const auto fp32 = a.core.macs_per_cycle.find("fp32");
+  r.ops_per_cycle = fp32 != a.core.macs_per_cycle.end() ? fp32->second : r.macs_per_cycle;
+  return r;
+}
+
+SuperstepParts superstep_parts(const arch::ArchSpec& a, const BspRates& rates, const program::BspWork& tile,
+                               bool sync) {
+  const double hz = a.clock_hz;
+  SuperstepParts p;
+  p.sync_s = sync ? a.exchange.sync_cycles / hz : 0;
+  p.exchange_s = tile.exchange_bytes / a.exchange.bytes_per_cycle / hz;
+  p.compute_s = std::max(tile.macs / rates.macs_per_cycle + tile.ops / rates.ops_per_cycle,
+                         tile.sram_bytes / a.core.sram_bytes_per_cycle) /
+                hz;
+  return p;
+}
 
 BspReport simulate_bsp(const program::BspPlan& plan) {
   const BspTimer timer(plan);

@@ -18,6 +18,7 @@
 #include "exchange_gemm.hpp"
 #include "tessera/base/error.hpp"
 #include "tessera/base/precision.hpp"
+#include "tessera/target/exchange/bsp_timing.hpp"
 
 namespace tessera::target {
 
@@ -49,14 +50,14 @@ struct Split {
 
 class ExchangeGemm {
  public:
-  ExchangeGemm(const arch::ArchSpec& a, const GemmWork& work) : a_(a), work_(work), rate_(gemm_mac_rate(a, work)) {
+  ExchangeGemm(const arch::ArchSpec& a, const GemmWork& work) : a_(a), work_(work) {
+    gemm_mac_rate(a, work);  // the request's checks
     if (!work.algorithm.empty() && work.algorithm != "planned")
       fail("no GEMM algorithm '{}' on {}: it runs one, 'planned' (the product split over its tiles, Poplar-style)",
            work.algorithm, a.name);
     if (work.fidelity != Fidelity::Flow) fail("{} has one timing tier (no mesh fabric to time at another)", a.name);
     eb_ = storage_bits(work.dtype) / 8;
-    const auto fp32 = a.core.macs_per_cycle.find("fp32");
-    ops_rate_ = fp32 != a.core.macs_per_cycle.end() ? fp32->second : rate_;
+    rates_ = sim::bsp_rates(a, work.dtype);
   }
 
   GemmOutcome run() const {
@@ -77,7 +78,7 @@ class ExchangeGemm {
         "{} of {} tiles{}: M split {}, K {}, N {}; each tile multiplies a {} x {} block of A by a {} x {} block of B",
         s.pm * s.pk * s.pn, tiles, s.passes > 1 ? fmt::format(" in {} passes over N", s.passes) : "", s.pm, s.pk, s.pn,
         s.mb, s.kb, s.kb, s.nb);
-    out.peak_macs_per_s = static_cast<double>(tiles) * rate_ * a_.clock_hz;
+    out.peak_macs_per_s = static_cast<double>(tiles) * rates_.macs_per_cycle * a_.clock_hz;
     GemmAlgorithmResult r;
     r.algorithm = "planned";
     r.description = "the product split M x K x N over the tiles, blocks exchanged in, K's partials reduce-scattered";
@@ -112,39 +113,35 @@ class ExchangeGemm {
     const int64_t columns = cdiv(work_.n, passes);  // of B and C in one pass
     s.mb = cdiv(work_.m, pm), s.kb = cdiv(work_.k, pk), s.nb = cdiv(columns, pn);
     const auto mb = static_cast<double>(s.mb), kb = static_cast<double>(s.kb), nb = static_cast<double>(s.nb);
-    const double tiles = static_cast<double>(a_.usable.cores()), hz = a_.clock_hz;
+    const double tiles = static_cast<double>(a_.usable.cores());
     const double m = static_cast<double>(work_.m), k = static_cast<double>(work_.k), n = static_cast<double>(columns);
     const double slice = std::ceil(nb / static_cast<double>(pk));  // of a C block, after the reduce-scatter
+    // The pk - 1 partials of its slice a tile receives in the reduce-scatter (none when K is whole).
+    const double reduced = static_cast<double>(pk - 1) * mb * slice;
     const double resident = (m * k + (k + m) * static_cast<double>(work_.n)) * eb_ / tiles;
-    s.memory_bytes = resident + (mb * kb + kb * nb) * eb_ + mb * nb * kPartialBytes +
-                     (pk > 1 ? static_cast<double>(pk - 1) * mb * slice * kPartialBytes : 0);
-    // Superstep 1: a tile receives its blocks; every tile sends its even share of every copy the
-    // blocks need (A is needed by pn tiles, B by pm).
+    s.memory_bytes = resident + (mb * kb + kb * nb) * eb_ + mb * nb * kPartialBytes + reduced * kPartialBytes;
+    // Superstep 1: a tile receives its blocks (every tile sends its even share of every copy the
+    // blocks need: A is needed by pn tiles, B by pm) and multiplies them, reading both from SRAM.
     const double received = (mb * kb + kb * nb) * eb_;
     const double sent = (m * k * static_cast<double>(pn) + k * n * static_cast<double>(pm)) * eb_ / tiles;
-    const double rate = a_.exchange.bytes_per_cycle;
-    s.sync_s = a_.exchange.sync_cycles / hz;
-    s.exchange_s = std::max(received, sent) / rate / hz;
-    s.compute_s = std::max(mb * kb * nb / rate_, (mb * kb + kb * nb) * eb_ / a_.core.sram_bytes_per_cycle) / hz;
+    sim::SuperstepParts pass =
+        sim::superstep_parts(a_, rates_, {mb * kb * nb, 0, received, std::max(received, sent)}, true);
     if (pk > 1) {
       // Superstep 2: each of the pk tiles sharing a C block keeps 1/pk of it and receives the
       // other pk - 1 partials of that slice, then adds them.
-      const double bytes = static_cast<double>(pk - 1) * mb * slice * kPartialBytes;
+      const sim::SuperstepParts reduce =
+          sim::superstep_parts(a_, rates_, {0, reduced, 0, reduced * kPartialBytes}, true);
       s.supersteps = 2;
-      s.sync_s += a_.exchange.sync_cycles / hz;
-      s.exchange_s += bytes / rate / hz;
-      s.compute_s += static_cast<double>(pk - 1) * mb * slice / ops_rate_ / hz;
+      pass.sync_s += reduce.sync_s, pass.exchange_s += reduce.exchange_s, pass.compute_s += reduce.compute_s;
     }
     const auto p = static_cast<double>(passes);
-    s.sync_s *= p, s.exchange_s *= p, s.compute_s *= p;
+    s.sync_s = p * pass.sync_s, s.exchange_s = p * pass.exchange_s, s.compute_s = p * pass.compute_s;
     // Energy: every used tile's multiply-adds and SRAM reads (as timed) and what it exchanges, per pass.
     const auto& e = a_.energy;
     const double used = static_cast<double>(pm * pk * pn) * p;
-    const double exchanged =
-        used * (received + (pk > 1 ? static_cast<double>(pk - 1) * mb * slice * kPartialBytes : 0));
     s.energy.compute_j = used * mb * kb * nb * e.mac_pj.at(work_.dtype) * 1e-12;
-    s.energy.memory_j = used * (mb * kb + kb * nb) * eb_ * e.sram_read_pj_per_byte * 1e-12;
-    s.energy.communication_j = exchanged * e.exchange_pj_per_byte * 1e-12;
+    s.energy.memory_j = used * received * e.sram_read_pj_per_byte * 1e-12;
+    s.energy.communication_j = used * (received + reduced * kPartialBytes) * e.exchange_pj_per_byte * 1e-12;
     s.seconds = s.sync_s + s.exchange_s + s.compute_s;
     return s;
   }
@@ -183,7 +180,8 @@ class ExchangeGemm {
 
   const arch::ArchSpec& a_;
   const GemmWork& work_;
-  double rate_ = 1, ops_rate_ = 1, eb_ = 2;
+  sim::BspRates rates_;
+  double eb_ = 2;
 };
 
 }  // namespace

@@ -43,4 +43,18 @@ struct BspReport {
 
 BspReport simulate_bsp(const program::BspPlan& plan);
 
+// A tile's arithmetic rates: MACs per cycle in the MAC dtype, and other ops at the fp32 rate (the
+// MAC dtype's where the chip has no fp32).
+struct BspRates {
+  double macs_per_cycle = 1, ops_per_cycle = 1;
+};
+BspRates bsp_rates(const arch::ArchSpec& a, const std::string& mac_dtype);
+
+// One superstep of the busiest tile doing `tile`, timed as the header says.
+struct SuperstepParts {
+  double sync_s = 0, exchange_s = 0, compute_s = 0;
+  double seconds() const { return sync_s + exchange_s + compute_s; }
+};
+SuperstepParts superstep_parts(const arch::ArchSpec& a, const BspRates& rates, const program::BspWork& tile, bool sync);
+
 }  // namespace tessera::sim

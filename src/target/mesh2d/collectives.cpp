@@ -32,9 +32,9 @@ Collective ring_shift(const arch::Region& r, int64_t words, bool along_x, bool i
   return c;
 }
 
-Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words) {
-  Collective c = ring_shift(r, a_words, true);
-  Collective b = ring_shift(r, b_words, false);
+Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words, bool interleaved) {
+  Collective c = ring_shift(r, a_words, true, interleaved);
+  Collective b = ring_shift(r, b_words, false, interleaved);
   c.flows.insert(c.flows.end(), b.flows.begin(), b.flows.end());
   return c;
 }

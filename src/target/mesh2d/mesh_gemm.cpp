@@ -294,8 +294,7 @@ class GemmModel {
       r.memory_bytes = memory_bytes(2, grid_.p);
       r.does_not_fit = does_not_fit(2, "A and B tiles double-buffered");
       if (!r.does_not_fit.empty()) return r;
-      const sim::CommCost shift = cost(joined(sim::patterns::ring_shift(grid_.region, a_words_, true, interleaved),
-                                              sim::patterns::ring_shift(grid_.region, b_words_, false, interleaved)));
+      const sim::CommCost shift = cost(sim::patterns::gemm_shift(grid_.region, a_words_, b_words_, interleaved));
       cycles = (p - 1) * std::max(step_compute_, shift.cycles) + step_compute_;
       hops = (p - 1) * static_cast<double>(shift.word_hops);
       received_words = (p - 1) * p * p * static_cast<double>(a_words_ + b_words_);

@@ -89,8 +89,9 @@ namespace patterns {
 int32_t ring_next(int32_t p, int32_t n, bool interleaved = true);
 // Cyclic shift of `words` per core along rows (or columns), each core sending to ring_next.
 Collective ring_shift(const arch::Region& r, int64_t words, bool along_x, bool interleaved = true);
-// One MeshGEMM step: A tiles shift along rows while B tiles shift along columns.
-Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words);
+// One MeshGEMM step: A tiles shift along rows while B tiles shift along columns (interleaved
+// false: one Cannon step, in torus order).
+Collective gemm_shift(const arch::Region& r, int64_t a_words, int64_t b_words, bool interleaved = true);
 // Each row's column `root` multicasts `words` to the whole row (a SUMMA panel broadcast); with
 // along_x false, each column's row `root` to the whole column.
 Collective line_broadcast(const arch::Region& r, int64_t words, int32_t root, bool along_x);

@@ -106,7 +106,7 @@ void gemm_on_wse2(benchmark::State& state, const char* algorithm, int64_t size, 
   double tflops = 0;
   for (auto _ : state) {
     const auto o = wafer->simulate_gemm(work);
-    tflops = 2.0 * static_cast<double>(size * size) * static_cast<double>(size) / o.algorithms.at(0).seconds / 1e12;
+    tflops = work.flops() / o.algorithms.at(0).seconds / 1e12;
   }
   state.counters["simulated_tflops"] = tflops;
 }

@@ -112,7 +112,7 @@ double predict_kernel(const std::string& system, const target::GemmWork& work, c
   if (o.chosen < 0) throw Error(o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit);
   const double seconds = o.algorithms[static_cast<size_t>(o.chosen)].seconds;
   if (metric == "seconds") return seconds;
-  return 2.0 * static_cast<double>(work.m) * static_cast<double>(work.k) * static_cast<double>(work.n) / seconds / 1e12;
+  return work.flops() / seconds / 1e12;
 }
 
 // The metric's prediction; throws Error when the workload cannot run as configured.

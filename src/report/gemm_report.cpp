@@ -8,10 +8,6 @@ namespace tessera::report {
 
 namespace {
 
-double flops(const target::GemmWork& w) {
-  return 2.0 * static_cast<double>(w.m) * static_cast<double>(w.k) * static_cast<double>(w.n);
-}
-
 std::string time_text(double s) {
   if (s >= 1) return fmt::format("{:.3f} s", s);
   if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
@@ -28,7 +24,7 @@ std::string energy_text(double j) {
 
 std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>& runs) {
   std::string out = fmt::format("C[{0} x {2}] = A[{0} x {1}] x B[{1} x {2}] in {3}: {4:.4g} GFLOP\n", work.m, work.k,
-                                work.n, work.dtype, flops(work) / 1e9);
+                                work.n, work.dtype, work.flops() / 1e9);
   for (const auto& run : runs) {
     const auto& o = run.outcome;
     out += fmt::format("\n{}: {}\n  peak {:.4g} TFLOP/s at {:.3g} GHz\n", run.arch, o.layout,
@@ -43,7 +39,7 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
         out += fmt::format("  {:<9} does not fit: {}\n", a.algorithm, a.does_not_fit);
         continue;
       }
-      const double rate = flops(work) / a.seconds;
+      const double rate = work.flops() / a.seconds;
       const std::string error = a.max_abs_error < 0 ? "-" : fmt::format("{:.2g}", a.max_abs_error);
       out += fmt::format("  {:<9} {:>11} {:>10.4g} {:>6.1f}% {:>11} {:>13} {:>8} {:>16} {:>10} {:>10}{}\n", a.algorithm,
                          time_text(a.seconds), rate / 1e12, 100 * rate / (2 * o.peak_macs_per_s),
@@ -75,8 +71,8 @@ std::string gemm_json(const target::GemmWork& work, const std::vector<GemmRun>& 
       } else {
         j.update({{"steps", a.steps},
                   {"seconds", a.seconds},
-                  {"tflops", flops(work) / a.seconds / 1e12},
-                  {"share_of_peak", flops(work) / a.seconds / (2 * o.peak_macs_per_s)},
+                  {"tflops", work.flops() / a.seconds / 1e12},
+                  {"share_of_peak", work.flops() / a.seconds / (2 * o.peak_macs_per_s)},
                   {"compute_s", a.compute_s},
                   {"exposed_communication_s", a.communication_s},
                   {"word_hops", a.word_hops},

@@ -191,7 +191,10 @@ struct GemmWork {
   // compare it with the host's product of the same operands, where the product is small enough
   // for this host (GemmOutcome::values_note says when it was not).
   bool values = true;
-  uint64_t seed = 1;  // the operands: uniform in [-1, 1), rounded to dtype
+  uint64_t seed = 1;      // the operands: uniform in [-1, 1), rounded to dtype
+  double flops() const {  // 2 m k n
+    return 2.0 * static_cast<double>(m) * static_cast<double>(k) * static_cast<double>(n);
+  }
 };
 // What a kernel's actions cost by the arch's energy table: its multiply-adds, its memory (SRAM, or
 // a GPU's HBM) and its communication (a mesh's fabric, an IPU's exchange).

@@ -2,6 +2,8 @@
 // the operands whose product a data plane computes. Private to src/target/.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -23,5 +25,11 @@ struct GemmOperands {
   std::string not_computed;  // "": the operands and product are here
 };
 GemmOperands gemm_operands(const GemmWork& work);
+
+// The larger of `worst` and |got - want|, where a NaN makes it infinite (and keeps it so).
+inline double worse_error(double worst, float got, double want) {
+  const double e = std::abs(static_cast<double>(got) - want);
+  return std::isnan(e) ? INFINITY : std::max(worst, e);
+}
 
 }  // namespace tessera::target

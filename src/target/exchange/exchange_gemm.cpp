@@ -169,11 +169,9 @@ class ExchangeGemm {
             for (size_t e = 0; e < sum.size(); ++e) sum[e] += block[e];
           }
           for (int64_t r = r0; r < r1; ++r)
-            for (int64_t c = c0; c < c1; ++c) {
-              const double e = std::abs(static_cast<double>(sum[static_cast<size_t>((r - r0) * s.nb + c - c0)]) -
-                                        o.product[static_cast<size_t>(r * work_.n + c)]);
-              worst = std::isnan(e) ? INFINITY : std::max(worst, e);
-            }
+            for (int64_t c = c0; c < c1; ++c)
+              worst = worse_error(worst, sum[static_cast<size_t>((r - r0) * s.nb + c - c0)],
+                                  o.product[static_cast<size_t>(r * work_.n + c)]);
         }
     return worst;
   }

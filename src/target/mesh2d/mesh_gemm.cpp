@@ -348,9 +348,8 @@ class GemmModel {
       for (int64_t j = 0; j < work_.n; ++j) {
         const auto& tile =
             c[static_cast<size_t>(i / grid_.mt) * static_cast<size_t>(grid_.p) + static_cast<size_t>(j / grid_.nt)];
-        const float v = tile[static_cast<size_t>((i % grid_.mt) * grid_.nt + j % grid_.nt)];
-        const double e = std::abs(static_cast<double>(v) - operands_.product[static_cast<size_t>(i * work_.n + j)]);
-        worst = std::isnan(e) ? INFINITY : std::max(worst, e);
+        worst = worse_error(worst, tile[static_cast<size_t>((i % grid_.mt) * grid_.nt + j % grid_.nt)],
+                            operands_.product[static_cast<size_t>(i * work_.n + j)]);
       }
     return worst;
   }

@@ -47,7 +47,7 @@ def random_tensor(name, shape, seed):
         z = z ^ (z >> np.uint64(31))
     u = (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0 ** -24)
     v = u * np.float32(2) - np.float32(1)
-    is_norm = len(shape) == 1 and name.endswith(".weight") and ("ln_" in name or "norm" in name)
+    is_norm = len(shape) == 1 and name.endswith(".weight") and ("ln_" in name or "norm" in name or "LayerNorm" in name)
     if is_norm:
         out = np.float32(1) + v * np.float32(0.1)
     elif len(shape) == 1:

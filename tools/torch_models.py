@@ -1,9 +1,11 @@
-"""Functional PyTorch implementations of the GPT-2, Llama and Mixtral decoders tessera builds.
+"""Functional PyTorch implementations of the GPT-2, Llama and Mixtral decoders and the BERT
+encoder tessera builds.
 
 These are the oracle the C++ reference executor is checked against. They are written from the
 published architectures (GPT-2: Radford et al. 2019 / HF `modeling_gpt2.py`; Llama 3: Meta's
 `model.py` / HF `modeling_llama.py`; Mixtral: Jiang et al. 2024, its routing as HF
-`modeling_mixtral.py` describes it), take a dict of weights keyed by Hugging Face tensor names, and
+`modeling_mixtral.py` describes it; BERT: Devlin et al. 2019 / HF `modeling_bert.py`'s
+BertForMaskedLM), take a dict of weights keyed by Hugging Face tensor names, and
 compute in fp32. They do not share code with tessera.
 """
 import math
@@ -177,5 +179,61 @@ def llama_forward(w, cfg, tokens):
     return x @ head.T
 
 
+def bert_param_shapes(cfg):
+    """HF BertForMaskedLM tensor names and shapes (nn.Linear weights are stored [out, in]); the
+    masked-LM decoder is the word embeddings (tied), with a bias of its own."""
+    d, ff, v, ctx = cfg["d_model"], cfg["d_ff"], cfg["vocab_size"], cfg["context_length"]
+    e = "bert.embeddings."
+    shapes = {e + "word_embeddings.weight": (v, d), e + "position_embeddings.weight": (ctx, d),
+              e + "token_type_embeddings.weight": (cfg["type_vocab_size"], d),
+              e + "LayerNorm.weight": (d,), e + "LayerNorm.bias": (d,)}
+
+    def linear(name, n, k):
+        shapes.update({name + ".weight": (n, k), name + ".bias": (n,)})
+
+    for i in range(cfg["n_layers"]):
+        p = f"bert.encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            linear(p + "attention.self." + part, d, d)
+        linear(p + "attention.output.dense", d, d)
+        shapes.update({p + "attention.output.LayerNorm.weight": (d,), p + "attention.output.LayerNorm.bias": (d,)})
+        linear(p + "intermediate.dense", ff, d)
+        linear(p + "output.dense", d, ff)
+        shapes.update({p + "output.LayerNorm.weight": (d,), p + "output.LayerNorm.bias": (d,)})
+    linear("cls.predictions.transform.dense", d, d)
+    shapes.update({"cls.predictions.transform.LayerNorm.weight": (d,), "cls.predictions.transform.LayerNorm.bias": (d,),
+                   "cls.predictions.bias": (v,)})
+    return shapes
+
+
+def bert_forward(w, cfg, tokens):
+    """tokens: LongTensor [T] (one segment: token type 0) -> masked-LM logits [T, vocab]."""
+    d, eps, nh = cfg["d_model"], cfg["norm_eps"], cfg["n_heads"]
+    hd = d // nh
+    t = tokens.shape[0]
+    e = "bert.embeddings."
+
+    def lin(x, name):
+        return x @ w[name + ".weight"].T + w[name + ".bias"]
+
+    def ln(x, name):
+        return F.layer_norm(x, (d,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    x = w[e + "word_embeddings.weight"][tokens] + w[e + "position_embeddings.weight"][:t] + \
+        w[e + "token_type_embeddings.weight"][torch.zeros(t, dtype=torch.long)]
+    x = ln(x, e + "LayerNorm")
+    for i in range(cfg["n_layers"]):
+        p = f"bert.encoder.layer.{i}."
+        q, k, v = (lin(x, p + "attention.self." + n).view(t, nh, hd).transpose(0, 1) for n in ("query", "key", "value"))
+        a = (torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ v).transpose(0, 1).reshape(t, d)
+        x = ln(x + lin(a, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+        h = F.gelu(lin(x, p + "intermediate.dense"))  # the erf form
+        x = ln(x + lin(h, p + "output.dense"), p + "output.LayerNorm")
+    h = ln(F.gelu(lin(x, "cls.predictions.transform.dense")), "cls.predictions.transform.LayerNorm")
+    return h @ w[e + "word_embeddings.weight"].T + w["cls.predictions.bias"]
+
+
 def forward(w, cfg, tokens):
+    if cfg["family"] == "bert":
+        return bert_forward(w, cfg, tokens)
     return gpt2_forward(w, cfg, tokens) if cfg["family"] == "gpt2" else llama_forward(w, cfg, tokens)

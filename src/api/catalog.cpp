@@ -88,15 +88,20 @@ model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string
   if (tokenizer_dir.empty() && !config.has_tokenizer())
     fail(
         "model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe (or a "
-        "tokenizer.json)",
+        "tokenizer.json, or BERT's vocab.txt)",
         config.name);
   const fs::path dir(tokenizer_dir);
   std::error_code ec;
-  model::Tokenizer tokenizer =
-      !tokenizer_dir.empty()       ? (!fs::exists(dir / "encoder.json", ec) && fs::exists(dir / "tokenizer.json", ec)
-                                          ? model::Tokenizer::load_hf(dir / "tokenizer.json")
-                                          : model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe"))
-      : config.tokenizer_json_path ? model::Tokenizer::load_hf(*config.tokenizer_json_path)
+  const auto from_dir = [&] {
+    if (fs::exists(dir / "encoder.json", ec)) return model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");
+    if (fs::exists(dir / "tokenizer.json", ec)) return model::Tokenizer::load_hf(dir / "tokenizer.json");
+    if (fs::exists(dir / "vocab.txt", ec)) return model::Tokenizer::load_wordpiece(dir / "vocab.txt", config.lowercase);
+    return model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");  // fails naming encoder.json
+  };
+  model::Tokenizer tokenizer = !tokenizer_dir.empty()       ? from_dir()
+                               : config.tokenizer_json_path ? model::Tokenizer::load_hf(*config.tokenizer_json_path)
+                               : config.wordpiece_path
+                                   ? model::Tokenizer::load_wordpiece(*config.wordpiece_path, config.lowercase)
                                    : model::Tokenizer::load(*config.encoder_path, *config.merges_path);
   if (tokenizer.vocab_size() != config.vocab_size)
     fail("the tokenizer has {} tokens but model '{}' has vocab_size {}; use the tokenizer the model was trained with",

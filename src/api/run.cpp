@@ -29,6 +29,33 @@ ref::GenerationResult generate(Executor& executor, const model::Tokenizer& token
   });
 }
 
+// An encoder's prompt as BERT reads it: [CLS] text [SEP], the text's [MASK]s the tokens to fill.
+std::vector<int32_t> encoder_prompt(const ir::ModelConfig& config, const model::Tokenizer& tokenizer,
+                                    const std::string& text) {
+  const auto cls = tokenizer.special("[CLS]"), sep = tokenizer.special("[SEP]");
+  if (!tokenizer.is_wordpiece() || !cls || !sep || !tokenizer.special("[MASK]"))
+    fail(
+        "model '{}' is an encoder: it reads WordPiece text with [CLS], [SEP] and [MASK] tokens (BERT's vocab.txt), "
+        "not this tokenizer",
+        config.name);
+  std::vector<int32_t> prompt = {*cls};
+  for (int32_t id : tokenizer.encode(text)) prompt.push_back(id);
+  prompt.push_back(*sep);
+  return prompt;
+}
+
+// An encoder's run on any executor: the prompt's masks filled, each answer's text attached.
+template <typename Executor>
+ref::GenerationResult fill_masks(Executor& executor, const model::Tokenizer& tokenizer,
+                                 const std::vector<int32_t>& prompt, const RunRequest& request,
+                                 const std::function<void(std::string_view)>& on_text) {
+  if (on_text) on_text(request.prompt);
+  ref::GenerationResult result = ref::fill_masks(executor, prompt, *tokenizer.special("[MASK]"));
+  for (auto& m : result.masks)
+    for (int32_t id : m.ids) m.tokens.push_back(tokenizer.token_bytes(id));
+  return result;
+}
+
 // Refuses what the target cannot do, naming what would.
 void check_capabilities(const target::Target& target, const RunRequest& request) {
   const target::Capabilities caps = target.capabilities();
@@ -51,7 +78,9 @@ int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunRequest& re
   if (request.prompt_tokens != 0) return request.prompt_tokens;
   if (!config.has_tokenizer() && request.tokenizer_dir.empty())
     fail("model '{}' ships no tokenizer; give the prompt length with --prompt-tokens N", config.name);
-  return static_cast<int64_t>(encode_prompt(load_tokenizer(config, request.tokenizer_dir), request.prompt).size());
+  const model::Tokenizer tokenizer = load_tokenizer(config, request.tokenizer_dir);
+  return static_cast<int64_t>(config.is_encoder() ? encoder_prompt(config, tokenizer, request.prompt).size()
+                                                  : encode_prompt(tokenizer, request.prompt).size());
 }
 
 }  // namespace
@@ -69,13 +98,17 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
     const model::Weights weights =
         load_weights(config, graph, request.weights, request.sampling.seed, request.precision);
     ref::ReferenceExecutor executor(graph, weights, config.context_length, request.precision);
-    result.generation = generate(executor, tokenizer, encode_prompt(tokenizer, request.prompt), request, on_text);
+    result.generation =
+        config.is_encoder()
+            ? fill_masks(executor, tokenizer, encoder_prompt(config, tokenizer, request.prompt), request, on_text)
+            : generate(executor, tokenizer, encode_prompt(tokenizer, request.prompt), request, on_text);
     return result;
   }
   const auto target = load_target(request.arch, request.precision);
   check_capabilities(*target, request);
   require_experts_for_routing(config, request.routing);
-  target::ChipWork work{.max_new_tokens = request.max_new_tokens,
+  // An encoder makes one pass over its prompt and generates nothing.
+  target::ChipWork work{.max_new_tokens = config.is_encoder() ? 0 : request.max_new_tokens,
                         .micro_batch = request.batch,
                         .tensor_parallel = request.tensor_parallel,
                         .expert_parallel = request.expert_parallel,
@@ -89,13 +122,15 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   if (request.prompt_tokens != 0) fail("--prompt-tokens is for --no-numerics runs; with values the prompt decides");
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, request.tokenizer_dir);
-  const std::vector<int32_t> prompt = encode_prompt(tokenizer, request.prompt);
+  const std::vector<int32_t> prompt = config.is_encoder() ? encoder_prompt(config, tokenizer, request.prompt)
+                                                          : encode_prompt(tokenizer, request.prompt);
   work.prompt_tokens = static_cast<int64_t>(prompt.size());
   const auto plan = compile_or_fail(*target, model, work);
   const model::Weights weights = load_weights(config, graph, request.weights, request.sampling.seed, request.precision);
   const auto executor = target->executor(*plan, graph, weights, config.context_length);
   const auto start = std::chrono::steady_clock::now();
-  result.generation = generate(*executor, tokenizer, prompt, request, on_text);
+  result.generation = config.is_encoder() ? fill_masks(*executor, tokenizer, prompt, request, on_text)
+                                          : generate(*executor, tokenizer, prompt, request, on_text);
   result.values_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.host_note = executor->host_note();
   target::SimulateOptions simulate = request.simulate;
@@ -103,6 +138,7 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   result.report = target->simulate(*plan, simulate);
   result.report->prompt_ids = result.generation.prompt;
   result.report->generated_ids = result.generation.tokens;
+  result.report->mask_predictions = result.generation.masks;
   return result;
 }
 
@@ -110,6 +146,9 @@ EvalResult eval(const EvalRequest& request, const std::function<void(int64_t don
   const std::filesystem::path model_path = resolve_model(request.model);
   const target::ModelSource model = load_model_source(model_path);
   const ir::ModelConfig& config = model.config;
+  if (config.is_encoder())
+    fail("perplexity is a decoder's measure (each token predicted from the ones before it); '{}' is an encoder",
+         config.name);
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, request.tokenizer_dir);
   const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(request.text_path, kTextFile));

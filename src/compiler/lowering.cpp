@@ -214,9 +214,15 @@ class Driver {
         }
         return;
       case ir::OpKind::Add: {
-        const bool sums_tables = std::all_of(node.inputs.begin(), node.inputs.end(),
-                                             [&](int in) { return g_.node(in).op == ir::OpKind::Embedding; });
-        if (sums_tables && !ops.empty() && ops.back().kind == LoweredKind::Embedding) {
+        // Lookups, or their sum so far (BERT adds a third table to the first two's sum).
+        const bool sums_tables =
+            !ops.empty() && ops.back().kind == LoweredKind::Embedding &&
+            std::all_of(node.inputs.begin(), node.inputs.end(), [&](int in) {
+              const auto& summed = ops.back().nodes;
+              return g_.node(in).op == ir::OpKind::Embedding ||
+                     std::find(summed.begin(), summed.end(), in) != summed.end();
+            });
+        if (sums_tables) {
           ops.back().nodes.push_back(id);
         } else {
           ops.push_back(op_for(LoweredKind::Add, id));
@@ -232,6 +238,10 @@ class Driver {
       case ir::OpKind::RmsNorm:
         ops.push_back(op_for(LoweredKind::Norm, id));
         ops.back().vectors = static_cast<int64_t>(node.inputs.size()) - 1;
+        // A norm of a split tensor (BERT's head: dense, GELU, LayerNorm) stays split: its
+        // statistics are reduced over the split.
+        ops.back().split_input = split_in;
+        split_[i] = split_in;
         return;
       case ir::OpKind::Gelu:
         ops.push_back(op_for(LoweredKind::Activation, id));

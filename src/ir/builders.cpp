@@ -114,10 +114,75 @@ Graph build_llama(const ModelConfig& c) {
   return g;
 }
 
+// BertForMaskedLM with its Hugging Face tensor names: word, position and token-type embeddings
+// summed and normalised; post-LayerNorm blocks (x = LN(x + attention(x)), x = LN(x + MLP(x)))
+// with bidirectional attention and the erf GELU; the masked-LM head (dense, GELU, LayerNorm, then
+// the word embeddings transposed plus a bias).
+Graph build_bert(const ModelConfig& c) {
+  Graph g;
+  const int64_t d = c.d_model;
+  const int tokens = g.add_input("tokens", DType::I32, Shape{{kSeq}});
+  const int positions = g.add_input("positions", DType::I32, Shape{{kSeq}});
+  const int token_types = g.add_input("token_types", DType::I32, Shape{{kSeq}});
+  const std::string e = "bert.embeddings.";
+  const int words = g.add_param(e + "word_embeddings.weight", Shape{{c.vocab_size, d}});
+  const int x0 = g.add(OpKind::Add, {g.add(OpKind::Embedding, {words, tokens}),
+                                     g.add(OpKind::Embedding, {g.add_param(e + "position_embeddings.weight",
+                                                                           Shape{{c.context_length, d}}),
+                                                               positions})});
+  const int types = g.add_param(e + "token_type_embeddings.weight", Shape{{c.type_vocab_size, d}});
+  const Attrs eps{{"eps", c.norm_eps}};
+  auto layer_norm = [&](int in, const std::string& name) {
+    return g.add(OpKind::LayerNorm,
+                 {in, g.add_param(name + ".weight", Shape{{d}}), g.add_param(name + ".bias", Shape{{d}})}, eps, name);
+  };
+  int x = layer_norm(g.add(OpKind::Add, {x0, g.add(OpKind::Embedding, {types, token_types})}), e + "LayerNorm");
+  auto linear = [&](int in, const std::string& name, int64_t n, int64_t k) {
+    return g.add(OpKind::Linear,
+                 {in, g.add_param(name + ".weight", Shape{{n, k}}), g.add_param(name + ".bias", Shape{{n}})}, {},
+                 name);
+  };
+  for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+    g.set_layer(layer);
+    const std::string p = fmt::format("bert.encoder.layer.{}.", layer);
+    const int q = linear(x, p + "attention.self.query", d, d);
+    const int k = linear(x, p + "attention.self.key", d, d);
+    const int v = linear(x, p + "attention.self.value", d, d);
+    const int a = g.add(OpKind::Attention, {q, k, v},
+                        {{"n_heads", c.n_heads},
+                         {"n_kv_heads", c.n_heads},
+                         {"head_dim", c.head_dim()},
+                         {"layer", layer},
+                         {"causal", int64_t{0}}},
+                        p + "attention.self");
+    x = layer_norm(g.add(OpKind::Add, {x, linear(a, p + "attention.output.dense", d, d)}, {}, p + "residual_1"),
+                   p + "attention.output.LayerNorm");
+    const int h = g.add(OpKind::Gelu, {linear(x, p + "intermediate.dense", c.d_ff, d)}, {{"exact", int64_t{1}}},
+                        p + "intermediate.gelu");
+    x = layer_norm(g.add(OpKind::Add, {x, linear(h, p + "output.dense", d, c.d_ff)}, {}, p + "residual_2"),
+                   p + "output.LayerNorm");
+  }
+  g.set_layer(-1);
+  const std::string t = "cls.predictions.transform.";
+  x = g.add(OpKind::Gelu, {linear(x, t + "dense", d, d)}, {{"exact", int64_t{1}}}, t + "gelu");
+  x = layer_norm(x, t + "LayerNorm");
+  g.mark_output(
+      g.add(OpKind::Linear, {x, words, g.add_param("cls.predictions.bias", Shape{{c.vocab_size}})}, {}, "lm_head"));
+  return g;
+}
+
 }  // namespace
 
 Graph build_model_graph(const ModelConfig& config) {
-  return config.family == ModelFamily::Gpt2 ? build_gpt2(config) : build_llama(config);
+  switch (config.family) {
+    case ModelFamily::Gpt2:
+      return build_gpt2(config);
+    case ModelFamily::Llama:
+      return build_llama(config);
+    case ModelFamily::Bert:
+      return build_bert(config);
+  }
+  fail("unknown model family");
 }
 
 }  // namespace tessera::ir

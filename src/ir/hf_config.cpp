@@ -44,7 +44,11 @@ const std::set<std::string> kPassedOver = {"architectures",
                                            "id2label",
                                            "label2id",
                                            "output_past",
-                                           "tokenizer_class"};
+                                           "tokenizer_class",
+                                           "hidden_dropout_prob",
+                                           "attention_probs_dropout_prob",
+                                           "classifier_dropout",
+                                           "gradient_checkpointing"};
 
 class Fields {
  public:
@@ -166,8 +170,24 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
           r.number("factor"), r.number("low_freq_factor"), r.number("high_freq_factor"),
           r.integer("original_max_position_embeddings"));
     }
+  } else if (type == "bert") {
+    f.set_family("BERT");
+    known.insert({"vocab_size", "max_position_embeddings", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size", "hidden_act", "layer_norm_eps", "type_vocab_size", "position_embedding_type",
+                  "is_decoder", "add_cross_attention", "tie_word_embeddings"});
+    f.require("hidden_act", "gelu", "tessera's BERT uses the erf GELU (gelu)");
+    f.require("position_embedding_type", "absolute", "relative position embeddings are not modelled");
+    f.require("is_decoder", false, "BERT as a causal decoder is not modelled");
+    f.require("add_cross_attention", false, "cross-attention (an encoder-decoder) is not modelled");
+    f.require("tie_word_embeddings", true, "the masked-LM decoder is the word embeddings, as BertForMaskedLM ties it");
+    out += fmt::format(
+        "family: bert\nvocab_size: {}\ncontext_length: {}\nd_model: {}\nn_layers: {}\nn_heads: {}\nd_ff: {}\n"
+        "norm_eps: {}\ntie_embeddings: true\ntype_vocab_size: {}\n",
+        f.integer("vocab_size"), f.integer("max_position_embeddings"), f.integer("hidden_size"),
+        f.integer("num_hidden_layers"), f.integer("num_attention_heads"), f.integer("intermediate_size"),
+        f.number("layer_norm_eps", 1e-12), f.has("type_vocab_size") ? f.integer("type_vocab_size") : 2);
   } else {
-    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral)", f.where("model_type"),
+    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral, bert)", f.where("model_type"),
          type == "(none)" ? type : json(type).dump());
   }
   for (const auto& [key, value] : j.items())

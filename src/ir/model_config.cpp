@@ -4,6 +4,8 @@
 
 #include <fmt/core.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tessera/base/error.hpp"
 #include "tessera/base/fs.hpp"
 #include "tessera/config/yaml_reader.hpp"
@@ -11,7 +13,17 @@
 
 namespace tessera::ir {
 
-const char* family_name(ModelFamily family) { return family == ModelFamily::Gpt2 ? "gpt2" : "llama"; }
+const char* family_name(ModelFamily family) {
+  switch (family) {
+    case ModelFamily::Gpt2:
+      return "gpt2";
+    case ModelFamily::Llama:
+      return "llama";
+    case ModelFamily::Bert:
+      return "bert";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -33,9 +45,12 @@ int64_t at_most(const config::YamlMap& map, const std::string& key, int64_t limi
 namespace {
 
 // A Hugging Face directory's files: the weights (the index of a sharded checkpoint first) and a
-// GPT-2 style tokenizer under either of its names; "" where absent.
+// GPT-2 style tokenizer under either of its names, a tokenizer.json, or BERT's WordPiece vocab.txt
+// (lower-cased unless tokenizer_config.json says "do_lower_case": false, BertTokenizer's
+// default); "" where absent.
 struct HfFiles {
-  std::string weights, encoder, merges, tokenizer_json;
+  std::string weights, encoder, merges, tokenizer_json, wordpiece;
+  bool lowercase = true;
 };
 HfFiles hf_files(const std::filesystem::path& dir) {
   std::error_code ec;
@@ -47,6 +62,22 @@ HfFiles hf_files(const std::filesystem::path& dir) {
   if (has("vocab.json") && has("merges.txt")) files.encoder = "vocab.json", files.merges = "merges.txt";
   if (has("encoder.json") && has("vocab.bpe")) files.encoder = "encoder.json", files.merges = "vocab.bpe";
   if (files.encoder.empty() && has("tokenizer.json")) files.tokenizer_json = "tokenizer.json";
+  if (files.encoder.empty() && files.tokenizer_json.empty() && has("vocab.txt")) {
+    files.wordpiece = "vocab.txt";
+    if (has("tokenizer_config.json")) {
+      const std::string where = (dir / "tokenizer_config.json").string();
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(read_text_file(dir / "tokenizer_config.json"));
+      } catch (const nlohmann::json::exception& e) {
+        fail("{}: not valid JSON ({})", where, e.what());
+      }
+      if (j.is_object() && j.contains("do_lower_case")) {
+        if (!j.at("do_lower_case").is_boolean()) fail("{}: field 'do_lower_case' must be true or false", where);
+        files.lowercase = j.at("do_lower_case").get<bool>();
+      }
+    }
+  }
   return files;
 }
 
@@ -74,9 +105,11 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
     const HfFiles files = hf_files(base_dir);
     const std::filesystem::path dir = std::filesystem::path(origin).parent_path();
     const std::string name = dir.filename().empty() ? "model" : dir.filename().string();
-    return parse_model_config(
-        hf_config_yaml(text, origin, name, files.weights, files.encoder, files.merges, files.tokenizer_json),
-        origin + " (as tessera's model keys)", base_dir);
+    std::string yaml =
+        hf_config_yaml(text, origin, name, files.weights, files.encoder, files.merges, files.tokenizer_json);
+    if (!files.wordpiece.empty())
+      yaml += fmt::format("tokenizer: {{vocab: {}, lowercase: {}}}\n", files.wordpiece, files.lowercase);
+    return parse_model_config(yaml, origin + " (as tessera's model keys)", base_dir);
   }
   const auto map = config::YamlMap::parse_string(text, origin);
   ModelConfig c;
@@ -86,8 +119,10 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
     c.family = ModelFamily::Gpt2;
   } else if (family == "llama") {
     c.family = ModelFamily::Llama;
+  } else if (family == "bert") {
+    c.family = ModelFamily::Bert;
   } else {
-    fail("{}: unknown family '{}'; expected gpt2 or llama", map.where("family"), family);
+    fail("{}: unknown family '{}'; expected gpt2, llama or bert", map.where("family"), family);
   }
   // Limits with headroom over the largest published models (Llama 3.1 405B: 126 layers, d_model
   // 16,384, d_ff 53,248, 128 heads, vocab 128,256, context 131,072), so that every shape and
@@ -107,14 +142,18 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
     fail("{}: d_model {} is not divisible by n_heads {}", map.where("n_heads"), c.d_model, c.n_heads);
   if (c.n_heads % c.n_kv_heads != 0)
     fail("{}: n_heads {} is not a multiple of n_kv_heads {}", map.where("n_kv_heads"), c.n_heads, c.n_kv_heads);
-  if (c.family == ModelFamily::Gpt2) {
+  if (c.family != ModelFamily::Bert && map.has("type_vocab_size"))
+    fail("{}: token types are BERT's; {} models have none", map.where("type_vocab_size"), family);
+  if (c.family != ModelFamily::Llama) {
+    const char* who = c.family == ModelFamily::Gpt2 ? "GPT-2" : "BERT";
     for (const char* key : {"n_experts", "experts_per_token"})
-      if (map.has(key)) fail("{}: GPT-2 models have dense MLPs; mixtures of experts are Llama-family", map.where(key));
+      if (map.has(key)) fail("{}: {} models have dense MLPs; mixtures of experts are Llama-family", map.where(key), who);
     if (c.n_kv_heads != c.n_heads)
-      fail("{}: GPT-2 uses multi-head attention; n_kv_heads must equal n_heads ({})", map.where("n_kv_heads"),
+      fail("{}: {} uses multi-head attention; n_kv_heads must equal n_heads ({})", map.where("n_kv_heads"), who,
            c.n_heads);
     if (!c.tie_embeddings)
-      fail("{}: GPT-2 ties its input and output embeddings; set tie_embeddings: true", map.where("tie_embeddings"));
+      fail("{}: {} ties its input and output embeddings; set tie_embeddings: true", map.where("tie_embeddings"), who);
+    if (c.family == ModelFamily::Bert) c.type_vocab_size = at_most(map, "type_vocab_size", int64_t{1} << 10);
   } else {
     c.rope_theta = map.number("rope_theta");
     if (c.rope_theta <= 1) fail("{}: must be > 1, got {}", map.where("rope_theta"), c.rope_theta);
@@ -145,6 +184,9 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
     const auto t = map.map("tokenizer");
     if (t.has("json")) {
       c.tokenizer_json_path = base_dir / t.string("json");
+    } else if (t.has("vocab")) {
+      c.wordpiece_path = base_dir / t.string("vocab");
+      c.lowercase = t.has("lowercase") && t.boolean("lowercase");
     } else {
       c.encoder_path = base_dir / t.string("encoder");
       c.merges_path = base_dir / t.string("merges");
@@ -168,13 +210,17 @@ std::string model_config_yaml(const ModelConfig& c, const std::string& weights_f
       c.d_ff, c.norm_eps, c.tie_embeddings ? "true" : "false");
   if (c.family == ModelFamily::Llama) out += fmt::format("rope_theta: {}\n", c.rope_theta);
   if (c.n_experts > 0) out += fmt::format("n_experts: {}\nexperts_per_token: {}\n", c.n_experts, c.experts_per_token);
+  if (c.family == ModelFamily::Bert) out += fmt::format("type_vocab_size: {}\n", c.type_vocab_size);
   if (c.rope_scaling)
     out += fmt::format(
         "rope_scaling: {{factor: {}, low_freq_factor: {}, high_freq_factor: {}, original_context_length: {}}}\n",
         c.rope_scaling->factor, c.rope_scaling->low_freq_factor, c.rope_scaling->high_freq_factor,
         c.rope_scaling->original_context_length);
   if (!weights_file.empty()) out += fmt::format("weights: {}\n", weights_file);
-  if (!encoder_file.empty() && merges_file.empty()) out += fmt::format("tokenizer: {{json: {}}}\n", encoder_file);
+  if (!encoder_file.empty() && merges_file.empty())
+    out += encoder_file.ends_with(".txt")
+               ? fmt::format("tokenizer: {{vocab: {}, lowercase: {}}}\n", encoder_file, c.lowercase ? "true" : "false")
+               : fmt::format("tokenizer: {{json: {}}}\n", encoder_file);
   if (!encoder_file.empty() && !merges_file.empty())
     out += fmt::format("tokenizer: {{encoder: {}, merges: {}}}\n", encoder_file, merges_file);
   return out;

@@ -392,8 +392,149 @@ void Tokenizer::encode_word(std::string_view word, std::vector<int32_t>& out) co
   if (cache_.size() < (1u << 16)) cache_.emplace(key, std::move(symbols));
 }
 
+namespace {
+
+constexpr std::array<std::string_view, 5> kWordPieceSpecials = {"[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"};
+
+// One code point of valid UTF-8 at `pos` (its length in `length`); invalid bytes are U+FFFD.
+uint32_t codepoint_at(std::string_view s, size_t pos, size_t& length) {
+  const Char c = char_at(s, pos);
+  length = c.length;
+  const auto b0 = static_cast<unsigned char>(s[pos]);
+  if (c.length == 1) return b0 < 0x80 ? b0 : 0xFFFD;
+  uint32_t cp = b0 & (0x7Fu >> c.length);
+  for (size_t i = 1; i < c.length; ++i) cp = (cp << 6) | (static_cast<unsigned char>(s[pos + i]) & 0x3Fu);
+  return cp;
+}
+
+// BertTokenizer's _is_chinese_char ranges (CJK Unified Ideographs and their extensions).
+bool is_cjk(uint32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) || (cp >= 0x20000 && cp <= 0x2A6DF) ||
+         (cp >= 0x2A700 && cp <= 0x2B73F) || (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+bool is_punctuation(uint32_t cp) {
+  if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126))
+    return true;
+  return cp >= 0x80 && classify(cp) == CharClass::Other;
+}
+
+// Lower case with accents stripped, for ASCII and Latin-1 letters (others unchanged), as
+// BertTokenizer's lower() then NFD without combining marks gives them.
+uint32_t fold_latin1(uint32_t cp) {
+  if (cp >= 'A' && cp <= 'Z') return cp + 32;
+  if (cp < 0xC0 || cp > 0xFF) return cp;
+  // U+00C0..U+00FF: the base letter; '.' lower case only (U+00xx + 0x20), '=' unchanged.
+  constexpr std::string_view kFolded = "aaaaaa.ceeeeiiii.nooooo=.uuuuy.=aaaaaa=ceeeeiiii=nooooo==uuuuy=y";
+  const char folded = kFolded[cp - 0xC0];
+  return folded == '.' ? cp + 0x20 : folded == '=' ? cp : static_cast<uint32_t>(folded);
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::load_wordpiece(const std::filesystem::path& vocab_txt, bool lowercase) {
+  const std::string text = read_text_file(vocab_txt, kTokenizerFile);
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  Tokenizer t;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto id = static_cast<int32_t>(t.id_to_bytes_.size());
+    if (line.empty()) fail("{}: line {} is empty; a vocab.txt holds one token per line", vocab_txt.string(), id + 1);
+    if (!t.bytes_to_id_.emplace(line, id).second)
+      fail("{}: line {}: token '{}' is already in the vocabulary", vocab_txt.string(), id + 1, line);
+    t.id_to_bytes_.push_back(line);
+  }
+  for (std::string_view special : {"[UNK]", "[CLS]", "[SEP]"})
+    if (!t.bytes_to_id_.contains(std::string(special)))
+      fail("{}: the vocabulary has no {} token; is this a BERT vocab.txt?", vocab_txt.string(), special);
+  t.wordpiece_ = true, t.lowercase_ = lowercase;
+  return t;
+}
+
+std::optional<int32_t> Tokenizer::special(std::string_view token) const {
+  const auto it = bytes_to_id_.find(std::string(token));
+  return it == bytes_to_id_.end() ? std::nullopt : std::optional<int32_t>(it->second);
+}
+
+void Tokenizer::encode_wordpiece(std::string_view text, std::vector<int32_t>& out) const {
+  // Basic tokenization: words split at whitespace and around punctuation and CJK ideographs.
+  std::vector<std::string> words;
+  std::string word;
+  const auto end_word = [&] {
+    if (!word.empty()) words.push_back(std::move(word));
+    word.clear();
+  };
+  for (size_t pos = 0, length = 0; pos < text.size(); pos += length) {
+    uint32_t cp = codepoint_at(text, pos, length);
+    if (cp == 0 || cp == 0xFFFD || ((cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) && !is_space(cp))) continue;
+    if (is_space(cp)) {
+      end_word();
+      continue;
+    }
+    if (lowercase_) cp = fold_latin1(cp);
+    if (is_punctuation(cp) || is_cjk(cp)) {
+      end_word();
+      word = encode_utf8(cp);
+      end_word();
+      continue;
+    }
+    word += encode_utf8(cp);
+  }
+  end_word();
+  const int32_t unknown = bytes_to_id_.at("[UNK]");
+  for (const std::string& w : words) {
+    size_t chars = 0;
+    for (size_t pos = 0, length = 0; pos < w.size(); pos += length, ++chars) codepoint_at(w, pos, length);
+    if (chars > 100) {
+      out.push_back(unknown);
+      continue;
+    }
+    // The longest prefix in the vocabulary first, then the rest as "##" pieces, on character
+    // boundaries; a word with a piece that matches nothing is one [UNK].
+    std::vector<int32_t> pieces;
+    for (size_t start = 0; start < w.size();) {
+      int32_t found = -1;
+      size_t end = w.size();
+      while (end > start) {
+        const auto it = bytes_to_id_.find((start > 0 ? "##" : "") + w.substr(start, end - start));
+        if (it != bytes_to_id_.end()) {
+          found = it->second;
+          break;
+        }
+        do --end;
+        while (end > start && (static_cast<unsigned char>(w[end]) & 0xC0) == 0x80);
+      }
+      if (found < 0) {
+        pieces = {unknown};
+        break;
+      }
+      pieces.push_back(found);
+      start = end;
+    }
+    out.insert(out.end(), pieces.begin(), pieces.end());
+  }
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int32_t> ids;
+  if (wordpiece_) {
+    // Special tokens written in the text are those tokens; the text between is split as words.
+    while (!text.empty()) {
+      size_t at = std::string_view::npos;
+      std::string_view which;
+      for (std::string_view special : kWordPieceSpecials)
+        if (const size_t p = text.find(special); p < at && bytes_to_id_.contains(std::string(special)))
+          at = p, which = special;
+      encode_wordpiece(text.substr(0, at), ids);
+      if (at == std::string_view::npos) break;
+      ids.push_back(bytes_to_id_.at(std::string(which)));
+      text.remove_prefix(at + which.size());
+    }
+    return ids;
+  }
   for (std::string_view word : llama3_split_ ? pretokenize_llama3(text) : pretokenize(text)) encode_word(word, ids);
   return ids;
 }
@@ -405,7 +546,16 @@ const std::string& Tokenizer::token_bytes(int32_t id) const {
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
   std::string out;
-  for (int32_t id : ids) out += token_bytes(id);
+  for (int32_t id : ids) {
+    const std::string& piece = token_bytes(id);
+    if (!wordpiece_) {
+      out += piece;
+    } else if (piece.starts_with("##")) {
+      out.append(piece, 2);
+    } else {
+      out += (out.empty() ? "" : " ") + piece;
+    }
+  }
   return out;
 }
 

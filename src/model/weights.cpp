@@ -33,12 +33,16 @@ namespace {
 
 std::string shape_str(const std::vector<int64_t>& dims) { return ir::Shape{dims}.str(); }
 
-// Tensors that checkpoints carry but a decoder does not need: GPT-2's causal-mask buffers, a
-// duplicated tied output matrix, and precomputed RoPE frequencies.
+// Tensors that checkpoints carry but the model does not need: GPT-2's causal-mask buffers, a
+// duplicated tied output matrix (and BERT's decoder bias, a copy of cls.predictions.bias),
+// precomputed RoPE frequencies and BERT's position-id buffer; and BERT's pooler and
+// next-sentence head, which masked-LM inference does not run.
 bool is_ignorable_extra(const std::string& name) {
   auto ends_with = [&](const std::string& s) { return name.size() >= s.size() && name.ends_with(s); };
   return ends_with(".attn.bias") || ends_with(".attn.masked_bias") || ends_with("rotary_emb.inv_freq") ||
-         name == "lm_head.weight";
+         name == "lm_head.weight" || name == "bert.embeddings.position_ids" ||
+         name.starts_with("cls.predictions.decoder.") || name.starts_with("bert.pooler.") ||
+         name.starts_with("cls.seq_relationship.");
 }
 
 }  // namespace
@@ -206,7 +210,8 @@ Weights random_weights(const ir::Graph& graph, uint64_t seed) {
     const auto& dims = node.type.shape.dims;
     const uint64_t key = fnv1a64(node.name) ^ (seed * kGolden);
     const bool is_norm = dims.size() == 1 && node.name.ends_with(".weight") &&
-                         (node.name.find("ln_") != std::string::npos || node.name.find("norm") != std::string::npos);
+                         (node.name.find("ln_") != std::string::npos || node.name.find("norm") != std::string::npos ||
+                          node.name.find("LayerNorm") != std::string::npos);
     float scale = 0.02f;
     if (dims.size() == 2) scale = static_cast<float>(std::sqrt(3.0 / static_cast<double>(std::min(dims[0], dims[1]))));
     Tensor t{dims, std::vector<float>(static_cast<size_t>(node.type.shape.elements()))};

@@ -115,6 +115,9 @@ std::span<const float> ReferenceExecutor::forward(std::span<const int32_t> token
     pos.resize(static_cast<size_t>(rows));
     for (int64_t i = 0; i < rows; ++i) pos[static_cast<size_t>(i)] = static_cast<int32_t>(position_ + i);
   }
+  // One segment: every token is of type 0 (a sentence pair's second segment is not modelled).
+  if (const int types_id = graph_.find_input("token_types"); types_id >= 0)
+    int_buffers_[static_cast<size_t>(types_id)].assign(static_cast<size_t>(rows), 0);
   const auto output = static_cast<size_t>(graph_.outputs()[0]);
   for (size_t id = 0; id < graph_.nodes().size(); ++id) run_node(id, rows, last_only && id == output);
   position_ += rows;
@@ -206,7 +209,7 @@ void ReferenceExecutor::run_node(size_t id, int64_t rows, bool last_row_only) {
       break;
     }
     case OpKind::Gelu:
-      kernels::gelu(in(0), static_cast<int64_t>(count), out.data());
+      (ir::is_exact_gelu(node) ? kernels::gelu_exact : kernels::gelu)(in(0), static_cast<int64_t>(count), out.data());
       break;
     case OpKind::Silu:
       kernels::silu(in(0), static_cast<int64_t>(count), out.data());
@@ -341,13 +344,15 @@ void ReferenceExecutor::attention(const ir::Node& node, size_t id, int64_t rows)
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t total = rows * heads;
   const int64_t context = position_ + rows;
+  const bool causal = ir::is_causal(node);
 #pragma omp parallel if (total > 1 && context * total > 4096)
   {
     std::vector<float> scores(static_cast<size_t>(context));
 #pragma omp for schedule(static)
     for (int64_t task = 0; task < total; ++task) {
       const int64_t r = task / heads, h = task % heads, g = h / group;
-      const int64_t visible = position_ + r + 1;  // causal: keys at positions <= this query's
+      // Causal: keys at positions <= this query's; else every key cached so far.
+      const int64_t visible = causal ? position_ + r + 1 : context;
       const float* qh = q + r * q_width + h * hd;
       float max_score = -INFINITY;
       for (int64_t j = 0; j < visible; ++j) {

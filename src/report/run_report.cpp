@@ -90,6 +90,9 @@ void add_token_ids(nlohmann::json& doc, const target::RunReport& run) {
   if (run.prompt_ids.empty()) return;
   doc["tokens"]["prompt_ids"] = run.prompt_ids;
   doc["tokens"]["generated_ids"] = run.generated_ids;
+  for (const auto& m : run.mask_predictions)
+    doc["tokens"]["masks"].push_back(
+        {{"position", m.position}, {"ids", m.ids}, {"probabilities", m.probabilities}, {"tokens", m.tokens}});
 }
 
 // A run JSON for targets without a mesh's per-core figures.

@@ -168,10 +168,23 @@ int run_command(const RunFlags& given) {
   });
   const ref::GenerationResult& g = result.generation;
   if (request.values) std::printf("\n\n");
+  for (const auto& m : g.masks) {
+    std::printf("[MASK] at token %lld:", static_cast<long long>(m.position));
+    for (size_t i = 0; i < m.ids.size(); ++i)
+      std::printf("%s %s %.3f", i == 0 ? "" : ",", m.tokens[i].c_str(), m.probabilities[i]);
+    std::printf("\n");
+  }
+  if (!g.masks.empty()) std::printf("\n");
   if (!flags.logits.empty()) {
     const auto rows = static_cast<int64_t>(g.tokens.size());
     const int64_t vocab = rows > 0 ? static_cast<int64_t>(g.logits.size()) / rows : 0;
     report::write_output(flags.logits, report::npy_f32(g.logits, {rows, vocab}), out.inputs);
+  }
+  if (!result.report && !g.masks.empty()) {
+    std::printf("[%s on host reference executor, fp32] %lld tokens in one pass (an encoder): %.1f ms\n",
+                ir::load_model_config(model_path).name.c_str(), static_cast<long long>(g.prompt_tokens),
+                g.prefill_seconds * 1e3);
+    return 0;
   }
   if (!result.report) {
     const double decode_steps = static_cast<double>(g.tokens.size() > 0 ? g.tokens.size() - 1 : 0);

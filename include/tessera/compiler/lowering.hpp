@@ -11,7 +11,7 @@
 //     sliced keeps the slices as its parts (GPT-2's c_attn);
 //   - RoPE nodes of one layer that share their positions become one op (q and k);
 //   - SiLU whose only consumer is a Mul becomes a gated activation (SwiGLU's silu(gate) x up);
-//   - the embedding lookups before the first layer and the Add that sums them become one op;
+//   - the embedding lookups before the first layer and the Adds that sum them become one op;
 //   - SliceCols of a fused projection's output is free (it names a part).
 #pragma once
 
@@ -46,7 +46,7 @@ struct LoweredOp {
   // Tensor-parallel layouts (Megatron): a projection of a whole tensor splits its output columns
   // over the group; ops on a split tensor keep it split; a projection of a split tensor splits k
   // and reduces the partial outputs back to a whole tensor.
-  bool split_input = false;
+  bool split_input = false;  // a projection's or a norm's input
   bool split_output = false;
   // Norm: its parameter vectors (LayerNorm: scale and shift, 2; RMSNorm: 1).
   int64_t vectors = 0;

@@ -31,7 +31,7 @@ struct Shape {
 };
 
 enum class OpKind {
-  Input,      // graph input (attr: none; name says which: "tokens" or "positions")
+  Input,      // graph input (attr: none; name says which: "tokens", "positions" or "token_types")
   Param,      // a named weight tensor (name = Hugging Face tensor name)
   Embedding,  // (table[V,D], ids[S]) -> [S,D]
   Add,        // (a, b) same shape -> same
@@ -40,11 +40,12 @@ enum class OpKind {
   RmsNorm,    // (x[S,D], gamma[D]) attr eps -> [S,D]
   MatMul,     // (x[S,K], w[K,N], bias[N]?) -> [S,N]   weights stored [in,out] (GPT-2 Conv1D)
   Linear,     // (x[S,K], w[N,K], bias[N]?) -> [S,N]   weights stored [out,in] (nn.Linear)
-  Gelu,       // tanh approximation (GPT-2 "gelu_new")
+  Gelu,       // tanh approximation (GPT-2 "gelu_new"); with attr exact = 1 the erf form (BERT's "gelu")
   Silu,
   SliceCols,  // (x[S,N]) attrs start, size -> [S,size]
   Rope,       // (x[S,H*hd], positions[S]) attrs n_heads, head_dim, theta, scaling -> same
   Attention,  // (q[S,H*hd], k[S,KV*hd], v[S,KV*hd]) attrs n_heads, n_kv_heads, head_dim, layer
+              // [, causal = 0: every query sees every key of the step (an encoder); default 1]
   // (x[S,D], router logits[S,E], then per expert w1[F,D], w3[F,D], w2[D,F]) attrs n_experts, top_k
   // -> [S,D]: each row through its top_k experts by router logit, summed with the softmax of those
   // logits as weights; an expert is w2 (silu(w1 x) * (w3 x)) (Mixtral's block-sparse MoE).
@@ -93,7 +94,14 @@ struct Node {
 
   int64_t int_attr(const std::string& key) const;
   double float_attr(const std::string& key) const;
+  int64_t int_attr_or(const std::string& key, int64_t fallback) const {
+    return attrs.contains(key) ? int_attr(key) : fallback;
+  }
 };
+
+// The optional attributes' meanings, in one place.
+inline bool is_exact_gelu(const Node& node) { return node.int_attr_or("exact", 0) != 0; }
+inline bool is_causal(const Node& node) { return node.int_attr_or("causal", 1) != 0; }
 
 // One row of the op table: the single place that says what an op is.
 struct OpInfo {

@@ -1,4 +1,5 @@
-// The shape description of a decoder-only transformer (configs/models/*.yaml).
+// The shape description of a transformer (configs/models/*.yaml): a decoder (GPT-2, Llama and
+// Mixtral families) or an encoder (BERT).
 #pragma once
 
 #include <cstdint>
@@ -8,7 +9,10 @@
 
 namespace tessera::ir {
 
-enum class ModelFamily { Gpt2, Llama };
+// Bert: post-LayerNorm blocks with bidirectional attention, learned positions and token types, an
+// embedding LayerNorm, erf GELU and the masked-LM head (BertForMaskedLM). An encoder fills masks;
+// it does not generate.
+enum class ModelFamily { Gpt2, Llama, Bert };
 
 // Llama 3.1 "llama3" RoPE frequency scaling (Meta's apply_scaling).
 struct RopeScaling {
@@ -35,6 +39,7 @@ struct ModelConfig {
   // Llama only: a mixture of experts in place of each MLP (Mixtral): n_experts SwiGLU experts of
   // d_ff each, experts_per_token of them per token by a learned router. 0: a dense MLP.
   int64_t n_experts = 0, experts_per_token = 0;
+  int64_t type_vocab_size = 0;  // BERT only: segment (token type) embeddings
   std::string source;  // where the published shapes come from
 
   // A model package (models/NAME/config.yaml) also names its files, relative to the config.
@@ -42,9 +47,14 @@ struct ModelConfig {
   std::optional<std::filesystem::path> encoder_path;
   std::optional<std::filesystem::path> merges_path;
   std::optional<std::filesystem::path> tokenizer_json_path;  // or a Hugging Face tokenizer.json
-  bool has_tokenizer() const { return encoder_path.has_value() || tokenizer_json_path.has_value(); }
+  std::optional<std::filesystem::path> wordpiece_path;       // or BERT's vocab.txt (WordPiece)
+  bool lowercase = false;                                    // WordPiece: lower-case and strip accents first
+  bool has_tokenizer() const {
+    return encoder_path.has_value() || tokenizer_json_path.has_value() || wordpiece_path.has_value();
+  }
 
   int64_t head_dim() const { return d_model / n_heads; }
+  bool is_encoder() const { return family == ModelFamily::Bert; }
 };
 
 const char* family_name(ModelFamily family);
@@ -53,7 +63,8 @@ const char* family_name(ModelFamily family);
 ModelConfig load_model_config(const std::filesystem::path& path);
 // The config as YAML that parse_model_config reads back to an equal config; a package's files
 // (weights, tokenizer) are written relative names given here, or left out when empty.
-// `merges_file` empty with an `encoder_file`: that file is a tokenizer.json.
+// `merges_file` empty with an `encoder_file`: that file is a tokenizer.json, or a WordPiece
+// vocab.txt when its name ends in ".txt".
 std::string model_config_yaml(const ModelConfig& config, const std::string& weights_file = {},
                               const std::string& encoder_file = {}, const std::string& merges_file = {});
 // `origin` ending in ".json" is a Hugging Face config.json (hf_config_yaml), whose directory

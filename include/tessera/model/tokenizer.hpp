@@ -1,5 +1,6 @@
 // GPT-2 style byte-level BPE: loads encoder.json + vocab.bpe (the files GPT-2 ships) and encodes
-// any byte string, valid UTF-8 or not; decode(encode(s)) == s for every s.
+// any byte string, valid UTF-8 or not; decode(encode(s)) == s for every s. Also BERT's WordPiece
+// (load_wordpiece), which normalises text and so does not round-trip it.
 //
 // Pre-tokenization follows GPT-2's pattern
 //   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -32,12 +33,23 @@ class Tokenizer {
   // `ignore_merges` (a pre-token that is itself in the vocabulary is one token) is honoured.
   // Throws Error naming the field for any other model, normalizer or pre-tokenizer.
   static Tokenizer load_hf(const std::filesystem::path& tokenizer_json);
+  // BERT's WordPiece (a vocab.txt, one token per line, its line number the id), as Hugging Face's
+  // BertTokenizer splits text: control characters dropped, CJK ideographs set apart, whitespace
+  // and punctuation split, optionally lower-cased with accents stripped, then each word the
+  // longest vocabulary prefix first, the rest as "##" pieces ([UNK] for a word that does not
+  // split, or of over 100 characters). The special tokens [CLS], [SEP], [MASK], [PAD] and [UNK]
+  // written in the text are those tokens. Lower-casing and accent stripping cover ASCII and
+  // Latin-1; punctuation outside ASCII is every character that is not a letter, number or space.
+  static Tokenizer load_wordpiece(const std::filesystem::path& vocab_txt, bool lowercase);
 
   std::vector<int32_t> encode(std::string_view text) const;
   std::string decode(std::span<const int32_t> ids) const;
   const std::string& token_bytes(int32_t id) const;
   int32_t vocab_size() const { return static_cast<int32_t>(id_to_bytes_.size()); }
   std::optional<int32_t> end_of_text() const { return end_of_text_; }
+  bool is_wordpiece() const { return wordpiece_; }
+  // The id of a special token ("[MASK]", "[CLS]", ...) the vocabulary holds.
+  std::optional<int32_t> special(std::string_view token) const;
 
  private:
   struct Merge {
@@ -47,6 +59,7 @@ class Tokenizer {
   static Tokenizer build(const std::vector<std::pair<std::string, int64_t>>& vocab, const std::string& origin,
                          const std::vector<Merge>& merges);
   void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+  void encode_wordpiece(std::string_view text, std::vector<int32_t>& out) const;
 
   std::vector<std::string> id_to_bytes_;
   std::unordered_map<std::string, int32_t> bytes_to_id_;
@@ -55,6 +68,7 @@ class Tokenizer {
   std::optional<int32_t> end_of_text_;
   bool llama3_split_ = false;  // Llama 3's pre-tokenizer instead of GPT-2's
   bool ignore_merges_ = false;
+  bool wordpiece_ = false, lowercase_ = false;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
 };
 

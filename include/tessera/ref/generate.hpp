@@ -2,12 +2,15 @@
 // at a time from the KV cache, choosing each token greedily or by seeded sampling.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "tessera/base/error.hpp"
@@ -40,6 +43,14 @@ struct GenerationOptions {
   bool keep_logits = false;           // also return the logits each generated token was drawn from
 };
 
+// An encoder's answer at one [MASK] of the prompt.
+struct MaskPrediction {
+  int64_t position = 0;               // in the prompt's ids
+  std::vector<int32_t> ids;           // the most likely tokens, most likely first (lowest id on ties)
+  std::vector<double> probabilities;  // of each, by the softmax over the vocabulary
+  std::vector<std::string> tokens;    // their text, where a tokenizer was at hand (else empty)
+};
+
 struct GenerationResult {
   std::vector<int32_t> tokens;  // generated tokens only
   std::vector<int32_t> prompt;  // the prompt's token ids
@@ -49,6 +60,7 @@ struct GenerationResult {
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
   double decode_seconds = 0;  // all decode steps after the first generated token
+  std::vector<MaskPrediction> masks;  // an encoder's run: one per [MASK] of the prompt
 };
 
 // Throws Error, saying how many new tokens would fit, if a prompt of prompt_tokens plus
@@ -95,6 +107,40 @@ GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, c
     token = pick(executor.forward(std::span<const int32_t>(&token, 1), true));
   }
   result.decode_seconds = std::chrono::duration<double>(clock::now() - start).count();
+  return result;
+}
+
+// An encoder's run on any executor: one pass over the whole prompt (every position sees every
+// other), then at each position holding `mask` the `top` most likely tokens. Throws Error if the
+// prompt holds no `mask` or does not fit the executor's context.
+template <typename Executor>
+GenerationResult fill_masks(Executor& executor, std::span<const int32_t> prompt, int32_t mask, int64_t top = 5) {
+  if (std::find(prompt.begin(), prompt.end(), mask) == prompt.end())
+    fail("an encoder fills masks: write [MASK] in the prompt where a word should be predicted");
+  check_generation_fits(static_cast<int64_t>(prompt.size()), 0, executor.max_context());
+  GenerationResult result;
+  result.prompt.assign(prompt.begin(), prompt.end());
+  result.prompt_tokens = static_cast<int64_t>(prompt.size());
+  executor.reset();
+  const auto start = std::chrono::steady_clock::now();
+  const std::span<const float> logits = executor.forward(prompt, false);
+  result.prefill_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t vocab = executor.vocab_size();
+  for (size_t p = 0; p < prompt.size(); ++p) {
+    if (prompt[p] != mask) continue;
+    const std::span<const float> row = logits.subspan(p * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
+    const float peak = *std::max_element(row.begin(), row.end());
+    double sum = 0;
+    for (float v : row) sum += std::exp(static_cast<double>(v - peak));
+    std::vector<int32_t> order(row.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+    const auto n = static_cast<ptrdiff_t>(std::min<int64_t>(top, vocab));
+    std::partial_sort(order.begin(), order.begin() + n, order.end(),
+                      [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    MaskPrediction m{static_cast<int64_t>(p), {order.begin(), order.begin() + n}, {}};
+    for (int32_t id : m.ids) m.probabilities.push_back(std::exp(static_cast<double>(row[id] - peak)) / sum);
+    result.masks.push_back(std::move(m));
+  }
   return result;
 }
 

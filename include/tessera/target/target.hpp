@@ -24,6 +24,7 @@
 #include "tessera/ir/model_config.hpp"
 #include "tessera/model/weights.hpp"
 #include "tessera/ref/executor.hpp"
+#include "tessera/ref/generate.hpp"
 #include "tessera/target/exchange/bsp_timing.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "tessera/target/mesh2d/program.hpp"
@@ -125,6 +126,7 @@ struct RunReport {
   PrecisionPolicy precision;
   int64_t prompt_tokens = 0, generated_tokens = 0, batch = 1;  // batch: requests one pass computes
   std::vector<int32_t> prompt_ids, generated_ids;              // a run with values: its tokens
+  std::vector<ref::MaskPrediction> mask_predictions;           // an encoder's run with values
   double prefill_s = 0, decode_s = 0;                          // decode: every pass after the first token
   double time_to_first_token_s = 0;
   double decode_step_s = 0;      // one decode step of one micro-batch, through the whole chip

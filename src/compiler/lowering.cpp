@@ -280,6 +280,8 @@ class Driver {
         LoweredOp op = op_for(LoweredKind::Attention, id);
         op.heads = node.int_attr("n_heads"), op.kv_heads = node.int_attr("n_kv_heads");
         op.head_dim = node.int_attr("head_dim");
+        op.causal = ir::is_causal(node);
+        if (!op.causal) out_.encoder = true;
         ops.push_back(op);
         split_[i] = split_in;
         return;

@@ -75,3 +75,49 @@ TEST(PyTorchReference, LlamaTinyRandomWeights) { check_against_pytorch("llama-ti
 // Mixtral's block-sparse mixture of experts (4 experts, 2 per token; the reference's smallest gap
 // between a token's 2nd and 3rd router logit is 0.19, so no routing decision is a near tie).
 TEST(PyTorchReference, MixtralTinyRandomWeights) { check_against_pytorch("mixtral-tiny-random"); }
+
+// BertForMaskedLM (tests/data/hf/bert, written by tools/gen_bert_dir.py): the directory's
+// WordPiece ids equal the BertTokenizer algorithm's, the logits at [CLS] and each [MASK] equal
+// PyTorch's, and so do the five most likely tokens at each mask. A causal mask, the tanh GELU,
+// pre-LayerNorm blocks or a missing token-type row would each move the logits far past the bound.
+TEST(PyTorchReference, BertMaskedLm) {
+  const std::string dir = std::string(TESSERA_SOURCE_DIR) + "/tests/data/hf/bert";
+  std::ifstream in(dir + "/expected.json");
+  ASSERT_TRUE(in);
+  const auto expected = nlohmann::json::parse(in);
+  const auto config = ir::load_model_config(dir + "/config.json");
+  ASSERT_TRUE(config.is_encoder());
+  ASSERT_TRUE(config.wordpiece_path && config.lowercase);
+  const auto graph = ir::build_model_graph(config);
+  const auto weights = model::load_weights(graph, *config.weights_path);
+  const auto tokenizer = model::Tokenizer::load_wordpiece(*config.wordpiece_path, config.lowercase);
+  for (const auto& c : expected["tokenizer"])
+    EXPECT_EQ(tokenizer.encode(c["text"].get<std::string>()), c["ids"].get<std::vector<int32_t>>()) << c["text"];
+  ref::ReferenceExecutor executor(graph, weights, config.context_length);
+  const auto vocab = static_cast<size_t>(config.vocab_size);
+  const int32_t mask = *tokenizer.special("[MASK]");
+  for (const auto& p : expected["prompts"]) {
+    const auto ids = p["ids"].get<std::vector<int32_t>>();
+    std::vector<int32_t> encoded = {*tokenizer.special("[CLS]")};
+    for (int32_t id : tokenizer.encode(p["prompt"].get<std::string>())) encoded.push_back(id);
+    encoded.push_back(*tokenizer.special("[SEP]"));
+    EXPECT_EQ(encoded, ids);
+    executor.reset();
+    const auto logits = executor.forward(ids);
+    for (const auto& [position, row] : p["logits"].items()) {
+      const auto expected_row = row.get<std::vector<double>>();
+      const auto got = logits.subspan(std::stoul(position) * vocab, vocab);
+      double max_err = 0, max_ref = 0;
+      for (size_t i = 0; i < vocab; ++i)
+        max_err = std::max(max_err, std::abs(got[i] - expected_row[i])), max_ref = std::max(max_ref, std::abs(expected_row[i]));
+      EXPECT_LE(max_err / max_ref, kRelativeTolerance) << "position " << position;
+    }
+    const auto filled = ref::fill_masks(executor, ids, mask);
+    ASSERT_EQ(filled.masks.size(), p["masks"].size());
+    for (size_t m = 0; m < filled.masks.size(); ++m) {
+      EXPECT_EQ(filled.masks[m].position, p["masks"][m].get<int64_t>());
+      EXPECT_EQ(filled.masks[m].ids, p["top5"][m].get<std::vector<int32_t>>());
+      EXPECT_GT(filled.masks[m].probabilities[0], filled.masks[m].probabilities[4]);
+    }
+  }
+}

@@ -1040,7 +1040,7 @@ TEST(Cli, HuggingFaceDirectoriesRunWithPyTorchsTokens) {
            {"sliding_window", 16, "field 'sliding_window': a 16-token window under a 64-token context"},
            {"attention_bias", true, "field 'attention_bias' is true: biases on the attention projections"},
            {"num_experts_per_tok", 2, "field 'num_experts_per_tok' is not one tessera reads for model_type llama"},
-           {"model_type", "bert", "model_type \"bert\" is not a family tessera models"}}) {
+           {"model_type", "t5", "model_type \"t5\" is not a family tessera models"}}) {
     std::filesystem::create_directories(base / field);
     nlohmann::json changed = config;
     changed[field] = value;

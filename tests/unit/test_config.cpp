@@ -96,6 +96,8 @@ TEST(ModelConfig, ShippedConfigsHaveThePublishedParameterCounts) {
       {"gpt2-small", 124'439'808}, {"gpt2-medium", 354'823'168}, {"gpt2-large", 774'030'080},
       {"gpt2-xl", 1'557'611'200},  {"llama3-8b", 8'030'261'248}, {"llama3-70b", 70'553'706'496},
       {"mixtral-8x7b", 46'702'792'704},  // "46.7B total, 12.9B active" (Jiang et al. 2024)
+      // BertForMaskedLM (no pooler): bert-base-uncased and bert-large-uncased as PyTorch counts them.
+      {"bert-base", 109'514'298}, {"bert-large", 335'174'458},
   };
   for (const auto& [name, params] : expected) {
     const auto config = ir::load_model_config(model::resolve_model_config(name, TESSERA_SOURCE_DIR));

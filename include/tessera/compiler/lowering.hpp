@@ -50,8 +50,9 @@ struct LoweredOp {
   bool split_output = false;
   // Norm: its parameter vectors (LayerNorm: scale and shift, 2; RMSNorm: 1).
   int64_t vectors = 0;
-  // Attention.
+  // Attention; not causal: every query sees every key of the sequence (an encoder).
   int64_t heads = 0, kv_heads = 0, head_dim = 0;
+  bool causal = true;
   // Experts (a mixture of experts' SwiGLU experts, ir::OpKind::MoeExperts): `experts` of them,
   // each token's output the weighted sum of its `top_k`; k the model width, n each expert's d_ff;
   // weights: w1, w3, w2 of expert 0, then of expert 1, ... The router is a projection of its own.
@@ -84,6 +85,9 @@ struct LoweredModel {
   std::vector<LoweredLayer> layers;
   std::vector<LoweredOp> head;  // after the last layer: the final norm and the LM head
   std::vector<Parameter> parameters;
+  // An encoder (its attention is not causal): a run is one pass over the whole sequence, every
+  // position of which reaches the head (a decoder's prompt needs only its last token's logits).
+  bool encoder = false;
 
   // Every op in order: the embedding's, each layer's, the head's.
   std::vector<const LoweredOp*> ops() const;

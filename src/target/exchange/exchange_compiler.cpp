@@ -56,10 +56,13 @@ class ExchangeLowering {
         expert_matrices_ = {{stem + "w1_w3", op.k, 2 * op.n, false}, {stem + "w2", op.n, op.k, false}};
       }
     }
-    const LoweredOp& head = g.lm_head();
-    head_ = {head.name, head.k, (head.n + o.slice.head_shards - 1) / o.slice.head_shards, head.bias};
+    // The head's projections: whole, but for the LM head's shard (the last).
+    const LoweredOp& lm_head = g.lm_head();
+    for (const LoweredOp& op : g.head)
+      if (op.kind == LoweredKind::Projection)
+        head_.push_back({op.name, op.k, &op == &lm_head ? cdiv(op.n, o.slice.head_shards) : op.n, op.bias});
     for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx, a_.usable.cores());
-    splits_[head_.name] = choose_split(head_, a_.usable.cores());
+    for (const Matrix& mx : head_) splits_[mx.name] = choose_split(mx, a_.usable.cores());
     // Each expert's matrices on a group of its own: 1/experts of the tiles.
     for (const Matrix& mx : expert_matrices_) splits_[mx.name] = choose_split(mx, a_.usable.cores() / experts_);
     // Vectors (norms, biases) in fp32, and the tables a chip holds: token embeddings are looked
@@ -95,7 +98,10 @@ class ExchangeLowering {
     per_tile += static_cast<double>(layers()) * layer_vector_bytes_ / tiles_;
     if (o_.slice.embedding) per_tile += table_bytes_ / tiles_;
     // The LM head (its shard) is on the last chip.
-    if (o_.slice.lm_head) per_tile += block_bytes(head_) * used_fraction(head_) + head_vector_bytes_ / tiles_;
+    if (o_.slice.lm_head) {
+      for (const Matrix& mx : head_) per_tile += block_bytes(mx) * used_fraction(mx);
+      per_tile += head_vector_bytes_ / tiles_;
+    }
     return per_tile;
   }
 
@@ -105,7 +111,8 @@ class ExchangeLowering {
       bytes += static_cast<double>(layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
     for (const Matrix& mx : expert_matrices_)
       bytes += static_cast<double>(experts_ * layers()) * static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
-    if (o_.slice.lm_head) bytes += static_cast<double>(head_.k * head_.n) * storage_.bits(head_.k) / 8;
+    if (o_.slice.lm_head)
+      for (const Matrix& mx : head_) bytes += static_cast<double>(mx.k * mx.n) * storage_.bits(mx.k) / 8;
     return bytes;
   }
 
@@ -131,12 +138,13 @@ class ExchangeLowering {
     const double rows = static_cast<double>(o_.micro_batch * tokens);
     double widest = 0;
     std::vector<Matrix> all = layer_;
-    if (o_.slice.lm_head) all.push_back(head_);
+    if (o_.slice.lm_head) all.insert(all.end(), head_.begin(), head_.end());
     all.insert(all.end(), expert_matrices_.begin(), expert_matrices_.end());
     for (const Matrix& mx : all) {
       const Split s = splits_.at(mx.name);
       // An expert gets at most every token once.
-      const double r = mx.name == head_.name ? static_cast<double>(o_.micro_batch) : rows;
+      const bool in_head = std::any_of(head_.begin(), head_.end(), [&](const Matrix& h) { return h.name == mx.name; });
+      const double r = in_head && !g_.encoder ? static_cast<double>(o_.micro_batch) : rows;
       const double out = cdiv(static_cast<double>(mx.n), static_cast<double>(s.pn));
       widest = std::max(widest, r * (cdiv(static_cast<double>(mx.k), static_cast<double>(s.pk)) * act_bytes_ +
                                      2 * out * kPartialBytes));
@@ -220,8 +228,9 @@ class ExchangeLowering {
     const auto used = static_cast<double>(st.tiles);
     // Queries to every tile of their pair; new keys and values to the tiles that will hold them.
     st.tile.exchange_bytes = upt * n * (group * hd * act_bytes_ + 2 * hd * kv_bytes_ / tpu);
-    // q.k and p.v for each query of the group against each held position (causal within the chunk).
-    const double within = n * (n + 1) / 2 / tpu;
+    // q.k and p.v for each query of the group against each held position (causal within the
+    // chunk: a triangle; an encoder's every pair).
+    const double within = (op.causal ? n * (n + 1) / 2 : n * n) / tpu;
     st.tile.macs = upt * within * 2 * group * hd;
     st.tile_per_position.macs = upt * n / tpu * 2 * group * hd;
     st.tile.ops = upt * within * group * 4;
@@ -345,7 +354,10 @@ class ExchangeLowering {
       const LoweredLayer& layer = g_.layers.at(static_cast<size_t>(l));
       for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, routed);
     }
-    if (o_.slice.lm_head) {
+    if (o_.slice.lm_head && g_.encoder) {
+      // An encoder's every token reaches the head; the logits go to the host.
+      for (const auto& op : g_.head) lower(out, op, "", tokens, rows, routed);
+    } else if (o_.slice.lm_head) {
       // Only each request's last token reaches the LM head; the next token is picked on the chip.
       const size_t first = out.size();
       for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, routed);
@@ -359,7 +371,8 @@ class ExchangeLowering {
   // The projection as this chip holds it: a layer's matrices by their name within the layer; the
   // LM head as its shard.
   const Matrix& matrix(const LoweredOp& op) const {
-    if (op.name == head_.name) return head_;
+    for (const Matrix& mx : head_)
+      if (mx.name == op.name) return mx;
     for (const Matrix& mx : layer_)
       if (mx.name == op.local) return mx;
     fail("projection '{}' differs from the first layer's (every layer of a plan has the same shape)", op.name);
@@ -403,7 +416,7 @@ class ExchangeLowering {
   std::vector<Matrix> expert_matrices_;  // a mixture of experts' w1|w3 and w2, each expert's
   double layer_vector_bytes_ = 0, head_vector_bytes_ = 0, table_bytes_ = 0;
   std::vector<Matrix> layer_;
-  Matrix head_;
+  std::vector<Matrix> head_;  // the head's projections, the LM head (this chip's shard) last
   std::map<std::string, Split> splits_;
 };
 

@@ -124,9 +124,9 @@ class Lowering {
   // What a core of a region holding `layers` such stages (several layers per region) keeps: each
   // one's weights, KV cache and saved activations, and one set of activation buffers, which they
   // take turns with. The LM head only ever sees one token at a time (prefill needs only the last
-  // token's logits).
+  // token's logits; an encoder's head sees every token).
   Footprint footprint(const StageKind& s, Shape r, int64_t tokens, int64_t layers = 1) const {
-    if (!s.is_layer) tokens = 1;
+    if (!s.is_layer && !g_.encoder) tokens = 1;
     Footprint f{0, 0, 0};
     int64_t widest_partial = 0, cols_activations = 0;
     for (const auto& mm : s.matmuls) {
@@ -212,19 +212,22 @@ class Lowering {
   }
 
   // LayerNorm allreduces the mean, then the variance around it (two passes, as the data plane
-  // computes it); RMSNorm allreduces the mean square once.
-  void add_norm(std::vector<Step>& out, const std::string& name, bool layer_norm, int32_t stage, Shape r,
-                int64_t tokens, int64_t cores) const {
-    const int64_t seg = cdiv(m_.d_model, r.py);
+  // computes it); RMSNorm allreduces the mean square once. The residual stream is normalised down
+  // the columns (the rows layout); a split tensor (BERT's head) along the rows (the cols layout).
+  void add_norm(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
+                int64_t cores) const {
+    const std::string& name = op.name;
+    const bool layer_norm = op.op == ir::OpKind::LayerNorm, cols = op.split_input;
+    const int64_t seg = cols ? cdiv(op.width, r.px) : cdiv(op.width, r.py), line = cols ? r.px : r.py;
     for (int pass = 0; pass < (layer_norm ? 2 : 1); ++pass) {
       Step st;
       st.name = name + (layer_norm ? (pass == 0 ? ".mean" : ".variance") : ""), st.stage = stage, st.op = "norm";
       st.kernel = layer_norm ? (pass == 0 ? "layernorm.mean" : "layernorm.variance") : "rmsnorm", st.node = name;
       st.elementwise = tokens * seg * (pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1);
       st.sram_bytes = cores * tokens * seg * kActivationBytes * 2;
-      st.pattern = Pattern::AllreduceY;
+      st.pattern = cols ? Pattern::AllreduceX : Pattern::AllreduceY;
       st.words = tokens;
-      st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
+      st.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(line))));
       out.push_back(st);
     }
   }
@@ -259,6 +262,13 @@ class Lowering {
     out.push_back(st);
   }
 
+  // GELU (tanh or erf form) 8 operations per element; SiLU 4, and one more to gate.
+  void add_activation(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
+                      int64_t cores) const {
+    add_elementwise(out, op, stage,
+                    tokens * cdiv(op.width, r.px) * (op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0)), cores);
+  }
+
   void add_elementwise(std::vector<Step>& out, const LoweredOp& op, int32_t stage, int64_t per_core,
                        int64_t cores) const {
     Step st;
@@ -286,20 +296,23 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   std::vector<Step> out;
   const int64_t cores = r.px * r.py;
   if (!s.is_layer) {
-    // The LM head needs only the last token's logits, so in prefill it runs once, on one token.
+    // A decoder's LM head needs only the last token's logits, so in prefill it runs once, on one
+    // token; an encoder's head runs on every token.
+    const int64_t n = g_.encoder ? tokens : 1;
     for (const auto& op : g_.head) {
-      if (op.kind == LoweredKind::Norm) add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, 1, cores);
+      if (op.kind == LoweredKind::Norm) add_norm(out, op, stage, r, n, cores);
+      if (op.kind == LoweredKind::Activation) add_activation(out, op, stage, r, n, cores);
       if (op.kind == LoweredKind::Projection) {
-        add_matmul(out, matmul(s, op), stage, r, 1, cores);
+        add_matmul(out, matmul(s, op), stage, r, n, cores);
         out.back().node = op.name;
       }
     }
     Step host;
     host.name = "logits_to_host", host.stage = stage, host.op = "host";
     host.pattern = Pattern::HostOut;
-    host.host_bytes = g_.lm_head().n * kActivationBytes;
+    host.host_bytes = n * g_.lm_head().n * kActivationBytes;
     out.push_back(host);
-    for (auto& st : out) st.last_chunk_only = prefill;
+    for (auto& st : out) st.last_chunk_only = prefill && !g_.encoder;
     return out;
   }
   const LoweredLayer& layer = g_.layers.at(static_cast<size_t>(stage));
@@ -312,7 +325,7 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         add_experts(out, op, stage, r, tokens, cores);
         break;
       case LoweredKind::Norm:
-        add_norm(out, op.name, op.op == ir::OpKind::LayerNorm, stage, r, tokens, cores);
+        add_norm(out, op, stage, r, tokens, cores);
         break;
       case LoweredKind::Projection:
         add_matmul(out, matmul(s, op), stage, r, tokens, cores);
@@ -334,10 +347,7 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         add_elementwise(out, op, stage, tokens * cdiv(op.width, op.split_output ? r.px : r.py), cores);
         break;
       case LoweredKind::Activation:
-        // GELU (tanh form) 8 ops per element; SiLU 4, and one more to gate.
-        add_elementwise(out, op, stage,
-                        tokens * cdiv(op.width, r.px) * (op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0)),
-                        cores);
+        add_activation(out, op, stage, r, tokens, cores);
         break;
     }
   }
@@ -345,8 +355,8 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
   transfer.name = p + "to_next_stage", transfer.stage = stage, transfer.op = "transfer";
   transfer.pattern = Pattern::StageTransfer;
   transfer.to_stage = stage + 1;
-  // Only the last token's activations go on to the LM head.
-  transfer.words = (last_stage_before_head && prefill ? 1 : tokens) * cdiv(m_.d_model, r.py);
+  // Only the last token's activations go on to a decoder's LM head.
+  transfer.words = (last_stage_before_head && prefill && !g_.encoder ? 1 : tokens) * cdiv(m_.d_model, r.py);
   out.push_back(transfer);
   return out;
 }
@@ -785,6 +795,25 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   if (options.prefill_chunk_tokens < 0 || options.prefill_chunk_tokens > options.prompt_tokens)
     fail("a prefill chunk of {} tokens: give 1..{} (the prompt), or 0 to let the compiler choose",
          options.prefill_chunk_tokens, options.prompt_tokens);
+  if (lowered.encoder) {
+    // Every query of an encoder sees every key: the whole sequence is one chunk, each layer's
+    // attention over all of it at once.
+    if (options.prefill_chunk_tokens != 0 && options.prefill_chunk_tokens != options.prompt_tokens)
+      fail("{} is an encoder (every token attends to every other): its {} tokens are one chunk, not {}", model.name,
+           options.prompt_tokens, options.prefill_chunk_tokens);
+    if (!chunk_fits(options.prompt_tokens)) {
+      int64_t fits = options.prompt_tokens;
+      while (fits > 1 && !chunk_fits(fits)) fits = (fits + 1) / 2;
+      fail(
+          "{} is an encoder (every token attends to every other), so its {} tokens are one pass through each layer; "
+          "their activations do not fit every region of this placement on {} ({}{}); use a shorter sequence or a "
+          "machine with more SRAM per core",
+          model.name, options.prompt_tokens, arch.name, chunk_fits(fits) ? "about " : "not even one token",
+          chunk_fits(fits) ? fmt::format("{} tokens fit", fits) : std::string());
+    }
+    lay_out(p, options.prompt_tokens);  // a failure is in result.status
+    return result;
+  }
   if (options.prefill_chunk_tokens > 0) {
     if (!chunk_fits(options.prefill_chunk_tokens))
       fail("prefill chunks of {} tokens do not fit the activation buffers of every region of this placement",

@@ -89,6 +89,7 @@ struct StageOp {
   Order in_order;                                               // projection: its input's stored order
   int64_t gamma = 0, beta = -1;                                 // norm vectors (beta: LayerNorm)
   float eps = 0;
+  bool exact_gelu = false;  // activation: GELU's erf form
   ref::RopeTable rope;
   // A mixture of experts: its gate|up outputs and SiLU x up (cols layout, per chosen expert), each
   // expert's d_ff per column, and its down projection's tiles (at `weight_down`). Every core holds
@@ -109,6 +110,7 @@ struct StageArenas {
   int input = -1, output = -1;         // the rows the stage receives, and what it hands on
   std::map<std::string, StageOp> ops;  // by lowered op name (a plan step's `node`)
   int64_t k_cache = 0, v_cache = 0, kv_cap = 0, heads = 0, group = 1;  // one attention per stage
+  bool causal = true;  // its queries see the keys up to their own position (else all of the pass's)
   // Scratch: each core's partial sums ([reduced line][token][the other lines x per core]), the
   // reduced result, attention scores [token][row][head][slot] and whole-stage statistics.
   // A mixture of experts' routing: per token, its top_k experts and their weights (expert, weight).
@@ -146,6 +148,8 @@ float gelu(float x) {
   const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
   return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
+
+float gelu_exact(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2))); }
 
 // out[n] += x * w[n] and out[n] = x * w[n]: the inner loops of every projection (vectorised by
 // the compiler).
@@ -263,7 +267,8 @@ struct MeshDataPlane::State {
     const Ref& in = so.in[0];
     const auto d = static_cast<float>(so.op->width);
     const float* mean = s.scratch + s.mean;
-    for (int64_t j = 0; j < s.py; ++j) {
+    const int64_t lines = s.lines(s.buf(in));
+    for (int64_t j = 0; j < lines; ++j) {
       const int64_t n = s.seg(in, j).size();
       for (int64_t t = 0; t < tokens; ++t) {
         const float m = what == NormSum::Deviations ? mean[t] / d : 0.0f;
@@ -273,14 +278,14 @@ struct MeshDataPlane::State {
         s.scratch[s.partial + j * tokens + t] = sum;
       }
     }
-    return {s.py, tokens, false, false};
+    return {lines, tokens, s.buf(in).layout == Layout::Cols, false};
   }
 
   void norm_scale(StageArenas& s, const StageOp& so, int64_t tokens) {
     const bool layer_norm = so.op->op == ir::OpKind::LayerNorm;
     const auto d = static_cast<double>(so.op->width);
     const Buffer& ib = s.buf(so.in[0]);
-    for (int64_t j = 0; j < s.py; ++j) {
+    for (int64_t j = 0; j < s.lines(ib); ++j) {
       const int64_t n = ib.seg(j).size();
       const float* g = s.weights.data() + so.gamma + j * ib.stride();
       const float* b = so.beta >= 0 ? s.weights.data() + so.beta + j * ib.stride() : nullptr;
@@ -375,8 +380,9 @@ struct MeshDataPlane::State {
   // Attention in four steps, each ending in the plan's allreduce: scores (the new tokens' keys and
   // values appended to the row that owns their position, then each core's partial dot products
   // over its head-dimension segment), the running max, the softmax denominators, the weighted values.
-  bool visible(const StageArenas& s, int64_t t, int64_t slot, int64_t j, int64_t first_position) const {
-    return slot * s.py + j <= first_position + t;
+  bool visible(const StageArenas& s, int64_t t, int64_t slot, int64_t j, int64_t first_position, int64_t tokens) const {
+    const int64_t position = slot * s.py + j;
+    return s.causal ? position <= first_position + t : position < first_position + tokens;
   }
   float* cache(StageArenas& s, int64_t base, int64_t i, int64_t j) {
     return s.weights.data() + base + (j * s.px + i) * s.slots * s.kv_cap;
@@ -405,7 +411,7 @@ struct MeshDataPlane::State {
           const float* qt = s.at(q, i, t);
           float* sc = out + (t * rows + j) * hs;
           // Each query dimension meets the same dimension of its KV head: (e - begin) / group.
-          for (int64_t slot = 0; visible(s, t, slot, j, first_position); ++slot)
+          for (int64_t slot = 0; visible(s, t, slot, j, first_position, tokens); ++slot)
             for (int64_t e = seg.begin; e < seg.end; ++e)
               sc[order.head(e) * s.slots + slot] += qt[e - seg.begin] * kc[slot * nc + (e - seg.begin) / group];
         }
@@ -428,7 +434,7 @@ struct MeshDataPlane::State {
         for (int64_t hh = 0; hh < heads; ++hh) {
           const float* sc = s.scratch + s.scores + (t * s.py + j) * hs + hh * s.slots;
           float m = -INFINITY;
-          for (int64_t slot = 0; slot < s.slots && visible(s, t, slot, j, first_position); ++slot)
+          for (int64_t slot = 0; slot < s.slots && visible(s, t, slot, j, first_position, tokens); ++slot)
             m = std::max(m, sc[slot] * scale);
           s.scratch[s.partial + (j * tokens + t) * heads + hh] = m;
         }
@@ -446,7 +452,7 @@ struct MeshDataPlane::State {
           float* sc = s.scratch + s.scores + (t * s.py + j) * hs + hh * s.slots;
           float sum = 0;
           for (int64_t slot = 0; slot < s.slots; ++slot) {
-            sc[slot] = visible(s, t, slot, j, first_position) ? std::exp(sc[slot] * scale - m) : 0.0f;
+            sc[slot] = visible(s, t, slot, j, first_position, tokens) ? std::exp(sc[slot] * scale - m) : 0.0f;
             sum += sc[slot];
           }
           s.scratch[s.partial + (j * tokens + t) * heads + hh] = sum;
@@ -509,7 +515,7 @@ struct MeshDataPlane::State {
               out[e] = x[e] * y[e];
               break;
             default:
-              out[e] = op.op == ir::OpKind::Gelu ? gelu(x[e])
+              out[e] = op.op == ir::OpKind::Gelu ? (so.exact_gelu ? gelu_exact(x[e]) : gelu(x[e]))
                        : op.gated                ? x[e] / (1.0f + std::exp(-x[e])) * y[e]
                                                  : x[e] / (1.0f + std::exp(-x[e]));
           }
@@ -865,15 +871,22 @@ class StageBuilder {
         refs_[op.nodes.back()] = {so.out, 0};
         break;
       }
-      case LoweredKind::Norm:
+      case LoweredKind::Norm: {
+        // The residual stream (rows layout), or a split tensor in the graph's own order (cols).
         so.in = {resolve(first.inputs[0])};
-        if (layout_of(so.in[0]) != Layout::Rows) fail("'{}': the mesh normalises rows-layout vectors only", op.name);
-        so.out = rows_buffer(op.width);
+        const Buffer& ib = s_.buf(so.in[0]);
+        if (ib.layout == Layout::Cols && (ib.widths.size() != 1 || !(order_of(so.in[0]) == Order{})))
+          fail("'{}': the mesh normalises a whole vector stored in order", op.name);
+        // (Adding the output buffer may move the input's.)
+        const int64_t stride = ib.stride(), lines = s_.lines(ib);
+        so.out = ib.layout == Layout::Rows ? rows_buffer(op.width)
+                                           : add_buffer(Layout::Cols, {op.width}, {ib.caps.front()}, {Order{}});
         so.eps = static_cast<float>(first.float_attr("eps"));
-        so.gamma = add_weights(s_.buf(so.in[0]).stride(), s_.py);
-        if (op.vectors == 2) so.beta = add_weights(s_.buf(so.in[0]).stride(), s_.py);
+        so.gamma = add_weights(stride, lines);
+        if (op.vectors == 2) so.beta = add_weights(stride, lines);
         refs_[op.nodes.front()] = {so.out, 0};
         break;
+      }
       case LoweredKind::Projection: {
         so.in = {resolve(first.inputs[0])};
         const Buffer& ib = s_.buf(so.in[0]);
@@ -916,7 +929,7 @@ class StageBuilder {
         if (s_.heads) fail("'{}': a mesh stage holds one attention", op.name);
         so.out = add_buffer(Layout::Cols, {q_width}, {program::query_capacity(q_width, s_.px, group)},
                             {Order{op.head_dim, false, group}});
-        s_.heads = op.heads, s_.group = group;
+        s_.heads = op.heads, s_.group = group, s_.causal = op.causal;
         s_.kv_cap = s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)];
         s_.k_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         s_.v_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
@@ -937,6 +950,7 @@ class StageBuilder {
           if (layout_of(r) != layout_of(a) || s_.buf(r).caps[static_cast<size_t>(r.part)] != cap ||
               !(order_of(r) == order_of(a)))
             fail("'{}': its inputs lie in different layouts on the mesh", op.name);
+        so.exact_gelu = op.op == ir::OpKind::Gelu && ir::is_exact_gelu(first);
         // The residual stream is updated in place (the value it held is not read again).
         const bool in_place = op.kind == LoweredKind::Add && a.buffer == s_.input && last_use(op, s_.input);
         so.out = in_place ? a.buffer : add_buffer(layout_of(a), {op.width}, {cap}, {order_of(a)});
@@ -1055,7 +1069,7 @@ class StageBuilder {
       const float* gamma = param(g_.node(n.inputs[1]).name);
       const float* beta = op.vectors == 2 ? param(g_.node(n.inputs[2]).name) : nullptr;
       const Buffer& ib = s_.buf(so.in[0]);
-      for (int64_t j = 0; j < s_.py; ++j) {
+      for (int64_t j = 0; j < s_.lines(ib); ++j) {
         const Segment rows = ib.seg(j);
         std::copy(gamma + rows.begin, gamma + rows.end, w + so.gamma + j * ib.stride());
         if (beta) std::copy(beta + rows.begin, beta + rows.end, w + so.beta + j * ib.stride());
@@ -1205,23 +1219,38 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
   for (int32_t t : tokens)
     if (t < 0 || t >= vocab) fail("token id {} is outside the vocabulary (0..{})", t, vocab - 1);
   st.logits.assign(static_cast<size_t>((last_only ? 1 : n) * vocab), 0.0f);
-  // The host's embedding lookups: each table indexed by the tokens or by their positions, summed
-  // in the graph's order.
+  // The host's embedding lookups: each table indexed by the tokens, by their positions, or (token
+  // types: one segment) by 0, summed in the graph's order; then the embedding's norm, if any
+  // (BERT's), also on the host, in the reference's arithmetic.
   struct Lookup {
     const float* table;
     int64_t width;
-    bool by_position;
+    enum class By { Token, Position, Zero } by;
   };
   std::vector<Lookup> lookups;
+  const ir::Node* embedding_norm = nullptr;
   for (const auto& op : st.lowered.embedding)
     for (int id : op.nodes) {
       const ir::Node& node = st.graph->node(id);
+      if (op.kind == LoweredKind::Norm) {
+        if (embedding_norm) fail("'{}': the host applies one norm to the embeddings", op.name);
+        embedding_norm = &node;
+      }
       if (node.op != ir::OpKind::Embedding) continue;
       const ir::Node &table = st.graph->node(node.inputs[0]), &ids = st.graph->node(node.inputs[1]);
       const model::Tensor* t = st.weights->find(table.name);
       if (!t) fail("weights are missing '{}'", table.name);
-      lookups.push_back({t->values.data(), table.type.shape.dims[1], ids.name == "positions"});
+      lookups.push_back({t->values.data(), table.type.shape.dims[1],
+                         ids.name == "positions"     ? Lookup::By::Position
+                         : ids.name == "token_types" ? Lookup::By::Zero
+                                                     : Lookup::By::Token});
     }
+  const auto vector_of = [&](const ir::Node& node, size_t input) -> const float* {
+    const std::string& name = st.graph->node(node.inputs[input]).name;
+    const model::Tensor* t = st.weights->find(name);
+    if (!t) fail("weights are missing '{}'", name);
+    return t->values.data();
+  };
   const auto head_stage = static_cast<int32_t>(st.stages.size() - 1);
   // A whole prompt is prefilled chunk by chunk with the plan's prefill steps; one more token with
   // its decode steps.
@@ -1249,9 +1278,15 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
         std::vector<float> rows(static_cast<size_t>(count * d), 0.0f);
         for (int64_t t = 0; t < count; ++t)
           for (const Lookup& l : lookups) {
-            const int64_t id = l.by_position ? first + t : tokens[static_cast<size_t>(begin + t)];
+            const int64_t id = l.by == Lookup::By::Position ? first + t
+                               : l.by == Lookup::By::Zero   ? 0
+                                                            : tokens[static_cast<size_t>(begin + t)];
             for (int64_t e = 0; e < d; ++e) rows[static_cast<size_t>(t * d + e)] += l.table[id * l.width + e];
           }
+        if (embedding_norm)
+          ref::kernels::norm(rows.data(), vector_of(*embedding_norm, 1),
+                             embedding_norm->op == ir::OpKind::LayerNorm ? vector_of(*embedding_norm, 2) : nullptr,
+                             embedding_norm->float_attr("eps"), count, d, rows.data());
         st.deliver_rows(st.stages.at(static_cast<size_t>(step.stage)), rows.data(), count);
       } else if (step.pattern == program::Pattern::StageTransfer) {
         in_flight[step.to_stage] = st.gather_rows(st.stages.at(static_cast<size_t>(step.stage)), count);
@@ -1270,10 +1305,12 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       for (const program::Step& step : steps) {
         if (step.stage != head_stage) continue;
         if (step.pattern == program::Pattern::HostOut) {
-          // The host gathers each column's logits from the first row of the stage.
+          // The host gathers the logits from the edge of the stage: each column's segment (cols
+          // layout: an LM head reading the residual stream), or each row's (rows: BERT's decoder,
+          // reading a split tensor).
           StageArenas& s = st.head();
           const Buffer& b = s.buf(s.output);
-          for (int64_t i = 0; i < s.px; ++i) {
+          for (int64_t i = 0; i < s.lines(b); ++i) {
             const Segment seg = b.seg(i);
             std::copy_n(s.line(b, i, 0), seg.size(), row + seg.begin);
           }

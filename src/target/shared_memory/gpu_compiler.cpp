@@ -100,7 +100,7 @@ class GpuLowering {
       kern.hbm_bytes_per_position = b * 2 * kv_width * kv_bytes_;
       kern.hbm_bytes = new_kv + q_and_out;
     } else {
-      kern.macs = b * 2 * q_width * n * (n + 1) / 2;  // causal
+      kern.macs = b * 2 * q_width * (op.causal ? n * (n + 1) / 2 : n * n);  // causal: a triangle of scores
       kern.hbm_bytes = 2 * new_kv + q_and_out;        // written, then read back by the kernel
     }
     return kern;
@@ -200,8 +200,9 @@ class GpuLowering {
     for (const auto& op : g_.embedding) lower(out, op, "", tokens, rows, decode, routed);
     for (const auto& layer : g_.layers)
       for (const auto& op : layer.ops) lower(out, op, layer.prefix, tokens, rows, decode, routed);
-    // Only each request's last token reaches the head.
-    for (const auto& op : g_.head) lower(out, op, "", 1, o_.micro_batch, decode, routed);
+    // Only each request's last token reaches a decoder's head; an encoder's every token.
+    for (const auto& op : g_.head)
+      lower(out, op, "", g_.encoder ? tokens : 1, g_.encoder ? rows : o_.micro_batch, decode, routed);
     return out;
   }
 

@@ -71,7 +71,13 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   const target::ModelSource model = load_model_source(resolve_model(request.model));
   system::Workload work;
   work.model = model.config, work.model_yaml = model.yaml, work.model_origin = model.origin;
-  work.prompt_tokens = request.prompt_tokens, work.max_new_tokens = request.max_new_tokens;
+  // An encoder makes one pass over its prompt and generates nothing.
+  work.prompt_tokens = request.prompt_tokens, work.max_new_tokens = model.config.is_encoder() ? 0 : request.max_new_tokens;
+  if (request.numerics && model.config.is_encoder())
+    fail(
+        "--numerics checks greedy generation; '{}' is an encoder, which fills masks: check its values with `tessera "
+        "run -m {} --arch A -p \"... [MASK] ...\"`",
+        model.config.name, request.model);
   work.tensor_parallel = request.tensor_parallel;
   work.expert_parallel = request.expert_parallel;
   work.precision = request.precision;
@@ -96,6 +102,7 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
       work.batch = batch;
       report::CompareRow row = report::compare_row(text, request.model, batch, system::evaluate(machine, work));
       if (!row.fits) row.chips = chips;
+      row.one_pass = work.max_new_tokens == 0;
       row.tokens = values;
       rows.push_back(row);
       if (request.sweep && !row.fits) break;

@@ -45,6 +45,12 @@ std::string compare_table(const std::vector<CompareRow>& rows) {
       out += model(r.model) + fmt::format("{:<12} {:>5} {:>5}  {:<4} {}\n", r.arch, r.chips, r.batch, "no", r.note);
       continue;
     }
+    if (r.one_pass) {  // nothing generated: no decode figures
+      out += model(r.model) + fmt::format("{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11} {:>12} {:>12.1f} {:>10}\n",
+                                          r.arch, r.chips, r.batch, "yes", r.mapping, r.time_to_first_token_s * 1e3,
+                                          "-", "-", r.served_tokens_per_s, "-");
+      continue;
+    }
     out += model(r.model) +
            fmt::format(
                "{:<12} {:>5} {:>5}  {:<4} {:<20} {:>10.3f} {:>11.1f} {:>12.1f} {:>12.1f} {:>10.4f} {:>5.1f}%  {}\n",
@@ -145,6 +151,11 @@ std::string routing_line(const compiler::RoutingReport& r, const std::string& de
 
 }  // namespace
 
+std::string one_pass_line(double seconds, int64_t tokens) {
+  return fmt::format("  one pass             {:10.3f} ms   ({} tokens, nothing generated: {:.1f} passes/s)\n",
+                     seconds * 1e3, tokens, seconds > 0 ? 1 / seconds : 0.0);
+}
+
 std::string gpu_summary_table(const sim::GpuReport& r) {
   std::string out = fmt::format("{} on {} x {} (simulated, kernel by kernel; batch {}{})\n", r.model_name, r.gpus,
                                 r.arch_name, r.batch,
@@ -152,6 +163,13 @@ std::string gpu_summary_table(const sim::GpuReport& r) {
                                                                     "attention data-parallel: {} requests each",
                                                                     r.gpus, r.batch / r.gpus)
                                                       : "");
+  if (r.generated_tokens == 0) {
+    out += one_pass_line(r.time_to_first_token_s, r.prompt_tokens);
+    out += fmt::format("  HBM per chip         {:10.2f} GB of {:.1f} GB\n", r.hbm_used_bytes / 1e9, r.hbm_bytes / 1e9);
+    out += fmt::format("  energy per pass      {:10.3f} mJ (MACs, HBM and link bytes; see docs/gpu-model.md)\n",
+                       r.prefill.energy_pj * 1e-9);
+    return out + routing_line(r.routing, "GPU");
+  }
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens per request)\n",
                      r.time_to_first_token_s * 1e3, r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user, {:.1f} in all ({} generated tokens)\n",
@@ -181,12 +199,18 @@ namespace tessera::report {
 std::string bsp_summary_table(const sim::BspReport& r) {
   std::string out =
       fmt::format("{} on {} (simulated, bulk-synchronous supersteps; batch {})\n", r.model_name, r.arch_name, r.batch);
+  const std::string sram = fmt::format("  tile SRAM            {:10.1f} KiB of {:.1f} KiB usable (the fullest tile)\n",
+                                       r.tile_bytes_used / 1024, r.tile_bytes / 1024);
+  if (r.generated_tokens == 0)
+    return out + one_pass_line(r.time_to_first_token_s, r.prompt_tokens) + sram +
+           fmt::format("  energy per pass      {:10.4f} mJ (MACs, SRAM and exchange bytes; see docs/ipu-model.md)\n",
+                       r.prefill.energy_pj * 1e-9) +
+           routing_line(r.routing, "expert's tile group");
   out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens per request)\n",
                      r.time_to_first_token_s * 1e3, r.prompt_tokens);
   out += fmt::format("  decode               {:10.1f} tokens/s per user, {:.1f} in all ({} generated tokens)\n",
                      r.decode_tokens_per_s_per_user, r.decode_tokens_per_s, r.generated_tokens);
-  out += fmt::format("  tile SRAM            {:10.1f} KiB of {:.1f} KiB usable (the fullest tile)\n",
-                     r.tile_bytes_used / 1024, r.tile_bytes / 1024);
+  out += sram;
   out += fmt::format("  energy per token     {:10.4f} mJ (MACs, SRAM and exchange bytes; see docs/ipu-model.md)\n",
                      r.decode_energy_per_token_pj * 1e-9);
   out += routing_line(r.routing, "expert's tile group");

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "tessera/report/compare.hpp"
 #include "tessera/report/output_files.hpp"
 #include "tessera/target/arch.hpp"
 
@@ -68,17 +69,22 @@ std::string summary_table(const sim::MeshReport& r) {
     out += fmt::format("  zero activations     {} ({})\n", densities,
                        r.skip_zero_activations ? "skipped by the arch" : "not skipped: the arch does not declare it");
   }
-  out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
-                     r.prompt_tokens);
-  out += fmt::format("  decode               {:10.1f} tokens/s per user ({} generated tokens)\n", r.decode_tokens_per_s,
-                     r.generated_tokens);
+  if (r.generated_tokens == 0) {
+    out += one_pass_line(r.time_to_first_token_s, r.prompt_tokens);
+  } else {
+    out += fmt::format("  time to first token  {:10.3f} ms   ({} prompt tokens)\n", r.time_to_first_token_s * 1e3,
+                       r.prompt_tokens);
+    out += fmt::format("  decode               {:10.1f} tokens/s per user ({} generated tokens)\n",
+                       r.decode_tokens_per_s, r.generated_tokens);
+  }
   out += fmt::format("  SRAM high-water      {:10.1f} KiB per core of {:.1f} KiB usable (stage '{}')\n",
                      static_cast<double>(r.sram_high_water_bytes) / 1024, r.sram_per_core_bytes / 1024,
                      r.sram_high_water_stage);
-  const auto& e = r.decode_energy_per_token;
+  const auto& e = r.generated_tokens == 0 ? r.prefill.energy : r.decode_energy_per_token;
   out +=
-      fmt::format("  energy per token     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
-                  e.total_pj() * 1e-9, e.compute_pj * 1e-9, e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
+      fmt::format("  energy per {}     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
+                  r.generated_tokens == 0 ? "pass " : "token", e.total_pj() * 1e-9, e.compute_pj * 1e-9,
+                  e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
   if (const auto& x = r.routing; !x.routing.empty())
     out += fmt::format(
         "  experts              {} of {} per token, routed {}{}: every core of a layer's region holds its tile of "

@@ -379,8 +379,14 @@ class Evaluator {
 
   // The batch served as one closed batch: every request's prompt (the head's by the time to first
   // token, the others `later_prefills` after it), then the remaining generated tokens of all at the
-  // decode rate (no interleaving of prompts and decode steps).
+  // decode rate (no interleaving of prompts and decode steps). With nothing generated, the prompt
+  // tokens the batch processes per second.
   void serve(Result& r, double later_prefills) const {
+    if (w_.max_new_tokens == 0) {  // nothing generated (an encoder): the prompt tokens processed
+      r.served_tokens_per_s =
+          static_cast<double>(w_.batch * w_.prompt_tokens) / (r.time_to_first_token_s + later_prefills);
+      return;
+    }
     const double decode =
         w_.max_new_tokens > 1 ? static_cast<double>(w_.max_new_tokens - 1) / r.tokens_per_s_per_user : 0.0;
     r.served_tokens_per_s =

@@ -73,8 +73,16 @@ TEST(ModelConfig, ShapeConsistencyIsChecked) {
   EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("not divisible by n_heads"),
             std::string::npos);
   text = kGood;
+  text.replace(text.find("family: gpt2"), 12, "family: t5");
+  EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("unknown family 't5'"), std::string::npos);
+  // BERT needs its token types; a decoder has none.
+  text = kGood;
   text.replace(text.find("family: gpt2"), 12, "family: bert");
-  EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("unknown family 'bert'"), std::string::npos);
+  EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("'type_vocab_size'"), std::string::npos);
+  EXPECT_TRUE(ir::parse_model_config(text + "type_vocab_size: 2\n", "m.yaml").is_encoder());
+  EXPECT_NE(error_of([&] { ir::parse_model_config(kGood + std::string("type_vocab_size: 2\n"), "m.yaml"); })
+                .find("token types are BERT's"),
+            std::string::npos);
   // Sizes beyond any model are refused before a graph is built (they ran for minutes or overflowed).
   for (const auto& [from, to] :
        std::vector<std::pair<std::string, std::string>>{{"n_layers: 1", "n_layers: 1000000000"},

@@ -310,10 +310,17 @@ int compare_command(const CompareFlags& flags) {
     rows.insert(rows.end(), of_model.begin(), of_model.end());
     names += (names.empty() ? "" : " and ") + model;
   }
-  std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", names.c_str(),
-              static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
-              request.precision.describe().c_str(),
-              flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
+  const bool one_pass = std::all_of(rows.begin(), rows.end(), [](const report::CompareRow& r) { return r.one_pass; });
+  if (one_pass)
+    std::printf(
+        "%s, an encoder: one pass over %lld tokens per request (TTFT is the pass; served tok/s the tokens it "
+        "processes), %s (timing-only)\n",
+        names.c_str(), static_cast<long long>(flags.prompt_tokens), request.precision.describe().c_str());
+  else
+    std::printf("%s, %lld prompt + %lld generated tokens per request, %s (%s)\n", names.c_str(),
+                static_cast<long long>(flags.prompt_tokens), static_cast<long long>(flags.max_tokens),
+                request.precision.describe().c_str(),
+                flags.numerics ? "greedy tokens checked against the host reference" : "timing-only");
   std::fputs(report::compare_table(rows).c_str(), stdout);
   if (flags.sweep) std::fputs(report::batch_sweep_summary(rows).c_str(), stdout);
   if (!flags.json.empty()) report::write_output(flags.json, report::compare_json(rows), inputs);

@@ -22,6 +22,8 @@ struct CompareRow {
   double time_to_first_token_s = 0;
   double tokens_per_s_per_user = 0, tokens_per_s = 0;
   double served_tokens_per_s = 0;  // the batch's generated tokens over its whole time, prompts included
+                                   // (one_pass: the prompt tokens it processes per second)
+  bool one_pass = false;           // nothing generated (an encoder): time to first token is the pass
   double energy_per_token_j = 0;
   double utilization = 0;  // decode MACs / (peak MAC rate x decode time)
   std::string bound;       // what decode time is mostly spent on
@@ -39,6 +41,9 @@ std::string compare_csv(const std::vector<CompareRow>& rows);
 std::string batch_sweep_summary(const std::vector<CompareRow>& rows);
 
 std::string gpu_summary_table(const sim::GpuReport& r);
+// A run that generates nothing (an encoder's, or -n 0): its one pass over the prompt, in place of
+// the time to first token and decode lines.
+std::string one_pass_line(double seconds, int64_t tokens);
 std::string bsp_summary_table(const sim::BspReport& r);
 
 }  // namespace tessera::report

@@ -493,9 +493,11 @@ bool packs(int64_t bands, int64_t per_band, int64_t n_layers, int64_t kl, int64_
 // keeps every placement a smaller one had) for the stages' regions, each layer region holding
 // `per_region` consecutive layers; the candidates the rough estimate ranks best are scored with
 // the timing model itself (`score`: cycles of one decode pass, or of a training step's slowest
-// stage), and the best of those wins.
+// stage; an encoder's: cycles of its one pass, `tokens_per_pass` tokens, which every region must
+// hold), and the best of those wins.
 std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int64_t n_layers, int64_t per_region,
-                               bool head, bool training, const std::function<double(const Placement&)>& score) {
+                               bool head, bool training, int64_t tokens_per_pass,
+                               const std::function<double(const Placement&)>& score) {
   const int64_t n_regions = cdiv(n_layers, per_region);
   const int64_t width = a.usable.width, height = a.usable.height;
   struct Candidate {
@@ -518,7 +520,7 @@ std::optional<Placement> place(const Lowering& low, const arch::ArchSpec& a, int
       const Shape slot{width / per_band, height / bands};
       auto slots_needed = [&](const StageKind& s, int64_t layers) -> int64_t {
         for (int64_t k = 1; k <= per_band; ++k)
-          if (low.fits(s, {k * slot.px, slot.py}, 1, layers)) return k;
+          if (low.fits(s, {k * slot.px, slot.py}, tokens_per_pass, layers)) return k;
         return 0;
       };
       const int64_t kl_fit = slots_needed(low.layer(), per_region), kh_fit = head ? slots_needed(low.head(), 1) : 0;
@@ -620,6 +622,19 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
                                      : 0.0;
       return std::max(layer_cycles, head_cycles);
     }
+    if (lowered.encoder) {
+      // An encoder's one pass: the whole sequence through the first layer stage, then through
+      // the head, stage after stage (one chunk: no stage overlaps another).
+      trial.prompt_tokens = trial.prefill_chunk_tokens = options.prompt_tokens;
+      const auto head_stage = static_cast<int32_t>(trial.stages.size()) - 1;
+      for (auto& st : low.stage_steps(low.layer(), 0, layer, options.prompt_tokens, true, false))
+        if (st.pattern != Pattern::StageTransfer || has_next) trial.prefill.push_back(std::move(st));
+      if (head)
+        for (auto& st : low.stage_steps(low.head(), head_stage, lm, options.prompt_tokens, true, false))
+          if (st.pattern != Pattern::HostOut) trial.prefill.push_back(std::move(st));
+      const std::vector<double> cycles = sim::prefill_stage_cycles(trial, options.placement_model);
+      return static_cast<double>(n_layers) * cycles[0] + (head ? cycles[static_cast<size_t>(head_stage)] : 0.0);
+    }
     const int32_t last_layer_stage = shared ? 1 : 0;
     for (int32_t s = 0; s <= last_layer_stage; ++s)
       for (auto& st : low.stage_steps(low.layer(), s, layer, 1, false, head && n_layers == 1))
@@ -641,7 +656,8 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
   std::optional<Placement> placement;
   for (int64_t per_region = 1; !placement && per_region <= (options.place_for_training ? 1 : n_layers); ++per_region)
     if (per_region == 1 || cdiv(n_layers, per_region) < cdiv(n_layers, per_region - 1))
-      placement = place(low, arch, n_layers, per_region, head, options.place_for_training, score);
+      placement = place(low, arch, n_layers, per_region, head, options.place_for_training,
+                        lowered.encoder ? options.prompt_tokens : 1, score);
   if (!placement) {
     const double usable = static_cast<double>(arch.usable.cores()) * arch.usable_sram_per_core();
     const double layer_bytes = static_cast<double>(low.weight_bytes(low.layer()));
@@ -664,11 +680,15 @@ MeshCompileResult compile_for_mesh(const ir::ModelConfig& model, const std::stri
                                                                       static_cast<double>(arch.usable.height))))));
     const int64_t bands = std::min<int64_t>(arch.usable.height, cdiv(stages, per_band));
     const Shape even{arch.usable.width / per_band, std::max<int64_t>(1, arch.usable.height / bands)};
-    const Footprint f = low.footprint(low.layer(), even, 1);
+    // An encoder holds its whole sequence's activations in every region at once.
+    const int64_t pass = lowered.encoder ? options.prompt_tokens : 1;
+    const Footprint f = low.footprint(low.layer(), even, pass);
+    const std::string encoder_note =
+        lowered.encoder ? fmt::format(" (an encoder's one pass of {} tokens)", pass) : std::string();
     const std::string per_stage = fmt::format(
-        "split evenly, each layer gets {}x{} cores and needs {:.1f} KiB per core (weights {:.1f}, KV cache {:.1f}, "
+        "split evenly, each layer gets {}x{} cores and needs {:.1f} KiB per core{} (weights {:.1f}, KV cache {:.1f}, "
         "activations {:.1f}) of {:.1f} KiB usable, {:.1f} KiB over",
-        even.px, even.py, static_cast<double>(f.total()) / 1024, static_cast<double>(f.weights) / 1024,
+        even.px, even.py, static_cast<double>(f.total()) / 1024, encoder_note, static_cast<double>(f.weights) / 1024,
         static_cast<double>(f.kv) / 1024, static_cast<double>(f.activations) / 1024, arch.usable_sram_per_core() / 1024,
         std::max(0.0, static_cast<double>(f.total()) - arch.usable_sram_per_core()) / 1024);
     const std::string total = needed > usable ? fmt::format("{:.2f} GB over", (needed - usable) / 1e9)

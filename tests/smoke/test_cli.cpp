@@ -1063,6 +1063,65 @@ TEST(Cli, HuggingFaceDirectoriesRunWithPyTorchsTokens) {
   }
 }
 
+// A BERT directory (tools/gen_bert_dir.py wrote it with PyTorch's masked-LM logits): `run` fills
+// its [MASK]s on the host and on every single-chip preset with PyTorch's five most likely tokens at
+// each mask (a wafer's values from its per-core data plane, bidirectional attention and the
+// head's norm over the columns included); bert-base compares over wafers, GPUs and IPUs
+// timing-only as one pass per request; what an encoder cannot do is refused by name.
+TEST(Cli, BertFillsMasksOnEveryMachineAsPyTorchDoes) {
+  const std::string dir = std::string(TESSERA_SOURCE_DIR) + "/tests/data/hf/bert";
+  const nlohmann::json expected = nlohmann::json::parse(read_all(dir + "/expected.json"));
+  const nlohmann::json& prompt = expected["prompts"][1];
+  const std::string text = prompt["prompt"].get<std::string>();
+  const auto base = std::filesystem::temp_directory_path() / "tessera_smoke_bert";
+  std::filesystem::remove_all(base);
+  std::filesystem::create_directories(base);
+  const Result host = tessera(fmt::format("run -m {} --arch host -q -p \"{}\"", dir, text));
+  ASSERT_EQ(host.exit_code, 0) << host.output;
+  EXPECT_TRUE(contains(host.stdout_text, fmt::format("[MASK] at token {}: {} ", prompt["masks"][0].get<int>(),
+                                                     prompt["top5_tokens"][0][0].get<std::string>())))
+      << host.stdout_text;
+  for (const char* arch : {"a100", "bow", "gc200", "h100", "h200", "mesh-32x32", "trn1", "trn2", "wse2", "wse3"}) {
+    const std::string json = (base / (std::string(arch) + ".json")).string();
+    const Result r = tessera(fmt::format("run -m {} --arch {} -q -p \"{}\" --json {}", dir, arch, text, json));
+    ASSERT_EQ(r.exit_code, 0) << arch << ": " << r.output;
+    EXPECT_TRUE(contains(r.stdout_text, "one pass")) << arch << ": " << r.stdout_text;
+    const nlohmann::json out = nlohmann::json::parse(read_all(json));
+    EXPECT_EQ(out["tokens"]["prompt_ids"], prompt["ids"]) << arch;
+    EXPECT_EQ(out["tokens"]["generated_ids"].size(), 0u) << arch;
+    ASSERT_EQ(out["tokens"]["masks"].size(), prompt["masks"].size()) << arch;
+    for (size_t m = 0; m < prompt["masks"].size(); ++m) {
+      EXPECT_EQ(out["tokens"]["masks"][m]["position"], prompt["masks"][m]) << arch;
+      EXPECT_EQ(out["tokens"]["masks"][m]["ids"], prompt["top5"][m]) << arch;
+    }
+  }
+  const Result compare = tessera("compare -m bert-base --arch wse2,h100,gc200,4xh100 --prompt-len 128 --batch 1,8");
+  ASSERT_EQ(compare.exit_code, 0) << compare.output;
+  EXPECT_TRUE(contains(compare.output, "an encoder: one pass over 128 tokens per request")) << compare.output;
+  for (const char* arch : {"wse2 ", "h100 ", "gc200 ", "4xh100 "}) EXPECT_TRUE(contains(compare.output, arch));
+  EXPECT_FALSE(contains(compare.output, "  no ")) << compare.output;
+  // A BERT shaped for the default model's byte-level BPE vocabulary, which has no [MASK].
+  std::ofstream(base / "bert-bpe.yaml") << "name: bert-bpe\nfamily: bert\nvocab_size: 2048\ncontext_length: 64\n"
+                                           "d_model: 32\nn_layers: 1\nn_heads: 4\nd_ff: 64\nnorm_eps: 1.0e-12\n"
+                                           "tie_embeddings: true\ntype_vocab_size: 2\n";
+  for (const auto& [command, message] : std::vector<std::pair<std::string, std::string>>{
+           {"run --arch host -m " + dir + " -p \"no mask here\"", "write [MASK] in the prompt"},
+           {"run --arch host --weights random -m " + (base / "bert-bpe.yaml").string() + " --tokenizer " +
+                std::string(TESSERA_SOURCE_DIR) + "/models/default -p x",
+            "is an encoder: it reads WordPiece text"},
+           {"eval --arch host -m " + dir + " --text " + std::string(TESSERA_SOURCE_DIR) +
+                "/tests/data/text/persuasion-end.txt",
+            "perplexity is a decoder's measure"},
+           {"compare -m bert-base --arch h100 --numerics --weights random", "'bert-base' is an encoder"},
+           {"run -m bert-base --arch wse2 --no-numerics --prompt-tokens 512",
+            "an encoder's one pass of 512 tokens"}}) {
+    const Result r = tessera(command);
+    EXPECT_EQ(r.exit_code, 1) << command;
+    EXPECT_TRUE(contains(r.output, message)) << command << ": " << r.output;
+  }
+  std::filesystem::remove_all(base);
+}
+
 // A GPT-2 exported with torch.onnx (tools/gen_onnx_model.py wrote it with PyTorch's greedy
 // continuation) runs from the .onnx file on the host and on every single-chip preset with
 // PyTorch's tokens; an export tessera does not raise, or a truncated one, is refused by name.

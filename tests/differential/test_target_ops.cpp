@@ -53,14 +53,19 @@ int linear(ir::Graph& g, int x, const std::string& name, int64_t out, int64_t in
   return g.add(OpKind::Linear, {x, param(g, name + ".weight", {out, in})}, {}, name);
 }
 
-ir::Attrs attention_attrs(int64_t kv_heads) {
-  return {{"n_heads", kHeads}, {"n_kv_heads", kv_heads}, {"head_dim", kHeadDim}, {"layer", int64_t{0}}};
+ir::Attrs attention_attrs(int64_t kv_heads, bool causal = true) {
+  return {{"n_heads", kHeads},
+          {"n_kv_heads", kv_heads},
+          {"head_dim", kHeadDim},
+          {"layer", int64_t{0}},
+          {"causal", int64_t{causal ? 1 : 0}}};
 }
 
 ir::Attrs rope_attrs(int64_t heads) { return {{"n_heads", heads}, {"head_dim", kHeadDim}, {"theta", 10000.0}}; }
 
-// q, k, v projections (GQA when kv_heads < kHeads), RoPE on q and k if asked, attention, output.
-Layer attention(int64_t kv_heads, bool rope) {
+// q, k, v projections (GQA when kv_heads < kHeads), RoPE on q and k if asked, attention (an
+// encoder's, every query seeing every key, unless causal), output.
+Layer attention(int64_t kv_heads, bool rope, bool causal = true) {
   return [=](ir::Graph& g, int x, int positions) {
     int q = linear(g, x, "q_proj", kDim, kDim), k = linear(g, x, "k_proj", kv_heads * kHeadDim, kDim);
     const int v = linear(g, x, "v_proj", kv_heads * kHeadDim, kDim);
@@ -68,7 +73,8 @@ Layer attention(int64_t kv_heads, bool rope) {
       q = g.add(OpKind::Rope, {q, positions}, rope_attrs(kHeads), "rope_q");
       k = g.add(OpKind::Rope, {k, positions}, rope_attrs(kv_heads), "rope_k");
     }
-    return linear(g, g.add(OpKind::Attention, {q, k, v}, attention_attrs(kv_heads), "attention"), "o_proj", kDim, kDim);
+    return linear(g, g.add(OpKind::Attention, {q, k, v}, attention_attrs(kv_heads, causal), "attention"), "o_proj",
+                  kDim, kDim);
   };
 }
 
@@ -92,6 +98,15 @@ std::vector<OpCase> cases() {
          return g.add(OpKind::RmsNorm, {x, param(g, "norm.weight", {kDim})}, eps, "norm");
        }},
       {"gelu", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {}, "gelu"); }},
+      {"gelu_exact", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {{"exact", int64_t{1}}}, "gelu"); }},
+      // BERT's head inside a layer: a norm of a projection's output (split over a mesh's columns).
+      {"layernorm_of_projection",
+       [=](ir::Graph& g, int x, int) {
+         const int h = g.add(OpKind::Gelu, {linear(g, x, "up", kFf, kDim)}, {{"exact", int64_t{1}}}, "gelu");
+         const int n =
+             g.add(OpKind::LayerNorm, {h, param(g, "ln.weight", {kFf}), param(g, "ln.bias", {kFf})}, eps, "ln");
+         return linear(g, n, "down", kDim, kFf);
+       }},
       {"silu", [](ir::Graph& g, int x, int) { return g.add(OpKind::Silu, {x}, {}, "silu"); }},
       {"matmul",
        [](ir::Graph& g, int x, int) {
@@ -127,6 +142,7 @@ std::vector<OpCase> cases() {
       {"attention", attention(kHeads, false)},
       {"attention_gqa", attention(1, false), 1},
       {"attention_gqa_rope", attention(1, true), 1},
+      {"attention_bidirectional", attention(kHeads, false, false)},
       {"embedding_positions", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {}, "gelu"); }, kHeads,
        true},
       {"moe_experts",

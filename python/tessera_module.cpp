@@ -60,6 +60,14 @@ py::dict run(const std::string& model, const std::string& arch, const std::strin
   out["text"] = text;
   out["prompt_ids"] = g.prompt;
   out["generated_ids"] = g.tokens;
+  py::list masks;  // an encoder's run: each [MASK]'s most likely tokens
+  for (const auto& m : g.masks) {
+    py::dict mask;
+    mask["position"] = m.position, mask["ids"] = m.ids, mask["probabilities"] = m.probabilities;
+    mask["tokens"] = m.tokens;
+    masks.append(mask);
+  }
+  out["masks"] = masks;
   const auto rows = static_cast<py::ssize_t>(g.tokens.size());
   const py::ssize_t vocab = rows > 0 ? static_cast<py::ssize_t>(g.logits.size()) / rows : 0;
   py::array_t<float> logits({rows, vocab});

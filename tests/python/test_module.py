@@ -88,6 +88,13 @@ front = [p for p in swept["points"] if p["on_front"]]
 check(front and all(p["workloads"]["decode"]["fits"] for p in front), "its front fits")
 check(tessera.sweep(os.path.join(ROOT, "tests/data/sweeps/tiny.yaml"), out=out)["resumed"] == 48, "a rerun resumes")
 
+bert_dir = os.path.join(ROOT, "tests/data/hf/bert")
+with open(os.path.join(bert_dir, "expected.json")) as f:
+    bert_expected = json.load(f)["prompts"][1]
+bert = tessera.run(model=bert_dir, arch="wse2", prompt=bert_expected["prompt"])
+check([m["ids"] for m in bert["masks"]] == bert_expected["top5"] and bert["generated_ids"] == [],
+      "an encoder fills its masks with PyTorch's tokens on a wafer")
+
 try:
     tessera.run(arch="wse9")
     check(False, "an unknown arch raises")

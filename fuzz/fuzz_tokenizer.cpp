@@ -1,8 +1,9 @@
 // libFuzzer target for tokenizer files and text: the input's first byte picks what is fuzzed.
 // Even: the text after it is encoded with GPT-2's vocabulary and must decode to the same bytes
-// (byte-level BPE loses nothing, valid UTF-8 or not), and Llama 3's pre-tokenizer must split it
-// into non-empty pieces that join back to it. Odd: the rest is split at the first NUL into
-// an encoder.json and a vocab.bpe, which must load or throw tessera::Error, and then encode.
+// (byte-level BPE loses nothing, valid UTF-8 or not), Llama 3's pre-tokenizer must split it
+// into non-empty pieces that join back to it, and BERT's WordPiece must give ids inside its
+// vocabulary. Odd: the rest is split at the first NUL into an encoder.json and a vocab.bpe,
+// which must load or throw tessera::Error, and then encode.
 #include <unistd.h>
 
 #include <cstddef>
@@ -19,6 +20,12 @@ namespace {
 const tessera::model::Tokenizer& gpt2() {
   static const auto tokenizer = tessera::model::Tokenizer::load(TESSERA_SOURCE_DIR "/models/default/encoder.json",
                                                                 TESSERA_SOURCE_DIR "/models/default/vocab.bpe");
+  return tokenizer;
+}
+
+const tessera::model::Tokenizer& wordpiece() {
+  static const auto tokenizer =
+      tessera::model::Tokenizer::load_wordpiece(TESSERA_SOURCE_DIR "/tests/data/hf/bert/vocab.txt", true);
   return tokenizer;
 }
 
@@ -40,6 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       joined += piece;
     }
     if (joined != rest) __builtin_trap();
+    for (const int32_t id : wordpiece().encode(rest))
+      if (id < 0 || id >= wordpiece().vocab_size()) __builtin_trap();
     return 0;
   }
   static const std::filesystem::path dir =

@@ -33,7 +33,19 @@ uint64_t fingerprint(const std::vector<int32_t>& tokens) {
   return h;
 }
 
+// Training is next-token prediction, which an encoder's bidirectional attention would answer by
+// looking ahead; masked-LM training is not built.
+void require_decoder(const ir::ModelConfig& config) {
+  if (config.is_encoder())
+    fail(
+        "'{}' is an encoder: tessera trains decoders on next-token prediction, which bidirectional attention would "
+        "answer by looking ahead; masked-LM training (BERT's) is not built. Encoders run inference: `tessera run`, "
+        "`tessera compare`",
+        config.name);
+}
+
 void validate(const TrainRequest& r, const ir::ModelConfig& config) {
+  require_decoder(config);
   auto positive = [](const char* flag, int64_t value) {
     if (value < 1) fail("{} must be >= 1, got {}", flag, value);
   };
@@ -343,6 +355,7 @@ target::TrainingOutcome train_on_machine(const std::string& model, const std::st
   work.chips = chips;
   const auto chip = load_target(preset, PrecisionPolicy{});
   const target::ModelSource source = load_model_source(resolve_model(model));
+  require_decoder(source.config);
   if (work.seq == 0) work.seq = std::min<int64_t>(2048, source.config.context_length);
   return chip->simulate_training(source, work);
 }
@@ -350,6 +363,7 @@ target::TrainingOutcome train_on_machine(const std::string& model, const std::st
 std::vector<report::TrainingCompareRow> compare_training(const std::string& model,
                                                          const std::vector<std::string>& machines,
                                                          const target::TrainingWork& work) {
+  require_decoder(load_model_source(resolve_model(model)).config);
   std::vector<report::TrainingCompareRow> rows;
   for (const std::string& machine : machines) {
     report::TrainingCompareRow row{machine, {}, {}};

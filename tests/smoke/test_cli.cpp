@@ -1113,6 +1113,10 @@ TEST(Cli, BertFillsMasksOnEveryMachineAsPyTorchDoes) {
                 "/tests/data/text/persuasion-end.txt",
             "perplexity is a decoder's measure"},
            {"compare -m bert-base --arch h100 --numerics --weights random", "'bert-base' is an encoder"},
+           {"train -m " + dir + " --seq 32 --steps 1 --text " + std::string(TESSERA_SOURCE_DIR) +
+                "/tests/data/text/persuasion-end.txt",
+            "masked-LM training (BERT's) is not built"},
+           {"compare --train -m bert-base --arch h100", "masked-LM training (BERT's) is not built"},
            {"run -m bert-base --arch wse2 --no-numerics --prompt-tokens 512",
             "an encoder's one pass of 512 tokens"}}) {
     const Result r = tessera(command);

@@ -3,9 +3,11 @@
 
   /usr/bin/python3 tools/gen_training_reference.py
 
-Three models: the shipped default model (its safetensors), a tiny GPT-2 and a tiny Llama (GQA, RoPE
-with Llama 3.1 scaling, untied head), the last two with the seeded random weights of
-src/model/weights.cpp (mirrored in gen_reference.py). For each, on fixed random token batches:
+Four models: the shipped default model (its safetensors), a tiny GPT-2, a tiny Llama (GQA, RoPE
+with Llama 3.1 scaling, untied head) and the tiny BERT of tests/data/hf/bert (masked-LM: about 15%
+of each batch's positions replaced by [MASK], the loss over those only, PyTorch's ignore_index -100
+elsewhere), the last three with the seeded random weights of src/model/weights.cpp (mirrored in
+gen_reference.py). For each, on fixed random token batches:
   - one step: the loss and, for every parameter, its gradient's L2 norm and 48 sampled elements;
   - 20 AdamW steps (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices only, gradients clipped
     to global norm 1.0, a warmup-then-cosine learning rate given per step, two micro-batches per
@@ -36,9 +38,10 @@ def batch_loss(w, cfg, inputs, targets):
     """Mean cross-entropy over every token of a batch of sequences ([B, T] long tensors)."""
     if cfg["family"] == "gpt2":
         logits = torch_models.gpt2_forward(w, cfg, inputs)
-    else:  # the functional Llama takes one sequence at a time
-        logits = torch.stack([torch_models.llama_forward(w, cfg, seq) for seq in inputs])
-    return F.cross_entropy(logits.reshape(-1, cfg["vocab_size"]), targets.reshape(-1))
+    else:  # the functional Llama and BERT take one sequence at a time
+        forward = torch_models.bert_forward if cfg["family"] == "bert" else torch_models.llama_forward
+        logits = torch.stack([forward(w, cfg, seq) for seq in inputs])
+    return F.cross_entropy(logits.reshape(-1, cfg["vocab_size"]), targets.reshape(-1), ignore_index=-100)
 
 
 def sample(tensor, rng):
@@ -47,12 +50,20 @@ def sample(tensor, rng):
     return {"norm": float(flat.double().norm()), "indices": idx, "values": [float(flat[i]) for i in idx]}
 
 
-def make_batches(rng, vocab, count, sequences, length):
+def make_batches(rng, vocab, count, sequences, length, mask=None):
+    """Next-token batches, or (mask: the [MASK] id) masked-LM ones."""
     out = []
     for _ in range(count):
         ids = rng.integers(0, vocab, (sequences, length + 1))
-        out.append({"sequences": sequences, "inputs": ids[:, :-1].reshape(-1).tolist(),
-                    "targets": ids[:, 1:].reshape(-1).tolist()})
+        if mask is None:
+            out.append({"sequences": sequences, "inputs": ids[:, :-1].reshape(-1).tolist(),
+                        "targets": ids[:, 1:].reshape(-1).tolist()})
+            continue
+        ids = ids[:, :-1]
+        chosen = rng.random(ids.shape) < 0.15
+        chosen[:, 0] |= ~chosen.any(axis=1)  # every sequence predicts at least one token
+        out.append({"sequences": sequences, "inputs": np.where(chosen, mask, ids).reshape(-1).tolist(),
+                    "targets": np.where(chosen, ids, -100).reshape(-1).tolist()})
     return out
 
 
@@ -95,9 +106,9 @@ def train(w0, cfg, batches, optimizer, steps, micro, base_lr, clip):
     return params, losses, lrs
 
 
-def case(name, cfg, config_path, w, weights_desc, seed, rng, sequences, length):
+def case(name, cfg, config_path, w, weights_desc, seed, rng, sequences, length, mask=None):
     print(name, flush=True)
-    batches = make_batches(rng, cfg["vocab_size"], 4, sequences, length)
+    batches = make_batches(rng, cfg["vocab_size"], 4, sequences, length, mask)
     params = {n: t.clone().requires_grad_() for n, t in w.items()}
     x, y = as_tensors(batches[0])
     loss = batch_loss(params, cfg, x, y)
@@ -121,8 +132,25 @@ def case(name, cfg, config_path, w, weights_desc, seed, rng, sequences, length):
         f.write("\n")
 
 
+def bert_case():
+    """The masked-LM case, with a generator of its own (the other files do not change with it)."""
+    path = "tests/data/hf/bert/config.json"
+    with open(os.path.join(ROOT, path)) as f:
+        hf = json.load(f)
+    cfg = {"family": "bert", "vocab_size": hf["vocab_size"], "context_length": hf["max_position_embeddings"],
+           "d_model": hf["hidden_size"], "n_layers": hf["num_hidden_layers"], "n_heads": hf["num_attention_heads"],
+           "d_ff": hf["intermediate_size"], "norm_eps": hf["layer_norm_eps"], "type_vocab_size": hf["type_vocab_size"]}
+    with open(os.path.join(ROOT, "tests/data/hf/bert/vocab.txt")) as f:
+        mask = f.read().split("\n").index("[MASK]")
+    w = {n: gen_reference.random_tensor(n, list(s), 11) for n, s in torch_models.bert_param_shapes(cfg).items()}
+    case("bert-tiny", cfg, path, w, "random", 11, np.random.default_rng(2027), 3, 16, mask)
+
+
 def main():
     torch.set_num_threads(2)
+    if sys.argv[1:] == ["bert-tiny"]:
+        bert_case()
+        return
     rng = np.random.default_rng(2026)
     for name, config_path, seed in [("gpt2-tiny", "tests/data/gpt2-tiny.yaml", 3),
                                     ("llama-tiny", "tests/data/llama-tiny.yaml", 5)]:
@@ -134,6 +162,7 @@ def main():
     cfg = gen_reference.load_config(os.path.join(pkg, "config.yaml"))
     w = gen_reference.read_safetensors(os.path.join(pkg, "model.safetensors"))
     case("default", cfg, "models/default/config.yaml", w, "shipped", None, rng, 2, 48)
+    bert_case()
 
 
 if __name__ == "__main__":

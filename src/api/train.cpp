@@ -1,5 +1,6 @@
 #include "tessera/api/train.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <numbers>
@@ -33,19 +34,7 @@ uint64_t fingerprint(const std::vector<int32_t>& tokens) {
   return h;
 }
 
-// Training is next-token prediction, which an encoder's bidirectional attention would answer by
-// looking ahead; masked-LM training is not built.
-void require_decoder(const ir::ModelConfig& config) {
-  if (config.is_encoder())
-    fail(
-        "'{}' is an encoder: tessera trains decoders on next-token prediction, which bidirectional attention would "
-        "answer by looking ahead; masked-LM training (BERT's) is not built. Encoders run inference: `tessera run`, "
-        "`tessera compare`",
-        config.name);
-}
-
 void validate(const TrainRequest& r, const ir::ModelConfig& config) {
-  require_decoder(config);
   auto positive = [](const char* flag, int64_t value) {
     if (value < 1) fail("{} must be >= 1, got {}", flag, value);
   };
@@ -91,9 +80,42 @@ struct Windows {
   int64_t sequences = 0;
 };
 
+// An encoder trains on masked-LM (BERT's recipe, Devlin et al. 2019): 15% of a window's positions
+// are chosen, of which 80% become [MASK], 10% a random token and 10% stay; the loss counts the
+// chosen positions only, each predicting the token it stood for. Windows are raw text (no [CLS] or
+// [SEP]; one segment).
+struct MaskedLm {
+  int32_t mask = 0, vocab = 0;
+};
+
+// The window inputs[from..] (its tokens, in place) masked as above by positions hashed from `key`
+// (at least one chosen), its targets appended to `targets`.
+void mask_window(std::vector<int32_t>& inputs, size_t from, std::vector<int32_t>& targets, uint64_t key,
+                 const MaskedLm& m) {
+  const size_t first_target = targets.size();
+  for (size_t t = from; t < inputs.size(); ++t) {
+    const uint64_t h = splitmix64_mix(key ^ (static_cast<uint64_t>(t - from) * 0x9e3779b97f4a7c15ull));
+    if (h % 1000 >= 150) {
+      targets.push_back(ir::kIgnoredTarget);
+      continue;
+    }
+    targets.push_back(inputs[t]);
+    const uint64_t kind = (h >> 20) % 10;
+    if (kind < 8) inputs[t] = m.mask;
+    if (kind == 8) inputs[t] = static_cast<int32_t>((h >> 32) % static_cast<uint64_t>(m.vocab));
+  }
+  if (std::all_of(targets.begin() + static_cast<ptrdiff_t>(first_target), targets.end(),
+                  [](int32_t t) { return t == ir::kIgnoredTarget; })) {
+    const size_t t = from + key % (inputs.size() - from);
+    targets[first_target + (t - from)] = inputs[t], inputs[t] = m.mask;
+  }
+}
+
 // Step `step`'s micro-batch `micro`: `batch` windows at positions hashed from (seed, step, micro,
-// sequence), so a resumed run draws exactly what the uninterrupted one would have.
-Windows training_batch(const TrainRequest& r, const std::vector<int32_t>& tokens, int64_t step, int64_t micro) {
+// sequence), so a resumed run draws exactly what the uninterrupted one would have; an encoder's
+// masked from the same hash.
+Windows training_batch(const TrainRequest& r, const std::vector<int32_t>& tokens, int64_t step, int64_t micro,
+                       const std::optional<MaskedLm>& mlm) {
   Windows w;
   w.sequences = r.batch;
   const auto starts = static_cast<uint64_t>(static_cast<int64_t>(tokens.size()) - r.seq);
@@ -102,14 +124,19 @@ Windows training_batch(const TrainRequest& r, const std::vector<int32_t>& tokens
         splitmix64_mix(splitmix64_mix(splitmix64_mix(r.seed ^ 0x7e55e7a) ^ static_cast<uint64_t>(step)) ^
                        static_cast<uint64_t>(micro * 1000003 + s));
     const auto begin = static_cast<size_t>(key % starts);
+    const size_t from = w.inputs.size();
     w.inputs.insert(w.inputs.end(), tokens.begin() + begin, tokens.begin() + begin + r.seq);
-    w.targets.insert(w.targets.end(), tokens.begin() + begin + 1, tokens.begin() + begin + r.seq + 1);
+    if (mlm)
+      mask_window(w.inputs, from, w.targets, splitmix64_mix(key), *mlm);
+    else
+      w.targets.insert(w.targets.end(), tokens.begin() + begin + 1, tokens.begin() + begin + r.seq + 1);
   }
   return w;
 }
 
 // Mean loss over the first `eval_windows` consecutive windows of the held-out tokens.
-double held_out_loss(ref::Trainer& trainer, const TrainRequest& r, const std::vector<int32_t>& held) {
+double held_out_loss(ref::Trainer& trainer, const TrainRequest& r, const std::vector<int32_t>& held,
+                     const std::optional<MaskedLm>& mlm) {
   const int64_t available = (static_cast<int64_t>(held.size()) - 1) / r.seq;
   const int64_t windows = std::min(r.eval_windows, available);
   double total = 0;
@@ -119,8 +146,12 @@ double held_out_loss(ref::Trainer& trainer, const TrainRequest& r, const std::ve
     w.sequences = count;
     for (int64_t s = first; s < first + count; ++s) {
       const auto begin = static_cast<size_t>(s * r.seq);
+      const size_t from = w.inputs.size();
       w.inputs.insert(w.inputs.end(), held.begin() + begin, held.begin() + begin + r.seq);
-      w.targets.insert(w.targets.end(), held.begin() + begin + 1, held.begin() + begin + r.seq + 1);
+      if (mlm)  // the same masks every evaluation
+        mask_window(w.inputs, from, w.targets, splitmix64_mix(0x4e1d0u ^ static_cast<uint64_t>(s)), *mlm);
+      else
+        w.targets.insert(w.targets.end(), held.begin() + begin + 1, held.begin() + begin + r.seq + 1);
     }
     total += trainer.loss({w.inputs, w.targets, count}) * static_cast<double>(count);
   }
@@ -184,6 +215,13 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   const ir::Graph graph = ir::build_model_graph(config);
   const model::Tokenizer tokenizer = load_tokenizer(config, r.tokenizer_dir);
   const std::vector<int32_t> tokens = tokenizer.encode(read_text_file(r.text_path, kTextFile));
+  std::optional<MaskedLm> mlm;
+  if (config.is_encoder()) {
+    if (!tokenizer.special("[MASK]"))
+      fail("'{}' is an encoder, trained on masked-LM: its tokenizer needs a [MASK] token (BERT's vocab.txt)",
+           config.name);
+    mlm = MaskedLm{*tokenizer.special("[MASK]"), static_cast<int32_t>(config.vocab_size)};
+  }
   const auto held_count = std::max<size_t>(
       static_cast<size_t>(r.seq + 1), static_cast<size_t>(static_cast<double>(tokens.size()) * r.held_out_fraction));
   if (tokens.size() < held_count + static_cast<size_t>(r.seq + 1))
@@ -254,7 +292,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     trainer.load_optimizer_state(optimizer_state, result.resumed_from);
     if (precision.loss_scaling) trainer.set_loss_scale(loss_scale_at_resume.first, loss_scale_at_resume.second);
   }
-  result.initial_held_out = initial_held ? *initial_held : held_out_loss(trainer, r, held);
+  result.initial_held_out = initial_held ? *initial_held : held_out_loss(trainer, r, held, mlm);
 
   bool package_written = false;  // config and tokenizer: the same at every checkpoint
   auto checkpoint = [&](int64_t step) {
@@ -285,8 +323,8 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
                                                    r.batch * r.micro_batches, r.seq)));
     if (package_written) return;
     package_written = true;
-    // The tokenizer the run read, copied beside the weights: a tokenizer.json, or encoder.json and
-    // vocab.bpe (the model's own, or --tokenizer's).
+    // The tokenizer the run read, copied beside the weights: a tokenizer.json, a WordPiece vocab.txt,
+    // or encoder.json and vocab.bpe (the model's own, or --tokenizer's).
     const fs::path given(r.tokenizer_dir);
     std::error_code ec;
     const std::optional<fs::path> hf_tokenizer =
@@ -294,8 +332,16 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
         : !fs::exists(given / "encoder.json", ec) && fs::exists(given / "tokenizer.json", ec)
             ? std::optional<fs::path>(given / "tokenizer.json")
             : std::nullopt;
+    const std::optional<fs::path> wordpiece =
+        r.tokenizer_dir.empty() ? config.wordpiece_path
+        : !fs::exists(given / "encoder.json", ec) && !hf_tokenizer && fs::exists(given / "vocab.txt", ec)
+            ? std::optional<fs::path>(given / "vocab.txt")
+            : std::nullopt;
     std::string tokenizer_files[2] = {"encoder.json", "vocab.bpe"};
-    if (hf_tokenizer) {
+    if (wordpiece) {
+      report::write_into_output_directory(out_dir, "vocab.txt", read_text_file(*wordpiece, kTokenizerFile));
+      tokenizer_files[0] = "vocab.txt", tokenizer_files[1] = "";
+    } else if (hf_tokenizer) {
       report::write_into_output_directory(out_dir, "tokenizer.json", read_text_file(*hf_tokenizer, kTokenizerFile));
       tokenizer_files[0] = "tokenizer.json", tokenizer_files[1] = "";
     } else {
@@ -321,7 +367,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     const auto step_began = clock::now();
     std::vector<Windows> micro;
     std::vector<ref::Batch> views;
-    for (int64_t m = 0; m < r.micro_batches; ++m) micro.push_back(training_batch(r, train_tokens, step, m));
+    for (int64_t m = 0; m < r.micro_batches; ++m) micro.push_back(training_batch(r, train_tokens, step, m, mlm));
     for (const auto& w : micro) views.push_back({w.inputs, w.targets, w.sequences});
     TrainStep s;
     s.step = step;
@@ -336,7 +382,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     const int64_t step_tokens = r.batch * r.seq * r.micro_batches;
     tokens_done += step_tokens;
     s.tokens_per_s = static_cast<double>(step_tokens) / std::max(seconds, 1e-9);
-    if ((r.eval_every > 0 && step % r.eval_every == 0) || step == r.steps) s.held_out = held_out_loss(trainer, r, held);
+    if ((r.eval_every > 0 && step % r.eval_every == 0) || step == r.steps) s.held_out = held_out_loss(trainer, r, held, mlm);
     s.elapsed_s = elapsed_before + std::chrono::duration<double>(clock::now() - began).count();
     history.push_back(s);
     if (on_step) on_step(s, r.steps);
@@ -344,7 +390,7 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
   }
   result.tokens_per_s = step_seconds > 0 ? static_cast<double>(tokens_done) / step_seconds : 0;
   result.final_held_out =
-      history.empty() || !history.back().held_out ? held_out_loss(trainer, r, held) : *history.back().held_out;
+      history.empty() || !history.back().held_out ? held_out_loss(trainer, r, held, mlm) : *history.back().held_out;
   result.history = std::move(history);
   return result;
 }
@@ -355,7 +401,6 @@ target::TrainingOutcome train_on_machine(const std::string& model, const std::st
   work.chips = chips;
   const auto chip = load_target(preset, PrecisionPolicy{});
   const target::ModelSource source = load_model_source(resolve_model(model));
-  require_decoder(source.config);
   if (work.seq == 0) work.seq = std::min<int64_t>(2048, source.config.context_length);
   return chip->simulate_training(source, work);
 }
@@ -363,7 +408,6 @@ target::TrainingOutcome train_on_machine(const std::string& model, const std::st
 std::vector<report::TrainingCompareRow> compare_training(const std::string& model,
                                                          const std::vector<std::string>& machines,
                                                          const target::TrainingWork& work) {
-  require_decoder(load_model_source(resolve_model(model)).config);
   std::vector<report::TrainingCompareRow> rows;
   for (const std::string& machine : machines) {
     report::TrainingCompareRow row{machine, {}, {}};

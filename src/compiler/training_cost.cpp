@@ -18,6 +18,7 @@ void PhaseCost::add(const PhaseCost& o) {
   forward_attention_pairs += o.forward_attention_pairs, recompute_attention_pairs += o.recompute_attention_pairs;
   rescored_attention_pairs += o.rescored_attention_pairs, backward_attention_pairs += o.backward_attention_pairs;
   forward_attention_flops += o.forward_attention_flops, backward_attention_flops += o.backward_attention_flops;
+  bidirectional = bidirectional || o.bidirectional;
   for (const MatrixProduct& p : o.products) add_product(p);
 }
 
@@ -43,7 +44,11 @@ double TrainingCost::model_flops() const {
 
 namespace {
 
-double causal_pairs(int64_t seq) { return static_cast<double>(seq) * static_cast<double>(seq + 1) / 2; }
+// The query-key pairs one head of an attention node scores over a sequence: a causal triangle, or
+// an encoder's square.
+double attention_pairs(const ir::Node& n, double seq) {
+  return ir::is_causal(n) ? seq * (seq + 1) / 2 : seq * seq;
+}
 
 // Whether a node is an elementwise op (norms, activations, RoPE, residual adds and their
 // gradients): not a matrix product, attention, the loss, or a node that moves no data.
@@ -90,7 +95,6 @@ bool whole_rows(OpKind op) {
 // FLOPs of one node over a sequence of s tokens (2 per multiply-add; elementwise ops a few per element).
 double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
   auto cols = [&](int id) { return static_cast<double>(g.node(id).type.shape.dims.back()); };
-  const double causal = s * (s + 1) / 2;  // the query-key pairs of a causal sequence
   switch (n.op) {
     case OpKind::MatMul:
     case OpKind::Linear:
@@ -98,10 +102,10 @@ double node_flops(const ir::Graph& g, const ir::Node& n, double s) {
     case OpKind::WeightGrad:
       return 2 * s * cols(n.inputs[0]) * cols(n.inputs[1]);
     case OpKind::Attention:  // q k^T and p v
-      return 4 * causal * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
+      return 4 * attention_pairs(n, s) * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
     case OpKind::AttentionGrad: {  // dP = dO v^T, dq, dk, dv; and q k^T again when scores are recomputed
       const double products = n.int_attr("recompute") != 0 ? 5 : 4;
-      return 2 * products * causal * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
+      return 2 * products * attention_pairs(n, s) * static_cast<double>(n.int_attr("n_heads") * n.int_attr("head_dim"));
     }
     case OpKind::CrossEntropy:
     case OpKind::CrossEntropyGrad:
@@ -212,7 +216,9 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
     const double elementwise_moved = elementwise_elements(g, n, seq);
     const double whole_moved = whole ? elementwise_moved : 0;
     const bool attention = n.op == OpKind::Attention || n.op == OpKind::AttentionGrad;
-    const double pairs = attention ? static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq) : 0;
+    const double pairs =
+        attention ? static_cast<double>(n.int_attr("n_heads")) * attention_pairs(n, static_cast<double>(seq)) : 0;
+    if (attention && !ir::is_causal(n)) c.bidirectional = true;
     if (attention) (n.phase == ir::Phase::Forward ? c.forward_attention_flops : c.backward_attention_flops) += flops;
     if (n.op == OpKind::Attention)
       (n.phase == ir::Phase::Forward ? c.forward_attention_pairs : c.recompute_attention_pairs) += pairs;
@@ -248,7 +254,7 @@ TrainingCost training_cost(const ir::TrainingGraph& t, int64_t seq) {
         c.backward_moved += moved_elements(g, n, seq);
         ++c.backward_ops;
         if (n.op == OpKind::AttentionGrad && n.int_attr("recompute") == 0)  // softmax probabilities kept
-          c.saved_elements += static_cast<double>(n.int_attr("n_heads")) * causal_pairs(seq);
+          c.saved_elements += static_cast<double>(n.int_attr("n_heads")) * attention_pairs(n, static_cast<double>(seq));
         break;
       case ir::Phase::Optimizer:
         break;

@@ -114,8 +114,8 @@ class Differentiator {
       }
       case OpKind::Gelu:
       case OpKind::Silu:
-        contribute(in(0), g_.add(node.op == OpKind::Gelu ? OpKind::GeluGrad : OpKind::SiluGrad, {saved(in(0)), dy}, {},
-                                 name(".dx")));
+        contribute(in(0), g_.add(node.op == OpKind::Gelu ? OpKind::GeluGrad : OpKind::SiluGrad, {saved(in(0)), dy},
+                                 node.attrs, name(".dx")));
         return;
       case OpKind::SliceCols:
         slices_[static_cast<size_t>(in(0))].push_back({node.int_attr("start"), node.int_attr("size"), dy});

@@ -80,6 +80,14 @@ void gelu_exact(const float* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
+void gelu_exact_grad(const float* x, const float* dy, int64_t n, float* dx) {
+  constexpr float kInvSqrt2 = 0.70710678118654752f, kInvSqrt2Pi = 0.39894228040143268f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    dx[i] = dy[i] * (0.5f * (1.0f + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5f * v * v));
+  }
+}
+
 // d/dx 0.5 x (1 + tanh u), u = c (x + a x^3): 0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 a x^2).
 void gelu_grad(const float* x, const float* dy, int64_t n, float* dx) {
   constexpr float kC = 0.7978845608028654f, kA = 0.044715f;

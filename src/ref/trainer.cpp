@@ -118,13 +118,20 @@ void Trainer::bind(const Batch& batch) {
   };
   set_ints("tokens", [&](auto& v) { v.assign(batch.inputs.begin(), batch.inputs.end()); });
   set_ints("targets", [&](auto& v) { v.assign(batch.targets.begin(), batch.targets.end()); });
+  set_ints("token_types", [&](auto& v) { v.assign(static_cast<size_t>(rows), 0); });  // one segment
   set_ints("positions", [&](auto& v) {
     v.resize(static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) v[static_cast<size_t>(r)] = static_cast<int32_t>(r % length_);
   });
   const int64_t vocab = g.node(t_.logits).type.shape.dims.back();
-  for (int32_t target : batch.targets)
+  int64_t counted = 0;
+  for (int32_t target : batch.targets) {
+    if (target == ir::kIgnoredTarget) continue;
     if (target < 0 || target >= vocab) fail("target token {} is outside the vocabulary of {} tokens", target, vocab);
+    ++counted;
+  }
+  if (counted == 0) fail("a batch of {} tokens has no target a loss counts (all are {})", rows, ir::kIgnoredTarget);
+  counted_rows_ = counted;
   for (size_t id = 0; id < g.nodes().size(); ++id) {
     const ir::Node& node = g.node(static_cast<int>(id));
     if (node.op == OpKind::Rope || node.op == OpKind::RopeGrad) {
@@ -362,13 +369,13 @@ void Trainer::run_node(size_t id) {
       break;
     }
     case OpKind::Gelu:
-      kernels::gelu(in(0), count, out.data());
+      (ir::is_exact_gelu(node) ? kernels::gelu_exact : kernels::gelu)(in(0), count, out.data());
       break;
     case OpKind::Silu:
       kernels::silu(in(0), count, out.data());
       break;
     case OpKind::GeluGrad:
-      kernels::gelu_grad(in(0), in(1), count, out.data());
+      (ir::is_exact_gelu(node) ? kernels::gelu_exact_grad : kernels::gelu_grad)(in(0), in(1), count, out.data());
       break;
     case OpKind::SiluGrad:
       kernels::silu_grad(in(0), in(1), count, out.data());
@@ -411,15 +418,19 @@ void Trainer::run_node(size_t id) {
       const bool grad = node.op == OpKind::CrossEntropyGrad;
       const int64_t vocab = cols_of(0);
       const auto& targets = ints(1);
-      const float scale = grad ? in(2)[0] / static_cast<float>(rows_) : 0.0f;
+      const float scale = grad ? in(2)[0] / static_cast<float>(counted_rows_) : 0.0f;
       double total = 0;
       for (int64_t r = 0; r < rows_; ++r) {
+        const int32_t target = targets[static_cast<size_t>(r)];
+        if (target == ir::kIgnoredTarget) {
+          if (grad) std::fill_n(out.data() + r * vocab, vocab, 0.0f);
+          continue;
+        }
         const float* logits = in(0) + r * vocab;
         const float max = *std::max_element(logits, logits + vocab);
         double sum = 0;
         for (int64_t v = 0; v < vocab; ++v) sum += kernels::fast_exp(logits[v] - max);
         const double lse = max + std::log(sum);
-        const int32_t target = targets[static_cast<size_t>(r)];
         total += lse - logits[target];
         if (!grad) continue;
         float* d = out.data() + r * vocab;
@@ -427,7 +438,7 @@ void Trainer::run_node(size_t id) {
         for (int64_t v = 0; v < vocab; ++v) d[v] = kernels::fast_exp(logits[v] - shift) * scale;
         d[target] -= scale;
       }
-      if (!grad) out[0] = static_cast<float>(total / static_cast<double>(rows_));
+      if (!grad) out[0] = static_cast<float>(total / static_cast<double>(counted_rows_));
       break;
     }
     case OpKind::GradNormScale: {
@@ -454,7 +465,7 @@ namespace {
 
 // exp(q . k_j * scale - max) into p for the `count` keys k_j (`stride` apart); returns 1 / their sum,
 // so p_j * the result is the softmax.
-float causal_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale,
+float softmax_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale,
                     float* p) {
   float max = -INFINITY;
   for (int64_t j = 0; j < count; ++j) {
@@ -468,8 +479,10 @@ float causal_scores(const float* q, const float* keys, int64_t stride, int64_t c
 
 }  // namespace
 
-// Causal attention within each sequence of the batch: query t of a sequence sees keys 0..t of it.
+// Attention within each sequence of the batch: query t of a sequence sees keys 0..t of it (causal),
+// or all of it (an encoder).
 void Trainer::attention(const ir::Node& node, size_t id) {
+  const bool causal = ir::is_causal(node);
   const int64_t heads = node.int_attr("n_heads"), kv_heads = node.int_attr("n_kv_heads"),
                 hd = node.int_attr("head_dim");
   const int64_t q_width = heads * hd, kv_width = kv_heads * hd, group = heads / kv_heads;
@@ -485,10 +498,11 @@ void Trainer::attention(const ir::Node& node, size_t id) {
       const int64_t s = task / heads, h = task % heads, g = h / group, base = s * length;
       for (int64_t i = 0; i < length; ++i) {
         const float* qi = q + (base + i) * q_width + h * hd;
-        const float inv = causal_scores(qi, k + base * kv_width + g * hd, kv_width, i + 1, hd, scale, p.data());
+        const int64_t visible = causal ? i + 1 : length;
+        const float inv = softmax_scores(qi, k + base * kv_width + g * hd, kv_width, visible, hd, scale, p.data());
         float* o = out + (base + i) * q_width + h * hd;
         std::fill_n(o, hd, 0.0f);
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = 0; j < visible; ++j) {
           const float w = p[static_cast<size_t>(j)] * inv;
           const float* vj = v + (base + j) * kv_width + g * hd;
           for (int64_t d = 0; d < hd; ++d) o[d] += w * vj[d];
@@ -498,7 +512,7 @@ void Trainer::attention(const ir::Node& node, size_t id) {
   }
 }
 
-// dq, dk, dv of causal attention, the probabilities recomputed from q and k. With P the softmax
+// dq, dk, dv of attention (causal or not), the probabilities recomputed from q and k. With P the softmax
 // row, dP_j = dO . v_j, D = sum_j P_j dP_j: dS_j = P_j (dP_j - D), dq = scale sum_j dS_j k_j,
 // dk_j += scale dS_j q, dv_j += P_j dO. One task per (sequence, KV head): its query heads' dk and
 // dv updates land in rows no other task writes.
@@ -509,6 +523,7 @@ void Trainer::attention_grad(const ir::Node& node, size_t id) {
   const int64_t out_width = q_width + 2 * kv_width;
   const float *q = data(node.inputs[0]), *k = data(node.inputs[1]), *v = data(node.inputs[2]),
               *o = data(node.inputs[3]), *dout = data(node.inputs[4]);
+  const bool causal = ir::is_causal(node);
   float* grads = buffers_[id].data();
   std::fill(buffers_[id].begin(), buffers_[id].end(), 0.0f);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -523,10 +538,11 @@ void Trainer::attention_grad(const ir::Node& node, size_t id) {
         for (int64_t i = 0; i < length; ++i) {
           const float* qi = q + (base + i) * q_width + h * hd;
           const float* doi = dout + (base + i) * q_width + h * hd;
-          const float inv = causal_scores(qi, k + base * kv_width + g * hd, kv_width, i + 1, hd, scale, p.data());
+          const int64_t visible = causal ? i + 1 : length;
+          const float inv = softmax_scores(qi, k + base * kv_width + g * hd, kv_width, visible, hd, scale, p.data());
           const float d_sum = kernels::dot(doi, o + (base + i) * q_width + h * hd, hd);
           float* dqi = grads + (base + i) * out_width + h * hd;
-          for (int64_t j = 0; j <= i; ++j) {
+          for (int64_t j = 0; j < visible; ++j) {
             const float pj = p[static_cast<size_t>(j)] * inv;
             const float* kj = k + (base + j) * kv_width + g * hd;
             const float* vj = v + (base + j) * kv_width + g * hd;

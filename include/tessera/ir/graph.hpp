@@ -17,6 +17,7 @@ namespace tessera::ir {
 
 inline constexpr int64_t kSeq = -1;          // the symbolic token count of a step
 inline constexpr int64_t kMaxExperts = 256;  // experts of one mixture-of-experts layer, at most
+inline constexpr int32_t kIgnoredTarget = -100;  // a training target no loss counts (PyTorch's ignore_index)
 
 enum class DType { F32, I32 };
 const char* dtype_name(DType dtype);
@@ -53,6 +54,8 @@ enum class OpKind {
 
   // Training ops (OpInfo::training): the loss, the backward ops ir/autodiff.hpp generates and the
   // optimizer updates. In a training step the seq rows are a batch of sequences laid end to end.
+  // Rows whose target is kIgnoredTarget (an encoder's unmasked positions) count for nothing; S below
+  // is the rows that count.
   CrossEntropy,      // (logits[S,V], targets i32[S]) -> [1]: mean over rows of logsumexp - logit[target]
   CrossEntropyGrad,  // (logits[S,V], targets i32[S], scale[1]) -> [S,V] = (softmax - onehot) * scale / S
   WeightGrad,        // (a[S,M], b[S,N]) -> [M,N] = a^T b, summed over the rows
@@ -61,7 +64,7 @@ enum class OpKind {
   LayerNormGrad,     // (x[S,D], gamma[D], dy[S,D]) attr eps -> dx[S,D]
   RmsNormGrad,       // (x[S,D], gamma[D], dy[S,D]) attr eps -> dx[S,D]
   NormScaleGrad,     // (x[S,D], dy[S,D]) attrs eps, centered (1: LayerNorm) -> dgamma[D]
-  GeluGrad,          // (x, dy) -> dx
+  GeluGrad,          // (x, dy) [attr exact as Gelu's] -> dx
   SiluGrad,          // (x, dy) -> dx
   ConcatCols,        // (a[S,N1], b[S,N2], ...) -> [S, N1+N2+...]
   RopeGrad,          // (dy[S,H*hd], positions[S]) attrs as Rope -> dx: the inverse rotation

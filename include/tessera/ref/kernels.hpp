@@ -27,8 +27,9 @@ void split_k_matmul(const float* x, int64_t x_stride, const float* w, bool linea
 
 // GELU, tanh approximation (GPT-2's "gelu_new"); n elements.
 void gelu(const float* x, int64_t n, float* out);
-// GELU's erf form, x Phi(x) (BERT's "gelu"); n elements.
+// GELU's erf form, x Phi(x) (BERT's "gelu"); n elements. Its gradient: Phi(x) + x phi(x).
 void gelu_exact(const float* x, int64_t n, float* out);
+void gelu_exact_grad(const float* x, const float* dy, int64_t n, float* dx);
 void gelu_grad(const float* x, const float* dy, int64_t n, float* dx);
 void silu(const float* x, int64_t n, float* out);
 void silu_grad(const float* x, const float* dy, int64_t n, float* dx);

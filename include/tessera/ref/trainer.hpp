@@ -21,7 +21,8 @@
 namespace tessera::ref {
 
 // A batch of `sequences` token windows of one length, laid end to end: inputs[s * length + t] and
-// the token that follows it, targets[s * length + t].
+// the token that follows it, targets[s * length + t] (an encoder's: the token a masked input
+// stood for, or ir::kIgnoredTarget where nothing was masked).
 struct Batch {
   std::span<const int32_t> inputs, targets;
   int64_t sequences = 1;
@@ -86,6 +87,7 @@ class Trainer {
 
   const ir::TrainingGraph& t_;
   int64_t rows_ = 0, length_ = 0;  // this batch's rows (sequences x length) and sequence length
+  int64_t counted_rows_ = 0;       // its rows whose target a loss counts (not ir::kIgnoredTarget)
   int64_t steps_ = 0;
   MixedPrecision precision_;
   double loss_scale_ = 1;

@@ -60,7 +60,8 @@ class ExchangeLowering {
     const LoweredOp& lm_head = g.lm_head();
     for (const LoweredOp& op : g.head)
       if (op.kind == LoweredKind::Projection)
-        head_.push_back({op.name, op.k, &op == &lm_head ? cdiv(op.n, o.slice.head_shards) : op.n, op.bias});
+        head_.push_back(
+            {op.name, op.k, &op == &lm_head ? (op.n + o.slice.head_shards - 1) / o.slice.head_shards : op.n, op.bias});
     for (const Matrix& mx : layer_) splits_[mx.name] = choose_split(mx, a_.usable.cores());
     for (const Matrix& mx : head_) splits_[mx.name] = choose_split(mx, a_.usable.cores());
     // Each expert's matrices on a group of its own: 1/experts of the tiles.

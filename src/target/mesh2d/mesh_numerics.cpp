@@ -381,8 +381,8 @@ struct MeshDataPlane::State {
   // values appended to the row that owns their position, then each core's partial dot products
   // over its head-dimension segment), the running max, the softmax denominators, the weighted values.
   bool visible(const StageArenas& s, int64_t t, int64_t slot, int64_t j, int64_t first_position, int64_t tokens) const {
-    const int64_t position = slot * s.py + j;
-    return s.causal ? position <= first_position + t : position < first_position + tokens;
+    const int64_t key = slot * s.py + j;  // the key's position
+    return s.causal ? key <= first_position + t : key < first_position + tokens;
   }
   float* cache(StageArenas& s, int64_t base, int64_t i, int64_t j) {
     return s.weights.data() + base + (j * s.px + i) * s.slots * s.kv_cap;

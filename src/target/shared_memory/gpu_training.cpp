@@ -44,8 +44,9 @@ struct UnfusedAttention {
 UnfusedAttention unfused_attention(const compiler::PhaseCost& c, int64_t seq) {
   if (c.forward_attention_pairs <= 0) return {};
   const auto s = static_cast<double>(seq);
-  const double square = 2 * s / (s + 1);                 // pairs computed per causal pair
-  const double product = c.forward_attention_flops / 2;  // one s x s x head_dim product, causal
+  // Pairs computed per counted pair: the whole square per causal triangle (an encoder counts them all).
+  const double square = c.bidirectional ? 1.0 : 2 * s / (s + 1);
+  const double product = c.forward_attention_flops / 2;  // one s x s x head_dim product as counted
   const double again = std::max(c.recompute_attention_pairs, c.rescored_attention_pairs);
   const double again_share = again / c.forward_attention_pairs;
   UnfusedAttention u;

@@ -88,6 +88,11 @@ int64_t timing_prompt_tokens(const ir::ModelConfig& config, const RunRequest& re
 RunResult run(const RunRequest& request, const std::function<void(std::string_view)>& on_text) {
   const target::ModelSource model = load_model_source(resolve_model(request.model));
   const ir::ModelConfig& config = model.config;
+  if (config.is_encoder() && config.head == ir::ModelConfig::EncoderHead::QuestionAnswering && request.values)
+    fail(
+        "model '{}' ends in a question-answering head (a start and an end logit per token), whose answers tessera "
+        "does not decode; time it with --no-numerics (a masked-LM head's run fills [MASK]s)",
+        config.name);
   RunResult result;
   if (request.arch == "host") {
     if (request.batch != 1 || request.tensor_parallel != 1 || request.expert_parallel != 1)

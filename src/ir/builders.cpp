@@ -117,7 +117,7 @@ Graph build_llama(const ModelConfig& c) {
 // BertForMaskedLM with its Hugging Face tensor names: word, position and token-type embeddings
 // summed and normalised; post-LayerNorm blocks (x = LN(x + attention(x)), x = LN(x + MLP(x)))
 // with bidirectional attention and the erf GELU; the masked-LM head (dense, GELU, LayerNorm, then
-// the word embeddings transposed plus a bias).
+// the word embeddings transposed plus a bias), or BertForQuestionAnswering's start and end logits.
 Graph build_bert(const ModelConfig& c) {
   Graph g;
   const int64_t d = c.d_model;
@@ -163,6 +163,10 @@ Graph build_bert(const ModelConfig& c) {
                    p + "output.LayerNorm");
   }
   g.set_layer(-1);
+  if (c.head == ModelConfig::EncoderHead::QuestionAnswering) {  // BertForQuestionAnswering: start | end logits
+    g.mark_output(linear(x, "qa_outputs", 2, d));
+    return g;
+  }
   const std::string t = "cls.predictions.transform.";
   x = g.add(OpKind::Gelu, {linear(x, t + "dense", d, d)}, {{"exact", int64_t{1}}}, t + "gelu");
   x = layer_norm(x, t + "LayerNorm");

@@ -180,12 +180,15 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
     f.require("is_decoder", false, "BERT as a causal decoder is not modelled");
     f.require("add_cross_attention", false, "cross-attention (an encoder-decoder) is not modelled");
     f.require("tie_word_embeddings", true, "the masked-LM decoder is the word embeddings, as BertForMaskedLM ties it");
+    // The architecture names the head: question answering, or (any other) the masked-LM head.
+    const bool qa = j.contains("architectures") && j.at("architectures") == json::array({"BertForQuestionAnswering"});
     out += fmt::format(
         "family: bert\nvocab_size: {}\ncontext_length: {}\nd_model: {}\nn_layers: {}\nn_heads: {}\nd_ff: {}\n"
-        "norm_eps: {}\ntie_embeddings: true\ntype_vocab_size: {}\n",
+        "norm_eps: {}\ntie_embeddings: true\ntype_vocab_size: {}\nhead: {}\n",
         f.integer("vocab_size"), f.integer("max_position_embeddings"), f.integer("hidden_size"),
         f.integer("num_hidden_layers"), f.integer("num_attention_heads"), f.integer("intermediate_size"),
-        f.number("layer_norm_eps", 1e-12), f.has("type_vocab_size") ? f.integer("type_vocab_size") : 2);
+        f.number("layer_norm_eps", 1e-12), f.has("type_vocab_size") ? f.integer("type_vocab_size") : 2,
+        qa ? "question_answering" : "masked_lm");
   } else {
     fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral, bert)", f.where("model_type"),
          type == "(none)" ? type : json(type).dump());

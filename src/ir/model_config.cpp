@@ -153,7 +153,15 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
            c.n_heads);
     if (!c.tie_embeddings)
       fail("{}: {} ties its input and output embeddings; set tie_embeddings: true", map.where("tie_embeddings"), who);
-    if (c.family == ModelFamily::Bert) c.type_vocab_size = at_most(map, "type_vocab_size", int64_t{1} << 10);
+    if (c.family == ModelFamily::Bert) {
+      c.type_vocab_size = at_most(map, "type_vocab_size", int64_t{1} << 10);
+      const std::string head = map.optional_string("head").value_or("masked_lm");
+      if (head != "masked_lm" && head != "question_answering")
+        fail("{}: unknown head '{}'; expected masked_lm or question_answering", map.where("head"), head);
+      c.head = head == "masked_lm" ? ModelConfig::EncoderHead::MaskedLm : ModelConfig::EncoderHead::QuestionAnswering;
+    } else if (map.has("head")) {
+      fail("{}: a head is chosen for BERT encoders; {} models end in their LM head", map.where("head"), who);
+    }
   } else {
     c.rope_theta = map.number("rope_theta");
     if (c.rope_theta <= 1) fail("{}: must be > 1, got {}", map.where("rope_theta"), c.rope_theta);
@@ -210,7 +218,9 @@ std::string model_config_yaml(const ModelConfig& c, const std::string& weights_f
       c.d_ff, c.norm_eps, c.tie_embeddings ? "true" : "false");
   if (c.family == ModelFamily::Llama) out += fmt::format("rope_theta: {}\n", c.rope_theta);
   if (c.n_experts > 0) out += fmt::format("n_experts: {}\nexperts_per_token: {}\n", c.n_experts, c.experts_per_token);
-  if (c.family == ModelFamily::Bert) out += fmt::format("type_vocab_size: {}\n", c.type_vocab_size);
+  if (c.family == ModelFamily::Bert)
+    out += fmt::format("type_vocab_size: {}\nhead: {}\n", c.type_vocab_size,
+                       c.head == ModelConfig::EncoderHead::MaskedLm ? "masked_lm" : "question_answering");
   if (c.rope_scaling)
     out += fmt::format(
         "rope_scaling: {{factor: {}, low_freq_factor: {}, high_freq_factor: {}, original_context_length: {}}}\n",

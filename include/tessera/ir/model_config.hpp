@@ -40,6 +40,10 @@ struct ModelConfig {
   // d_ff each, experts_per_token of them per token by a learned router. 0: a dense MLP.
   int64_t n_experts = 0, experts_per_token = 0;
   int64_t type_vocab_size = 0;  // BERT only: segment (token type) embeddings
+  // BERT only: the masked-LM head (BertForMaskedLM: fills [MASK]s), or the question-answering head
+  // (BertForQuestionAnswering: a start and an end logit per token, what SQuAD benchmarks run).
+  enum class EncoderHead { MaskedLm, QuestionAnswering };
+  EncoderHead head = EncoderHead::MaskedLm;
   std::string source;  // where the published shapes come from
 
   // A model package (models/NAME/config.yaml) also names its files, relative to the config.

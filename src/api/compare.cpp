@@ -72,7 +72,8 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   system::Workload work;
   work.model = model.config, work.model_yaml = model.yaml, work.model_origin = model.origin;
   // An encoder makes one pass over its prompt and generates nothing.
-  work.prompt_tokens = request.prompt_tokens, work.max_new_tokens = model.config.is_encoder() ? 0 : request.max_new_tokens;
+  work.prompt_tokens = request.prompt_tokens,
+  work.max_new_tokens = model.config.is_encoder() ? 0 : request.max_new_tokens;
   if (request.numerics && model.config.is_encoder())
     fail(
         "--numerics checks greedy generation; '{}' is an encoder, which fills masks: check its values with `tessera "

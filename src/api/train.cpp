@@ -382,7 +382,8 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
     const int64_t step_tokens = r.batch * r.seq * r.micro_batches;
     tokens_done += step_tokens;
     s.tokens_per_s = static_cast<double>(step_tokens) / std::max(seconds, 1e-9);
-    if ((r.eval_every > 0 && step % r.eval_every == 0) || step == r.steps) s.held_out = held_out_loss(trainer, r, held, mlm);
+    if ((r.eval_every > 0 && step % r.eval_every == 0) || step == r.steps)
+      s.held_out = held_out_loss(trainer, r, held, mlm);
     s.elapsed_s = elapsed_before + std::chrono::duration<double>(clock::now() - began).count();
     history.push_back(s);
     if (on_step) on_step(s, r.steps);

@@ -215,13 +215,12 @@ class Driver {
         return;
       case ir::OpKind::Add: {
         // Lookups, or their sum so far (BERT adds a third table to the first two's sum).
-        const bool sums_tables =
-            !ops.empty() && ops.back().kind == LoweredKind::Embedding &&
-            std::all_of(node.inputs.begin(), node.inputs.end(), [&](int in) {
-              const auto& summed = ops.back().nodes;
-              return g_.node(in).op == ir::OpKind::Embedding ||
-                     std::find(summed.begin(), summed.end(), in) != summed.end();
-            });
+        const bool sums_tables = !ops.empty() && ops.back().kind == LoweredKind::Embedding &&
+                                 std::all_of(node.inputs.begin(), node.inputs.end(), [&](int in) {
+                                   const auto& summed = ops.back().nodes;
+                                   return g_.node(in).op == ir::OpKind::Embedding ||
+                                          std::find(summed.begin(), summed.end(), in) != summed.end();
+                                 });
         if (sums_tables) {
           ops.back().nodes.push_back(id);
         } else {

@@ -46,9 +46,7 @@ namespace {
 
 // The query-key pairs one head of an attention node scores over a sequence: a causal triangle, or
 // an encoder's square.
-double attention_pairs(const ir::Node& n, double seq) {
-  return ir::is_causal(n) ? seq * (seq + 1) / 2 : seq * seq;
-}
+double attention_pairs(const ir::Node& n, double seq) { return ir::is_causal(n) ? seq * (seq + 1) / 2 : seq * seq; }
 
 // Whether a node is an elementwise op (norms, activations, RoPE, residual adds and their
 // gradients): not a matrix product, attention, the loss, or a node that moves no data.

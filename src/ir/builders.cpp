@@ -126,10 +126,10 @@ Graph build_bert(const ModelConfig& c) {
   const int token_types = g.add_input("token_types", DType::I32, Shape{{kSeq}});
   const std::string e = "bert.embeddings.";
   const int words = g.add_param(e + "word_embeddings.weight", Shape{{c.vocab_size, d}});
-  const int x0 = g.add(OpKind::Add, {g.add(OpKind::Embedding, {words, tokens}),
-                                     g.add(OpKind::Embedding, {g.add_param(e + "position_embeddings.weight",
-                                                                           Shape{{c.context_length, d}}),
-                                                               positions})});
+  const int x0 = g.add(
+      OpKind::Add, {g.add(OpKind::Embedding, {words, tokens}),
+                    g.add(OpKind::Embedding,
+                          {g.add_param(e + "position_embeddings.weight", Shape{{c.context_length, d}}), positions})});
   const int types = g.add_param(e + "token_type_embeddings.weight", Shape{{c.type_vocab_size, d}});
   const Attrs eps{{"eps", c.norm_eps}};
   auto layer_norm = [&](int in, const std::string& name) {
@@ -139,8 +139,7 @@ Graph build_bert(const ModelConfig& c) {
   int x = layer_norm(g.add(OpKind::Add, {x0, g.add(OpKind::Embedding, {types, token_types})}), e + "LayerNorm");
   auto linear = [&](int in, const std::string& name, int64_t n, int64_t k) {
     return g.add(OpKind::Linear,
-                 {in, g.add_param(name + ".weight", Shape{{n, k}}), g.add_param(name + ".bias", Shape{{n}})}, {},
-                 name);
+                 {in, g.add_param(name + ".weight", Shape{{n, k}}), g.add_param(name + ".bias", Shape{{n}})}, {}, name);
   };
   for (int64_t layer = 0; layer < c.n_layers; ++layer) {
     g.set_layer(layer);

@@ -190,8 +190,8 @@ std::string hf_config_yaml(const std::string& json_text, const std::string& orig
         f.number("layer_norm_eps", 1e-12), f.has("type_vocab_size") ? f.integer("type_vocab_size") : 2,
         qa ? "question_answering" : "masked_lm");
   } else {
-    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral, bert)", f.where("model_type"),
-         type == "(none)" ? type : json(type).dump());
+    fail("{}: model_type {} is not a family tessera models (gpt2, llama, mistral, mixtral, bert)",
+         f.where("model_type"), type == "(none)" ? type : json(type).dump());
   }
   for (const auto& [key, value] : j.items())
     if (!known.contains(key))

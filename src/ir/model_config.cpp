@@ -147,7 +147,8 @@ ModelConfig parse_model_config(const std::string& text, const std::string& origi
   if (c.family != ModelFamily::Llama) {
     const char* who = c.family == ModelFamily::Gpt2 ? "GPT-2" : "BERT";
     for (const char* key : {"n_experts", "experts_per_token"})
-      if (map.has(key)) fail("{}: {} models have dense MLPs; mixtures of experts are Llama-family", map.where(key), who);
+      if (map.has(key))
+        fail("{}: {} models have dense MLPs; mixtures of experts are Llama-family", map.where(key), who);
     if (c.n_kv_heads != c.n_heads)
       fail("{}: {} uses multi-head attention; n_kv_heads must equal n_heads ({})", map.where("n_kv_heads"), who,
            c.n_heads);

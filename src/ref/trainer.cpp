@@ -466,7 +466,7 @@ namespace {
 // exp(q . k_j * scale - max) into p for the `count` keys k_j (`stride` apart); returns 1 / their sum,
 // so p_j * the result is the softmax.
 float softmax_scores(const float* q, const float* keys, int64_t stride, int64_t count, int64_t hd, float scale,
-                    float* p) {
+                     float* p) {
   float max = -INFINITY;
   for (int64_t j = 0; j < count; ++j) {
     p[j] = kernels::dot(q, keys + j * stride, hd) * scale;

@@ -81,10 +81,9 @@ std::string summary_table(const sim::MeshReport& r) {
                      static_cast<double>(r.sram_high_water_bytes) / 1024, r.sram_per_core_bytes / 1024,
                      r.sram_high_water_stage);
   const auto& e = r.generated_tokens == 0 ? r.prefill.energy : r.decode_energy_per_token;
-  out +=
-      fmt::format("  energy per {}     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
-                  r.generated_tokens == 0 ? "pass " : "token", e.total_pj() * 1e-9, e.compute_pj * 1e-9,
-                  e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
+  out += fmt::format("  energy per {}     {:10.3f} mJ: compute {:.3f}, SRAM {:.3f}, fabric {:.3f}, off-chip {:.3f}\n",
+                     r.generated_tokens == 0 ? "pass " : "token", e.total_pj() * 1e-9, e.compute_pj * 1e-9,
+                     e.sram_pj * 1e-9, e.fabric_pj * 1e-9, e.offchip_pj * 1e-9);
   if (const auto& x = r.routing; !x.routing.empty())
     out += fmt::format(
         "  experts              {} of {} per token, routed {}{}: every core of a layer's region holds its tile of "

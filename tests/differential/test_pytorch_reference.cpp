@@ -109,7 +109,8 @@ TEST(PyTorchReference, BertMaskedLm) {
       const auto got = logits.subspan(std::stoul(position) * vocab, vocab);
       double max_err = 0, max_ref = 0;
       for (size_t i = 0; i < vocab; ++i)
-        max_err = std::max(max_err, std::abs(got[i] - expected_row[i])), max_ref = std::max(max_ref, std::abs(expected_row[i]));
+        max_err = std::max(max_err, std::abs(got[i] - expected_row[i])),
+        max_ref = std::max(max_ref, std::abs(expected_row[i]));
       EXPECT_LE(max_err / max_ref, kRelativeTolerance) << "position " << position;
     }
     const auto filled = ref::fill_masks(executor, ids, mask);

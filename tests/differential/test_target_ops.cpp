@@ -98,7 +98,10 @@ std::vector<OpCase> cases() {
          return g.add(OpKind::RmsNorm, {x, param(g, "norm.weight", {kDim})}, eps, "norm");
        }},
       {"gelu", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {}, "gelu"); }},
-      {"gelu_exact", [](ir::Graph& g, int x, int) { return g.add(OpKind::Gelu, {x}, {{"exact", int64_t{1}}}, "gelu"); }},
+      {"gelu_exact",
+       [](ir::Graph& g, int x, int) {
+         return g.add(OpKind::Gelu, {x}, {{"exact", int64_t{1}}}, "gelu");
+       }},
       // BERT's head inside a layer: a norm of a projection's output (split over a mesh's columns).
       {"layernorm_of_projection",
        [=](ir::Graph& g, int x, int) {

@@ -1116,8 +1116,7 @@ TEST(Cli, BertFillsMasksOnEveryMachineAsPyTorchDoes) {
            {"train -m " + dir + " --seq 32 --steps 1 --tokenizer " + std::string(TESSERA_SOURCE_DIR) +
                 "/models/default --text " + std::string(TESSERA_SOURCE_DIR) + "/tests/data/text/persuasion-end.txt",
             "the tokenizer has 2048 tokens"},
-           {"run -m bert-base --arch wse2 --no-numerics --prompt-tokens 512",
-            "an encoder's one pass of 512 tokens"}}) {
+           {"run -m bert-base --arch wse2 --no-numerics --prompt-tokens 512", "an encoder's one pass of 512 tokens"}}) {
     const Result r = tessera(command);
     EXPECT_EQ(r.exit_code, 1) << command;
     EXPECT_TRUE(contains(r.output, message)) << command << ": " << r.output;
@@ -1134,7 +1133,8 @@ TEST(Cli, BertFillsMasksOnEveryMachineAsPyTorchDoes) {
   const Result refill = tessera(fmt::format("run -m {} --arch host -q -p \"{}\"", (base / "trained").string(), text));
   EXPECT_EQ(refill.exit_code, 0) << refill.output;
   EXPECT_TRUE(contains(refill.stdout_text, "[MASK] at token")) << refill.stdout_text;
-  const Result systems = tessera("compare --train -m bert-base --arch 16xwse2,8xh100,16xgc200 --seq 128 --global-batch 256");
+  const Result systems =
+      tessera("compare --train -m bert-base --arch 16xwse2,8xh100,16xgc200 --seq 128 --global-batch 256");
   ASSERT_EQ(systems.exit_code, 0) << systems.output;
   EXPECT_FALSE(contains(systems.output, "does not run")) << systems.output;
   std::filesystem::remove_all(base);

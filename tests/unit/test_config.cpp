@@ -80,8 +80,9 @@ TEST(ModelConfig, ShapeConsistencyIsChecked) {
   text.replace(text.find("family: gpt2"), 12, "family: bert");
   EXPECT_NE(error_of([&] { ir::parse_model_config(text, "m.yaml"); }).find("'type_vocab_size'"), std::string::npos);
   EXPECT_TRUE(ir::parse_model_config(text + "type_vocab_size: 2\n", "m.yaml").is_encoder());
-  EXPECT_NE(error_of([&] { ir::parse_model_config(kGood + std::string("type_vocab_size: 2\n"), "m.yaml"); })
-                .find("token types are BERT's"),
+  EXPECT_NE(error_of([&] {
+              ir::parse_model_config(kGood + std::string("type_vocab_size: 2\n"), "m.yaml");
+            }).find("token types are BERT's"),
             std::string::npos);
   // Sizes beyond any model are refused before a graph is built (they ran for minutes or overflowed).
   for (const auto& [from, to] :
@@ -101,11 +102,16 @@ TEST(ModelConfig, ShapeConsistencyIsChecked) {
 // Published parameter counts (Hugging Face model cards / summing the checkpoints' tensors).
 TEST(ModelConfig, ShippedConfigsHaveThePublishedParameterCounts) {
   const std::map<std::string, int64_t> expected = {
-      {"gpt2-small", 124'439'808}, {"gpt2-medium", 354'823'168}, {"gpt2-large", 774'030'080},
-      {"gpt2-xl", 1'557'611'200},  {"llama3-8b", 8'030'261'248}, {"llama3-70b", 70'553'706'496},
+      {"gpt2-small", 124'439'808},
+      {"gpt2-medium", 354'823'168},
+      {"gpt2-large", 774'030'080},
+      {"gpt2-xl", 1'557'611'200},
+      {"llama3-8b", 8'030'261'248},
+      {"llama3-70b", 70'553'706'496},
       {"mixtral-8x7b", 46'702'792'704},  // "46.7B total, 12.9B active" (Jiang et al. 2024)
       // BertForMaskedLM (no pooler): bert-base-uncased and bert-large-uncased as PyTorch counts them.
-      {"bert-base", 109'514'298}, {"bert-large", 335'174'458},
+      {"bert-base", 109'514'298},
+      {"bert-large", 335'174'458},
   };
   for (const auto& [name, params] : expected) {
     const auto config = ir::load_model_config(model::resolve_model_config(name, TESSERA_SOURCE_DIR));

@@ -45,9 +45,9 @@ struct PhaseCost {
   double forward_moved = 0, backward_moved = 0;
   int64_t forward_ops = 0, backward_ops = 0;
   // Per sequence: attention's query-key pairs over all heads (causal, as the graph's kernels count
-  // them, or an encoder's every pair: then `bidirectional`) scored by the forward pass, by its recompute (full recompute), by attention gradients
-  // that score again (selective recompute), and by the gradients; attention's FLOPs forward and
-  // backward (backward includes recompute). What a kernel that keeps the scores in memory moves.
+  // them, or an encoder's every pair: then `bidirectional`) scored by the forward pass, by its recompute (full
+  // recompute), by attention gradients that score again (selective recompute), and by the gradients; attention's FLOPs
+  // forward and backward (backward includes recompute). What a kernel that keeps the scores in memory moves.
   double forward_attention_pairs = 0, recompute_attention_pairs = 0, rescored_attention_pairs = 0;
   double backward_attention_pairs = 0;
   double forward_attention_flops = 0, backward_attention_flops = 0;

@@ -15,8 +15,8 @@
 
 namespace tessera::ir {
 
-inline constexpr int64_t kSeq = -1;          // the symbolic token count of a step
-inline constexpr int64_t kMaxExperts = 256;  // experts of one mixture-of-experts layer, at most
+inline constexpr int64_t kSeq = -1;              // the symbolic token count of a step
+inline constexpr int64_t kMaxExperts = 256;      // experts of one mixture-of-experts layer, at most
 inline constexpr int32_t kIgnoredTarget = -100;  // a training target no loss counts (PyTorch's ignore_index)
 
 enum class DType { F32, I32 };

@@ -59,7 +59,7 @@ struct GenerationResult {
   std::vector<float> logits;
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;
-  double decode_seconds = 0;  // all decode steps after the first generated token
+  double decode_seconds = 0;          // all decode steps after the first generated token
   std::vector<MaskPrediction> masks;  // an encoder's run: one per [MASK] of the prompt
 };
 

@@ -101,7 +101,7 @@ class GpuLowering {
       kern.hbm_bytes = new_kv + q_and_out;
     } else {
       kern.macs = b * 2 * q_width * (op.causal ? n * (n + 1) / 2 : n * n);  // causal: a triangle of scores
-      kern.hbm_bytes = 2 * new_kv + q_and_out;        // written, then read back by the kernel
+      kern.hbm_bytes = 2 * new_kv + q_and_out;                              // written, then read back by the kernel
     }
     return kern;
   }

@@ -23,15 +23,14 @@ import collections
 import json
 import os
 import shutil
-import struct
 import sys
 import unicodedata
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_models  # noqa: E402
+from gen_hf_dirs import write_safetensors  # noqa: E402
 from gen_reference import random_tensor  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -130,23 +129,6 @@ def build_vocab(text):
         if suffix not in tokens:
             tokens.append(suffix)
     return tokens
-
-
-def write_safetensors(path, tensors):
-    """fp16 floats (int64 for integer tensors), in the given order."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        if t.dtype == torch.int64:
-            raw, dtype = t.numpy().astype(np.int64).tobytes(), "I64"
-        else:
-            raw, dtype = t.numpy().astype(np.float16).tobytes(), "F16"
-        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def write_json(path, payload):

@@ -38,11 +38,14 @@ GENERATED = 12
 
 
 def write_safetensors(path, tensors):
-    """fp16 safetensors, tensors in the given order."""
+    """fp16 safetensors (int64 for integer tensors), tensors in the given order."""
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
-        raw = t.numpy().astype(np.float16).tobytes()
-        header[name] = {"dtype": "F16", "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        if t.dtype == torch.int64:
+            raw, dtype = t.numpy().astype(np.int64).tobytes(), "I64"
+        else:
+            raw, dtype = t.numpy().astype(np.float16).tobytes(), "F16"
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
     text = json.dumps(header, separators=(",", ":")).encode()

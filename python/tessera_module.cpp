@@ -68,7 +68,7 @@ py::dict run(const std::string& model, const std::string& arch, const std::strin
     masks.append(mask);
   }
   out["masks"] = masks;
-  const auto rows = static_cast<py::ssize_t>(g.tokens.size());
+  const auto rows = static_cast<py::ssize_t>(g.logit_rows());
   const py::ssize_t vocab = rows > 0 ? static_cast<py::ssize_t>(g.logits.size()) / rows : 0;
   py::array_t<float> logits({rows, vocab});
   std::copy(g.logits.begin(), g.logits.end(), logits.mutable_data());

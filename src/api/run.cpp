@@ -50,7 +50,8 @@ ref::GenerationResult fill_masks(Executor& executor, const model::Tokenizer& tok
                                  const std::vector<int32_t>& prompt, const RunRequest& request,
                                  const std::function<void(std::string_view)>& on_text) {
   if (on_text) on_text(request.prompt);
-  ref::GenerationResult result = ref::fill_masks(executor, prompt, *tokenizer.special("[MASK]"));
+  ref::GenerationResult result =
+      ref::fill_masks(executor, prompt, *tokenizer.special("[MASK]"), 5, request.keep_logits);
   for (auto& m : result.masks)
     for (int32_t id : m.ids) m.tokens.push_back(tokenizer.token_bytes(id));
   return result;

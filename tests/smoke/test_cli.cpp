@@ -1223,6 +1223,26 @@ TEST(Cli, RunsWriteTheirTokenIdsAndLogits) {
   const Result timing = tessera("run -q --no-numerics --logits " + (base / "x.npy").string());
   EXPECT_EQ(timing.exit_code, 1);
   EXPECT_TRUE(contains(timing.output, "--logits writes the values a run computes")) << timing.output;
+  // An encoder's run writes the logits at each [MASK]: the wafer's (its per-core data plane) are
+  // PyTorch's (tests/data/hf/bert/expected.json).
+  const std::string bert = std::string(TESSERA_SOURCE_DIR) + "/tests/data/hf/bert";
+  const nlohmann::json expected = nlohmann::json::parse(read_all(bert + "/expected.json"))["prompts"][0];
+  ASSERT_EQ(tessera(fmt::format("run -q -m {} --arch wse2 -p \"{}\" --logits {}", bert,
+                                expected["prompt"].get<std::string>(), (base / "bert.npy").string()))
+                .exit_code,
+            0);
+  const std::vector<float> masks = npy(read_all((base / "bert.npy").string()), rows, cols);
+  ASSERT_EQ(rows, static_cast<int64_t>(expected["masks"].size()));
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto want = expected["logits"][std::to_string(expected["masks"][static_cast<size_t>(r)].get<int>())]
+                          .get<std::vector<double>>();
+    ASSERT_EQ(static_cast<int64_t>(want.size()), cols);
+    double bert_err = 0, bert_scale = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      bert_err = std::max(bert_err, std::abs(masks[static_cast<size_t>(r * cols + c)] - want[static_cast<size_t>(c)])),
+      bert_scale = std::max(bert_scale, std::abs(want[static_cast<size_t>(c)]));
+    EXPECT_LT(bert_err / bert_scale, 1e-5) << "mask " << r;
+  }
   std::filesystem::remove_all(base);
 }
 

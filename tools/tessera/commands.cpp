@@ -176,7 +176,7 @@ int run_command(const RunFlags& given) {
   }
   if (!g.masks.empty()) std::printf("\n");
   if (!flags.logits.empty()) {
-    const auto rows = static_cast<int64_t>(g.tokens.size());
+    const int64_t rows = g.logit_rows();
     const int64_t vocab = rows > 0 ? static_cast<int64_t>(g.logits.size()) / rows : 0;
     report::write_output(flags.logits, report::npy_f32(g.logits, {rows, vocab}), out.inputs);
   }

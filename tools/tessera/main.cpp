@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
       ->check(kNonNegative);
   run_cmd->add_option("-s,--seed", run.seed, "Seed for sampling and for --weights random")->capture_default_str();
   run_cmd->add_option("--logits", run.logits,
-                      "Write the logits of every generated position (NumPy .npy, float32 [generated, vocabulary])");
+                      "Write the logits of every generated position (NumPy .npy, float32 [generated, vocabulary]; an "
+                      "encoder: of every [MASK], [masks, vocabulary])");
   run_cmd
       ->add_option("-a,--arch", run.arch, "Machine: host (reference executor) or a preset/file (see `tessera archs`)")
       ->capture_default_str();

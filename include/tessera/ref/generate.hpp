@@ -61,6 +61,8 @@ struct GenerationResult {
   double prefill_seconds = 0;
   double decode_seconds = 0;          // all decode steps after the first generated token
   std::vector<MaskPrediction> masks;  // an encoder's run: one per [MASK] of the prompt
+  // The rows `logits` holds: one per generated token, or an encoder's one per mask.
+  int64_t logit_rows() const { return static_cast<int64_t>(masks.empty() ? tokens.size() : masks.size()); }
 };
 
 // Throws Error, saying how many new tokens would fit, if a prompt of prompt_tokens plus
@@ -111,10 +113,12 @@ GenerationResult generate(Executor& executor, std::span<const int32_t> prompt, c
 }
 
 // An encoder's run on any executor: one pass over the whole prompt (every position sees every
-// other), then at each position holding `mask` the `top` most likely tokens. Throws Error if the
-// prompt holds no `mask` or does not fit the executor's context.
+// other), then at each position holding `mask` the `top` most likely tokens (and, with
+// `keep_logits`, that position's logits, a row per mask). Throws Error if the prompt holds no
+// `mask` or does not fit the executor's context.
 template <typename Executor>
-GenerationResult fill_masks(Executor& executor, std::span<const int32_t> prompt, int32_t mask, int64_t top = 5) {
+GenerationResult fill_masks(Executor& executor, std::span<const int32_t> prompt, int32_t mask, int64_t top = 5,
+                            bool keep_logits = false) {
   if (std::find(prompt.begin(), prompt.end(), mask) == prompt.end())
     fail("an encoder fills masks: write [MASK] in the prompt where a word should be predicted");
   check_generation_fits(static_cast<int64_t>(prompt.size()), 0, executor.max_context());
@@ -129,6 +133,7 @@ GenerationResult fill_masks(Executor& executor, std::span<const int32_t> prompt,
   for (size_t p = 0; p < prompt.size(); ++p) {
     if (prompt[p] != mask) continue;
     const std::span<const float> row = logits.subspan(p * static_cast<size_t>(vocab), static_cast<size_t>(vocab));
+    if (keep_logits) result.logits.insert(result.logits.end(), row.begin(), row.end());
     const float peak = *std::max_element(row.begin(), row.end());
     double sum = 0;
     for (float v : row) sum += std::exp(static_cast<double>(v - peak));

@@ -256,3 +256,34 @@ TEST(Sweep, TrainingWorkloadsAreTimedOnEachDesign) {
                                          "  - {workload: train, metric: time_to_first_token_s, goal: min}\n";
   EXPECT_NE(error_of([&] { api::load_sweep(dir / "bad.yaml"); }).find("unknown training metric"), std::string::npos);
 }
+
+// An encoder's workload is one pass over its prompt: nothing generated (a generated_tokens key is
+// refused by name), its served tokens the prompt tokens the batch processes per second.
+TEST(Sweep, EncoderWorkloadsAreOnePass) {
+  const fs::path dir = fresh_dir("encoder");
+  const std::string spec_text =
+      "name: encoder\nbase: h100\nparameters:\n  clock: [1.2GHz, 1.98GHz]\nworkloads:\n"
+      "  - {name: encode, model: " +
+      source("tests/data/hf/bert").string() +
+      ", dtype: fp16, prompt_tokens: 32, batch: 8}\nobjectives:\n"
+      "  - {workload: encode, metric: time_to_first_token_s, goal: min}\n"
+      "  - {workload: encode, metric: served_tokens_per_s, goal: max}\n";
+  std::ofstream(dir / "spec.yaml") << spec_text;
+  const sweep::Spec spec = api::load_sweep(dir / "spec.yaml");
+  ASSERT_EQ(spec.workloads[0].work.max_new_tokens, 0);
+  double slow = 0, fast = 0;
+  for (const sweep::Point& p : sweep::points(spec)) {
+    const nlohmann::json row = nlohmann::json::parse(sweep::evaluate(spec, p));
+    const auto& w = row["workloads"]["encode"];
+    ASSERT_TRUE(w["fits"].get<bool>()) << row.dump();
+    EXPECT_NEAR(w["served_tokens_per_s"].get<double>() * w["time_to_first_token_s"].get<double>(), 8 * 32, 1e-6)
+        << "one batch of 8 x 32 tokens per pass";
+    (p.values[0].second == "1.2GHz" ? slow : fast) = w["time_to_first_token_s"].get<double>();
+  }
+  EXPECT_LT(fast, slow) << "a faster clock makes the pass shorter";
+  std::ofstream(dir / "bad.yaml") << spec_text.substr(0, spec_text.find(", batch: 8}")) +
+                                         ", batch: 8, generated_tokens: 4}\n" +
+                                         spec_text.substr(spec_text.find("objectives:"));
+  EXPECT_NE(error_of([&] { api::load_sweep(dir / "bad.yaml"); }).find("is an encoder: it generates nothing"),
+            std::string::npos);
+}

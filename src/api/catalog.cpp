@@ -84,25 +84,34 @@ std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target
   return compiled.plan;
 }
 
+TokenizerFiles tokenizer_files(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
+  using Kind = TokenizerFiles::Kind;
+  if (tokenizer_dir.empty()) {
+    if (config.tokenizer_json_path) return {Kind::Json, *config.tokenizer_json_path, {}};
+    if (config.wordpiece_path) return {Kind::WordPiece, *config.wordpiece_path, {}};
+    TESSERA_ASSERT(config.encoder_path && config.merges_path);
+    return {Kind::Bpe, *config.encoder_path, *config.merges_path};
+  }
+  const fs::path dir(tokenizer_dir);
+  std::error_code ec;
+  if (!fs::exists(dir / "encoder.json", ec)) {
+    if (fs::exists(dir / "tokenizer.json", ec)) return {Kind::Json, dir / "tokenizer.json", {}};
+    if (fs::exists(dir / "vocab.txt", ec)) return {Kind::WordPiece, dir / "vocab.txt", {}};
+  }
+  return {Kind::Bpe, dir / "encoder.json", dir / "vocab.bpe"};
+}
+
 model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir) {
   if (tokenizer_dir.empty() && !config.has_tokenizer())
     fail(
         "model '{}' ships no tokenizer; pass --tokenizer DIR with GPT-2 style encoder.json and vocab.bpe (or a "
         "tokenizer.json, or BERT's vocab.txt)",
         config.name);
-  const fs::path dir(tokenizer_dir);
-  std::error_code ec;
-  const auto from_dir = [&] {
-    if (fs::exists(dir / "encoder.json", ec)) return model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");
-    if (fs::exists(dir / "tokenizer.json", ec)) return model::Tokenizer::load_hf(dir / "tokenizer.json");
-    if (fs::exists(dir / "vocab.txt", ec)) return model::Tokenizer::load_wordpiece(dir / "vocab.txt", config.lowercase);
-    return model::Tokenizer::load(dir / "encoder.json", dir / "vocab.bpe");  // fails naming encoder.json
-  };
-  model::Tokenizer tokenizer = !tokenizer_dir.empty()       ? from_dir()
-                               : config.tokenizer_json_path ? model::Tokenizer::load_hf(*config.tokenizer_json_path)
-                               : config.wordpiece_path
-                                   ? model::Tokenizer::load_wordpiece(*config.wordpiece_path, config.lowercase)
-                                   : model::Tokenizer::load(*config.encoder_path, *config.merges_path);
+  const TokenizerFiles files = tokenizer_files(config, tokenizer_dir);
+  model::Tokenizer tokenizer = files.kind == TokenizerFiles::Kind::Json ? model::Tokenizer::load_hf(files.file)
+                               : files.kind == TokenizerFiles::Kind::WordPiece
+                                   ? model::Tokenizer::load_wordpiece(files.file, config.lowercase)
+                                   : model::Tokenizer::load(files.file, files.merges);
   if (tokenizer.vocab_size() != config.vocab_size)
     fail("the tokenizer has {} tokens but model '{}' has vocab_size {}; use the tokenizer the model was trained with",
          tokenizer.vocab_size(), config.name, config.vocab_size);

@@ -323,38 +323,28 @@ TrainResult train(const TrainRequest& r, const std::function<void(const TrainSte
                                                    r.batch * r.micro_batches, r.seq)));
     if (package_written) return;
     package_written = true;
-    // The tokenizer the run read, copied beside the weights: a tokenizer.json, a WordPiece vocab.txt,
-    // or encoder.json and vocab.bpe (the model's own, or --tokenizer's).
-    const fs::path given(r.tokenizer_dir);
-    std::error_code ec;
-    const std::optional<fs::path> hf_tokenizer =
-        r.tokenizer_dir.empty() ? config.tokenizer_json_path
-        : !fs::exists(given / "encoder.json", ec) && fs::exists(given / "tokenizer.json", ec)
-            ? std::optional<fs::path>(given / "tokenizer.json")
-            : std::nullopt;
-    const std::optional<fs::path> wordpiece =
-        r.tokenizer_dir.empty() ? config.wordpiece_path
-        : !fs::exists(given / "encoder.json", ec) && !hf_tokenizer && fs::exists(given / "vocab.txt", ec)
-            ? std::optional<fs::path>(given / "vocab.txt")
-            : std::nullopt;
-    std::string tokenizer_files[2] = {"encoder.json", "vocab.bpe"};
-    if (wordpiece) {
-      report::write_into_output_directory(out_dir, "vocab.txt", read_text_file(*wordpiece, kTokenizerFile));
-      tokenizer_files[0] = "vocab.txt", tokenizer_files[1] = "";
-    } else if (hf_tokenizer) {
-      report::write_into_output_directory(out_dir, "tokenizer.json", read_text_file(*hf_tokenizer, kTokenizerFile));
-      tokenizer_files[0] = "tokenizer.json", tokenizer_files[1] = "";
-    } else {
-      const bool own = r.tokenizer_dir.empty() && config.encoder_path;
-      report::write_into_output_directory(
-          out_dir, "encoder.json", read_text_file(own ? *config.encoder_path : given / "encoder.json", kTokenizerFile));
-      report::write_into_output_directory(
-          out_dir, "vocab.bpe", read_text_file(own ? *config.merges_path : given / "vocab.bpe", kTokenizerFile));
+    // The tokenizer the run read, copied beside the weights under its usual names.
+    const TokenizerFiles files = tokenizer_files(config, r.tokenizer_dir);
+    const auto copy = [&](const fs::path& from, const char* name) {
+      report::write_into_output_directory(out_dir, name, read_text_file(from, kTokenizerFile));
+      return std::string(name);
+    };
+    std::string tokenizer_names[2];
+    switch (files.kind) {
+      case TokenizerFiles::Kind::Json:
+        tokenizer_names[0] = copy(files.file, "tokenizer.json");
+        break;
+      case TokenizerFiles::Kind::WordPiece:
+        tokenizer_names[0] = copy(files.file, "vocab.txt");
+        break;
+      case TokenizerFiles::Kind::Bpe:
+        tokenizer_names[0] = copy(files.file, "encoder.json"), tokenizer_names[1] = copy(files.merges, "vocab.bpe");
+        break;
     }
     report::write_into_output_directory(
         out_dir, "config.yaml",
         "# Written by tessera train: the model config and this checkpoint's files\n" +
-            ir::model_config_yaml(config, kCheckpointWeights, tokenizer_files[0], tokenizer_files[1]));
+            ir::model_config_yaml(config, kCheckpointWeights, tokenizer_names[0], tokenizer_names[1]));
   };
 
   using clock = std::chrono::steady_clock;

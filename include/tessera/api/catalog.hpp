@@ -36,8 +36,16 @@ std::unique_ptr<target::Target> load_target(const std::string& arch_name, const 
 std::shared_ptr<const target::Plan> compile_or_fail(const target::Target& target, const target::ModelSource& model,
                                                     const target::ChipWork& work);
 
-// The tokenizer from `tokenizer_dir` (GPT-2 encoder.json + vocab.bpe) or the model package; its
-// vocabulary must be the model's.
+// The files a tokenizer is read from: `tokenizer_dir`'s (its GPT-2 encoder.json + vocab.bpe, else
+// its tokenizer.json, else its WordPiece vocab.txt; encoder.json where it holds none, so that
+// loading names what is missing), or the model package's own (the config must name one).
+struct TokenizerFiles {
+  enum class Kind { Bpe, Json, WordPiece };
+  Kind kind = Kind::Bpe;
+  std::filesystem::path file, merges;  // merges: Bpe only
+};
+TokenizerFiles tokenizer_files(const ir::ModelConfig& config, const std::string& tokenizer_dir);
+// The tokenizer of tokenizer_files(); its vocabulary must be the model's.
 model::Tokenizer load_tokenizer(const ir::ModelConfig& config, const std::string& tokenizer_dir);
 // The prompt's tokens; an empty prompt starts from <|endoftext|>.
 std::vector<int32_t> encode_prompt(const model::Tokenizer& tokenizer, const std::string& text);

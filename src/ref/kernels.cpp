@@ -77,7 +77,7 @@ void gelu(const float* x, int64_t n, float* out) {
 }
 
 void gelu_exact(const float* x, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+  for (int64_t i = 0; i < n; ++i) out[i] = gelu_exact_value(x[i]);
 }
 
 void gelu_exact_grad(const float* x, const float* dy, int64_t n, float* dx) {

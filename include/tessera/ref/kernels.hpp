@@ -3,6 +3,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -64,6 +65,9 @@ inline float gelu_value(float x) {
   constexpr float kC = 0.7978845608028654f;  // sqrt(2 / pi)
   return 0.5f * x * (1.0f + fast_tanh(kC * (x + 0.044715f * x * x * x)));
 }
+
+// GELU's erf form, x Phi(x).
+inline float gelu_exact_value(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
 
 // 1 / (1 + exp(-x)); exp's argument kept within +-80, where sigmoid is already 0 or 1 in fp32.
 inline float sigmoid(float x) {

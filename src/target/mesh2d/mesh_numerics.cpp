@@ -149,8 +149,6 @@ float gelu(float x) {
   return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
 
-float gelu_exact(float x) { return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2))); }
-
 // out[n] += x * w[n] and out[n] = x * w[n]: the inner loops of every projection (vectorised by
 // the compiler).
 void axpy(float* __restrict out, const float* __restrict w, float x, int64_t n) {
@@ -515,7 +513,7 @@ struct MeshDataPlane::State {
               out[e] = x[e] * y[e];
               break;
             default:
-              out[e] = op.op == ir::OpKind::Gelu ? (so.exact_gelu ? gelu_exact(x[e]) : gelu(x[e]))
+              out[e] = op.op == ir::OpKind::Gelu ? (so.exact_gelu ? ref::kernels::gelu_exact_value(x[e]) : gelu(x[e]))
                        : op.gated                ? x[e] / (1.0f + std::exp(-x[e])) * y[e]
                                                  : x[e] / (1.0f + std::exp(-x[e]));
           }
@@ -1227,6 +1225,13 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
     int64_t width;
     enum class By { Token, Position, Zero } by;
   };
+  // The checkpoint values of a node's `input` (an embedding table, a norm vector).
+  const auto weights_of = [&](const ir::Node& node, size_t input) -> const float* {
+    const std::string& name = st.graph->node(node.inputs[input]).name;
+    const model::Tensor* t = st.weights->find(name);
+    if (!t) fail("weights are missing '{}'", name);
+    return t->values.data();
+  };
   std::vector<Lookup> lookups;
   const ir::Node* embedding_norm = nullptr;
   for (const auto& op : st.lowered.embedding)
@@ -1238,19 +1243,11 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
       }
       if (node.op != ir::OpKind::Embedding) continue;
       const ir::Node &table = st.graph->node(node.inputs[0]), &ids = st.graph->node(node.inputs[1]);
-      const model::Tensor* t = st.weights->find(table.name);
-      if (!t) fail("weights are missing '{}'", table.name);
-      lookups.push_back({t->values.data(), table.type.shape.dims[1],
+      lookups.push_back({weights_of(node, 0), table.type.shape.dims[1],
                          ids.name == "positions"     ? Lookup::By::Position
                          : ids.name == "token_types" ? Lookup::By::Zero
                                                      : Lookup::By::Token});
     }
-  const auto vector_of = [&](const ir::Node& node, size_t input) -> const float* {
-    const std::string& name = st.graph->node(node.inputs[input]).name;
-    const model::Tensor* t = st.weights->find(name);
-    if (!t) fail("weights are missing '{}'", name);
-    return t->values.data();
-  };
   const auto head_stage = static_cast<int32_t>(st.stages.size() - 1);
   // A whole prompt is prefilled chunk by chunk with the plan's prefill steps; one more token with
   // its decode steps.
@@ -1284,8 +1281,8 @@ std::span<const float> MeshDataPlane::forward(std::span<const int32_t> tokens, b
             for (int64_t e = 0; e < d; ++e) rows[static_cast<size_t>(t * d + e)] += l.table[id * l.width + e];
           }
         if (embedding_norm)
-          ref::kernels::norm(rows.data(), vector_of(*embedding_norm, 1),
-                             embedding_norm->op == ir::OpKind::LayerNorm ? vector_of(*embedding_norm, 2) : nullptr,
+          ref::kernels::norm(rows.data(), weights_of(*embedding_norm, 1),
+                             embedding_norm->op == ir::OpKind::LayerNorm ? weights_of(*embedding_norm, 2) : nullptr,
                              embedding_norm->float_attr("eps"), count, d, rows.data());
         st.deliver_rows(st.stages.at(static_cast<size_t>(step.stage)), rows.data(), count);
       } else if (step.pattern == program::Pattern::StageTransfer) {

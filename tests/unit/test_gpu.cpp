@@ -1,6 +1,8 @@
 // The GPU model against first principles on every shared_memory preset.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "tessera/base/fs.hpp"
 #include "tessera/target/arch.hpp"
 #include "tessera/target/shared_memory/gpu_compiler.hpp"
@@ -151,23 +153,68 @@ TEST(GpuModel, WeightOnlyInt4GemmsReachMarlinsSpeedup) {
     const auto half =
         sim::simulate_gpu(compile("llama3-8b", yaml, {128, 2, batch, 1, PrecisionPolicy::uniform("fp16")}).plan);
     const auto packed = sim::simulate_gpu(compile("llama3-8b", yaml, {128, 2, batch, 1, int4}).plan);
-    ASSERT_EQ(half.last_decode_kernels.size(), packed.last_decode_kernels.size());
+    // Each GEMM's time without launches, its split-K reduction (where the tiling splits K) included.
     const double launch = target::parse_arch(yaml, "a100").gpu.kernel_launch_s;
-    int gemms = 0;
-    for (size_t i = 0; i < half.last_decode_kernels.size(); ++i) {
-      const auto &f = half.last_decode_kernels[i], &q = packed.last_decode_kernels[i];
-      if (f.op != "gemm" || f.name == "lm_head") continue;
-      ++gemms;
-      const double speedup = (f.seconds - launch) / (q.seconds - launch);
-      EXPECT_LE(speedup, ideal * 1.001) << f.name << ": no faster than its bytes";
+    auto gemm_seconds = [&](const auto& r) {
+      std::map<std::string, std::pair<double, std::string>> out;  // name: seconds, the GEMM's bound
+      for (const auto& k : r.last_decode_kernels) {
+        if (k.op == "gemm" && k.name != "lm_head") out[k.name] = {k.seconds - launch, k.bound};
+        if (k.op == "reduce") out.at(k.name.substr(0, k.name.size() - 7)).first += k.seconds - launch;
+      }
+      return out;
+    };
+    const auto f = gemm_seconds(half), q = gemm_seconds(packed);
+    ASSERT_EQ(f.size(), 32u * 4);
+    for (const auto& [name, fp16] : f) {
+      const auto& [seconds, bound] = q.at(name);
+      const double speedup = fp16.first / seconds;
+      EXPECT_LE(speedup, ideal * 1.001) << name << ": no faster than its bytes";
       if (batch <= 32) {
-        EXPECT_EQ(q.bound, "memory") << q.name;
-        EXPECT_GT(speedup, 0.9 * ideal) << f.name;
+        EXPECT_EQ(bound, "memory") << name;
+        EXPECT_GT(speedup, 0.9 * ideal) << name;
       } else {
-        EXPECT_EQ(q.bound, "compute") << q.name;
+        EXPECT_EQ(bound, "compute") << name;
       }
     }
-    EXPECT_EQ(gemms, 32 * 4);
+  }
+}
+
+// A dense GEMM that splits K over otherwise idle SMs writes fp32 partial sums of its whole output
+// per partition instead of the output, and a reduction kernel of its own reads them back (CUTLASS's
+// parallel split-K): short prompts pay it, long ones (enough output tiles) do not split.
+TEST(GpuModel, SplitKGemmsPayForTheirReductionKernel) {
+  const std::string yaml = preset("a100");
+  const arch::ArchSpec a = target::parse_arch(yaml, "a100");
+  const auto plan = compile("llama3-8b", yaml, {128, 2, 1, 1, PrecisionPolicy::uniform("fp16")}).plan;
+  const sim::GpuReport r = sim::simulate_gpu(plan);
+  ASSERT_EQ(r.prefill_kernels.size(), plan.prefill.size());
+  auto cdiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+  int reductions = 0;
+  for (size_t i = 1; i < plan.prefill.size(); ++i) {
+    const program::Kernel& reduce = plan.prefill[i];
+    if (reduce.op != "reduce") continue;
+    ++reductions;
+    const program::Kernel& gemm = plan.prefill[i - 1];
+    ASSERT_EQ(gemm.op, "gemm");
+    EXPECT_EQ(reduce.name, gemm.name + ".reduce");
+    const auto m = static_cast<double>(gemm.m), n = static_cast<double>(gemm.n), k = static_cast<double>(gemm.k);
+    const int64_t split = gemm.ctas / (cdiv(gemm.m, gemm.tile_m) * cdiv(gemm.n, gemm.tile_n));
+    EXPECT_GT(split, 1) << gemm.name;
+    EXPECT_DOUBLE_EQ(gemm.workspace_bytes, static_cast<double>(split) * m * n * 4) << gemm.name;
+    EXPECT_DOUBLE_EQ(reduce.workspace_bytes, gemm.workspace_bytes);
+    EXPECT_DOUBLE_EQ(gemm.hbm_bytes, (n * k + m * k) * 2) << gemm.name << ": the output is the reduction's";
+    EXPECT_DOUBLE_EQ(reduce.hbm_bytes, m * n * 2);
+    ASSERT_LE(gemm.workspace_bytes, a.gpu.l2_bytes);
+    EXPECT_NEAR(r.prefill_kernels[i].seconds,
+                a.gpu.kernel_launch_s + gemm.workspace_bytes / a.gpu.l2_bytes_per_second +
+                    m * n * 2 / a.gpu.sustained_hbm_bytes_per_second(),
+                1e-15)
+        << reduce.name;
+  }
+  EXPECT_GT(reductions, 0);
+  for (const auto& kern : compile("llama3-8b", yaml, {4096, 2, 1, 1, PrecisionPolicy::uniform("fp16")}).plan.prefill) {
+    EXPECT_NE(kern.op, "reduce") << kern.name;
+    EXPECT_EQ(kern.workspace_bytes, 0) << kern.name;
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <numeric>
 
 #include "../gemm_work.hpp"
 #include "tessera/base/precision.hpp"
@@ -39,12 +40,30 @@ double tile_step_cycles(const arch::ArchSpec& a, const GemmRate& rate, int64_t r
   return std::max(compute, bytes / l2_bytes_per_sm_cycle);
 }
 
+bool workspace_in_l2(const arch::ArchSpec& a, double bytes) {
+  return a.gpu.l2_bytes_per_second > 0 && bytes <= a.gpu.l2_bytes;
+}
+
+double workspace_seconds(const arch::ArchSpec& a, double bytes) {
+  return bytes / (workspace_in_l2(a, bytes) ? a.gpu.l2_bytes_per_second : a.gpu.sustained_hbm_bytes_per_second());
+}
+
+double split_k_reduction_seconds(const arch::ArchSpec& a, const GemmTiling& t, double rows, double cols,
+                                 double element_bytes) {
+  if (!t.reduction_kernel) return 0;
+  return a.gpu.kernel_launch_s + workspace_seconds(a, t.workspace_bytes) +
+         rows * cols * element_bytes / a.gpu.sustained_hbm_bytes_per_second();
+}
+
 std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate& rate,
                                          const std::vector<int64_t>& groups, int64_t n, int64_t k, bool split_k,
                                          double floor_cycles) {
   const int64_t sms = a.usable.cores();
   const int64_t tallest = *std::max_element(groups.begin(), groups.end());
+  const auto rows_total = static_cast<double>(std::accumulate(groups.begin(), groups.end(), int64_t{0}));
+  const double partial_bytes = rate.weight_only ? rate.element_bytes : storage_bits(a.core.accumulate) / 8;
   std::optional<GemmTiling> best;
+  double best_cycles = 0;
   for (const auto& [tm, tn] : kTiles) {
     if (static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes > a.core.sram_bytes) continue;
     // A matrix unit computes its tile's full height (at least matrix_rows); datapaths without a
@@ -52,17 +71,29 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
     const int64_t rows = rate.matrix_rows > 0 ? std::max(tm, rate.matrix_rows) : std::min(tallest, tm);
     int64_t tiles = 0;
     for (int64_t g : groups) tiles += cdiv(g, tm) * cdiv(n, tn);
-    // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each.
-    const int64_t split = split_k ? std::max<int64_t>(1, std::min(sms / tiles, k / kSlab)) : 1;
-    GemmTiling t{rows,
-                 tn,
-                 cdiv(k, split),
-                 tiles * split,
-                 cdiv(tiles * split, sms),
-                 0,
-                 static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes};
-    t.cycles = static_cast<double>(t.waves) * static_cast<double>(t.tile_k) * tile_step_cycles(a, rate, rows, tn);
-    if (!best || std::max(t.cycles, floor_cycles) < std::max(best->cycles, floor_cycles)) best = t;
+    // Split K over otherwise idle SMs (as cuBLAS does for small outputs), a slab at least each:
+    // no split, the widest split, and the powers of two between are the candidates.
+    const int64_t widest = split_k ? std::max<int64_t>(1, std::min(sms / tiles, k / kSlab)) : 1;
+    for (int64_t split = 1;; split = std::min(2 * split, widest)) {
+      GemmTiling t{rows,
+                   tn,
+                   cdiv(k, split),
+                   tiles * split,
+                   cdiv(tiles * split, sms),
+                   split,
+                   0,
+                   static_cast<double>(kStages * (tm + tn) * kSlab) * rate.element_bytes,
+                   split > 1 ? static_cast<double>(split) * rows_total * static_cast<double>(n) * partial_bytes : 0,
+                   split > 1 && !rate.weight_only};
+      t.cycles = static_cast<double>(t.waves) * static_cast<double>(t.tile_k) * tile_step_cycles(a, rate, rows, tn);
+      // What the choice weighs: the waves or the memory traffic (workspace writes included), then
+      // the reduction kernel.
+      const double total =
+          std::max(t.cycles, floor_cycles + workspace_seconds(a, t.kernel_workspace_bytes()) * a.clock_hz) +
+          split_k_reduction_seconds(a, t, rows_total, static_cast<double>(n), rate.element_bytes) * a.clock_hz;
+      if (!best || total < best_cycles) best = t, best_cycles = total;
+      if (split == widest) break;
+    }
   }
   return best;
 }
@@ -91,10 +122,11 @@ GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   const auto tiling = fastest_tiling(a, rate, {work.m}, work.n, work.k, true, memory_cycles);
   if (!tiling)
     fail("no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", a.name, a.core.sram_bytes / 1024);
-  const int64_t split = cdiv(work.k, tiling->tile_k);
+  const int64_t split = tiling->split;
   out.layout = fmt::format("{} cores (SMs); CTA tiles of {} x {} x {}{}, {} CTAs in {} waves", a.usable.cores(),
                            tiling->tile_m, tiling->tile_n, tiling->tile_k,
-                           split > 1 ? fmt::format(" (K split {} ways)", split) : "", tiling->ctas, tiling->waves);
+                           split > 1 ? fmt::format(" (K split {} ways, then a reduction kernel)", split) : "",
+                           tiling->ctas, tiling->waves);
   if (work.values)
     out.values_note =
         "values not computed: a GPU's product sums in its vendor library's order (tessera's GPU values are the "
@@ -105,9 +137,14 @@ GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   r.memory_bytes = tiling->shared_memory_bytes, r.memory_available_bytes = a.core.sram_bytes;
   r.steps = tiling->waves;
   r.compute_s = tiling->cycles / a.clock_hz;
-  r.seconds = a.gpu.kernel_launch_s + std::max(tiling->cycles, memory_cycles) / a.clock_hz;
+  // A split K's GEMM writes its partial sums instead of C; the reduction kernel writes C.
+  const double c_bytes = tiling->reduction_kernel ? m * n * rate.element_bytes : 0;
+  const double memory_s = (hbm_bytes - c_bytes) / a.gpu.sustained_hbm_bytes_per_second() +
+                          workspace_seconds(a, tiling->kernel_workspace_bytes());
+  r.seconds = a.gpu.kernel_launch_s + std::max(r.compute_s, memory_s) +
+              split_k_reduction_seconds(a, *tiling, m, n, rate.element_bytes);
   r.communication_s = r.seconds - r.compute_s;
-  r.bound = memory_cycles > tiling->cycles ? "memory" : "compute";
+  r.bound = memory_s > r.compute_s ? "memory" : "compute";
   r.energy.compute_j = m * k * n * a.energy.mac_pj.at(work.dtype) * 1e-12;
   r.energy.memory_j = hbm_bytes * a.energy.hbm_pj_per_byte * 1e-12;
   out.algorithms.push_back(r);

@@ -42,9 +42,19 @@ class GpuLowering {
   int64_t kv_dim() const { return m_.n_kv_heads * m_.head_dim(); }
 
   // A [m, k] x [k, n] GEMM on this GPU: the tile that finishes soonest among those whose pipeline
-  // fits the SM's shared memory (one CTA per SM).
-  Kernel gemm(const std::string& name, int64_t m, int64_t n, int64_t k) const {
-    return grouped_gemm(name, "gemm", {m}, 1, n, k, true);
+  // fits the SM's shared memory (one CTA per SM). Where a dense GEMM splits K, its partial sums go
+  // to a workspace instead of the output, and a reduction kernel follows (gemm_tiling.hpp).
+  void gemm(std::vector<Kernel>& out, const std::string& name, int64_t m, int64_t n, int64_t k) const {
+    out.push_back(grouped_gemm(name, "gemm", {m}, 1, n, k, true));
+    Kernel& product = out.back();
+    if (product.workspace_bytes <= 0 || storage_.unpack_ops() > 0) return;  // no split, or reduced in the kernel
+    const double output_bytes = static_cast<double>(m) * static_cast<double>(n) * act_bytes_;
+    product.hbm_bytes -= output_bytes;
+    Kernel reduce;
+    reduce.name = name + ".reduce", reduce.op = "reduce";
+    reduce.workspace_bytes = product.workspace_bytes;
+    reduce.hbm_bytes = output_bytes;
+    out.push_back(reduce);
   }
 
   // GEMMs of one shape [k, n] with a weight matrix each, [groups[i], k] x [k, n], in one launch
@@ -63,13 +73,14 @@ class GpuLowering {
     kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
     target::GemmRate rate = gemm_;
-    rate.mac_density = density, rate.weight_bytes = weight_bits(k) / 8;
+    rate.mac_density = density, rate.weight_bytes = weight_bits(k) / 8, rate.weight_only = storage_.unpack_ops() > 0;
     const auto tiling = target::fastest_tiling(a_, rate, groups, n, k, split_k, memory_cycles);
     if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", name, a_.name,
            a_.core.sram_bytes / 1024);
     kern.tile_m = tiling->tile_m, kern.tile_n = tiling->tile_n, kern.tile_k = tiling->tile_k;
     kern.ctas = tiling->ctas, kern.waves = tiling->waves;
+    kern.workspace_bytes = tiling->kernel_workspace_bytes();
     return kern;
   }
 
@@ -136,10 +147,10 @@ class GpuLowering {
         return;
       case LoweredKind::Projection:
         if (!op.split_input) {
-          out.push_back(gemm(op.name, rows, op.n / t_, op.k));
+          gemm(out, op.name, rows, op.n / t_, op.k);
           return;
         }
-        out.push_back(gemm(op.name, rows, op.n, op.k / t_));
+        gemm(out, op.name, rows, op.n, op.k / t_);
         if (t_ > 1) out.push_back(allreduce(op.name + ".allreduce", rows, op.n));
         return;
     }

@@ -10,7 +10,8 @@ namespace tessera::program {
 namespace {
 
 constexpr const char* kFormat = "tessera-gpu-plan";
-constexpr int64_t kVersion = 3;  // 2: routing, the experts kernel; 3: expert parallelism, alltoall
+// 2: routing, the experts kernel; 3: expert parallelism, alltoall; 4: split-K workspaces, the reduce kernel
+constexpr int64_t kVersion = 4;
 
 constexpr std::pair<const char*, int64_t Kernel::*> kKernelIntegers[] = {
     {"m", &Kernel::m},           {"n", &Kernel::n},           {"k", &Kernel::k},       {"tile_m", &Kernel::tile_m},
@@ -22,6 +23,7 @@ constexpr std::pair<const char*, double Kernel::*> kKernelNumbers[] = {
     {"hbm_bytes_per_position", &Kernel::hbm_bytes_per_position},
     {"unpack_ops", &Kernel::unpack_ops},
     {"link_bytes", &Kernel::link_bytes},
+    {"workspace_bytes", &Kernel::workspace_bytes},
     {"macs_all_gpus", &Kernel::macs_all_gpus},
     {"hbm_bytes_all_gpus", &Kernel::hbm_bytes_all_gpus}};
 constexpr std::pair<const char*, int64_t GpuPlan::*> kPlanIntegers[] = {{"prompt_tokens", &GpuPlan::prompt_tokens},
@@ -72,8 +74,8 @@ GpuPlan gpu_plan_from_json(const std::string& text, const std::string& origin) {
       const Reader k{list[i], fmt::format("{}: {}[{}]", origin, phase, i)};
       Kernel kern;
       kern.name = k.string("name"), kern.op = k.string("op");
-      if (kern.op != "gemm" && kern.op != "experts" && kern.op != "attention" && kern.op != "elementwise" &&
-          kern.op != "allreduce" && kern.op != "alltoall")
+      if (kern.op != "gemm" && kern.op != "experts" && kern.op != "reduce" && kern.op != "attention" &&
+          kern.op != "elementwise" && kern.op != "allreduce" && kern.op != "alltoall")
         fail("{}: unknown kernel op '{}'", k.where, kern.op);
       for (const auto& [key, field] : kKernelIntegers) kern.*field = k.integer(key);
       for (const auto& [key, field] : kKernelNumbers) kern.*field = k.number(key);

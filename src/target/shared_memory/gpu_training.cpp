@@ -59,7 +59,7 @@ UnfusedAttention unfused_attention(const compiler::PhaseCost& c, int64_t seq) {
 }
 
 // A stage's weight products for one micro-batch on one GPU of the tensor-parallel group, tiled
-// over its SMs in waves (gemm_tiling.hpp) at the sustained rate: their seconds forward and
+// over its SMs in waves (gemm_tiling.hpp) at the sustained rate, a split K's reduction included: their seconds forward and
 // backward (recompute included) and the FLOPs per sequence they take out of the flat-rate count.
 struct TiledProducts {
   double forward_s = 0, backward_s = 0, forward_flops = 0, backward_flops = 0;
@@ -80,7 +80,11 @@ TiledProducts tiled_products(const arch::ArchSpec& arch, const compiler::PhaseCo
     if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {:.0f} KiB of shared memory per SM", arch.name,
            arch.core.sram_bytes / 1024);
-    const double seconds = p.count * tiling->cycles / arch.clock_hz;
+    // A split K writes its partial sums while the waves run, and its reduction kernel follows.
+    const double seconds =
+        p.count * (std::max(tiling->cycles / arch.clock_hz, workspace_seconds(arch, tiling->kernel_workspace_bytes())) +
+                   split_k_reduction_seconds(arch, *tiling, static_cast<double>(dims[static_cast<int>(Dim::M)]),
+                                             static_cast<double>(dims[static_cast<int>(Dim::N)]), rate.element_bytes));
     (p.forward ? t.forward_s : t.backward_s) += seconds;
     (p.forward ? t.forward_flops : t.backward_flops) += p.flops();
   }

@@ -18,7 +18,9 @@ namespace tessera::program {
 
 struct Kernel {
   std::string name;  // "h.0.mlp.c_fc", "h.0.attention", "h.0.allreduce_mlp", ...
-  std::string op;    // "gemm", "experts" (a grouped GEMM), "attention", "elementwise", "allreduce", "alltoall"
+  // "gemm", "experts" (a grouped GEMM), "reduce" (a split-K GEMM's reduction), "attention", "elementwise",
+  // "allreduce", "alltoall"
+  std::string op;
   // gemm, experts: [m, k] x [k, n] on this GPU (experts: m the tokens of all its groups), tiled into CTAs of tile_m x
   // tile_n outputs over tile_k inputs (k split over several CTAs when the output alone would leave SMs idle), run in
   // waves.
@@ -30,6 +32,9 @@ struct Kernel {
   double hbm_bytes_per_position = 0;
   double unpack_ops = 0;  // weights dequantised into the MAC dtype
   double link_bytes = 0;  // allreduce: payload per GPU; alltoall: what the busiest GPU sends or receives
+  // gemm with K split: the partial sums it writes (and, a weight-only kernel, reads back to reduce
+  // them itself); reduce: what it reads of them. Through L2 where they fit in it, else HBM.
+  double workspace_bytes = 0;
   // Over every GPU of the group, where they differ (experts: each GPU runs its own experts'
   // tokens); 0: every GPU does what this one does.
   double macs_all_gpus = 0, hbm_bytes_all_gpus = 0;

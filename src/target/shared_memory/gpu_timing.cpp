@@ -69,9 +69,9 @@ class GpuTimer {
     } else {
       c.compute = c.macs / ((k.op == "attention" ? attention_rate_ : rate_) * sms);
     }
-    c.memory = c.hbm / arch_.gpu.sustained_hbm_bytes_per_second() +
-               (target::workspace_in_l2(arch_, k.workspace_bytes) ? target::workspace_seconds(arch_, k.workspace_bytes)
-                                                                  : 0);
+    c.memory =
+        c.hbm / arch_.gpu.sustained_hbm_bytes_per_second() +
+        (target::workspace_in_l2(arch_, k.workspace_bytes) ? target::workspace_seconds(arch_, k.workspace_bytes) : 0);
     const double body = std::max({c.compute, c.memory, c.link});
     c.seconds = c.launch + body;
     c.bound = body <= 0 ? "launch" : body == c.link ? "link" : c.compute >= c.memory ? "compute" : "memory";

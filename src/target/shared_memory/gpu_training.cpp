@@ -59,8 +59,8 @@ UnfusedAttention unfused_attention(const compiler::PhaseCost& c, int64_t seq) {
 }
 
 // A stage's weight products for one micro-batch on one GPU of the tensor-parallel group, tiled
-// over its SMs in waves (gemm_tiling.hpp) at the sustained rate, a split K's reduction included: their seconds forward and
-// backward (recompute included) and the FLOPs per sequence they take out of the flat-rate count.
+// over its SMs in waves (gemm_tiling.hpp) at the sustained rate, a split K's reduction included: their seconds forward
+// and backward (recompute included) and the FLOPs per sequence they take out of the flat-rate count.
 struct TiledProducts {
   double forward_s = 0, backward_s = 0, forward_flops = 0, backward_flops = 0;
 };

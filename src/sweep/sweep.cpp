@@ -200,10 +200,11 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
       target::TrainingWork tw;
       tw.seq = t.optional_integer("seq").value_or(1024);
       tw.global_batch = t.optional_integer("global_batch").value_or(0);
-      tw.micro_batch = t.optional_integer("micro_batch").value_or(1);
+      tw.micro_batch = t.optional_integer("micro_batch").value_or(0);
       tw.recompute = ir::parse_recompute(t.optional_string("recompute").value_or("selective"));
-      if (tw.seq < 1 || tw.global_batch < 0 || tw.micro_batch < 1)
-        fail("{}: seq and micro_batch must be >= 1, global_batch >= 0", w.where("training"));
+      if (tw.seq < 1 || tw.global_batch < 0 || tw.micro_batch < 0)
+        fail("{}: seq must be >= 1, global_batch and micro_batch >= 0 (micro_batch 0: the fastest that fits)",
+             w.where("training"));
       t.finish();
       sw.training = tw;
     }

@@ -66,12 +66,16 @@ struct LayoutEvaluation {
   bool fits = false;
 };
 
-// Of the layouts considered: the fastest that fits, and the one that overflows its memory least
-// (what a fit failure reports when none fits).
+// Of the layouts considered: the fastest that fits (per sequence: layouts may round the default
+// global batch differently), and the one that overflows its memory least (what a fit failure
+// reports when none fits).
 struct LayoutChoice {
   std::optional<LayoutEvaluation> best, least_over;
   void consider(const LayoutEvaluation& e) {
-    if (e.fits && (!best || e.report.step_s < best->report.step_s)) best = e;
+    const auto per_sequence = [](const LayoutEvaluation& x) {
+      return x.report.step_s / static_cast<double>(x.report.global_batch);
+    };
+    if (e.fits && (!best || per_sequence(e) < per_sequence(*best))) best = e;
     const auto fullness = [](const LayoutEvaluation& x) { return x.report.memory.used() / x.report.memory.available; };
     if (!least_over || fullness(e) < fullness(*least_over)) least_over = e;
   }
@@ -85,5 +89,16 @@ struct LayoutChoice {
 
 // The default global batch: 1,024 sequences, rounded up to a multiple of `ways`.
 inline int64_t default_global_batch(int64_t ways) { return (1024 + ways - 1) / ways * ways; }
+
+// The micro-batch sizes a layout of `replicas` data-parallel replicas tries: the requested one, or
+// (work.micro_batch 0: the target chooses) 1, 2, 4, ... while the replicas' micro-batches stay
+// within the global batch (the requested one, else the default 1,024).
+inline std::vector<int64_t> micro_batch_candidates(const TrainingWork& w, int64_t replicas) {
+  if (w.micro_batch > 0) return {w.micro_batch};
+  const int64_t batch = w.global_batch > 0 ? w.global_batch : 1024;
+  std::vector<int64_t> sizes{1};
+  while (replicas * sizes.back() * 2 <= batch) sizes.push_back(sizes.back() * 2);
+  return sizes;
+}
 
 }  // namespace tessera::target

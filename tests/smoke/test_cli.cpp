@@ -981,8 +981,9 @@ rows:
 
 TEST(Cli, TrainingOnMachinesWritesJsonTracesAndComparesMachines) {
   const std::string json = temp_file("step.json", ""), trace = temp_file("step.trace.json", "");
-  const Result r = tessera("train -m llama3-8b --arch 64xh100 --no-numerics --tp 8 --pp 4 --global-batch 64 --json " +
-                           json + " --trace " + trace);
+  const Result r = tessera(
+      "train -m llama3-8b --arch 64xh100 --no-numerics --tp 8 --pp 4 --global-batch 64 --micro-batch 1 --json " + json +
+      " --trace " + trace);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto step = nlohmann::json::parse(read_all(json));
   EXPECT_EQ(step.at("schema"), "tessera-train-step/1");

@@ -4,6 +4,8 @@
 // large for its GPUs is a fit failure naming HBM.
 #include <gtest/gtest.h>
 
+#include <fmt/core.h>
+
 #include <algorithm>
 
 #include "tessera/compiler/training_cost.hpp"
@@ -89,19 +91,47 @@ TEST(TrainingModels, MemoryPerGpuFallsAsZeroRises) {
 }
 
 TEST(TrainingModels, PipelineBubbleIsThatOfOneFOneB) {
-  const auto r = step("h100", "llama3-8b",
-                      {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4});
+  const auto r = step(
+      "h100", "llama3-8b",
+      {.chips = 64, .global_batch = 64, .seq = 2048, .micro_batch = 1, .tensor_parallel = 8, .pipeline_parallel = 4});
   ASSERT_EQ(r.micro_batches, 32) << "64 sequences over dp 2 in micro-batches of 1";
   EXPECT_DOUBLE_EQ(r.bubble_fraction, 3.0 / 35.0);
   // Interleaved over v chunks per GPU, the fill and drain shrink to (p - 1) / v micro-batch slots.
-  const auto interleaved = step(
-      "h100", "llama3-8b",
-      {.chips = 64, .global_batch = 64, .seq = 2048, .tensor_parallel = 8, .pipeline_parallel = 4, .interleave = 2});
+  const auto interleaved = step("h100", "llama3-8b",
+                                {.chips = 64,
+                                 .global_batch = 64,
+                                 .seq = 2048,
+                                 .micro_batch = 1,
+                                 .tensor_parallel = 8,
+                                 .pipeline_parallel = 4,
+                                 .interleave = 2});
   EXPECT_DOUBLE_EQ(interleaved.bubble_fraction, 3.0 / 67.0);
   EXPECT_LT(interleaved.step_s, r.step_s);
   EXPECT_THROW(step("h100", "llama3-8b", {.chips = 64, .tensor_parallel = 8, .pipeline_parallel = 4, .interleave = 3}),
                Error)
       << "32 layers do not split into 4 stages x 3 chunks";
+}
+
+// Without --micro-batch each layout tries micro-batches of 1, 2, 4, ... and keeps the fastest per
+// sequence that fits: BERT-large's 128-token sequences one at a time leave an H100 launch-bound.
+TEST(TrainingModels, TheMicroBatchIsChosenWhenNotGiven) {
+  const target::TrainingWork base{
+      .chips = 8, .global_batch = 1024, .seq = 128, .tensor_parallel = 1, .pipeline_parallel = 1};
+  const auto chosen = step("h100", "bert-large", base);
+  const int64_t micro_batch = 1024 / 8 / chosen.micro_batches;
+  EXPECT_GT(micro_batch, 1);
+  EXPECT_NE(chosen.layout.find(fmt::format("of {} per pipeline", micro_batch)), std::string::npos) << chosen.layout;
+  for (int64_t size = 1; size <= 128; size *= 2) {
+    target::TrainingWork fixed = base;
+    fixed.micro_batch = size;
+    const auto r = step("h100", "bert-large", fixed);
+    EXPECT_LE(chosen.step_s, r.step_s * (1 + 1e-12)) << "micro-batches of " << size;
+    if (size == micro_batch) {
+      EXPECT_DOUBLE_EQ(chosen.step_s, r.step_s);
+    }
+  }
+  EXPECT_GT(step("h100", "bert-large", {.chips = 8, .global_batch = 1024, .seq = 128, .micro_batch = 1}).step_s,
+            1.5 * chosen.step_s);
 }
 
 TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {
@@ -115,7 +145,8 @@ TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {
 // pipeline's bubble is 1F1B's, and a model whose embeddings and AdamW state outgrow one IPU's SRAM
 // is a fit failure naming it (GPT-2 small's 39M-parameter tied embedding needs 0.65 GiB of 0.79).
 TEST(TrainingModels, IpusTrainPipelinedWithEverythingInSram) {
-  const auto r = step("gc200", "default", {.chips = 8, .global_batch = 64, .seq = 256, .pipeline_parallel = 4});
+  const auto r =
+      step("gc200", "default", {.chips = 8, .global_batch = 64, .seq = 256, .micro_batch = 1, .pipeline_parallel = 4});
   EXPECT_DOUBLE_EQ(r.bubble_fraction, 3.0 / 35.0) << "64 sequences over 2 replicas: 32 micro-batches, p = 4";
   EXPECT_GE(r.step_s * 8 * 2 * chip("gc200")->arch().peak_macs_per_second("fp16"), r.hardware_flops_per_step);
   EXPECT_LE(r.memory.used(), r.memory.available);

@@ -27,7 +27,7 @@ struct TrainingWork {
   int64_t chips = 1;
   int64_t global_batch = 0;  // sequences per optimizer step; 0: the target's default for the chips
   int64_t seq = 2048;        // tokens per sequence
-  int64_t micro_batch = 1;   // sequences per micro-batch (pipelines)
+  int64_t micro_batch = 0;   // sequences per micro-batch (pipelines); 0: the target chooses (the fastest that fits)
   int64_t tensor_parallel = 0, pipeline_parallel = 0;  // 0: the target chooses (the fastest that fits)
   int64_t interleave = 1;  // pipelines: chunks of layers per chip (Megatron's interleaved 1F1B schedule)
   int zero_stage = 1;      // 0-3: what data-parallel replicas shard (optimizer, + gradients, + weights)

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
 
 #include "../training_common.hpp"
 #include "exchange_training.hpp"
@@ -63,8 +64,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 
   TrainingReport r;
   r.arch_name = arch.name, r.model_name = model.config.name, r.mode = "pipelined, weights resident";
-  r.layout = fmt::format("{} IPU{} per pipeline x {} replica{}, {} micro-batches of {} per replica", pp,
-                         pp > 1 ? "s" : "", dp, dp > 1 ? "s" : "", m_count, w.micro_batch);
+  r.layout = fmt::format("{} IPU{} per pipeline x {} replica{}, {} micro-batch{} of {} per replica", pp,
+                         pp > 1 ? "s" : "", dp, dp > 1 ? "s" : "", m_count, m_count > 1 ? "es" : "", w.micro_batch);
   r.chips = w.chips, r.global_batch = global_batch, r.seq = w.seq, r.micro_batches = m_count;
   r.recompute = w.recompute;
   r.step_s = step;
@@ -126,7 +127,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 }  // namespace
 
 TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
-  if (w.chips < 1 || w.micro_batch < 1) fail("training needs at least one IPU and micro-batches of one sequence");
+  if (w.chips < 1 || w.micro_batch < 0)
+    fail("training needs at least one IPU and micro-batches of one sequence or more (0: the fastest)");
   if (w.tensor_parallel > 1 || w.zero_stage > 1 || w.interleave > 1)
     fail(
         "IPUs train pipelined and replicated, each layer spread over one IPU's tiles: --tp, --zero above 1 and "
@@ -140,17 +142,21 @@ TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSou
   LayoutChoice choice;
   for (int64_t pp = 1; pp <= std::min(layers, w.chips); ++pp) {
     if ((w.pipeline_parallel > 0 && pp != w.pipeline_parallel) || w.chips % pp != 0) continue;
-    const int64_t ways = (w.chips / pp) * w.micro_batch;
-    const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
-    if (batch % ways != 0) continue;
-    choice.consider(evaluate(arch, model, m, w, pp, batch));
+    for (const int64_t micro_batch : micro_batch_candidates(w, w.chips / pp)) {
+      TrainingWork sized = w;
+      sized.micro_batch = micro_batch;
+      const int64_t ways = (w.chips / pp) * micro_batch;
+      const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
+      if (batch % ways != 0) continue;
+      choice.consider(evaluate(arch, model, m, sized, pp, batch));
+    }
   }
   if (choice.best) return choice.chosen();
   if (!choice.least_over)
     fail(
         "no pipeline of {} IPUs for {}: the IPUs per pipeline must divide the IPUs and be at most its {} layers, "
         "and --global-batch split into the replicas x micro-batches of {}",
-        w.chips, model.config.name, layers, w.micro_batch);
+        w.chips, model.config.name, layers, w.micro_batch > 0 ? std::to_string(w.micro_batch) : "1 or more");
   const TrainingMemory& mem = choice.least_over->report.memory;
   const double gib = 1024.0 * 1024 * 1024;
   return {compiler::FitFailure{

@@ -180,9 +180,9 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 
   TrainingReport r;
   r.arch_name = arch.name, r.model_name = model.config.name, r.mode = "3D parallel";
-  r.layout = fmt::format("tp {} x pp {}{} x dp {}, ZeRO-{}, {} micro-batches of {} per pipeline", lay.tp, lay.pp,
+  r.layout = fmt::format("tp {} x pp {}{} x dp {}, ZeRO-{}, {} micro-batch{} of {} per pipeline", lay.tp, lay.pp,
                          w.interleave > 1 ? fmt::format(" (interleaved x{})", w.interleave) : "", lay.dp, w.zero_stage,
-                         m_count, w.micro_batch);
+                         m_count, m_count > 1 ? "es" : "", w.micro_batch);
   r.chips = w.chips, r.global_batch = global_batch, r.seq = w.seq, r.micro_batches = m_count;
   r.step_s = step;
   r.recompute = w.recompute;
@@ -278,7 +278,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 }  // namespace
 
 TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
-  if (w.chips < 1 || w.micro_batch < 1) fail("training needs at least one chip and micro-batches of one sequence");
+  if (w.chips < 1 || w.micro_batch < 0)
+    fail("training needs at least one chip and micro-batches of one sequence or more (0: the fastest)");
   if (w.zero_stage < 0 || w.zero_stage > 3) fail("--zero {}: ZeRO stages are 0 to 3", w.zero_stage);
   if (w.interleave < 1) fail("--interleave {}: interleaved chunks per chip are 1 or more", w.interleave);
   const CostedModel m = costed_model(model, w);
@@ -303,17 +304,20 @@ TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSou
         "and tp x pp must divide the chips",
         w.chips, c.name, node, c.n_heads, c.d_ff, c.n_kv_heads, w.interleave, layers);
   LayoutChoice choice;
-  for (const Layout& lay : layouts) {
-    const int64_t ways = lay.dp * w.micro_batch;
-    const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
-    if (batch % ways != 0) {
-      if (w.tensor_parallel > 0 && w.pipeline_parallel > 0)
-        fail("--global-batch {} does not split into {} data-parallel replicas x micro-batches of {}", batch, lay.dp,
-             w.micro_batch);
-      continue;
+  for (const Layout& lay : layouts)
+    for (const int64_t micro_batch : micro_batch_candidates(w, lay.dp)) {
+      TrainingWork sized = w;
+      sized.micro_batch = micro_batch;
+      const int64_t ways = lay.dp * micro_batch;
+      const int64_t batch = w.global_batch > 0 ? w.global_batch : default_global_batch(ways);
+      if (batch % ways != 0) {
+        if (w.tensor_parallel > 0 && w.pipeline_parallel > 0 && w.micro_batch > 0)
+          fail("--global-batch {} does not split into {} data-parallel replicas x micro-batches of {}", batch, lay.dp,
+               micro_batch);
+        continue;
+      }
+      choice.consider(evaluate(arch, model, m, sized, lay, batch));
     }
-    choice.consider(evaluate(arch, model, m, w, lay, batch));
-  }
   if (choice.best) return choice.chosen();
   if (!choice.least_over)
     fail("--global-batch {} splits into none of the layouts of {} chips", w.global_batch, w.chips);

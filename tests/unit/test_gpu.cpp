@@ -242,6 +242,26 @@ TEST(GpuModel, FusedAttentionRunsAtItsOwnMeasuredShare) {
   EXPECT_LT(faster.time_to_first_token_s, r.time_to_first_token_s);
 }
 
+// A norm of a tensor split over the tensor-parallel group (BERT's MLM head: dense, GELU, LayerNorm
+// on the split columns) all-reduces each row's sum and sum of squares; split-free norms do not.
+TEST(GpuModel, SplitNormsAllReduceTheirStatistics) {
+  const std::string yaml = preset("h100");
+  for (const int64_t tp : {1, 2, 4}) {
+    const auto plan = compile("bert-base", yaml, {128, 0, 1, tp, PrecisionPolicy::uniform("fp16")}).plan;
+    std::vector<const program::Kernel*> stats;
+    for (const auto& k : plan.prefill)
+      if (k.name.ends_with(".stats")) stats.push_back(&k);
+    if (tp == 1) {
+      EXPECT_TRUE(stats.empty());
+      continue;
+    }
+    ASSERT_EQ(stats.size(), 1u) << "tp " << tp;
+    EXPECT_EQ(stats[0]->name, "cls.predictions.transform.LayerNorm.stats");
+    EXPECT_EQ(stats[0]->op, "allreduce");
+    EXPECT_DOUBLE_EQ(stats[0]->link_bytes, 128.0 * 2 * 4);
+  }
+}
+
 TEST(GpuModel, TensorParallelismAndFitErrors) {
   const std::string yaml = preset("h100");
   const auto single = compile("llama3-70b", yaml, {128, 128, 1, 1, PrecisionPolicy::uniform("fp16")});

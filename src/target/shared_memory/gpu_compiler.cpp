@@ -129,6 +129,16 @@ class GpuLowering {
         out.push_back(elementwise(op.name, r * per_gpu * static_cast<double>(op.tables), r * per_gpu));
         return;
       case LoweredKind::Norm:
+        out.push_back(elementwise(op.name, r * per_gpu, r * per_gpu));
+        // A norm of a tensor split over the group (BERT's head) all-reduces each row's statistics:
+        // LayerNorm the sum and the sum of squares, RMSNorm the sum of squares, in fp32.
+        if (op.split_input && t_ > 1) {
+          Kernel stats;
+          stats.name = op.name + ".stats", stats.op = "allreduce";
+          stats.link_bytes = r * (op.op == ir::OpKind::LayerNorm ? 2 : 1) * 4;
+          out.push_back(stats);
+        }
+        return;
       case LoweredKind::Rope:
         out.push_back(elementwise(op.name, r * per_gpu, r * per_gpu));
         return;

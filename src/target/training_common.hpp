@@ -90,6 +90,13 @@ struct LayoutChoice {
 // The default global batch: 1,024 sequences, rounded up to a multiple of `ways`.
 inline int64_t default_global_batch(int64_t ways) { return (1024 + ways - 1) / ways * ways; }
 
+// Throws Error on a negative micro-batch (0: the target chooses).
+inline void check_micro_batch(const TrainingWork& w) {
+  if (w.micro_batch < 0)
+    fail("--micro-batch {}: sequences per micro-batch are 1 or more (or 0, the default: the fastest that fits)",
+         w.micro_batch);
+}
+
 // The micro-batch sizes a layout of `replicas` data-parallel replicas tries: the requested one, or
 // (work.micro_batch 0: the target chooses) 1, 2, 4, ... while the replicas' micro-batches stay
 // within the global batch (the requested one, else the default 1,024).

@@ -114,6 +114,7 @@ TEST(TrainingModels, PipelineBubbleIsThatOfOneFOneB) {
 
 // Without --micro-batch each layout tries micro-batches of 1, 2, 4, ... and keeps the fastest per
 // sequence that fits: BERT-large's 128-token sequences one at a time leave an H100 launch-bound.
+// A negative size is refused, and so is any size on a wafer (it chooses its own).
 TEST(TrainingModels, TheMicroBatchIsChosenWhenNotGiven) {
   const target::TrainingWork base{
       .chips = 8, .global_batch = 1024, .seq = 128, .tensor_parallel = 1, .pipeline_parallel = 1};
@@ -132,6 +133,10 @@ TEST(TrainingModels, TheMicroBatchIsChosenWhenNotGiven) {
   }
   EXPECT_GT(step("h100", "bert-large", {.chips = 8, .global_batch = 1024, .seq = 128, .micro_batch = 1}).step_s,
             1.5 * chosen.step_s);
+  EXPECT_THROW(step("h100", "bert-large", {.chips = 8, .seq = 128, .micro_batch = -1}), Error);
+  EXPECT_THROW(step("gc200", "default", {.chips = 8, .seq = 256, .micro_batch = -1}), Error);
+  EXPECT_THROW(step("wse2", "default", {.chips = 2, .seq = 256, .micro_batch = 2}), Error)
+      << "a wafer chooses its own micro-batches: an explicit size is refused, not ignored";
 }
 
 TEST(TrainingModels, TooLargeForItsGpusIsAFitFailureNamingHbm) {

@@ -127,8 +127,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 }  // namespace
 
 TrainingOutcome simulate_ipu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
-  if (w.chips < 1 || w.micro_batch < 0)
-    fail("training needs at least one IPU and micro-batches of one sequence or more (0: the fastest)");
+  if (w.chips < 1) fail("training needs at least one IPU");
+  check_micro_batch(w);
   if (w.tensor_parallel > 1 || w.zero_stage > 1 || w.interleave > 1)
     fail(
         "IPUs train pipelined and replicated, each layer spread over one IPU's tiles: --tp, --zero above 1 and "

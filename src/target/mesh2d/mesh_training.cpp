@@ -313,6 +313,11 @@ TrainingOutcome simulate_wafer_training(const ArchSource& wafer, const ModelSour
   if (w.chips < 1) fail("training needs at least one system");
   if (w.tensor_parallel > 1 || w.pipeline_parallel > 1 || w.zero_stage > 1)
     fail("wafers train data parallel over systems (weights resident or streamed): --tp, --pp and --zero do not apply");
+  if (w.micro_batch != 0)
+    fail(
+        "--micro-batch {}: a wafer chooses how its sequences split into micro-batches (the fastest that fits: weights "
+        "resident, one sequence at a time through the layer stages, or streamed, as few micro-batches as hold)",
+        w.micro_batch);
   if (w.attention != AttentionKernel::Fused)
     fail("--attention unfused is a GPU kernel path (scores in HBM); a wafer keeps attention scores in core SRAM");
   if (!w.sequence_parallel)

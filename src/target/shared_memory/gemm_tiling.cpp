@@ -123,10 +123,10 @@ GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   if (!tiling)
     fail("no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", a.name, a.core.sram_bytes / 1024);
   const int64_t split = tiling->split;
-  out.layout = fmt::format("{} cores (SMs); CTA tiles of {} x {} x {}{}, {} CTAs in {} waves", a.usable.cores(),
+  out.layout = fmt::format("{} cores (SMs); CTA tiles of {} x {} x {}{}, {} CTAs in {} wave{}", a.usable.cores(),
                            tiling->tile_m, tiling->tile_n, tiling->tile_k,
                            split > 1 ? fmt::format(" (K split {} ways, then a reduction kernel)", split) : "",
-                           tiling->ctas, tiling->waves);
+                           tiling->ctas, tiling->waves, tiling->waves > 1 ? "s" : "");
   if (work.values)
     out.values_note =
         "values not computed: a GPU's product sums in its vendor library's order (tessera's GPU values are the "

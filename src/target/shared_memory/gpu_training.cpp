@@ -278,8 +278,8 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
 }  // namespace
 
 TrainingOutcome simulate_gpu_training(const arch::ArchSpec& arch, const ModelSource& model, const TrainingWork& w) {
-  if (w.chips < 1 || w.micro_batch < 0)
-    fail("training needs at least one chip and micro-batches of one sequence or more (0: the fastest)");
+  if (w.chips < 1) fail("training needs at least one chip");
+  check_micro_batch(w);
   if (w.zero_stage < 0 || w.zero_stage > 3) fail("--zero {}: ZeRO stages are 0 to 3", w.zero_stage);
   if (w.interleave < 1) fail("--interleave {}: interleaved chunks per chip are 1 or more", w.interleave);
   const CostedModel m = costed_model(model, w);

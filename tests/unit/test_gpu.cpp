@@ -219,20 +219,40 @@ TEST(GpuModel, SplitKGemmsPayForTheirReductionKernel) {
 }
 
 // A fused attention kernel runs at its own measured share of the peak (runtime.attention_efficiency:
-// FlashAttention-2's 73% on A100), not at the best GEMM's 86.9%; absent, it takes the GEMM's.
+// FlashAttention-2's 73% on A100), not at the best GEMM's 86.9%; absent, it takes the GEMM's. In
+// prefill its CTAs (blocks of 128 queries per head and request) run in waves over the SMs.
 TEST(GpuModel, FusedAttentionRunsAtItsOwnMeasuredShare) {
   const std::string yaml = preset("a100");
   const arch::ArchSpec a = target::parse_arch(yaml, "a100");
   EXPECT_DOUBLE_EQ(a.gpu.attention_efficiency, 0.73);
   const auto plan = compile("llama3-8b", yaml, {4096, 2, 1, 1, PrecisionPolicy::uniform("bf16")}).plan;
   const auto r = sim::simulate_gpu(plan);
+  // 32 heads x 32 blocks of 128 queries: 1,024 CTAs in 10 waves over the 108 SMs.
+  const double waves = 10.0 * 108 / 1024;
   int compute_bound = 0;
-  for (const auto& k : r.prefill_kernels) {
+  for (size_t i = 0; i < r.prefill_kernels.size(); ++i) {
+    const auto& k = r.prefill_kernels[i];
     if (k.op != "attention" || k.bound != "compute") continue;
     ++compute_bound;
-    EXPECT_NEAR(k.seconds - a.gpu.kernel_launch_s, k.macs / (a.peak_macs_per_second("bf16") * 0.73), 1e-12);
+    EXPECT_EQ(plan.prefill[i].ctas, 1024);
+    EXPECT_EQ(plan.prefill[i].waves, 10);
+    EXPECT_NEAR(k.seconds - a.gpu.kernel_launch_s, waves * k.macs / (a.peak_macs_per_second("bf16") * 0.73), 1e-12);
   }
   EXPECT_EQ(compute_bound, 32) << "a 4,096-token prompt's attention is compute-bound in every layer";
+  // One 384-token request of bert-base: 12 heads x 3 blocks = 36 CTAs, one wave on a third of the
+  // SMs, so its attention takes three times what all 108 would.
+  const auto short_plan = compile("bert-base", yaml, {384, 0, 1, 1, PrecisionPolicy::uniform("fp16")}).plan;
+  const auto short_run = sim::simulate_gpu(short_plan);
+  int checked = 0;
+  for (size_t i = 0; i < short_run.prefill_kernels.size(); ++i) {
+    const auto& k = short_run.prefill_kernels[i];
+    if (k.op != "attention") continue;
+    ++checked;
+    EXPECT_EQ(short_plan.prefill[i].ctas, 36);
+    EXPECT_EQ(k.bound, "compute");
+    EXPECT_NEAR(k.seconds - a.gpu.kernel_launch_s, 3 * k.macs / (a.peak_macs_per_second("fp16") * 0.73), 1e-12);
+  }
+  EXPECT_EQ(checked, 12);
   std::string unmeasured = yaml;
   const std::string key = "attention_efficiency: 0.73";
   unmeasured.replace(unmeasured.find(key), key.size(), "");

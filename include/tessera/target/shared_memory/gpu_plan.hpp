@@ -23,7 +23,7 @@ struct Kernel {
   std::string op;
   // gemm, experts: [m, k] x [k, n] on this GPU (experts: m the tokens of all its groups), tiled into CTAs of tile_m x
   // tile_n outputs over tile_k inputs (k split over several CTAs when the output alone would leave SMs idle), run in
-  // waves.
+  // waves. attention in prefill: ctas (one per block of queries of a head of a request) and waves; decode: 0.
   int64_t m = 0, n = 0, k = 0;
   int64_t tile_m = 0, tile_n = 0, tile_k = 0, ctas = 0, waves = 0;
   double macs = 0;               // MACs the tensor cores (or lanes) perform, after any skipped zeros

@@ -98,6 +98,13 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
   return best;
 }
 
+AttentionWaves attention_waves(const arch::ArchSpec& a, int64_t sequences, int64_t heads, int64_t tokens) {
+  AttentionWaves w;
+  w.ctas = sequences * heads * cdiv(tokens, kFlashAttentionQueryBlock);
+  w.waves = cdiv(w.ctas, a.usable.cores());
+  return w;
+}
+
 GemmOutcome time_tiled_gemm(const arch::ArchSpec& a, const GemmWork& work) {
   gemm_mac_rate(a, work);  // the request's checks
   if (!work.algorithm.empty() && work.algorithm != "tiled")

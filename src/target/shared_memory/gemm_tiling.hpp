@@ -78,6 +78,22 @@ std::optional<GemmTiling> fastest_tiling(const arch::ArchSpec& a, const GemmRate
                                          const std::vector<int64_t>& groups, int64_t n, int64_t k, bool split_k,
                                          double floor_cycles = 0);
 
+// Queries per FlashAttention CTA: FlashAttention-2 parallelises "across different thread blocks"
+// over requests, heads and blocks of queries [N14]; blocks of 128 rows are tessera's assumption
+// for every head size.
+constexpr int64_t kFlashAttentionQueryBlock = 128;
+
+// A fused attention kernel of `sequences` x `heads` x `tokens` queries on this chip: its CTAs (one
+// per block of queries) and the waves they run in over the SMs.
+struct AttentionWaves {
+  int64_t ctas = 0, waves = 0;
+  // What a partial last wave costs: the kernel takes waves x SMs CTA slots for ctas of work.
+  double slowdown(int64_t sms) const {
+    return ctas > 0 ? static_cast<double>(waves * sms) / static_cast<double>(ctas) : 1.0;
+  }
+};
+AttentionWaves attention_waves(const arch::ArchSpec& a, int64_t sequences, int64_t heads, int64_t tokens);
+
 // One matrix product as a kernel of its own (`tessera gemm`): the fastest tiling's waves or its
 // HBM traffic (A, B and C once) and workspace writes, whichever is longer, after a kernel launch;
 // a split K adds its reduction kernel.

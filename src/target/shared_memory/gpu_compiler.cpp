@@ -98,10 +98,6 @@ class GpuLowering {
     return kern;
   }
 
-  // Queries per FlashAttention CTA in prefill: FlashAttention-2's forward blocks of 128 rows
-  // (tessera's assumption for every head size).
-  static constexpr int64_t kQueryBlock = 128;
-
   // FlashAttention-style: scores never reach HBM. `tokens` new queries per request at `first`
   // positions already cached; decode kernels scale with the context through *_per_position.
   Kernel attention(const std::string& name, const LoweredOp& op, int64_t tokens, bool decode) const {
@@ -117,10 +113,9 @@ class GpuLowering {
     } else {
       kern.macs = b * 2 * q_width * (op.causal ? n * (n + 1) / 2 : n * n);  // causal: a triangle of scores
       kern.hbm_bytes = 2 * new_kv + q_and_out;                              // written, then read back by the kernel
-      // FlashAttention-2 parallelises "across different thread blocks" over requests, heads and
-      // blocks of queries [N14]: one CTA per block, run in waves over the SMs.
-      kern.ctas = o_.micro_batch * (op.heads / t_) * ((tokens + kQueryBlock - 1) / kQueryBlock);
-      kern.waves = (kern.ctas + a_.usable.cores() - 1) / a_.usable.cores();
+      // One CTA per block of queries of a head of a request, in waves over the SMs (gemm_tiling.hpp).
+      const target::AttentionWaves waves = target::attention_waves(a_, o_.micro_batch, op.heads / t_, tokens);
+      kern.ctas = waves.ctas, kern.waves = waves.waves;
     }
     return kern;
   }

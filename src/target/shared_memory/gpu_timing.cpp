@@ -70,8 +70,7 @@ class GpuTimer {
       c.compute = c.macs / ((k.op == "attention" ? attention_rate_ : rate_) * sms);
       // A prefill attention kernel's CTAs (blocks of queries) run in waves: a partial wave leaves
       // SMs idle (each CTA taking the average share of the work).
-      if (k.op == "attention" && k.ctas > 0)
-        c.compute *= static_cast<double>(k.waves) * sms / static_cast<double>(k.ctas);
+      if (k.op == "attention") c.compute *= target::AttentionWaves{k.ctas, k.waves}.slowdown(arch_.usable.cores());
     }
     c.memory =
         c.hbm / arch_.gpu.sustained_hbm_bytes_per_second() +

@@ -133,7 +133,11 @@ LayoutEvaluation evaluate(const arch::ArchSpec& arch, const ModelSource& model, 
   // Weight products tiled in waves over the SMs; a fused attention kernel's FLOPs at its own
   // sustained rate (unfused attention runs as batched GEMMs); the other ops' FLOPs at the flat rate.
   const TiledProducts products = tiled_products(arch, stage, w.micro_batch, lay.tp);
-  const double attention_rate = unfused ? sustained : peak * arch.gpu.attention_efficiency;
+  // A fused kernel's CTAs (blocks of queries, forward; of keys, backward: as many) run in waves.
+  const double attention_rate = unfused ? sustained
+                                        : peak * arch.gpu.attention_efficiency /
+                                              attention_waves(arch, w.micro_batch, model.config.n_heads / lay.tp, w.seq)
+                                                  .slowdown(arch.usable.cores());
   const double t_forward =
       mb * (stage.forward_flops - products.forward_flops - stage.forward_attention_flops + scores.extra_forward_flops) /
           tp / sustained +

@@ -241,8 +241,9 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--no-numerics", train.no_numerics, "With --arch: time one step, no values (no --text needed)");
   train_cmd->add_option("--global-batch", train.work.global_batch,
                         "With --arch: sequences per step (default 1,024, rounded to the data-parallel ways)");
-  train_cmd->add_option("--micro-batch", train.work.micro_batch,
-                        "With --arch: sequences per pipeline micro-batch (default: the fastest that fits)");
+  train_cmd->add_option(
+      "--micro-batch", train.work.micro_batch,
+      "With --arch (GPUs, IPUs): sequences per pipeline micro-batch (default: the fastest that fits)");
   train_cmd->add_option("--tp", train.work.tensor_parallel, "With --arch (GPUs): tensor-parallel size (default: best)");
   train_cmd->add_option("--pp", train.work.pipeline_parallel,
                         "With --arch (GPUs, IPUs): pipeline stages (default: best)");

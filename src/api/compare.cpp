@@ -71,9 +71,8 @@ std::vector<report::CompareRow> compare(const CompareRequest& request) {
   const target::ModelSource model = load_model_source(resolve_model(request.model));
   system::Workload work;
   work.model = model.config, work.model_yaml = model.yaml, work.model_origin = model.origin;
-  // An encoder makes one pass over its prompt and generates nothing.
   work.prompt_tokens = request.prompt_tokens,
-  work.max_new_tokens = model.config.is_encoder() ? 0 : request.max_new_tokens;
+  work.max_new_tokens = model.config.tokens_to_generate(request.max_new_tokens);
   if (request.numerics && model.config.is_encoder())
     fail(
         "--numerics checks greedy generation; '{}' is an encoder, which fills masks: check its values with `tessera "

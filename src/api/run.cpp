@@ -113,8 +113,7 @@ RunResult run(const RunRequest& request, const std::function<void(std::string_vi
   const auto target = load_target(request.arch, request.precision);
   check_capabilities(*target, request);
   require_experts_for_routing(config, request.routing);
-  // An encoder makes one pass over its prompt and generates nothing.
-  target::ChipWork work{.max_new_tokens = config.is_encoder() ? 0 : request.max_new_tokens,
+  target::ChipWork work{.max_new_tokens = config.tokens_to_generate(request.max_new_tokens),
                         .micro_batch = request.batch,
                         .tensor_parallel = request.tensor_parallel,
                         .expert_parallel = request.expert_parallel,

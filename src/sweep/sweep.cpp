@@ -213,12 +213,10 @@ Spec load_spec(const std::string& yaml_text, const std::string& origin, const Re
     sw.work.batch = w.optional_integer("batch").value_or(1);
     if (sw.work.prompt_tokens < 1 || sw.work.max_new_tokens < 1 || sw.work.batch < 1)
       fail("{}: prompt_tokens, generated_tokens and batch must be >= 1", w.where("name"));
-    if (sw.work.model.is_encoder()) {  // one pass over the prompt, nothing generated
-      if (w.has("generated_tokens"))
-        fail("{}: '{}' is an encoder: it generates nothing (its workload is one pass over prompt_tokens)",
-             w.where("generated_tokens"), sw.work.model.name);
-      sw.work.max_new_tokens = 0;
-    }
+    if (sw.work.model.is_encoder() && w.has("generated_tokens"))
+      fail("{}: '{}' is an encoder: it generates nothing (its workload is one pass over prompt_tokens)",
+           w.where("generated_tokens"), sw.work.model.name);
+    sw.work.max_new_tokens = sw.work.model.tokens_to_generate(sw.work.max_new_tokens);
     w.finish();
     s.workloads.push_back(std::move(sw));
   }

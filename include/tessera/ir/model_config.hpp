@@ -59,6 +59,9 @@ struct ModelConfig {
 
   int64_t head_dim() const { return d_model / n_heads; }
   bool is_encoder() const { return family == ModelFamily::Bert; }
+  // The tokens a request for `requested` new tokens generates: an encoder makes one pass over its
+  // prompt and generates nothing.
+  int64_t tokens_to_generate(int64_t requested) const { return is_encoder() ? 0 : requested; }
 };
 
 const char* family_name(ModelFamily family);

@@ -40,6 +40,8 @@ class GpuLowering {
   const WeightStorage& storage() const { return storage_; }
   double weight_bits(int64_t k) const { return storage_.bits(k); }
   int64_t kv_dim() const { return m_.n_kv_heads * m_.head_dim(); }
+  // Weights stored narrower than the MACs' format: GEMMs are weight-only kernels (Marlin-style).
+  bool weight_only() const { return storage_.unpack_ops() > 0; }
 
   // A [m, k] x [k, n] GEMM on this GPU: the tile that finishes soonest among those whose pipeline
   // fits the SM's shared memory (one CTA per SM). Where a dense GEMM splits K, its partial sums go
@@ -47,7 +49,7 @@ class GpuLowering {
   void gemm(std::vector<Kernel>& out, const std::string& name, int64_t m, int64_t n, int64_t k) const {
     out.push_back(grouped_gemm(name, "gemm", {m}, 1, n, k, true));
     Kernel& product = out.back();
-    if (product.workspace_bytes <= 0 || storage_.unpack_ops() > 0) return;  // no split, or reduced in the kernel
+    if (product.workspace_bytes <= 0 || weight_only()) return;  // no split, or reduced in the kernel
     const double output_bytes = static_cast<double>(m) * static_cast<double>(n) * act_bytes_;
     product.hbm_bytes -= output_bytes;
     Kernel reduce;
@@ -73,7 +75,7 @@ class GpuLowering {
     kern.unpack_ops = matrices * storage_.unpack_ops() * static_cast<double>(n) * static_cast<double>(k) * density;
     const double memory_cycles = kern.hbm_bytes / a_.gpu.sustained_hbm_bytes_per_second() * a_.clock_hz;
     target::GemmRate rate = gemm_;
-    rate.mac_density = density, rate.weight_bytes = weight_bits(k) / 8, rate.weight_only = storage_.unpack_ops() > 0;
+    rate.mac_density = density, rate.weight_bytes = weight_bits(k) / 8, rate.weight_only = weight_only();
     const auto tiling = target::fastest_tiling(a_, rate, groups, n, k, split_k, memory_cycles);
     if (!tiling)
       fail("{}: no GEMM tile's pipeline fits {}'s {:.0f} KiB of shared memory per SM", name, a_.name,

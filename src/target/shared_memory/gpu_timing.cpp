@@ -44,7 +44,6 @@ class GpuTimer {
     const auto sms = static_cast<double>(arch_.usable.cores());
     c.macs = k.macs + k.macs_per_position * static_cast<double>(positions);
     c.hbm = k.hbm_bytes + k.hbm_bytes_per_position * static_cast<double>(positions);
-    if (!target::workspace_in_l2(arch_, k.workspace_bytes)) c.hbm += k.workspace_bytes;
     c.launch = arch_.gpu.kernel_launch_s;
     if (k.op == "allreduce") {
       // Ring allreduce: 2 (t - 1) steps, each moving 1/t of the payload over one link.
@@ -72,9 +71,9 @@ class GpuTimer {
       // SMs idle (each CTA taking the average share of the work).
       if (k.op == "attention") c.compute *= target::AttentionWaves{k.ctas, k.waves}.slowdown(arch_.usable.cores());
     }
-    c.memory =
-        c.hbm / arch_.gpu.sustained_hbm_bytes_per_second() +
-        (target::workspace_in_l2(arch_, k.workspace_bytes) ? target::workspace_seconds(arch_, k.workspace_bytes) : 0);
+    c.memory = c.hbm / arch_.gpu.sustained_hbm_bytes_per_second() + target::workspace_seconds(arch_, k.workspace_bytes);
+    // A split K's workspace that does not fit in L2 is HBM traffic (its bytes and energy).
+    if (!target::workspace_in_l2(arch_, k.workspace_bytes)) c.hbm += k.workspace_bytes;
     const double body = std::max({c.compute, c.memory, c.link});
     c.seconds = c.launch + body;
     c.bound = body <= 0 ? "launch" : body == c.link ? "link" : c.compute >= c.memory ? "compute" : "memory";

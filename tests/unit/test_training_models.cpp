@@ -390,3 +390,24 @@ TEST(TrainingModels, TensorParallelAllReducesRunAtTheSustainedLinkRate) {
   const double latency = 48 * 6 * 14 * 2e-6;
   EXPECT_NEAR(allreduce(slower) - latency, 2 * (allreduce(measured) - latency), 1e-9);
 }
+
+// trn1's chip links against nccom-test's published Trn1 runs (docs/hardware-sources.md [A8]): a
+// ring over n ranks moves 2 (n - 1) / n of an all-reduce's bytes (an all-gather half of it) across
+// each link at the sustained rate, one link latency per step. The preset took its efficiency from
+// the 1 GiB all-reduce and its latency from the 1 KiB all-gather; the other sizes are predictions.
+TEST(TrainingModels, TrainiumLinksReproduceNccomTestsCollectives) {
+  const auto trn1 = chip("trn1");
+  const double bw = trn1->arch().chip_link.sustained_bytes_per_second(), step = trn1->arch().chip_link.latency_s;
+  const auto ring = [&](double bytes, double ranks, double halves) {
+    return halves * ((ranks - 1) / ranks * bytes / bw + (ranks - 1) * step);
+  };
+  struct Measured {
+    double bytes, ranks, halves, seconds, tolerance;
+  };
+  // 2-rank all-reduces (fp32, one instance); all-gathers on one trn1.32xlarge's 16 chips (32 ranks).
+  for (const Measured& m : {Measured{1073741824, 2, 2, 18930e-6, 0.01}, Measured{268435456, 2, 2, 4750e-6, 0.01},
+                            Measured{16777216, 2, 2, 332e-6, 0.06}, Measured{1024, 16, 1, 151e-6, 0.01},
+                            Measured{524288, 16, 1, 179e-6, 0.12}})
+    EXPECT_NEAR(ring(m.bytes, m.ranks, m.halves), m.seconds, m.tolerance * m.seconds)
+        << m.bytes << " bytes over " << m.ranks << " ranks";
+}

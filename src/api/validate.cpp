@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "tessera/api/catalog.hpp"
 #include "tessera/api/compare.hpp"
@@ -93,26 +94,55 @@ CompareRequest inference_request(const config::YamlMap& row, const std::string& 
 }
 
 // A component row's kernel: one matrix product, timed only, with the algorithm the row names (or
-// the machine's fastest).
-target::GemmWork kernel_work(const config::YamlMap& row) {
-  const config::YamlMap g = row.map("gemm");
+// the machine's fastest), on the grid of cores it names or, where the source does not give the
+// grid, on the fastest of the sides listed under `grids`.
+struct KernelRow {
   target::GemmWork work;
+  std::vector<int64_t> sides;  // empty: work.cores
+};
+
+KernelRow kernel_work(const config::YamlMap& row) {
+  const config::YamlMap g = row.map("gemm");
+  KernelRow k;
+  target::GemmWork& work = k.work;
   work.m = positive(g, "m", 1), work.k = positive(g, "k", 1), work.n = positive(g, "n", 1);
   work.dtype = g.optional_string("dtype").value_or("fp16");
   work.algorithm = g.optional_string("algorithm").value_or("");
   work.cores = g.optional_integer("cores").value_or(0);
+  if (g.has("grids")) {
+    if (g.has("cores")) fail("{}: give cores (the grid) or grids (the fastest of several), not both", g.where("grids"));
+    for (const std::string& side : g.strings("grids")) {
+      char* end = nullptr;
+      const long long p = std::strtoll(side.c_str(), &end, 10);
+      if (side.empty() || *end != '\0' || p < 1)
+        fail("{}: '{}' is not a grid side: give whole numbers of cores, e.g. [360, 660]", g.where("grids"), side);
+      k.sides.push_back(p);
+    }
+    if (k.sides.empty()) fail("{}: an empty list: give at least one grid side", g.where("grids"));
+  }
   work.values = false;
   g.finish();
-  return work;
+  return k;
 }
 
-double predict_kernel(const std::string& system, const target::GemmWork& work, const std::string& metric) {
-  const report::GemmRun run = gemm({system}, work).front();
-  const target::GemmOutcome& o = run.outcome;
-  if (o.chosen < 0) throw Error(o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit);
-  const double seconds = o.algorithms[static_cast<size_t>(o.chosen)].seconds;
+double predict_kernel(const std::string& system, const KernelRow& kernel, const std::string& metric) {
+  std::vector<int64_t> sides = kernel.sides;
+  if (sides.empty()) sides.push_back(kernel.work.cores);
+  double seconds = INFINITY;
+  std::string why;
+  for (const int64_t side : sides) {
+    target::GemmWork work = kernel.work;
+    work.cores = side;
+    const target::GemmOutcome& o = gemm({system}, work).front().outcome;
+    if (o.chosen < 0) {
+      why = o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit;
+      continue;
+    }
+    seconds = std::min(seconds, o.algorithms[static_cast<size_t>(o.chosen)].seconds);
+  }
+  if (std::isinf(seconds)) throw Error(why);
   if (metric == "seconds") return seconds;
-  return work.flops() / seconds / 1e12;
+  return kernel.work.flops() / seconds / 1e12;
 }
 
 // The metric's prediction; throws Error when the workload cannot run as configured.
@@ -178,7 +208,7 @@ std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) 
       const bool training = r.workload == "training";
       const target::TrainingWork work = training ? training_work(row) : target::TrainingWork{};
       const CompareRequest request = training || kernel ? CompareRequest{} : inference_request(row, r.model, r.system);
-      const target::GemmWork product = kernel ? kernel_work(row) : target::GemmWork{};
+      const KernelRow product = kernel ? kernel_work(row) : KernelRow{};
       row.finish();
       try {
         r.predicted = training ? predict_training(r.model, r.system, work, r.metric)

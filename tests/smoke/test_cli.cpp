@@ -975,7 +975,13 @@ rows:
             "unknown key"},
            {"source: s\nrows:\n  - {name: a, model: default, system: wse2, metric: tflops, published: 1, "
             "gemm: {m: 8}, inference: {batch: 1}}\n",
-            "one of a training, an inference or a gemm"}}) {
+            "one of a training, an inference or a gemm"},
+           {"source: s\nrows:\n  - {name: a, system: wse2, metric: seconds, published: 1, gemm: {m: 1, k: 8, n: 8, "
+            "grids: [16, big]}}\n",
+            "'big' is not a grid side"},
+           {"source: s\nrows:\n  - {name: a, system: wse2, metric: seconds, published: 1, gemm: {m: 1, k: 8, n: 8, "
+            "cores: 4, grids: [16]}}\n",
+            "not both"}}) {
     const Result bad = tessera("validate " + temp_file("bad.yaml", body));
     EXPECT_NE(bad.exit_code, 0) << body;
     EXPECT_TRUE(contains(bad.output, expected)) << body << "\n" << bad.output;
@@ -1355,7 +1361,7 @@ TEST(Cli, GemmTimesEachAlgorithmAndChecksItsValues) {
   const auto j = nlohmann::json::parse(read_all(json));
   ASSERT_EQ(j["machines"].size(), 2u);
   for (const auto& machine : j["machines"]) {
-    ASSERT_EQ(machine["algorithms"].size(), 3u);
+    ASSERT_EQ(machine["algorithms"].size(), 4u);  // summa, cannon, meshgemm, meshgemv
     EXPECT_GT(machine["max_abs_product"].get<double>(), 1.0);
     EXPECT_EQ(machine["values_note"], "");
     double fastest = 1e30;

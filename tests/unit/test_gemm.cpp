@@ -31,12 +31,12 @@ TEST(MeshGemm, EveryAlgorithmsDataMovementComputesTheProduct) {
   for (const char* dtype : {"fp32", "fp16"}) {
     const target::GemmWork work{.m = 37, .k = 50, .n = 29, .dtype = dtype, .cores = 7, .values = true, .seed = 3};
     const auto o = mesh->simulate_gemm(work);
-    ASSERT_EQ(o.algorithms.size(), 3u);
+    ASSERT_EQ(o.algorithms.size(), 4u);
     EXPECT_GT(o.max_abs_product, 1.0);
     for (const auto& a : o.algorithms) {
       SCOPED_TRACE(a.algorithm + " " + dtype);
       EXPECT_TRUE(a.does_not_fit.empty());
-      EXPECT_EQ(a.steps, 7);
+      EXPECT_EQ(a.steps, a.algorithm == "meshgemv" ? 1 : 7);  // MeshGEMV: one product, one reduction
       // fp32 sums of 50 products of values below 1: a few ulps of the largest |C|, where a tile
       // taken from the wrong core would be off by the size of C itself.
       EXPECT_GE(a.max_abs_error, 0);
@@ -63,7 +63,10 @@ TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
     }
     EXPECT_GT(algorithm(o, "summa").seconds, algorithm(o, "cannon").seconds);  // the first panel is never hidden
     // Energy by the arch's table: every core's 16 steps of 32^3 multiply-adds, the fabric's word-hops.
+    // (MeshGEMV would keep all 512 rows of A's segment on every core: it does not fit.)
+    EXPECT_NE(algorithm(o, "meshgemv").does_not_fit.find("tiled algorithm"), std::string::npos);
     for (const auto& a : o.algorithms) {
+      if (!a.does_not_fit.empty()) continue;
       EXPECT_DOUBLE_EQ(a.energy.compute_j, 256.0 * 16 * 32 * 32 * 32 * arch.energy.mac_pj.at("fp16") * 1e-12);
       EXPECT_DOUBLE_EQ(a.energy.communication_j, a.word_hops * 4 * arch.energy.fabric_pj_per_byte_hop * 1e-12);
       EXPECT_GT(a.energy.memory_j, 0);
@@ -79,7 +82,9 @@ TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
   const auto &cannon = algorithm(o, "cannon"), &meshgemm = algorithm(o, "meshgemm"), &summa = algorithm(o, "summa");
   EXPECT_EQ(meshgemm.bound, "fabric");
   EXPECT_LT(meshgemm.seconds, cannon.seconds);
-  EXPECT_EQ(o.algorithms[static_cast<size_t>(o.chosen)].algorithm, "meshgemm");
+  EXPECT_LT(meshgemm.seconds, summa.seconds);
+  // MeshGEMV's one reduction of 32 rows beats any 32 steps of shifts or broadcasts.
+  EXPECT_EQ(o.algorithms[static_cast<size_t>(o.chosen)].algorithm, "meshgemv");
   // SUMMA's steps as the fabric times each root's broadcasts (the model times two roots and
   // interpolates the rest in the farthest core's distance): the same total.
   const sim::MeshFabric fabric(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height),
@@ -97,7 +102,7 @@ TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
   target::GemmWork cycle = tiny;
   cycle.fidelity = target::Fidelity::Cycle;
   const auto c = mesh->simulate_gemm(cycle);
-  for (size_t i = 0; i < 3; ++i)
+  for (size_t i = 0; i < o.algorithms.size(); ++i)
     EXPECT_NEAR(c.algorithms[i].seconds, o.algorithms[i].seconds, 0.05 * o.algorithms[i].seconds)
         << o.algorithms[i].algorithm;
 }
@@ -109,6 +114,7 @@ TEST(MeshGemm, ProductsTooLargeForTheCoresSayWhatWouldHoldThem) {
   const auto fits =
       wafer->simulate_gemm({.m = 4400, .k = 4400, .n = 4400, .dtype = "fp32", .cores = 100, .values = false});
   for (const auto& a : fits.algorithms) {
+    if (a.algorithm == "meshgemv") continue;  // every row of A on each core: below
     EXPECT_TRUE(a.does_not_fit.empty()) << a.algorithm;
     EXPECT_DOUBLE_EQ(a.memory_bytes, 5 * 44 * 44 * 4.0);
   }
@@ -118,6 +124,44 @@ TEST(MeshGemm, ProductsTooLargeForTheCoresSayWhatWouldHoldThem) {
   EXPECT_EQ(o.chosen, -1);
   EXPECT_NE(algorithm(o, "meshgemm").does_not_fit.find("needs 59.1 KiB per core"), std::string::npos);
   EXPECT_NE(algorithm(o, "meshgemm").does_not_fit.find("--cores 98"), std::string::npos);
+}
+
+// MeshGEMV: every core multiplies its row's segment of A by its B tile (one product: no steps of
+// shifts), and a two-level K-tree allreduce sums the partial products down each column while they
+// are computed, as a decode plan's projection step is timed (mesh_timing.cpp: a streamed step).
+TEST(MeshGemm, MeshGemvSumsPartialProductsDownEachColumnAsTheyAreComputed) {
+  const auto mesh = preset("mesh-32x32");
+  const arch::ArchSpec& arch = mesh->arch();
+  const target::GemmWork work{
+      .m = 3, .k = 1000, .n = 700, .dtype = "fp16", .algorithm = "meshgemv", .cores = 32, .values = true, .seed = 5};
+  const auto o = mesh->simulate_gemm(work);
+  ASSERT_EQ(o.algorithms.size(), 1u);
+  const auto& gemv = o.algorithms.front();
+  ASSERT_TRUE(gemv.does_not_fit.empty()) << gemv.does_not_fit;
+  // fp32 sums of 1,000 products: a few ulps of the largest |C|; a partial sum left out or taken
+  // from the wrong column would be off by the size of C itself.
+  EXPECT_GE(gemv.max_abs_error, 0);
+  EXPECT_LT(gemv.max_abs_error, 1e-5 * o.max_abs_product);
+  // 32-element K segments and 22-column tiles: 3 x 32 x 22 multiply-adds per core, and 3 x 22 words
+  // reduced down each column in groups of ceil(sqrt(32)) = 6.
+  const sim::MeshFabric fabric(static_cast<int32_t>(arch.grid_width), static_cast<int32_t>(arch.grid_height),
+                               arch.link);
+  const arch::Region column{0, 0, 1, 32};
+  const double compute = std::ceil(3.0 * 32 * 22 / arch.core.macs_per_cycle.at("fp16"));
+  const double cycles = sim::streamed_cycles(
+      compute, fabric.fast_cost(sim::patterns::ktree_allreduce(column, 66, 6, false)),
+      fabric.fast_cost(sim::patterns::ktree_allreduce(column, 1, 6, false)), arch.link.bytes_per_cycle / 4);
+  EXPECT_NEAR(gemv.seconds * arch.clock_hz, cycles, 1e-9 * cycles);
+  EXPECT_DOUBLE_EQ(gemv.compute_s, compute / arch.clock_hz);
+  // The same vector product with the tiled algorithms pays 32 steps of shifts or broadcasts.
+  target::GemmWork all = work;
+  all.algorithm = "", all.values = false;
+  const auto every = mesh->simulate_gemm(all);
+  EXPECT_EQ(every.algorithms[static_cast<size_t>(every.chosen)].algorithm, "meshgemv");
+  for (const auto& a : every.algorithms) {
+    if (a.algorithm == "meshgemv") continue;
+    EXPECT_GT(a.seconds, 2 * gemv.seconds) << a.algorithm;
+  }
 }
 
 TEST(MeshGemm, BadRequestsAreRefusedByName) {

@@ -290,8 +290,9 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("--svg", validate.svg, "Plot predicted against published (log-log, 1.5x and 2x bands)");
 
   GemmFlags gemm;
-  auto* gemm_cmd = app.add_subcommand(
-      "gemm", "One matrix product C = A B timed alone: SUMMA, Cannon and MeshGEMM on a mesh, tiles on a GPU or an IPU");
+  auto* gemm_cmd = app.add_subcommand("gemm",
+                                      "One matrix product C = A B timed alone: SUMMA, Cannon, MeshGEMM and MeshGEMV on "
+                                      "a mesh, tiles on a GPU or an IPU");
   gemm_cmd->add_option("-M", gemm.work.m, "Rows of A and C")->required();
   gemm_cmd->add_option("-K", gemm.work.k, "Columns of A, rows of B")->required();
   gemm_cmd->add_option("-N", gemm.work.n, "Columns of B and C")->required();
@@ -300,7 +301,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   gemm_cmd->add_option("--dtype", gemm.work.dtype, "Format of A and B (the MAC dtype)")->capture_default_str();
   gemm_cmd->add_option("--algorithm", gemm.work.algorithm,
-                       "summa, cannon or meshgemm (default: all, the fastest chosen)");
+                       "summa, cannon, meshgemm or meshgemv (default: all, the fastest chosen)");
   gemm_cmd->add_option(
       "--cores", gemm.work.cores,
       "Mesh fabrics: side P of the P x P grid of cores (default: the largest square; GPUs and IPUs use every core)");

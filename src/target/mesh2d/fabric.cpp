@@ -276,4 +276,11 @@ CommCost MeshFabric::fast_cost(const Collective& collective) const {
   return cost;
 }
 
+double streamed_cycles(double compute, const CommCost& all, const CommCost& one_word, double words_per_cycle) {
+  const double stream = std::ceil(static_cast<double>(all.busiest_port_words) / words_per_cycle);
+  const double latency =
+      std::max(0.0, one_word.cycles - std::ceil(static_cast<double>(one_word.busiest_port_words) / words_per_cycle));
+  return std::max(compute, stream) + latency;
+}
+
 }  // namespace tessera::sim

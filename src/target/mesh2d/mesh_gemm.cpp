@@ -6,8 +6,11 @@
 //  - Cannon: from skewed tiles, A tiles shift one place along the rows and B tiles one place down
 //    the columns each step (torus order: the wrap-around flow crosses the whole line).
 //  - MeshGEMM (WaferLLM, OSDI'25): Cannon's shifts on interleaved rings, every step at most two hops.
+//  - MeshGEMV (WaferLLM's decode GEMV, for any M): B stays where it is; every core multiplies the
+//    M rows of its row's A segment by its B tile, and a two-level K-tree allreduce sums the partial
+//    products down each column while they are computed, as a decode plan's projection does.
 //
-// C stays on its core (output-stationary). The host loads A and B in the layout each algorithm
+// In the first three C stays on its core (output-stationary). The host loads A and B in the layout each algorithm
 // starts from: for SUMMA core (x, y) holds A(y, x) and B(y, x); for the shifting ones the tiles
 // are pre-skewed as Cannon's first step needs them (WaferLLM's launcher does this for its
 // operands), so no algorithm is charged an on-chip alignment. Tiles are ceil(m / P) x ceil(k / P)
@@ -32,7 +35,7 @@ namespace {
 using sim::Collective;
 using sim::Coord;
 
-enum class Algorithm { Summa, Cannon, MeshGemm };
+enum class Algorithm { Summa, Cannon, MeshGemm, MeshGemv };
 
 struct AlgorithmInfo {
   Algorithm algorithm;
@@ -47,6 +50,9 @@ constexpr AlgorithmInfo kAlgorithms[] = {
      "Cannon: A tiles shift along the rows and B tiles down the columns in torus order (the wrap-around "
      "crosses the grid)"},
     {Algorithm::MeshGemm, "meshgemm", "MeshGEMM: Cannon's shifts on interleaved rings, every step at most 2 hops"},
+    {Algorithm::MeshGemv, "meshgemv",
+     "MeshGEMV: B stays; each core multiplies its row's A segment (every row of A) by its B tile and a K-tree "
+     "allreduce sums the partial products down each column as they are computed"},
 };
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -205,12 +211,13 @@ class GemmModel {
       known = true;
       out.algorithms.push_back(time(info));
       if (values_ && out.algorithms.back().does_not_fit.empty())
-        out.algorithms.back().max_abs_error = error_of(compute(info.algorithm));
+        out.algorithms.back().max_abs_error =
+            info.algorithm == Algorithm::MeshGemv ? gemv_error() : error_of(compute(info.algorithm));
     }
     if (!known)
       fail(
-          "no GEMM algorithm '{}' on mesh2d machines: give summa, cannon or meshgemm (or none: all, the fastest "
-          "chosen)",
+          "no GEMM algorithm '{}' on mesh2d machines: give summa, cannon, meshgemm or meshgemv (or none: all, the "
+          "fastest chosen)",
           work_.algorithm);
     for (size_t i = 0; i < out.algorithms.size(); ++i)
       if (out.algorithms[i].does_not_fit.empty() &&
@@ -256,6 +263,7 @@ class GemmModel {
     r.algorithm = info.name, r.description = info.description;
     r.memory_available_bytes = arch_.usable_sram_per_core();
     r.steps = grid_.p;
+    if (info.algorithm == Algorithm::MeshGemv) return time_gemv(r);
     const double clock = arch_.clock_hz, p = grid_.p;
     double cycles = 0, hops = 0, received_words = 0;
     if (info.algorithm == Algorithm::Summa) {
@@ -315,6 +323,90 @@ class GemmModel {
     r.energy.memory_j = (macs * eb_ + c_bytes + 4 * received_words) * sram_pj_per_byte * 1e-12;
     r.energy.communication_j = hops * 4 * e.fabric_pj_per_byte_hop * 1e-12;
     return r;
+  }
+
+  // MeshGEMV per core: its row's A segment (m x kt), its B tile, its partial products and the
+  // partial sums arriving from the next core of its chain (m x nt each, in the accumulator).
+  double gemv_memory_bytes(int32_t p) const {
+    const double m = static_cast<double>(work_.m), kt = static_cast<double>(cdiv(work_.k, p)),
+                 nt = static_cast<double>(cdiv(work_.n, p));
+    return (m * kt + kt * nt) * eb_ + 2 * m * nt * acc_bytes_;
+  }
+
+  // The K-tree's group: about the square root of the column, as a decode plan's (mesh_compiler.cpp).
+  int32_t gemv_group() const { return static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(grid_.p)))); }
+
+  GemmAlgorithmResult time_gemv(GemmAlgorithmResult& r) const {
+    r.steps = 1;
+    r.memory_bytes = gemv_memory_bytes(grid_.p);
+    if (r.memory_bytes > arch_.usable_sram_per_core()) {
+      const int64_t side = std::min(arch_.usable.width, arch_.usable.height);
+      int64_t fits = 0;
+      for (int64_t p = grid_.p + 1; p <= side && !fits; ++p)
+        if (gemv_memory_bytes(static_cast<int32_t>(p)) <= arch_.usable_sram_per_core()) fits = p;
+      r.does_not_fit = fmt::format(
+          "needs {:.1f} KiB per core (every row of A's segment, a B tile, partial sums and their receive buffer in "
+          "{}) of the {:.1f} KiB usable: {}",
+          r.memory_bytes / 1024, arch_.core.accumulate, arch_.usable_sram_per_core() / 1024,
+          fits ? fmt::format("a grid of {0} x {0} cores holds it (--cores {0})", fits)
+               : std::string("no grid holds it; a tiled algorithm (summa, cannon, meshgemm) splits A's rows too"));
+      return r;
+    }
+    // Every column reduces m x nt partial sums (32-bit words); the columns use disjoint links, so one
+    // is costed and its traffic counted once per column.
+    const double m = static_cast<double>(work_.m), p = grid_.p, nt = static_cast<double>(grid_.nt);
+    const arch::Region column{0, 0, 1, grid_.p};
+    const auto words = static_cast<int64_t>(m * nt);
+    const sim::CommCost all = cost(sim::patterns::ktree_allreduce(column, words, gemv_group(), false));
+    const sim::CommCost one = cost(sim::patterns::ktree_allreduce(column, 1, gemv_group(), false));
+    const double compute = std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_);
+    const double cycles = sim::streamed_cycles(compute, all, one, arch_.link.bytes_per_cycle / 4);
+    r.compute_s = compute / arch_.clock_hz;
+    r.seconds = cycles / arch_.clock_hz;
+    r.communication_s = r.seconds - r.compute_s;
+    r.word_hops = static_cast<double>(all.word_hops) * p;
+    r.bound = r.communication_s > r.compute_s ? "fabric" : "compute";
+    // Every core reads an operand element per multiply-add, writes its partial sums, and receives
+    // a partial sum and the result per output element.
+    const double macs = p * p * m * static_cast<double>(grid_.kt) * nt, outputs = p * p * m * nt;
+    const auto& e = arch_.energy;
+    const double sram_pj_per_byte = (e.sram_read_pj_per_byte + e.sram_write_pj_per_byte) / 2;
+    r.energy.compute_j = macs * e.mac_pj.at(work_.dtype) * 1e-12;
+    r.energy.memory_j = (macs * eb_ + outputs * acc_bytes_ + 2 * 4 * outputs) * sram_pj_per_byte * 1e-12;
+    r.energy.communication_j = r.word_hops * 4 * e.fabric_pj_per_byte_hop * 1e-12;
+    return r;
+  }
+
+  // MeshGEMV's C, summed as the K-tree sums it: down each group's chain into its first core, then
+  // along the chain of group roots into the column's first core.
+  double gemv_error() const {
+    const int64_t m = work_.m, kt = grid_.kt, nt = grid_.nt, p = grid_.p, g = gemv_group();
+    double worst = 0;
+    std::vector<std::vector<float>> partial(static_cast<size_t>(p), std::vector<float>(static_cast<size_t>(m * nt)));
+    for (int64_t x = 0; x < p; ++x) {
+      for (int64_t y = 0; y < p; ++y) {
+        auto& out = partial[static_cast<size_t>(y)];
+        std::fill(out.begin(), out.end(), 0.f);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t l = y * kt; l < std::min(work_.k, (y + 1) * kt); ++l) {
+            const float a = operands_.a[static_cast<size_t>(i * work_.k + l)];
+            for (int64_t j = 0; j < nt && x * nt + j < work_.n; ++j)
+              out[static_cast<size_t>(i * nt + j)] += a * operands_.b[static_cast<size_t>(l * work_.n + x * nt + j)];
+          }
+      }
+      std::vector<float> root_sum(static_cast<size_t>(m * nt), 0.f);
+      for (int64_t first = (p - 1) / g * g; first >= 0; first -= g) {
+        std::vector<float> chain = partial[static_cast<size_t>(std::min(p, first + g) - 1)];
+        for (int64_t y = std::min(p, first + g) - 2; y >= first; --y)
+          for (size_t e = 0; e < chain.size(); ++e) chain[e] = partial[static_cast<size_t>(y)][e] + chain[e];
+        for (size_t e = 0; e < chain.size(); ++e) root_sum[e] = chain[e] + root_sum[e];
+      }
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < nt && x * nt + j < work_.n; ++j)
+          worst = worse_error(worst, root_sum[static_cast<size_t>(i * nt + j)],
+                              operands_.product[static_cast<size_t>(i * work_.n + x * nt + j)]);
+    }
+    return worst;
   }
 
   // C as the algorithm computes it: each core's C tile, from the tiles the collectives bring it.

@@ -97,18 +97,9 @@ class Timer {
       }
     }
     c.comm = c.fabric.cycles;
-    if (s.overlap && c.comm > 0) {
-      // Streamed: the busiest port's traffic runs alongside the arithmetic; the latency does not.
-      // The latency is the same collective's for one word (hops, ramps, tree levels), which no
-      // bandwidth shortens: taken as what the whole collective takes beyond its stream, it could
-      // grow as the links widen.
-      const double words_per_cycle = arch_.link.bytes_per_cycle / 4;
-      const double stream = std::ceil(static_cast<double>(c.fabric.busiest_port_words) / words_per_cycle);
-      const CommCost one = communication(s, 1, tier_of(s));
-      const double latency =
-          std::max(0.0, one.cycles - std::ceil(static_cast<double>(one.busiest_port_words) / words_per_cycle));
-      c.comm = std::max(c.compute, stream) + latency - c.compute;
-    }
+    if (s.overlap && c.comm > 0)
+      c.comm = streamed_cycles(c.compute, c.fabric, communication(s, 1, tier_of(s)), arch_.link.bytes_per_cycle / 4) -
+               c.compute;
     if (s.host_bytes > 0) {
       const double host_bytes = static_cast<double>(s.host_bytes) * scale;
       c.host = std::ceil(host_bytes / arch_.io.host_bytes_per_second * arch_.clock_hz);

@@ -51,6 +51,13 @@ struct CommCost {
   int64_t depth = 0;  // longest chain of dependent flows
 };
 
+// A collective that streams its outputs as the cores produce them (a product's partial sums
+// reduced while the next are computed): the busiest port's traffic runs alongside `compute`
+// cycles of arithmetic; the latency does not. The latency is the same collective's for one word
+// (`one_word`: hops, ramps, tree levels), which no bandwidth shortens. Returns the cycles from the
+// arithmetic's start to the collective's end.
+double streamed_cycles(double compute, const CommCost& all, const CommCost& one_word, double words_per_cycle);
+
 // The cycle-level mode's largest mesh (256 x 256): a collective's extent when one stage of a larger
 // run is timed wavelet by wavelet; whole runs at the cycle tier are for meshes up to 64 x 64.
 constexpr int64_t kMaxCycleLevelRouters = 65536;

@@ -57,28 +57,43 @@ Collective ktree_allreduce(const arch::Region& r, int64_t words, int32_t group, 
   Collective c;
   const int64_t n = along_x ? r.width : r.height, lines = along_x ? r.height : r.width;
   if (n < 2) return c;
-  auto add = [&](Coord src, Coord dst, std::vector<int32_t> deps) {
-    c.flows.push_back({src, {dst}, words, std::move(deps)});
+  const KTreeShape tree(n, group);
+  auto add = [&](int64_t line, int64_t src, int64_t dst, std::vector<int32_t> deps) {
+    c.flows.push_back({at(r, along_x, line, src), {at(r, along_x, line, dst)}, words, std::move(deps)});
     return static_cast<int32_t>(c.flows.size()) - 1;
   };
+  // A chain from position `from` toward `to` (exclusive), each core adding its partial sum to
+  // what reaches it: the flows into `to`, none if from == to.
+  auto chain = [&](int64_t line, int64_t from, int64_t to, const std::vector<int32_t>& into_first) {
+    std::vector<int32_t> upstream = into_first;
+    for (int64_t p = from; p != to; p += to > from ? 1 : -1)
+      upstream = {add(line, p, p + (to > from ? 1 : -1), upstream)};
+    return upstream;
+  };
   for (int64_t line = 0; line < lines; ++line) {
-    // into_root[k]: the flows that deliver partial sums to group k's root.
-    std::vector<std::vector<int32_t>> into_root;
-    for (int64_t start = 0; start < n; start += group) {
-      const int64_t end = std::min(start + group, n) - 1;
-      int32_t upstream = -1;
-      for (int64_t p = end; p > start; --p)
-        upstream = add(at(r, along_x, line, p), at(r, along_x, line, p - 1),
-                       upstream < 0 ? std::vector<int32_t>{} : std::vector<int32_t>{upstream});
-      into_root.push_back(upstream < 0 ? std::vector<int32_t>{} : std::vector<int32_t>{upstream});
+    // First phase: each group's two halves into its root; the flows delivering to each root.
+    std::vector<std::vector<int32_t>> into_root(static_cast<size_t>(tree.groups));
+    for (int64_t k = 0; k < tree.groups; ++k) {
+      auto& into = into_root[static_cast<size_t>(k)];
+      if (tree.root(k) > tree.first(k)) into = chain(line, tree.first(k), tree.root(k), {});
+      if (tree.root(k) < tree.last(k)) {
+        const auto below = chain(line, tree.last(k), tree.root(k), {});
+        into.insert(into.end(), below.begin(), below.end());
+      }
     }
-    for (auto k = static_cast<int64_t>(into_root.size()) - 1; k > 0; --k) {
-      const int32_t f = add(at(r, along_x, line, k * group), at(r, along_x, line, (k - 1) * group),
-                            into_root[static_cast<size_t>(k)]);
+    // Second phase: the roots on either side of the middle group's root relay toward it.
+    for (int64_t k = 0; k < tree.middle; ++k) {
+      const int32_t f = add(line, tree.root(k), tree.root(k + 1), into_root[static_cast<size_t>(k)]);
+      into_root[static_cast<size_t>(k + 1)].push_back(f);
+    }
+    for (int64_t k = tree.groups - 1; k > tree.middle; --k) {
+      const int32_t f = add(line, tree.root(k), tree.root(k - 1), into_root[static_cast<size_t>(k)]);
       into_root[static_cast<size_t>(k - 1)].push_back(f);
     }
-    Flow broadcast{at(r, along_x, line, 0), {}, words, into_root[0]};
-    for (int64_t p = 1; p < n; ++p) broadcast.dsts.push_back(at(r, along_x, line, p));
+    const int64_t top = tree.root(tree.middle);
+    Flow broadcast{at(r, along_x, line, top), {}, words, into_root[static_cast<size_t>(tree.middle)]};
+    for (int64_t p = 0; p < n; ++p)
+      if (p != top) broadcast.dsts.push_back(at(r, along_x, line, p));
     c.flows.push_back(std::move(broadcast));
   }
   return c;

@@ -377,12 +377,33 @@ class GemmModel {
     return r;
   }
 
-  // MeshGEMV's C, summed as the K-tree sums it: down each group's chain into its first core, then
-  // along the chain of group roots into the column's first core.
+  // MeshGEMV's C, summed as the K-tree sums it (fabric.hpp, KTreeShape): each group's halves
+  // down their chains into its root, which adds the one from below, then the one from above; the
+  // roots the same way into the line's root.
   double gemv_error() const {
-    const int64_t m = work_.m, kt = grid_.kt, nt = grid_.nt, p = grid_.p, g = gemv_group();
+    const int64_t m = work_.m, kt = grid_.kt, nt = grid_.nt, p = grid_.p;
+    const sim::patterns::KTreeShape tree(p, gemv_group());
+    using Sums = std::vector<float>;
+    const auto add = [](Sums into, const Sums& more) {
+      for (size_t e = 0; e < into.size(); ++e) into[e] += more[e];
+      return into;
+    };
+    // What reaches `to` along a chain of the sums at positions from .. to (exclusive) toward it.
+    const auto chain = [&](const std::vector<Sums>& sums, int64_t from, int64_t to) {
+      Sums acc = sums[static_cast<size_t>(from)];
+      for (int64_t q = from + (to > from ? 1 : -1); q != to; q += to > from ? 1 : -1)
+        acc = add(sums[static_cast<size_t>(q)], acc);
+      return acc;
+    };
+    // A root's own sum plus the chains from below and from above (first..root, root..last).
+    const auto converge = [&](const std::vector<Sums>& sums, int64_t first, int64_t root, int64_t last) {
+      Sums total = sums[static_cast<size_t>(root)];
+      if (root < last) total = add(total, chain(sums, last, root));
+      if (root > first) total = add(total, chain(sums, first, root));
+      return total;
+    };
     double worst = 0;
-    std::vector<std::vector<float>> partial(static_cast<size_t>(p), std::vector<float>(static_cast<size_t>(m * nt)));
+    std::vector<Sums> partial(static_cast<size_t>(p), Sums(static_cast<size_t>(m * nt)));
     for (int64_t x = 0; x < p; ++x) {
       for (int64_t y = 0; y < p; ++y) {
         auto& out = partial[static_cast<size_t>(y)];
@@ -394,16 +415,13 @@ class GemmModel {
               out[static_cast<size_t>(i * nt + j)] += a * operands_.b[static_cast<size_t>(l * work_.n + x * nt + j)];
           }
       }
-      std::vector<float> root_sum(static_cast<size_t>(m * nt), 0.f);
-      for (int64_t first = (p - 1) / g * g; first >= 0; first -= g) {
-        std::vector<float> chain = partial[static_cast<size_t>(std::min(p, first + g) - 1)];
-        for (int64_t y = std::min(p, first + g) - 2; y >= first; --y)
-          for (size_t e = 0; e < chain.size(); ++e) chain[e] = partial[static_cast<size_t>(y)][e] + chain[e];
-        for (size_t e = 0; e < chain.size(); ++e) root_sum[e] = chain[e] + root_sum[e];
-      }
+      std::vector<Sums> roots;
+      for (int64_t k = 0; k < tree.groups; ++k)
+        roots.push_back(converge(partial, tree.first(k), tree.root(k), tree.last(k)));
+      const Sums c = converge(roots, 0, tree.middle, tree.groups - 1);
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < nt && x * nt + j < work_.n; ++j)
-          worst = worse_error(worst, root_sum[static_cast<size_t>(i * nt + j)],
+          worst = worse_error(worst, c[static_cast<size_t>(i * nt + j)],
                               operands_.product[static_cast<size_t>(i * work_.n + x * nt + j)]);
     }
     return worst;

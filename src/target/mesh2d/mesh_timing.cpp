@@ -238,35 +238,61 @@ class Timer {
         const bool along_x = s.pattern == Pattern::AllreduceX;
         const int64_t n = along_x ? r.width : r.height, lines = along_x ? r.height : r.width;
         if (n < 2 || words == 0) break;
-        const int64_t g = std::min<int64_t>(std::max<int32_t>(1, s.group), n), groups = (n + g - 1) / g;
-        const auto size = [&](int64_t k) { return std::min(g, n - k * g); };
-        // A group's chain into its root: its last flow is ready after (size - 2) relays of one hop.
-        const auto chain_into_root = [&](int64_t k) {
-          return size(k) >= 2 ? static_cast<double>(size(k) - 2) * (relay + hop) + relay + hop : 0.0;
+        const int64_t g = std::min<int64_t>(std::max<int32_t>(1, s.group), n);
+        const patterns::KTreeShape tree(n, g);
+        // A chain of `length` flows into a root: its last flow is ready after `length` relays
+        // of one hop (the root's own add included).
+        const auto chain = [&](int64_t length) { return static_cast<double>(length) * (relay + hop); };
+        const auto into_root = [&](int64_t k) {
+          return chain(std::max(tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)));
         };
-        // Group roots from the last to the first: when the partial sums of groups k.. can leave
-        // root k (root 0: when the broadcast can start).
-        double leader = 0;
-        for (int64_t k = groups - 1; k >= 0; --k) {
-          const double from_next = k + 1 < groups ? leader + relay + static_cast<double>(g) * hop : 0.0;
-          leader = std::max(chain_into_root(k), from_next);
+        // When root k's partial sums (its group's and those of the roots beyond it) can leave
+        // it, from either end of the line toward the middle group's root.
+        std::vector<double> ready(static_cast<size_t>(tree.groups));
+        for (int64_t k = 0; k <= tree.middle; ++k)
+          ready[static_cast<size_t>(k)] =
+              std::max(into_root(k), k > 0 ? ready[static_cast<size_t>(k - 1)] + relay +
+                                                 static_cast<double>(tree.root(k) - tree.root(k - 1)) * hop
+                                           : 0.0);
+        double from_below = 0;
+        for (int64_t k = tree.groups - 1; k > tree.middle; --k)
+          from_below = std::max(into_root(k),
+                                k + 1 < tree.groups
+                                    ? from_below + relay + static_cast<double>(tree.root(k + 1) - tree.root(k)) * hop
+                                    : 0.0);
+        if (tree.groups - 1 > tree.middle)
+          ready[static_cast<size_t>(tree.middle)] = std::max(
+              ready[static_cast<size_t>(tree.middle)],
+              from_below + relay + static_cast<double>(tree.root(tree.middle + 1) - tree.root(tree.middle)) * hop);
+        const int64_t top = tree.root(tree.middle), reach = std::max(top, n - 1 - top);
+        // The busiest port is an eject: the line's root takes both halves of its group and the
+        // roots on both sides; another root its two halves, one root and the broadcast; any other
+        // core its neighbour's partial sums and the broadcast. The streams overlap, so the last
+        // wavelet through it waits for all of them.
+        int64_t through_eject = 1;
+        for (int64_t k = 0; k < tree.groups; ++k) {
+          const int64_t halves = (tree.root(k) > tree.first(k)) + (tree.root(k) < tree.last(k));
+          const int64_t roots = k == tree.middle ? (k > 0) + (k + 1 < tree.groups) : (k != 0 && k != tree.groups - 1);
+          through_eject = std::max(through_eject, halves + roots + (k == tree.middle ? 0 : 1));
+          if (std::max(tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)) >= 2)
+            through_eject = std::max<int64_t>(through_eject, 2);
         }
-        // The busiest port is an eject: a group root's takes its chain's partial sums, the next
-        // root's and the broadcast; another core of a group its neighbour's and the broadcast.
-        // The streams overlap, so the last wavelet through it waits for all of them.
-        const int64_t through_eject = groups > 1 ? 3 : (n > 2 ? 2 : 1);
-        cost.cycles =
-            leader + 2 * ramp + static_cast<double>(n - 1) * hop + static_cast<double>(through_eject) * stream - 1;
+        cost.cycles = ready[static_cast<size_t>(tree.middle)] + 2 * ramp + static_cast<double>(reach) * hop +
+                      static_cast<double>(through_eject) * stream - 1;
         cost.busiest_port_words = through_eject * words;
         cost.busiest_port_name = "eject";
-        double chain_links = 0;
-        for (int64_t k = 0; k < groups; ++k) chain_links += static_cast<double>(size(k) - 1);
-        cost.word_hops =
-            static_cast<int64_t>((chain_links + static_cast<double>((groups - 1) * g) + static_cast<double>(n - 1)) *
-                                 w * static_cast<double>(lines));
+        double links = static_cast<double>(n - 1);  // the broadcast's tree
+        for (int64_t k = 0; k < tree.groups; ++k) {
+          links += static_cast<double>(tree.last(k) - tree.first(k));
+          if (k > 0) links += static_cast<double>(tree.root(k) - tree.root(k - 1));
+        }
+        cost.word_hops = static_cast<int64_t>(links * w * static_cast<double>(lines));
         cost.active_links = 2 * (n - 1) * lines;
-        cost.longest_route_hops = n - 1;
-        cost.depth = (g - 1) + (groups - 1) + 1;
+        cost.longest_route_hops = reach;
+        int64_t longest_chain = 0;
+        for (int64_t k = 0; k < tree.groups; ++k)
+          longest_chain = std::max({longest_chain, tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)});
+        cost.depth = longest_chain + std::max(tree.middle, tree.groups - 1 - tree.middle) + 1;
         break;
       }
       case Pattern::StageTransfer: {

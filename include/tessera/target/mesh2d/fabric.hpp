@@ -16,6 +16,7 @@
 // each core's ramp (injection and ejection).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -105,9 +106,22 @@ Collective line_broadcast(const arch::Region& r, int64_t words, int32_t root, bo
 inline Collective row_broadcast(const arch::Region& r, int64_t words, int32_t root) {
   return line_broadcast(r, words, root, true);
 }
-// Two-level tree allreduce along rows (or columns) (WaferLLM's K-tree with K = 2): pipelined
-// chains reduce each group of `group` cores to its first core, a chain over those roots reduces
-// to the line's first core, which multicasts the result back to the whole line.
+// Where a two-level tree allreduce of a line of n cores in groups of `group` puts its roots, as
+// WaferLLM's MeshGEMV does (MeshInfra/WaferLLM, MeshGEMV/WSE-3: comm_pe.csl `two_tree_allreduce_y`
+// and run_device.sh): each group's root is its core group / 2 (its middle), and the line's root is
+// the root of group groups / 2.
+struct KTreeShape {
+  int64_t n, group, groups, middle;
+  KTreeShape(int64_t n_, int64_t group_)
+      : n(n_), group(group_), groups((n_ + group_ - 1) / group_), middle(groups / 2) {}
+  int64_t first(int64_t k) const { return k * group; }
+  int64_t last(int64_t k) const { return std::min(n, (k + 1) * group) - 1; }
+  int64_t root(int64_t k) const { return first(k) + (last(k) - first(k) + 1) / 2; }
+};
+// Two-level tree allreduce along rows (or columns) (WaferLLM's K-tree with K = 2): in each group
+// of `group` cores two pipelined chains, from its ends, reduce into its middle core; the group
+// roots relay from both ends of the line into the middle group's root, which multicasts the
+// result back to the whole line (both ways).
 Collective ktree_allreduce(const arch::Region& r, int64_t words, int32_t group, bool along_x);
 }  // namespace patterns
 

@@ -336,7 +336,7 @@ class GemmModel {
   // The K-tree's group: about the square root of the column, as a decode plan's (mesh_compiler.cpp).
   int32_t gemv_group() const { return static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(grid_.p)))); }
 
-  GemmAlgorithmResult time_gemv(GemmAlgorithmResult& r) const {
+  GemmAlgorithmResult time_gemv(GemmAlgorithmResult r) const {
     r.steps = 1;
     r.memory_bytes = gemv_memory_bytes(grid_.p);
     if (r.memory_bytes > arch_.usable_sram_per_core()) {

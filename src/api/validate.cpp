@@ -133,7 +133,8 @@ double predict_kernel(const std::string& system, const KernelRow& kernel, const 
   for (const int64_t side : sides) {
     target::GemmWork work = kernel.work;
     work.cores = side;
-    const target::GemmOutcome& o = gemm({system}, work).front().outcome;
+    const std::vector<report::GemmRun> runs = gemm({system}, work);
+    const target::GemmOutcome& o = runs.front().outcome;
     if (o.chosen < 0) {
       why = o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit;
       continue;

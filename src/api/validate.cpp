@@ -125,11 +125,17 @@ KernelRow kernel_work(const config::YamlMap& row) {
   return k;
 }
 
-double predict_kernel(const std::string& system, const KernelRow& kernel, const std::string& metric) {
+// A kernel row's prediction and how it was made: the algorithm and the cores of the fastest.
+struct KernelPrediction {
+  double value = 0;
+  std::string as;
+};
+
+KernelPrediction predict_kernel(const std::string& system, const KernelRow& kernel, const std::string& metric) {
   std::vector<int64_t> sides = kernel.sides;
   if (sides.empty()) sides.push_back(kernel.work.cores);
   double seconds = INFINITY;
-  std::string why;
+  std::string why, as;
   for (const int64_t side : sides) {
     target::GemmWork work = kernel.work;
     work.cores = side;
@@ -139,11 +145,14 @@ double predict_kernel(const std::string& system, const KernelRow& kernel, const 
       why = o.algorithms.empty() ? "no algorithm" : o.algorithms.front().does_not_fit;
       continue;
     }
-    seconds = std::min(seconds, o.algorithms[static_cast<size_t>(o.chosen)].seconds);
+    const double t = o.algorithms[static_cast<size_t>(o.chosen)].seconds;
+    if (t >= seconds) continue;
+    seconds = t;
+    // The layout's first clause names the cores ("480 x 480 cores from (4, 1); each holds ...").
+    as = o.algorithms[static_cast<size_t>(o.chosen)].algorithm + ", " + o.layout.substr(0, o.layout.find(';'));
   }
   if (std::isinf(seconds)) throw Error(why);
-  if (metric == "seconds") return seconds;
-  return kernel.work.flops() / seconds / 1e12;
+  return {metric == "seconds" ? seconds : kernel.work.flops() / seconds / 1e12, as};
 }
 
 // The metric's prediction; throws Error when the workload cannot run as configured.
@@ -212,9 +221,13 @@ std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) 
       const KernelRow product = kernel ? kernel_work(row) : KernelRow{};
       row.finish();
       try {
-        r.predicted = training ? predict_training(r.model, r.system, work, r.metric)
-                      : kernel ? predict_kernel(r.system, product, r.metric)
-                               : predict_inference(request, r.metric);
+        if (kernel) {
+          const KernelPrediction k = predict_kernel(r.system, product, r.metric);
+          r.predicted = k.value, r.predicted_as = k.as;
+        } else {
+          r.predicted =
+              training ? predict_training(r.model, r.system, work, r.metric) : predict_inference(request, r.metric);
+        }
         r.predicted_ok = true;
       } catch (const Error& e) {
         r.failure = e.what();

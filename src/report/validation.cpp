@@ -46,6 +46,7 @@ std::string validation_table(const std::vector<ValidationRow>& rows) {
     out += fmt::format("{:<{}} {:<10} {:<32} {:>12.4g} {:>12} {:>8}\n", r.name, width, r.system,
                        r.metric + " (" + r.unit + ")", r.published, predicted, error);
     if (!r.predicted_ok) out += fmt::format("    no prediction: {}\n", r.failure);
+    if (!r.predicted_as.empty()) out += fmt::format("    as {}\n", r.predicted_as);
   }
   for (const bool components : {false, true}) {
     const ValidationSummary s = summarize(rows, components);
@@ -66,6 +67,7 @@ std::string validation_json(const std::vector<ValidationRow>& rows) {
                           {"model", r.model}, {"system", r.system},       {"metric", r.metric},
                           {"unit", r.unit},   {"published", r.published}, {"source", r.source},
                           {"url", r.url},     {"date", r.date},           {"note", r.note}};
+    if (!r.predicted_as.empty()) row["predicted_as"] = r.predicted_as;
     if (r.predicted_ok)
       row["predicted"] = r.predicted, row["error"] = r.error();
     else

@@ -891,6 +891,45 @@ TEST(Cli, TrainOnAChipWithValuesMatchesTheHostAndRefusesWhatItCannot) {
   }
 }
 
+// A kernel row whose source gives no grid lists candidate sides: the prediction is the fastest of
+// them, and the row says which.
+TEST(Cli, ValidateKernelRowsTakeTheFastestOfTheirGrids) {
+  const std::string rows = temp_file("grids.yaml", R"(source: a test
+rows:
+  - name: a GEMV on the fastest of two grids
+    system: mesh-32x32
+    gemm: {m: 1, k: 512, n: 512, dtype: fp16, algorithm: meshgemv, grids: [4, 32]}
+    metric: seconds
+    published: 1.0e-6
+)");
+  const std::string json = temp_file("grids.json", "");
+  const Result r = tessera("validate " + rows + " --json " + json);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto row = nlohmann::json::parse(read_all(json)).at("rows").at(0);
+  double fastest = INFINITY;
+  int side = 0;
+  for (const int p : {4, 32}) {
+    const std::string product = temp_file("grid.json", "");
+    std::filesystem::remove(product);
+    ASSERT_EQ(tessera(fmt::format("gemm -M 1 -K 512 -N 512 --arch mesh-32x32 --cores {} --algorithm meshgemv "
+                                  "--no-numerics --json {}",
+                                  p, product))
+                  .exit_code,
+              0);
+    const double seconds = nlohmann::json::parse(read_all(product))
+                               .at("machines")
+                               .at(0)
+                               .at("algorithms")
+                               .at(0)
+                               .at("seconds")
+                               .get<double>();
+    if (seconds < fastest) fastest = seconds, side = p;
+  }
+  EXPECT_DOUBLE_EQ(row.at("predicted").get<double>(), fastest);
+  EXPECT_EQ(row.at("predicted_as").get<std::string>().rfind(fmt::format("meshgemv, {0} x {0} cores", side), 0), 0u)
+      << row.at("predicted_as");
+}
+
 TEST(Cli, ValidatePredictsEachRowAndRefusesMalformedFiles) {
   const std::string rows = temp_file("rows.yaml", R"(source: a test
 rows:
@@ -929,6 +968,10 @@ rows:
   // The kernel row is summarised apart: 2 x 256^3 FLOPs over the time `gemm` gives.
   const auto& kernel = doc.at("rows").at(3);
   EXPECT_EQ(kernel.at("workload"), "kernel");
+  // How it was predicted: the row's algorithm on the largest square grid (no cores given).
+  EXPECT_EQ(kernel.at("predicted_as").get<std::string>().rfind("meshgemm, 32 x 32 cores from", 0), 0u)
+      << kernel.at("predicted_as");
+  EXPECT_TRUE(contains(r.output, "    as meshgemm, 32 x 32 cores from")) << r.output;
   EXPECT_EQ(doc.at("components").at("rows"), 1);
   EXPECT_NEAR(doc.at("components").at("median_abs_error").get<double>(), std::fabs(kernel.at("error").get<double>()),
               1e-12);

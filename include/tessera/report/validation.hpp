@@ -18,7 +18,8 @@ struct ValidationRow {
   std::string note;               // what the row assumes where the source is silent
   bool predicted_ok = false;      // false: the workload does not fit (or cannot run) as configured
   double predicted = 0;
-  std::string failure;  // when !predicted_ok: why
+  std::string predicted_as;  // a kernel row: the algorithm and cores of the prediction ("" otherwise)
+  std::string failure;       // when !predicted_ok: why
   // predicted / published - 1 (positive: tessera predicts more of the metric than was measured).
   double error() const { return predicted / published - 1; }
   // A kernel row measures a component, not a system running a model: it is summarised apart.

@@ -245,13 +245,19 @@ class GemmModel {
     return operand_copies * (mt * kt + kt * nt) * eb_ + mt * nt * acc_bytes_;
   }
 
+  // The smallest grid larger than this one whose cores hold `bytes_per_core(side)`; 0 if none does.
+  template <typename BytesPerCore>
+  int64_t smallest_grid_holding(const BytesPerCore& bytes_per_core) const {
+    const int64_t side = std::min(arch_.usable.width, arch_.usable.height);
+    for (int64_t p = grid_.p + 1; p <= side; ++p)
+      if (bytes_per_core(static_cast<int32_t>(p)) <= arch_.usable_sram_per_core()) return p;
+    return 0;
+  }
+
   std::string does_not_fit(int operand_copies, const char* buffers) const {
     const double bytes = memory_bytes(operand_copies, grid_.p), usable = arch_.usable_sram_per_core();
     if (bytes <= usable) return "";
-    const int64_t side = std::min(arch_.usable.width, arch_.usable.height);
-    int64_t fits = 0;
-    for (int64_t p = grid_.p + 1; p <= side && !fits; ++p)
-      if (memory_bytes(operand_copies, static_cast<int32_t>(p)) <= usable) fits = p;
+    const int64_t fits = smallest_grid_holding([&](int32_t p) { return memory_bytes(operand_copies, p); });
     return fmt::format("needs {:.1f} KiB per core ({}; C in {}) of the {:.1f} KiB usable: {}", bytes / 1024, buffers,
                        arch_.core.accumulate, usable / 1024,
                        fits ? fmt::format("a grid of {0} x {0} cores holds it (--cores {0})", fits)
@@ -340,10 +346,7 @@ class GemmModel {
     r.steps = 1;
     r.memory_bytes = gemv_memory_bytes(grid_.p);
     if (r.memory_bytes > arch_.usable_sram_per_core()) {
-      const int64_t side = std::min(arch_.usable.width, arch_.usable.height);
-      int64_t fits = 0;
-      for (int64_t p = grid_.p + 1; p <= side && !fits; ++p)
-        if (gemv_memory_bytes(static_cast<int32_t>(p)) <= arch_.usable_sram_per_core()) fits = p;
+      const int64_t fits = smallest_grid_holding([this](int32_t p) { return gemv_memory_bytes(p); });
       r.does_not_fit = fmt::format(
           "needs {:.1f} KiB per core (every row of A's segment, a B tile, partial sums and their receive buffer in "
           "{}) of the {:.1f} KiB usable: {}",

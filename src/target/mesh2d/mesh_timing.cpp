@@ -243,9 +243,7 @@ class Timer {
         // A chain of `length` flows into a root: its last flow is ready after `length` relays
         // of one hop (the root's own add included).
         const auto chain = [&](int64_t length) { return static_cast<double>(length) * (relay + hop); };
-        const auto into_root = [&](int64_t k) {
-          return chain(std::max(tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)));
-        };
+        const auto into_root = [&](int64_t k) { return chain(tree.longest_half(k)); };
         // When root k's partial sums (its group's and those of the roots beyond it) can leave
         // it, from either end of the line toward the middle group's root.
         std::vector<double> ready(static_cast<size_t>(tree.groups));
@@ -268,30 +266,26 @@ class Timer {
         // The busiest port is an eject: the line's root takes both halves of its group and the
         // roots on both sides; another root its two halves, one root and the broadcast; any other
         // core its neighbour's partial sums and the broadcast. The streams overlap, so the last
-        // wavelet through it waits for all of them.
-        int64_t through_eject = 1;
+        // wavelet through it waits for all of them. Links: each group's chains, the roots' relays
+        // and the broadcast's tree.
+        int64_t through_eject = 1, longest_chain = 0;
+        double links = static_cast<double>(n - 1);
         for (int64_t k = 0; k < tree.groups; ++k) {
           const int64_t halves = (tree.root(k) > tree.first(k)) + (tree.root(k) < tree.last(k));
           const int64_t roots = k == tree.middle ? (k > 0) + (k + 1 < tree.groups) : (k != 0 && k != tree.groups - 1);
           through_eject = std::max(through_eject, halves + roots + (k == tree.middle ? 0 : 1));
-          if (std::max(tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)) >= 2)
-            through_eject = std::max<int64_t>(through_eject, 2);
+          if (tree.longest_half(k) >= 2) through_eject = std::max<int64_t>(through_eject, 2);
+          longest_chain = std::max(longest_chain, tree.longest_half(k));
+          links += static_cast<double>(tree.last(k) - tree.first(k));
+          if (k > 0) links += static_cast<double>(tree.root(k) - tree.root(k - 1));
         }
         cost.cycles = ready[static_cast<size_t>(tree.middle)] + 2 * ramp + static_cast<double>(reach) * hop +
                       static_cast<double>(through_eject) * stream - 1;
         cost.busiest_port_words = through_eject * words;
         cost.busiest_port_name = "eject";
-        double links = static_cast<double>(n - 1);  // the broadcast's tree
-        for (int64_t k = 0; k < tree.groups; ++k) {
-          links += static_cast<double>(tree.last(k) - tree.first(k));
-          if (k > 0) links += static_cast<double>(tree.root(k) - tree.root(k - 1));
-        }
         cost.word_hops = static_cast<int64_t>(links * w * static_cast<double>(lines));
         cost.active_links = 2 * (n - 1) * lines;
         cost.longest_route_hops = reach;
-        int64_t longest_chain = 0;
-        for (int64_t k = 0; k < tree.groups; ++k)
-          longest_chain = std::max({longest_chain, tree.root(k) - tree.first(k), tree.last(k) - tree.root(k)});
         cost.depth = longest_chain + std::max(tree.middle, tree.groups - 1 - tree.middle) + 1;
         break;
       }

@@ -117,6 +117,8 @@ struct KTreeShape {
   int64_t first(int64_t k) const { return k * group; }
   int64_t last(int64_t k) const { return std::min(n, (k + 1) * group) - 1; }
   int64_t root(int64_t k) const { return first(k) + (last(k) - first(k) + 1) / 2; }
+  // The longer of group k's two chains into its root, in flows.
+  int64_t longest_half(int64_t k) const { return std::max(root(k) - first(k), last(k) - root(k)); }
 };
 // Two-level tree allreduce along rows (or columns) (WaferLLM's K-tree with K = 2): in each group
 // of `group` cores two pipelined chains, from its ends, reduce into its middle core; the group

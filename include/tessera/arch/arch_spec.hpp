@@ -43,6 +43,10 @@ struct CoreSpec {
   // to load a weight block). Missing: no padding.
   std::map<std::string, double> matrix_rows;
   double sram_bytes_per_cycle = 0;  // exchange: what a tile's SRAM delivers per cycle
+  // mesh2d: cycles a core spends per vector instruction beyond streaming its elements through the
+  // SIMD lanes (setting up its operand descriptors, the loop that issues it, the short vector's
+  // partly used last cycle). 0: instructions cost only their elements.
+  double vector_op_cycles = 0;
 };
 
 // Zero skipping the hardware does: only these patterns are stored compressed and skipped.

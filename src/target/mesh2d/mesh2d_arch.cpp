@@ -81,6 +81,8 @@ class Mesh2dSection : public arch::FabricSection {
 
   void parse_core(const YamlMap& core, arch::ArchSpec& a) const override {
     a.core.routes = arch::positive(core, "routes");
+    if (core.has("vector_op_overhead"))
+      a.core.vector_op_cycles = arch::parse_cycles(core.string("vector_op_overhead"), core.where("vector_op_overhead"));
   }
 
   void parse_energy(const YamlMap& energy, arch::ArchSpec& a) const override {

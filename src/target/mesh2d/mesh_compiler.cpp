@@ -61,6 +61,10 @@ struct Footprint {
   int64_t total() const { return weights + kv + activations; }
 };
 
+// Vector instructions for `ops_per_element` operations on each element of an a x b block: each
+// instruction runs along the longer side, one per element of the shorter.
+int64_t vector_ops(int64_t ops_per_element, int64_t a, int64_t b) { return ops_per_element * std::min(a, b); }
+
 class Lowering {
  public:
   Lowering(const ir::ModelConfig& m, const LoweredModel& g, const arch::ArchSpec& a, const MeshCompileOptions& o)
@@ -171,7 +175,8 @@ class Lowering {
     for (const auto& mm : s.matmuls) {
       const int64_t ks = mm.rows_in ? r.py : r.px, ns = mm.rows_in ? r.px : r.py;
       const double line = static_cast<double>(ks);
-      cycles += static_cast<double>(mm.per_token * cdiv(mm.k, ks) * cdiv(mm.n, ns)) / rate;
+      cycles += static_cast<double>(mm.per_token * cdiv(mm.k, ks)) *
+                (static_cast<double>(cdiv(mm.n, ns)) / rate + a_.core.vector_op_cycles);
       cycles += static_cast<double>(cdiv(mm.n, ns)) / (a_.link.bytes_per_cycle / 4) +
                 (2 * std::ceil(std::sqrt(line)) + 1) * stage_latency + 2 * line * a_.link.hop_latency_cycles;
     }
@@ -223,7 +228,9 @@ class Lowering {
       Step st;
       st.name = name + (layer_norm ? (pass == 0 ? ".mean" : ".variance") : ""), st.stage = stage, st.op = "norm";
       st.kernel = layer_norm ? (pass == 0 ? "layernorm.mean" : "layernorm.variance") : "rmsnorm", st.node = name;
-      st.elementwise = tokens * seg * (pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1);
+      const int64_t ops = pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1;
+      st.elementwise = tokens * seg * ops;
+      st.vector_ops = vector_ops(ops, tokens, seg);
       st.sram_bytes = cores * tokens * seg * kActivationBytes * 2;
       st.pattern = cols ? Pattern::AllreduceX : Pattern::AllreduceY;
       st.words = tokens;
@@ -247,6 +254,12 @@ class Lowering {
     st.elementwise = (mm.bias ? tokens * tile_n(mm, r) : 0) +
                      static_cast<int64_t>(std::ceil(static_cast<double>(used * tile_k(mm, r) * tile_n(mm, r)) *
                                                     performed * storage_.unpack_ops()));
+    // One multiply-add instruction per row of the tile and token, along the tile's row (WaferLLM's
+    // GEMV), or per element of the tile along the tokens where they are more (a long chunk); the
+    // unpacking, a pass over each weight row per operation; the bias, one add per token.
+    st.vector_ops = tile_k(mm, r) * std::min(uses, used * tile_n(mm, r)) +
+                    static_cast<int64_t>(std::ceil(static_cast<double>(used * tile_k(mm, r)) * storage_.unpack_ops())) +
+                    (mm.bias ? vector_ops(1, tokens, tile_n(mm, r)) : 0);
     // Every token reads the stored weights once and an activation per MAC; outputs are written once.
     st.sram_bytes = uses * storage_.bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
                     cores * uses * tile_n(mm, r) * kActivationBytes;
@@ -254,7 +267,8 @@ class Lowering {
     // An expert's down projection: each core weights its experts' partial sums and adds them, so
     // one allreduce carries a token's mixture.
     st.words = (mm.rows_in ? uses : tokens) * tile_n(mm, r);
-    if (!mm.rows_in && mm.per_token > 1) st.elementwise += uses * tile_n(mm, r);
+    if (!mm.rows_in && mm.per_token > 1)
+      st.elementwise += uses * tile_n(mm, r), st.vector_ops += vector_ops(1, uses, tile_n(mm, r));
     // Each partial output is final on its core once its column of the tile is done, so the
     // reduction chain can carry it while the core computes the next (WaferLLM's MeshGEMV).
     st.overlap = true;
@@ -265,18 +279,19 @@ class Lowering {
   // GELU (tanh or erf form) 8 operations per element; SiLU 4, and one more to gate.
   void add_activation(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
                       int64_t cores) const {
-    add_elementwise(out, op, stage,
-                    tokens * cdiv(op.width, r.px) * (op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0)), cores);
+    const int64_t ops = op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0), seg = cdiv(op.width, r.px);
+    add_elementwise(out, op, stage, tokens * seg * ops, vector_ops(ops, tokens, seg), cores);
   }
 
   void add_elementwise(std::vector<Step>& out, const LoweredOp& op, int32_t stage, int64_t per_core,
-                       int64_t cores) const {
+                       int64_t instructions, int64_t cores) const {
     Step st;
     st.name = op.name, st.stage = stage, st.op = "elementwise", st.node = op.name;
     st.kernel = op.kind == LoweredKind::Rope         ? "rope"
                 : op.kind == LoweredKind::Activation ? "activation"
                                                      : lowered_kind_name(op.kind);
     st.elementwise = per_core;
+    st.vector_ops = instructions;
     st.sram_bytes = cores * per_core * kActivationBytes * 3;
     out.push_back(st);
   }
@@ -331,21 +346,22 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         add_matmul(out, matmul(s, op), stage, r, tokens, cores);
         out.back().name = op.name, out.back().node = op.name;
         break;
-      case LoweredKind::Rope:
+      case LoweredKind::Rope: {
         // Rotates the q and k columns each core holds: 6 operations per pair.
-        add_elementwise(out, op, stage,
-                        tokens * 3 *
-                            (program::query_capacity(s.query_width, r.px, s.group) +
-                             program::key_value_capacity(s.query_width, r.px, s.group)),
-                        cores);
+        const int64_t columns = program::query_capacity(s.query_width, r.px, s.group) +
+                                program::key_value_capacity(s.query_width, r.px, s.group);
+        add_elementwise(out, op, stage, tokens * 3 * columns, vector_ops(6, tokens, cdiv(columns, 2)), cores);
         break;
+      }
       case LoweredKind::Attention:
         add_attention(out, op, p, stage, r, tokens, cores);
         break;
       case LoweredKind::Add:
-      case LoweredKind::Mul:
-        add_elementwise(out, op, stage, tokens * cdiv(op.width, op.split_output ? r.px : r.py), cores);
+      case LoweredKind::Mul: {
+        const int64_t seg = cdiv(op.width, op.split_output ? r.px : r.py);
+        add_elementwise(out, op, stage, tokens * seg, vector_ops(1, tokens, seg), cores);
         break;
+      }
       case LoweredKind::Activation:
         add_activation(out, op, stage, r, tokens, cores);
         break;
@@ -371,6 +387,8 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
   scores.kernel = "attention.scores", scores.node = op.name;
   scores.macs_per_slot = tokens * dx;
+  // Per position and token, a dot product along each head's dimensions on the core.
+  scores.vector_ops_per_slot = tokens * cdiv(dx, op.head_dim);
   scores.total_macs_per_slot = tokens * d * r.py;
   // Each query dimension meets its KV head's key, read once for the group.
   scores.sram_bytes_per_slot = cores * tokens * (kx * kv_bytes_ + dx * kActivationBytes);
@@ -384,6 +402,7 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
     softmax.name = p + part, softmax.stage = stage, softmax.op = "attention", softmax.node = op.name;
     softmax.kernel = std::string(part) == "attn.max" ? "attention.max" : "attention.sum";
     softmax.elementwise_per_slot = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);
+    softmax.vector_ops = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);  // along the positions
     softmax.sram_bytes_per_slot = cores * tokens * op.heads * kActivationBytes;
     softmax.pattern = Pattern::AllreduceY;
     softmax.words = tokens * op.heads;
@@ -415,6 +434,7 @@ void Lowering::add_experts(std::vector<Step>& out, const LoweredOp& op, int32_t 
   Step route = step("route", "experts");
   // Each token: the top_k of `experts` logits by comparison, then a softmax over them.
   route.elementwise = tokens * (op.experts * op.top_k + 3 * op.top_k);
+  route.vector_ops = tokens * (op.top_k + 3);  // a pass over the logits per choice, three over the chosen
   route.sram_bytes = cores * tokens * op.experts * kActivationBytes * 2;
   route.pattern = Pattern::AllreduceX;
   route.words = tokens * op.experts;
@@ -426,6 +446,7 @@ void Lowering::add_experts(std::vector<Step>& out, const LoweredOp& op, int32_t 
   Step activation = step("activation", "elementwise");
   const int64_t hidden = tokens * op.top_k * tile_n(gate_up, r) / 2;
   activation.elementwise = hidden * 5;  // SiLU 4 operations per element, and one to gate
+  activation.vector_ops = vector_ops(5, tokens * op.top_k, tile_n(gate_up, r) / 2);
   activation.sram_bytes = cores * hidden * kActivationBytes * 3;
   out.push_back(activation);
   add_matmul(out, matmul(layer_, op, ".down"), stage, r, tokens, cores);

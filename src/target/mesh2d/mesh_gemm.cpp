@@ -180,7 +180,10 @@ class GemmModel {
     acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
-    step_compute_ = std::ceil(tile_macs() / rate_);
+    // A tile product issues one multiply-add instruction per element of A's tile, along the longer
+    // of its row and its column of C (as a plan's matmul steps count them).
+    step_compute_ = std::ceil(tile_macs() / rate_ + static_cast<double>(grid_.kt * std::min(grid_.mt, grid_.nt)) *
+                                                        arch.core.vector_op_cycles);
     if (work.values) {
       // The data plane's work: P^3 tile moves and P^3 tile products, padded tiles included (a
       // move costs this host about what a multiply-add does, counted at 16).
@@ -362,7 +365,9 @@ class GemmModel {
     const auto words = static_cast<int64_t>(m * nt);
     const sim::CommCost all = cost(sim::patterns::ktree_allreduce(column, words, gemv_group(), false));
     const sim::CommCost one = cost(sim::patterns::ktree_allreduce(column, 1, gemv_group(), false));
-    const double compute = std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_);
+    const double instructions = static_cast<double>(grid_.kt * std::min(work_.m, grid_.nt));
+    const double compute =
+        std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_ + instructions * arch_.core.vector_op_cycles);
     const double cycles = sim::streamed_cycles(compute, all, one, arch_.link.bytes_per_cycle / 4);
     r.compute_s = compute / arch_.clock_hz;
     r.seconds = cycles / arch_.clock_hz;

@@ -332,12 +332,12 @@ struct MeshDataPlane::State {
     return {lines, tokens * width, !from_rows, false};
   }
 
-  // The reduced partial sums plus the bias (a projection's; experts have none), into each line's
-  // copy of the output.
+  // The reduced partial sums plus the bias (a biased projection's), into each line's copy of the
+  // output.
   void projection_finish(StageArenas& s, const StageOp& so, int64_t tokens) {
     const Buffer& ob = s.buf(so.out);
     const int64_t lines = s.lines(ob);
-    const bool biased = so.op->kind == LoweredKind::Projection;
+    const bool biased = so.op->kind == LoweredKind::Projection && so.op->bias;
     for (int64_t l = 0; l < lines; ++l) {
       const float* bias = s.weights.data() + so.bias + l * ob.stride();
       for (int64_t t = 0; t < tokens; ++t) {
@@ -899,7 +899,7 @@ class StageBuilder {
         const Buffer& ob = s_.buf(so.out);
         so.tile_rows = s_.buf(so.in[0]).stride(), so.tile_width = ob.stride();
         so.weight = add_weights(so.tile_rows * so.tile_width, s_.px * s_.py);
-        so.bias = add_weights(so.tile_width, s_.lines(ob));
+        if (op.bias) so.bias = add_weights(so.tile_width, s_.lines(ob));
         bind_parts(op, so.out);
         break;
       }

@@ -80,7 +80,8 @@ class Timer {
     const double density = s.op == "matmul" ? input_density(s.name) : 1.0;
     const auto macs = static_cast<double>(s.macs + slots * s.macs_per_slot) * scale * density;
     const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
-    c.compute = std::ceil((macs + ops) / rate_);
+    const auto vector_ops = static_cast<double>(s.vector_ops + slots * s.vector_ops_per_slot) * scale;
+    c.compute = std::ceil((macs + ops) / rate_ + vector_ops * arch_.core.vector_op_cycles);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
     if (moves_words(s)) {
       const FabricModel tier = tier_of(s);
@@ -399,8 +400,8 @@ struct PassSums {
 };
 
 bool per_slot(const program::Step& s) {
-  return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.words_per_slot != 0 || s.sram_bytes_per_slot != 0 ||
-         s.total_macs_per_slot != 0;
+  return s.macs_per_slot != 0 || s.elementwise_per_slot != 0 || s.vector_ops_per_slot != 0 || s.words_per_slot != 0 ||
+         s.sram_bytes_per_slot != 0 || s.total_macs_per_slot != 0;
 }
 
 // A phase's step costs, reused: a step's cost depends on the pass only through its stage's cached
@@ -416,7 +417,7 @@ class CostMemo {
     // What a step's cost reads: its figures, its region's size (a transfer's: where the next region
     // is; host I/O's: the region's place on the wafer); its name where input densities apply.
     // Numbers first: equal tuples compare their names last.
-    using Shape = std::tuple<int, std::array<int64_t, 11>, std::array<int64_t, 8>, int32_t, bool, std::string_view>;
+    using Shape = std::tuple<int, std::array<int64_t, 13>, std::array<int64_t, 8>, int32_t, bool, std::string_view>;
     std::vector<Shape> classes;  // a few dozen: found by linear search, comparing a hash first
     std::vector<size_t> hashes;
     class_.reserve(steps.size());
@@ -427,8 +428,9 @@ class CostMemo {
       const arch::Region& to = transfer ? plan.stages.at(static_cast<size_t>(st.to_stage)).region : r;
       const Shape shape{
           static_cast<int>(st.pattern),
-          {st.macs, st.macs_per_slot, st.elementwise, st.elementwise_per_slot, st.sram_bytes, st.sram_bytes_per_slot,
-           st.total_macs, st.total_macs_per_slot, st.words, st.words_per_slot, st.host_bytes},
+          {st.macs, st.macs_per_slot, st.elementwise, st.elementwise_per_slot, st.vector_ops, st.vector_ops_per_slot,
+           st.sram_bytes, st.sram_bytes_per_slot, st.total_macs, st.total_macs_per_slot, st.words, st.words_per_slot,
+           st.host_bytes},
           {host ? r.x : 0, host ? r.y : 0, r.width, r.height, to.x - r.x, to.y - r.y, to.width, to.height},
           st.group,
           st.overlap,

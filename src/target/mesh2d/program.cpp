@@ -17,8 +17,9 @@ namespace {
 constexpr std::array<const char*, 6> kPatternNames = {"none",           "allreduce_x", "allreduce_y",
                                                       "stage_transfer", "host_in",     "host_out"};
 constexpr const char* kFormat = "tessera-mesh-plan";
-// 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels; 5: routing, experts
-constexpr int kFormatVersion = 5;
+// 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels; 5: routing, experts;
+// 6: vector instructions per step
+constexpr int kFormatVersion = 6;
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -36,6 +37,8 @@ constexpr std::pair<const char*, int64_t Step::*> kStepIntegers[] = {
     {"macs_per_slot", &Step::macs_per_slot},
     {"elementwise", &Step::elementwise},
     {"elementwise_per_slot", &Step::elementwise_per_slot},
+    {"vector_ops", &Step::vector_ops},
+    {"vector_ops_per_slot", &Step::vector_ops_per_slot},
     {"sram_bytes", &Step::sram_bytes},
     {"sram_bytes_per_slot", &Step::sram_bytes_per_slot},
     {"total_macs", &Step::total_macs},

@@ -40,6 +40,10 @@ struct Step {
   int64_t macs_per_slot = 0;
   int64_t elementwise = 0;  // other arithmetic operations on the busiest core
   int64_t elementwise_per_slot = 0;
+  // Vector instructions the busiest core issues for them (each charged the arch's
+  // vector_op_overhead on top of its elements).
+  int64_t vector_ops = 0;
+  int64_t vector_ops_per_slot = 0;
   int64_t sram_bytes = 0;  // SRAM bytes read + written by all cores of the region
   int64_t sram_bytes_per_slot = 0;
   int64_t total_macs = 0;  // over all cores (energy)

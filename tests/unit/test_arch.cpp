@@ -57,6 +57,7 @@ TEST(ArchSpec, PresetsLoadWithTheirPublishedFigures) {
   EXPECT_EQ(wse2.usable_sram_per_core(), 40 * 1024);
   EXPECT_EQ(wse2.link.bytes_per_cycle, 4);
   EXPECT_EQ(wse2.core.routes, 24);
+  EXPECT_EQ(wse2.core.vector_op_cycles, 5);
   EXPECT_DOUBLE_EQ(wse2.energy.fabric_pj_per_byte_hop, 0.8);
   // 4 fp16 MACs x 1.1 GHz x 745,500 cores = 3.28e15 MAC/s = 6.6 PFLOP/s at the maximum clock (Cerebras:
   // 7.5 PF on 850k cores); the preset runs at the measured 0.85 GHz.
@@ -83,6 +84,14 @@ TEST(ArchSpec, StrictParsing) {
             std::string::npos);
   EXPECT_NE(error(replaced(wse2, "reserved: 8KiB", "reserved: 48KiB")).find("reserves all"), std::string::npos);
   EXPECT_NE(error(replaced(wse2, "routes: 24", "routes: -1")).find("must be a positive integer"), std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "vector_op_overhead: 5cycles", "vector_op_overhead: 5"))
+                .find("key 'core.vector_op_overhead': '5' has no unit"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(wse2, "vector_op_overhead: 5cycles", "vector_op_overhead: -1cycles")).find(">= 0"),
+            std::string::npos);
+  EXPECT_NE(error(replaced(preset_text("a100"), "  accumulate:", "  vector_op_overhead: 5cycles\n  accumulate:"))
+                .find("key 'core.vector_op_overhead': unknown key"),
+            std::string::npos);
   // Sizes beyond any machine are typos that would cost minutes (or overflow) to simulate.
   EXPECT_NE(error(replaced(wse2, "width: 757", "width: 65536")).find("65536 is more than tessera simulates"),
             std::string::npos);

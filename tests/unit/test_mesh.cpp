@@ -398,6 +398,48 @@ TEST(MeshTiming, ZeroActivationsAreSkippedOnlyWhereTheArchSaysSo) {
   EXPECT_EQ(no_skipping.decode.compute_cycles, dense.decode.compute_cycles);
 }
 
+// Every step's vector instructions (counted by the compiler) cost the arch's vector_op_overhead
+// each, on top of their elements: one multiply-add instruction per row of a projection's tile and
+// token (its bias one more), and for a chunk of tokens per row and column of the tile where the
+// tokens are more. Only the compute cycles change, by exactly that.
+TEST(MeshTiming, EveryVectorInstructionPaysTheArchsOverhead) {
+  auto plan = compiled("gpt2-small", "wse2", {32, 8, {}});
+  const auto& region = plan.stages.front().region;
+  const int64_t tile_k = (768 + region.height - 1) / region.height;  // c_attn's input over the rows
+  int projections = 0;
+  for (const auto& s : plan.decode) {
+    if (!s.name.ends_with("attn.c_attn")) continue;
+    EXPECT_EQ(s.vector_ops, tile_k + 1) << s.name;  // the rows, and a bias
+    ++projections;
+  }
+  EXPECT_EQ(projections, 12);
+  const int64_t chunk = plan.prefill_chunk_tokens;
+  ASSERT_GT(chunk, 1);
+  for (const auto& s : plan.prefill) {
+    if (!s.name.ends_with("attn.c_attn")) continue;
+    const int64_t tile_n = s.macs / (tile_k * chunk), along = std::min(chunk, tile_n);
+    EXPECT_EQ(s.vector_ops, tile_k * along + along) << s.name;
+  }
+  const double overhead = target::parse_arch(plan.arch_yaml, plan.arch_origin).core.vector_op_cycles;
+  ASSERT_EQ(overhead, 5);
+  const auto with = sim::simulate_mesh_timing(plan);
+  plan.arch_yaml.replace(plan.arch_yaml.find("vector_op_overhead: 5cycles"), 27, "vector_op_overhead: 0cycles");
+  const auto without = sim::simulate_mesh_timing(plan);
+  ASSERT_EQ(with.decode_steps.size(), without.decode_steps.size());
+  for (size_t i = 0; i < with.decode_steps.size(); ++i) {
+    const auto &a = with.decode_steps[i], &b = without.decode_steps[i];
+    const auto& step = plan.decode.at(i);
+    ASSERT_EQ(a.name, step.name);
+    if (step.vector_ops_per_slot == 0) {
+      EXPECT_EQ(a.compute_cycles - b.compute_cycles, overhead * static_cast<double>(step.vector_ops)) << a.name;
+    } else {
+      EXPECT_GT(a.compute_cycles, b.compute_cycles) << a.name;
+    }
+    EXPECT_EQ(a.words, b.words) << a.name;
+  }
+  EXPECT_GT(with.decode.compute_cycles, without.decode.compute_cycles);
+}
+
 // Placement the simulator agrees with (issue #13): the compiler scores its candidate placements
 // with the timing model that times the plan, and a stage may take more slots than it needs, so
 // more link bandwidth, SRAM, MACs or clock never makes a preset decode slower, its placement

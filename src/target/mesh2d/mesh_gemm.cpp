@@ -180,8 +180,8 @@ class GemmModel {
     acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
-    // A tile product issues one multiply-add instruction per element of A's tile, along the longer
-    // of its row and its column of C (as a plan's matmul steps count them).
+    // A tile product issues kt x min(mt, nt) multiply-add instructions, each along the longer side
+    // of C's tile (as a plan's matmul steps count them).
     step_compute_ = std::ceil(tile_macs() / rate_ + static_cast<double>(grid_.kt * std::min(grid_.mt, grid_.nt)) *
                                                         arch.core.vector_op_cycles);
     if (work.values) {

@@ -443,11 +443,11 @@ TEST(MeshTiming, EveryVectorInstructionPaysTheArchsOverhead) {
 // Placement the simulator agrees with (issue #13): the compiler scores its candidate placements
 // with the timing model that times the plan, and a stage may take more slots than it needs, so
 // more link bandwidth, SRAM, MACs or clock, or a cheaper vector instruction, never makes a preset
-// decode slower, its placement
-// re-chosen each time. (Before, doubling wse3's link bandwidth made llama3-8b decode slower, 5,550
-// vs 5,884 tokens/s, and doubling the SRAM 1.3% slower.) The placement optimises decode latency,
-// not the prompt's: more SRAM lets it pick smaller regions that decode faster and prefill slower
-// (wse3, 512 tokens: TTFT +25%), so time to first token is held only against the other three.
+// decode slower, its placement re-chosen each time. (Before, doubling wse3's link bandwidth made
+// llama3-8b decode slower, 5,550 vs 5,884 tokens/s, and doubling the SRAM 1.3% slower.) The
+// placement optimises decode latency, not the prompt's: more SRAM lets it pick smaller regions
+// that decode faster and prefill slower (wse3, 512 tokens: TTFT +25%), so time to first token is
+// held only against the others.
 TEST(MeshPlacement, MoreOfAnyResourceNeverMakesAPresetSlower) {
   const auto replace = [](std::string text, const std::string& from, const std::string& to) {
     const size_t at = text.find(from);

@@ -39,6 +39,7 @@ nlohmann::json phase_json(const sim::PhaseReport& p, double clock_hz) {
       {"cycles", p.cycles},
       {"seconds", p.cycles / clock_hz},
       {"compute_cycles", p.compute_cycles},
+      {"instruction_issue_cycles", p.issue_cycles},
       {"communication_cycles", p.comm_cycles},
       {"host_cycles", p.host_cycles},
       {"core_time",
@@ -95,6 +96,14 @@ std::string summary_table(const sim::MeshReport& r) {
                      "core-time split");
   out += phase_row("prefill", r.prefill, r.clock_hz);
   out += phase_row("decode", r.decode, r.clock_hz);
+  const auto issue_share = [](const sim::PhaseReport& p) {
+    return p.compute_cycles > 0 ? 100 * p.issue_cycles / p.compute_cycles : 0.0;
+  };
+  if (r.prefill.issue_cycles + r.decode.issue_cycles > 0)
+    out += fmt::format(
+        "  instruction issue    {:.0f}% of prefill's and {:.0f}% of decode's compute cycles are the vector "
+        "instructions' overhead (core.vector_op_overhead)\n",
+        issue_share(r.prefill), issue_share(r.decode));
   if (const auto& c = r.cycle_region; !c.stage.empty())
     out += fmt::format(
         "  cycle-level region   stage '{}': its {} collective runs take {:.0f} cycles wavelet by wavelet, {:.0f} at "

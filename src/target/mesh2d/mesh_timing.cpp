@@ -22,6 +22,7 @@ using program::Pattern;
 
 struct StepCost {
   double compute = 0, comm = 0, host = 0;  // comm: what is not hidden behind compute
+  double issue = 0;                        // of compute: the vector instructions' overhead
   Energy energy;
   CommCost fabric;
 };
@@ -81,7 +82,8 @@ class Timer {
     const auto macs = static_cast<double>(s.macs + slots * s.macs_per_slot) * scale * density;
     const auto ops = static_cast<double>(s.elementwise + slots * s.elementwise_per_slot) * scale;
     const auto vector_ops = static_cast<double>(s.vector_ops + slots * s.vector_ops_per_slot) * scale;
-    c.compute = std::ceil((macs + ops) / rate_ + vector_ops * arch_.core.vector_op_cycles);
+    c.issue = vector_ops * arch_.core.vector_op_cycles;
+    c.compute = std::ceil((macs + ops) / rate_ + c.issue);
     const auto words = static_cast<int64_t>(std::ceil(static_cast<double>(s.words + slots * s.words_per_slot) * scale));
     if (moves_words(s)) {
       const FabricModel tier = tier_of(s);
@@ -388,7 +390,7 @@ struct PassSums {
   // Adds `times` passes like `o`.
   void add(const PassSums& o, double times = 1) {
     phase.compute_cycles += times * o.phase.compute_cycles, phase.comm_cycles += times * o.phase.comm_cycles;
-    phase.host_cycles += times * o.phase.host_cycles;
+    phase.host_cycles += times * o.phase.host_cycles, phase.issue_cycles += times * o.phase.issue_cycles;
     phase.energy += {times * o.phase.energy.compute_pj, times * o.phase.energy.sram_pj,
                      times * o.phase.energy.fabric_pj, times * o.phase.energy.offchip_pj};
     compute_core += times * o.compute_core, comm_core += times * o.comm_core;
@@ -604,6 +606,7 @@ MeshReport simulate_mesh_timing(const program::Program& plan, const TimingOption
                             std::vector<PortLoad>* hot) {
     const auto cores = static_cast<double>(plan.stages[static_cast<size_t>(s.stage)].region.cores());
     sums.phase.compute_cycles += c.compute;
+    sums.phase.issue_cycles += c.issue;
     sums.phase.comm_cycles += c.comm;
     sums.phase.host_cycles += c.host;
     sums.compute_core += c.compute * cores;

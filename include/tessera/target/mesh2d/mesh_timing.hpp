@@ -35,6 +35,7 @@ struct Energy {
 struct PhaseReport {
   int64_t passes = 0;  // prefill chunks, or decode tokens
   double cycles = 0, compute_cycles = 0, comm_cycles = 0, host_cycles = 0;
+  double issue_cycles = 0;  // of compute_cycles: the vector instructions' overhead (core.vector_op_overhead)
   double compute_core_fraction = 0, comm_core_fraction = 0, idle_core_fraction = 0;  // of used core-time
   Energy energy;
 };

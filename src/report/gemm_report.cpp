@@ -46,6 +46,11 @@ std::string gemm_table(const target::GemmWork& work, const std::vector<GemmRun>&
                          time_text(a.compute_s), time_text(a.communication_s), a.bound, memory,
                          energy_text(a.energy.total_j()), error, static_cast<int>(i) == o.chosen ? "  <- fastest" : "");
     }
+    std::string issue;
+    for (const auto& a : o.algorithms)
+      if (a.does_not_fit.empty() && a.issue_s > 0)
+        issue += fmt::format("{}{} {:.0f}%", issue.empty() ? "" : ", ", a.algorithm, 100 * a.issue_s / a.compute_s);
+    if (!issue.empty()) out += "  of compute, vector instructions' overhead (core.vector_op_overhead): " + issue + "\n";
     if (o.chosen < 0) out += "  no algorithm fits\n";
     if (!o.values_note.empty()) out += "  " + o.values_note + "\n";
     if (o.max_abs_product > 0)
@@ -74,6 +79,7 @@ std::string gemm_json(const target::GemmWork& work, const std::vector<GemmRun>& 
                   {"tflops", work.flops() / a.seconds / 1e12},
                   {"share_of_peak", work.flops() / a.seconds / (2 * o.peak_macs_per_s)},
                   {"compute_s", a.compute_s},
+                  {"instruction_issue_s", a.issue_s},
                   {"exposed_communication_s", a.communication_s},
                   {"word_hops", a.word_hops},
                   {"energy_j", a.energy.total_j()},

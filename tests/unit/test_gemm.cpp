@@ -61,6 +61,7 @@ TEST(MeshGemm, TimeIsTheStepsArithmeticAndWhatTheFabricDoesNotHide) {
     for (const char* name : {"cannon", "meshgemm"}) {
       const auto& a = algorithm(o, name);
       EXPECT_DOUBLE_EQ(a.seconds, 16 * step / arch.clock_hz) << name;
+      EXPECT_DOUBLE_EQ(a.issue_s, 16 * 32.0 * 32 * arch.core.vector_op_cycles / arch.clock_hz) << name;
       EXPECT_EQ(a.bound, "compute");
     }
     EXPECT_GT(algorithm(o, "summa").seconds, algorithm(o, "cannon").seconds);  // the first panel is never hidden

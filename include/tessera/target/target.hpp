@@ -211,6 +211,7 @@ struct GemmAlgorithmResult {
   double memory_available_bytes = 0;
   int64_t steps = 0;
   double compute_s = 0;        // the arithmetic of every step
+  double issue_s = 0;          // of compute_s: a mesh core's vector instructions' overhead
   double communication_s = 0;  // what is not hidden behind arithmetic: fabric transfers, HBM, a launch
   double seconds = 0;
   double word_hops = 0;  // fabric traffic: 32-bit words x links crossed

@@ -182,8 +182,8 @@ class GemmModel {
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
     // A tile product issues kt x min(mt, nt) multiply-add instructions, each along the longer side
     // of C's tile (as a plan's matmul steps count them).
-    step_compute_ = std::ceil(tile_macs() / rate_ + static_cast<double>(grid_.kt * std::min(grid_.mt, grid_.nt)) *
-                                                        arch.core.vector_op_cycles);
+    step_issue_ = static_cast<double>(grid_.kt * std::min(grid_.mt, grid_.nt)) * arch.core.vector_op_cycles;
+    step_compute_ = std::ceil(tile_macs() / rate_ + step_issue_);
     if (work.values) {
       // The data plane's work: P^3 tile moves and P^3 tile products, padded tiles included (a
       // move costs this host about what a multiply-add does, counted at 16).
@@ -317,6 +317,7 @@ class GemmModel {
       received_words = (p - 1) * p * p * static_cast<double>(a_words_ + b_words_);
     }
     r.compute_s = p * step_compute_ / clock;
+    r.issue_s = p * step_issue_ / clock;
     r.seconds = cycles / clock;
     r.communication_s = r.seconds - r.compute_s;
     r.word_hops = hops;
@@ -370,6 +371,7 @@ class GemmModel {
         std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_ + instructions * arch_.core.vector_op_cycles);
     const double cycles = sim::streamed_cycles(compute, all, one, arch_.link.bytes_per_cycle / 4);
     r.compute_s = compute / arch_.clock_hz;
+    r.issue_s = instructions * arch_.core.vector_op_cycles / arch_.clock_hz;
     r.seconds = cycles / arch_.clock_hz;
     r.communication_s = r.seconds - r.compute_s;
     r.word_hops = static_cast<double>(all.word_hops) * p;
@@ -476,7 +478,7 @@ class GemmModel {
   const GemmWork& work_;
   sim::MeshFabric fabric_;
   Grid grid_;
-  double rate_ = 0, eb_ = 0, acc_bytes_ = 4, step_compute_ = 0;
+  double rate_ = 0, eb_ = 0, acc_bytes_ = 4, step_compute_ = 0, step_issue_ = 0;
   int64_t a_words_ = 0, b_words_ = 0;
   GemmOperands operands_;
   bool values_ = false;

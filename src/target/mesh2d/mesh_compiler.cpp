@@ -61,10 +61,6 @@ struct Footprint {
   int64_t total() const { return weights + kv + activations; }
 };
 
-// Vector instructions for `ops_per_element` operations on each element of an a x b block: each
-// instruction runs along the longer side, one per element of the shorter.
-int64_t vector_ops(int64_t ops_per_element, int64_t a, int64_t b) { return ops_per_element * std::min(a, b); }
-
 class Lowering {
  public:
   Lowering(const ir::ModelConfig& m, const LoweredModel& g, const arch::ArchSpec& a, const MeshCompileOptions& o)
@@ -230,7 +226,7 @@ class Lowering {
       st.kernel = layer_norm ? (pass == 0 ? "layernorm.mean" : "layernorm.variance") : "rmsnorm", st.node = name;
       const int64_t ops = pass + 1 == (layer_norm ? 2 : 1) ? 4 : 1;
       st.elementwise = tokens * seg * ops;
-      st.vector_ops = vector_ops(ops, tokens, seg);
+      st.vector_ops = program::vector_instructions(ops, tokens, seg);
       st.sram_bytes = cores * tokens * seg * kActivationBytes * 2;
       st.pattern = cols ? Pattern::AllreduceX : Pattern::AllreduceY;
       st.words = tokens;
@@ -257,9 +253,9 @@ class Lowering {
     // One multiply-add instruction per row of the tile and token, along the tile's row (WaferLLM's
     // GEMV), or per element of the tile along the tokens where they are more (a long chunk); the
     // unpacking, a pass over each weight row per operation; the bias, one add per token.
-    st.vector_ops = tile_k(mm, r) * std::min(uses, used * tile_n(mm, r)) +
+    st.vector_ops = program::vector_instructions(tile_k(mm, r), uses, used * tile_n(mm, r)) +
                     static_cast<int64_t>(std::ceil(static_cast<double>(used * tile_k(mm, r)) * storage_.unpack_ops())) +
-                    (mm.bias ? vector_ops(1, tokens, tile_n(mm, r)) : 0);
+                    (mm.bias ? program::vector_instructions(1, tokens, tile_n(mm, r)) : 0);
     // Every token reads the stored weights once and an activation per MAC; outputs are written once.
     st.sram_bytes = uses * storage_.bytes(mm.k * mm.n, mm.k) + st.total_macs * kActivationBytes +
                     cores * uses * tile_n(mm, r) * kActivationBytes;
@@ -268,7 +264,7 @@ class Lowering {
     // one allreduce carries a token's mixture.
     st.words = (mm.rows_in ? uses : tokens) * tile_n(mm, r);
     if (!mm.rows_in && mm.per_token > 1)
-      st.elementwise += uses * tile_n(mm, r), st.vector_ops += vector_ops(1, uses, tile_n(mm, r));
+      st.elementwise += uses * tile_n(mm, r), st.vector_ops += program::vector_instructions(1, uses, tile_n(mm, r));
     // Each partial output is final on its core once its column of the tile is done, so the
     // reduction chain can carry it while the core computes the next (WaferLLM's MeshGEMV).
     st.overlap = true;
@@ -280,7 +276,7 @@ class Lowering {
   void add_activation(std::vector<Step>& out, const LoweredOp& op, int32_t stage, Shape r, int64_t tokens,
                       int64_t cores) const {
     const int64_t ops = op.op == ir::OpKind::Gelu ? 8 : 4 + (op.gated ? 1 : 0), seg = cdiv(op.width, r.px);
-    add_elementwise(out, op, stage, tokens * seg * ops, vector_ops(ops, tokens, seg), cores);
+    add_elementwise(out, op, stage, tokens * seg * ops, program::vector_instructions(ops, tokens, seg), cores);
   }
 
   void add_elementwise(std::vector<Step>& out, const LoweredOp& op, int32_t stage, int64_t per_core,
@@ -350,7 +346,8 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
         // Rotates the q and k columns each core holds: 6 operations per pair.
         const int64_t columns = program::query_capacity(s.query_width, r.px, s.group) +
                                 program::key_value_capacity(s.query_width, r.px, s.group);
-        add_elementwise(out, op, stage, tokens * 3 * columns, vector_ops(6, tokens, cdiv(columns, 2)), cores);
+        add_elementwise(out, op, stage, tokens * 3 * columns, program::vector_instructions(6, tokens, cdiv(columns, 2)),
+                        cores);
         break;
       }
       case LoweredKind::Attention:
@@ -359,7 +356,7 @@ std::vector<Step> Lowering::stage_steps(const StageKind& s, int32_t stage, Shape
       case LoweredKind::Add:
       case LoweredKind::Mul: {
         const int64_t seg = cdiv(op.width, op.split_output ? r.px : r.py);
-        add_elementwise(out, op, stage, tokens * seg, vector_ops(1, tokens, seg), cores);
+        add_elementwise(out, op, stage, tokens * seg, program::vector_instructions(1, tokens, seg), cores);
         break;
       }
       case LoweredKind::Activation:
@@ -446,7 +443,7 @@ void Lowering::add_experts(std::vector<Step>& out, const LoweredOp& op, int32_t 
   Step activation = step("activation", "elementwise");
   const int64_t hidden = tokens * op.top_k * tile_n(gate_up, r) / 2;
   activation.elementwise = hidden * 5;  // SiLU 4 operations per element, and one to gate
-  activation.vector_ops = vector_ops(5, tokens * op.top_k, tile_n(gate_up, r) / 2);
+  activation.vector_ops = program::vector_instructions(5, tokens * op.top_k, tile_n(gate_up, r) / 2);
   activation.sram_bytes = cores * hidden * kActivationBytes * 3;
   out.push_back(activation);
   add_matmul(out, matmul(layer_, op, ".down"), stage, r, tokens, cores);

@@ -27,6 +27,7 @@
 #include "tessera/base/error.hpp"
 #include "tessera/base/precision.hpp"
 #include "tessera/target/mesh2d/fabric.hpp"
+#include "tessera/target/mesh2d/program.hpp"
 
 namespace tessera::target {
 
@@ -180,9 +181,9 @@ class GemmModel {
     acc_bytes_ = arch.core.accumulate == "fp32" ? 4 : 2;
     a_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.mt * grid_.kt) * eb_)), 4);
     b_words_ = cdiv(static_cast<int64_t>(std::ceil(static_cast<double>(grid_.kt * grid_.nt) * eb_)), 4);
-    // A tile product issues kt x min(mt, nt) multiply-add instructions, each along the longer side
-    // of C's tile (as a plan's matmul steps count them).
-    step_issue_ = static_cast<double>(grid_.kt * std::min(grid_.mt, grid_.nt)) * arch.core.vector_op_cycles;
+    // A tile product: kt multiply-adds per element of C's tile, counted as a plan's matmul steps are.
+    step_issue_ =
+        static_cast<double>(program::vector_instructions(grid_.kt, grid_.mt, grid_.nt)) * arch.core.vector_op_cycles;
     step_compute_ = std::ceil(tile_macs() / rate_ + step_issue_);
     if (work.values) {
       // The data plane's work: P^3 tile moves and P^3 tile products, padded tiles included (a
@@ -366,12 +367,13 @@ class GemmModel {
     const auto words = static_cast<int64_t>(m * nt);
     const sim::CommCost all = cost(sim::patterns::ktree_allreduce(column, words, gemv_group(), false));
     const sim::CommCost one = cost(sim::patterns::ktree_allreduce(column, 1, gemv_group(), false));
-    const double instructions = static_cast<double>(grid_.kt * std::min(work_.m, grid_.nt));
-    const double compute =
-        std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_ + instructions * arch_.core.vector_op_cycles);
+    // kt multiply-adds per element of the core's m x nt partial products, as a decode projection's.
+    const double issue =
+        static_cast<double>(program::vector_instructions(grid_.kt, work_.m, grid_.nt)) * arch_.core.vector_op_cycles;
+    const double compute = std::ceil(m * static_cast<double>(grid_.kt) * nt / rate_ + issue);
     const double cycles = sim::streamed_cycles(compute, all, one, arch_.link.bytes_per_cycle / 4);
     r.compute_s = compute / arch_.clock_hz;
-    r.issue_s = instructions * arch_.core.vector_op_cycles / arch_.clock_hz;
+    r.issue_s = issue / arch_.clock_hz;
     r.seconds = cycles / arch_.clock_hz;
     r.communication_s = r.seconds - r.compute_s;
     r.word_hops = static_cast<double>(all.word_hops) * p;

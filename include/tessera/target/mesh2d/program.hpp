@@ -11,6 +11,7 @@
 // are needed (WaferLLM's decode layout). Prefill runs the same steps on all prompt tokens at once.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,12 @@ namespace tessera::program {
 
 enum class Pattern { None, AllreduceX, AllreduceY, StageTransfer, HostIn, HostOut };
 const char* pattern_name(Pattern p);
+
+// How a core's vector instructions are counted, by the compiler's steps and the GEMM kernels
+// alike: `per_element` operations on each element of an a x b block, each instruction running
+// along the block's longer side, so `per_element` instructions per element of the shorter (a
+// product's output block takes one multiply-add per element of K).
+inline int64_t vector_instructions(int64_t per_element, int64_t a, int64_t b) { return per_element * std::min(a, b); }
 
 // One step of a phase on one stage's region. Costs are for the busiest core of the region; the
 // `*_per_slot` terms grow with the number of cached context slots each core holds

@@ -50,6 +50,7 @@ struct StageKind {
   int64_t norms;                       // norm layers in the stage
   int64_t norm_vectors;                // vectors per norm (LayerNorm: scale and shift; RMSNorm: scale)
   int64_t query_width = 0, group = 1;  // the attention's heads x head_dim, query heads per KV head
+  int64_t head_dim = 1;
 };
 
 struct Shape {
@@ -142,7 +143,7 @@ class Lowering {
     if (s.is_layer) {
       const int64_t slots = cdiv(o_.prompt_tokens + o_.max_new_tokens, r.py);
       f.kv = o_.requests_in_flight * 2 * slots * program::key_value_capacity(s.query_width, r.px, s.group) * kv_bytes_;
-      per_token += m_.n_heads * slots;  // attention scores
+      per_token += program::heads_per_column(s.query_width, r.px, s.group, s.head_dim) * slots;  // its heads' scores
     }
     f.activations = 2 * tokens * per_token * kActivationBytes;  // double-buffered
     f.weights *= o_.weight_copies * layers;
@@ -194,7 +195,8 @@ class Lowering {
     StageKind s{name, is_layer, {}, 0, 0};
     for (const auto& op : ops) {
       if (op.kind == LoweredKind::Norm) s.norms++, s.norm_vectors = op.vectors;
-      if (op.kind == LoweredKind::Attention) s.query_width = op.heads * op.head_dim, s.group = op.heads / op.kv_heads;
+      if (op.kind == LoweredKind::Attention)
+        s.query_width = op.heads * op.head_dim, s.group = op.heads / op.kv_heads, s.head_dim = op.head_dim;
       if (op.kind == LoweredKind::Projection)
         s.matmuls.push_back({op.local, op.k, op.n, !op.split_input, op.bias, &op});
       if (op.kind == LoweredKind::Experts) {
@@ -380,6 +382,12 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
                              int64_t tokens, int64_t cores) const {
   const int64_t group = op.heads / op.kv_heads, d = op.heads * op.head_dim;
   const int64_t dx = program::query_capacity(d, r.px, group), kx = program::key_value_capacity(d, r.px, group);
+  // Each KV head's scores are summed over the columns holding its queries (a segment of the row),
+  // and a core keeps, and takes the softmax of, the scores of its own heads only.
+  const std::vector<program::ColumnSpan> spans = program::kv_head_columns(d, r.px, group, op.head_dim);
+  const int64_t heads = program::heads_per_column(d, r.px, group, op.head_dim);
+  int64_t widest_span = 0;
+  for (const auto& span : spans) widest_span = std::max(widest_span, span.last - span.first + 1);
   Step scores;
   scores.name = p + "attn.scores", scores.stage = stage, scores.op = "attention";
   scores.kernel = "attention.scores", scores.node = op.name;
@@ -390,19 +398,22 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   // Each query dimension meets its KV head's key, read once for the group.
   scores.sram_bytes_per_slot = cores * tokens * (kx * kv_bytes_ + dx * kActivationBytes);
   scores.pattern = Pattern::AllreduceX;
-  scores.words_per_slot = tokens * op.heads;
-  scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.px))));
+  scores.words_per_slot = tokens * group;  // a segment carries its KV head's query heads
+  scores.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(widest_span))));
+  if (spans.size() > 1 || spans.front().first != 0 || spans.front().last != r.px - 1)
+    for (const auto& span : spans)
+      scores.segments.push_back({static_cast<int32_t>(span.first), static_cast<int32_t>(span.last)});
   out.push_back(scores);
   // Softmax over positions spread down the columns: allreduce the max, then the sum of exponentials.
   for (const char* part : {"attn.max", "attn.sum"}) {
     Step softmax;
     softmax.name = p + part, softmax.stage = stage, softmax.op = "attention", softmax.node = op.name;
     softmax.kernel = std::string(part) == "attn.max" ? "attention.max" : "attention.sum";
-    softmax.elementwise_per_slot = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);
-    softmax.vector_ops = tokens * op.heads * (std::string(part) == "attn.max" ? 1 : 2);  // along the positions
-    softmax.sram_bytes_per_slot = cores * tokens * op.heads * kActivationBytes;
+    softmax.elementwise_per_slot = tokens * heads * (std::string(part) == "attn.max" ? 1 : 2);
+    softmax.vector_ops = tokens * heads * (std::string(part) == "attn.max" ? 1 : 2);  // along the positions
+    softmax.sram_bytes_per_slot = cores * tokens * heads * kActivationBytes;
     softmax.pattern = Pattern::AllreduceY;
-    softmax.words = tokens * op.heads;
+    softmax.words = tokens * heads;
     softmax.group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(r.py))));
     out.push_back(softmax);
   }
@@ -411,6 +422,7 @@ void Lowering::add_attention(std::vector<Step>& out, const LoweredOp& op, const 
   values.pattern = Pattern::AllreduceY;
   values.words = tokens * dx;
   values.words_per_slot = 0;
+  values.segments.clear();
   values.group = out.back().group;
   out.push_back(values);
 }

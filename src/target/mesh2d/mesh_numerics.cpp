@@ -202,7 +202,8 @@ struct MeshDataPlane::State {
   // The allreduce a plan step names: combines the partial sums of every core along its lines into
   // each core's copy of the result. The kernel's partial sums complete along one axis only; a plan
   // that reduces along the other is refused, and one that names no allreduce leaves the result
-  // undefined (NaN).
+  // undefined (NaN). A segmented allreduce (attention's scores, each KV head's over its columns)
+  // sums the same values: the cores outside a segment hold exact zeros for its entries.
   void allreduce(StageArenas& s, const program::Step& step, const Reduction& r) {
     const bool along_x = step.pattern == program::Pattern::AllreduceX;
     if (along_x != r.along_x)
@@ -751,7 +752,10 @@ class StageBuilder {
     const int64_t heads = std::max<int64_t>(s_.heads, 1), hs = s_.heads * s_.slots;
     partial = std::max({partial, s_.px * s_.py * hs, s_.py * s_.px * s_.kv_cap, s_.py * heads});
     reduced = std::max({reduced, s_.py * hs, s_.px * s_.kv_cap, heads});
-    core_partial = std::max({core_partial, hs, heads});
+    // A core holds the scores and softmax statistics of its own heads (program::kv_head_columns);
+    // the host keeps every head's per row, the other columns' entries zero.
+    const int64_t core_heads = std::max<int64_t>(heads_per_core_, 1), core_hs = heads_per_core_ * s_.slots;
+    core_partial = std::max({core_partial, core_hs, core_heads});
     s_.output = s_.ops.empty() ? s_.input : s_.ops.at(ops_.back().name).out;
     const int64_t t = s_.tokens;
     s_.partial = take(act_, t * partial), s_.reduced = take(act_, t * reduced);
@@ -759,7 +763,7 @@ class StageBuilder {
     s_.mean = take(act_, t), s_.squares = take(act_, t);
     s_.max = take(act_, t * heads), s_.sums = take(act_, t * heads);
     s_.routes = take(act_, t * routes);
-    core_act_ += t * (core_partial + hs + 2 * heads + 2 + routes);
+    core_act_ += t * (core_partial + core_hs + 2 * core_heads + 2 + routes);
     s_.core_floats = core_weights_ + core_act_;
     s_.weights.assign(static_cast<size_t>(cur_), 0.0f);
     scratch_floats_ = act_;
@@ -928,6 +932,7 @@ class StageBuilder {
         so.out = add_buffer(Layout::Cols, {q_width}, {program::query_capacity(q_width, s_.px, group)},
                             {Order{op.head_dim, false, group}});
         s_.heads = op.heads, s_.group = group, s_.causal = op.causal;
+        heads_per_core_ = program::heads_per_column(q_width, s_.px, group, op.head_dim);
         s_.kv_cap = s_.buf(so.in[1]).caps[static_cast<size_t>(so.in[1].part)];
         s_.k_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
         s_.v_cache = add_weights(s_.slots * s_.kv_cap, s_.px * s_.py);
@@ -1139,6 +1144,7 @@ class StageBuilder {
   std::set<int> members_;                    // the graph's op nodes of this stage
   int64_t cur_ = 0, act_ = 0;                // host floats: weights, activations
   int64_t core_weights_ = 0, core_act_ = 0;  // one core's floats
+  int64_t heads_per_core_ = 0;               // query heads whose dimensions a core holds
   int64_t scratch_floats_ = 0;
 };
 

@@ -42,11 +42,18 @@ TransferRow transfer_row(const arch::Region& r, const arch::Region& to, int64_t 
   return t;
 }
 
+// The spans of a line an allreduce step reduces independently (program::Step::segments): the
+// whole line of `n` cores when it names none.
+std::vector<std::array<int32_t, 2>> line_segments(const program::Step& s, int64_t n) {
+  if (!s.segments.empty()) return s.segments;
+  return {{0, static_cast<int32_t>(n - 1)}};
+}
+
 class Timer {
   // A collective's shape: pattern; for a transfer the destination's offset and size, for host I/O
-  // the stage; the region's size, words, group.
+  // the stage; the region's size, words, group, segments (program::segments_signature).
   // The last element is the tier it was costed at.
-  using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int>;
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int32_t, int64_t, int>;
 
  public:
   Timer(const program::Program& plan, FabricModel model, bool track_links,
@@ -168,7 +175,7 @@ class Timer {
                                      : local  ? -1
                                               : s.stage,
                                      transfer ? to_at.y - at.y : -1, r.width, r.height, to.width, to.height, words,
-                                     s.group, static_cast<int>(tier));
+                                     s.group, program::segments_signature(s), static_cast<int>(tier));
     if (track_links_ && tier == tier_of(s)) ++executions_[{key, ox, oy}];
     if (const auto it = memo_.find(key); it != memo_.end()) return it->second;
     Collective c;
@@ -177,7 +184,7 @@ class Timer {
         break;
       case Pattern::AllreduceX:
       case Pattern::AllreduceY:
-        return line_allreduce(key, r, words, s.group, s.pattern == Pattern::AllreduceX, tier);
+        return line_allreduce(key, r, s, words, tier);
       case Pattern::StageTransfer: {
         // Row j's segment goes to the matching row of the next stage, whose entry core relays it
         // along that row (a multicast).
@@ -221,6 +228,67 @@ class Timer {
             static_cast<int64_t>(std::ceil(static_cast<double>(s.host_bytes) / 4.0 / static_cast<double>(channels)))};
   }
 
+  // The analytic tier's two-level tree allreduce over lines of `n` cores (`lines` of them side
+  // by side, each reducing `words`), as patterns::ktree_allreduce builds it; `shared_end`: an end
+  // core also serves a neighbouring segment's tree, one more stream through its eject port.
+  CommCost tree_allreduce_cost(int64_t n, int64_t lines, int32_t group, int64_t words, bool shared_end) const {
+    const double hop = arch_.link.hop_latency_cycles, ramp = arch_.link.ramp_latency_cycles;
+    const double rate = arch_.link.bytes_per_cycle / 4.0, stream = static_cast<double>(words) / rate;
+    const double relay = 2 * ramp + 1;
+    const auto w = static_cast<double>(words);
+    CommCost cost;
+    if (n < 2) return cost;
+    const int64_t g = std::min<int64_t>(std::max<int32_t>(1, group), n);
+    const patterns::KTreeShape tree(n, g);
+    // A chain of `length` flows into a root: its last flow is ready after `length` relays
+    // of one hop (the root's own add included).
+    const auto chain = [&](int64_t length) { return static_cast<double>(length) * (relay + hop); };
+    const auto into_root = [&](int64_t k) { return chain(tree.longest_half(k)); };
+    // When root k's partial sums (its group's and those of the roots beyond it) can leave
+    // it, from either end of the line toward the middle group's root.
+    std::vector<double> ready(static_cast<size_t>(tree.groups));
+    for (int64_t k = 0; k <= tree.middle; ++k)
+      ready[static_cast<size_t>(k)] =
+          std::max(into_root(k), k > 0 ? ready[static_cast<size_t>(k - 1)] + relay +
+                                             static_cast<double>(tree.root(k) - tree.root(k - 1)) * hop
+                                       : 0.0);
+    double from_below = 0;
+    for (int64_t k = tree.groups - 1; k > tree.middle; --k)
+      from_below = std::max(
+          into_root(k),
+          k + 1 < tree.groups ? from_below + relay + static_cast<double>(tree.root(k + 1) - tree.root(k)) * hop : 0.0);
+    if (tree.groups - 1 > tree.middle)
+      ready[static_cast<size_t>(tree.middle)] =
+          std::max(ready[static_cast<size_t>(tree.middle)],
+                   from_below + relay + static_cast<double>(tree.root(tree.middle + 1) - tree.root(tree.middle)) * hop);
+    const int64_t top = tree.root(tree.middle), reach = std::max(top, n - 1 - top);
+    // The busiest port is an eject: the line's root takes both halves of its group and the
+    // roots on both sides; another root its two halves, one root and the broadcast; any other
+    // core its neighbour's partial sums and the broadcast. The streams overlap, so the last
+    // wavelet through it waits for all of them. Links: each group's chains, the roots' relays
+    // and the broadcast's tree.
+    int64_t through_eject = 1, longest_chain = 0;
+    double links = static_cast<double>(n - 1);
+    for (int64_t k = 0; k < tree.groups; ++k) {
+      const int64_t halves = (tree.root(k) > tree.first(k)) + (tree.root(k) < tree.last(k));
+      const int64_t roots = k == tree.middle ? (k > 0) + (k + 1 < tree.groups) : (k != 0 && k != tree.groups - 1);
+      through_eject = std::max(through_eject, halves + roots + (k == tree.middle ? 0 : 1));
+      if (tree.longest_half(k) >= 2 || shared_end) through_eject = std::max<int64_t>(through_eject, 2);
+      longest_chain = std::max(longest_chain, tree.longest_half(k));
+      links += static_cast<double>(tree.last(k) - tree.first(k));
+      if (k > 0) links += static_cast<double>(tree.root(k) - tree.root(k - 1));
+    }
+    cost.cycles = ready[static_cast<size_t>(tree.middle)] + 2 * ramp + static_cast<double>(reach) * hop +
+                  static_cast<double>(through_eject) * stream - 1;
+    cost.busiest_port_words = through_eject * words;
+    cost.busiest_port_name = "eject";
+    cost.word_hops = static_cast<int64_t>(links * w * static_cast<double>(lines));
+    cost.active_links = 2 * (n - 1) * lines;
+    cost.longest_route_hops = reach;
+    cost.depth = longest_chain + std::max(tree.middle, tree.groups - 1 - tree.middle) + 1;
+    return cost;
+  }
+
   // The analytic tier: each pattern's time in closed form from the flows the flow tier would
   // build (collectives.cpp, above), without routing them: the critical path of first wavelets (a
   // dependent flow starts when its input's first wavelet is in, 2 ramps + hops + 1 cycle later, as
@@ -239,57 +307,23 @@ class Timer {
       case Pattern::AllreduceX:
       case Pattern::AllreduceY: {
         const bool along_x = s.pattern == Pattern::AllreduceX;
-        const int64_t n = along_x ? r.width : r.height, lines = along_x ? r.height : r.width;
-        if (n < 2 || words == 0) break;
-        const int64_t g = std::min<int64_t>(std::max<int32_t>(1, s.group), n);
-        const patterns::KTreeShape tree(n, g);
-        // A chain of `length` flows into a root: its last flow is ready after `length` relays
-        // of one hop (the root's own add included).
-        const auto chain = [&](int64_t length) { return static_cast<double>(length) * (relay + hop); };
-        const auto into_root = [&](int64_t k) { return chain(tree.longest_half(k)); };
-        // When root k's partial sums (its group's and those of the roots beyond it) can leave
-        // it, from either end of the line toward the middle group's root.
-        std::vector<double> ready(static_cast<size_t>(tree.groups));
-        for (int64_t k = 0; k <= tree.middle; ++k)
-          ready[static_cast<size_t>(k)] =
-              std::max(into_root(k), k > 0 ? ready[static_cast<size_t>(k - 1)] + relay +
-                                                 static_cast<double>(tree.root(k) - tree.root(k - 1)) * hop
-                                           : 0.0);
-        double from_below = 0;
-        for (int64_t k = tree.groups - 1; k > tree.middle; --k)
-          from_below = std::max(into_root(k),
-                                k + 1 < tree.groups
-                                    ? from_below + relay + static_cast<double>(tree.root(k + 1) - tree.root(k)) * hop
-                                    : 0.0);
-        if (tree.groups - 1 > tree.middle)
-          ready[static_cast<size_t>(tree.middle)] = std::max(
-              ready[static_cast<size_t>(tree.middle)],
-              from_below + relay + static_cast<double>(tree.root(tree.middle + 1) - tree.root(tree.middle)) * hop);
-        const int64_t top = tree.root(tree.middle), reach = std::max(top, n - 1 - top);
-        // The busiest port is an eject: the line's root takes both halves of its group and the
-        // roots on both sides; another root its two halves, one root and the broadcast; any other
-        // core its neighbour's partial sums and the broadcast. The streams overlap, so the last
-        // wavelet through it waits for all of them. Links: each group's chains, the roots' relays
-        // and the broadcast's tree.
-        int64_t through_eject = 1, longest_chain = 0;
-        double links = static_cast<double>(n - 1);
-        for (int64_t k = 0; k < tree.groups; ++k) {
-          const int64_t halves = (tree.root(k) > tree.first(k)) + (tree.root(k) < tree.last(k));
-          const int64_t roots = k == tree.middle ? (k > 0) + (k + 1 < tree.groups) : (k != 0 && k != tree.groups - 1);
-          through_eject = std::max(through_eject, halves + roots + (k == tree.middle ? 0 : 1));
-          if (tree.longest_half(k) >= 2) through_eject = std::max<int64_t>(through_eject, 2);
-          longest_chain = std::max(longest_chain, tree.longest_half(k));
-          links += static_cast<double>(tree.last(k) - tree.first(k));
-          if (k > 0) links += static_cast<double>(tree.root(k) - tree.root(k - 1));
+        const int64_t lines = along_x ? r.height : r.width;
+        if (words == 0) break;
+        // Segments run side by side on disjoint links; one that shares its end core with the next
+        // also shares that core's eject port (one more stream through it).
+        const auto segments = line_segments(s, along_x ? r.width : r.height);
+        for (size_t i = 0; i < segments.size(); ++i) {
+          const bool shared = (i > 0 && segments[i - 1][1] >= segments[i][0]) ||
+                              (i + 1 < segments.size() && segments[i][1] >= segments[i + 1][0]);
+          const CommCost one = tree_allreduce_cost(segments[i][1] - segments[i][0] + 1, lines, s.group, words, shared);
+          if (one.cycles > cost.cycles) {
+            const int64_t hops = cost.word_hops, links = cost.active_links;
+            cost = one;
+            cost.word_hops += hops, cost.active_links += links;
+          } else {
+            cost.word_hops += one.word_hops, cost.active_links += one.active_links;
+          }
         }
-        cost.cycles = ready[static_cast<size_t>(tree.middle)] + 2 * ramp + static_cast<double>(reach) * hop +
-                      static_cast<double>(through_eject) * stream - 1;
-        cost.busiest_port_words = through_eject * words;
-        cost.busiest_port_name = "eject";
-        cost.word_hops = static_cast<int64_t>(links * w * static_cast<double>(lines));
-        cost.active_links = 2 * (n - 1) * lines;
-        cost.longest_route_hops = reach;
-        cost.depth = longest_chain + std::max(tree.middle, tree.groups - 1 - tree.middle) + 1;
         break;
       }
       case Pattern::StageTransfer: {
@@ -332,11 +366,23 @@ class Timer {
   // An allreduce along every row (or column) of a region: the lines use disjoint links (routes
   // stay in their line), so one line is costed and the counts are multiplied by the lines; the
   // time, the busiest port and the route lengths are one line's.
-  CommCost line_allreduce(const Key& key, const arch::Region& r, int64_t words, int32_t group, bool along_x,
+  CommCost line_allreduce(const Key& key, const arch::Region& r, const program::Step& s, int64_t words,
                           FabricModel tier) {
+    const bool along_x = s.pattern == Pattern::AllreduceX;
     const int64_t lines = along_x ? r.height : r.width;
-    const Collective c = patterns::ktree_allreduce({0, 0, along_x ? r.width : 1, along_x ? 1 : r.height}, words,
-                                                   std::max(1, group), along_x);
+    // One line's flows: the whole line's tree, or each segment's side by side.
+    Collective c;
+    for (const auto& [first, last] : line_segments(s, along_x ? r.width : r.height)) {
+      const int64_t n = last - first + 1;
+      const Collective part =
+          patterns::ktree_allreduce({along_x ? first : 0, along_x ? 0 : first, along_x ? n : 1, along_x ? 1 : n}, words,
+                                    std::max(1, s.group), along_x);
+      const auto base = static_cast<int32_t>(c.flows.size());
+      for (Flow f : part.flows) {
+        for (int32_t& d : f.deps) d += base;
+        c.flows.push_back(std::move(f));
+      }
+    }
     CommCost cost = routed_cost(c, tier);
     cost.word_hops *= lines, cost.active_links *= lines;
     memo_.emplace(key, cost);
@@ -417,9 +463,10 @@ class CostMemo {
            bool by_name)
       : plan_(plan), steps_(steps), timer_(timer), reuse_(reuse) {
     // What a step's cost reads: its figures, its region's size (a transfer's: where the next region
-    // is; host I/O's: the region's place on the wafer); its name where input densities apply.
+    // is; host I/O's: the region's place on the wafer; an allreduce's segments); its name where
+    // input densities apply.
     // Numbers first: equal tuples compare their names last.
-    using Shape = std::tuple<int, std::array<int64_t, 13>, std::array<int64_t, 8>, int32_t, bool, std::string_view>;
+    using Shape = std::tuple<int, std::array<int64_t, 13>, std::array<int64_t, 9>, int32_t, bool, std::string_view>;
     std::vector<Shape> classes;  // a few dozen: found by linear search, comparing a hash first
     std::vector<size_t> hashes;
     class_.reserve(steps.size());
@@ -428,15 +475,15 @@ class CostMemo {
       const bool transfer = st.pattern == program::Pattern::StageTransfer;
       const bool host = st.pattern == program::Pattern::HostIn || st.pattern == program::Pattern::HostOut;
       const arch::Region& to = transfer ? plan.stages.at(static_cast<size_t>(st.to_stage)).region : r;
-      const Shape shape{
-          static_cast<int>(st.pattern),
-          {st.macs, st.macs_per_slot, st.elementwise, st.elementwise_per_slot, st.vector_ops, st.vector_ops_per_slot,
-           st.sram_bytes, st.sram_bytes_per_slot, st.total_macs, st.total_macs_per_slot, st.words, st.words_per_slot,
-           st.host_bytes},
-          {host ? r.x : 0, host ? r.y : 0, r.width, r.height, to.x - r.x, to.y - r.y, to.width, to.height},
-          st.group,
-          st.overlap,
-          std::string_view(by_name && st.op == "matmul" ? st.name : st.op)};
+      const Shape shape{static_cast<int>(st.pattern),
+                        {st.macs, st.macs_per_slot, st.elementwise, st.elementwise_per_slot, st.vector_ops,
+                         st.vector_ops_per_slot, st.sram_bytes, st.sram_bytes_per_slot, st.total_macs,
+                         st.total_macs_per_slot, st.words, st.words_per_slot, st.host_bytes},
+                        {host ? r.x : 0, host ? r.y : 0, r.width, r.height, to.x - r.x, to.y - r.y, to.width, to.height,
+                         program::segments_signature(st)},
+                        st.group,
+                        st.overlap,
+                        std::string_view(by_name && st.op == "matmul" ? st.name : st.op)};
       size_t hash = std::hash<std::string_view>()(std::get<5>(shape)) ^ static_cast<size_t>(std::get<0>(shape));
       for (const int64_t v : std::get<1>(shape)) hash = hash * 1000003 + static_cast<size_t>(v);
       for (const int64_t v : std::get<2>(shape)) hash = hash * 1000003 + static_cast<size_t>(v);

@@ -18,8 +18,8 @@ constexpr std::array<const char*, 6> kPatternNames = {"none",           "allredu
                                                       "stage_transfer", "host_in",     "host_out"};
 constexpr const char* kFormat = "tessera-mesh-plan";
 // 2: a precision policy replaces weight_dtype; 3: batch and slice; 4: step kernels; 5: routing, experts;
-// 6: vector instructions per step
-constexpr int kFormatVersion = 6;
+// 6: vector instructions per step; 7: segmented allreduces
+constexpr int kFormatVersion = 7;
 
 Pattern parse_pattern(const std::string& name, const std::string& where) {
   for (size_t i = 0; i < kPatternNames.size(); ++i)
@@ -57,6 +57,7 @@ json step_json(const Step& s) {
   for (const auto& [key, field] : kStepIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepSmallIntegers) j[key] = s.*field;
   for (const auto& [key, field] : kStepFlags) j[key] = s.*field;
+  j["segments"] = s.segments;
   return j;
 }
 
@@ -93,12 +94,29 @@ Step parse_step(const json& j, const std::string& where) {
     s.*field = static_cast<int32_t>(v);
   }
   for (const auto& [key, field] : kStepFlags) s.*field = r.flag(key);
+  const json& segments = r.array("segments");
+  for (size_t i = 0; i < segments.size(); ++i) {
+    const json& span = segments[i];
+    if (!span.is_array() || span.size() != 2 || !span[0].is_number_integer() || !span[1].is_number_integer())
+      fail("{}: segments[{}] must be [first, last], two whole numbers", where, i);
+    const int64_t first = span[0].get<int64_t>(), last = span[1].get<int64_t>();
+    if (first < 0 || last < first || last > INT32_MAX)
+      fail("{}: segments[{}] = [{}, {}] is not a span of positions (0 <= first <= last)", where, i, first, last);
+    s.segments.push_back({static_cast<int32_t>(first), static_cast<int32_t>(last)});
+  }
   return s;
 }
 
 }  // namespace
 
 const char* pattern_name(Pattern p) { return kPatternNames.at(static_cast<size_t>(p)); }
+
+int64_t segments_signature(const Step& s) {
+  uint64_t h = 0;
+  for (const auto& [first, last] : s.segments)
+    h = (h * 1000003 + static_cast<uint64_t>(first) + 1) * 1000003 + static_cast<uint64_t>(last) + 1;
+  return static_cast<int64_t>(h);
+}
 
 std::string to_json(const Program& p) {
   json stages = json::array();
@@ -196,6 +214,16 @@ Program from_json(const std::string& text, const std::string& origin) {
           (s.pattern == Pattern::StageTransfer &&
            (s.to_stage < 0 || static_cast<size_t>(s.to_stage) >= p.stages.size())))
         fail("{}: {}[{}] refers to a stage that does not exist", origin, phase, i);
+      if (!s.segments.empty()) {
+        const arch::Region& reg = p.stages[static_cast<size_t>(s.stage)].region;
+        if (s.pattern != Pattern::AllreduceX && s.pattern != Pattern::AllreduceY)
+          fail("{}: {}[{}] has segments but is not an allreduce", origin, phase, i);
+        const int64_t line = s.pattern == Pattern::AllreduceX ? reg.width : reg.height;
+        for (const auto& [first, last] : s.segments)
+          if (last >= line)
+            fail("{}: {}[{}]'s segment [{}, {}] runs past its stage's lines of {} cores", origin, phase, i, first, last,
+                 line);
+      }
     }
   }
   return p;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace tessera::program {
 
@@ -34,6 +35,32 @@ inline int64_t query_capacity(int64_t query_width, int64_t columns, int64_t grou
 }
 inline int64_t key_value_capacity(int64_t query_width, int64_t columns, int64_t group) {
   return query_capacity(query_width, columns, group) / group;
+}
+
+// The columns (first, last) holding each KV head's queries in that layout: KV head h's `group`
+// query heads take stored positions [h, h + 1) x group x head_dim. A column whose segment straddles
+// two KV heads is in both spans. Attention's scores are reduced within each span (the other
+// columns hold nothing of those heads), and each column keeps the scores of its own heads only.
+struct ColumnSpan {
+  int64_t first = 0, last = 0;
+  bool operator==(const ColumnSpan&) const = default;
+};
+inline std::vector<ColumnSpan> kv_head_columns(int64_t query_width, int64_t columns, int64_t group, int64_t head_dim) {
+  const int64_t cap = query_capacity(query_width, columns, group), per_kv_head = group * head_dim;
+  std::vector<ColumnSpan> spans;
+  for (int64_t begin = 0; begin < query_width; begin += per_kv_head)
+    spans.push_back({begin / cap, (std::min(begin + per_kv_head, query_width) - 1) / cap});
+  return spans;
+}
+// The most query heads any one column holds dimensions of (whole KV groups: `group` at a time).
+inline int64_t heads_per_column(int64_t query_width, int64_t columns, int64_t group, int64_t head_dim) {
+  const int64_t cap = query_capacity(query_width, columns, group), per_kv_head = group * head_dim;
+  int64_t most = 0;
+  for (int64_t begin = 0; begin < query_width; begin += cap) {
+    const int64_t end = std::min(begin + cap, query_width);
+    most = std::max(most, (end - 1) / per_kv_head - begin / per_kv_head + 1);
+  }
+  return most * group;
 }
 
 }  // namespace tessera::program

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -58,12 +59,19 @@ struct Step {
   Pattern pattern = Pattern::None;
   int64_t words = 0;  // 32-bit words each line contributes to the collective
   int64_t words_per_slot = 0;
-  int32_t group = 0;             // allreduce tree group size
+  int32_t group = 0;  // allreduce tree group size (of each segment's tree, if segmented)
+  // An allreduce in independent segments of its lines: the first and last position (inclusive,
+  // along the line) of each, reduced and broadcast among themselves; the positions in none take
+  // no part. Empty: each whole line.
+  std::vector<std::array<int32_t, 2>> segments;
   int32_t to_stage = -1;         // StageTransfer destination
   int64_t host_bytes = 0;        // HostIn / HostOut
   bool last_chunk_only = false;  // prefill: runs for the prompt's last chunk only (the LM head)
   bool overlap = false;          // the collective streams outputs as the cores produce them
 };
+
+// A number that differs between steps whose segments differ (0: unsegmented), for cost caches.
+int64_t segments_signature(const Step& s);
 
 // One layer (or the LM head) on a rectangle of cores. Stages whose regions are equal share those
 // cores (several layers per region): they run one after another, each core holds every one's

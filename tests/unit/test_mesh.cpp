@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "tessera/base/fs.hpp"
 #include "tessera/target/arch.hpp"
+#include "tessera/target/mesh2d/layout.hpp"
 #include "tessera/target/mesh2d/mesh_compiler.hpp"
 #include "tessera/target/mesh2d/mesh_timing.hpp"
 #include "test_util.hpp"
@@ -109,6 +111,24 @@ TEST(MeshProgram, JsonRoundTripsAndRejectsCorruptPlans) {
   kernel.replace(kernel.find("\"kernel\": \"projection\""), 22, "\"kernel\": \"convolve!\"");
   EXPECT_NE(error_of([&] { program::from_json(kernel, "p.json"); }).find("names kernel 'convolve!'"),
             std::string::npos);
+  // An allreduce's segments must lie on its lines (32 columns here) and only an allreduce has them.
+  const auto with_segments = [&](const std::string& step_kernel, const nlohmann::json& segments) {
+    nlohmann::json doc = nlohmann::json::parse(text);
+    for (auto& step : doc["decode"])
+      if (step["kernel"] == step_kernel) {
+        step["segments"] = segments;
+        break;
+      }
+    return doc.dump(1);
+  };
+  const auto refused = [&](const std::string& plan_text) {
+    return error_of([&] { program::from_json(plan_text, "p.json"); });
+  };
+  EXPECT_NE(refused(with_segments("add", {{0, 1}})).find("has segments but is not an allreduce"), std::string::npos);
+  EXPECT_NE(refused(with_segments("attention.scores", {{0, 32}})).find("runs past its stage's lines of 32 cores"),
+            std::string::npos);
+  EXPECT_NE(refused(with_segments("attention.scores", {{3, 1}})).find("is not a span of positions"), std::string::npos);
+  EXPECT_NE(refused(with_segments("attention.scores", {{3}})).find("must be [first, last]"), std::string::npos);
 }
 
 TEST(MeshTiming, DeterministicAndWithinFirstPrinciplesBounds) {
@@ -605,4 +625,80 @@ TEST(MeshCompiler, MixtureOfExpertsKeepsEveryExpertOnEveryCoreOfItsLayer) {
   std::string corrupt = program::to_json(plan);
   corrupt.replace(corrupt.find("\"uniform\""), 9, "\"greedy\"");
   EXPECT_NE(error_of([&] { program::from_json(corrupt, "plan.json"); }).find("greedy"), std::string::npos);
+}
+
+// Grouped-query attention's queries lie on the columns in whole KV groups (layout.hpp); a KV
+// head's scores are summed over its own columns only, and a column straddling two KV heads takes
+// part in both sums.
+TEST(MeshLayout, EachKvHeadsQueriesLieOnASpanOfColumns) {
+  // llama3-8b on 150 columns: 32 query dimensions per column, 16 columns per KV head (4 x 128).
+  const auto even = program::kv_head_columns(4096, 150, 4, 128);
+  ASSERT_EQ(even.size(), 8u);
+  for (int64_t h = 0; h < 8; ++h) EXPECT_EQ(even[static_cast<size_t>(h)], (program::ColumnSpan{16 * h, 16 * h + 15}));
+  EXPECT_EQ(program::heads_per_column(4096, 150, 4, 128), 4);
+  // llama3-70b on 188 columns: 48 per column, so column 21 holds the end of KV head 0 and the
+  // start of KV head 1, and the query heads of both.
+  const auto straddling = program::kv_head_columns(8192, 188, 8, 128);
+  ASSERT_EQ(straddling.size(), 8u);
+  EXPECT_EQ(straddling[0], (program::ColumnSpan{0, 21}));
+  EXPECT_EQ(straddling[1], (program::ColumnSpan{21, 42}));
+  EXPECT_EQ(program::heads_per_column(8192, 188, 8, 128), 16);
+  // Multi-head attention (GPT-2 small, 12 x 64 on 32 columns of 24): heads straddle columns.
+  EXPECT_EQ(program::kv_head_columns(768, 32, 1, 64)[1], (program::ColumnSpan{2, 5}));
+  EXPECT_EQ(program::heads_per_column(768, 32, 1, 64), 2);
+}
+
+TEST(MeshCompiler, AttentionScoresReduceWithinEachKvHeadsColumns) {
+  // wse2's layer regions are 150 columns wide (disjoint spans), wse3's 187 (straddling ones).
+  for (const std::string arch : {"wse2", "wse3"}) {
+    const auto plan = compiled("llama3-8b", arch, {256, 4, PrecisionPolicy::uniform("fp16")});
+    const int64_t px = plan.stages.front().region.width;
+    const auto spans = program::kv_head_columns(4096, px, 4, 128);
+    const int64_t heads = program::heads_per_column(4096, px, 4, 128);
+    int64_t widest = 0;
+    bool disjoint = true;
+    for (size_t i = 0; i < spans.size(); ++i) {
+      widest = std::max(widest, spans[i].last - spans[i].first + 1);
+      if (i > 0 && spans[i - 1].last >= spans[i].first) disjoint = false;
+    }
+    EXPECT_EQ(disjoint, arch == "wse2") << px << " columns";
+    size_t scores_step = 0;
+    for (size_t i = 0; i < plan.decode.size(); ++i) {
+      const auto& s = plan.decode[i];
+      if (s.stage != 0) continue;
+      if (s.kernel == "attention.scores") {
+        scores_step = i;
+        ASSERT_EQ(s.segments.size(), spans.size());
+        for (size_t k = 0; k < spans.size(); ++k)
+          EXPECT_EQ(s.segments[k], (std::array<int32_t, 2>{static_cast<int32_t>(spans[k].first),
+                                                           static_cast<int32_t>(spans[k].last)}));
+        EXPECT_EQ(s.words_per_slot, 4) << "a KV head's 4 query heads per position";
+      }
+      if (s.kernel == "attention.max" || s.kernel == "attention.sum") {
+        EXPECT_EQ(s.words, heads) << s.kernel << ": the statistics of the column's own heads";
+        EXPECT_TRUE(s.segments.empty());
+      }
+    }
+    ASSERT_GT(scores_step, 0u);
+    // Disjoint segments run side by side: the step costs what one segment's tree costs, at both
+    // tiers; straddling ones share their end cores, which costs no less. Over the whole row
+    // (every column taking part) it costs more.
+    const auto comm = [&](const program::Program& p, sim::FabricModel tier) {
+      sim::TimingOptions options;
+      options.fabric = tier;
+      return sim::simulate_mesh_timing(p, options).decode_steps.at(scores_step).comm_cycles;
+    };
+    auto one_span = plan, whole_row = plan;
+    one_span.decode[scores_step].segments = {{0, static_cast<int32_t>(widest - 1)}};
+    whole_row.decode[scores_step].segments.clear();
+    whole_row.decode[scores_step].group = static_cast<int32_t>(std::ceil(std::sqrt(static_cast<double>(px))));
+    for (const auto tier : {sim::FabricModel::Fast, sim::FabricModel::Analytic}) {
+      if (disjoint) {
+        EXPECT_EQ(comm(plan, tier), comm(one_span, tier)) << arch;
+      } else {
+        EXPECT_GE(comm(plan, tier), comm(one_span, tier)) << arch;
+      }
+      EXPECT_GT(comm(whole_row, tier), 1.5 * comm(plan, tier)) << arch;
+    }
+  }
 }

@@ -52,13 +52,17 @@ inline std::vector<ColumnSpan> kv_head_columns(int64_t query_width, int64_t colu
     spans.push_back({begin / cap, (std::min(begin + per_kv_head, query_width) - 1) / cap});
   return spans;
 }
-// The most query heads any one column holds dimensions of (whole KV groups: `group` at a time).
+// The most query heads any one column holds dimensions of (whole KV groups: `group` at a time):
+// the most KV-head spans that share a column, times the group.
 inline int64_t heads_per_column(int64_t query_width, int64_t columns, int64_t group, int64_t head_dim) {
-  const int64_t cap = query_capacity(query_width, columns, group), per_kv_head = group * head_dim;
+  const std::vector<ColumnSpan> spans = kv_head_columns(query_width, columns, group, head_dim);
   int64_t most = 0;
-  for (int64_t begin = 0; begin < query_width; begin += cap) {
-    const int64_t end = std::min(begin + cap, query_width);
-    most = std::max(most, (end - 1) / per_kv_head - begin / per_kv_head + 1);
+  for (size_t i = 0; i < spans.size(); ++i) {
+    int64_t sharing = 1;  // spans are in column order: those after i that reach back to its last column
+    while (i + static_cast<size_t>(sharing) < spans.size() &&
+           spans[i + static_cast<size_t>(sharing)].first <= spans[i].last)
+      ++sharing;
+    most = std::max(most, sharing);
   }
   return most * group;
 }

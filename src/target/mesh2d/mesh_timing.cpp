@@ -311,19 +311,17 @@ class Timer {
         if (words == 0) break;
         // Segments run side by side on disjoint links; one that shares its end core with the next
         // also shares that core's eject port (one more stream through it).
+        // The slowest segment sets the time and the busiest port; traffic is every segment's.
         const auto segments = line_segments(s, along_x ? r.width : r.height);
+        int64_t word_hops = 0, active_links = 0;
         for (size_t i = 0; i < segments.size(); ++i) {
           const bool shared = (i > 0 && segments[i - 1][1] >= segments[i][0]) ||
                               (i + 1 < segments.size() && segments[i][1] >= segments[i + 1][0]);
           const CommCost one = tree_allreduce_cost(segments[i][1] - segments[i][0] + 1, lines, s.group, words, shared);
-          if (one.cycles > cost.cycles) {
-            const int64_t hops = cost.word_hops, links = cost.active_links;
-            cost = one;
-            cost.word_hops += hops, cost.active_links += links;
-          } else {
-            cost.word_hops += one.word_hops, cost.active_links += one.active_links;
-          }
+          word_hops += one.word_hops, active_links += one.active_links;
+          if (one.cycles > cost.cycles) cost = one;
         }
+        cost.word_hops = word_hops, cost.active_links = active_links;
         break;
       }
       case Pattern::StageTransfer: {

@@ -211,6 +211,7 @@ std::vector<report::ValidationRow> validate(const std::vector<fs::path>& files) 
       r.url = row.optional_string("url").value_or(url);
       r.date = row.optional_string("date").value_or(date);
       r.note = row.optional_string("note").value_or("");
+      r.known_gap = row.optional_string("known_gap").value_or("");
       if (r.source.empty()) fail("{}: the row names no source (and its file none)", row.where("name"));
       // A name or path that does not resolve is an error in the file, not a prediction.
       if (!kernel) resolve_model(r.model);

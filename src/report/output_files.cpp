@@ -27,7 +27,7 @@ const char* const kChipStepsCsvHeader = "phase,name,op,bound,seconds,macs,bytes"
 const char* const kTrainCsvHeader = "step,lr,loss,gradient_norm,held_out_loss,tokens_per_s,elapsed_s";
 const char* const kSvgHead = "<svg xmlns=\"http://www.w3.org/2000/svg\" data-generator=\"tessera\"";
 const char* const kValidationCsvHeader =
-    "name,workload,model,system,metric,unit,published,predicted,error,source,url,date,failure";
+    "name,workload,model,system,metric,unit,published,predicted,error,source,url,date,failure,known_gap";
 const char* const kHtmlHead =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta name=\"generator\" "
     "content=\"tessera\"><title>tessera: ";

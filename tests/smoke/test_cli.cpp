@@ -931,6 +931,48 @@ rows:
       << row.at("predicted_as");
 }
 
+// A row outside 1.5x of its figure says why (known_gap) or is counted as unexplained; a known_gap
+// on a row back within the band is flagged as out of date.
+TEST(Cli, ValidateCountsRowsOutsideTheBandThatGiveNoReason) {
+  const auto body = [](double published, const std::string& gap) {
+    return fmt::format(R"(source: a test
+rows:
+  - name: a GEMM, no reason given
+    system: mesh-32x32
+    gemm: {{m: 128, k: 128, n: 128, dtype: fp16, algorithm: meshgemm}}
+    metric: seconds
+    published: {0}
+  - name: the same GEMM with a reason
+    system: mesh-32x32
+    gemm: {{m: 128, k: 128, n: 128, dtype: fp16, algorithm: meshgemm}}
+    metric: seconds
+    published: {0}
+    known_gap: {1}
+)",
+                       published, gap);
+  };
+  const std::string json = temp_file("gaps.json", ""), csv = temp_file("gaps.csv", "");
+  std::filesystem::remove(json), std::filesystem::remove(csv);
+  const Result off = tessera("validate " + temp_file("gaps.yaml", body(1.0, "the figure is a second")) + " --json " +
+                             json + " --csv " + csv);
+  ASSERT_EQ(off.exit_code, 0) << off.output;
+  EXPECT_TRUE(contains(off.output, "    outside 1.5x, not explained: give the row a known_gap\n")) << off.output;
+  EXPECT_TRUE(contains(off.output, "    outside 1.5x: the figure is a second\n")) << off.output;
+  EXPECT_TRUE(contains(off.output, "; 1 outside 1.5x without a known_gap")) << off.output;
+  const auto doc = nlohmann::json::parse(read_all(json));
+  EXPECT_EQ(doc.at("components").at("unexplained"), 1);
+  EXPECT_EQ(doc.at("components").at("within_1_5x"), 0);
+  EXPECT_EQ(doc.at("rows").at(1).at("known_gap"), "the figure is a second");
+  EXPECT_TRUE(contains(read_all(csv), ",the figure is a second\n")) << read_all(csv);
+  // The same rows with the prediction as the figure: within the band, the reason is stale.
+  const double predicted = doc.at("rows").at(0).at("predicted").get<double>();
+  const Result on = tessera("validate " + temp_file("gaps-on.yaml", body(predicted, "stale")));
+  ASSERT_EQ(on.exit_code, 0) << on.output;
+  EXPECT_TRUE(contains(on.output, "    within 1.5x now: the row's known_gap is out of date\n")) << on.output;
+  EXPECT_FALSE(contains(on.output, "outside 1.5x,")) << on.output;
+  EXPECT_TRUE(contains(on.output, "2 within 1.5x, 2 within 2x of the published figure; 0 outside 1.5x")) << on.output;
+}
+
 TEST(Cli, ValidatePredictsEachRowAndRefusesMalformedFiles) {
   const std::string rows = temp_file("rows.yaml", R"(source: a test
 rows:

@@ -20,8 +20,16 @@ struct ValidationRow {
   double predicted = 0;
   std::string predicted_as;  // a kernel row: the algorithm and cores of the prediction ("" otherwise)
   std::string failure;       // when !predicted_ok: why
+  // Why the prediction stays outside 1.5x of the figure, from first principles (the row's file says
+  // it; docs/validation.md argues it). "" where the row is expected within the band.
+  std::string known_gap;
   // predicted / published - 1 (positive: tessera predicts more of the metric than was measured).
   double error() const { return predicted / published - 1; }
+  // No prediction, or one outside [1/1.5, 1.5] of the published figure.
+  bool outside_band() const {
+    const double ratio = predicted / published;
+    return !predicted_ok || ratio < 1 / 1.5 || ratio > 1.5;
+  }
   // A kernel row measures a component, not a system running a model: it is summarised apart.
   bool component() const { return workload == "kernel"; }
 };
@@ -31,6 +39,7 @@ struct ValidationSummary {
   double median_abs_error = 0, worst_abs_error = 0;
   std::string worst_row;
   int within_1_5x = 0, within_2x = 0;  // predictions within [1/1.5, 1.5] and [1/2, 2] of the figure
+  int unexplained = 0;                 // rows outside_band() whose file gives no known_gap
 };
 
 // Over the end-to-end rows (training, inference), or over the component rows (kernels).

@@ -12,6 +12,7 @@
 #include "tessera/report/markup.hpp"
 #include "tessera/report/mesh_report.hpp"
 #include "tessera/report/output_files.hpp"
+#include "tessera/report/validation.hpp"
 
 namespace tessera::report {
 
@@ -186,11 +187,15 @@ void check_figures(const RunFigures& f, const std::string& origin) {
 std::string html_report(const std::string& run_json, const std::string& origin) {
   const json run = json::parse(run_json, nullptr, false);
   const std::string schema = run.is_object() ? run.value("schema", "") : "";
+  if (schema == "tessera-validate/1") return validation_html(validation_rows_from_json(run_json, origin));
   if (schema.starts_with("tessera-run/") && schema != "tessera-run/2")
     fail("{}: written by another tessera version (schema {}, this one reads tessera-run/2); run it again", origin,
          schema);
   if (run.is_discarded() || schema != "tessera-run/2")
-    fail("{}: not a tessera run (write one with `tessera run --arch ARCH --json FILE`)", origin);
+    fail(
+        "{}: not a tessera run or validation (write one with `tessera run --arch ARCH --json FILE` or `tessera "
+        "validate --json FILE`)",
+        origin);
   try {
     // A run with a per-core section (its grid and stage regions) gets the core maps; others, the
     // figures every target reports.

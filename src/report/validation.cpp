@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "tessera/base/error.hpp"
 #include "tessera/report/markup.hpp"
 #include "tessera/report/output_files.hpp"
 
@@ -185,6 +186,72 @@ std::string validation_svg(const std::vector<ValidationRow>& rows) {
   svg += fmt::format("<text x=\"{:.0f}\" y=\"{:.0f}\">bands: 1.5x, 2x</text>\n", kLeft + kPlot + 20,
                      kTop + 24 + 18 * static_cast<double>(metrics.size()));
   return svg + "</svg>\n";
+}
+
+std::vector<ValidationRow> validation_rows_from_json(const std::string& json_text, const std::string& origin) {
+  const nlohmann::json doc = nlohmann::json::parse(json_text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || doc.value("schema", "") != "tessera-validate/1")
+    fail("{}: not a tessera validation (write one with `tessera validate --json FILE`)", origin);
+  std::vector<ValidationRow> rows;
+  try {
+    for (const auto& j : doc.at("rows")) {
+      ValidationRow r;
+      r.file = j.at("file"), r.name = j.at("name"), r.workload = j.at("workload"), r.model = j.at("model");
+      r.system = j.at("system"), r.metric = j.at("metric"), r.unit = j.at("unit");
+      r.published = j.at("published");
+      r.source = j.at("source"), r.url = j.at("url"), r.date = j.at("date"), r.note = j.at("note");
+      r.known_gap = j.value("known_gap", "");
+      r.predicted_as = j.value("predicted_as", "");
+      r.predicted_ok = !j.at("predicted").is_null();
+      if (r.predicted_ok)
+        r.predicted = j.at("predicted");
+      else
+        r.failure = j.at("failure");
+      rows.push_back(std::move(r));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: a validation row is malformed ({}); write it again with `tessera validate --json FILE`", origin,
+         e.what());
+  }
+  return rows;
+}
+
+std::string validation_html(const std::vector<ValidationRow>& rows) {
+  std::string html = std::string(kHtmlHead) +
+                     "validation</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1200px} "
+                     "table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;"
+                     "vertical-align:top} td.n{text-align:right} .off{background:#fdecea}</style></head><body>\n"
+                     "<h1>tessera against published measurements</h1>\n";
+  for (const bool components : {false, true}) {
+    const ValidationSummary s = summarize(rows, components);
+    if (s.rows == 0) continue;
+    html += fmt::format(
+        "<p id=\"{}\"><b>{}</b>: {} rows, {} predicted; median |error| {:.1f}%, worst {:.1f}% ({}); {} within 1.5x, "
+        "{} within 2x of the published figure; {} outside 1.5x without a known gap.</p>\n",
+        components ? "components" : "summary", components ? "Component (kernel) measurements" : "End-to-end", s.rows,
+        s.predicted, 100 * s.median_abs_error, 100 * s.worst_abs_error, markup_escaped(s.worst_row), s.within_1_5x,
+        s.within_2x, s.unexplained);
+  }
+  const std::string svg = validation_svg(rows);
+  html += svg.substr(svg.find("<svg")) +
+          "<table>\n<tr><th>measurement</th><th>system</th><th>metric</th><th>published</th><th>tessera</th>"
+          "<th>error</th><th>why outside 1.5x / source</th></tr>\n";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const ValidationRow& r = rows[i];
+    const std::string why =
+        !r.predicted_ok ? "no prediction: " + r.failure + (r.known_gap.empty() ? "" : "; ") : std::string();
+    const std::string gap = r.outside_band() ? (r.known_gap.empty() ? "not explained" : r.known_gap) : "";
+    html += fmt::format(
+        "<tr{}><td>{}</td><td>{}</td><td>{} ({})</td><td class=\"n\">{:.4g}</td><td class=\"n\" "
+        "id=\"row-{}-predicted\">{}</td><td class=\"n\" id=\"row-{}-error\">{}</td><td>{}<br><small>{}</small></td>"
+        "</tr>\n",
+        r.outside_band() ? " class=\"off\"" : "", markup_escaped(r.name), markup_escaped(r.system),
+        markup_escaped(r.metric), markup_escaped(r.unit), r.published, i,
+        r.predicted_ok ? fmt::format("{:.4g}", r.predicted) : "-", i,
+        r.predicted_ok ? fmt::format("{:+.0f}%", 100 * r.error()) : "n/a", markup_escaped(why + gap),
+        markup_escaped(r.source));
+  }
+  return html + "</table>\n</body></html>\n";
 }
 
 }  // namespace tessera::report

@@ -964,6 +964,20 @@ rows:
   EXPECT_EQ(doc.at("components").at("within_1_5x"), 0);
   EXPECT_EQ(doc.at("rows").at(1).at("known_gap"), "the figure is a second");
   EXPECT_TRUE(contains(read_all(csv), ",the figure is a second\n")) << read_all(csv);
+  // `tessera report` of the validation: the summary, the plot and each row with its reason.
+  const std::string page = temp_file("gaps.html", "");
+  std::filesystem::remove(page);
+  const Result report = tessera("report " + json + " -o " + page);
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  const std::string html = read_all(page);
+  EXPECT_TRUE(contains(html, "<svg")) << html;
+  EXPECT_TRUE(contains(html, "1 outside 1.5x without a known gap")) << html;
+  EXPECT_TRUE(
+      contains(html, fmt::format("id=\"row-1-predicted\">{:.4g}<", doc.at("rows").at(1).at("predicted").get<double>())))
+      << html;
+  EXPECT_TRUE(contains(html, "id=\"row-0-error\">-100%<")) << html;
+  EXPECT_TRUE(contains(html, ">not explained<br>")) << html;
+  EXPECT_TRUE(contains(html, ">the figure is a second<br>")) << html;
   // The same rows with the prediction as the figure: within the band, the reason is stale.
   const double predicted = doc.at("rows").at(0).at("predicted").get<double>();
   const Result on = tessera("validate " + temp_file("gaps-on.yaml", body(predicted, "stale")));

@@ -264,9 +264,13 @@ int main(int argc, char** argv) {
                       "before sequence parallelism) instead of split over the group by tokens");
 
   std::string report_input, report_output;
-  auto* report_cmd = app.add_subcommand(
-      "report", "Turn a run's JSON (--json), or a sweep's directory, into one self-contained HTML page");
-  report_cmd->add_option("run", report_input, "Run metrics (JSON written by run/simulate --json) or a sweep directory")
+  auto* report_cmd = app.add_subcommand("report",
+                                        "Turn a run's JSON (--json), a validation's (validate --json) or a sweep's "
+                                        "directory into one self-contained HTML page");
+  report_cmd
+      ->add_option(
+          "run", report_input,
+          "Run metrics (JSON written by run/simulate --json), a validation (validate --json) or a sweep directory")
       ->required();
   report_cmd->add_option("-o,--output", report_output, "HTML file to write")->required();
 

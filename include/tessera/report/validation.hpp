@@ -52,4 +52,11 @@ std::string validation_csv(const std::vector<ValidationRow>& rows);
 // the y = x line and the 1.5x and 2x bands.
 std::string validation_svg(const std::vector<ValidationRow>& rows);
 
+// The rows back from validation_json's text (`origin` names the file in errors).
+std::vector<ValidationRow> validation_rows_from_json(const std::string& json_text, const std::string& origin);
+// `tessera report` of a validation: one self-contained HTML page with both summaries, the plot and
+// every row (its error, and why it stays outside 1.5x where it does). Figures carry ids
+// (`row-N-predicted`, `row-N-error`) for tests.
+std::string validation_html(const std::vector<ValidationRow>& rows);
+
 }  // namespace tessera::report

@@ -37,6 +37,19 @@ ValidationSummary summarize(const std::vector<ValidationRow>& rows, bool compone
   return s;
 }
 
+namespace {
+
+// "N rows, M predicted: median |error| ..., ...": one summary as the table and the page state it.
+std::string summary_sentence(const ValidationSummary& s) {
+  return fmt::format(
+      "{} rows, {} predicted: median |error| {:.1f}%, worst {:.1f}% ({}); {} within 1.5x, {} within 2x of the "
+      "published figure; {} outside 1.5x without a known_gap",
+      s.rows, s.predicted, 100 * s.median_abs_error, 100 * s.worst_abs_error, s.worst_row, s.within_1_5x, s.within_2x,
+      s.unexplained);
+}
+
+}  // namespace
+
 std::string validation_table(const std::vector<ValidationRow>& rows) {
   size_t width = std::string_view("measurement").size();
   for (const auto& r : rows) width = std::max(width, r.name.size());
@@ -58,11 +71,7 @@ std::string validation_table(const std::vector<ValidationRow>& rows) {
   for (const bool components : {false, true}) {
     const ValidationSummary s = summarize(rows, components);
     if (s.rows == 0) continue;
-    out += fmt::format(
-        "{}{} rows, {} predicted: median |error| {:.1f}%, worst {:.1f}% ({}); {} within 1.5x, {} within 2x of the "
-        "published figure; {} outside 1.5x without a known_gap\n",
-        components ? "component (kernel) measurements: " : "end-to-end: ", s.rows, s.predicted,
-        100 * s.median_abs_error, 100 * s.worst_abs_error, s.worst_row, s.within_1_5x, s.within_2x, s.unexplained);
+    out += fmt::format("{}: {}\n", components ? "component (kernel) measurements" : "end-to-end", summary_sentence(s));
   }
   return out;
 }
@@ -225,12 +234,9 @@ std::string validation_html(const std::vector<ValidationRow>& rows) {
   for (const bool components : {false, true}) {
     const ValidationSummary s = summarize(rows, components);
     if (s.rows == 0) continue;
-    html += fmt::format(
-        "<p id=\"{}\"><b>{}</b>: {} rows, {} predicted; median |error| {:.1f}%, worst {:.1f}% ({}); {} within 1.5x, "
-        "{} within 2x of the published figure; {} outside 1.5x without a known gap.</p>\n",
-        components ? "components" : "summary", components ? "Component (kernel) measurements" : "End-to-end", s.rows,
-        s.predicted, 100 * s.median_abs_error, 100 * s.worst_abs_error, markup_escaped(s.worst_row), s.within_1_5x,
-        s.within_2x, s.unexplained);
+    html +=
+        fmt::format("<p id=\"{}\"><b>{}</b>: {}</p>\n", components ? "components" : "summary",
+                    components ? "Component (kernel) measurements" : "End-to-end", markup_escaped(summary_sentence(s)));
   }
   const std::string svg = validation_svg(rows);
   html += svg.substr(svg.find("<svg")) +

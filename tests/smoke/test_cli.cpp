@@ -971,7 +971,7 @@ rows:
   ASSERT_EQ(report.exit_code, 0) << report.output;
   const std::string html = read_all(page);
   EXPECT_TRUE(contains(html, "<svg")) << html;
-  EXPECT_TRUE(contains(html, "1 outside 1.5x without a known gap")) << html;
+  EXPECT_TRUE(contains(html, "1 outside 1.5x without a known_gap</p>")) << html;
   EXPECT_TRUE(
       contains(html, fmt::format("id=\"row-1-predicted\">{:.4g}<", doc.at("rows").at(1).at("predicted").get<double>())))
       << html;
